@@ -1,0 +1,396 @@
+"""The values that flow between layers: facts, findings, steps and plans.
+
+Owns the data shapes (and their JSON forms) that the gatherer produces, the planner
+consumes and produces, the renderer prints and the executor runs. Everything is a
+frozen dataclass; "changing" one means building a new one (``dataclasses.replace``).
+
+Must not: do I/O, or import paramiko, kubernetes, typer or rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from upgrader.core.versions import KubeVersion, VersionError
+
+# --------------------------------------------------------------------------- findings
+
+
+class Severity(StrEnum):
+    BLOCKER = "blocker"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the operator should know. ``code`` is stable (documented in the README).
+
+    ``override`` names the CLI flag that lets the run pass this blocker (``--force``,
+    ``--allow-unsupported``, ...); ``None`` means nothing can override it.
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    node: str | None = None
+    fix: str | None = None
+    override: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "node": self.node,
+            "message": self.message,
+            "fix": self.fix,
+            "override": self.override,
+        }
+
+
+# --------------------------------------------------------------------------- facts
+
+ROLE_CONTROL_PLANE = "control-plane"
+ROLE_WORKER = "worker"
+ROLES = (ROLE_CONTROL_PLANE, ROLE_WORKER)
+
+
+@dataclass(frozen=True)
+class ControlPlaneVersions:
+    """Versions of the control-plane components on one node (from mirror-pod image tags)."""
+
+    apiserver: KubeVersion | None = None
+    controller_manager: KubeVersion | None = None
+    scheduler: KubeVersion | None = None
+    etcd: str | None = None
+
+
+@dataclass(frozen=True)
+class PackageFact:
+    """One installed package: ``kubeadm``, ``1.28.4-1.1``, held or not."""
+
+    name: str
+    version: str
+    held: bool = False
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    name: str
+    role: str  # "control-plane" | "worker"
+    address: str | None = None
+    kubelet: KubeVersion | None = None  # API nodeInfo.kubeletVersion, else `kubelet --version`
+    kubeadm: KubeVersion | None = None  # `kubeadm version -o short`
+    kubectl: KubeVersion | None = None
+    control_plane: ControlPlaneVersions | None = None
+    ready: bool | None = None
+    unschedulable: bool = False
+    os_family: str | None = None  # "debian" | "rhel"
+    package_manager: str | None = None  # "apt" | "dnf" | "yum"
+    packages: Mapping[str, PackageFact] = field(default_factory=dict)
+    repo_minor: str | None = None  # "1.27": the minor the package repository points at
+    repo_versions: tuple[str, ...] = ()  # kubeadm package versions the repository offers
+    container_runtime: str | None = None  # "containerd://1.7.2"
+    reachable: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)  # raw facts for preflight checks
+
+    @property
+    def is_control_plane(self) -> bool:
+        return self.role == ROLE_CONTROL_PLANE
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    name: str
+    version: KubeVersion  # kubeadm-config ClusterConfiguration.kubernetesVersion
+    apiserver_version: KubeVersion | None = None  # GET /version
+
+
+@dataclass(frozen=True)
+class Facts:
+    cluster: ClusterFacts
+    nodes: tuple[NodeFacts, ...]
+    findings: tuple[Finding, ...] = ()  # problems met while gathering (unreachable node, ...)
+    gathered_at: str | None = None
+
+    def node(self, name: str) -> NodeFacts:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def control_planes(self) -> tuple[NodeFacts, ...]:
+        return tuple(n for n in self.nodes if n.is_control_plane)
+
+    @property
+    def workers(self) -> tuple[NodeFacts, ...]:
+        return tuple(n for n in self.nodes if not n.is_control_plane)
+
+    # ---- JSON ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        def v(x: KubeVersion | None) -> str | None:
+            return str(x) if x is not None else None
+
+        nodes: list[dict[str, Any]] = []
+        for n in self.nodes:
+            d: dict[str, Any] = {
+                "name": n.name,
+                "role": n.role,
+                "address": n.address,
+                "kubelet": v(n.kubelet),
+                "kubeadm": v(n.kubeadm),
+                "kubectl": v(n.kubectl),
+                "ready": n.ready,
+                "unschedulable": n.unschedulable,
+                "os_family": n.os_family,
+                "package_manager": n.package_manager,
+                "packages": {
+                    k: {"version": p.version, "held": p.held} for k, p in n.packages.items()
+                },
+                "repo_minor": n.repo_minor,
+                "repo_versions": list(n.repo_versions),
+                "container_runtime": n.container_runtime,
+                "reachable": n.reachable,
+                "extra": dict(n.extra),
+            }
+            if n.control_plane is not None:
+                cp = n.control_plane
+                d["control_plane"] = {
+                    "apiserver": v(cp.apiserver),
+                    "controller_manager": v(cp.controller_manager),
+                    "scheduler": v(cp.scheduler),
+                    "etcd": cp.etcd,
+                }
+            nodes.append(d)
+        return {
+            "cluster": {
+                "name": self.cluster.name,
+                "version": str(self.cluster.version),
+                "apiserver_version": v(self.cluster.apiserver_version),
+            },
+            "nodes": nodes,
+            "findings": [f.to_dict() for f in self.findings],
+            "gathered_at": self.gathered_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "facts") -> Facts:
+        """Build Facts from JSON data; extra keys are allowed. Raises ValueError with a
+        message naming the field path (``nodes[1].kubelet: invalid version 'x'``)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{source}: top level must be a mapping")
+
+        def ver(val: Any, path: str, required: bool = False) -> KubeVersion | None:
+            if val is None:
+                if required:
+                    raise ValueError(f"{source}: {path}: missing")
+                return None
+            if not isinstance(val, str):
+                raise ValueError(f"{source}: {path}: must be a version string")
+            try:
+                return KubeVersion.parse(val)
+            except VersionError as e:
+                raise ValueError(f"{source}: {path}: {e}") from None
+
+        cl = data.get("cluster")
+        if not isinstance(cl, Mapping):
+            raise ValueError(f"{source}: cluster: missing or not a mapping")
+        cversion = ver(cl.get("version"), "cluster.version", required=True)
+        assert cversion is not None
+        cluster = ClusterFacts(
+            name=str(cl.get("name") or "cluster"),
+            version=cversion,
+            apiserver_version=ver(cl.get("apiserver_version"), "cluster.apiserver_version"),
+        )
+        raw_nodes = data.get("nodes")
+        if not isinstance(raw_nodes, list) or not raw_nodes:
+            raise ValueError(f"{source}: nodes: missing or empty list")
+        nodes: list[NodeFacts] = []
+        seen: set[str] = set()
+        for i, rn in enumerate(raw_nodes):
+            p = f"nodes[{i}]"
+            if not isinstance(rn, Mapping):
+                raise ValueError(f"{source}: {p}: must be a mapping")
+            name = rn.get("name")
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{source}: {p}.name: missing")
+            if name in seen:
+                raise ValueError(f"{source}: {p}.name: duplicate node {name!r}")
+            seen.add(name)
+            role = rn.get("role")
+            if role not in ROLES:
+                raise ValueError(
+                    f"{source}: {p}.role: {role!r} is not one of {', '.join(ROLES)}"
+                )
+            cp = None
+            rcp = rn.get("control_plane")
+            if rcp is not None:
+                if not isinstance(rcp, Mapping):
+                    raise ValueError(f"{source}: {p}.control_plane: must be a mapping")
+                cp = ControlPlaneVersions(
+                    apiserver=ver(rcp.get("apiserver"), f"{p}.control_plane.apiserver"),
+                    controller_manager=ver(
+                        rcp.get("controller_manager"), f"{p}.control_plane.controller_manager"
+                    ),
+                    scheduler=ver(rcp.get("scheduler"), f"{p}.control_plane.scheduler"),
+                    etcd=rcp.get("etcd"),
+                )
+            pkgs: dict[str, PackageFact] = {}
+            rp = rn.get("packages") or {}
+            if not isinstance(rp, Mapping):
+                raise ValueError(f"{source}: {p}.packages: must be a mapping")
+            for pk, pv in rp.items():
+                if not isinstance(pv, Mapping) or not isinstance(pv.get("version"), str):
+                    raise ValueError(f"{source}: {p}.packages.{pk}: needs a version string")
+                pkgs[str(pk)] = PackageFact(str(pk), pv["version"], bool(pv.get("held", False)))
+            ready = rn.get("ready")
+            nodes.append(
+                NodeFacts(
+                    name=name,
+                    role=role,
+                    address=rn.get("address"),
+                    kubelet=ver(rn.get("kubelet"), f"{p}.kubelet"),
+                    kubeadm=ver(rn.get("kubeadm"), f"{p}.kubeadm"),
+                    kubectl=ver(rn.get("kubectl"), f"{p}.kubectl"),
+                    control_plane=cp,
+                    ready=None if ready is None else bool(ready),
+                    unschedulable=bool(rn.get("unschedulable", False)),
+                    os_family=rn.get("os_family"),
+                    package_manager=rn.get("package_manager"),
+                    packages=pkgs,
+                    repo_minor=rn.get("repo_minor"),
+                    repo_versions=tuple(str(x) for x in rn.get("repo_versions") or ()),
+                    container_runtime=rn.get("container_runtime"),
+                    reachable=bool(rn.get("reachable", True)),
+                    extra=dict(rn.get("extra") or {}),
+                )
+            )
+        findings = []
+        for f in data.get("findings") or ():
+            if isinstance(f, Mapping) and "code" in f:
+                findings.append(
+                    Finding(
+                        code=str(f["code"]),
+                        severity=Severity(f.get("severity", "warning")),
+                        message=str(f.get("message", "")),
+                        node=f.get("node"),
+                        fix=f.get("fix"),
+                        override=f.get("override"),
+                    )
+                )
+        return cls(cluster, tuple(nodes), tuple(findings), data.get("gathered_at"))
+
+
+# --------------------------------------------------------------------------- steps and plans
+
+# Step kinds the executor knows. "shell" runs ``command`` over the node's transport; the
+# others are Kubernetes operations the executor performs through the API.
+STEP_KINDS = ("shell", "cordon", "drain", "uncordon", "wait-ready", "wait-control-plane")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work, as planned and as executed (the same value).
+
+    ``id`` is unique within a plan and stable across re-plans of the same inputs
+    (``<hop>/<node>/<phase>/<name>``, e.g. ``v1.28.4/w-1/worker/kubeadm-upgrade-node``),
+    so the state file can key on it. ``command`` and ``check`` are complete, quoted shell
+    command lines for ``shell`` steps; ``check`` exits 0 when the step's effect is
+    already there ("already done?"). ``retry_safe`` steps may be retried blindly; others
+    are re-checked with ``check`` before any second attempt.
+    """
+
+    id: str
+    kind: str
+    node: str
+    hop: str
+    phase: str
+    name: str
+    description: str
+    command: str | None = None
+    check: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    retry_safe: bool = False
+    timeout: float = 300.0
+    sudo: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "node": self.node,
+            "hop": self.hop,
+            "phase": self.phase,
+            "name": self.name,
+            "description": self.description,
+            "command": self.command,
+            "check": self.check,
+            "params": dict(self.params),
+            "retry_safe": self.retry_safe,
+            "timeout": self.timeout,
+        }
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """A visit to one node in one phase of one hop: its steps, in order."""
+
+    node: str
+    role: str
+    phase: str  # "first-control-plane" | "control-plane" | "control-plane-kubelet" | "worker"
+    hop: str
+    steps: tuple[Step, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.node,
+            "role": self.role,
+            "phase": self.phase,
+            "hop": self.hop,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    current: KubeVersion
+    target: KubeVersion
+    hops: tuple[KubeVersion, ...]
+    entries: tuple[PlanEntry, ...]
+    findings: tuple[Finding, ...]
+    strategy: str = "per-hop"  # "per-hop" | "drain-once"
+    overrides: tuple[str, ...] = ()  # override flags the operator gave
+
+    @property
+    def steps(self) -> Iterator[Step]:
+        for e in self.entries:
+            yield from e.steps
+
+    @property
+    def blockers(self) -> tuple[Finding, ...]:
+        """Blockers not passed by an override the operator gave."""
+        return tuple(
+            f
+            for f in self.findings
+            if f.severity == Severity.BLOCKER
+            and not (f.override is not None and f.override in self.overrides)
+        )
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.entries and not self.blockers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "current": str(self.current),
+            "target": str(self.target),
+            "hops": [str(h) for h in self.hops],
+            "strategy": self.strategy,
+            "nodes": [e.to_dict() for e in self.entries],
+            "findings": [f.to_dict() for f in self.findings],
+            "blocked": bool(self.blockers),
+        }

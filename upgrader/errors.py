@@ -1,0 +1,75 @@
+"""Typed errors and the exit codes they map to.
+
+Owns the error hierarchy every layer raises and the documented exit codes the CLI
+returns. Must not: print, log, or import anything beyond the standard library.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    STEP_FAILED = 1  # a step failed during apply; state saved, rerun resumes
+    BAD_INPUT = 2  # configuration / usage error; nothing was executed
+    BLOCKED = 3  # a blocker finding stands (preflight / policy)
+    TRANSPORT = 4  # SSH could not reach a node
+    KUBERNETES = 5  # the Kubernetes API failed or refused
+    LOCKED = 6  # another run holds the lock
+    INTERRUPTED = 130
+
+
+class UpgraderError(Exception):
+    """Base of every error upgrader raises on purpose. ``str(e)`` is one line."""
+
+    exit_code: ExitCode = ExitCode.STEP_FAILED
+
+
+class ConfigError(UpgraderError):
+    """Bad input: inventory, facts file, playbook, target, flags."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class PreflightError(UpgraderError):
+    """A blocker finding stands."""
+
+    exit_code = ExitCode.BLOCKED
+
+
+class TransportError(UpgraderError):
+    """A node could not be reached, or a session dropped."""
+
+    exit_code = ExitCode.TRANSPORT
+
+    def __init__(self, message: str, node: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+class HostKeyError(TransportError):
+    """The node's SSH host key is unknown or changed."""
+
+
+class KubernetesError(UpgraderError):
+    """The Kubernetes API failed, timed out, or refused."""
+
+    exit_code = ExitCode.KUBERNETES
+
+
+class StepFailed(UpgraderError):
+    """A step of the plan failed on a node."""
+
+    exit_code = ExitCode.STEP_FAILED
+
+    def __init__(self, message: str, node: str | None = None, step: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+        self.step = step
+
+
+class LockHeld(UpgraderError):
+    """Another run holds the state-file lock or the cluster Lease."""
+
+    exit_code = ExitCode.LOCKED
