@@ -1,0 +1,51 @@
+# upgrader — developer entry points. `make test` is the README's test command and what
+# CI runs; `make demo` is the README's demo. Both set up what they need themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= $(CURDIR)/.lab-demo
+DEMO_TARGET ?= v1.28.4
+
+.PHONY: test lint typecheck unit deps venv sshd demo clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+# OpenSSH server for the lab and the SSH transport tests (Debian package openssh-server).
+sshd:
+	@if [ -x /usr/sbin/sshd ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing openssh-server (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null) \
+	    || { echo "error: could not install openssh-server with apt-get" >&2; exit 1; }; \
+	else \
+	  echo "error: sshd not found; install it: sudo apt-get install openssh-server" >&2; exit 1; \
+	fi
+
+deps: venv sshd
+
+lint: venv
+	$(VENV)/bin/ruff check upgrader tests
+	$(VENV)/bin/ruff format --check upgrader tests
+
+typecheck: venv
+	$(VENV)/bin/mypy upgrader
+
+test: deps lint typecheck
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+demo: deps
+	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_TARGET)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,297 @@
+"""The command line: a thin typer shell over the library.
+
+Owns argument parsing, turning typed errors into one-line messages and exit codes, and
+printing. Must not: hold domain logic (policy, planning, execution live in the library),
+or print a traceback for an expected error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from upgrader import __version__
+from upgrader.errors import ConfigError, ExitCode, UpgraderError
+
+app = typer.Typer(
+    name="upgrader",
+    help=(
+        "Upgrade a self-managed kubeadm Kubernetes cluster safely, one node at a time, "
+        "and resume where a run stopped.\n\n"
+        "Exit codes: 0 ok (also 'nothing to do'), 1 a step failed (rerun resumes), "
+        "2 bad input (nothing executed), 3 a blocker stands, 4 a node unreachable over SSH, "
+        "5 Kubernetes API error, 6 another run holds the lock, 130 interrupted."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+log = logging.getLogger("upgrader")
+
+
+class Strategy(StrEnum):
+    auto = "auto"
+    per_hop = "per-hop"
+    drain_once = "drain-once"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if verbose < 2:
+        logging.getLogger("paramiko").setLevel(logging.WARNING)
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+VerboseOpt = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-vv: debug).")
+]
+InventoryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inventory",
+        "-i",
+        help="Inventory file (native upgrader YAML or a Kubespray/Ansible YAML inventory).",
+        show_default=False,
+    ),
+]
+
+
+def _load_inventory(path: Path) -> Any:
+    from upgrader.inventory import load_inventory
+
+    return load_inventory(path)
+
+
+def _gather(inv: Any, max_workers: int) -> Any:
+    from upgrader.gather import gather_facts
+    from upgrader.kube.client import make_api_client
+
+    api = None
+    try:
+        api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
+    except ConfigError:
+        raise
+    return gather_facts(inv, api_client=api, max_workers=max_workers)
+
+
+def _load_facts_file(path: Path) -> Any:
+    from upgrader.core.model import Facts
+
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read facts file: {e.strerror or e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}") from None
+    try:
+        return Facts.from_dict(data, source=str(path))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _parse_target(text: str) -> Any:
+    from upgrader.core.versions import KubeVersion, VersionError
+
+    try:
+        return KubeVersion.parse(text)
+    except VersionError as e:
+        raise ConfigError(f"--to: {e}") from None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command()
+def version() -> None:
+    """Print upgrader's version."""
+    typer.echo(f"upgrader {__version__}")
+
+
+@app.command()
+def facts(
+    inventory: Annotated[
+        Path, typer.Option("--inventory", "-i", help="Inventory file.", show_default=False)
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the facts JSON here (default: stdout)."),
+    ] = None,
+    max_workers: Annotated[
+        int, typer.Option("--max-workers", min=1, max=512, help="Nodes probed at once.")
+    ] = 32,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Gather facts (package and binary versions over SSH, cluster state over the API) as JSON.
+
+    Saved facts can be planned offline: `upgrader plan --facts FILE --to vX.Y.Z`.
+    """
+    _setup_logging(verbose)
+    inv = _load_inventory(inventory)
+    f = _gather(inv, max_workers)
+    doc = json.dumps(f.to_dict(), indent=2, sort_keys=False) + "\n"
+    if output is None:
+        typer.echo(doc, nl=False)
+    else:
+        output.write_text(doc)
+        typer.echo(
+            f"wrote facts for {len(f.nodes)} nodes to {output} "
+            f"({sum(1 for x in f.findings)} findings)",
+            err=True,
+        )
+
+
+@app.command()
+def plan(
+    to: Annotated[str, typer.Option("--to", help="Target version, e.g. v1.28.4.", show_default=False)],
+    inventory: InventoryOpt = None,
+    facts_file: Annotated[
+        Path | None,
+        typer.Option("--facts", help="Plan from a saved facts file instead of live facts."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON document.")] = False,
+    strategy: Annotated[
+        Strategy,
+        typer.Option(
+            help="Worker strategy for multi-minor jumps: per-hop drains each worker once per "
+            "minor; drain-once walks the control plane through every minor, then drains each "
+            "worker once (allowed only where the skew policy and kubeadm permit); auto picks "
+            "drain-once when allowed."
+        ),
+    ] = Strategy.auto,
+    playbooks: Annotated[
+        Path | None, typer.Option("--playbooks", help="Directory with your own playbooks.")
+    ] = None,
+    release_data: Annotated[
+        Path | None,
+        typer.Option("--release-data", help="Refreshed release data JSON (see README)."),
+    ] = None,
+    nodes: Annotated[
+        str | None,
+        typer.Option("--nodes", help="Comma-separated workers to limit the run to."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Pass kubeadm's overridable refusals (as kubeadm --force).")
+    ] = False,
+    allow_experimental: Annotated[
+        bool,
+        typer.Option("--allow-experimental-upgrades", help="Allow alpha/beta/rc targets."),
+    ] = False,
+    allow_rc: Annotated[
+        bool,
+        typer.Option("--allow-release-candidate-upgrades", help="Allow rc targets."),
+    ] = False,
+    allow_unsupported: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsupported", help="Pass a target outside the supported-minor window."
+        ),
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
+    ] = False,
+    max_workers: Annotated[int, typer.Option("--max-workers", min=1, max=512)] = 32,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Preview every step and command of an upgrade, in order, with its findings.
+
+    Exit code 0: the plan can run (or there is nothing to do); 3: a blocker stands;
+    2: bad input.
+    """
+    _setup_logging(verbose)
+    from upgrader.planning import PlanRequest, make_plan
+
+    if (inventory is None) == (facts_file is None):
+        raise ConfigError("give exactly one of --inventory/-i or --facts")
+    target = _parse_target(to)
+    inv = _load_inventory(inventory) if inventory is not None else None
+    f = _load_facts_file(facts_file) if facts_file is not None else _gather(inv, max_workers)
+    overrides = tuple(
+        flag
+        for flag, on in (
+            ("--force", force),
+            ("--allow-experimental-upgrades", allow_experimental),
+            ("--allow-release-candidate-upgrades", allow_rc),
+            ("--allow-unsupported", allow_unsupported),
+        )
+        if on
+    )
+    req = PlanRequest(
+        target=target,
+        strategy=strategy.value,
+        playbooks=playbooks,
+        release_data=release_data,
+        nodes=tuple(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None,
+        overrides=overrides,
+        strict=strict,
+        today=date.today(),
+    )
+    p = make_plan(f, req, inv)
+    if as_json:
+        typer.echo(json.dumps(p.to_dict(), indent=2))
+    else:
+        from upgrader.core.render import render_text
+
+        typer.echo(render_text(p), nl=False)
+    if p.blockers:
+        raise typer.Exit(int(ExitCode.BLOCKED))
+
+
+def _mount_lab() -> None:
+    try:
+        from upgrader.lab.cli import lab_app
+    except ImportError:  # pragma: no cover - lab not built yet
+        return
+    app.add_typer(lab_app, name="lab")
+
+
+_mount_lab()
+
+
+def main() -> None:
+    """Console-script entry point: run the app, map typed errors to one line + exit code."""
+    if os.environ.get("NO_COLOR"):
+        os.environ.setdefault("TERM", "dumb")
+    try:
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
+    except UpgraderError as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        typer.echo(f"error: {msg}", err=True)
+        sys.exit(int(e.exit_code))
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.exceptions.UsageError):
+            e.show()
+            sys.exit(int(ExitCode.BAD_INPUT))
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
