@@ -1,0 +1,795 @@
+"""The run's state file: what ``upgrader apply`` did so far, so that a rerun resumes.
+
+Owns the JSON document written after every step transition (one file per cluster, by
+default ``<inventory dir>/.upgrader/<cluster>.state.json``), its immutable in-memory form
+(:class:`RunState`, :class:`StepRecord`) with pure transition functions, the atomic write
+(temp file in the same directory, fsync, rename, fsync of the directory; mode 0600), the
+loader that turns a truncated, corrupt or foreign file into one :class:`ConfigError` line,
+the local run lock (``fcntl.flock`` on ``<state>.lock``; the holder's pid/host are written
+inside) and the pure resume logic (which steps to skip, re-check or run; whether a new run
+is compatible with an unfinished one; a per-node summary for ``upgrader status``).
+
+Must not: hold secrets (step output is masked with :func:`mask` before it is stored), talk
+to nodes or the Kubernetes API, print, or decide what a step does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import getpass
+import json
+import os
+import re
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any, Protocol
+
+from upgrader.errors import ConfigError, LockHeld
+
+SCHEMA = 1
+STATE_DIR = ".upgrader"
+STDERR_TAIL_LINES = 20
+MASK = "***"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    FAILED = "failed"
+    SUCCEEDED = "succeeded"
+    ABANDONED = "abandoned"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+FINISHED_RUN = (RunStatus.SUCCEEDED, RunStatus.ABANDONED)
+DONE_STEP = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+
+
+def now_iso() -> str:
+    """Current UTC time as ISO 8601 with milliseconds (``2024-05-01T10:00:00.123+00:00``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# --------------------------------------------------------------------------- masking
+
+# Values that look like credentials even when the caller did not name them as secrets.
+_PATTERNS = (
+    re.compile(r"(?i)(authorization:\s*bearer\s+)\S+"),
+    re.compile(r"(?i)(--token[=\s]+)\S+"),
+    re.compile(r"(?i)(--certificate-key[=\s]+)\S+"),
+    re.compile(r"(?i)(--discovery-token-ca-cert-hash[=\s]+)\S+"),
+    re.compile(r"(?i)(password[=:]\s*)\S+"),
+)
+
+
+def mask(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every occurrence of each secret (longest first) and every token-like
+    value (bearer tokens, ``--token``, ``--certificate-key``, ``password=``) replaced
+    by ``***``."""
+    out = text
+    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
+        out = out.replace(s, MASK)
+    for pat in _PATTERNS:
+        out = pat.sub(lambda m: m.group(1) + MASK, out)
+    return out
+
+
+def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    """The last ``lines`` lines of ``text`` (trailing blank lines dropped)."""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What happened to one planned step (keyed by the step's id in :class:`RunState`)."""
+
+    id: str
+    node: str
+    phase: str
+    name: str
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    started: str | None = None
+    stopped: str | None = None
+    exit_code: int | None = None
+    message: str | None = None
+    stderr_tail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "phase": self.phase,
+            "name": self.name,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "started": self.started,
+            "stopped": self.stopped,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "stderr_tail": self.stderr_tail,
+        }
+
+
+class StepLike(Protocol):
+    """What :func:`new_run` needs of a planned step (``upgrader.core.model.Step`` fits)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class RunState:
+    """One run of ``upgrader apply``. Immutable: transitions return a new value."""
+
+    run_id: str
+    cluster: str
+    inventory: str
+    fingerprint: str
+    target: str
+    hops: tuple[str, ...]
+    strategy: str
+    created: str
+    updated: str
+    status: RunStatus
+    steps: Mapping[str, StepRecord]  # ordered as planned
+    cordoned_by_us: Mapping[str, str] = field(default_factory=dict)  # node -> step id
+    precordoned: frozenset[str] = frozenset()
+    transcripts: str | None = None
+    schema: int = SCHEMA
+
+    def step(self, step_id: str) -> StepRecord:
+        try:
+            return self.steps[step_id]
+        except KeyError:
+            raise KeyError(f"step {step_id!r} is not in run {self.run_id}") from None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_RUN
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Nodes in the order their first step appears."""
+        return tuple(dict.fromkeys(r.node for r in self.steps.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "run_id": self.run_id,
+            "cluster": self.cluster,
+            "inventory": self.inventory,
+            "fingerprint": self.fingerprint,
+            "target": self.target,
+            "hops": list(self.hops),
+            "strategy": self.strategy,
+            "created": self.created,
+            "updated": self.updated,
+            "status": self.status.value,
+            "steps": {k: r.to_dict() for k, r in self.steps.items()},
+            "cordoned_by_us": dict(self.cordoned_by_us),
+            "precordoned": sorted(self.precordoned),
+            "transcripts": self.transcripts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "state file") -> RunState:
+        """Build a RunState from its JSON form. Raises :class:`ConfigError` (one line,
+        naming ``source`` and the field) on anything malformed."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: not a state file (top level is not a JSON object)")
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            raise ConfigError(
+                f"{source}: state file schema {schema!r} is not supported (expected {SCHEMA}); "
+                "it was written by another upgrader version"
+            )
+
+        def req(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], path: str) -> Any:
+            if key not in d:
+                raise ConfigError(f"{source}: {path}{key}: missing")
+            v = d[key]
+            if not isinstance(v, typ):
+                raise ConfigError(f"{source}: {path}{key}: wrong type {type(v).__name__}")
+            return v
+
+        def opt(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], path: str) -> Any:
+            v = d.get(key)
+            if v is not None and not isinstance(v, typ):
+                raise ConfigError(f"{source}: {path}{key}: wrong type {type(v).__name__}")
+            return v
+
+        def enum(e: type[StrEnum], v: str, path: str) -> Any:
+            try:
+                return e(v)
+            except ValueError:
+                allowed = ", ".join(m.value for m in e)
+                raise ConfigError(f"{source}: {path}: {v!r} is not one of {allowed}") from None
+
+        raw_steps = req(data, "steps", dict, "")
+        steps: dict[str, StepRecord] = {}
+        for sid, rs in raw_steps.items():
+            p = f"steps.{sid}."
+            if not isinstance(rs, dict):
+                raise ConfigError(f"{source}: steps.{sid}: not an object")
+            attempts = req(rs, "attempts", int, p)
+            exit_code = opt(rs, "exit_code", int, p)
+            steps[sid] = StepRecord(
+                id=sid,
+                node=req(rs, "node", str, p),
+                phase=req(rs, "phase", str, p),
+                name=req(rs, "name", str, p),
+                status=enum(StepStatus, req(rs, "status", str, p), p + "status"),
+                attempts=attempts,
+                started=opt(rs, "started", str, p),
+                stopped=opt(rs, "stopped", str, p),
+                exit_code=exit_code,
+                message=opt(rs, "message", str, p),
+                stderr_tail=opt(rs, "stderr_tail", str, p),
+            )
+        cordoned = req(data, "cordoned_by_us", dict, "")
+        for k, v in cordoned.items():
+            if not isinstance(v, str):
+                raise ConfigError(f"{source}: cordoned_by_us.{k}: must be a step id string")
+        pre = req(data, "precordoned", list, "")
+        if not all(isinstance(x, str) for x in pre):
+            raise ConfigError(f"{source}: precordoned: must be a list of node names")
+        hops = req(data, "hops", list, "")
+        if not all(isinstance(x, str) for x in hops):
+            raise ConfigError(f"{source}: hops: must be a list of versions")
+        return cls(
+            run_id=req(data, "run_id", str, ""),
+            cluster=req(data, "cluster", str, ""),
+            inventory=req(data, "inventory", str, ""),
+            fingerprint=req(data, "fingerprint", str, ""),
+            target=req(data, "target", str, ""),
+            hops=tuple(hops),
+            strategy=req(data, "strategy", str, ""),
+            created=req(data, "created", str, ""),
+            updated=req(data, "updated", str, ""),
+            status=enum(RunStatus, req(data, "status", str, ""), "status"),
+            steps=MappingProxyType(steps),
+            cordoned_by_us=MappingProxyType(dict(cordoned)),
+            precordoned=frozenset(pre),
+            transcripts=opt(data, "transcripts", str, ""),
+        )
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+def new_run(
+    *,
+    cluster: str,
+    inventory: str | os.PathLike[str],
+    fingerprint: str,
+    target: str,
+    hops: Sequence[str],
+    strategy: str,
+    steps: Iterable[StepLike],
+    precordoned: Iterable[str] = (),
+    transcripts: str | os.PathLike[str] | None = None,
+    run_id: str | None = None,
+    now: str | None = None,
+) -> RunState:
+    """A fresh run with every planned step ``pending``."""
+    t = now or now_iso()
+    recs: dict[str, StepRecord] = {}
+    for s in steps:
+        if s.id in recs:
+            raise ValueError(f"duplicate step id {s.id!r}")
+        recs[s.id] = StepRecord(id=s.id, node=s.node, phase=s.phase, name=s.name)
+    return RunState(
+        run_id=run_id or str(uuid.uuid4()),
+        cluster=cluster,
+        inventory=str(inventory),
+        fingerprint=fingerprint,
+        target=target,
+        hops=tuple(str(h) for h in hops),
+        strategy=strategy,
+        created=t,
+        updated=t,
+        status=RunStatus.RUNNING,
+        steps=MappingProxyType(recs),
+        precordoned=frozenset(precordoned),
+        transcripts=None if transcripts is None else str(transcripts),
+    )
+
+
+def sync_steps(state: RunState, steps: Iterable[StepLike], now: str | None = None) -> RunState:
+    """Add planned steps the state does not know yet (as ``pending``), in plan order; keep
+    every existing record. Steps of the state that the new plan no longer has stay last."""
+    recs: dict[str, StepRecord] = {}
+    for s in steps:
+        recs[s.id] = state.steps.get(s.id) or StepRecord(
+            id=s.id, node=s.node, phase=s.phase, name=s.name
+        )
+    for sid, r in state.steps.items():
+        recs.setdefault(sid, r)
+    if list(recs) == list(state.steps):
+        return state
+    return dataclasses.replace(state, steps=MappingProxyType(recs), updated=now or now_iso())
+
+
+def _with_step(state: RunState, rec: StepRecord, now: str, status: RunStatus) -> RunState:
+    state.step(rec.id)  # KeyError naming the step if unknown
+    steps = dict(state.steps)
+    steps[rec.id] = rec
+    return dataclasses.replace(state, steps=MappingProxyType(steps), updated=now, status=status)
+
+
+def start_step(state: RunState, step_id: str, *, now: str | None = None) -> RunState:
+    """The step begins an attempt: ``running``, attempts + 1, previous outcome cleared."""
+    t = now or now_iso()
+    rec = dataclasses.replace(
+        state.step(step_id),
+        status=StepStatus.RUNNING,
+        attempts=state.step(step_id).attempts + 1,
+        started=t,
+        stopped=None,
+        exit_code=None,
+        message=None,
+        stderr_tail=None,
+    )
+    return _with_step(state, rec, t, RunStatus.RUNNING)
+
+
+def finish_step(
+    state: RunState,
+    step_id: str,
+    *,
+    message: str | None = None,
+    exit_code: int | None = 0,
+    secrets: Iterable[str] = (),
+    now: str | None = None,
+) -> RunState:
+    """The step succeeded."""
+    t = now or now_iso()
+    rec = dataclasses.replace(
+        state.step(step_id),
+        status=StepStatus.SUCCEEDED,
+        stopped=t,
+        exit_code=exit_code,
+        message=None if message is None else mask(message, secrets),
+        stderr_tail=None,
+    )
+    return _with_step(state, rec, t, state.status)
+
+
+def fail_step(
+    state: RunState,
+    step_id: str,
+    *,
+    message: str,
+    exit_code: int | None = None,
+    stderr: str | None = None,
+    secrets: Iterable[str] = (),
+    now: str | None = None,
+) -> RunState:
+    """The step failed; the run is ``failed`` until a step starts again. ``stderr`` is
+    stored as its last 20 lines, masked."""
+    t = now or now_iso()
+    secrets = tuple(secrets)
+    rec = dataclasses.replace(
+        state.step(step_id),
+        status=StepStatus.FAILED,
+        stopped=t,
+        exit_code=exit_code,
+        message=mask(message, secrets),
+        stderr_tail=None if stderr is None else mask(tail(stderr), secrets),
+    )
+    return _with_step(state, rec, t, RunStatus.FAILED)
+
+
+def skip_step(
+    state: RunState, step_id: str, *, message: str | None = None, now: str | None = None
+) -> RunState:
+    """The step was not run (its done-check said the effect is already there, or the
+    plan does not need it)."""
+    t = now or now_iso()
+    rec = dataclasses.replace(
+        state.step(step_id), status=StepStatus.SKIPPED, stopped=t, message=message
+    )
+    return _with_step(state, rec, t, state.status)
+
+
+def mark_cordoned(state: RunState, node: str, step_id: str, *, now: str | None = None) -> RunState:
+    """Record that ``step_id`` cordoned ``node`` (so that only we uncordon it)."""
+    c = dict(state.cordoned_by_us)
+    c[node] = step_id
+    return dataclasses.replace(state, cordoned_by_us=MappingProxyType(c), updated=now or now_iso())
+
+
+def mark_uncordoned(state: RunState, node: str, *, now: str | None = None) -> RunState:
+    c = dict(state.cordoned_by_us)
+    if c.pop(node, None) is None:
+        return state
+    return dataclasses.replace(state, cordoned_by_us=MappingProxyType(c), updated=now or now_iso())
+
+
+def set_status(state: RunState, status: RunStatus, *, now: str | None = None) -> RunState:
+    """Set the run's status (``succeeded`` at the end, ``abandoned`` by ``--abandon``)."""
+    return dataclasses.replace(state, status=status, updated=now or now_iso())
+
+
+# --------------------------------------------------------------------------- resume logic
+
+
+class ResumeAction(StrEnum):
+    SKIP = "skip"  # succeeded or skipped before: do not touch
+    RECHECK = "recheck"  # left running or failed: run its done-check first
+    RUN = "run"  # never started
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """What a rerun does with each step of the new plan, in plan order."""
+
+    actions: Mapping[str, ResumeAction]
+
+    def ids(self, action: ResumeAction) -> tuple[str, ...]:
+        return tuple(k for k, a in self.actions.items() if a == action)
+
+    @property
+    def first(self) -> str | None:
+        """The first step that is not skipped (where the run picks up), or None."""
+        return next((k for k, a in self.actions.items() if a != ResumeAction.SKIP), None)
+
+    @property
+    def done(self) -> bool:
+        return self.first is None
+
+
+def resume_point(state: RunState | None, plan_step_ids: Iterable[str]) -> ResumePoint:
+    """Succeeded/skipped steps are skipped; a step left ``running`` (we died mid-step) or
+    ``failed`` must be re-checked with its done-check before it runs again; steps the state
+    does not know, or never started, run."""
+    actions: dict[str, ResumeAction] = {}
+    for sid in plan_step_ids:
+        rec = state.steps.get(sid) if state is not None else None
+        if rec is None or rec.status == StepStatus.PENDING:
+            actions[sid] = ResumeAction.RUN
+        elif rec.status in DONE_STEP:
+            actions[sid] = ResumeAction.SKIP
+        else:
+            actions[sid] = ResumeAction.RECHECK
+    return ResumePoint(MappingProxyType(actions))
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    """Outcome of :func:`check_compatible`: ``resume`` the old run, or start a new one."""
+
+    resume: bool
+    warnings: tuple[str, ...] = ()
+
+
+def check_compatible(
+    state: RunState | None, fingerprint: str, target: str, *, source: str = "state file"
+) -> Compatibility:
+    """May this invocation go on with ``state``?
+
+    No state, or a finished (succeeded/abandoned) one: start a new run. An unfinished run
+    toward another target: :class:`ConfigError` (finish it, or ``--abandon`` it). Same target
+    but a different fingerprint (inventory or playbook edited since): resume, with a warning.
+    """
+    if state is None or state.finished:
+        return Compatibility(resume=False)
+    if state.target != target:
+        raise ConfigError(
+            f"{source}: unfinished run {state.run_id} ({state.status.value}) targets "
+            f"{state.target}, not {target}; rerun with target {state.target} to finish it, "
+            "or pass --abandon to drop it"
+        )
+    if state.fingerprint != fingerprint:
+        return Compatibility(
+            resume=True,
+            warnings=(
+                f"{source}: the inventory or playbook changed since run {state.run_id} "
+                "started; resuming it with the new ones",
+            ),
+        )
+    return Compatibility(resume=True)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node's progress in a run, for ``upgrader status``."""
+
+    node: str
+    state: str  # "done" | "failed" | "running" | "in-progress" | "pending"
+    step: str | None = None  # failed/running step, or the next step to run
+    message: str | None = None
+    done_steps: int = 0
+    total_steps: int = 0
+
+    @property
+    def text(self) -> str:
+        if self.state == "done":
+            return "done"
+        if self.state == "failed":
+            msg = f": {self.message}" if self.message else ""
+            return f"failed at step {self.step}{msg}"
+        if self.state == "running":
+            return f"running step {self.step}"
+        if self.state == "in-progress":
+            return f"in progress ({self.done_steps}/{self.total_steps}), next: {self.step}"
+        return "pending"
+
+
+def status_summary(state: RunState) -> dict[str, NodeStatus]:
+    """Per node (in plan order): done / failed at step X / running / in progress / pending."""
+    by_node: dict[str, list[StepRecord]] = {}
+    for r in state.steps.values():
+        by_node.setdefault(r.node, []).append(r)
+    out: dict[str, NodeStatus] = {}
+    for node, recs in by_node.items():
+        n_done = sum(1 for r in recs if r.status in DONE_STEP)
+        total = len(recs)
+        failed = next((r for r in recs if r.status == StepStatus.FAILED), None)
+        running = next((r for r in recs if r.status == StepStatus.RUNNING), None)
+        nxt = next((r for r in recs if r.status not in DONE_STEP), None)
+        if failed is not None:
+            ns = NodeStatus(node, "failed", failed.id, failed.message, n_done, total)
+        elif running is not None:
+            ns = NodeStatus(node, "running", running.id, None, n_done, total)
+        elif nxt is None:
+            ns = NodeStatus(node, "done", None, None, n_done, total)
+        elif n_done:
+            ns = NodeStatus(node, "in-progress", nxt.id, None, n_done, total)
+        else:
+            ns = NodeStatus(node, "pending", nxt.id, None, n_done, total)
+        out[node] = ns
+    return out
+
+
+# --------------------------------------------------------------------------- paths
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def default_state_path(inventory_path: str | os.PathLike[str], cluster_name: str) -> Path:
+    """``<inventory dir>/.upgrader/<cluster>.state.json`` (the cluster name made filename-
+    safe). Keeping it beside the inventory ties a run to the inventory it came from."""
+    safe = _SAFE.sub("_", cluster_name).lstrip(".")
+    if not safe:
+        raise ConfigError(f"cluster name {cluster_name!r} cannot name a state file")
+    return Path(inventory_path).parent / STATE_DIR / f"{safe}.state.json"
+
+
+def default_transcripts_dir(state_path: str | os.PathLike[str], run_id: str) -> Path:
+    """Where a run keeps per-step transcripts: ``<state>.d/<run_id>/`` beside the state file."""
+    p = Path(state_path)
+    return p.with_name(p.name + ".d") / run_id
+
+
+# --------------------------------------------------------------------------- file I/O
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` so that a crash at any moment leaves either the old or
+    the new content: temp file in the same directory, fsync, rename, fsync directory."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def load(path: str | os.PathLike[str]) -> RunState | None:
+    """The run recorded at ``path``; None if there is no file. A truncated, corrupt or
+    foreign file raises :class:`ConfigError` naming the path."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read state file: {e.strerror or e}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: state file is corrupt (not UTF-8 text)") from None
+    except json.JSONDecodeError as e:
+        what = "empty" if not raw.strip() else "truncated or corrupt"
+        raise ConfigError(
+            f"{p}: state file is {what} (JSON error at line {e.lineno} column {e.colno}: "
+            f"{e.msg}); move it away to start over"
+        ) from None
+    return RunState.from_dict(data, source=str(p))
+
+
+def save(path: str | os.PathLike[str], state: RunState) -> None:
+    """Write ``state`` to ``path`` atomically, mode 0600."""
+    data = json.dumps(state.to_dict(), indent=1, sort_keys=False).encode() + b"\n"
+    atomic_write(Path(path), data)
+
+
+class StateLock:
+    """An exclusive, non-blocking ``flock`` on ``<state>.lock``. The holder writes its pid,
+    host, user and start time into the file so that a refused second run can say who
+    holds it. The kernel drops the lock when the holder dies, even by SIGKILL; the file
+    itself stays (unlinking it would race with another opener)."""
+
+    def __init__(self, path: Path, run_id: str | None = None) -> None:
+        self.path = path
+        self.run_id = run_id
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> StateLock:
+        if self._fd is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LockHeld(f"{self.path}: {self._describe_holder()}") from None
+            raise
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "user": _user(),
+            "since": now_iso(),
+            "run_id": self.run_id,
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def _describe_holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        if not isinstance(info, dict) or "pid" not in info:
+            return "another upgrader run holds the lock (holder details unavailable)"
+        run = f", run {info['run_id']}" if info.get("run_id") else ""
+        return (
+            f"another upgrader run holds the lock: pid {info.get('pid')} on host "
+            f"{info.get('host')} (user {info.get('user')}{run}, since {info.get('since')}); "
+            "wait for it to finish or stop it"
+        )
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> StateLock:
+        return self.acquire()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+class StateFile:
+    """The state file of one cluster: ``load()``, ``save(state)``, ``lock()``.
+
+    ``save`` is meant to be called after every transition; it is atomic, so a process
+    killed at any moment leaves the previous or the new state, never a torn one.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def for_inventory(cls, inventory_path: str | os.PathLike[str], cluster_name: str) -> StateFile:
+        return cls(default_state_path(inventory_path, cluster_name))
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> RunState | None:
+        return load(self.path)
+
+    def save(self, state: RunState) -> None:
+        save(self.path, state)
+
+    def lock(self, run_id: str | None = None) -> StateLock:
+        """A :class:`StateLock` for this file (use as a context manager); raises
+        :class:`LockHeld` on acquire if another process holds it. Leftover temp files of
+        a killed writer are removed once the lock is ours."""
+        lk = _CleaningLock(self, run_id)
+        return lk
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Delete ``.<name>.*.tmp`` files a killed writer left behind (call with the lock)."""
+        removed = []
+        for p in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+        return removed
+
+
+class _CleaningLock(StateLock):
+    def __init__(self, sf: StateFile, run_id: str | None) -> None:
+        super().__init__(sf.lock_path, run_id)
+        self._sf = sf
+
+    def acquire(self) -> StateLock:
+        was = self.held
+        super().acquire()
+        if not was:
+            self._sf.remove_stale_temps()
+        return self
+
+
+def iter_records(state: RunState, node: str | None = None) -> Iterator[StepRecord]:
+    """Step records in plan order, optionally only one node's."""
+    for r in state.steps.values():
+        if node is None or r.node == node:
+            yield r
