@@ -1,0 +1,150 @@
+"""The loaded inventory: what the rest of upgrader asks about nodes and how to reach them.
+
+Owns the ``Inventory`` object built from a validated ``InventoryDocument``: node lookups,
+roles, the kubeconfig to use (explicit path, else ``$KUBECONFIG``'s first entry, else
+``~/.kube/config``), package manager and repository per node, the merged ``SSHTarget``
+per node, and a fingerprint of the validated content for the state file.
+
+Must not: read the inventory file (``loader.py`` does), connect anywhere, or hold secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from upgrader.errors import ConfigError
+from upgrader.inventory.schema import InventoryDocument, NodeSpec
+from upgrader.inventory.targets import SSHConfigFile, build_target
+from upgrader.transport.base import SSHTarget
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where kubeadm/kubelet/kubectl packages come from. ``url_template`` has ``{minor}``
+    and is set only for the ``custom`` flavour."""
+
+    flavour: str  # "pkgs.k8s.io" | "legacy" | "custom"
+    url_template: str | None = None
+
+    def url_for(self, minor: str) -> str | None:
+        """The custom repository URL for ``minor`` (``"1.29"``); ``None`` for other flavours."""
+        if self.url_template is None:
+            return None
+        return self.url_template.replace("{minor}", minor)
+
+
+class Inventory:
+    """A validated inventory. Build it with :func:`upgrader.inventory.load_inventory`."""
+
+    def __init__(
+        self,
+        document: InventoryDocument,
+        source_path: Path,
+        ssh_config: SSHConfigFile | None = None,
+        source_format: str = "native",
+        label: str | None = None,
+    ) -> None:
+        self.document = document
+        self.source_path = source_path
+        self.source_format = source_format  # "native" | "kubespray"
+        self._label = label or str(source_path)
+        self._ssh_config = ssh_config if document.ssh.use_ssh_config else None
+        self._by_name = {n.name: n for n in document.nodes}
+        # Merged once, so a bad ssh_config entry fails at load time, before any host is touched.
+        self._targets = {
+            n.name: build_target(n, document.ssh, self._ssh_config, self._label)
+            for n in document.nodes
+        }
+
+    def __repr__(self) -> str:
+        return f"Inventory({self.cluster_name!r}, {len(self.nodes)} nodes, {self._label!r})"
+
+    # ---- nodes -----------------------------------------------------------------------
+    @property
+    def cluster_name(self) -> str:
+        return self.document.cluster.name
+
+    @property
+    def nodes(self) -> tuple[NodeSpec, ...]:
+        return self.document.nodes
+
+    @property
+    def control_planes(self) -> tuple[NodeSpec, ...]:
+        return tuple(n for n in self.nodes if n.is_control_plane)
+
+    @property
+    def workers(self) -> tuple[NodeSpec, ...]:
+        return tuple(n for n in self.nodes if not n.is_control_plane)
+
+    @property
+    def first_control_plane(self) -> NodeSpec:
+        """The control-plane node that runs ``kubeadm upgrade apply`` (first in the file)."""
+        return self.control_planes[0]
+
+    def node(self, name: str) -> NodeSpec:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(self._by_name)
+            raise ConfigError(
+                f"{self._label}: nodes: no node named {name!r} (known: {known})"
+            ) from None
+
+    def _spec(self, node: NodeSpec | str) -> NodeSpec:
+        return self.node(node) if isinstance(node, str) else self.node(node.name)
+
+    # ---- kubeconfig ------------------------------------------------------------------
+    def kubeconfig_path(self) -> Path | None:
+        """The explicit path, else the first entry of ``$KUBECONFIG``, else
+        ``~/.kube/config``. ``None`` only when no home directory can be found."""
+        if self.document.kubeconfig.path is not None:
+            return self.document.kubeconfig.path
+        for entry in os.environ.get("KUBECONFIG", "").split(os.pathsep):
+            if entry.strip():
+                return Path(entry.strip()).expanduser()
+        try:
+            return Path.home() / ".kube" / "config"
+        except RuntimeError:
+            return None
+
+    @property
+    def kubeconfig_context(self) -> str | None:
+        return self.document.kubeconfig.context
+
+    # ---- packages --------------------------------------------------------------------
+    def package_manager_for(self, node: NodeSpec | str) -> str:
+        spec = self._spec(node)
+        return spec.package_manager or self.document.packages.manager
+
+    @property
+    def repository(self) -> Repository:
+        packages = self.document.packages
+        return Repository(packages.repository, packages.url_template)
+
+    @property
+    def release_checksums(self) -> str | None:
+        """An https URL template or an absolute directory, as the inventory gave it."""
+        return self.document.packages.release_checksums
+
+    # ---- ssh -------------------------------------------------------------------------
+    def ssh_target(self, node: NodeSpec | str) -> SSHTarget:
+        """Inventory ``ssh`` defaults < ``~/.ssh/config`` for the address < node overrides."""
+        return self._targets[self._spec(node).name]
+
+    # ---- identity --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The validated document (defaults filled, paths absolute) as JSON-ready data."""
+        return self.document.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) of the canonical JSON of the validated document: key order,
+        comments and spelled-out defaults in the file do not change it."""
+        canonical = json.dumps(
+            self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,287 @@
+"""The native inventory document as pydantic models, and the value checks on its fields.
+
+Owns the shape of ``inventory.yaml`` (see ``inventory.example.yaml`` and docs/CONTRACTS.md):
+which keys exist, their types and defaults, and the per-field checks (node names, addresses,
+user names, jump hosts, templates). Relative paths are resolved against the ``base_dir``
+passed in the validation context; ``~`` is expanded.
+
+Must not: read files, look at ``~/.ssh/config``, format error messages for the user (that is
+``problems.py``), or check rules that span several fields or nodes (also ``problems.py``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+
+ROLE_CONTROL_PLANE = "control-plane"
+ROLE_WORKER = "worker"
+
+Role = Literal["control-plane", "worker"]
+PackageManager = Literal["apt", "dnf", "yum"]
+RepositoryFlavour = Literal["pkgs.k8s.io", "legacy", "custom"]
+HostKeyPolicy = Literal["strict", "accept-new"]
+
+# Kubernetes Node names are DNS-1123 subdomains (lowercase labels joined by dots).
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_DNS_SUBDOMAIN_RE = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
+# Hostnames we dial: letters, digits, '-', '_' (ssh_config aliases use it), dot-separated.
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?$")
+_LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$")
+# Characters that must never reach a shell line or a repository file unquoted.
+_URL_FORBIDDEN = set(" \t\r\n'\"`$;&|<>()\\*?!#")
+_CHECKSUM_FIELDS = frozenset({"version", "minor", "arch", "binary"})
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --------------------------------------------------------------------------- field checks
+
+
+def check_node_name(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN_RE.match(value):
+        raise ValueError(
+            f"{_short(value)} is not a DNS-1123 subdomain "
+            "(a valid Kubernetes node name: lowercase letters, digits, '-' and '.')"
+        )
+    return value
+
+
+def normalize_address(value: str) -> str:
+    """An IPv4/IPv6 address (canonical form, brackets dropped) or a hostname (as given)."""
+    candidate = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        pass
+    last_label = value.rstrip(".").rsplit(".", 1)[-1]
+    if len(value) > 253 or not _HOSTNAME_RE.match(value) or last_label.isdigit():
+        raise ValueError(f"{_short(value)} is not an IPv4 address, IPv6 address or hostname")
+    return value
+
+
+def check_user(value: str) -> str:
+    if not _USER_RE.match(value):
+        raise ValueError(f"{_short(value)} is not a valid user name")
+    return value
+
+
+def check_env_name(value: str) -> str:
+    # The value is never echoed: someone may have put the secret itself here.
+    if not _ENV_NAME_RE.match(value):
+        raise ValueError(
+            "must name an environment variable (letters, digits, '_'), not hold the secret"
+        )
+    return value
+
+
+def check_cluster_name(value: str) -> str:
+    if not _CLUSTER_NAME_RE.match(value):
+        raise ValueError(
+            f"{_short(value)} is not a valid cluster name (letters, digits, '-', '_' and '.')"
+        )
+    return value
+
+
+def check_context(value: str) -> str:
+    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError(f"{_short(value)} is not a valid kubeconfig context name")
+    return value
+
+
+def parse_jump_host(value: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` (IPv6 in brackets) -> (user, host, port)."""
+    user: str | None = None
+    rest = value
+    if "@" in rest:
+        user, rest = rest.rsplit("@", 1)
+        check_user(user)
+    port: int | None = None
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise ValueError(f"{_short(value)} has an unclosed '[' (expected user@host:port)")
+        host, tail = rest[1:end], rest[end + 1 :]
+        if tail:
+            if not tail.startswith(":"):
+                raise ValueError(f"{_short(value)} is not of the form user@host:port")
+            port = _parse_port(tail[1:], value)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{_short(value)}: {host!r} is not an IPv6 address") from None
+    elif rest.count(":") == 1:
+        host, port_text = rest.split(":")
+        port = _parse_port(port_text, value)
+    else:
+        host = rest  # a bare IPv6 address has several ':' and no port
+    if not host:
+        raise ValueError(f"{_short(value)} has no host (expected user@host:port)")
+    return user, normalize_address(host), port
+
+
+def _parse_port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{_short(whole)}: port {text!r} is not a number from 1 to 65535")
+    return int(text)
+
+
+def check_jump_host(value: str) -> str:
+    """One hop or a comma-separated chain (like OpenSSH's ProxyJump); ``none`` disables."""
+    if value.lower() == "none":
+        return "none"
+    for hop in value.split(","):
+        parse_jump_host(hop)
+    return value
+
+
+def _template_fields(value: str) -> set[str]:
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        raise ValueError(f"{_short(value)} is not a valid template: {exc}") from None
+    fields: set[str] = set()
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"{_short(value)}: write placeholders as plain {{{field}}}")
+        fields.add(field)
+    return fields
+
+
+def _check_url_chars(value: str) -> None:
+    bad = sorted(set(value) & _URL_FORBIDDEN)
+    if bad:
+        raise ValueError(f"{_short(value)} contains forbidden characters {''.join(bad)!r}")
+
+
+def check_url_template(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError(f"{_short(value)} must start with https:// or http://")
+    _check_url_chars(value)
+    fields = _template_fields(value)
+    if fields != {"minor"}:
+        raise ValueError(f"{_short(value)} must contain {{minor}} and no other placeholder")
+    return value
+
+
+def resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    path = value.expanduser()
+    if not path.is_absolute():
+        path = Path(base or Path.cwd()) / path
+    return Path(str(path))
+
+
+def check_release_checksums(value: str, info: ValidationInfo) -> str:
+    """An ``https://`` URL template ({version}, {minor}, {arch}, {binary}) or a directory."""
+    if value.startswith("http://"):
+        raise ValueError(f"{_short(value)}: checksums must come over https://")
+    if value.startswith("https://"):
+        _check_url_chars(value)
+        unknown = _template_fields(value) - _CHECKSUM_FIELDS
+        if unknown:
+            raise ValueError(
+                f"{_short(value)}: unknown placeholder {{{sorted(unknown)[0]}}} "
+                "(allowed: {version}, {minor}, {arch}, {binary})"
+            )
+        return value
+    if "\n" in value or "\x00" in value:
+        raise ValueError(f"{_short(value)} is not a directory path")
+    return str(resolve_path(Path(value), info))
+
+
+def check_label_key(value: str) -> str:
+    if not _LABEL_KEY_RE.match(value):
+        raise ValueError(f"label key {_short(value)} is not valid (letters, digits, '-._/')")
+    return value
+
+
+def check_nonempty_path(value: object) -> object:
+    if isinstance(value, str) and (not value.strip() or "\x00" in value or "\n" in value):
+        raise ValueError(f"{_short(value)} is not a file path")
+    return value
+
+
+# --------------------------------------------------------------------------- types
+
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+StrictBool = Annotated[bool, Field(strict=True)]
+NodeName = Annotated[str, AfterValidator(check_node_name)]
+Address = Annotated[str, AfterValidator(normalize_address)]
+UserName = Annotated[str, AfterValidator(check_user)]
+JumpHost = Annotated[str, AfterValidator(check_jump_host)]
+LabelKey = Annotated[str, AfterValidator(check_label_key)]
+ResolvedPath = Annotated[Path, BeforeValidator(check_nonempty_path), AfterValidator(resolve_path)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterSpec(_Strict):
+    name: Annotated[str, AfterValidator(check_cluster_name)]
+
+
+class KubeconfigSpec(_Strict):
+    path: ResolvedPath | None = None
+    context: Annotated[str, AfterValidator(check_context)] | None = None
+
+
+class SSHDefaults(_Strict):
+    user: UserName | None = None
+    port: Port = 22
+    identity_file: ResolvedPath | None = None
+    known_hosts: ResolvedPath | None = None  # None: ~/.ssh/known_hosts
+    host_key_policy: HostKeyPolicy = "strict"
+    sudo: StrictBool = True
+    sudo_password_env: Annotated[str, AfterValidator(check_env_name)] | None = None
+    connect_timeout: Annotated[float, Field(strict=True, gt=0, le=3600)] = 10.0
+    keepalive: Annotated[int, Field(strict=True, ge=0, le=3600)] = 15
+    jump_host: JumpHost | None = None
+    use_ssh_config: StrictBool = True
+
+
+class PackagesSpec(_Strict):
+    manager: PackageManager = "apt"
+    repository: RepositoryFlavour = "pkgs.k8s.io"
+    url_template: Annotated[str, AfterValidator(check_url_template)] | None = None
+    release_checksums: Annotated[str, AfterValidator(check_release_checksums)] | None = None
+
+
+class NodeSpec(_Strict):
+    name: NodeName
+    address: Address
+    role: Role
+    port: Port | None = None
+    user: UserName | None = None
+    identity_file: ResolvedPath | None = None
+    package_manager: PackageManager | None = None
+    sudo: StrictBool | None = None
+    jump_host: JumpHost | None = None
+    labels: dict[LabelKey, str] = Field(default_factory=dict)
+
+    @property
+    def is_control_plane(self) -> bool:
+        return self.role == ROLE_CONTROL_PLANE
+
+
+class InventoryDocument(_Strict):
+    cluster: ClusterSpec
+    kubeconfig: KubeconfigSpec = Field(default_factory=KubeconfigSpec)
+    ssh: SSHDefaults = Field(default_factory=SSHDefaults)
+    packages: PackagesSpec = Field(default_factory=PackagesSpec)
+    nodes: Annotated[tuple[NodeSpec, ...], Field(min_length=1)]
