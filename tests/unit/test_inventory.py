@@ -9,11 +9,22 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from upgrader.errors import ConfigError, ExitCode
-from upgrader.inventory import Inventory, NodeSpec, inventory_from_data, load_inventory
+from upgrader.inventory import (
+    ClusterSpec,
+    Inventory,
+    InventoryDocument,
+    KubeconfigSpec,
+    NodeSpec,
+    PackagesSpec,
+    SSHDefaults,
+    inventory_from_data,
+    load_inventory,
+)
 from upgrader.transport.base import SSHTarget
 
 REPO = Path(__file__).resolve().parents[2]
@@ -239,6 +250,12 @@ ERROR_CASES = [
         "$(id)",
         "nodes[1].address: '$(id)' is not an IPv4 address, IPv6 address or hostname",
     ),
+    (
+        "nodes.1.address",
+        "-oProxyCommand=id",
+        "nodes[1].address: '-oProxyCommand=id' is not an IPv4 address, IPv6 address or hostname",
+    ),
+    ("nodes.1.user", "-lroot", "nodes[1].user: '-lroot' is not a valid user name"),
     ("nodes.1.user", "root;id", "nodes[1].user: 'root;id' is not a valid user name"),
     ("nodes.1.port", 70000, "nodes[1].port: 70000 must be <= 65535"),
     ("ssh.port", "22", "ssh.port: expected an integer, got a string ('22')"),
@@ -276,6 +293,11 @@ ERROR_CASES = [
         "checksums must come over https://",
     ),
     ("nodes.1.labels", {"zone": 1}, "nodes[1].labels.zone: expected a string, got 1"),
+    (
+        "nodes.1.labels",
+        {"bad key": "x"},
+        "nodes[1].labels['bad key']: label key 'bad key' is not valid (letters, digits, '-._/')",
+    ),
     ("nodes", [], "nodes: must not be empty"),
     ("nodes", "cp-1", "nodes: expected a list, got a string ('cp-1')"),
     ("ssh", ["root"], "ssh: expected a mapping, got a list"),
@@ -637,6 +659,28 @@ def test_kubespray_without_control_plane(tmp_path: Path) -> None:
     assert error_of(path) == f"{path}: all.children.kube_control_plane: no hosts in this group"
 
 
+def test_kubespray_override_hostname_names_the_node(tmp_path: Path) -> None:
+    hosts = {
+        "node1": {"ansible_host": "10.0.0.1", "kube_override_hostname": "cp-a.example.internal"},
+        "node2": {"ansible_host": "10.0.0.2"},
+    }
+    inv = load(write(tmp_path, _kubespray(hosts), "prod.yaml"))
+    assert inv.cluster_name == "prod"
+    assert [n.name for n in inv.nodes] == ["cp-a.example.internal", "node2"]
+    assert inv.ssh_target("cp-a.example.internal").host == "10.0.0.1"
+
+
+def test_ssh_config_proxyjump_none_disables_the_inventory_jump(tmp_path: Path) -> None:
+    data = base()
+    data["ssh"].update(use_ssh_config=True, jump_host="bastion.example.com")
+    config = tmp_path / "ssh_config"
+    config.write_text("Host 10.0.0.6\n    ProxyJump none\n", encoding="utf-8")
+    inv = load(write(tmp_path, data), ssh_config=config)
+    assert inv.ssh_target("w-1").jump is None
+    cp_jump = inv.ssh_target("cp-1").jump
+    assert cp_jump is not None and cp_jump.host == "bastion.example.com"
+
+
 # --------------------------------------------------------------------------- fingerprint
 
 
@@ -686,47 +730,37 @@ def _full_base() -> dict[str, Any]:
     return data
 
 
-_KNOWN = {
-    "cluster",
-    "kubeconfig",
-    "ssh",
-    "packages",
-    "nodes",
-    "name",
-    "path",
-    "context",
-    "user",
-    "port",
-    "identity_file",
-    "known_hosts",
-    "host_key_policy",
-    "sudo",
-    "sudo_password_env",
-    "connect_timeout",
-    "keepalive",
-    "jump_host",
-    "use_ssh_config",
-    "manager",
-    "repository",
-    "url_template",
-    "release_checksums",
-    "address",
-    "role",
-    "package_manager",
-    "labels",
-}
+def _allowed_keys(spot: tuple[str | int, ...]) -> set[str]:
+    """The keys our schema defines for the mapping at ``spot``."""
+    if not spot:
+        model: type[BaseModel] = InventoryDocument
+    elif spot[0] == "nodes":
+        model = NodeSpec
+    else:
+        submodels: dict[str, type[BaseModel]] = {
+            "cluster": ClusterSpec,
+            "kubeconfig": KubeconfigSpec,
+            "ssh": SSHDefaults,
+            "packages": PackagesSpec,
+        }
+        model = submodels[str(spot[0])]
+    return set(model.model_fields)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     where=st.integers(min_value=0, max_value=100),
-    key=st.text(min_size=1, max_size=20).filter(lambda k: k not in _KNOWN),
+    key=st.one_of(
+        st.text(min_size=1, max_size=20),
+        st.sampled_from(["prot", "nodes", "name", "ssh", "roles", "Port", "sudo_password"]),
+    ),
     value=st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans()),
 )
 def test_any_unknown_key_anywhere_is_refused_naming_it(where: int, key: str, value: Any) -> None:
     data = _full_base()
     spots = _mappings(data)
     spot = spots[where % len(spots)]
+    assume(key not in _allowed_keys(spot))
     mutated = copy.deepcopy(data)
     holder: Any = mutated
     for part in spot:

@@ -139,7 +139,7 @@ def inventory_from_data(
     )
 
 
-def load_inventory(path: str | Path, *, ssh_config_path: str | Path | None = None) -> Inventory:
+def load_inventory(path: str | Path, ssh_config_path: str | Path | None = None) -> Inventory:
     """Read and validate an inventory file: native (``inventory.example.yaml``) or a
     Kubespray/Ansible YAML inventory, detected by its shape. ``ssh_config_path`` defaults
     to ``~/.ssh/config`` (read only when ``ssh.use_ssh_config`` is true; a missing file is

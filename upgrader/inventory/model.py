@@ -35,7 +35,7 @@ class Repository:
         """The custom repository URL for ``minor`` (``"1.29"``); ``None`` for other flavours."""
         if self.url_template is None:
             return None
-        return self.url_template.replace("{minor}", minor)
+        return self.url_template.format(minor=minor)
 
 
 class Inventory:

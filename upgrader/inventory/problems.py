@@ -85,6 +85,8 @@ def _secretish(loc: Loc) -> bool:
 
 def problem_from_error(err: ErrorDetails) -> Problem:
     loc: Loc = tuple(err["loc"])
+    if loc[-1:] == ("[key]",):  # pydantic's marker for "the key of this dict entry"
+        loc = loc[:-1]
     kind = err["type"]
     value: Any = err.get("input")
     ctx = err.get("ctx") or {}

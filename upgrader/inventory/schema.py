@@ -96,7 +96,7 @@ def check_cluster_name(value: str) -> str:
 
 
 def check_context(value: str) -> str:
-    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+    if not value.strip() or not value.isprintable():
         raise ValueError(f"{_short(value)} is not a valid kubeconfig context name")
     return value
 
@@ -277,6 +277,9 @@ class NodeSpec(_Strict):
     @property
     def is_control_plane(self) -> bool:
         return self.role == ROLE_CONTROL_PLANE
+
+    def __hash__(self) -> int:  # labels is a dict: hash what identifies the node
+        return hash((self.name, self.address, self.role))
 
 
 class InventoryDocument(_Strict):
