@@ -1,0 +1,441 @@
+"""Draining a node through the API, as ``kubectl drain`` does.
+
+Owns :func:`drain`: list the node's pods (field selector ``spec.nodeName``), classify
+them with :func:`upgrader.core.drain.classify_pods` (refusing, before anything is
+evicted, with one error naming every refused pod), evict all selected pods concurrently
+through the ``pods/eviction`` subresource (policy/v1) — 429 (a PodDisruptionBudget says
+no) is retried after a delay until the drain timeout, a 500 for a pod under several PDBs
+is fatal for that pod, 404 means gone — or delete them when eviction is disabled, then
+wait until each pod is gone (GET 404, or a different UID). On timeout,
+:class:`DrainTimeout` names each pod still there and the PDB(s) holding it. Also
+:func:`drain_node`: cordon, drain, and on failure uncordon only if it was us who cordoned.
+
+Must not: print, cordon inside :func:`drain` (the executor cordons first and records that
+it did), or evict anything when a pod is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client import (
+    ApiClient,
+    AppsV1Api,
+    CoreV1Api,
+    PolicyV1Api,
+    V1DeleteOptions,
+    V1Eviction,
+    V1ObjectMeta,
+    V1Preconditions,
+)
+
+from upgrader.core.drain import (
+    MULTIPLE_PDBS,
+    PodDecision,
+    blocked_report,
+    classify_pods,
+    controller_of,
+    is_finished,
+    pod_key,
+    pod_uid,
+)
+from upgrader.errors import StepFailed
+from upgrader.kube.nodes import POLL_POLICY, cordon, uncordon, validate_node_name
+from upgrader.kube.retry import ApiError, is_transient, request_json
+
+log = logging.getLogger("upgrader.kube")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+Event = Callable[[str], None]
+
+
+class DrainRefused(StepFailed):
+    """Pods on the node that the flags do not allow to delete; nothing was evicted."""
+
+
+class DrainTimeout(StepFailed):
+    """Pods still on the node when the drain timeout ran out."""
+
+    def __init__(
+        self,
+        message: str,
+        node: str | None = None,
+        remaining: tuple[str, ...] = (),
+        blocked: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, node=node)
+        self.remaining = remaining
+        self.blocked = blocked
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    node: str
+    evicted: tuple[str, ...]  # ns/name of the pods that are gone (evicted or deleted)
+    skipped: tuple[str, ...]  # mirror, DaemonSet-managed, long-deleted
+    warnings: tuple[str, ...]  # kubectl's warnings ("ignoring DaemonSet-managed Pods: ...")
+    used_eviction: bool = True
+    cordoned: bool = False  # drain_node only: we cordoned the node
+
+
+@dataclass
+class _Outcome:
+    key: str
+    state: str  # "gone" | "timeout" | "failed"
+    error: str | None = None  # last eviction error (for the report) or the fatal one
+    last: Mapping[str, Any] | None = None  # last seen pod object
+
+
+def _is_multiple_pdbs(e: ApiError) -> bool:
+    return e.status == 500 and "more than one PodDisruptionBudget" in str(e)
+
+
+def _eviction_retryable(exc: BaseException) -> bool:
+    """Transient, except a PDB's 429 (the drain loop waits for it) and the several-PDBs 500."""
+    if isinstance(exc, ApiError) and (exc.status == 429 or _is_multiple_pdbs(exc)):
+        return False
+    status = getattr(exc, "status", None)
+    if status == 429:
+        return False
+    if status == 500 and "more than one PodDisruptionBudget" in str(getattr(exc, "body", "")):
+        return False
+    return is_transient(exc)
+
+
+def _api_message(e: ApiError) -> str:
+    """The server's message part of an ApiError's text (after ``what: 429 ...: ``)."""
+    text = str(e)
+    head = f"{e.status} {e.reason or ''}".strip() + ": "
+    i = text.find(head)
+    return text[i + len(head) :] if i >= 0 else text
+
+
+def list_node_pods(api: ApiClient, node: str) -> list[dict[str, Any]]:
+    validate_node_name(node)
+    doc = request_json(
+        CoreV1Api(api).list_pod_for_all_namespaces,
+        field_selector=f"spec.nodeName={node}",
+        what=f"LIST pods on node {node}",
+    )
+    return list((doc or {}).get("items") or [])
+
+
+def _missing_daemonsets(api: ApiClient, pods: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """DaemonSets that running pods name as controller but that do not exist (kubectl
+    looks each one up: orphans need --force)."""
+    wanted: set[tuple[str, str]] = set()
+    for p in pods:
+        ctrl = controller_of(p)
+        if ctrl is not None and ctrl.get("kind") == "DaemonSet" and not is_finished(p):
+            ns = str((p.get("metadata") or {}).get("namespace") or "default")
+            wanted.add((ns, str(ctrl.get("name"))))
+    missing: set[tuple[str, str]] = set()
+    for ns, name in sorted(wanted):
+        try:
+            request_json(
+                AppsV1Api(api).read_namespaced_daemon_set,
+                name,
+                ns,
+                what=f"GET daemonset {ns}/{name}",
+            )
+        except ApiError as e:
+            if not e.not_found:
+                raise
+            missing.add((ns, name))
+    return missing
+
+
+def list_pdbs(api: ApiClient, namespaces: set[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for ns in sorted(namespaces):
+        doc = request_json(
+            PolicyV1Api(api).list_namespaced_pod_disruption_budget,
+            ns,
+            what=f"LIST poddisruptionbudgets in {ns}",
+        )
+        out.extend((doc or {}).get("items") or [])
+    return out
+
+
+class _Drainer:
+    def __init__(
+        self,
+        api: ApiClient,
+        node: str,
+        *,
+        deadline: float | None,
+        grace_period: int | None,
+        disable_eviction: bool,
+        poll: float,
+        retry_delay: float,
+        clock: Clock,
+        sleep: Sleep,
+        on_event: Event | None,
+    ) -> None:
+        self.api = api
+        self.node = node
+        self.deadline = deadline
+        self.grace_period = grace_period
+        self.disable_eviction = disable_eviction
+        self.poll = poll
+        self.retry_delay = retry_delay
+        self.clock = clock
+        self.sleep = sleep
+        self.on_event = on_event
+
+    def event(self, msg: str) -> None:
+        log.info("drain %s: %s", self.node, msg)
+        if self.on_event is not None:
+            self.on_event(msg)
+
+    def remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - self.clock()
+
+    def nap(self, seconds: float) -> None:
+        self.sleep(max(0.0, min(seconds, self.remaining())))
+
+    def _delete_options(self, uid: str | None) -> V1DeleteOptions:
+        return V1DeleteOptions(
+            grace_period_seconds=self.grace_period,
+            preconditions=V1Preconditions(uid=uid) if uid else None,
+        )
+
+    def _request_removal(self, ns: str, name: str, uid: str | None) -> None:
+        core = CoreV1Api(self.api)
+        if self.disable_eviction:
+            request_json(
+                core.delete_namespaced_pod,
+                name,
+                ns,
+                body=self._delete_options(uid),
+                what=f"DELETE pod {ns}/{name}",
+            )
+            return
+        body = V1Eviction(
+            api_version="policy/v1",
+            kind="Eviction",
+            metadata=V1ObjectMeta(name=name, namespace=ns),
+            delete_options=self._delete_options(uid),
+        )
+        request_json(
+            core.create_namespaced_pod_eviction,
+            name,
+            ns,
+            body,
+            what=f"evict pod {ns}/{name}",
+            retry_on=_eviction_retryable,
+        )
+
+    def _get(self, ns: str, name: str) -> dict[str, Any] | None:
+        """The pod, None if it is gone (404). Transient errors raise ApiError."""
+        try:
+            obj = request_json(
+                CoreV1Api(self.api).read_namespaced_pod,
+                name,
+                ns,
+                what=f"GET pod {ns}/{name}",
+                policy=POLL_POLICY,
+            )
+        except ApiError as e:
+            if e.not_found:
+                return None
+            raise
+        return obj if isinstance(obj, dict) else None
+
+    def _gone(self, ns: str, name: str, uid: str | None) -> tuple[bool, dict[str, Any] | None]:
+        obj = self._get(ns, name)
+        if obj is None:
+            return True, None
+        return (uid is not None and pod_uid(obj) != uid), obj
+
+    def run(self, d: PodDecision) -> _Outcome:
+        ns, name, uid, key = d.namespace, d.name, d.uid, d.key
+        last_error: str | None = None
+        last: Mapping[str, Any] | None = d.pod
+        verb = "deleting" if self.disable_eviction else "evicting"
+        # 1. ask for the pod's removal
+        while True:
+            if self.remaining() <= 0:
+                return _Outcome(key, "timeout", last_error, last)
+            self.event(f"{verb} pod {key}")
+            try:
+                self._request_removal(ns, name, uid)
+                break
+            except ApiError as e:
+                if e.not_found:
+                    self.event(f"pod {key} is already gone")
+                    return _Outcome(key, "gone")
+                if _is_multiple_pdbs(e):
+                    return _Outcome(key, "failed", f"{_api_message(e)} ({MULTIPLE_PDBS})", last)
+                if e.status == 429:
+                    last_error = _api_message(e)
+                    self.event(
+                        f"cannot evict pod {key} yet (will retry after "
+                        f"{self.retry_delay:g}s): {last_error}"
+                    )
+                    self.nap(self.retry_delay)
+                    continue
+                if e.status == 409:
+                    # precondition failed: the name now belongs to another pod, or conflict
+                    try:
+                        gone, obj = self._gone(ns, name, uid)
+                    except ApiError:
+                        gone, obj = False, None
+                    if gone:
+                        self.event(f"pod {key} is gone (replaced)")
+                        return _Outcome(key, "gone")
+                    last, last_error = obj or last, _api_message(e)
+                    self.nap(self.retry_delay)
+                    continue
+                return _Outcome(key, "failed", str(e), last)
+        # 2. wait until it is gone
+        while True:
+            try:
+                gone, obj = self._gone(ns, name, uid)
+                if gone:
+                    self.event(f"pod {key} {'deleted' if self.disable_eviction else 'evicted'}")
+                    return _Outcome(key, "gone")
+                last = obj
+            except ApiError as e:
+                if e.status in (401, 403):
+                    return _Outcome(key, "failed", str(e), last)
+                log.info("drain %s: waiting for %s: %s", self.node, key, e)
+            if self.remaining() <= 0:
+                return _Outcome(key, "timeout", last_error, last)
+            self.nap(self.poll)
+
+
+def drain(
+    api: ApiClient,
+    node: str,
+    *,
+    timeout: float,
+    grace_period: int | None = None,
+    delete_emptydir_data: bool = False,
+    force: bool = False,
+    disable_eviction: bool = False,
+    ignore_daemonsets: bool = True,
+    poll: float = 1.0,
+    retry_delay: float = 5.0,
+    max_workers: int = 32,
+    on_event: Event | None = None,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> DrainResult:
+    """Evict (or with ``disable_eviction``, delete) every pod of ``node`` that
+    ``kubectl drain`` would, concurrently, and wait until they are gone.
+
+    ``timeout`` bounds the whole drain in seconds (0: no bound, as kubectl);
+    ``grace_period`` overrides the pods' termination grace period; ``retry_delay`` is the
+    wait after a PodDisruptionBudget refused an eviction (429); ``poll`` the interval of
+    the "is it gone?" check. Raises :class:`DrainRefused` (nothing evicted),
+    :class:`DrainTimeout` (pods still there, with what blocks each), :class:`StepFailed`
+    (an eviction failed for good) or :class:`~upgrader.kube.retry.ApiError`.
+    """
+    validate_node_name(node)
+    start = clock()
+    deadline = start + timeout if timeout > 0 else None
+    pods = list_node_pods(api, node)
+    missing = _missing_daemonsets(api, pods)
+    sel = classify_pods(
+        pods,
+        node=node,
+        delete_emptydir_data=delete_emptydir_data,
+        force=force,
+        ignore_daemonsets=ignore_daemonsets,
+        missing_daemonsets=missing,
+    )
+    if not sel.ok:
+        raise DrainRefused(sel.error_message(), node=node)
+    for w in sel.warnings():
+        log.warning("drain %s: %s", node, w)
+    drainer = _Drainer(
+        api,
+        node,
+        deadline=deadline,
+        grace_period=grace_period,
+        disable_eviction=disable_eviction,
+        poll=poll,
+        retry_delay=retry_delay,
+        clock=clock,
+        sleep=sleep,
+        on_event=on_event,
+    )
+    outcomes: list[_Outcome] = []
+    if sel.to_evict:
+        workers = max(1, min(max_workers, len(sel.to_evict)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"drain-{node}") as ex:
+            outcomes = list(ex.map(drainer.run, sel.to_evict))
+
+    timed_out = [o for o in outcomes if o.state == "timeout"]
+    failed = [o for o in outcomes if o.state == "failed"]
+    failures = "; ".join(f"{o.key}: {o.error}" for o in failed)
+    if timed_out:
+        remaining = [o.last or {} for o in timed_out]
+        namespaces = {
+            str((p.get("metadata") or {}).get("namespace") or "default") for p in remaining
+        }
+        try:
+            pdbs = list_pdbs(api, namespaces)
+        except ApiError as e:
+            log.warning("drain %s: cannot list PodDisruptionBudgets: %s", node, e)
+            pdbs = []
+        blocked = blocked_report(remaining, pdbs, {o.key: o.error for o in timed_out if o.error})
+        msg = (
+            f"drain of node {node} timed out after {timeout:g}s with "
+            f"{len(timed_out)} pod(s) still there: " + "; ".join(blocked)
+        )
+        if failures:
+            msg += f"; eviction failed for: {failures}"
+        raise DrainTimeout(
+            msg,
+            node=node,
+            remaining=tuple(o.key for o in timed_out),
+            blocked=tuple(blocked),
+        )
+    if failed:
+        raise StepFailed(f"drain of node {node} failed: {failures}", node=node)
+    return DrainResult(
+        node=node,
+        evicted=tuple(o.key for o in outcomes),
+        skipped=tuple(d.key for d in sel.skipped),
+        warnings=tuple(sel.warnings()),
+        used_eviction=not disable_eviction,
+    )
+
+
+def drain_node(api: ApiClient, node: str, **kwargs: Any) -> DrainResult:
+    """Cordon ``node``, drain it (``kwargs`` as :func:`drain`); if the drain fails and it
+    was us who cordoned, uncordon before re-raising. A node that was already cordoned stays
+    cordoned."""
+    changed = cordon(api, node)
+    try:
+        result = drain(api, node, **kwargs)
+    except StepFailed:
+        if changed:
+            try:
+                uncordon(api, node)
+                log.info("drain %s: failed; uncordoned the node we had cordoned", node)
+            except ApiError as e:
+                log.error("drain %s: failed, and uncordoning it failed too: %s", node, e)
+        raise
+    return dataclasses.replace(result, cordoned=changed)
+
+
+__all__ = [
+    "DrainRefused",
+    "DrainResult",
+    "DrainTimeout",
+    "drain",
+    "drain_node",
+    "list_node_pods",
+    "list_pdbs",
+    "pod_key",
+]
