@@ -1,0 +1,377 @@
+"""The planner: Facts + target + Playbook + options -> Plan (the ordered steps that run).
+
+Owns the order of the visits (one node, one phase, one hop each), which visits are
+skipped because the facts say the node is already there, the per-node rendering context
+(package manager, known exact package version, repository minor as it moves), and the
+planner's own findings. The hops, the worker strategy and the policy findings come from
+:func:`upgrader.core.path.plan_path`; the steps of a visit from the playbook.
+
+Order (mirrors :func:`upgrader.core.path.simulate`, which the policy checks): for each
+hop, the first control-plane node (facts order) runs ``first-control-plane`` when the hop
+is above the cluster version, else (a catch-up hop, or an interrupted upgrade)
+``control-plane`` when it lags; the other control-plane nodes run ``control-plane``; then
+each control-plane node its ``control-plane-kubelet``; then, under ``per-hop`` (and in
+catch-up hops), each worker its ``worker`` visit. Under ``drain-once`` each worker gets one
+``worker`` visit after the last hop, at the target. A visit is left out when the node is
+already at the hop (:func:`~upgrader.core.path.node_needs_upgrade` and friends, applied
+to the node as the earlier visits leave it).
+
+Finding codes added here (stable; the README lists them):
+``NODE_UNREACHABLE`` (blocker) a node that needs work was not reachable when facts were
+gathered; ``PACKAGE_MANAGER_UNKNOWN`` (blocker) no or an unsupported package manager for a
+node that needs shell steps; ``PACKAGE_MANAGER_MISMATCH`` (blocker) the package manager
+does not fit the node's OS family; ``PLAYBOOK_NO_COMMAND`` (blocker) a shell step has no
+command for the node's package manager; ``CONTROL_PLANE_NOT_AT_TARGET`` (blocker)
+``--nodes`` was given while the control plane still needs work; ``PACKAGE_VERSION_NOT_LISTED``
+(warning) the node's repository listing lacks the hop's version.
+
+Must not: do I/O, or import paramiko, kubernetes, typer or rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from upgrader.core import path as path_mod
+from upgrader.core.model import (
+    ControlPlaneVersions,
+    Facts,
+    Finding,
+    NodeFacts,
+    Plan,
+    PlanEntry,
+    Severity,
+    Step,
+)
+from upgrader.core.playbook import (
+    PACKAGE_MANAGERS,
+    PHASE_CONTROL_PLANE,
+    PHASE_CONTROL_PLANE_KUBELET,
+    PHASE_FIRST_CONTROL_PLANE,
+    PHASE_WORKER,
+    Playbook,
+    RepoConfig,
+    StepContext,
+    expand_step,
+    known_package_version,
+)
+from upgrader.core.policy import PolicyOptions
+from upgrader.core.releases import ReleaseData
+from upgrader.core.versions import KubeVersion
+from upgrader.errors import ConfigError
+
+__all__ = [
+    "CONTROL_PLANE_NOT_AT_TARGET",
+    "NODE_UNREACHABLE",
+    "PACKAGE_MANAGER_MISMATCH",
+    "PACKAGE_MANAGER_UNKNOWN",
+    "PACKAGE_VERSION_NOT_LISTED",
+    "PLAYBOOK_NO_COMMAND",
+    "PlanOptions",
+    "RepoConfig",
+    "build_plan",
+    "package_manager_for",
+]
+
+NODE_UNREACHABLE = "NODE_UNREACHABLE"
+PACKAGE_MANAGER_UNKNOWN = "PACKAGE_MANAGER_UNKNOWN"
+PACKAGE_MANAGER_MISMATCH = "PACKAGE_MANAGER_MISMATCH"
+PLAYBOOK_NO_COMMAND = "PLAYBOOK_NO_COMMAND"
+CONTROL_PLANE_NOT_AT_TARGET = "CONTROL_PLANE_NOT_AT_TARGET"
+PACKAGE_VERSION_NOT_LISTED = "PACKAGE_VERSION_NOT_LISTED"
+
+_PM_FOR_OS = {"debian": "apt", "rhel": "dnf"}
+_OS_FOR_PM = {"apt": "debian", "dnf": "rhel", "yum": "rhel"}
+_STRATEGIES = ("auto", "per-hop", "drain-once")
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How to plan. ``overrides`` are the override flags the operator gave (``--force``
+    ...); ``nodes`` limits the run to some workers; ``package_manager_by_node`` comes from
+    the inventory (facts win when they know). ``max_unavailable`` is carried for the
+    executor (how many workers it may take down at once); the plan order is the same."""
+
+    policy: PolicyOptions
+    strategy: str = "auto"
+    repository: RepoConfig = field(default_factory=RepoConfig)
+    package_manager_by_node: Mapping[str, str] = field(default_factory=dict)
+    nodes: tuple[str, ...] | None = None
+    overrides: tuple[str, ...] = ()
+    max_unavailable: int = 1
+
+
+def package_manager_for(node: NodeFacts, by_node: Mapping[str, str]) -> tuple[str | None, str]:
+    """The node's package manager and where it came from: the facts, else the inventory,
+    else the OS family (debian -> apt, rhel -> dnf); ``(None, "")`` when nothing says."""
+    if node.package_manager:
+        return node.package_manager, "facts"
+    if by_node.get(node.name):
+        return by_node[node.name], "inventory"
+    if node.os_family in _PM_FOR_OS:
+        return _PM_FOR_OS[node.os_family], "os_family"
+    return None, ""
+
+
+def _validate(facts: Facts, opts: PlanOptions) -> None:
+    if opts.strategy not in _STRATEGIES:
+        raise ConfigError(f"--strategy: {opts.strategy!r} is not one of {', '.join(_STRATEGIES)}")
+    if opts.max_unavailable < 1:
+        raise ConfigError(f"--max-unavailable: must be at least 1, not {opts.max_unavailable}")
+    if opts.nodes is not None:
+        if not opts.nodes:
+            raise ConfigError("--nodes: no node names given")
+        names = {n.name: n for n in facts.nodes}
+        for name in opts.nodes:
+            if name not in names:
+                raise ConfigError(f"--nodes: unknown node {name!r} (not in the facts)")
+            if names[name].is_control_plane:
+                raise ConfigError(
+                    f"--nodes: {name} is a control-plane node; --nodes limits a run to workers"
+                )
+
+
+def _minor_key(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    parts = text.strip().lstrip("v").split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def _raised(v: KubeVersion | None, hop: KubeVersion) -> KubeVersion:
+    return hop if v is None or v < hop else v
+
+
+class _Planner:
+    def __init__(self, facts: Facts, playbook: Playbook, opts: PlanOptions, strategy: str):
+        self.facts = facts
+        self.playbook = playbook
+        self.opts = opts
+        self.strategy = strategy
+        self.sim: dict[str, NodeFacts] = {n.name: n for n in facts.nodes}
+        self.repo_minor = {n.name: _minor_key(n.repo_minor) for n in facts.nodes}
+        self.cluster = facts.cluster.version
+        self.entries: list[PlanEntry] = []
+        self.findings: list[Finding] = []
+        self._reported: set[tuple[str, str | None, str]] = set()
+
+    # ---- findings -------------------------------------------------------------------
+    def _add(self, finding: Finding, key: str = "") -> None:
+        k = (finding.code, finding.node, key)
+        if k not in self._reported:
+            self._reported.add(k)
+            self.findings.append(finding)
+
+    def _package_manager(self, node: NodeFacts) -> str | None:
+        pm, source = package_manager_for(node, self.opts.package_manager_by_node)
+        if pm is None:
+            self._add(
+                Finding(
+                    PACKAGE_MANAGER_UNKNOWN,
+                    Severity.BLOCKER,
+                    f"no package manager known for {node.name} (facts have none and no "
+                    "os_family to derive it from)",
+                    node=node.name,
+                    fix="set packages.manager (apt, dnf or yum) for the node in the inventory",
+                )
+            )
+            return None
+        if pm not in PACKAGE_MANAGERS:
+            self._add(
+                Finding(
+                    PACKAGE_MANAGER_UNKNOWN,
+                    Severity.BLOCKER,
+                    f"package manager {pm!r} of {node.name} (from the {source}) is not "
+                    f"supported (supported: {', '.join(PACKAGE_MANAGERS)})",
+                    node=node.name,
+                    fix="set packages.manager to apt, dnf or yum in the inventory",
+                )
+            )
+            return None
+        family = node.os_family
+        if family in _PM_FOR_OS and _OS_FOR_PM[pm] != family:
+            self._add(
+                Finding(
+                    PACKAGE_MANAGER_MISMATCH,
+                    Severity.BLOCKER,
+                    f"package manager {pm} of {node.name} (from the {source}) does not fit "
+                    f"its OS family {family}",
+                    node=node.name,
+                    fix=f"set packages.manager: {_PM_FOR_OS[family]} for the node in the inventory",
+                )
+            )
+        return pm
+
+    # ---- visits ---------------------------------------------------------------------
+    def visit(self, name: str, phase: str, hop: KubeVersion) -> None:
+        node = self.sim[name]
+        original = self.facts.node(name)
+        repo = self.opts.repository
+        pm = self._package_manager(node)
+        minor_changes = repo.per_minor and self.repo_minor[name] != hop.minor_key
+        candidates = list(original.repo_versions) + [p.version for p in original.packages.values()]
+        exact = known_package_version(candidates, hop)
+        self._check_listing(original, hop, exact)
+        ctx = StepContext(
+            hop=hop,
+            node=name,
+            role=node.role,
+            cluster=self.facts.cluster.name,
+            package_manager=pm,
+            repo=repo,
+            pkg_version=exact,
+        )
+        steps: list[Step] = []
+        for spec in self.playbook.phase(phase).all_steps:
+            if not spec.when.holds(minor_changes=minor_changes, strategy=self.strategy):
+                continue
+            step = expand_step(spec, phase, ctx)
+            if step.kind == "shell" and step.command is None and pm is not None:
+                self._add(
+                    Finding(
+                        PLAYBOOK_NO_COMMAND,
+                        Severity.BLOCKER,
+                        f"step {phase}/{spec.name} has no command for {pm} ({spec.origin})",
+                        node=name,
+                        fix=f"add a '{pm}' command to the step in your playbook",
+                    ),
+                    key=f"{phase}/{spec.name}",
+                )
+            steps.append(step)
+        if not original.reachable:
+            self._add(
+                Finding(
+                    NODE_UNREACHABLE,
+                    Severity.BLOCKER,
+                    f"{name} was not reachable when the facts were gathered; its state is unknown",
+                    node=name,
+                    fix="make the node reachable over SSH, then plan again",
+                )
+            )
+        self.entries.append(PlanEntry(name, node.role, phase, str(hop), tuple(steps)))
+        self._moved(name, phase, hop)
+
+    def _check_listing(self, node: NodeFacts, hop: KubeVersion, exact: str | None) -> None:
+        if exact is not None or not node.repo_versions:
+            return
+        repo = self.opts.repository
+        if repo.per_minor and _minor_key(node.repo_minor) != hop.minor_key:
+            return  # the listing is of another minor's repository
+        self._add(
+            Finding(
+                PACKAGE_VERSION_NOT_LISTED,
+                Severity.WARNING,
+                f"the package repository of {node.name} does not list kubeadm {hop.plain} "
+                f"(it offers {', '.join(node.repo_versions[:3])}"
+                f"{' ...' if len(node.repo_versions) > 3 else ''}); the package step looks "
+                "it up again after refreshing the lists and fails if it is still missing",
+                node=node.name,
+                fix="check the repository configuration or mirror of the node",
+            ),
+            key=str(hop),
+        )
+
+    def _moved(self, name: str, phase: str, hop: KubeVersion) -> None:
+        """The node as the visit leaves it."""
+        n = self.sim[name]
+        if self.opts.repository.per_minor:
+            self.repo_minor[name] = hop.minor_key
+        if phase in (PHASE_FIRST_CONTROL_PLANE, PHASE_CONTROL_PLANE):
+            cp = n.control_plane or ControlPlaneVersions()
+            cp = replace(
+                cp,
+                apiserver=_raised(cp.apiserver, hop),
+                controller_manager=_raised(cp.controller_manager, hop),
+                scheduler=_raised(cp.scheduler, hop),
+            )
+            n = replace(n, kubeadm=_raised(n.kubeadm, hop), control_plane=cp)
+            if phase == PHASE_FIRST_CONTROL_PLANE:
+                self.cluster = max(self.cluster, hop)
+        else:
+            n = replace(n, kubelet=_raised(n.kubelet, hop), kubectl=_raised(n.kubectl, hop))
+            if phase == PHASE_WORKER:
+                n = replace(n, kubeadm=_raised(n.kubeadm, hop))
+        self.sim[name] = n
+
+    # ---- the walk -------------------------------------------------------------------
+    def walk(self, hops: tuple[KubeVersion, ...]) -> None:
+        cps = [n.name for n in self.facts.control_planes]
+        workers = [n.name for n in self.facts.workers]
+        for hop in hops:
+            catching_up = hop <= self.cluster
+            for i, name in enumerate(cps):
+                node = self.sim[name]
+                if i == 0 and not catching_up:
+                    self.visit(name, PHASE_FIRST_CONTROL_PLANE, hop)
+                elif path_mod.control_plane_needs_upgrade(node, hop) or (
+                    node.kubeadm is None or node.kubeadm < hop
+                ):
+                    self.visit(name, PHASE_CONTROL_PLANE, hop)
+            for name in cps:
+                if path_mod.kubelet_needs_upgrade(self.sim[name], hop):
+                    self.visit(name, PHASE_CONTROL_PLANE_KUBELET, hop)
+            if self.strategy == "per-hop" or catching_up:
+                for name in workers:
+                    if path_mod.node_needs_upgrade(self.sim[name], hop):
+                        self.visit(name, PHASE_WORKER, hop)
+        if self.strategy == "drain-once" and hops:
+            for name in workers:
+                if path_mod.node_needs_upgrade(self.sim[name], hops[-1]):
+                    self.visit(name, PHASE_WORKER, hops[-1])
+
+
+def build_plan(
+    facts: Facts,
+    target: KubeVersion,
+    playbook: Playbook,
+    releases: ReleaseData,
+    opts: PlanOptions,
+) -> Plan:
+    """The plan from ``facts`` to ``target``. A plan with blockers still lists its steps
+    (``Plan.blockers`` is non-empty); nothing to do gives no entries. Raises ConfigError
+    for bad options (unknown strategy, ``--nodes`` naming an unknown or control-plane
+    node, ``max_unavailable`` < 1)."""
+    _validate(facts, opts)
+    up = path_mod.plan_path(facts, target, releases, opts.policy, opts.strategy)
+    planner = _Planner(facts, playbook, opts, up.strategy)
+    planner.walk(up.hops)
+
+    entries = planner.entries
+    own = planner.findings
+    if opts.nodes is not None:
+        # Only the chosen workers' visits stay (and the findings about them).
+        selected = set(opts.nodes)
+        pending_cp = sorted({e.node for e in entries if e.phase != PHASE_WORKER})
+        entries = [e for e in entries if e.phase == PHASE_WORKER and e.node in selected]
+        own = [f for f in own if f.node is None or f.node in selected]
+        if pending_cp:
+            own.append(
+                Finding(
+                    CONTROL_PLANE_NOT_AT_TARGET,
+                    Severity.BLOCKER,
+                    f"--nodes limits the run to workers, but the control plane is not at "
+                    f"{target} yet (still to do: {', '.join(pending_cp)})",
+                    fix="upgrade the control plane first: run without --nodes",
+                )
+            )
+
+    findings: list[Finding] = []
+    seen: set[tuple[str, str | None, str]] = set()
+    for f in (*facts.findings, *up.findings, *own):
+        key = (f.code, f.node, f.message)
+        if key not in seen:
+            seen.add(key)
+            findings.append(f)
+    overrides = tuple(dict.fromkeys((*opts.overrides, *opts.policy.overrides)))
+    return Plan(
+        current=facts.cluster.version,
+        target=target,
+        hops=up.hops,
+        entries=tuple(entries),
+        findings=tuple(findings),
+        strategy=up.strategy,
+        overrides=overrides,
+    )

@@ -1,0 +1,837 @@
+"""Playbooks: the upgrade procedure as data, its validation, and step rendering.
+
+Owns the playbook format (below), loading and validating it (every problem is one
+``ConfigError`` line ``<file>: <field path>: <problem>``, raised before any host is
+touched), the fixed set of template variables, and turning one step of a playbook into a
+:class:`upgrader.core.model.Step` for one node at one hop with every substituted value
+shell-quoted. Must not: decide which nodes or hops need work (``planner.py`` does), run
+anything, or import paramiko, kubernetes, typer or rich.
+
+Format (``version: 1``; ``playbooks/default.yaml`` carries the same text as a comment)::
+
+    version: 1
+    phases:
+      <phase>:               # first-control-plane | control-plane | control-plane-kubelet | worker
+        description: text    # optional
+        pre:   [step, ...]   # optional: operator steps, once at the start of the node's visit
+        steps: [step, ...]   # the procedure; required for every phase in default.yaml
+        post:  [step, ...]   # optional: operator steps, once at the end of the node's visit
+
+    step:
+      name:        [a-z0-9][a-z0-9-]*, unique within its phase; the last part of the step id
+                   <hop>/<node>/<phase>/<name>
+      kind:        shell | cordon | drain | uncordon | wait-ready | wait-control-plane
+      description: template, one line, shown by ``upgrader plan``
+      command:     shell only, required: a template, or a mapping {apt: .., dnf: .., yum: ..}
+                   by package manager; yum nodes use the dnf template unless yum is given
+                   (write {pm} where the tool name goes)
+      check:       shell only, optional, same shape: the "already done?" command (exit 0 = done)
+      retry_safe:  bool, default false: may be retried blindly
+      timeout:     seconds, default 300 (drain: params.timeout + 60)
+      sudo:        shell only, bool, default true
+      when:        minor_changes | {minor_changes: bool, strategy: per-hop|drain-once};
+                   every key given must hold
+      params:      API kinds only. drain: timeout (600), grace_period (null = the pod's own),
+                   delete_emptydir_data (false), allow_unmanaged (false), retry_interval (5);
+                   wait-ready, wait-control-plane: poll_interval (5); cordon, uncordon: none
+
+A *visit* is one node in one phase at one hop (one ``PlanEntry``): its ``pre``, ``steps``
+and ``post``, in order, filtered by ``when``. (Under ``drain-once`` a worker gets one
+visit, at the target: its kubeadm and kubelet go straight there, as the skew policy's n-3
+kubelet rule allows; it never runs an older kubeadm against the upgraded cluster.)
+``minor_changes`` holds when the package repository the node points at is not yet the
+hop's minor (never for the ``legacy`` repository, which has no per-minor switch). Other
+``*.yaml`` files in the playbook directory may add ``pre``/``post`` steps (nothing else);
+they are applied after ``default.yaml`` in file-name order.
+
+Templates: ``{name}`` is a placeholder from the fixed set :data:`VARIABLES`; ``{{`` is a
+literal ``{``; any other brace is literal (so awk programs and ``${Version}`` need no
+escaping). Every value is ``shlex.quote``-d when a command is rendered. The exceptions are
+the two fragments upgrader writes itself from validated versions: ``{pkg_resolve}`` (empty
+when the exact package version is known from facts, else a command that looks it up on
+the node, after ``apt-get update``, and fails with a clear message when it is missing) and
+``{pkg_version}`` (the quoted exact version, or ``"$pkgver"`` set by ``{pkg_resolve}``).
+A command using ``{pkg_version}`` must use ``{pkg_resolve}`` before it; ``{pkg_resolve}``
+appears only in ``command``, ``{pkg_version}`` also in ``description``. The exact version
+string is the same for kubeadm, kubelet and kubectl of one release in pkgs.k8s.io and the
+legacy repositories, so it is looked up on ``kubeadm``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from upgrader.core.model import STEP_KINDS, Step
+from upgrader.core.versions import KubeVersion
+from upgrader.errors import ConfigError
+
+# --------------------------------------------------------------------------- vocabulary
+
+PHASE_FIRST_CONTROL_PLANE = "first-control-plane"
+PHASE_CONTROL_PLANE = "control-plane"
+PHASE_CONTROL_PLANE_KUBELET = "control-plane-kubelet"
+PHASE_WORKER = "worker"
+PHASES = (
+    PHASE_FIRST_CONTROL_PLANE,
+    PHASE_CONTROL_PLANE,
+    PHASE_CONTROL_PLANE_KUBELET,
+    PHASE_WORKER,
+)
+
+PACKAGE_MANAGERS = ("apt", "dnf", "yum")
+STRATEGIES = ("per-hop", "drain-once")
+REPO_FLAVOURS = ("pkgs.k8s.io", "legacy", "custom")
+
+DEFAULT_FILE = "default.yaml"
+FORMAT_VERSION = 1
+
+#: Template variables and what they hold (the fixed set; anything else fails at load).
+VARIABLES: Mapping[str, str] = {
+    "version": "the hop's version without the v: 1.28.4",
+    "kversion": "the hop's version: v1.28.4",
+    "minor": "the hop's minor: 1.28",
+    "node": "the node's name",
+    "role": "control-plane | worker",
+    "cluster": "the cluster's name",
+    "pm": "the node's package manager: apt | dnf | yum",
+    "repo_url": "the hop's package repository URL (empty for legacy)",
+    "repo_key_url": "the signing key URL of that repository (empty for legacy)",
+    "pkg_version": 'the exact package version (1.28.4-1.1), or "$pkgver" set by {pkg_resolve}',
+    "pkg_resolve": "empty, or a command fragment that sets $pkgver on the node (ends in &&)",
+}
+_COMMAND_ONLY = frozenset({"pkg_version", "pkg_resolve"})
+
+_STEP_FIELDS = frozenset(
+    {"name", "kind", "description", "command", "check", "retry_safe", "timeout", "sudo"}
+    | {"when", "params"}
+)
+_PHASE_FIELDS = frozenset({"description", "pre", "steps", "post"})
+_TOP_FIELDS = frozenset({"version", "description", "phases"})
+_WHEN_FIELDS = frozenset({"minor_changes", "strategy"})
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_PLACEHOLDER_RE = re.compile(r"\{\{|\{([a-z][a-z0-9_]*)\}")
+_URL_FORBIDDEN = frozenset(" \t\r\n'\"`$;&|<>()\\*?!#{}")
+
+DEFAULT_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class _Param:
+    default: Any
+    kind: str  # "pos-int" | "nonneg-int-or-null" | "bool"
+
+
+# Operator-settable parameters of the API kinds, with defaults. The planner adds the
+# derived ones (wait-ready: kubelet_version; wait-control-plane: version, components).
+PARAMS: Mapping[str, Mapping[str, _Param]] = {
+    "shell": {},
+    "cordon": {},
+    "uncordon": {},
+    "drain": {
+        "timeout": _Param(600, "pos-int"),
+        "grace_period": _Param(None, "nonneg-int-or-null"),
+        "delete_emptydir_data": _Param(False, "bool"),
+        "allow_unmanaged": _Param(False, "bool"),
+        "retry_interval": _Param(5, "pos-int"),
+    },
+    "wait-ready": {"poll_interval": _Param(5, "pos-int")},
+    "wait-control-plane": {"poll_interval": _Param(5, "pos-int")},
+}
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class When:
+    """When a step is emitted; ``None`` fields do not constrain."""
+
+    minor_changes: bool | None = None
+    strategy: str | None = None  # "per-hop" | "drain-once"
+
+    def holds(self, *, minor_changes: bool, strategy: str) -> bool:
+        if self.minor_changes is not None and self.minor_changes != minor_changes:
+            return False
+        return self.strategy is None or self.strategy == strategy
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a phase as the playbook states it (templates not yet rendered)."""
+
+    name: str
+    kind: str
+    description: str
+    command: Mapping[str, str] = field(default_factory=dict)  # pm -> template; "*" = any
+    check: Mapping[str, str] = field(default_factory=dict)
+    retry_safe: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    sudo: bool = True
+    when: When = When()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    origin: str = ""  # "<file>: phases.worker.steps[3]" for messages
+
+    def template_for(self, templates: Mapping[str, str], pm: str | None) -> str | None:
+        if "*" in templates:
+            return templates["*"]
+        if pm is None:
+            return None
+        if pm in templates:
+            return templates[pm]
+        if pm == "yum":
+            return templates.get("dnf")
+        return None
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    steps: tuple[StepSpec, ...]
+    pre: tuple[StepSpec, ...] = ()
+    post: tuple[StepSpec, ...] = ()
+    description: str | None = None
+
+    @property
+    def all_steps(self) -> tuple[StepSpec, ...]:
+        """``pre`` + ``steps`` + ``post``, in order."""
+        return self.pre + self.steps + self.post
+
+
+@dataclass(frozen=True)
+class Playbook:
+    phases: Mapping[str, Phase]
+    sources: tuple[str, ...] = ()
+    digest: str = ""  # sha256 over the files' names and contents (state fingerprint)
+
+    def phase(self, name: str) -> Phase:
+        return self.phases[name]
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """Where the Kubernetes packages come from (the inventory's ``packages`` section).
+
+    ``pkgs.k8s.io``: one repository per minor; ``legacy``: the old single repository (no
+    per-minor switch); ``custom``: ``url_template`` with ``{minor}``, laid out like
+    pkgs.k8s.io (``Release.key`` / ``repodata/repomd.xml.key`` next to the packages).
+    """
+
+    flavour: str = "pkgs.k8s.io"
+    url_template: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.flavour not in REPO_FLAVOURS:
+            raise ConfigError(
+                f"packages.repository: {self.flavour!r} is not one of {', '.join(REPO_FLAVOURS)}"
+            )
+        if self.flavour == "custom":
+            t = self.url_template
+            if not t:
+                raise ConfigError("packages.url_template: required when repository is custom")
+            if not t.startswith(("https://", "http://")):
+                raise ConfigError(f"packages.url_template: {t!r} must start with https://")
+            bad = sorted(set(t.replace("{minor}", "")) & _URL_FORBIDDEN)
+            if bad:
+                raise ConfigError(
+                    f"packages.url_template: {t!r} contains forbidden characters {''.join(bad)!r}"
+                )
+        elif self.url_template is not None:
+            raise ConfigError(
+                f"packages.url_template: only used with repository: custom "
+                f"(repository is {self.flavour})"
+            )
+
+    @property
+    def per_minor(self) -> bool:
+        return self.flavour != "legacy"
+
+    def url(self, version: KubeVersion, pm: str | None) -> str:
+        """The package repository URL for ``version``'s minor (``""`` for legacy)."""
+        family = "deb" if pm == "apt" else "rpm"
+        if self.flavour == "legacy":
+            return ""
+        if self.flavour == "custom":
+            assert self.url_template is not None
+            u = self.url_template.replace("{minor}", version.minor_str)
+            return u if u.endswith("/") else u + "/"
+        channel = "prerelease" if version.is_prerelease else "stable"
+        return f"https://pkgs.k8s.io/core:/{channel}:/v{version.minor_str}/{family}/"
+
+    def key_url(self, version: KubeVersion, pm: str | None) -> str:
+        base = self.url(version, pm)
+        if not base:
+            return ""
+        return base + ("Release.key" if pm == "apt" else "repodata/repomd.xml.key")
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """Shell text upgrader generated itself from validated values: inserted unquoted."""
+
+    text: str
+    display: str
+
+
+TemplateValue = str | Fragment
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Everything a step's templates may refer to, for one node at one hop."""
+
+    hop: KubeVersion
+    node: str
+    role: str
+    cluster: str
+    package_manager: str | None
+    repo: RepoConfig = RepoConfig()
+    pkg_version: str | None = None  # exact package version string, when facts know it
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def template_names(template: str) -> list[str]:
+    """The placeholders of ``template``, in order (``{{`` escapes excluded)."""
+    return [m.group(1) for m in _PLACEHOLDER_RE.finditer(template) if m.group(1)]
+
+
+def _check_template(template: str, *, allow: frozenset[str], in_command: bool) -> str | None:
+    """The first problem with ``template``, or ``None``."""
+    resolve_seen = False
+    for m in _PLACEHOLDER_RE.finditer(template):
+        name = m.group(1)
+        if name is None:
+            continue
+        if name not in VARIABLES:
+            return (
+                f"unknown template variable {{{name}}} "
+                f"(known: {', '.join(sorted(VARIABLES))}; write {{{{ for a literal brace)"
+            )
+        if name not in allow:
+            return f"{{{name}}} may only be used in command templates"
+        if m.start() > 0 and template[m.start() - 1] == "$":
+            return (
+                f"'${{{name}}}' is ambiguous next to '$': write '${{{{{name}}}' for a literal "
+                "shell variable"
+            )
+        if name == "pkg_resolve":
+            resolve_seen = True
+        if name == "pkg_version" and in_command and not resolve_seen:
+            return "{pkg_version} must come after {pkg_resolve} (which sets it on the node)"
+    return None
+
+
+def render_template(template: str, values: Mapping[str, TemplateValue], *, quote: bool) -> str:
+    """Substitute ``values`` into ``template``. With ``quote`` every ``str`` value is
+    ``shlex.quote``-d and a :class:`Fragment` goes in as its text; without, values go in as
+    they are (descriptions) and a fragment as its display text."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name is None:
+            return "{"
+        value = values[name]
+        if isinstance(value, Fragment):
+            return value.text if quote else value.display
+        return shlex.quote(value) if quote else value
+
+    return _PLACEHOLDER_RE.sub(sub, template)
+
+
+def _pkg_prefixes(version: KubeVersion) -> tuple[str, ...]:
+    """How package versions of ``version`` begin: ``1.28.4-`` (pre-releases also with ``~``)."""
+    if version.is_prerelease:
+        base = f"{version.major}.{version.minor}.{version.patch}"
+        return (f"{version.plain}-", f"{base}~{version.pre}.{version.pre_num}-")
+    return (f"{version.plain}-",)
+
+
+def known_package_version(candidates: Sequence[str], version: KubeVersion) -> str | None:
+    """The one exact package version of ``version`` among ``candidates`` (what the
+    repository or the node reported), or ``None`` when absent or ambiguous."""
+    prefixes = _pkg_prefixes(version)
+    found = sorted({c for c in candidates if c.startswith(prefixes)})
+    return found[0] if len(found) == 1 else None
+
+
+def resolve_fragment(pm: str, version: KubeVersion) -> str:
+    """Shell text that sets ``$pkgver`` to the repository's exact kubeadm version string for
+    ``version`` (after the package lists are fresh), or fails with a clear message."""
+    prefixes = _pkg_prefixes(version)
+    awk_match = " || ".join(f'index(v, "{p}") == 1' for p in prefixes)
+    if pm == "apt":
+        lister = "apt-cache madison kubeadm"
+        prog = f'{{v = $2; gsub(/ /, "", v)}} {awk_match} {{print v; exit}}'
+        finder = f"{lister} | awk -F'|' {shlex.quote(prog)}"
+    else:
+        # dnf refreshes expired metadata with --refresh; yum 3 has no such flag, so its
+        # cache is expired first. The listing is oldest first: the last match wins.
+        lister = f"{pm} list --showduplicates --disableexcludes=kubernetes kubeadm"
+        prog = f"{{v = $2}} {awk_match} {{found = v}} END {{print found}}"
+        if pm == "dnf":
+            lister = lister.replace(" list ", " list --refresh ")
+            finder = f"{lister} 2>/dev/null | awk {shlex.quote(prog)}"
+        else:
+            finder = (
+                f"{{ yum clean expire-cache >/dev/null 2>&1; {lister} 2>/dev/null; }} "
+                f"| awk {shlex.quote(prog)}"
+            )
+    msg = (
+        f"upgrader: kubeadm {version.plain} is not offered by the configured package "
+        f"repository ({lister})"
+    )
+    return (
+        f'pkgver=$({finder}) && {{ test -n "$pkgver" || {{ echo {shlex.quote(msg)} >&2; '
+        "false; }; } && "
+    )
+
+
+def step_values(ctx: StepContext) -> dict[str, TemplateValue]:
+    """The template variables for ``ctx`` (keys: exactly :data:`VARIABLES`)."""
+    v = ctx.hop
+    pm = ctx.package_manager
+    values: dict[str, TemplateValue] = {
+        "version": v.plain,
+        "kversion": str(v),
+        "minor": v.minor_str,
+        "node": ctx.node,
+        "role": ctx.role,
+        "cluster": ctx.cluster,
+        "pm": pm or "",
+        "repo_url": ctx.repo.url(v, pm),
+        "repo_key_url": ctx.repo.key_url(v, pm),
+    }
+    if ctx.pkg_version is not None:
+        values["pkg_version"] = ctx.pkg_version
+        values["pkg_resolve"] = Fragment("", "")
+    else:
+        values["pkg_version"] = Fragment(
+            '"$pkgver"', f"{v.plain}-* (exact version from the repository)"
+        )
+        resolve = resolve_fragment(pm, v) if pm in PACKAGE_MANAGERS else "false && "
+        values["pkg_resolve"] = Fragment(resolve, "")
+    assert set(values) == set(VARIABLES)
+    return values
+
+
+def step_id(hop: KubeVersion, node: str, phase: str, name: str) -> str:
+    return f"{hop}/{node}/{phase}/{name}"
+
+
+def expand_step(spec: StepSpec, phase: str, ctx: StepContext) -> Step:
+    """``spec`` rendered for one node at one hop. A shell step without a template for the
+    node's package manager gets ``command=None`` (the planner reports it as a blocker)."""
+    values = step_values(ctx)
+    command = check = None
+    if spec.kind == "shell":
+        t = spec.template_for(spec.command, ctx.package_manager)
+        command = render_template(t, values, quote=True) if t is not None else None
+        c = spec.template_for(spec.check, ctx.package_manager)
+        check = render_template(c, values, quote=True) if c is not None else None
+    params: dict[str, Any] = dict(spec.params)
+    if spec.kind == "wait-ready":
+        params["kubelet_version"] = str(ctx.hop)
+    elif spec.kind == "wait-control-plane":
+        params["version"] = str(ctx.hop)
+        params["components"] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+    return Step(
+        id=step_id(ctx.hop, ctx.node, phase, spec.name),
+        kind=spec.kind,
+        node=ctx.node,
+        hop=str(ctx.hop),
+        phase=phase,
+        name=spec.name,
+        description=render_template(spec.description, values, quote=False),
+        command=command,
+        check=check,
+        params=params,
+        retry_safe=spec.retry_safe,
+        timeout=spec.timeout,
+        sudo=spec.sudo,
+    )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate mapping keys (PyYAML keeps the last silently)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    # Checked on the mapping's own keys, before merge keys (``<<: *anchor``) are flattened:
+    # a key given next to a merge overrides the merged one, as YAML intends.
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    loader.flatten_mapping(node)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _Ctx:
+    """Error location helper: ``<file>: <path>: <problem>``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> NoReturn:
+        where = f"{self.source}: {path}: " if path else f"{self.source}: "
+        raise ConfigError((where + problem).replace("\n", " "))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _parse_templates(
+    c: _Ctx, path: str, raw: Any, *, in_command: bool, allow: frozenset[str]
+) -> dict[str, str]:
+    if isinstance(raw, str):
+        templates = {"*": raw}
+    elif isinstance(raw, dict):
+        if not raw:
+            c.fail(path, f"empty mapping; give a template for {', '.join(PACKAGE_MANAGERS)}")
+        templates = {}
+        for k, t in raw.items():
+            if k not in PACKAGE_MANAGERS:
+                c.fail(
+                    f"{path}.{k}",
+                    f"unknown package manager {_short(k)} (known: {', '.join(PACKAGE_MANAGERS)})",
+                )
+            if not isinstance(t, str):
+                c.fail(f"{path}.{k}", f"must be a string, not {_type_name(t)}")
+            templates[k] = t
+    else:
+        c.fail(path, f"must be a string or a mapping by package manager, not {_type_name(raw)}")
+    for k, t in templates.items():
+        where = path if k == "*" else f"{path}.{k}"
+        if not t.strip():
+            c.fail(where, "empty template")
+        if "\n" in t.strip():
+            c.fail(where, "must be one line (use a folded block scalar '>-' for long commands)")
+        problem = _check_template(t, allow=allow, in_command=in_command)
+        if problem:
+            c.fail(where, problem)
+    return templates
+
+
+def _parse_when(c: _Ctx, path: str, raw: Any) -> When:
+    if raw is None:
+        return When()
+    if isinstance(raw, str):
+        if raw != "minor_changes":
+            c.fail(
+                path,
+                f"unknown condition {_short(raw)} (a string may only be 'minor_changes'; "
+                f"or a mapping with {', '.join(sorted(_WHEN_FIELDS))})",
+            )
+        return When(minor_changes=True)
+    if not isinstance(raw, dict):
+        c.fail(path, f"must be 'minor_changes' or a mapping, not {_type_name(raw)}")
+    for k in raw:
+        if k not in _WHEN_FIELDS:
+            c.fail(
+                f"{path}.{k}",
+                f"unknown condition {_short(k)} (known: {', '.join(sorted(_WHEN_FIELDS))})",
+            )
+    mc = raw.get("minor_changes")
+    if mc is not None and not isinstance(mc, bool):
+        c.fail(f"{path}.minor_changes", f"must be true or false, not {_type_name(mc)}")
+    strategy = raw.get("strategy")
+    if strategy is not None and strategy not in STRATEGIES:
+        c.fail(
+            f"{path}.strategy",
+            f"unknown strategy {_short(strategy)} (known: {', '.join(STRATEGIES)})",
+        )
+    return When(minor_changes=mc, strategy=strategy)
+
+
+def _parse_params(c: _Ctx, path: str, kind: str, raw: Any) -> dict[str, Any]:
+    schema = PARAMS[kind]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        c.fail(path, f"must be a mapping, not {_type_name(raw)}")
+    if raw and not schema:
+        if kind == "shell":
+            c.fail(path, "shell steps take no params (put values in the command template)")
+        c.fail(path, f"kind {kind} takes no params")
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k not in schema:
+            c.fail(
+                f"{path}.{k}",
+                f"unknown parameter {_short(k)} for kind {kind} "
+                f"(known: {', '.join(sorted(schema))})",
+            )
+        p = schema[k]
+        ok = (
+            (p.kind == "bool" and isinstance(v, bool))
+            or (p.kind == "pos-int" and type(v) is int and v > 0)
+            or (p.kind == "nonneg-int-or-null" and (v is None or (type(v) is int and v >= 0)))
+        )
+        if not ok:
+            want = {
+                "bool": "true or false",
+                "pos-int": "a whole number of seconds > 0",
+                "nonneg-int-or-null": "a whole number of seconds >= 0, or null",
+            }[p.kind]
+            c.fail(f"{path}.{k}", f"must be {want}, not {_short(v)}")
+        out[k] = v
+    for k, p in schema.items():
+        out.setdefault(k, p.default)
+    return out
+
+
+def _parse_step(c: _Ctx, path: str, raw: Any) -> StepSpec:
+    if not isinstance(raw, dict):
+        c.fail(path, f"a step must be a mapping, not {_type_name(raw)}")
+    for k in raw:
+        if k not in _STEP_FIELDS:
+            c.fail(f"{path}.{k}", f"unknown field (known: {', '.join(sorted(_STEP_FIELDS))})")
+    name = raw.get("name")
+    if name is None:
+        c.fail(f"{path}.name", "missing")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        c.fail(
+            f"{path}.name",
+            f"{_short(name)} must be lowercase letters, digits and '-' (at most 63)",
+        )
+    kind = raw.get("kind")
+    if kind is None:
+        c.fail(f"{path}.kind", "missing")
+    if kind not in STEP_KINDS:
+        c.fail(f"{path}.kind", f"unknown kind {_short(kind)} (known: {', '.join(STEP_KINDS)})")
+    desc = raw.get("description")
+    if desc is None:
+        c.fail(f"{path}.description", "missing")
+    if not isinstance(desc, str) or not desc.strip() or "\n" in desc.strip():
+        c.fail(f"{path}.description", "must be a non-empty one-line string")
+    problem = _check_template(
+        desc, allow=frozenset(VARIABLES) - _COMMAND_ONLY | {"pkg_version"}, in_command=False
+    )
+    if problem:
+        c.fail(f"{path}.description", problem)
+
+    command: dict[str, str] = {}
+    check: dict[str, str] = {}
+    if kind == "shell":
+        if "command" not in raw:
+            c.fail(f"{path}.command", "missing (required for kind shell)")
+        command = _parse_templates(
+            c, f"{path}.command", raw["command"], in_command=True, allow=frozenset(VARIABLES)
+        )
+        if raw.get("check") is not None:
+            check = _parse_templates(
+                c,
+                f"{path}.check",
+                raw["check"],
+                in_command=False,
+                allow=frozenset(VARIABLES) - _COMMAND_ONLY,
+            )
+    else:
+        for k in ("command", "check", "sudo"):
+            if k in raw:
+                c.fail(f"{path}.{k}", f"only for kind shell ({kind} is done through the API)")
+
+    params = _parse_params(c, f"{path}.params", kind, raw.get("params"))
+
+    retry_safe = raw.get("retry_safe", False)
+    if not isinstance(retry_safe, bool):
+        c.fail(f"{path}.retry_safe", f"must be true or false, not {_short(retry_safe)}")
+    sudo = raw.get("sudo", True)
+    if not isinstance(sudo, bool):
+        c.fail(f"{path}.sudo", f"must be true or false, not {_short(sudo)}")
+    default_timeout = DEFAULT_TIMEOUT
+    if kind == "drain":
+        default_timeout = float(params["timeout"] + 60)
+    timeout = raw.get("timeout", default_timeout)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        c.fail(f"{path}.timeout", f"must be a number of seconds > 0, not {_short(timeout)}")
+    if kind == "drain" and timeout < params["timeout"]:
+        c.fail(
+            f"{path}.timeout",
+            f"{timeout}s is shorter than the drain's params.timeout ({params['timeout']}s)",
+        )
+    when = _parse_when(c, f"{path}.when", raw.get("when"))
+    return StepSpec(
+        name=name,
+        kind=kind,
+        description=desc.strip(),
+        command=command,
+        check=check,
+        retry_safe=retry_safe,
+        timeout=float(timeout),
+        sudo=sudo,
+        when=when,
+        params=params,
+        origin=f"{c.source}: {path}",
+    )
+
+
+def _parse_step_list(
+    c: _Ctx, path: str, raw: Any, *, names: dict[str, str]
+) -> tuple[StepSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        c.fail(path, f"must be a list of steps, not {_type_name(raw)}")
+    steps = []
+    for i, r in enumerate(raw):
+        sp = f"{path}[{i}]"
+        spec = _parse_step(c, sp, r)
+        if spec.name in names:
+            c.fail(f"{sp}.name", f"duplicate step name {spec.name!r} (also {names[spec.name]})")
+        names[spec.name] = spec.origin
+        steps.append(spec)
+    return tuple(steps)
+
+
+def _parse_document(c: _Ctx, text: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        c.fail("", f"invalid YAML: {where}{e.problem or e}")
+    except yaml.YAMLError as e:
+        c.fail("", f"invalid YAML: {e}")
+    if not isinstance(data, dict):
+        c.fail("", f"top level must be a mapping with 'phases', not {_type_name(data)}")
+    for k in data:
+        if k not in _TOP_FIELDS:
+            c.fail(str(k), f"unknown field (known: {', '.join(sorted(_TOP_FIELDS))})")
+    version = data.get("version", FORMAT_VERSION)
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        c.fail("version", f"unsupported playbook format {_short(version)} (this upgrader reads 1)")
+    if "description" in data and not isinstance(data["description"], str):
+        c.fail("description", f"must be a string, not {_type_name(data['description'])}")
+    phases = data.get("phases")
+    if phases is None:
+        c.fail("phases", "missing")
+    if not isinstance(phases, dict):
+        c.fail("phases", f"must be a mapping of phase name to steps, not {_type_name(phases)}")
+    for name, body in phases.items():
+        if name not in PHASES:
+            c.fail(f"phases.{name}", f"unknown phase (known: {', '.join(PHASES)})")
+        if not isinstance(body, dict):
+            c.fail(f"phases.{name}", f"must be a mapping, not {_type_name(body)}")
+        for k in body:
+            if k not in _PHASE_FIELDS:
+                c.fail(
+                    f"phases.{name}.{k}",
+                    f"unknown field (known: {', '.join(sorted(_PHASE_FIELDS))})",
+                )
+        if "description" in body and not isinstance(body["description"], str):
+            c.fail(f"phases.{name}.description", "must be a string")
+    return data
+
+
+def parse_playbook(texts: Sequence[tuple[str, str]]) -> Playbook:
+    """Build a Playbook from ``(source, text)`` pairs: the first is the base (it defines
+    ``steps`` for every phase), the others may only add ``pre``/``post`` steps."""
+    if not texts:
+        raise ConfigError(f"playbooks: no {DEFAULT_FILE}")
+    names: dict[str, dict[str, str]] = {p: {} for p in PHASES}
+    steps: dict[str, tuple[StepSpec, ...]] = {}
+    pre: dict[str, tuple[StepSpec, ...]] = {p: () for p in PHASES}
+    post: dict[str, tuple[StepSpec, ...]] = {p: () for p in PHASES}
+    descriptions: dict[str, str | None] = {p: None for p in PHASES}
+    digest = hashlib.sha256()
+    for index, (source, text) in enumerate(texts):
+        digest.update(f"{len(source)}:{source}:{len(text)}:".encode())
+        digest.update(text.encode())
+        c = _Ctx(source)
+        data = _parse_document(c, text)
+        phases: dict[str, Any] = data["phases"]
+        for pname in PHASES:
+            body = phases.get(pname)
+            if body is None:
+                if index == 0:
+                    c.fail(f"phases.{pname}", "missing (every phase needs its steps)")
+                continue
+            base = f"phases.{pname}"
+            if index == 0:
+                if "steps" not in body or not body["steps"]:
+                    c.fail(f"{base}.steps", "missing or empty")
+                steps[pname] = _parse_step_list(
+                    c, f"{base}.steps", body["steps"], names=names[pname]
+                )
+                descriptions[pname] = body.get("description")
+            else:
+                for k in ("steps", "description"):
+                    if k in body:
+                        c.fail(
+                            f"{base}.{k}",
+                            f"only {DEFAULT_FILE} defines a phase's {k}; "
+                            "other files may add pre/post steps",
+                        )
+            pre[pname] += _parse_step_list(c, f"{base}.pre", body.get("pre"), names=names[pname])
+            post[pname] += _parse_step_list(c, f"{base}.post", body.get("post"), names=names[pname])
+    return Playbook(
+        phases={
+            p: Phase(p, steps[p], pre=pre[p], post=post[p], description=descriptions[p])
+            for p in PHASES
+        },
+        sources=tuple(s for s, _ in texts),
+        digest=digest.hexdigest(),
+    )
+
+
+def default_playbook_dir() -> Path:
+    """The packaged playbooks (``upgrader/playbooks``, a link to the repo's ``playbooks``)."""
+    return Path(__file__).resolve().parent.parent / "playbooks"
+
+
+def load_playbooks(directory: Path | None = None) -> Playbook:
+    """Load and validate ``default.yaml`` and any other ``*.yaml`` of ``directory``
+    (default: the packaged playbooks). Raises ConfigError naming the file and field."""
+    d = directory if directory is not None else default_playbook_dir()
+    if not d.is_dir():
+        raise ConfigError(f"{d}: playbook directory not found")
+    base = d / DEFAULT_FILE
+    if not base.is_file():
+        raise ConfigError(f"{base}: missing (a playbook directory needs {DEFAULT_FILE})")
+    extra = sorted(
+        p for p in d.iterdir() if p.suffix == ".yaml" and p.name != DEFAULT_FILE and p.is_file()
+    )
+    files = [base, *extra]
+    texts: list[tuple[str, str]] = []
+    for p in files:
+        try:
+            texts.append((str(p), p.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: cannot read: {e}") from None
+    return parse_playbook(texts)

@@ -1,0 +1,144 @@
+"""Plan -> text: what ``upgrader plan`` prints (the JSON form is ``Plan.to_dict()``).
+
+Owns the plain-text layout of a plan: a header (current -> target, hops, strategy), every
+visit in execution order with its numbered steps (the exact shell command, or what an API
+step does), the findings grouped by severity, and a last line saying whether the plan can
+run and which override flag would pass which blocker. Also :func:`describe_step`, the
+one-line account of an API step that progress output can reuse.
+
+Must not: print, colour (the CLI may), do I/O, or import paramiko, kubernetes, typer or rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from upgrader.core.model import Finding, Plan, Severity, Step
+
+
+def _seconds(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value}s"
+
+
+def describe_step(step: Step) -> str:
+    """What a step does, in one line: the command for shell steps, else the API action."""
+    p = step.params
+    n = step.node
+    if step.kind == "shell":
+        return step.command or "(no command for this node's package manager)"
+    if step.kind == "drain":
+        extra = ""
+        if p.get("grace_period") is not None:
+            extra += f", grace period {_seconds(p['grace_period'])}"
+        if p.get("delete_emptydir_data"):
+            extra += ", emptyDir data deleted"
+        if p.get("allow_unmanaged"):
+            extra += ", pods without a controller deleted"
+        return (
+            f"drain {n} via the Eviction API (timeout {_seconds(p.get('timeout', step.timeout))}"
+            f", PDBs respected{extra})"
+        )
+    if step.kind == "cordon":
+        return f"cordon {n} (mark it unschedulable)"
+    if step.kind == "uncordon":
+        return f"uncordon {n} (unless it was cordoned before the run)"
+    if step.kind == "wait-ready":
+        return (
+            f"wait until {n} is Ready with kubelet {p.get('kubelet_version', step.hop)} "
+            f"(timeout {_seconds(step.timeout)})"
+        )
+    if step.kind == "wait-control-plane":
+        comps = p.get("components") or ["control-plane"]
+        return (
+            f"wait until the {', '.join(comps)} pods of {n} run {p.get('version', step.hop)} "
+            f"(timeout {_seconds(step.timeout)})"
+        )
+    return f"{step.kind} {n}"
+
+
+def _finding_lines(f: Finding, overrides: tuple[str, ...]) -> list[str]:
+    where = f" [{f.node}]" if f.node else ""
+    lines = [f"  - {f.code}{where}: {f.message}"]
+    if f.fix:
+        lines.append(f"      fix: {f.fix}")
+    if f.severity == Severity.BLOCKER and f.override:
+        state = "given" if f.override in overrides else "not given"
+        lines.append(f"      override: {f.override} ({state})")
+    return lines
+
+
+def _names(findings: Iterable[Finding]) -> str:
+    return ", ".join(f"{f.code} ({f.node})" if f.node else f.code for f in findings)
+
+
+def _verdict(plan: Plan) -> str:
+    blockers = plan.blockers
+    steps = sum(len(e.steps) for e in plan.entries)
+    nodes = len({e.node for e in plan.entries})
+    passed = [
+        f
+        for f in plan.findings
+        if f.severity == Severity.BLOCKER and f.override and f.override in plan.overrides
+    ]
+    if blockers:
+        by_flag: dict[str, list[Finding]] = {}
+        fixed: list[Finding] = []
+        for f in blockers:
+            if f.override:
+                by_flag.setdefault(f.override, []).append(f)
+            else:
+                fixed.append(f)
+        parts = [f"{flag} would pass {_names(fs)}" for flag, fs in by_flag.items()]
+        if fixed:
+            parts.append(f"no flag passes {_names(fixed)}")
+        n = len(blockers)
+        return f"Cannot run: {n} blocker{'s' if n != 1 else ''}. " + "; ".join(parts) + "."
+    if not plan.entries:
+        return f"Nothing to do: the cluster and every node are at {plan.target}."
+    line = f"Can run: {steps} step{'s' if steps != 1 else ''} on {nodes} node"
+    line += "s" if nodes != 1 else ""
+    if passed:
+        flags = sorted({f.override for f in passed if f.override})
+        line += f" ({', '.join(flags)} passes {_names(passed)})"
+    return line + "."
+
+
+def render_text(plan: Plan) -> str:
+    """The plan as plain text, ending with a newline."""
+    out: list[str] = []
+    hops = ", ".join(str(h) for h in plan.hops) or "none"
+    out.append(f"Upgrade plan: {plan.current} -> {plan.target}")
+    out.append(f"Hops: {hops}    Worker strategy: {plan.strategy}")
+    if plan.overrides:
+        out.append(f"Overrides given: {' '.join(plan.overrides)}")
+
+    for e in plan.entries:
+        out.append("")
+        out.append(f"[{e.hop}] {e.node} ({e.role}, {e.phase})")
+        for i, s in enumerate(e.steps, 1):
+            out.append(f"  {i:>2}. {s.description}")
+            if s.kind == "shell":
+                out.append(f"      $ {describe_step(s)}")
+                if s.check:
+                    out.append(f"      skipped when: {s.check}")
+            else:
+                out.append(f"      > {describe_step(s)}")
+
+    groups = (
+        ("Blockers", Severity.BLOCKER),
+        ("Warnings", Severity.WARNING),
+        ("Notes", Severity.INFO),
+    )
+    for title, sev in groups:
+        fs = [f for f in plan.findings if f.severity == sev]
+        if fs:
+            out.append("")
+            out.append(f"{title} ({len(fs)}):")
+            for f in fs:
+                out.extend(_finding_lines(f, plan.overrides))
+
+    out.append("")
+    out.append(_verdict(plan))
+    return "\n".join(out) + "\n"
