@@ -1,0 +1,38 @@
+"""Shared fixtures of the integration tests. Each group lives in clearly named functions;
+add new groups below their own heading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fake_nodes import FakeNodes
+from sshd import SSHServer
+
+# --------------------------------------------------------------------------- sshd (transport)
+
+# Loopback addresses of the simulated nodes behind ``fake_nodes_sshd`` (127.0.0.0/8 needs no
+# setup). Tests pick distinct addresses so they do not disturb each other's node state.
+FAKE_NODE_ADDRESSES = tuple(f"127.0.0.{i}" for i in range(11, 21))
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    """A real OpenSSH sshd on 127.0.0.1 accepting the generated client key as the current
+    user; commands run unmodified."""
+    server = SSHServer.start(tmp_path_factory.mktemp("sshd"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_nodes_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeNodes]:
+    """A real sshd on several loopback addresses whose ForceCommand runs each command with
+    the dialled node's fake tools first on PATH (see ``fake_nodes.py``)."""
+    nodes = FakeNodes.start(tmp_path_factory.mktemp("fake-nodes"), FAKE_NODE_ADDRESSES)
+    try:
+        yield nodes
+    finally:
+        nodes.stop()

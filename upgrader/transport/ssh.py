@@ -1,0 +1,583 @@
+"""SSH transport on paramiko: one lazily opened, reused, host-key-verified connection per node.
+
+Owns: connecting (strict or accept-new host key checking against a known_hosts file, key
+or agent authentication only, ProxyJump through a ``direct-tcpip`` channel, keepalive,
+connect timeout, retries with exponential backoff and jitter on connection errors only),
+running one command per session channel with a deadline and without deadlocking on large
+outputs, sudo wrapping (the sudo password comes from an environment variable and is only
+ever written to the channel's stdin), SFTP download, and :class:`SSHPool`, the
+thread-safe set of per-node transports the gatherer and executor share.
+
+Must not: print, log secrets, retry a command that reached the node, accept an unknown or
+changed host key under the strict policy, or know about Kubernetes, plans or steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import shlex
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import paramiko
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from upgrader.errors import ConfigError, HostKeyError, TransportError
+from upgrader.transport.base import Result, SSHTarget
+
+log = logging.getLogger("upgrader.transport")
+
+HOST_KEY_POLICIES = ("strict", "accept-new")
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+# OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions).
+DEFAULT_MAX_SESSIONS = 8
+# What OpenSSH's ssh client returns when the remote command ended without an exit status
+# (killed by a signal: the server sends "exit-signal", which paramiko does not report).
+EXIT_NO_STATUS = 255
+
+_READ_CHUNK = 65536
+_known_hosts_lock = threading.Lock()
+
+
+def host_key_name(host: str, port: int) -> str:
+    """The known_hosts name of ``host:port``: ``host`` for port 22, else ``[host]:port``."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def sudo_wrap(command: str, *, with_password: bool) -> str:
+    """``command`` run as root through sudo. Without a password sudo must not prompt
+    (``-n``); with one, sudo reads it from stdin (``-S``) with an empty prompt, and the
+    command's own stdin is /dev/null so a password sudo did not need is never read by it."""
+    if with_password:
+        return f"sudo -S -p '' -- sh -c {shlex.quote('exec </dev/null; ' + command)}"
+    return f"sudo -n -- sh -c {shlex.quote(command)}"
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split()) or type(text).__name__
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Called by paramiko only when known_hosts has no key at all for the host."""
+
+    def __init__(self, target: SSHTarget, known_hosts: Path) -> None:
+        self._target = target
+        self._known_hosts = known_hosts
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        t = self._target
+        if t.host_key_policy == "accept-new":
+            _append_known_host(self._known_hosts, hostname, key)
+            log.info(
+                "node %s: recorded new host key %s %s for %s:%d in %s",
+                t.node,
+                key.get_name(),
+                key.fingerprint,
+                t.host,
+                t.port,
+                self._known_hosts,
+            )
+            return
+        raise HostKeyError(
+            f"node {t.node}: host key of {t.host}:{t.port} ({key.get_name()} "
+            f"{key.fingerprint}) is not in {self._known_hosts} (host_key_policy strict); "
+            "verify the fingerprint out of band and add it to known_hosts, or use "
+            "host_key_policy accept-new",
+            node=t.node,
+        )
+
+
+def _append_known_host(path: Path, hostname: str, key: paramiko.PKey) -> None:
+    line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+    with _known_hosts_lock:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    line = "\n" + line
+            fh.write(line.encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Connection errors are retried; refusals (host key, authentication) and our own
+    errors (already final) are not."""
+    if isinstance(exc, TransportError | ConfigError | paramiko.AuthenticationException):
+        return False
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return False
+    return isinstance(exc, OSError | EOFError | paramiko.SSHException)
+
+
+class SSHTransport:
+    """Runs commands on one node over one reused SSH connection (see module docstring).
+
+    ``jump`` is the transport of the ProxyJump host (shared through :class:`SSHPool`);
+    when ``target.jump`` is set and none is given, this transport opens and owns one.
+    """
+
+    def __init__(
+        self,
+        target: SSHTarget,
+        *,
+        jump: SSHTransport | None = None,
+        connect_attempts: int = 3,
+        retry_wait: float = 0.5,
+        retry_max_wait: float = 8.0,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+    ) -> None:
+        if target.host_key_policy not in HOST_KEY_POLICIES:
+            raise ConfigError(
+                f"node {target.node}: host_key_policy {target.host_key_policy!r} is not one "
+                f"of {', '.join(HOST_KEY_POLICIES)}"
+            )
+        self.node = target.node
+        self.target = target
+        self._connect_attempts = max(1, connect_attempts)
+        self._retry_wait = retry_wait
+        self._retry_max_wait = retry_max_wait
+        self._owns_jump = False
+        if jump is None and target.jump is not None:
+            jump = SSHTransport(
+                target.jump,
+                connect_attempts=connect_attempts,
+                retry_wait=retry_wait,
+                retry_max_wait=retry_max_wait,
+            )
+            self._owns_jump = True
+        self._jump = jump
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.RLock()
+        self._sessions = threading.BoundedSemaphore(max(1, max_sessions))
+        self._root_lock = threading.Lock()
+        self._remote_root: bool | None = None
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def _endpoint(self) -> str:
+        return f"{self.target.host}:{self.target.port}"
+
+    def _known_hosts_path(self) -> Path:
+        return Path(self.target.known_hosts or DEFAULT_KNOWN_HOSTS).expanduser()
+
+    def connect(self) -> None:
+        """Open the connection now (otherwise the first command does)."""
+        self._ensure_transport()
+
+    def _ensure_transport(self) -> paramiko.Transport:
+        with self._lock:
+            client = self._client
+            if client is not None:
+                t = client.get_transport()
+                if t is not None and t.is_active():
+                    return t
+                client.close()
+                self._client = None
+                log.debug("node %s: connection lost; reconnecting", self.node)
+            self._client = self._connect_with_retries()
+            t = self._client.get_transport()
+            assert t is not None
+            return t
+
+    def _connect_with_retries(self) -> paramiko.SSHClient:
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "node %s: connect to %s failed (attempt %d/%d: %s); retrying in %.1fs",
+                self.node,
+                self._endpoint,
+                state.attempt_number,
+                self._connect_attempts,
+                _one_line(exc),
+                wait,
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self._connect_attempts),
+            wait=wait_exponential(multiplier=self._retry_wait, max=self._retry_max_wait)
+            + wait_random(0, self._retry_wait),
+            retry=retry_if_exception(_retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        user = self.target.user or "(local user)"
+        try:
+            client: paramiko.SSHClient = retrying(self._connect_once)
+        except TransportError:
+            raise
+        except paramiko.AuthenticationException as e:
+            raise TransportError(
+                f"node {self.node}: authentication as {user} to {self._endpoint} failed: "
+                f"{_one_line(e)} (key and agent authentication only)",
+                node=self.node,
+            ) from None
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise TransportError(
+                f"node {self.node}: cannot connect to {self._endpoint} "
+                f"after {self._connect_attempts} attempt(s): {_one_line(e)}",
+                node=self.node,
+            ) from None
+        log.debug("node %s: connected to %s as %s", self.node, self._endpoint, user)
+        return client
+
+    def _connect_once(self) -> paramiko.SSHClient:
+        t = self.target
+        identity = str(Path(t.identity_file).expanduser()) if t.identity_file else None
+        if identity is not None and not os.path.exists(identity):
+            raise ConfigError(f"node {t.node}: identity_file {identity} does not exist")
+        known_hosts = self._known_hosts_path()
+        client = paramiko.SSHClient()
+        try:
+            if known_hosts.exists():
+                try:
+                    client.load_system_host_keys(str(known_hosts))
+                except (OSError, paramiko.SSHException, ValueError) as e:
+                    raise ConfigError(
+                        f"node {t.node}: cannot read known_hosts {known_hosts}: {_one_line(e)}"
+                    ) from None
+            client.set_missing_host_key_policy(_HostKeyPolicy(t, known_hosts))
+            sock: paramiko.Channel | None = None
+            if self._jump is not None:
+                try:
+                    sock = self._jump.open_tunnel(t.host, t.port, t.connect_timeout)
+                except TransportError as e:
+                    raise TransportError(
+                        f"node {t.node}: via jump host {self._jump.node}: {e}", node=t.node
+                    ) from None
+            try:
+                client.connect(
+                    hostname=t.host,
+                    port=t.port,
+                    username=t.user,
+                    password=None,
+                    key_filename=identity,
+                    allow_agent=True,
+                    look_for_keys=identity is None,
+                    timeout=t.connect_timeout,
+                    banner_timeout=t.connect_timeout,
+                    auth_timeout=t.connect_timeout,
+                    channel_timeout=t.connect_timeout,
+                    sock=sock,
+                )
+            except paramiko.BadHostKeyException as e:
+                raise HostKeyError(
+                    f"node {t.node}: host key of {self._endpoint} CHANGED: {known_hosts} has "
+                    f"{e.expected_key.get_name()} {e.expected_key.fingerprint}, the server "
+                    f"offered {e.key.get_name()} {e.key.fingerprint}; refusing to connect "
+                    "(if the node was reinstalled, remove the old key with "
+                    f"ssh-keygen -R {shlex.quote(host_key_name(t.host, t.port))} "
+                    f"-f {shlex.quote(str(known_hosts))})",
+                    node=t.node,
+                ) from None
+            transport = client.get_transport()
+            if transport is None:  # pragma: no cover - paramiko always sets it
+                raise paramiko.SSHException("no transport after connect")
+            if t.keepalive > 0:
+                transport.set_keepalive(t.keepalive)
+            return client
+        except BaseException:
+            client.close()
+            raise
+
+    def open_tunnel(self, host: str, port: int, timeout: float) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel from this host to ``host:port`` (ProxyJump)."""
+        t = self._ensure_transport()
+        try:
+            return t.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            raise TransportError(
+                f"node {self.node}: cannot open a tunnel to {host}:{port}: {_one_line(e)}",
+                node=self.node,
+            ) from None
+
+    def _drop(self, client: paramiko.SSHClient | None) -> None:
+        with self._lock:
+            if client is not None and self._client is client:
+                client.close()
+                self._client = None
+
+    def _open_session(self) -> tuple[paramiko.SSHClient | None, paramiko.Channel]:
+        """A new session channel; reconnects once when the connection turns out dead
+        (no command has been sent yet, so this is a connection retry)."""
+        last: BaseException | None = None
+        for _ in range(2):
+            t = self._ensure_transport()
+            client = self._client
+            try:
+                return client, t.open_session(timeout=self.target.connect_timeout)
+            except (OSError, EOFError, paramiko.SSHException) as e:
+                last = e
+                if t.is_active():
+                    break
+                self._drop(client)
+        raise TransportError(
+            f"node {self.node}: cannot open an SSH session on {self._endpoint}: {_one_line(last)}",
+            node=self.node,
+        )
+
+    # ------------------------------------------------------------------ commands
+    def _is_remote_root(self) -> bool:
+        with self._root_lock:
+            if self._remote_root is None:
+                probe = self._execute("id -u", None, timeout=self.target.connect_timeout + 30)
+                self._remote_root = probe.ok and probe.stdout.strip() == "0"
+                log.debug("node %s: remote user is root: %s", self.node, self._remote_root)
+            return self._remote_root
+
+    def _prepare(self, command: str, sudo: bool) -> tuple[str, bytes | None]:
+        if not (sudo and self.target.sudo) or self._is_remote_root():
+            return command, None
+        env = self.target.sudo_password_env
+        if env is None:
+            return sudo_wrap(command, with_password=False), None
+        password = os.environ.get(env)
+        if password is None:
+            raise ConfigError(f"node {self.node}: sudo_password_env names {env}, which is not set")
+        return sudo_wrap(command, with_password=True), (password + "\n").encode()
+
+    def run(self, command: str, timeout: float = 60.0, sudo: bool = True) -> Result:
+        wrapped, stdin = self._prepare(command, sudo)
+        log.debug(
+            "node %s: start%s (timeout %.0fs): %s",
+            self.node,
+            " [sudo]" if wrapped != command else "",
+            timeout,
+            command,
+        )
+        result = self._execute(wrapped, stdin, timeout, shown=command)
+        log.debug(
+            "node %s: end: %s in %.2fs",
+            self.node,
+            "timed out" if result.timed_out else f"exit {result.exit_code}",
+            result.duration,
+        )
+        return result
+
+    def _execute(
+        self, command: str, stdin: bytes | None, timeout: float, shown: str | None = None
+    ) -> Result:
+        shown = command if shown is None else shown
+        start = time.monotonic()
+        with self._sessions:
+            client, chan = self._open_session()
+            try:
+                try:
+                    chan.exec_command(command)
+                except (OSError, EOFError, paramiko.SSHException) as e:
+                    self._drop(client)
+                    raise TransportError(
+                        f"node {self.node}: SSH session failed while starting a command: "
+                        f"{_one_line(e)}",
+                        node=self.node,
+                    ) from None
+                try:
+                    if stdin:
+                        chan.sendall(stdin)
+                    chan.shutdown_write()
+                except (OSError, EOFError, paramiko.SSHException):
+                    pass  # the command may already have finished and closed the channel
+                out, err, timed_out = _collect(chan, timeout)
+                duration = time.monotonic() - start
+                if timed_out:
+                    log.warning(
+                        "node %s: command timed out after %.0fs; channel closed: %s",
+                        self.node,
+                        timeout,
+                        shown,
+                    )
+                    return Result(shown, None, _text(out), _text(err), duration, timed_out=True)
+                status = chan.exit_status
+                if status < 0:
+                    transport = chan.get_transport()
+                    if transport is not None and transport.is_active():
+                        transport.join(0.5)  # a dying connection finishes closing
+                    if transport is None or not transport.is_active():
+                        self._drop(client)
+                        raise TransportError(
+                            f"node {self.node}: SSH session to {self._endpoint} dropped while "
+                            f"running a command (after {duration:.1f}s); it may or may not "
+                            "have completed",
+                            node=self.node,
+                        )
+                    log.warning(
+                        "node %s: command ended without an exit status (killed by a signal?)",
+                        self.node,
+                    )
+                    status = EXIT_NO_STATUS
+                return Result(shown, status, _text(out), _text(err), duration)
+            finally:
+                chan.close()
+
+    def sftp_get(self, remote: str, local: str | os.PathLike[str]) -> None:
+        """Download ``remote`` to ``local`` (atomically: a ``.part`` file, then rename).
+        Runs as the SSH user (no sudo)."""
+        dest = Path(local)
+        part = dest.with_name(dest.name + ".part")
+        with self._sessions:
+            t = self._ensure_transport()
+            try:
+                sftp = paramiko.SFTPClient.from_transport(t)
+                if sftp is None:
+                    raise paramiko.SSHException("the server refused the sftp subsystem")
+                with sftp:
+                    sftp.get(remote, str(part))
+                os.replace(part, dest)
+            except (OSError, EOFError, paramiko.SSHException) as e:
+                part.unlink(missing_ok=True)
+                raise TransportError(
+                    f"node {self.node}: sftp get {remote} failed: {_one_line(e)}",
+                    node=self.node,
+                ) from None
+        log.debug("node %s: fetched %s to %s", self.node, remote, dest)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+        if self._owns_jump and self._jump is not None:
+            self._jump.close()
+
+    def __enter__(self) -> SSHTransport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", errors="replace")
+
+
+def _collect(chan: paramiko.Channel, timeout: float) -> tuple[bytearray, bytearray, bool]:
+    """Read stdout and stderr as they arrive (so the remote never blocks on a full window)
+    until the command's exit status and EOF arrived, the channel closed, or ``timeout``
+    passed. Returns (stdout, stderr, timed_out)."""
+    out = bytearray()
+    err = bytearray()
+    deadline = time.monotonic() + timeout
+
+    def drain() -> None:
+        while chan.recv_ready():
+            data = chan.recv(_READ_CHUNK)
+            if not data:
+                break
+            out.extend(data)
+        while chan.recv_stderr_ready():
+            data = chan.recv_stderr(_READ_CHUNK)
+            if not data:
+                break
+            err.extend(data)
+
+    while True:
+        drain()
+        finished = chan.closed or (chan.eof_received and chan.exit_status_ready())
+        if finished:
+            drain()
+            return out, err, False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return out, err, True
+        if chan.eof_received:
+            chan.status_event.wait(min(remaining, 0.2))
+        else:
+            select.select([chan], [], [], min(remaining, 0.2))
+
+
+class SSHPool:
+    """One :class:`SSHTransport` per node (and one per jump host), created on first use,
+    shared by every thread; :meth:`close` closes them all."""
+
+    def __init__(
+        self,
+        *,
+        connect_attempts: int = 3,
+        retry_wait: float = 0.5,
+        retry_max_wait: float = 8.0,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+    ) -> None:
+        self._connect_attempts = connect_attempts
+        self._retry_wait = retry_wait
+        self._retry_max_wait = retry_max_wait
+        self._max_sessions = max_sessions
+        self._lock = threading.Lock()
+        self._nodes: dict[str, SSHTransport] = {}
+        self._jumps: dict[SSHTarget, SSHTransport] = {}
+
+    def get(self, target: SSHTarget) -> SSHTransport:
+        """The transport for ``target.node`` (replaced if the node's target changed)."""
+        with self._lock:
+            current = self._nodes.get(target.node)
+            if current is not None and current.target == target:
+                return current
+            if current is not None:
+                current.close()
+            jump = self._jump_for(target.jump) if target.jump is not None else None
+            transport = SSHTransport(
+                target,
+                jump=jump,
+                connect_attempts=self._connect_attempts,
+                retry_wait=self._retry_wait,
+                retry_max_wait=self._retry_max_wait,
+                max_sessions=self._max_sessions,
+            )
+            self._nodes[target.node] = transport
+            return transport
+
+    def _jump_for(self, target: SSHTarget) -> SSHTransport:
+        found = self._jumps.get(target)
+        if found is None:
+            inner = self._jump_for(target.jump) if target.jump is not None else None
+            found = SSHTransport(
+                target,
+                jump=inner,
+                connect_attempts=self._connect_attempts,
+                retry_wait=self._retry_wait,
+                retry_max_wait=self._retry_max_wait,
+            )
+            self._jumps[target] = found
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            nodes, jumps = list(self._nodes.values()), list(self._jumps.values())
+            self._nodes.clear()
+            self._jumps.clear()
+        for t in nodes:
+            t.close()
+        for t in reversed(jumps):  # innermost hops were created first
+            t.close()
+
+    def __enter__(self) -> SSHPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
