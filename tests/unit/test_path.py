@@ -462,7 +462,7 @@ def test_path_properties(item: tuple[Facts, KubeVersion, str, PolicyOptions]) ->
     # strategy bookkeeping
     if p.strategy == "drain-once" and strategy != "drain-once":
         assert p.drain_once_allowed
-    if strategy == "drain-once" and not p.drain_once_allowed:
+    if strategy == "drain-once" and hs and not p.drain_once_allowed:
         assert PATH.DRAIN_ONCE_NOT_ALLOWED in [x.code for x in p.blockers]
 
     if not hs:

@@ -17,7 +17,7 @@ when :class:`PolicyOptions` says the operator gave that flag, the same finding c
 as a ``warning`` (message ending "(passed by --force)"), so a report still shows what was
 overridden. ``Plan.blockers`` also filters by the flags given; both agree.
 
-Choices made where the sources leave room (documented in the README's codes table too):
+Choices made where the sources leave room (each code's meaning is in :data:`CODES`):
 
 * A pre-release target turns kubeadm's "too high"/"too low" one-minor-at-a-time refusals
   *and* its "target minor above kubeadm's minor" refusal into ``--force`` ones: that is
