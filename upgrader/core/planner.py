@@ -156,7 +156,10 @@ class _Planner:
         self.cluster = facts.cluster.version
         self.entries: list[PlanEntry] = []
         self.findings: list[Finding] = []
-        self._reported: set[tuple[str, str | None, str]] = set()
+        # (code, node, key) already reported; the gatherer's per-node findings count.
+        self._reported: set[tuple[str, str | None, str]] = {
+            (f.code, f.node, "") for f in facts.findings
+        }
 
     # ---- findings -------------------------------------------------------------------
     def _add(self, finding: Finding, key: str = "") -> None:

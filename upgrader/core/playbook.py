@@ -64,7 +64,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, NoReturn
 
 import yaml
@@ -209,7 +209,7 @@ class Phase:
 class Playbook:
     phases: Mapping[str, Phase]
     sources: tuple[str, ...] = ()
-    digest: str = ""  # sha256 over the files' names and contents (state fingerprint)
+    digest: str = ""  # sha256 over the files' base names and contents (state fingerprint)
 
     def phase(self, name: str) -> Phase:
         return self.phases[name]
@@ -771,7 +771,8 @@ def parse_playbook(texts: Sequence[tuple[str, str]]) -> Playbook:
     descriptions: dict[str, str | None] = {p: None for p in PHASES}
     digest = hashlib.sha256()
     for index, (source, text) in enumerate(texts):
-        digest.update(f"{len(source)}:{source}:{len(text)}:".encode())
+        name = PurePath(source).name  # not the directory: same content, same digest
+        digest.update(f"{len(name)}:{name}:{len(text)}:".encode())
         digest.update(text.encode())
         c = _Ctx(source)
         data = _parse_document(c, text)

@@ -94,7 +94,8 @@ def _verdict(plan: Plan) -> str:
         if fixed:
             parts.append(f"no flag passes {_names(fixed)}")
         n = len(blockers)
-        return f"Cannot run: {n} blocker{'s' if n != 1 else ''}. " + "; ".join(parts) + "."
+        why = "; ".join(parts)
+        return f"Cannot run: {n} blocker{'s' if n != 1 else ''}. {why[0].upper()}{why[1:]}."
     if not plan.entries:
         return f"Nothing to do: the cluster and every node are at {plan.target}."
     line = f"Can run: {steps} step{'s' if steps != 1 else ''} on {nodes} node"
@@ -111,6 +112,11 @@ def render_text(plan: Plan) -> str:
     hops = ", ".join(str(h) for h in plan.hops) or "none"
     out.append(f"Upgrade plan: {plan.current} -> {plan.target}")
     out.append(f"Hops: {hops}    Worker strategy: {plan.strategy}")
+    if plan.strategy == "drain-once" and plan.entries:
+        out.append(
+            f"(the control plane walks every hop; each worker is drained once and goes "
+            f"straight to {plan.hops[-1] if plan.hops else plan.target})"
+        )
     if plan.overrides:
         out.append(f"Overrides given: {' '.join(plan.overrides)}")
 
