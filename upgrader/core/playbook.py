@@ -299,11 +299,6 @@ class StepContext:
 # --------------------------------------------------------------------------- templates
 
 
-def template_names(template: str) -> list[str]:
-    """The placeholders of ``template``, in order (``{{`` escapes excluded)."""
-    return [m.group(1) for m in _PLACEHOLDER_RE.finditer(template) if m.group(1)]
-
-
 def _check_template(template: str, *, allow: frozenset[str], in_command: bool) -> str | None:
     """The first problem with ``template``, or ``None``."""
     resolve_seen = False
