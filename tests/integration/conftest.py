@@ -4,9 +4,11 @@ add new groups below their own heading."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fake_nodes import FakeNodes
+from kubeapi_stub import StubAPI
 from sshd import SSHServer
 
 # --------------------------------------------------------------------------- sshd (transport)
@@ -36,3 +38,17 @@ def fake_nodes_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeNo
         yield nodes
     finally:
         nodes.stop()
+
+
+# ------------------------------------------------------------- kube API stub (readers, gather)
+
+
+@pytest.fixture
+def kube_stub(tmp_path: Path) -> Iterator[StubAPI]:
+    """A real HTTPS server with its own CA answering canned Kubernetes API JSON (empty
+    routes: the test fills them); ``kube_stub.kubeconfig(path)`` writes a kubeconfig."""
+    stub = StubAPI(tmp_path / "kube-stub").start()
+    try:
+        yield stub
+    finally:
+        stub.stop()

@@ -1,0 +1,326 @@
+"""A small real HTTPS server that answers Kubernetes API paths with canned JSON.
+
+For reader and gatherer tests that need exact object shapes (pagination, mirror pods with
+digests, a missing ConfigMap) or scripted faults (503 twice, then 200). It has its own CA
+(generated with ``cryptography``), requires a bearer token, and writes a kubeconfig for
+itself, so the official client talks to it with TLS verified.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+TOKEN = "stub-token-not-a-secret"
+
+# A route answers (status, json body) for a path and its query parameters.
+Handler = Callable[[dict[str, str]], tuple[int, Any]]
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_pki(directory: Path, hostname: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """(ca.crt, server.crt, server.key) for an IP-address server name."""
+    import ipaddress
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = _key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stub-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = _key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(hostname))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_path, crt_path, key_path = (
+        directory / "ca.crt",
+        directory / "server.crt",
+        directory / "server.key",
+    )
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(_pem_key(key))
+    return ca_path, crt_path, key_path
+
+
+@dataclass
+class StubAPI:
+    directory: Path
+    routes: dict[str, Handler] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    port: int = 0
+    ca: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def json(self, path: str, body: Any, status: int = 200) -> None:
+        self.routes[path] = lambda _q: (status, body)
+
+    def sequence(self, path: str, answers: list[tuple[int, Any]]) -> None:
+        """Answer ``path`` with each of ``answers`` in turn, repeating the last."""
+        queue = list(answers)
+
+        def handler(_q: dict[str, str]) -> tuple[int, Any]:
+            return queue.pop(0) if len(queue) > 1 else queue[0]
+
+        self.routes[path] = handler
+
+    def start(self) -> StubAPI:
+        self.ca, crt, key = make_pki(self.directory / "pki")
+        stub = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                stub.requests.append(self.path)
+                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    return self._send(401, _status(401, "Unauthorized"))
+                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+                handler = stub.routes.get(parts.path.rstrip("/") or "/")
+                if handler is None:
+                    return self._send(404, _status(404, f"{parts.path} not found"))
+                status, body = handler(query)
+                self._send(status, body)
+
+            def _send(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(crt), str(key))
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        server.daemon_threads = True
+        self._server = server
+        self.port = int(server.server_address[1])
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def kubeconfig(self, path: Path, *, url: str | None = None, insecure: bool = False) -> Path:
+        assert self.ca is not None
+        cluster: dict[str, Any] = {"server": url or self.url}
+        if insecure:
+            cluster["insecure-skip-tls-verify"] = True
+        else:
+            cluster["certificate-authority"] = str(self.ca)
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "stub", "cluster": cluster}],
+            "users": [{"name": "admin", "user": {"token": TOKEN}}],
+            "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "admin"}}],
+            "current-context": "stub",
+        }
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+
+def _status(code: int, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": {401: "Unauthorized", 404: "NotFound"}.get(code, "InternalError"),
+        "code": code,
+    }
+
+
+# --------------------------------------------------------------------------- object builders
+
+
+def version_doc(git: str) -> dict[str, Any]:
+    major, minor = git.lstrip("v").split(".")[:2]
+    return {"major": major, "minor": minor, "gitVersion": git, "platform": "linux/amd64"}
+
+
+def kubeadm_config(version: str) -> dict[str, Any]:
+    cc = (
+        "apiServer: {}\napiVersion: kubeadm.k8s.io/v1beta3\ncertificatesDir: /etc/kubernetes/pki\n"
+        "clusterName: kubernetes\ncontrolPlaneEndpoint: 10.0.0.10:6443\n"
+        "etcd:\n  local:\n    dataDir: /var/lib/etcd\nimageRepository: registry.k8s.io\n"
+        f"kind: ClusterConfiguration\nkubernetesVersion: {version}\n"
+        "networking:\n  dnsDomain: cluster.local\n  serviceSubnet: 10.96.0.0/12\n"
+    )
+    return {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+        "data": {"ClusterConfiguration": cc},
+    }
+
+
+def node_obj(
+    name: str,
+    kubelet: str,
+    *,
+    ready: str = "True",
+    unschedulable: bool = False,
+    control_plane: bool = False,
+    runtime: str = "containerd://1.7.2",
+) -> dict[str, Any]:
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
+    if control_plane:
+        labels["node-role.kubernetes.io/control-plane"] = ""
+    spec: dict[str, Any] = {"podCIDR": "10.244.0.0/24"}
+    if unschedulable:
+        spec["unschedulable"] = True
+    return {
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
+        "status": {
+            "conditions": [
+                {
+                    "type": "MemoryPressure",
+                    "status": "False",
+                    "reason": "KubeletHasSufficientMemory",
+                },
+                {"type": "Ready", "status": ready, "reason": "KubeletReady"},
+            ],
+            "nodeInfo": {
+                "kubeletVersion": kubelet,
+                "kubeProxyVersion": kubelet,
+                "containerRuntimeVersion": runtime,
+                "osImage": "Ubuntu 22.04.3 LTS",
+            },
+        },
+    }
+
+
+def mirror_pod(component: str, node: str, tag: str, *, digest: bool = False) -> dict[str, Any]:
+    image = f"registry.k8s.io/{component}:{tag}"
+    if digest:
+        image += "@sha256:" + "ab" * 32
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": f"{component}-{node}",
+            "namespace": "kube-system",
+            "labels": {"component": component, "tier": "control-plane"},
+            "annotations": {
+                "kubernetes.io/config.mirror": "0123456789abcdef",
+                "kubernetes.io/config.source": "file",
+            },
+        },
+        "spec": {"nodeName": node, "containers": [{"name": component, "image": image}]},
+        "status": {"phase": "Running"},
+    }
+
+
+def plain_pod(name: str, node: str, image: str) -> dict[str, Any]:
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "kube-system", "labels": {"k8s-app": name}},
+        "spec": {"nodeName": node, "containers": [{"name": name, "image": image}]},
+    }
+
+
+def list_doc(kind: str, items: list[dict[str, Any]], cont: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"resourceVersion": "100"}
+    if cont:
+        meta["continue"] = cont
+    return {"kind": kind, "apiVersion": "v1", "metadata": meta, "items": items}
+
+
+def paged(kind: str, items: list[dict[str, Any]], size: int) -> Handler:
+    """A list route that honours ``limit``/``continue`` with pages of ``size``."""
+
+    def handler(q: dict[str, str]) -> tuple[int, Any]:
+        start = int(q.get("continue") or 0)
+        end = start + size
+        return 200, list_doc(kind, items[start:end], str(end) if end < len(items) else None)
+
+    return handler
