@@ -1,0 +1,825 @@
+"""The execution engine against real processes: each "node" is a directory under tmp_path,
+its steps are real shell commands run by ``LocalTransport``; the Kubernetes API is an
+in-memory test double (:class:`MemKube`) with just the node state the engine reads and
+writes. The real API is exercised by the lab tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from upgrader import state as st
+from upgrader.core.model import PlanEntry, Step
+from upgrader.errors import KubernetesError, StepFailed, TransportError
+from upgrader.execute import events as ev
+from upgrader.execute import stored
+from upgrader.execute.engine import Engine, EngineOptions, batches, precordoned_nodes
+from upgrader.execute.ops import DrainOptions, DrainTimedOut, NodeState
+from upgrader.transport.base import Result
+from upgrader.transport.local import LocalTransport
+
+HOP = "v1.28.4"
+
+# --------------------------------------------------------------------------- test doubles
+
+
+@dataclass
+class MemNode:
+    unschedulable: bool = False
+    ready: bool = True
+    kubelet: str = "v1.27.8"
+
+
+@dataclass
+class MemKube:
+    """The Kubernetes API as the engine sees it, in memory."""
+
+    nodes: dict[str, MemNode]
+    drain_timeout_on: set[str] = field(default_factory=set)
+    api_errors: dict[str, int] = field(default_factory=dict)  # op -> failures left
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def _maybe_fail(self, op: str) -> None:
+        left = self.api_errors.get(op, 0)
+        if left:
+            self.api_errors[op] = left - 1
+            raise KubernetesError(f"{op}: 503 Service Unavailable")
+
+    def node_state(self, node: str) -> NodeState:
+        n = self.nodes[node]
+        return NodeState(node, n.ready, n.unschedulable, n.kubelet)
+
+    def cordon(self, node: str) -> bool:
+        self.calls.append(("cordon", node))
+        self._maybe_fail("cordon")
+        changed = not self.nodes[node].unschedulable
+        self.nodes[node].unschedulable = True
+        return changed
+
+    def uncordon(self, node: str) -> bool:
+        self.calls.append(("uncordon", node))
+        self._maybe_fail("uncordon")
+        changed = self.nodes[node].unschedulable
+        self.nodes[node].unschedulable = False
+        return changed
+
+    def drain(self, node: str, options: DrainOptions) -> str:
+        self.calls.append(("drain", node))
+        self._maybe_fail("drain")
+        assert self.nodes[node].unschedulable, "drain of a schedulable node"
+        if node in self.drain_timeout_on:
+            raise DrainTimedOut(
+                f"drain of node {node} timed out after {options.timeout:g}s with 1 pod(s) "
+                "still there: default/db-0: PodDisruptionBudget default/db allows no disruption",
+                node=node,
+                remaining=("default/db-0",),
+                blocked=("default/db-0: PodDisruptionBudget default/db",),
+            )
+        return "2 pod(s) evicted, 1 skipped"
+
+    def wait_ready(self, node: str, kubelet_version: str, timeout: float, poll: float) -> None:
+        self.calls.append(("wait-ready", node))
+        self._maybe_fail("wait-ready")
+        self.nodes[node].kubelet = kubelet_version
+
+    def wait_control_plane(self, node: str, version: str, timeout: float, poll: float) -> None:
+        self.calls.append(("wait-control-plane", node))
+
+
+class DroppingTransport:
+    """The network between us and a node, dropping the session of the first ``drops``
+    commands that contain ``match`` after they ran (the node did the work; we never heard
+    back). Everything else goes to the real local transport."""
+
+    def __init__(self, inner: LocalTransport, match: str, drops: int = 1) -> None:
+        self.node = inner.node
+        self._inner = inner
+        self._match = match
+        self.drops = drops
+
+    def run(self, command: str, timeout: float = 60.0, sudo: bool = True) -> Result:
+        res = self._inner.run(command, timeout=timeout, sudo=sudo)
+        if self._match in command and self.drops > 0:
+            self.drops -= 1
+            raise TransportError(f"node {self.node}: SSH session dropped", node=self.node)
+        return res
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def shell(
+    node: str,
+    name: str,
+    command: str,
+    check: str | None = None,
+    retry_safe: bool = True,
+    timeout: float = 20.0,
+    phase: str = "worker",
+) -> Step:
+    return Step(
+        id=f"{HOP}/{node}/{phase}/{name}",
+        kind="shell",
+        node=node,
+        hop=HOP,
+        phase=phase,
+        name=name,
+        description=name,
+        command=command,
+        check=check,
+        retry_safe=retry_safe,
+        timeout=timeout,
+    )
+
+
+def api(node: str, kind: str, name: str | None = None, phase: str = "worker") -> Step:
+    params: dict[str, Any] = {}
+    if kind == "drain":
+        params = {"timeout": 5, "retry_interval": 1}
+    if kind == "wait-ready":
+        params = {"kubelet_version": HOP, "poll_interval": 1}
+    return Step(
+        id=f"{HOP}/{node}/{phase}/{name or kind}",
+        kind=kind,
+        node=node,
+        hop=HOP,
+        phase=phase,
+        name=name or kind,
+        description=kind,
+        params=params,
+        retry_safe=True,
+        timeout=30.0,
+    )
+
+
+def entry(
+    node: str, steps: Sequence[Step], role: str = "worker", phase: str = "worker"
+) -> PlanEntry:
+    return PlanEntry(node=node, role=role, phase=phase, hop=HOP, steps=tuple(steps))
+
+
+def worker_visit(node: str, extra: Sequence[Step] = ()) -> PlanEntry:
+    """A worker's visit: a package step, drain, more work, uncordon (files in its dir)."""
+    return entry(
+        node,
+        [
+            shell(node, "kubeadm-upgrade-node", "echo kubeadm >> log"),
+            api(node, "drain"),
+            *extra,
+            shell(node, "kubelet-package", "echo kubelet >> log"),
+            api(node, "wait-ready"),
+            api(node, "uncordon"),
+        ],
+    )
+
+
+@dataclass
+class Rig:
+    """A run's surroundings: node directories, the state file, events, transcripts."""
+
+    root: Path
+    kube: MemKube
+    sleeps: list[float] = field(default_factory=list)
+    events: list[ev.Event] = field(default_factory=list)
+    wrap: dict[str, Any] = field(default_factory=dict)
+    sinks: list[ev.EventHandler] = field(default_factory=list)
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "state" / "lab.state.json"
+
+    @property
+    def transcripts(self) -> Path:
+        return self.root / "transcripts"
+
+    def dir(self, node: str) -> Path:
+        d = self.root / "nodes" / node
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def log(self, node: str) -> list[str]:
+        p = self.dir(node) / "log"
+        return p.read_text().split() if p.exists() else []
+
+    def transport(self, node: str) -> Any:
+        inner = LocalTransport(node, cwd=self.dir(node))
+        w = self.wrap.get(node)
+        return w(inner) if w is not None else inner
+
+    def new_state(self, entries: Sequence[PlanEntry]) -> st.RunState:
+        nodes = [e.node for e in entries]
+        s = st.new_run(
+            cluster="lab",
+            inventory=str(self.root / "inventory.yaml"),
+            fingerprint="fp",
+            target=HOP,
+            hops=[HOP],
+            strategy="per-hop",
+            steps=[s for e in entries for s in e.steps],
+            precordoned=precordoned_nodes(self.kube, nodes),
+            transcripts=str(self.transcripts),
+        )
+        st.save(self.state_path, s)
+        return s
+
+    def engine(
+        self,
+        entries: Sequence[PlanEntry],
+        state: st.RunState | None = None,
+        **opts: Any,
+    ) -> Engine:
+        if state is None:
+            state = st.load(self.state_path) or self.new_state(entries)
+        options = EngineOptions(backoff_initial=0.01, backoff_max=0.02, **opts)
+        masker = ev.make_masker(options.secrets)
+        return Engine(
+            entries,
+            state,
+            save=lambda s: st.save(self.state_path, s),
+            transports=self.transport,
+            kube=self.kube,
+            options=options,
+            on_event=ev.Fanout([self.events.append, *self.sinks]),
+            transcripts=ev.TranscriptWriter(self.transcripts, masker),
+            sleep=self.sleeps.append,
+        )
+
+    def saved(self) -> st.RunState:
+        s = st.load(self.state_path)
+        assert s is not None
+        return s
+
+    def kinds(self, kind: str) -> list[ev.Event]:
+        return [e for e in self.events if e.kind == kind]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    return Rig(tmp_path, MemKube({n: MemNode() for n in ("cp-1", "w-1", "w-2", "w-3", "w-4")}))
+
+
+def statuses(s: st.RunState) -> dict[str, str]:
+    return {k: r.status.value for k, r in s.steps.items()}
+
+
+# --------------------------------------------------------------------------- order
+
+
+def test_runs_entries_and_steps_in_plan_order(rig: Rig) -> None:
+    shared = rig.root / "order"
+    entries = [
+        entry(
+            "cp-1",
+            [
+                shell("cp-1", "a", f"echo cp-1/a >> {shared}", phase="first-control-plane"),
+                shell("cp-1", "b", f"echo cp-1/b >> {shared}", phase="first-control-plane"),
+            ],
+            role="control-plane",
+            phase="first-control-plane",
+        ),
+        worker_visit("w-1"),
+        entry("w-2", [shell("w-2", "a", f"echo w-2/a >> {shared}")]),
+    ]
+    final = rig.engine(entries).run()
+
+    assert shared.read_text().split() == ["cp-1/a", "cp-1/b", "w-2/a"]
+    assert rig.log("w-1") == ["kubeadm", "kubelet"]
+    assert final.status == st.RunStatus.SUCCEEDED
+    assert set(statuses(rig.saved()).values()) == {"succeeded"}
+    assert rig.saved().status == st.RunStatus.SUCCEEDED
+    # the API steps of w-1 happened between its shell steps, and the node ends schedulable
+    assert rig.kube.calls == [
+        ("cordon", "w-1"),
+        ("drain", "w-1"),
+        ("wait-ready", "w-1"),
+        ("uncordon", "w-1"),
+    ]
+    assert not rig.kube.nodes["w-1"].unschedulable
+    kinds = [e.kind for e in rig.events]
+    assert kinds[0] == ev.RUN_STARTED and kinds[-1] == ev.RUN_FINISHED
+    assert rig.events[-1].data["ok"] is True
+    started = [e.data["step"] for e in rig.kinds(ev.STEP_STARTED)]
+    assert started == [s.id for e in entries for s in e.steps]
+    assert [e.data["index"] for e in rig.kinds(ev.STEP_FINISHED)] == list(range(1, 9))
+
+
+def test_every_attempt_is_recorded_running_before_the_command_runs(rig: Rig) -> None:
+    """The command reads the state file while it runs: its own step is already `running`."""
+    step_id = f"{HOP}/w-1/worker/peek"
+    peek = shell("w-1", "peek", f"cat {rig.state_path} > seen.json")
+    rig.engine([entry("w-1", [peek])]).run()
+    seen = json.loads((rig.dir("w-1") / "seen.json").read_text())
+    assert seen["steps"][step_id]["status"] == "running"
+    assert seen["steps"][step_id]["attempts"] == 1
+    assert rig.saved().step(step_id).status == st.StepStatus.SUCCEEDED
+
+
+def test_transcript_has_every_command_with_its_output_and_secrets_masked(rig: Rig) -> None:
+    secret = "s3cr3t-t0ken-value"
+    entries = [
+        entry(
+            "w-1",
+            [
+                shell("w-1", "talk", f"echo out-{secret}; echo err-line >&2"),
+                shell("w-1", "fail", f"echo {secret} >&2; exit 3", retry_safe=False),
+            ],
+        )
+    ]
+    events_file = rig.root / "events.jsonl"
+    sink = ev.JsonlSink(events_file, ev.make_masker([secret]))
+    rig.sinks.append(sink)
+    with pytest.raises(StepFailed):
+        rig.engine(entries, secrets=(secret,)).run()
+    sink.close()
+
+    text = (rig.transcripts / "w-1.log").read_text()
+    assert "echo out-***" in text and "out-***" in text
+    assert "err-line" in text and "exit 0" in text and "exit 3" in text
+    assert secret not in text
+    assert secret not in rig.state_path.read_text()
+    assert secret not in events_file.read_text()
+    lines = [json.loads(x) for x in events_file.read_text().splitlines()]
+    assert all("ts" in x and "event" in x for x in lines)
+    assert lines[0]["event"] == "run-started" and lines[-1]["event"] == "run-finished"
+    failed = rig.saved().step(f"{HOP}/w-1/worker/fail")
+    assert failed.exit_code == 3 and failed.stderr_tail == "***"
+
+
+# --------------------------------------------------------------------------- stop and resume
+
+
+def test_stops_at_first_failure_and_leaves_later_nodes_untouched(rig: Rig) -> None:
+    entries = [
+        worker_visit("w-1"),
+        worker_visit("w-2", extra=[shell("w-2", "flaky", "test -f fixed", retry_safe=False)]),
+        worker_visit("w-3"),
+    ]
+    with pytest.raises(StepFailed) as info:
+        rig.engine(entries).run()
+
+    err = info.value
+    assert err.node == "w-2" and err.step == f"{HOP}/w-2/worker/flaky"
+    assert "w-2" in str(err) and f"{HOP}/w-2/worker/flaky" in str(err) and "exit 1" in str(err)
+    assert rig.log("w-3") == [] and ("cordon", "w-3") not in rig.kube.calls
+    s = rig.saved()
+    assert s.status == st.RunStatus.FAILED
+    assert s.step(f"{HOP}/w-2/worker/flaky").status == st.StepStatus.FAILED
+    assert s.step(f"{HOP}/w-2/worker/flaky").attempts == 1  # not retry-safe, no check
+    assert all(r.status == st.StepStatus.PENDING for r in st.iter_records(s, "w-3"))
+    # the failure came after we cordoned w-2: it stays cordoned and the message says so
+    assert rig.kube.nodes["w-2"].unschedulable
+    assert s.cordoned_by_us.get("w-2") == f"{HOP}/w-2/worker/drain"
+    assert "w-2 is left cordoned" in str(err)
+    assert [e.data["node"] for e in rig.kinds(ev.NODE_LEFT_CORDONED)] == ["w-2"]
+
+
+def test_resume_skips_succeeded_steps_and_finishes_the_cordoned_node(rig: Rig) -> None:
+    entries = [
+        worker_visit("w-1"),
+        worker_visit("w-2", extra=[shell("w-2", "flaky", "test -f fixed", retry_safe=False)]),
+        worker_visit("w-3"),
+    ]
+    with pytest.raises(StepFailed):
+        rig.engine(entries).run()
+    calls_before = list(rig.kube.calls)
+    (rig.dir("w-2") / "fixed").touch()
+
+    final = rig.engine(entries).run()  # a new engine on the saved state: a rerun
+
+    assert final.status == st.RunStatus.SUCCEEDED
+    assert rig.log("w-1") == ["kubeadm", "kubelet"]  # not repeated
+    assert rig.log("w-2") == ["kubeadm", "kubelet"]  # kubeadm step not repeated either
+    assert rig.log("w-3") == ["kubeadm", "kubelet"]
+    new_calls = rig.kube.calls[len(calls_before) :]
+    assert ("cordon", "w-1") not in new_calls and ("drain", "w-2") not in new_calls
+    assert ("uncordon", "w-2") in new_calls
+    assert not any(n.unschedulable for n in rig.kube.nodes.values())
+    assert dict(rig.saved().cordoned_by_us) == {}
+    assert rig.saved().step(f"{HOP}/w-2/worker/flaky").attempts == 2
+
+
+def test_a_step_left_running_is_rechecked_before_it_runs_again(rig: Rig) -> None:
+    done_step = shell("w-1", "done-already", "echo ran >> count1", check="test -f effect1")
+    todo_step = shell(
+        "w-1", "not-done", "echo ran >> count2; touch effect2", check="test -f effect2"
+    )
+    entries = [entry("w-1", [done_step, todo_step])]
+    s = rig.new_state(entries)
+    # An earlier run died in the middle of both (as a SIGKILL leaves them): `running`.
+    s = st.start_step(st.start_step(s, done_step.id), todo_step.id)
+    st.save(rig.state_path, s)
+    (rig.dir("w-1") / "effect1").touch()  # the first one had finished on the node
+
+    rig.engine(entries, state=s).run()
+
+    assert not (rig.dir("w-1") / "count1").exists()
+    assert (rig.dir("w-1") / "count2").read_text().split() == ["ran"]
+    saved = rig.saved()
+    assert saved.step(done_step.id).status == st.StepStatus.SUCCEEDED
+    assert "already done" in (saved.step(done_step.id).message or "")
+    assert saved.step(todo_step.id).attempts == 2
+    checks = rig.kinds(ev.STEP_CHECKED)
+    assert [(c.data["step"], c.data["done"], c.data["resumed"]) for c in checks] == [
+        (done_step.id, True, True),
+        (todo_step.id, False, True),
+    ]
+
+
+def test_a_fresh_step_whose_check_passes_is_not_run(rig: Rig) -> None:
+    step = shell("w-1", "pkg", "echo ran >> count", check="test -f installed")
+    (rig.dir("w-1") / "installed").touch()
+    rig.engine([entry("w-1", [step])]).run()
+    assert not (rig.dir("w-1") / "count").exists()
+    assert rig.saved().step(step.id).attempts == 0
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def test_retry_safe_step_is_retried_with_backoff_until_it_succeeds(rig: Rig) -> None:
+    # fails on the first two attempts, succeeds on the third
+    cmd = 'echo try >> count; [ "$(wc -l < count)" -ge 3 ]'
+    step = shell("w-1", "flaky", cmd)
+    rig.engine([entry("w-1", [step])], attempts=3).run()
+
+    assert (rig.dir("w-1") / "count").read_text().split() == ["try"] * 3
+    assert rig.saved().step(step.id).attempts == 3
+    assert len(rig.sleeps) == 2 and all(x > 0 for x in rig.sleeps)  # backoff between tries
+    failed = rig.kinds(ev.STEP_ATTEMPT_FAILED)
+    assert [(e.data["attempt"], e.data["will_retry"]) for e in failed] == [(1, True), (2, True)]
+    assert (rig.transcripts / "w-1.log").read_text().count("[run, attempt") == 3
+
+
+def test_retry_safe_step_gives_up_after_the_attempts(rig: Rig) -> None:
+    step = shell("w-1", "broken", "echo try >> count; echo nope >&2; exit 2")
+    with pytest.raises(StepFailed, match=r"exit 2: nope after 2 attempts"):
+        rig.engine([entry("w-1", [step])], attempts=2).run()
+    rec = rig.saved().step(step.id)
+    assert (rec.status, rec.attempts, rec.exit_code) == (st.StepStatus.FAILED, 2, 2)
+    assert rec.stderr_tail == "nope"
+
+
+def test_non_retry_safe_step_is_not_rerun_when_its_check_passes(rig: Rig) -> None:
+    # does its work, then fails (as `kubeadm upgrade apply` failing in its last phase)
+    step = shell(
+        "w-1",
+        "apply",
+        "echo ran >> count; touch effect; exit 1",
+        check="test -f effect",
+        retry_safe=False,
+    )
+    rig.engine([entry("w-1", [step])], attempts=3).run()
+    assert (rig.dir("w-1") / "count").read_text().split() == ["ran"]
+    rec = rig.saved().step(step.id)
+    assert rec.status == st.StepStatus.SUCCEEDED and rec.attempts == 1
+    assert "check passed" in (rec.message or "")
+
+
+def test_non_retry_safe_step_that_exited_non_zero_is_not_retried(rig: Rig) -> None:
+    step = shell(
+        "w-1", "apply", "echo ran >> count; exit 1", check="test -f effect", retry_safe=False
+    )
+    with pytest.raises(StepFailed, match="not retried"):
+        rig.engine([entry("w-1", [step])], attempts=3).run()
+    assert (rig.dir("w-1") / "count").read_text().split() == ["ran"]
+    assert rig.sleeps == []
+
+
+def test_non_retry_safe_step_is_retried_after_a_timeout_only_when_its_check_says_not_done(
+    rig: Rig,
+) -> None:
+    # The first attempt hangs (killed at the timeout before doing anything); the check
+    # then says "not done", so a second attempt is allowed and completes.
+    cmd = "echo ran >> count; if [ -f first ]; then touch effect; else touch first; sleep 30; fi"
+    step = shell("w-1", "apply", cmd, check="test -f effect", retry_safe=False, timeout=1.0)
+    rig.engine([entry("w-1", [step])], attempts=3).run()
+    assert (rig.dir("w-1") / "count").read_text().split() == ["ran", "ran"]
+    assert rig.saved().step(step.id).attempts == 2
+    checked = rig.kinds(ev.STEP_CHECKED)
+    assert [c.data["done"] for c in checked] == [False, False]  # before, and before retry
+
+
+def test_dropped_session_counts_as_a_failed_attempt(rig: Rig) -> None:
+    network = DroppingTransport(LocalTransport("w-1", cwd=rig.dir("w-1")), "echo ran", drops=1)
+    rig.wrap["w-1"] = lambda inner: network
+    safe = shell("w-1", "upgrade-safe", "echo ran >> count")
+    rig.engine([entry("w-1", [safe])], attempts=3).run()
+    assert (rig.dir("w-1") / "count").read_text().split() == ["ran", "ran"]  # ran twice
+    rec = rig.saved().step(safe.id)
+    assert rec.attempts == 2 and rec.status == st.StepStatus.SUCCEEDED
+    assert "SSH session dropped" in rig.kinds(ev.STEP_ATTEMPT_FAILED)[0].data["error"]
+    assert "transport error" in (rig.transcripts / "w-1.log").read_text()
+
+
+def test_dropped_session_on_a_non_retry_safe_step_is_settled_by_its_check(rig: Rig) -> None:
+    network = DroppingTransport(LocalTransport("w-1", cwd=rig.dir("w-1")), "echo ran", drops=1)
+    rig.wrap["w-1"] = lambda inner: network
+    step = shell(
+        "w-1",
+        "upgrade-node",
+        "echo ran >> count; touch effect",
+        check="test -f effect",
+        retry_safe=False,
+    )
+    rig.engine([entry("w-1", [step])]).run()
+    # the command did its work before the session dropped: the check says so, no rerun
+    assert (rig.dir("w-1") / "count").read_text().split() == ["ran"]
+    assert rig.saved().step(step.id).status == st.StepStatus.SUCCEEDED
+
+
+def test_api_errors_are_retried_on_api_steps(rig: Rig) -> None:
+    rig.kube.api_errors = {"drain": 2}
+    rig.engine([worker_visit("w-1")], attempts=3).run()
+    assert rig.saved().step(f"{HOP}/w-1/worker/drain").attempts == 3
+    assert rig.kube.calls.count(("drain", "w-1")) == 3
+
+
+# --------------------------------------------------------------------------- cordon provenance
+
+
+def test_precordoned_node_stays_cordoned(rig: Rig) -> None:
+    rig.kube.nodes["w-1"].unschedulable = True  # an operator's maintenance cordon
+    entries = [worker_visit("w-1"), worker_visit("w-2")]
+    final = rig.engine(entries).run()
+
+    assert final.precordoned == frozenset({"w-1"})
+    assert rig.kube.nodes["w-1"].unschedulable  # still cordoned
+    assert not rig.kube.nodes["w-2"].unschedulable
+    assert ("uncordon", "w-1") not in rig.kube.calls
+    assert ("drain", "w-1") in rig.kube.calls  # it is still drained and upgraded
+    rec = final.step(f"{HOP}/w-1/worker/uncordon")
+    assert rec.status == st.StepStatus.SKIPPED and "cordoned before the run" in (rec.message or "")
+    assert [e.data["node"] for e in rig.kinds(ev.NODE_LEFT_CORDONED)] == ["w-1"]
+    assert [e.data["node"] for e in rig.kinds(ev.NODE_CORDONED)] == ["w-2"]
+
+
+def test_drain_timeout_uncordons_the_node_we_cordoned_and_stops(rig: Rig) -> None:
+    rig.kube.drain_timeout_on = {"w-1"}
+    entries = [worker_visit("w-1"), worker_visit("w-2")]
+    with pytest.raises(StepFailed) as info:
+        rig.engine(entries).run()
+
+    msg = str(info.value)
+    assert "PodDisruptionBudget default/db" in msg and "uncordoned again" in msg
+    assert "left cordoned" not in msg
+    assert not rig.kube.nodes["w-1"].unschedulable
+    assert rig.kube.calls.count(("drain", "w-1")) == 1  # a drain timeout is not retried
+    assert rig.log("w-1") == ["kubeadm"]  # nothing after the drain ran
+    assert not any(n == "w-2" for _, n in rig.kube.calls) and rig.log("w-2") == []
+    s = rig.saved()
+    assert s.step(f"{HOP}/w-1/worker/drain").status == st.StepStatus.FAILED
+    assert dict(s.cordoned_by_us) == {}
+
+
+def test_drain_timeout_leaves_a_precordoned_node_cordoned(rig: Rig) -> None:
+    rig.kube.nodes["w-1"].unschedulable = True
+    rig.kube.drain_timeout_on = {"w-1"}
+    with pytest.raises(StepFailed):
+        rig.engine([worker_visit("w-1")]).run()
+    assert rig.kube.nodes["w-1"].unschedulable
+    assert ("uncordon", "w-1") not in rig.kube.calls
+
+
+def test_cordon_step_records_provenance_only_for_nodes_not_cordoned_before(rig: Rig) -> None:
+    rig.kube.nodes["w-2"].unschedulable = True
+    entries = [
+        entry("w-1", [api("w-1", "cordon"), shell("w-1", "x", "exit 1", retry_safe=False)]),
+    ]
+    with pytest.raises(StepFailed, match="w-1 is left cordoned"):
+        rig.engine(entries).run()
+    assert dict(rig.saved().cordoned_by_us) == {"w-1": f"{HOP}/w-1/worker/cordon"}
+
+    other = Rig(rig.root / "other", rig.kube)
+    other.engine([entry("w-2", [api("w-2", "cordon"), api("w-2", "uncordon")])]).run()
+    assert dict(other.saved().cordoned_by_us) == {}
+    assert rig.kube.nodes["w-2"].unschedulable
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_batches_group_consecutive_workers_of_one_hop() -> None:
+    cp = entry("cp-1", [], role="control-plane", phase="first-control-plane")
+    ws = [entry(f"w-{i}", []) for i in range(1, 6)]
+    assert [[e.node for e in b] for b in batches([cp, *ws], 1)] == [
+        ["cp-1"],
+        ["w-1"],
+        ["w-2"],
+        ["w-3"],
+        ["w-4"],
+        ["w-5"],
+    ]
+    assert [[e.node for e in b] for b in batches([cp, *ws], 2)] == [
+        ["cp-1"],
+        ["w-1", "w-2"],
+        ["w-3", "w-4"],
+        ["w-5"],
+    ]
+
+
+def test_max_unavailable_runs_a_batch_at_once_and_stops_after_a_failed_batch(rig: Rig) -> None:
+    # Both nodes of the first batch must be in their visit at the same time: each waits
+    # (bounded) for the other's marker file.
+    def meet(node: str, peer: str) -> Step:
+        peer_dir = rig.dir(peer)
+        return shell(
+            node,
+            "meet",
+            f"touch here; i=0; while [ ! -f {peer_dir}/here ] && [ $i -lt 200 ]; do "
+            f"sleep 0.05; i=$((i+1)); done; test -f {peer_dir}/here",
+        )
+
+    entries = [
+        worker_visit("w-1", extra=[meet("w-1", "w-2")]),
+        worker_visit(
+            "w-2", extra=[meet("w-2", "w-1"), shell("w-2", "x", "exit 1", retry_safe=False)]
+        ),
+        worker_visit("w-3"),
+        worker_visit("w-4"),
+    ]
+    with pytest.raises(StepFailed) as info:
+        rig.engine(entries, max_unavailable=2).run()
+    assert info.value.node == "w-2"
+    s = rig.saved()
+    assert all(r.status == st.StepStatus.SUCCEEDED for r in st.iter_records(s, "w-1"))
+    assert rig.log("w-3") == [] and rig.log("w-4") == []
+    assert not rig.kube.nodes["w-1"].unschedulable and rig.kube.nodes["w-2"].unschedulable
+
+
+# --------------------------------------------------------------------------- SIGKILL
+
+
+CHILD = """
+import sys
+from upgrader import state as st
+from upgrader.execute import stored
+from upgrader.execute.engine import Engine, EngineOptions
+from upgrader.transport.local import LocalTransport
+
+root, state_path = sys.argv[1], sys.argv[2]
+plan = stored.load(state_path + ".plan.json", "run-1")
+s = st.load(state_path) or st.new_run(
+    cluster="lab", inventory=root + "/inventory.yaml", fingerprint="fp", target=plan.target,
+    hops=plan.hops, strategy=plan.strategy, steps=plan.steps, run_id="run-1",
+)
+st.save(state_path, s)
+Engine(
+    plan.entries, s, save=lambda x: st.save(state_path, x),
+    transports=lambda n: LocalTransport(n, cwd=root + "/nodes/" + n),
+    kube=None, options=EngineOptions(),
+).run()
+"""
+
+
+def _start_child(rig: Rig, entries: Sequence[PlanEntry]) -> subprocess.Popen[bytes]:
+    sp = stored.StoredPlan("run-1", "v1.27.8", HOP, (HOP,), "per-hop", tuple(entries))
+    rig.state_path.parent.mkdir(parents=True, exist_ok=True)
+    stored.save(stored.plan_path(rig.state_path), sp)
+    script = rig.root / "child.py"
+    script.write_text(CHILD)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(rig.root), str(rig.state_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"child exited early: {proc.stderr.read() if proc.stderr else ''!r}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _reload(rig: Rig) -> tuple[list[PlanEntry], st.RunState]:
+    s = rig.saved()
+    plan = stored.load(stored.plan_path(rig.state_path), s.run_id)
+    return list(plan.entries), s
+
+
+def _sigkill_entries(middle: Step) -> list[PlanEntry]:
+    return [
+        entry(
+            "w-1",
+            [
+                shell("w-1", "one", "echo one >> log"),
+                middle,
+                shell("w-1", "three", "echo three >> log"),
+            ],
+        )
+    ]
+
+
+def test_sigkill_mid_step_then_resume_reruns_the_unfinished_step(rig: Rig) -> None:
+    # The step's process dies with the engine (as a remote command whose session ended);
+    # on resume its check says "not done", so it runs again; steps before it do not.
+    middle = shell(
+        "w-1",
+        "two",
+        "echo two-start >> log; echo $$ > pid; "
+        "if [ ! -f started ]; then touch started; sleep 60; fi; echo two-end >> log",
+        check="grep -qx two-end log",
+        retry_safe=False,
+    )
+    child = _start_child(rig, _sigkill_entries(middle))
+    _wait_for(rig.dir("w-1") / "started", child)
+    _kill(child)
+    os.kill(int((rig.dir("w-1") / "pid").read_text()), signal.SIGKILL)
+
+    entries, s = _reload(rig)
+    assert s.step(middle.id).status == st.StepStatus.RUNNING
+    assert s.step(f"{HOP}/w-1/worker/one").status == st.StepStatus.SUCCEEDED
+    rig.engine(entries, state=s).run()
+
+    assert rig.log("w-1") == ["one", "two-start", "two-start", "two-end", "three"]
+    final = rig.saved()
+    assert final.status == st.RunStatus.SUCCEEDED
+    assert final.step(middle.id).attempts == 2
+
+
+def test_sigkill_mid_step_then_resume_does_not_repeat_a_step_that_finished(rig: Rig) -> None:
+    # The engine dies, but the command goes on and completes on the node (as a remote
+    # command does): the resume's check sees its effect and does not run it again.
+    middle = shell(
+        "w-1",
+        "two",
+        "touch started; while [ ! -f go ]; do sleep 0.05; done; echo two >> log",
+        check="grep -qx two log",
+        retry_safe=False,
+    )
+    child = _start_child(rig, _sigkill_entries(middle))
+    _wait_for(rig.dir("w-1") / "started", child)
+    _kill(child)
+    (rig.dir("w-1") / "go").touch()
+    deadline = time.monotonic() + 30
+    while "two" not in rig.log("w-1") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    entries, s = _reload(rig)
+    assert s.step(middle.id).status == st.StepStatus.RUNNING
+    rig.engine(entries, state=s).run()
+
+    assert rig.log("w-1") == ["one", "two", "three"]
+    rec = rig.saved().step(middle.id)
+    assert rec.status == st.StepStatus.SUCCEEDED and rec.attempts == 1
+    assert "already done" in (rec.message or "")
+
+
+# --------------------------------------------------------------------------- stored plan
+
+
+def test_stored_plan_round_trips_every_step_field(tmp_path: Path) -> None:
+    entries = (worker_visit("w-1"),)
+    step = Step(
+        id="v1.28.4/w-1/worker/odd",
+        kind="shell",
+        node="w-1",
+        hop=HOP,
+        phase="worker",
+        name="odd",
+        description="d",
+        command="true",
+        check="false",
+        params={},
+        retry_safe=False,
+        timeout=12.5,
+        sudo=False,
+    )
+    entries = (*entries, entry("w-1", [step]))
+    sp = stored.StoredPlan("r", "v1.27.8", HOP, (HOP,), "per-hop", entries)
+    p = stored.plan_path(tmp_path / "x.state.json")
+    stored.save(p, sp)
+    back = stored.load(p, "r")
+    assert back == sp
+    with pytest.raises(Exception, match="belongs to run r, not q"):
+        stored.load(p, "q")
+
+
+def test_precordoned_nodes_reads_each_node_once(rig: Rig) -> None:
+    rig.kube.nodes["w-3"].unschedulable = True
+    assert precordoned_nodes(rig.kube, ["w-1", "w-3", "w-1"]) == frozenset({"w-3"})

@@ -1,0 +1,641 @@
+"""The execution engine: walks a plan's entries in order and runs each step, recording every
+transition in the run's state before and after it happens.
+
+Owns, per step: the "already done?" check, the attempts (tenacity, exponential backoff with
+jitter), the state transitions (``running`` saved atomically *before* a command is sent,
+then ``succeeded``/``failed``/``skipped`` with exit code, duration and the masked tail of
+stderr), the transcript lines and the events. Per node: cordon provenance (nodes cordoned
+before the run stay cordoned; a node we cordoned and then failed on is left cordoned and
+the error says so; a drain that fails uncordons only a node we cordoned). Per run: the
+order (one node at a time; consecutive workers of one hop in batches of
+``max_unavailable``; nothing new starts once a node failed) and the stop at the first
+failure with :class:`~upgrader.errors.StepFailed`.
+
+Rules the engine applies to a step (``check`` exit 0 = the effect is already there):
+- recorded ``succeeded``/``skipped``: not touched again;
+- a ``check`` passes before the command runs (a fresh step, or one left ``running`` or
+  ``failed`` by an earlier run): recorded ``succeeded`` without running the command;
+- ``retry_safe`` steps: up to ``attempts`` attempts on any failure (non-zero exit, timeout,
+  dropped session, API error);
+- other steps are never retried blindly: after a failed attempt their check runs; if it
+  passes the step succeeded; a second attempt is made only when the first never reported
+  an exit status (timeout, dropped session) *and* the check says the effect is not there;
+  a step that exited non-zero, or has no check, fails at once.
+
+Must not: plan, print (it emits :class:`~upgrader.execute.events.Event` values), import
+rich/typer/paramiko/kubernetes, or decide exit codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from upgrader import state as st
+from upgrader.core.model import ROLE_WORKER, PlanEntry, Step
+from upgrader.errors import KubernetesError, StepFailed, TransportError
+from upgrader.execute import events as ev
+from upgrader.execute.ops import DrainOptions, KubeOps
+from upgrader.transport.base import Result, Transport
+
+log = logging.getLogger("upgrader.execute")
+
+TransportFactory = Callable[[str], Transport]
+Saver = Callable[[st.RunState], None]
+
+API_KINDS = ("cordon", "drain", "uncordon", "wait-ready", "wait-control-plane")
+CHECK_TIMEOUT = 120.0  # seconds; a done-check is a quick read
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs. ``None`` means "what the step itself says" (the playbook)."""
+
+    max_unavailable: int = 1
+    attempts: int = 3  # per retry-safe step
+    backoff_initial: float = 2.0  # seconds before the second attempt (then doubling)
+    backoff_max: float = 30.0
+    drain_timeout: float | None = None
+    grace_period: int | None = None
+    delete_emptydir_data: bool = False
+    force: bool = False
+    disable_eviction: bool = False
+    ready_timeout: float | None = None
+    poll_interval: float | None = None
+    secrets: tuple[str, ...] = ()
+
+
+class _AttemptFailed(Exception):
+    """One attempt failed; ``retry`` says whether another attempt may follow."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry: bool,
+        exit_code: int | None = None,
+        stderr: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.exit_code = exit_code
+        self.stderr = stderr
+
+
+class _Retryable(_AttemptFailed):
+    pass
+
+
+class _Done(Exception):
+    """The step's effect is there (its check passed after a failed attempt)."""
+
+
+def batches(entries: Sequence[PlanEntry], max_unavailable: int) -> list[list[PlanEntry]]:
+    """Entries grouped into what may run at once: consecutive worker visits of one hop and
+    phase, up to ``max_unavailable`` distinct nodes; everything else alone, in order."""
+    out: list[list[PlanEntry]] = []
+    for e in entries:
+        last = out[-1] if out else None
+        if (
+            max_unavailable > 1
+            and e.role == ROLE_WORKER
+            and last is not None
+            and len(last) < max_unavailable
+            and all(x.role == ROLE_WORKER and x.hop == e.hop and x.phase == e.phase for x in last)
+            and all(x.node != e.node for x in last)
+        ):
+            last.append(e)
+        else:
+            out.append([e])
+    return out
+
+
+class Engine:
+    """Runs ``entries`` against the nodes (``transports(node)``) and the API (``kube``),
+    recording into ``state`` (saved with ``save`` after every transition)."""
+
+    def __init__(
+        self,
+        entries: Sequence[PlanEntry],
+        state: st.RunState,
+        save: Saver,
+        transports: TransportFactory,
+        kube: KubeOps,
+        options: EngineOptions | None = None,
+        on_event: ev.EventHandler | None = None,
+        transcripts: ev.TranscriptWriter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.entries = tuple(entries)
+        self.options = options or EngineOptions()
+        self._state = st.sync_steps(state, (s for e in self.entries for s in e.steps))
+        self._save = save
+        self._transports = transports
+        self._kube = kube
+        self._emit_fn = on_event
+        self._transcripts = transcripts
+        self._sleep = sleep
+        self._lock = threading.RLock()
+        self._secrets = tuple(self.options.secrets)
+        self._index = {s.id: i + 1 for i, s in enumerate(s for e in self.entries for s in e.steps)}
+        self._total = len(self._index)
+
+    # ------------------------------------------------------------------ state + events
+    @property
+    def state(self) -> st.RunState:
+        return self._state
+
+    def _update(self, fn: Callable[[st.RunState], st.RunState]) -> st.RunState:
+        with self._lock:
+            new = fn(self._state)
+            if new is not self._state:
+                self._save(new)
+                self._state = new
+            return new
+
+    def _mask(self, text: str) -> str:
+        return st.mask(text, self._secrets)
+
+    def _emit(self, kind: str, /, **data: Any) -> None:
+        if self._emit_fn is None:
+            return
+        clean = {k: self._mask(v) if isinstance(v, str) else v for k, v in data.items()}
+        try:
+            self._emit_fn(ev.Event(kind, {"run_id": self._state.run_id, **clean}))
+        except Exception:
+            log.exception("event handler failed on %s", kind)
+
+    def _step_data(self, step: Step) -> dict[str, Any]:
+        return {
+            "node": step.node,
+            "step": step.id,
+            "name": step.name,
+            "kind": step.kind,
+            "index": self._index.get(step.id),
+            "total": self._total,
+        }
+
+    def _note(self, node: str, message: str) -> None:
+        if self._transcripts is not None:
+            self._transcripts.note(node, message)
+
+    # ------------------------------------------------------------------ the run
+    def done_steps(self) -> int:
+        return sum(
+            1
+            for e in self.entries
+            for s in e.steps
+            if self._state.step(s.id).status in st.DONE_STEP
+        )
+
+    def run(self) -> st.RunState:
+        """Run every step not done yet. Returns the final state (run ``succeeded``);
+        raises :class:`StepFailed` at the first failure (the state says where)."""
+        started = time.monotonic()
+        nodes = list(dict.fromkeys(e.node for e in self.entries))
+        self._emit(
+            ev.RUN_STARTED,
+            target=self._state.target,
+            hops=list(self._state.hops),
+            nodes=nodes,
+            total_steps=self._total,
+            done_steps=self.done_steps(),
+            precordoned=sorted(self._state.precordoned),
+            transcripts=self._state.transcripts,
+        )
+        try:
+            for batch in batches(self.entries, max(1, self.options.max_unavailable)):
+                self._run_batch(batch)
+        except StepFailed as e:
+            self._emit(
+                ev.RUN_FINISHED,
+                ok=False,
+                error=str(e),
+                node=e.node,
+                step=e.step,
+                duration=time.monotonic() - started,
+                done_steps=self.done_steps(),
+            )
+            raise
+        except BaseException as e:
+            self._emit(
+                ev.RUN_FINISHED,
+                ok=False,
+                error=f"interrupted: {type(e).__name__}: {e}".rstrip(": "),
+                duration=time.monotonic() - started,
+                done_steps=self.done_steps(),
+            )
+            raise
+        self._update(lambda s: st.set_status(s, st.RunStatus.SUCCEEDED))
+        self._emit(
+            ev.RUN_FINISHED,
+            ok=True,
+            duration=time.monotonic() - started,
+            done_steps=self.done_steps(),
+        )
+        return self._state
+
+    def _run_batch(self, batch: list[PlanEntry]) -> None:
+        if len(batch) == 1:
+            self._run_entry(batch[0])
+            return
+        # Nodes of one batch run at once; a failure on one lets the others finish the node
+        # they are on (a half-done node is worse than a finished one), then the run stops.
+        failures: list[StepFailed] = []
+        with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="upgrade") as pool:
+            futures = [pool.submit(self._run_entry, e) for e in batch]
+            for f in futures:
+                exc = f.exception()
+                if isinstance(exc, StepFailed):
+                    failures.append(exc)
+                elif exc is not None:
+                    raise exc
+        if failures:
+            raise failures[0]
+
+    def _entry_done(self, entry: PlanEntry) -> bool:
+        return all(self._state.step(s.id).status in st.DONE_STEP for s in entry.steps)
+
+    def _run_entry(self, entry: PlanEntry) -> None:
+        if self._entry_done(entry):
+            return
+        self._emit(
+            ev.NODE_STARTED,
+            node=entry.node,
+            phase=entry.phase,
+            hop=entry.hop,
+            role=entry.role,
+            steps=len(entry.steps),
+        )
+        for step in entry.steps:
+            self._run_step(step)
+        self._emit(ev.NODE_FINISHED, node=entry.node, phase=entry.phase, hop=entry.hop)
+
+    # ------------------------------------------------------------------ one step
+    def _run_step(self, step: Step) -> None:
+        rec = self._state.step(step.id)
+        if rec.status in st.DONE_STEP:
+            return
+        resumed = rec.status in (st.StepStatus.RUNNING, st.StepStatus.FAILED)
+        if resumed:
+            self._note(step.node, f"{step.id}: left {rec.status.value} by an earlier run")
+        if step.kind == "uncordon" and step.node in self._state.precordoned:
+            reason = "it was cordoned before the run started; left cordoned"
+            self._update(lambda s: st.skip_step(s, step.id, message=reason))
+            self._note(step.node, f"{step.id}: skipped: {reason}")
+            self._emit(ev.STEP_SKIPPED, **self._step_data(step), reason=reason)
+            self._emit(ev.NODE_LEFT_CORDONED, node=step.node, step=step.id, reason=reason)
+            return
+        if step.kind == "shell":
+            if step.command is None:
+                self._fail(step, "the step has no command for this node", retried=False)
+            if step.check is not None and self._check(step, rec.attempts, resumed):
+                self._succeed(step, "already done (check passed); command not run", None, True)
+                return
+        elif step.kind not in API_KINDS:
+            self._fail(step, f"unknown step kind {step.kind!r}", retried=False)
+        retry_safe = step.retry_safe
+        attempts = max(1, self.options.attempts)
+
+        def before_sleep(rs: RetryCallState) -> None:
+            exc = rs.outcome.exception() if rs.outcome is not None else None
+            wait = rs.next_action.sleep if rs.next_action is not None else 0.0
+            log.warning(
+                "%s: attempt %d of %s failed (%s); retrying in %.1fs",
+                step.node,
+                rs.attempt_number,
+                step.id,
+                exc,
+                wait,
+            )
+            self._emit(
+                ev.STEP_ATTEMPT_FAILED,
+                **self._step_data(step),
+                attempt=self._state.step(step.id).attempts,
+                error=str(exc),
+                will_retry=True,
+                retry_in=wait,
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(
+                multiplier=self.options.backoff_initial, max=self.options.backoff_max
+            )
+            + wait_random(0, self.options.backoff_initial),
+            retry=retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            message = retrying(self._attempt, step, retry_safe)
+        except _Done:
+            self._succeed(step, "already done (check passed after a failed attempt)", None, True)
+            return
+        except _AttemptFailed as f:
+            self._fail(
+                step,
+                str(f),
+                exit_code=f.exit_code,
+                stderr=f.stderr,
+                retried=self._state.step(step.id).attempts > 1,
+            )
+        self._succeed(step, message, 0 if step.kind == "shell" else None, False)
+
+    def _attempt(self, step: Step, retry_safe: bool) -> str:
+        """One attempt: record ``running`` (saved), run, classify. Returns a message on
+        success; raises :class:`_Retryable`, :class:`_AttemptFailed` or :class:`_Done`."""
+        self._update(lambda s: st.start_step(s, step.id))
+        attempt = self._state.step(step.id).attempts
+        self._emit(ev.STEP_STARTED, **self._step_data(step), attempt=attempt)
+        if step.kind == "shell":
+            return self._shell_attempt(step, attempt, retry_safe)
+        return self._api_attempt(step, attempt)
+
+    # ------------------------------------------------------------------ shell steps
+    def _run_command(
+        self, step: Step, command: str, label: str, attempt: int, timeout: float
+    ) -> tuple[Result | None, str | None]:
+        """(result, transport error text): exactly one of them is set."""
+        t0 = time.monotonic()
+        try:
+            res = self._transports(step.node).run(command, timeout=timeout, sudo=step.sudo)
+        except TransportError as e:
+            dur = time.monotonic() - t0
+            if self._transcripts is not None:
+                self._transcripts.command(
+                    step.node, step.id, label, attempt, command, None, dur, "", "", error=str(e)
+                )
+            return None, str(e)
+        if self._transcripts is not None:
+            self._transcripts.command(
+                step.node,
+                step.id,
+                label,
+                attempt,
+                command,
+                res.exit_code,
+                res.duration,
+                res.stdout,
+                res.stderr,
+                timed_out=res.timed_out,
+            )
+        return res, None
+
+    def _check(self, step: Step, attempt: int, resumed: bool) -> bool:
+        """Run the step's check; True when it exits 0. A check that cannot run (node
+        unreachable, timeout) counts as "not done"."""
+        assert step.check is not None
+        res, err = self._run_command(
+            step, step.check, "check", attempt, min(step.timeout, CHECK_TIMEOUT)
+        )
+        done = res is not None and res.ok
+        why = err or ("timed out" if res is not None and res.timed_out else None)
+        self._emit(
+            ev.STEP_CHECKED,
+            **self._step_data(step),
+            done=done,
+            resumed=resumed,
+            exit_code=None if res is None else res.exit_code,
+            error=why,
+        )
+        return done
+
+    def _shell_attempt(self, step: Step, attempt: int, retry_safe: bool) -> str:
+        assert step.command is not None
+        res, err = self._run_command(step, step.command, "run", attempt, step.timeout)
+        if res is not None and res.ok:
+            return f"exit 0 in {res.duration:.1f}s"
+        if res is None:
+            message = f"SSH session failed: {err}"
+            exit_code, stderr, no_status = None, None, True
+        elif res.timed_out:
+            message = f"timed out after {step.timeout:g}s"
+            exit_code, stderr, no_status = None, res.stderr, True
+        else:
+            last = st.tail(res.stderr, 1) or st.tail(res.stdout, 1)
+            message = f"exit {res.exit_code}" + (f": {last}" if last else "")
+            exit_code, stderr, no_status = res.exit_code, res.stderr, False
+        message = self._mask(message)
+        if retry_safe:
+            raise _Retryable(message, retry=True, exit_code=exit_code, stderr=stderr)
+        # Not safe to repeat blindly: ask the node whether the effect is there.
+        if step.check is None:
+            raise _AttemptFailed(
+                message + " (not retried: the step is not safe to repeat and has no check)",
+                retry=False,
+                exit_code=exit_code,
+                stderr=stderr,
+            )
+        self._emit(
+            ev.STEP_ATTEMPT_FAILED,
+            **self._step_data(step),
+            attempt=attempt,
+            error=message,
+            will_retry=False,
+            will_check=True,
+        )
+        if self._check(step, attempt, resumed=False):
+            raise _Done()
+        if no_status:
+            raise _Retryable(
+                message + " (check: not done)", retry=True, exit_code=exit_code, stderr=stderr
+            )
+        raise _AttemptFailed(
+            message + " (not retried: the step is not safe to repeat)",
+            retry=False,
+            exit_code=exit_code,
+            stderr=stderr,
+        )
+
+    # ------------------------------------------------------------------ API steps
+    def _drain_options(self, step: Step) -> DrainOptions:
+        p = step.params
+        o = self.options
+        timeout = o.drain_timeout if o.drain_timeout is not None else p.get("timeout", 600)
+        grace = o.grace_period if o.grace_period is not None else p.get("grace_period")
+        return DrainOptions(
+            timeout=float(timeout),
+            grace_period=None if grace is None else int(grace),
+            delete_emptydir_data=o.delete_emptydir_data or bool(p.get("delete_emptydir_data")),
+            force=o.force or bool(p.get("allow_unmanaged")),
+            disable_eviction=o.disable_eviction,
+            retry_interval=float(p.get("retry_interval", 5)),
+        )
+
+    def _poll(self, step: Step) -> float:
+        if self.options.poll_interval is not None:
+            return self.options.poll_interval
+        return float(step.params.get("poll_interval", 5))
+
+    def _wait_timeout(self, step: Step) -> float:
+        return self.options.ready_timeout if self.options.ready_timeout else step.timeout
+
+    def _cordon(self, step: Step) -> None:
+        """Cordon the node and record it as ours unless it was cordoned before the run."""
+        changed = self._kube.cordon(step.node)
+        if step.node in self._state.precordoned:
+            self._note(step.node, f"{step.id}: node was cordoned before the run")
+            return
+        if changed:
+            self._note(step.node, f"{step.id}: cordoned")
+            self._emit(ev.NODE_CORDONED, node=step.node, step=step.id)
+        if step.node not in self._state.cordoned_by_us:
+            self._update(lambda s: st.mark_cordoned(s, step.node, step.id))
+
+    def _uncordon_ours(self, step: Step, why: str) -> bool:
+        """Uncordon the node if this run cordoned it; True if it did."""
+        if step.node not in self._state.cordoned_by_us:
+            return False
+        try:
+            self._kube.uncordon(step.node)
+        except KubernetesError as e:
+            log.error("%s: could not uncordon after %s: %s", step.node, why, e)
+            self._note(step.node, f"{step.id}: uncordon after {why} failed: {e}")
+            return False
+        self._update(lambda s: st.mark_uncordoned(s, step.node))
+        self._note(step.node, f"{step.id}: uncordoned (we had cordoned it) after {why}")
+        self._emit(ev.NODE_UNCORDONED, node=step.node, step=step.id, reason=why)
+        return True
+
+    def _api_attempt(self, step: Step, attempt: int) -> str:
+        t0 = time.monotonic()
+        try:
+            message = self._api_call(step)
+        except StepFailed as e:
+            # The operation gave up for good (drain refused/timed out, a wait timed out).
+            self._note(step.node, f"{step.id} [attempt {attempt}] failed: {e}")
+            extra = ""
+            if step.kind == "drain" and self._uncordon_ours(step, "the failed drain"):
+                extra = f"; {step.node} uncordoned again (we had cordoned it)"
+            raise _AttemptFailed(self._mask(str(e)) + extra, retry=False) from e
+        except KubernetesError as e:
+            self._note(step.node, f"{step.id} [attempt {attempt}] API error: {e}")
+            raise _Retryable(self._mask(str(e)), retry=True) from e
+        dur = time.monotonic() - t0
+        self._note(step.node, f"{step.id} [attempt {attempt}] {message} ({dur:.1f}s)")
+        return f"{message} in {dur:.1f}s"
+
+    def _api_call(self, step: Step) -> str:
+        node = step.node
+        if step.kind == "cordon":
+            self._cordon(step)
+            return "cordoned"
+        if step.kind == "drain":
+            self._cordon(step)
+            return "drained: " + self._kube.drain(node, self._drain_options(step))
+        if step.kind == "uncordon":
+            changed = self._kube.uncordon(node)
+            self._update(lambda s: st.mark_uncordoned(s, node))
+            if changed:
+                self._emit(ev.NODE_UNCORDONED, node=node, step=step.id)
+            return "uncordoned" if changed else "was not cordoned"
+        if step.kind == "wait-ready":
+            version = str(step.params.get("kubelet_version") or step.hop)
+            self._kube.wait_ready(node, version, self._wait_timeout(step), self._poll(step))
+            return f"Ready at kubelet {version}"
+        if step.kind == "wait-control-plane":
+            version = str(step.params.get("version") or step.hop)
+            self._kube.wait_control_plane(node, version, self._wait_timeout(step), self._poll(step))
+            return f"control plane at {version}"
+        raise StepFailed(f"unknown step kind {step.kind!r}", node=node, step=step.id)
+
+    # ------------------------------------------------------------------ outcomes
+    def _succeed(self, step: Step, message: str, exit_code: int | None, already: bool) -> None:
+        self._update(
+            lambda s: st.finish_step(
+                s, step.id, message=message, exit_code=exit_code, secrets=self._secrets
+            )
+        )
+        rec = self._state.step(step.id)
+        self._emit(
+            ev.STEP_FINISHED,
+            **self._step_data(step),
+            attempts=rec.attempts,
+            already_done=already,
+            exit_code=exit_code,
+            duration=_duration(rec),
+            message=message,
+        )
+
+    def _fail(
+        self,
+        step: Step,
+        message: str,
+        *,
+        exit_code: int | None = None,
+        stderr: str | None = None,
+        retried: bool,
+    ) -> None:
+        rec = self._state.step(step.id)
+        attempts = f" after {rec.attempts} attempts" if retried and rec.attempts > 1 else ""
+        self._update(
+            lambda s: st.fail_step(
+                s,
+                step.id,
+                message=message + attempts,
+                exit_code=exit_code,
+                stderr=stderr,
+                secrets=self._secrets,
+            )
+        )
+        rec = self._state.step(step.id)
+        left = ""
+        if step.node in self._state.cordoned_by_us:
+            left = (
+                f"; {step.node} is left cordoned (rerun the same command to resume: it "
+                "finishes the node and uncordons it)"
+            )
+            self._emit(
+                ev.NODE_LEFT_CORDONED,
+                node=step.node,
+                step=step.id,
+                reason="the run stopped on this node",
+            )
+        self._emit(
+            ev.STEP_FAILED,
+            **self._step_data(step),
+            attempts=rec.attempts,
+            exit_code=exit_code,
+            error=message + attempts,
+            stderr_tail=rec.stderr_tail,
+            duration=_duration(rec),
+        )
+        raise StepFailed(
+            self._mask(f"node {step.node}: step {step.id} failed: {message}{attempts}{left}"),
+            node=step.node,
+            step=step.id,
+        )
+
+
+def _duration(rec: st.StepRecord) -> float | None:
+    from datetime import datetime
+
+    if rec.started is None or rec.stopped is None:
+        return None
+    try:
+        return (
+            datetime.fromisoformat(rec.stopped) - datetime.fromisoformat(rec.started)
+        ).total_seconds()
+    except ValueError:
+        return None
+
+
+def precordoned_nodes(kube: KubeOps, nodes: Iterable[str]) -> frozenset[str]:
+    """The nodes among ``nodes`` that are cordoned right now (read before a run starts)."""
+    return frozenset(n for n in dict.fromkeys(nodes) if kube.node_state(n).unschedulable)

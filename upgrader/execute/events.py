@@ -1,0 +1,220 @@
+"""Run events as values, and the two files that record a run besides the state file.
+
+Owns: the :class:`Event` value the engine emits (``run-started``, ``step-started``,
+``step-finished``, ``step-failed``, ``node-cordoned``, ... ``run-finished``), the JSON Lines
+sink behind ``--events FILE`` and the per-node transcript files (every command with its
+exit code, duration, stdout and stderr, secrets masked).
+
+Must not: print to the terminal (that is ``progress.py``), decide anything about the run, or
+write a secret: every text that leaves this module went through the masker it was given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+# Event kinds, in the order a run meets them. Kept as constants so that the progress
+# display, the JSONL consumers and the tests agree on the spelling.
+RUN_STARTED = "run-started"
+NODE_STARTED = "node-started"
+STEP_STARTED = "step-started"
+STEP_ATTEMPT_FAILED = "step-attempt-failed"
+STEP_CHECKED = "step-checked"
+STEP_FINISHED = "step-finished"
+STEP_SKIPPED = "step-skipped"
+STEP_FAILED = "step-failed"
+NODE_CORDONED = "node-cordoned"
+NODE_UNCORDONED = "node-uncordoned"
+NODE_LEFT_CORDONED = "node-left-cordoned"
+NODE_FINISHED = "node-finished"
+RUN_FINISHED = "run-finished"
+
+EVENT_KINDS = (
+    RUN_STARTED,
+    NODE_STARTED,
+    STEP_STARTED,
+    STEP_ATTEMPT_FAILED,
+    STEP_CHECKED,
+    STEP_FINISHED,
+    STEP_SKIPPED,
+    STEP_FAILED,
+    NODE_CORDONED,
+    NODE_UNCORDONED,
+    NODE_LEFT_CORDONED,
+    NODE_FINISHED,
+    RUN_FINISHED,
+)
+
+Masker = Callable[[str], str]
+
+
+def utc_now() -> str:
+    """An ISO-8601 UTC timestamp with milliseconds (``2026-11-28T09:53:51.123Z``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def no_mask(text: str) -> str:
+    return text
+
+
+def make_masker(secrets: Iterable[str]) -> Masker:
+    """A function replacing every occurrence of each secret (longest first) with ``***``.
+
+    Empty strings and very short values (under 4 characters) are not treated as secrets:
+    masking ``a`` would garble every line without protecting anything.
+    """
+    values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+    if not values:
+        return no_mask
+    pattern = re.compile("|".join(re.escape(v) for v in values))
+
+    def mask(text: str) -> str:
+        return pattern.sub("***", text)
+
+    return mask
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened during a run. ``data`` holds JSON-ready values only."""
+
+    kind: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    ts: str = field(default_factory=utc_now)
+
+    @property
+    def node(self) -> str | None:
+        v = self.data.get("node")
+        return v if isinstance(v, str) else None
+
+    @property
+    def step(self) -> str | None:
+        v = self.data.get("step")
+        return v if isinstance(v, str) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ts": self.ts, "event": self.kind, **dict(self.data)}
+
+
+EventHandler = Callable[[Event], None]
+
+
+class Fanout:
+    """Sends each event to several handlers, in order; a failing handler is not allowed to
+    stop the run (its error is re-raised only after every handler saw the event)."""
+
+    def __init__(self, handlers: Iterable[EventHandler] = ()) -> None:
+        self._handlers = list(handlers)
+        self._lock = threading.Lock()
+
+    def add(self, handler: EventHandler) -> None:
+        self._handlers.append(handler)
+
+    def __call__(self, event: Event) -> None:
+        first: BaseException | None = None
+        with self._lock:
+            for h in self._handlers:
+                try:
+                    h(event)
+                except Exception as e:
+                    first = first or e
+        if first is not None:
+            raise first
+
+
+class JsonlSink:
+    """``--events FILE``: one JSON document per line, appended and flushed per event, so a
+    reader tailing the file sees each event as it happens (and a killed run loses none)."""
+
+    def __init__(self, path: Path, masker: Masker = no_mask) -> None:
+        self.path = path
+        self._mask = masker
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def __call__(self, event: Event) -> None:
+        line = self._mask(json.dumps(event.to_dict(), sort_keys=False, default=str))
+        with self._lock:
+            if self._fh is None:
+                return
+            self._fh.write(line + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class TranscriptWriter:
+    """Per-node transcript files ``DIR/<node>.log``: every command the run sent to a node,
+    with its step id, attempt, exit code, duration, stdout and stderr, secrets masked.
+
+    Files are appended to (a resumed run continues the same file) and created ``0600``:
+    command output can hold cluster details the operator did not mean to share.
+    """
+
+    def __init__(self, directory: Path, masker: Masker = no_mask) -> None:
+        self.directory = directory
+        self._mask = masker
+        self._lock = threading.Lock()
+
+    def path_for(self, node: str) -> Path:
+        return self.directory / f"{_SAFE_NAME.sub('_', node)}.log"
+
+    def _append(self, node: str, text: str) -> None:
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.path_for(node)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write(self._mask(text))
+
+    def note(self, node: str, message: str) -> None:
+        """A line that is not a command (an API operation, a resume, a skip)."""
+        self._append(node, f"== {utc_now()} {message}\n")
+
+    def command(
+        self,
+        node: str,
+        step: str,
+        label: str,
+        attempt: int,
+        command: str,
+        exit_code: int | None,
+        duration: float,
+        stdout: str,
+        stderr: str,
+        timed_out: bool = False,
+        error: str | None = None,
+    ) -> None:
+        """One command run: ``label`` is ``run`` or ``check``."""
+        if error is not None:
+            status = f"transport error: {error}"
+        elif timed_out:
+            status = "timed out"
+        else:
+            status = f"exit {exit_code}"
+        parts = [
+            f"== {utc_now()} {step} [{label}, attempt {attempt}]\n",
+            f"$ {command}\n",
+            f"-- {status} after {duration:.2f}s\n",
+        ]
+        if stdout:
+            parts.append("-- stdout:\n" + stdout + ("" if stdout.endswith("\n") else "\n"))
+        if stderr:
+            parts.append("-- stderr:\n" + stderr + ("" if stderr.endswith("\n") else "\n"))
+        self._append(node, "".join(parts))

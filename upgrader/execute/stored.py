@@ -1,0 +1,190 @@
+"""The plan a run executes, stored beside its state file.
+
+A run executes the steps that were planned when it started, never a fresh plan: after a
+failure the cluster is half-way (a control plane at the hop, a node cordoned), and a new
+plan from those facts would leave out or reorder steps the run still owes. So
+``upgrader apply`` writes the plan's entries and steps (ids, nodes, kinds, commands, checks,
+parameters) to ``<state file>.plan.json`` when a run starts, and a resume loads them back
+(tied to the run by its id). The state file keeps what happened to each step; this file
+keeps what each step is.
+
+Owns: that document's JSON form, its atomic write and its loader (one-line
+:class:`ConfigError` on anything malformed). Must not: plan, run anything, or hold a secret
+(rendered commands carry no secret values: secrets live in environment variables).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from upgrader.core.model import STEP_KINDS, Plan, PlanEntry, Step
+from upgrader.errors import ConfigError
+from upgrader.state import atomic_write
+
+SCHEMA = 1
+
+
+def plan_path(state_path: str | os.PathLike[str]) -> Path:
+    """``<state file>.plan.json``."""
+    p = Path(state_path)
+    return p.with_name(p.name + ".plan.json")
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """The executable part of a plan, as a run recorded it."""
+
+    run_id: str
+    current: str
+    target: str
+    hops: tuple[str, ...]
+    strategy: str
+    entries: tuple[PlanEntry, ...]
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(s for e in self.entries for s in e.steps)
+
+    @classmethod
+    def of(cls, plan: Plan, run_id: str) -> StoredPlan:
+        return cls(
+            run_id=run_id,
+            current=str(plan.current),
+            target=str(plan.target),
+            hops=tuple(str(h) for h in plan.hops),
+            strategy=plan.strategy,
+            entries=plan.entries,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "run_id": self.run_id,
+            "current": self.current,
+            "target": self.target,
+            "hops": list(self.hops),
+            "strategy": self.strategy,
+            "entries": [
+                {
+                    "node": e.node,
+                    "role": e.role,
+                    "phase": e.phase,
+                    "hop": e.hop,
+                    "steps": [{**s.to_dict(), "sudo": s.sudo} for s in e.steps],
+                }
+                for e in self.entries
+            ],
+        }
+
+
+def _field(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
+    v = d.get(key)
+    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
+        raise ConfigError(f"{where}.{key}: missing or of the wrong type")
+    return v
+
+
+def _opt_str(d: Mapping[str, Any], key: str, where: str) -> str | None:
+    v = d.get(key)
+    if v is not None and not isinstance(v, str):
+        raise ConfigError(f"{where}.{key}: must be a string")
+    return v
+
+
+def _step(d: Any, where: str) -> Step:
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where}: not an object")
+    kind = _field(d, "kind", str, where)
+    if kind not in STEP_KINDS:
+        raise ConfigError(f"{where}.kind: unknown step kind {kind!r}")
+    params = d.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}.params: must be an object")
+    timeout = _field(d, "timeout", (int, float), where)
+    return Step(
+        id=_field(d, "id", str, where),
+        kind=kind,
+        node=_field(d, "node", str, where),
+        hop=_field(d, "hop", str, where),
+        phase=_field(d, "phase", str, where),
+        name=_field(d, "name", str, where),
+        description=str(d.get("description") or ""),
+        command=_opt_str(d, "command", where),
+        check=_opt_str(d, "check", where),
+        params=dict(params),
+        retry_safe=bool(d.get("retry_safe", False)),
+        timeout=float(timeout),
+        sudo=bool(d.get("sudo", True)),
+    )
+
+
+def from_dict(data: Any, source: str) -> StoredPlan:
+    if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
+        raise ConfigError(f"{source}: not a stored plan of this upgrader version")
+    entries: list[PlanEntry] = []
+    raw_entries = data.get("entries")
+    if not isinstance(raw_entries, list):
+        raise ConfigError(f"{source}: entries: missing")
+    seen: set[str] = set()
+    for i, e in enumerate(raw_entries):
+        where = f"{source}: entries[{i}]"
+        if not isinstance(e, Mapping) or not isinstance(e.get("steps"), list):
+            raise ConfigError(f"{where}: not an entry with steps")
+        steps = tuple(_step(s, f"{where}.steps[{j}]") for j, s in enumerate(e["steps"]))
+        for s in steps:
+            if s.id in seen:
+                raise ConfigError(f"{where}: duplicate step id {s.id!r}")
+            seen.add(s.id)
+        entries.append(
+            PlanEntry(
+                node=_field(e, "node", str, where),
+                role=_field(e, "role", str, where),
+                phase=_field(e, "phase", str, where),
+                hop=_field(e, "hop", str, where),
+                steps=steps,
+            )
+        )
+    hops = data.get("hops")
+    if not isinstance(hops, list) or not all(isinstance(h, str) for h in hops):
+        raise ConfigError(f"{source}: hops: must be a list of versions")
+    return StoredPlan(
+        run_id=_field(data, "run_id", str, source),
+        current=_field(data, "current", str, source),
+        target=_field(data, "target", str, source),
+        hops=tuple(hops),
+        strategy=_field(data, "strategy", str, source),
+        entries=tuple(entries),
+    )
+
+
+def save(path: str | os.PathLike[str], plan: StoredPlan) -> None:
+    """Write atomically (mode 0600)."""
+    atomic_write(Path(path), json.dumps(plan.to_dict(), indent=1).encode() + b"\n")
+
+
+def load(path: str | os.PathLike[str], run_id: str) -> StoredPlan:
+    """The stored plan of run ``run_id``; :class:`ConfigError` if it is missing, corrupt or
+    belongs to another run."""
+    p = Path(path)
+    hint = "pass --abandon to drop the unfinished run and plan afresh"
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: the plan of unfinished run {run_id} is missing; {hint}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read the stored plan: {e}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"{p}: stored plan is corrupt (line {e.lineno}: {e.msg}); {hint}"
+        ) from None
+    sp = from_dict(data, str(p))
+    if sp.run_id != run_id:
+        raise ConfigError(f"{p}: stored plan belongs to run {sp.run_id}, not {run_id}; {hint}")
+    return sp
