@@ -126,7 +126,8 @@ def batches(entries: Sequence[PlanEntry], max_unavailable: int) -> list[list[Pla
 
 class Engine:
     """Runs ``entries`` against the nodes (``transports(node)``) and the API (``kube``),
-    recording into ``state`` (saved with ``save`` after every transition)."""
+    recording into ``state`` (saved with ``save`` after every transition). ``guard`` is
+    called before each step; whatever it raises stops the run there."""
 
     def __init__(
         self,
@@ -139,8 +140,10 @@ class Engine:
         on_event: ev.EventHandler | None = None,
         transcripts: ev.TranscriptWriter | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self.entries = tuple(entries)
+        self._guard = guard
         self.options = options or EngineOptions()
         self._state = st.sync_steps(state, (s for e in self.entries for s in e.steps))
         self._save = save
@@ -290,6 +293,8 @@ class Engine:
         rec = self._state.step(step.id)
         if rec.status in st.DONE_STEP:
             return
+        if self._guard is not None:
+            self._guard()  # e.g. the cluster Lease was lost: stop before the next step
         resumed = rec.status in (st.StepStatus.RUNNING, st.StepStatus.FAILED)
         if resumed:
             self._note(step.node, f"{step.id}: left {rec.status.value} by an earlier run")

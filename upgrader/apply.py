@@ -1,0 +1,470 @@
+"""``upgrader apply`` and ``upgrader status`` as library calls.
+
+Owns the order of an apply: file lock -> unfinished run? -> gather facts -> plan -> refuse
+while a blocker stands -> show the plan -> confirm -> cluster Lease -> execute -> post-checks,
+and what a resume means. The CLI is a thin shell over :func:`apply` and :func:`status`.
+
+Resume rule (chosen so that a rerun can never skip or reorder what a run still owes): when
+a run starts, the plan's entries and steps (ids, nodes, kinds, commands, checks, parameters)
+are stored beside the state file (``<state>.plan.json``, see
+:mod:`upgrader.execute.stored`). A rerun toward the same target executes the *stored*
+steps of the unfinished run (succeeded steps are skipped, a step left running or failed is
+re-checked first), not a fresh plan: after a partial run the facts have moved (the control
+plane may already be at the hop, a node may be cordoned by us) and a fresh plan would drop
+or renumber steps. Facts are still gathered again and planned, for the preflight: a
+blocker found now refuses the resume as it would refuse a new run. A different target
+while a run is unfinished is refused (exit 2); ``--abandon`` marks the old run abandoned
+and plans afresh (nodes the abandoned run had cordoned are not mistaken for nodes the
+operator cordoned).
+
+Must not: print or prompt (output goes through the callables of :class:`ApplyIO`), import
+typer or rich, or decide exit codes (errors are typed; the CLI maps them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from upgrader import state as st
+from upgrader.core.model import Plan, PlanEntry
+from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
+from upgrader.core.versions import KubeVersion
+from upgrader.errors import ConfigError, LockHeld, PreflightError, StepFailed
+from upgrader.execute import events as ev
+from upgrader.execute import stored
+from upgrader.execute.engine import Engine, EngineOptions, precordoned_nodes
+from upgrader.execute.ops import ApiKubeOps, KubeOps
+from upgrader.planning import PlanRequest, make_plan
+
+log = logging.getLogger("upgrader.apply")
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    inventory: Path
+    plan: PlanRequest
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    state_path: Path | None = None
+    transcripts: Path | None = None
+    events: Path | None = None
+    yes: bool = False
+    break_lock: bool = False
+    abandon: bool = False
+    max_workers: int = 32
+
+
+@dataclass
+class ApplyIO:
+    """How :func:`apply` talks to the operator. ``confirm`` is None when there is no one to
+    ask (no terminal): then only ``--yes`` lets the run go on."""
+
+    show: Callable[[str], None]
+    warn: Callable[[str], None]
+    confirm: Callable[[str], bool] | None
+    reporter: ev.EventHandler | None = None
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    status: str  # "succeeded" | "nothing-to-do" | "declined"
+    run_id: str | None = None
+    state_path: Path | None = None
+    transcripts: Path | None = None
+    resumed: bool = False
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run_fingerprint(inventory: Any, req: PlanRequest) -> str:
+    """sha256 of the inventory's validated content, the playbooks' files, the target and
+    the worker strategy: what the state file calls the run's fingerprint."""
+    from upgrader.core.playbook import default_playbook_dir
+
+    h = hashlib.sha256()
+    h.update(inventory.fingerprint().encode())
+    h.update(f"\0{req.target}\0{req.strategy}\0".encode())
+    d = req.playbooks if req.playbooks is not None else default_playbook_dir()
+    for p in sorted(d.glob("*.yaml")) if d.is_dir() else ():
+        h.update(p.name.encode() + b"\0")
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _secrets(inventory: Any, api_client: Any) -> tuple[str, ...]:
+    """Values to mask everywhere: sudo passwords (from the variables the inventory names)
+    and the API bearer token."""
+    found: list[str] = []
+    for n in inventory.nodes:
+        env = inventory.ssh_target(n).sudo_password_env
+        if env and os.environ.get(env):
+            found.append(os.environ[env])
+    cfg = getattr(api_client, "configuration", None)
+    for v in (getattr(cfg, "api_key", None) or {}).values():
+        if isinstance(v, str) and v:
+            found.append(v.removeprefix("Bearer ").strip())
+    return tuple(dict.fromkeys(found))
+
+
+def _plan_for_display(sp: stored.StoredPlan, fresh: Plan) -> Plan:
+    """The stored steps of an unfinished run, with the findings of the fresh preflight."""
+    return Plan(
+        current=KubeVersion.parse(sp.current),
+        target=KubeVersion.parse(sp.target),
+        hops=tuple(KubeVersion.parse(h) for h in sp.hops),
+        entries=sp.entries,
+        findings=fresh.findings,
+        strategy=sp.strategy,
+        overrides=fresh.overrides,
+    )
+
+
+def _precordoned(
+    kube: KubeOps, entries: tuple[PlanEntry, ...], abandoned: st.RunState | None
+) -> frozenset[str]:
+    now = precordoned_nodes(kube, (e.node for e in entries))
+    if abandoned is None:
+        return now
+    ours = set(abandoned.cordoned_by_us) - set(abandoned.precordoned)
+    return frozenset(n for n in now if n not in ours)
+
+
+def post_check(kube: KubeOps, state: st.RunState, entries: tuple[PlanEntry, ...]) -> list[str]:
+    """After a run: every node Ready, at the kubelet version of its last kubelet visit,
+    cordoned exactly when it was cordoned before the run. One line per problem."""
+    want_kubelet: dict[str, str] = {}
+    for e in entries:
+        if e.phase in (PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER):
+            want_kubelet[e.node] = e.hop
+    problems: list[str] = []
+    for node in dict.fromkeys(e.node for e in entries):
+        ns = kube.node_state(node)
+        if not ns.ready:
+            problems.append(f"{node} is not Ready")
+        want = want_kubelet.get(node)
+        if want is not None and ns.kubelet_version != want:
+            problems.append(f"{node} reports kubelet {ns.kubelet_version}, expected {want}")
+        pre = node in state.precordoned
+        if ns.unschedulable != pre:
+            problems.append(
+                f"{node} is {'cordoned' if ns.unschedulable else 'schedulable'}, expected "
+                f"{'cordoned (as before the run)' if pre else 'schedulable'}"
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
+    """Upgrade (or resume the upgrade of) the inventory's cluster to ``req.plan.target``.
+    Raises typed errors: ConfigError (2), PreflightError (3), LockHeld (6), StepFailed (1),
+    TransportError (4), KubernetesError (5)."""
+    from upgrader.core.render import render_text
+    from upgrader.gather import gather_facts
+    from upgrader.inventory import load_inventory
+    from upgrader.kube import lease
+    from upgrader.kube.client import make_api_client
+    from upgrader.transport.ssh import SSHPool
+
+    inv = load_inventory(req.inventory)
+    target = str(req.plan.target)
+    state_path = req.state_path or st.default_state_path(req.inventory, inv.cluster_name)
+    sf = st.StateFile(state_path)
+    fingerprint = run_fingerprint(inv, req.plan)
+
+    with sf.lock():
+        prev = sf.load()
+        abandoned: st.RunState | None = None
+        if prev is not None and not prev.finished:
+            if req.abandon:
+                abandoned = prev
+            else:
+                compat = st.check_compatible(prev, fingerprint, target, source=str(state_path))
+                for w in compat.warnings:
+                    io.warn(w)
+        elif req.abandon:
+            io.warn(f"{state_path}: no unfinished run to abandon")
+        resuming = prev is not None and not prev.finished and abandoned is None
+        sp_resume: stored.StoredPlan | None = None
+        if resuming:
+            assert prev is not None
+            sp_resume = stored.load(stored.plan_path(state_path), prev.run_id)
+
+        api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
+        pool = SSHPool()
+        try:
+            facts = gather_facts(inv, api_client=api, max_workers=req.max_workers, pool=pool)
+            fresh = make_plan(facts, req.plan, inv)
+            kube = ApiKubeOps(api)
+
+            if sp_resume is not None:
+                assert prev is not None
+                shown = _plan_for_display(sp_resume, fresh)
+                io.show(render_text(shown))
+                done = sum(1 for r in prev.steps.values() if r.status in st.DONE_STEP)
+                point = st.resume_point(prev, (s.id for s in sp_resume.steps))
+                io.show(
+                    f"Resuming run {prev.run_id} ({prev.status.value}): {done} of "
+                    f"{len(prev.steps)} steps done; next: {point.first}\n"
+                )
+            else:
+                io.show(render_text(fresh))
+            if fresh.blockers:
+                codes = ", ".join(sorted({f.code for f in fresh.blockers}))
+                raise PreflightError(
+                    f"refusing to apply: {len(fresh.blockers)} blocker(s) stand ({codes}); "
+                    "see the findings above"
+                )
+            if sp_resume is None and not fresh.entries:
+                io.show("Nothing to do: the cluster is already at the target.\n")
+                return ApplyOutcome("nothing-to-do", state_path=state_path)
+
+            if not req.yes:
+                if io.confirm is None:
+                    raise ConfigError(
+                        "no terminal to ask for confirmation; pass --yes to apply without asking"
+                    )
+                question = (
+                    f"Resume run {prev.run_id} to {target}?"
+                    if sp_resume is not None and prev is not None
+                    else f"Apply this plan to {inv.cluster_name} ({target})?"
+                )
+                if not io.confirm(question):
+                    return ApplyOutcome("declined", state_path=state_path)
+
+            # ---- the run's records
+            if sp_resume is not None and prev is not None:
+                run_state, plan_entries = prev, sp_resume.entries
+                run_id = prev.run_id
+            else:
+                if abandoned is not None:
+                    sf.save(st.set_status(abandoned, st.RunStatus.ABANDONED))
+                    left = sorted(set(abandoned.cordoned_by_us))
+                    io.warn(
+                        f"run {abandoned.run_id} (target {abandoned.target}) abandoned"
+                        + (f"; nodes it had cordoned: {', '.join(left)}" if left else "")
+                    )
+                run_id = uuid.uuid4().hex[:12]
+                sp = stored.StoredPlan.of(fresh, run_id)
+                transcripts_dir = req.transcripts or st.default_transcripts_dir(state_path, run_id)
+                run_state = st.new_run(
+                    cluster=inv.cluster_name,
+                    inventory=req.inventory.resolve(),
+                    fingerprint=fingerprint,
+                    target=target,
+                    hops=sp.hops,
+                    strategy=sp.strategy,
+                    steps=sp.steps,
+                    precordoned=_precordoned(kube, sp.entries, abandoned),
+                    transcripts=transcripts_dir.resolve(),
+                    run_id=run_id,
+                )
+                stored.save(stored.plan_path(state_path), sp)  # the plan before the state
+                sf.save(run_state)
+                plan_entries = sp.entries
+            transcripts_dir = Path(
+                req.transcripts
+                or run_state.transcripts
+                or st.default_transcripts_dir(state_path, run_id)
+            )
+
+            # ---- the cluster lock, then the run
+            keeper = lease.LeaseKeeper(api, lease.default_holder(run_id))
+            lease.acquire(api, run_id, keeper.holder, break_lock=req.break_lock)
+            keeper.start()
+            secrets = _secrets(inv, api)
+            masker = ev.make_masker(secrets)
+            handlers: list[ev.EventHandler] = []
+            if io.reporter is not None:
+                handlers.append(io.reporter)
+            sink = ev.JsonlSink(req.events, masker) if req.events is not None else None
+            if sink is not None:
+                handlers.append(sink)
+            options = dataclasses.replace(
+                req.engine, secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets)))
+            )
+            engine = Engine(
+                plan_entries,
+                run_state,
+                save=sf.save,
+                transports=lambda node: pool.get(inv.ssh_target(node)),
+                kube=kube,
+                options=options,
+                on_event=ev.Fanout(handlers),
+                transcripts=ev.TranscriptWriter(transcripts_dir, masker),
+                guard=keeper.check,
+            )
+            try:
+                final = engine.run()
+            finally:
+                keeper.stop(release_lock=True)
+                if sink is not None:
+                    sink.close()
+            problems = post_check(kube, final, plan_entries)
+            if problems:
+                raise StepFailed("post-check after the run: " + "; ".join(problems))
+            return ApplyOutcome(
+                "succeeded",
+                run_id=run_id,
+                state_path=state_path,
+                transcripts=transcripts_dir,
+                resumed=sp_resume is not None,
+            )
+        finally:
+            pool.close()
+            api.close()  # type: ignore[no-untyped-call]
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    node: str
+    state: str
+    text: str
+    step: str | None
+    message: str | None
+    done_steps: int
+    total_steps: int
+    transcript: str | None
+    cordoned_by_us: bool
+    precordoned: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    state_path: Path
+    run: st.RunState | None
+    nodes: tuple[NodeReport, ...]
+    lock: str  # "free" or who holds the file lock
+    lease: str | None  # the cluster Lease as read, or why it could not be read
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.run
+        return {
+            "state_file": str(self.state_path),
+            "run": None
+            if r is None
+            else {
+                "run_id": r.run_id,
+                "status": r.status.value,
+                "target": r.target,
+                "hops": list(r.hops),
+                "created": r.created,
+                "updated": r.updated,
+                "transcripts": r.transcripts,
+            },
+            "nodes": [n.to_dict() for n in self.nodes],
+            "lock": self.lock,
+            "lease": self.lease,
+        }
+
+    def text(self) -> str:
+        lines = [f"State file: {self.state_path}"]
+        r = self.run
+        if r is None:
+            lines.append("No run recorded.")
+        else:
+            lines.append(
+                f"Run {r.run_id}: {r.status.value}, target {r.target} "
+                f"(hops {', '.join(r.hops) or 'none'}), updated {r.updated}"
+            )
+            width = max((len(n.node) for n in self.nodes), default=4)
+            for n in self.nodes:
+                extra = ""
+                if n.cordoned_by_us and r.status != st.RunStatus.SUCCEEDED:
+                    extra = " [cordoned by this run]"
+                elif n.precordoned:
+                    extra = " [cordoned before the run; stays cordoned]"
+                lines.append(f"  {n.node:<{width}}  {n.text}{extra}")
+                if n.state == "failed" and n.transcript:
+                    lines.append(f"  {'':<{width}}  transcript: {n.transcript}")
+            if r.transcripts:
+                lines.append(f"Transcripts: {r.transcripts}")
+        lines.append(f"Lock: {self.lock}")
+        if self.lease is not None:
+            lines.append(f"Cluster lock: {self.lease}")
+        return "\n".join(lines) + "\n"
+
+
+def _file_lock_holder(sf: st.StateFile) -> str:
+    lk = sf.lock()
+    try:
+        lk.acquire()
+    except LockHeld as e:
+        return str(e)
+    lk.release()
+    return "free"
+
+
+def _lease_text(inventory: Any) -> str:
+    from datetime import UTC, datetime
+
+    from upgrader.errors import UpgraderError
+    from upgrader.kube import lease
+    from upgrader.kube.client import make_api_client
+
+    try:
+        api = make_api_client(inventory.kubeconfig_path(), inventory.kubeconfig_context)
+    except ConfigError as e:
+        return f"unknown ({e})"
+    try:
+        obj = lease.read_lease(api)
+    except UpgraderError as e:
+        return f"unknown (API: {str(e).splitlines()[0]})"
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+    if obj is None:
+        return "free"
+    return lease.LeaseInfo.from_obj(obj).describe(datetime.now(UTC))
+
+
+def status(
+    inventory_path: Path, state_path: Path | None = None, *, read_lease: bool = True
+) -> StatusReport:
+    """What the recorded run did per node, where its transcripts are, who holds the locks."""
+    from upgrader.inventory import load_inventory
+
+    inv = load_inventory(inventory_path)
+    path = state_path or st.default_state_path(inventory_path, inv.cluster_name)
+    sf = st.StateFile(path)
+    run = sf.load()
+    nodes: list[NodeReport] = []
+    if run is not None:
+        writer = ev.TranscriptWriter(Path(run.transcripts)) if run.transcripts else None
+        for name, ns in st.status_summary(run).items():
+            tp = writer.path_for(name) if writer is not None else None
+            nodes.append(
+                NodeReport(
+                    node=name,
+                    state=ns.state,
+                    text=ns.text,
+                    step=ns.step,
+                    message=ns.message,
+                    done_steps=ns.done_steps,
+                    total_steps=ns.total_steps,
+                    transcript=str(tp) if tp is not None and tp.exists() else None,
+                    cordoned_by_us=name in run.cordoned_by_us,
+                    precordoned=name in run.precordoned,
+                )
+            )
+    return StatusReport(
+        state_path=path,
+        run=run,
+        nodes=tuple(nodes),
+        lock=_file_lock_holder(sf),
+        lease=_lease_text(inv) if read_lease else None,
+    )
