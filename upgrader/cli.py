@@ -254,6 +254,232 @@ def plan(
         raise typer.Exit(int(ExitCode.BLOCKED))
 
 
+# --------------------------------------------------------------------------- apply, status
+
+
+@app.command()
+def apply(
+    to: Annotated[
+        str, typer.Option("--to", help="Target version, e.g. v1.28.4.", show_default=False)
+    ],
+    inventory: Annotated[
+        Path, typer.Option("--inventory", "-i", help="Inventory file.", show_default=False)
+    ],
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a TTY)."),
+    ] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="State file (default: .upgrader/<cluster>.state.json beside the inventory).",
+        ),
+    ] = None,
+    max_unavailable: Annotated[
+        int, typer.Option("--max-unavailable", min=1, max=100, help="Workers upgraded at once.")
+    ] = 1,
+    nodes: Annotated[
+        str | None,
+        typer.Option("--nodes", help="Comma-separated workers to limit the run to."),
+    ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-timeout",
+            min=0,
+            help="Seconds a drain may take (default: the playbook's, 600).",
+        ),
+    ] = None,
+    grace_period: Annotated[
+        int | None,
+        typer.Option("--grace-period", min=0, help="Pod termination grace period for the drain."),
+    ] = None,
+    delete_emptydir_data: Annotated[
+        bool, typer.Option("--delete-emptydir-data", help="Drain pods that use emptyDir volumes.")
+    ] = False,
+    force_drain: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Pass kubeadm's overridable refusals, and drain pods no controller manages.",
+        ),
+    ] = False,
+    disable_eviction: Annotated[
+        bool,
+        typer.Option(
+            "--disable-eviction", help="Drain by deleting pods (bypasses PodDisruptionBudgets)."
+        ),
+    ] = False,
+    ready_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--ready-timeout", min=1, help="Seconds to wait for a node (default: the playbook's)."
+        ),
+    ] = None,
+    events: Annotated[
+        Path | None, typer.Option("--events", help="Append run events here as JSON Lines.")
+    ] = None,
+    transcripts: Annotated[
+        Path | None,
+        typer.Option(
+            "--transcripts", help="Directory of per-node transcripts (default: beside the state)."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures.")] = False,
+    break_lock: Annotated[
+        bool, typer.Option("--break-lock", help="Take over the cluster Lease of a dead run.")
+    ] = False,
+    abandon: Annotated[
+        bool,
+        typer.Option(
+            "--abandon", help="Drop the unfinished run recorded in the state and start anew."
+        ),
+    ] = False,
+    strategy: Annotated[
+        Strategy, typer.Option(help="Worker strategy for multi-minor jumps (as for plan).")
+    ] = Strategy.auto,
+    playbooks: Annotated[
+        Path | None, typer.Option("--playbooks", help="Directory with your own playbooks.")
+    ] = None,
+    release_data: Annotated[
+        Path | None,
+        typer.Option("--release-data", help="Refreshed release data JSON (see README)."),
+    ] = None,
+    allow_experimental: Annotated[
+        bool,
+        typer.Option("--allow-experimental-upgrades", help="Allow alpha/beta/rc targets."),
+    ] = False,
+    allow_rc: Annotated[
+        bool, typer.Option("--allow-release-candidate-upgrades", help="Allow rc targets.")
+    ] = False,
+    allow_unsupported: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsupported", help="Pass a target outside the supported-minor window."
+        ),
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
+    ] = False,
+    max_workers: Annotated[int, typer.Option("--max-workers", min=1, max=512)] = 32,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Upgrade the cluster: gather facts, plan, confirm, then run the plan node by node.
+
+    The state file records every step; after a failure the same command resumes where the
+    run stopped (a step that was interrupted is re-checked before it runs again).
+    Exit codes: 0 done (or nothing to do), 1 a step failed, 2 bad input, 3 a blocker
+    stands, 4/5 SSH/API unreachable, 6 locked, 130 interrupted or not confirmed.
+    """
+    _setup_logging(verbose)
+    from upgrader.apply import ApplyIO, ApplyRequest
+    from upgrader.apply import apply as run_apply
+    from upgrader.errors import StepFailed
+    from upgrader.execute.engine import EngineOptions
+    from upgrader.execute.progress import make_reporter
+    from upgrader.planning import PlanRequest
+
+    target = _parse_target(to)
+    overrides = tuple(
+        flag
+        for flag, on in (
+            ("--force", force_drain),
+            ("--allow-experimental-upgrades", allow_experimental),
+            ("--allow-release-candidate-upgrades", allow_rc),
+            ("--allow-unsupported", allow_unsupported),
+        )
+        if on
+    )
+    req = ApplyRequest(
+        inventory=inventory,
+        plan=PlanRequest(
+            target=target,
+            strategy=strategy.value,
+            playbooks=playbooks,
+            release_data=release_data,
+            nodes=tuple(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None,
+            overrides=overrides,
+            strict=strict,
+            today=date.today(),
+            max_unavailable=max_unavailable,
+        ),
+        engine=EngineOptions(
+            max_unavailable=max_unavailable,
+            drain_timeout=drain_timeout,
+            grace_period=grace_period,
+            delete_emptydir_data=delete_emptydir_data,
+            force=force_drain,
+            disable_eviction=disable_eviction,
+            ready_timeout=ready_timeout,
+        ),
+        state_path=state,
+        transcripts=transcripts,
+        events=events,
+        yes=yes,
+        break_lock=break_lock,
+        abandon=abandon,
+        max_workers=max_workers,
+    )
+    reporter = make_reporter(quiet=quiet)
+
+    def show(text: str) -> None:
+        if not quiet:
+            typer.echo(text, nl=not text.endswith("\n"))
+
+    def ask(question: str) -> bool:
+        return typer.confirm(question, default=False)
+
+    io = ApplyIO(
+        show=show,
+        warn=lambda m: typer.echo(f"warning: {m}", err=True),
+        confirm=ask if sys.stdin.isatty() else None,
+        reporter=reporter,
+    )
+    try:
+        outcome = run_apply(req, io)
+    except StepFailed:
+        reporter.close()
+        typer.echo(
+            f"see `upgrader status -i {inventory}` and the node's transcript; "
+            "the same command resumes the run",
+            err=True,
+        )
+        raise
+    finally:
+        reporter.close()
+    if outcome.status == "declined":
+        raise typer.Abort()
+    if outcome.status == "succeeded" and not quiet:
+        typer.echo(
+            f"upgrade to {target} finished (run {outcome.run_id}); "
+            f"state: {outcome.state_path}; transcripts: {outcome.transcripts}"
+        )
+
+
+@app.command()
+def status(
+    inventory: Annotated[
+        Path, typer.Option("--inventory", "-i", help="Inventory file.", show_default=False)
+    ],
+    state: Annotated[
+        Path | None, typer.Option("--state", help="State file (default: beside the inventory).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Show the recorded run: per node done / failed at which step (and why) / pending,
+    where the transcripts are, and who holds the locks."""
+    _setup_logging(verbose)
+    from upgrader.apply import status as run_status
+
+    report = run_status(inventory, state)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(report.text(), nl=False)
+
+
 def _mount_lab() -> None:
     try:
         from upgrader.lab.cli import lab_app
