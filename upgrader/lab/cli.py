@@ -1,0 +1,176 @@
+"""``upgrader lab up|down|status``: the typer sub-app over :mod:`upgrader.lab.runner`.
+
+Owns the lab commands' flags, their one-line errors and exit codes (0 ok, 1 the lab
+failed to start/stop, 2 bad input) and the short summaries they print. The main CLI
+mounts ``lab_app`` as ``upgrader lab``.
+
+Must not: hold lab logic (the runner does), or print a traceback for an expected error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from upgrader.errors import ConfigError, UpgraderError
+
+lab_app = typer.Typer(
+    name="lab",
+    help=(
+        "A simulated kubeadm cluster on this machine (one loopback address and an OpenSSH "
+        "sshd per node, a Kubernetes API over HTTPS) to try upgrader without VMs."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DirOpt = Annotated[
+    Path,
+    typer.Option("--dir", "-d", help="The lab directory (created by `up`).", show_default=False),
+]
+
+
+def _fail(exc: UpgraderError) -> typer.Exit:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(int(exc.exit_code))
+
+
+@lab_app.command("up")
+def up_cmd(
+    lab_dir: DirOpt,
+    spec_file: Annotated[
+        Path | None, typer.Option("--spec", help="Lab spec YAML (nodes, workloads, faults).")
+    ] = None,
+    control_planes: Annotated[
+        int | None, typer.Option("--control-planes", help="Control-plane nodes (default 1).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker nodes (default 2).")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Cluster version, e.g. v1.27.8.")
+    ] = None,
+    no_api: Annotated[
+        bool, typer.Option("--no-api", help="Start the nodes only, without the API server.")
+    ] = False,
+) -> None:
+    """Start a lab in DIR (build it on first use; later starts reuse its state)."""
+    from upgrader.lab import runner
+    from upgrader.lab import spec as labspec
+
+    try:
+        flags = control_planes is not None or workers is not None or version is not None
+        if spec_file is not None and flags:
+            raise ConfigError("--spec excludes --control-planes, --workers and --version")
+        spec: labspec.LabSpec | None = None
+        if spec_file is not None:
+            spec = labspec.load_spec(spec_file)
+        elif flags:
+            spec = labspec.from_flags(
+                control_planes if control_planes is not None else 1,
+                workers if workers is not None else 2,
+                version,
+            )
+        result = runner.up(lab_dir, spec, start_api=not no_api)
+    except runner.LabRunning as exc:
+        typer.echo(str(exc))
+        return
+    except UpgraderError as exc:
+        raise _fail(exc) from None
+    _print_summary(result)
+
+
+def _print_summary(result: Any) -> None:
+    lab = result.lab
+    d = result.lab_dir
+    nodes = lab["nodes"]
+    cps = [n for n, v in nodes.items() if v["role"] == "control-plane"]
+    verb = "built and started" if result.fresh else "started"
+    typer.echo(f"lab {verb} in {d}: {len(nodes)} nodes ({len(cps)} control-plane)")
+    if lab.get("api"):
+        typer.echo(f"  api:       {lab['api']['url']}   kubeconfig {d / 'kubeconfig'}")
+    typer.echo(f"  ssh:       port {lab['ssh']['port']} on {_span(nodes)}, key {d / 'id_ed25519'}")
+    typer.echo(f"  mount:     {lab['mount']['mode']} ({lab['mount']['reason']})")
+    typer.echo(f"  inventory: {d / 'inventory.yaml'}")
+    for w in result.warnings:
+        typer.echo(f"  warning:   {w}")
+    first = next(iter(nodes.values()))
+    typer.echo("next:")
+    typer.echo(
+        f"  ssh -i {d / 'id_ed25519'} -o UserKnownHostsFile={d / 'known_hosts'} "
+        f"-p {lab['ssh']['port']} {lab['ssh']['user']}@{first['address']} kubeadm version -o short"
+    )
+    if lab.get("api"):
+        typer.echo(f"  kubectl --kubeconfig {d / 'kubeconfig'} get nodes")
+    typer.echo(f"  upgrader plan -i {d / 'inventory.yaml'} --to <version>")
+    typer.echo(f"  upgrader lab down --dir {d}")
+
+
+def _span(nodes: dict[str, Any]) -> str:
+    addrs = [v["address"] for v in nodes.values()]
+    return addrs[0] if len(addrs) == 1 else f"{addrs[0]}..{addrs[-1]}"
+
+
+@lab_app.command("down")
+def down_cmd(
+    lab_dir: DirOpt,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the lab directory.")] = False,
+) -> None:
+    """Stop every process the lab started; keep DIR (or delete it with --purge)."""
+    from upgrader.lab import runner
+
+    try:
+        result = runner.down(lab_dir, purge=purge)
+    except UpgraderError as exc:
+        raise _fail(exc) from None
+    if result.left:
+        typer.echo(f"error: processes still alive: {result.left}", err=True)
+        raise typer.Exit(1)
+    if result.listening:
+        typer.echo(f"error: still listening: {', '.join(result.listening)}", err=True)
+        raise typer.Exit(1)
+    what = f"stopped {len(result.stopped)} processes" if result.stopped else "nothing was running"
+    typer.echo(f"lab in {lab_dir}: {what}; nothing listens on its ports")
+    if result.purged:
+        typer.echo(f"removed {lab_dir}")
+
+
+@lab_app.command("status")
+def status_cmd(
+    lab_dir: DirOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Say what runs. Exit 0 when the whole lab runs, 1 when it is stopped or degraded."""
+    from upgrader.lab import runner
+
+    try:
+        st = runner.status(lab_dir)
+    except UpgraderError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(st, indent=2))
+    else:
+        s, a, n, m = st["sshd"], st["apiserver"], st["nodes"], st["mount"]
+        typer.echo(f"lab {st['dir']}: {st['state']}")
+        typer.echo(
+            f"  sshd:      {len(s['pids'])}/{s['expected']} running {s['pids']}, port {s['port']}, "
+            f"{s['answering']}/{n['total']} node addresses answer"
+        )
+        if a["configured"]:
+            ready = "ready" if a["ready"] else "not answering"
+            typer.echo(f"  apiserver: {a['pids'] or 'not running'} {a['url'] or ''} {ready}")
+        else:
+            typer.echo("  apiserver: not started (--no-api)")
+        typer.echo(
+            f"  nodes:     {n['total']} ({n['control_planes']} control-plane, "
+            f"{n['workers']} worker), cluster {st['version']}"
+        )
+        if m:
+            typer.echo(f"  mount:     {m.get('mode')} ({m.get('reason')})")
+    if st["state"] != "running":
+        raise typer.Exit(1)

@@ -1,0 +1,379 @@
+"""The simulated ``systemctl``, ``kubelet``, ``kubectl`` (client side) and ``etcdctl``.
+
+Owns: ``systemctl daemon-reload|restart|start|stop|status|is-active|is-enabled`` for the
+``kubelet`` and ``containerd`` units (a kubelet restart tells the API server the version of
+the kubelet binary now installed, through ``/_lab/v1/nodes/NAME/kubelet-restart``);
+``kubelet --version``; ``kubectl version --client [-o json|yaml]``; ``etcdctl endpoint
+health``, ``snapshot save PATH`` and ``snapshot status PATH -w json|table``.
+
+Must not: import upgrader's production code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import zlib
+from typing import Any
+
+from upgrader.lab.node import args as argparse_
+from upgrader.lab.node.adminapi import Api, ApiError
+from upgrader.lab.node.context import NodeContext
+
+UNITS = {
+    "kubelet": "kubelet: The Kubernetes Node Agent",
+    "containerd": "containerd container runtime",
+}
+KUSTOMIZE = "v5.0.4-0.20230601165947-6ce0bf390ce3"
+SNAPSHOT_MAGIC = b"upgrader-lab etcd snapshot\n"
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(text + "\n")
+
+
+def _tool_version(ctx: NodeContext, tool: str) -> str:
+    return os.environ.get("LAB_TOOL_VERSION") or ctx.installed_version(tool) or "v0.0.0"
+
+
+# --------------------------------------------------------------------------- systemctl
+
+
+def _unit(name: str) -> str | None:
+    base = name[: -len(".service")] if name.endswith(".service") else name
+    return base if base in UNITS else None
+
+
+def _services(ctx: NodeContext) -> dict[str, Any]:
+    data = ctx.read_json("services.json", {})
+    for unit in UNITS:
+        data.setdefault(unit, {"active": True, "since": time.time() - 3600, "pid": 4242})
+    return dict(data)
+
+
+def _restart_kubelet(ctx: NodeContext) -> int:
+    version = ctx.installed_version("kubelet")
+    if version is None:
+        _err("Job for kubelet.service failed because the control process exited with error code.")
+        _err(
+            'See "systemctl status kubelet.service" and "journalctl -xeu kubelet.service" '
+            "for details."
+        )
+        return 1
+    try:
+        Api(ctx.lab_dir).kubelet_restart(ctx.name, version)
+    except ApiError as exc:
+        _err(f"upgrader lab: the kubelet restarted but the lab's API server was not told: {exc}")
+        return 1
+    return 0
+
+
+def systemctl(args: list[str], ctx: NodeContext) -> int:
+    words = [a for a in args if not a.startswith("-")]
+    quiet = "-q" in args or "--quiet" in args
+    if not words:
+        _err("systemctl: this lab simulates unit commands only (e.g. systemctl status kubelet)")
+        return 1
+    op, names = words[0], words[1:]
+    db = ctx.packages()
+    if op == "daemon-reload":
+        if db.get("unit_changed"):
+            db["unit_changed"] = False
+            ctx.save_packages(db)
+        return 0
+    units: list[str] = []
+    for name in names:
+        unit = _unit(name)
+        if unit is None:
+            base = name if name.endswith(".service") else f"{name}.service"
+            if op in ("is-active", "is-enabled"):
+                if not quiet:
+                    _out("inactive" if op == "is-active" else "not-found")
+                return 3 if op == "is-active" else 4
+            if op == "status":
+                _err(f"Unit {base} could not be found.")
+                return 4
+            _err(f"Failed to {op} {base}: Unit {base} not found.")
+            return 5
+        units.append(unit)
+    services = _services(ctx)
+    if op in ("restart", "start", "stop", "reload-or-restart", "try-restart"):
+        for unit in units:
+            if unit == "kubelet" and db.get("unit_changed") and op != "stop":
+                _err(
+                    "Warning: The unit file, source configuration file or drop-ins of "
+                    "kubelet.service changed on disk. Run 'systemctl daemon-reload' to reload "
+                    "units."
+                )
+            if op == "stop":
+                services[unit] = {"active": False, "since": time.time(), "pid": 0}
+                continue
+            if op == "try-restart" and not services[unit]["active"]:
+                continue
+            if unit == "kubelet":
+                code = _restart_kubelet(ctx)
+                if code:
+                    return code
+            services[unit] = {
+                "active": True,
+                "since": time.time(),
+                "pid": 4242 + int(time.time()) % 50000,
+            }
+        ctx.write_json("services.json", services)
+        return 0
+    if op == "is-active":
+        active = all(services[u]["active"] for u in units)
+        if not quiet:
+            for u in units:
+                _out("active" if services[u]["active"] else "inactive")
+        return 0 if active else 3
+    if op == "is-enabled":
+        if not quiet:
+            for _ in units:
+                _out("enabled")
+        return 0
+    if op in ("enable", "disable"):
+        return 0
+    if op == "status":
+        code = 0
+        for u in units:
+            s = services[u]
+            since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(float(s["since"])))
+            ago = int(time.time() - float(s["since"]))
+            dot = "●" if s["active"] else "○"
+            _out(f"{dot} {u}.service - {UNITS[u]}")
+            _out(f"     Loaded: loaded (/lib/systemd/system/{u}.service; enabled; preset: enabled)")
+            if u == "kubelet":
+                _out("    Drop-In: /usr/lib/systemd/system/kubelet.service.d")
+                _out("             └─10-kubeadm.conf")
+            if s["active"]:
+                _out(f"     Active: active (running) since {since}; {ago}s ago")
+                _out(f"   Main PID: {s['pid']} ({u})")
+            else:
+                _out(f"     Active: inactive (dead) since {since}; {ago}s ago")
+                code = 3
+            _out(
+                "       Docs: https://kubernetes.io/docs/"
+                if u == "kubelet"
+                else "       Docs: https://containerd.io"
+            )
+            _out()
+        return code
+    _err(f"Unknown command verb {op}.")
+    return 1
+
+
+# --------------------------------------------------------------------------- kubelet / kubectl
+
+
+def kubelet(args: list[str], ctx: NodeContext) -> int:
+    if "--version" in args or "version" in args:
+        _out(f"Kubernetes {_tool_version(ctx, 'kubelet')}")
+        return 0
+    _err("kubelet: upgrader lab: the simulated kubelet runs as a service; try kubelet --version")
+    return 1
+
+
+def _client_info(version: str) -> dict[str, str]:
+    major, minor = version.lstrip("v").split(".")[:2]
+    return {
+        "major": major,
+        "minor": minor,
+        "gitVersion": version,
+        "gitCommit": "bae2c62678db2b5053817bc97181fcc2e8388103",
+        "gitTreeState": "clean",
+        "buildDate": "2023-11-15T16:58:22Z",
+        "goVersion": "go1.20.11",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    }
+
+
+def kubectl(args: list[str], ctx: NodeContext) -> int:
+    p = argparse_.parse(
+        args,
+        {
+            "-o",
+            "--output",
+            "--kubeconfig",
+            "--context",
+            "-n",
+            "--namespace",
+            "-s",
+            "--server",
+            "--request-timeout",
+            "-v",
+            "--v",
+        },
+        {"--client", "--short"},
+        {"--output": "-o", "--namespace": "-n", "--server": "-s", "--v": "-v"},
+    )
+    version = _tool_version(ctx, "kubectl")
+    if p.positional[:1] == ["version"]:
+        fmt = p.get("-o")
+        info = _client_info(version)
+        if fmt == "json":
+            doc: dict[str, Any] = {"clientVersion": info, "kustomizeVersion": KUSTOMIZE}
+            _out(json.dumps(doc, indent=2))
+        elif fmt == "yaml":
+            _out("clientVersion:")
+            for k, v in info.items():
+                _out(f'  {k}: "{v}"' if k in ("major", "minor") else f"  {k}: {v}")
+            _out(f"kustomizeVersion: {KUSTOMIZE}")
+        else:
+            _out(f"Client Version: {version}")
+            _out(f"Kustomize Version: {KUSTOMIZE}")
+        if p.has("--client"):
+            return 0
+        if fmt is None:
+            _err(
+                "The connection to the server localhost:8080 was refused - did you specify "
+                "the right host or port?"
+            )
+            return 1
+        return 0
+    _err(
+        "error: upgrader lab: kubectl on a lab node only answers `kubectl version --client`; "
+        "run kubectl on the host with the lab's kubeconfig"
+    )
+    return 1
+
+
+# --------------------------------------------------------------------------- etcdctl
+
+
+def _log(msg: str, **fields: Any) -> None:
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    _err(json.dumps({"level": "info", "ts": ts, "msg": msg, **fields}, separators=(",", ":")))
+
+
+def _human(size: int) -> str:
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("kB", "MB"):
+        value /= 1000
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} GB"
+
+
+def etcdctl(args: list[str], ctx: NodeContext) -> int:
+    p = argparse_.parse(
+        args,
+        {
+            "--endpoints",
+            "--cacert",
+            "--cert",
+            "--key",
+            "-w",
+            "--write-out",
+            "--command-timeout",
+            "--dial-timeout",
+        },
+        {"--cluster", "--debug", "--insecure-skip-tls-verify"},
+        {"--write-out": "-w"},
+    )
+    if not ctx.is_control_plane:
+        _err("sh: 1: etcdctl: not found")
+        return 127
+    words = p.positional
+    endpoint = (p.get("--endpoints") or "https://127.0.0.1:2379").split(",")[0]
+    if words[:2] == ["endpoint", "health"]:
+        _out(f"{endpoint} is healthy: successfully committed proposal: took = 9.514831ms")
+        return 0
+    if words[:2] == ["snapshot", "save"] and len(words) >= 3:
+        path = words[2]
+        target = ctx.path(path) if path.startswith("/") else None
+        data = (
+            SNAPSHOT_MAGIC
+            + json.dumps(
+                {
+                    "node": ctx.name,
+                    "taken": time.time(),
+                    "revision": 10000 + int(time.time()) % 90000,
+                }
+            ).encode()
+            + b"\n"
+            + b"\0" * 4096
+        )
+        _log("created temporary db file", path=f"{path}.part")
+        _log("fetching snapshot", endpoint=endpoint)
+        ctx.sleep("download")
+        try:
+            if target is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            else:
+                with open(path, "wb") as fh:
+                    fh.write(data)
+        except OSError as exc:
+            _err(f"Error: could not open {path}.part ({exc.strerror})")
+            return 5
+        _log("fetched snapshot", endpoint=endpoint, size=_human(len(data)), took="now")
+        _log("saved", path=path)
+        _out(f"Snapshot saved at {path}")
+        return 0
+    if words[:2] == ["snapshot", "status"] and len(words) >= 3:
+        path = words[2]
+        target = ctx.path(path) if path.startswith("/") else None
+        try:
+            data = target.read_bytes() if target is not None else open(path, "rb").read()  # noqa: SIM115
+        except OSError as exc:
+            _err(f"Error: stat {path}: {(exc.strerror or '').lower()}")
+            return 1
+        if not data.startswith(SNAPSHOT_MAGIC):
+            _err("Error: invalid database")
+            return 1
+        meta = json.loads(data[len(SNAPSHOT_MAGIC) :].split(b"\n", 1)[0])
+        status = {
+            "hash": zlib.crc32(data),
+            "revision": int(meta.get("revision", 1)),
+            "totalKey": 1342,
+            "totalSize": len(data),
+        }
+        fmt = p.get("-w") or "simple"
+        if fmt == "json":
+            _out(json.dumps(status, separators=(",", ":")))
+        elif fmt == "table":
+            cells = [
+                f"{status['hash']:x}",
+                str(status["revision"]),
+                str(status["totalKey"]),
+                _human(len(data)),
+            ]
+            heads = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"]
+            widths = [max(len(a), len(b)) + 2 for a, b in zip(heads, cells, strict=True)]
+            line = "+" + "+".join("-" * w for w in widths) + "+"
+            _out(line)
+            _out("|" + "|".join(h.center(w) for h, w in zip(heads, widths, strict=True)) + "|")
+            _out(line)
+            _out(
+                "|"
+                + "|".join(c.rjust(w - 1) + " " for c, w in zip(cells, widths, strict=True))
+                + "|"
+            )
+            _out(line)
+        else:
+            cells = [f"{status['hash']:x}", str(status["revision"]), str(status["totalKey"])]
+            _out(", ".join([*cells, _human(len(data))]))
+        return 0
+    _err(f'Error: unknown command {" ".join(words)!r} for "etcdctl"')
+    return 1
+
+
+def main(tool: str, args: list[str], ctx: NodeContext) -> int:
+    if tool == "systemctl":
+        return systemctl(args, ctx)
+    if tool == "kubelet":
+        return kubelet(args, ctx)
+    if tool == "kubectl":
+        return kubectl(args, ctx)
+    return etcdctl(args, ctx)

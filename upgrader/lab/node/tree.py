@@ -1,0 +1,432 @@
+"""Each lab node's file tree, and the simulated "binaries" installed into it.
+
+Owns the layout of ``DIR/nodes/NAME/``: ``root/`` (the node's ``/etc``, ``/usr/bin`` and
+``/var/lib``, laid over the host's by the wrapper), ``node.json`` (what the node tools need
+to know about their node: role, OS family, faults, delays), ``calls.jsonl``,
+``faults.json``; the contents of the files a kubeadm node has (repository definition,
+static pod manifests, kubelet config, os-release, the package database); the simulated
+``kubeadm``/``kubelet``/``kubectl`` scripts (one text per tool and version, so their sha256
+differs per version) and ``DIR/releases/vX.Y.Z/<tool>.sha256`` matching them.
+
+Must not: import anything beyond the standard library and ``upgrader.lab.node.repo``
+(node tools import it to install packages), or decide policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from upgrader.lab.node import repo
+
+BINARIES = ("kubeadm", "kubelet", "kubectl")
+DEBIAN_TOOLS = ("apt-get", "apt", "apt-mark", "apt-cache", "dpkg-query", "dpkg")
+RHEL_TOOLS = ("dnf", "yum", "rpm")
+COMMON_TOOLS = ("systemctl",)
+CONTROL_PLANE_TOOLS = ("etcdctl",)
+CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# Host paths a rhel node must not see (the host is Debian): masked with overlay whiteouts.
+RHEL_MASKED = (
+    "/usr/bin/apt",
+    "/usr/bin/apt-get",
+    "/usr/bin/apt-cache",
+    "/usr/bin/apt-mark",
+    "/usr/bin/apt-config",
+    "/usr/bin/dpkg",
+    "/usr/bin/dpkg-query",
+    "/etc/debian_version",
+)
+STATE = "var/lib/upgrader-lab"  # package db, apt lists, images: relative to the node root
+OVERLAID = ("etc", "usr/bin", "var/lib")  # the host directories a node has its own layer of
+
+# Component versions kubeadm of each minor deploys (approximate, for realistic output).
+_ETCD = {
+    24: "3.5.6-0",
+    25: "3.5.6-0",
+    26: "3.5.6-0",
+    27: "3.5.9-0",
+    28: "3.5.9-0",
+    29: "3.5.10-0",
+    30: "3.5.12-0",
+    31: "3.5.15-0",
+    32: "3.5.16-0",
+    33: "3.5.21-0",
+}
+_COREDNS = {
+    24: "v1.8.6",
+    25: "v1.9.3",
+    26: "v1.9.3",
+    27: "v1.10.1",
+    28: "v1.10.1",
+    29: "v1.11.1",
+    30: "v1.11.1",
+    31: "v1.11.3",
+    32: "v1.11.3",
+    33: "v1.12.0",
+}
+_PAUSE = {
+    24: "3.7",
+    25: "3.8",
+    26: "3.9",
+    27: "3.9",
+    28: "3.9",
+    29: "3.9",
+    30: "3.9",
+    31: "3.10",
+    32: "3.10",
+    33: "3.10",
+}
+
+
+def _by_minor(table: dict[int, str], version: str, newer: str) -> str:
+    minor = repo.plain_key(repo.plain(version))[1]
+    if minor in table:
+        return table[minor]
+    return newer if minor > max(table) else table[min(table)]
+
+
+def etcd_version(version: str) -> str:
+    return _by_minor(_ETCD, version, "3.6.4-0")
+
+
+def coredns_version(version: str) -> str:
+    return _by_minor(_COREDNS, version, "v1.12.1")
+
+
+def pause_version(version: str) -> str:
+    return _by_minor(_PAUSE, version, "3.10.1")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_file(path: Path, text: str | bytes, mode: int = 0o644) -> None:
+    """Write atomically (temp file in the same directory, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode() if isinstance(text, str) else text
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def node_dir(lab_dir: Path, name: str) -> Path:
+    return lab_dir / "nodes" / name
+
+
+def in_root(root: Path, path: str) -> Path:
+    """A node path (``/etc/x``) inside a node root (``/`` in the node's own view)."""
+    return root / path.lstrip("/")
+
+
+# --------------------------------------------------------------------------- scripts
+
+
+def binary_script(tool: str, version: str, python: str) -> str:
+    """The simulated release binary of ``tool`` at ``version``: same text on every node of
+    a lab, different per version (that is what the release checksums pin)."""
+    return (
+        "#!/bin/sh\n"
+        f"# {tool} {version} linux/amd64 (upgrader lab: simulated release binary)\n"
+        f"LAB_TOOL_VERSION={version}\n"
+        "export LAB_TOOL_VERSION\n"
+        f"exec '{python}' -m upgrader.lab.node {tool} \"$@\"\n"
+    )
+
+
+def tool_script(tool: str, python: str) -> str:
+    return (
+        "#!/bin/sh\n"
+        f"# {tool} (upgrader lab: simulated node tool)\n"
+        f"exec '{python}' -m upgrader.lab.node {tool} \"$@\"\n"
+    )
+
+
+SUDO_SCRIPT = """#!/bin/sh
+# sudo (upgrader lab: the login user is the node's root already; options are accepted
+# and the command runs as is)
+shell=
+while [ $# -gt 0 ]; do
+  case $1 in
+    -u|-g|-p|-C|-h|-U|-r|-t|-T|-D) shift 2 ;;
+    -i|-s) shell=1; shift ;;
+    --) shift; break ;;
+    -*) shift ;;
+    *) break ;;
+  esac
+done
+if [ $# -eq 0 ]; then echo "usage: sudo [-n] [-u user] command" >&2; exit 1; fi
+if [ -n "$shell" ]; then exec /bin/sh -c "$*"; fi
+exec "$@"
+"""
+
+
+def binary_version(path: Path) -> str | None:
+    """The version a simulated binary says it is (its ``LAB_TOOL_VERSION`` line)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in head.splitlines():
+        if line.startswith("LAB_TOOL_VERSION="):
+            return line.split("=", 1)[1].strip()
+    return None
+
+
+def install_binary(root: Path, tool: str, version: str, python: str) -> None:
+    write_file(in_root(root, f"/usr/bin/{tool}"), binary_script(tool, version, python), 0o755)
+
+
+def write_release_checksums(lab_dir: Path, versions: list[str], python: str) -> None:
+    """``DIR/releases/vX.Y.Z/<tool>.sha256``: the hex digest only, like dl.k8s.io's."""
+    for plain in versions:
+        version = f"v{plain}"
+        out = lab_dir / "releases" / version
+        out.mkdir(parents=True, exist_ok=True)
+        for tool in BINARIES:
+            digest = hashlib.sha256(binary_script(tool, version, python).encode()).hexdigest()
+            (out / f"{tool}.sha256").write_text(digest)
+
+
+# --------------------------------------------------------------------------- texts
+
+
+def manifest_text(component: str, version: str, address: str) -> str:
+    image = (
+        f"registry.k8s.io/etcd:{etcd_version(version)}"
+        if component == "etcd"
+        else f"registry.k8s.io/{component}:{version}"
+    )
+    if component == "etcd":
+        command = [
+            "etcd",
+            f"--advertise-client-urls=https://{address}:2379",
+            "--cert-file=/etc/kubernetes/pki/etcd/server.crt",
+            "--data-dir=/var/lib/etcd",
+            f"--listen-client-urls=https://127.0.0.1:2379,https://{address}:2379",
+        ]
+    elif component == "kube-apiserver":
+        command = [
+            "kube-apiserver",
+            f"--advertise-address={address}",
+            "--anonymous-auth=false",
+            "--authorization-mode=Node,RBAC",
+            "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+            "--etcd-servers=https://127.0.0.1:2379",
+            "--secure-port=6443",
+        ]
+    else:
+        command = [
+            component,
+            f"--authentication-kubeconfig=/etc/kubernetes/{component.split('-', 1)[1]}.conf",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=true",
+        ]
+    lines = [
+        "apiVersion: v1",
+        "kind: Pod",
+        "metadata:",
+        "  labels:",
+        f"    component: {component}",
+        "    tier: control-plane",
+        f"  name: {component}",
+        "  namespace: kube-system",
+        "spec:",
+        "  containers:",
+        "  - command:",
+        *[f"    - {c}" for c in command],
+        f"    image: {image}",
+        "    imagePullPolicy: IfNotPresent",
+        f"    name: {component}",
+        "  hostNetwork: true",
+        "  priorityClassName: system-node-critical",
+        "status: {}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+KUBELET_MARKER = "# kubeadm kubelet-config for Kubernetes "
+
+
+def kubelet_config_text(version: str, cfg: dict[str, Any]) -> str:
+    anon = "true" if cfg.get("anonymous_auth") else "false"
+    return (
+        f"{KUBELET_MARKER}{version} (upgrader lab marker)\n"
+        "apiVersion: kubelet.config.k8s.io/v1beta1\n"
+        "authentication:\n"
+        "  anonymous:\n"
+        f"    enabled: {anon}\n"
+        "  webhook:\n"
+        "    cacheTTL: 0s\n"
+        "    enabled: true\n"
+        "  x509:\n"
+        "    clientCAFile: /etc/kubernetes/pki/ca.crt\n"
+        "authorization:\n"
+        f"  mode: {cfg.get('authorization_mode', 'Webhook')}\n"
+        "  webhook:\n"
+        "    cacheAuthorizedTTL: 0s\n"
+        "    cacheUnauthorizedTTL: 0s\n"
+        "cgroupDriver: systemd\n"
+        "clusterDNS:\n"
+        "- 10.96.0.10\n"
+        "clusterDomain: cluster.local\n"
+        "kind: KubeletConfiguration\n"
+        f"readOnlyPort: {int(cfg.get('read_only_port', 0))}\n"
+        "rotateCertificates: true\n"
+        "staticPodPath: /etc/kubernetes/manifests\n"
+    )
+
+
+def set_kubelet_marker(text: str, version: str) -> str:
+    lines = text.splitlines(keepends=True)
+    marker = f"{KUBELET_MARKER}{version} (upgrader lab marker)\n"
+    if lines and lines[0].startswith(KUBELET_MARKER):
+        lines[0] = marker
+    else:
+        lines.insert(0, marker)
+    return "".join(lines)
+
+
+OS_RELEASE = {
+    "debian": (
+        'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n'
+        'NAME="Debian GNU/Linux"\n'
+        'VERSION_ID="12"\n'
+        'VERSION="12 (bookworm)"\n'
+        "VERSION_CODENAME=bookworm\n"
+        "ID=debian\n"
+        'HOME_URL="https://www.debian.org/"\n'
+    ),
+    "rhel": (
+        'NAME="Rocky Linux"\n'
+        'VERSION="9.3 (Blue Onyx)"\n'
+        'ID="rocky"\n'
+        'ID_LIKE="rhel centos fedora"\n'
+        'VERSION_ID="9.3"\n'
+        'PLATFORM_ID="platform:el9"\n'
+        'PRETTY_NAME="Rocky Linux 9.3 (Blue Onyx)"\n'
+        'HOME_URL="https://rockylinux.org/"\n'
+    ),
+}
+
+
+# --------------------------------------------------------------------------- node build
+
+
+def node_info(node: dict[str, Any], spec: dict[str, Any], lab_dir: Path) -> dict[str, Any]:
+    """``DIR/nodes/NAME/node.json``: the slice of spec.json this node's tools need."""
+    faults = [
+        {"index": i, **f}
+        for i, f in enumerate(spec.get("faults") or [])
+        if isinstance(f, dict) and f.get("node") == node["name"]
+    ]
+    return {
+        "lab_dir": str(lab_dir),
+        "name": node["name"],
+        "role": node["role"],
+        "os_family": node["os_family"],
+        "address": node["address"],
+        "cluster_name": spec.get("cluster_name", "lab"),
+        "delays": spec.get("delays") or {},
+        "faults": faults,
+    }
+
+
+def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python: str) -> None:
+    """Create ``DIR/nodes/NAME`` for one resolved node (first start of a lab only)."""
+    ndir = node_dir(lab_dir, node["name"])
+    root = ndir / "root"
+    for sub in OVERLAID:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (ndir / "work").mkdir(exist_ok=True)
+    write_file(ndir / "node.json", json.dumps(node_info(node, spec, lab_dir), indent=1) + "\n")
+    (ndir / "calls.jsonl").touch()
+    write_file(ndir / "faults.json", "{}\n")
+
+    is_cp = node["role"] == "control-plane"
+    family = node["os_family"]
+    write_file(in_root(root, "/etc/hostname"), node["name"] + "\n")
+    write_file(in_root(root, "/etc/os-release"), OS_RELEASE[family])
+    write_file(
+        in_root(root, "/etc/upgrader-lab/node.json"),
+        json.dumps({"lab_dir": str(lab_dir), "name": node["name"]}) + "\n",
+    )
+    if family == "rhel":
+        write_file(in_root(root, "/etc/redhat-release"), "Rocky Linux release 9.3 (Blue Onyx)\n")
+
+    # binaries and tools
+    for tool in BINARIES:
+        install_binary(root, tool, node[tool], python)
+    tools = COMMON_TOOLS + (RHEL_TOOLS if family == "rhel" else DEBIAN_TOOLS)
+    if is_cp:
+        tools += CONTROL_PLANE_TOOLS
+    for tool in tools:
+        write_file(in_root(root, f"/usr/bin/{tool}"), tool_script(tool, python), 0o755)
+    write_file(in_root(root, "/usr/bin/sudo"), SUDO_SCRIPT, 0o755)
+
+    # package repository definition and package database
+    minor = node["repo_minor"]
+    if family == "rhel":
+        write_file(in_root(root, repo.YUM_REPO), repo.yum_repo_text(minor))
+    else:
+        write_file(in_root(root, repo.APT_LIST), repo.apt_source_line(minor))
+        write_file(in_root(root, repo.APT_KEYRING), b"\x99\x01\x0d lab keyring\n")
+    held = set(node.get("held") or [])
+    packages = {
+        tool: {"version": repo.package_version(node[tool], family), "held": tool in held}
+        for tool in BINARIES
+    }
+    write_file(
+        in_root(root, f"/{STATE}/packages.json"),
+        json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
+    )
+    if family != "rhel":
+        write_file(
+            in_root(root, f"/{STATE}/apt-lists.json"), json.dumps({"minors": [minor]}) + "\n"
+        )
+
+    # kubelet and kubeadm files
+    cluster_version = spec["version"]
+    write_file(
+        in_root(root, "/var/lib/kubelet/config.yaml"),
+        kubelet_config_text(cluster_version, node.get("kubelet_config") or {}),
+    )
+    write_file(
+        in_root(root, "/var/lib/kubelet/kubeadm-flags.env"),
+        'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///var/run/containerd/'
+        f"containerd.sock --pod-infra-container-image=registry.k8s.io/pause:"
+        f'{pause_version(node["kubelet"])}"\n',
+    )
+    (in_root(root, "/etc/kubernetes/pki")).mkdir(parents=True, exist_ok=True)
+    (in_root(root, "/etc/kubernetes/manifests")).mkdir(parents=True, exist_ok=True)
+    if is_cp:
+        cp_version = node["control_plane"]
+        for component in (*CONTROL_PLANE_COMPONENTS, "etcd"):
+            write_file(
+                in_root(root, f"/etc/kubernetes/manifests/{component}.yaml"),
+                manifest_text(component, cp_version, node["address"]),
+                0o600,
+            )
+        (in_root(root, "/var/lib/etcd/member")).mkdir(parents=True, exist_ok=True)
+
+
+def install_kubeconfig(lab_dir: Path, node: dict[str, Any], kubeconfig: str) -> None:
+    """The lab's kubeconfig as the node's ``admin.conf`` (control planes) and
+    ``kubelet.conf`` (every node): kubeadm on the node reads the cluster through it."""
+    root = node_dir(lab_dir, node["name"]) / "root"
+    write_file(in_root(root, "/etc/kubernetes/kubelet.conf"), kubeconfig, 0o600)
+    if node["role"] == "control-plane":
+        write_file(in_root(root, "/etc/kubernetes/admin.conf"), kubeconfig, 0o600)

@@ -1,0 +1,639 @@
+"""Starting, stopping and inspecting a lab: ``upgrader lab up|down|status`` as a library.
+
+Owns the lab directory's life: on first ``up`` resolve the spec into ``DIR/spec.json`` and
+build the node trees, the repository and the release checksums; on every ``up`` probe the
+mount mode, write the wrapper, pick a port, start the API server and the sshd(s) in their
+own sessions, poll until both answer, then write ``DIR/lab.json`` and
+``DIR/inventory.yaml``. ``down`` kills by pid exactly the process groups it started (and
+the node sessions they spawned), waits until they are gone and checks nothing listens on
+the lab's ports. ``status`` says what runs.
+
+Must not: print (the CLI does), kill anything it did not start (every pid is checked
+against the lab directory first), or use fixed sleeps where a poll can tell.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import upgrader
+from upgrader.errors import ConfigError, ExitCode, UpgraderError
+from upgrader.lab import spec as labspec
+from upgrader.lab import sshd
+from upgrader.lab.node import repo, tree, wrapper
+
+API_TIMEOUT = 60.0
+_ANY = ".".join("0" * 4)  # the wildcard address, as /proc/net/tcp shows it
+SSH_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+class LabError(UpgraderError):
+    """The lab could not be started or stopped (not a bad input)."""
+
+    exit_code = ExitCode.STEP_FAILED
+
+
+class LabRunning(UpgraderError):
+    """``up`` on a directory whose lab already runs."""
+
+    exit_code = ExitCode.OK
+
+
+@dataclass
+class UpResult:
+    lab_dir: Path
+    lab: dict[str, Any]
+    fresh: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _abs(lab_dir: Path) -> Path:
+    return Path(os.path.abspath(lab_dir.expanduser()))
+
+
+@contextmanager
+def _dir_lock(lab_dir: Path) -> Iterator[None]:
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lab_dir / ".lab.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabError(f"{lab_dir}: another `upgrader lab` command works on it") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tree.write_file(path, json.dumps(data, indent=1) + "\n")
+
+
+def _reap(pid: int) -> None:
+    with suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def alive(pid: int | None) -> bool:
+    """The process exists and is not a zombie."""
+    if not pid or pid <= 0:
+        return False
+    _reap(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0:1]
+    return state != ["Z"]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def ours(pid: int | None, lab_dir: Path) -> bool:
+    """``pid`` runs and its command line names this lab directory (no pid-reuse accidents)."""
+    return bool(pid) and alive(pid) and str(lab_dir) in _cmdline(int(pid or 0))
+
+
+def _ppid_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def _descendants(pids: list[int]) -> set[int]:
+    children = _ppid_map()
+    out: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        for child in children.get(pid, []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _session_pids(lab_dir: Path) -> set[int]:
+    """Processes started by the lab's wrapper (they carry ``LAB_DIR=<lab_dir>``)."""
+    marker = f"LAB_DIR={lab_dir}".encode()
+    out: set[int] = set()
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in env.split(b"\0"):
+            out.add(int(entry.name))
+    return out
+
+
+def _listening(addresses: set[str], port: int) -> list[str]:
+    if not port:
+        return []
+    wanted = {(a, port) for a in addresses}
+    found: list[str] = []
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return found
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4 or parts[3] != "0A":
+            continue
+        hexaddr, hexport = parts[1].split(":")
+        addr = ".".join(str(b) for b in reversed(bytes.fromhex(hexaddr)))
+        if (addr, int(hexport, 16)) in wanted or (_ANY, int(hexport, 16)) in wanted:
+            found.append(f"{addr}:{int(hexport, 16)}")
+    return found
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def _resolve_spec(lab_dir: Path, spec: labspec.LabSpec | None) -> tuple[dict[str, Any], bool]:
+    """(resolved spec, fresh). An existing DIR/spec.json is reused; a different spec for an
+    existing lab directory is refused."""
+    spec_path = lab_dir / "spec.json"
+    existing = read_json(spec_path)
+    if existing is None:
+        if spec_path.exists():
+            raise ConfigError(
+                f"{spec_path}: not valid JSON; remove the lab with `lab down --purge`"
+            )
+        resolved = labspec.resolve(spec or labspec.LabSpec(), lab_dir)
+        return resolved, True
+    if spec is not None:
+        spec = spec.model_copy(deep=True)
+        by_name = {n["name"]: n.get("address") for n in existing.get("nodes", [])}
+        for node in spec.nodes:
+            if node.address is None and by_name.get(node.name):
+                node.address = by_name[node.name]
+        if labspec.resolve(spec, lab_dir) != existing:
+            raise ConfigError(
+                f"{lab_dir}: this directory holds another lab (spec.json differs); use another "
+                "--dir or remove it with `upgrader lab down --purge`"
+            )
+    return existing, False
+
+
+def _build(lab_dir: Path, resolved: dict[str, Any], python: str) -> None:
+    repository = repo.build_repository(resolved.get("missing_packages") or [])
+    repo.write_repository(lab_dir, repository)
+    tree.write_release_checksums(lab_dir, repo.all_versions(repo.build_repository()), python)
+    for node in resolved["nodes"]:
+        tree.build_node(lab_dir, node, resolved, python)
+    _write_json(lab_dir / "spec.json", resolved)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _env(pythonpath: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = pythonpath + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    env.pop("LAB_DIR", None)
+    env.pop("LAB_NODE", None)
+    return env
+
+
+def _start_api(lab_dir: Path, python: str, pythonpath: str) -> subprocess.Popen[bytes]:
+    (lab_dir / "apiserver.json").unlink(missing_ok=True)
+    log = lab_dir / "logs" / "apiserver.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [python, "-m", "upgrader.lab.apiserver", "--dir", str(lab_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+            cwd=lab_dir,
+            env=_env(pythonpath),
+        )
+
+
+def api_ready(url: str, ca: str, timeout: float = 2.0) -> bool:
+    try:
+        ctx = ssl.create_default_context(cafile=ca)
+        req = urllib.request.Request(url.rstrip("/") + "/readyz")  # noqa: S310 - https only
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except (OSError, ValueError, ssl.SSLError):
+        return False
+
+
+def _wait_api(lab_dir: Path, proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    ca = str(lab_dir / "pki" / "ca.crt")
+    while True:
+        if proc.poll() is not None:
+            raise LabError(
+                f"the lab's API server exited with {proc.returncode}: "
+                f"{_tail(lab_dir / 'logs' / 'apiserver.log')}"
+            )
+        info = read_json(lab_dir / "apiserver.json")
+        if info and info.get("url") and api_ready(str(info["url"]), ca):
+            return info
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"the lab's API server did not answer /readyz within {timeout:.0f}s: "
+                f"{_tail(lab_dir / 'logs' / 'apiserver.log')}"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1].strip() if lines else "(empty log)"
+
+
+def _kill(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _killpg(pgids: set[int], sig: int) -> None:
+    for pgid in pgids:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+
+def _stop(lab_dir: Path, leaders: list[int], timeout: float = STOP_TIMEOUT) -> list[int]:
+    """Stop the process groups led by ``leaders`` (checked to be ours), their descendants
+    and the node sessions; return pids still alive at the end (empty when all went)."""
+    leaders = [p for p in leaders if ours(p, lab_dir)]
+    victims = set(leaders) | _descendants(leaders) | _session_pids(lab_dir)
+    victims.discard(os.getpid())
+    if not victims:
+        return []
+    _killpg(set(leaders), signal.SIGTERM)
+    _kill(victims, signal.SIGTERM)
+    deadline = time.monotonic() + timeout / 2
+    delay = 0.01
+    while any(alive(p) for p in victims) and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    rest = {p for p in victims if alive(p)}
+    if rest:
+        _killpg(set(leaders), signal.SIGKILL)
+        _kill(rest, signal.SIGKILL)
+        deadline = time.monotonic() + timeout / 2
+        while any(alive(p) for p in rest) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return sorted(p for p in victims if alive(p))
+
+
+# --------------------------------------------------------------------------- inventory
+
+
+def inventory_doc(resolved: dict[str, Any], port: int) -> dict[str, Any]:
+    root = os.getuid() == 0
+    families = {n["os_family"] for n in resolved["nodes"]}
+    manager = "dnf" if families == {"rhel"} else "apt"
+    nodes = []
+    for n in resolved["nodes"]:
+        entry: dict[str, Any] = {
+            "name": n["name"],
+            "address": n["address"],
+            "role": n["role"],
+            "port": port,
+        }
+        node_manager = "dnf" if n["os_family"] == "rhel" else "apt"
+        if node_manager != manager:
+            entry["package_manager"] = node_manager
+        nodes.append(entry)
+    return {
+        "cluster": {"name": resolved.get("cluster_name", "lab")},
+        "kubeconfig": {"path": "./kubeconfig", "context": None},
+        "ssh": {
+            "user": sshd.current_user(),
+            "port": port,
+            "identity_file": "./id_ed25519",
+            "known_hosts": "./known_hosts",
+            "host_key_policy": "strict",
+            "sudo": not root,
+            "connect_timeout": 10,
+            "use_ssh_config": False,
+        },
+        "packages": {
+            "manager": manager,
+            "repository": "pkgs.k8s.io",
+            "release_checksums": "./releases",
+        },
+        "nodes": nodes,
+    }
+
+
+def _write_inventory(lab_dir: Path, resolved: dict[str, Any], port: int) -> Path:
+    path = lab_dir / "inventory.yaml"
+    text = (
+        "# upgrader lab inventory (generated by `upgrader lab up`; rewritten on every start)\n"
+        + yaml.safe_dump(inventory_doc(resolved, port), sort_keys=False, default_flow_style=None)
+    )
+    tree.write_file(path, text)
+    return path
+
+
+# --------------------------------------------------------------------------- up / down / status
+
+
+def running_pids(lab_dir: Path) -> dict[str, list[int]]:
+    """Which of the lab's processes run now (pids checked against the directory)."""
+    lab_dir = _abs(lab_dir)
+    out: dict[str, list[int]] = {"sshd": [], "apiserver": []}
+    lab = read_json(lab_dir / "lab.json") or {}
+    ssh_pids = list((lab.get("ssh") or {}).get("pids") or [])
+    for pidfile in (lab_dir / "sshd").glob("sshd*.pid"):
+        try:
+            ssh_pids.append(int(pidfile.read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    out["sshd"] = sorted({p for p in ssh_pids if ours(p, lab_dir)})
+    api_pids = [
+        (lab.get("apiserver") or {}).get("pid"),
+        (read_json(lab_dir / "apiserver.json") or {}).get("pid"),
+    ]
+    out["apiserver"] = sorted({int(p) for p in api_pids if p and ours(int(p), lab_dir)})
+    return out
+
+
+def up(
+    lab_dir: Path,
+    spec: labspec.LabSpec | None = None,
+    *,
+    start_api: bool = True,
+    python: str | None = None,
+) -> UpResult:
+    """Start the lab in ``lab_dir`` (building it first if new). Raises :class:`LabRunning`
+    when it already runs, :class:`ConfigError` on bad input, :class:`LabError` otherwise."""
+    lab_dir = _abs(lab_dir)
+    problem = wrapper.check_lab_dir(lab_dir)
+    if problem:
+        raise ConfigError(problem)
+    sshd_bin = sshd.find_sshd()
+    python = python or sys.executable
+    pythonpath = str(Path(upgrader.__file__).resolve().parent.parent)
+    with _dir_lock(lab_dir):
+        now = running_pids(lab_dir)
+        if now["sshd"] or now["apiserver"]:
+            pids = ", ".join(f"{k} {v}" for k, v in now.items() if v)
+            raise LabRunning(f"the lab in {lab_dir} already runs ({pids})")
+        resolved, fresh = _resolve_spec(lab_dir, spec)
+        if fresh:
+            _build(lab_dir, resolved, python)
+        nodes = resolved["nodes"]
+        addresses = [n["address"] for n in nodes]
+        busy = set(labspec.listening_addresses()) & set(addresses)
+        if busy:
+            raise LabError(
+                f"something already listens on {sorted(busy)[0]}, a node address of this lab"
+            )
+        mode = wrapper.probe(lab_dir)
+        force_command = wrapper.install(lab_dir, mode, pythonpath)
+        wrapper.write_address_map(lab_dir, [(n["name"], n["address"]) for n in nodes])
+        if fresh and mode.mode == "overlay":
+            _mask_host_files(lab_dir, nodes)
+        keys = sshd.ensure_keys(lab_dir)
+        started: list[int] = []
+        try:
+            api_proc = _start_api(lab_dir, python, pythonpath) if start_api else None
+            if api_proc is not None:
+                started.append(api_proc.pid)
+            port = sshd.pick_port(addresses)
+            configs = sshd.write_configs(lab_dir, addresses, port, keys, force_command)
+            sshd.write_known_hosts(lab_dir, addresses, port, keys.host_public)
+            try:
+                procs = sshd.start(sshd_bin, configs, lab_dir / "logs" / "sshd.log")
+            except sshd.SshdError as exc:
+                raise LabError(str(exc)) from None
+            started.extend(p.pid for p in procs)
+            try:
+                sshd.wait_ready(procs, addresses, port, lab_dir / "logs" / "sshd.log", SSH_TIMEOUT)
+            except sshd.SshdError as exc:
+                raise LabError(str(exc)) from None
+            api_info = _wait_api(lab_dir, api_proc, API_TIMEOUT) if api_proc is not None else None
+        except BaseException:
+            _stop(lab_dir, started)
+            raise
+        lab = _lab_json(
+            lab_dir,
+            resolved,
+            port,
+            [p.pid for p in procs],
+            configs,
+            api_proc,
+            api_info,
+            mode,
+            python,
+        )
+        _write_json(lab_dir / "lab.json", lab)
+        kubeconfig = lab_dir / "kubeconfig"
+        if api_info is not None and kubeconfig.is_file():
+            text = kubeconfig.read_text()
+            for node in nodes:
+                tree.install_kubeconfig(lab_dir, node, text)
+        _write_inventory(lab_dir, resolved, port)
+        warnings = [] if mode.mode == "overlay" else [f"mount mode 'path': {mode.reason}"]
+        if api_proc is None:
+            warnings.append("started without the API server (--no-api)")
+        return UpResult(lab_dir, lab, fresh, warnings)
+
+
+def _mask_host_files(lab_dir: Path, nodes: list[dict[str, Any]]) -> None:
+    """Hide the host's Debian tools from rhel nodes (overlay whiteouts in their tree)."""
+    command = "rm -f " + " ".join(tree.RHEL_MASKED)
+    for node in nodes:
+        if node["os_family"] != "rhel":
+            continue
+        proc = wrapper.run_on_node(lab_dir, node["name"], command)
+        if proc.returncode != 0:
+            raise LabError(f"cannot prepare node {node['name']}: {proc.stderr.strip()}")
+
+
+def _lab_json(
+    lab_dir: Path,
+    resolved: dict[str, Any],
+    port: int,
+    ssh_pids: list[int],
+    configs: list[Path],
+    api_proc: subprocess.Popen[bytes] | None,
+    api_info: dict[str, Any] | None,
+    mode: wrapper.MountMode,
+    python: str,
+) -> dict[str, Any]:
+    api = None
+    if api_info is not None:
+        api = {
+            "url": str(api_info["url"]),
+            "ca": str(lab_dir / "pki" / "ca.crt"),
+            "token_file": str(lab_dir / "secrets" / "admin-token"),
+        }
+    return {
+        "api": api,
+        "ssh": {
+            "port": port,
+            "pid": ssh_pids[0],
+            "pids": ssh_pids,
+            "configs": [str(c) for c in configs],
+            "known_hosts": str(lab_dir / "known_hosts"),
+            "identity_file": str(lab_dir / "id_ed25519"),
+            "user": sshd.current_user(),
+        },
+        "apiserver": {"pid": api_proc.pid} if api_proc is not None else None,
+        "nodes": {
+            n["name"]: {
+                "address": n["address"],
+                "role": n["role"],
+                "os_family": n["os_family"],
+                "root": str(tree.node_dir(lab_dir, n["name"]) / "root"),
+            }
+            for n in resolved["nodes"]
+        },
+        "mount": mode.to_dict(),
+        "python": python,
+        "started": time.time(),
+    }
+
+
+@dataclass
+class DownResult:
+    stopped: list[int]
+    left: list[int]
+    listening: list[str]
+    purged: bool
+
+
+def down(lab_dir: Path, purge: bool = False) -> DownResult:
+    lab_dir = _abs(lab_dir)
+    if not lab_dir.is_dir():
+        raise ConfigError(f"{lab_dir}: no such lab directory")
+    if not (lab_dir / "spec.json").exists() and not (lab_dir / "lab.json").exists():
+        raise ConfigError(f"{lab_dir}: not a lab directory (no spec.json)")
+    with _dir_lock(lab_dir):
+        now = running_pids(lab_dir)
+        leaders = now["sshd"] + now["apiserver"]
+        before = set(leaders) | _descendants(leaders) | _session_pids(lab_dir)
+        left = _stop(lab_dir, leaders)
+        lab = read_json(lab_dir / "lab.json") or {}
+        addresses = {str(n.get("address")) for n in (lab.get("nodes") or {}).values()}
+        port = int((lab.get("ssh") or {}).get("port") or 0)
+        listening = _listening(addresses, port)
+        api_url = str((lab.get("api") or {}).get("url") or "")
+        if api_url.rsplit(":", 1)[-1].isdigit():
+            listening += _listening({"127.0.0.1"}, int(api_url.rsplit(":", 1)[-1]))
+        for pidfile in (lab_dir / "sshd").glob("sshd*.pid"):
+            pidfile.unlink(missing_ok=True)
+    purged = False
+    if purge and not left:
+        wrapper._rm_tree(lab_dir)
+        purged = True
+    return DownResult(sorted(before - set(left)), left, listening, purged)
+
+
+def status(lab_dir: Path) -> dict[str, Any]:
+    lab_dir = _abs(lab_dir)
+    spec = read_json(lab_dir / "spec.json")
+    if spec is None:
+        raise ConfigError(f"{lab_dir}: not a lab directory (no spec.json)")
+    lab = read_json(lab_dir / "lab.json") or {}
+    pids = running_pids(lab_dir)
+    nodes = spec.get("nodes") or []
+    port = int((lab.get("ssh") or {}).get("port") or 0)
+    answering = 0
+    if pids["sshd"] and port:
+        answering = sum(1 for n in nodes if sshd.answers(str(n["address"]), port, timeout=1.0))
+    api = lab.get("api") or {}
+    api_ok = (
+        bool(pids["apiserver"])
+        and bool(api.get("url"))
+        and api_ready(str(api["url"]), str(api.get("ca", "")))
+    )
+    expected_sshd = len((lab.get("ssh") or {}).get("pids") or []) or 1
+    if not pids["sshd"] and not pids["apiserver"]:
+        state = "stopped"
+    elif (
+        len(pids["sshd"]) == expected_sshd
+        and answering == len(nodes)
+        and (api_ok or lab.get("apiserver") is None)
+    ):
+        state = "running"
+    else:
+        state = "degraded"
+    return {
+        "dir": str(lab_dir),
+        "state": state,
+        "sshd": {
+            "pids": pids["sshd"],
+            "expected": expected_sshd,
+            "port": port,
+            "answering": answering,
+        },
+        "apiserver": {
+            "pids": pids["apiserver"],
+            "url": api.get("url"),
+            "ready": api_ok,
+            "configured": lab.get("apiserver") is not None,
+        },
+        "nodes": {
+            "total": len(nodes),
+            "control_planes": sum(1 for n in nodes if n.get("role") == "control-plane"),
+            "workers": sum(1 for n in nodes if n.get("role") == "worker"),
+        },
+        "mount": lab.get("mount") or {},
+        "version": spec.get("version"),
+    }
