@@ -18,12 +18,14 @@ from sshd import SSHServer
 FORCE = """#!/bin/sh
 addr=$(echo "$SSH_CONNECTION" | cut -d' ' -f3)
 NODE_DIR="{root}/nodes/$addr"; export NODE_DIR
+[ -d "$NODE_DIR" ] && echo "$$" >> "$NODE_DIR/sessions"
 PATH="$NODE_DIR/bin:{root}/common-bin:$PATH"; export PATH
 exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
 """
 
 # `cat` maps absolute paths into the node's root when the node has that file.
 FAKE_CAT = """#!/bin/sh
+[ $# -eq 0 ] && exec /bin/cat
 rc=0
 for f in "$@"; do
   if [ -e "$NODE_DIR/root$f" ]; then /bin/cat "$NODE_DIR/root$f" || rc=$?
@@ -100,6 +102,11 @@ class FakeNodes:
         (d / "bin").mkdir(parents=True)
         (d / "root").mkdir()
         return d
+
+    def sessions(self, address: str) -> int:
+        """How many SSH commands the node has run since its last reset."""
+        f = self.node_dir(address) / "sessions"
+        return len(f.read_text().split()) if f.exists() else 0
 
     def tool(self, address: str, name: str, body: str) -> None:
         _script(self.node_dir(address) / "bin" / name, "#!/bin/sh\n" + textwrap.dedent(body))

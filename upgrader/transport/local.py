@@ -28,6 +28,14 @@ log = logging.getLogger("upgrader.transport")
 _KILL_GRACE = 5.0
 
 
+def brief(command: str, limit: int = 160) -> str:
+    """A command as logged: long or multi-line scripts shortened to their first line."""
+    lines = command.splitlines() or [""]
+    if len(lines) == 1 and len(command) <= limit:
+        return command
+    return f"{lines[0][:limit]} ... ({len(lines)} lines, {len(command)} chars)"
+
+
 class LocalTransport:
     """Runs commands for ``node`` locally. ``env`` replaces the environment when given
     (merged over ``os.environ``); ``cwd`` is the working directory."""
@@ -43,7 +51,7 @@ class LocalTransport:
         self._cwd = Path(cwd) if cwd is not None else None
 
     def run(self, command: str, timeout: float = 60.0, sudo: bool = True) -> Result:
-        log.debug("node %s: start (local, timeout %.0fs): %s", self.node, timeout, command)
+        log.debug("node %s: start (local, timeout %.0fs): %s", self.node, timeout, brief(command))
         start = time.monotonic()
         proc = subprocess.Popen(
             ["sh", "-c", command],
@@ -68,7 +76,9 @@ class LocalTransport:
                 proc.wait()
                 out, err = b"", b""
             duration = time.monotonic() - start
-            log.warning("node %s: command timed out after %.0fs: %s", self.node, timeout, command)
+            log.warning(
+                "node %s: command timed out after %.0fs: %s", self.node, timeout, brief(command)
+            )
             return Result(command, None, _text(out), _text(err), duration, timed_out=True)
         except BaseException:
             _kill_group(proc)

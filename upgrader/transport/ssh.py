@@ -50,6 +50,14 @@ _READ_CHUNK = 65536
 _known_hosts_lock = threading.Lock()
 
 
+def brief(command: str, limit: int = 160) -> str:
+    """A command as logged: long or multi-line scripts shortened to their first line."""
+    lines = command.splitlines() or [""]
+    if len(lines) == 1 and len(command) <= limit:
+        return command
+    return f"{lines[0][:limit]} ... ({len(lines)} lines, {len(command)} chars)"
+
+
 def host_key_name(host: str, port: int) -> str:
     """The known_hosts name of ``host:port``: ``host`` for port 22, else ``[host]:port``."""
     return host if port == 22 else f"[{host}]:{port}"
@@ -360,7 +368,7 @@ class SSHTransport:
             self.node,
             " [sudo]" if wrapped != command else "",
             timeout,
-            command,
+            brief(command),
         )
         result = self._execute(wrapped, stdin, timeout, shown=command)
         log.debug(
@@ -401,7 +409,7 @@ class SSHTransport:
                         "node %s: command timed out after %.0fs; channel closed: %s",
                         self.node,
                         timeout,
-                        shown,
+                        brief(shown),
                     )
                     return Result(shown, None, _text(out), _text(err), duration, timed_out=True)
                 status = chan.exit_status
