@@ -141,6 +141,14 @@ def read_lease(
     return obj if isinstance(obj, dict) else None
 
 
+def _micro(t: datetime | None) -> datetime | None:
+    """A time whose ISO form always has the 6 fraction digits MicroTime parsing expects
+    (``isoformat`` drops them when the microsecond is 0)."""
+    if t is None or t.microsecond:
+        return t
+    return t.replace(microsecond=1)
+
+
 def _body(
     namespace: str,
     name: str,
@@ -172,8 +180,8 @@ def _body(
         spec=V1LeaseSpec(
             holder_identity=holder,
             lease_duration_seconds=duration,
-            renew_time=renew,
-            acquire_time=acquire,
+            renew_time=_micro(renew),
+            acquire_time=_micro(acquire),
             lease_transitions=transitions,
         ),
     )

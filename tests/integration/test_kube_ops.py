@@ -1,0 +1,674 @@
+"""Node, drain, lease and retry operations against the lab's real HTTPS API server.
+
+Each test starts its own ``python -m upgrader.lab.apiserver`` on a spec written for it
+(so faults, cordons and evictions never leak between tests) and talks to it through the
+official client built from the kubeconfig the server writes (TLS verified against the
+lab CA, bearer token)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient, CoreV1Api
+
+from upgrader.errors import ConfigError, LockHeld, StepFailed
+from upgrader.kube import lease
+from upgrader.kube.client import make_api_client
+from upgrader.kube.drain import DrainRefused, DrainTimeout, drain, drain_node, list_node_pods
+from upgrader.kube.nodes import (
+    cordon,
+    get_node,
+    is_unschedulable,
+    node_kubelet_version,
+    uncordon,
+    wait_control_plane,
+    wait_node_ready,
+)
+from upgrader.kube.retry import ApiError, RetryPolicy, request_json
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class Lab:
+    dir: Path
+    proc: subprocess.Popen[bytes]
+    url: str
+    api: ApiClient
+
+    @property
+    def ca(self) -> Path:
+        return self.dir / "pki" / "ca.crt"
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        """Call a ``/_lab/v1`` admin endpoint (what the simulated node tools do)."""
+        token = (self.dir / "secrets" / "admin-token").read_text().strip()
+        req = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            data = resp.read()
+        return json.loads(data) if data else None
+
+    def pods_on(self, node: str) -> list[dict[str, Any]]:
+        return list_node_pods(self.api, node)
+
+    def stop(self) -> None:
+        self.api.close()  # type: ignore[no-untyped-call]
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def _node(name: str, role: str = "worker", **kw: Any) -> dict[str, Any]:
+    return {"name": name, "role": role, **kw}
+
+
+def _spec(
+    nodes: list[dict[str, Any]], workloads: list[dict[str, Any]], **kw: Any
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "cluster_name": "lab",
+        "version": "v1.27.8",
+        "nodes": nodes,
+        "workloads": workloads,
+        "delays": {"kubelet_ready": 0.3, "pod_termination": 0.1, "pod_startup": 0.1},
+        "faults": [],
+        "missing_packages": [],
+        "rbac": None,
+    }
+    spec.update(kw)
+    return spec
+
+
+def start_lab(d: Path, spec: dict[str, Any]) -> Lab:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "spec.json").write_text(json.dumps(spec, indent=1))
+    log = open(d / "apiserver.out", "wb")  # noqa: SIM115 - closed with the process
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "upgrader.lab.apiserver", "--dir", str(d), "--port", "0"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    info_path = d / "apiserver.json"
+    url = None
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"apiserver exited {proc.returncode}: {(d / 'apiserver.out').read_text()}"
+                )
+            if info_path.exists():
+                try:
+                    info = json.loads(info_path.read_text())
+                except ValueError:
+                    info = {}
+                if info.get("pid") == proc.pid and info.get("url"):
+                    url = str(info["url"])
+                    break
+            time.sleep(0.05)
+        assert url, f"apiserver did not start: {(d / 'apiserver.out').read_text()}"
+        api = make_api_client(d / "kubeconfig", None)
+        lab = Lab(d, proc, url, api)
+        while time.monotonic() < deadline:
+            try:
+                ctx = ssl.create_default_context(cafile=str(lab.ca))
+                with urllib.request.urlopen(url + "/readyz", context=ctx, timeout=5) as r:
+                    if r.status == 200:
+                        return lab
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("apiserver never became ready")
+    except BaseException:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Lab]]:
+    labs: list[Lab] = []
+
+    def make(spec: dict[str, Any]) -> Lab:
+        lab = start_lab(tmp_path / f"lab{len(labs)}", spec)
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.stop()
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def keys(pods: list[dict[str, Any]]) -> set[str]:
+    return {f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods}
+
+
+def non_daemon(pods: list[dict[str, Any]]) -> set[str]:
+    """Pods that a drain must remove (not mirror, not DaemonSet-managed)."""
+    out = set()
+    for p in pods:
+        md = p["metadata"]
+        if "kubernetes.io/config.mirror" in (md.get("annotations") or {}):
+            continue
+        if any(r.get("kind") == "DaemonSet" for r in md.get("ownerReferences") or ()):
+            continue
+        out.add(f"{md['namespace']}/{md['name']}")
+    return out
+
+
+def node_with(lab: Lab, nodes: list[str], prefix: str) -> str:
+    for n in nodes:
+        if any(p["metadata"]["name"].startswith(prefix) for p in lab.pods_on(n)):
+            return n
+    raise AssertionError(f"no node runs a {prefix}* pod")
+
+
+POLL = 0.1  # "is it gone?" interval
+RETRY = 0.2  # wait after a PDB said no
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def test_cordon_and_uncordon_say_whether_they_changed_anything(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    lab = make_lab(
+        _spec([_node("cp-1", "control-plane"), _node("w-1"), _node("w-2", cordoned=True)], [])
+    )
+    assert cordon(lab.api, "w-1") is True
+    assert is_unschedulable(get_node(lab.api, "w-1"))
+    assert cordon(lab.api, "w-1") is False
+    assert uncordon(lab.api, "w-1") is True
+    assert not is_unschedulable(get_node(lab.api, "w-1"))
+    assert uncordon(lab.api, "w-1") is False
+    # a node cordoned before we came: cordon reports no change
+    assert cordon(lab.api, "w-2") is False
+    with pytest.raises(ApiError) as ei:
+        get_node(lab.api, "w-9")
+    assert ei.value.not_found
+    assert "w-9" in str(ei.value)
+    with pytest.raises(ConfigError):
+        cordon(lab.api, "w-1,spec.unschedulable=true")
+
+
+def test_wait_node_ready_after_kubelet_restart(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
+    lab = make_lab(
+        _spec([_node("cp-1", "control-plane"), _node("w-1"), _node("w-2", never_ready=True)], [])
+    )
+    lab.admin("POST", "/_lab/v1/nodes/w-1/kubelet-restart", {"version": "v1.28.4"})
+    node = wait_node_ready(lab.api, "w-1", "v1.28.4", timeout=60, poll=0.1)
+    assert node_kubelet_version(node) == "v1.28.4"
+
+    lab.admin("POST", "/_lab/v1/nodes/w-2/kubelet-restart", {"version": "v1.28.4"})
+    with pytest.raises(StepFailed) as ei:
+        wait_node_ready(lab.api, "w-2", "v1.28.4", timeout=1.5, poll=0.1)
+    msg = str(ei.value)
+    assert ei.value.node == "w-2"
+    assert "w-2" in msg and "v1.28.4" in msg
+    assert "last seen kubelet" in msg and "Ready=" in msg
+    assert "\n" not in msg
+
+
+def test_wait_node_ready_times_out_on_wrong_version(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    lab = make_lab(_spec([_node("cp-1", "control-plane"), _node("w-1")], []))
+    with pytest.raises(StepFailed, match=r"last seen kubelet v1\.27\.8, Ready=True"):
+        wait_node_ready(lab.api, "w-1", "v1.28.4", timeout=0.5, poll=0.1)
+
+
+def test_wait_control_plane(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
+    lab = make_lab(_spec([_node("cp-1", "control-plane"), _node("w-1")], []))
+    lines = wait_control_plane(lab.api, "cp-1", "v1.27.8", timeout=30, poll=0.1)
+    assert len(lines) == 3 and all("v1.27.8" in line for line in lines)
+    lab.admin("POST", "/_lab/v1/nodes/cp-1/control-plane", {"version": "v1.28.4"})
+    lines = wait_control_plane(lab.api, "cp-1", "v1.28.4", timeout=60, poll=0.1)
+    assert all("image tag v1.28.4, Ready=True" in line for line in lines)
+    with pytest.raises(StepFailed) as ei:
+        wait_control_plane(lab.api, "cp-1", "v1.29.0", timeout=0.5, poll=0.1)
+    msg = str(ei.value)
+    for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        assert f"{comp}: image tag v1.28.4" in msg
+    # a worker has no control plane
+    with pytest.raises(StepFailed, match="no mirror pod"):
+        wait_control_plane(lab.api, "w-1", "v1.28.4", timeout=0.3, poll=0.1)
+
+
+# --------------------------------------------------------------------------- drain
+
+WORKERS = ["w-1", "w-2", "w-3"]
+
+
+def _three_workers(**kw: Any) -> list[dict[str, Any]]:
+    return [_node("cp-1", "control-plane"), *(_node(w, **kw) for w in WORKERS)]
+
+
+def test_drain_evicts_everything_it_may_and_waits_until_gone(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    lab = make_lab(
+        _spec(
+            _three_workers(),
+            [
+                {
+                    "kind": "Deployment",
+                    "name": "web",
+                    "replicas": 3,
+                    "grace_period": 0,
+                    "pdb": {"maxUnavailable": 1},
+                },
+                {
+                    "kind": "Deployment",
+                    "name": "api",
+                    "replicas": 2,
+                    "grace_period": 0,
+                    "pdb": {"minAvailable": 1},
+                },
+                {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
+            ],
+        )
+    )
+    node = node_with(lab, WORKERS, "web")
+    before = lab.pods_on(node)
+    must_go = non_daemon(before)
+    assert must_go
+    events: list[str] = []
+    res = drain_node(
+        lab.api, node, timeout=60, on_event=events.append, poll=POLL, retry_delay=RETRY
+    )
+    assert res.cordoned is True
+    assert set(res.evicted) == must_go
+    assert any(k.startswith("kube-system/kube-proxy") for k in res.skipped)
+    assert any("ignoring DaemonSet-managed Pods" in w for w in res.warnings)
+    assert any(e.startswith("evicting pod default/web") for e in events)
+    after = lab.pods_on(node)
+    assert non_daemon(after) == set()
+    assert is_unschedulable(get_node(lab.api, node))  # drain leaves the node cordoned
+    # the Deployments were made whole again elsewhere
+    wait_for(
+        lambda: (
+            sum(
+                1
+                for w in WORKERS
+                for p in lab.pods_on(w)
+                if p["metadata"]["name"].startswith("web")
+            )
+            == 3
+        ),
+        what="web back to 3 replicas",
+    )
+    # draining again: nothing left to evict
+    again = drain(lab.api, node, timeout=10, poll=POLL, retry_delay=RETRY)
+    assert again.evicted == ()
+
+
+def test_drain_refuses_before_evicting_anything(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
+    lab = make_lab(
+        _spec(
+            _three_workers(),
+            [
+                {"kind": "Deployment", "name": "web", "replicas": 6, "grace_period": 0},
+                {"kind": "Pod", "name": "lonely", "node": "w-1", "empty_dir": True},
+                {"kind": "Pod", "name": "bare", "node": "w-1"},
+            ],
+        )
+    )
+    before = {p["metadata"]["uid"] for p in lab.pods_on("w-1")}
+    with pytest.raises(DrainRefused) as ei:
+        drain_node(lab.api, "w-1", timeout=30, poll=POLL, retry_delay=RETRY)
+    msg = str(ei.value)
+    assert msg.startswith("cannot drain node w-1: ")
+    clauses = dict(
+        c.rsplit(": ", 1) for c in msg.removeprefix("cannot drain node w-1: ").split("; ")
+    )
+    assert {k: set(v.split(", ")) for k, v in clauses.items()} == {
+        "cannot delete Pods with local storage (use --delete-emptydir-data to override)": {
+            "default/lonely"
+        },
+        "cannot delete Pods that declare no controller (use --force to override)": {
+            "default/lonely",
+            "default/bare",
+        },
+    }
+    assert "\n" not in msg
+    # nothing was evicted, and the node we cordoned was uncordoned
+    assert {p["metadata"]["uid"] for p in lab.pods_on("w-1")} == before
+    assert not is_unschedulable(get_node(lab.api, "w-1"))
+
+    # with the flags, they go (and unmanaged pods do not come back)
+    cordon(lab.api, "w-1")
+    res = drain(
+        lab.api,
+        "w-1",
+        timeout=60,
+        delete_emptydir_data=True,
+        force=True,
+        poll=POLL,
+        retry_delay=RETRY,
+    )
+    assert {"default/lonely", "default/bare"} <= set(res.evicted)
+    assert non_daemon(lab.pods_on("w-1")) == set()
+
+
+def test_drain_timeout_names_pods_and_pdbs_and_uncordons_only_what_we_cordoned(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    nodes = [
+        _node("cp-1", "control-plane"),
+        _node("w-1"),
+        _node("w-2"),
+        _node("w-3"),
+    ]
+    lab = make_lab(
+        _spec(
+            nodes,
+            [
+                {
+                    "kind": "Deployment",
+                    "name": "db",
+                    "replicas": 3,
+                    "grace_period": 0,
+                    "pdb": {"minAvailable": 3},
+                },
+            ],
+        )
+    )
+    node = node_with(lab, WORKERS, "db")
+    db_pods = sorted(k for k in keys(lab.pods_on(node)) if k.startswith("default/db"))
+    with pytest.raises(DrainTimeout) as ei:
+        drain_node(lab.api, node, timeout=1.5, poll=POLL, retry_delay=RETRY)
+    err = ei.value
+    msg = str(err)
+    assert err.node == node
+    assert sorted(err.remaining) == db_pods
+    for k in db_pods:
+        assert k in msg
+    assert "blocked by PodDisruptionBudget default/db (minAvailable 3" in msg
+    assert "last eviction error" in msg
+    assert "\n" not in msg
+    assert not is_unschedulable(get_node(lab.api, node))  # we cordoned it, so we uncordoned
+    assert keys(lab.pods_on(node)) >= set(db_pods)  # nothing was lost
+
+    # a node that was cordoned before we came stays cordoned after a failed drain
+    assert cordon(lab.api, node) is True  # (as if an operator did it)
+    with pytest.raises(DrainTimeout):
+        drain_node(lab.api, node, timeout=0.5, poll=POLL, retry_delay=RETRY)
+    assert is_unschedulable(get_node(lab.api, node))
+
+
+def test_pod_under_several_pdbs_fails_the_drain(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
+    lab = make_lab(
+        _spec(
+            _three_workers(),
+            [
+                {
+                    "kind": "Deployment",
+                    "name": "multi",
+                    "replicas": 3,
+                    "grace_period": 0,
+                    "pdb": [{"maxUnavailable": 1}, {"maxUnavailable": 2, "name": "multi-too"}],
+                },
+            ],
+        )
+    )
+    node = node_with(lab, WORKERS, "multi")
+    cordon(lab.api, node)
+    with pytest.raises(StepFailed) as ei:
+        drain(lab.api, node, timeout=30, poll=POLL, retry_delay=RETRY)
+    assert not isinstance(ei.value, DrainTimeout)
+    assert "more than one PodDisruptionBudget" in str(ei.value)
+    assert "default/multi" in str(ei.value)
+
+
+def test_disable_eviction_deletes_without_asking_pdbs(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    lab = make_lab(
+        _spec(
+            _three_workers(),
+            [
+                {
+                    "kind": "Deployment",
+                    "name": "db",
+                    "replicas": 3,
+                    "grace_period": 1,
+                    "pdb": {"minAvailable": 3},
+                },
+            ],
+        )
+    )
+    node = node_with(lab, WORKERS, "db")
+    must_go = non_daemon(lab.pods_on(node))
+    cordon(lab.api, node)
+    res = drain(
+        lab.api,
+        node,
+        timeout=60,
+        disable_eviction=True,
+        grace_period=0,
+        poll=POLL,
+        retry_delay=RETRY,
+    )
+    assert res.used_eviction is False
+    assert set(res.evicted) == must_go
+    assert non_daemon(lab.pods_on(node)) == set()
+
+
+# --------------------------------------------------------------------------- lease
+
+
+def test_lease_acquire_refuse_break_renew_release(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    lab = make_lab(_spec([_node("cp-1", "control-plane")], []))
+    a = lease.default_holder("run-a", user="alice", host="laptop")
+    b = lease.default_holder("run-b", user="bob", host="desk")
+    assert a == "alice@laptop/run-a"
+
+    got = lease.acquire(lab.api, "run-a", a, duration=60)
+    assert got.holder == a and got.previous_holder is None
+    # acquiring again as the same holder is fine (a resumed run)
+    assert lease.acquire(lab.api, "run-a", a, duration=60).holder == a
+
+    with pytest.raises(LockHeld) as ei:
+        lease.acquire(lab.api, "run-b", b, duration=60)
+    msg = str(ei.value)
+    assert a in msg and "last renewed" in msg and "--break-lock" in msg
+    assert "\n" not in msg
+
+    broken = lease.acquire(lab.api, "run-b", b, duration=60, break_lock=True)
+    assert broken.holder == b and broken.previous_holder == a
+    assert broken.transitions >= 1
+
+    with pytest.raises(LockHeld, match="lost the cluster lock"):
+        lease.renew(lab.api, a)
+    assert lease.release(lab.api, a) is False  # not ours any more
+    renewed = lease.renew(lab.api, b)
+    assert renewed.holder == b
+    assert lease.release(lab.api, b) is True
+    obj = lease.read_lease(lab.api)
+    assert obj is not None and not obj["spec"].get("holderIdentity")
+    assert lease.acquire(lab.api, "run-a", a).holder == a
+
+
+def test_lease_expired_holder_is_taken_over(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
+    lab = make_lab(_spec([_node("cp-1", "control-plane")], []))
+    lease.acquire(lab.api, "run-a", "a@h/run-a", duration=30)
+
+    def later() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=120)
+
+    got = lease.acquire(lab.api, "run-b", "b@h/run-b", duration=30, now=later)
+    assert got.holder == "b@h/run-b"
+    assert got.previous_holder == "a@h/run-a"
+
+
+def test_lease_concurrent_acquire_has_one_winner(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
+    lab = make_lab(_spec([_node("cp-1", "control-plane")], []))
+    results: dict[str, str] = {}
+    barrier = threading.Barrier(4)
+
+    def contender(i: int) -> None:
+        barrier.wait()
+        try:
+            lease.acquire(lab.api, f"run-{i}", f"u@h/run-{i}", duration=60)
+            results[f"run-{i}"] = "won"
+        except LockHeld:
+            results[f"run-{i}"] = "held"
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results.values()) == ["held", "held", "held", "won"]
+    winner = next(k for k, v in results.items() if v == "won")
+    obj = lease.read_lease(lab.api)
+    assert obj is not None and obj["spec"]["holderIdentity"] == f"u@h/{winner}"
+
+
+def test_lease_keeper_renews_and_notices_loss(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
+    lab = make_lab(_spec([_node("cp-1", "control-plane")], []))
+    a = "a@h/run-a"
+    lease.acquire(lab.api, "run-a", a, duration=30)
+    with lease.LeaseKeeper(lab.api, a, duration=30, interval=0.05) as keeper:
+        wait_for(lambda: keeper.renewals >= 2, what="two renewals")
+        keeper.check()
+    obj = lease.read_lease(lab.api)
+    assert obj is not None and not obj["spec"].get("holderIdentity")  # released on exit
+
+    lease.acquire(lab.api, "run-a", a, duration=30)
+    lost: list[Exception] = []
+    keeper = lease.LeaseKeeper(lab.api, a, duration=30, interval=0.05, on_lost=lost.append)
+    keeper.start()
+    try:
+        lease.acquire(lab.api, "run-b", "b@h/run-b", duration=30, break_lock=True)
+        wait_for(lambda: keeper.lost is not None, what="the keeper to notice")
+        with pytest.raises(LockHeld, match="b@h/run-b"):
+            keeper.check()
+        assert len(lost) == 1
+    finally:
+        keeper.stop()
+    obj = lease.read_lease(lab.api)
+    assert obj is not None and obj["spec"]["holderIdentity"] == "b@h/run-b"  # not released
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def test_transient_api_errors_are_retried_and_logged(
+    make_lab: Callable[[dict[str, Any]], Lab], caplog: pytest.LogCaptureFixture
+) -> None:
+    lab = make_lab(
+        _spec(
+            [_node("cp-1", "control-plane"), _node("w-1")],
+            [],
+            faults=[
+                {
+                    "api": {
+                        "method": "GET",
+                        "path_prefix": "/api/v1/nodes",
+                        "status": 503,
+                        "times": 3,
+                    }
+                }
+            ],
+        )
+    )
+    caplog.set_level(logging.DEBUG, logger="upgrader.kube")
+    node = get_node(lab.api, "w-1")
+    assert node["metadata"]["name"] == "w-1"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert all("GET node w-1: attempt" in w and "503" in w for w in warnings)
+
+
+def test_retries_are_bounded(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
+    lab = make_lab(
+        _spec(
+            [_node("cp-1", "control-plane"), _node("w-1")],
+            [],
+            faults=[
+                {
+                    "api": {
+                        "method": "GET",
+                        "path_prefix": "/api/v1/nodes",
+                        "status": 500,
+                        "times": 50,
+                    }
+                }
+            ],
+        )
+    )
+    policy = RetryPolicy(attempts=3, max_time=30, initial=0.05, max_delay=0.1, jitter=0.05)
+    with pytest.raises(ApiError) as ei:
+        request_json(CoreV1Api(lab.api).read_node, "w-1", what="GET node w-1", policy=policy)
+    assert ei.value.status == 500
+    assert str(ei.value).startswith("GET node w-1: 500")
+
+
+def test_request_timeout_is_retried(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
+    lab = make_lab(
+        _spec(
+            [_node("cp-1", "control-plane"), _node("w-1")],
+            [],
+            faults=[
+                {
+                    "api": {
+                        "method": "GET",
+                        "path_prefix": "/api/v1/nodes/w-1",
+                        "timeout": 3,
+                        "times": 1,
+                    }
+                }
+            ],
+        )
+    )
+    policy = RetryPolicy(attempts=3, max_time=30, initial=0.05, max_delay=0.1, jitter=0.05)
+    obj = request_json(
+        CoreV1Api(lab.api).read_node, "w-1", what="GET node w-1", policy=policy, timeout=1.0
+    )
+    assert obj["metadata"]["name"] == "w-1"
