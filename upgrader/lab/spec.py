@@ -153,6 +153,7 @@ class NodeSpec(_Strict):
 
 
 class PDBSpec(_Strict):
+    name: ObjectName | None = None  # default: the workload's name
     maxUnavailable: int | str | None = None  # the Kubernetes field names
     minAvailable: int | str | None = None
 
@@ -168,13 +169,13 @@ class WorkloadSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kind: Literal["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Pod"]
+    kind: Literal["Deployment", "DaemonSet", "Pod"]
     namespace: ObjectName = "default"
     name: ObjectName
     replicas: Annotated[int, Field(ge=0, le=10000)] | None = None
     pdb: PDBSpec | None = None
     empty_dir: bool = False
-    grace_period: Seconds = 1.0
+    grace_period: Annotated[int, Field(ge=0, le=86400)] = 1
     node: NodeName | None = None
 
 
@@ -214,7 +215,7 @@ class ApiFaultBody(BaseModel):
 
     method: str = "*"
     path_prefix: Annotated[str, Field(min_length=1)]
-    status: Annotated[int, Field(ge=100, le=599)] | None = None
+    status: Annotated[int, Field(ge=400, le=599)] | None = None
     timeout: Seconds | None = None
     times: Annotated[int, Field(ge=1)] = 1
 
@@ -227,8 +228,8 @@ class ApiFaultBody(BaseModel):
 
     @model_validator(mode="after")
     def _has_effect(self) -> ApiFaultBody:
-        if self.status is None and self.timeout is None:
-            raise ValueError("give status or timeout")
+        if (self.status is None) == (self.timeout is None):
+            raise ValueError("give exactly one of status or timeout")
         return self
 
 
@@ -515,11 +516,9 @@ def resolve(
         )
     workloads = []
     for w in spec.workloads:
-        d = w.model_dump(exclude_none=False)
-        if d.get("replicas") is None and w.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
+        d = w.model_dump(exclude_none=True)
+        if w.kind == "Deployment" and w.replicas is None:
             d["replicas"] = 1
-        if w.pdb is not None:
-            d["pdb"] = w.pdb.model_dump(exclude_none=True)
         workloads.append(d)
     faults: list[dict[str, Any]] = []
     for f in spec.faults:

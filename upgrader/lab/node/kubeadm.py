@@ -599,11 +599,6 @@ def cmd_upgrade_plan(p: argparse_.Parsed, ctx: NodeContext) -> int:
     _out(f"[upgrade/versions] Cluster version: {cluster}")
     _out(f"[upgrade/versions] kubeadm version: {kubeadm}")
     _out(
-        "I1128 09:54:00.000000    4242 version.go:256] remote version is much newer: "
-        'falling back to: stable; unable to get URL "https://dl.k8s.io/release/stable.txt": '
-        'Get "https://dl.k8s.io/release/stable.txt": dial tcp: lookup dl.k8s.io: no such host'
-    )
-    _out(
         "[upgrade/versions] WARNING: Couldn't fetch latest stable version from the internet: "
         'unable to get URL "https://dl.k8s.io/release/stable.txt"'
     )

@@ -1,0 +1,353 @@
+"""The lab spec: validation with one-line errors, defaults, resolution into spec.json, and
+the pure helpers of the simulated nodes (repository, repo files, dpkg-query format, flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from upgrader.errors import ConfigError
+from upgrader.lab import spec as labspec
+from upgrader.lab.node import apt, repo
+from upgrader.lab.node import args as nodeargs
+
+BRIEF = {
+    "version": "v1.27.8",
+    "nodes": [
+        {"name": "cp-1", "role": "control-plane"},
+        {"name": "w-1", "role": "worker", "kubelet": "v1.26.5", "cordoned": True},
+    ],
+    "faults": [{"node": "w-1", "match": "kubeadm upgrade node", "times": 1, "exit": 1}],
+}
+
+
+def never_busy(_: str) -> bool:
+    return False
+
+
+def resolve(data: dict[str, Any], lab_dir: str = "/labs/a") -> dict[str, Any]:
+    return labspec.resolve(labspec.parse_spec(data, "s.yaml"), Path(lab_dir), never_busy)
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_empty_spec_is_the_default_lab() -> None:
+    out = resolve({})
+    assert out["cluster_name"] == "lab"
+    assert out["version"] == "v1.27.8"
+    assert [(n["name"], n["role"]) for n in out["nodes"]] == [
+        ("cp-1", "control-plane"),
+        ("w-1", "worker"),
+        ("w-2", "worker"),
+    ]
+    kinds = {(w["kind"], w["name"]) for w in out["workloads"]}
+    assert ("DaemonSet", "kube-proxy") in kinds
+    web = next(w for w in out["workloads"] if w["name"] == "web")
+    assert web["replicas"] == 3 and web["pdb"] == {"maxUnavailable": 1}
+    assert out["delays"] == {
+        "kubelet_ready": 1.0,
+        "package_install": 0.0,
+        "pod_termination": 0.2,
+        "download": 0.0,
+        "command": 0.0,
+    }
+    assert out["faults"] == [] and out["missing_packages"] == [] and out["rbac"] is None
+
+
+def test_brief_shape_resolves_with_every_node_field() -> None:
+    out = resolve(BRIEF)
+    cp, w = out["nodes"]
+    assert cp == {
+        "name": "cp-1",
+        "role": "control-plane",
+        "os_family": "debian",
+        "kubelet": "v1.27.8",
+        "kubeadm": "v1.27.8",
+        "kubectl": "v1.27.8",
+        "control_plane": "v1.27.8",
+        "cordoned": False,
+        "address": cp["address"],
+        "never_ready": False,
+        "runtime": "containerd://1.7.2",
+        "kubelet_config": {
+            "anonymous_auth": False,
+            "authorization_mode": "Webhook",
+            "read_only_port": 0,
+        },
+        "repo_minor": "1.27",
+        "held": ["kubeadm", "kubectl", "kubelet"],
+    }
+    assert w["kubelet"] == "v1.26.5" and w["kubeadm"] == "v1.27.8"
+    assert w["control_plane"] is None and w["cordoned"] is True
+    assert out["faults"] == [
+        {
+            "node": "w-1",
+            "match": "kubeadm upgrade node",
+            "times": 1,
+            "exit": 1,
+            "stderr": None,
+            "hang": None,
+            "drop": False,
+        }
+    ]
+
+
+def test_versions_are_normalised_and_rhel_nodes_hold_nothing() -> None:
+    out = resolve(
+        {
+            "version": "1.28.4",
+            "nodes": [{"name": "cp-1", "role": "control-plane", "os_family": "rhel"}],
+        }
+    )
+    assert out["version"] == "v1.28.4"
+    assert out["nodes"][0]["held"] == []
+
+
+def test_unknown_top_level_keys_are_kept() -> None:
+    out = resolve({**BRIEF, "notes": {"owner": "qa"}})
+    assert out["notes"] == {"owner": "qa"}
+
+
+def test_faults_of_every_kind_resolve() -> None:
+    out = resolve(
+        {
+            **BRIEF,
+            "faults": [
+                {"node": "w-1", "match": "apt-get install", "hang": 30},
+                {"node": "w-1", "match": "kubeadm upgrade node", "drop": True, "times": 2},
+                {
+                    "api": {
+                        "method": "GET",
+                        "path_prefix": "/api/v1/nodes",
+                        "status": 503,
+                        "times": 3,
+                    }
+                },
+            ],
+            "missing_packages": ["1.28.4", "v1.28.3"],
+        }
+    )
+    hang, drop, api = out["faults"]
+    assert hang["hang"] == 30 and hang["exit"] is None and hang["drop"] is False
+    assert drop["drop"] is True and drop["times"] == 2 and drop["exit"] is None
+    assert api == {
+        "api": {"method": "GET", "path_prefix": "/api/v1/nodes", "status": 503, "times": 3}
+    }
+    assert out["missing_packages"] == ["1.28.3", "1.28.4"]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"nodes": [{"name": "cp-1", "role": "master"}]}, "s.yaml: nodes[0].role: "),
+        (
+            {"nodes": [{"name": "cp-1", "role": "control-plane", "colour": 1}]},
+            "nodes[0].colour: unknown field",
+        ),
+        ({"nodes": [{"name": "CP_1", "role": "control-plane"}]}, "nodes[0].name: "),
+        ({"version": "1.28"}, "s.yaml: version: invalid version '1.28'"),
+        (
+            {"nodes": [{"name": "w", "role": "worker"}]},
+            "nodes: a lab needs at least one control-plane",
+        ),
+        (
+            {"nodes": [{"name": "a", "role": "control-plane"}, {"name": "a", "role": "worker"}]},
+            "nodes[1].name: duplicate node name 'a'",
+        ),
+        (
+            {**BRIEF, "faults": [{"node": "w-9", "match": "x"}]},
+            "faults[0].node: no node named 'w-9'",
+        ),
+        ({**BRIEF, "faults": [{"node": "w-1", "match": "x", "times": 0}]}, "faults[0].times: "),
+        (
+            {**BRIEF, "faults": [{"node": "w-1", "match": "x", "bogus": 1}]},
+            "faults[0].bogus: unknown field",
+        ),
+        (
+            {**BRIEF, "faults": [{"node": "w-1", "match": "x", "drop": True, "exit": 1}]},
+            "faults[0]: drop: a dropped session has no exit code",
+        ),
+        (
+            {**BRIEF, "faults": [{"api": {"path_prefix": "/api"}}]},
+            "faults[0].api: give exactly one",
+        ),
+        (
+            {**BRIEF, "faults": [{"api": {"path_prefix": "api", "status": 500}}]},
+            "faults[0].api.path_prefix",
+        ),
+        (
+            {"missing_packages": ["1.28"]},
+            "missing_packages[0]: '1.28' is not a version like 1.28.4",
+        ),
+        ({"workloads": [{"kind": "Pod", "name": "p"}]}, "workloads[0].node: a bare Pod needs"),
+        ({"workloads": [{"kind": "Job", "name": "j"}]}, "workloads[0].kind: "),
+        (
+            {
+                "workloads": [
+                    {
+                        "kind": "Deployment",
+                        "name": "d",
+                        "pdb": {"minAvailable": 1, "maxUnavailable": 1},
+                    }
+                ]
+            },
+            "workloads[0].pdb: give exactly one of maxUnavailable or minAvailable",
+        ),
+        (
+            {
+                "nodes": [
+                    {"name": "w", "role": "worker", "control_plane": "v1.27.8"},
+                    {"name": "c", "role": "control-plane"},
+                ]
+            },
+            "nodes[0]: control_plane: only control-plane nodes",
+        ),
+        (
+            {"nodes": [{"name": "c", "role": "control-plane", "address": "10.0.0.1"}]},
+            "nodes[0].address: ",
+        ),
+        ([1, 2], "s.yaml: (top level): expected a mapping"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_field(data: Any, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        labspec.parse_spec(data, "s.yaml")
+    message = str(err.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_load_spec_reports_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nodes: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        labspec.load_spec(bad)
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
+        labspec.load_spec(tmp_path / "missing.yaml")
+    good = tmp_path / "good.yaml"
+    good.write_text("version: v1.29.3\nnodes:\n  - {name: cp-1, role: control-plane}\n")
+    assert labspec.load_spec(good).version == "v1.29.3"
+
+
+def test_from_flags_names_nodes_and_checks_counts() -> None:
+    spec = labspec.from_flags(2, 3, "v1.30.1")
+    assert [n.name for n in spec.nodes] == ["cp-1", "cp-2", "w-1", "w-2", "w-3"]
+    assert spec.version == "v1.30.1"
+    with pytest.raises(ConfigError, match="--control-planes"):
+        labspec.from_flags(0, 1)
+    with pytest.raises(ConfigError, match="--workers"):
+        labspec.from_flags(1, -1)
+    with pytest.raises(ConfigError, match="--version: invalid version"):
+        labspec.from_flags(1, 1, "latest")
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def _addresses(out: dict[str, Any]) -> list[str]:
+    return [n["address"] for n in out["nodes"]]
+
+
+def test_addresses_are_loopback_unique_and_differ_between_lab_dirs() -> None:
+    a = _addresses(resolve(BRIEF, "/labs/a"))
+    b = _addresses(resolve(BRIEF, "/labs/b"))
+    for addr in a + b:
+        assert addr.startswith("127.") and not addr.startswith("127.0.")
+    assert len(set(a)) == len(a)
+    assert not set(a) & set(b)
+    assert a == _addresses(resolve(BRIEF, "/labs/a"))  # stable for one directory
+
+
+def test_a_block_where_something_listens_is_skipped() -> None:
+    first = _addresses(resolve(BRIEF, "/labs/a"))
+    block = first[0].rsplit(".", 1)[0]
+    spec = labspec.parse_spec(BRIEF)
+    out = labspec.resolve(spec, Path("/labs/a"), lambda addr: addr.startswith(block + "."))
+    assert not any(a.startswith(block + ".") for a in _addresses(out))
+
+
+def test_large_labs_span_several_blocks_without_duplicates() -> None:
+    spec = labspec.from_flags(1, 299)
+    addrs = _addresses(labspec.resolve(spec, Path("/labs/big"), never_busy))
+    assert len(addrs) == len(set(addrs)) == 300
+    assert len({a.rsplit(".", 1)[0] for a in addrs}) == 2
+
+
+def test_explicit_addresses_are_kept_and_others_avoid_their_block() -> None:
+    data = {
+        "nodes": [
+            {"name": "cp-1", "role": "control-plane", "address": "127.5.5.5"},
+            {"name": "w-1", "role": "worker"},
+        ]
+    }
+    cp, w = _addresses(resolve(data))
+    assert cp == "127.5.5.5"
+    assert not w.startswith("127.5.5.")
+
+
+# --------------------------------------------------------------------------- node helpers
+
+
+def test_repository_covers_every_minor_from_1_24_without_missing_versions() -> None:
+    r = repo.build_repository(["1.28.4"])
+    minors = [tuple(int(x) for x in m.split(".")) for m in r]
+    assert minors[0] == (1, 24)
+    assert minors == sorted(minors) and len(minors) >= 10
+    assert "1.28.3" in r["1.28"] and "1.28.4" not in r["1.28"]
+    assert all(v.startswith("1.27.") for v in r["1.27"])
+    assert r["1.27"][0] == "1.27.0"
+
+
+def test_repository_falls_back_without_release_data(tmp_path: Path) -> None:
+    r = repo.build_repository([], release_data=tmp_path / "none.json")
+    assert list(r)[-1] == "1.33"
+    assert r["1.28"][-1] == "1.28.15"
+
+
+def test_package_version_strings() -> None:
+    assert repo.deb_version("v1.28.4") == "1.28.4-1.1"
+    assert repo.rpm_version("1.28.4") == "1.28.4-150500.1.1"
+    assert repo.upstream_of("1.28.4-150500.1.1") == "1.28.4"
+
+
+def test_repo_files_round_trip() -> None:
+    line = repo.apt_source_line("1.29")
+    assert line == (
+        "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] "
+        "https://pkgs.k8s.io/core:/stable:/v1.29/deb/ /\n"
+    )
+    assert repo.apt_minors("# deb https://pkgs.k8s.io/core:/stable:/v1.20/deb/ /\n" + line) == [
+        "1.29"
+    ]
+    sections = repo.yum_repo(repo.yum_repo_text("1.30"))
+    assert repo.yum_minor(sections["kubernetes"]) == "1.30"
+    assert "kubeadm" in sections["kubernetes"]["exclude"].split()
+
+
+def test_dpkg_query_showformat() -> None:
+    fields = {"Package": "kubeadm", "Version": "1.28.4-1.1", "Status": "hold ok installed"}
+    fmt = "${Package} ${Version} ${Status}\\n"
+    assert apt.render_format(fmt, fields) == "kubeadm 1.28.4-1.1 hold ok installed\n"
+    assert apt.render_format("${Package;-10}|${Version;12}|\\t", fields) == (
+        "kubeadm   |  1.28.4-1.1|\t"
+    )
+    assert apt.render_format("${Nope}x", fields) == "x"
+
+
+def test_flag_parser_accepts_cobra_and_getopt_forms() -> None:
+    p = nodeargs.parse(
+        ["upgrade", "apply", "v1.28.4", "-y", "--certificate-renewal=false", "--v", "5", "-ojson"],
+        {"--v", "-o"},
+        {"-y", "--certificate-renewal"},
+    )
+    assert p.positional == ["upgrade", "apply", "v1.28.4"]
+    assert p.has("-y") and not p.has("--certificate-renewal")
+    assert p.get("--v") == "5" and p.get("-o") == "json"
+    q = nodeargs.parse(["-qy", "--bogus", "--", "-x"], set(), {"-q", "-y"})
+    assert q.has("-q", "-y") and q.unknown == ["--bogus"] and q.positional == ["-x"]
