@@ -21,6 +21,7 @@ import paramiko
 import pytest
 import yaml
 
+from upgrader.errors import ConfigError
 from upgrader.lab import runner
 from upgrader.lab import spec as labspec
 
@@ -569,6 +570,41 @@ def test_up_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None
     again.close()
     runner.down(lab_dir, purge=True)
     assert not lab_dir.exists()
+
+
+def test_path_mode_fallback_runs_the_node_tools_on_the_node_tree(tmp_path: Path) -> None:
+    lab_dir = tmp_path / "path-lab"
+    spec = labspec.parse_spec(
+        {
+            "nodes": [
+                {"name": "cp-1", "role": "control-plane"},
+                {"name": "w-1", "role": "worker", "kubelet": "v1.26.5"},
+            ]
+        }
+    )
+    runner.up(lab_dir, spec, start_api=False, mount="path")
+    lab = Lab(lab_dir)
+    try:
+        assert lab.info["mount"]["mode"] == "path"
+        assert runner.status(lab_dir)["mount"]["mode"] == "path"
+        assert lab.ok("w-1", "kubelet --version") == "Kubernetes v1.26.5\n"
+        assert lab.ok("cp-1", "kubelet --version") == "Kubernetes v1.27.8\n"
+        assert lab.ok("w-1", "apt-mark unhold kubelet") == "Canceled hold on kubelet.\n"
+        lab.ok("w-1", "apt-get install -y kubelet=1.27.8-1.1")
+        assert lab.ok("w-1", "kubelet --version") == "Kubernetes v1.27.8\n"
+        db = json.loads((lab_dir / "nodes/w-1/root/var/lib/upgrader-lab/packages.json").read_text())
+        assert db["packages"]["kubelet"] == {"version": "1.27.8-1.1", "held": False}
+        assert [c["argv"][0] for c in lab.calls("w-1")][-1] == "kubelet"
+    finally:
+        lab.close()
+        runner.down(lab_dir, purge=True)
+
+
+def test_up_refuses_a_directory_that_holds_something_else(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(ConfigError, match="not empty and holds no lab"):
+        runner.up(tmp_path, None, start_api=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -58,6 +58,14 @@ def up_cmd(
     no_api: Annotated[
         bool, typer.Option("--no-api", help="Start the nodes only, without the API server.")
     ] = False,
+    mount: Annotated[
+        str,
+        typer.Option(
+            "--mount",
+            help="auto: give each node command a private overlay of /etc, /usr/bin, /var/lib "
+            "where the kernel allows it; path: only put the node's tools first on PATH.",
+        ),
+    ] = "auto",
 ) -> None:
     """Start a lab in DIR (build it on first use; later starts reuse its state)."""
     from upgrader.lab import runner
@@ -76,7 +84,7 @@ def up_cmd(
                 workers if workers is not None else 2,
                 version,
             )
-        result = runner.up(lab_dir, spec, start_api=not no_api)
+        result = runner.up(lab_dir, spec, start_api=not no_api, mount=mount)
     except runner.LabRunning as exc:
         typer.echo(str(exc))
         return

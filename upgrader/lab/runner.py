@@ -206,6 +206,11 @@ def _resolve_spec(lab_dir: Path, spec: labspec.LabSpec | None) -> tuple[dict[str
             raise ConfigError(
                 f"{spec_path}: not valid JSON; remove the lab with `lab down --purge`"
             )
+        if any(p.name != ".lab.lock" for p in lab_dir.iterdir()):
+            raise ConfigError(
+                f"{lab_dir}: the directory is not empty and holds no lab (no spec.json); "
+                "give a new or empty --dir"
+            )
         resolved = labspec.resolve(spec or labspec.LabSpec(), lab_dir)
         return resolved, True
     if spec is not None:
@@ -418,10 +423,14 @@ def up(
     *,
     start_api: bool = True,
     python: str | None = None,
+    mount: str = "auto",
 ) -> UpResult:
     """Start the lab in ``lab_dir`` (building it first if new). Raises :class:`LabRunning`
-    when it already runs, :class:`ConfigError` on bad input, :class:`LabError` otherwise."""
+    when it already runs, :class:`ConfigError` on bad input, :class:`LabError` otherwise.
+    ``mount="path"`` skips the overlay mounts (the fallback mode) even where they work."""
     lab_dir = _abs(lab_dir)
+    if mount not in ("auto", "path"):
+        raise ConfigError(f"--mount: {mount!r} is not 'auto' or 'path'")
     problem = wrapper.check_lab_dir(lab_dir)
     if problem:
         raise ConfigError(problem)
@@ -443,7 +452,7 @@ def up(
             raise LabError(
                 f"something already listens on {sorted(busy)[0]}, a node address of this lab"
             )
-        mode = wrapper.probe(lab_dir)
+        mode = wrapper.probe(lab_dir, force_path=mount == "path")
         force_command = wrapper.install(lab_dir, mode, pythonpath)
         wrapper.write_address_map(lab_dir, [(n["name"], n["address"]) for n in nodes])
         if fresh and mode.mode == "overlay":

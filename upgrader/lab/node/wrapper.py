@@ -43,9 +43,11 @@ def _unshare_argv(userns: bool) -> list[str]:
     return ["unshare", "-m", "-u", *(["-r"] if userns else [])]
 
 
-def probe(lab_dir: Path) -> MountMode:
+def probe(lab_dir: Path, force_path: bool = False) -> MountMode:
     """Try what the wrapper will do, on a scratch tree, and say which mode works."""
     userns = os.geteuid() != 0
+    if force_path:
+        return MountMode("path", userns, "chosen with --mount path")
     if shutil.which("unshare") is None or shutil.which("mount") is None:
         return MountMode("path", userns, "unshare(1) or mount(8) not found")
     scratch = lab_dir / "probe"
@@ -151,7 +153,7 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$R/etc,workdir=$W/etc" /etc 
 mount -t overlay overlay -o "lowerdir=/usr/bin,upperdir=$R/usr/bin,workdir=$W/bin" /usr/bin &&
 mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$R/var/lib,workdir=$W/lib" /var/lib || {
   echo "upgrader lab: cannot mount the files of node $LAB_NODE" >&2; exit 255; }
-echo "$LAB_NODE" > /proc/sys/kernel/hostname 2>/dev/null
+{ echo "$LAB_NODE" > /proc/sys/kernel/hostname; } 2>/dev/null || hostname "$LAB_NODE" 2>/dev/null
 exec /bin/sh -c "$3"
 """
 
