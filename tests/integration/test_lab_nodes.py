@@ -320,6 +320,46 @@ def test_minor_repo_switch_needs_apt_get_update(lab: Lab) -> None:
     assert lab.ok("w-4", "kubeadm version -o short") == "v1.27.8\n"
 
 
+def test_repository_switch_the_documented_way(lab: Lab) -> None:
+    """curl the minor's Release.key, gpg --dearmor it into the keyring apt's signed-by names,
+    rewrite the sources list, apt-get update (the kubeadm docs' procedure)."""
+    node = "n-1"
+    lab.ok(node, "rm -f /etc/apt/keyrings/kubernetes-apt-keyring.gpg")
+    line = (
+        "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] "
+        "https://pkgs.k8s.io/core:/stable:/v1.29/deb/ /"
+    )
+    lab.ok(node, f"echo '{line}' > /etc/apt/sources.list.d/kubernetes.list")
+    r = lab.run(node, "apt-get update")
+    assert r.rc == 100
+    url = "https://pkgs.k8s.io/core:/stable:/v1.29/deb"
+    assert f"E: The repository '{url}  InRelease' is not signed." in r.err
+    lab.ok(
+        node,
+        "install -d -m 0755 /etc/apt/keyrings && "
+        "key=$(curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.29/deb/Release.key) && "
+        "printf '%s\\n' \"$key\" | "
+        "gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg",
+    )
+    assert lab.ok(node, "apt-get update").endswith("Reading package lists...\n")
+    assert "/v1.29/" in lab.ok(node, "apt-cache madison kubeadm | head -1")
+    r = lab.run(node, "curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.99/deb/Release.key")
+    assert r.rc == 22 and r.err == "curl: (22) The requested URL returned error: 403\n"
+    r = lab.run(node, "curl -fsSL https://example.com/")
+    assert r.rc == 6 and "Could not resolve host: example.com" in r.err
+    sha = lab.ok(node, "curl -sL https://dl.k8s.io/release/v1.29.2/bin/linux/amd64/kubeadm.sha256")
+    assert sha == (lab.dir / "releases/v1.29.2/kubeadm.sha256").read_text()
+
+
+def test_container_runtime_answers(lab: Lab) -> None:
+    assert lab.ok("n-2", "containerd --version").split()[:3] == [
+        "containerd",
+        "github.com/containerd/containerd",
+        "v1.7.2",
+    ]
+    assert lab.run("n-2", "command -v dockerd").rc != 0
+
+
 # --------------------------------------------------------------------------- rhel
 
 
@@ -522,6 +562,23 @@ def test_kubeadm_and_kubelet_upgrade_move_the_cluster(api_lab: Lab) -> None:
 
     wait_for(upgraded, "w-1 Ready at v1.28.4")
     assert api_lab.ok("w-1", "kubelet --version") == "Kubernetes v1.28.4\n"
+
+
+def test_kubectl_on_a_node_uses_the_host_client_for_cluster_commands(api_lab: Lab) -> None:
+    cmd = (
+        "kubectl --kubeconfig=/etc/kubernetes/admin.conf -n kube-system get configmap "
+        "kubeadm-config -o jsonpath='{.data.ClusterConfiguration}'"
+    )
+    r = api_lab.run("cp-1", cmd)
+    if api_lab.info.get("host_kubectl"):
+        assert r.rc == 0, r.err
+        assert "kubernetesVersion: v1.2" in r.out
+    else:
+        assert r.rc == 1 and "no kubectl client on this machine" in r.err
+    # Without a kubeconfig, a node's kubectl knows its own version only.
+    r = api_lab.run("w-2", "kubectl version -o json")
+    assert r.rc == 1 and json.loads(r.out)["clientVersion"]["gitVersion"] == "v1.27.8"
+    assert "The connection to the server localhost:8080 was refused" in r.err
 
 
 # --------------------------------------------------------------------------- up / down

@@ -453,7 +453,8 @@ def up(
                 f"something already listens on {sorted(busy)[0]}, a node address of this lab"
             )
         mode = wrapper.probe(lab_dir, force_path=mount == "path")
-        force_command = wrapper.install(lab_dir, mode, pythonpath)
+        host_kubectl, bind = wrapper.host_tool(lab_dir, mode, "kubectl")
+        force_command = wrapper.install(lab_dir, mode, pythonpath, (bind,) if bind else ())
         wrapper.write_address_map(lab_dir, [(n["name"], n["address"]) for n in nodes])
         if fresh and mode.mode == "overlay":
             _mask_host_files(lab_dir, nodes)
@@ -490,6 +491,7 @@ def up(
             mode,
             python,
         )
+        lab["host_kubectl"] = host_kubectl
         _write_json(lab_dir / "lab.json", lab)
         kubeconfig = lab_dir / "kubeconfig"
         if api_info is not None and kubeconfig.is_file():

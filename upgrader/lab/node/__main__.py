@@ -33,6 +33,11 @@ TOOLS = {
     "kubelet": "services",
     "kubectl": "services",
     "etcdctl": "services",
+    "containerd": "services",
+    "crio": "services",
+    "dockerd": "services",
+    "curl": "net",
+    "gpg": "net",
 }
 
 

@@ -45,8 +45,26 @@ def _pkg_key(pkg_version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _sources_minors(ctx: NodeContext) -> list[str]:
-    minors: list[str] = []
+_SIGNED_BY_RE = re.compile(r"signed-by=([^\s\]]+)")
+
+
+def _sources(ctx: NodeContext) -> list[tuple[str, str | None]]:
+    """(minor, signed-by keyring) of each pkgs.k8s.io deb line of the sources lists."""
+    out: list[tuple[str, str | None]] = []
+    for f in _source_files(ctx):
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            minors = repo.apt_minors(line)
+            if minors and minors[0] not in [m for m, _ in out]:
+                m = _SIGNED_BY_RE.search(line)
+                out.append((minors[0], m.group(1) if m else None))
+    return out
+
+
+def _source_files(ctx: NodeContext) -> list[Any]:
     files: list[Any] = []
     main = ctx.path("/etc/apt/sources.list")
     if main.is_file():
@@ -54,15 +72,7 @@ def _sources_minors(ctx: NodeContext) -> list[str]:
     d = ctx.path("/etc/apt/sources.list.d")
     if d.is_dir():
         files.extend(sorted(d.glob("*.list")))
-    for f in files:
-        try:
-            text = f.read_text()
-        except OSError:
-            continue
-        for minor in repo.apt_minors(text):
-            if minor not in minors:
-                minors.append(minor)
-    return minors
+    return files
 
 
 def _list_minors(ctx: NodeContext) -> list[str]:
@@ -145,7 +155,9 @@ _APT_ALIASES = {
 
 
 def apt_update(ctx: NodeContext) -> int:
-    wanted = _sources_minors(ctx)
+    sources = _sources(ctx)
+    wanted = [m for m, _ in sources]
+    keyrings = dict(sources)
     before = set(_list_minors(ctx))
     known = ctx.repository
     _out("Hit:1 http://deb.debian.org/debian bookworm InRelease")
@@ -165,6 +177,22 @@ def apt_update(ctx: NodeContext) -> int:
                 f"E: The repository '{repo.BASE_URL.format(minor=minor)}/deb  InRelease' "
                 "is not signed."
             )
+            n += 1
+            continue
+        keyring = keyrings.get(minor)
+        if keyring is not None and not _nonempty(ctx, keyring):
+            url = f"{repo.BASE_URL.format(minor=minor)}/deb"
+            _out(f"Get:{n} {_cdn(minor)}  InRelease [1192 B]")
+            _out(f"Err:{n} {_cdn(minor)}  InRelease")
+            _out(
+                "  The following signatures couldn't be verified because the public key is "
+                "not available: NO_PUBKEY 234654DA9A296436"
+            )
+            errors.append(
+                f"W: GPG error: {url}  InRelease: The following signatures couldn't be verified "
+                "because the public key is not available: NO_PUBKEY 234654DA9A296436"
+            )
+            errors.append(f"E: The repository '{url}  InRelease' is not signed.")
             n += 1
             continue
         ctx.sleep("download")
@@ -190,6 +218,13 @@ def apt_update(ctx: NodeContext) -> int:
             _err(e)
         return 100
     return 0
+
+
+def _nonempty(ctx: NodeContext, path: str) -> bool:
+    try:
+        return ctx.path(path).stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _reading() -> None:

@@ -31,7 +31,9 @@ SUMMARIES = {
 }
 
 
-def _out(text: str = "") -> None:
+def _out(text: str | None = "") -> None:
+    if text is None:
+        return
     sys.stdout.write(text + "\n")
 
 
@@ -44,7 +46,18 @@ def _key(pkg_version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", pkg_version))
 
 
+QUIET = False
+
+
+def _meta() -> None:
+    line = _metadata_line()
+    if line:
+        _out(line)
+
+
 def _metadata_line() -> str:
+    if QUIET:
+        return ""
     when = time.strftime("%a %d %b %Y %I:%M:%S %p %Z", time.localtime(time.time() - 42))
     return f"Last metadata expiration check: 0:00:42 ago on {when}."
 
@@ -124,7 +137,7 @@ def dnf_install(ctx: NodeContext, p: argparse_.Parsed, download_only: bool) -> i
     repos = Repos(ctx)
     db = ctx.packages()
     off = _disabled_excludes(p)
-    _out(_metadata_line())
+    _meta()
     chosen: list[tuple[str, str, str | None, str]] = []  # name, version, old, repo id
     for spec in p.positional:
         split = _split_spec(spec)
@@ -258,7 +271,7 @@ def dnf_list(ctx: NodeContext, p: argparse_.Parsed) -> int:
             for w in words
         )
     ]
-    _out(_metadata_line())
+    _meta()
     installed_rows: list[str] = []
     available_rows: list[str] = []
     for name in names:
@@ -302,12 +315,12 @@ def dnf_versionlock(ctx: NodeContext, p: argparse_.Parsed) -> int:
     db = ctx.packages()
     pkgs: dict[str, Any] = db["packages"]
     if op == "list":
-        _out(_metadata_line())
+        _meta()
         for name in sorted(pkgs):
             if pkgs[name].get("held"):
                 _out(f"{name}-0:{pkgs[name]['version']}.*")
         return 0
-    _out(_metadata_line())
+    _meta()
     if op == "clear":
         for entry in pkgs.values():
             entry["held"] = False
@@ -372,7 +385,9 @@ _DNF_ALIASES = {
 
 
 def dnf(tool: str, args: list[str], ctx: NodeContext) -> int:
+    global QUIET
     p = argparse_.parse(args, _DNF_VALUE, _DNF_BOOL, _DNF_ALIASES)
+    QUIET = p.has("-q")
     if p.unknown:
         _err(f"{tool}: error: unrecognized arguments: {' '.join(p.unknown)}")
         return 2
@@ -407,7 +422,7 @@ def dnf(tool: str, args: list[str], ctx: NodeContext) -> int:
 def dnf_download(ctx: NodeContext, p: argparse_.Parsed) -> int:
     repos = Repos(ctx)
     off = _disabled_excludes(p)
-    _out(_metadata_line())
+    _meta()
     dest = Path(p.get("--destdir") or ".")
     for spec in p.positional:
         split = _split_spec(spec)

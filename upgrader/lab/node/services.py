@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import zlib
+from pathlib import Path
 from typing import Any
 
 from upgrader.lab.node import args as argparse_
@@ -216,6 +217,11 @@ def kubectl(args: list[str], ctx: NodeContext) -> int:
         {"--output": "-o", "--namespace": "-n", "--server": "-s", "--v": "-v"},
     )
     version = _tool_version(ctx, "kubectl")
+    wants_server = not p.has("--client") and bool(
+        p.get("--kubeconfig") or os.environ.get("KUBECONFIG")
+    )
+    if p.positional[:1] == ["version"] and wants_server:
+        return _host_kubectl(args, ctx)  # the server's version needs the cluster
     if p.positional[:1] == ["version"]:
         fmt = p.get("-o")
         info = _client_info(version)
@@ -232,17 +238,78 @@ def kubectl(args: list[str], ctx: NodeContext) -> int:
             _out(f"Kustomize Version: {KUSTOMIZE}")
         if p.has("--client"):
             return 0
-        if fmt is None:
-            _err(
-                "The connection to the server localhost:8080 was refused - did you specify "
-                "the right host or port?"
-            )
-            return 1
+        _err(
+            "The connection to the server localhost:8080 was refused - did you specify "
+            "the right host or port?"
+        )
+        return 1
+    return _host_kubectl(args, ctx)
+
+
+def _host_kubectl(args: list[str], ctx: NodeContext) -> int:
+    """Anything but ``version``: the host's real kubectl client does it (a lab node has no
+    kubectl of its own beyond the simulated binary), with node paths mapped in path mode."""
+    import subprocess
+
+    try:
+        lab = json.loads((ctx.lab_dir / "lab.json").read_text())
+        host = str(lab.get("host_kubectl") or "")
+    except (OSError, ValueError):
+        host = ""
+    if not host or not os.access(host, os.X_OK):
+        _err(
+            "error: upgrader lab: no kubectl client on this machine to run "
+            f"`kubectl {' '.join(args[:2])}` with; only `kubectl version --client` is simulated"
+        )
+        return 1
+    mapped = [_map_path(ctx, a) for a in args]
+    env = dict(os.environ)
+    if env.get("KUBECONFIG"):
+        env["KUBECONFIG"] = os.pathsep.join(
+            str(_map_file(ctx, p)) for p in env["KUBECONFIG"].split(os.pathsep)
+        )
+    return subprocess.run([host, *mapped], env=env, check=False).returncode
+
+
+def _map_file(ctx: NodeContext, path: str) -> str:
+    if ctx.root == Path("/") or not path.startswith("/"):
+        return path
+    inside = ctx.path(path)
+    return str(inside) if inside.exists() else path
+
+
+def _map_path(ctx: NodeContext, arg: str) -> str:
+    for flag in (
+        "--kubeconfig=",
+        "--certificate-authority=",
+        "--client-certificate=",
+        "--client-key=",
+        "--filename=",
+        "-f=",
+    ):
+        if arg.startswith(flag):
+            return flag + _map_file(ctx, arg[len(flag) :])
+    return _map_file(ctx, arg) if arg.startswith("/etc/") else arg
+
+
+# --------------------------------------------------------------------------- runtimes
+
+_RUNTIME_TEXT = {
+    "containerd": "containerd github.com/containerd/containerd v{v} "
+    "0cae528dd6cb557f7201036e9f43420650207b58",
+    "crio": "crio version {v}\nVersion:        {v}\nGitTreeState:   clean\n"
+    "GoVersion:      go1.20.10",
+    "dockerd": "Docker version {v}, build 5d6db84",
+}
+
+
+def runtime(tool: str, args: list[str], ctx: NodeContext) -> int:
+    declared = str(ctx.info.get("runtime") or "")
+    version = declared.split("://", 1)[1] if "://" in declared else "1.7.2"
+    if "--version" in args or "-v" in args or args[:1] == ["version"]:
+        _out(_RUNTIME_TEXT[tool].format(v=version.lstrip("v")))
         return 0
-    _err(
-        "error: upgrader lab: kubectl on a lab node only answers `kubectl version --client`; "
-        "run kubectl on the host with the lab's kubeconfig"
-    )
+    _err(f"{tool}: upgrader lab: the container runtime runs as a service; try {tool} --version")
     return 1
 
 
@@ -376,4 +443,6 @@ def main(tool: str, args: list[str], ctx: NodeContext) -> int:
         return kubelet(args, ctx)
     if tool == "kubectl":
         return kubectl(args, ctx)
+    if tool in _RUNTIME_TEXT:
+        return runtime(tool, args, ctx)
     return etcdctl(args, ctx)

@@ -27,7 +27,8 @@ from upgrader.lab.node import repo
 BINARIES = ("kubeadm", "kubelet", "kubectl")
 DEBIAN_TOOLS = ("apt-get", "apt", "apt-mark", "apt-cache", "dpkg-query", "dpkg")
 RHEL_TOOLS = ("dnf", "yum", "rpm")
-COMMON_TOOLS = ("systemctl",)
+COMMON_TOOLS = ("systemctl", "curl", "gpg")
+RUNTIME_TOOLS = {"containerd": "containerd", "cri-o": "crio", "docker": "dockerd"}
 CONTROL_PLANE_TOOLS = ("etcdctl",)
 CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # Host paths a rhel node must not see (the host is Debian): masked with overlay whiteouts.
@@ -340,6 +341,7 @@ def node_info(node: dict[str, Any], spec: dict[str, Any], lab_dir: Path) -> dict
         "os_family": node["os_family"],
         "address": node["address"],
         "cluster_name": spec.get("cluster_name", "lab"),
+        "runtime": node.get("runtime"),
         "delays": spec.get("delays") or {},
         "faults": faults,
     }
@@ -373,6 +375,9 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
     tools = COMMON_TOOLS + (RHEL_TOOLS if family == "rhel" else DEBIAN_TOOLS)
     if is_cp:
         tools += CONTROL_PLANE_TOOLS
+    runtime = str(node.get("runtime") or "").split("://", 1)[0]
+    if runtime in RUNTIME_TOOLS:
+        tools += (RUNTIME_TOOLS[runtime],)
     for tool in tools:
         write_file(in_root(root, f"/usr/bin/{tool}"), tool_script(tool, python), 0o755)
     write_file(in_root(root, "/usr/bin/sudo"), SUDO_SCRIPT, 0o755)

@@ -149,7 +149,7 @@ NS_SCRIPT = """#!/bin/sh
 # $1 = DIR/nodes/NAME, $2 = this command's overlay work dir, $3 = the command. The node's
 # hostname is set in the command's own UTS namespace.
 R="$1/root"; W="$2"
-mount -t overlay overlay -o "lowerdir=/etc,upperdir=$R/etc,workdir=$W/etc" /etc &&
+{binds}mount -t overlay overlay -o "lowerdir=/etc,upperdir=$R/etc,workdir=$W/etc" /etc &&
 mount -t overlay overlay -o "lowerdir=/usr/bin,upperdir=$R/usr/bin,workdir=$W/bin" /usr/bin &&
 mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$R/var/lib,workdir=$W/lib" /var/lib || {
   echo "upgrader lab: cannot mount the files of node $LAB_NODE" >&2; exit 255; }
@@ -176,13 +176,37 @@ run_on_node "$1" "$2"
 """
 
 
-def install(lab_dir: Path, mode: MountMode, pythonpath: str) -> Path:
-    """Write the scripts; return the ForceCommand path."""
+def host_tool(
+    lab_dir: Path, mode: MountMode, name: str
+) -> tuple[str | None, tuple[str, str] | None]:
+    """Where node tools find the host's ``name`` (e.g. the real kubectl client), and the
+    bind mount that keeps it reachable when the node's own /usr/bin hides it."""
+    found = shutil.which(name, path=os.environ.get("PATH", NODE_PATH))
+    if found is None:
+        return None, None
+    real = os.path.realpath(found)
+    hidden = any(
+        real == h or real.startswith(h + "/") for h in ("/etc", "/usr/bin", "/var/lib", "/bin")
+    )
+    if not hidden or mode.mode == "path":
+        return real, None
+    placeholder = lab_dir / "bin" / f"host-{name}"
+    placeholder.parent.mkdir(parents=True, exist_ok=True)
+    placeholder.touch(mode=0o755)
+    return str(placeholder), (real, str(placeholder))
+
+
+def install(
+    lab_dir: Path, mode: MountMode, pythonpath: str, binds: tuple[tuple[str, str], ...] = ()
+) -> Path:
+    """Write the scripts; return the ForceCommand path. ``binds`` are (host file, lab file)
+    bind mounts made in each command's namespace before the overlays."""
     bindir = lab_dir / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
     lib = bindir / "node-lib.sh"
     tree.write_file(lib, lib_script(lab_dir, mode, pythonpath), 0o644)
-    tree.write_file(bindir / "node-ns", NS_SCRIPT, 0o755)
+    bind_lines = "".join(f"mount --bind {_q(src)} {_q(dst)} 2>/dev/null\n" for src, dst in binds)
+    tree.write_file(bindir / "node-ns", NS_SCRIPT.replace("{binds}", bind_lines), 0o755)
     tree.write_file(bindir / "node-shell", SHELL_SCRIPT.format(lib=_q(str(lib))), 0o755)
     tree.write_file(bindir / "node-run", RUN_SCRIPT.format(lib=_q(str(lib))), 0o755)
     return bindir / "node-shell"
