@@ -90,6 +90,26 @@ def _gather(inv: Any, max_workers: int) -> Any:
     return gather_facts(inv, api_client=api, max_workers=max_workers)
 
 
+def _gather_with_preflight(
+    inv: Any, max_workers: int, target: Any, disable_eviction: bool
+) -> tuple[Any, Any]:
+    """Facts and the preflight inputs (API reads, etcd over SSH), over one SSH pool."""
+    from upgrader.gather import gather_facts
+    from upgrader.kube.client import make_api_client
+    from upgrader.preflight import collect_for
+    from upgrader.transport.ssh import SSHPool
+
+    api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
+    pool = SSHPool()
+    try:
+        f = gather_facts(inv, api_client=api, max_workers=max_workers, pool=pool)
+        pre = collect_for(inv, f, api, pool, target=target, disable_eviction=disable_eviction)
+    finally:
+        pool.close()
+        api.close()  # type: ignore[no-untyped-call]
+    return f, pre
+
+
 def _load_facts_file(path: Path) -> Any:
     from upgrader.core.model import Facts
 
@@ -207,6 +227,18 @@ def plan(
     strict: Annotated[
         bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
     ] = False,
+    delete_emptydir_data: Annotated[
+        bool,
+        typer.Option(
+            "--delete-emptydir-data", help="Drains may delete pods that use emptyDir volumes."
+        ),
+    ] = False,
+    disable_eviction: Annotated[
+        bool,
+        typer.Option(
+            "--disable-eviction", help="Drains delete pods (bypasses PodDisruptionBudgets)."
+        ),
+    ] = False,
     max_workers: Annotated[int, typer.Option("--max-workers", min=1, max=512)] = 32,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -222,7 +254,11 @@ def plan(
         raise ConfigError("give exactly one of --inventory/-i or --facts")
     target = _parse_target(to)
     inv = _load_inventory(inventory) if inventory is not None else None
-    f = _load_facts_file(facts_file) if facts_file is not None else _gather(inv, max_workers)
+    pre = None
+    if facts_file is not None:
+        f = _load_facts_file(facts_file)
+    else:
+        f, pre = _gather_with_preflight(inv, max_workers, target, disable_eviction)
     overrides = tuple(
         flag
         for flag, on in (
@@ -242,8 +278,10 @@ def plan(
         overrides=overrides,
         strict=strict,
         today=date.today(),
+        delete_emptydir_data=delete_emptydir_data,
+        disable_eviction=disable_eviction,
     )
-    p = make_plan(f, req, inv)
+    p = make_plan(f, req, inv, preflight=pre)
     if as_json:
         typer.echo(json.dumps(p.to_dict(), indent=2))
     else:
@@ -252,6 +290,34 @@ def plan(
         typer.echo(render_text(p), nl=False)
     if p.blockers:
         raise typer.Exit(int(ExitCode.BLOCKED))
+
+
+@app.command()
+def rbac(
+    user: Annotated[
+        str | None, typer.Option("--user", help="Bind to this user (default: upgrader).")
+    ] = None,
+    serviceaccount: Annotated[
+        str | None,
+        typer.Option("--serviceaccount", help="Bind to this ServiceAccount (NAMESPACE/NAME)."),
+    ] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Bind to this group.")] = None,
+    disable_eviction: Annotated[
+        bool,
+        typer.Option(
+            "--disable-eviction", help="Also allow deleting pods (for apply --disable-eviction)."
+        ),
+    ] = False,
+) -> None:
+    """Print least-privilege RBAC (ClusterRole, Role in kube-system, and their bindings) for
+    the identity upgrader runs as: exactly what `plan` checks and `apply` uses.
+
+    Apply it with `upgrader rbac --user NAME | kubectl apply -f -`.
+    """
+    from upgrader.rbac import render_rbac, subject_from
+
+    subject = subject_from(user=user, serviceaccount=serviceaccount, group=group)
+    typer.echo(render_rbac(subject, disable_eviction=disable_eviction), nl=False)
 
 
 # --------------------------------------------------------------------------- apply, status

@@ -251,6 +251,21 @@ def interpret_sections(
     sec = sections.get("runtime")
     if sec is not None and sec.ok:
         runtime = parse("container runtime", parsers.parse_container_runtime, sec)
+
+    # raw text for the preflight checks (upgrader.core.checks judges it)
+    for section, key in (
+        ("kubelet_flags", "kubelet_flags"),
+        ("docker_daemon", "docker_daemon_json"),
+        ("certs", "certs"),
+    ):
+        sec = sections.get(section)
+        extra[key] = sec.output if sec is not None and sec.ok else None
+    sec = sections.get("dockerd")
+    extra["dockerd_cmdlines"] = (
+        [line for line in sec.output.splitlines() if line.strip()]
+        if sec is not None and sec.ok
+        else []
+    )
     kubelet = versions["kubelet"]
     if kubelet is not None:
         extra["kubelet_version_node"] = str(kubelet)

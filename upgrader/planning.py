@@ -1,17 +1,22 @@
 """Glue between the CLI and the pure planner: load playbooks and release data, turn the
 inventory and the operator's flags into planner options, build the plan.
 
-Owns: the mapping from inventory/flags to :class:`upgrader.core.planner.PlanOptions`.
-Must not: reach a node or the API (facts come in already gathered), print anything.
+Owns: the mapping from inventory/flags to :class:`upgrader.core.planner.PlanOptions`, and
+merging the preflight findings (:mod:`upgrader.core.checks`, judged on the plan's hops and
+the nodes it upgrades and drains) into ``Plan.findings`` when the plan has work to do.
+Must not: reach a node or the API (facts and preflight inputs come in already gathered),
+print anything.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from upgrader.core.checks.inputs import PreflightInputs
 from upgrader.core.model import Facts, Plan
 from upgrader.core.versions import KubeVersion
 
@@ -27,9 +32,20 @@ class PlanRequest:
     strict: bool = False
     today: date | None = None
     max_unavailable: int = 1
+    # preflight flags (they change findings, not steps)
+    harden_kubelet: bool = False
+    delete_emptydir_data: bool = False
+    disable_eviction: bool = False
+    break_lock: bool = False
+    own_run_id: str | None = None  # a resumed run: its own Lease is not a leftover
 
 
-def make_plan(facts: Facts, req: PlanRequest, inventory: Any | None = None) -> Plan:
+def make_plan(
+    facts: Facts,
+    req: PlanRequest,
+    inventory: Any | None = None,
+    preflight: PreflightInputs | None = None,
+) -> Plan:
     from upgrader.core import planner
     from upgrader.core.playbook import load_playbooks
     from upgrader.core.policy import PolicyOptions
@@ -60,4 +76,52 @@ def make_plan(facts: Facts, req: PlanRequest, inventory: Any | None = None) -> P
         max_unavailable=req.max_unavailable,
         **({"repository": repo} if repo is not None else {}),
     )
-    return planner.build_plan(facts, req.target, playbook, releases, opts)
+    plan = planner.build_plan(facts, req.target, playbook, releases, opts)
+    return _with_preflight(plan, facts, req, preflight)
+
+
+def _with_preflight(
+    plan: Plan, facts: Facts, req: PlanRequest, preflight: PreflightInputs | None
+) -> Plan:
+    """``plan`` with the preflight findings added (only when it has steps to run)."""
+    from upgrader.core.checks.drainability import DrainFlags
+    from upgrader.core.checks.removed_apis import load_removed_apis
+    from upgrader.core.checks.suite import CheckOptions, preflight_findings
+
+    if not plan.entries:
+        return plan
+    force = "--force" in req.overrides
+    options = CheckOptions(
+        strict=req.strict,
+        harden_kubelet=req.harden_kubelet,
+        drain=DrainFlags(req.delete_emptydir_data, force, req.disable_eviction),
+        own_run_id=req.own_run_id,
+        break_lock=req.break_lock,
+    )
+    drained = [s.node for s in plan.steps if s.kind == "drain"]
+    today = req.today or date.today()
+    extra = preflight_findings(
+        facts,
+        preflight,
+        current=plan.current,
+        target=plan.target,
+        hops=plan.hops,
+        upgrade_nodes=list(dict.fromkeys(e.node for e in plan.entries)),
+        drain_nodes=list(dict.fromkeys(drained)),
+        now=datetime(today.year, today.month, today.day, tzinfo=UTC),
+        options=options,
+        removed_table=load_removed_apis() if preflight is not None else (),
+    )
+    flags = tuple(
+        f
+        for f, on in (
+            ("--harden-kubelet", req.harden_kubelet),
+            ("--delete-emptydir-data", req.delete_emptydir_data),
+            ("--disable-eviction", req.disable_eviction),
+            ("--break-lock", req.break_lock),
+        )
+        if on and f not in plan.overrides
+    )
+    return dataclasses.replace(
+        plan, findings=(*plan.findings, *extra), overrides=(*plan.overrides, *flags)
+    )

@@ -5,7 +5,9 @@ splitting of its output into sections (:func:`split_sections`), and one parser p
 (``kubeadm version -o short``, ``kubelet --version``, ``kubectl version``, ``dpkg-query``,
 ``apt-mark showhold``, ``apt-cache madison``, ``rpm -q``, ``dnf list``, versionlock,
 ``/etc/os-release``, apt sources / yum repo files, container runtime ``--version``).
-Each parser returns values or raises :class:`ParseError` with a message that quotes the
+The script also collects raw text the preflight checks judge (kubelet flag files,
+``/etc/docker/daemon.json``, running dockerd command lines, certificate end dates: see
+:mod:`upgrader.core.checks`). Each parser returns values or raises :class:`ParseError` with a message that quotes the
 offending text.
 
 Must not: run commands, touch files or the network, or import paramiko, kubernetes,
@@ -477,6 +479,24 @@ _RUNTIME_PROBE = (
     "done; exit 127"
 )
 
+# The kubelet's flag files (kubeadm's, then the distribution's extra args), whichever exist.
+_KUBELET_FLAGS_PROBE = (
+    "for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet; "
+    'do if [ -r "$f" ]; then cat "$f"; fi; done; true'
+)
+# Each running dockerd's command line, one per line (builtins only: no fork per process).
+_DOCKERD_PROBE = (
+    'for p in /proc/[0-9]*; do { read -r c < "$p/comm"; } 2>/dev/null || continue; '
+    "[ \"$c\" = dockerd ] || continue; tr '\\000' ' ' < \"$p/cmdline\" 2>/dev/null; echo; "
+    "done; true"
+)
+# "<path> notAfter=<date>" per certificate kubeadm keeps (readable without root).
+_CERTS_PROBE = (
+    "for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt; do "
+    '[ -f "$f" ] || continue; printf \'%s \' "$f"; '
+    'openssl x509 -noout -enddate -in "$f" 2>&1 | head -n 1; done; true'
+)
+
 # (section, command) per package manager, in script order. File probes use `cat` so a
 # simulated node can map paths; every probe's stdin is /dev/null.
 _COMMON_HEAD = (
@@ -488,6 +508,11 @@ _COMMON_HEAD = (
 _COMMON_TAIL = (
     ("kubelet_config", "cat /var/lib/kubelet/config.yaml"),
     ("runtime", f"( {_RUNTIME_PROBE} )"),
+    # for the preflight checks (upgrader.core.checks): raw text, judged there
+    ("kubelet_flags", _KUBELET_FLAGS_PROBE),
+    ("docker_daemon", "cat /etc/docker/daemon.json"),
+    ("dockerd", _DOCKERD_PROBE),
+    ("certs", _CERTS_PROBE),
 )
 _DPKG_QUERY = "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl"
 _RPM_QUERY = "rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' kubeadm kubelet kubectl"

@@ -4,7 +4,8 @@ Owns the ``ThreadingHTTPServer`` (TLS handshake in the connection's own thread, 
 keep-alive, chunked streaming for watches), bearer-token authentication (401 without or
 with a wrong token; anonymous only for /healthz, /livez, /readyz and /version, as on a
 kubeadm cluster), the spec's API faults (an error status, or holding the request and
-dropping it, for the first N matching requests, counted persistently) and
+dropping it, for the first N matching requests, counted persistently), ``GET /metrics``
+(rendered by :mod:`upgrader.lab.apiserver.metrics` from the spec) and
 :class:`LabServer`, which assembles spec, PKI, store, controller and API for ``DIR`` and
 writes ``DIR/kubeconfig`` and ``DIR/apiserver.json``. Must not: log tokens or bodies.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from upgrader.lab.apiserver import metrics
 from upgrader.lab.apiserver.api import Api, Request, Response, json_response
 from upgrader.lab.apiserver.certs import (
     ADMIN_USER,
@@ -185,7 +187,12 @@ class _Handler(BaseHTTPRequestHandler):
                 body=body,
                 user=user,
             )
-            resp = srv.api.handle(req, self._is_closed)
+            if self.command == "GET" and path == "/metrics":
+                resp = Response(
+                    200, metrics.render(srv.lab.deprecated_requests), metrics.CONTENT_TYPE
+                )
+            else:
+                resp = srv.api.handle(req, self._is_closed)
         except ApiError as e:
             resp = json_response(e.code, e.body, headers=e.headers)
         code = resp.code
@@ -250,6 +257,7 @@ class LabServer:
         self.port = port
         self.stopping = threading.Event()
         self.spec: LabSpec = load_spec(self.dir / "spec.json")
+        self.deprecated_requests = metrics.load_requests(self.dir / "spec.json")
         self.pki: LabPki = ensure_pki(self.dir, self.spec.cluster_name, host)
         self._token = self.pki.token()
         self.store = Store(self.dir / "api-state.json")

@@ -1,0 +1,522 @@
+"""The I/O side of the preflight checks: read what they need, from the API and over SSH.
+
+Owns :func:`collect` (-> :class:`~upgrader.core.checks.inputs.PreflightInputs`, which the
+pure checks in :mod:`upgrader.core.checks` judge inside :func:`upgrader.planning.make_plan`):
+
+* a SelfSubjectAccessReview (authorization.k8s.io/v1) for every access the run makes
+  (:func:`upgrader.core.checks.access.required_access`);
+* every Node, pod and PodDisruptionBudget (paginated), and the DaemonSets pods name as
+  their controller (to find orphans a drain refuses);
+* ``GET /metrics`` for ``apiserver_requested_deprecated_apis``, and the objects of every
+  kind whose API version a hop removes (served version found through discovery) for their
+  ``kubectl.kubernetes.io/last-applied-configuration`` annotation;
+* the ``kube-system/upgrader-lock`` Lease and the ``kube-system/kubelet-config`` ConfigMap;
+* ``etcdctl endpoint health`` on each control-plane node (sudo, over the SSH pool).
+
+Also :func:`health_gate` (nodes Ready, control-plane mirror pods Ready, etcd healthy: one
+evaluation, findings out) and :func:`wait_until_healthy` (``--validate-count N``: the gate
+must pass N times in a row), which the engine can call between nodes.
+
+A read that fails is recorded (``problems``, or the check's own "unchecked" note), never
+raised: the plan shows what could not be checked. A 403 is left to the permission check,
+which names the missing verb. Must not: print, change anything in the cluster or on a node
+(the only writes are the access reviews, which store nothing), or judge what it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client import (
+    ApiClient,
+    ApisApi,
+    AppsV1Api,
+    AuthorizationV1Api,
+    CoreV1Api,
+    CustomObjectsApi,
+    PolicyV1Api,
+)
+from kubernetes.client.exceptions import ApiException
+
+from upgrader.core.checks import access as acc
+from upgrader.core.checks import health
+from upgrader.core.checks import removed_apis as ra
+from upgrader.core.checks.health import CommandOutcome
+from upgrader.core.checks.inputs import PreflightInputs
+from upgrader.core.drain import MIRROR_ANNOTATION, controller_of
+from upgrader.core.model import Facts, Finding
+from upgrader.core.versions import KubeVersion
+from upgrader.errors import TransportError
+from upgrader.kube.retry import (
+    DEFAULT_POLICY,
+    DEFAULT_REQUEST_TIMEOUT,
+    ApiError,
+    RetryPolicy,
+    call_with_retry,
+    request_json,
+    to_api_error,
+)
+from upgrader.transport.base import Transport
+
+log = logging.getLogger("upgrader.preflight")
+
+PAGE_SIZE = 500
+ETCD_TIMEOUT = 30.0
+TransportFor = Callable[[str], Transport]
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PreflightRequest:
+    """What to read for an upgrade ``current`` -> ``target``."""
+
+    current: KubeVersion
+    target: KubeVersion
+    disable_eviction: bool = False
+    etcd_nodes: tuple[str, ...] = ()  # control-plane nodes to run etcdctl on
+    etcd_timeout: float = ETCD_TIMEOUT
+    removed_table: tuple[ra.RemovedApi, ...] | None = None  # None: the packaged table
+
+
+# --------------------------------------------------------------------------- API reads
+
+
+def _paged(fn: Callable[..., Any], *args: Any, what: str, policy: RetryPolicy) -> Iterator[Json]:
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"limit": PAGE_SIZE}
+        if token:
+            kwargs["_continue"] = token
+        page = request_json(fn, *args, what=what, policy=policy, **kwargs)
+        if not isinstance(page, dict):
+            raise ApiError(f"{what}: unexpected response (not a list object)")
+        for item in page.get("items") or ():
+            if isinstance(item, dict):
+                yield item
+        token = (page.get("metadata") or {}).get("continue") or None
+        if not token:
+            return
+
+
+def _list(
+    fn: Callable[..., Any],
+    *args: Any,
+    what: str,
+    policy: RetryPolicy,
+    problems: list[str],
+) -> tuple[Json, ...] | None:
+    try:
+        return tuple(_paged(fn, *args, what=what, policy=policy))
+    except ApiError as e:
+        if e.status != 403:  # the permission check names what is missing
+            problems.append(str(e))
+        return None
+
+
+def review_access(
+    api: ApiClient, accesses: Sequence[acc.Access], *, policy: RetryPolicy = DEFAULT_POLICY
+) -> tuple[acc.AccessResult, ...]:
+    """One SelfSubjectAccessReview per access (what ``kubectl auth can-i`` sends)."""
+    out: list[acc.AccessResult] = []
+    authz = AuthorizationV1Api(api)
+    for a in accesses:
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": a.review_spec(),
+        }
+        try:
+            doc = request_json(
+                authz.create_self_subject_access_review,
+                body,
+                what=f"SelfSubjectAccessReview ({a.describe()})",
+                policy=policy,
+            )
+        except ApiError as e:
+            out.append(acc.AccessResult(a, None, str(e)))
+            continue
+        status = (doc or {}).get("status") or {}
+        allowed = status.get("allowed") is True and status.get("denied") is not True
+        detail = status.get("evaluationError") or (None if allowed else status.get("reason"))
+        out.append(acc.AccessResult(a, allowed, str(detail) if detail else None))
+    return tuple(out)
+
+
+def _get_text(api: ApiClient, path: str, *, what: str, policy: RetryPolicy) -> str:
+    """GET a non-resource path (``/metrics``) as text, with the client's credentials."""
+
+    def once() -> str:
+        req = api.param_serialize(
+            method="GET",
+            resource_path=path,
+            header_params={"Accept": "text/plain"},
+            auth_settings=["BearerToken"],
+        )
+        resp = api.call_api(*req, _request_timeout=DEFAULT_REQUEST_TIMEOUT)
+        data = resp.read()  # type: ignore[no-untyped-call]
+        if not 200 <= resp.status <= 299:
+            raise ApiException(status=resp.status, reason=resp.reason, http_resp=resp.response)
+        return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data or "")
+
+    try:
+        return call_with_retry(once, what=what, policy=policy)
+    except ApiError:
+        raise
+    except Exception as e:
+        raise to_api_error(e, what) from e
+
+
+def read_deprecated_requests(
+    api: ApiClient, *, policy: RetryPolicy = DEFAULT_POLICY
+) -> tuple[tuple[ra.DeprecatedRequest, ...] | None, str | None]:
+    """The ``apiserver_requested_deprecated_apis`` samples, or why they could not be read."""
+    try:
+        text = _get_text(api, acc.METRICS_PATH, what="GET /metrics", policy=policy)
+    except ApiError as e:
+        return None, f"the API server's {ra.METRIC} metric ({e})"
+    return tuple(ra.parse_deprecated_api_metric(text)), None
+
+
+def _served_versions(api: ApiClient, policy: RetryPolicy) -> dict[str, list[str]]:
+    """group -> served versions, preferred first (``GET /apis``)."""
+    doc = request_json(ApisApi(api).get_api_versions, what="GET /apis", policy=policy)
+    out: dict[str, list[str]] = {}
+    for g in (doc or {}).get("groups") or ():
+        name = g.get("name")
+        if not isinstance(name, str):
+            continue
+        pref = (g.get("preferredVersion") or {}).get("version")
+        versions = [v.get("version") for v in g.get("versions") or () if v.get("version")]
+        ordered = ([pref] if pref in versions else []) + [v for v in versions if v != pref]
+        out[name] = [str(v) for v in ordered]
+    return out
+
+
+def scan_applied_objects(
+    api: ApiClient, pairs: Sequence[tuple[str, str]], *, policy: RetryPolicy = DEFAULT_POLICY
+) -> tuple[tuple[ra.AppliedObject, ...] | None, tuple[str, ...]]:
+    """Objects of each (group, resource), listed in a served version, with their
+    last-applied annotation; and what could not be listed."""
+    if not pairs:
+        return (), ()
+    unchecked: list[str] = []
+    try:
+        served = _served_versions(api, policy)
+    except ApiError as e:
+        return None, (f"API discovery ({e})",)
+    custom = CustomObjectsApi(api)
+    objects: list[ra.AppliedObject] = []
+    for group, resource in pairs:
+        kind: str | None = None
+        version: str | None = None
+        for v in served.get(group, ()):
+            try:
+                doc = request_json(
+                    custom.get_api_resources, group, v, what=f"GET /apis/{group}/{v}", policy=policy
+                )
+            except ApiError as e:
+                unchecked.append(f"discovery of {group}/{v} ({e})")
+                continue
+            for r in (doc or {}).get("resources") or ():
+                if r.get("name") == resource:
+                    kind, version = str(r.get("kind") or resource), v
+                    break
+            if version is not None:
+                break
+        if version is None:
+            continue  # not served at all: no object of that kind can exist
+        what = f"LIST {resource}.{group}/{version}"
+        try:
+            listing = _paged(
+                custom.list_cluster_custom_object,
+                group,
+                version,
+                resource,
+                what=what,
+                policy=policy,
+            )
+            for item in listing:
+                md = item.get("metadata") or {}
+                objects.append(
+                    ra.AppliedObject(
+                        kind=str(kind),
+                        namespace=str(md.get("namespace") or ""),
+                        name=str(md.get("name") or "?"),
+                        last_applied=(md.get("annotations") or {}).get(ra.LAST_APPLIED),
+                    )
+                )
+        except ApiError as e:
+            unchecked.append(f"the last-applied annotations of {resource}.{group} ({e})")
+    return tuple(objects), tuple(unchecked)
+
+
+def _missing_daemonsets(
+    api: ApiClient, pods: Sequence[Json], policy: RetryPolicy, problems: list[str]
+) -> frozenset[tuple[str, str]]:
+    wanted: set[tuple[str, str]] = set()
+    for p in pods:
+        ctrl = controller_of(p)
+        if ctrl is not None and ctrl.get("kind") == "DaemonSet":
+            ns = str((p.get("metadata") or {}).get("namespace") or "default")
+            wanted.add((ns, str(ctrl.get("name"))))
+    missing: set[tuple[str, str]] = set()
+    apps = AppsV1Api(api)
+    for ns, name in sorted(wanted):
+        try:
+            request_json(
+                apps.read_namespaced_daemon_set,
+                name,
+                ns,
+                what=f"GET daemonset {ns}/{name}",
+                policy=policy,
+            )
+        except ApiError as e:
+            if e.not_found:
+                missing.add((ns, name))
+            elif e.status != 403:
+                problems.append(str(e))
+    return frozenset(missing)
+
+
+def _kubelet_configmap(api: ApiClient, policy: RetryPolicy, problems: list[str]) -> str | None:
+    what = f"GET configmap {acc.KUBE_SYSTEM}/{acc.KUBELET_CONFIG}"
+    try:
+        cm = request_json(
+            CoreV1Api(api).read_namespaced_config_map,
+            acc.KUBELET_CONFIG,
+            acc.KUBE_SYSTEM,
+            what=what,
+            policy=policy,
+        )
+    except ApiError as e:
+        if not e.not_found and e.status != 403:
+            problems.append(str(e))
+        return None
+    text = ((cm or {}).get("data") or {}).get("kubelet")
+    return text if isinstance(text, str) else None
+
+
+def _lease(api: ApiClient, problems: list[str]) -> tuple[Json | None, bool]:
+    from upgrader.kube import lease
+
+    try:
+        return lease.read_lease(api), True
+    except ApiError as e:
+        if e.status != 403:
+            problems.append(str(e))
+        return None, False
+
+
+# --------------------------------------------------------------------------- SSH reads
+
+
+def etcd_health(
+    transports: TransportFor, nodes: Sequence[str], *, timeout: float = ETCD_TIMEOUT
+) -> dict[str, CommandOutcome]:
+    """``etcdctl endpoint health`` on each node (as root), concurrently."""
+
+    def one(node: str) -> CommandOutcome:
+        try:
+            r = transports(node).run(health.ETCD_HEALTH_COMMAND, timeout=timeout, sudo=True)
+        except TransportError as e:
+            return CommandOutcome(None, error=str(e))
+        if r.timed_out:
+            return CommandOutcome(None, error=f"etcdctl did not answer within {timeout:.0f}s")
+        text = "\n".join(x for x in (r.stdout.strip(), r.stderr.strip()) if x)
+        return CommandOutcome(r.exit_code, text)
+
+    if not nodes:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(nodes)), thread_name_prefix="etcd") as ex:
+        results = list(ex.map(one, nodes))
+    return dict(zip(nodes, results, strict=True))
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def collect(
+    api: ApiClient,
+    req: PreflightRequest,
+    *,
+    transports: TransportFor | None = None,
+    now: datetime | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> PreflightInputs:
+    """Everything the preflight checks read. Never raises for a failed read."""
+    started = time.monotonic()
+    problems: list[str] = []
+    table = req.removed_table if req.removed_table is not None else ra.load_removed_apis()
+    scan = ra.scan_targets(table, req.current, req.target)
+    accesses = acc.required_access(disable_eviction=req.disable_eviction, scan=scan)
+    access = review_access(api, accesses, policy=policy)
+
+    core = CoreV1Api(api)
+    nodes = _list(core.list_node, what="LIST nodes", policy=policy, problems=problems)
+    pods = _list(
+        core.list_pod_for_all_namespaces, what="LIST pods", policy=policy, problems=problems
+    )
+    pdbs = _list(
+        PolicyV1Api(api).list_pod_disruption_budget_for_all_namespaces,
+        what="LIST poddisruptionbudgets",
+        policy=policy,
+        problems=problems,
+    )
+    missing = _missing_daemonsets(api, pods or (), policy, problems)
+    requests, metric_problem = read_deprecated_requests(api, policy=policy)
+    objects, scan_problems = scan_applied_objects(api, scan, policy=policy)
+    unchecked = tuple(x for x in (metric_problem, *scan_problems) if x)
+    lease_obj, lease_read = _lease(api, problems)
+    kubelet_cm = _kubelet_configmap(api, policy, problems)
+    etcd = (
+        etcd_health(transports, req.etcd_nodes, timeout=req.etcd_timeout)
+        if transports is not None
+        else {}
+    )
+    log.info("preflight reads took %.1fs", time.monotonic() - started)
+    return PreflightInputs(
+        now=now or datetime.now(UTC),
+        access=access,
+        nodes=nodes,
+        pods=pods,
+        pdbs=pdbs,
+        missing_daemonsets=missing,
+        deprecated_requests=requests,
+        applied_objects=objects,
+        removed_api_unchecked=unchecked,
+        etcd=etcd,
+        lease=lease_obj,
+        lease_read=lease_read,
+        kubelet_configmap=kubelet_cm,
+        problems=tuple(problems),
+    )
+
+
+def collect_for(
+    inventory: Any,
+    facts: Facts,
+    api: ApiClient,
+    pool: Any,
+    *,
+    target: KubeVersion,
+    disable_eviction: bool = False,
+    now: datetime | None = None,
+) -> PreflightInputs:
+    """:func:`collect` for an inventory's cluster: etcd is asked on every reachable
+    control-plane node through ``pool`` (an :class:`~upgrader.transport.ssh.SSHPool`)."""
+    cps = tuple(n.name for n in facts.control_planes if n.reachable)
+    req = PreflightRequest(
+        current=facts.cluster.version,
+        target=target,
+        disable_eviction=disable_eviction,
+        etcd_nodes=cps,
+    )
+    return collect(
+        api,
+        req,
+        transports=lambda node: pool.get(inventory.ssh_target(node)),
+        now=now,
+    )
+
+
+# --------------------------------------------------------------------------- health gate
+
+
+def health_gate(
+    api: ApiClient,
+    *,
+    transports: TransportFor | None = None,
+    control_planes: Sequence[str] = (),
+    etcd_timeout: float = ETCD_TIMEOUT,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> list[Finding]:
+    """One evaluation of the cluster health gates: every node Ready, every control-plane
+    mirror pod Ready, etcd healthy on ``control_planes`` (when ``transports`` is given).
+    A read that fails is itself a blocker (the gate cannot pass on what it cannot see)."""
+    from upgrader.core.model import Severity
+
+    out: list[Finding] = []
+    core = CoreV1Api(api)
+    try:
+        nodes = tuple(_paged(core.list_node, what="LIST nodes", policy=policy))
+        out += health.check_nodes_ready(nodes)
+    except ApiError as e:
+        out.append(Finding("HEALTH_UNKNOWN", Severity.BLOCKER, f"cannot read nodes: {e}"))
+    try:
+        pods = tuple(
+            _paged(
+                core.list_namespaced_pod,
+                acc.KUBE_SYSTEM,
+                what="LIST pods in kube-system",
+                policy=policy,
+            )
+        )
+        mirror = tuple(
+            p
+            for p in pods
+            if MIRROR_ANNOTATION in ((p.get("metadata") or {}).get("annotations") or {})
+        )
+        out += health.check_control_plane_pods(mirror)
+    except ApiError as e:
+        out.append(
+            Finding("HEALTH_UNKNOWN", Severity.BLOCKER, f"cannot read control-plane pods: {e}")
+        )
+    if transports is not None and control_planes:
+        out += health.check_etcd(etcd_health(transports, control_planes, timeout=etcd_timeout))
+    return out
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The outcome of :func:`wait_until_healthy`."""
+
+    passed: bool
+    findings: tuple[Finding, ...]  # the last evaluation's (a failed one, when not passed)
+    evaluations: int
+
+
+def wait_until_healthy(
+    gate: Callable[[], list[Finding]],
+    *,
+    validate_count: int = 1,
+    interval: float = 5.0,
+    timeout: float = 300.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> GateResult:
+    """Evaluate ``gate`` until it passes ``validate_count`` times in a row, or ``timeout``
+    seconds pass. Evaluations are ``interval`` seconds apart. On timeout the findings are
+    those of the last failed evaluation (or ``HEALTH_NOT_STABLE`` when every evaluation
+    passed but never ``validate_count`` in a row)."""
+    from upgrader.core.model import Severity
+
+    counter = health.ConsecutivePasses(validate_count)
+    deadline = clock() + timeout
+    last_failed: list[Finding] = []
+    n = 0
+    while True:
+        findings = gate()
+        n += 1
+        if counter.record(findings):
+            return GateResult(True, tuple(findings), n)
+        if not health.passed(findings):
+            last_failed = findings
+        if clock() + interval > deadline:
+            if not last_failed:
+                last_failed = [
+                    Finding(
+                        "HEALTH_NOT_STABLE",
+                        Severity.BLOCKER,
+                        f"the health gates passed {counter.streak} time(s) in a row, not the "
+                        f"{validate_count} required, within {timeout:.0f}s",
+                        fix="lower --validate-count or raise the timeout",
+                    )
+                ]
+            return GateResult(False, tuple(last_failed), n)
+        sleep(interval)
