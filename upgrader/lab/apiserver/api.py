@@ -140,6 +140,10 @@ class Api:
             return self._route(req, is_closed or (lambda: False))
         except ApiError as e:
             return json_response(e.code, e.body, headers=e.headers)
+        finally:
+            # Durable before the client hears back; never while holding the store lock.
+            if req.method != "GET":
+                self.store.persist()
 
     def cluster_version(self) -> str:
         return str(self.store.cluster.get("version") or self.spec.version)
@@ -488,9 +492,6 @@ class Api:
             deadline = time.monotonic() + timeout
             next_bookmark = time.monotonic() + 30
             while not self.stopping.is_set() and not is_closed():
-                now = time.monotonic()
-                if now >= deadline:
-                    return
                 events = store.events_after(last)
                 if events is None:
                     yield gone()
@@ -517,8 +518,11 @@ class Api:
                 if bookmarks and time.monotonic() >= next_bookmark:
                     yield bookmark(last)
                     next_bookmark = time.monotonic() + 30
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
                 if not sent:
-                    store.wait_for_change(last, min(1.0, max(0.0, deadline - time.monotonic())))
+                    store.wait_for_change(last, min(1.0, left))
 
         return Response(200, content_type="application/json", stream=stream())
 
@@ -597,7 +601,6 @@ class Api:
             stored = self.store.create(rt.plural, obj)
             if rt.plural == "poddisruptionbudgets":
                 stored = refresh_pdb(self.store, stored, now)
-        self.store.persist()
         return json_response(201, with_type(rt, stored))
 
     # ------------------------------------------------------------------ update / patch
@@ -668,12 +671,10 @@ class Api:
             and (rt.plural != "pods" or f"pod-gone/{m['uid']}" not in self.store.timers)
         ):
             gone = self.store.delete(rt.plural, m.get("namespace", ""), m["name"])
-            self.store.persist()
             return json_response(200, with_type(rt, gone or new))
         stored = self.store.update(rt.plural, new)
         if rt.plural == "poddisruptionbudgets":
             stored = refresh_pdb(self.store, stored, now)
-        self.store.persist()
         return json_response(200, with_type(rt, stored))
 
     def _update(self, req: Request, t: Target) -> Response:
@@ -896,7 +897,6 @@ class Api:
                 raise not_found(rt, t.name)
             self._check_preconditions(rt, obj, opts)
             result, removed = self._delete_one(rt, obj, opts, dry)
-        self.store.persist()
         if rt.plural in ("pods", "namespaces") or not removed:
             return json_response(200, with_type(rt, result))
         details: Json = {"name": t.name}
@@ -930,7 +930,6 @@ class Api:
                 res, _ = self._delete_one(rt, obj, opts, dry)
                 out.append(res)
             rv = self.store.rv
-        self.store.persist()
         return json_response(
             200,
             {
@@ -1043,7 +1042,6 @@ class Api:
                 )
                 if cur is not None:
                     refresh_pdb(self.store, cur, now)
-        self.store.persist()
         return self._evicted()
 
     @staticmethod
@@ -1209,7 +1207,6 @@ class Api:
                 if changed and new != ds:
                     new["metadata"]["generation"] = int(new["metadata"].get("generation", 1)) + 1
                     self.store.update("daemonsets", new)
-        self.store.persist()
 
     def _node_or_404(self, name: str) -> Json:
         node = self.store.get("nodes", "", name)
@@ -1245,7 +1242,6 @@ class Api:
                     "name": name,
                 }
                 self.store.mark_dirty()
-        self.store.persist()
 
     def restart_kubelet(self, node_name: str, version: str | None) -> str:
         now = self.clock()
@@ -1262,7 +1258,6 @@ class Api:
                 "version": v,
             }
             self.store.mark_dirty()
-        self.store.persist()
         return v
 
 

@@ -251,6 +251,8 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.max_wait = 0.5
+        self._index: dict[str, list[Json]] = {}
+        self._index_rv = -1
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -543,13 +545,7 @@ class Controller:
         self, d: Json, current: Json, owned: list[Json], revision: int, now: float
     ) -> None:
         st = self.store
-        ns = d["metadata"].get("namespace", "")
-        pods = [p for p in st.list("pods", ns) if is_active(p)]
-        by_rs: dict[str, list[Json]] = {}
-        for p in pods:
-            u = _owner_uid(p)
-            if u:
-                by_rs.setdefault(u, []).append(p)
+        by_rs = self._active_by_owner()
         total = sum(len(by_rs.get(rs["metadata"]["uid"], [])) for rs in owned)
         updated = len(by_rs.get(current["metadata"]["uid"], []))
         ready = sum(
@@ -620,32 +616,41 @@ class Controller:
             st.update("deployments", new)
 
     # ------------------------------------------------------------------ replicasets
+    def _active_by_owner(self) -> dict[str, list[Json]]:
+        """Active pods by controller uid (rebuilt when the store moved since last time)."""
+        if self._index_rv != self.store.rv:
+            index: dict[str, list[Json]] = {}
+            for p in self.store.list("pods"):
+                u = _owner_uid(p)
+                if u and is_active(p):
+                    index.setdefault(u, []).append(p)
+            self._index = index
+            self._index_rv = self.store.rv
+        return self._index
+
     def _replicasets(self, now: float, instant: bool) -> None:
         st = self.store
         for rs in st.list("replicasets"):
-            ns = rs["metadata"].get("namespace", "")
             uid = rs["metadata"]["uid"]
-            owned = [p for p in st.list("pods", ns) if _owner_uid(p) == uid]
-            active = [p for p in owned if is_active(p)]
+            active = list(self._active_by_owner().get(uid, []))
             want = 0 if is_terminating(rs) else int((rs.get("spec") or {}).get("replicas", 1))
             if len(active) < want:
                 for _ in range(want - len(active)):
                     self._create_owned_pod(rs, "ReplicaSet", now, instant)
             elif len(active) > want:
 
-                def rank(p: Json) -> tuple[int, int, str]:
+                def rank(p: Json) -> tuple[int, int, float]:
+                    # unscheduled, then not ready, then the newest go first
                     return (
                         0 if not (p.get("spec") or {}).get("nodeName") else 1,
                         0 if not ob.pod_is_ready(p) else 1,
-                        str(p["metadata"].get("creationTimestamp")),
+                        -ob.parse_ts(str(p["metadata"].get("creationTimestamp"))),
                     )
 
-                victims = sorted(active, key=rank)
-                victims = victims[: len(active) - want]
-                # newest first among equals
+                victims = sorted(active, key=rank)[: len(active) - want]
                 for p in victims:
                     begin_pod_deletion(st, self.spec, p, None, now)
-            owned = [p for p in st.list("pods", ns) if _owner_uid(p) == uid and is_active(p)]
+            owned = self._active_by_owner().get(uid, [])
             ready = sum(1 for p in owned if ob.pod_is_ready(p))
             status: Json = {
                 "replicas": len(owned),

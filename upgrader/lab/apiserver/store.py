@@ -185,7 +185,9 @@ class Store:
             return self._snapshot()
 
     def persist(self) -> None:
-        """Write the state if anything changed since the last write (group commit)."""
+        """Write the state if anything changed since the last write (group commit).
+
+        Must be called without holding ``lock`` (the write happens outside it)."""
         if self.path is None:
             return
         with self.lock:
