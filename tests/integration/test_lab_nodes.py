@@ -629,6 +629,20 @@ def test_up_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None
     assert not lab_dir.exists()
 
 
+def test_only_processes_naming_the_lab_directory_count_as_the_labs(tmp_path: Path) -> None:
+    lab_dir = tmp_path / "lab"
+    other = tmp_path / "lab2"
+    other.mkdir()
+    proc = subprocess.Popen(["sleep", "60", str(other / "sshd" / "sshd_config")])
+    try:
+        assert runner.ours(proc.pid, other)
+        assert not runner.ours(proc.pid, lab_dir)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not runner.ours(proc.pid, other)
+
+
 def test_path_mode_fallback_runs_the_node_tools_on_the_node_tree(tmp_path: Path) -> None:
     lab_dir = tmp_path / "path-lab"
     spec = labspec.parse_spec(

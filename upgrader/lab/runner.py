@@ -124,8 +124,12 @@ def _cmdline(pid: int) -> str:
 
 
 def ours(pid: int | None, lab_dir: Path) -> bool:
-    """``pid`` runs and its command line names this lab directory (no pid-reuse accidents)."""
-    return bool(pid) and alive(pid) and str(lab_dir) in _cmdline(int(pid or 0))
+    """``pid`` runs and its command line names this lab directory or a file in it (no
+    pid-reuse accidents, and ``/x/lab`` is not ``/x/lab2``)."""
+    if not pid or not alive(pid):
+        return False
+    d = str(lab_dir)
+    return any(t == d or t.startswith(d + "/") for t in _cmdline(int(pid)).split())
 
 
 def _ppid_map() -> dict[int, list[int]]:
