@@ -1,5 +1,6 @@
 """The lab spec: validation with one-line errors, defaults, resolution into spec.json, and
-the pure helpers of the simulated nodes (repository, repo files, dpkg-query format, flags)."""
+the pure helpers of the simulated nodes (repository, repo files, dpkg-query format, flags,
+kubeadm's version-skew refusals)."""
 
 from __future__ import annotations
 
@@ -351,3 +352,77 @@ def test_flag_parser_accepts_cobra_and_getopt_forms() -> None:
     assert p.get("--v") == "5" and p.get("-o") == "json"
     q = nodeargs.parse(["-qy", "--bogus", "--", "-x"], set(), {"-q", "-y"})
     assert q.has("-q", "-y") and q.unknown == ["--bogus"] and q.positional == ["-x"]
+
+
+# --------------------------------------------------------------------------- simulated kubeadm
+
+
+def _policy(
+    cluster: str, kubeadm: str, target: str, kubelets: list[str] | None = None, **flags: bool
+) -> tuple[list[str], list[str]]:
+    from upgrader.lab.node.kubeadm import Ver, version_policy_errors
+
+    return version_policy_errors(
+        Ver.parse(cluster),
+        Ver.parse(kubeadm),
+        Ver.parse(target),
+        target,
+        kubelets if kubelets is not None else [cluster],
+        flags.get("experimental", False),
+        flags.get("rc", False),
+    )
+
+
+def test_kubeadm_allows_one_minor_and_same_version_reruns() -> None:
+    assert _policy("v1.27.8", "v1.28.4", "v1.28.4") == ([], [])
+    assert _policy("v1.28.4", "v1.28.4", "v1.28.4") == ([], [])
+
+
+def test_kubeadm_mandatory_refusals() -> None:
+    mandatory, _ = _policy("v1.26.5", "v1.28.4", "v1.28.4")
+    assert mandatory == [
+        'Specified version to upgrade to "v1.28.4" is too high; kubeadm can upgrade only 1 '
+        "minor version at a time"
+    ]
+    mandatory, _ = _policy("v1.27.8", "v1.27.8", "v1.28.4")
+    assert any(
+        "at least one minor release higher than the kubeadm minor release (28 > 27)" in m
+        for m in mandatory
+    )
+    mandatory, _ = _policy("v1.29.1", "v1.29.1", "v1.27.3")
+    assert any(
+        "is too low; kubeadm can downgrade only 1 minor version at a time" in m for m in mandatory
+    )
+    mandatory, _ = _policy("v1.28.4", "v1.29.0", "v1.28.0")
+    assert any("is equal to or lower than the minimum supported version" in m for m in mandatory)
+
+
+def test_kubeadm_force_overridable_refusals() -> None:
+    mandatory, skippable = _policy("v1.28.1", "v1.28.1", "v1.28.4")
+    assert mandatory == []
+    assert skippable == [
+        'Specified version to upgrade to "v1.28.4" is higher than the kubeadm version '
+        '"v1.28.1". Upgrade kubeadm first using the tool you used to install kubeadm'
+    ]
+    _, skippable = _policy("v1.28.4", "v1.29.0", "v1.28.9")
+    assert "Kubeadm version v1.29.0 can only be used to upgrade to Kubernetes version 1.29" in (
+        skippable
+    )
+    _, skippable = _policy("v1.28.4", "v1.29.0-rc.1", "v1.29.0-rc.1")
+    assert any("is an unstable version" in s for s in skippable)
+    assert _policy("v1.28.4", "v1.29.0-rc.1", "v1.29.0-rc.1", rc=True)[1] == []
+    # a pre-release target turns the one-minor-at-a-time refusal into a skippable one
+    mandatory, skippable = _policy("v1.27.8", "v1.29.0-rc.1", "v1.29.0-rc.1", experimental=True)
+    assert mandatory == [] and any("is too high" in s for s in skippable)
+
+
+def test_kubeadm_kubelet_skew_depends_on_kubeadm_minor() -> None:
+    _, skippable = _policy("v1.27.8", "v1.28.4", "v1.28.4", ["v1.27.8", "v1.26.5"])
+    assert skippable == [
+        "There are kubelets in this cluster that are too old that have these versions [v1.26.5]"
+    ]
+    assert _policy("v1.29.4", "v1.30.1", "v1.30.1", ["v1.27.3"])[1] == []
+    _, skippable = _policy("v1.29.4", "v1.30.1", "v1.30.1", ["v1.26.3"])
+    assert skippable and "too old" in skippable[0]
+    _, skippable = _policy("v1.29.4", "v1.30.1", "v1.30.1", ["garbage"])
+    assert skippable == ["couldn't parse kubelet version garbage"]
