@@ -497,16 +497,25 @@ echo '@@upgrader:runtime'
 done; exit 127 ); } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:kubelet_flags'
-{ for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet; do if [ -r "$f" ]; then cat "$f"; fi; done; true; } </dev/null 2>&1
+{ for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet; do
+  if [ -r "$f" ]; then cat "$f"; fi
+done; true; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:docker_daemon'
 { cat /etc/docker/daemon.json; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:dockerd'
-{ for p in /proc/[0-9]*; do { read -r c < "$p/comm"; } 2>/dev/null || continue; [ "$c" = dockerd ] || continue; tr '\000' ' ' < "$p/cmdline" 2>/dev/null; echo; done; true; } </dev/null 2>&1
+{ for p in /proc/[0-9]*; do
+  { read -r c < "$p/comm"; } 2>/dev/null || continue
+  [ "$c" = dockerd ] || continue
+  tr '\000' ' ' < "$p/cmdline" 2>/dev/null; echo
+done; true; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:certs'
-{ for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt; do [ -f "$f" ] || continue; printf '%s ' "$f"; openssl x509 -noout -enddate -in "$f" 2>&1 | head -n 1; done; true; } </dev/null 2>&1
+{ for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt; do
+  [ -f "$f" ] || continue
+  printf '%s ' "$f"; openssl x509 -noout -enddate -in "$f" 2>&1 | head -n 1
+done; true; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 """
 

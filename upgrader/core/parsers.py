@@ -7,8 +7,8 @@ splitting of its output into sections (:func:`split_sections`), and one parser p
 ``/etc/os-release``, apt sources / yum repo files, container runtime ``--version``).
 The script also collects raw text the preflight checks judge (kubelet flag files,
 ``/etc/docker/daemon.json``, running dockerd command lines, certificate end dates: see
-:mod:`upgrader.core.checks`). Each parser returns values or raises :class:`ParseError` with a message that quotes the
-offending text.
+:mod:`upgrader.core.checks`). Each parser returns values or raises :class:`ParseError`
+with a message that quotes the offending text.
 
 Must not: run commands, touch files or the network, or import paramiko, kubernetes,
 typer or rich. Formats are copied from the real tools, never from our own simulations.
@@ -481,20 +481,24 @@ _RUNTIME_PROBE = (
 
 # The kubelet's flag files (kubeadm's, then the distribution's extra args), whichever exist.
 _KUBELET_FLAGS_PROBE = (
-    "for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet; "
-    'do if [ -r "$f" ]; then cat "$f"; fi; done; true'
+    "for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet; do\n"
+    '  if [ -r "$f" ]; then cat "$f"; fi\n'
+    "done; true"
 )
 # Each running dockerd's command line, one per line (builtins only: no fork per process).
 _DOCKERD_PROBE = (
-    'for p in /proc/[0-9]*; do { read -r c < "$p/comm"; } 2>/dev/null || continue; '
-    "[ \"$c\" = dockerd ] || continue; tr '\\000' ' ' < \"$p/cmdline\" 2>/dev/null; echo; "
+    "for p in /proc/[0-9]*; do\n"
+    '  { read -r c < "$p/comm"; } 2>/dev/null || continue\n'
+    '  [ "$c" = dockerd ] || continue\n'
+    "  tr '\\000' ' ' < \"$p/cmdline\" 2>/dev/null; echo\n"
     "done; true"
 )
 # "<path> notAfter=<date>" per certificate kubeadm keeps (readable without root).
 _CERTS_PROBE = (
-    "for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt; do "
-    '[ -f "$f" ] || continue; printf \'%s \' "$f"; '
-    'openssl x509 -noout -enddate -in "$f" 2>&1 | head -n 1; done; true'
+    "for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt; do\n"
+    '  [ -f "$f" ] || continue\n'
+    '  printf \'%s \' "$f"; openssl x509 -noout -enddate -in "$f" 2>&1 | head -n 1\n'
+    "done; true"
 )
 
 # (section, command) per package manager, in script order. File probes use `cat` so a
