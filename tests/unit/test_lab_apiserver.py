@@ -436,6 +436,9 @@ def test_eviction_of_protobuf_body() -> None:
 def test_statuses_and_methods() -> None:
     lab = Lab()
     assert lab.json("GET", "/api/v1/pods/x")[0] == 404  # a namespaced name needs a namespace
+    log = lab.call("GET", "/api/v1/namespaces/default/pods/lonely/log")
+    assert (log.code, log.content_type, log.body) == (200, "text/plain", b"")
+    assert lab.call("GET", "/api/v1/namespaces/default/pods/nope/log").code == 404
     assert lab.json("GET", "/api/v1/namespaces/default/nodes")[0] == 404
     assert lab.json("GET", "/apis/apps/v2/deployments")[0] == 404
     assert lab.json("PUT", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")[0] == 405

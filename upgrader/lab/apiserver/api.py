@@ -279,6 +279,8 @@ class Api:
             raise forbidden(req.user, verb, rt, t.sub, t.name, t.namespace)
         if t.sub == "eviction":
             return self._evict(req, t)
+        if t.sub == "log":
+            return self._log(t)
         if verb == "get":
             return self._get(req, t)
         if verb in ("list", "watch"):
@@ -320,12 +322,10 @@ class Api:
         return data
 
     @staticmethod
-    def _check_typemeta(
-        rt: ResourceType, body: Json, accept_versions: tuple[str, ...] = ()
-    ) -> None:
+    def _check_typemeta(rt: ResourceType, body: Json) -> None:
         av = body.get("apiVersion")
         kind = body.get("kind")
-        if av and av != rt.api_version and av not in accept_versions:
+        if av and av != rt.api_version:
             raise bad_request(
                 f"the API version in the data ({av}) does not match the expected API version "
                 f"({rt.api_version})"
@@ -360,6 +360,12 @@ class Api:
             )
             return json_response(code, doc)
         return json_response(code, with_type(rt, obj))
+
+    def _log(self, t: Target) -> Response:
+        """Simulated containers write nothing; a missing pod is still a 404."""
+        if self.store.get("pods", t.namespace, t.name) is None:
+            raise not_found(t.rt, t.name)
+        return Response(200, b"", "text/plain")
 
     # ------------------------------------------------------------------ get / list / watch
     def _get(self, req: Request, t: Target) -> Response:

@@ -199,9 +199,8 @@ def refresh_pdb(store: Store, pdb: Json, now: float) -> Json:
 # --------------------------------------------------------------------------- pods
 
 
-def pod_termination_delay(pod: Json, grace: int, spec: LabSpec) -> float:
+def pod_termination_delay(grace: int, spec: LabSpec) -> float:
     """Containers exit after ``delays.pod_termination``; the kubelet kills at the grace period."""
-    del pod
     return min(float(grace), spec.delays.pod_termination)
 
 
@@ -232,7 +231,7 @@ def begin_pod_deletion(
     new["metadata"]["deletionTimestamp"] = ob.ts(now + g)
     new["metadata"]["deletionGracePeriodSeconds"] = g
     key = f"pod-gone/{m['uid']}"
-    due = now + pod_termination_delay(pod, g, spec)
+    due = now + pod_termination_delay(g, spec)
     prev = store.timers.get(key)
     if prev is None or float(prev["at"]) > due:
         store.timers[key] = {"at": due, "namespace": m.get("namespace", ""), "name": m["name"]}

@@ -121,6 +121,7 @@ RESOURCES: tuple[ResourceType, ...] = (
         categories=("all",),
         subresources=(
             Subresource("eviction", "Eviction", "policy", "v1", ("create",)),
+            Subresource("log", "Pod", "", "v1", ("get",)),
             _status("", "v1", "Pod"),
         ),
         field_labels=_POD_FIELDS,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from upgrader.lab.apiserver.status import ApiError, bad_request
+from upgrader.lab.apiserver.status import bad_request
 
 
 @dataclass(frozen=True)
@@ -156,24 +156,18 @@ class FieldRequirement:
 FieldSelector = tuple[FieldRequirement, ...]
 
 
-def _unescape_split(text: str, sep: str) -> list[str]:
+def _unescape(text: str) -> str:
+    """Field selector values escape ``\\``, ``,`` and ``=`` with a backslash."""
     out: list[str] = []
-    cur: list[str] = []
     i = 0
     while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i + 1])
+        if text[i] == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
             i += 2
             continue
-        if ch == sep:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
+        out.append(text[i])
         i += 1
-    out.append("".join(cur))
-    return out
+    return "".join(out)
 
 
 def parse_field_selector(text: str, allowed: tuple[str, ...]) -> FieldSelector:
@@ -198,7 +192,7 @@ def parse_field_selector(text: str, allowed: tuple[str, ...]) -> FieldSelector:
         k = k.strip()
         if k not in allowed:
             raise bad_request(f"field label not supported: {k}")
-        reqs.append(FieldRequirement(k, op, _unescape_split(v, "\0")[0]))
+        reqs.append(FieldRequirement(k, op, _unescape(v)))
     return tuple(reqs)
 
 
@@ -249,10 +243,7 @@ def compile_filters(
     label_text: str, field_text: str, allowed: tuple[str, ...]
 ) -> Callable[[Mapping[str, Any]], bool]:
     """One predicate for both selectors of a list/watch request."""
-    try:
-        ls = parse_label_selector(label_text)
-    except ApiError:
-        raise
+    ls = parse_label_selector(label_text)
     fs = parse_field_selector(field_text, allowed)
 
     def pred(obj: Mapping[str, Any]) -> bool:

@@ -164,9 +164,15 @@ class _Handler(BaseHTTPRequestHandler):
             user = srv.authenticate(self.headers.get("Authorization"), path)
             fault = srv.take_fault(self.command, path)
             if fault is not None and fault.timeout is not None:
-                code = -1
                 srv.stopping.wait(fault.timeout)
                 self.close_connection = True
+                log.info(
+                    "%s %s %s held %.0fs and dropped (injected fault)",
+                    self.client_address[0],
+                    self.command,
+                    path,
+                    fault.timeout,
+                )
                 return
             if fault is not None and fault.status is not None:
                 headers = (

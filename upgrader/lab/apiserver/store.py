@@ -30,7 +30,7 @@ Json = dict[str, Any]
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
-HISTORY = 20000
+HISTORY = 5000  # watch history kept (trimmed to this when it doubles)
 
 
 @dataclass(frozen=True)

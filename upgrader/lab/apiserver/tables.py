@@ -84,10 +84,7 @@ AGE = _col("Age", _AGE_DESC)
 
 
 def _node_status(n: Json) -> str:
-    r = node_ready(n)
-    s = {"True": "Ready", "False": "NotReady"}.get(r, "Unknown")
-    if r not in ("True", "False"):
-        s = "NotReady"
+    s = "Ready" if node_ready(n) == "True" else "NotReady"
     if (n.get("spec") or {}).get("unschedulable"):
         s += ",SchedulingDisabled"
     return s
