@@ -521,3 +521,29 @@ def test_list_pages_and_watch_from_a_resource_version() -> None:
     assert [e["type"] for e in events] == ["MODIFIED"]
     assert events[0]["object"]["kind"] == "Pod"
     assert events[0]["object"]["metadata"]["deletionTimestamp"]
+
+
+def test_pods_on_a_not_ready_node_stay_terminating_until_forced() -> None:
+    # w-2 runs the web pods (w-1 is cordoned, cp-1 tainted); its kubelet never comes back
+    nodes = [dict(n) for n in spec_data()["nodes"]]
+    nodes[2]["never_ready"] = True
+    lab = Lab(nodes=nodes)
+    code, _ = lab.json("POST", "/_lab/v1/nodes/w-2/kubelet-restart", {"version": "v1.28.4"})
+    assert code == 200
+    lab.tick(1)
+    node = lab.json("GET", "/api/v1/nodes/w-2")[1]
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.28.4"
+    assert (
+        next(c for c in node["status"]["conditions"] if c["type"] == "Ready")["status"] == "False"
+    )
+    name = lab.pods("app=web")[0]["metadata"]["name"]
+    code, pod = lab.json("DELETE", f"/api/v1/namespaces/default/pods/{name}")
+    assert code == 200 and pod["metadata"]["deletionTimestamp"]
+    lab.tick(60)
+    assert lab.json("GET", f"/api/v1/namespaces/default/pods/{name}")[0] == 200  # Terminating
+    lab.json("DELETE", f"/api/v1/namespaces/default/pods/{name}", query={"gracePeriodSeconds": "0"})
+    assert lab.json("GET", f"/api/v1/namespaces/default/pods/{name}")[0] == 404
+    lab.tick(1)  # no Ready node can take the replacement: it stays Pending, unschedulable
+    pending = [p for p in lab.pods("app=web") if p["status"]["phase"] == "Pending"]
+    assert len(pending) == 1
+    assert pending[0]["status"]["conditions"][0]["reason"] == "Unschedulable"

@@ -4,11 +4,12 @@ Owns, in one background thread woken by every store change (and by its own deadl
 Deployments -> ReplicaSets -> pods, DaemonSet pods on every eligible node, scheduling of
 pending pods onto Ready, schedulable, tolerated nodes (spread by owner, then load),
 pods starting (Pending -> Running/Ready after ``delays.pod_startup``), graceful deletions
-finishing (after min(grace period, ``delays.pod_termination``)), garbage collection of
-orphans, namespace termination, node taints that follow ``spec.unschedulable`` and
-readiness, kubelet restarts (Ready again after ``delays.kubelet_ready``, never for
-``never_ready`` nodes), control-plane mirror pods restarting, and PodDisruptionBudget
-status. Deadlines live in the store (``timers``), so they survive a restart.
+finishing (after min(grace period, ``delays.pod_termination``), once the node's kubelet is
+Ready), garbage collection of orphans and of pods bound to vanished nodes, namespace
+termination, node taints that follow ``spec.unschedulable`` and readiness, kubelet
+restarts (Ready again after ``delays.kubelet_ready``, never for ``never_ready`` nodes),
+control-plane mirror pods restarting, and PodDisruptionBudget status. Deadlines live in
+the store (``timers``), so they survive a restart.
 Must not: know HTTP, or sleep in a request's path.
 """
 
@@ -310,7 +311,8 @@ class Controller:
                 continue
             kind, _, ident = key.partition("/")
             if kind == "pod-gone":
-                self._finish_pod_deletion(ident, t)
+                if not self._finish_pod_deletion(ident, t, now):
+                    continue  # re-armed: the node's kubelet must confirm it
             elif kind == "pod-start":
                 self._start_pod(ident, t, now)
                 continue  # _start_pod drops the timer when it is done
@@ -321,13 +323,21 @@ class Controller:
             st.timers.pop(key, None)
             st.mark_dirty()
 
-    def _finish_pod_deletion(self, uid: str, t: Json) -> None:
+    def _finish_pod_deletion(self, uid: str, t: Json, now: float) -> bool:
+        """Remove a terminated pod. False (timer re-armed) while the node's kubelet is not
+        Ready: as on a real cluster, the pod stays Terminating until the kubelet confirms."""
         pod = self.store.get("pods", str(t["namespace"]), str(t["name"]))
         if pod is None or pod["metadata"]["uid"] != uid:
-            return
+            return True
+        node = self.store.get("nodes", "", str((pod.get("spec") or {}).get("nodeName") or ""))
+        if node is not None and ob.node_ready(node) != "True":
+            self.store.timers[f"pod-gone/{uid}"] = dict(t, at=now + self.max_wait)
+            self.store.mark_dirty()
+            return False
         if pod["metadata"].get("finalizers"):
-            return  # stays Terminating until its finalizers are removed
+            return True  # stays Terminating until its finalizers are removed
         self.store.delete("pods", str(t["namespace"]), str(t["name"]))
+        return True
 
     def _start_pod(self, uid: str, t: Json, now: float) -> None:
         key = f"pod-start/{uid}"
@@ -403,6 +413,13 @@ class Controller:
 
     def _garbage_collect(self, now: float) -> None:
         st = self.store
+        nodes = {n["metadata"]["name"] for n in st.list("nodes")}
+        for pod in st.list("pods"):  # PodGC: pods bound to a node that no longer exists
+            bound = (pod.get("spec") or {}).get("nodeName")
+            if bound and bound not in nodes:
+                st.timers.pop(f"pod-gone/{pod['metadata']['uid']}", None)
+                st.timers.pop(f"pod-start/{pod['metadata']['uid']}", None)
+                st.delete("pods", pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
         for plural in ("replicasets", "pods"):
             for obj in st.list(plural):
                 refs = obj["metadata"].get("ownerReferences") or []
