@@ -168,6 +168,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
     """Upgrade (or resume the upgrade of) the inventory's cluster to ``req.plan.target``.
     Raises typed errors: ConfigError (2), PreflightError (3), LockHeld (6), StepFailed (1),
     TransportError (4), KubernetesError (5)."""
+    from upgrader import preflight
     from upgrader.core.render import render_text
     from upgrader.gather import gather_facts
     from upgrader.inventory import load_inventory
@@ -203,7 +204,16 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
         pool = SSHPool()
         try:
             facts = gather_facts(inv, api_client=api, max_workers=req.max_workers, pool=pool)
-            fresh = make_plan(facts, req.plan, inv)
+            plan_req, pre = preflight.for_apply(
+                inv,
+                facts,
+                api,
+                pool,
+                req.plan,
+                req.engine,
+                own_run_id=prev.run_id if resuming and prev is not None else None,
+            )
+            fresh = make_plan(facts, plan_req, inv, preflight=pre)
             kube = ApiKubeOps(api)
 
             if sp_resume is not None:

@@ -520,3 +520,34 @@ def wait_until_healthy(
                 ]
             return GateResult(False, tuple(last_failed), n)
         sleep(interval)
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def for_apply(
+    inventory: Any,
+    facts: Facts,
+    api: ApiClient,
+    pool: Any,
+    plan_request: Any,
+    engine: Any,
+    *,
+    own_run_id: str | None = None,
+) -> tuple[Any, PreflightInputs]:
+    """What ``upgrader apply`` plans with: the plan request carrying the drain flags the
+    engine will use (``engine``: :class:`~upgrader.execute.engine.EngineOptions`), and the
+    preflight inputs without the Lease (apply takes the lock itself and refuses a live one
+    with ``LockHeld``, exit code 6). ``own_run_id``: the run being resumed."""
+    import dataclasses
+
+    req = dataclasses.replace(
+        plan_request,
+        delete_emptydir_data=bool(getattr(engine, "delete_emptydir_data", False)),
+        disable_eviction=bool(getattr(engine, "disable_eviction", False)),
+        own_run_id=own_run_id,
+    )
+    pre = collect_for(
+        inventory, facts, api, pool, target=req.target, disable_eviction=req.disable_eviction
+    )
+    return req, dataclasses.replace(pre, lease=None, lease_read=False)
