@@ -93,10 +93,22 @@ def test_one_connection_is_reused(transport: SSHTransport) -> None:
 
 def test_session_dropped_mid_command_then_reconnects(transport: SSHTransport) -> None:
     # Kill the sshd process serving this session: the connection drops mid-command.
-    with pytest.raises(TransportError, match=r"node-a: SSH session .* dropped") as exc:
+    with pytest.raises(TransportError, match=r"node-a: SSH session .* connection lost") as exc:
         transport.run("echo started; kill -9 $PPID; sleep 5", timeout=30, sudo=False)
     assert exc.value.node == "node-a"
     assert transport.run("echo back", timeout=30, sudo=False).stdout == "back\n"
+
+
+def test_command_killed_without_exit_status_is_a_dropped_session(
+    transport: SSHTransport,
+) -> None:
+    # Kill the command's whole process group (as a crashed node tool would be): sshd closes
+    # the channel with no exit status while the connection itself stays up.
+    with pytest.raises(TransportError, match=r"node-a: .* dropped .*no exit status"):
+        transport.run("echo started; kill -9 0; sleep 5", timeout=30, sudo=False)
+    before = transport.run("echo $SSH_CONNECTION", sudo=False)
+    assert before.ok
+    assert transport.run("echo $SSH_CONNECTION", sudo=False).stdout == before.stdout
 
 
 def test_logs_start_and_end_with_node_name(

@@ -42,9 +42,6 @@ HOST_KEY_POLICIES = ("strict", "accept-new")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 # OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions).
 DEFAULT_MAX_SESSIONS = 8
-# What OpenSSH's ssh client returns when the remote command ended without an exit status
-# (killed by a signal: the server sends "exit-signal", which paramiko does not report).
-EXIT_NO_STATUS = 255
 
 _READ_CHUNK = 65536
 _known_hosts_lock = threading.Lock()
@@ -414,22 +411,23 @@ class SSHTransport:
                     return Result(shown, None, _text(out), _text(err), duration, timed_out=True)
                 status = chan.exit_status
                 if status < 0:
+                    # The channel closed without an exit status: the connection dropped,
+                    # or the command's processes were killed (the server then sends
+                    # "exit-signal", which paramiko does not report). Either way nobody
+                    # knows whether the command finished its work.
                     transport = chan.get_transport()
                     if transport is not None and transport.is_active():
                         transport.join(0.5)  # a dying connection finishes closing
-                    if transport is None or not transport.is_active():
+                    lost = transport is None or not transport.is_active()
+                    if lost:
                         self._drop(client)
-                        raise TransportError(
-                            f"node {self.node}: SSH session to {self._endpoint} dropped while "
-                            f"running a command (after {duration:.1f}s); it may or may not "
-                            "have completed",
-                            node=self.node,
-                        )
-                    log.warning(
-                        "node %s: command ended without an exit status (killed by a signal?)",
-                        self.node,
+                    raise TransportError(
+                        f"node {self.node}: SSH session to {self._endpoint} dropped while "
+                        f"running a command (after {duration:.1f}s, "
+                        + ("connection lost" if lost else "no exit status")
+                        + "); it may or may not have completed",
+                        node=self.node,
                     )
-                    status = EXIT_NO_STATUS
                 return Result(shown, status, _text(out), _text(err), duration)
             finally:
                 chan.close()
