@@ -51,7 +51,7 @@ def make_plan(
     from upgrader.core.policy import PolicyOptions
     from upgrader.core.releases import load_release_data
 
-    playbook = load_playbooks(req.playbooks)
+    playbook = _load_playbook(req) if req.harden_kubelet else load_playbooks(req.playbooks)
     releases = load_release_data(req.release_data)
     policy = PolicyOptions(
         force="--force" in req.overrides,
@@ -78,6 +78,33 @@ def make_plan(
     )
     plan = planner.build_plan(facts, req.target, playbook, releases, opts)
     return _with_preflight(plan, facts, req, preflight)
+
+
+HARDEN_PLAYBOOK = "harden-kubelet.yaml"
+
+
+def _load_playbook(req: PlanRequest) -> Any:
+    """The playbooks of ``req.playbooks`` (default: the packaged ones) plus the packaged
+    ``--harden-kubelet`` steps (``upgrader/data/harden-kubelet.yaml``), applied last."""
+    from importlib import resources
+
+    from upgrader.core.playbook import DEFAULT_FILE, default_playbook_dir, parse_playbook
+    from upgrader.errors import ConfigError
+
+    d = req.playbooks if req.playbooks is not None else default_playbook_dir()
+    base = d / DEFAULT_FILE
+    if not base.is_file():
+        raise ConfigError(f"{base}: missing (a playbook directory needs {DEFAULT_FILE})")
+    files = [base, *sorted(p for p in d.glob("*.yaml") if p.name != DEFAULT_FILE)]
+    texts: list[tuple[str, str]] = []
+    try:
+        for f in files:
+            texts.append((str(f), f.read_text(encoding="utf-8")))
+        harden = resources.files("upgrader") / "data" / HARDEN_PLAYBOOK
+        texts.append((f"upgrader/data/{HARDEN_PLAYBOOK}", harden.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read a playbook: {e}") from None
+    return parse_playbook(texts)
 
 
 def _with_preflight(

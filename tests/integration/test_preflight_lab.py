@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from upgrader.core.model import Finding
+from upgrader.core.checks.kubelet import check_kubelet
+from upgrader.core.model import Facts, Finding
 from upgrader.rbac import lab_rules
 
 pytestmark = pytest.mark.integration
@@ -62,6 +63,11 @@ PREFLIGHT_CODES = {
     "CERT_EXPIRING",
     "CERT_EXPIRY_UNKNOWN",
     "PREFLIGHT_INCOMPLETE",
+}
+INSECURE_KUBELET = {
+    "anonymous_auth": True,
+    "authorization_mode": "AlwaysAllow",
+    "read_only_port": 10255,
 }
 ETCD_FAILURE = (
     "https://127.0.0.1:2379 is unhealthy: failed to commit proposal: context deadline exceeded\n"
@@ -236,6 +242,11 @@ def test_rbac_exactly_the_printed_rules_pass(tmp_path: Path) -> None:
     assert [d["kind"] for d in docs] == ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
 
     spec = {
+        "nodes": [
+            {"name": "cp-1", "role": "control-plane", "kubelet_config": INSECURE_KUBELET},
+            {"name": "w-1", "role": "worker", "kubelet_config": INSECURE_KUBELET},
+            {"name": "w-2", "role": "worker"},
+        ],
         "rbac": {"allow": lab_rules()},
         "faults": [
             {
@@ -276,12 +287,35 @@ def test_rbac_exactly_the_printed_rules_pass(tmp_path: Path) -> None:
         assert p.rc == 0, p.findings
         assert not {c for c in p.preflight_codes if c.startswith("PERMISSION")}
         assert not p.of("PREFLIGHT_INCOMPLETE")
+        assert p.nodes("KUBELET_READ_ONLY_PORT") == {"cp-1", "w-1"}
+        harden = lb.plan("v1.28.4", "--harden-kubelet")
+        assert {f["severity"] for f in harden.of("KUBELET_READ_ONLY_PORT")} == {"info"}
+        steps = [s["id"] for n in harden.doc["nodes"] for s in n["steps"]]
+        assert "v1.28.4/w-2/worker/harden-kubelet" in steps
+        assert "v1.28.4/w-2/worker/verify-kubelet-hardening" in steps
 
-        # and the whole run works with nothing more than those rules
-        r = cli("apply", "-i", str(lb.inventory), "--to", "v1.28.4", "--yes", "-q", timeout=400)
+        # the whole run works with nothing more than those rules, and hardens the kubelets
+        extra = lb.root("w-1") / "etc" / "default" / "kubelet"
+        extra.parent.mkdir(parents=True, exist_ok=True)
+        extra.write_text('KUBELET_EXTRA_ARGS="--read-only-port=10255 --max-pods=200"\n')
+        r = cli(
+            "apply",
+            *("-i", str(lb.inventory), "--to", "v1.28.4", "--yes", "-q", "--harden-kubelet"),
+            timeout=400,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         nodes = lb.call("list_node", "CoreV1Api")["items"]
         assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == {"v1.28.4"}
+        assert extra.read_text() == (
+            'KUBELET_EXTRA_ARGS="--max-pods=200 --anonymous-auth=false '
+            '--authorization-mode=Webhook --read-only-port=0"\n'
+        )
+        (backup,) = extra.parent.glob("kubelet.upgrader-backup-*")
+        assert "--read-only-port=10255" in backup.read_text()
+        facts = cli("facts", "-i", str(lb.inventory))
+        assert facts.returncode == 0, facts.stderr
+        after = Facts.from_dict(json.loads(facts.stdout))
+        assert check_kubelet(after) == []
 
 
 def test_rbac_missing_rules_are_blockers_naming_them(tmp_path: Path) -> None:
@@ -317,11 +351,6 @@ def test_rbac_missing_rules_are_blockers_naming_them(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- every check
 
 
-INSECURE_KUBELET = {
-    "anonymous_auth": True,
-    "authorization_mode": "AlwaysAllow",
-    "read_only_port": 10255,
-}
 BAD_SPEC: dict[str, Any] = {
     "version": "v1.24.17",
     "nodes": [
