@@ -110,29 +110,6 @@ def _gather_with_preflight(
     return f, pre
 
 
-def _node_names(text: str | None, inv: Any | None) -> tuple[str, ...] | None:
-    """``--nodes`` as names, checked against the inventory before any node is contacted:
-    each must be a worker of the inventory (the planner checks the facts again)."""
-    if text is None:
-        return None
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise ConfigError("--nodes: no node names given")
-    if inv is not None:
-        roles = {n.name: n.is_control_plane for n in inv.nodes}
-        for name in names:
-            if name not in roles:
-                raise ConfigError(
-                    f"--nodes: unknown node {name!r} (not in the inventory; known: "
-                    f"{', '.join(roles)})"
-                )
-            if roles[name]:
-                raise ConfigError(
-                    f"--nodes: {name} is a control-plane node; --nodes limits a run to workers"
-                )
-    return names
-
-
 def _load_facts_file(path: Path) -> Any:
     from upgrader.core.model import Facts
 
@@ -285,7 +262,6 @@ def plan(
         raise ConfigError("give exactly one of --inventory/-i or --facts")
     target = _parse_target(to)
     inv = _load_inventory(inventory) if inventory is not None else None
-    node_names = _node_names(nodes, inv)
     pre = None
     if facts_file is not None:
         f = _load_facts_file(facts_file)
@@ -306,7 +282,7 @@ def plan(
         strategy=strategy.value,
         playbooks=playbooks,
         release_data=release_data,
-        nodes=node_names,
+        nodes=tuple(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None,
         overrides=overrides,
         strict=strict,
         today=date.today(),
@@ -488,7 +464,6 @@ def apply(
     from upgrader.planning import PlanRequest
 
     target = _parse_target(to)
-    node_names = _node_names(nodes, _load_inventory(inventory) if nodes is not None else None)
     overrides = tuple(
         flag
         for flag, on in (
@@ -506,7 +481,7 @@ def apply(
             strategy=strategy.value,
             playbooks=playbooks,
             release_data=release_data,
-            nodes=node_names,
+            nodes=tuple(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None,
             overrides=overrides,
             strict=strict,
             today=date.today(),
@@ -621,27 +596,12 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as e:  # click usage errors and the like
-        parsed = _click_error(e)
-        if parsed is None:
-            raise
-        code, line = parsed
-        typer.echo(f"error: {line}", err=True)
-        sys.exit(code)
+        import click
 
-
-def _click_error(e: BaseException) -> tuple[int, str] | None:
-    """(exit code, one line) for a command-line parsing error, None for anything else.
-
-    Matched by class name: typer may bundle its own copy of click (``typer._click``), whose
-    exceptions are not ``click.exceptions`` classes."""
-    names = {c.__name__ for c in type(e).__mro__}
-    if "ClickException" not in names:
-        return None
-    fmt = getattr(e, "format_message", None)
-    msg = " ".join(str(fmt() if callable(fmt) else e).split())
-    ctx = getattr(e, "ctx", None)
-    path = getattr(ctx, "command_path", None) if ctx is not None else None
-    if "UsageError" in names:
-        hint = f" (see `{path} --help`)" if path else ""
-        return int(ExitCode.BAD_INPUT), f"{path + ': ' if path else ''}{msg}{hint}"
-    return int(getattr(e, "exit_code", 1) or 1), msg
+        if isinstance(e, click.exceptions.UsageError):
+            e.show()
+            sys.exit(int(ExitCode.BAD_INPUT))
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
