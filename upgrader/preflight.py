@@ -140,6 +140,9 @@ def review_access(
             )
         except ApiError as e:
             out.append(acc.AccessResult(a, None, str(e)))
+            if e.status is None:  # no answer at all: do not wait out every other review
+                out.extend(acc.AccessResult(b, None, str(e)) for b in accesses[len(out) :])
+                break
             continue
         status = (doc or {}).get("status") or {}
         allowed = status.get("allowed") is True and status.get("denied") is not True
@@ -410,6 +413,10 @@ def collect_for(
 ) -> PreflightInputs:
     """:func:`collect` for an inventory's cluster: etcd is asked on every reachable
     control-plane node through ``pool`` (an :class:`~upgrader.transport.ssh.SSHPool`)."""
+    if any(f.code == "API_UNREACHABLE" for f in facts.findings):
+        # nothing to read (and every read would wait out its retries); the gatherer's
+        # API_UNREACHABLE blocker already says why
+        return PreflightInputs(now=now or datetime.now(UTC))
     cps = tuple(n.name for n in facts.control_planes if n.reachable)
     req = PreflightRequest(
         current=facts.cluster.version,

@@ -159,3 +159,15 @@ def test_lease_own_run_and_break_lock() -> None:
     assert "LOCK_HELD" not in codes(own)
     broken = make_plan(facts(), request(break_lock=True), preflight=inputs(lease=lease))
     assert "LOCK_HELD" in codes(broken) and "LOCK_HELD" not in {f.code for f in broken.blockers}
+
+
+def test_no_api_reads_when_the_api_was_unreachable() -> None:
+    from upgrader.core.model import Finding
+    from upgrader.preflight import collect_for
+
+    f = dataclasses.replace(
+        facts(), findings=(Finding("API_UNREACHABLE", Severity.BLOCKER, "Kubernetes API: down"),)
+    )
+    never: Any = None  # neither the API nor a node may be touched
+    pre = collect_for(never, f, never, never, target=KubeVersion.parse("v1.28.4"), now=NOW)
+    assert pre == PreflightInputs(now=NOW)
