@@ -320,6 +320,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 if sink is not None:
                     sink.close()
             problems = post_check(kube, final, plan_entries)
+            problems += preflight.wait_pdbs_recovered(api, pre.pdbs)
             if problems:
                 raise StepFailed("post-check after the run: " + "; ".join(problems))
             return ApplyOutcome(

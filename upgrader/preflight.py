@@ -15,7 +15,9 @@ pure checks in :mod:`upgrader.core.checks` judge inside :func:`upgrader.planning
 
 Also :func:`health_gate` (nodes Ready, control-plane mirror pods Ready, etcd healthy: one
 evaluation, findings out) and :func:`wait_until_healthy` (``--validate-count N``: the gate
-must pass N times in a row), which the engine can call between nodes.
+must pass N times in a row), which the engine can call between nodes; :func:`for_apply`
+(what ``apply`` plans with) and :func:`wait_pdbs_recovered` (post-flight: every budget that
+allowed a disruption before the run allows one again).
 
 A read that fails is recorded (``problems``, or the check's own "unchecked" note), never
 raised: the plan shows what could not be checked. A 403 is left to the permission check,
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -558,3 +560,36 @@ def for_apply(
         inventory, facts, api, pool, target=req.target, disable_eviction=req.disable_eviction
     )
     return req, dataclasses.replace(pre, lease=None, lease_read=False)
+
+
+# --------------------------------------------------------------------------- post-flight
+
+
+def wait_pdbs_recovered(
+    api: ApiClient,
+    before: Sequence[Mapping[str, Any]] | None,
+    *,
+    timeout: float = 120.0,
+    interval: float = 2.0,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[str]:
+    """Wait until every PodDisruptionBudget that allowed a disruption before the run
+    (``before``: the preflight's list) allows one again; what still does not after
+    ``timeout`` seconds, one line each (``[]``: all recovered, or nothing to compare)."""
+    from upgrader.core.checks.postflight import pdb_regressions
+
+    if not before:
+        return []
+    deadline = clock() + timeout
+    fn = PolicyV1Api(api).list_pod_disruption_budget_for_all_namespaces
+    while True:
+        try:
+            after = tuple(_paged(fn, what="LIST poddisruptionbudgets", policy=policy))
+        except ApiError as e:
+            return [f"cannot read the PodDisruptionBudgets after the run: {e}"]
+        problems = pdb_regressions(before, after)
+        if not problems or clock() + interval > deadline:
+            return problems
+        sleep(interval)

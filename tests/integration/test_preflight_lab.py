@@ -203,7 +203,7 @@ def _pool_for(lab: Lab) -> tuple[Any, Any]:
 
 
 def test_default_lab_triggers_no_check(tmp_path: Path) -> None:
-    from upgrader.preflight import health_gate, wait_until_healthy
+    from upgrader.preflight import health_gate, wait_pdbs_recovered, wait_until_healthy
 
     with lab(tmp_path, "default") as lb:
         p = lb.plan("v1.28.4")
@@ -226,6 +226,24 @@ def test_default_lab_triggers_no_check(tmp_path: Path) -> None:
                 assert gate() == []
                 result = wait_until_healthy(gate, validate_count=3, interval=0.0, timeout=60)
                 assert result.passed and result.evaluations == 3
+
+                # post-flight: the budgets as they were allow disruptions; a budget that
+                # no longer does (here: tightened to maxUnavailable 0) is named
+                before = lb.call("list_pod_disruption_budget_for_all_namespaces", "PolicyV1Api")[
+                    "items"
+                ]
+                assert {p["status"]["disruptionsAllowed"] for p in before} == {1}
+                assert wait_pdbs_recovered(api, before, timeout=0) == []
+                lb.call(
+                    "patch_namespaced_pod_disruption_budget",
+                    "PolicyV1Api",
+                    "web",
+                    "default",
+                    {"spec": {"maxUnavailable": 0}},
+                    _content_type="application/merge-patch+json",
+                )
+                problems = wait_pdbs_recovered(api, before, timeout=0.5, interval=0.1)
+                assert len(problems) == 1 and "PodDisruptionBudget default/web" in problems[0]
         finally:
             pool.close()
 

@@ -10,6 +10,7 @@ One small module per check family:
 * :mod:`.drainability` — what would stop or hurt each drain (PDBs, emptyDir, unmanaged);
 * :mod:`.health` — cluster health gates (nodes, control-plane pods, etcd, leftover lock,
   certificates) and the "N consecutive passes" counter;
+* :mod:`.postflight` — what a finished run must leave as it found it (budgets recovered);
 * :mod:`.inputs` — the value the I/O side (:mod:`upgrader.preflight`) fills for them;
 * :mod:`.suite` — all of them at once, for the planner glue.
 

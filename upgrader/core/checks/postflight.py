@@ -1,0 +1,50 @@
+"""Post-flight: what a finished run must have left as it found it (beyond node versions and
+cordons, which :func:`upgrader.apply.post_check` checks).
+
+Owns :func:`pdb_regressions`: every PodDisruptionBudget that allowed a disruption before
+the run must allow one again after it (the drained pods were recreated and became Ready).
+A budget that allowed none before, or that is gone, is not a regression.
+
+Must not: do I/O, or import paramiko, kubernetes, typer or rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def _key(pdb: Mapping[str, Any]) -> str:
+    md = pdb.get("metadata") or {}
+    return f"{md.get('namespace') or 'default'}/{md.get('name')}"
+
+
+def _allowed(pdb: Mapping[str, Any]) -> int | None:
+    v = (pdb.get("status") or {}).get("disruptionsAllowed")
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def pdb_regressions(
+    before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """One line per budget that allowed disruptions before and allows none now."""
+    now = {_key(p): p for p in after}
+    out: list[str] = []
+    for b in before:
+        was = _allowed(b)
+        if was is None or was < 1:
+            continue
+        a = now.get(_key(b))
+        if a is None:
+            continue
+        is_ = _allowed(a)
+        if is_ is None or is_ < 1:
+            st = a.get("status") or {}
+            healthy = ""
+            if st.get("currentHealthy") is not None and st.get("desiredHealthy") is not None:
+                healthy = f"; {st['currentHealthy']} healthy, {st['desiredHealthy']} needed"
+            out.append(
+                f"PodDisruptionBudget {_key(b)} allowed {was} disruption(s) before the run and "
+                f"{is_ if is_ is not None else 'an unknown number'} now{healthy}"
+            )
+    return out
