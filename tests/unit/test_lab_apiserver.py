@@ -547,3 +547,23 @@ def test_pods_on_a_not_ready_node_stay_terminating_until_forced() -> None:
     pending = [p for p in lab.pods("app=web") if p["status"]["phase"] == "Pending"]
     assert len(pending) == 1
     assert pending[0]["status"]["conditions"][0]["reason"] == "Unschedulable"
+
+
+def test_watch_as_table_for_kubectl_get_w() -> None:
+    lab = Lab()
+    rv = lab.json("GET", "/api/v1/namespaces/default/pods")[1]["metadata"]["resourceVersion"]
+    name = lab.pods("app=web")[0]["metadata"]["name"]
+    lab.json("DELETE", f"/api/v1/namespaces/default/pods/{name}")
+    lab.json("DELETE", "/api/v1/namespaces/default/pods/lonely")
+    resp = lab.call(
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        accept="application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        query={"watch": "1", "resourceVersion": rv, "timeoutSeconds": "0"},
+    )
+    assert resp.stream is not None
+    events = [json.loads(line) for chunk in resp.stream for line in chunk.splitlines()]
+    assert [e["object"]["kind"] for e in events] == ["Table", "Table"]
+    assert events[0]["object"]["columnDefinitions"][0]["name"] == "Name"
+    assert events[1]["object"]["columnDefinitions"] is None
+    assert [e["object"]["rows"][0]["cells"][2] for e in events] == ["Terminating", "Terminating"]

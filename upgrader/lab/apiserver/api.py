@@ -465,8 +465,20 @@ class Api:
                 expired = self.store.events_after(start) is None
         store = self.store
 
+        table = discovery.wants_table(req.headers.get("accept", ""))
+        include = q.get("includeObject", "Metadata")
+        headers_sent = [False]
+
         def event(etype: str, obj: Json) -> bytes:
-            return dumps({"type": etype, "object": with_type(rt, obj)}) + b"\n"
+            if table is None:
+                return dumps({"type": etype, "object": with_type(rt, obj)}) + b"\n"
+            # ``kubectl get -w``: each event is a one-row Table, columns on the first only
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            doc = tables.to_table(rt, [obj], self.clock(), include, meta, table)
+            if headers_sent[0]:
+                doc["columnDefinitions"] = None
+            headers_sent[0] = True
+            return dumps({"type": etype, "object": doc}) + b"\n"
 
         def gone() -> bytes:
             msg = f"too old resource version: {rv_param} ({store.oldest_known_rv()})"
