@@ -121,6 +121,26 @@ def _append_known_host(path: Path, hostname: str, key: paramiko.PKey) -> None:
             os.fsync(fh.fileno())
 
 
+_known_hosts_cache: dict[str, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
+
+
+def _known_host_keys(path: Path) -> paramiko.HostKeys:
+    """``path`` parsed once per version of the file (inode, size, mtime): paramiko parses
+    a known_hosts line in about 0.15 ms, and a fan-out to N nodes whose known_hosts holds
+    N lines would otherwise parse N*N lines (6 s of CPU at 200 nodes). Treat the result
+    as read-only; a key appended under accept-new changes the file and so the version."""
+    st = path.stat()
+    version = (st.st_ino, st.st_size, st.st_mtime_ns)
+    key = str(path)
+    with _known_hosts_lock:
+        hit = _known_hosts_cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        keys = paramiko.HostKeys(key)
+        _known_hosts_cache[key] = (version, keys)
+        return keys
+
+
 def _retryable(exc: BaseException) -> bool:
     """Connection errors are retried; refusals (host key, authentication) and our own
     errors (already final) are not."""
@@ -253,11 +273,14 @@ class SSHTransport:
         try:
             if known_hosts.exists():
                 try:
-                    client.load_system_host_keys(str(known_hosts))
+                    known = _known_host_keys(known_hosts)
                 except (OSError, paramiko.SSHException, ValueError) as e:
                     raise ConfigError(
                         f"node {t.node}: cannot read known_hosts {known_hosts}: {_one_line(e)}"
                     ) from None
+                name = host_key_name(t.host, t.port)
+                for keytype, key in (known.lookup(name) or {}).items():
+                    client.get_host_keys().add(name, keytype, key)
             client.set_missing_host_key_policy(_HostKeyPolicy(t, known_hosts))
             sock: paramiko.Channel | None = None
             if self._jump is not None:
