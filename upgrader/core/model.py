@@ -196,9 +196,15 @@ class Facts:
             except VersionError as e:
                 raise ValueError(f"{source}: {path}: {e}") from None
 
+        def text(val: Any, path: str) -> str | None:
+            if val is not None and not isinstance(val, str):
+                raise ValueError(f"{source}: {path}: must be a string")
+            return val
+
         cl = data.get("cluster")
         if not isinstance(cl, Mapping):
             raise ValueError(f"{source}: cluster: missing or not a mapping")
+        text(cl.get("name"), "cluster.name")
         cversion = ver(cl.get("version"), "cluster.version", required=True)
         assert cversion is not None
         cluster = ClusterFacts(
@@ -223,9 +229,7 @@ class Facts:
             seen.add(name)
             role = rn.get("role")
             if role not in ROLES:
-                raise ValueError(
-                    f"{source}: {p}.role: {role!r} is not one of {', '.join(ROLES)}"
-                )
+                raise ValueError(f"{source}: {p}.role: {role!r} is not one of {', '.join(ROLES)}")
             cp = None
             rcp = rn.get("control_plane")
             if rcp is not None:
@@ -237,7 +241,7 @@ class Facts:
                         rcp.get("controller_manager"), f"{p}.control_plane.controller_manager"
                     ),
                     scheduler=ver(rcp.get("scheduler"), f"{p}.control_plane.scheduler"),
-                    etcd=rcp.get("etcd"),
+                    etcd=text(rcp.get("etcd"), f"{p}.control_plane.etcd"),
                 )
             pkgs: dict[str, PackageFact] = {}
             rp = rn.get("packages") or {}
@@ -248,25 +252,33 @@ class Facts:
                     raise ValueError(f"{source}: {p}.packages.{pk}: needs a version string")
                 pkgs[str(pk)] = PackageFact(str(pk), pv["version"], bool(pv.get("held", False)))
             ready = rn.get("ready")
+            repo_versions = rn.get("repo_versions") or ()
+            if not isinstance(repo_versions, list | tuple) or not all(
+                isinstance(x, str) for x in repo_versions
+            ):
+                raise ValueError(f"{source}: {p}.repo_versions: must be a list of strings")
+            extra = rn.get("extra") or {}
+            if not isinstance(extra, Mapping):
+                raise ValueError(f"{source}: {p}.extra: must be a mapping")
             nodes.append(
                 NodeFacts(
                     name=name,
                     role=role,
-                    address=rn.get("address"),
+                    address=text(rn.get("address"), f"{p}.address"),
                     kubelet=ver(rn.get("kubelet"), f"{p}.kubelet"),
                     kubeadm=ver(rn.get("kubeadm"), f"{p}.kubeadm"),
                     kubectl=ver(rn.get("kubectl"), f"{p}.kubectl"),
                     control_plane=cp,
                     ready=None if ready is None else bool(ready),
                     unschedulable=bool(rn.get("unschedulable", False)),
-                    os_family=rn.get("os_family"),
-                    package_manager=rn.get("package_manager"),
+                    os_family=text(rn.get("os_family"), f"{p}.os_family"),
+                    package_manager=text(rn.get("package_manager"), f"{p}.package_manager"),
                     packages=pkgs,
-                    repo_minor=rn.get("repo_minor"),
-                    repo_versions=tuple(str(x) for x in rn.get("repo_versions") or ()),
-                    container_runtime=rn.get("container_runtime"),
+                    repo_minor=text(rn.get("repo_minor"), f"{p}.repo_minor"),
+                    repo_versions=tuple(repo_versions),
+                    container_runtime=text(rn.get("container_runtime"), f"{p}.container_runtime"),
                     reachable=bool(rn.get("reachable", True)),
-                    extra=dict(rn.get("extra") or {}),
+                    extra=dict(extra),
                 )
             )
         findings = []
