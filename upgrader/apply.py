@@ -405,7 +405,7 @@ class StatusReport:
                     lines.append(f"  {'':<{width}}  transcript: {n.transcript}")
             if r.transcripts:
                 lines.append(f"Transcripts: {r.transcripts}")
-        lines.append(f"Lock: {self.lock}")
+        lines.append(f"State lock: {self.lock}")
         if self.lease is not None:
             lines.append(f"Cluster lock: {self.lease}")
         return "\n".join(lines) + "\n"

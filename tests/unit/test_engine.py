@@ -823,3 +823,33 @@ def test_stored_plan_round_trips_every_step_field(tmp_path: Path) -> None:
 def test_precordoned_nodes_reads_each_node_once(rig: Rig) -> None:
     rig.kube.nodes["w-3"].unschedulable = True
     assert precordoned_nodes(rig.kube, ["w-1", "w-3", "w-1"]) == frozenset({"w-3"})
+
+
+# --------------------------------------------------------------------------- display
+
+
+def test_plain_reporter_prints_one_line_per_step_and_the_failure(rig: Rig) -> None:
+    from io import StringIO
+
+    from upgrader.execute.progress import PlainReporter, RichProgress
+
+    out, quiet_out, rich_out = StringIO(), StringIO(), StringIO()
+    rig.sinks.extend(
+        [PlainReporter(out), PlainReporter(quiet_out, quiet=True), RichProgress(rich_out)]
+    )
+    entries = [
+        worker_visit("w-1"),
+        entry("w-2", [shell("w-2", "boom", "exit 4", retry_safe=False)]),
+    ]
+    with pytest.raises(StepFailed):
+        rig.engine(entries).run()
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("run ") and "6 steps on 2 nodes" in lines[0]
+    assert "[1/6] w-1 kubeadm-upgrade-node ok" in "\n".join(lines)
+    assert any(x.startswith("[6/6] w-2 boom FAILED: exit 4") for x in lines)
+    assert lines[-1].startswith("run ") and "stopped" in lines[-1]
+    assert quiet_out.getvalue().splitlines() == [
+        x for x in lines if "FAILED" in x or "left cordoned" in x
+    ]
+    assert "w-2 boom FAILED" in rich_out.getvalue()

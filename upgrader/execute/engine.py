@@ -308,7 +308,8 @@ class Engine:
         if step.kind == "shell":
             if step.command is None:
                 self._fail(step, "the step has no command for this node", retried=False)
-            if step.check is not None and self._check(step, rec.attempts, resumed):
+            why = "resume" if resumed else "before"
+            if step.check is not None and self._check(step, rec.attempts, why):
                 self._succeed(step, "already done (check passed); command not run", None, True)
                 return
         elif step.kind not in API_KINDS:
@@ -319,7 +320,7 @@ class Engine:
         def before_sleep(rs: RetryCallState) -> None:
             exc = rs.outcome.exception() if rs.outcome is not None else None
             wait = rs.next_action.sleep if rs.next_action is not None else 0.0
-            log.warning(
+            log.info(
                 "%s: attempt %d of %s failed (%s); retrying in %.1fs",
                 step.node,
                 rs.attempt_number,
@@ -402,22 +403,25 @@ class Engine:
             )
         return res, None
 
-    def _check(self, step: Step, attempt: int, resumed: bool) -> bool:
+    def _check(self, step: Step, attempt: int, why: str) -> bool:
         """Run the step's check; True when it exits 0. A check that cannot run (node
-        unreachable, timeout) counts as "not done"."""
+        unreachable, timeout) counts as "not done". ``why``: ``before`` (a fresh step),
+        ``resume`` (left running/failed by an earlier run), ``after-failure``."""
         assert step.check is not None
+        label = {"before": "check", "resume": "check on resume"}.get(why, f"check {why}")
         res, err = self._run_command(
-            step, step.check, "check", attempt, min(step.timeout, CHECK_TIMEOUT)
+            step, step.check, label, attempt, min(step.timeout, CHECK_TIMEOUT)
         )
         done = res is not None and res.ok
-        why = err or ("timed out" if res is not None and res.timed_out else None)
+        problem = err or ("timed out" if res is not None and res.timed_out else None)
         self._emit(
             ev.STEP_CHECKED,
             **self._step_data(step),
             done=done,
-            resumed=resumed,
+            why=why,
+            resumed=why == "resume",
             exit_code=None if res is None else res.exit_code,
-            error=why,
+            error=problem,
         )
         return done
 
@@ -455,7 +459,7 @@ class Engine:
             will_retry=False,
             will_check=True,
         )
-        if self._check(step, attempt, resumed=False):
+        if self._check(step, attempt, "after-failure"):
             raise _Done()
         if no_status:
             raise _Retryable(

@@ -177,7 +177,7 @@ class TranscriptWriter:
 
     def _append(self, node: str, text: str) -> None:
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = self.path_for(node)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a", encoding="utf-8") as fh:
@@ -201,15 +201,17 @@ class TranscriptWriter:
         timed_out: bool = False,
         error: str | None = None,
     ) -> None:
-        """One command run: ``label`` is ``run`` or ``check``."""
+        """One command run: ``label`` says which (``run``, ``check before``, ...); an
+        ``attempt`` of 0 (a check before the first attempt) is not shown."""
         if error is not None:
             status = f"transport error: {error}"
         elif timed_out:
             status = "timed out"
         else:
             status = f"exit {exit_code}"
+        tag = f"{label}, attempt {attempt}" if attempt > 0 else label
         parts = [
-            f"== {utc_now()} {step} [{label}, attempt {attempt}]\n",
+            f"== {utc_now()} {step} [{tag}]\n",
             f"$ {command}\n",
             f"-- {status} after {duration:.2f}s\n",
         ]

@@ -63,8 +63,11 @@ def describe(event: ev.Event) -> str | None:
             nxt = f" - retrying in {_fmt_duration(d.get('retry_in'))}"
         return f"    attempt {d.get('attempt')} failed: {d.get('error', '')}{nxt}"
     if k == ev.STEP_CHECKED:
+        if d.get("why") == "before":
+            return None  # a fresh step: its outcome line says "already done" if it was
         res = "already done" if d.get("done") else "not done"
-        return f"    check: {res}"
+        when = "left unfinished by an earlier run" if d.get("why") == "resume" else "re-checked"
+        return f"{pos}{node} {d.get('name', '')}: {when}; check says {res}"
     if k == ev.STEP_FAILED:
         return f"{pos}{node} {d.get('name', '')} FAILED: {d.get('error', '')}"
     if k == ev.NODE_CORDONED:
@@ -111,8 +114,8 @@ class PlainReporter:
 
 
 class RichProgress:
-    """A live display: one bar for the whole run, one line for the node and step in hand.
-    Finished nodes, failures and cordon changes are printed above the bars."""
+    """A live display: one bar for the whole run, labelled with the node and step in hand.
+    Finished nodes, failures and cordon changes are printed above it."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         from rich.console import Console
@@ -136,7 +139,7 @@ class RichProgress:
             transient=False,
         )
         self._overall: Any = None
-        self._current: Any = None
+        self._target = ""
         self._lock = threading.Lock()
         self._started = False
 
@@ -159,17 +162,16 @@ class RichProgress:
             if not self._started:
                 self._progress.start()
                 self._started = True
+            self._target = str(d.get("target", "?"))
             self._overall = self._progress.add_task(
-                f"upgrade to {d.get('target', '?')}",
+                f"{self._target}: starting",
                 total=int(d.get("total_steps") or 0),
                 completed=int(d.get("done_steps") or 0),
             )
-            self._current = self._progress.add_task("", total=None)
             return
-        if k == ev.STEP_STARTED and self._current is not None:
-            self._progress.update(
-                self._current, description=f"{d.get('node', '')}: {d.get('name', '')}"
-            )
+        if k == ev.STEP_STARTED and self._overall is not None:
+            current = f"{d.get('node', '')}: {d.get('name', '')}"
+            self._progress.update(self._overall, description=f"{self._target} {current[:40]:<40}")
             return
         if k in (ev.STEP_FINISHED, ev.STEP_SKIPPED) and self._overall is not None:
             self._progress.advance(self._overall)
@@ -187,8 +189,8 @@ class RichProgress:
             self._print(describe(event) or "", "yellow")
             return
         if k == ev.RUN_FINISHED:
-            if self._current is not None:
-                self._progress.update(self._current, description="", visible=False)
+            if self._overall is not None:
+                self._progress.update(self._overall, description=f"{self._target} {'':<40}")
             self.close()
             self._print(describe(event) or "", "bold green" if d.get("ok") else "bold red")
 
