@@ -110,6 +110,29 @@ def _gather_with_preflight(
     return f, pre
 
 
+def _node_names(text: str | None, inv: Any | None) -> tuple[str, ...] | None:
+    """``--nodes`` as names, checked against the inventory before any node is contacted:
+    each must be a worker of the inventory (the planner checks the facts again)."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ConfigError("--nodes: no node names given")
+    if inv is not None:
+        roles = {n.name: n.is_control_plane for n in inv.nodes}
+        for name in names:
+            if name not in roles:
+                raise ConfigError(
+                    f"--nodes: unknown node {name!r} (not in the inventory; known: "
+                    f"{', '.join(roles)})"
+                )
+            if roles[name]:
+                raise ConfigError(
+                    f"--nodes: {name} is a control-plane node; --nodes limits a run to workers"
+                )
+    return names
+
+
 def _load_facts_file(path: Path) -> Any:
     from upgrader.core.model import Facts
 
@@ -256,17 +279,13 @@ def plan(
     2: bad input.
     """
     _setup_logging(verbose)
-    from upgrader.planning import PlanRequest, make_plan
+    from upgrader.planning import PlanRequest, check_request, make_plan
 
     if (inventory is None) == (facts_file is None):
         raise ConfigError("give exactly one of --inventory/-i or --facts")
     target = _parse_target(to)
     inv = _load_inventory(inventory) if inventory is not None else None
-    pre = None
-    if facts_file is not None:
-        f = _load_facts_file(facts_file)
-    else:
-        f, pre = _gather_with_preflight(inv, max_workers, target, disable_eviction)
+    node_names = _node_names(nodes, inv)
     overrides = tuple(
         flag
         for flag, on in (
@@ -282,7 +301,7 @@ def plan(
         strategy=strategy.value,
         playbooks=playbooks,
         release_data=release_data,
-        nodes=tuple(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None,
+        nodes=node_names,
         overrides=overrides,
         strict=strict,
         today=date.today(),
@@ -290,6 +309,12 @@ def plan(
         disable_eviction=disable_eviction,
         harden_kubelet=harden_kubelet,
     )
+    check_request(req)  # broken playbooks or release data: refused before any node is asked
+    pre = None
+    if facts_file is not None:
+        f = _load_facts_file(facts_file)
+    else:
+        f, pre = _gather_with_preflight(inv, max_workers, target, disable_eviction)
     p = make_plan(f, req, inv, preflight=pre)
     if as_json:
         typer.echo(json.dumps(p.to_dict(), indent=2))
@@ -461,9 +486,10 @@ def apply(
     from upgrader.errors import StepFailed
     from upgrader.execute.engine import EngineOptions
     from upgrader.execute.progress import make_reporter
-    from upgrader.planning import PlanRequest
+    from upgrader.planning import PlanRequest, check_request
 
     target = _parse_target(to)
+    node_names = _node_names(nodes, _load_inventory(inventory) if nodes is not None else None)
     overrides = tuple(
         flag
         for flag, on in (
@@ -481,7 +507,7 @@ def apply(
             strategy=strategy.value,
             playbooks=playbooks,
             release_data=release_data,
-            nodes=tuple(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None,
+            nodes=node_names,
             overrides=overrides,
             strict=strict,
             today=date.today(),
@@ -505,6 +531,7 @@ def apply(
         abandon=abandon,
         max_workers=max_workers,
     )
+    check_request(req.plan)  # broken playbooks or release data: refused before any node is asked
     reporter = make_reporter(quiet=quiet)
 
     def show(text: str) -> None:
@@ -596,12 +623,27 @@ def main() -> None:
         typer.echo("interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as e:  # click usage errors and the like
-        import click
+        parsed = _click_error(e)
+        if parsed is None:
+            raise
+        code, line = parsed
+        typer.echo(f"error: {line}", err=True)
+        sys.exit(code)
 
-        if isinstance(e, click.exceptions.UsageError):
-            e.show()
-            sys.exit(int(ExitCode.BAD_INPUT))
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+
+def _click_error(e: BaseException) -> tuple[int, str] | None:
+    """(exit code, one line) for a command-line parsing error, None for anything else.
+
+    Matched by class name: typer may bundle its own copy of click (``typer._click``), whose
+    exceptions are not ``click.exceptions`` classes."""
+    names = {c.__name__ for c in type(e).__mro__}
+    if "ClickException" not in names:
+        return None
+    fmt = getattr(e, "format_message", None)
+    msg = " ".join(str(fmt() if callable(fmt) else e).split())
+    ctx = getattr(e, "ctx", None)
+    path = getattr(ctx, "command_path", None) if ctx is not None else None
+    if "UsageError" in names:
+        hint = f" (see `{path} --help`)" if path else ""
+        return int(ExitCode.BAD_INPUT), f"{path + ': ' if path else ''}{msg}{hint}"
+    return int(getattr(e, "exit_code", 1) or 1), msg

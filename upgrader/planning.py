@@ -40,6 +40,17 @@ class PlanRequest:
     own_run_id: str | None = None  # a resumed run: its own Lease is not a leftover
 
 
+def check_request(req: PlanRequest) -> None:
+    """Load the playbooks and the release data of ``req`` and throw them away: a broken
+    file raises :class:`~upgrader.errors.ConfigError` here, before any node is contacted,
+    rather than in :func:`make_plan` after the facts were gathered."""
+    from upgrader.core.playbook import load_playbooks
+    from upgrader.core.releases import load_release_data
+
+    _load_playbook(req) if req.harden_kubelet else load_playbooks(req.playbooks)
+    load_release_data(req.release_data)
+
+
 def make_plan(
     facts: Facts,
     req: PlanRequest,
