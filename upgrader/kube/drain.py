@@ -6,7 +6,9 @@ evicted, with one error naming every refused pod), evict all selected pods concu
 through the ``pods/eviction`` subresource (policy/v1) — 429 (a PodDisruptionBudget says
 no) is retried after a delay until the drain timeout, a 500 for a pod under several PDBs
 is fatal for that pod, 404 means gone — or delete them when eviction is disabled, then
-wait until each pod is gone (GET 404, or a different UID). On timeout,
+wait until each pod is gone: one waiter LISTs the node's pods once per poll (a pod is gone
+when it left the list or its name belongs to another UID), so the API load of the wait does
+not grow with the number of pods and no pod waits for a free thread. On timeout,
 :class:`DrainTimeout` names each pod still there and the PDB(s) holding it. Also
 :func:`drain_node`: cordon, drain, and on failure uncordon only if it was us who cordoned.
 
@@ -20,7 +22,8 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +91,7 @@ class DrainResult:
 @dataclass
 class _Outcome:
     key: str
-    state: str  # "gone" | "timeout" | "failed"
+    state: str  # "requested" (eviction accepted) | "gone" | "timeout" | "failed"
     error: str | None = None  # last eviction error (for the report) or the fatal one
     last: Mapping[str, Any] | None = None  # last seen pod object
 
@@ -295,21 +298,70 @@ class _Drainer:
                     self.nap(self.retry_delay)
                     continue
                 return _Outcome(key, "failed", str(e), last)
-        # 2. wait until it is gone
+        # 2. the caller's single waiter (:meth:`wait`) watches it go
+        return _Outcome(key, "requested", last_error, last)
+
+    def _present(self) -> dict[str, dict[str, Any]]:
+        """The node's pods now, by ``ns/name`` (one LIST, however many pods are waited for)."""
+        doc = request_json(
+            CoreV1Api(self.api).list_pod_for_all_namespaces,
+            field_selector=f"spec.nodeName={self.node}",
+            what=f"LIST pods on node {self.node}",
+            policy=POLL_POLICY,
+        )
+        return {pod_key(p): p for p in (doc or {}).get("items") or []}
+
+    def wait(self, futures: dict[Future[_Outcome], PodDecision]) -> list[_Outcome]:
+        """Collect the eviction threads' outcomes and wait until every pod whose removal
+        was accepted is gone: one LIST of the node's pods per ``poll`` (a pod is gone when
+        it is no longer on the node, or its name now belongs to another UID), rather than
+        one GET per pod and thread. Outcomes in the order of ``futures``."""
+        order = [d.key for d in futures.values()]
+        running = dict(futures)
+        waiting: dict[str, tuple[PodDecision, _Outcome]] = {}
+        done: dict[str, _Outcome] = {}
+        gone_word = "deleted" if self.disable_eviction else "evicted"
         while True:
-            try:
-                gone, obj = self._gone(ns, name, uid)
-                if gone:
-                    self.event(f"pod {key} {'deleted' if self.disable_eviction else 'evicted'}")
-                    return _Outcome(key, "gone")
-                last = obj
-            except ApiError as e:
-                if e.status in (401, 403):
-                    return _Outcome(key, "failed", str(e), last)
-                log.info("drain %s: waiting for %s: %s", self.node, key, e)
+            for f in [f for f in running if f.done()]:
+                d = running.pop(f)
+                o = f.result()
+                if o.state == "requested":
+                    waiting[o.key] = (d, o)
+                else:
+                    done[o.key] = o
+            if waiting:
+                try:
+                    present: dict[str, dict[str, Any]] | None = self._present()
+                except ApiError as e:
+                    if e.status in (401, 403):
+                        for key, (_, o) in waiting.items():
+                            done[key] = _Outcome(key, "failed", str(e), o.last)
+                        waiting.clear()
+                    else:
+                        log.info("drain %s: waiting for %d pod(s): %s", self.node, len(waiting), e)
+                    present = None
+                if present is not None:
+                    for key, (d, o) in list(waiting.items()):
+                        obj = present.get(key)
+                        if obj is None or (d.uid is not None and pod_uid(obj) != d.uid):
+                            self.event(f"pod {key} {gone_word}")
+                            done[key] = _Outcome(key, "gone")
+                            del waiting[key]
+                        else:
+                            o.last = obj
+            if not running and not waiting:
+                break
             if self.remaining() <= 0:
-                return _Outcome(key, "timeout", last_error, last)
-            self.nap(self.poll)
+                for key, (_, o) in waiting.items():
+                    done[key] = _Outcome(key, "timeout", o.error, o.last)
+                waiting.clear()
+                if not running:
+                    break
+            if waiting:
+                self.nap(self.poll)
+            else:
+                wait_futures(list(running), timeout=self.poll, return_when=FIRST_COMPLETED)
+        return [done[k] for k in order]
 
 
 def drain(
@@ -372,7 +424,7 @@ def drain(
     if sel.to_evict:
         workers = max(1, min(max_workers, len(sel.to_evict)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"drain-{node}") as ex:
-            outcomes = list(ex.map(drainer.run, sel.to_evict))
+            outcomes = drainer.wait({ex.submit(drainer.run, d): d for d in sel.to_evict})
 
     timed_out = [o for o in outcomes if o.state == "timeout"]
     failed = [o for o in outcomes if o.state == "failed"]
