@@ -4,7 +4,8 @@ Owns ``cordon``/``uncordon`` (a patch of ``spec.unschedulable`` guarded by the n
 ``resourceVersion``; each says whether it changed anything, so the executor can record
 provenance), ``wait_node_ready`` (poll until Ready=True at the expected kubelet version)
 and ``wait_control_plane`` (poll until the node's kube-apiserver, kube-controller-manager
-and kube-scheduler mirror pods run the expected image tag and are Ready). Every function
+and kube-scheduler mirror pods run the expected image tag and are Ready); both re-check
+soon at first, then back off to the caller's interval (:func:`poll_intervals`). Every function
 takes an ``ApiClient`` (``upgrader.kube.client`` builds it) and works on raw JSON dicts.
 
 Must not: print, sleep a fixed time instead of polling a condition, or decide whether a
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
@@ -38,6 +39,19 @@ _DNS1123_SUBDOMAIN = re.compile(
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
+
+FIRST_POLL = 0.25  # seconds before the first re-check of a readiness gate
+
+
+def poll_intervals(poll: float) -> Iterator[float]:
+    """Gaps between the reads of a readiness gate: ``FIRST_POLL``, doubling up to ``poll``.
+    A node Ready one second after its kubelet restarted is seen then, not one whole
+    ``poll`` later (with the playbook's 5 s that was up to 4 s lost per node); a slow node
+    still costs one read per ``poll``."""
+    gap = min(FIRST_POLL, poll)
+    while True:
+        yield gap
+        gap = min(poll, gap * 2)
 
 
 def validate_node_name(node: str) -> str:
@@ -179,6 +193,7 @@ def wait_node_ready(
     the last version and Ready condition seen."""
     want = as_version(kubelet_version, f"node {node}: expected kubelet version")
     deadline = clock() + timeout
+    gaps = poll_intervals(poll)
     last_obj: dict[str, Any] | None = None
     last_err: str | None = None
     while True:
@@ -198,7 +213,7 @@ def wait_node_ready(
         now = clock()
         if now >= deadline:
             break
-        sleep(min(poll, max(0.0, deadline - now)))
+        sleep(min(next(gaps), max(0.0, deadline - now)))
     if last_obj is not None:
         seen_text = f"last seen kubelet {kubelet_version_or(last_obj)}, {describe_ready(last_obj)}"
     else:
@@ -283,6 +298,7 @@ def wait_control_plane(
     raises :class:`StepFailed` naming each component's last state."""
     want = as_version(version, f"node {node}: expected control-plane version")
     deadline = clock() + timeout
+    gaps = poll_intervals(poll)
     lines: list[str] = []
     last_err: str | None = None
     while True:
@@ -301,7 +317,7 @@ def wait_control_plane(
         now = clock()
         if now >= deadline:
             break
-        sleep(min(poll, max(0.0, deadline - now)))
+        sleep(min(next(gaps), max(0.0, deadline - now)))
     detail = "; ".join(lines) if lines else "no pod list was read"
     if last_err:
         detail += f"; last API error: {last_err}"
