@@ -183,16 +183,21 @@ class LabAPI:
         wait_for(lambda: self.request("GET", "/readyz", token=None).status == 200, 20, "readyz")
 
     def stop(self) -> None:
+        """SIGTERM, as the runner does; the server must exit 0 (state saved) promptly."""
+        clean = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                clean = self.proc.wait(15) == 0
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+                clean = False
         if self._log is not None:
             self._log.close()
             self._log = None
+        if not clean:
+            raise AssertionError(f"lab API server did not stop cleanly: {self.log_tail()}")
 
     def restart(self) -> None:
         """Stop the process and start a new one on the same DIR (state must survive)."""

@@ -12,9 +12,7 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 from upgrader.errors import ConfigError, ExitCode
 from upgrader.lab.apiserver.store import StateError
@@ -41,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.BAD_INPUT)
     from upgrader.lab.apiserver.server import LabServer
 
+    # Block the stop signals before any thread starts (threads inherit the mask) and take
+    # them synchronously below: no Python signal handler, so no lock can be re-entered.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
         server = LabServer(args.dir, args.host, args.port)
         server.start()
@@ -50,16 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"cannot start the lab API server: {e}", file=sys.stderr)
         return int(ExitCode.BAD_INPUT)
-    done = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        done.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    while not done.wait(1.0):
-        pass
+    signum = signal.sigwait(stop_signals)
+    logging.getLogger("upgrader.lab.apiserver").info("stopping on %s", signal.Signals(signum).name)
     server.stop()
     return 0
 
