@@ -488,15 +488,35 @@ class Compatibility:
     warnings: tuple[str, ...] = ()
 
 
+def check_cluster(state: RunState | None, cluster: str, *, source: str = "state file") -> None:
+    """:class:`ConfigError` when ``state`` records a run of another cluster than ``cluster``
+    (the inventory's): a ``--state`` pointing at another cluster's file must never resume,
+    abandon or overwrite that cluster's run."""
+    if state is not None and state.cluster != cluster:
+        raise ConfigError(
+            f"{source}: records a run of cluster {state.cluster!r}, not {cluster!r} (the "
+            "inventory's); give this cluster's own state file"
+        )
+
+
 def check_compatible(
-    state: RunState | None, fingerprint: str, target: str, *, source: str = "state file"
+    state: RunState | None,
+    fingerprint: str,
+    target: str,
+    *,
+    source: str = "state file",
+    cluster: str | None = None,
 ) -> Compatibility:
     """May this invocation go on with ``state``?
 
-    No state, or a finished (succeeded/abandoned) one: start a new run. An unfinished run
-    toward another target: :class:`ConfigError` (finish it, or ``--abandon`` it). Same target
-    but a different fingerprint (inventory or playbook edited since): resume, with a warning.
+    A state recorded for another cluster (``cluster`` given and different): always a
+    :class:`ConfigError` (see :func:`check_cluster`). No state, or a finished (succeeded/abandoned) one: start
+    a new run. An unfinished run toward another target: :class:`ConfigError` (finish it, or
+    ``--abandon`` it). Same target but a different fingerprint (inventory or playbook edited
+    since): resume, with a warning.
     """
+    if cluster is not None:
+        check_cluster(state, cluster, source=source)
     if state is None or state.finished:
         return Compatibility(resume=False)
     if state.target != target:
