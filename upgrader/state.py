@@ -510,10 +510,10 @@ def check_compatible(
     """May this invocation go on with ``state``?
 
     A state recorded for another cluster (``cluster`` given and different): always a
-    :class:`ConfigError` (see :func:`check_cluster`). No state, or a finished (succeeded/abandoned) one: start
-    a new run. An unfinished run toward another target: :class:`ConfigError` (finish it, or
-    ``--abandon`` it). Same target but a different fingerprint (inventory or playbook edited
-    since): resume, with a warning.
+    :class:`ConfigError` (see :func:`check_cluster`). No state, or a finished
+    (succeeded/abandoned) one: start a new run. An unfinished run toward another target:
+    :class:`ConfigError` (finish it, or ``--abandon`` it). Same target but a different
+    fingerprint (inventory or playbook edited since): resume, with a warning.
     """
     if cluster is not None:
         check_cluster(state, cluster, source=source)
