@@ -251,69 +251,71 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 if not io.confirm(question):
                     return ApplyOutcome("declined", state_path=state_path)
 
-            # ---- the run's records
-            if sp_resume is not None and prev is not None:
-                run_state, plan_entries = prev, sp_resume.entries
-                run_id = prev.run_id
-            else:
-                if abandoned is not None:
-                    sf.save(st.set_status(abandoned, st.RunStatus.ABANDONED))
-                    left = sorted(set(abandoned.cordoned_by_us))
-                    io.warn(
-                        f"run {abandoned.run_id} (target {abandoned.target}) abandoned"
-                        + (f"; nodes it had cordoned: {', '.join(left)}" if left else "")
-                    )
-                run_id = uuid.uuid4().hex[:12]
-                sp = stored.StoredPlan.of(fresh, run_id)
-                transcripts_dir = req.transcripts or st.default_transcripts_dir(state_path, run_id)
-                run_state = st.new_run(
-                    cluster=inv.cluster_name,
-                    inventory=req.inventory.resolve(),
-                    fingerprint=fingerprint,
-                    target=target,
-                    hops=sp.hops,
-                    strategy=sp.strategy,
-                    steps=sp.steps,
-                    precordoned=_precordoned(kube, sp.entries, abandoned),
-                    transcripts=transcripts_dir.resolve(),
-                    run_id=run_id,
-                )
-                stored.save(stored.plan_path(state_path), sp)  # the plan before the state
-                sf.save(run_state)
-                plan_entries = sp.entries
-            transcripts_dir = Path(
-                req.transcripts
-                or run_state.transcripts
-                or st.default_transcripts_dir(state_path, run_id)
-            )
-
-            # ---- the cluster lock, then the run
+            # ---- the cluster lock first: a run refused by another holder records nothing
+            resuming_run = sp_resume is not None and prev is not None
+            run_id = prev.run_id if resuming_run and prev is not None else uuid.uuid4().hex[:12]
             keeper = lease.LeaseKeeper(api, lease.default_holder(run_id))
             lease.acquire(api, run_id, keeper.holder, break_lock=req.break_lock)
-            keeper.start()
-            secrets = _secrets(inv, api)
-            masker = ev.make_masker(secrets)
-            handlers: list[ev.EventHandler] = []
-            if io.reporter is not None:
-                handlers.append(io.reporter)
-            sink = ev.JsonlSink(req.events, masker) if req.events is not None else None
-            if sink is not None:
-                handlers.append(sink)
-            options = dataclasses.replace(
-                req.engine, secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets)))
-            )
-            engine = Engine(
-                plan_entries,
-                run_state,
-                save=sf.save,
-                transports=lambda node: pool.get(inv.ssh_target(node)),
-                kube=kube,
-                options=options,
-                on_event=ev.Fanout(handlers),
-                transcripts=ev.TranscriptWriter(transcripts_dir, masker),
-                guard=keeper.check,
-            )
+            sink: ev.JsonlSink | None = None
             try:
+                # ---- the run's records
+                if resuming_run and sp_resume is not None and prev is not None:
+                    run_state, plan_entries = prev, sp_resume.entries
+                else:
+                    if abandoned is not None:
+                        sf.save(st.set_status(abandoned, st.RunStatus.ABANDONED))
+                        left = sorted(set(abandoned.cordoned_by_us))
+                        io.warn(
+                            f"run {abandoned.run_id} (target {abandoned.target}) abandoned"
+                            + (f"; nodes it had cordoned: {', '.join(left)}" if left else "")
+                        )
+                    sp = stored.StoredPlan.of(fresh, run_id)
+                    tdir = req.transcripts or st.default_transcripts_dir(state_path, run_id)
+                    run_state = st.new_run(
+                        cluster=inv.cluster_name,
+                        inventory=req.inventory.resolve(),
+                        fingerprint=fingerprint,
+                        target=target,
+                        hops=sp.hops,
+                        strategy=sp.strategy,
+                        steps=sp.steps,
+                        precordoned=_precordoned(kube, sp.entries, abandoned),
+                        transcripts=tdir.resolve(),
+                        run_id=run_id,
+                    )
+                    stored.save(stored.plan_path(state_path), sp)  # the plan before the state
+                    sf.save(run_state)
+                    plan_entries = sp.entries
+                transcripts_dir = Path(
+                    req.transcripts
+                    or run_state.transcripts
+                    or st.default_transcripts_dir(state_path, run_id)
+                )
+
+                # ---- the run
+                keeper.start()
+                secrets = _secrets(inv, api)
+                masker = ev.make_masker(secrets)
+                handlers: list[ev.EventHandler] = []
+                if io.reporter is not None:
+                    handlers.append(io.reporter)
+                if req.events is not None:
+                    sink = ev.JsonlSink(req.events, masker)
+                    handlers.append(sink)
+                options = dataclasses.replace(
+                    req.engine, secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets)))
+                )
+                engine = Engine(
+                    plan_entries,
+                    run_state,
+                    save=sf.save,
+                    transports=lambda node: pool.get(inv.ssh_target(node)),
+                    kube=kube,
+                    options=options,
+                    on_event=ev.Fanout(handlers),
+                    transcripts=ev.TranscriptWriter(transcripts_dir, masker),
+                    guard=keeper.check,
+                )
                 final = engine.run()
             finally:
                 keeper.stop(release_lock=True)
