@@ -853,3 +853,37 @@ def test_plain_reporter_prints_one_line_per_step_and_the_failure(rig: Rig) -> No
         x for x in lines if "FAILED" in x or "left cordoned" in x
     ]
     assert "w-2 boom FAILED" in rich_out.getvalue()
+
+
+# --------------------------------------------------------------------------- apply helpers
+
+
+def test_post_check_names_each_node_off_its_expected_state(rig: Rig) -> None:
+    from upgrader.apply import post_check
+
+    entries = [worker_visit("w-1"), worker_visit("w-2"), worker_visit("w-3")]
+    rig.kube.nodes["w-3"].unschedulable = True
+    final = rig.engine(entries).run()
+    assert post_check(rig.kube, final, tuple(entries)) == []
+
+    rig.kube.nodes["w-1"].kubelet = "v1.27.8"
+    rig.kube.nodes["w-2"].unschedulable = True
+    rig.kube.nodes["w-3"].unschedulable = False
+    rig.kube.nodes["w-3"].ready = False
+    assert post_check(rig.kube, final, tuple(entries)) == [
+        "w-1 reports kubelet v1.27.8, expected v1.28.4",
+        "w-2 is cordoned, expected schedulable",
+        "w-3 is not Ready",
+        "w-3 is schedulable, expected cordoned (as before the run)",
+    ]
+
+
+def test_nodes_an_abandoned_run_cordoned_are_not_taken_for_precordoned(rig: Rig) -> None:
+    from upgrader.apply import _precordoned
+
+    entries = (worker_visit("w-1"), worker_visit("w-2"), worker_visit("w-3"))
+    rig.kube.nodes["w-2"].unschedulable = True  # the operator's
+    old = st.mark_cordoned(rig.new_state(entries), "w-3", f"{HOP}/w-3/worker/drain")
+    rig.kube.nodes["w-3"].unschedulable = True  # the abandoned run's
+    assert _precordoned(rig.kube, entries, None) == frozenset({"w-2", "w-3"})
+    assert _precordoned(rig.kube, entries, old) == frozenset({"w-2"})
