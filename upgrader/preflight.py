@@ -54,7 +54,7 @@ from upgrader.core.checks.inputs import PreflightInputs
 from upgrader.core.drain import MIRROR_ANNOTATION, controller_of
 from upgrader.core.model import Facts, Finding
 from upgrader.core.versions import KubeVersion
-from upgrader.errors import TransportError
+from upgrader.errors import StepFailed, TransportError
 from upgrader.kube.retry import (
     DEFAULT_POLICY,
     DEFAULT_REQUEST_TIMEOUT,
@@ -479,6 +479,35 @@ def health_gate(
     if transports is not None and control_planes:
         out += health.check_etcd(etcd_health(transports, control_planes, timeout=etcd_timeout))
     return out
+
+
+def between_nodes(
+    gate: Callable[[], list[Finding]],
+    *,
+    validate_count: int = 1,
+    interval: float = 5.0,
+    timeout: float = 300.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Callable[[Sequence[Any]], None]:
+    """The engine's ``before_batch`` hook: before the next node's upgrade (a batch of plan
+    entries) ``gate`` (e.g. ``lambda: health_gate(api, ...)``) must pass ``validate_count``
+    times in a row within ``timeout`` seconds; else :class:`StepFailed` naming the node(s)
+    and every blocker stops the run there (a rerun resumes at that node)."""
+
+    def before(batch: Sequence[Any]) -> None:
+        result = wait_until_healthy(
+            gate, validate_count=validate_count, interval=interval, timeout=timeout, sleep=sleep
+        )
+        if result.passed:
+            return
+        nodes = ", ".join(str(getattr(e, "node", e)) for e in batch)
+        why = "; ".join(
+            f"{f.code}: {f.message}" for f in result.findings if f.severity.value == "blocker"
+        )
+        first = getattr(batch[0], "node", None) if batch else None
+        raise StepFailed(f"cluster health gate before {nodes}: {why}", node=first)
+
+    return before
 
 
 @dataclass(frozen=True)

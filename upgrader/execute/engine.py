@@ -127,7 +127,10 @@ def batches(entries: Sequence[PlanEntry], max_unavailable: int) -> list[list[Pla
 class Engine:
     """Runs ``entries`` against the nodes (``transports(node)``) and the API (``kube``),
     recording into ``state`` (saved with ``save`` after every transition). ``guard`` is
-    called before each step; whatever it raises stops the run there."""
+    called before each step; whatever it raises stops the run there. ``before_batch`` is
+    called before each batch of visits that has work left (the cluster health gate between
+    nodes, :func:`upgrader.preflight.between_nodes`); whatever it raises stops the run
+    there, before the batch's first step."""
 
     def __init__(
         self,
@@ -141,9 +144,11 @@ class Engine:
         transcripts: ev.TranscriptWriter | None = None,
         sleep: Callable[[float], None] = time.sleep,
         guard: Callable[[], None] | None = None,
+        before_batch: Callable[[Sequence[PlanEntry]], None] | None = None,
     ) -> None:
         self.entries = tuple(entries)
         self._guard = guard
+        self._before_batch = before_batch
         self.options = options or EngineOptions()
         self._state = st.sync_steps(state, (s for e in self.entries for s in e.steps))
         self._save = save
@@ -222,6 +227,8 @@ class Engine:
         )
         try:
             for batch in batches(self.entries, max(1, self.options.max_unavailable)):
+                if self._before_batch is not None and not all(map(self._entry_done, batch)):
+                    self._before_batch(batch)
                 self._run_batch(batch)
         except StepFailed as e:
             self._emit(
