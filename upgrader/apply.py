@@ -184,6 +184,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
 
     with sf.lock():
         prev = sf.load()
+        st.check_cluster(prev, inv.cluster_name, source=str(state_path))
         abandoned: st.RunState | None = None
         if prev is not None and not prev.finished:
             if req.abandon:
