@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= $(CURDIR)/.lab-demo
 DEMO_TARGET ?= v1.28.4
 
-.PHONY: test lint typecheck unit deps venv sshd demo clean
+.PHONY: test lint typecheck unit deps venv sshd demo bench chaos fuzz security clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,19 @@ unit: venv
 
 demo: deps
 	@bash scripts/demo.sh "$(DEMO_DIR)" "$(DEMO_TARGET)"
+
+# Campaigns outside the default test run; each prints a table and writes bench/results/*.json.
+bench: deps
+	$(PY) -m bench.run all
+
+chaos: deps
+	$(PY) -m bench.chaos
+
+fuzz: deps
+	$(PY) -m bench.fuzz
+
+security: deps
+	$(PY) -m bench.security
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
