@@ -139,7 +139,9 @@ class JsonlSink:
         self._mask = masker
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        # 0600 like the transcripts: events carry step messages and stderr tails
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fh: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
         line = self._mask(json.dumps(event.to_dict(), sort_keys=False, default=str))
