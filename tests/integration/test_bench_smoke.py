@@ -44,8 +44,7 @@ def test_fanout_overhead_window_memory_and_drain(tmp_path: Path) -> None:
 
     doc = fanout.run(work, sizes=(2,), reps=lambda n: 1, peers=False, log=lambda m: None)
     _common(doc, "fanout")
-    tools = {r["tool"] for r in doc["rows"]}
-    assert tools == {"upgrader facts", "upgrader plan"}
+    assert {r["tool"] for r in doc["rows"]} == {"upgrader facts", "upgrader plan"}
     for r in doc["rows"]:
         assert r["nodes"] == 2 and r["reps"] == 1
         assert r["median_s"] > 0 and r["peak_rss_mib"] > 0
@@ -86,7 +85,7 @@ def test_fanout_overhead_window_memory_and_drain(tmp_path: Path) -> None:
     assert all(r["peak_rss_mib"] > 0 and r["completed"] for r in doc["rows"])
     memory.render(doc)
 
-    tools = ("upgrader", "kubectl") if shutil.which("kubectl") else ("upgrader",)
+    tools: tuple[str, ...] = ("upgrader", "kubectl") if shutil.which("kubectl") else ("upgrader",)
     spec = drain.drain_spec(deployments=2, per_node=2, termination=0.2, workers=1)
     doc = drain.run(work, reps=1, spec=spec, tools=tools, log=lambda m: None)
     _common(doc, "drain")
