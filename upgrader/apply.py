@@ -59,6 +59,7 @@ class ApplyRequest:
     break_lock: bool = False
     abandon: bool = False
     max_workers: int = 32
+    validate_count: int = 1  # the health gate passes this many times in a row between nodes
 
 
 @dataclass
@@ -316,6 +317,14 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     on_event=ev.Fanout(handlers),
                     transcripts=ev.TranscriptWriter(transcripts_dir, masker),
                     guard=keeper.check,
+                    before_batch=preflight.between_nodes(
+                        lambda: preflight.health_gate(
+                            api,
+                            transports=lambda node: pool.get(inv.ssh_target(node)),
+                            control_planes=[n.name for n in facts.control_planes if n.reachable],
+                        ),
+                        validate_count=req.validate_count,
+                    ),
                 )
                 final = engine.run()
             finally:

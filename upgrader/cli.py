@@ -435,6 +435,16 @@ def apply(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures.")] = False,
+    validate_count: Annotated[
+        int,
+        typer.Option(
+            "--validate-count",
+            min=1,
+            max=100,
+            help="Before each node, the cluster health gates (nodes Ready, control-plane pods "
+            "Ready, etcd healthy) must pass this many times in a row (5s apart).",
+        ),
+    ] = 1,
     break_lock: Annotated[
         bool, typer.Option("--break-lock", help="Take over the cluster Lease of a dead run.")
     ] = False,
@@ -530,6 +540,7 @@ def apply(
         break_lock=break_lock,
         abandon=abandon,
         max_workers=max_workers,
+        validate_count=validate_count,
     )
     check_request(req.plan)  # broken playbooks or release data: refused before any node is asked
     reporter = make_reporter(quiet=quiet)
