@@ -1,0 +1,700 @@
+"""Security campaign: hostile values never reach a shell unquoted, unknown or changed SSH
+host keys are refused, and no secret lands in transcripts, events, the state file or a
+process's argv.
+
+Owns the campaign (``python -m bench.security``) and ``bench/results/security.json``. The
+checks, each against a real lab through the real CLI:
+
+- **inventory values**: every string field of the lab's inventory gets each shell payload
+  (``$(touch CANARY)``, ``;touch CANARY``, backquotes, pipes, newlines, quotes); ``plan``
+  must refuse the file with exit 2 and one line, or, where the field is free text (a path,
+  a label, a kubeconfig context), run without the canary file ever appearing;
+- **url_template**: a custom repository URL with every character the validator allows that
+  a shell would still interpret (``[`` ``]`` ``~`` ``^`` ``%`` ``=`` ``,`` ``+`` ``@``
+  ``:``) is rendered as one shell word, and the repository step, executed on a lab
+  node, writes that URL to the node's repository file byte for byte;
+- **facts values** (what nodes report: package versions, package manager, node and
+  cluster names): a facts file carrying shell payloads is planned (with a site playbook
+  whose own steps use every template variable); each rendered command either keeps the
+  payload inside one shell word, or the plan is refused; every rendered shell step then
+  runs on a lab node and the canary file must not appear;
+- **host keys**: with the lab's ``known_hosts`` emptied (unknown key) or rewritten with
+  another key (changed key, also under ``host_key_policy: accept-new``), ``plan`` and
+  ``apply`` refuse (exit 3: a ``HOST_KEY_REJECTED`` blocker per node, or exit 4), every
+  node is named with its host key, and no command runs on any node;
+- **secrets**: a full ``apply`` with a sudo password in the variable named by
+  ``ssh.sudo_password_env`` and a site step that prints the API bearer token on stdout and
+  stderr and then fails: the token, the sudo password and the private key's body appear in
+  no transcript, event, state file, stored plan or CLI output, and in no process's argv
+  sampled while the run goes on; the state file, the events file and the transcripts are
+  mode 0600.
+
+Must not: weaken a lab's security for anything but the check at hand (each check restores
+the files it rewrote), or leave a lab running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench._campaign import (
+    FAST_DELAYS,
+    REPO,
+    TARGET,
+    Lab,
+    Proc,
+    Table,
+    cli,
+    fast_playbooks,
+    lab_session,
+    machine,
+    node,
+    write_result,
+)
+
+DATA = REPO / "tests" / "data"
+
+
+def payloads(canary: Path) -> list[str]:
+    c = str(canary)
+    return [
+        f"$(touch {c})",
+        f";touch {c}",
+        f"`touch {c}`",
+        f"|touch {c}",
+        f"&&touch {c}",
+        f"'$(touch {c})'",
+        f'"$(touch {c})"',
+        f"\ntouch {c}\n",
+        f"${{IFS}}touch${{IFS}}{c}",
+    ]
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool = True
+    cases: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, what: str) -> None:
+        self.ok = False
+        self.problems.append(what)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.name,
+            "ok": self.ok,
+            "cases": self.cases,
+            "problems": self.problems,
+            "notes": self.notes,
+        }
+
+
+def _calls_total(lab: Lab) -> int:
+    return sum(len(v) for v in lab.all_calls().values())
+
+
+def _one_line_error(r: Proc) -> bool:
+    lines = r.stderr_lines
+    return len(lines) == 1 and lines[0].startswith("error:")
+
+
+# --------------------------------------------------------------------------- inventory values
+
+
+def _string_paths(doc: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _string_paths(v, (*prefix, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _string_paths(v, (*prefix, i))
+    elif isinstance(doc, str):
+        yield prefix
+
+
+def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
+    for p in path[:-1]:
+        doc = doc[p]
+    doc[path[-1]] = value
+
+
+def check_inventory_values(lab: Lab, work: Path, limit: int | None = None) -> Check:
+    ch = Check("inventory values with shell payloads")
+    canary = work / "canary-inventory"
+    base = yaml.safe_load(lab.inventory.read_text())
+    base.setdefault("kubeconfig", {})["context"] = "lab"
+    base["nodes"][1]["labels"] = {"site": "eu"}
+    base["nodes"][1]["user"] = "root"
+    base["ssh"]["sudo_password_env"] = "UPGRADER_SUDO"
+    paths = list(_string_paths(base))
+    if limit is not None:  # the smoke test: a node name, an address, a free-text path
+        keep = {("nodes", 0, "name"), ("nodes", 1, "address"), ("kubeconfig", "path")}
+        paths = [p for p in paths if p in keep]
+    accepted: set[str] = set()
+    for path in paths:
+        for i, p in enumerate(payloads(canary)[:limit]):
+            doc = json.loads(json.dumps(base))
+            orig = doc
+            for k in path[:-1]:
+                orig = orig[k]
+            _set(doc, path, f"{orig[path[-1]]}{p}")
+            f = lab.dir / f"sec-inv-{i}.yaml"
+            f.write_text(yaml.safe_dump(doc, sort_keys=False))
+            before = _calls_total(lab)
+            r = cli("plan", "-i", str(f), "--to", TARGET, "--json", timeout=180)
+            f.unlink()
+            ch.cases += 1
+            where = ".".join(map(str, path))
+            if canary.exists():
+                ch.fail(f"{where}: payload {p!r} created the canary (exit {r.code})")
+                canary.unlink()
+            if "Traceback" in r.stderr:
+                ch.fail(f"{where}: traceback for payload {p!r}")
+            if r.code == 2:
+                if not _one_line_error(r):
+                    ch.fail(f"{where}: refused with {len(r.stderr_lines)} stderr lines")
+                if _calls_total(lab) != before:
+                    ch.fail(f"{where}: refused, but only after commands ran on the nodes")
+            else:
+                accepted.add(where)
+    ch.notes.append(
+        "accepted (free-text fields, no canary): " + (", ".join(sorted(accepted)) or "none")
+    )
+    return ch
+
+
+# --------------------------------------------------------------------------- url_template
+
+ODD_URL = "https://pkgs.example.invalid/a[b]c/~u^v%41=w,z+q@r:s/v{minor}/deb/"
+
+
+def _ssh(lab: Lab, node_name: str, command: str, timeout: float = 60) -> subprocess.Popen[str]:
+    info = lab.info
+    addr = info["nodes"][node_name]["address"]
+    return subprocess.Popen(
+        [
+            "ssh",
+            "-i",
+            str(lab.dir / "id_ed25519"),
+            "-o",
+            f"UserKnownHostsFile={lab.dir / 'known_hosts'}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-p",
+            str(info["ssh"]["port"]),
+            f"root@{addr}",
+            command,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def run_on(lab: Lab, node_name: str, command: str, timeout: float = 60) -> tuple[int, str, str]:
+    p = _ssh(lab, node_name, command, timeout)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        return -1, out, err
+    return p.returncode, out, err
+
+
+def _words_contain(command: str, value: str) -> bool:
+    """``value`` is (inside) one word of ``command`` as a POSIX shell splits it."""
+    try:
+        words = shlex.split(command, posix=True)
+    except ValueError:
+        return False
+    return any(value in w for w in words)
+
+
+def check_url_template(lab: Lab, work: Path) -> Check:
+    ch = Check("url_template with shell-special characters")
+    doc = yaml.safe_load(lab.inventory.read_text())
+    doc["packages"]["url_template"] = ODD_URL
+    doc["packages"]["repository"] = "custom"
+    f = lab.dir / "sec-url.yaml"
+    f.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = cli("plan", "-i", str(f), "--to", TARGET, "--json", timeout=180)
+    f.unlink()
+    ch.cases += 1
+    if r.code not in (0, 3):
+        ch.fail(f"plan with the custom url_template exited {r.code}: {r.stderr.strip()[:300]}")
+        return ch
+    url = ODD_URL.replace("{minor}", "1.28")
+    plan = json.loads(r.stdout)
+    steps = [s for e in plan.get("nodes", []) for s in e.get("steps", [])]
+    repo_steps = [s for s in steps if s.get("name") == "package-repository" and s.get("command")]
+    if not repo_steps:
+        ch.fail("no package-repository step rendered (the workers' repositories are at 1.27)")
+        return ch
+    for s in repo_steps:
+        ch.cases += 1
+        if not _words_contain(s["command"], url):
+            ch.fail(f"{s['id']}: the URL is not one shell word: {s['command'][:300]}")
+    # Run the rendered repository step on its node: the file must hold the URL literally.
+    s = repo_steps[0]
+    code, _out, err = run_on(lab, s["node"], s["command"])
+    root = Path(lab.info["nodes"][s["node"]]["root"])
+    listing = root / "etc" / "apt" / "sources.list.d" / "kubernetes.list"
+    text = listing.read_text() if listing.exists() else ""
+    ch.cases += 1
+    if url not in text:
+        ch.fail(
+            f"{s['node']}: kubernetes.list does not hold the URL verbatim "
+            f"(exit {code}; file: {text.strip()[:200]!r}; stderr: {err.strip()[:200]!r})"
+        )
+    else:
+        ch.notes.append(f"{s['node']}: kubernetes.list holds {url!r} verbatim (step exit {code})")
+    return ch
+
+
+# --------------------------------------------------------------------------- facts values
+
+
+SITE_PLAYBOOK = {
+    "version": 1,
+    "phases": {
+        "worker": {
+            "pre": [
+                {
+                    "name": "site-echo",
+                    "kind": "shell",
+                    "description": "echo every template value of {node}",
+                    "command": (
+                        "{pkg_resolve}echo {node} {cluster} {version} {kversion} {minor} {role} "
+                        "{pm} {repo_url} {repo_key_url} {pkg_version}"
+                    ),
+                    "retry_safe": True,
+                }
+            ]
+        }
+    },
+}
+
+
+FACT_FIELDS = ("repo_versions", "package_manager", "node_name", "cluster_name", "os_family")
+
+
+def _hostile_facts(p: str, field_: str) -> dict[str, Any]:
+    """A facts file whose ``field_`` carries ``p`` (what a node or the API reported)."""
+    doc = json.loads((DATA / "facts" / "one-cp-two-workers.json").read_text())
+    if field_ == "cluster_name":
+        doc["cluster"]["name"] = f"demo{p}"
+    for n in doc["nodes"]:
+        if field_ == "repo_versions":
+            n["repo_versions"] = [f"1.28.4-1.1{p}", "1.28.3-1.1"]
+            n.get("packages", {}).pop("kubeadm", None)
+        if n["role"] == "worker":
+            if field_ == "node_name":
+                n["name"] = f"{n['name']}{p}"
+            if field_ == "package_manager":
+                n["package_manager"] = f"apt{p}"
+            if field_ == "os_family":
+                n["os_family"] = f"debian{p}"
+    return dict(doc)
+
+
+MARKER = "XMARKX"
+
+
+def _plan_commands(r: Proc) -> dict[str, str]:
+    plan = json.loads(r.stdout)  # {"nodes": [{"name", "phase", "hop", "steps": [...]}], ...}
+    out: dict[str, str] = {}
+    for e in plan.get("nodes", []):
+        for s in e.get("steps", []):
+            for key in ("command", "check"):
+                if s.get(key):
+                    out[f"{s['id']} ({key})"] = s[key]
+    return out
+
+
+def _same_words(benign: str, hostile: str, payload: str) -> bool:
+    """The payload changed no word boundary: splitting the hostile command gives the benign
+    command's words with the marker replaced by the payload."""
+    try:
+        bw = shlex.split(benign, posix=True)
+        hw = shlex.split(hostile, posix=True)
+    except ValueError:
+        return False
+    return hw == [w.replace(MARKER, payload) for w in bw]
+
+
+def check_facts_values(lab: Lab, work: Path, limit: int | None = None) -> Check:
+    ch = Check("facts values with shell payloads, rendered and executed")
+    canary = work / "canary-facts"
+    pb = fast_playbooks(work / "pb-site")
+    (pb / "site.yaml").write_text(yaml.safe_dump(SITE_PLAYBOOK, sort_keys=False))
+
+    def plan_for(value: str, field_: str) -> Proc:
+        facts = work / "facts.json"
+        facts.write_text(json.dumps(_hostile_facts(value, field_)))
+        return cli("plan", "--facts", str(facts), "--to", TARGET, "--json", "--playbooks", str(pb))
+
+    ran = refused = 0
+    outcome: dict[str, str] = {}
+    cases = [(f, p) for f in FACT_FIELDS for p in payloads(canary)[:limit]]
+    benigns: dict[str, dict[str, str]] = {}
+    for field_, p in cases:
+        if field_ not in benigns:
+            base = plan_for(MARKER, field_)
+            if base.code not in (0, 3):
+                ch.fail(f"{field_}: the plan with a plain marker failed ({base.code}): "
+                        f"{base.stderr[-300:]}")  # fmt: skip
+                benigns[field_] = {}
+                continue
+            benigns[field_] = _plan_commands(base)
+        benign = benigns[field_]
+        if not benign:
+            ch.fail(f"{field_}: the plain plan rendered no command")
+            continue
+        r = plan_for(p, field_)
+        ch.cases += 1
+        if "Traceback" in r.stderr:
+            ch.fail(f"payload {p!r}: traceback")
+            continue
+        if r.code == 2:
+            refused += 1
+            outcome.setdefault(field_, "refused at load")
+            if not _one_line_error(r):
+                ch.fail(f"payload {p!r}: refused with {len(r.stderr_lines)} stderr lines")
+            continue
+        if r.code not in (0, 3):
+            ch.fail(f"payload {p!r}: plan exited {r.code}: {r.stderr.strip()[:200]}")
+            continue
+        outcome[field_] = "rendered quoted, executed"
+        hostile = _plan_commands(r)
+        for key, cmd in hostile.items():
+            bkey = key.replace(p, MARKER)
+            if bkey not in benign:
+                ch.fail(f"payload {p!r}: step {key[:80]!r} has no counterpart in the plain plan")
+                continue
+            if not _same_words(benign[bkey], cmd, p):
+                ch.fail(f"payload {p!r}: {bkey}: the payload changed the words of: {cmd[:200]}")
+        carrying = {cmd: key for key, cmd in hostile.items() if MARKER in benign.get(
+            key.replace(p, MARKER), "")}  # fmt: skip
+        if not carrying:
+            ch.fail(f"{field_}: no rendered command carries the value (nothing to test)")
+        for cmd, key in carrying.items():
+            ch.cases += 1
+            ran += 1
+            run_on(lab, "w-2", cmd, timeout=30)
+            if canary.exists():
+                ch.fail(f"payload {p!r}: running {key} created the canary")
+                canary.unlink()
+    ch.notes.append(
+        f"{len(cases)} (field, payload) cases: {refused} plans refused at load; "
+        f"{ran} rendered commands (steps and checks) executed on a lab node; "
+        + "; ".join(f"{k}: {v}" for k, v in sorted(outcome.items()))
+    )
+    return ch
+
+
+# --------------------------------------------------------------------------- host keys
+
+
+def _other_key(work: Path) -> str:
+    key = work / "other_host_key"
+    if not key.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+            check=True,
+            capture_output=True,
+        )
+    return key.with_suffix(".pub").read_text().split()[1]
+
+
+def check_host_keys(lab: Lab, work: Path, extra_env: dict[str, str] | None = None) -> Check:
+    ch = Check("unknown and changed SSH host keys")
+    kh = lab.dir / "known_hosts"
+    original = kh.read_text()
+    other = _other_key(work)
+    changed = "\n".join(
+        " ".join([*line.split()[:2], other]) if line.strip() and not line.startswith("#") else line
+        for line in original.splitlines()
+    )
+    inv_doc = yaml.safe_load(lab.inventory.read_text())
+    accept_new = json.loads(json.dumps(inv_doc))
+    accept_new["ssh"]["host_key_policy"] = "accept-new"
+    inv_accept = lab.dir / "sec-accept-new.yaml"
+    inv_accept.write_text(yaml.safe_dump(accept_new, sort_keys=False))
+    cases: list[tuple[str, str, Path]] = [
+        ("unknown host key (empty known_hosts)", "", lab.inventory),
+        ("changed host key", changed + "\n", lab.inventory),
+        ("changed host key, host_key_policy accept-new", changed + "\n", inv_accept),
+    ]
+    try:
+        for what, content, inv in cases:
+            for cmd in ("plan", "apply"):
+                kh.write_text(content)
+                lab.clear_calls()
+                args = ["plan", "-i", str(inv), "--to", TARGET]
+                if cmd == "apply":
+                    args = ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--state",
+                            str(work / "hk-state.json")]  # fmt: skip
+                r = cli(*args, timeout=180, extra_env=extra_env)
+                ch.cases += 1
+                calls = _calls_total(lab)
+                text = r.stdout + r.stderr
+                rejected = [
+                    ln.strip()
+                    for ln in text.splitlines()
+                    if "host key" in ln.lower() and any(n in ln for n in lab.node_names)
+                ]
+                # A refused host key is a blocker finding of the gather (exit 3, named per
+                # node in the plan's findings) or a transport error (exit 4).
+                if r.code not in (3, 4):
+                    ch.fail(f"{cmd}, {what}: exit {r.code} (want 3 or 4): {text[-200:]}")
+                named = {n for n in lab.node_names if any(n in ln for ln in rejected)}
+                if named != set(lab.node_names):
+                    ch.fail(f"{cmd}, {what}: host key refusals name {sorted(named)} only")
+                if "Traceback" in r.stderr:
+                    ch.fail(f"{cmd}, {what}: traceback")
+                if calls:
+                    ch.fail(f"{cmd}, {what}: {calls} commands ran on the nodes")
+                if cmd == "plan" and rejected:
+                    ch.notes.append(f"{what}: exit {r.code}: {rejected[0][:200]}")
+    finally:
+        kh.write_text(original)
+        inv_accept.unlink(missing_ok=True)
+    return ch
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class ArgvWatch:
+    """Samples every process's argv while a run goes on, looking for secret values."""
+
+    def __init__(self, secrets_: list[str]) -> None:
+        self.secrets = [s for s in secrets_ if s]
+        self.hits: list[str] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> ArgvWatch:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.samples += 1
+            for d in Path("/proc").iterdir():
+                if not d.name.isdigit():
+                    continue
+                try:
+                    raw = (d / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                text = raw.replace(b"\0", b" ").decode(errors="replace")
+                for s in self.secrets:
+                    if s in text and len(self.hits) < 20:
+                        self.hits.append(f"pid {d.name}: {text[:160]}")
+            self._stop.wait(0.2)
+
+
+def _key_body(key_file: Path) -> list[str]:
+    """Distinctive pieces of the private key: its base64 lines and the raw key bytes."""
+    lines = [
+        x.strip()
+        for x in key_file.read_text().splitlines()
+        if x.strip() and not x.startswith("-----")
+    ]
+    blob = base64.b64decode("".join(lines))
+    return [x for x in lines if len(x) >= 16] + [
+        blob[-64:].hex(),
+        base64.b64encode(blob[-64:]).decode(),
+    ]
+
+
+def check_secrets(work: Path) -> Check:
+    ch = Check("secrets after a full apply (token, private key, sudo password)")
+    spec = {
+        "version": "v1.27.8",
+        "delays": dict(FAST_DELAYS),
+        "nodes": [node("cp-1", "control-plane", repo_minor="1.28"), node("w-1"), node("w-2")],
+    }
+    password = "sudo-" + secrets.token_hex(12)
+    env_name = "UPGRADER_BENCH_SUDO_PASSWORD"
+    with lab_session(work / "secrets-lab", spec) as lab:
+        token = lab.token()
+        inv_doc = yaml.safe_load(lab.inventory.read_text())
+        inv_doc["ssh"]["sudo"] = True
+        inv_doc["ssh"]["sudo_password_env"] = env_name
+        inv = lab.dir / "sec-inventory.yaml"
+        inv.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+        pb = fast_playbooks(work / "pb-leak")
+        tokfile = shlex.quote(str(lab.dir / "secrets" / "admin-token"))
+        leak = {
+            "version": 1,
+            "phases": {
+                "worker": {
+                    "post": [
+                        {
+                            "name": "site-leaky-tool",
+                            "kind": "shell",
+                            "description": "a site tool that prints the API token (it happens)",
+                            "command": (
+                                f"cat {tokfile}; "
+                                f"sed 's/^/Authorization: Bearer /' {tokfile} >&2; "
+                                f"test -e {shlex.quote(str(work / 'leak-ok'))}"
+                            ),
+                            "retry_safe": True,
+                        }
+                    ]
+                }
+            },
+        }
+        (pb / "site.yaml").write_text(yaml.safe_dump(leak, sort_keys=False))
+        events = work / "secrets-events.jsonl"
+        args = ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--playbooks", str(pb),
+                "--events", str(events)]  # fmt: skip
+        key_parts = _key_body(lab.dir / "id_ed25519")
+        secret_values = {"token": [token], "sudo password": [password], "private key": key_parts}
+        with ArgvWatch([token, password]) as watch:
+            first = cli(*args, timeout=900, extra_env={env_name: password})
+            (work / "leak-ok").touch()
+            second = cli(*args, timeout=900, extra_env={env_name: password})
+        ch.cases += 2
+        ch.notes.append(
+            f"first run (leaky step fails): exit {first.code}; second: exit {second.code}; "
+            f"{watch.samples} argv samples"
+        )
+        if first.code != 1:
+            ch.fail(f"the first run should fail at the leaky step: exit {first.code}")
+        if second.code != 0:
+            ch.fail(f"the second run should finish: exit {second.code}: {second.stderr[-300:]}")
+        for hit in watch.hits:
+            ch.fail(f"a secret in a process's argv: {hit}")
+        outputs = first.stdout + first.stderr + second.stdout + second.stderr
+        artefacts: list[tuple[str, str]] = [("stdout/stderr of the runs", outputs)]
+        state = lab.state
+        for p in [state, lab.plan_file, events]:
+            if p.exists():
+                artefacts.append((p.name, p.read_text(errors="replace")))
+        try:
+            tdir = Path(json.loads(state.read_text())["transcripts"])
+            for t in sorted(tdir.glob("*.log")):
+                artefacts.append((f"transcript {t.name}", t.read_text(errors="replace")))
+                mode = t.stat().st_mode & 0o777
+                if mode != 0o600:
+                    ch.fail(f"transcript {t.name} has mode {oct(mode)} (want 0600)")
+        except (OSError, ValueError, KeyError) as e:
+            ch.fail(f"no transcripts to inspect: {e}")
+        if state.exists() and state.stat().st_mode & 0o777 != 0o600:
+            ch.fail(f"state file mode {oct(state.stat().st_mode & 0o777)} (want 0600)")
+        if events.exists() and events.stat().st_mode & 0o777 != 0o600:
+            ch.fail(f"events file mode {oct(events.stat().st_mode & 0o777)} (want 0600)")
+        leaked_token_seen = any("***" in text for _, text in artefacts)
+        for name, text in artefacts:
+            ch.cases += 1
+            for kind, vals in secret_values.items():
+                if any(v in text for v in vals):
+                    ch.fail(f"the {kind} appears in {name}")
+        if not leaked_token_seen:
+            ch.notes.append("no masked value (***) seen: the leaky step's output was not kept?")
+        else:
+            ch.notes.append("the leaky step's token output is kept masked (***)")
+    return ch
+
+
+# --------------------------------------------------------------------------- main
+
+
+def campaign(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every check; ``quick`` keeps a few payloads and fields per check (the smoke test)."""
+    t0 = time.monotonic()
+    checks: list[Check] = []
+    spec = {
+        "version": "v1.27.8",
+        "delays": dict(FAST_DELAYS),
+        "nodes": [node("cp-1", "control-plane", repo_minor="1.28"), node("w-1"), node("w-2")],
+    }
+    with lab_session(work / "lab", spec) as lab:
+        lab.clear_calls()
+        fns: list[Callable[[Lab, Path], Check]] = [
+            check_host_keys,
+            lambda lab, w: check_inventory_values(lab, w, limit=2 if quick else None),
+            check_url_template,
+            lambda lab, w: check_facts_values(lab, w, limit=2 if quick else None),
+        ]
+        for fn in fns:
+            log(f"{getattr(fn, '__name__', 'check')} ...")
+            c = fn(lab, work)
+            checks.append(c)
+            log(f"  {'ok' if c.ok else 'FAILED'} ({c.cases} cases)")
+    log("check_secrets ...")
+    c = check_secrets(work)
+    checks.append(c)
+    log(f"  {'ok' if c.ok else 'FAILED'} ({c.cases} cases)")
+    return {
+        "checks": [c.to_dict() for c in checks],
+        "failed": sum(not c.ok for c in checks),
+        "seconds": round(time.monotonic() - t0, 1),
+        "machine": machine(),
+    }
+
+
+def summary(doc: dict[str, Any]) -> str:
+    t = Table(["check", "cases", "result"])
+    for c in doc["checks"]:
+        t.add(c["check"], c["cases"], "ok" if c["ok"] else f"FAILED ({len(c['problems'])})")
+    lines = [t.text(), f"{len(doc['checks'])} checks, {doc['failed']} failed"]
+    for c in doc["checks"]:
+        for p in c["problems"]:
+            lines.append(f"problem [{c['check']}]: {p}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.security", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="a few payloads per check")
+    a = ap.parse_args(argv)
+    os.environ.pop("KUBECONFIG", None)
+    work = Path(tempfile.mkdtemp(prefix="upgrader-security-"))
+    try:
+        doc = campaign(work, quick=a.quick)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    path = write_result("security", doc, a.out)
+    print(summary(doc))
+    print(f"results: {path}")
+    return 0 if doc["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
