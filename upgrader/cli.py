@@ -203,13 +203,17 @@ def facts(
 
 @app.command()
 def plan(
-    to: Annotated[str, typer.Option("--to", help="Target version, e.g. v1.28.4.", show_default=False)],
+    to: Annotated[
+        str, typer.Option("--to", help="Target version, e.g. v1.28.4.", show_default=False)
+    ],
     inventory: InventoryOpt = None,
     facts_file: Annotated[
         Path | None,
         typer.Option("--facts", help="Plan from a saved facts file instead of live facts."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON document.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan as one JSON document.")
+    ] = False,
     strategy: Annotated[
         Strategy,
         typer.Option(
@@ -231,7 +235,8 @@ def plan(
         typer.Option("--nodes", help="Comma-separated workers to limit the run to."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Pass kubeadm's overridable refusals (as kubeadm --force).")
+        bool,
+        typer.Option("--force", help="Pass kubeadm's overridable refusals (as kubeadm --force)."),
     ] = False,
     allow_experimental: Annotated[
         bool,

@@ -42,9 +42,7 @@ def test_core_has_modules() -> None:
 @pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: p.name)
 def test_core_module_imports_no_io_framework(path: Path) -> None:
     bad = [
-        n
-        for n in _imports(path)
-        if n.split(".")[0] in FORBIDDEN or n.startswith(FORBIDDEN_OURS)
+        n for n in _imports(path) if n.split(".")[0] in FORBIDDEN or n.startswith(FORBIDDEN_OURS)
     ]
     assert bad == [], f"{path.name} imports {bad}"
 
