@@ -74,10 +74,14 @@ def make_plan(
     )
     pm: dict[str, str] = {}
     repo = None
+    checksums = None
     if inventory is not None:
         pm = {n.name: inventory.package_manager_for(n) for n in inventory.nodes}
         r = inventory.repository
         repo = planner.RepoConfig(flavour=r.flavour, url_template=r.url_template)
+        source = getattr(inventory, "release_checksums", None)
+        if source:
+            checksums = _release_checksums(source, facts, req, releases, policy)
     opts = planner.PlanOptions(
         policy=policy,
         strategy=req.strategy,
@@ -85,6 +89,7 @@ def make_plan(
         nodes=req.nodes,
         overrides=req.overrides,
         max_unavailable=req.max_unavailable,
+        checksums=checksums,
         **({"repository": repo} if repo is not None else {}),
     )
     plan = planner.build_plan(facts, req.target, playbook, releases, opts)
@@ -92,6 +97,22 @@ def make_plan(
 
 
 HARDEN_PLAYBOOK = "harden-kubelet.yaml"
+
+
+def _release_checksums(
+    source: str, facts: Facts, req: PlanRequest, releases: Any, policy: Any
+) -> dict[str, Any]:
+    """The release checksums of the hops the plan will take, read (or fetched over
+    verified TLS) on this machine from the inventory's ``packages.release_checksums``."""
+    from upgrader.checksums import load_releases
+    from upgrader.core import path as path_mod
+    from upgrader.errors import UpgraderError
+
+    try:
+        hops = path_mod.plan_path(facts, req.target, releases, policy, req.strategy).hops
+    except UpgraderError:
+        return {}  # build_plan raises the same error with its own wording
+    return load_releases(source, hops)
 
 
 def _load_playbook(req: PlanRequest) -> Any:

@@ -112,6 +112,7 @@ def test_default_playbook_loads_with_every_phase() -> None:
         "package-repository",
         "drain",
         "kubelet-kubectl-packages",
+        "verify-binaries",
         "restart-kubelet",
         "wait-ready",
         "wait-control-plane",
@@ -123,6 +124,7 @@ def test_default_playbook_loads_with_every_phase() -> None:
         "kubeadm-upgrade-node",
         "drain",
         "kubelet-kubectl-packages",
+        "verify-binaries",
         "restart-kubelet",
         "wait-ready",
         "uncordon",
@@ -619,7 +621,7 @@ def _commands(pm: str, pkg_version: str | None) -> str:
     for phase in PHASES:
         role = "worker" if phase == "worker" else "control-plane"
         node = "w-1" if role == "worker" else "cp-1"
-        ctx = StepContext(V, node, role, "demo", pm, pkg_version=pkg_version)
+        ctx = StepContext(V, node, role, "demo", pm, pkg_version=pkg_version, checksums=SUMS)
         for spec in pb.phase(phase).all_steps:
             s = expand_step(spec, phase, ctx)
             out.append(f"# {s.id} [{s.kind}] retry_safe={s.retry_safe} timeout={s.timeout:g}")
@@ -632,6 +634,9 @@ def _commands(pm: str, pkg_version: str | None) -> str:
                 out.append(f"> {dict(s.params)}")
             out.append("")
     return "\n".join(out)
+
+
+SUMS = {"kubeadm": "a" * 64, "kubelet": "b" * 64, "kubectl": "c" * 64}
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,10 @@ node that needs shell steps; ``PACKAGE_MANAGER_MISMATCH`` (blocker) the package 
 does not fit the node's OS family; ``PLAYBOOK_NO_COMMAND`` (blocker) a shell step has no
 command for the node's package manager; ``CONTROL_PLANE_NOT_AT_TARGET`` (blocker)
 ``--nodes`` was given while the control plane still needs work; ``PACKAGE_VERSION_NOT_LISTED``
-(warning) the node's repository listing lacks the hop's version.
+(warning) the node's repository listing lacks the hop's version; ``CHECKSUMS_UNAVAILABLE``
+(warning) no release checksums are configured, so the playbook's ``when: {checksums: true}``
+steps (``verify-binaries``) are left out; ``CHECKSUMS_UNREADABLE`` (blocker) checksums are
+configured but those of a hop could not be read.
 
 Must not: do I/O, or import paramiko, kubernetes, typer or rich.
 """
@@ -34,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from upgrader.core import path as path_mod
+from upgrader.core.checksums import ReleaseChecksums
 from upgrader.core.model import (
     ControlPlaneVersions,
     Facts,
@@ -62,6 +66,8 @@ from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
 __all__ = [
+    "CHECKSUMS_UNAVAILABLE",
+    "CHECKSUMS_UNREADABLE",
     "CONTROL_PLANE_NOT_AT_TARGET",
     "NODE_UNREACHABLE",
     "PACKAGE_MANAGER_MISMATCH",
@@ -80,6 +86,8 @@ PACKAGE_MANAGER_MISMATCH = "PACKAGE_MANAGER_MISMATCH"
 PLAYBOOK_NO_COMMAND = "PLAYBOOK_NO_COMMAND"
 CONTROL_PLANE_NOT_AT_TARGET = "CONTROL_PLANE_NOT_AT_TARGET"
 PACKAGE_VERSION_NOT_LISTED = "PACKAGE_VERSION_NOT_LISTED"
+CHECKSUMS_UNAVAILABLE = "CHECKSUMS_UNAVAILABLE"
+CHECKSUMS_UNREADABLE = "CHECKSUMS_UNREADABLE"
 
 _PM_FOR_OS = {"debian": "apt", "rhel": "dnf"}
 _OS_FOR_PM = {"apt": "debian", "dnf": "rhel", "yum": "rhel"}
@@ -91,7 +99,9 @@ class PlanOptions:
     """How to plan. ``overrides`` are the override flags the operator gave (``--force``
     ...); ``nodes`` limits the run to some workers; ``package_manager_by_node`` comes from
     the inventory (facts win when they know). ``max_unavailable`` is carried for the
-    executor (how many workers it may take down at once); the plan order is the same."""
+    executor (how many workers it may take down at once); the plan order is the same.
+    ``checksums``: the release checksums read for the hops (by ``v1.28.4``), or ``None``
+    when the inventory configures no source."""
 
     policy: PolicyOptions
     strategy: str = "auto"
@@ -100,6 +110,7 @@ class PlanOptions:
     nodes: tuple[str, ...] | None = None
     overrides: tuple[str, ...] = ()
     max_unavailable: int = 1
+    checksums: Mapping[str, ReleaseChecksums] | None = None
 
 
 def package_manager_for(node: NodeFacts, by_node: Mapping[str, str]) -> tuple[str | None, str]:
@@ -227,9 +238,15 @@ class _Planner:
             repo=repo,
             pkg_version=exact,
         )
+        sums = self._release_checksums(hop)
+        ctx = replace(ctx, checksums=sums.digests if sums is not None else {})
         steps: list[Step] = []
         for spec in self.playbook.phase(phase).all_steps:
-            if not spec.when.holds(minor_changes=minor_changes, strategy=self.strategy):
+            if not spec.when.holds(
+                minor_changes=minor_changes, strategy=self.strategy, checksums=sums is not None
+            ):
+                if spec.when.checksums and sums is None:
+                    self._checksums_missing(hop, f"{phase}/{spec.name}")
                 continue
             step = expand_step(spec, phase, ctx)
             if step.kind == "shell" and step.command is None and pm is not None:
@@ -256,6 +273,38 @@ class _Planner:
             )
         self.entries.append(PlanEntry(name, node.role, phase, str(hop), tuple(steps)))
         self._moved(name, phase, hop)
+
+    def _release_checksums(self, hop: KubeVersion) -> ReleaseChecksums | None:
+        """The hop's checksums when all three binaries' are known."""
+        found = (self.opts.checksums or {}).get(str(hop))
+        return found if found is not None and found.complete else None
+
+    def _checksums_missing(self, hop: KubeVersion, step: str) -> None:
+        if self.opts.checksums is None:
+            self._add(
+                Finding(
+                    CHECKSUMS_UNAVAILABLE,
+                    Severity.WARNING,
+                    "no release checksums are configured: the installed kubeadm, kubelet and "
+                    f"kubectl are not verified (step {step} and its like are left out)",
+                    fix="set packages.release_checksums in the inventory (a directory "
+                    "DIR/<version>/<binary>.sha256 or an https URL template, e.g. "
+                    "https://dl.k8s.io/release/{version}/bin/linux/{arch}/{binary}.sha256)",
+                )
+            )
+            return
+        found = self.opts.checksums.get(str(hop))
+        why = found.problem if found is not None and found.problem else "not read"
+        self._add(
+            Finding(
+                CHECKSUMS_UNREADABLE,
+                Severity.BLOCKER,
+                f"the release checksums of {hop} could not be read: {why}",
+                fix="fix packages.release_checksums (or the file/URL it points at), or remove "
+                "it to upgrade without verifying the binaries",
+            ),
+            key=str(hop),
+        )
 
     def _check_listing(self, node: NodeFacts, hop: KubeVersion, exact: str | None) -> None:
         if exact is not None or not node.repo_versions:

@@ -29,8 +29,9 @@ Format (``version: 1``; ``playbooks/default.yaml`` carries the same text as a co
       retry_safe:  bool, default false: may be retried blindly
       timeout:     seconds, default 300 (drain: params.timeout + 60)
       sudo:        shell only, bool, default true
-      when:        minor_changes | {minor_changes: bool, strategy: per-hop|drain-once};
-                   every key given must hold
+      when:        minor_changes | {minor_changes: bool, strategy: per-hop|drain-once,
+                   checksums: bool}; every key given must hold (checksums: the release
+                   checksums of the hop are known, see {sha256_kubeadm})
       params:      API kinds only. drain: timeout (600), grace_period (null = the pod's own),
                    delete_emptydir_data (false), allow_unmanaged (false), retry_interval (5);
                    wait-ready, wait-control-plane: poll_interval (5); cordon, uncordon: none
@@ -106,6 +107,9 @@ VARIABLES: Mapping[str, str] = {
     "repo_key_url": "the signing key URL of that repository (empty for legacy)",
     "pkg_version": 'the exact package version (1.28.4-1.1), or "$pkgver" set by {pkg_resolve}',
     "pkg_resolve": "empty, or a command fragment that sets $pkgver on the node (ends in &&)",
+    "sha256_kubeadm": "the release checksum of the hop's kubeadm (empty when unknown)",
+    "sha256_kubelet": "the release checksum of the hop's kubelet (empty when unknown)",
+    "sha256_kubectl": "the release checksum of the hop's kubectl (empty when unknown)",
 }
 _COMMAND_ONLY = frozenset({"pkg_version", "pkg_resolve"})
 
@@ -115,7 +119,8 @@ _STEP_FIELDS = frozenset(
 )
 _PHASE_FIELDS = frozenset({"description", "pre", "steps", "post"})
 _TOP_FIELDS = frozenset({"version", "description", "phases"})
-_WHEN_FIELDS = frozenset({"minor_changes", "strategy"})
+_WHEN_FIELDS = frozenset({"minor_changes", "strategy", "checksums"})
+_HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _PLACEHOLDER_RE = re.compile(r"\{\{|\{([a-z][a-z0-9_]*)\}")
 _URL_FORBIDDEN = frozenset(" \t\r\n'\"`$;&|<>()\\*?!#{}")
@@ -156,9 +161,12 @@ class When:
 
     minor_changes: bool | None = None
     strategy: str | None = None  # "per-hop" | "drain-once"
+    checksums: bool | None = None  # the hop's release checksums are known
 
-    def holds(self, *, minor_changes: bool, strategy: str) -> bool:
+    def holds(self, *, minor_changes: bool, strategy: str, checksums: bool = False) -> bool:
         if self.minor_changes is not None and self.minor_changes != minor_changes:
+            return False
+        if self.checksums is not None and self.checksums != checksums:
             return False
         return self.strategy is None or self.strategy == strategy
 
@@ -294,6 +302,7 @@ class StepContext:
     package_manager: str | None
     repo: RepoConfig = RepoConfig()
     pkg_version: str | None = None  # exact package version string, when facts know it
+    checksums: Mapping[str, str] = field(default_factory=dict)  # binary -> sha256 hex
 
 
 # --------------------------------------------------------------------------- templates
@@ -405,6 +414,11 @@ def step_values(ctx: StepContext) -> dict[str, TemplateValue]:
         "repo_url": ctx.repo.url(v, pm),
         "repo_key_url": ctx.repo.key_url(v, pm),
     }
+    for binary in ("kubeadm", "kubelet", "kubectl"):
+        digest = ctx.checksums.get(binary, "")
+        if digest and not _HEX64_RE.match(digest):
+            raise ConfigError(f"release checksum of {binary} {v}: {digest!r} is not sha256 hex")
+        values[f"sha256_{binary}"] = digest
     if ctx.pkg_version is not None:
         values["pkg_version"] = ctx.pkg_version
         values["pkg_resolve"] = Fragment("", "")
@@ -564,13 +578,16 @@ def _parse_when(c: _Ctx, path: str, raw: Any) -> When:
     mc = raw.get("minor_changes")
     if mc is not None and not isinstance(mc, bool):
         c.fail(f"{path}.minor_changes", f"must be true or false, not {_type_name(mc)}")
+    sums = raw.get("checksums")
+    if sums is not None and not isinstance(sums, bool):
+        c.fail(f"{path}.checksums", f"must be true or false, not {_type_name(sums)}")
     strategy = raw.get("strategy")
     if strategy is not None and strategy not in STRATEGIES:
         c.fail(
             f"{path}.strategy",
             f"unknown strategy {_short(strategy)} (known: {', '.join(STRATEGIES)})",
         )
-    return When(minor_changes=mc, strategy=strategy)
+    return When(minor_changes=mc, strategy=strategy, checksums=sums)
 
 
 def _parse_params(c: _Ctx, path: str, kind: str, raw: Any) -> dict[str, Any]:
