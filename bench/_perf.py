@@ -270,6 +270,7 @@ def machine() -> dict[str, Any]:
         text=True,
         check=False,
     ).stdout.strip()
+    commit = os.environ.get("BENCH_COMMIT") or commit  # a run from an exported tree
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
