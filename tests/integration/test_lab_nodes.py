@@ -481,6 +481,19 @@ def test_fifty_nodes_dialled_at_once_all_answer(lab: Lab) -> None:
     assert bad == []
 
 
+def test_sftp_reads_and_writes_the_nodes_files(lab: Lab) -> None:
+    sftp = lab.client("w-4").open_sftp()
+    try:
+        with sftp.open("/etc/hostname") as fh:
+            assert fh.read() == b"w-4\n"
+        with sftp.open("/etc/kubernetes/sftp-marker", "w") as fh:
+            fh.write(b"via sftp\n")
+    finally:
+        sftp.close()
+    assert lab.ok("w-4", "cat /etc/kubernetes/sftp-marker") == "via sftp\n"
+    assert (lab.dir / "nodes/w-4/root/etc/kubernetes/sftp-marker").read_bytes() == b"via sftp\n"
+
+
 def test_etcdctl_on_control_planes(lab: Lab) -> None:
     assert lab.ok("cp-1", "etcdctl endpoint health").startswith(
         "https://127.0.0.1:2379 is healthy: successfully committed proposal"
@@ -495,6 +508,22 @@ def test_etcdctl_on_control_planes(lab: Lab) -> None:
     assert status["totalSize"] == stored.stat().st_size
     assert set(status) == {"hash", "revision", "totalKey", "totalSize"}
     assert lab.run("w-4", "etcdctl endpoint health").rc == 127
+    # with kubeadm's etcd client certificates, as upgrader's snapshot step runs it
+    certs = (
+        "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt "
+        "--key /etc/kubernetes/pki/etcd/server.key --endpoints https://127.0.0.1:2379"
+    )
+    out = lab.ok(
+        "cp-1",
+        f"umask 077 && mkdir -p /var/lib/upgrader && etcdctl {certs} "
+        "snapshot save /var/lib/upgrader/s.db >&2 && "
+        f"etcdctl {certs} snapshot status /var/lib/upgrader/s.db -w json",
+    )
+    assert json.loads(out)["totalSize"] > 0
+    r = lab.run("cp-1", "etcdctl --cacert /etc/kubernetes/pki/etcd/nope.crt endpoint health")
+    assert r.rc == 1 and r.err == (
+        "Error: open /etc/kubernetes/pki/etcd/nope.crt: no such file or directory\n"
+    )
 
 
 # --------------------------------------------------------------------------- with the API server

@@ -198,7 +198,26 @@ def config_text(
         "SetEnv SHLVL=1",
         f"ForceCommand {force_command}",
     ]
+    sftp = sftp_server()
+    if sftp is not None:
+        # Under ForceCommand the wrapper runs the subsystem's command on the node (in its
+        # view of the files), so SFTP reads what the node's commands wrote.
+        lines.append(f"Subsystem sftp {sftp}")
     return "\n".join(lines) + "\n"
+
+
+SFTP_SERVERS = (
+    "/usr/lib/openssh/sftp-server",
+    "/usr/libexec/openssh/sftp-server",
+    "/usr/lib/ssh/sftp-server",
+    "/usr/libexec/sftp-server",
+)
+
+
+def sftp_server() -> str | None:
+    """The OpenSSH sftp-server binary of this machine (not internal-sftp: a ForceCommand
+    replaces it), or None."""
+    return next((p for p in SFTP_SERVERS if os.access(p, os.X_OK)), None)
 
 
 def write_configs(

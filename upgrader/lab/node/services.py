@@ -351,6 +351,11 @@ def etcdctl(args: list[str], ctx: NodeContext) -> int:
     if not ctx.is_control_plane:
         _err("sh: 1: etcdctl: not found")
         return 127
+    for flag in ("--cacert", "--cert", "--key"):
+        path = p.get(flag)
+        if path and not (ctx.path(path) if path.startswith("/") else Path(path)).is_file():
+            _err(f"Error: open {path}: no such file or directory")
+            return 1
     words = p.positional
     endpoint = (p.get("--endpoints") or "https://127.0.0.1:2379").split(",")[0]
     if words[:2] == ["endpoint", "health"]:

@@ -14,6 +14,7 @@ Must not: import anything beyond the standard library and ``upgrader.lab.node.re
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -326,6 +327,46 @@ OS_RELEASE = {
 
 # --------------------------------------------------------------------------- node build
 
+# What kubeadm leaves under /etc/kubernetes/pki on a control-plane node (placeholders: the
+# lab's node tools only check that the files a command names exist).
+CONTROL_PLANE_PKI = (
+    "ca.crt",
+    "ca.key",
+    "apiserver.crt",
+    "apiserver.key",
+    "apiserver-etcd-client.crt",
+    "apiserver-etcd-client.key",
+    "apiserver-kubelet-client.crt",
+    "apiserver-kubelet-client.key",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "front-proxy-client.crt",
+    "front-proxy-client.key",
+    "sa.key",
+    "sa.pub",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+    "etcd/server.crt",
+    "etcd/server.key",
+    "etcd/peer.crt",
+    "etcd/peer.key",
+    "etcd/healthcheck-client.crt",
+    "etcd/healthcheck-client.key",
+)
+
+
+def fake_pem(name: str, node: str) -> str:
+    """A PEM-shaped placeholder (not a usable certificate or key)."""
+    kind = (
+        "CERTIFICATE"
+        if name.endswith(".crt")
+        else "PUBLIC KEY"
+        if name.endswith(".pub")
+        else ("PRIVATE KEY")
+    )
+    body = base64.b64encode(f"upgrader lab placeholder {name} of {node}".encode()).decode()
+    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+
 
 def node_info(node: dict[str, Any], spec: dict[str, Any], lab_dir: Path) -> dict[str, Any]:
     """``DIR/nodes/NAME/node.json``: the slice of spec.json this node's tools need."""
@@ -415,8 +456,13 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
         f"containerd.sock --pod-infra-container-image=registry.k8s.io/pause:"
         f'{pause_version(node["kubelet"])}"\n',
     )
-    (in_root(root, "/etc/kubernetes/pki")).mkdir(parents=True, exist_ok=True)
     (in_root(root, "/etc/kubernetes/manifests")).mkdir(parents=True, exist_ok=True)
+    for name in CONTROL_PLANE_PKI if is_cp else ("ca.crt",):
+        write_file(
+            in_root(root, f"/etc/kubernetes/pki/{name}"),
+            fake_pem(name, node["name"]),
+            0o600 if name.endswith(".key") else 0o644,
+        )
     if is_cp:
         cp_version = node["control_plane"]
         for component in (*CONTROL_PLANE_COMPONENTS, "etcd"):
