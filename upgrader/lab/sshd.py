@@ -7,7 +7,8 @@ Owns ``DIR/sshd/`` (host key, ``authorized_keys``, ``sshd_config`` files, pid fi
 with the ForceCommand wrapper. OpenSSH caps one sshd at 16 listen sockets
 (``MAX_LISTEN_SOCKS``), so a lab of more than 16 nodes runs one sshd per 16 addresses,
 all on the same port with the same host key: ``DIR/sshd/sshd_config`` for the first
-group, ``sshd_config.1``, ``sshd_config.2``... for the others.
+group, ``sshd_config.1``, ``sshd_config.2``... for the others. SFTP is OpenSSH's
+``sftp-server`` run through the same ForceCommand wrapper, so it sees the node's files.
 
 Must not: touch the system's sshd, its configuration or host keys, or listen on anything
 but the lab's loopback addresses.
