@@ -39,7 +39,7 @@ typecheck: venv
 	$(VENV)/bin/mypy upgrader
 
 test: deps lint typecheck
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=20
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
