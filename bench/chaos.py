@@ -179,19 +179,40 @@ class Runner:
         self.env = env
         self.runs: list[Run] = []
 
-    def run(self, kill_after: float | None = None, timeout: float = RUN_TIMEOUT) -> Run:
-        """One invocation; SIGKILL its process group after ``kill_after`` seconds if it
-        still runs then."""
+    def _run_started(self, since: float, events_from: int) -> bool:
+        """The run began executing (its ``run-started`` event is in the events file)."""
+        try:
+            with self.events.open("rb") as fh:
+                fh.seek(events_from)
+                return b'"event": "run-started"' in fh.read()
+        except OSError:
+            return False
+
+    def run(
+        self,
+        kill_after: float | None = None,
+        timeout: float = RUN_TIMEOUT,
+        after_run_started: bool = False,
+    ) -> Run:
+        """One invocation; SIGKILL its process group ``kill_after`` seconds after it started
+        (or, with ``after_run_started``, after it began executing steps: gathering facts
+        takes long on a loaded machine) if it still runs then."""
         start_size = self.log.stat().st_size if self.log.exists() else 0
+        events_from = self.events.stat().st_size if self.events.exists() else 0
         t0 = time.time()
         p = start_cli(*self.args, log=self.log, extra_env=self.env)
+        limit = time.monotonic() + timeout
+        armed = kill_after is None or not after_run_started
         deadline = time.monotonic() + (kill_after if kill_after is not None else timeout)
         killed = timed_out = False
         try:
             while p.proc.poll() is None:
-                if time.monotonic() >= deadline:
+                if not armed and self._run_started(t0, events_from):
+                    armed = True
+                    deadline = time.monotonic() + float(kill_after or 0)
+                if (armed and time.monotonic() >= deadline) or time.monotonic() >= limit:
                     p.kill_group()
-                    killed = kill_after is not None
+                    killed = kill_after is not None and armed and time.monotonic() < limit
                     timed_out = not killed
                     break
                 time.sleep(0.02)
@@ -560,11 +581,16 @@ def kill_trial(
             if st:
                 steps = list(st["steps"].values())
                 left = sum(s["status"] not in ("succeeded", "skipped") for s in steps) / len(steps)
-            delay = rng.uniform(0.3, 2.5 + trial.estimate * left)
-            r = runner.run(kill_after=delay)
+            # One kill in five lands while the run starts up (facts, preflight, locks); the
+            # others at a random moment of the execution itself.
+            early = rng.random() < 0.2
+            delay = rng.uniform(0.3, 3.0) if early else rng.uniform(0.0, trial.estimate * left)
+            r = runner.run(kill_after=delay, after_run_started=not early)
             if r.killed:
                 landed += 1
-                log(f"    kill {landed} after {delay:.2f}s (in {r.in_progress or 'between steps'})")
+                when = "after start" if early else "into the execution"
+                where = r.in_progress or "between steps"
+                log(f"    kill {landed} {delay:.2f}s {when} (in {where})")
             else:
                 log(f"    run ended before the kill ({delay:.2f}s): exit {r.code}")
                 if r.code == 0:
@@ -1043,7 +1069,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n")[0])
-    ap.add_argument("--kills", type=int, default=24, help="SIGKILLs to land (default 24)")
+    ap.add_argument("--kills", type=int, default=20, help="SIGKILLs to land (default 20)")
     ap.add_argument("--seed", type=int, default=1, help="random seed (kill moments)")
     ap.add_argument(
         "--faults",

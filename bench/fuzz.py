@@ -556,8 +556,12 @@ class Gen:
         )
 
         @st.composite
-        def gen(draw: st.DrawFn) -> Case:
-            cmd = draw(st.sampled_from(["plan", "apply", "status", "facts"]))
+        def gen(draw: st.DrawFn, forced: str | None = None) -> Case:
+            cmd = draw(
+                st.sampled_from(
+                    ["plan", "apply"] if forced else ["plan", "apply", "status", "facts"]
+                )
+            )
             base: dict[str, list[str]] = {
                 "plan": ["plan", "-i", inv, "--to", TARGET],
                 "apply": ["apply", "-i", inv, "--to", CURRENT, "--yes", "--state", "{dir}/s.json"],
@@ -565,7 +569,7 @@ class Gen:
                 "facts": ["facts", "-i", inv],
             }
             args = list(base[cmd])
-            kind = draw(
+            kind = forced or draw(
                 st.sampled_from(
                     [
                         "unknown-flag",
@@ -578,8 +582,6 @@ class Gen:
                         "extra-arg",
                         "bad-nodes",
                         "bad-float",
-                        "bad-playbook",
-                        "bad-release-data",
                     ]
                 )
             )
@@ -688,7 +690,16 @@ class Gen:
             # --nodes cp-1: a control plane is not a worker the run can be limited to
             return Case("cli", f"{cmd}: {what}", args, {}, must_reject=True)
 
+        self._cli_gen = gen
         return gen()
+
+    def playbook(self) -> st.SearchStrategy[Case]:
+        """Broken playbook directories and release data files given to plan/apply."""
+        if not hasattr(self, "_cli_gen"):
+            self.cli_args()
+        return st.sampled_from(["bad-playbook", "bad-release-data"]).flatmap(
+            lambda k: self._cli_gen(forced=k)
+        )
 
     def bomb(self) -> Case:
         lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
@@ -939,6 +950,7 @@ def campaign(cases: int, seed_value: int, work: Path, every: int) -> dict[str, A
             "lab-spec": gen.lab_spec(),
             "state": gen.state_file(),
             "cli": gen.cli_args(),
+            "playbook": gen.playbook(),
         }
         camp.run(gen.bomb())
 

@@ -259,8 +259,12 @@ def check_url_template(lab: Lab, work: Path) -> Check:
         if not _words_contain(s["command"], url):
             ch.fail(f"{s['id']}: the URL is not one shell word: {s['command'][:300]}")
     # Run the rendered repository step on its node: the file must hold the URL literally.
+    # The lab's curl serves pkgs.k8s.io only: a shell function stands in for it (the
+    # rendered command itself is run unchanged after it).
     s = repo_steps[0]
-    code, _out, err = run_on(lab, s["node"], s["command"])
+    key = "https://pkgs.k8s.io/core:/stable:/v1.28/deb/Release.key"
+    stand_in = f"curl() {{ command curl -fsSL {key}; }}; "
+    code, _out, err = run_on(lab, s["node"], stand_in + s["command"])
     root = Path(lab.info["nodes"][s["node"]]["root"])
     listing = root / "etc" / "apt" / "sources.list.d" / "kubernetes.list"
     text = listing.read_text() if listing.exists() else ""
@@ -400,7 +404,7 @@ def check_facts_values(lab: Lab, work: Path, limit: int | None = None) -> Check:
         carrying = {cmd: key for key, cmd in hostile.items() if MARKER in benign.get(
             key.replace(p, MARKER), "")}  # fmt: skip
         if not carrying:
-            ch.fail(f"{field_}: no rendered command carries the value (nothing to test)")
+            outcome[field_] = "never reaches a command"
         for cmd, key in carrying.items():
             ch.cases += 1
             ran += 1
@@ -408,6 +412,8 @@ def check_facts_values(lab: Lab, work: Path, limit: int | None = None) -> Check:
             if canary.exists():
                 ch.fail(f"payload {p!r}: running {key} created the canary")
                 canary.unlink()
+    if ran == 0:
+        ch.fail("no hostile value reached a rendered command: the check tested nothing")
     ch.notes.append(
         f"{len(cases)} (field, payload) cases: {refused} plans refused at load; "
         f"{ran} rendered commands (steps and checks) executed on a lab node; "
