@@ -313,10 +313,15 @@ def apt_install(ctx: NodeContext, p: argparse_.Parsed) -> int:
     size = sum(SIZES_MB.get(n, 1.0) for n, _, _ in changes)
     _out(f"Need to get {size:.1f} MB of archives.")
     _out("After this operation, 0 B of additional disk space will be used.")
+    # The archive cache (/var/cache/apt/archives): what `--download-only` fetched is not
+    # downloaded again (no `delays.download`).
+    cached = set(ctx.packages().get("downloaded", []))
     for i, (n, v, _) in enumerate(changes, start=1):
         minor = next(
             (m for v2, m in available(ctx, n) if v2 == v), repo.minor_of(repo.upstream_of(v))
         )
+        if f"{n}={v}" in cached:
+            continue
         ctx.sleep("download")
         _out(f"Get:{i} {_cdn(minor)}  {n} {v} [{SIZES_MB.get(n, 1.0):.1f} MB]")
     _out(f"Fetched {size:.1f} MB in 0s ({size * 4:.1f} MB/s)")

@@ -211,12 +211,22 @@ def dnf_install(ctx: NodeContext, p: argparse_.Parsed, download_only: bool) -> i
             _out("Operation aborted.")
             return 1
     _out("Downloading Packages:")
+    # The package cache: what `--downloadonly` fetched is not downloaded again.
+    cached = set(db.get("downloaded", []))
     for name, version, _, _ in changes:
+        if f"{name}={version}" in cached:
+            _out(f"[SKIPPED] {name}-{version}.{repo.ARCH}.rpm: Already downloaded")
+            continue
         ctx.sleep("download")
         _out(f"{name}-{version}.{repo.ARCH}.rpm{'':<20} 40 MB/s | {SIZES[name]:>5}     00:00")
     _out("-" * 80)
     _out(f"Total{'':<45} 40 MB/s | {10 * len(changes)} MB     00:00")
     if download_only:
+        db = ctx.packages()
+        db["downloaded"] = sorted(
+            set(db.get("downloaded", [])) | {f"{n}={v}" for n, v, _, _ in changes}
+        )
+        ctx.save_packages(db)
         _out("Complete!")
         _out("The downloaded packages were saved in cache until the next successful transaction.")
         _out("You can remove cached packages by executing 'dnf clean packages'.")
