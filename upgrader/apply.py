@@ -28,13 +28,13 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from upgrader import state as st
-from upgrader.core.model import Plan, PlanEntry
+from upgrader.core.model import Facts, Finding, Plan, PlanEntry
 from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError, LockHeld, PreflightError, StepFailed
@@ -43,6 +43,7 @@ from upgrader.execute import stored
 from upgrader.execute.engine import Engine, EngineOptions, precordoned_nodes
 from upgrader.execute.ops import ApiKubeOps, KubeOps
 from upgrader.planning import PlanRequest, make_plan
+from upgrader.summary import RunSummary, build_summary, summary_path, write_summary
 
 log = logging.getLogger("upgrader.apply")
 
@@ -80,6 +81,7 @@ class ApplyOutcome:
     state_path: Path | None = None
     transcripts: Path | None = None
     resumed: bool = False
+    etcd_snapshot: Mapping[str, Any] | None = None  # the run's snapshot record, if it took one
 
 
 # --------------------------------------------------------------------------- helpers
@@ -160,6 +162,44 @@ def post_check(kube: KubeOps, state: st.RunState, entries: tuple[PlanEntry, ...]
                 f"{'cordoned (as before the run)' if pre else 'schedulable'}"
             )
     return problems
+
+
+def _summary(
+    final: st.RunState,
+    entries: tuple[PlanEntry, ...],
+    before: Facts,
+    findings: tuple[Finding, ...],
+    problems: list[str],
+    *,
+    after: Callable[[], Facts],
+    kube: KubeOps,
+    harden_kubelet: bool,
+) -> RunSummary:
+    """The post-flight summary: facts gathered again for the versions after the run (the
+    API's kubelet versions if that fails)."""
+    from upgrader.errors import UpgraderError
+
+    try:
+        after_facts: Facts | None = after()
+    except UpgraderError as e:
+        log.warning("post-flight: could not gather facts again: %s", e)
+        after_facts = None
+    kubelets: dict[str, str | None] = {}
+    for node in dict.fromkeys(e.node for e in entries):
+        try:
+            kubelets[node] = kube.node_state(node).kubelet_version
+        except UpgraderError:
+            kubelets[node] = None
+    return build_summary(
+        final,
+        entries,
+        before,
+        after_facts,
+        kubelets,
+        findings,
+        problems,
+        harden_kubelet=harden_kubelet,
+    )
 
 
 # --------------------------------------------------------------------------- apply
@@ -305,7 +345,10 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     sink = ev.JsonlSink(req.events, masker)
                     handlers.append(sink)
                 options = dataclasses.replace(
-                    req.engine, secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets)))
+                    req.engine,
+                    secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets))),
+                    snapshot_dir=req.engine.snapshot_dir
+                    or st.default_transcripts_dir(state_path, run_id),
                 )
                 engine = Engine(
                     plan_entries,
@@ -333,14 +376,30 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     sink.close()
             problems = post_check(kube, final, plan_entries)
             problems += preflight.wait_pdbs_recovered(api, pre.pdbs)
-            if problems:
-                raise StepFailed("post-check after the run: " + "; ".join(problems))
+            summary = _summary(
+                final,
+                plan_entries,
+                facts,
+                fresh.findings,
+                problems,
+                after=lambda: gather_facts(
+                    inv, api_client=api, max_workers=req.max_workers, pool=pool
+                ),
+                kube=kube,
+                harden_kubelet=req.plan.harden_kubelet,
+            )
+            spath = summary_path(state_path)
+            write_summary(spath, summary)
+            io.show(summary.text() + f"Summary written to {spath}\n")
+            if summary.problems:
+                raise StepFailed("post-check after the run: " + "; ".join(summary.problems))
             return ApplyOutcome(
                 "succeeded",
                 run_id=run_id,
                 state_path=state_path,
                 transcripts=transcripts_dir,
                 resumed=sp_resume is not None,
+                etcd_snapshot=final.etcd_snapshot,
             )
         finally:
             pool.close()

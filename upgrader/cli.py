@@ -263,6 +263,21 @@ def plan(
             "set Webhook authorization (flags in /etc/default/kubelet or /etc/sysconfig/kubelet).",
         ),
     ] = False,
+    skip_etcd_snapshot: Annotated[
+        bool,
+        typer.Option(
+            "--skip-etcd-snapshot",
+            help="Leave out the etcd snapshot taken before the first kubeadm upgrade apply.",
+        ),
+    ] = False,
+    no_prestage: Annotated[
+        bool,
+        typer.Option(
+            "--no-prestage",
+            help="Leave out the prestage phase (package downloads and image pulls on every "
+            "node at once, before the first drain).",
+        ),
+    ] = False,
     delete_emptydir_data: Annotated[
         bool,
         typer.Option(
@@ -313,6 +328,8 @@ def plan(
         delete_emptydir_data=delete_emptydir_data,
         disable_eviction=disable_eviction,
         harden_kubelet=harden_kubelet,
+        etcd_snapshot=not skip_etcd_snapshot,
+        prestage=not no_prestage,
     )
     check_request(req)  # broken playbooks or release data: refused before any node is asked
     pre = None
@@ -424,6 +441,22 @@ def apply(
             "authorization on each node (backup first, verified after).",
         ),
     ] = False,
+    skip_etcd_snapshot: Annotated[
+        bool,
+        typer.Option(
+            "--skip-etcd-snapshot",
+            help="Do not snapshot etcd before the first kubeadm upgrade apply (by default "
+            "the snapshot is copied beside the state file and its sha256 checked).",
+        ),
+    ] = False,
+    no_prestage: Annotated[
+        bool,
+        typer.Option(
+            "--no-prestage",
+            help="Do not download packages and pull images on every node before the first "
+            "drain (by default they are, so that nothing downloads while a node is drained).",
+        ),
+    ] = False,
     ready_timeout: Annotated[
         float | None,
         typer.Option(
@@ -528,6 +561,8 @@ def apply(
             today=date.today(),
             max_unavailable=max_unavailable,
             harden_kubelet=harden_kubelet,
+            etcd_snapshot=not skip_etcd_snapshot,
+            prestage=not no_prestage,
         ),
         engine=EngineOptions(
             max_unavailable=max_unavailable,

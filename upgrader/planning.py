@@ -38,6 +38,8 @@ class PlanRequest:
     disable_eviction: bool = False
     break_lock: bool = False
     own_run_id: str | None = None  # a resumed run: its own Lease is not a leftover
+    etcd_snapshot: bool = True  # --skip-etcd-snapshot: False
+    prestage: bool = True  # --no-prestage: False
 
 
 def check_request(req: PlanRequest) -> None:
@@ -90,7 +92,9 @@ def make_plan(
         overrides=req.overrides,
         max_unavailable=req.max_unavailable,
         checksums=checksums,
-        **({"repository": repo} if repo is not None else {}),
+        etcd_snapshot=req.etcd_snapshot,
+        prestage=req.prestage,
+        repository=repo if repo is not None else planner.RepoConfig(),
     )
     plan = planner.build_plan(facts, req.target, playbook, releases, opts)
     return _with_preflight(plan, facts, req, preflight)

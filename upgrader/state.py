@@ -161,6 +161,10 @@ class RunState:
     precordoned: frozenset[str] = frozenset()
     transcripts: str | None = None
     schema: int = SCHEMA
+    # The etcd snapshot the run took before its first `kubeadm upgrade apply` (optional;
+    # absent from files written before it existed): node, path (on this machine), sha256,
+    # remote (its path on the node), taken (ISO time), revision, size.
+    etcd_snapshot: Mapping[str, Any] | None = None
 
     def step(self, step_id: str) -> StepRecord:
         try:
@@ -194,6 +198,7 @@ class RunState:
             "cordoned_by_us": dict(self.cordoned_by_us),
             "precordoned": sorted(self.precordoned),
             "transcripts": self.transcripts,
+            **({"etcd_snapshot": dict(self.etcd_snapshot)} if self.etcd_snapshot else {}),
         }
 
     @classmethod
@@ -276,7 +281,17 @@ class RunState:
             cordoned_by_us=MappingProxyType(dict(cordoned)),
             precordoned=frozenset(pre),
             transcripts=opt(data, "transcripts", str, ""),
+            etcd_snapshot=_snapshot_record(opt(data, "etcd_snapshot", dict, ""), source),
         )
+
+
+def _snapshot_record(raw: dict[str, Any] | None, source: str) -> Mapping[str, Any] | None:
+    if raw is None:
+        return None
+    for key in ("node", "path", "sha256"):
+        if not isinstance(raw.get(key), str):
+            raise ConfigError(f"{source}: etcd_snapshot.{key}: missing or not a string")
+    return MappingProxyType(dict(raw))
 
 
 # --------------------------------------------------------------------------- transitions
@@ -429,6 +444,15 @@ def mark_uncordoned(state: RunState, node: str, *, now: str | None = None) -> Ru
     if c.pop(node, None) is None:
         return state
     return dataclasses.replace(state, cordoned_by_us=MappingProxyType(c), updated=now or now_iso())
+
+
+def record_etcd_snapshot(
+    state: RunState, record: Mapping[str, Any], *, now: str | None = None
+) -> RunState:
+    """Record the etcd snapshot the run took (``node``, ``path``, ``sha256`` at least)."""
+    return dataclasses.replace(
+        state, etcd_snapshot=MappingProxyType(dict(record)), updated=now or now_iso()
+    )
 
 
 def set_status(state: RunState, status: RunStatus, *, now: str | None = None) -> RunState:

@@ -80,6 +80,7 @@ def test_one_cp_two_workers_order_and_steps() -> None:
         "package-repository",  # the node's repository is at 1.27
         "kubeadm-package",
         "kubeadm-upgrade-plan",
+        "etcd-snapshot",
         "kubeadm-upgrade-apply",
     ]
     assert first.steps[-1].command == "kubeadm upgrade apply v1.28.4 -y"

@@ -101,6 +101,7 @@ def test_default_playbook_loads_with_every_phase() -> None:
         "package-repository",
         "kubeadm-package",
         "kubeadm-upgrade-plan",
+        "etcd-snapshot",
         "kubeadm-upgrade-apply",
     ]
     assert names["control-plane"] == [

@@ -299,9 +299,18 @@ class Facts:
 
 # --------------------------------------------------------------------------- steps and plans
 
-# Step kinds the executor knows. "shell" runs ``command`` over the node's transport; the
-# others are Kubernetes operations the executor performs through the API.
-STEP_KINDS = ("shell", "cordon", "drain", "uncordon", "wait-ready", "wait-control-plane")
+# Step kinds the executor knows. "shell" runs ``command`` over the node's transport;
+# "etcd-snapshot" saves an etcd snapshot on the node and copies it to the operator's machine
+# (SFTP, sha256 checked); the others are Kubernetes operations done through the API.
+STEP_KINDS = (
+    "shell",
+    "cordon",
+    "drain",
+    "uncordon",
+    "wait-ready",
+    "wait-control-plane",
+    "etcd-snapshot",
+)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,15 @@ hop, the first control-plane node (facts order) runs ``first-control-plane`` whe
 is above the cluster version, else (a catch-up hop, or an interrupted upgrade)
 ``control-plane`` when it lags; the other control-plane nodes run ``control-plane``; then
 each control-plane node its ``control-plane-kubelet``; then, under ``per-hop`` (and in
-catch-up hops), each worker its ``worker`` visit. Under ``drain-once`` each worker gets one
-``worker`` visit after the last hop, at the target. A visit is left out when the node is
-already at the hop (:func:`~upgrader.core.path.node_needs_upgrade` and friends, applied
-to the node as the earlier visits leave it).
+catch-up hops), each worker its ``worker`` visit. Before all of them (unless
+``PlanOptions.prestage`` is off or the playbook has no ``prestage`` steps), one ``prestage``
+visit per node, at the hop of its first visit (the executor runs them all at once): the
+downloads, so that none happens while a node is drained. The first ``etcd-snapshot`` step
+of the walk is kept (the one before the first ``kubeadm upgrade apply``), the others and,
+with ``PlanOptions.etcd_snapshot`` off, that one too are left out. Under ``drain-once``
+each worker gets one ``worker`` visit after the last hop, at the target. A visit is left
+out when the node is already at the hop (:func:`~upgrader.core.path.node_needs_upgrade`
+and friends, applied to the node as the earlier visits leave it).
 
 Finding codes added here (stable; the README lists them):
 ``NODE_UNREACHABLE`` (blocker) a node that needs work was not reachable when facts were
@@ -53,6 +58,7 @@ from upgrader.core.playbook import (
     PHASE_CONTROL_PLANE,
     PHASE_CONTROL_PLANE_KUBELET,
     PHASE_FIRST_CONTROL_PLANE,
+    PHASE_PRESTAGE,
     PHASE_WORKER,
     Playbook,
     RepoConfig,
@@ -111,6 +117,8 @@ class PlanOptions:
     overrides: tuple[str, ...] = ()
     max_unavailable: int = 1
     checksums: Mapping[str, ReleaseChecksums] | None = None
+    etcd_snapshot: bool = True  # keep the first etcd-snapshot step (--skip-etcd-snapshot: no)
+    prestage: bool = False  # a prestage visit per node first (apply and plan: on by default)
 
 
 def package_manager_for(node: NodeFacts, by_node: Mapping[str, str]) -> tuple[str | None, str]:
@@ -166,6 +174,7 @@ class _Planner:
         self.repo_minor = {n.name: _minor_key(n.repo_minor) for n in facts.nodes}
         self.cluster = facts.cluster.version
         self.entries: list[PlanEntry] = []
+        self.snapshot_planned = False
         self.findings: list[Finding] = []
         # (code, node, key) already reported; the gatherer's per-node findings count.
         self._reported: set[tuple[str, str | None, str]] = {
@@ -221,11 +230,32 @@ class _Planner:
 
     # ---- visits ---------------------------------------------------------------------
     def visit(self, name: str, phase: str, hop: KubeVersion) -> None:
+        steps = self._steps(name, phase, hop, self.repo_minor[name])
+        self.entries.append(PlanEntry(name, self.sim[name].role, phase, str(hop), tuple(steps)))
+        self._moved(name, phase, hop)
+
+    def prestage(self, entries: list[PlanEntry]) -> list[PlanEntry]:
+        """One ``prestage`` visit per node of ``entries``, at the hop of its first visit,
+        from the facts as gathered (the repository the node points at now)."""
+        out: list[PlanEntry] = []
+        for name, hop in dict.fromkeys((e.node, e.hop) for e in entries):
+            if any(x.node == name for x in out):
+                continue
+            v = KubeVersion.parse(hop)
+            original = self.facts.node(name)
+            steps = self._steps(name, PHASE_PRESTAGE, v, _minor_key(original.repo_minor))
+            if steps:
+                out.append(PlanEntry(name, original.role, PHASE_PRESTAGE, hop, tuple(steps)))
+        return out
+
+    def _steps(
+        self, name: str, phase: str, hop: KubeVersion, repo_minor: tuple[int, int] | None
+    ) -> list[Step]:
         node = self.sim[name]
         original = self.facts.node(name)
         repo = self.opts.repository
         pm = self._package_manager(node)
-        minor_changes = repo.per_minor and self.repo_minor[name] != hop.minor_key
+        minor_changes = repo.per_minor and repo_minor != hop.minor_key
         candidates = list(original.repo_versions) + [p.version for p in original.packages.values()]
         exact = known_package_version(candidates, hop)
         self._check_listing(original, hop, exact)
@@ -243,11 +273,19 @@ class _Planner:
         steps: list[Step] = []
         for spec in self.playbook.phase(phase).all_steps:
             if not spec.when.holds(
-                minor_changes=minor_changes, strategy=self.strategy, checksums=sums is not None
+                minor_changes=minor_changes,
+                strategy=self.strategy,
+                checksums=sums is not None,
+                role=node.role,
             ):
                 if spec.when.checksums and sums is None:
                     self._checksums_missing(hop, f"{phase}/{spec.name}")
                 continue
+            if spec.kind == "etcd-snapshot":
+                # One snapshot per run: before its first `kubeadm upgrade apply`.
+                if self.snapshot_planned or not self.opts.etcd_snapshot:
+                    continue
+                self.snapshot_planned = True
             step = expand_step(spec, phase, ctx)
             if step.kind == "shell" and step.command is None and pm is not None:
                 self._add(
@@ -271,8 +309,7 @@ class _Planner:
                     fix="make the node reachable over SSH, then plan again",
                 )
             )
-        self.entries.append(PlanEntry(name, node.role, phase, str(hop), tuple(steps)))
-        self._moved(name, phase, hop)
+        return steps
 
     def _release_checksums(self, hop: KubeVersion) -> ReleaseChecksums | None:
         """The hop's checksums when all three binaries' are known."""
@@ -417,6 +454,8 @@ def build_plan(
         if key not in seen:
             seen.add(key)
             findings.append(f)
+    if opts.prestage and entries:
+        entries = planner.prestage(entries) + entries
     overrides = tuple(dict.fromkeys((*opts.overrides, *opts.policy.overrides)))
     return Plan(
         current=facts.cluster.version,

@@ -12,6 +12,8 @@ Format (``version: 1``; ``playbooks/default.yaml`` carries the same text as a co
     version: 1
     phases:
       <phase>:               # first-control-plane | control-plane | control-plane-kubelet | worker
+                             # | prestage (optional: every node at once, before the first
+                             #   visit; downloads only)
         description: text    # optional
         pre:   [step, ...]   # optional: operator steps, once at the start of the node's visit
         steps: [step, ...]   # the procedure; required for every phase in default.yaml
@@ -20,7 +22,11 @@ Format (``version: 1``; ``playbooks/default.yaml`` carries the same text as a co
     step:
       name:        [a-z0-9][a-z0-9-]*, unique within its phase; the last part of the step id
                    <hop>/<node>/<phase>/<name>
-      kind:        shell | cordon | drain | uncordon | wait-ready | wait-control-plane
+      kind:        shell | cordon | drain | uncordon | wait-ready | wait-control-plane |
+                   etcd-snapshot (on a control-plane node: ``etcdctl snapshot save`` with
+                   kubeadm's etcd certificates, ``snapshot status`` checked, copied to the
+                   operator's machine over SFTP, sha256 compared; the planner keeps only the
+                   first one of a run, none with ``--skip-etcd-snapshot``)
       description: template, one line, shown by ``upgrader plan``
       command:     shell only, required: a template, or a mapping {apt: .., dnf: .., yum: ..}
                    by package manager; yum nodes use the dnf template unless yum is given
@@ -30,8 +36,9 @@ Format (``version: 1``; ``playbooks/default.yaml`` carries the same text as a co
       timeout:     seconds, default 300 (drain: params.timeout + 60)
       sudo:        shell only, bool, default true
       when:        minor_changes | {minor_changes: bool, strategy: per-hop|drain-once,
-                   checksums: bool}; every key given must hold (checksums: the release
-                   checksums of the hop are known, see {sha256_kubeadm})
+                   checksums: bool, role: control-plane|worker}; every key given must hold
+                   (checksums: the release checksums of the hop are known, see
+                   {sha256_kubeadm}; role: the node's)
       params:      API kinds only. drain: timeout (600), grace_period (null = the pod's own),
                    delete_emptydir_data (false), allow_unmanaged (false), retry_interval (5);
                    wait-ready, wait-control-plane: poll_interval (5); cordon, uncordon: none
@@ -80,12 +87,16 @@ PHASE_FIRST_CONTROL_PLANE = "first-control-plane"
 PHASE_CONTROL_PLANE = "control-plane"
 PHASE_CONTROL_PLANE_KUBELET = "control-plane-kubelet"
 PHASE_WORKER = "worker"
+PHASE_PRESTAGE = "prestage"
 PHASES = (
     PHASE_FIRST_CONTROL_PLANE,
     PHASE_CONTROL_PLANE,
     PHASE_CONTROL_PLANE_KUBELET,
     PHASE_WORKER,
+    PHASE_PRESTAGE,
 )
+#: Phases a playbook may leave out (no steps: nothing pre-staged).
+OPTIONAL_PHASES = frozenset({PHASE_PRESTAGE})
 
 PACKAGE_MANAGERS = ("apt", "dnf", "yum")
 STRATEGIES = ("per-hop", "drain-once")
@@ -119,7 +130,7 @@ _STEP_FIELDS = frozenset(
 )
 _PHASE_FIELDS = frozenset({"description", "pre", "steps", "post"})
 _TOP_FIELDS = frozenset({"version", "description", "phases"})
-_WHEN_FIELDS = frozenset({"minor_changes", "strategy", "checksums"})
+_WHEN_FIELDS = frozenset({"minor_changes", "strategy", "checksums", "role"})
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _PLACEHOLDER_RE = re.compile(r"\{\{|\{([a-z][a-z0-9_]*)\}")
@@ -149,6 +160,7 @@ PARAMS: Mapping[str, Mapping[str, _Param]] = {
     },
     "wait-ready": {"poll_interval": _Param(5, "pos-int")},
     "wait-control-plane": {"poll_interval": _Param(5, "pos-int")},
+    "etcd-snapshot": {},
 }
 
 
@@ -162,11 +174,16 @@ class When:
     minor_changes: bool | None = None
     strategy: str | None = None  # "per-hop" | "drain-once"
     checksums: bool | None = None  # the hop's release checksums are known
+    role: str | None = None  # "control-plane" | "worker"
 
-    def holds(self, *, minor_changes: bool, strategy: str, checksums: bool = False) -> bool:
+    def holds(
+        self, *, minor_changes: bool, strategy: str, checksums: bool = False, role: str = ""
+    ) -> bool:
         if self.minor_changes is not None and self.minor_changes != minor_changes:
             return False
         if self.checksums is not None and self.checksums != checksums:
+            return False
+        if self.role is not None and self.role != role:
             return False
         return self.strategy is None or self.strategy == strategy
 
@@ -581,13 +598,16 @@ def _parse_when(c: _Ctx, path: str, raw: Any) -> When:
     sums = raw.get("checksums")
     if sums is not None and not isinstance(sums, bool):
         c.fail(f"{path}.checksums", f"must be true or false, not {_type_name(sums)}")
+    role = raw.get("role")
+    if role is not None and role not in ("control-plane", "worker"):
+        c.fail(f"{path}.role", f"must be control-plane or worker, not {_short(role)}")
     strategy = raw.get("strategy")
     if strategy is not None and strategy not in STRATEGIES:
         c.fail(
             f"{path}.strategy",
             f"unknown strategy {_short(strategy)} (known: {', '.join(STRATEGIES)})",
         )
-    return When(minor_changes=mc, strategy=strategy, checksums=sums)
+    return When(minor_changes=mc, strategy=strategy, checksums=sums, role=role)
 
 
 def _parse_params(c: _Ctx, path: str, kind: str, raw: Any) -> dict[str, Any]:
@@ -676,7 +696,8 @@ def _parse_step(c: _Ctx, path: str, raw: Any) -> StepSpec:
     else:
         for k in ("command", "check", "sudo"):
             if k in raw:
-                c.fail(f"{path}.{k}", f"only for kind shell ({kind} is done through the API)")
+                how = "upgrader runs it itself" if kind == "etcd-snapshot" else "through the API"
+                c.fail(f"{path}.{k}", f"only for kind shell ({kind}: {how})")
 
     params = _parse_params(c, f"{path}.params", kind, raw.get("params"))
 
@@ -792,8 +813,10 @@ def parse_playbook(texts: Sequence[tuple[str, str]]) -> Playbook:
         for pname in PHASES:
             body = phases.get(pname)
             if body is None:
-                if index == 0:
+                if index == 0 and pname not in OPTIONAL_PHASES:
                     c.fail(f"phases.{pname}", "missing (every phase needs its steps)")
+                if index == 0:
+                    steps[pname] = ()
                 continue
             base = f"phases.{pname}"
             if index == 0:

@@ -55,6 +55,12 @@ def describe_step(step: Step) -> str:
             f"wait until the {', '.join(comps)} pods of {n} run {p.get('version', step.hop)} "
             f"(timeout {_seconds(step.timeout)})"
         )
+    if step.kind == "etcd-snapshot":
+        return (
+            f"etcdctl snapshot save on {n} (kubeadm's etcd certificates, "
+            "https://127.0.0.1:2379), snapshot status checked, copied to this machine over "
+            "SFTP and its sha256 compared"
+        )
     return f"{step.kind} {n}"
 
 
@@ -120,8 +126,12 @@ def render_text(plan: Plan) -> str:
     if plan.overrides:
         out.append(f"Overrides given: {' '.join(plan.overrides)}")
 
+    prestage_noted = False
     for e in plan.entries:
         out.append("")
+        if e.phase == "prestage" and not prestage_noted:
+            prestage_noted = True
+            out.append("(prestage: every node at once, before the first drain: downloads only)")
         out.append(f"[{e.hop}] {e.node} ({e.role}, {e.phase})")
         for i, s in enumerate(e.steps, 1):
             out.append(f"  {i:>2}. {s.description}")

@@ -8,7 +8,8 @@ stderr), the transcript lines and the events. Per node: cordon provenance (nodes
 before the run stay cordoned; a node we cordoned and then failed on is left cordoned and
 the error says so; a drain that fails uncordons only a node we cordoned). Per run: the
 order (one node at a time; consecutive workers of one hop in batches of
-``max_unavailable``; nothing new starts once a node failed) and the stop at the first
+``max_unavailable``; the ``prestage`` visits all at once in a bounded pool; nothing new
+starts once a node failed) and the stop at the first
 failure with :class:`~upgrader.errors.StepFailed`.
 
 Rules the engine applies to a step (``check`` exit 0 = the effect is already there):
@@ -29,11 +30,13 @@ rich/typer/paramiko/kubernetes, or decide exit codes.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tenacity import (
@@ -49,6 +52,7 @@ from upgrader import state as st
 from upgrader.core.model import ROLE_WORKER, PlanEntry, Step
 from upgrader.errors import KubernetesError, StepFailed, TransportError
 from upgrader.execute import events as ev
+from upgrader.execute import snapshot as snap
 from upgrader.execute.ops import DrainOptions, KubeOps
 from upgrader.transport.base import Result, Transport
 
@@ -58,6 +62,8 @@ TransportFactory = Callable[[str], Transport]
 Saver = Callable[[st.RunState], None]
 
 API_KINDS = ("cordon", "drain", "uncordon", "wait-ready", "wait-control-plane")
+SNAPSHOT_KIND = "etcd-snapshot"
+PRESTAGE_PHASE = "prestage"
 CHECK_TIMEOUT = 120.0  # seconds; a done-check is a quick read
 
 
@@ -77,6 +83,8 @@ class EngineOptions:
     ready_timeout: float | None = None
     poll_interval: float | None = None
     secrets: tuple[str, ...] = ()
+    snapshot_dir: Path | None = None  # where etcd-snapshot steps put the snapshot (0700)
+    prestage_parallel: int = 16  # prestage visits run at once (bounded pool)
 
 
 class _AttemptFailed(Exception):
@@ -105,17 +113,30 @@ class _Done(Exception):
 
 
 def batches(entries: Sequence[PlanEntry], max_unavailable: int) -> list[list[PlanEntry]]:
-    """Entries grouped into what may run at once: consecutive worker visits of one hop and
-    phase, up to ``max_unavailable`` distinct nodes; everything else alone, in order."""
+    """Entries grouped into what may run at once: consecutive ``prestage`` visits (they
+    only download; every node at once), consecutive worker visits of one hop and phase, up
+    to ``max_unavailable`` distinct nodes; everything else alone, in order."""
     out: list[list[PlanEntry]] = []
     for e in entries:
         last = out[-1] if out else None
+        if e.phase == PRESTAGE_PHASE:
+            if last is not None and all(x.phase == PRESTAGE_PHASE for x in last):
+                last.append(e)
+            else:
+                out.append([e])
+            continue
         if (
             max_unavailable > 1
             and e.role == ROLE_WORKER
             and last is not None
             and len(last) < max_unavailable
-            and all(x.role == ROLE_WORKER and x.hop == e.hop and x.phase == e.phase for x in last)
+            and all(
+                x.role == ROLE_WORKER
+                and x.hop == e.hop
+                and x.phase == e.phase
+                and x.phase != PRESTAGE_PHASE
+                for x in last
+            )
             and all(x.node != e.node for x in last)
         ):
             last.append(e)
@@ -266,7 +287,10 @@ class Engine:
         # Nodes of one batch run at once; a failure on one lets the others finish the node
         # they are on (a half-done node is worse than a finished one), then the run stops.
         failures: list[StepFailed] = []
-        with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="upgrade") as pool:
+        size = len(batch)
+        if batch[0].phase == PRESTAGE_PHASE:
+            size = max(1, min(size, self.options.prestage_parallel))
+        with ThreadPoolExecutor(max_workers=size, thread_name_prefix="upgrade") as pool:
             futures = [pool.submit(self._run_entry, e) for e in batch]
             for f in futures:
                 exc = f.exception()
@@ -319,7 +343,7 @@ class Engine:
             if step.check is not None and self._check(step, rec.attempts, why):
                 self._succeed(step, "already done (check passed); command not run", None, True)
                 return
-        elif step.kind not in API_KINDS:
+        elif step.kind not in (*API_KINDS, SNAPSHOT_KIND):
             self._fail(step, f"unknown step kind {step.kind!r}", retried=False)
         retry_safe = step.retry_safe
         attempts = max(1, self.options.attempts)
@@ -378,6 +402,8 @@ class Engine:
         self._emit(ev.STEP_STARTED, **self._step_data(step), attempt=attempt)
         if step.kind == "shell":
             return self._shell_attempt(step, attempt, retry_safe)
+        if step.kind == SNAPSHOT_KIND:
+            return self._snapshot_attempt(step, attempt)
         return self._api_attempt(step, attempt)
 
     # ------------------------------------------------------------------ shell steps
@@ -478,6 +504,71 @@ class Engine:
             exit_code=exit_code,
             stderr=stderr,
         )
+
+    # ------------------------------------------------------------------ etcd snapshot
+    def _snapshot_attempt(self, step: Step, attempt: int) -> str:
+        """Save, check and hash a snapshot on the node, copy it here over SFTP, compare the
+        sha256, record it in the state. Any failure may be retried (a new snapshot)."""
+        run_id = self._state.run_id
+        directory = self.options.snapshot_dir
+        if directory is None:
+            raise _AttemptFailed("no local directory for the etcd snapshot", retry=False)
+        try:
+            command = snap.save_command(run_id)
+        except snap.SnapshotError as e:
+            raise _AttemptFailed(str(e), retry=False) from None
+        res, err = self._run_command(step, command, "run", attempt, step.timeout)
+        if res is None:
+            raise _Retryable(self._mask(f"SSH session failed: {err}"), retry=True)
+        if res.timed_out:
+            raise _Retryable(f"timed out after {step.timeout:g}s", retry=True, stderr=res.stderr)
+        if not res.ok:
+            last = st.tail(res.stderr, 1) or st.tail(res.stdout, 1)
+            raise _Retryable(
+                self._mask(f"exit {res.exit_code}" + (f": {last}" if last else "")),
+                retry=True,
+                exit_code=res.exit_code,
+                stderr=res.stderr,
+            )
+        try:
+            status, digest, fetch = snap.parse_save_output(res.stdout, run_id)
+        except snap.SnapshotError as e:
+            raise _Retryable(str(e), retry=True) from None
+        transport = self._transports(step.node)
+        get = getattr(transport, "sftp_get", None)
+        if not callable(get):
+            raise _AttemptFailed(
+                f"the transport to {step.node} cannot copy files (SFTP needed)", retry=False
+            )
+        snap.prepare_dir(directory)
+        local = snap.local_path(directory, step.node, run_id)
+        try:
+            get(fetch, local)
+        except TransportError as e:
+            raise _Retryable(self._mask(str(e)), retry=True) from None
+        finally:
+            cleanup = snap.cleanup_command(fetch, snap.remote_path(run_id))
+            if cleanup is not None:
+                self._run_command(step, cleanup, "cleanup", attempt, CHECK_TIMEOUT)
+        os.chmod(local, 0o600)
+        got = snap.file_sha256(local)
+        if got != digest:
+            local.unlink(missing_ok=True)
+            raise _Retryable(
+                f"the copy of {fetch} has sha256 {got}, the node's file {digest}", retry=True
+            )
+        record = snap.Snapshot(
+            node=step.node,
+            path=str(local.resolve()),
+            remote=snap.remote_path(run_id),
+            sha256=digest,
+            revision=status.get("revision"),
+            size=local.stat().st_size,
+            taken=st.now_iso(),
+        ).to_dict()
+        self._update(lambda s: st.record_etcd_snapshot(s, record))
+        self._note(step.node, f"{step.id}: etcd snapshot copied to {local} (sha256 {digest})")
+        return f"etcd snapshot {local} (sha256 {digest}, revision {status.get('revision')})"
 
     # ------------------------------------------------------------------ API steps
     def _drain_options(self, step: Step) -> DrainOptions:
