@@ -407,7 +407,7 @@ def drain(
     if not sel.ok:
         raise DrainRefused(sel.error_message(), node=node)
     for w in sel.warnings():
-        log.warning("drain %s: %s", node, w)
+        log.info("drain %s: %s", node, w)  # kubectl prints these as notes too
     drainer = _Drainer(
         api,
         node,
