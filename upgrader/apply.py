@@ -1,8 +1,9 @@
 """``upgrader apply`` and ``upgrader status`` as library calls.
 
 Owns the order of an apply: file lock -> unfinished run? -> gather facts -> plan -> refuse
-while a blocker stands -> show the plan -> confirm -> cluster Lease -> execute -> post-checks,
-and what a resume means. The CLI is a thin shell over :func:`apply` and :func:`status`.
+while a blocker stands -> show the plan -> confirm -> cluster Lease -> execute -> post-checks
+-> summary (printed, and written to ``<state>.summary.json``), and what a resume means.
+The CLI is a thin shell over :func:`apply` and :func:`status`.
 
 Resume rule (chosen so that a rerun can never skip or reorder what a run still owes): when
 a run starts, the plan's entries and steps (ids, nodes, kinds, commands, checks, parameters)
@@ -448,6 +449,7 @@ class StatusReport:
                 "created": r.created,
                 "updated": r.updated,
                 "transcripts": r.transcripts,
+                "etcd_snapshot": None if r.etcd_snapshot is None else dict(r.etcd_snapshot),
             },
             "nodes": [n.to_dict() for n in self.nodes],
             "lock": self.lock,
@@ -476,6 +478,11 @@ class StatusReport:
                     lines.append(f"  {'':<{width}}  transcript: {n.transcript}")
             if r.transcripts:
                 lines.append(f"Transcripts: {r.transcripts}")
+            if r.etcd_snapshot:
+                lines.append(
+                    f"etcd snapshot: {r.etcd_snapshot.get('path')} (of "
+                    f"{r.etcd_snapshot.get('node')}, sha256 {r.etcd_snapshot.get('sha256')})"
+                )
         lines.append(f"State lock: {self.lock}")
         if self.lease is not None:
             lines.append(f"Cluster lock: {self.lease}")

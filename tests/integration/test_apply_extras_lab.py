@@ -74,6 +74,8 @@ def test_binaries_verified_and_etcd_snapshot_copied(make_lab: Callable[..., Lab]
     assert f"etcd snapshot of cp-1 (before kubeadm upgrade apply): {local}" in r.stdout
     assert "snapshot restore" in r.stdout
     assert not any("snapshot save" in c for c in lab.calls("w-1"))
+    st = cli("status", "-i", str(lab.inventory))
+    assert st.returncode == 0 and f"etcd snapshot: {local}" in st.stdout, st.stdout + st.stderr
 
     # the post-flight summary: printed, and written beside the state file
     assert "Summary of run" in r.stdout and "post-flight checks passed" in r.stdout
