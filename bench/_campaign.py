@@ -340,10 +340,18 @@ class Table:
         return "\n".join(out)
 
 
-def write_result(name: str, doc: dict[str, Any], out: Path | None = None) -> Path:
+def write_result(
+    name: str, doc: dict[str, Any], out: Path | None = None, scratch: Path | None = None
+) -> Path:
+    """``bench/results/<name>.json`` (or ``out``); the scratch directory and the checkout's
+    own path are written as ``<scratch>`` and ``<repo>`` (results are committed)."""
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, sort_keys=False, default=str) + "\n")
+    text = json.dumps(doc, indent=1, sort_keys=False, default=str)
+    if scratch is not None:
+        text = text.replace(str(scratch), "<scratch>")
+    text = text.replace(str(REPO), "<repo>")
+    path.write_text(text + "\n")
     return path
 
 

@@ -265,6 +265,19 @@ def is_mutating(argv: list[str]) -> bool:
     return any(tuple(words[: len(m)]) == m for m in _MUTATING)
 
 
+def is_upgrade(argv: list[str]) -> bool:
+    """A call that upgrades something on the node (not a repository switch or a download)."""
+    if argv[:1] in (["apt-get"], ["dnf"], ["yum"]) and (
+        "--download-only" in argv or "--downloadonly" in argv
+    ):
+        return False
+    if argv[:2] in (["apt-get", "update"], ["dnf", "makecache"], ["yum", "makecache"]):
+        return False
+    if argv[:1] == ["gpg"]:
+        return False
+    return is_mutating(argv)
+
+
 def _cmd(argv: list[str]) -> str:
     return " ".join(str(a) for a in argv)
 
@@ -921,11 +934,15 @@ def fault_scenario(f: Fault, work: Path, log: Callable[[str], None]) -> dict[str
                 if ours != f.cordoned_after:
                     problems.append(f"state cordoned_by_us={ours} for {failed_node}")
             if failed_node is not None:
-                later = _nodes_after(st, failed_node)
-                for n in later:
-                    touched = [c for c in lab.calls(n) if is_mutating(c.get("argv") or [])]
-                    if touched and n != failed_node:
-                        problems.append(f"{n} (after the failed node) was changed")
+                # Nodes whose visit comes later were not upgraded (the prestage phase may
+                # have switched their repository and downloaded packages: not a change).
+                for n in _nodes_after(st, failed_node):
+                    touched = [c for c in lab.calls(n) if is_upgrade(c.get("argv") or [])]
+                    if touched:
+                        problems.append(
+                            f"{n} (after the failed node) was changed: "
+                            f"`{_cmd(touched[0].get('argv') or [])}`"
+                        )
             cleared = f.clear(lab)
             log(f"    cleared: {cleared}")
             second = runner.run()
@@ -1087,7 +1104,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
-    path = write_result("chaos", doc, a.out)
+    path = write_result("chaos", doc, a.out, scratch=work)
     print(summary(doc))
     print(f"results: {path}")
     return 0 if doc["violations"] == 0 and doc["converged"] == doc["kills"] else 1

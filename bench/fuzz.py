@@ -1015,7 +1015,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = campaign(a.cases, a.seed, work, a.subprocess_every)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    path = write_result("fuzz", doc, a.out)
+    path = write_result("fuzz", doc, a.out, scratch=work)
     print(summary(doc))
     print(f"results: {path}")
     return 0 if doc["failures"] == 0 else 1

@@ -696,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = campaign(work, quick=a.quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    path = write_result("security", doc, a.out)
+    path = write_result("security", doc, a.out, scratch=work)
     print(summary(doc))
     print(f"results: {path}")
     return 0 if doc["failed"] == 0 else 1
