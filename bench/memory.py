@@ -4,13 +4,13 @@ nodes, and an ``apply`` on a 100-node lab that must complete.
 Owns :func:`run`. Peak RSS is the process's own maximum resident set (``ru_maxrss`` from
 ``wait4``; upgrader starts no child processes). The labs run their simulated tools on this
 machine's two cores, which caps how fast a lab of hundreds of nodes can be upgraded
-(about 1.5 CPU-seconds of lab per node), so: ``apply`` at 50 nodes and at 100 nodes runs
-the whole upgrade (workers ten at a time, ``--max-unavailable 10``; at 100 nodes with
-small simulated step durations); at 200 nodes the lab starts with its control plane at the
-target and every node is gathered and checked, but the run is limited to ten workers
-(``--nodes``): the memory goes where the node count matters (one SSH connection per node,
-the facts, the preflight reads, the plan), not into the steps. ``plan`` RSS comes from
-the fan-out runs when given, else from one ``plan`` per size here.
+(about 1.5 CPU-seconds of lab per node), so ``apply`` at 50 and 200 nodes starts from a
+lab whose control plane is already at the target: every node is gathered and checked, and
+ten workers are upgraded (``--nodes``, ``--max-unavailable 10``) — the memory goes where
+the node count matters (one SSH connection per node, the facts, the preflight reads, the
+plan), not into the steps. The 100-node ``apply`` runs the whole upgrade (workers ten at a
+time, small simulated step durations, a PDB that lets ten go) and must complete. ``plan``
+RSS comes from the fan-out runs when given, else from one ``plan`` per size here.
 
 Must not: judge the numbers.
 """
@@ -33,6 +33,7 @@ SMALL_DELAYS = {
 }
 LIMITED_WORKERS = 10
 MAX_UNAVAILABLE = "10"
+PDB_MAX_UNAVAILABLE = "25%"  # ten workers drained at once must not wait out 429 retries
 
 
 def _plan_rss(work: Path, size: int) -> tuple[float, float]:
@@ -48,8 +49,8 @@ def _plan_rss(work: Path, size: int) -> tuple[float, float]:
 def run(
     work: Path,
     plan_sizes: Sequence[int] = (50, 200),
-    full_apply_sizes: Sequence[int] = (50, 100),
-    limited_apply_sizes: Sequence[int] = (200,),
+    full_apply_sizes: Sequence[int] = (100,),
+    limited_apply_sizes: Sequence[int] = (50, 200),
     fanout: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def run(
         log(f"memory plan n={size}: {rss:.1f} MiB")
     for size in sorted(set(full_apply_sizes) | set(limited_apply_sizes)):
         limited = size in limited_apply_sizes and size not in full_apply_sizes
-        delays = SMALL_DELAYS if size == 100 else overhead.ZERO
+        delays = overhead.ZERO if limited else SMALL_DELAYS
         args: tuple[str, ...] = (
             "--max-unavailable",
             MAX_UNAVAILABLE,
@@ -110,7 +111,14 @@ def run(
             ]
             extra = {"version": TARGET, "nodes": nodes}
         r = overhead.apply_once(
-            work, f"memory-apply-{size}", 1, size - 1, delays, args, spec_extra=extra
+            work,
+            f"memory-apply-{size}",
+            1,
+            size - 1,
+            delays,
+            args,
+            spec_extra=extra,
+            pdb_max_unavailable=PDB_MAX_UNAVAILABLE,
         )
         upgraded = len({e["node"] for e in r.events if e["event"] == "node-finished"})
         expected = LIMITED_WORKERS if limited else size

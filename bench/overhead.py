@@ -52,7 +52,7 @@ API_STEPS = ("cordon", "drain", "uncordon", "wait-ready", "wait-control-plane")
 _EVICTED = re.compile(r"(\d+) pod\(s\) (?:evicted|deleted)")
 
 
-def workloads(workers: int) -> list[dict[str, Any]]:
+def workloads(workers: int, pdb_max_unavailable: int | str = 2) -> list[dict[str, Any]]:
     """One pod per worker of a Deployment under a PDB, plus a DaemonSet; grace periods
     (2 s) above the simulated termination time. The PDB allows two disruptions: a drained
     worker's pod lands on the next worker, whose drain then evicts two at once (with one
@@ -64,7 +64,7 @@ def workloads(workers: int) -> list[dict[str, Any]]:
             "namespace": "default",
             "name": "web",
             "replicas": max(1, workers),
-            "pdb": {"maxUnavailable": 2},
+            "pdb": {"maxUnavailable": pdb_max_unavailable},
             "grace_period": 2,
         },
         {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
@@ -183,12 +183,13 @@ def apply_once(
     delays: Mapping[str, float],
     extra_args: tuple[str, ...] = (),
     spec_extra: Mapping[str, Any] | None = None,
+    pdb_max_unavailable: int | str = 2,
 ) -> ApplyRun:
     """A fresh lab, ``upgrader apply --to TARGET --yes --events``, its events and calls."""
     spec = flag_spec(
         control_planes,
         workers,
-        workloads=workloads(workers),
+        workloads=workloads(workers, pdb_max_unavailable),
         delays=dict(delays),
         **dict(spec_extra or {}),
     )
