@@ -662,11 +662,18 @@ def test_only_processes_naming_the_lab_directory_count_as_the_labs(tmp_path: Pat
     lab_dir = tmp_path / "lab"
     other = tmp_path / "lab2"
     other.mkdir()
-    proc = subprocess.Popen(["sleep", "60", str(other / "sshd" / "sshd_config")])
+    # A process whose argv names a file in `other` (GNU sleep would reject a path argument).
+    argv = [
+        sys.executable,
+        "-c",
+        "import time; time.sleep(60)",
+        str(other / "sshd" / "sshd_config"),
+    ]
+    proc = subprocess.Popen(argv)
     try:
         # Between fork and exec the child still shows our own command line: wait for the exec.
         deadline = time.monotonic() + 30
-        while "sleep" not in runner._cmdline(proc.pid) and time.monotonic() < deadline:
+        while "time.sleep" not in runner._cmdline(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert runner.ours(proc.pid, other)
         assert not runner.ours(proc.pid, lab_dir)
