@@ -4,15 +4,16 @@ at zero (the pure overhead per node).
 
 Owns :func:`apply_once` (a fresh lab, one ``apply --events``, what the events and the
 nodes' ``calls.jsonl`` say) and :func:`run`. The floor of a run (``injected_s``) is the
-simulated work the lab charged on the critical path, counted from what actually ran:
-``command`` seconds per node tool invocation, ``package_install`` per package installed,
-``kubelet_ready`` per kubelet restart and ``pod_termination`` per drain that evicted pods
-(workloads use a grace period above it). Workers go one at a time
-(``--max-unavailable 1``), so inside the run window everything is on the critical path.
-Overhead = run time - floor; it is split into: inside shell steps (SSH round trips and
-the simulated tools' own start-up, what a real node would spend anyway), inside API steps
-(polling granularity), between nodes (the health gate before each node) and between steps
-(the done-checks, state writes, events).
+simulated work the lab charged on the critical path: on the nodes, the union of the time
+the simulated tools spent inside their calls (``command`` per invocation,
+``download`` per repository refresh and package fetched, ``package_install`` per package;
+calls that overlap, as the prestage phase's on every node at once, count once), and on the
+API side ``kubelet_ready`` per kubelet restart and ``pod_termination`` per drain that
+evicted pods (workloads use a grace period above it). Workers go one at a time
+(``--max-unavailable 1``). Overhead = run time - floor; it is split into: inside shell
+steps (SSH round trips and the simulated tools' own start-up, what a real node would spend
+anyway), inside API steps (polling granularity), between nodes (the health gate before
+each node) and between steps (the done-checks, state writes, events).
 
 Must not: assert anything about the numbers.
 """
@@ -37,6 +38,7 @@ from bench._perf import (
     result_doc,
     rnd,
     table,
+    union_seconds,
     upgrader_argv,
 )
 
@@ -45,7 +47,7 @@ DELAYS = {
     "package_install": 0.3,
     "kubelet_ready": 1.0,
     "pod_termination": 0.5,
-    "download": 0.0,
+    "download": 0.3,
 }
 ZERO = dict.fromkeys(DELAYS, 0.0)
 API_STEPS = ("cordon", "drain", "uncordon", "wait-ready", "wait-control-plane")
@@ -120,38 +122,50 @@ class ApplyRun:
         return out
 
     def injected(self) -> dict[str, float]:
-        """The simulated seconds the lab charged inside the run, by kind."""
+        """The simulated seconds the lab charged on the critical path of the run.
+
+        Node side: the union of the run's node tool invocations ``[start, end]``
+        (``calls.jsonl``; a tool records them around its simulated delays, after its own
+        start-up), so invocations that overlap (the prestage phase runs on every node at
+        once) count once. API side: ``kubelet_ready`` per kubelet restart and
+        ``pod_termination`` per drain that evicted pods."""
         d = self.delays
         calls = self.run_calls()
-        packages = 0
-        restarts = 0
-        for r in calls:
-            argv = [str(a) for a in r.get("argv") or []]
-            if argv[:1] == ["apt-get"] and "install" in argv:
-                packages += sum(1 for a in argv if "=" in a and not a.startswith("-"))
-            if argv[:2] == ["systemctl", "restart"]:
-                restarts += 1
+        restarts = sum(
+            1
+            for r in calls
+            if [str(a) for a in r.get("argv") or []][:2] == ["systemctl", "restart"]
+        )
         drains = 0
         for e in self.finished_steps():
             if e.get("name") == "drain":
                 m = _EVICTED.search(str(e.get("message") or ""))
                 if m and int(m.group(1)) > 0:
                     drains += 1
+        node_side = union_seconds(
+            (float(r["start"]), float(r.get("end") or r["start"])) for r in calls
+        )
         return {
-            "command": d.get("command", 0.0) * len(calls),
-            "package_install": d.get("package_install", 0.0) * packages,
+            "node_side": node_side,
             "kubelet_ready": d.get("kubelet_ready", 0.0) * restarts,
             "pod_termination": d.get("pod_termination", 0.0) * drains,
             "commands": float(len(calls)),
         }
 
+    def _step_intervals(self, api: bool | None) -> list[tuple[float, float]]:
+        out = []
+        for e in self.finished_steps():
+            if api is not None and (e.get("kind") in API_STEPS) != api:
+                continue
+            end = parse_ts(e["ts"])
+            out.append((end - float(e.get("duration") or 0.0), end))
+        return out
+
     def breakdown(self) -> dict[str, float]:
         inj = self.injected()
-        steps = self.finished_steps()
-        shell = sum(
-            float(e.get("duration") or 0.0) for e in steps if e.get("kind") not in API_STEPS
-        )
-        api = sum(float(e.get("duration") or 0.0) for e in steps if e.get("kind") in API_STEPS)
+        shell = union_seconds(self._step_intervals(api=False))
+        api = union_seconds(self._step_intervals(api=True))
+        steps = union_seconds(self._step_intervals(api=None))
         gaps = 0.0  # before each node: the health gate (before_batch) and the batch set-up
         prev: float | None = None
         for e in self.events:
@@ -160,17 +174,19 @@ class ApplyRun:
                 gaps += t - prev
             if e["event"] != "node-started":
                 prev = t
-        node_side = inj["command"] + inj["package_install"]
+        node_side = inj["node_side"]
         api_side = inj["kubelet_ready"] + inj["pod_termination"]
         floor = node_side + api_side
         return {
             "run_s": self.run_s,
             "injected_s": floor,
+            "node_side_s": node_side,
+            "api_side_s": api_side,
             "overhead_s": self.run_s - floor,
-            "in_shell_steps_s": shell - min(shell, node_side),
-            "in_api_steps_s": api - min(api, api_side),
+            "in_shell_steps_s": max(0.0, shell - node_side),
+            "in_api_steps_s": max(0.0, api - api_side),
             "between_nodes_s": gaps,
-            "between_steps_s": self.run_s - shell - api - gaps,
+            "between_steps_s": self.run_s - steps - gaps,
             "commands": inj["commands"],
         }
 
@@ -251,7 +267,12 @@ def summarize(runs: list[ApplyRun]) -> dict[str, Any]:
         "injected_s": rnd(floor, 3),
         "overhead_s": rnd(overhead, 3),
         "overhead_per_node_s": rnd(overhead / n if overhead is not None else None, 3),
-        "overhead_pct": rnd(100 * overhead / floor if overhead is not None and floor else None, 1),
+        "overhead_pct": rnd(
+            100 * overhead / floor
+            if overhead is not None and floor and any(runs[0].delays.values())
+            else None,
+            1,
+        ),
         "in_shell_steps_s": rnd(med("in_shell_steps_s"), 3),
         "in_api_steps_s": rnd(med("in_api_steps_s"), 3),
         "between_nodes_s": rnd(med("between_nodes_s"), 3),
@@ -294,8 +315,8 @@ def run(
         "lab": f"1 control plane + {workers} workers, default playbook, --max-unavailable 1",
         "delays": DELAYS,
         "reps": reps,
-        "floor": "command x tool invocations + package_install x packages + kubelet_ready x "
-        "restarts + pod_termination x drains with pods (inside the run window)",
+        "floor": "union of the node tool calls' [start, end] (their simulated delays) + "
+        "kubelet_ready x restarts + pod_termination x drains with pods (inside the run window)",
     }
     return result_doc("overhead", params, rows), delayed
 

@@ -61,8 +61,9 @@ def test_fanout_overhead_window_memory_and_drain(tmp_path: Path) -> None:
         for key in ("run_s", "injected_s", "overhead_s", "overhead_per_node_s"):
             assert isinstance(r[key], float | int)
         assert "wait-ready" in r["steps"] and "drain" in r["steps"]
-    assert doc["rows"][1]["injected_s"] == 0
-    assert doc["rows"][0]["injected_s"] > 0
+    # the floor is what the lab's tools spent in their calls: their simulated delays
+    assert doc["rows"][0]["injected_s"] > doc["rows"][1]["injected_s"] >= 0
+    assert doc["rows"][1]["overhead_pct"] is None  # no simulated durations, no percentage
     assert len(runs) == 1
     overhead.render(doc)
 
