@@ -629,6 +629,68 @@ def kill_trial(
         }
 
 
+# --------------------------------------------------------------------------- targeted kills
+
+# (step name, node, the command's tool line that hangs first, hang seconds): the kill lands
+# while that step's command runs on the node, and the killed session finishes it later.
+TARGETS: list[tuple[str, str, str, float]] = [
+    ("kubeadm-upgrade-apply", "cp-1", "kubeadm upgrade apply", 4.0),
+    ("kubelet-kubectl-packages", "w-1", "apt-get install -y kubelet", 4.0),
+]
+
+
+def targeted_trial(
+    step: str, node_name: str, match: str, hang: float, work: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Kill ``apply`` one second after ``step`` started on ``node_name`` (its command hangs
+    ``hang`` seconds on the node first, then runs: the killed session outlives the kill),
+    resume at once, check the invariants."""
+    spec = spec_one_hop()
+    spec["faults"] = [{"node": node_name, "match": match, "times": 1, "hang": hang}]
+    with lab_session(work / "lab", spec) as lab:
+        runner = Runner(lab, work, [])
+        sid = f"{TARGET}/{node_name}/"
+        p = start_cli(*runner.args, log=runner.log)
+        t0 = time.time()
+        deadline = time.monotonic() + RUN_TIMEOUT
+        hit = False
+        try:
+            while p.proc.poll() is None and time.monotonic() < deadline:
+                evs = read_jsonl(runner.events)
+                if any(
+                    e.get("event") == "step-started"
+                    and str(e.get("step", "")).startswith(sid)
+                    and str(e.get("step", "")).endswith("/" + step)
+                    for e in evs
+                ):
+                    time.sleep(1.0)
+                    hit = p.proc.poll() is None
+                    break
+                time.sleep(0.05)
+        finally:
+            p.kill_group()
+        r = Run(0, t0, time.time(), hit, None if hit else p.proc.returncode, "", _state(lab))
+        r.in_progress = _in_progress(read_jsonl(runner.events), t0) if hit else None
+        runner.runs.append(r)
+        log(f"    killed during {r.in_progress}" if hit else "    the step never ran")
+        resumes = 0
+        while resumes < 3 and runner.runs[-1].code != 0:
+            resumes += 1
+            rr = runner.run()
+            log(f"    resume: exit {rr.code} in {rr.ended - rr.started:.1f}s")
+        verdict = check_invariants(lab, runner)
+        return {
+            "trial": f"kill during {step} on {node_name} (command hangs {hang:g}s first)",
+            "args": [],
+            "kills": 1 if hit else 0,
+            "converged": runner.runs[-1].code == 0,
+            "runs": [x.to_dict() for x in runner.runs],
+            "violations": verdict.violations,
+            "notes": verdict.notes,
+            "counts": verdict.counts,
+        }
+
+
 # --------------------------------------------------------------------------- fault scenarios
 
 
@@ -1004,6 +1066,7 @@ def campaign(
     work: Path,
     faults: list[str] | None,
     log: Callable[[str], None] = print,
+    targeted: bool = True,
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     t0 = time.monotonic()
@@ -1023,6 +1086,12 @@ def campaign(
         i += 1
         if i > kills * 3:
             break
+    for step, node_name, match, hang in TARGETS if targeted else ():
+        log(f"targeted: kill during {step} on {node_name}")
+        res = targeted_trial(step, node_name, match, hang, work / f"target-{step}", log)
+        kill_results.append(res)
+        for x in res["violations"]:
+            log(f"    VIOLATION: {x}")
     fault_results: list[dict[str, Any]] = []
     for f in FAULTS:
         if faults is not None and f.name not in faults:
@@ -1103,12 +1172,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument(
+        "--no-targeted",
+        action="store_true",
+        help="skip the kills aimed at kubeadm upgrade apply and a package install",
+    )
     a = ap.parse_args(argv)
     faults = None if a.faults == "all" else [] if a.faults == "none" else a.faults.split(",")
     work = Path(tempfile.mkdtemp(prefix="upgrader-chaos-"))
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        doc = campaign(a.kills, a.seed, work, faults)
+        doc = campaign(a.kills, a.seed, work, faults, targeted=not a.no_targeted)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
