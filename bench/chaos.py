@@ -67,7 +67,7 @@ from bench._campaign import (
 )
 
 SLACK = 0.003  # event timestamps are truncated to milliseconds
-RUN_TIMEOUT = 300.0  # seconds a run may take before the campaign calls it hung
+RUN_TIMEOUT = 900.0  # seconds a run may take before the campaign calls it hung
 TIMED_OUT = -999  # the exit code recorded for a run the campaign had to stop
 
 # --------------------------------------------------------------------------- lab specs
