@@ -3,7 +3,7 @@ benchmarks, each printing its table and writing ``bench/results/NAME.json``.
 
 Owns the command line, the scratch directory (removed at the end), the order of ``all``
 (window reads overhead's runs, memory reads fan-out's plan runs, so nothing is measured
-twice) and ``bench/results/tables.md`` (every table of the last ``all``). Runs under the
+twice) and ``bench/results/performance-tables.md`` (every table of the last ``all``). Runs under the
 project's ``.venv`` (re-executes itself there when started by another Python); the peers
 live in ``bench/.venv-peers``, created on first use.
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.monotonic() - started
     if args.what == "all":
         body = "\n\n".join(f"### {n}\n\n{t}" for n, t in renders)
-        (args.results / "tables.md").write_text(
+        (args.results / "performance-tables.md").write_text(
             f"<!-- python -m bench.run all: {total:.0f}s -->\n\n{body}\n"
         )
     print(f"bench {args.what}: {total:.0f}s", flush=True)
