@@ -176,4 +176,4 @@ def render(doc: dict[str, Any]) -> str:
     extra = ", ".join(
         f"{k} {v} KiB/node" for k, v in doc.get("per_node_kib", {}).items() if v is not None
     )
-    return table(head, rows) + (f"\nmarginal RSS: {extra}" if extra else "")
+    return table(head, rows) + (f"\n\nmarginal RSS: {extra}" if extra else "")

@@ -357,6 +357,6 @@ def render(doc: dict[str, Any]) -> str:
     step_rows = [(s, *(r["steps"].get(s) for r in doc["rows"])) for s in steps]
     return (
         table(head, rows)
-        + "\n\nmedian step durations (s):\n"
+        + "\n\nmedian step durations (s):\n\n"
         + table(("step", *(r["config"] for r in doc["rows"])), step_rows)
     )

@@ -143,4 +143,4 @@ def render(doc: dict[str, Any]) -> str:
         for r in doc["rows"]
     ]
     note = f"pre-staging: {doc['params']['prestaging']}"
-    return table(head, rows) + "\n" + note
+    return table(head, rows) + "\n\n" + note
