@@ -15,7 +15,8 @@ pure checks in :mod:`upgrader.core.checks` judge inside :func:`upgrader.planning
 
 Also :func:`health_gate` (nodes Ready, control-plane mirror pods Ready, etcd healthy: one
 evaluation, findings out) and :func:`wait_until_healthy` (``--validate-count N``: the gate
-must pass N times in a row), which the engine can call between nodes; :func:`for_apply`
+must pass N times in a row, ``interval`` apart; a failed evaluation is retried sooner, with
+a capped backoff), which the engine can call between nodes; :func:`for_apply`
 (what ``apply`` plans with) and :func:`wait_pdbs_recovered` (post-flight: every budget that
 allowed a disruption before the run allows one again).
 
@@ -70,6 +71,7 @@ log = logging.getLogger("upgrader.preflight")
 
 PAGE_SIZE = 500
 ETCD_TIMEOUT = 30.0
+GATE_RETRY_START = 0.5  # seconds before re-asking a failed health gate (then doubling)
 TransportFor = Callable[[str], Transport]
 Json = dict[str, Any]
 
@@ -529,13 +531,25 @@ def wait_until_healthy(
     clock: Callable[[], float] = time.monotonic,
 ) -> GateResult:
     """Evaluate ``gate`` until it passes ``validate_count`` times in a row, or ``timeout``
-    seconds pass. Evaluations are ``interval`` seconds apart. On timeout the findings are
-    those of the last failed evaluation (or ``HEALTH_NOT_STABLE`` when every evaluation
-    passed but never ``validate_count`` in a row)."""
+    seconds pass.
+
+    Spacing: after a passing evaluation that is not yet the ``validate_count``-th in a row
+    the next one comes ``interval`` seconds later (the passes show stability over time).
+    After a failed evaluation the gate is asked again soon, since it usually fails only
+    while a node settles: :data:`GATE_RETRY_START` seconds, doubling with each further
+    failure in a row, capped at ``interval``; a pass ends the failure streak, so the next
+    failure starts again at the fast poll.
+
+    No sleep ends past the deadline: when the next evaluation would come after it, the
+    wait ends there. On timeout the findings are those of the last failed evaluation (or
+    ``HEALTH_NOT_STABLE`` when every evaluation passed but never ``validate_count`` in a
+    row). Only ``gate``, ``sleep`` and ``clock`` touch the world."""
     from upgrader.core.model import Severity
 
     counter = health.ConsecutivePasses(validate_count)
     deadline = clock() + timeout
+    first_retry = min(GATE_RETRY_START, interval)
+    retry = first_retry
     last_failed: list[Finding] = []
     n = 0
     while True:
@@ -543,9 +557,14 @@ def wait_until_healthy(
         n += 1
         if counter.record(findings):
             return GateResult(True, tuple(findings), n)
-        if not health.passed(findings):
+        if health.passed(findings):
+            delay = interval
+            retry = first_retry
+        else:
             last_failed = findings
-        if clock() + interval > deadline:
+            delay = retry
+            retry = min(retry * 2, interval)
+        if clock() + delay > deadline:
             if not last_failed:
                 last_failed = [
                     Finding(
@@ -557,7 +576,7 @@ def wait_until_healthy(
                     )
                 ]
             return GateResult(False, tuple(last_failed), n)
-        sleep(interval)
+        sleep(delay)
 
 
 # --------------------------------------------------------------------------- apply
