@@ -473,6 +473,11 @@ def check_invariants(
             if b[0] < a[1]:
                 v.bad(f"apply-once: two `kubeadm upgrade apply {hop}` ran at the same time")
 
+    # ---- the node lock: resumes that found a killed session's command still running
+    for ev in events:
+        if ev.get("event") == "step-waiting-for-node-lock":
+            v.note("waited for the node lock")
+
     # ---- no rerun after success (state snapshots vs later events)
     started_by_run: dict[int, set[str]] = {}
     for ev in events:

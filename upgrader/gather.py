@@ -266,6 +266,9 @@ def interpret_sections(
         if sec is not None and sec.ok
         else []
     )
+    # flock(1) and /run/lock, for the node lock every step command runs under
+    sec = sections.get("node_lock")
+    extra["node_lock"] = None if sec is None or sec.rc is None else sec.ok
     kubelet = versions["kubelet"]
     if kubelet is not None:
         extra["kubelet_version_node"] = str(kubelet)

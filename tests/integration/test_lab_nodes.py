@@ -216,6 +216,27 @@ def test_commands_on_two_nodes_see_their_own_files(lab: Lab) -> None:
     assert "Rocky Linux" in lab.ok("r-1", "cat /etc/os-release")
 
 
+def test_the_node_lock_is_one_per_node_shared_by_its_sessions(lab: Lab) -> None:
+    # What the engine's node lock relies on: a command holding /run/lock/upgrader.lock on
+    # w-3 (in one SSH session) keeps a second session of w-3 out, not a session of w-4.
+    from upgrader.core import nodelock
+
+    holder = lab.connect("w-3")
+    try:
+        _, out, _ = holder.exec_command(nodelock.wrap("echo held; sleep 3", wait=5), timeout=30)
+        assert out.readline() == "held\n"
+        same = lab.run("w-3", nodelock.wrap("echo second", wait=0.3))
+        assert same.rc == nodelock.BUSY_EXIT and nodelock.is_busy(same.rc, same.err)
+        other = lab.run("w-4", nodelock.wrap("echo other", wait=0.3))
+        assert (other.rc, other.out) == (0, "other\n")
+        assert out.channel.recv_exit_status() == 0
+    finally:
+        holder.close()
+    after = lab.run("w-3", nodelock.wrap("echo after", wait=0.3))
+    assert (after.rc, after.out) == (0, "after\n")
+    assert (lab.dir / "nodes/w-3/lock/upgrader.lock").exists()
+
+
 def test_installed_binaries_match_the_release_checksums(lab: Lab) -> None:
     line = lab.ok("cp-1", "sha256sum /usr/bin/kubeadm")
     assert line.split() == [

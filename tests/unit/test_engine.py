@@ -29,6 +29,7 @@ from upgrader.transport.base import Result
 from upgrader.transport.local import LocalTransport
 
 HOP = "v1.28.4"
+NODE_LOCK = "node.lock"
 
 # --------------------------------------------------------------------------- test doubles
 
@@ -243,6 +244,9 @@ class Rig:
     ) -> Engine:
         if state is None:
             state = st.load(self.state_path) or self.new_state(entries)
+        # A relative lock path: each node's commands run in its own directory, so each
+        # node has its own lock, as each real node has its own /run/lock.
+        opts = {"lock_path": NODE_LOCK, "lock_wait": 0.2, **opts}
         options = EngineOptions(backoff_initial=0.01, backoff_max=0.02, **opts)
         masker = ev.make_masker(options.secrets)
         return Engine(
@@ -659,6 +663,117 @@ def test_max_unavailable_runs_a_batch_at_once_and_stops_after_a_failed_batch(rig
     assert not rig.kube.nodes["w-1"].unschedulable and rig.kube.nodes["w-2"].unschedulable
 
 
+# --------------------------------------------------------------------------- the node lock
+
+
+@dataclass
+class Orphan:
+    """A command a killed run left running on a node: it holds the node's lock (the very
+    wrapper the engine sends), and does its work (``script``) after ``seconds``."""
+
+    proc: subprocess.Popen[bytes]
+
+    @classmethod
+    def start(cls, node_dir: Path, script: str, seconds: float) -> Orphan:
+        from upgrader.core import nodelock
+
+        cmd = nodelock.wrap(f"sleep {seconds}; {script}", wait=5, path=NODE_LOCK)
+        proc = subprocess.Popen(["/bin/sh", "-c", cmd], cwd=node_dir)
+        deadline = time.monotonic() + 5
+        # held once a second flock on the file fails
+        while time.monotonic() < deadline:
+            probe = subprocess.run(["flock", "-n", NODE_LOCK, "true"], cwd=node_dir, check=False)
+            if probe.returncode != 0:
+                return cls(proc)
+            time.sleep(0.02)
+        proc.kill()
+        raise AssertionError("the orphan never took the lock")
+
+    def wait(self) -> int:
+        return self.proc.wait(timeout=30)
+
+
+def test_a_check_waits_for_the_command_a_killed_run_left_running(rig: Rig) -> None:
+    # The killed run's `kubeadm upgrade apply` still runs and will succeed; the resume's
+    # check must wait for it, see its effect, and never start a second one.
+    step = shell(
+        "cp-1",
+        "kubeadm-upgrade-apply",
+        "echo apply >> log; touch applied",
+        check="test -f applied",
+        retry_safe=False,
+    )
+    orphan = Orphan.start(rig.dir("cp-1"), "echo orphan >> log; touch applied", 1.0)
+    rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    assert orphan.wait() == 0
+    assert rig.log("cp-1") == ["orphan"]
+    rec = rig.saved().step(step.id)
+    assert rec.status == st.StepStatus.SUCCEEDED
+    assert "already done" in (rec.message or "")
+    assert [e.data["step"] for e in rig.kinds(ev.STEP_LOCK_WAIT)] == [step.id]
+    transcript = (rig.transcripts / "cp-1.log").read_text()
+    assert "node.lock is held; waiting" in transcript
+
+
+def test_a_check_after_an_orphan_that_failed_runs_the_command_once(rig: Rig) -> None:
+    step = shell(
+        "cp-1",
+        "apply",
+        "echo apply >> log; touch applied",
+        check="test -f applied",
+        retry_safe=False,
+    )
+    orphan = Orphan.start(rig.dir("cp-1"), "echo orphan >> log; exit 141", 0.5)
+    rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    assert orphan.wait() == 141
+    assert rig.log("cp-1") == ["orphan", "apply"]
+    assert rig.saved().step(step.id).status == st.StepStatus.SUCCEEDED
+
+
+def test_a_step_without_check_not_safe_to_repeat_is_not_started_after_a_busy_lock(
+    rig: Rig,
+) -> None:
+    step = shell("cp-1", "apply", "echo apply >> log", retry_safe=False)
+    orphan = Orphan.start(rig.dir("cp-1"), "echo orphan >> log", 1.0)
+    with pytest.raises(StepFailed) as info:
+        rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    orphan.wait()
+    assert rig.log("cp-1") == ["orphan"]
+    assert "another command held the node lock node.lock" in str(info.value)
+    assert "not safe to repeat and has no check" in str(info.value)
+    assert rig.saved().step(step.id).status == st.StepStatus.FAILED
+
+
+def test_a_retry_safe_step_without_check_runs_once_the_lock_is_free(rig: Rig) -> None:
+    step = shell("w-1", "pull", "echo pull >> log")
+    orphan = Orphan.start(rig.dir("w-1"), "echo orphan >> log", 1.0)
+    rig.engine([entry("w-1", [step])]).run()
+    orphan.wait()
+    assert rig.log("w-1") == ["orphan", "pull"]
+    assert rig.saved().step(step.id).status == st.StepStatus.SUCCEEDED
+
+
+def test_a_lock_held_past_the_step_timeout_fails_the_step_naming_the_lock(rig: Rig) -> None:
+    step = shell(
+        "cp-1",
+        "apply",
+        "echo apply >> log",
+        check="test -f applied",
+        retry_safe=False,
+        timeout=1.0,
+    )
+    orphan = Orphan.start(rig.dir("cp-1"), "true", 6.0)
+    try:
+        with pytest.raises(StepFailed) as info:
+            rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    finally:
+        orphan.proc.kill()
+        orphan.proc.wait()
+    assert rig.log("cp-1") == []
+    assert "another command has held the node lock node.lock for" in str(info.value)
+    assert "fuser -v node.lock" in str(info.value)
+
+
 # --------------------------------------------------------------------------- SIGKILL
 
 
@@ -679,7 +794,7 @@ st.save(state_path, s)
 Engine(
     plan.entries, s, save=lambda x: st.save(state_path, x),
     transports=lambda n: LocalTransport(n, cwd=root + "/nodes/" + n),
-    kube=None, options=EngineOptions(),
+    kube=None, options=EngineOptions(lock_path="node.lock"),
 ).run()
 """
 

@@ -20,6 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from upgrader.core import nodelock
 from upgrader.core.model import PackageFact
 from upgrader.core.versions import KubeVersion, VersionError
 
@@ -517,6 +518,7 @@ _COMMON_TAIL = (
     ("docker_daemon", "cat /etc/docker/daemon.json"),
     ("dockerd", _DOCKERD_PROBE),
     ("certs", _CERTS_PROBE),
+    ("node_lock", nodelock.PROBE),
 )
 _DPKG_QUERY = "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl"
 _RPM_QUERY = "rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' kubeadm kubelet kubectl"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from upgrader.core import nodelock
 from upgrader.core.model import Finding, Plan, Severity, Step
 
 
@@ -125,6 +126,11 @@ def render_text(plan: Plan) -> str:
         )
     if plan.overrides:
         out.append(f"Overrides given: {' '.join(plan.overrides)}")
+    if any(s.kind == "shell" for e in plan.entries for s in e.steps):
+        out.append(
+            f"Each $ command and its check run under `flock {nodelock.LOCK_PATH}` on their "
+            "node: one at a time, and a command a killed run left running is waited for."
+        )
 
     prestage_noted = False
     for e in plan.entries:

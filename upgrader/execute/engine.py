@@ -22,6 +22,12 @@ Rules the engine applies to a step (``check`` exit 0 = the effect is already the
   passes the step succeeded; a second attempt is made only when the first never reported
   an exit status (timeout, dropped session) *and* the check says the effect is not there;
   a step that exited non-zero, or has no check, fails at once.
+- every shell command and check runs under the node lock (:mod:`upgrader.core.nodelock`):
+  a check that finds the lock held waits for it (a command a killed run left running on
+  the node finishes first, and the check then sees its effect); a command that finds it
+  held did not run, and is followed by its check (or, retry-safe without a check, by a
+  wait for the lock) before another attempt; a step not safe to repeat and without a check
+  fails instead. A lock held longer than the step's timeout fails the step, naming it.
 
 Must not: plan, print (it emits :class:`~upgrader.execute.events.Event` values), import
 rich/typer/paramiko/kubernetes, or decide exit codes.
@@ -49,6 +55,7 @@ from tenacity import (
 )
 
 from upgrader import state as st
+from upgrader.core import nodelock
 from upgrader.core.model import ROLE_WORKER, PlanEntry, Step
 from upgrader.errors import KubernetesError, StepFailed, TransportError
 from upgrader.execute import events as ev
@@ -85,6 +92,8 @@ class EngineOptions:
     secrets: tuple[str, ...] = ()
     snapshot_dir: Path | None = None  # where etcd-snapshot steps put the snapshot (0700)
     prestage_parallel: int = 16  # prestage visits run at once (bounded pool)
+    lock_path: str = nodelock.LOCK_PATH  # the node lock every shell command runs under
+    lock_wait: float = nodelock.DEFAULT_WAIT  # seconds one command waits for it, then busy
 
 
 class _AttemptFailed(Exception):
@@ -340,7 +349,11 @@ class Engine:
             if step.command is None:
                 self._fail(step, "the step has no command for this node", retried=False)
             why = "resume" if resumed else "before"
-            if step.check is not None and self._check(step, rec.attempts, why):
+            try:
+                done = step.check is not None and self._check(step, rec.attempts, why)
+            except _AttemptFailed as f:
+                self._fail(step, str(f), retried=False)
+            if done:
                 self._succeed(step, "already done (check passed); command not run", None, True)
                 return
         elif step.kind not in (*API_KINDS, SNAPSHOT_KIND):
@@ -410,10 +423,15 @@ class Engine:
     def _run_command(
         self, step: Step, command: str, label: str, attempt: int, timeout: float
     ) -> tuple[Result | None, str | None]:
-        """(result, transport error text): exactly one of them is set."""
+        """(result, transport error text): exactly one of them is set. ``command`` runs
+        under the node lock, waiting for it at most ``options.lock_wait`` seconds
+        on top of ``timeout`` (see :func:`nodelock.is_busy` for the result when it could
+        not take it). Transcripts show ``command`` as written in the plan."""
         t0 = time.monotonic()
+        wait = self.options.lock_wait
+        wrapped = nodelock.wrap(command, wait=wait, path=self.options.lock_path)
         try:
-            res = self._transports(step.node).run(command, timeout=timeout, sudo=step.sudo)
+            res = self._transports(step.node).run(wrapped, timeout=timeout + wait, sudo=step.sudo)
         except TransportError as e:
             dur = time.monotonic() - t0
             if self._transcripts is not None:
@@ -436,13 +454,38 @@ class Engine:
             )
         return res, None
 
+    def _run_waiting(
+        self, step: Step, command: str, label: str, attempt: int, timeout: float
+    ) -> tuple[Result | None, str | None]:
+        """:meth:`_run_command`, run again while another command holds the node lock, up to
+        the step's timeout; then :class:`_AttemptFailed`."""
+        since: float | None = None
+        while True:
+            res, err = self._run_command(step, command, label, attempt, timeout)
+            if res is None or not nodelock.is_busy(res.exit_code, res.stderr):
+                return res, err
+            now = time.monotonic()
+            if since is None:
+                since = now
+                self._note(step.node, f"{step.id}: {self.options.lock_path} is held; waiting")
+                self._emit(ev.STEP_LOCK_WAIT, **self._step_data(step), lock=self.options.lock_path)
+            elif now - since >= step.timeout:
+                raise _AttemptFailed(
+                    f"another command has held the node lock {self.options.lock_path} for "
+                    f"{now - since:.0f}s (a command of a killed run may still be running on "
+                    f"the node; see `fuser -v {self.options.lock_path}` there), so "
+                    f"{label!r} could not run",
+                    retry=False,
+                )
+
     def _check(self, step: Step, attempt: int, why: str) -> bool:
         """Run the step's check; True when it exits 0. A check that cannot run (node
         unreachable, timeout) counts as "not done". ``why``: ``before`` (a fresh step),
-        ``resume`` (left running/failed by an earlier run), ``after-failure``."""
+        ``resume`` (left running/failed by an earlier run), ``after-failure``,
+        ``after-lock-wait``. Waits while another command holds the node lock."""
         assert step.check is not None
         label = {"before": "check", "resume": "check on resume"}.get(why, f"check {why}")
-        res, err = self._run_command(
+        res, err = self._run_waiting(
             step, step.check, label, attempt, min(step.timeout, CHECK_TIMEOUT)
         )
         done = res is not None and res.ok
@@ -463,6 +506,8 @@ class Engine:
         res, err = self._run_command(step, step.command, "run", attempt, step.timeout)
         if res is not None and res.ok:
             return f"exit 0 in {res.duration:.1f}s"
+        if res is not None and nodelock.is_busy(res.exit_code, res.stderr):
+            self._lock_was_busy(step, attempt, retry_safe)
         if res is None:
             message = f"SSH session failed: {err}"
             exit_code, stderr, no_status = None, None, True
@@ -504,6 +549,26 @@ class Engine:
             exit_code=exit_code,
             stderr=stderr,
         )
+
+    def _lock_was_busy(self, step: Step, attempt: int, retry_safe: bool) -> None:
+        """The command did not run: another command held the node lock (one a killed run
+        left running, perhaps this very step's). Never start it blindly after that one:
+        wait for the lock through the check (its effect may now be there) or, for a
+        retry-safe step without a check, through an empty command; then raise."""
+        message = f"not run: another command held the node lock {self.options.lock_path}"
+        self._emit(ev.STEP_LOCK_WAIT, **self._step_data(step), lock=self.options.lock_path)
+        if step.check is not None:
+            if self._check(step, attempt, "after-lock-wait"):
+                raise _Done()
+            raise _Retryable(message + " (check: not done)", retry=True)
+        if not retry_safe:
+            raise _AttemptFailed(
+                message + "; the step is not safe to repeat and has no check: look at "
+                "the node, then run the same command again",
+                retry=False,
+            )
+        self._run_waiting(step, ":", "wait for the node lock", attempt, CHECK_TIMEOUT)
+        raise _Retryable(message, retry=True)
 
     # ------------------------------------------------------------------ etcd snapshot
     def _snapshot_attempt(self, step: Step, attempt: int) -> str:

@@ -28,6 +28,7 @@ NODE_STARTED = "node-started"
 STEP_STARTED = "step-started"
 STEP_ATTEMPT_FAILED = "step-attempt-failed"
 STEP_CHECKED = "step-checked"
+STEP_LOCK_WAIT = "step-waiting-for-node-lock"
 STEP_FINISHED = "step-finished"
 STEP_SKIPPED = "step-skipped"
 STEP_FAILED = "step-failed"
@@ -43,6 +44,7 @@ EVENT_KINDS = (
     STEP_STARTED,
     STEP_ATTEMPT_FAILED,
     STEP_CHECKED,
+    STEP_LOCK_WAIT,
     STEP_FINISHED,
     STEP_SKIPPED,
     STEP_FAILED,

@@ -68,6 +68,11 @@ def describe(event: ev.Event) -> str | None:
         res = "already done" if d.get("done") else "not done"
         when = "left unfinished by an earlier run" if d.get("why") == "resume" else "re-checked"
         return f"{pos}{node} {d.get('name', '')}: {when}; check says {res}"
+    if k == ev.STEP_LOCK_WAIT:
+        return (
+            f"{pos}{node} {d.get('name', '')}: waiting: another command holds the node lock "
+            f"{d.get('lock', '')} (a command a killed run left running?)"
+        )
     if k == ev.STEP_FAILED:
         return f"{pos}{node} {d.get('name', '')} FAILED: {d.get('error', '')}"
     if k == ev.NODE_CORDONED:
@@ -179,7 +184,7 @@ class RichProgress:
         if k == ev.STEP_FAILED:
             self._print(describe(event) or "", "bold red")
             return
-        if k == ev.STEP_ATTEMPT_FAILED:
+        if k in (ev.STEP_ATTEMPT_FAILED, ev.STEP_LOCK_WAIT):
             self._print(describe(event) or "", "yellow")
             return
         if k in (ev.NODE_FINISHED, ev.NODE_CORDONED, ev.NODE_UNCORDONED):

@@ -6,6 +6,7 @@ One small module per check family:
   least-privilege rules ``upgrader rbac`` prints (one list, so they cannot drift);
 * :mod:`.kubelet` — kubelet hardening (anonymous auth, authorization mode, read-only port);
 * :mod:`.runtime` — the docker runtime (dockershim) and a dockerd listening on TCP;
+* :mod:`.node_lock` — flock(1) and /run/lock, for the lock every step command runs under;
 * :mod:`.removed_apis` — API versions a hop's target stops serving, still in use;
 * :mod:`.drainability` — what would stop or hurt each drain (PDBs, emptyDir, unmanaged);
 * :mod:`.health` — cluster health gates (nodes, control-plane pods, etcd, leftover lock,

@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from upgrader.core.checks import access, drainability, health, kubelet, removed_apis, runtime
+from upgrader.core.checks import (
+    access,
+    drainability,
+    health,
+    kubelet,
+    node_lock,
+    removed_apis,
+    runtime,
+)
 from upgrader.core.checks.drainability import DrainFlags
 from upgrader.core.checks.inputs import PreflightInputs
 from upgrader.core.model import Facts, Finding, Severity
@@ -49,6 +57,7 @@ def facts_findings(
     )
     out += runtime.check_runtime(facts, target, nodes=upgrade_nodes)
     out += runtime.check_dockerd(facts, nodes=upgrade_nodes)
+    out += node_lock.check_node_lock(facts, nodes=upgrade_nodes)
     out += health.check_certs(facts, now, days=options.cert_days)
     return out
 

@@ -4,8 +4,10 @@ Owns the shell scripts written to ``DIR/bin/``: ``node-shell`` (sshd's ForceComm
 the server address from ``SSH_CONNECTION``, maps it to a node through ``DIR/addr/``),
 ``node-run NODE COMMAND`` (the same for the runner and tests) and ``node-ns`` (runs inside a
 private mount namespace: overlays the node's ``root/etc``, ``root/usr/bin`` and
-``root/var/lib`` on ``/etc``, ``/usr/bin`` and ``/var/lib``, then runs the command with
-``sh -c`` so real coreutils see the node's files at their real paths). Also owns the probe
+``root/var/lib`` on ``/etc``, ``/usr/bin`` and ``/var/lib`` and binds the node's own
+``lock`` directory on ``/run/lock`` (so ``flock`` on the upgrader's node lock is per node
+and shared by every session of that node), then runs the command with ``sh -c`` so real
+coreutils see the node's files at their real paths). Also owns the probe
 that decides the mode: ``overlay`` (``unshare -m`` as root, ``unshare -r -m`` otherwise)
 or ``path`` (no mounts possible: the node's tools first on PATH, files at their host paths).
 
@@ -134,7 +136,7 @@ def lib_script(lab_dir: Path, mode: MountMode, pythonpath: str) -> str:
     unshare = " ".join(_unshare_argv(mode.userns))
     return common + (
         '  W="$N/work/$$"\n'
-        '  mkdir -p "$W/etc" "$W/bin" "$W/lib" || exit 255\n'
+        '  mkdir -p "$W/etc" "$W/bin" "$W/lib" "$N/lock" || exit 255\n'
         f'  {unshare} /bin/sh "$LAB_DIR/bin/node-ns" "$N" "$W" "$cmd"\n'
         "  rc=$?\n"
         '  rmdir "$W/etc/work" "$W/bin/work" "$W/lib/work" "$W/etc" "$W/bin" "$W/lib" "$W" '
@@ -149,7 +151,8 @@ NS_SCRIPT = """#!/bin/sh
 # $1 = DIR/nodes/NAME, $2 = this command's overlay work dir, $3 = the command. The node's
 # hostname is set in the command's own UTS namespace.
 R="$1/root"; W="$2"
-{binds}mount -t overlay overlay -o "lowerdir=/etc,upperdir=$R/etc,workdir=$W/etc" /etc &&
+{binds}mount --bind "$1/lock" /run/lock 2>/dev/null
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$R/etc,workdir=$W/etc" /etc &&
 mount -t overlay overlay -o "lowerdir=/usr/bin,upperdir=$R/usr/bin,workdir=$W/bin" /usr/bin &&
 mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$R/var/lib,workdir=$W/lib" /var/lib || {
   echo "upgrader lab: cannot mount the files of node $LAB_NODE" >&2; exit 255; }
