@@ -54,7 +54,9 @@ def _setup_logging(verbose: int) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     if verbose < 2:
-        logging.getLogger("paramiko").setLevel(logging.WARNING)
+        # paramiko logs a failed handshake at ERROR with its traceback, in its own thread;
+        # the SSH transport turns the same failure into a one-line TransportError
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
         logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
@@ -529,6 +531,11 @@ def apply(
     stands, 4/5 SSH/API unreachable, 6 locked, 130 interrupted or not confirmed.
     """
     _setup_logging(verbose)
+    if not yes and not sys.stdin.isatty():
+        # decided before anything is read or contacted: no one can answer the question
+        raise ConfigError(
+            "apply: no terminal to ask for confirmation; pass --yes (-y) to apply without asking"
+        )
     from upgrader.apply import ApplyIO, ApplyRequest
     from upgrader.apply import apply as run_apply
     from upgrader.errors import StepFailed
