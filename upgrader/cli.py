@@ -72,6 +72,38 @@ InventoryOpt = Annotated[
         show_default=False,
     ),
 ]
+InventoryFileOpt = Annotated[  # the required form (facts, apply, status)
+    Path, typer.Option("--inventory", "-i", help="Inventory file.", show_default=False)
+]
+
+# The options `plan` and `apply` share word for word. Those whose help differs between the
+# two (--strategy, --force, --harden-kubelet, the drain flags, ...) stay with their command.
+TargetOpt = Annotated[
+    str, typer.Option("--to", help="Target version, e.g. v1.28.4.", show_default=False)
+]
+PlaybooksOpt = Annotated[
+    Path | None, typer.Option("--playbooks", help="Directory with your own playbooks.")
+]
+ReleaseDataOpt = Annotated[
+    Path | None, typer.Option("--release-data", help="Refreshed release data JSON (see README).")
+]
+NodesOpt = Annotated[
+    str | None, typer.Option("--nodes", help="Comma-separated workers to limit the run to.")
+]
+AllowExperimentalOpt = Annotated[
+    bool, typer.Option("--allow-experimental-upgrades", help="Allow alpha/beta/rc targets.")
+]
+AllowRcOpt = Annotated[
+    bool, typer.Option("--allow-release-candidate-upgrades", help="Allow rc targets.")
+]
+AllowUnsupportedOpt = Annotated[
+    bool,
+    typer.Option("--allow-unsupported", help="Pass a target outside the supported-minor window."),
+]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
+]
+MaxWorkersOpt = Annotated[int, typer.Option("--max-workers", min=1, max=512)]
 
 
 def _load_inventory(path: Path) -> Any:
@@ -152,6 +184,53 @@ def _load_facts_file(path: Path) -> Any:
         raise ConfigError(str(e)) from None
 
 
+def _plan_request(
+    *,
+    target: Any,
+    strategy: Strategy,
+    playbooks: Path | None,
+    release_data: Path | None,
+    nodes: tuple[str, ...] | None,
+    force: bool,
+    allow_experimental: bool,
+    allow_rc: bool,
+    allow_unsupported: bool,
+    strict: bool,
+    harden_kubelet: bool,
+    skip_etcd_snapshot: bool,
+    no_prestage: bool,
+    **command_only: Any,
+) -> Any:
+    """The ``PlanRequest`` of the flags `plan` and `apply` share (``command_only``: the
+    fields only one of them sets); the override flags in kubeadm's spelling."""
+    from upgrader.planning import PlanRequest
+
+    overrides = tuple(
+        flag
+        for flag, on in (
+            ("--force", force),
+            ("--allow-experimental-upgrades", allow_experimental),
+            ("--allow-release-candidate-upgrades", allow_rc),
+            ("--allow-unsupported", allow_unsupported),
+        )
+        if on
+    )
+    return PlanRequest(
+        target=target,
+        strategy=strategy.value,
+        playbooks=playbooks,
+        release_data=release_data,
+        nodes=nodes,
+        overrides=overrides,
+        strict=strict,
+        today=date.today(),
+        harden_kubelet=harden_kubelet,
+        etcd_snapshot=not skip_etcd_snapshot,
+        prestage=not no_prestage,
+        **command_only,
+    )
+
+
 def _parse_target(text: str) -> Any:
     from upgrader.core.versions import KubeVersion, VersionError
 
@@ -172,9 +251,7 @@ def version() -> None:
 
 @app.command()
 def facts(
-    inventory: Annotated[
-        Path, typer.Option("--inventory", "-i", help="Inventory file.", show_default=False)
-    ],
+    inventory: InventoryFileOpt,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the facts JSON here (default: stdout)."),
@@ -205,9 +282,7 @@ def facts(
 
 @app.command()
 def plan(
-    to: Annotated[
-        str, typer.Option("--to", help="Target version, e.g. v1.28.4.", show_default=False)
-    ],
+    to: TargetOpt,
     inventory: InventoryOpt = None,
     facts_file: Annotated[
         Path | None,
@@ -225,38 +300,17 @@ def plan(
             "drain-once when allowed."
         ),
     ] = Strategy.auto,
-    playbooks: Annotated[
-        Path | None, typer.Option("--playbooks", help="Directory with your own playbooks.")
-    ] = None,
-    release_data: Annotated[
-        Path | None,
-        typer.Option("--release-data", help="Refreshed release data JSON (see README)."),
-    ] = None,
-    nodes: Annotated[
-        str | None,
-        typer.Option("--nodes", help="Comma-separated workers to limit the run to."),
-    ] = None,
+    playbooks: PlaybooksOpt = None,
+    release_data: ReleaseDataOpt = None,
+    nodes: NodesOpt = None,
     force: Annotated[
         bool,
         typer.Option("--force", help="Pass kubeadm's overridable refusals (as kubeadm --force)."),
     ] = False,
-    allow_experimental: Annotated[
-        bool,
-        typer.Option("--allow-experimental-upgrades", help="Allow alpha/beta/rc targets."),
-    ] = False,
-    allow_rc: Annotated[
-        bool,
-        typer.Option("--allow-release-candidate-upgrades", help="Allow rc targets."),
-    ] = False,
-    allow_unsupported: Annotated[
-        bool,
-        typer.Option(
-            "--allow-unsupported", help="Pass a target outside the supported-minor window."
-        ),
-    ] = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
-    ] = False,
+    allow_experimental: AllowExperimentalOpt = False,
+    allow_rc: AllowRcOpt = False,
+    allow_unsupported: AllowUnsupportedOpt = False,
+    strict: StrictOpt = False,
     harden_kubelet: Annotated[
         bool,
         typer.Option(
@@ -292,7 +346,7 @@ def plan(
             "--disable-eviction", help="Drains delete pods (bypasses PodDisruptionBudgets)."
         ),
     ] = False,
-    max_workers: Annotated[int, typer.Option("--max-workers", min=1, max=512)] = 32,
+    max_workers: MaxWorkersOpt = 32,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Preview every step and command of an upgrade, in order, with its findings.
@@ -301,37 +355,28 @@ def plan(
     2: bad input.
     """
     _setup_logging(verbose)
-    from upgrader.planning import PlanRequest, check_request, make_plan
+    from upgrader.planning import check_request, make_plan
 
     if (inventory is None) == (facts_file is None):
         raise ConfigError("give exactly one of --inventory/-i or --facts")
     target = _parse_target(to)
     inv = _load_inventory(inventory) if inventory is not None else None
-    node_names = _node_names(nodes, inv)
-    overrides = tuple(
-        flag
-        for flag, on in (
-            ("--force", force),
-            ("--allow-experimental-upgrades", allow_experimental),
-            ("--allow-release-candidate-upgrades", allow_rc),
-            ("--allow-unsupported", allow_unsupported),
-        )
-        if on
-    )
-    req = PlanRequest(
+    req = _plan_request(
         target=target,
-        strategy=strategy.value,
+        strategy=strategy,
         playbooks=playbooks,
         release_data=release_data,
-        nodes=node_names,
-        overrides=overrides,
+        nodes=_node_names(nodes, inv),
+        force=force,
+        allow_experimental=allow_experimental,
+        allow_rc=allow_rc,
+        allow_unsupported=allow_unsupported,
         strict=strict,
-        today=date.today(),
+        harden_kubelet=harden_kubelet,
+        skip_etcd_snapshot=skip_etcd_snapshot,
+        no_prestage=no_prestage,
         delete_emptydir_data=delete_emptydir_data,
         disable_eviction=disable_eviction,
-        harden_kubelet=harden_kubelet,
-        etcd_snapshot=not skip_etcd_snapshot,
-        prestage=not no_prestage,
     )
     check_request(req)  # broken playbooks or release data: refused before any node is asked
     pre = None
@@ -383,12 +428,8 @@ def rbac(
 
 @app.command()
 def apply(
-    to: Annotated[
-        str, typer.Option("--to", help="Target version, e.g. v1.28.4.", show_default=False)
-    ],
-    inventory: Annotated[
-        Path, typer.Option("--inventory", "-i", help="Inventory file.", show_default=False)
-    ],
+    to: TargetOpt,
+    inventory: InventoryFileOpt,
     yes: Annotated[
         bool,
         typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a TTY)."),
@@ -403,10 +444,7 @@ def apply(
     max_unavailable: Annotated[
         int, typer.Option("--max-unavailable", min=1, max=100, help="Workers upgraded at once.")
     ] = 1,
-    nodes: Annotated[
-        str | None,
-        typer.Option("--nodes", help="Comma-separated workers to limit the run to."),
-    ] = None,
+    nodes: NodesOpt = None,
     drain_timeout: Annotated[
         float | None,
         typer.Option(
@@ -497,30 +535,13 @@ def apply(
     strategy: Annotated[
         Strategy, typer.Option(help="Worker strategy for multi-minor jumps (as for plan).")
     ] = Strategy.auto,
-    playbooks: Annotated[
-        Path | None, typer.Option("--playbooks", help="Directory with your own playbooks.")
-    ] = None,
-    release_data: Annotated[
-        Path | None,
-        typer.Option("--release-data", help="Refreshed release data JSON (see README)."),
-    ] = None,
-    allow_experimental: Annotated[
-        bool,
-        typer.Option("--allow-experimental-upgrades", help="Allow alpha/beta/rc targets."),
-    ] = False,
-    allow_rc: Annotated[
-        bool, typer.Option("--allow-release-candidate-upgrades", help="Allow rc targets.")
-    ] = False,
-    allow_unsupported: Annotated[
-        bool,
-        typer.Option(
-            "--allow-unsupported", help="Pass a target outside the supported-minor window."
-        ),
-    ] = False,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
-    ] = False,
-    max_workers: Annotated[int, typer.Option("--max-workers", min=1, max=512)] = 32,
+    playbooks: PlaybooksOpt = None,
+    release_data: ReleaseDataOpt = None,
+    allow_experimental: AllowExperimentalOpt = False,
+    allow_rc: AllowRcOpt = False,
+    allow_unsupported: AllowUnsupportedOpt = False,
+    strict: StrictOpt = False,
+    max_workers: MaxWorkersOpt = 32,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Upgrade the cluster: gather facts, plan, confirm, then run the plan node by node.
@@ -541,35 +562,26 @@ def apply(
     from upgrader.errors import StepFailed
     from upgrader.execute.engine import EngineOptions
     from upgrader.execute.progress import make_reporter
-    from upgrader.planning import PlanRequest, check_request
+    from upgrader.planning import check_request
 
     target = _parse_target(to)
-    node_names = _node_names(nodes, _load_inventory(inventory) if nodes is not None else None)
-    overrides = tuple(
-        flag
-        for flag, on in (
-            ("--force", force_drain),
-            ("--allow-experimental-upgrades", allow_experimental),
-            ("--allow-release-candidate-upgrades", allow_rc),
-            ("--allow-unsupported", allow_unsupported),
-        )
-        if on
-    )
     req = ApplyRequest(
         inventory=inventory,
-        plan=PlanRequest(
+        plan=_plan_request(
             target=target,
-            strategy=strategy.value,
+            strategy=strategy,
             playbooks=playbooks,
             release_data=release_data,
-            nodes=node_names,
-            overrides=overrides,
+            nodes=_node_names(nodes, _load_inventory(inventory) if nodes is not None else None),
+            force=force_drain,
+            allow_experimental=allow_experimental,
+            allow_rc=allow_rc,
+            allow_unsupported=allow_unsupported,
             strict=strict,
-            today=date.today(),
-            max_unavailable=max_unavailable,
             harden_kubelet=harden_kubelet,
-            etcd_snapshot=not skip_etcd_snapshot,
-            prestage=not no_prestage,
+            skip_etcd_snapshot=skip_etcd_snapshot,
+            no_prestage=no_prestage,
+            max_unavailable=max_unavailable,
         ),
         engine=EngineOptions(
             max_unavailable=max_unavailable,
@@ -628,9 +640,7 @@ def apply(
 
 @app.command()
 def status(
-    inventory: Annotated[
-        Path, typer.Option("--inventory", "-i", help="Inventory file.", show_default=False)
-    ],
+    inventory: InventoryFileOpt,
     state: Annotated[
         Path | None, typer.Option("--state", help="State file (default: beside the inventory).")
     ] = None,

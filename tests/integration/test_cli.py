@@ -6,10 +6,8 @@ the kubeconfig point at: it counts the connections it is offered (and closes eac
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,28 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_run import cli
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 pytestmark = pytest.mark.integration
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["NO_COLOR"] = "1"
-    env.pop("KUBECONFIG", None)
-    return env
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "upgrader", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-    )
 
 
 class Listener:
