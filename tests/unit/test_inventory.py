@@ -472,7 +472,7 @@ def test_ssh_config_is_honoured(tmp_path: Path) -> None:
     inv = load(path, ssh_config=config)
     home = tmp_path / "home"
     cp = inv.ssh_target("cp-1")
-    # ssh_config beats the inventory defaults
+    # a Host block naming the address beats the inventory defaults (Host * would not)
     assert (cp.host, cp.port, cp.user) == ("192.0.2.10", 2022, "sshcfg-user")
     assert cp.identity_file == str(home / ".ssh" / "id_sshcfg")
     # settings ssh_config does not cover come from the inventory

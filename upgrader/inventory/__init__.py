@@ -3,7 +3,8 @@
 Owns reading and validating ``inventory.yaml`` (native, or a Kubespray/Ansible YAML
 inventory) into an immutable :class:`Inventory`. Re-exports the public API; the parts are
 ``schema`` (pydantic models), ``problems`` (one-line errors, cross-field rules),
-``kubespray`` (Ansible YAML import), ``targets`` (ssh_config merge -> SSHTarget),
+``kubespray`` (Ansible YAML import), ``ssh_config`` (~/.ssh/config, each value labelled
+host-specific or generic), ``targets`` (the precedence merge -> SSHTarget),
 ``model`` (the Inventory object) and ``loader`` (the file edge).
 
 Must not: connect to nodes or the cluster, or hold secret values.

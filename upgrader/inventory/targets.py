@@ -1,99 +1,61 @@
 """From inventory settings to an SSHTarget per node, with ``~/.ssh/config`` honoured.
 
-Owns the reading of the operator's ssh_config (through ``paramiko.SSHConfig``: Host
-aliases' HostName, User, Port, IdentityFile, ProxyJump) and the merge order
-``inventory ssh defaults < ssh_config for the address < the node's own overrides``. A jump
+Owns the merge of the inventory's ``ssh:`` defaults, the operator's ssh_config (read and
+labelled by ``ssh_config``) and a node's own keys. Per setting (User, Port, IdentityFile,
+ProxyJump), the first of these that gives a value wins:
+
+1. the node's own key in the inventory (``nodes[].user`` ...);
+2. ssh_config, from a block that singles this host out (``Host w-1``, ``Host *.corp``,
+   ``Match host w-*``);
+3. the inventory's ``ssh:`` defaults -- a key spelled out there (``ssh.port`` counts only
+   when written, although it defaults to 22);
+4. ssh_config, from a block that applies to every host (``Host *``, ``Host * !bastion``,
+   lines before the first ``Host``, ``Match all``);
+5. built-in defaults (port 22; user and key: paramiko's, i.e. the local user and the agent).
+
+So a ``Host *`` in ~/.ssh/config fills gaps but never overrides what the inventory says for
+its nodes. HostName is ssh_config's (any block) when set, else the node's address. A jump
 host (``user@host:port``, or a comma-separated chain) becomes nested ``SSHTarget.jump``
-values, each hop also looked up in ssh_config.
+values, each hop also looked up in ssh_config with the same order (its own ``user@`` and
+``:port`` first; inventory ``ssh.port`` is not used for hops).
 
 Must not: open network connections, read keys or secrets, or run anything.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
-import paramiko
+from typing import TypeVar
 
 from upgrader.errors import ConfigError
 from upgrader.inventory.problems import one_line
-from upgrader.inventory.schema import (
-    NodeSpec,
-    SSHDefaults,
-    check_user,
-    normalize_address,
-    parse_jump_host,
+from upgrader.inventory.schema import NodeSpec, SSHDefaults, parse_jump_host
+from upgrader.inventory.ssh_config import (
+    DEFAULT_SSH_CONFIG,
+    HostConfig,
+    HostLayers,
+    SSHConfigFile,
 )
 from upgrader.transport.base import SSHTarget
 
-DEFAULT_SSH_CONFIG = Path("~/.ssh/config")
+__all__ = ["DEFAULT_SSH_CONFIG", "HostConfig", "SSHConfigFile", "build_target"]
+
 _MAX_JUMP_HOPS = 8
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class HostConfig:
-    """What ssh_config says about one Host alias; ``None`` means "not set"."""
-
-    hostname: str | None = None
-    user: str | None = None
-    port: int | None = None
-    identity_file: str | None = None
-    proxy_jump: str | None = None  # "none" when ProxyJump is explicitly disabled
-
-
-class SSHConfigFile:
-    """A parsed ssh_config file. Lookups validate what they return."""
-
-    def __init__(self, path: Path, config: paramiko.SSHConfig) -> None:
-        self.path = path
-        self._config = config
-
-    @classmethod
-    def load(cls, path: Path) -> SSHConfigFile | None:
-        """Parse ``path``; ``None`` when it does not exist (an ssh_config is optional)."""
-        path = path.expanduser()
-        if not path.exists():
-            return None
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(one_line(f"{path}: cannot read ssh_config: {exc}")) from None
-        try:
-            config = paramiko.SSHConfig.from_text(text)
-        except Exception as exc:  # paramiko raises ConfigParseError and plain errors
-            raise ConfigError(one_line(f"{path}: not a valid ssh_config: {exc}")) from None
-        return cls(path, config)
-
-    def lookup(self, alias: str) -> HostConfig:
-        where = f"{self.path}: Host {alias}"
-        try:
-            found = self._config.lookup(alias)
-        except Exception as exc:  # Match exec, bad tokens, ...
-            raise ConfigError(one_line(f"{where}: cannot evaluate: {exc}")) from None
-        try:
-            hostname = found.get("hostname")
-            host = normalize_address(hostname) if hostname and hostname != alias else None
-            user = check_user(found["user"]) if "user" in found else None
-            port: int | None = None
-            if "port" in found:
-                text = str(found["port"])
-                if not text.isdigit() or not 1 <= int(text) <= 65535:
-                    raise ValueError(f"Port {text!r} is not a number from 1 to 65535")
-                port = int(text)
-        except ValueError as exc:
-            raise ConfigError(one_line(f"{where}: {exc}")) from None
-        identity = found.get("identityfile")
-        identity_file = str(Path(identity[0]).expanduser()) if identity else None
-        jump = found.get("proxyjump")
-        return HostConfig(host, user, port, identity_file, jump.strip() if jump else None)
-
-
-def _first(*values: str | None) -> str | None:
+def _first(*values: _T | None) -> _T | None:
     for value in values:
         if value is not None:
             return value
     return None
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _layers(ssh_config: SSHConfigFile | None, alias: str) -> HostLayers:
+    return ssh_config.layers(alias) if ssh_config is not None else HostLayers()
 
 
 def build_target(
@@ -103,25 +65,28 @@ def build_target(
     source: str,
 ) -> SSHTarget:
     """The merged SSHTarget for ``node``. ``source`` names the inventory in errors."""
-    found = ssh_config.lookup(node.address) if ssh_config is not None else HostConfig()
-    port = node.port if node.port is not None else (found.port or ssh.port)
-    identity = node.identity_file or found.identity_file or ssh.identity_file
-    where = f"{source}: node {node.name}: jump_host"
-    jump_spec = node.jump_host
-    if jump_spec is None and found.proxy_jump is not None and ssh_config is not None:
-        jump_spec, where = found.proxy_jump, f"{ssh_config.path}: Host {node.address}: ProxyJump"
-    if jump_spec is None:
-        jump_spec, where = ssh.jump_host, f"{source}: ssh.jump_host"
+    found = _layers(ssh_config, node.address)
+    specific, generic = found.specific, found.generic
+    ssh_port = ssh.port if "port" in ssh.model_fields_set else None
+    port = _first(node.port, specific.port, ssh_port, generic.port) or ssh.port
+    user = _first(node.user, specific.user, ssh.user, generic.user)
+    identity = _first(
+        _str(node.identity_file),
+        specific.identity_file,
+        _str(ssh.identity_file),
+        generic.identity_file,
+    )
+    jump_spec, where = _pick_jump(node, specific, ssh, generic, ssh_config, source)
     jump: SSHTarget | None = None
     if jump_spec is not None and jump_spec.lower() != "none":
         jump = _jump_chain(jump_spec, ssh, ssh_config, where)
     return SSHTarget(
         node=node.name,
-        host=found.hostname or node.address,
+        host=specific.hostname or generic.hostname or node.address,
         port=port,
-        user=_first(node.user, found.user, ssh.user),
-        identity_file=str(identity) if identity is not None else None,
-        known_hosts=str(ssh.known_hosts) if ssh.known_hosts is not None else None,
+        user=user,
+        identity_file=identity,
+        known_hosts=_str(ssh.known_hosts),
         host_key_policy=ssh.host_key_policy,
         sudo=node.sudo if node.sudo is not None else ssh.sudo,
         sudo_password_env=ssh.sudo_password_env,
@@ -129,6 +94,28 @@ def build_target(
         keepalive=ssh.keepalive,
         jump=jump,
     )
+
+
+def _pick_jump(
+    node: NodeSpec,
+    specific: HostConfig,
+    ssh: SSHDefaults,
+    generic: HostConfig,
+    ssh_config: SSHConfigFile | None,
+    source: str,
+) -> tuple[str | None, str]:
+    """The jump spec that wins for ``node`` and where it was written (for errors)."""
+    in_ssh_config = f"{ssh_config.path if ssh_config else ''}: Host {node.address}: ProxyJump"
+    candidates = (
+        (node.jump_host, f"{source}: node {node.name}: jump_host"),
+        (specific.proxy_jump, in_ssh_config),
+        (ssh.jump_host, f"{source}: ssh.jump_host"),
+        (generic.proxy_jump, in_ssh_config),
+    )
+    for spec, where in candidates:
+        if spec is not None:
+            return spec, where
+    return None, ""
 
 
 def _jump_chain(
@@ -144,15 +131,17 @@ def _jump_chain(
             user, alias, port = parse_jump_host(hop)
         except ValueError as exc:
             raise ConfigError(one_line(f"{where}: {exc}")) from None
-        found = ssh_config.lookup(alias) if ssh_config is not None else HostConfig()
-        identity = found.identity_file or ssh.identity_file
+        found = _layers(ssh_config, alias)
+        specific, generic = found.specific, found.generic
         previous = SSHTarget(
             node=f"jump {alias}",
-            host=found.hostname or alias,
-            port=port or found.port or 22,
-            user=_first(user, found.user, ssh.user),
-            identity_file=str(identity) if identity is not None else None,
-            known_hosts=str(ssh.known_hosts) if ssh.known_hosts is not None else None,
+            host=specific.hostname or generic.hostname or alias,
+            port=_first(port, specific.port, generic.port) or 22,
+            user=_first(user, specific.user, ssh.user, generic.user),
+            identity_file=_first(
+                specific.identity_file, _str(ssh.identity_file), generic.identity_file
+            ),
+            known_hosts=_str(ssh.known_hosts),
             host_key_policy=ssh.host_key_policy,
             sudo=False,
             connect_timeout=ssh.connect_timeout,
