@@ -1,13 +1,16 @@
 """The ``upgrader`` command line in a subprocess, as an operator runs it (stdin not a
-terminal): ``apply`` without ``--yes`` is refused before any node or API is contacted.
+terminal): ``apply`` without ``--yes`` is refused before any node or API is contacted, and
+commands that need no cluster (``version``, ``--help``, ``rbac``) do not load its clients.
 
 The "nothing contacted" proof is a real TCP listener that every address of the inventory and
 the kubeconfig point at: it counts the connections it is offered (and closes each at once)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_run import cli
+from cli_run import cli, cli_env
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -153,3 +156,55 @@ def test_the_listener_sees_a_run_that_does_go_on(cluster: Cluster) -> None:
     assert "Traceback" not in r.stderr  # retry warnings above it, then the one-line error
     assert r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr
     assert cluster.contacts() > 0
+
+
+# --------------------------------------------------------------------------- start-up
+
+HEAVY = ("kubernetes", "paramiko")
+
+
+def _loaded_by(*args: str) -> tuple[int, set[str]]:
+    """Exit code of ``upgrader ARGS`` run in-process and the top-level modules it loaded."""
+    code = (
+        "import json, sys\n"
+        f"sys.argv = ['upgrader', *{list(args)!r}]\n"
+        "from upgrader.cli import main\n"
+        "rc = 0\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as e:\n"
+        "    rc = e.code or 0\n"
+        "print(json.dumps([rc, sorted({m.split('.')[0] for m in sys.modules})]))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, r.stderr
+    rc, mods = json.loads(r.stdout.strip().splitlines()[-1])
+    return int(rc), set(mods)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("version",),
+        ("--help",),
+        *((c, "--help") for c in ("plan", "apply", "facts", "status", "lab")),
+        ("rbac",),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_commands_that_need_no_cluster_do_not_load_its_clients(args: tuple[str, ...]) -> None:
+    rc, mods = _loaded_by(*args)
+    assert rc == 0
+    assert not mods & set(HEAVY), sorted(mods & set(HEAVY))
+
+
+def test_version_loads_no_terminal_renderer() -> None:
+    rc, mods = _loaded_by("version")
+    assert rc == 0 and "rich" not in mods
