@@ -517,6 +517,9 @@ echo '@@upgrader:certs'
   printf '%s ' "$f"; openssl x509 -noout -enddate -in "$f" 2>&1 | head -n 1
 done; true; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
+echo '@@upgrader:node_lock'
+{ command -v flock && test -d /run/lock; } </dev/null 2>&1
+printf '\n@@upgrader:rc=%s\n' "$?"
 """
 
 
