@@ -18,30 +18,13 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_run import cli, cli_env
 
 pytestmark = pytest.mark.integration
 
 TARGET = "v1.28.4"
 DOWNLOAD_ONLY = ("--download-only", "--downloadonly")  # the prestage phase's downloads
 PKG = Path(__file__).resolve().parents[2] / "upgrader" / "playbooks"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["NO_COLOR"] = "1"
-    env.pop("KUBECONFIG", None)
-    return env
-
-
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "upgrader", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @dataclass
@@ -86,7 +69,7 @@ class Lab:
             capture_output=True,
             text=True,
             timeout=60,
-            env=_env(),
+            env=cli_env(),
             check=True,
         ).stdout
         result = {}
@@ -105,7 +88,7 @@ class Lab:
             capture_output=True,
             text=True,
             timeout=60,
-            env=_env(),
+            env=cli_env(),
             check=True,
         ).stdout
 
@@ -396,7 +379,7 @@ def test_sigkill_mid_step_then_resume(make_lab: Callable[..., Lab]) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
-        env=_env(),
+        env=cli_env(),
     )
     step = f"{TARGET}/w-1/worker/kubeadm-package"
     try:
@@ -440,7 +423,7 @@ def test_pdb_that_never_allows_eviction(make_lab: Callable[..., Lab]) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
-        env=_env(),
+        env=cli_env(),
         text=True,
     )
     try:

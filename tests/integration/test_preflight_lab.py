@@ -8,9 +8,6 @@ v1.25) triggers every other check, each beside a node or object that does not.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_run import cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -73,24 +71,6 @@ ETCD_FAILURE = (
     "https://127.0.0.1:2379 is unhealthy: failed to commit proposal: context deadline exceeded\n"
     "Error: unhealthy cluster"
 )
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["NO_COLOR"] = "1"
-    env.pop("KUBECONFIG", None)
-    return env
-
-
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "upgrader", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @dataclass
