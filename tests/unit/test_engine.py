@@ -5,6 +5,7 @@ writes. The real API is exercised by the lab tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -751,6 +752,17 @@ def test_a_retry_safe_step_without_check_runs_once_the_lock_is_free(rig: Rig) ->
     orphan.wait()
     assert rig.log("w-1") == ["orphan", "pull"]
     assert rig.saved().step(step.id).status == st.StepStatus.SUCCEEDED
+
+
+def test_a_step_that_does_not_run_as_root_takes_no_node_lock(rig: Rig) -> None:
+    # it runs as the SSH user, who may not open the root-owned lock file
+    step = dataclasses.replace(shell("w-1", "whoami", "echo user >> log"), sudo=False)
+    orphan = Orphan.start(rig.dir("w-1"), "echo orphan >> log", 2.0)
+    rig.engine([entry("w-1", [step])]).run()
+    assert rig.log("w-1") == ["user"]  # ran while the orphan still held the lock
+    orphan.wait()
+    assert rig.log("w-1") == ["user", "orphan"]
+    assert rig.kinds(ev.STEP_LOCK_WAIT) == []
 
 
 def test_a_lock_held_past_the_step_timeout_fails_the_step_naming_the_lock(rig: Rig) -> None:

@@ -128,8 +128,9 @@ def render_text(plan: Plan) -> str:
         out.append(f"Overrides given: {' '.join(plan.overrides)}")
     if any(s.kind == "shell" for e in plan.entries for s in e.steps):
         out.append(
-            f"Each $ command and its check run under `flock {nodelock.LOCK_PATH}` on their "
-            "node: one at a time, and a command a killed run left running is waited for."
+            f"Each $ command run as root, and its check, runs under `flock "
+            f"{nodelock.LOCK_PATH}` on its node: one at a time, and a command a killed run "
+            "left running is waited for."
         )
 
     prestage_noted = False

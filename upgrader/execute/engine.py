@@ -22,7 +22,8 @@ Rules the engine applies to a step (``check`` exit 0 = the effect is already the
   passes the step succeeded; a second attempt is made only when the first never reported
   an exit status (timeout, dropped session) *and* the check says the effect is not there;
   a step that exited non-zero, or has no check, fails at once.
-- every shell command and check runs under the node lock (:mod:`upgrader.core.nodelock`):
+- every shell command and check of a step that runs as root (``sudo``, the default) runs
+  under the node lock (:mod:`upgrader.core.nodelock`):
   a check that finds the lock held waits for it (a command a killed run left running on
   the node finishes first, and the check then sees its effect); a command that finds it
   held did not run, and is followed by its check (or, retry-safe without a check, by a
@@ -428,8 +429,13 @@ class Engine:
         on top of ``timeout`` (see :func:`nodelock.is_busy` for the result when it could
         not take it). Transcripts show ``command`` as written in the plan."""
         t0 = time.monotonic()
-        wait = self.options.lock_wait
-        wrapped = nodelock.wrap(command, wait=wait, path=self.options.lock_path)
+        # Steps that run as root take the node lock; a ``sudo: false`` step runs as the SSH
+        # user, who may not open a root-owned lock file (and cannot change packages or
+        # kubeadm's state anyway).
+        wait = self.options.lock_wait if step.sudo else 0.0
+        wrapped = (
+            nodelock.wrap(command, wait=wait, path=self.options.lock_path) if step.sudo else command
+        )
         try:
             res = self._transports(step.node).run(wrapped, timeout=timeout + wait, sudo=step.sudo)
         except TransportError as e:
