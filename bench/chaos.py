@@ -638,9 +638,11 @@ def kill_trial(
 
 # (step name, node, the command's tool line that hangs first, hang seconds): the kill lands
 # while that step's command runs on the node, and the killed session finishes it later.
+# The hang outlasts the resume's start-up (facts, preflight: about 5 s here), so the
+# resume reaches the step while the killed session's command still runs on the node.
 TARGETS: list[tuple[str, str, str, float]] = [
-    ("kubeadm-upgrade-apply", "cp-1", "kubeadm upgrade apply", 4.0),
-    ("kubelet-kubectl-packages", "w-1", "apt-get install -y kubelet", 4.0),
+    ("kubeadm-upgrade-apply", "cp-1", "kubeadm upgrade apply", 15.0),
+    ("kubelet-kubectl-packages", "w-1", "apt-get install -y kubelet", 15.0),
 ]
 
 
