@@ -694,18 +694,29 @@ class Orphan:
         return self.proc.wait(timeout=30)
 
 
-def test_a_check_waits_for_the_command_a_killed_run_left_running(rig: Rig) -> None:
-    # The killed run's `kubeadm upgrade apply` still runs and will succeed; the resume's
-    # check must wait for it, see its effect, and never start a second one.
-    step = shell(
+def apply_step() -> Step:
+    """``kubeadm upgrade apply`` as the playbook has it: not retry-safe, with a check."""
+    return shell(
         "cp-1",
         "kubeadm-upgrade-apply",
         "echo apply >> log; touch applied",
         check="test -f applied",
         retry_safe=False,
     )
-    orphan = Orphan.start(rig.dir("cp-1"), "echo orphan >> log; touch applied", 1.0)
-    rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+
+
+def run_beside(rig: Rig, step: Step, orphan_script: str, seconds: float) -> Orphan:
+    """Start an orphan holding the node lock, then run ``step`` on the same node."""
+    orphan = Orphan.start(rig.dir(step.node), orphan_script, seconds)
+    rig.engine([entry(step.node, [step], role="control-plane")]).run()
+    return orphan
+
+
+def test_a_check_waits_for_the_command_a_killed_run_left_running(rig: Rig) -> None:
+    # The killed run's `kubeadm upgrade apply` still runs and will succeed; the resume's
+    # check must wait for it, see its effect, and never start a second one.
+    step = apply_step()
+    orphan = run_beside(rig, step, "echo orphan >> log; touch applied", 1.0)
     assert orphan.wait() == 0
     assert rig.log("cp-1") == ["orphan"]
     rec = rig.saved().step(step.id)
@@ -717,15 +728,8 @@ def test_a_check_waits_for_the_command_a_killed_run_left_running(rig: Rig) -> No
 
 
 def test_a_check_after_an_orphan_that_failed_runs_the_command_once(rig: Rig) -> None:
-    step = shell(
-        "cp-1",
-        "apply",
-        "echo apply >> log; touch applied",
-        check="test -f applied",
-        retry_safe=False,
-    )
-    orphan = Orphan.start(rig.dir("cp-1"), "echo orphan >> log; exit 141", 0.5)
-    rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    step = apply_step()
+    orphan = run_beside(rig, step, "echo orphan >> log; exit 141", 0.5)
     assert orphan.wait() == 141
     assert rig.log("cp-1") == ["orphan", "apply"]
     assert rig.saved().step(step.id).status == st.StepStatus.SUCCEEDED
