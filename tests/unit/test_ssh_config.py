@@ -232,11 +232,21 @@ def test_layers_split_the_lookup(tmp_path: Path) -> None:
     assert ssh_config is not None
     w2 = ssh_config.layers("w-2")
     assert w2.specific == HostConfig()
-    assert w2.generic == ssh_config.lookup("w-2")
-    assert w2.generic.user == "ubuntu"
+    assert w2.generic == HostConfig(
+        user="ubuntu",
+        port=2222,
+        identity_file=str(tmp_path / "wild_key"),
+        proxy_jump="wild-bastion",
+    )
     w1 = ssh_config.layers("w-1")
     assert w1.generic == HostConfig()
-    assert w1.specific == ssh_config.lookup("w-1")
+    assert w1.specific == HostConfig(
+        hostname="192.0.2.11",
+        user="w1-user",
+        port=2201,
+        identity_file=str(tmp_path / "w1_key"),
+        proxy_jump="w1-bastion:2022",
+    )
 
 
 @pytest.mark.parametrize(

@@ -149,12 +149,9 @@ class SSHConfigFile:
             raise ConfigError(one_line(f"{path}: not a valid ssh_config: {exc}")) from None
         return cls(path, config, specific)
 
-    def lookup(self, alias: str) -> HostConfig:
-        """What ssh itself would use for ``alias``, whatever block it came from."""
-        return self._validate(alias, self._evaluate(self._config, alias))
-
     def layers(self, alias: str) -> HostLayers:
-        """:meth:`lookup` split into the host's specific settings and the generic ones."""
+        """What ssh itself would use for ``alias``, split into the host's specific settings
+        and the generic ones."""
         full = self._evaluate(self._config, alias)
         narrow = self._evaluate(self._specific, alias)
         found = self._validate(alias, full)
