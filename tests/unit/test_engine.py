@@ -756,6 +756,7 @@ def test_a_retry_safe_step_without_check_runs_once_the_lock_is_free(rig: Rig) ->
     orphan.wait()
     assert rig.log("w-1") == ["orphan", "pull"]
     assert rig.saved().step(step.id).status == st.StepStatus.SUCCEEDED
+    assert len(rig.kinds(ev.STEP_LOCK_WAIT)) == 1  # one wait, announced once
 
 
 def test_a_step_that_does_not_run_as_root_takes_no_node_lock(rig: Rig) -> None:

@@ -432,10 +432,10 @@ class Engine:
         # Steps that run as root take the node lock; a ``sudo: false`` step runs as the SSH
         # user, who may not open a root-owned lock file (and cannot change packages or
         # kubeadm's state anyway).
-        wait = self.options.lock_wait if step.sudo else 0.0
-        wrapped = (
-            nodelock.wrap(command, wait=wait, path=self.options.lock_path) if step.sudo else command
-        )
+        wait, wrapped = 0.0, command
+        if step.sudo:
+            wait = self.options.lock_wait
+            wrapped = nodelock.wrap(command, wait=wait, path=self.options.lock_path)
         try:
             res = self._transports(step.node).run(wrapped, timeout=timeout + wait, sudo=step.sudo)
         except TransportError as e:
@@ -460,21 +460,31 @@ class Engine:
             )
         return res, None
 
+    def _announce_lock_wait(self, step: Step) -> float:
+        """Say (transcript, event) that ``step`` waits for the node lock; return when."""
+        self._note(step.node, f"{step.id}: {self.options.lock_path} is held; waiting")
+        self._emit(ev.STEP_LOCK_WAIT, **self._step_data(step), lock=self.options.lock_path)
+        return time.monotonic()
+
     def _run_waiting(
-        self, step: Step, command: str, label: str, attempt: int, timeout: float
+        self,
+        step: Step,
+        command: str,
+        label: str,
+        attempt: int,
+        timeout: float,
+        since: float | None = None,
     ) -> tuple[Result | None, str | None]:
         """:meth:`_run_command`, run again while another command holds the node lock, up to
-        the step's timeout; then :class:`_AttemptFailed`."""
-        since: float | None = None
+        the step's timeout from the first time it was found held (``since``, when the caller
+        found it held already and announced the wait); then :class:`_AttemptFailed`."""
         while True:
             res, err = self._run_command(step, command, label, attempt, timeout)
             if res is None or not nodelock.is_busy(res.exit_code, res.stderr):
                 return res, err
             now = time.monotonic()
             if since is None:
-                since = now
-                self._note(step.node, f"{step.id}: {self.options.lock_path} is held; waiting")
-                self._emit(ev.STEP_LOCK_WAIT, **self._step_data(step), lock=self.options.lock_path)
+                since = self._announce_lock_wait(step)
             elif now - since >= step.timeout:
                 raise _AttemptFailed(
                     f"another command has held the node lock {self.options.lock_path} for "
@@ -484,7 +494,7 @@ class Engine:
                     retry=False,
                 )
 
-    def _check(self, step: Step, attempt: int, why: str) -> bool:
+    def _check(self, step: Step, attempt: int, why: str, since: float | None = None) -> bool:
         """Run the step's check; True when it exits 0. A check that cannot run (node
         unreachable, timeout) counts as "not done". ``why``: ``before`` (a fresh step),
         ``resume`` (left running/failed by an earlier run), ``after-failure``,
@@ -492,7 +502,7 @@ class Engine:
         assert step.check is not None
         label = {"before": "check", "resume": "check on resume"}.get(why, f"check {why}")
         res, err = self._run_waiting(
-            step, step.check, label, attempt, min(step.timeout, CHECK_TIMEOUT)
+            step, step.check, label, attempt, min(step.timeout, CHECK_TIMEOUT), since
         )
         done = res is not None and res.ok
         problem = err or ("timed out" if res is not None and res.timed_out else None)
@@ -562,9 +572,9 @@ class Engine:
         wait for the lock through the check (its effect may now be there) or, for a
         retry-safe step without a check, through an empty command; then raise."""
         message = f"not run: another command held the node lock {self.options.lock_path}"
-        self._emit(ev.STEP_LOCK_WAIT, **self._step_data(step), lock=self.options.lock_path)
+        since = self._announce_lock_wait(step)
         if step.check is not None:
-            if self._check(step, attempt, "after-lock-wait"):
+            if self._check(step, attempt, "after-lock-wait", since=since):
                 raise _Done()
             raise _Retryable(message + " (check: not done)", retry=True)
         if not retry_safe:
@@ -573,7 +583,7 @@ class Engine:
                 "the node, then run the same command again",
                 retry=False,
             )
-        self._run_waiting(step, ":", "wait for the node lock", attempt, CHECK_TIMEOUT)
+        self._run_waiting(step, ":", "wait for the node lock", attempt, CHECK_TIMEOUT, since)
         raise _Retryable(message, retry=True)
 
     # ------------------------------------------------------------------ etcd snapshot
