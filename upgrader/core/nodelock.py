@@ -24,6 +24,7 @@ fails with a clear message), or lock anything but one file per node.
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 
 LOCK_PATH = "/run/lock/upgrader.lock"
@@ -57,4 +58,4 @@ def is_busy(exit_code: int | None, stderr: str) -> bool:
 
 # What the facts script runs to tell whether a node can take the lock (see
 # upgrader.core.parsers): flock present and the lock's directory there.
-PROBE = f"command -v flock && test -d {shlex.quote(LOCK_PATH.rsplit('/', 1)[0])}"
+PROBE = f"command -v flock && test -d {shlex.quote(posixpath.dirname(LOCK_PATH))}"

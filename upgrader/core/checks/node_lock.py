@@ -12,6 +12,7 @@ Must not: do I/O, or import paramiko, kubernetes, typer or rich.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable
 
 from upgrader.core import nodelock
@@ -28,7 +29,7 @@ def check_node_lock(facts: Facts, *, nodes: Iterable[str]) -> list[Finding]:
             Finding(
                 "NODE_LOCK_UNAVAILABLE",
                 Severity.BLOCKER,
-                f"flock(1) or {nodelock.LOCK_PATH.rsplit('/', 1)[0]} is missing; every step "
+                f"flock(1) or {posixpath.dirname(nodelock.LOCK_PATH)} is missing; every step "
                 f"command runs under `flock {nodelock.LOCK_PATH}` so that a command left "
                 "running by a killed run is never started a second time beside it",
                 node=n.name,
