@@ -218,6 +218,11 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
     from upgrader.kube.client import make_api_client
     from upgrader.transport.ssh import SSHPool
 
+    if not req.yes and io.confirm is None:
+        # decided before anything is read or contacted: no one can answer the question
+        raise ConfigError(
+            "apply: no terminal to ask for confirmation; pass --yes (-y) to apply without asking"
+        )
     inv = load_inventory(req.inventory)
     target = str(req.plan.target)
     state_path = req.state_path or st.default_state_path(req.inventory, inv.cluster_name)
@@ -282,10 +287,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 return ApplyOutcome("nothing-to-do", state_path=state_path)
 
             if not req.yes:
-                if io.confirm is None:
-                    raise ConfigError(
-                        "no terminal to ask for confirmation; pass --yes to apply without asking"
-                    )
+                assert io.confirm is not None  # refused at the start otherwise
                 question = (
                     f"Resume run {prev.run_id} to {target}?"
                     if sp_resume is not None and prev is not None

@@ -552,11 +552,6 @@ def apply(
     stands, 4/5 SSH/API unreachable, 6 locked, 130 interrupted or not confirmed.
     """
     _setup_logging(verbose)
-    if not yes and not sys.stdin.isatty():
-        # decided before anything is read or contacted: no one can answer the question
-        raise ConfigError(
-            "apply: no terminal to ask for confirmation; pass --yes (-y) to apply without asking"
-        )
     from upgrader.apply import ApplyIO, ApplyRequest
     from upgrader.apply import apply as run_apply
     from upgrader.errors import StepFailed
