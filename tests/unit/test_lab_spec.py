@@ -73,6 +73,8 @@ def test_brief_shape_resolves_with_every_node_field() -> None:
         "address": cp["address"],
         "never_ready": False,
         "runtime": "containerd://1.7.2",
+        "cgroup": "v2",
+        "labels": {},
         "kubelet_config": {
             "anonymous_auth": False,
             "authorization_mode": "Webhook",

@@ -1,7 +1,8 @@
 """The lab's spec: the YAML a tester writes, validated, and its resolved JSON form.
 
-Owns the pydantic models of a lab spec (nodes, workloads, delays, faults, missing packages,
-rbac), their defaults, :func:`load_spec` (YAML file -> :class:`LabSpec`), :func:`from_flags`
+Owns the pydantic models of a lab spec (nodes with their container runtime, cgroup version
+and labels, workloads, delays, faults, missing packages, rbac), their defaults,
+:func:`load_spec` (YAML file -> :class:`LabSpec`), :func:`from_flags`
 (``--control-planes/--workers/--version`` -> :class:`LabSpec`) and :func:`resolve`
 (:class:`LabSpec` -> the ``DIR/spec.json`` document of the lab contract, every default
 filled and a loopback address assigned to every node, unique per lab directory).
@@ -49,6 +50,14 @@ _CLUSTER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")
 _PLAIN_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _MINOR_RE = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+# What a kubelet reports as status.nodeInfo.containerRuntimeVersion: "<name>://<version>".
+_RUNTIME_RE = re.compile(
+    r"^(containerd|cri-o|docker)://v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"
+)
+# Label keys and values as the API server validates them (apimachinery validation).
+_LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_PREFIX_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
+_LABEL_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 # --------------------------------------------------------------------------- field checks
@@ -103,7 +112,29 @@ def _check_minor(value: str) -> str:
     return f"{m.group(1)}.{m.group(2)}"
 
 
+def _check_runtime(value: str) -> str:
+    m = _RUNTIME_RE.match(value)
+    if not m:
+        raise ValueError(
+            f"{value!r} is not a container runtime like containerd://1.7.2, "
+            "containerd://2.0.0, cri-o://1.30.4 or docker://24.0.7"
+        )
+    return f"{m.group(1)}://{m.group(2)}.{m.group(3)}.{m.group(4)}"
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        prefix, _, name = key.rpartition("/")
+        if (prefix and not _LABEL_PREFIX_RE.match(prefix)) or not _LABEL_NAME_RE.match(name):
+            raise ValueError(f"{key!r} is not a valid label key (a qualified name)")
+        if not _LABEL_VALUE_RE.match(val):
+            raise ValueError(f"{key}: {val!r} is not a valid label value")
+    return value
+
+
 Version = Annotated[str, AfterValidator(_check_version)]
+Runtime = Annotated[str, AfterValidator(_check_runtime)]
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
 NodeName = Annotated[str, AfterValidator(_check_node_name)]
 ObjectName = Annotated[str, AfterValidator(_check_object_name)]
 Loopback = Annotated[str, AfterValidator(_check_loopback)]
@@ -140,7 +171,9 @@ class NodeSpec(_Strict):
     cordoned: bool = False
     address: Loopback | None = None
     never_ready: bool = False
-    runtime: str = DEFAULT_RUNTIME
+    runtime: Runtime = DEFAULT_RUNTIME  # status.nodeInfo.containerRuntimeVersion
+    cgroup: Literal["v1", "v2"] = "v2"  # what `stat -fc %T /sys/fs/cgroup/` tells
+    labels: Labels = Field(default_factory=dict)  # extra labels of the Node object
     kubelet_config: KubeletConfig = Field(default_factory=KubeletConfig)
     repo_minor: Minor | None = None  # the minor the node's package repository points at
     held: list[Literal["kubeadm", "kubelet", "kubectl"]] | None = None  # None: by OS family
@@ -509,6 +542,8 @@ def resolve(
                 "address": n.address or next(free),
                 "never_ready": n.never_ready,
                 "runtime": n.runtime,
+                "cgroup": n.cgroup,
+                "labels": dict(sorted(n.labels.items())),
                 "kubelet_config": n.kubelet_config.model_dump(),
                 "repo_minor": n.repo_minor or default_repo_minor(kubeadm),
                 "held": sorted(set(held)),

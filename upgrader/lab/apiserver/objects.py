@@ -222,6 +222,21 @@ def node_conditions(ready: str, now: float) -> list[Json]:
     return conds
 
 
+# kubeadm's CRI endpoints (cmd/kubeadm/app/constants: CRISocketContainerd, CRISocketCRIO; a
+# docker:// node of the lab is a dockershim node, kubeadm <= 1.23 DefaultDockerCRISocket),
+# by the runtime name the kubelet reports.
+_CRI_SOCKETS = {
+    "containerd": "unix:///var/run/containerd/containerd.sock",
+    "cri-o": "unix:///var/run/crio/crio.sock",
+    "docker": "unix:///var/run/dockershim.sock",
+}
+
+
+def cri_socket(runtime: str) -> str:
+    """The ``kubeadm.alpha.kubernetes.io/cri-socket`` annotation for a runtime version string."""
+    return _CRI_SOCKETS.get(runtime.split("://", 1)[0], _CRI_SOCKETS["containerd"])
+
+
 def build_node(n: NodeSpec, index: int, created: float) -> Json:
     labels = {
         "beta.kubernetes.io/arch": "amd64",
@@ -235,8 +250,9 @@ def build_node(n: NodeSpec, index: int, created: float) -> Json:
         labels[CP_LABEL] = ""
         labels["node.kubernetes.io/exclude-from-external-load-balancers"] = ""
         taints.append({"key": CP_LABEL, "effect": "NoSchedule"})
+    labels.update(n.labels)  # the spec's own labels (nodes[].labels)
     annotations = {
-        "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock",
+        "kubeadm.alpha.kubernetes.io/cri-socket": cri_socket(n.runtime),
         "node.alpha.kubernetes.io/ttl": "0",
         "volumes.kubernetes.io/controller-managed-attach-detach": "true",
     }

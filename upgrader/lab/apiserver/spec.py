@@ -31,6 +31,7 @@ class NodeSpec:
     address: str
     never_ready: bool
     runtime: str
+    labels: tuple[tuple[str, str], ...] = ()  # extra Node labels, sorted by key
 
     @property
     def is_control_plane(self) -> bool:
@@ -185,6 +186,11 @@ def _nodes(ctx: _Ctx, raw: Any, cluster_version: str) -> tuple[NodeSpec, ...]:
         cp: str | None = None
         if role == "control-plane":
             cp = ctx.version(n, "control_plane", p, n.get("kubeadm", kubelet))
+        raw_labels = n.get("labels") or {}
+        if not isinstance(raw_labels, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw_labels.items()
+        ):
+            raise ctx.fail(f"{p}.labels", "must be a mapping of strings to strings")
         os_family = n.get("os_family", "debian")
         if os_family not in ("debian", "rhel"):
             raise ctx.fail(f"{p}.os_family", "must be 'debian' or 'rhel'")
@@ -199,6 +205,7 @@ def _nodes(ctx: _Ctx, raw: Any, cluster_version: str) -> tuple[NodeSpec, ...]:
                 address=ctx.str_(n, "address", p, f"127.61.0.{i + 2}"),
                 never_ready=ctx.bool_(n, "never_ready", p, False),
                 runtime=ctx.str_(n, "runtime", p, "containerd://1.7.2"),
+                labels=tuple(sorted(raw_labels.items())),
             )
         )
     return tuple(out)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.lab.node import args as argparse_
+from upgrader.lab.node import runtimes
 from upgrader.lab.node.adminapi import Api, ApiError
 from upgrader.lab.node.context import NodeContext
 
@@ -294,20 +295,12 @@ def _map_path(ctx: NodeContext, arg: str) -> str:
 
 # --------------------------------------------------------------------------- runtimes
 
-_RUNTIME_TEXT = {
-    "containerd": "containerd github.com/containerd/containerd v{v} "
-    "0cae528dd6cb557f7201036e9f43420650207b58",
-    "crio": "crio version {v}\nVersion:        {v}\nGitTreeState:   clean\n"
-    "GoVersion:      go1.20.10",
-    "dockerd": "Docker version {v}, build 5d6db84",
-}
-
 
 def runtime(tool: str, args: list[str], ctx: NodeContext) -> int:
     declared = str(ctx.info.get("runtime") or "")
     version = declared.split("://", 1)[1] if "://" in declared else "1.7.2"
     if "--version" in args or "-v" in args or args[:1] == ["version"]:
-        _out(_RUNTIME_TEXT[tool].format(v=version.lstrip("v")))
+        _out(runtimes.version_text(tool, version))
         return 0
     _err(f"{tool}: upgrader lab: the container runtime runs as a service; try {tool} --version")
     return 1
@@ -448,6 +441,6 @@ def main(tool: str, args: list[str], ctx: NodeContext) -> int:
         return kubelet(args, ctx)
     if tool == "kubectl":
         return kubectl(args, ctx)
-    if tool in _RUNTIME_TEXT:
+    if tool in runtimes.TOOLS:
         return runtime(tool, args, ctx)
     return etcdctl(args, ctx)

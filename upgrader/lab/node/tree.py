@@ -383,6 +383,7 @@ def node_info(node: dict[str, Any], spec: dict[str, Any], lab_dir: Path) -> dict
         "address": node["address"],
         "cluster_name": spec.get("cluster_name", "lab"),
         "runtime": node.get("runtime"),
+        "cgroup": node.get("cgroup", "v2"),
         "delays": spec.get("delays") or {},
         "faults": faults,
     }
@@ -398,6 +399,8 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
     write_file(ndir / "node.json", json.dumps(node_info(node, spec, lab_dir), indent=1) + "\n")
     (ndir / "calls.jsonl").touch()
     write_file(ndir / "faults.json", "{}\n")
+    # read by the wrapper's node-ns script, which mounts /sys/fs/cgroup to match
+    write_file(ndir / f"cgroup-{node.get('cgroup', 'v2')}", "")
 
     is_cp = node["role"] == "control-plane"
     family = node["os_family"]

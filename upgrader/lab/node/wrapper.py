@@ -4,7 +4,8 @@ Owns the shell scripts written to ``DIR/bin/``: ``node-shell`` (sshd's ForceComm
 the server address from ``SSH_CONNECTION``, maps it to a node through ``DIR/addr/``),
 ``node-run NODE COMMAND`` (the same for the runner and tests) and ``node-ns`` (runs inside a
 private mount namespace: overlays the node's ``root/etc``, ``root/usr/bin`` and
-``root/var/lib`` on ``/etc``, ``/usr/bin`` and ``/var/lib`` and binds the node's own
+``root/var/lib`` on ``/etc``, ``/usr/bin`` and ``/var/lib``, mounts ``/sys/fs/cgroup`` when
+the node's cgroup version differs from the host's, and binds the node's own
 ``lock`` directory on ``/run/lock`` (so ``flock`` on the upgrader's node lock is per node
 and shared by every session of that node), then runs the command with ``sh -c`` so real
 coreutils see the node's files at their real paths). Also owns the probe
@@ -151,7 +152,7 @@ NS_SCRIPT = """#!/bin/sh
 # $1 = DIR/nodes/NAME, $2 = this command's overlay work dir, $3 = the command. The node's
 # hostname is set in the command's own UTS namespace.
 R="$1/root"; W="$2"
-{binds}mount --bind "$1/lock" /run/lock 2>/dev/null
+{binds}{cgroup}mount --bind "$1/lock" /run/lock 2>/dev/null
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$R/etc,workdir=$W/etc" /etc &&
 mount -t overlay overlay -o "lowerdir=/usr/bin,upperdir=$R/usr/bin,workdir=$W/bin" /usr/bin &&
 mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$R/var/lib,workdir=$W/lib" /var/lib || {
@@ -177,6 +178,32 @@ RUN_SCRIPT = """#!/bin/sh
 . {lib}
 run_on_node "$1" "$2"
 """
+
+
+# A node whose cgroup version differs from the host's gets /sys/fs/cgroup mounted so that the
+# real `stat -fc %T /sys/fs/cgroup/` answers as on such a node (kubernetes.io/docs/concepts/
+# architecture/cgroups: cgroup2fs for v2, tmpfs for v1). DIR/nodes/NAME/cgroup-vN says which.
+CGROUP_MOUNTS = {
+    "v1": 'if [ -e "$1/cgroup-v1" ]; then mount -t tmpfs -o ro,nosuid,nodev,noexec,mode=755 '
+    "cgroup /sys/fs/cgroup 2>/dev/null; fi\n",
+    "v2": 'if [ -e "$1/cgroup-v2" ]; then mount -t cgroup2 -o rw,nosuid,nodev,noexec '
+    "cgroup2 /sys/fs/cgroup 2>/dev/null; fi\n",
+}
+
+
+def host_cgroup() -> str:
+    """``v2`` when this machine's /sys/fs/cgroup is cgroup2fs, else ``v1``."""
+    try:
+        proc = subprocess.run(
+            ["stat", "-fc", "%T", "/sys/fs/cgroup/"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "v2"
+    return "v2" if proc.stdout.strip() == "cgroup2fs" else "v1"
 
 
 def host_tool(
@@ -209,7 +236,10 @@ def install(
     lib = bindir / "node-lib.sh"
     tree.write_file(lib, lib_script(lab_dir, mode, pythonpath), 0o644)
     bind_lines = "".join(f"mount --bind {_q(src)} {_q(dst)} 2>/dev/null\n" for src, dst in binds)
-    tree.write_file(bindir / "node-ns", NS_SCRIPT.replace("{binds}", bind_lines), 0o755)
+    other = "v1" if host_cgroup() == "v2" else "v2"  # nodes that need a mount
+    cgroup = CGROUP_MOUNTS[other] if mode.mode == "overlay" else ""
+    ns = NS_SCRIPT.replace("{binds}", bind_lines).replace("{cgroup}", cgroup)
+    tree.write_file(bindir / "node-ns", ns, 0o755)
     tree.write_file(bindir / "node-shell", SHELL_SCRIPT.format(lib=_q(str(lib))), 0o755)
     tree.write_file(bindir / "node-run", RUN_SCRIPT.format(lib=_q(str(lib))), 0o755)
     return bindir / "node-shell"
