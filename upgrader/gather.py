@@ -98,6 +98,7 @@ class NodeProbe:
     repo_minor: str | None = None
     repo_versions: tuple[str, ...] = ()
     container_runtime: str | None = None
+    cgroup: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
 
@@ -251,6 +252,10 @@ def interpret_sections(
     sec = sections.get("runtime")
     if sec is not None and sec.ok:
         runtime = parse("container runtime", parsers.parse_container_runtime, sec)
+    cgroup = None
+    sec = sections.get("cgroup")
+    if sec is not None and sec.ok:
+        cgroup = parse("cgroup", parsers.parse_cgroup_fs, sec)
 
     # raw text for the preflight checks (upgrader.core.checks judges it)
     for section, key in (
@@ -283,6 +288,7 @@ def interpret_sections(
         repo_minor=repo_minor,
         repo_versions=repo_versions,
         container_runtime=runtime,
+        cgroup=cgroup,
         extra=extra,
         findings=tuple(findings),
     )
@@ -445,6 +451,7 @@ def merge_facts(
                 repo_versions=probe.repo_versions,
                 container_runtime=(api.container_runtime if api is not None else None)
                 or probe.container_runtime,
+                cgroup=probe.cgroup,
                 reachable=probe.reachable,
                 extra=extra,
             )

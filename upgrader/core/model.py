@@ -94,6 +94,7 @@ class NodeFacts:
     repo_minor: str | None = None  # "1.27": the minor the package repository points at
     repo_versions: tuple[str, ...] = ()  # kubeadm package versions the repository offers
     container_runtime: str | None = None  # "containerd://1.7.2"
+    cgroup: str | None = None  # "v1" | "v2": `stat -fc %T /sys/fs/cgroup/`
     reachable: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)  # raw facts for preflight checks
 
@@ -154,6 +155,7 @@ class Facts:
                 "repo_minor": n.repo_minor,
                 "repo_versions": list(n.repo_versions),
                 "container_runtime": n.container_runtime,
+                "cgroup": n.cgroup,
                 "reachable": n.reachable,
                 "extra": dict(n.extra),
             }
@@ -277,6 +279,7 @@ class Facts:
                     repo_minor=text(rn.get("repo_minor"), f"{p}.repo_minor"),
                     repo_versions=tuple(repo_versions),
                     container_runtime=text(rn.get("container_runtime"), f"{p}.container_runtime"),
+                    cgroup=_cgroup(rn.get("cgroup"), f"{source}: {p}.cgroup"),
                     reachable=bool(rn.get("reachable", True)),
                     extra=dict(extra),
                 )
@@ -295,6 +298,14 @@ class Facts:
                     )
                 )
         return cls(cluster, tuple(nodes), tuple(findings), data.get("gathered_at"))
+
+
+def _cgroup(val: Any, where: str) -> str | None:
+    if val is None:
+        return None
+    if val in ("v1", "v2"):
+        return str(val)
+    raise ValueError(f"{where}: {val!r} is not v1 or v2")
 
 
 # --------------------------------------------------------------------------- steps and plans

@@ -437,6 +437,18 @@ def parse_container_runtime(text: str) -> str:
     )
 
 
+def parse_cgroup_fs(text: str) -> str:
+    """``stat -fc %T /sys/fs/cgroup/`` -> ``v2`` (``cgroup2fs``) or ``v1`` (``tmpfs``), the
+    way kubernetes.io/docs/concepts/architecture/cgroups tells the cgroup version of a node
+    (a hybrid host, tmpfs with the unified hierarchy below it, counts as v1 for the kubelet)."""
+    words = text.split()
+    if words[:1] == ["cgroup2fs"]:
+        return "v2"
+    if words[:1] == ["tmpfs"]:
+        return "v1"
+    raise ParseError(f"cgroup: /sys/fs/cgroup is {' '.join(words)[:60] or 'unknown'!r}")
+
+
 # --------------------------------------------------------------------------- fact script
 
 _MARK = "@@upgrader:"
@@ -519,6 +531,7 @@ _COMMON_TAIL = (
     ("dockerd", _DOCKERD_PROBE),
     ("certs", _CERTS_PROBE),
     ("node_lock", nodelock.PROBE),
+    ("cgroup", "stat -fc %T /sys/fs/cgroup/"),
 )
 _DPKG_QUERY = "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl"
 _RPM_QUERY = "rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' kubeadm kubelet kubectl"

@@ -14,8 +14,20 @@ Owns two findings:
 * ``DOCKER_DAEMON_JSON_INVALID`` (warning) — daemon.json is not JSON (dockerd would not
   start with it, so this is worth knowing before a restart).
 
-Inputs are the gatherer's ``NodeFacts.extra`` keys ``kubelet_flags``, ``kubelet_config``,
-``docker_daemon_json`` and ``dockerd_cmdlines``.
+* ``CGROUP_V1_UNSUPPORTED`` (blocker) — a node on cgroup v1 (``stat -fc %T /sys/fs/cgroup/``
+  says ``tmpfs``) would get a 1.35+ kubelet, which refuses to start there (KEP-5573:
+  ``failCgroupV1`` defaults to true from 1.35). A warning instead when the
+  ``kube-system/kubelet-config`` ConfigMap, which ``kubeadm upgrade node`` writes to every
+  node, sets ``failCgroupV1: false`` (the kubelet starts, unsupported).
+* ``CGROUP_VERSION_UNKNOWN`` (warning) — the same hop, and the node's cgroup version could
+  not be read.
+* ``CONTAINERD_1X_LAST_MINOR`` (warning) — a node on containerd 1.x goes to 1.35, the last
+  minor that supports containerd 1.x (Kubernetes v1.35 release notes).
+* ``CONTAINERD_1X_UNSUPPORTED`` (blocker) — a node on containerd 1.x would go past 1.35.
+
+Inputs are the gatherer's ``NodeFacts.container_runtime`` and ``NodeFacts.cgroup`` and its
+``NodeFacts.extra`` keys ``kubelet_flags``, ``kubelet_config``, ``docker_daemon_json`` and
+``dockerd_cmdlines``.
 
 Must not: do I/O, or import paramiko, kubernetes, typer or rich.
 """
@@ -35,6 +47,11 @@ from upgrader.core.model import Facts, Finding, NodeFacts, Severity
 from upgrader.core.versions import KubeVersion
 
 DOCKERSHIM_REMOVED_IN = KubeVersion(1, 24, 0)
+CGROUP_V1_REMOVED_IN = KubeVersion(1, 35, 0)
+CONTAINERD_1X_LAST = KubeVersion(1, 35, 0)  # the last minor that supports containerd 1.x
+RELEASE_NOTES_1_35 = "https://kubernetes.io/blog/2025/12/17/kubernetes-v1-35-release/"
+KEP_5573 = "https://git.k8s.io/enhancements/keps/sig-node/5573-remove-cgroup-v1"
+CGROUPS_DOC = "https://kubernetes.io/docs/concepts/architecture/cgroups/"
 
 
 def _runtime_endpoint(n: NodeFacts) -> str | None:
@@ -196,6 +213,123 @@ def check_dockerd(facts: Facts, *, nodes: Iterable[str] | None = None) -> list[F
                     n.name,
                     'remove the tcp:// host, or set "tlsverify": true with tlscacert/tlscert/'
                     "tlskey in /etc/docker/daemon.json (port 2376), then restart dockerd",
+                )
+            )
+    return out
+
+
+# --------------------------------------------------------------------------- 1.35 rules
+
+
+def containerd_major(runtime: str | None) -> int | None:
+    """``containerd://1.7.2`` -> 1 (``containerd://v2.0.0`` -> 2); None for other runtimes or
+    a version that does not start with a number."""
+    if not runtime or not runtime.startswith("containerd://"):
+        return None
+    head = runtime.split("://", 1)[1].lstrip("v").split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def tolerates_cgroup_v1(kubelet_configmap: str | None) -> bool:
+    """True when the kubelet-config ConfigMap's KubeletConfiguration sets
+    ``failCgroupV1: false`` (what ``kubeadm upgrade node`` writes to each node)."""
+    if kubelet_configmap is None:
+        return False
+    try:
+        doc = yaml.safe_load(kubelet_configmap)
+    except yaml.YAMLError:
+        return False
+    return isinstance(doc, Mapping) and doc.get("failCgroupV1") is False
+
+
+def check_runtime_support(
+    facts: Facts,
+    target: KubeVersion,
+    *,
+    nodes: Iterable[str] | None = None,
+    kubelet_configmap: str | None = None,
+) -> list[Finding]:
+    """The 1.35 rules for each node in ``nodes`` (default: all): cgroup v1 and containerd 1.x.
+    ``kubelet_configmap`` is the ``kubelet`` key of ``kube-system/kubelet-config`` (None: not
+    read)."""
+    wanted = set(nodes) if nodes is not None else None
+    out: list[Finding] = []
+    cgroup_rule = target.minor_key >= CGROUP_V1_REMOVED_IN.minor_key
+    tolerated = tolerates_cgroup_v1(kubelet_configmap)
+    for n in facts.nodes:
+        if wanted is not None and n.name not in wanted:
+            continue
+        if cgroup_rule and n.cgroup == "v1":
+            message = (
+                f"{n.name} runs on cgroup v1 (stat -fc %T /sys/fs/cgroup/ says tmpfs); from "
+                f"Kubernetes {CGROUP_V1_REMOVED_IN.minor_str} the kubelet refuses to start on "
+                f"cgroup v1 (failCgroupV1 defaults to true), so its kubelet cannot go to {target}"
+            )
+            if tolerated:
+                out.append(
+                    Finding(
+                        "CGROUP_V1_UNSUPPORTED",
+                        Severity.WARNING,
+                        message.replace("refuses to start", "by default refuses to start")
+                        + "; the kube-system/kubelet-config ConfigMap sets failCgroupV1: false, "
+                        "so it will start, unsupported",
+                        n.name,
+                        f"move the node to cgroup v2 ({CGROUPS_DOC}); see {KEP_5573}",
+                    )
+                )
+            else:
+                out.append(
+                    Finding(
+                        "CGROUP_V1_UNSUPPORTED",
+                        Severity.BLOCKER,
+                        message,
+                        n.name,
+                        f"move the node to cgroup v2 before the upgrade ({CGROUPS_DOC}); or, "
+                        "unsupported, set failCgroupV1: false in the kube-system/kubelet-config "
+                        f"ConfigMap. Source: Kubernetes v1.35 release notes ({RELEASE_NOTES_1_35}) "
+                        f"and {KEP_5573}",
+                    )
+                )
+        elif cgroup_rule and n.cgroup is None and n.reachable:
+            out.append(
+                Finding(
+                    "CGROUP_VERSION_UNKNOWN",
+                    Severity.WARNING,
+                    f"the cgroup version of {n.name} could not be read; a kubelet of "
+                    f"{CGROUP_V1_REMOVED_IN.minor_str} or later refuses to start on cgroup v1",
+                    n.name,
+                    "check by hand: stat -fc %T /sys/fs/cgroup/ must say cgroup2fs "
+                    f"({CGROUPS_DOC})",
+                )
+            )
+        major = containerd_major(n.container_runtime)
+        if major is None or major >= 2:
+            continue
+        if target.minor_key > CONTAINERD_1X_LAST.minor_key:
+            out.append(
+                Finding(
+                    "CONTAINERD_1X_UNSUPPORTED",
+                    Severity.BLOCKER,
+                    f"{n.name} runs {n.container_runtime}: Kubernetes "
+                    f"{CONTAINERD_1X_LAST.minor_str} is the last minor that supports containerd "
+                    f"1.x, so its kubelet cannot go to {target}",
+                    n.name,
+                    "upgrade containerd to 2.0 or later on the node (drain it first) before "
+                    f"going past {CONTAINERD_1X_LAST.minor_str}. Source: Kubernetes v1.35 "
+                    f"release notes ({RELEASE_NOTES_1_35})",
+                )
+            )
+        elif target.minor_key == CONTAINERD_1X_LAST.minor_key:
+            out.append(
+                Finding(
+                    "CONTAINERD_1X_LAST_MINOR",
+                    Severity.WARNING,
+                    f"{n.name} runs {n.container_runtime}: Kubernetes "
+                    f"{CONTAINERD_1X_LAST.minor_str} is the last minor that supports containerd "
+                    "1.x; the next minor needs containerd 2.0 or later",
+                    n.name,
+                    "plan the move to containerd 2.0 or later before the next upgrade. Source: "
+                    f"Kubernetes v1.35 release notes ({RELEASE_NOTES_1_35})",
                 )
             )
     return out

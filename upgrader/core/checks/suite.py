@@ -137,6 +137,12 @@ def preflight_findings(
         now=inputs.now if inputs is not None else now,
         options=options,
     )
+    out += runtime.check_runtime_support(
+        facts,
+        target,
+        nodes=upgrade_nodes,
+        kubelet_configmap=inputs.kubelet_configmap if inputs is not None else None,
+    )
     if inputs is not None:
         out += cluster_findings(
             inputs,
