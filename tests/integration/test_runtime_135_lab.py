@@ -1,0 +1,128 @@
+"""The 1.35 node rules shown on the lab: a cgroup v1 node and a containerd 1.7 node of a 1.34
+cluster, planned to 1.35 and past it.
+
+Upstream the lab follows: kubernetes.io/docs/concepts/architecture/cgroups (``stat -fc %T
+/sys/fs/cgroup/`` says ``cgroup2fs`` on v2 and ``tmpfs`` on v1: the node's real ``stat``
+runs in its mount namespace); github.com/containerd/containerd cmd/containerd/command/main.go
+and Makefile (``containerd --version`` prints ``containerd <module path> v<version>
+<commit>``, the module path ending ``/v2`` from 2.0); the kubelet's
+``status.nodeInfo.containerRuntimeVersion`` (``containerd://1.7.2``). The rules: the
+Kubernetes v1.35 release notes and KEP-5573."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cli_run import cli
+
+from upgrader.lab.node import wrapper
+
+pytestmark = pytest.mark.integration
+
+SPEC: dict[str, Any] = {
+    "version": "v1.34.2",
+    "nodes": [
+        {"name": "cp-1", "role": "control-plane", "runtime": "containerd://2.0.0"},
+        {"name": "w-1", "role": "worker", "cgroup": "v1", "runtime": "containerd://2.1.4"},
+        {
+            "name": "w-2",
+            "role": "worker",
+            "runtime": "containerd://1.7.2",
+            "labels": {"tier": "batch", "topology.kubernetes.io/zone": "zone-b"},
+        },
+    ],
+}
+
+
+def plan(d: Path, to: str) -> tuple[int, dict[str, Any]]:
+    r = cli("plan", "-i", str(d / "inventory.yaml"), "--to", to, "--json")
+    assert r.returncode in (0, 3), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def of(doc: dict[str, Any], code: str) -> list[tuple[str, str | None]]:
+    return [(f["severity"], f["node"]) for f in doc["findings"] if f["code"] == code]
+
+
+def test_cgroup_v1_and_containerd_1x_on_the_lab(tmp_path: Path) -> None:
+    d = tmp_path / "lab135"
+    spec_file = tmp_path / "lab135.yaml"
+    spec_file.write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    up = cli("lab", "up", "--dir", str(d), "--spec", str(spec_file), timeout=180)
+    assert up.returncode == 0, up.stderr
+    try:
+        mode = json.loads((d / "lab.json").read_text())["mount"]["mode"]
+        # the nodes' real commands
+        if mode == "overlay":
+            for name, fs in (("w-1", "tmpfs"), ("w-2", "cgroup2fs"), ("cp-1", "cgroup2fs")):
+                got = wrapper.run_on_node(d, name, "stat -fc %T /sys/fs/cgroup/")
+                assert (got.returncode, got.stdout.strip()) == (0, fs), (name, got.stderr)
+        v17 = wrapper.run_on_node(d, "w-2", "containerd --version")
+        assert v17.stdout.strip() == (
+            "containerd github.com/containerd/containerd v1.7.2 "
+            "0cae528dd6cb557f7201036e9f43420650207b58"
+        )
+        v2 = wrapper.run_on_node(d, "cp-1", "containerd --version")
+        assert v2.stdout.strip() == (
+            "containerd github.com/containerd/containerd/v2 v2.0.0 "
+            "207ad711eabd375a01713109a8a197d197ff6542"
+        )
+        # the Node objects
+        kubeconfig = str(d / "kubeconfig")
+        r = cli("facts", "-i", str(d / "inventory.yaml"))
+        assert r.returncode == 0, r.stderr
+        facts = {n["name"]: n for n in json.loads(r.stdout)["nodes"]}
+        assert facts["w-2"]["cgroup"] == "v2"
+        assert facts["w-1"]["cgroup"] == ("v1" if mode == "overlay" else facts["w-2"]["cgroup"])
+        assert facts["w-2"]["container_runtime"] == "containerd://1.7.2"
+        node = _get_node(d, kubeconfig, "w-2")
+        assert node["metadata"]["labels"]["tier"] == "batch"
+        assert node["metadata"]["labels"]["topology.kubernetes.io/zone"] == "zone-b"
+        assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "containerd://1.7.2"
+
+        # 1.34 -> 1.35: the cgroup v1 node blocks, containerd 1.7 warns
+        rc, doc = plan(d, "v1.35.9")
+        assert rc == 3 and doc["blocked"]
+        if mode == "overlay":
+            assert of(doc, "CGROUP_V1_UNSUPPORTED") == [("blocker", "w-1")]
+            blocker = next(f for f in doc["findings"] if f["code"] == "CGROUP_V1_UNSUPPORTED")
+            assert "w-1" in blocker["message"]
+            assert "kubernetes-v1-35-release" in blocker["fix"]
+        assert of(doc, "CONTAINERD_1X_LAST_MINOR") == [("warning", "w-2")]
+        assert of(doc, "CONTAINERD_1X_UNSUPPORTED") == []
+
+        # 1.34 -> 1.36 (two hops): containerd 1.7 blocks too
+        rc, doc = plan(d, "v1.36.4")
+        assert rc == 3
+        assert of(doc, "CONTAINERD_1X_UNSUPPORTED") == [("blocker", "w-2")]
+        assert of(doc, "CONTAINERD_1X_LAST_MINOR") == []
+
+        # 1.34 patch: none of the 1.35 rules
+        rc, doc = plan(d, "v1.34.9")
+        codes = {f["code"] for f in doc["findings"]}
+        assert not codes & {
+            "CGROUP_V1_UNSUPPORTED",
+            "CONTAINERD_1X_LAST_MINOR",
+            "CONTAINERD_1X_UNSUPPORTED",
+        }
+    finally:
+        down = cli("lab", "down", "--dir", str(d), timeout=120)
+        assert down.returncode == 0, down.stderr
+
+
+def _get_node(d: Path, kubeconfig: str, name: str) -> dict[str, Any]:
+    from upgrader.kube.client import make_api_client
+    from upgrader.kube.retry import request_json
+
+    client = make_api_client(Path(kubeconfig), None)
+    try:
+        import kubernetes.client
+
+        api = kubernetes.client.CoreV1Api(client)
+        return dict(request_json(api.read_node, name, what="read node"))
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
