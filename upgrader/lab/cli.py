@@ -1,4 +1,5 @@
-"""``upgrader lab up|down|status``: the typer sub-app over :mod:`upgrader.lab.runner`.
+"""``upgrader lab up|down|status|faults``: the typer sub-app over :mod:`upgrader.lab.runner`
+and :mod:`upgrader.lab.faults`.
 
 Owns the lab commands' flags, their one-line errors and exit codes (0 ok, 1 the lab
 failed to start/stop, 2 bad input) and the short summaries they print. The main CLI
@@ -182,3 +183,54 @@ def status_cmd(
             typer.echo(f"  mount:     {m.get('mode')} ({m.get('reason')})")
     if st["state"] != "running":
         raise typer.Exit(1)
+
+
+faults_app = typer.Typer(
+    name="faults",
+    help="The spec's injected faults: how often each has fired, and resetting the counters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+lab_app.add_typer(faults_app)
+
+
+@faults_app.command("list")
+def faults_list_cmd(
+    lab_dir: DirOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List every fault of the lab's spec with how often it has fired (of its `times`)."""
+    from upgrader.lab import faults
+
+    try:
+        states = faults.list_faults(lab_dir)
+    except UpgraderError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in states], indent=2))
+        return
+    if not states:
+        typer.echo(f"lab {lab_dir}: the spec has no faults")
+        return
+    for s in states:
+        typer.echo(
+            f"faults[{s.index}]  {s.where:<12} fired {s.fired}/{s.times}  {s.effect:<18} {s.what}"
+        )
+
+
+@faults_app.command("clear")
+def faults_clear_cmd(lab_dir: DirOpt) -> None:
+    """Reset every fault counter (nodes' faults.json and the API server's): each fault fires
+    its `times` again. Works while the lab runs or when it is stopped."""
+    from upgrader.lab import faults
+
+    try:
+        cleared = faults.clear_faults(lab_dir)
+    except UpgraderError as exc:
+        raise _fail(exc) from None
+    fired = sum(sum(c.values()) for c in cleared.nodes.values()) + sum(cleared.api.values())
+    where = f"{len(cleared.nodes)} nodes"
+    if cleared.api_where != "none":
+        where += f" and the {cleared.api_where}"
+    typer.echo(f"lab {lab_dir}: cleared the fault counters of {where} ({fired} firings reset)")

@@ -1163,6 +1163,19 @@ class Api:
             if req.method != "GET":
                 raise method_not_allowed()
             return json_response(200, self.store.state())
+        if parts == ["faults"]:  # the API fault counters: spec index -> times fired
+            if req.method != "GET":
+                raise method_not_allowed()
+            with self.store.lock:
+                return json_response(200, {"faults": dict(self.store.faults)})
+        if parts == ["faults", "clear"]:  # `upgrader lab faults clear`
+            if req.method != "POST":
+                raise method_not_allowed()
+            with self.store.lock:
+                cleared = dict(self.store.faults)
+                self.store.faults = {}
+                self.store.mark_dirty()
+            return json_response(200, {"cleared": cleared})
         if req.method != "POST":
             raise method_not_allowed() if parts else path_not_found()
         if parts == ["cluster", "version"]:
