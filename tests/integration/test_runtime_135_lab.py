@@ -7,11 +7,13 @@ runs in its mount namespace); github.com/containerd/containerd cmd/containerd/co
 and Makefile (``containerd --version`` prints ``containerd <module path> v<version>
 <commit>``, the module path ending ``/v2`` from 2.0); the kubelet's
 ``status.nodeInfo.containerRuntimeVersion`` (``containerd://1.7.2``). The rules: the
-Kubernetes v1.35 release notes and KEP-5573."""
+Kubernetes v1.35 release notes and KEP-5573 (a 1.35 kubelet exits at start on cgroup v1 unless
+its config sets failCgroupV1: false)."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +111,50 @@ def test_cgroup_v1_and_containerd_1x_on_the_lab(tmp_path: Path) -> None:
             "CONTAINERD_1X_LAST_MINOR",
             "CONTAINERD_1X_UNSUPPORTED",
         }
+        if mode == "overlay":
+            _kubelet_135_on_cgroup_v1(d, kubeconfig)
     finally:
         down = cli("lab", "down", "--dir", str(d), timeout=120)
         assert down.returncode == 0, down.stderr
+
+
+def _kubelet_135_on_cgroup_v1(d: Path, kubeconfig: str) -> None:
+    """What the product's blocker prevents: a 1.35 kubelet on the cgroup v1 worker exits at
+    start (KEP-5573), systemd keeps restarting it, the node stops posting status; with
+    failCgroupV1: false in its config it starts and the node is Ready at 1.35."""
+    install = (
+        "sed -i 's,/v1.34/,/v1.35/,' /etc/apt/sources.list.d/kubernetes.list && "
+        "apt-get update -q >/dev/null && apt-mark unhold kubelet >/dev/null && "
+        "apt-get install -y kubelet=1.35.9-1.1 >/dev/null && systemctl daemon-reload && "
+        "systemctl restart kubelet"
+    )
+    got = wrapper.run_on_node(d, "w-1", install, timeout=120)
+    assert got.returncode == 0, got.stderr
+    active = wrapper.run_on_node(d, "w-1", "systemctl is-active kubelet")
+    assert (active.returncode, active.stdout.strip()) == (3, "activating")
+    status = wrapper.run_on_node(d, "w-1", "systemctl status kubelet")
+    assert "activating (auto-restart) (Result: exit-code)" in status.stdout
+    assert "kubelet is configured to not run on a host using cgroup v1" in status.stdout
+    node = _get_node(d, kubeconfig, "w-1")
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown"
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.2"
+
+    tolerate = (
+        "echo 'failCgroupV1: false' >> /var/lib/kubelet/config.yaml && systemctl restart kubelet"
+    )
+    got = wrapper.run_on_node(d, "w-1", tolerate)
+    assert got.returncode == 0, got.stderr
+    assert wrapper.run_on_node(d, "w-1", "systemctl is-active kubelet").stdout.strip() == "active"
+    deadline = time.monotonic() + 30
+    while True:
+        node = _get_node(d, kubeconfig, "w-1")
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        if ready["status"] == "True" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert ready["status"] == "True"
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.35.9"
 
 
 def _get_node(d: Path, kubeconfig: str, name: str) -> dict[str, Any]:

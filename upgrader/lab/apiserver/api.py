@@ -1195,7 +1195,10 @@ class Api:
                 self.upgrade_control_plane(parts[1], version)
                 return json_response(200, {"node": parts[1], "version": version})
             kv = self._version_arg(data, required=False)
-            version = self.restart_kubelet(parts[1], kv)
+            starts = data.get("starts", True)
+            if not isinstance(starts, bool):
+                raise bad_request("starts: must be true or false")
+            version = self.restart_kubelet(parts[1], kv, starts=starts)
             return json_response(200, {"node": parts[1], "version": version})
         raise path_not_found()
 
@@ -1274,13 +1277,22 @@ class Api:
                 }
                 self.store.mark_dirty()
 
-    def restart_kubelet(self, node_name: str, version: str | None) -> str:
+    def restart_kubelet(self, node_name: str, version: str | None, starts: bool = True) -> str:
+        """The node's kubelet restarted at ``version``: NotReady, then Ready at that version
+        after ``delays.kubelet_ready``. ``starts=False``: the new kubelet exits at once, so
+        the node stops posting status (Ready Unknown) and keeps its old kubeletVersion."""
         now = self.clock()
         with self.store.lock:
             node = self._node_or_404(node_name)
             info = (node.get("status") or {}).get("nodeInfo") or {}
             v = version or str(info.get("kubeletVersion", ""))
             new = copy.deepcopy(node)
+            if not starts:
+                new["status"]["conditions"] = ob.node_conditions("Unknown", now)
+                self.store.update("nodes", new)
+                self.store.timers.pop(f"node-ready/{node_name}", None)
+                self.store.mark_dirty()
+                return str(info.get("kubeletVersion", ""))
             new["status"]["conditions"] = ob.node_conditions("False", now)
             new["status"].setdefault("nodeInfo", {})["bootID"] = info.get("bootID", ob.new_uid())
             self.store.update("nodes", new)

@@ -108,8 +108,13 @@ class Api:
     def set_control_plane(self, node: str, version: str) -> None:
         self.request("POST", f"/_lab/v1/nodes/{node}/control-plane", {"version": version})
 
-    def kubelet_restart(self, node: str, version: str) -> None:
-        self.request("POST", f"/_lab/v1/nodes/{node}/kubelet-restart", {"version": version})
+    def kubelet_restart(self, node: str, version: str, starts: bool = True) -> None:
+        """The kubelet was restarted at ``version``; ``starts=False``: the new process exits
+        at once (the node stops posting status)."""
+        body: dict[str, Any] = {"version": version}
+        if not starts:
+            body["starts"] = False
+        self.request("POST", f"/_lab/v1/nodes/{node}/kubelet-restart", body)
 
 
 def _dial_error(url: str, reason: object) -> str:

@@ -3,8 +3,9 @@
 Owns: ``systemctl daemon-reload|restart|start|stop|status|is-active|is-enabled`` for the
 ``kubelet`` and ``containerd`` units (a kubelet restart tells the API server the version of
 the kubelet binary now installed, through ``/_lab/v1/nodes/NAME/kubelet-restart``);
-``kubelet --version``; ``kubectl version --client [-o json|yaml]``; ``etcdctl endpoint
-health``, ``snapshot save PATH`` and ``snapshot status PATH -w json|table``.
+``kubelet --version`` (a 1.35+ kubelet on a cgroup v1 node exits at start, KEP-5573, unless
+its config sets ``failCgroupV1: false``); ``kubectl version --client [-o json|yaml]``;
+``etcdctl endpoint health``, ``snapshot save PATH`` and ``snapshot status PATH -w json|table``.
 
 Must not: import upgrader's production code.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import zlib
@@ -60,7 +62,36 @@ def _services(ctx: NodeContext) -> dict[str, Any]:
     return dict(data)
 
 
-def _restart_kubelet(ctx: NodeContext) -> int:
+# What a 1.35+ kubelet logs when it exits at start on a cgroup v1 host (KEP-5573: the
+# kubelet config's failCgroupV1 defaults to true from 1.35; pkg/kubelet/apis/config/validation).
+CGROUP_V1_REFUSAL = (
+    '"command failed" err="failed to validate kubelet configuration, error: kubelet is '
+    "configured to not run on a host using cgroup v1. cgroup v1 support is unsupported and "
+    'will be removed in a future release, path: &TypeMeta{Kind:,APIVersion:,}"'
+)
+
+
+def kubelet_start_error(ctx: NodeContext, version: str) -> str | None:
+    """Why the kubelet at ``version`` exits as soon as it starts on this node, or None."""
+    if ctx.info.get("cgroup") != "v1":
+        return None
+    try:
+        minor = int(version.lstrip("v").split(".")[1])
+    except (IndexError, ValueError):
+        return None
+    if minor < 35:
+        return None
+    try:
+        config = ctx.path("/var/lib/kubelet/config.yaml").read_text()
+    except OSError:
+        config = ""
+    if re.search(r"^failCgroupV1:\s*false\s*$", config, re.MULTILINE):
+        return None
+    return CGROUP_V1_REFUSAL
+
+
+def _restart_kubelet(ctx: NodeContext) -> tuple[int, str | None]:
+    """(exit status of systemctl, why the new kubelet process exits at once or None)."""
     version = ctx.installed_version("kubelet")
     if version is None:
         _err("Job for kubelet.service failed because the control process exited with error code.")
@@ -68,13 +99,14 @@ def _restart_kubelet(ctx: NodeContext) -> int:
             'See "systemctl status kubelet.service" and "journalctl -xeu kubelet.service" '
             "for details."
         )
-        return 1
+        return 1, None
+    failure = kubelet_start_error(ctx, version)
     try:
-        Api(ctx.lab_dir).kubelet_restart(ctx.name, version)
+        Api(ctx.lab_dir).kubelet_restart(ctx.name, version, starts=failure is None)
     except ApiError as exc:
         _err(f"upgrader lab: the kubelet restarted but the lab's API server was not told: {exc}")
-        return 1
-    return 0
+        return 1, None
+    return 0, failure
 
 
 def systemctl(args: list[str], ctx: NodeContext) -> int:
@@ -120,9 +152,13 @@ def systemctl(args: list[str], ctx: NodeContext) -> int:
             if op == "try-restart" and not services[unit]["active"]:
                 continue
             if unit == "kubelet":
-                code = _restart_kubelet(ctx)
+                code, failure = _restart_kubelet(ctx)
                 if code:
                     return code
+                if failure is not None:  # Type=simple: started, exited, Restart=always
+                    services[unit] = {"active": False, "since": time.time(), "pid": 0}
+                    services[unit]["failed"] = failure
+                    continue
             services[unit] = {
                 "active": True,
                 "since": time.time(),
@@ -134,7 +170,8 @@ def systemctl(args: list[str], ctx: NodeContext) -> int:
         active = all(services[u]["active"] for u in units)
         if not quiet:
             for u in units:
-                _out("active" if services[u]["active"] else "inactive")
+                s = services[u]
+                _out("active" if s["active"] else "activating" if s.get("failed") else "inactive")
         return 0 if active else 3
     if op == "is-enabled":
         if not quiet:
@@ -158,6 +195,16 @@ def systemctl(args: list[str], ctx: NodeContext) -> int:
             if s["active"]:
                 _out(f"     Active: active (running) since {since}; {ago}s ago")
                 _out(f"   Main PID: {s['pid']} ({u})")
+            elif s.get("failed"):
+                _out(
+                    "     Active: activating (auto-restart) (Result: exit-code) since "
+                    f"{since}; {ago}s ago"
+                )
+                _out(
+                    f"    Process: {4242 + int(float(s['since'])) % 50000} "
+                    "ExecStart=/usr/bin/kubelet (code=exited, status=1/FAILURE)"
+                )
+                code = 3
             else:
                 _out(f"     Active: inactive (dead) since {since}; {ago}s ago")
                 code = 3
@@ -166,6 +213,10 @@ def systemctl(args: list[str], ctx: NodeContext) -> int:
                 if u == "kubelet"
                 else "       Docs: https://containerd.io"
             )
+            if s.get("failed"):  # the unit's last journal line, as systemctl status shows it
+                stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(float(s["since"])))
+                _out()
+                _out(f"{stamp} {ctx.name} kubelet[{s['pid'] or 4242}]: E run.go:72] {s['failed']}")
             _out()
         return code
     _err(f"Unknown command verb {op}.")
