@@ -140,3 +140,74 @@ def test_lab_api_spec_refuses_labels_that_are_not_strings() -> None:
     data = {"nodes": [{"name": "cp-1", "role": "control-plane", "labels": {"a": 1}}]}
     with pytest.raises(ConfigError, match=r"nodes\[0\]\.labels: must be a mapping of strings"):
         api_parse_spec(data, "spec.json")
+
+
+# --------------------------------------------------------------------------- admin endpoints
+
+
+def _in_process_api() -> tuple[Any, Any, Any]:
+    from upgrader.lab.apiserver.api import Api
+    from upgrader.lab.apiserver.controller import Controller
+    from upgrader.lab.apiserver.seed import initial_objects
+    from upgrader.lab.apiserver.store import Store
+
+    out = resolve(
+        [
+            {"name": "cp-1", "role": "control-plane"},
+            {"name": "w-1", "role": "worker", "cgroup": "v1"},
+        ]
+    )
+    out["delays"]["kubelet_ready"] = 0
+    spec = api_parse_spec(out, "spec.json")
+    store = Store(None)
+    store.cluster = {"version": spec.version}
+    store.seed(initial_objects(spec, 1_700_000_000.0))
+    controller = Controller(store, spec, clock=lambda: 1_700_000_100.0)
+    controller.settle()
+    return Api(store, spec, clock=lambda: 1_700_000_100.0), store, controller
+
+
+def _call(api: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    import json
+
+    from upgrader.lab.apiserver.api import Request
+
+    data = json.dumps(body).encode() if body is not None else b""
+    r = api.handle(
+        Request(method, path, {}, {"content-type": "application/json", "accept": "*/*"}, data)
+    )
+    return r.code, json.loads(r.body)
+
+
+def _ready(api: Any, node: str) -> tuple[str, str, str]:
+    _, obj = _call(api, "GET", f"/api/v1/nodes/{node}")
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    return ready["status"], ready["reason"], obj["status"]["nodeInfo"]["kubeletVersion"]
+
+
+def test_a_kubelet_that_does_not_start_leaves_the_node_unknown_at_its_old_version() -> None:
+    api, _, controller = _in_process_api()
+    code, _ = _call(
+        api, "POST", "/_lab/v1/nodes/w-1/kubelet-restart", {"version": "v1.35.9", "starts": False}
+    )
+    assert code == 200
+    controller.reconcile()
+    assert _ready(api, "w-1") == ("Unknown", "NodeStatusUnknown", "v1.34.2")
+    code, body = _call(api, "POST", "/_lab/v1/nodes/w-1/kubelet-restart", {"starts": "no"})
+    assert code == 400 and "starts: must be true or false" in body["message"]
+    code, _ = _call(api, "POST", "/_lab/v1/nodes/w-1/kubelet-restart", {"version": "v1.35.9"})
+    controller.reconcile()
+    assert _ready(api, "w-1") == ("True", "KubeletReady", "v1.35.9")
+
+
+def test_fault_counters_read_and_cleared_through_the_admin_api() -> None:
+    api, store, _ = _in_process_api()
+    store.faults = {"1": 2, "3": 1}
+    assert _call(api, "GET", "/_lab/v1/faults") == (200, {"faults": {"1": 2, "3": 1}})
+    assert _call(api, "POST", "/_lab/v1/faults/clear", {}) == (
+        200,
+        {"cleared": {"1": 2, "3": 1}},
+    )
+    assert _call(api, "GET", "/_lab/v1/faults") == (200, {"faults": {}})
+    assert _call(api, "GET", "/_lab/v1/faults/clear")[0] == 405
+    assert _call(api, "POST", "/_lab/v1/faults", {})[0] == 405
