@@ -4,7 +4,8 @@ Owns: the fact script a node runs in one SSH round trip (:func:`fact_script`), t
 splitting of its output into sections (:func:`split_sections`), and one parser per probe
 (``kubeadm version -o short``, ``kubelet --version``, ``kubectl version``, ``dpkg-query``,
 ``apt-mark showhold``, ``apt-cache madison``, ``rpm -q``, ``dnf list``, versionlock,
-``/etc/os-release``, apt sources / yum repo files, container runtime ``--version``).
+``/etc/os-release``, apt sources / yum repo files, container runtime ``--version``,
+``stat -fc %T /sys/fs/cgroup/`` for the cgroup version).
 The script also collects raw text the preflight checks judge (kubelet flag files,
 ``/etc/docker/daemon.json``, running dockerd command lines, certificate end dates: see
 :mod:`upgrader.core.checks`). Each parser returns values or raises :class:`ParseError`
