@@ -97,6 +97,15 @@ def test_cgroup_v1_and_containerd_1x_on_the_lab(tmp_path: Path) -> None:
         assert of(doc, "CONTAINERD_1X_LAST_MINOR") == [("warning", "w-2")]
         assert of(doc, "CONTAINERD_1X_UNSUPPORTED") == []
 
+        # apply refuses before touching anything
+        calls_before = (d / "nodes" / "cp-1" / "calls.jsonl").read_text()
+        applied = cli("apply", "-i", str(d / "inventory.yaml"), "--to", "v1.35.9", "--yes")
+        assert applied.returncode == 3, applied.stdout + applied.stderr
+        assert "CGROUP_V1_UNSUPPORTED" in applied.stdout + applied.stderr
+        calls_after = (d / "nodes" / "cp-1" / "calls.jsonl").read_text()
+        new_calls = calls_after[len(calls_before) :]
+        assert "apt-get install" not in new_calls and "upgrade apply" not in new_calls
+
         # 1.34 -> 1.36 (two hops): containerd 1.7 blocks too
         rc, doc = plan(d, "v1.36.4")
         assert rc == 3
