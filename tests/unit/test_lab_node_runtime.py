@@ -211,3 +211,15 @@ def test_fault_counters_read_and_cleared_through_the_admin_api() -> None:
     assert _call(api, "GET", "/_lab/v1/faults") == (200, {"faults": {}})
     assert _call(api, "GET", "/_lab/v1/faults/clear")[0] == 405
     assert _call(api, "POST", "/_lab/v1/faults", {})[0] == 405
+
+
+def test_lab_up_can_say_why_a_node_would_not_show_its_cgroup_version() -> None:
+    from upgrader.lab.node import wrapper
+
+    path = wrapper.MountMode("path", False, "chosen with --mount path")
+    other = "v1" if wrapper.host_cgroup() == "v2" else "v2"
+    assert wrapper.cgroup_problem(path) == (
+        f"mount mode 'path': cgroup {other} nodes show the host's /sys/fs/cgroup"
+    )
+    # the mount node-ns makes for such nodes is the one CGROUP_MOUNTS holds for that version
+    assert "tmpfs" in wrapper.CGROUP_MOUNTS["v1"] and "cgroup2" in wrapper.CGROUP_MOUNTS["v2"]

@@ -504,6 +504,10 @@ def up(
                 tree.install_kubeconfig(lab_dir, node, text)
         _write_inventory(lab_dir, resolved, port)
         warnings = [] if mode.mode == "overlay" else [f"mount mode 'path': {mode.reason}"]
+        if any(n.get("cgroup", "v2") != wrapper.host_cgroup() for n in nodes):
+            cgroup = wrapper.cgroup_problem(mode)
+            if cgroup is not None:
+                warnings.append(cgroup)
         if api_proc is None:
             warnings.append("started without the API server (--no-api)")
         return UpResult(lab_dir, lab, fresh, warnings)

@@ -206,6 +206,38 @@ def host_cgroup() -> str:
     return "v2" if proc.stdout.strip() == "cgroup2fs" else "v1"
 
 
+CGROUP_FS = "/sys/fs/cgroup/"
+
+
+def cgroup_problem(mode: MountMode) -> str | None:
+    """Why nodes whose cgroup version differs from the host's would not show theirs (the
+    mount node-ns makes for them fails here), or None."""
+    other = "v1" if host_cgroup() == "v2" else "v2"
+    if mode.mode != "overlay":
+        return f"mount mode 'path': cgroup {other} nodes show the host's /sys/fs/cgroup"
+    mount = CGROUP_MOUNTS[other].split("then ", 1)[1].split(" 2>/dev/null", 1)[0]
+    want = "tmpfs" if other == "v1" else "cgroup2fs"
+    try:
+        proc = subprocess.run(
+            [
+                *_unshare_argv(mode.userns),
+                "/bin/sh",
+                "-c",
+                f"{mount} && stat -fc %T /sys/fs/cgroup/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cgroup {other} nodes show the host's /sys/fs/cgroup ({exc})"
+    if proc.returncode != 0 or proc.stdout.strip() != want:
+        why = " ".join((proc.stderr.strip().splitlines() or ["mount failed"])[0].split())
+        return f"cgroup {other} nodes show the host's /sys/fs/cgroup ({why})"
+    return None
+
+
 def host_tool(
     lab_dir: Path, mode: MountMode, name: str
 ) -> tuple[str | None, tuple[str, str] | None]:
