@@ -373,6 +373,7 @@ def dnf_install(ctx: NodeContext, p: argparse_.Parsed, mode: Mode, download_only
     db = ctx.packages()
     # the lab's own record of network fetches (tests count them; no dnf file)
     db["fetched"] = [*db.get("fetched", []), *sorted(fetched)]
+    ctx.save_packages(db)
     cache = set(db.get("downloaded", [])) | fetched
     saved = set(db.get("tempfiles", []))
     if download_only:

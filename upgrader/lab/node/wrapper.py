@@ -29,7 +29,9 @@ from pathlib import Path
 from upgrader.lab.node import tree
 
 SAFE_PATH_RE = re.compile(r"^[A-Za-z0-9_./+@-]+$")
-NODE_PATH = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin:/usr/local/sbin"
+# Debian's PATH for root (/usr/local first: Kubespray's bin_dir wins over /usr/bin, as on a
+# real node)
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
