@@ -559,6 +559,7 @@ def _lab_json(
                 "address": n["address"],
                 "role": n["role"],
                 "os_family": n["os_family"],
+                "flavor": n.get("flavor") or n["os_family"],
                 "root": str(tree.node_dir(lab_dir, n["name"]) / "root"),
             }
             for n in resolved["nodes"]
