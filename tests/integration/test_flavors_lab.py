@@ -55,6 +55,8 @@ def test_rhel_and_fedora_workers_upgrade_with_their_own_dnf(
             "workloads": WORKLOAD,
         }
     )
+    node = json.loads(lab.kubectl("get", "node", "f-1", "-o", "json"))
+    assert node["status"]["nodeInfo"]["osImage"] == "Fedora Linux 41 (Server Edition)"
     r = lab.apply()
     assert r.returncode == 0, r.stdout + r.stderr
     _all_at(lab)

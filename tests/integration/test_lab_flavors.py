@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_run import cli
 
 from upgrader.lab import runner
 from upgrader.lab import spec as labspec
@@ -202,3 +203,20 @@ def test_kubespray_control_plane_runs_etcd_as_a_host_service(nodes: Nodes) -> No
     manifests = nodes.ok("ks-cp", "ls /etc/kubernetes/manifests").split()
     assert "etcd.yaml" not in manifests and "kube-apiserver.yaml" in manifests
     assert nodes.ok("ks-cp", "command -v etcdctl") == "/usr/local/bin/etcdctl\n"
+
+
+def test_lab_up_flavor_flag_builds_every_node_of_that_flavor(tmp_path: Path) -> None:
+    lab_dir = tmp_path / "lab"
+    up = cli("lab", "up", "--dir", str(lab_dir), "--workers", "1", "--flavor", "fedora", "--no-api")
+    try:
+        assert up.returncode == 0, up.stderr
+        info = json.loads((lab_dir / "lab.json").read_text())
+        assert {n["flavor"] for n in info["nodes"].values()} == {"fedora"}
+        out = wrapper.run_on_node(lab_dir, "w-1", "dnf --version").stdout
+        assert out.startswith("dnf5 version")
+        bad = cli("lab", "up", "--dir", str(tmp_path / "other"), "--flavor", "suse", "--no-api")
+        assert bad.returncode != 0
+        assert "--flavor: 'suse' is not one of debian, rhel, fedora, kubespray" in bad.stderr
+        assert "Traceback" not in bad.stderr
+    finally:
+        cli("lab", "down", "--dir", str(lab_dir), timeout=120)

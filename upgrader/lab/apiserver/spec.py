@@ -31,6 +31,7 @@ class NodeSpec:
     address: str
     never_ready: bool
     runtime: str
+    flavor: str = ""  # debian | rhel | fedora | kubespray ("" = by os_family)
 
     @property
     def is_control_plane(self) -> bool:
@@ -193,6 +194,7 @@ def _nodes(ctx: _Ctx, raw: Any, cluster_version: str) -> tuple[NodeSpec, ...]:
                 name=name,
                 role=role,
                 os_family=os_family,
+                flavor=str(n.get("flavor") or os_family),
                 kubelet=kubelet,
                 control_plane=cp,
                 cordoned=ctx.bool_(n, "cordoned", p, False),
