@@ -113,7 +113,7 @@ _TOOL_OF_SECTION: dict[str, Callable[[str], str]] = {
     "holds": lambda pm: "apt-mark" if pm == "apt" else f"{pm} versionlock",
     "repo_versions": lambda pm: "apt-cache" if pm == "apt" else pm,
 }
-_FAMILY_OF_MANAGER = {"apt": "debian", "dnf": "rhel", "yum": "rhel"}
+_FAMILY_OF_MANAGER = {"apt": "debian", "dnf": "rhel", "yum": "rhel", "dnf5": "rhel"}
 
 
 def interpret_sections(
@@ -191,7 +191,7 @@ def interpret_sections(
         else:
             packages = parse("rpm -q", parsers.parse_rpm_query, sec) or {}
     held: frozenset[str] = frozenset()
-    sec = usable("holds")
+    sec = holds_sec = usable("holds")
     if sec is not None and (sec.ok or package_manager == "apt"):
         if package_manager == "apt":
             held = parse("apt-mark showhold", parsers.parse_apt_mark_showhold, sec) or held
@@ -232,6 +232,13 @@ def interpret_sections(
                     fix="switch to pkgs.k8s.io (one repository per minor)",
                 )
     if package_manager != "apt":
+        if holds_sec is not None and holds_sec.ok:
+            # versionlock entries, apart from the repo's exclude= (the plan releases and
+            # restores exactly these around each dnf install)
+            extra["versionlocked"] = sorted(held & set(parsers.KUBE_PACKAGES))
+        sec = sections.get("dnf_version")
+        if sec is not None and sec.ok:
+            extra["dnf_major"] = parsers.parse_dnf_version(sec.output)
         held = held | {p for p in packages if parsers.excluded(p, excludes)}
     packages = {
         name: PackageFact(p.name, p.version, p.held or name in held) for name, p in packages.items()
@@ -271,6 +278,16 @@ def interpret_sections(
         if sec is not None and sec.ok
         else []
     )
+    # which files the kube binaries are and whether a package owns them (binary installs)
+    sec = sections.get("kube_binaries")
+    if sec is not None and sec.ok:
+        extra["kube_binaries"] = {
+            b.name: {"path": b.path, "owner": b.owner}
+            for b in parsers.parse_kube_binaries(sec.output).values()
+        }
+    sec = sections.get("kubelet_unit")
+    if sec is not None and sec.ok:
+        extra["kubelet_exec"] = parsers.parse_unit_execstart(sec.output)
     # flock(1) and /run/lock, for the node lock every step command runs under
     sec = sections.get("node_lock")
     extra["node_lock"] = None if sec is None or sec.rc is None else sec.ok
@@ -445,7 +462,7 @@ def merge_facts(
                 ready=api.ready if api is not None else None,
                 unschedulable=api.unschedulable if api is not None else False,
                 os_family=probe.os_family,
-                package_manager=package_managers.get(n.name),
+                package_manager=_effective_manager(package_managers.get(n.name), extra),
                 packages=dict(probe.packages),
                 repo_minor=probe.repo_minor,
                 repo_versions=probe.repo_versions,
@@ -464,6 +481,19 @@ def merge_facts(
         findings=tuple(findings),
         gathered_at=gathered_at,
     )
+
+
+def _effective_manager(manager: str | None, extra: Mapping[str, Any]) -> str | None:
+    """The inventory's manager, corrected by what ``dnf --version`` said: dnf5 (Fedora 41+,
+    also behind the ``dnf``/``yum`` names) takes other flags than dnf4, so it is its own
+    package manager ``dnf5`` for the planner; a ``dnf5`` inventory entry on a dnf4 node is
+    ``dnf``."""
+    major = extra.get("dnf_major")
+    if manager in ("dnf", "yum") and major == 5:
+        return "dnf5"
+    if manager == "dnf5" and major == 4:
+        return "dnf"
+    return manager
 
 
 def _cluster_version(

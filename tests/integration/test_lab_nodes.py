@@ -35,7 +35,7 @@ SESSION_SPEC: dict[str, Any] = {
         {"name": "w-2", "role": "worker"},
         {"name": "w-3", "role": "worker"},
         {"name": "w-4", "role": "worker"},
-        {"name": "r-1", "role": "worker", "os_family": "rhel"},
+        {"name": "r-1", "role": "worker", "os_family": "rhel", "versionlock": True},
         *[{"name": f"n-{i}", "role": "worker"} for i in range(1, 45)],
     ],
     "faults": [

@@ -74,10 +74,18 @@ def calls(node: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def command_of(phase: str, name: str, pm: str, pkg_version: str | None = None) -> str:
+def command_of(
+    phase: str,
+    name: str,
+    pm: str,
+    pkg_version: str | None = None,
+    versionlocked: tuple[str, ...] = (),
+) -> str:
     pb = load_playbooks()
     spec = next(s for s in pb.phase(phase).all_steps if s.name == name)
-    ctx = StepContext(V, "w-1", "worker", "demo", pm, pkg_version=pkg_version)
+    ctx = StepContext(
+        V, "w-1", "worker", "demo", pm, pkg_version=pkg_version, versionlocked=versionlocked
+    )
     cmd = expand_step(spec, phase, ctx).command
     assert cmd is not None
     return cmd
@@ -131,7 +139,43 @@ def test_rpm_looks_up_the_exact_version(node: Path, pm: str) -> None:
     r = run(node, command_of("worker", "kubeadm-package", pm))
     assert r.returncode == 0, r.stderr
     installs = [c for c in calls(node) if " install " in c]
-    assert installs == [f"{pm} install -y kubeadm-1.28.4-150500.1.1 --disableexcludes=kubernetes"]
+    assert installs == [
+        f"{pm} install -y kubeadm-1.28.4-150500.1.1 --disableexcludes=kubernetes "
+        "--setopt=keepcache=1"
+    ]
+
+
+@pytest.mark.parametrize("install_rc", [0, 1])
+def test_versionlocks_are_released_and_restored_even_when_the_install_fails(
+    node: Path, install_rc: int
+) -> None:
+    """dnf-plugins-core plugins/versionlock.py: a lock excludes every other version, so the
+    install runs between `versionlock delete` and `versionlock add` of the locked packages."""
+    tool(
+        node / "bin",
+        "dnf",
+        f'case "$1" in list) cat "$NODE/dnf-list";; install) exit {install_rc};; esac',
+    )
+    cmd = command_of("worker", "kubelet-kubectl-packages", "dnf", versionlocked=("kubelet",))
+    r = run(node, cmd)
+    assert r.returncode == install_rc, r.stderr
+    assert calls(node) == [
+        "dnf versionlock delete kubelet",
+        "dnf list --refresh --showduplicates --disableexcludes=kubernetes kubeadm",
+        "dnf install -y kubelet-1.28.4-150500.1.1 kubectl-1.28.4-150500.1.1 "
+        "--disableexcludes=kubernetes",
+        "dnf versionlock add kubelet",
+    ]
+
+
+def test_dnf5_lists_and_installs_with_the_setopt(node: Path) -> None:
+    """dnf5 rejects --disableexcludes; kubernetes/website#52027 uses the setopt."""
+    r = run(node, command_of("worker", "kubeadm-package", "dnf5"))
+    assert r.returncode == 0, r.stderr
+    assert calls(node) == [
+        "dnf list --refresh --showduplicates --setopt=disable_excludes=kubernetes kubeadm",
+        "dnf install -y kubeadm-1.28.4-150500.1.1 --setopt=disable_excludes=kubernetes",
+    ]
 
 
 def test_rpm_missing_version_fails_clearly(node: Path) -> None:

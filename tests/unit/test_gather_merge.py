@@ -176,6 +176,70 @@ def test_dnf_node_with_excludes_and_versionlock() -> None:
     assert p.repo_versions == ("1.28.3-150500.1.1", "1.28.4-150500.1.1")
 
 
+def test_dnf5_node_is_planned_as_dnf5_and_its_versionlocks_are_kept_apart() -> None:
+    """dnf5 (Fedora 41: dnf5/main.cpp `dnf5 version`, versionlock list as `Package name:`);
+    the repo's exclude= marks a package held but is no versionlock to release."""
+    s = apt_sections(
+        os_release=Section("os_release", "ID=fedora\nVERSION_ID=41\n", 0),
+        dnf_version=Section(
+            "dnf_version", "dnf5 version 5.2.8.1\ndnf5 plugin API version 2.0\n", 0
+        ),
+        packages=Section(
+            "packages",
+            "kubeadm 1.27.8-150500.1.1\nkubelet 1.27.8-150500.1.1\nkubectl 1.27.8-150500.1.1\n",
+            0,
+        ),
+        holds=Section("holds", "Package name: kubelet\nevr = 1.27.8-150500.1.1\n", 0),
+        repo=Section(
+            "repo",
+            "[kubernetes]\nbaseurl=https://pkgs.k8s.io/core:/stable:/v1.27/rpm/\n"
+            "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n",
+            0,
+        ),
+        repo_versions=Section(
+            "repo_versions",
+            "Installed packages\nkubeadm.x86_64  1.27.8-150500.1.1  kubernetes\n\n"
+            "Available packages\nkubeadm.x86_64  1.27.9-150500.1.1  kubernetes\n",
+            0,
+        ),
+        kube_binaries=Section(
+            "kube_binaries",
+            "kubeadm /usr/bin/kubeadm kubeadm\nkubelet /usr/bin/kubelet kubelet\n"
+            "kubectl /usr/bin/kubectl kubectl\n",
+            0,
+        ),
+    )
+    p = interpret_sections("f-1", "dnf", s)
+    assert p.findings == ()
+    assert p.extra["dnf_major"] == 5
+    assert p.extra["versionlocked"] == ["kubelet"]
+    assert all(f.held for f in p.packages.values())  # exclude= covers all three
+    assert p.repo_versions == ("1.27.9-150500.1.1",)
+    assert p.extra["kube_binaries"]["kubeadm"] == {"path": "/usr/bin/kubeadm", "owner": "kubeadm"}
+    facts = merge_facts(
+        "c",
+        [N("cp-1", "10.0.0.1", "control-plane"), N("f-1", "10.0.0.3", "worker")],
+        {"cp-1": "apt", "f-1": "dnf"},
+        {"cp-1": interpret_sections("cp-1", "apt", apt_sections()), "f-1": p},
+        None,
+        api_error="down",
+    )
+    by = {n.name: n.package_manager for n in facts.nodes}
+    assert by == {"cp-1": "apt", "f-1": "dnf5"}
+    # a dnf4 node the inventory calls dnf5 is planned as dnf
+    s4 = dict(s, dnf_version=Section("dnf_version", "4.14.0\n  Installed: dnf-0:4.14.0\n", 0))
+    p4 = interpret_sections("f-1", "dnf5", s4)
+    facts = merge_facts(
+        "c",
+        [N("cp-1", "10.0.0.1", "control-plane"), N("f-1", "10.0.0.3", "worker")],
+        {"cp-1": "apt", "f-1": "dnf5"},
+        {"cp-1": interpret_sections("cp-1", "apt", apt_sections()), "f-1": p4},
+        None,
+        api_error="down",
+    )
+    assert {n.name: n.package_manager for n in facts.nodes}["f-1"] == "dnf"
+
+
 def test_no_section_at_all_is_a_finding() -> None:
     s = apt_sections()
     del s["kubelet"]

@@ -274,7 +274,7 @@ ERROR_CASES = [
     (
         "packages.manager",
         "zypper",
-        "packages.manager: 'zypper' is not one of apt, dnf, yum",
+        "packages.manager: 'zypper' is not one of apt, dnf, yum, dnf5",
     ),
     (
         "packages.repository",

@@ -64,7 +64,9 @@ def test_brief_shape_resolves_with_every_node_field() -> None:
     assert cp == {
         "name": "cp-1",
         "role": "control-plane",
+        "flavor": "debian",
         "os_family": "debian",
+        "versionlock": False,
         "kubelet": "v1.27.8",
         "kubeadm": "v1.27.8",
         "kubectl": "v1.27.8",
@@ -428,3 +430,71 @@ def test_kubeadm_kubelet_skew_depends_on_kubeadm_minor() -> None:
     assert skippable and "too old" in skippable[0]
     _, skippable = _policy("v1.29.4", "v1.30.1", "v1.30.1", ["garbage"])
     assert skippable == ["couldn't parse kubelet version garbage"]
+
+
+# --------------------------------------------------------------------------- flavors
+
+
+def test_flavor_sets_os_family_and_os_family_alone_still_means_rhel() -> None:
+    out = resolve(
+        {
+            "nodes": [
+                {"name": "cp-1", "role": "control-plane"},
+                {"name": "r-1", "role": "worker", "os_family": "rhel"},
+                {"name": "f-1", "role": "worker", "flavor": "fedora", "held": ["kubelet"]},
+                {"name": "k-1", "role": "worker", "flavor": "kubespray"},
+            ]
+        }
+    )
+    got = {
+        n["name"]: (n["flavor"], n["os_family"], n["held"], n["versionlock"]) for n in out["nodes"]
+    }
+    assert got == {
+        "cp-1": ("debian", "debian", ["kubeadm", "kubectl", "kubelet"], False),
+        "r-1": ("rhel", "rhel", [], False),
+        # held on an rpm node means versionlocked: the plugin comes with it
+        "f-1": ("fedora", "rhel", ["kubelet"], True),
+        # a binary install has no packages to hold
+        "k-1": ("kubespray", "debian", [], False),
+    }
+
+
+def test_flavor_and_a_contradicting_os_family_is_one_line_error() -> None:
+    with pytest.raises(ConfigError, match=r"nodes\[0\]: os_family: 'debian' does not fit flavor"):
+        labspec.parse_spec(
+            {
+                "nodes": [
+                    {
+                        "name": "cp-1",
+                        "role": "control-plane",
+                        "flavor": "fedora",
+                        "os_family": "debian",
+                    }
+                ]
+            },
+            "s.yaml",
+        )
+    with pytest.raises(ConfigError, match="versionlock: only rpm flavors"):
+        labspec.parse_spec(
+            {"nodes": [{"name": "cp-1", "role": "control-plane", "versionlock": True}]}, "s.yaml"
+        )
+    with pytest.raises(ConfigError, match=r"nodes\[0\]\.flavor"):
+        labspec.parse_spec({"nodes": [{"name": "cp-1", "role": "control-plane", "flavor": "suse"}]})
+
+
+def test_lab_up_flavor_flag_applies_to_every_node_without_one() -> None:
+    spec = labspec.from_flags(1, 2, flavor="fedora")
+    assert {n.flavor_or_default for n in spec.nodes} == {"fedora"}
+    mixed = labspec.parse_spec(
+        {
+            "nodes": [
+                {"name": "cp-1", "role": "control-plane"},
+                {"name": "w-1", "role": "worker", "os_family": "rhel"},
+                {"name": "w-2", "role": "worker", "flavor": "debian"},
+            ]
+        }
+    )
+    out = labspec.with_flavor(mixed, "kubespray")
+    assert [n.flavor_or_default for n in out.nodes] == ["kubespray", "rhel", "debian"]
+    with pytest.raises(ConfigError, match="--flavor: 'arch' is not one of"):
+        labspec.from_flags(flavor="arch")

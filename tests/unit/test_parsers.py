@@ -17,13 +17,16 @@ from upgrader.core.parsers import (
     parse_apt_source,
     parse_container_runtime,
     parse_dnf_list,
+    parse_dnf_version,
     parse_dpkg_query,
+    parse_kube_binaries,
     parse_kubeadm_version,
     parse_kubectl_version,
     parse_kubelet_version,
     parse_os_release,
     parse_repo_url,
     parse_rpm_query,
+    parse_unit_execstart,
     parse_versionlock_list,
     parse_yum_repo,
     split_sections,
@@ -523,6 +526,27 @@ printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:cgroup'
 { stat -fc %T /sys/fs/cgroup/; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
+echo '@@upgrader:kube_binaries'
+{ for b in kubeadm kubelet kubectl; do
+  p=$(command -v "$b" 2>/dev/null) || { echo "$b - -"; continue; }
+  o=
+  if command -v dpkg-query >/dev/null 2>&1; then
+    o=$(dpkg-query -S "$p" 2>/dev/null | head -n 1 | cut -d: -f1)
+  elif command -v rpm >/dev/null 2>&1; then
+    o=$(rpm -qf --qf '%{NAME}\n' "$p" 2>/dev/null) || o=
+  fi
+  echo "$b $p ${o:--}"
+done; true; } </dev/null 2>&1
+printf '\n@@upgrader:rc=%s\n' "$?"
+echo '@@upgrader:kubelet_unit'
+{ for d in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+  if [ -r "$d/kubelet.service" ]; then cat "$d/kubelet.service"; break; fi
+done
+for f in /etc/systemd/system/kubelet.service.d/*.conf \
+    /usr/lib/systemd/system/kubelet.service.d/*.conf; do
+  if [ -r "$f" ]; then cat "$f"; fi
+done; true; } </dev/null 2>&1
+printf '\n@@upgrader:rc=%s\n' "$?"
 """
 
 
@@ -535,6 +559,70 @@ def test_fact_script_golden_dnf_differs_only_in_package_probes() -> None:
     assert "{ rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' kubeadm kubelet kubectl; }" in dnf
     assert "{ dnf -q versionlock list; }" in dnf
     assert "{ cat /etc/yum.repos.d/kubernetes.repo; }" in dnf
-    assert "{ dnf list --showduplicates kubeadm --disableexcludes=kubernetes; }" in dnf
-    assert "dpkg-query" not in dnf and "apt-" not in dnf
+    # dnf4 takes --disableexcludes, dnf5 (Fedora 41+, kubernetes/website#52027) the setopt
+    assert (
+        "{ if dnf --version 2>/dev/null | grep -q '^dnf5 '; then "
+        "dnf list --showduplicates kubeadm --setopt=disable_excludes=kubernetes; "
+        "else dnf list --showduplicates kubeadm --disableexcludes=kubernetes; fi; }"
+    ) in dnf
+    assert "{ dnf --version; }" in dnf
+    assert "dpkg-query -W" not in dnf and "apt-" not in dnf
+    assert fact_script("dnf5") == dnf
     assert "{ yum -q versionlock list; }" in fact_script("yum")
+
+
+# --------------------------------------------------------------------------- dnf5, binaries
+
+
+def test_dnf_version_tells_dnf4_from_dnf5() -> None:
+    """dnf4 prints its bare version first (dnf/cli/cli.py), dnf5 "dnf5 version 5.x"
+    (dnf5/main.cpp); yum 3 a bare 3.x."""
+    assert parse_dnf_version("4.14.0\n  Installed: dnf-0:4.14.0-9.el9.noarch at Tue\n") == 4
+    assert parse_dnf_version("dnf5 version 5.2.8.1\ndnf5 plugin API version 2.0\n") == 5
+    assert parse_dnf_version("3.4.3\n  Installed: rpm-4.11.3-45.el7.x86_64\n") == 3
+    assert parse_dnf_version("sh: dnf: not found\n") is None
+
+
+def test_dnf5_versionlock_list_and_listing() -> None:
+    """dnf5 versionlock list prints VersionlockPackage::to_string (libdnf5
+    rpm/versionlock_config.cpp); dnf5 list titles its sections in lower case."""
+    text = (
+        "# Added by 'versionlock add' command on 2024-01-08 10:00:00\n"
+        "Package name: kubeadm\n"
+        "evr = 1.27.8-150500.1.1\n"
+        "\n"
+        "Package name: kubelet\n"
+        "evr = 1.27.8-150500.1.1\n"
+    )
+    assert parse_versionlock_list(text) == {"kubeadm", "kubelet"}
+    # dnf4's `versionlock exclude` entries (!name) are not locks
+    assert parse_versionlock_list("!kubectl-0:1.27.8-150500.1.1.*\n") == frozenset()
+    listing = (
+        "Installed packages\n"
+        "kubeadm.x86_64   1.27.8-150500.1.1   kubernetes\n"
+        "\n"
+        "Available packages\n"
+        "kubeadm.x86_64   1.27.9-150500.1.1   kubernetes\n"
+        "kubeadm.x86_64   1.28.0-150500.1.1   kubernetes\n"
+    )
+    assert parse_dnf_list(listing) == ("1.27.9-150500.1.1", "1.28.0-150500.1.1")
+
+
+def test_kube_binaries_and_the_kubelet_units_execstart() -> None:
+    """Kubespray: bin_dir /usr/local/bin, ExecStart={{ bin_dir }}/kubelet (roles/kubernetes/
+    node/templates/kubelet.service.j2); kubeadm's drop-in resets ExecStart= first."""
+    found = parse_kube_binaries(
+        "kubeadm /usr/local/bin/kubeadm -\nkubelet /usr/bin/kubelet kubelet\nkubectl - -\n"
+    )
+    assert {n: (b.path, b.owner) for n, b in found.items()} == {
+        "kubeadm": ("/usr/local/bin/kubeadm", None),
+        "kubelet": ("/usr/bin/kubelet", "kubelet"),
+    }
+    kubespray = "[Service]\nExecStart=/usr/local/bin/kubelet \\\n\t\t$KUBE_LOGTOSTDERR \\\n"
+    assert parse_unit_execstart(kubespray) == "/usr/local/bin/kubelet"
+    kubeadm = (
+        "[Service]\nExecStart=/usr/bin/kubelet\n"
+        "[Service]\nExecStart=\nExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS\n"
+    )
+    assert parse_unit_execstart(kubeadm) == "/usr/bin/kubelet"
+    assert parse_unit_execstart("") is None

@@ -528,11 +528,11 @@ def test_exact_version_known_renders_the_design_command_literally() -> None:
     )
     dnf = StepContext(V, "w-1", "worker", "demo", "dnf", pkg_version="1.28.4-150500.1.1")
     assert expand_step(pkg, "worker", dnf).command == (
-        "dnf install -y kubeadm-1.28.4-150500.1.1 --disableexcludes=kubernetes"
+        "dnf install -y kubeadm-1.28.4-150500.1.1 --disableexcludes=kubernetes --setopt=keepcache=1"
     )
     yum = StepContext(V, "w-1", "worker", "demo", "yum", pkg_version="1.28.4-150500.1.1")
     assert expand_step(pkg, "worker", yum).command == (
-        "yum install -y kubeadm-1.28.4-150500.1.1 --disableexcludes=kubernetes"
+        "yum install -y kubeadm-1.28.4-150500.1.1 --disableexcludes=kubernetes --setopt=keepcache=1"
     )
 
 
@@ -616,13 +616,22 @@ def test_custom_repository_in_the_repo_step() -> None:
 # --------------------------------------------------------------------------- golden commands
 
 
-def _commands(pm: str, pkg_version: str | None) -> str:
+def _commands(pm: str, pkg_version: str | None, locked: tuple[str, ...] = ()) -> str:
     pb = load_playbooks()
     out: list[str] = []
     for phase in PHASES:
         role = "worker" if phase == "worker" else "control-plane"
         node = "w-1" if role == "worker" else "cp-1"
-        ctx = StepContext(V, node, role, "demo", pm, pkg_version=pkg_version, checksums=SUMS)
+        ctx = StepContext(
+            V,
+            node,
+            role,
+            "demo",
+            pm,
+            pkg_version=pkg_version,
+            checksums=SUMS,
+            versionlocked=locked,
+        )
         for spec in pb.phase(phase).all_steps:
             s = expand_step(spec, phase, ctx)
             out.append(f"# {s.id} [{s.kind}] retry_safe={s.retry_safe} timeout={s.timeout:g}")
@@ -648,7 +657,37 @@ SUMS = {"kubeadm": "a" * 64, "kubelet": "b" * 64, "kubectl": "c" * 64}
         ("dnf", None, "commands-dnf.txt"),
         ("dnf", "1.28.4-150500.1.1", "commands-dnf-known-version.txt"),
         ("yum", None, "commands-yum.txt"),
+        ("dnf5", None, "commands-dnf5.txt"),
     ],
 )
 def test_golden_commands(pm: str, pkg_version: str | None, golden: str) -> None:
     check_golden(golden, _commands(pm, pkg_version))
+
+
+def test_golden_commands_release_and_restore_versionlocks_of_locked_packages_only() -> None:
+    """dnf-plugins-core plugins/versionlock.py: a locked package's other versions are
+    excluded, so the plan deletes the node's locks around each dnf command and adds them
+    back (on failure too)."""
+    text = _commands("dnf", None, ("kubeadm", "kubelet"))
+    check_golden("commands-dnf-versionlock.txt", text)
+    installs = [line for line in text.splitlines() if line.startswith("$") and "install" in line]
+    assert installs and all(
+        line.startswith("$ dnf versionlock delete kubeadm kubelet && ")
+        and line.endswith("; rc=$?; dnf versionlock add kubeadm kubelet; exit $rc")
+        for line in installs
+    )
+    assert "versionlock" not in _commands("dnf", None)
+
+
+def test_dnf5_commands_never_carry_dnf4_flags() -> None:
+    """dnf5 rejects --disableexcludes (Unknown argument, exit 2; rpm-software-management/
+    dnf5#581); kubernetes/website#52027 uses --setopt=disable_excludes=kubernetes."""
+    text = _commands("dnf5", None)
+    assert "--disableexcludes" not in text
+    assert "--setopt=disable_excludes=kubernetes" in text
+    assert "dnf5 " not in text.replace("dnf5#", "")  # the program is called dnf
+    dnf4 = _commands("dnf", None)
+    kubeadm = [line for line in dnf4.splitlines() if line.startswith("$") and "kubeadm-" in line]
+    # dnf4: the kubeadm install keeps the pre-staged kubelet/kubectl in the cache
+    assert any("install -y kubeadm-" in line and "--setopt=keepcache=1" in line for line in kubeadm)
+    assert not any("--downloadonly" in line and "keepcache" in line for line in dnf4.splitlines())

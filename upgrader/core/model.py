@@ -89,7 +89,7 @@ class NodeFacts:
     ready: bool | None = None
     unschedulable: bool = False
     os_family: str | None = None  # "debian" | "rhel"
-    package_manager: str | None = None  # "apt" | "dnf" | "yum"
+    package_manager: str | None = None  # "apt" | "dnf" | "yum" | "dnf5"
     packages: Mapping[str, PackageFact] = field(default_factory=dict)
     repo_minor: str | None = None  # "1.27": the minor the package repository points at
     repo_versions: tuple[str, ...] = ()  # kubeadm package versions the repository offers

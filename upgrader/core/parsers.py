@@ -26,7 +26,7 @@ from upgrader.core.model import PackageFact
 from upgrader.core.versions import KubeVersion, VersionError
 
 KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
-PACKAGE_MANAGERS = ("apt", "dnf", "yum")
+PACKAGE_MANAGERS = ("apt", "dnf", "yum", "dnf5")
 
 
 class ParseError(ValueError):
@@ -204,13 +204,21 @@ def parse_rpm_query(text: str, package: str | None = None) -> dict[str, PackageF
 
 
 def parse_versionlock_list(text: str) -> frozenset[str]:
-    """``dnf versionlock list`` (``kubeadm-0:1.28.4-150500.1.1.*``) or ``yum versionlock
-    list`` (``0:kubeadm-1.28.4-150500.1.1.*``) -> the locked package names. Header and
-    notice lines (``Last metadata expiration check``, ``Loaded plugins``) are skipped; a
-    missing plugin (``No such command: versionlock``) yields nothing."""
+    """``dnf versionlock list`` (``kubeadm-0:1.28.4-150500.1.1.*``), ``yum versionlock
+    list`` (``0:kubeadm-1.28.4-150500.1.1.*``) or dnf5's (``Package name: kubeadm`` then
+    ``evr = 1.28.4-150500.1.1``; dnf5 ``VersionlockPackage::to_string``) -> the locked
+    package names. Header, comment and notice lines (``Last metadata expiration check``,
+    ``Loaded plugins``) are skipped; a missing plugin (``No such command: versionlock``)
+    yields nothing; ``!name`` lines (dnf4 ``versionlock exclude``) are not locks."""
     names = set()
     for line in text.splitlines():
         token = line.strip()
+        if token.startswith("#"):
+            continue
+        m = re.fullmatch(r"Package name:\s*([A-Za-z0-9_.+\-]+)(?:\s+#.*)?", token)
+        if m:
+            names.add(m.group(1))
+            continue
         m = re.fullmatch(r"(?:\d+:)?([A-Za-z0-9_.+\-]+?)-(?:\d+:)?\d[^\s]*", token)
         if m:
             names.add(m.group(1))
@@ -218,7 +226,8 @@ def parse_versionlock_list(text: str) -> frozenset[str]:
 
 
 def parse_dnf_list(text: str, package: str = "kubeadm") -> tuple[str, ...]:
-    """``dnf list --showduplicates kubeadm --disableexcludes=kubernetes`` (or ``yum list``)
+    """``dnf list --showduplicates kubeadm --disableexcludes=kubernetes`` (or ``yum list``,
+    or dnf5's ``--setopt=disable_excludes=kubernetes`` listing with ``Available packages``)
     -> the ``VERSION-RELEASE`` strings under ``Available Packages``, in listed order, each
     once. Rows look like ``kubeadm.x86_64   1.28.4-150500.1.1   kubernetes``; an epoch
     (``0:``) is dropped. ``Error: No matching Packages to list`` yields nothing."""
@@ -227,11 +236,12 @@ def parse_dnf_list(text: str, package: str = "kubeadm") -> tuple[str, ...]:
     pending: str | None = None  # yum wraps a long name onto its own line
     for line in text.splitlines():
         stripped = line.strip()
-        if stripped in ("Installed Packages", "Available Packages"):
-            section = stripped
+        if stripped.lower() in ("installed packages", "available packages"):
+            # dnf4/yum: "Available Packages"; dnf5 (dnf5/commands/list): "Available packages"
+            section = stripped.lower()
             pending = None
             continue
-        if section != "Available Packages" or not stripped:
+        if section != "available packages" or not stripped:
             continue
         parts = stripped.split()
         if pending is not None:
@@ -246,6 +256,60 @@ def parse_dnf_list(text: str, package: str = "kubeadm") -> tuple[str, ...]:
         if version not in versions:
             versions.append(version)
     return tuple(versions)
+
+
+def parse_dnf_version(text: str) -> int | None:
+    """``dnf --version`` -> 5 for dnf5 (``dnf5 version 5.2.8.1``, dnf5/main.cpp), 4 for
+    dnf4 (a bare ``4.14.0`` first line, dnf/cli/cli.py), 3 for yum 3 (``3.4.3``), ``None``
+    when neither shape is there."""
+    for line in text.splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        m = re.match(r"^dnf5 version (\d+)\.", s)
+        if m:
+            return 5
+        m = re.fullmatch(r"(\d+)\.\d+\.\d+(?:\.\d+)?", s)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+@dataclass(frozen=True)
+class KubeBinary:
+    """Where ``command -v`` finds a kube binary and which package owns that file
+    (``None``: no package does)."""
+
+    name: str
+    path: str
+    owner: str | None
+
+
+def parse_kube_binaries(text: str) -> dict[str, KubeBinary]:
+    """The ``kube_binaries`` probe: ``NAME PATH OWNER`` lines (``OWNER`` ``-`` when
+    ``dpkg-query -S`` / ``rpm -qf`` say no package owns the file; ``PATH`` ``-`` when the
+    binary is not on PATH) -> found binaries by name."""
+    out: dict[str, KubeBinary] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 3 or parts[0] not in KUBE_PACKAGES or parts[1] == "-":
+            continue
+        out[parts[0]] = KubeBinary(parts[0], parts[1], None if parts[2] == "-" else parts[2])
+    return out
+
+
+def parse_unit_execstart(text: str) -> str | None:
+    """The kubelet unit files' ``ExecStart=`` lines (unit, then drop-ins, in systemd's
+    order) -> the program the last non-empty one runs (a drop-in's ``ExecStart=`` alone
+    resets the list; kubeadm's 10-kubeadm.conf does that)."""
+    program: str | None = None
+    for line in text.splitlines():
+        s = line.strip()
+        if not s.startswith("ExecStart="):
+            continue
+        value = s[len("ExecStart=") :].strip().lstrip("-@+!:")
+        program = value.split()[0] if value else None
+    return program
 
 
 # --------------------------------------------------------------------------- OS
@@ -515,6 +579,31 @@ _CERTS_PROBE = (
     "done; true"
 )
 
+# Each kube binary on PATH and the package owning that file: `NAME PATH OWNER`, `-` for
+# none. dpkg-query -S prints `kubeadm: /usr/bin/kubeadm`; rpm -qf exits 1 on a file no
+# package owns ("file ... is not owned by any package").
+_KUBE_BINARIES_PROBE = (
+    "for b in kubeadm kubelet kubectl; do\n"
+    '  p=$(command -v "$b" 2>/dev/null) || { echo "$b - -"; continue; }\n'
+    "  o=\n"
+    "  if command -v dpkg-query >/dev/null 2>&1; then\n"
+    '    o=$(dpkg-query -S "$p" 2>/dev/null | head -n 1 | cut -d: -f1)\n'
+    "  elif command -v rpm >/dev/null 2>&1; then\n"
+    "    o=$(rpm -qf --qf '%{NAME}\\n' \"$p\" 2>/dev/null) || o=\n"
+    "  fi\n"
+    '  echo "$b $p ${o:--}"\n'
+    "done; true"
+)
+# The kubelet unit and its drop-ins, in systemd's precedence (/etc over /usr/lib and /lib).
+_KUBELET_UNIT_PROBE = (
+    "for d in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do\n"
+    '  if [ -r "$d/kubelet.service" ]; then cat "$d/kubelet.service"; break; fi\n'
+    "done\n"
+    "for f in /etc/systemd/system/kubelet.service.d/*.conf \\\n"
+    "    /usr/lib/systemd/system/kubelet.service.d/*.conf; do\n"
+    '  if [ -r "$f" ]; then cat "$f"; fi\n'
+    "done; true"
+)
 # (section, command) per package manager, in script order. File probes use `cat` so a
 # simulated node can map paths; every probe's stdin is /dev/null.
 _COMMON_HEAD = (
@@ -533,8 +622,17 @@ _COMMON_TAIL = (
     ("certs", _CERTS_PROBE),
     ("node_lock", nodelock.PROBE),
     ("cgroup", "stat -fc %T /sys/fs/cgroup/"),
+    ("kube_binaries", _KUBE_BINARIES_PROBE),
+    ("kubelet_unit", _KUBELET_UNIT_PROBE),
 )
 _DPKG_QUERY = "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl"
+# dnf5 (Fedora 41+, also behind the `dnf` and `yum` names) rejects --disableexcludes
+# ("Unknown argument"); it takes --setopt=disable_excludes= (kubernetes/website#52027).
+_DNF_LIST = (
+    "if dnf --version 2>/dev/null | grep -q '^dnf5 '; then "
+    "dnf list --showduplicates kubeadm --setopt=disable_excludes=kubernetes; "
+    "else dnf list --showduplicates kubeadm --disableexcludes=kubernetes; fi"
+)
 _RPM_QUERY = "rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' kubeadm kubelet kubectl"
 _PM_PROBES: dict[str, tuple[tuple[str, str], ...]] = {
     "apt": (
@@ -544,18 +642,21 @@ _PM_PROBES: dict[str, tuple[tuple[str, str], ...]] = {
         ("repo_versions", "apt-cache madison kubeadm"),
     ),
     "dnf": (
+        ("dnf_version", "dnf --version"),
         ("packages", _RPM_QUERY),
         ("holds", "dnf -q versionlock list"),
         ("repo", "cat /etc/yum.repos.d/kubernetes.repo"),
-        ("repo_versions", "dnf list --showduplicates kubeadm --disableexcludes=kubernetes"),
+        ("repo_versions", _DNF_LIST),
     ),
     "yum": (
+        ("dnf_version", "yum --version"),
         ("packages", _RPM_QUERY),
         ("holds", "yum -q versionlock list"),
         ("repo", "cat /etc/yum.repos.d/kubernetes.repo"),
-        ("repo_versions", "yum list --showduplicates kubeadm --disableexcludes=kubernetes"),
+        ("repo_versions", _DNF_LIST.replace("dnf ", "yum ")),
     ),
 }
+_PM_PROBES["dnf5"] = _PM_PROBES["dnf"]
 
 
 def fact_probes(package_manager: str) -> tuple[tuple[str, str], ...]:

@@ -96,7 +96,7 @@ CHECKSUMS_UNAVAILABLE = "CHECKSUMS_UNAVAILABLE"
 CHECKSUMS_UNREADABLE = "CHECKSUMS_UNREADABLE"
 
 _PM_FOR_OS = {"debian": "apt", "rhel": "dnf"}
-_OS_FOR_PM = {"apt": "debian", "dnf": "rhel", "yum": "rhel"}
+_OS_FOR_PM = {"apt": "debian", "dnf": "rhel", "yum": "rhel", "dnf5": "rhel"}
 _STRATEGIES = ("auto", "per-hop", "drain-once")
 
 
@@ -149,6 +149,12 @@ def _validate(facts: Facts, opts: PlanOptions) -> None:
                 raise ConfigError(
                     f"--nodes: {name} is a control-plane node; --nodes limits a run to workers"
                 )
+
+
+def _versionlocked(node: NodeFacts) -> frozenset[str]:
+    """The kube packages ``dnf versionlock list`` named on the node (facts ``versionlocked``)."""
+    raw = node.extra.get("versionlocked")
+    return frozenset(str(x) for x in raw) if isinstance(raw, list | tuple) else frozenset()
 
 
 def _minor_key(text: str | None) -> tuple[int, int] | None:
@@ -267,6 +273,9 @@ class _Planner:
             package_manager=pm,
             repo=repo,
             pkg_version=exact,
+            versionlocked=tuple(
+                p for p in ("kubeadm", "kubelet", "kubectl") if p in _versionlocked(original)
+            ),
         )
         sums = self._release_checksums(hop)
         ctx = replace(ctx, checksums=sums.digests if sums is not None else {})

@@ -98,7 +98,9 @@ PHASES = (
 #: Phases a playbook may leave out (no steps: nothing pre-staged).
 OPTIONAL_PHASES = frozenset({PHASE_PRESTAGE})
 
-PACKAGE_MANAGERS = ("apt", "dnf", "yum")
+PACKAGE_MANAGERS = ("apt", "dnf", "yum", "dnf5")
+# The program a package manager runs as: dnf5 is `dnf` on Fedora 41+ (a symlink to dnf5).
+PROGRAM = {"apt": "apt", "dnf": "dnf", "yum": "yum", "dnf5": "dnf"}
 STRATEGIES = ("per-hop", "drain-once")
 REPO_FLAVOURS = ("pkgs.k8s.io", "legacy", "custom")
 
@@ -113,16 +115,22 @@ VARIABLES: Mapping[str, str] = {
     "node": "the node's name",
     "role": "control-plane | worker",
     "cluster": "the cluster's name",
-    "pm": "the node's package manager: apt | dnf | yum",
+    "pm": "the program of the node's package manager: apt | dnf | yum (dnf5 runs as dnf)",
     "repo_url": "the hop's package repository URL (empty for legacy)",
     "repo_key_url": "the signing key URL of that repository (empty for legacy)",
     "pkg_version": 'the exact package version (1.28.4-1.1), or "$pkgver" set by {pkg_resolve}',
     "pkg_resolve": "empty, or a command fragment that sets $pkgver on the node (ends in &&)",
+    "versionlock_release": "dnf/yum: `<pm> versionlock delete <the node's versionlocked kube "
+    "packages> && `, empty when none are locked",
+    "versionlock_restore": "dnf/yum: `; rc=$?; <pm> versionlock add <the same>; exit $rc` "
+    "(locks them again, even after a failure), empty when none are locked",
     "sha256_kubeadm": "the release checksum of the hop's kubeadm (empty when unknown)",
     "sha256_kubelet": "the release checksum of the hop's kubelet (empty when unknown)",
     "sha256_kubectl": "the release checksum of the hop's kubectl (empty when unknown)",
 }
-_COMMAND_ONLY = frozenset({"pkg_version", "pkg_resolve"})
+_COMMAND_ONLY = frozenset(
+    {"pkg_version", "pkg_resolve", "versionlock_release", "versionlock_restore"}
+)
 
 _STEP_FIELDS = frozenset(
     {"name", "kind", "description", "command", "check", "retry_safe", "timeout", "sudo"}
@@ -213,6 +221,7 @@ class StepSpec:
             return templates[pm]
         if pm == "yum":
             return templates.get("dnf")
+        # dnf5 rejects dnf4's --disableexcludes: its template is never dnf4's
         return None
 
 
@@ -320,6 +329,7 @@ class StepContext:
     repo: RepoConfig = RepoConfig()
     pkg_version: str | None = None  # exact package version string, when facts know it
     checksums: Mapping[str, str] = field(default_factory=dict)  # binary -> sha256 hex
+    versionlocked: tuple[str, ...] = ()  # kube packages `dnf versionlock list` names
 
 
 # --------------------------------------------------------------------------- templates
@@ -395,10 +405,13 @@ def resolve_fragment(pm: str, version: KubeVersion) -> str:
         finder = f"{lister} | awk -F'|' {shlex.quote(prog)}"
     else:
         # dnf refreshes expired metadata with --refresh; yum 3 has no such flag, so its
-        # cache is expired first. The listing is oldest first: the last match wins.
+        # cache is expired first. The listing is oldest first: the last match wins. dnf5
+        # has no --disableexcludes (kubernetes/website#52027: --setopt=disable_excludes).
         lister = f"{pm} list --showduplicates --disableexcludes=kubernetes kubeadm"
+        if pm == "dnf5":
+            lister = "dnf list --showduplicates --setopt=disable_excludes=kubernetes kubeadm"
         prog = f"{{v = $2}} {awk_match} {{found = v}} END {{print found}}"
-        if pm == "dnf":
+        if pm in ("dnf", "dnf5"):
             lister = lister.replace(" list ", " list --refresh ")
             finder = f"{lister} 2>/dev/null | awk {shlex.quote(prog)}"
         else:
@@ -427,7 +440,7 @@ def step_values(ctx: StepContext) -> dict[str, TemplateValue]:
         "node": ctx.node,
         "role": ctx.role,
         "cluster": ctx.cluster,
-        "pm": pm or "",
+        "pm": PROGRAM.get(pm or "", pm or ""),
         "repo_url": ctx.repo.url(v, pm),
         "repo_key_url": ctx.repo.key_url(v, pm),
     }
@@ -445,6 +458,16 @@ def step_values(ctx: StepContext) -> dict[str, TemplateValue]:
         )
         resolve = resolve_fragment(pm, v) if pm in PACKAGE_MANAGERS else "false && "
         values["pkg_resolve"] = Fragment(resolve, "")
+    locked = " ".join(ctx.versionlocked) if pm in ("dnf", "yum", "dnf5") else ""
+    program = PROGRAM.get(pm or "", "")
+    values["versionlock_release"] = Fragment(
+        f"{program} versionlock delete {locked} && " if locked else "",
+        f"{program} versionlock delete {locked} && " if locked else "",
+    )
+    values["versionlock_restore"] = Fragment(
+        f"; rc=$?; {program} versionlock add {locked}; exit $rc" if locked else "",
+        f"; rc=$?; {program} versionlock add {locked}; exit $rc" if locked else "",
+    )
     assert set(values) == set(VARIABLES)
     return values
 

@@ -23,7 +23,7 @@ ROLE_CONTROL_PLANE = "control-plane"
 ROLE_WORKER = "worker"
 
 Role = Literal["control-plane", "worker"]
-PackageManager = Literal["apt", "dnf", "yum"]
+PackageManager = Literal["apt", "dnf", "yum", "dnf5"]
 RepositoryFlavour = Literal["pkgs.k8s.io", "legacy", "custom"]
 HostKeyPolicy = Literal["strict", "accept-new"]
 

@@ -56,6 +56,14 @@ def up_cmd(
     version: Annotated[
         str | None, typer.Option("--version", help="Cluster version, e.g. v1.27.8.")
     ] = None,
+    flavor: Annotated[
+        str | None,
+        typer.Option(
+            "--flavor",
+            help="Node flavor for every node that names none: debian (default), rhel (dnf4), "
+            "fedora (dnf5), kubespray (binaries in /usr/local/bin).",
+        ),
+    ] = None,
     no_api: Annotated[
         bool, typer.Option("--no-api", help="Start the nodes only, without the API server.")
     ] = False,
@@ -84,7 +92,12 @@ def up_cmd(
                 control_planes if control_planes is not None else 1,
                 workers if workers is not None else 2,
                 version,
+                flavor,
             )
+        elif flavor is not None:
+            spec = labspec.from_flags(flavor=flavor)
+        if spec is not None and flavor is not None:
+            spec = labspec.with_flavor(spec, flavor)
         result = runner.up(lab_dir, spec, start_api=not no_api, mount=mount)
     except runner.LabRunning as exc:
         typer.echo(str(exc))

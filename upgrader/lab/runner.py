@@ -514,10 +514,14 @@ def up(
 
 
 def _mask_host_files(lab_dir: Path, nodes: list[dict[str, Any]]) -> None:
-    """Hide the host's Debian tools from rhel nodes (overlay whiteouts in their tree)."""
-    command = "rm -f " + " ".join(tree.RHEL_MASKED)
+    """Hide the host's Debian tools from rhel nodes, and any host kube binary in /usr/bin
+    from kubespray nodes (whose own are in /usr/local/bin): overlay whiteouts in their tree."""
     for node in nodes:
-        if node["os_family"] != "rhel":
+        if node["os_family"] == "rhel":
+            command = "rm -f " + " ".join(tree.RHEL_MASKED)
+        elif node.get("flavor") == "kubespray":
+            command = "rm -f " + " ".join(f"/usr/bin/{b}" for b in tree.BINARIES)
+        else:
             continue
         proc = wrapper.run_on_node(lab_dir, node["name"], command)
         if proc.returncode != 0:
@@ -559,6 +563,7 @@ def _lab_json(
                 "address": n["address"],
                 "role": n["role"],
                 "os_family": n["os_family"],
+                "flavor": n.get("flavor") or n["os_family"],
                 "root": str(tree.node_dir(lab_dir, n["name"]) / "root"),
             }
             for n in resolved["nodes"]

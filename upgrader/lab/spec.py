@@ -43,6 +43,10 @@ PACKAGES = ("kubeadm", "kubelet", "kubectl")
 ROLE_CONTROL_PLANE = "control-plane"
 ROLE_WORKER = "worker"
 MAX_NODES = 2000
+# Node flavors and the OS family (package world) each one has.
+FLAVORS = ("debian", "rhel", "fedora", "kubespray")
+FAMILY_OF_FLAVOR = {"debian": "debian", "rhel": "rhel", "fedora": "rhel", "kubespray": "debian"}
+Flavor = Literal["debian", "rhel", "fedora", "kubespray"]
 
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 _NAME_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -159,11 +163,21 @@ class KubeletConfig(_Strict):
 
 
 class NodeSpec(_Strict):
-    """One node. Versions left out default to the cluster's version."""
+    """One node. Versions left out default to the cluster's version.
+
+    ``flavor`` says what kind of node it is: ``debian`` (apt, pkgs.k8s.io debs), ``rhel``
+    (Rocky 9: dnf4, the repo's ``exclude=``, ``keepcache=0``), ``fedora`` (Fedora 41:
+    dnf5) or ``kubespray`` (Debian userland, kube binaries in ``/usr/local/bin`` and no
+    kube packages). ``os_family`` is still accepted for compatibility: ``rhel`` alone means
+    flavor ``rhel``; given with a flavor it must be that flavor's family. ``versionlock``
+    (rpm flavors): the versionlock plugin is installed (default: when ``held`` names a
+    package); ``held`` on an rpm node means versionlocked."""
 
     name: NodeName
     role: Literal["control-plane", "worker"]
-    os_family: Literal["debian", "rhel"] = "debian"
+    flavor: Flavor | None = None
+    os_family: Literal["debian", "rhel"] | None = None
+    versionlock: bool | None = None
     kubelet: Version | None = None
     kubeadm: Version | None = None
     kubectl: Version | None = None
@@ -183,6 +197,27 @@ class NodeSpec(_Strict):
         if self.role == ROLE_WORKER and self.control_plane is not None:
             raise ValueError("control_plane: only control-plane nodes run control-plane pods")
         return self
+
+    @model_validator(mode="after")
+    def _flavor_fits_family(self) -> NodeSpec:
+        if (
+            self.flavor is not None
+            and self.os_family is not None
+            and FAMILY_OF_FLAVOR[self.flavor] != self.os_family
+        ):
+            raise ValueError(
+                f"os_family: {self.os_family!r} does not fit flavor {self.flavor!r} (its "
+                f"family is {FAMILY_OF_FLAVOR[self.flavor]!r}); give only the flavor"
+            )
+        if self.versionlock and self.flavor_or_default in ("debian", "kubespray"):
+            raise ValueError("versionlock: only rpm flavors (rhel, fedora) have dnf versionlock")
+        return self
+
+    @property
+    def flavor_or_default(self) -> str:
+        if self.flavor is not None:
+            return self.flavor
+        return "rhel" if self.os_family == "rhel" else "debian"
 
 
 class PDBSpec(_Strict):
@@ -428,8 +463,11 @@ def load_spec(path: Path) -> LabSpec:
     return parse_spec(data, str(path))
 
 
-def from_flags(control_planes: int = 1, workers: int = 2, version: str | None = None) -> LabSpec:
-    """A lab of ``cp-1..cp-N`` and ``w-1..w-M`` at ``version`` with the default workloads."""
+def from_flags(
+    control_planes: int = 1, workers: int = 2, version: str | None = None, flavor: str | None = None
+) -> LabSpec:
+    """A lab of ``cp-1..cp-N`` and ``w-1..w-M`` at ``version`` with the default workloads,
+    every node of ``flavor`` (default debian)."""
     if not 1 <= control_planes <= 50:
         raise ConfigError(f"--control-planes: {control_planes} is not a number from 1 to 50")
     if not 0 <= workers <= MAX_NODES - control_planes:
@@ -438,6 +476,11 @@ def from_flags(control_planes: int = 1, workers: int = 2, version: str | None = 
         {"name": f"cp-{i}", "role": ROLE_CONTROL_PLANE} for i in range(1, control_planes + 1)
     ]
     nodes += [{"name": f"w-{i}", "role": ROLE_WORKER} for i in range(1, workers + 1)]
+    if flavor is not None:
+        if flavor not in FLAVORS:
+            raise ConfigError(f"--flavor: {flavor!r} is not one of {', '.join(FLAVORS)}")
+        for n in nodes:
+            n["flavor"] = flavor
     data: dict[str, Any] = {"nodes": nodes}
     if version is not None:
         try:
@@ -445,6 +488,18 @@ def from_flags(control_planes: int = 1, workers: int = 2, version: str | None = 
         except ValueError as exc:
             raise ConfigError(f"--version: {exc}") from None
     return parse_spec(data, "flags")
+
+
+def with_flavor(spec: LabSpec, flavor: str) -> LabSpec:
+    """``spec`` with ``flavor`` for every node that names neither a flavor nor an OS family
+    (``upgrader lab up --flavor``)."""
+    if flavor not in FLAVORS:
+        raise ConfigError(f"--flavor: {flavor!r} is not one of {', '.join(FLAVORS)}")
+    nodes = [
+        n.model_copy(update={"flavor": flavor}) if n.flavor is None and n.os_family is None else n
+        for n in spec.nodes
+    ]
+    return spec.model_copy(update={"nodes": nodes})
 
 
 # --------------------------------------------------------------------------- resolve
@@ -528,12 +583,19 @@ def resolve(
     for n in spec.nodes:
         is_cp = n.role == ROLE_CONTROL_PLANE
         kubeadm = n.kubeadm or version
-        held = n.held if n.held is not None else (list(PACKAGES) if n.os_family == "debian" else [])
+        flavor = n.flavor_or_default
+        family = FAMILY_OF_FLAVOR[flavor]
+        held = n.held if n.held is not None else (list(PACKAGES) if flavor == "debian" else [])
+        if flavor == "kubespray":
+            held = []  # no kube packages to hold
+        versionlock = bool(held) if n.versionlock is None else n.versionlock
         nodes.append(
             {
                 "name": n.name,
                 "role": n.role,
-                "os_family": n.os_family,
+                "flavor": flavor,
+                "os_family": family,
+                "versionlock": versionlock if family == "rhel" else False,
                 "kubelet": n.kubelet or version,
                 "kubeadm": kubeadm,
                 "kubectl": n.kubectl or version,

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from upgrader.core.checks import (
     access,
+    binaries,
     drainability,
     health,
     kubelet,
@@ -58,6 +59,7 @@ def facts_findings(
     out += runtime.check_runtime(facts, target, nodes=upgrade_nodes)
     out += runtime.check_dockerd(facts, nodes=upgrade_nodes)
     out += node_lock.check_node_lock(facts, nodes=upgrade_nodes)
+    out += binaries.check_binary_install(facts, nodes=upgrade_nodes)
     out += health.check_certs(facts, now, days=options.cert_days)
     return out
 

@@ -44,8 +44,16 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
 DEFAULT_DEPLOYMENT_IMAGE = "docker.io/library/nginx:1.25.3"
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand alphabet
 
-OS_IMAGE = {"debian": "Debian GNU/Linux 12 (bookworm)", "rhel": "Rocky Linux 9.3 (Blue Onyx)"}
-KERNEL = {"debian": "6.1.0-18-amd64", "rhel": "5.14.0-362.8.1.el9_3.x86_64"}
+OS_IMAGE = {
+    "debian": "Debian GNU/Linux 12 (bookworm)",
+    "rhel": "Rocky Linux 9.3 (Blue Onyx)",
+    "fedora": "Fedora Linux 41 (Server Edition)",
+}
+KERNEL = {
+    "debian": "6.1.0-18-amd64",
+    "rhel": "5.14.0-362.8.1.el9_3.x86_64",
+    "fedora": "6.11.4-301.fc41.x86_64",
+}
 
 TOLERATIONS_DEFAULT = [
     {
@@ -294,8 +302,8 @@ def build_node(n: NodeSpec, index: int, created: float) -> Json:
                 "machineID": seed[:32],
                 "systemUUID": str(uuid.UUID(seed[32:64])),
                 "bootID": new_uid(),
-                "kernelVersion": KERNEL[n.os_family],
-                "osImage": OS_IMAGE[n.os_family],
+                "kernelVersion": KERNEL.get(n.flavor, KERNEL[n.os_family]),
+                "osImage": OS_IMAGE.get(n.flavor, OS_IMAGE[n.os_family]),
                 "containerRuntimeVersion": n.runtime,
                 "kubeletVersion": n.kubelet,
                 "kubeProxyVersion": n.kubelet,

@@ -32,6 +32,7 @@ class NodeSpec:
     never_ready: bool
     runtime: str
     labels: tuple[tuple[str, str], ...] = ()  # extra Node labels, sorted by key
+    flavor: str = ""  # debian | rhel | fedora | kubespray ("" = by os_family)
 
     @property
     def is_control_plane(self) -> bool:
@@ -199,6 +200,7 @@ def _nodes(ctx: _Ctx, raw: Any, cluster_version: str) -> tuple[NodeSpec, ...]:
                 name=name,
                 role=role,
                 os_family=os_family,
+                flavor=str(n.get("flavor") or os_family),
                 kubelet=kubelet,
                 control_plane=cp,
                 cordoned=ctx.bool_(n, "cordoned", p, False),

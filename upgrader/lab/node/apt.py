@@ -586,14 +586,33 @@ def _dpkg_status(names: list[str], pkgs: dict[str, Any], who: str) -> int:
     return code
 
 
+def _dpkg_search(paths: list[str], pkgs: dict[str, Any]) -> int:
+    """``dpkg-query -S PATH``: ``kubeadm: /usr/bin/kubeadm`` for a file an installed
+    package ships (the lab's packages ship ``/usr/bin/NAME``), else dpkg's refusal."""
+    if not paths:
+        _err("dpkg-query: --search needs at least one file name pattern argument")
+        return 2
+    code = 0
+    for path in paths:
+        name = path.rsplit("/", 1)[-1]
+        if path == f"/usr/bin/{name}" and name in pkgs:
+            _out(f"{name}: {path}")
+        else:
+            _err(f"dpkg-query: no path found matching pattern {path}")
+            code = 1
+    return code
+
+
 def dpkg_query(tool: str, args: list[str], ctx: NodeContext) -> int:
     p = argparse_.parse(
         args,
         {"-f", "--showformat"},
-        {"-W", "--show", "-l", "--list", "-s", "--status"},
-        {"--showformat": "-f", "--show": "-W", "--list": "-l", "--status": "-s"},
+        {"-W", "--show", "-l", "--list", "-s", "--status", "-S", "--search"},
+        {"--showformat": "-f", "--show": "-W", "--list": "-l", "--status": "-s", "--search": "-S"},
     )
     pkgs: dict[str, Any] = ctx.packages()["packages"]
+    if p.has("-S"):
+        return _dpkg_search(p.positional, pkgs)
     if tool == "dpkg" and (p.has("--print-architecture") or "--print-architecture" in args):
         _out("amd64")
         return 0

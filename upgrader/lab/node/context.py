@@ -83,6 +83,11 @@ class NodeContext:
     def os_family(self) -> str:
         return str(self.info["os_family"])
 
+    @property
+    def flavor(self) -> str:
+        """``debian``, ``rhel`` (dnf4), ``fedora`` (dnf5) or ``kubespray``."""
+        return str(self.info.get("flavor") or self.info["os_family"])
+
     def delay(self, key: str) -> float:
         try:
             return float((self.info.get("delays") or {}).get(key) or 0.0)
@@ -128,8 +133,13 @@ class NodeContext:
         self.write_json("packages.json", db)
 
     def installed_version(self, tool: str) -> str | None:
-        """The version the installed binary says it is (``v1.28.4``), if installed."""
-        return tree.binary_version(self.path(f"/usr/bin/{tool}"))
+        """The version the installed binary says it is (``v1.28.4``), if installed (in
+        ``/usr/bin``, else Kubespray's ``/usr/local/bin``)."""
+        for bindir in ("/usr/bin", tree.KUBESPRAY_BIN):
+            found = tree.binary_version(self.path(f"{bindir}/{tool}"))
+            if found is not None:
+                return found
+        return None
 
     def install(self, pkg: str, pkg_version: str) -> None:
         """Put the package's binary in place and record it in the package database."""

@@ -44,7 +44,16 @@ RHEL_MASKED = (
     "/etc/debian_version",
 )
 STATE = "var/lib/upgrader-lab"  # package db, apt lists, images: relative to the node root
-OVERLAID = ("etc", "usr/bin", "var/lib")  # the host directories a node has its own layer of
+# the host directories a node has its own layer of
+OVERLAID = ("etc", "usr/bin", "var/lib", "usr/local/bin")
+# Kubespray's bin_dir (roles/kubespray_defaults/defaults/main/main.yml): its kube binaries
+# and etcd live there, owned by no package.
+KUBESPRAY_BIN = "/usr/local/bin"
+KUBESPRAY_ETCD_CERTS = "/etc/ssl/etcd/ssl"  # etcd_cert_dir
+DNF_CONF = "/etc/dnf/dnf.conf"
+DNF4_VERSIONLOCK_LIST = "/etc/dnf/plugins/versionlock.list"
+DNF4_VERSIONLOCK_CONF = "/etc/dnf/plugins/versionlock.conf"
+DNF5_VERSIONLOCK = "/etc/dnf/versionlock.toml"
 
 # Component versions kubeadm of each minor deploys (approximate, for realistic output).
 _ETCD = {
@@ -188,8 +197,10 @@ def binary_version(path: Path) -> str | None:
     return None
 
 
-def install_binary(root: Path, tool: str, version: str, python: str) -> None:
-    write_file(in_root(root, f"/usr/bin/{tool}"), binary_script(tool, version, python), 0o755)
+def install_binary(
+    root: Path, tool: str, version: str, python: str, bindir: str = "/usr/bin"
+) -> None:
+    write_file(in_root(root, f"{bindir}/{tool}"), binary_script(tool, version, python), 0o755)
 
 
 def write_release_checksums(lab_dir: Path, versions: list[str], python: str) -> None:
@@ -312,6 +323,19 @@ OS_RELEASE = {
         "ID=debian\n"
         'HOME_URL="https://www.debian.org/"\n'
     ),
+    "fedora": (
+        'NAME="Fedora Linux"\n'
+        'VERSION="41 (Server Edition)"\n'
+        "RELEASE_TYPE=stable\n"
+        "ID=fedora\n"
+        "VERSION_ID=41\n"
+        'PLATFORM_ID="platform:f41"\n'
+        'PRETTY_NAME="Fedora Linux 41 (Server Edition)"\n'
+        'CPE_NAME="cpe:/o:fedoraproject:fedora:41"\n'
+        'HOME_URL="https://fedoraproject.org/"\n'
+        'VARIANT="Server Edition"\n'
+        "VARIANT_ID=server\n"
+    ),
     "rhel": (
         'NAME="Rocky Linux"\n'
         'VERSION="9.3 (Blue Onyx)"\n'
@@ -323,6 +347,142 @@ OS_RELEASE = {
         'HOME_URL="https://rockylinux.org/"\n'
     ),
 }
+
+
+REDHAT_RELEASE = {
+    "rhel": "Rocky Linux release 9.3 (Blue Onyx)\n",
+    "fedora": "Fedora release 41 (Forty One)\n",
+}
+# /etc/dnf/dnf.conf as Rocky 9 (dnf4) and Fedora 41 (dnf5) ship it: keepcache unset, so 0.
+DNF_CONF_TEXT = {
+    "rhel": (
+        "[main]\n"
+        "gpgcheck=1\n"
+        "installonly_limit=3\n"
+        "clean_requirements_on_remove=True\n"
+        "best=True\n"
+        "skip_if_unavailable=False\n"
+    ),
+    "fedora": "# see `man dnf.conf` for defaults and possible options\n\n[main]\n",
+}
+# python3-dnf-plugin-versionlock (dnf-plugins-core: plugins/versionlock.py, etc/dnf/plugins)
+DNF4_VERSIONLOCK_CONF_TEXT = "[main]\nenabled = 1\nlocklist = /etc/dnf/plugins/versionlock.list\n"
+
+
+def dnf4_versionlock_text(locked: dict[str, str]) -> str:
+    """versionlock.list entries as ``dnf versionlock add`` writes them (pkgtup2spec)."""
+    lines = [f"\n# Added lock on Mon Jan  8 10:00:00 2024\n{n}-0:{v}.*" for n, v in locked.items()]
+    return "".join(line + "\n" for line in lines)
+
+
+def dnf5_versionlock_text(locked: dict[str, str]) -> str:
+    """``/etc/dnf/versionlock.toml`` (dnf5: libdnf5/rpm/versionlock_config.cpp)."""
+    out = 'version = "1.0"\n'
+    for name, version in locked.items():
+        out += (
+            "\n[[packages]]\n"
+            f'name = "{name}"\n'
+            "comment = \"Added by 'versionlock add' command on 2024-01-08 10:00:00\"\n"
+            "[[packages.conditions]]\n"
+            'key = "evr"\n'
+            'comparator = "="\n'
+            f'value = "{version}"\n'
+        )
+    return out
+
+
+# Kubespray's kubelet unit (roles/kubernetes/node/templates/kubelet.service.j2, rendered
+# with container_manager=containerd, bin_dir=/usr/local/bin, kube_config_dir=/etc/kubernetes)
+KUBESPRAY_KUBELET_UNIT = """[Unit]
+Description=Kubernetes Kubelet Server
+Documentation=https://github.com/GoogleCloudPlatform/kubernetes
+After=containerd.service
+Wants=containerd.service
+
+[Service]
+EnvironmentFile=-/etc/kubernetes/kubelet.env
+ExecStart=/usr/local/bin/kubelet \\
+\t\t$KUBE_LOGTOSTDERR \\
+\t\t$KUBE_LOG_LEVEL \\
+\t\t$KUBELET_API_SERVER \\
+\t\t$KUBELET_ADDRESS \\
+\t\t$KUBELET_PORT \\
+\t\t$KUBELET_HOSTNAME \\
+\t\t$KUBELET_ARGS \\
+\t\t$DOCKER_SOCKET \\
+\t\t$KUBELET_NETWORK_PLUGIN \\
+\t\t$KUBELET_VOLUME_PLUGIN \\
+\t\t$KUBELET_CLOUDPROVIDER
+Restart=always
+RestartSec=10s
+
+[Install]
+WantedBy=multi-user.target
+"""
+# roles/etcd/templates/etcd-host.service.j2
+KUBESPRAY_ETCD_UNIT = """[Unit]
+Description=etcd
+After=network.target
+
+[Service]
+Type=notify
+User=root
+EnvironmentFile=/etc/etcd.env
+ExecStart=/usr/local/bin/etcd
+NotifyAccess=all
+Restart=always
+RestartSec=10s
+LimitNOFILE=40000
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def build_kubespray(root: Path, node: dict[str, Any], python: str) -> None:
+    """What Kubespray leaves on a node besides the binaries: the kubelet unit and env file,
+    and on etcd (control-plane) nodes etcd as a host service with its certificates."""
+    name = node["name"]
+    write_file(in_root(root, "/etc/systemd/system/kubelet.service"), KUBESPRAY_KUBELET_UNIT)
+    write_file(
+        in_root(root, "/etc/kubernetes/kubelet.env"),
+        f'KUBELET_HOSTNAME="--hostname-override={name}"\n'
+        'KUBELET_ARGS="--config=/etc/kubernetes/kubelet-config.yaml '
+        '--kubeconfig=/etc/kubernetes/kubelet.conf"\n',
+    )
+    if node["role"] != "control-plane":
+        return
+    etcd = etcd_version(node["control_plane"]).split("-", 1)[0]
+    write_file(in_root(root, "/etc/systemd/system/etcd.service"), KUBESPRAY_ETCD_UNIT)
+    certs = KUBESPRAY_ETCD_CERTS
+    write_file(
+        in_root(root, "/etc/etcd.env"),
+        f"ETCD_DATA_DIR=/var/lib/etcd\n"
+        f"ETCD_ADVERTISE_CLIENT_URLS=https://{node['address']}:2379\n"
+        f"ETCD_TRUSTED_CA_FILE={certs}/ca.pem\n"
+        f"ETCD_CERT_FILE={certs}/member-{name}.pem\n"
+        f"ETCD_KEY_FILE={certs}/member-{name}-key.pem\n"
+        f"ETCDCTL_CACERT={certs}/ca.pem\n"
+        f"ETCDCTL_CERT={certs}/admin-{name}.pem\n"
+        f"ETCDCTL_KEY={certs}/admin-{name}-key.pem\n",
+        0o640,
+    )
+    for base in ("ca", f"admin-{name}", f"member-{name}", f"node-{name}"):
+        write_file(in_root(root, f"{certs}/{base}.pem"), fake_pem(f"{base}.crt", name))
+        key = "ca-key" if base == "ca" else f"{base}-key"
+        write_file(in_root(root, f"{certs}/{key}.pem"), fake_pem(f"{key}.key", name), 0o600)
+    write_file(
+        in_root(root, f"{KUBESPRAY_BIN}/etcd"),
+        "#!/bin/sh\n# etcd (upgrader lab: Kubespray's host etcd binary)\n"
+        'case "$1" in --version) '
+        f'printf "etcd Version: {etcd}\\nGit SHA: 0\\nGo Version: go1.21\\n'
+        'Go OS/Arch: linux/amd64\\n"; exit 0 ;; esac\n'
+        'echo "etcd: the lab runs no etcd server" >&2; exit 1\n',
+        0o755,
+    )
+    for tool in CONTROL_PLANE_TOOLS:
+        write_file(in_root(root, f"{KUBESPRAY_BIN}/{tool}"), tool_script(tool, python), 0o755)
+    (in_root(root, "/var/lib/etcd/member")).mkdir(parents=True, exist_ok=True)
 
 
 # --------------------------------------------------------------------------- node build
@@ -380,6 +540,7 @@ def node_info(node: dict[str, Any], spec: dict[str, Any], lab_dir: Path) -> dict
         "name": node["name"],
         "role": node["role"],
         "os_family": node["os_family"],
+        "flavor": node.get("flavor") or node["os_family"],
         "address": node["address"],
         "cluster_name": spec.get("cluster_name", "lab"),
         "runtime": node.get("runtime"),
@@ -404,20 +565,24 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
 
     is_cp = node["role"] == "control-plane"
     family = node["os_family"]
+    flavor = node.get("flavor") or family
     write_file(in_root(root, "/etc/hostname"), node["name"] + "\n")
-    write_file(in_root(root, "/etc/os-release"), OS_RELEASE[family])
+    write_file(
+        in_root(root, "/etc/os-release"), OS_RELEASE["fedora" if flavor == "fedora" else family]
+    )
     write_file(
         in_root(root, "/etc/upgrader-lab/node.json"),
         json.dumps({"lab_dir": str(lab_dir), "name": node["name"]}) + "\n",
     )
     if family == "rhel":
-        write_file(in_root(root, "/etc/redhat-release"), "Rocky Linux release 9.3 (Blue Onyx)\n")
+        write_file(in_root(root, "/etc/redhat-release"), REDHAT_RELEASE[flavor])
 
     # binaries and tools
+    bindir = KUBESPRAY_BIN if flavor == "kubespray" else "/usr/bin"
     for tool in BINARIES:
-        install_binary(root, tool, node[tool], python)
+        install_binary(root, tool, node[tool], python, bindir)
     tools = COMMON_TOOLS + (RHEL_TOOLS if family == "rhel" else DEBIAN_TOOLS)
-    if is_cp:
+    if is_cp and flavor != "kubespray":
         tools += CONTROL_PLANE_TOOLS
     runtime = str(node.get("runtime") or "").split("://", 1)[0]
     if runtime in RUNTIME_TOOLS:
@@ -428,24 +593,40 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
 
     # package repository definition and package database
     minor = node["repo_minor"]
+    held = set(node.get("held") or [])
     if family == "rhel":
         write_file(in_root(root, repo.YUM_REPO), repo.yum_repo_text(minor))
-    else:
+        write_file(in_root(root, DNF_CONF), DNF_CONF_TEXT[flavor])
+        locked = {t: repo.package_version(node[t], family) for t in BINARIES if t in held}
+        if flavor == "fedora":
+            if locked:
+                write_file(in_root(root, DNF5_VERSIONLOCK), dnf5_versionlock_text(locked))
+        elif node.get("versionlock"):
+            write_file(in_root(root, DNF4_VERSIONLOCK_CONF), DNF4_VERSIONLOCK_CONF_TEXT)
+            write_file(in_root(root, DNF4_VERSIONLOCK_LIST), dnf4_versionlock_text(locked))
+        held = set()  # an rpm node's holds are its versionlock entries
+    elif flavor != "kubespray":
         write_file(in_root(root, repo.APT_LIST), repo.apt_source_line(minor))
         write_file(in_root(root, repo.APT_KEYRING), b"\x99\x01\x0d lab keyring\n")
-    held = set(node.get("held") or [])
-    packages = {
-        tool: {"version": repo.package_version(node[tool], family), "held": tool in held}
-        for tool in BINARIES
-    }
+    packages = (
+        {}
+        if flavor == "kubespray"
+        else {
+            tool: {"version": repo.package_version(node[tool], family), "held": tool in held}
+            for tool in BINARIES
+        }
+    )
     write_file(
         in_root(root, f"/{STATE}/packages.json"),
         json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
     )
     if family != "rhel":
         write_file(
-            in_root(root, f"/{STATE}/apt-lists.json"), json.dumps({"minors": [minor]}) + "\n"
+            in_root(root, f"/{STATE}/apt-lists.json"),
+            json.dumps({"minors": [] if flavor == "kubespray" else [minor]}) + "\n",
         )
+    if flavor == "kubespray":
+        build_kubespray(root, node, python)
 
     # kubelet and kubeadm files
     cluster_version = spec["version"]
@@ -468,7 +649,9 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
         )
     if is_cp:
         cp_version = node["control_plane"]
-        for component in (*CONTROL_PLANE_COMPONENTS, "etcd"):
+        # Kubespray runs etcd as a host service (etcd_deployment_type: host), not a static pod
+        static = CONTROL_PLANE_COMPONENTS + (() if flavor == "kubespray" else ("etcd",))
+        for component in static:
             write_file(
                 in_root(root, f"/etc/kubernetes/manifests/{component}.yaml"),
                 manifest_text(component, cp_version, node["address"]),

@@ -3,9 +3,10 @@
 Owns the shell scripts written to ``DIR/bin/``: ``node-shell`` (sshd's ForceCommand: reads
 the server address from ``SSH_CONNECTION``, maps it to a node through ``DIR/addr/``),
 ``node-run NODE COMMAND`` (the same for the runner and tests) and ``node-ns`` (runs inside a
-private mount namespace: overlays the node's ``root/etc``, ``root/usr/bin`` and
-``root/var/lib`` on ``/etc``, ``/usr/bin`` and ``/var/lib``, mounts ``/sys/fs/cgroup`` when
-the node's cgroup version differs from the host's, and binds the node's own
+private mount namespace: overlays the node's ``root/etc``, ``root/usr/bin``,
+``root/var/lib`` and ``root/usr/local/bin`` on ``/etc``, ``/usr/bin``, ``/var/lib`` and
+``/usr/local/bin``, mounts ``/sys/fs/cgroup`` when the node's cgroup version differs from
+the host's, and binds the node's own
 ``lock`` directory on ``/run/lock`` (so ``flock`` on the upgrader's node lock is per node
 and shared by every session of that node), then runs the command with ``sh -c`` so real
 coreutils see the node's files at their real paths). Also owns the probe
@@ -29,7 +30,9 @@ from pathlib import Path
 from upgrader.lab.node import tree
 
 SAFE_PATH_RE = re.compile(r"^[A-Za-z0-9_./+@-]+$")
-NODE_PATH = "/usr/bin:/usr/sbin:/bin:/sbin:/usr/local/bin:/usr/local/sbin"
+# Debian's PATH for root (/usr/local first: Kubespray's bin_dir wins over /usr/bin, as on a
+# real node)
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def check_lab_dir(lab_dir: Path) -> str | None:
             f"{text!r}: the lab directory path may only hold letters, digits and . _ / + @ - "
             "(it goes into sshd_config and mount options)"
         )
-    for host in ("/etc", "/usr/bin", "/var/lib", "/bin"):
+    for host in ("/etc", "/usr/bin", "/var/lib", "/bin", "/usr/local/bin"):
         if text == host or text.startswith(host + "/"):
             return f"{text}: the lab directory must not be under {host} (nodes overlay it)"
     return None
@@ -129,7 +132,7 @@ def lib_script(lab_dir: Path, mode: MountMode, pythonpath: str) -> str:
     )
     if mode.mode == "path":
         return common + (
-            '  LAB_NODE_ROOT="$N/root"; PATH="$N/root/usr/bin:$PATH"\n'
+            '  LAB_NODE_ROOT="$N/root"; PATH="$N/root/usr/bin:$N/root/usr/local/bin:$PATH"\n'
             "  export LAB_NODE_ROOT PATH\n"
             '  exec /bin/sh -c "$cmd"\n'
             "}\n"
@@ -137,11 +140,12 @@ def lib_script(lab_dir: Path, mode: MountMode, pythonpath: str) -> str:
     unshare = " ".join(_unshare_argv(mode.userns))
     return common + (
         '  W="$N/work/$$"\n'
-        '  mkdir -p "$W/etc" "$W/bin" "$W/lib" "$N/lock" || exit 255\n'
+        '  mkdir -p "$W/etc" "$W/bin" "$W/lib" "$W/lbin" "$N/root/usr/local/bin" "$N/lock" '
+        "|| exit 255\n"
         f'  {unshare} /bin/sh "$LAB_DIR/bin/node-ns" "$N" "$W" "$cmd"\n'
         "  rc=$?\n"
-        '  rmdir "$W/etc/work" "$W/bin/work" "$W/lib/work" "$W/etc" "$W/bin" "$W/lib" "$W" '
-        "2>/dev/null\n"
+        '  rmdir "$W/etc/work" "$W/bin/work" "$W/lib/work" "$W/lbin/work" "$W/etc" "$W/bin" '
+        '"$W/lib" "$W/lbin" "$W" 2>/dev/null\n'
         "  exit $rc\n"
         "}\n"
     )
@@ -155,7 +159,9 @@ R="$1/root"; W="$2"
 {binds}{cgroup}mount --bind "$1/lock" /run/lock 2>/dev/null
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$R/etc,workdir=$W/etc" /etc &&
 mount -t overlay overlay -o "lowerdir=/usr/bin,upperdir=$R/usr/bin,workdir=$W/bin" /usr/bin &&
-mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$R/var/lib,workdir=$W/lib" /var/lib || {
+mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$R/var/lib,workdir=$W/lib" /var/lib &&
+mount -t overlay overlay -o "lowerdir=/usr/local/bin,upperdir=$R/usr/local/bin,workdir=$W/lbin" \
+  /usr/local/bin || {
   echo "upgrader lab: cannot mount the files of node $LAB_NODE" >&2; exit 255; }
 { echo "$LAB_NODE" > /proc/sys/kernel/hostname; } 2>/dev/null || hostname "$LAB_NODE" 2>/dev/null
 exec /bin/sh -c "$3"
@@ -248,7 +254,8 @@ def host_tool(
         return None, None
     real = os.path.realpath(found)
     hidden = any(
-        real == h or real.startswith(h + "/") for h in ("/etc", "/usr/bin", "/var/lib", "/bin")
+        real == h or real.startswith(h + "/")
+        for h in ("/etc", "/usr/bin", "/var/lib", "/bin", "/usr/local/bin")
     )
     if not hidden or mode.mode == "path":
         return real, None
