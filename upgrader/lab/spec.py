@@ -294,6 +294,8 @@ class LabSpec(BaseModel):
     faults: list[Fault] = Field(default_factory=list)
     missing_packages: list[PlainVersion] = Field(default_factory=list)
     rbac: Rbac | None = None
+    # "external": kubeadm-config has etcd.external.endpoints, no etcd static pod anywhere
+    etcd: Literal["local", "external"] = "local"
 
 
 # --------------------------------------------------------------------------- errors
@@ -537,6 +539,7 @@ def resolve(
         "faults": faults,
         "missing_packages": sorted(set(spec.missing_packages), key=_plain_key),
         "rbac": spec.rbac.model_dump() if spec.rbac is not None else None,
+        "etcd": spec.etcd,
         **extra,
     }
 

@@ -49,11 +49,13 @@ STATE = "var/lib/upgrader-lab"  # package db, apt lists, images: relative to the
 OVERLAID = ("etc", "usr/bin", "var/lib")  # the host directories a node has its own layer of
 
 # Component versions kubeadm of each minor deploys (approximate, for realistic output).
+# etcd: kubeadm's constants.SupportedEtcdVersion (3.5.x up to 1.33, 3.6.x from 1.34); the
+# same table as the lab API's mirror pods (upgrader.lab.apiserver.objects.ETCD_BY_MINOR).
 _ETCD = {
     24: "3.5.6-0",
     25: "3.5.6-0",
     26: "3.5.6-0",
-    27: "3.5.9-0",
+    27: "3.5.7-0",
     28: "3.5.9-0",
     29: "3.5.10-0",
     30: "3.5.12-0",
