@@ -520,6 +520,9 @@ printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:node_lock'
 { command -v flock && test -d /run/lock; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
+echo '@@upgrader:crictl'
+{ crictl --version; } </dev/null 2>&1
+printf '\n@@upgrader:rc=%s\n' "$?"
 """
 
 
