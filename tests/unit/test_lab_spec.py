@@ -214,6 +214,7 @@ def test_faults_of_every_kind_resolve() -> None:
             "nodes[0].address: ",
         ),
         ([1, 2], "s.yaml: (top level): expected a mapping"),
+        ({"etcd": "stacked"}, "etcd: "),
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(data: Any, expected: str) -> None:
@@ -426,3 +427,26 @@ def test_kubeadm_kubelet_skew_depends_on_kubeadm_minor() -> None:
     assert skippable and "too old" in skippable[0]
     _, skippable = _policy("v1.29.4", "v1.30.1", "v1.30.1", ["garbage"])
     assert skippable == ["couldn't parse kubelet version garbage"]
+
+
+def test_external_etcd_resolves_to_kubeadm_config_endpoints() -> None:
+    from upgrader.lab.apiserver import objects as ob
+    from upgrader.lab.apiserver import seed
+    from upgrader.lab.apiserver.spec import parse_spec as api_spec
+
+    assert labspec.resolve(labspec.parse_spec({}, "s"))["etcd"] == "local"
+    resolved = labspec.resolve(labspec.parse_spec({"etcd": "external"}, "s"))
+    assert resolved["etcd"] == "external"
+    spec = api_spec(resolved, "spec.json")
+    assert spec.etcd_external and all(e.startswith("https://") for e in spec.etcd_external)
+    objs = seed.initial_objects(spec, 0.0)
+    cm = next(
+        o for kind, o in objs if kind == "configmaps" and o["metadata"]["name"] == "kubeadm-config"
+    )
+    import yaml
+
+    cfg = yaml.safe_load(cm["data"]["ClusterConfiguration"])
+    assert cfg["etcd"] == ob.etcd_section(spec.etcd_external)
+    assert cfg["etcd"]["external"]["endpoints"] == list(spec.etcd_external)
+    pods = [o["metadata"]["name"] for kind, o in objs if kind == "pods"]
+    assert not any(p.startswith("etcd-") for p in pods) and "kube-apiserver-cp-1" in pods

@@ -18,6 +18,7 @@ from upgrader.core.parsers import (
     parse_container_runtime,
     parse_dnf_list,
     parse_dpkg_query,
+    parse_kubeadm_etcd,
     parse_kubeadm_version,
     parse_kubectl_version,
     parse_kubelet_version,
@@ -538,3 +539,20 @@ def test_fact_script_golden_dnf_differs_only_in_package_probes() -> None:
     assert "{ dnf list --showduplicates kubeadm --disableexcludes=kubernetes; }" in dnf
     assert "dpkg-query" not in dnf and "apt-" not in dnf
     assert "{ yum -q versionlock list; }" in fact_script("yum")
+
+
+# --------------------------------------------------------------------------- kubeadm-config
+
+
+def test_kubeadm_etcd_local_and_external() -> None:
+    assert parse_kubeadm_etcd("kind: ClusterConfiguration\nkubernetesVersion: v1.28.4\n") == ()
+    assert parse_kubeadm_etcd("etcd:\n  local:\n    dataDir: /var/lib/etcd\n") == ()
+    text = (
+        "etcd:\n  external:\n    endpoints:\n    - https://10.0.0.5:2379\n"
+        "    - https://10.0.0.6:2379\n    caFile: /etc/kubernetes/pki/etcd/ca.crt\n"
+    )
+    assert parse_kubeadm_etcd(text) == ("https://10.0.0.5:2379", "https://10.0.0.6:2379")
+    with pytest.raises(ParseError, match="no endpoints"):
+        parse_kubeadm_etcd("etcd:\n  external: {}\n")
+    with pytest.raises(ParseError, match="not YAML"):
+        parse_kubeadm_etcd("etcd: [\n")
