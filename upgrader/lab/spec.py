@@ -1,8 +1,9 @@
 """The lab's spec: the YAML a tester writes, validated, and its resolved JSON form.
 
 Owns the pydantic models of a lab spec (nodes, workloads, delays, faults, missing packages,
-rbac, ``etcd: local|external``), their defaults, :func:`load_spec` (YAML file -> :class:`LabSpec`), :func:`from_flags`
-(``--control-planes/--workers/--version`` -> :class:`LabSpec`) and :func:`resolve`
+rbac, ``etcd: local|external``), their defaults, :func:`load_spec` (YAML file ->
+:class:`LabSpec`), :func:`from_flags` (``--control-planes/--workers/--version`` ->
+:class:`LabSpec`) and :func:`resolve`
 (:class:`LabSpec` -> the ``DIR/spec.json`` document of the lab contract, every default
 filled and a loopback address assigned to every node, unique per lab directory).
 
