@@ -291,6 +291,10 @@ def interpret_sections(
     # flock(1) and /run/lock, for the node lock every step command runs under
     sec = sections.get("node_lock")
     extra["node_lock"] = None if sec is None or sec.rc is None else sec.ok
+    # crictl (cri-tools), through which the etcd snapshot and health check reach etcd
+    sec = sections.get("crictl")
+    if sec is not None and sec.rc is not None:
+        extra["crictl"] = sec.ok
     kubelet = versions["kubelet"]
     if kubelet is not None:
         extra["kubelet_version_node"] = str(kubelet)
@@ -476,7 +480,12 @@ def merge_facts(
 
     version, apiserver = _cluster_version(cluster, out, findings, api_error)
     return Facts(
-        cluster=ClusterFacts(name=cluster_name, version=version, apiserver_version=apiserver),
+        cluster=ClusterFacts(
+            name=cluster_name,
+            version=version,
+            apiserver_version=apiserver,
+            etcd_external=cluster.etcd_external if cluster is not None else None,
+        ),
         nodes=tuple(out),
         findings=tuple(findings),
         gathered_at=gathered_at,

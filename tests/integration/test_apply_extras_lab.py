@@ -63,16 +63,30 @@ def test_binaries_verified_and_etcd_snapshot_copied(make_lab: Callable[..., Lab]
     local = Path(snap["path"])
     assert local.is_file() and _sha256(local) == snap["sha256"]
     assert stat.S_IMODE(local.stat().st_mode) == 0o600
+    # saved inside the etcd container into etcd's data dir (a hostPath mount): the node
+    # keeps a root-only copy there; no readable copy anywhere else, nothing in /tmp
+    run_id = state["run_id"]
+    assert snap["remote"] == f"/var/lib/etcd/upgrader-snapshot-{run_id}.db"
+    assert snap["etcd_version"] == "3.5.7" and snap["size"] == local.stat().st_size
     on_node = lab.dir / "nodes" / "cp-1" / "root" / snap["remote"].lstrip("/")
     assert _sha256(on_node) == snap["sha256"]
+    assert stat.S_IMODE(on_node.stat().st_mode) == 0o600
+    assert not list((lab.dir / "nodes" / "cp-1" / "root").rglob("*upgrader-etcd-snapshot*"))
     calls = lab.calls("cp-1")
     save = next(i for i, c in enumerate(calls) if "snapshot save" in c)
     status = next(i for i, c in enumerate(calls) if "snapshot status" in c)
     apply_ = next(i for i, c in enumerate(calls) if "kubeadm upgrade apply" in c)
     assert save < status < apply_
-    assert "--cacert /etc/kubernetes/pki/etcd/ca.crt" in calls[save]
+    assert calls[save].startswith(
+        "crictl --runtime-endpoint unix:///var/run/containerd/containerd.sock exec "
+    )
+    assert (
+        " etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt"
+        in (calls[save])
+    )
+    assert " etcdctl snapshot status " in calls[status]  # etcd 3.5: etcdctl still has it
     assert f"etcd snapshot of cp-1 (before kubeadm upgrade apply): {local}" in r.stdout
-    assert "snapshot restore" in r.stdout
+    assert "etcdutl snapshot restore" in r.stdout
     assert not any("snapshot save" in c for c in lab.calls("w-1"))
     st = cli("status", "-i", str(lab.inventory))
     assert st.returncode == 0 and f"etcd snapshot: {local}" in st.stdout, st.stdout + st.stderr
@@ -216,3 +230,51 @@ def test_without_prestage_the_drained_node_downloads(
     assert install["end"] - install["start"] >= 2 * DOWNLOAD
     out = _step_output(lab, "w-1", f"{TARGET}/w-1/worker/kubelet-kubectl-packages")
     assert re.search(r"Get:\d+ \S+\s+kubelet 1\.28\.4", out)
+
+
+def test_etcd_36_snapshot_checked_with_etcdutl(make_lab: Callable[..., Lab]) -> None:  # noqa: F811
+    """A cluster at 1.34 runs etcd 3.6 (kubeadm constants.SupportedEtcdVersion), whose
+    etcdctl has no ``snapshot status`` (etcd-io/etcd etcdctl/ctlv3/command/
+    snapshot_command.go v3.6): the snapshot is checked with the image's etcdutl."""
+    target = "v1.35.9"
+    lab = make_lab(
+        {
+            "version": "v1.34.8",
+            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "workloads": ONE_WORKER_LOAD,
+        }
+    )
+    args = lab.apply_args()
+    args[args.index("--to") + 1] = target
+    r = cli(*args, timeout=400)
+    assert r.returncode == 0, r.stdout + r.stderr
+    snap = lab.state_doc()["etcd_snapshot"]
+    assert snap["etcd_version"] == "3.6.4"
+    local = Path(snap["path"])
+    assert _sha256(local) == snap["sha256"] and stat.S_IMODE(local.stat().st_mode) == 0o600
+    calls = lab.calls("cp-1")
+    status = [c for c in calls if "snapshot status" in c]
+    assert len(status) == 1 and " etcdutl snapshot status " in status[0]
+    save = next(i for i, c in enumerate(calls) if "snapshot save" in c)
+    apply_ = next(i for i, c in enumerate(calls) if "kubeadm upgrade apply" in c)
+    assert save < apply_
+
+
+def test_external_etcd_is_refused_at_plan_time(make_lab: Callable[..., Lab]) -> None:  # noqa: F811
+    """kubeadm-config with etcd.external: no etcd on the control planes to snapshot. The
+    plan says so (naming --skip-etcd-snapshot) and apply changes nothing; with the flag
+    the run goes on."""
+    lab = make_lab({**_two_nodes(), "etcd": "external"})
+    p = cli("plan", "-i", str(lab.inventory), "--to", TARGET)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "ETCD_SNAPSHOT_UNAVAILABLE" in p.stdout and "--skip-etcd-snapshot" in p.stdout
+    assert "https://192.0.2.11:2379" in p.stdout
+    r = lab.apply()
+    assert r.returncode != 0 and "ETCD_SNAPSHOT_UNAVAILABLE" in r.stdout + r.stderr
+    for node in ("cp-1", "w-1"):
+        changed = [c for c in lab.calls(node) if "kubeadm upgrade" in c or "apt-get install" in c]
+        assert changed == [], changed
+    ok = lab.apply("--skip-etcd-snapshot")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "etcd_snapshot" not in lab.state_doc()
+    assert not (lab.dir / "nodes" / "cp-1" / "root" / "etc/kubernetes/manifests/etcd.yaml").exists()

@@ -515,36 +515,13 @@ def test_sftp_reads_and_writes_the_nodes_files(lab: Lab) -> None:
     assert (lab.dir / "nodes/w-4/root/etc/kubernetes/sftp-marker").read_bytes() == b"via sftp\n"
 
 
-def test_etcdctl_on_control_planes(lab: Lab) -> None:
-    assert lab.ok("cp-1", "etcdctl endpoint health").startswith(
-        "https://127.0.0.1:2379 is healthy: successfully committed proposal"
-    )
-    assert lab.ok("cp-1", "ETCDCTL_API=3 etcdctl snapshot save /var/lib/etcd-backup/snap.db") == (
-        "Snapshot saved at /var/lib/etcd-backup/snap.db\n"
-    )
-    status = json.loads(
-        lab.ok("cp-1", "etcdctl snapshot status /var/lib/etcd-backup/snap.db -w json")
-    )
-    stored = lab.dir / "nodes/cp-1/root/var/lib/etcd-backup/snap.db"
-    assert status["totalSize"] == stored.stat().st_size
-    assert set(status) == {"hash", "revision", "totalKey", "totalSize"}
-    assert lab.run("w-4", "etcdctl endpoint health").rc == 127
-    # with kubeadm's etcd client certificates, as upgrader's snapshot step runs it
-    certs = (
-        "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt "
-        "--key /etc/kubernetes/pki/etcd/server.key --endpoints https://127.0.0.1:2379"
-    )
-    out = lab.ok(
-        "cp-1",
-        f"umask 077 && mkdir -p /var/lib/upgrader && etcdctl {certs} "
-        "snapshot save /var/lib/upgrader/s.db >&2 && "
-        f"etcdctl {certs} snapshot status /var/lib/upgrader/s.db -w json",
-    )
-    assert json.loads(out)["totalSize"] > 0
-    r = lab.run("cp-1", "etcdctl --cacert /etc/kubernetes/pki/etcd/nope.crt endpoint health")
-    assert r.rc == 1 and r.err == (
-        "Error: open /etc/kubernetes/pki/etcd/nope.crt: no such file or directory\n"
-    )
+def test_no_etcdctl_on_the_host(lab: Lab) -> None:
+    """kubeadm installs no etcdctl (its package depends on kubelet, kubectl, cri-tools and
+    kubernetes-cni only): etcd's tools live in the etcd container (test_lab_etcd.py)."""
+    for node in ("cp-1", "w-4"):
+        r = lab.run(node, "etcdctl endpoint health")
+        assert r.rc == 127 and "etcdctl: not found" in r.err
+    assert lab.ok("cp-1", "command -v crictl") == "/usr/bin/crictl\n"
 
 
 # --------------------------------------------------------------------------- with the API server

@@ -74,3 +74,17 @@ def test_large_output() -> None:
 def test_shell_killed_by_signal_reports_128_plus_signal() -> None:
     r = LocalTransport("n").run("kill -9 $$", timeout=30)
     assert r.exit_code == 137
+
+
+def test_stream_to_a_file(tmp_path: Path) -> None:
+    import stat
+
+    data = bytes(range(256)) * 100
+    (tmp_path / "src").write_bytes(data)
+    t = LocalTransport("n1")
+    dest = tmp_path / "dest.db"
+    r = t.stream_to(f"cat -- {tmp_path / 'src'}; echo e >&2", dest, timeout=30)
+    assert r.ok and r.stderr == "e\n" and dest.read_bytes() == data
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    r = t.stream_to("exit 3", tmp_path / "no.db", timeout=30)
+    assert r.exit_code == 3 and not (tmp_path / "no.db").exists()

@@ -133,6 +133,26 @@ def test_sftp_get(transport: SSHTransport, tmp_path: Path) -> None:
         transport.sftp_get(str(tmp_path / "missing"), tmp_path / "out" / "x")
 
 
+def test_stream_to_writes_stdout_byte_for_byte(transport: SSHTransport, tmp_path: Path) -> None:
+    """The etcd snapshot's copy: a command's binary stdout into a 0600 local file (via
+    .part), stderr kept apart; a failing command leaves no file."""
+    import stat
+
+    remote = tmp_path / "remote.bin"
+    data = bytes(range(256)) * 4000  # > one channel window, every byte value
+    remote.write_bytes(data)
+    local = tmp_path / "out" / "snapshot.db"
+    local.parent.mkdir()
+    r = transport.stream_to(f"echo note >&2; cat -- {remote}", local, timeout=60, sudo=False)
+    assert r.ok and r.stdout == "" and r.stderr == "note\n"
+    assert local.read_bytes() == data and stat.S_IMODE(local.stat().st_mode) == 0o600
+    assert not (tmp_path / "out" / "snapshot.db.part").exists()
+    bad = tmp_path / "out" / "missing.db"
+    r = transport.stream_to(f"cat -- {tmp_path / 'missing'}", bad, timeout=60, sudo=False)
+    assert r.exit_code == 1 and "No such file" in r.stderr
+    assert not bad.exists() and not bad.with_name("missing.db.part").exists()
+
+
 # --------------------------------------------------------------------------- host keys
 
 

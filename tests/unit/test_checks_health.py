@@ -101,17 +101,40 @@ def test_etcd() -> None:
                 "https://127.0.0.1:2379 is unhealthy: failed to commit proposal: "
                 "context deadline exceeded\nError: unhealthy cluster",
             ),
-            "cp3": CommandOutcome(127, "sh: 1: etcdctl: not found"),
+            "cp3": CommandOutcome(127, "crictl: not found (cri-tools is not installed)"),
             "cp4": CommandOutcome(None, error="cannot connect to cp4:22: Connection refused"),
+            "cp5": CommandOutcome(3, "upgrader: no /etc/kubernetes/manifests/etcd.yaml"),
+            "cp6": CommandOutcome(
+                4, "upgrader: the etcd static pod has no running container (crictl ps ...)"
+            ),
         }
     )
     assert [(f.code, f.node, f.severity) for f in found] == [
         ("ETCD_UNHEALTHY", "cp2", Severity.BLOCKER),
         ("ETCD_HEALTH_UNKNOWN", "cp3", Severity.WARNING),
         ("ETCD_HEALTH_UNKNOWN", "cp4", Severity.WARNING),
+        ("ETCD_HEALTH_UNKNOWN", "cp5", Severity.WARNING),
+        ("ETCD_UNHEALTHY", "cp6", Severity.BLOCKER),
     ]
     assert "context deadline exceeded" in found[0].message
-    assert "not installed" in found[1].message and "Connection refused" in found[2].message
+    assert "crictl (cri-tools) is not installed" in found[1].message
+    assert "Connection refused" in found[2].message
+    assert "not a kubeadm static pod" in found[3].message
+    assert "no running container" in found[4].message
+
+
+def test_etcd_health_runs_in_the_container_and_ignores_crictl_noise() -> None:
+    from upgrader.core.checks.health import ETCD_HEALTH_COMMAND
+
+    assert '$crictl exec "$c" etcdctl' in ETCD_HEALTH_COMMAND
+    assert "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt" in ETCD_HEALTH_COMMAND
+    warn = (
+        'time="2026-01-01T00:00:00Z" level=warning msg="runtime connect using default '
+        'endpoints: [unix:///var/run/dockershim.sock]."'
+    )
+    found = check_etcd({"cp1": CommandOutcome(1, warn + "\nError: unhealthy cluster")})
+    assert len(found) == 1 and "level=warning" not in found[0].message
+    assert "Error: unhealthy cluster" in found[0].message
 
 
 def lease(holder: str | None, renewed: datetime, duration: int = 60) -> Json:

@@ -346,3 +346,30 @@ def test_merge_without_any_version_raises() -> None:
     p = {"cp-1": NodeProbe(reachable=False), "w-1": NodeProbe(reachable=False)}
     with pytest.raises(KubernetesError, match="cannot determine the cluster version: boom"):
         merge_facts("demo", NODES, PMS, p, None, api_error="boom")
+
+
+def test_crictl_probe_and_kubeadm_etcd_reach_the_facts() -> None:
+    """The crictl probe (``crictl --version``) and kubeadm-config's etcd section are the
+    facts behind ETCD_SNAPSHOT_UNAVAILABLE."""
+    there = interpret_sections(
+        "cp-1", "apt", apt_sections(crictl=Section("crictl", "crictl version v1.28.0", 0))
+    )
+    assert there.extra["crictl"] is True
+    missing = interpret_sections(
+        "cp-1", "apt", apt_sections(crictl=Section("crictl", "sh: 1: crictl: not found", 127))
+    )
+    assert missing.extra["crictl"] is False and "TOOL_MISSING" not in codes(missing)
+    assert "crictl" not in interpret_sections("cp-1", "apt", apt_sections()).extra
+    external = ("https://10.0.0.5:2379",)
+    cluster = ClusterRead(
+        apiserver_version=V("v1.28.4"),
+        kubeadm_version=V("v1.28.4"),
+        nodes={"cp-1": node_read("cp-1", "v1.28.4", cp=True)},
+        control_planes={"cp-1": CP},
+        etcd_external=external,
+    )
+    facts = merge_facts("demo", NODES, PMS, probes(), cluster, gathered_at="t")
+    assert facts.cluster.etcd_external == external
+    assert Facts.from_dict(json.loads(json.dumps(facts.to_dict()))).cluster.etcd_external == (
+        external
+    )

@@ -218,6 +218,7 @@ def test_faults_of_every_kind_resolve() -> None:
             "nodes[0].address: ",
         ),
         ([1, 2], "s.yaml: (top level): expected a mapping"),
+        ({"etcd": "stacked"}, "etcd: "),
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(data: Any, expected: str) -> None:
@@ -498,3 +499,26 @@ def test_lab_up_flavor_flag_applies_to_every_node_without_one() -> None:
     assert [n.flavor_or_default for n in out.nodes] == ["kubespray", "rhel", "debian"]
     with pytest.raises(ConfigError, match="--flavor: 'arch' is not one of"):
         labspec.from_flags(flavor="arch")
+
+
+def test_external_etcd_resolves_to_kubeadm_config_endpoints() -> None:
+    from upgrader.lab.apiserver import objects as ob
+    from upgrader.lab.apiserver import seed
+    from upgrader.lab.apiserver.spec import parse_spec as api_spec
+
+    assert labspec.resolve(labspec.parse_spec({}, "s"))["etcd"] == "local"
+    resolved = labspec.resolve(labspec.parse_spec({"etcd": "external"}, "s"))
+    assert resolved["etcd"] == "external"
+    spec = api_spec(resolved, "spec.json")
+    assert spec.etcd_external and all(e.startswith("https://") for e in spec.etcd_external)
+    objs = seed.initial_objects(spec, 0.0)
+    cm = next(
+        o for kind, o in objs if kind == "configmaps" and o["metadata"]["name"] == "kubeadm-config"
+    )
+    import yaml
+
+    cfg = yaml.safe_load(cm["data"]["ClusterConfiguration"])
+    assert cfg["etcd"] == ob.etcd_section(spec.etcd_external)
+    assert cfg["etcd"]["external"]["endpoints"] == list(spec.etcd_external)
+    pods = [o["metadata"]["name"] for kind, o in objs if kind == "pods"]
+    assert not any(p.startswith("etcd-") for p in pods) and "kube-apiserver-cp-1" in pods

@@ -20,6 +20,7 @@ from upgrader.core.parsers import (
     parse_dnf_version,
     parse_dpkg_query,
     parse_kube_binaries,
+    parse_kubeadm_etcd,
     parse_kubeadm_version,
     parse_kubectl_version,
     parse_kubelet_version,
@@ -547,6 +548,9 @@ for f in /etc/systemd/system/kubelet.service.d/*.conf \
   if [ -r "$f" ]; then cat "$f"; fi
 done; true; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
+echo '@@upgrader:crictl'
+{ crictl --version; } </dev/null 2>&1
+printf '\n@@upgrader:rc=%s\n' "$?"
 """
 
 
@@ -626,3 +630,20 @@ def test_kube_binaries_and_the_kubelet_units_execstart() -> None:
     )
     assert parse_unit_execstart(kubeadm) == "/usr/bin/kubelet"
     assert parse_unit_execstart("") is None
+
+
+# --------------------------------------------------------------------------- kubeadm-config
+
+
+def test_kubeadm_etcd_local_and_external() -> None:
+    assert parse_kubeadm_etcd("kind: ClusterConfiguration\nkubernetesVersion: v1.28.4\n") == ()
+    assert parse_kubeadm_etcd("etcd:\n  local:\n    dataDir: /var/lib/etcd\n") == ()
+    text = (
+        "etcd:\n  external:\n    endpoints:\n    - https://10.0.0.5:2379\n"
+        "    - https://10.0.0.6:2379\n    caFile: /etc/kubernetes/pki/etcd/ca.crt\n"
+    )
+    assert parse_kubeadm_etcd(text) == ("https://10.0.0.5:2379", "https://10.0.0.6:2379")
+    with pytest.raises(ParseError, match="no endpoints"):
+        parse_kubeadm_etcd("etcd:\n  external: {}\n")
+    with pytest.raises(ParseError, match="not YAML"):
+        parse_kubeadm_etcd("etcd: [\n")

@@ -108,6 +108,8 @@ class ClusterFacts:
     name: str
     version: KubeVersion  # kubeadm-config ClusterConfiguration.kubernetesVersion
     apiserver_version: KubeVersion | None = None  # GET /version
+    # kubeadm-config etcd.external.endpoints: () local (stacked) etcd, None not known
+    etcd_external: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,11 @@ class Facts:
                 "name": self.cluster.name,
                 "version": str(self.cluster.version),
                 "apiserver_version": v(self.cluster.apiserver_version),
+                **(
+                    {"etcd_external": list(self.cluster.etcd_external)}
+                    if self.cluster.etcd_external is not None
+                    else {}
+                ),
             },
             "nodes": nodes,
             "findings": [f.to_dict() for f in self.findings],
@@ -213,6 +220,7 @@ class Facts:
             name=str(cl.get("name") or "cluster"),
             version=cversion,
             apiserver_version=ver(cl.get("apiserver_version"), "cluster.apiserver_version"),
+            etcd_external=_strings(cl.get("etcd_external"), f"{source}: cluster.etcd_external"),
         )
         raw_nodes = data.get("nodes")
         if not isinstance(raw_nodes, list) or not raw_nodes:
@@ -306,6 +314,14 @@ def _cgroup(val: Any, where: str) -> str | None:
     if val in ("v1", "v2"):
         return str(val)
     raise ValueError(f"{where}: {val!r} is not v1 or v2")
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(x, str) for x in value):
+        raise ValueError(f"{where}: must be a list of strings")
+    return tuple(value)
 
 
 # --------------------------------------------------------------------------- steps and plans

@@ -21,6 +21,8 @@ import json
 import re
 from dataclasses import dataclass
 
+import yaml
+
 from upgrader.core import nodelock
 from upgrader.core.model import PackageFact
 from upgrader.core.versions import KubeVersion, VersionError
@@ -469,6 +471,26 @@ def excluded(package: str, excludes: tuple[str, ...]) -> bool:
     return False
 
 
+# --------------------------------------------------------------------------- kubeadm-config
+
+
+def parse_kubeadm_etcd(text: str) -> tuple[str, ...]:
+    """kubeadm-config's ClusterConfiguration YAML -> ``etcd.external.endpoints`` (``()``
+    when etcd is local: kubeadm's default, ``etcd.local`` or no ``etcd`` key)."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ParseError(f"ClusterConfiguration is not YAML: {' '.join(str(e).split())}") from None
+    etcd = doc.get("etcd") if isinstance(doc, dict) else None
+    external = etcd.get("external") if isinstance(etcd, dict) else None
+    if external is None:
+        return ()
+    endpoints = external.get("endpoints") if isinstance(external, dict) else None
+    if not isinstance(endpoints, list) or not endpoints:
+        raise ParseError("ClusterConfiguration etcd.external has no endpoints list")
+    return tuple(str(e) for e in endpoints)
+
+
 # --------------------------------------------------------------------------- runtime
 
 
@@ -624,6 +646,8 @@ _COMMON_TAIL = (
     ("cgroup", "stat -fc %T /sys/fs/cgroup/"),
     ("kube_binaries", _KUBE_BINARIES_PROBE),
     ("kubelet_unit", _KUBELET_UNIT_PROBE),
+    # cri-tools: how upgrader reaches the etcd static pod (upgrader.core.etcd)
+    ("crictl", "crictl --version"),
 )
 _DPKG_QUERY = "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl"
 # dnf5 (Fedora 41+, also behind the `dnf` and `yum` names) rejects --disableexcludes

@@ -31,7 +31,10 @@ command for the node's package manager; ``CONTROL_PLANE_NOT_AT_TARGET`` (blocker
 (warning) the node's repository listing lacks the hop's version; ``CHECKSUMS_UNAVAILABLE``
 (warning) no release checksums are configured, so the playbook's ``when: {checksums: true}``
 steps (``verify-binaries``) are left out; ``CHECKSUMS_UNREADABLE`` (blocker) checksums are
-configured but those of a hop could not be read.
+configured but those of a hop could not be read; ``ETCD_SNAPSHOT_UNAVAILABLE`` (blocker) the
+kept etcd snapshot cannot be taken (external etcd, no etcd static pod, no crictl: see
+:func:`upgrader.core.etcd.snapshot_blockers`), passed by leaving the snapshot out with
+``--skip-etcd-snapshot``.
 
 Must not: do I/O, or import paramiko, kubernetes, typer or rich.
 """
@@ -41,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from upgrader.core import etcd as etcd_mod
 from upgrader.core import path as path_mod
 from upgrader.core.checksums import ReleaseChecksums
 from upgrader.core.model import (
@@ -295,6 +299,8 @@ class _Planner:
                 if self.snapshot_planned or not self.opts.etcd_snapshot:
                     continue
                 self.snapshot_planned = True
+                for finding in etcd_mod.snapshot_blockers(self.facts, original):
+                    self._add(finding, key=finding.message)
             step = expand_step(spec, phase, ctx)
             if step.kind == "shell" and step.command is None and pm is not None:
                 self._add(

@@ -56,6 +56,7 @@ from tenacity import (
 )
 
 from upgrader import state as st
+from upgrader.core import etcd as etcd_mod
 from upgrader.core import nodelock
 from upgrader.core.model import ROLE_WORKER, PlanEntry, Step
 from upgrader.errors import KubernetesError, StepFailed, TransportError
@@ -588,8 +589,9 @@ class Engine:
 
     # ------------------------------------------------------------------ etcd snapshot
     def _snapshot_attempt(self, step: Step, attempt: int) -> str:
-        """Save, check and hash a snapshot on the node, copy it here over SFTP, compare the
-        sha256, record it in the state. Any failure may be retried (a new snapshot)."""
+        """Save, check and hash a snapshot inside the node's etcd container (crictl exec),
+        stream it here as root over the exec channel, compare size and sha256, record it
+        in the state. Any failure may be retried (a new snapshot)."""
         run_id = self._state.run_id
         directory = self.options.snapshot_dir
         if directory is None:
@@ -605,51 +607,66 @@ class Engine:
             raise _Retryable(f"timed out after {step.timeout:g}s", retry=True, stderr=res.stderr)
         if not res.ok:
             last = st.tail(res.stderr, 1) or st.tail(res.stdout, 1)
+            # no crictl / no etcd static pod: a retry cannot help
+            retry = res.exit_code not in (etcd_mod.RC_NO_CRICTL, etcd_mod.RC_NO_STATIC_POD)
             raise _Retryable(
                 self._mask(f"exit {res.exit_code}" + (f": {last}" if last else "")),
-                retry=True,
+                retry=retry,
                 exit_code=res.exit_code,
                 stderr=res.stderr,
             )
         try:
-            status, digest, fetch = snap.parse_save_output(res.stdout, run_id)
+            saved = snap.parse_save_output(res.stdout, run_id)
+            fetch = snap.fetch_command(saved.remote)
         except snap.SnapshotError as e:
             raise _Retryable(str(e), retry=True) from None
         transport = self._transports(step.node)
-        get = getattr(transport, "sftp_get", None)
-        if not callable(get):
-            raise _AttemptFailed(
-                f"the transport to {step.node} cannot copy files (SFTP needed)", retry=False
-            )
+        stream = getattr(transport, "stream_to", None)
+        if not callable(stream):
+            raise _AttemptFailed(f"the transport to {step.node} cannot stream files", retry=False)
         snap.prepare_dir(directory)
         local = snap.local_path(directory, step.node, run_id)
         try:
-            get(fetch, local)
+            got_res = stream(fetch, local, timeout=step.timeout)
         except TransportError as e:
             raise _Retryable(self._mask(str(e)), retry=True) from None
-        finally:
-            cleanup = snap.cleanup_command(fetch, snap.remote_path(run_id))
-            if cleanup is not None:
-                self._run_command(step, cleanup, "cleanup", attempt, CHECK_TIMEOUT)
+        if not got_res.ok:
+            last = st.tail(got_res.stderr, 1)
+            why = "timed out" if got_res.timed_out else f"exit {got_res.exit_code}"
+            raise _Retryable(
+                self._mask(f"copying {saved.remote}: {why}" + (f": {last}" if last else "")),
+                retry=True,
+            )
         os.chmod(local, 0o600)
         got = snap.file_sha256(local)
-        if got != digest:
+        size = local.stat().st_size
+        if got != saved.sha256 or size != saved.size:
             local.unlink(missing_ok=True)
             raise _Retryable(
-                f"the copy of {fetch} has sha256 {got}, the node's file {digest}", retry=True
+                f"the copy of {saved.remote} has sha256 {got} ({size} bytes), the node's "
+                f"file {saved.sha256} ({saved.size} bytes)",
+                retry=True,
             )
         record = snap.Snapshot(
             node=step.node,
             path=str(local.resolve()),
-            remote=snap.remote_path(run_id),
-            sha256=digest,
-            revision=status.get("revision"),
-            size=local.stat().st_size,
+            remote=saved.remote,
+            sha256=saved.sha256,
+            revision=saved.status.get("revision"),
+            size=size,
             taken=st.now_iso(),
+            etcd_version=saved.etcd_version,
         ).to_dict()
         self._update(lambda s: st.record_etcd_snapshot(s, record))
-        self._note(step.node, f"{step.id}: etcd snapshot copied to {local} (sha256 {digest})")
-        return f"etcd snapshot {local} (sha256 {digest}, revision {status.get('revision')})"
+        self._note(
+            step.node,
+            f"{step.id}: etcd {saved.etcd_version} snapshot (checked with {saved.tool} snapshot "
+            f"status) copied to {local} (sha256 {saved.sha256})",
+        )
+        return (
+            f"etcd snapshot {local} (sha256 {saved.sha256}, revision "
+            f"{saved.status.get('revision')}, etcd {saved.etcd_version})"
+        )
 
     # ------------------------------------------------------------------ API steps
     def _drain_options(self, step: Step) -> DrainOptions:

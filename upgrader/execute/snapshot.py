@@ -1,14 +1,28 @@
 """The etcd snapshot a run takes before its first ``kubeadm upgrade apply``.
 
-Owns: the node-side command (``etcdctl snapshot save`` with kubeadm's etcd client
-certificates against the local member, ``snapshot status -w json``, ``sha256sum``, and a
-copy the SSH user may read when it is not root), parsing what that command prints,
-copying the file to the operator's machine over SFTP (mode 0600 in a 0700 directory: a
-snapshot holds every Secret of the cluster), comparing the local sha256 with the node's,
-removing the readable copy, and the restore guidance printed after a run.
+A kubeadm control plane has no ``etcdctl`` on the host: etcd is a static pod whose image
+holds ``etcdctl``/``etcdutl``. Owns:
+
+* the node-side command (:func:`save_command`, run as root): find the running etcd
+  container with ``crictl`` (:func:`upgrader.core.etcd.container_shell`), take the snapshot
+  *inside* it with kubeadm's certificate paths into etcd's own data directory (the
+  ``--data-dir`` of ``/etc/kubernetes/manifests/etcd.yaml``, a 0700 directory that is a
+  hostPath mount, so the file appears on the node at the same path):
+  ``<data-dir>/upgrader-snapshot-<run id>.db``, mode 0600, never a name in /tmp; check it
+  with ``etcdctl snapshot status -w json`` on etcd 3.5 and ``etcdutl snapshot status -w
+  json`` from 3.6 (where etcdctl has no ``snapshot status``); ``sha256sum`` and ``stat`` it
+  on the node;
+* parsing that output (:func:`parse_save_output`);
+* the copy (:func:`fetch_command`: ``cat`` of that file as root, streamed over the SSH
+  exec channel straight into a 0600 file in a 0700 directory on the operator's machine:
+  no readable copy on the node, no SFTP as a non-root user);
+* comparing size and sha256, and the restore guidance printed after a run. The node copy
+  is kept (root-only, in etcd's data directory) for a restore on the node; the guidance
+  names it.
 
 Must not: decide when a snapshot is taken (the planner keeps one ``etcd-snapshot`` step per
-run), record state (the engine does), or print.
+run and raises ``ETCD_SNAPSHOT_UNAVAILABLE`` when it cannot be), record state (the engine
+does), or print.
 """
 
 from __future__ import annotations
@@ -23,14 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REMOTE_DIR = "/var/lib/upgrader"
-ETCDCTL = (
-    "ETCDCTL_API=3 etcdctl --cacert /etc/kubernetes/pki/etcd/ca.crt "
-    "--cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key "
-    "--endpoints https://127.0.0.1:2379"
-)
+from upgrader.core import etcd
+
+DEFAULT_DATA_DIR = "/var/lib/etcd"
 _SAFE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
+_CONTAINER_RE = re.compile(r"^[0-9a-f]{12,64}$")
 
 
 class SnapshotError(Exception):
@@ -46,76 +59,127 @@ class Snapshot:
     revision: int | None
     size: int
     taken: str
+    etcd_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def remote_path(run_id: str) -> str:
+@dataclass(frozen=True)
+class Saved:
+    """What the node said after saving and checking the snapshot."""
+
+    container: str
+    etcd_version: str
+    remote: str
+    status: Mapping[str, Any]
+    sha256: str
+    size: int
+
+    @property
+    def tool(self) -> str:
+        return "etcdctl" if uses_etcdctl_status(self.etcd_version) else "etcdutl"
+
+
+def snapshot_name(run_id: str) -> str:
     if not _SAFE_RE.match(run_id):
         raise SnapshotError(f"run id {run_id!r} cannot name a snapshot file")
-    return f"{REMOTE_DIR}/etcd-snapshot-{run_id}.db"
+    return f"upgrader-snapshot-{run_id}.db"
 
 
-def readable_copy(run_id: str) -> str:
-    """The copy the SSH user fetches when it is not root."""
-    remote_path(run_id)  # validates run_id
-    return f"/tmp/upgrader-etcd-snapshot-{run_id}.db"
+def uses_etcdctl_status(version: str) -> bool:
+    """etcd 3.5 (and older) still has ``etcdctl snapshot status`` (deprecated); 3.6 removed
+    it (``etcdctl/ctlv3/command/snapshot_command.go``): use ``etcdutl``."""
+    m = re.match(r"^v?(\d+)\.(\d+)", version)
+    return m is None or (int(m.group(1)), int(m.group(2))) < (3, 6)
 
 
 def save_command(run_id: str) -> str:
-    """The command (run with sudo) that saves, checks and hashes the snapshot. It prints
-    the ``snapshot status`` JSON, the ``sha256sum`` line and ``fetch <path>``: the file the
-    SSH user can read (a 0600 copy it owns under /tmp when it is not root)."""
-    f = shlex.quote(remote_path(run_id))
-    g = shlex.quote(readable_copy(run_id))
+    """The script (run as root) that saves, checks and hashes the snapshot. It prints
+    ``etcd-container <id>``, ``etcd-version <x.y.z>``, ``snapshot <path>``, the status JSON,
+    the ``sha256sum`` line and ``size <bytes>``; etcdctl's logs go to stderr."""
+    name = shlex.quote(snapshot_name(run_id))
+    save_flags = etcd.certificate_flags("server")
     return (
-        f"umask 077 && mkdir -p {REMOTE_DIR} && chmod 0700 {REMOTE_DIR} && "
-        f"{ETCDCTL} snapshot save {f} >&2 && "
-        f"{ETCDCTL} snapshot status {f} -w json && "
-        f"sha256sum {f} && "
-        'u="${SUDO_USER:-}"; '
-        f'if [ -n "$u" ] && [ "$u" != root ]; then rm -f {g} && cp {f} {g} && '
-        f'chown "$u" {g} && echo fetch {g}; else echo fetch {f}; fi'
+        "set -u\numask 077\n"
+        + etcd.container_shell()
+        + f"d=\"$(sed -n 's/^[[:space:]]*- --data-dir=//p' {etcd.MANIFEST} | head -n 1)\"\n"
+        + f'd="${{d:-{DEFAULT_DATA_DIR}}}"\n'
+        + 'case $d in /*) ;; *) echo "upgrader: etcd --data-dir $d is not absolute" >&2; '
+        "exit 5;; esac\n"
+        + f'f="$d/"{name}\n'
+        + 'v="$($crictl exec "$c" etcdctl version 2>/dev/null | '
+        "sed -n 's/^etcdctl version: //p')\"\n"
+        + 'echo "etcd-container $c"; echo "etcd-version ${v:-unknown}"; echo "snapshot $f"\n'
+        + 'rm -f -- "$f" "$f.part"\n'
+        + f'$crictl exec "$c" etcdctl {save_flags} snapshot save "$f" >&2 || exit 6\n'
+        + 'if [ ! -s "$f" ]; then echo "upgrader: etcdctl reported success but $f is not on '
+        'the node" >&2; exit 6; fi\n'
+        + 'chmod 0600 "$f"\n'
+        + 'case "$v" in 3.[0-5].*|"") tool=etcdctl;; *) tool=etcdutl;; esac\n'
+        + '$crictl exec "$c" "$tool" snapshot status "$f" -w json || exit 7\n'
+        + 'sha256sum "$f" || exit 7\n'
+        + 'echo "size $(stat -c %s "$f")"\n'
     )
 
 
-def cleanup_command(fetched: str, remote: str) -> str | None:
-    """Removes the readable copy (never the snapshot itself)."""
-    return None if fetched == remote else f"rm -f {shlex.quote(fetched)}"
+def fetch_command(remote: str) -> str:
+    """``cat`` of the snapshot (as root): its stdout is the file, byte for byte."""
+    if not _PATH_RE.match(remote) or "/../" in remote + "/" or "/./" in remote + "/":
+        raise SnapshotError(f"unexpected snapshot path {remote!r}")
+    return f"cat -- {shlex.quote(remote)}"
 
 
-def parse_save_output(stdout: str, run_id: str) -> tuple[Mapping[str, Any], str, str]:
-    """(status JSON, sha256 on the node, path to fetch) from :func:`save_command`'s output."""
-    remote = remote_path(run_id)
+def parse_save_output(stdout: str, run_id: str) -> Saved:
+    """:func:`save_command`'s stdout -> :class:`Saved` (raises :class:`SnapshotError`)."""
+    name = snapshot_name(run_id)
+    fields: dict[str, str] = {}
     status: Mapping[str, Any] | None = None
-    digest = fetch = None
+    digest: str | None = None
     for line in stdout.splitlines():
         text = line.strip()
-        if text.startswith("{") and status is None:
+        if text.startswith("{"):
             try:
                 value = json.loads(text)
             except ValueError:
                 continue
-            if isinstance(value, dict):
+            if isinstance(value, dict) and status is None:
                 status = value
-        elif text.startswith("fetch "):
-            fetch = text[len("fetch ") :].strip()
-        else:
-            words = text.split()
-            if len(words) == 2 and _HEX_RE.match(words[0]) and words[1] == remote:
-                digest = words[0]
+            continue
+        key, _, rest = text.partition(" ")
+        if key in ("etcd-container", "etcd-version", "snapshot", "size") and rest:
+            fields.setdefault(key, rest.strip())
+            continue
+        words = text.split()
+        if len(words) == 2 and _HEX_RE.match(words[0]):
+            digest, hashed = words
+            if hashed != fields.get("snapshot"):
+                raise SnapshotError(f"sha256sum hashed {hashed!r}, not the snapshot")
+    remote = fields.get("snapshot")
+    if remote is None or not remote.endswith("/" + name) or not _PATH_RE.match(remote):
+        raise SnapshotError(f"no snapshot path ending in {name} in the output ({remote!r})")
+    container = fields.get("etcd-container", "")
+    if not _CONTAINER_RE.match(container):
+        raise SnapshotError(f"no etcd container id in the output ({container!r})")
     if status is None:
-        raise SnapshotError("etcdctl snapshot status printed no JSON status")
+        raise SnapshotError("snapshot status printed no JSON status")
     if not isinstance(status.get("revision"), int) or not isinstance(status.get("totalSize"), int):
-        raise SnapshotError(f"etcdctl snapshot status: unexpected status {dict(status)}")
+        raise SnapshotError(f"snapshot status: unexpected status {dict(status)}")
     if status["totalSize"] <= 0:
-        raise SnapshotError("etcdctl snapshot status: the snapshot is empty")
+        raise SnapshotError("snapshot status: the snapshot is empty")
     if digest is None:
         raise SnapshotError(f"no sha256sum of {remote} in the output")
-    if fetch not in (remote, readable_copy(run_id)):
-        raise SnapshotError(f"no usable path to fetch in the output ({fetch!r})")
-    return status, digest, fetch
+    size = fields.get("size", "")
+    if not size.isdigit() or int(size) <= 0:
+        raise SnapshotError(f"no size of {remote} in the output ({size!r})")
+    return Saved(
+        container=container,
+        etcd_version=fields.get("etcd-version", "unknown"),
+        remote=remote,
+        status=status,
+        sha256=digest,
+        size=int(size),
+    )
 
 
 def file_sha256(path: Path) -> str:
@@ -138,14 +202,17 @@ def prepare_dir(directory: Path) -> None:
 
 def restore_guidance(record: Mapping[str, Any]) -> str:
     """What to print after a run that took a snapshot."""
+    etcd_version = str(record.get("etcd_version") or "")
     return (
         f"etcd snapshot of {record.get('node')} (before kubeadm upgrade apply): "
-        f"{record.get('path')} (sha256 {record.get('sha256')}; also on the node at "
-        f"{record.get('remote')}). It holds every Secret of the cluster: keep it safe. "
-        "To restore: stop the control plane (move /etc/kubernetes/manifests aside) on every "
-        "control-plane node, run `etcdutl snapshot restore <file> --data-dir "
-        "/var/lib/etcd-restored` (etcdctl snapshot restore before etcd 3.5) on each etcd "
-        "member with its --name and --initial-cluster, point the etcd manifest at the new "
-        "data dir, and bring the manifests back; see https://kubernetes.io/docs/tasks/"
+        f"{record.get('path')} (sha256 {record.get('sha256')}; the node keeps a root-only "
+        f"copy at {record.get('remote')}, remove it when no longer needed). It holds every "
+        "Secret of the cluster: keep it safe. To restore: stop the control plane (move "
+        "/etc/kubernetes/manifests aside) on every control-plane node, run `etcdutl snapshot "
+        "restore <file> --data-dir /var/lib/etcd-restored` with each member's --name and "
+        "--initial-cluster"
+        + (f" (etcdutl {etcd_version.split('-')[0]}, from the etcd image)" if etcd_version else "")
+        + ", point the etcd manifest's etcd-data hostPath and --data-dir at the new data dir, "
+        "and bring the manifests back; see https://kubernetes.io/docs/tasks/"
         "administer-cluster/configure-upgrade-etcd/#restoring-an-etcd-cluster"
     )

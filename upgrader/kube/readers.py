@@ -24,6 +24,7 @@ import yaml
 from kubernetes.client import ApiClient, CoreV1Api, VersionApi
 
 from upgrader.core.model import ControlPlaneVersions
+from upgrader.core.parsers import ParseError, parse_kubeadm_etcd
 from upgrader.core.versions import KubeVersion, VersionError
 from upgrader.kube.nodes import MIRROR_ANNOTATION, condition, image_tag, is_unschedulable
 from upgrader.kube.retry import DEFAULT_POLICY, ApiError, RetryPolicy, request_json
@@ -53,6 +54,8 @@ class ClusterRead:
     nodes: Mapping[str, NodeRead]
     control_planes: Mapping[str, ControlPlaneVersions]  # node name -> mirror-pod versions
     problems: tuple[str, ...] = field(default=())
+    # kubeadm-config etcd.external.endpoints: () for local etcd, None when unreadable
+    etcd_external: tuple[str, ...] | None = None
 
 
 def _version(raw: Any, what: str, problems: list[str]) -> KubeVersion | None:
@@ -125,6 +128,34 @@ def read_kubeadm_version(
     if raw is None:
         problems.append(f"{what}: ClusterConfiguration has no kubernetesVersion")
     return _version(raw, f"{what} kubernetesVersion", problems)
+
+
+def read_kubeadm_etcd(
+    api: ApiClient, problems: list[str], *, policy: RetryPolicy = DEFAULT_POLICY
+) -> tuple[str, ...] | None:
+    """kubeadm-config's ``etcd.external.endpoints`` (``()``: local etcd); None when the
+    ConfigMap cannot say (its absence is reported by :func:`read_kubeadm_version`)."""
+    what = f"GET configmap {KUBE_SYSTEM}/{KUBEADM_CONFIG}"
+    try:
+        cm = request_json(
+            CoreV1Api(api).read_namespaced_config_map,
+            KUBEADM_CONFIG,
+            KUBE_SYSTEM,
+            what=what,
+            policy=policy,
+        )
+    except ApiError as e:
+        if e.not_found:
+            return None
+        raise
+    text = ((cm or {}).get("data") or {}).get("ClusterConfiguration")
+    if not isinstance(text, str):
+        return None
+    try:
+        return parse_kubeadm_etcd(text)
+    except ParseError as e:
+        problems.append(f"{what}: {e}")
+        return None
 
 
 def _node_read(obj: Mapping[str, Any], problems: list[str]) -> NodeRead | None:
@@ -222,4 +253,7 @@ def read_cluster(api: ApiClient, *, policy: RetryPolicy = DEFAULT_POLICY) -> Clu
     kubeadm = read_kubeadm_version(api, problems, policy=policy)
     nodes = read_nodes(api, problems, policy=policy)
     control_planes = read_control_planes(api, problems, policy=policy)
-    return ClusterRead(apiserver, kubeadm, nodes, control_planes, tuple(problems))
+    etcd_external = read_kubeadm_etcd(api, problems, policy=policy) if kubeadm else None
+    return ClusterRead(
+        apiserver, kubeadm, nodes, control_planes, tuple(problems), etcd_external=etcd_external
+    )

@@ -1,8 +1,8 @@
 """The lab's spec: the YAML a tester writes, validated, and its resolved JSON form.
 
 Owns the pydantic models of a lab spec (nodes with their container runtime, cgroup version
-and labels, workloads, delays, faults, missing packages, rbac), their defaults,
-:func:`load_spec` (YAML file -> :class:`LabSpec`), :func:`from_flags`
+and labels, workloads, delays, faults, missing packages, rbac, ``etcd: local|external``),
+their defaults, :func:`load_spec` (YAML file -> :class:`LabSpec`), :func:`from_flags`
 (``--control-planes/--workers/--version`` -> :class:`LabSpec`) and :func:`resolve`
 (:class:`LabSpec` -> the ``DIR/spec.json`` document of the lab contract, every default
 filled and a loopback address assigned to every node, unique per lab directory).
@@ -362,6 +362,8 @@ class LabSpec(BaseModel):
     faults: list[Fault] = Field(default_factory=list)
     missing_packages: list[PlainVersion] = Field(default_factory=list)
     rbac: Rbac | None = None
+    # "external": kubeadm-config has etcd.external.endpoints, no etcd static pod anywhere
+    etcd: Literal["local", "external"] = "local"
 
 
 # --------------------------------------------------------------------------- errors
@@ -634,6 +636,7 @@ def resolve(
         "faults": faults,
         "missing_packages": sorted(set(spec.missing_packages), key=_plain_key),
         "rbac": spec.rbac.model_dump() if spec.rbac is not None else None,
+        "etcd": spec.etcd,
         **extra,
     }
 

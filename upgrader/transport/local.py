@@ -50,6 +50,16 @@ class LocalTransport:
         self._env = {**os.environ, **env} if env is not None else None
         self._cwd = Path(cwd) if cwd is not None else None
 
+    def stream_to(
+        self,
+        command: str,
+        local: str | os.PathLike[str],
+        timeout: float = 600.0,
+        sudo: bool = True,
+    ) -> Result:
+        """Like the SSH transport's: stdout into ``local`` (0600, via ``.part``)."""
+        return _stream_to(self, command, local, timeout)
+
     def run(self, command: str, timeout: float = 60.0, sudo: bool = True) -> Result:
         log.debug("node %s: start (local, timeout %.0fs): %s", self.node, timeout, brief(command))
         start = time.monotonic()
@@ -91,6 +101,38 @@ class LocalTransport:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _stream_to(
+    transport: LocalTransport, command: str, local: str | os.PathLike[str], timeout: float
+) -> Result:
+    dest = Path(local)
+    part = dest.with_name(dest.name + ".part")
+    start = time.monotonic()
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as sink:
+        proc = subprocess.Popen(
+            ["sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            env=transport._env,
+            cwd=transport._cwd,
+            start_new_session=True,
+        )
+        try:
+            _, err = proc.communicate(timeout=timeout)
+            code: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            _, err = proc.communicate()
+            code = None
+    if code == 0:
+        os.replace(part, dest)
+    else:
+        part.unlink(missing_ok=True)
+    text = err.decode("utf-8", "replace")
+    return Result(command, code, "", text, time.monotonic() - start, timed_out=code is None)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

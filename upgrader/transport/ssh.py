@@ -4,8 +4,9 @@ Owns: connecting (strict or accept-new host key checking against a known_hosts f
 or agent authentication only, ProxyJump through a ``direct-tcpip`` channel, keepalive,
 connect timeout, retries with exponential backoff and jitter on connection errors only),
 running one command per session channel with a deadline and without deadlocking on large
-outputs, sudo wrapping (the sudo password comes from an environment variable and is only
-ever written to the channel's stdin), SFTP download, and :class:`SSHPool`, the
+outputs (or streaming its stdout into a local 0600 file: :meth:`SSHTransport.stream_to`),
+sudo wrapping (the sudo password comes from an environment variable and is only ever
+written to the channel's stdin), SFTP download, and :class:`SSHPool`, the
 thread-safe set of per-node transports the gatherer and executor share.
 
 Must not: print, log secrets, retry a command that reached the node, accept an unknown or
@@ -22,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import paramiko
 from tenacity import (
@@ -455,6 +457,62 @@ class SSHTransport:
             finally:
                 chan.close()
 
+    def stream_to(
+        self,
+        command: str,
+        local: str | os.PathLike[str],
+        timeout: float = 600.0,
+        sudo: bool = True,
+    ) -> Result:
+        """Run ``command`` (as root through sudo when configured) and write its stdout,
+        byte for byte, into ``local``: created 0600 as ``<local>.part`` and renamed when the
+        command exits 0, removed otherwise. The Result's stdout is empty; stderr as usual.
+        For files only root may read (an etcd snapshot): no readable copy on the node."""
+        wrapped, stdin = self._prepare(command, sudo)
+        dest = Path(local)
+        part = dest.with_name(dest.name + ".part")
+        start = time.monotonic()
+        with self._sessions:
+            client, chan = self._open_session()
+            try:
+                try:
+                    chan.exec_command(wrapped)
+                except (OSError, EOFError, paramiko.SSHException) as e:
+                    self._drop(client)
+                    raise TransportError(
+                        f"node {self.node}: SSH session failed while starting a command: "
+                        f"{_one_line(e)}",
+                        node=self.node,
+                    ) from None
+                try:
+                    if stdin:
+                        chan.sendall(stdin)
+                    chan.shutdown_write()
+                except (OSError, EOFError, paramiko.SSHException):
+                    pass
+                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as sink:
+                    _, err, timed_out = _collect(chan, timeout, sink=sink)
+                duration = time.monotonic() - start
+                status = None if timed_out else chan.exit_status
+                if status is not None and status < 0:
+                    part.unlink(missing_ok=True)
+                    raise TransportError(
+                        f"node {self.node}: SSH session dropped while streaming {brief(command)}",
+                        node=self.node,
+                    )
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            finally:
+                chan.close()
+        if status == 0:
+            os.replace(part, dest)
+        else:
+            part.unlink(missing_ok=True)
+        log.debug("node %s: streamed %s to %s: exit %s", self.node, brief(command), dest, status)
+        return Result(command, status, "", _text(err), duration, timed_out=timed_out)
+
     def sftp_get(self, remote: str, local: str | os.PathLike[str]) -> None:
         """Download ``remote`` to ``local`` (atomically: a ``.part`` file, then rename).
         Runs as the SSH user (no sudo)."""
@@ -501,10 +559,12 @@ def _text(data: bytes | bytearray) -> str:
     return bytes(data).decode("utf-8", errors="replace")
 
 
-def _collect(chan: paramiko.Channel, timeout: float) -> tuple[bytearray, bytearray, bool]:
+def _collect(
+    chan: paramiko.Channel, timeout: float, sink: BinaryIO | None = None
+) -> tuple[bytearray, bytearray, bool]:
     """Read stdout and stderr as they arrive (so the remote never blocks on a full window)
     until the command's exit status and EOF arrived, the channel closed, or ``timeout``
-    passed. Returns (stdout, stderr, timed_out)."""
+    passed. Returns (stdout, stderr, timed_out); with ``sink``, stdout goes there instead."""
     out = bytearray()
     err = bytearray()
     deadline = time.monotonic() + timeout
@@ -514,7 +574,10 @@ def _collect(chan: paramiko.Channel, timeout: float) -> tuple[bytearray, bytearr
             data = chan.recv(_READ_CHUNK)
             if not data:
                 break
-            out.extend(data)
+            if sink is not None:
+                sink.write(data)
+            else:
+                out.extend(data)
         while chan.recv_stderr_ready():
             data = chan.recv_stderr(_READ_CHUNK)
             if not data:

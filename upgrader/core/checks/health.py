@@ -6,8 +6,10 @@ rule (:class:`ConsecutivePasses`) behind ``--validate-count N``:
 * ``NODE_NOT_READY`` (blocker) — a node whose Ready condition is not True;
 * ``CONTROL_PLANE_POD_NOT_READY`` (blocker) — a kube-apiserver, kube-controller-manager,
   kube-scheduler or etcd mirror pod in kube-system that is not Ready;
-* ``ETCD_UNHEALTHY`` (blocker) — ``etcdctl endpoint health`` on a control-plane node failed;
-  ``ETCD_HEALTH_UNKNOWN`` (warning) — it could not be run (no etcdctl, node unreachable);
+* ``ETCD_UNHEALTHY`` (blocker) — ``etcdctl endpoint health`` in the etcd container of a
+  control-plane node (``crictl exec``, :mod:`upgrader.core.etcd`) failed, or the etcd
+  static pod has no running container; ``ETCD_HEALTH_UNKNOWN`` (warning) — it could not be
+  run (no crictl, no etcd static pod, node unreachable);
 * ``LOCK_HELD`` (blocker, passed by ``--break-lock``) — the ``kube-system/upgrader-lock``
   Lease is held by another run and not expired; ``LOCK_STALE`` (warning) — held, but
   expired: a run that crashed; ``apply`` takes it over;
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from upgrader.core import etcd
 from upgrader.core.checks import overridable
 from upgrader.core.model import Facts, Finding, Severity
 
@@ -38,13 +41,15 @@ FLAG_BREAK_LOCK = "--break-lock"
 CERT_WARN_DAYS = 30
 
 #: ``etcdctl endpoint health`` against the node's local member with kubeadm's
-#: health-check client certificate (needs root to read the key).
-ETCD_HEALTH_COMMAND = (
-    "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
-    "--cacert=/etc/kubernetes/pki/etcd/ca.crt "
-    "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt "
-    "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key "
-    "--command-timeout=10s endpoint health"
+#: health-check client certificate, inside the etcd static pod's container (``crictl
+#: exec``: kubeadm nodes have no etcdctl on the host). Run as root.
+ETCD_HEALTH_COMMAND = etcd.HEALTH_COMMAND
+
+
+# crictl's logrus warnings about its default endpoints (not about etcd)
+_CRICTL_NOISE = re.compile(
+    r'^time="[^"]*" level=(warning|error) msg="(runtime|image) connect|'
+    r'^time="[^"]*" level=error msg="validate service connection'
 )
 
 
@@ -157,16 +162,21 @@ def check_etcd(outcomes: Mapping[str, CommandOutcome]) -> list[Finding]:
                 )
             )
             continue
-        text = r.output
-        if r.exit_code == 127 or (r.exit_code != 0 and "etcdctl: not found" in text):
+        text = "\n".join(line for line in r.output.splitlines() if not _CRICTL_NOISE.search(line))
+        if r.exit_code in (etcd.RC_NO_CRICTL, etcd.RC_NO_STATIC_POD):
+            why = (
+                "crictl (cri-tools) is not installed there"
+                if r.exit_code == etcd.RC_NO_CRICTL
+                else "etcd is not a kubeadm static pod there (external etcd?)"
+            )
             out.append(
                 Finding(
                     "ETCD_HEALTH_UNKNOWN",
                     Severity.WARNING,
-                    f"cannot check etcd on {node}: etcdctl is not installed there",
+                    f"cannot check etcd on {node}: {why}",
                     node,
-                    "install etcdctl (etcd-client) on control-plane nodes, or check etcd by "
-                    "hand from the etcd container (crictl exec)",
+                    "check etcd by hand: etcdctl endpoint health in the etcd container "
+                    "(crictl exec) or against the external etcd endpoints",
                 )
             )
             continue

@@ -1219,15 +1219,20 @@ class Api:
                 endpoint = str(
                     cfg.get("controlPlaneEndpoint") or ob.control_plane_endpoint(self.spec)
                 )
+                etcd = cfg.get("etcd") if isinstance(cfg.get("etcd"), dict) else None
                 new["data"]["ClusterConfiguration"] = ob.cluster_configuration(
-                    version, name, endpoint
+                    version, name, endpoint, etcd
                 )
                 self.store.update("configmaps", new)
             else:
                 self.store.create(
                     "configmaps",
                     ob.kubeadm_config_map(
-                        version, self.spec.cluster_name, ob.control_plane_endpoint(self.spec), now
+                        version,
+                        self.spec.cluster_name,
+                        ob.control_plane_endpoint(self.spec),
+                        now,
+                        self.spec.etcd_external,
                     ),
                 )
             ds = self.store.get("daemonsets", "kube-system", "kube-proxy")
@@ -1254,7 +1259,8 @@ class Api:
             node = self._node_or_404(node_name)
             if not ob.is_control_plane(node):
                 raise generic(409, f'node "{node_name}" is not a control-plane node')
-            for comp in (*ob.CP_COMPONENTS, "etcd"):
+            etcd = [] if self.spec.etcd_external else ["etcd"]
+            for comp in (*ob.CP_COMPONENTS, *etcd):
                 name = f"{comp}-{node_name}"
                 fresh = ob.mirror_pod(comp, node, version, now)
                 old = self.store.get("pods", "kube-system", name)

@@ -158,7 +158,9 @@ def minor_of(version: str) -> int:
 
 
 def etcd_image(version: str) -> str:
-    tag = ETCD_BY_MINOR.get(minor_of(version), "3.5.9-0")
+    minor = minor_of(version)
+    newest = max(ETCD_BY_MINOR)
+    tag = ETCD_BY_MINOR[newest] if minor > newest else ETCD_BY_MINOR.get(minor, "3.5.6-0")
     return f"registry.k8s.io/etcd:{tag}"
 
 
@@ -818,7 +820,24 @@ def build_pdb(p: PdbSpec, namespace: str, labels: dict[str, str], created: float
 # --------------------------------------------------------------------------- kubeadm
 
 
-def cluster_configuration(version: str, cluster_name: str, endpoint: str) -> str:
+def etcd_section(external: tuple[str, ...]) -> Json:
+    """ClusterConfiguration ``etcd``: local (stacked, kubeadm's default) or external with
+    the apiserver's etcd client certificate, as kubeadm's docs configure it."""
+    if not external:
+        return {"local": {"dataDir": "/var/lib/etcd"}}
+    return {
+        "external": {
+            "caFile": "/etc/kubernetes/pki/etcd/ca.crt",
+            "certFile": "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+            "endpoints": list(external),
+            "keyFile": "/etc/kubernetes/pki/apiserver-etcd-client.key",
+        }
+    }
+
+
+def cluster_configuration(
+    version: str, cluster_name: str, endpoint: str, etcd: Json | None = None
+) -> str:
     """kubeadm's ClusterConfiguration as stored in kube-system/kubeadm-config."""
     v1beta4 = minor_of(version) >= 31
     doc: Json = {
@@ -837,7 +856,7 @@ def cluster_configuration(version: str, cluster_name: str, endpoint: str) -> str
         "controllerManager": {},
         "dns": {},
         "encryptionAlgorithm": "RSA-2048" if v1beta4 else None,
-        "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
+        "etcd": etcd if etcd is not None else etcd_section(()),
         "imageRepository": "registry.k8s.io",
         "kind": "ClusterConfiguration",
         "kubernetesVersion": version,
@@ -855,10 +874,17 @@ def cluster_configuration(version: str, cluster_name: str, endpoint: str) -> str
     return yaml.safe_dump(clean, sort_keys=True, default_flow_style=False)
 
 
-def kubeadm_config_map(version: str, cluster_name: str, endpoint: str, created: float) -> Json:
+def kubeadm_config_map(
+    version: str,
+    cluster_name: str,
+    endpoint: str,
+    created: float,
+    etcd_external: tuple[str, ...] = (),
+) -> Json:
+    text = cluster_configuration(version, cluster_name, endpoint, etcd_section(etcd_external))
     return {
         "metadata": meta("kubeadm-config", "kube-system", created),
-        "data": {"ClusterConfiguration": cluster_configuration(version, cluster_name, endpoint)},
+        "data": {"ClusterConfiguration": text},
     }
 
 

@@ -33,11 +33,16 @@ def initial_objects(spec: LabSpec, now: float) -> list[tuple[str, Json]]:
         out.append(("nodes", node))
     for n in spec.nodes:
         if n.is_control_plane and n.control_plane:
-            for comp in (*ob.CP_COMPONENTS, "etcd"):
+            for comp in (*ob.CP_COMPONENTS, *([] if spec.etcd_external else ["etcd"])):
                 out.append(("pods", ob.mirror_pod(comp, nodes[n.name], n.control_plane, now)))
     endpoint = ob.control_plane_endpoint(spec)
     out.append(
-        ("configmaps", ob.kubeadm_config_map(spec.version, spec.cluster_name, endpoint, now))
+        (
+            "configmaps",
+            ob.kubeadm_config_map(
+                spec.version, spec.cluster_name, endpoint, now, spec.etcd_external
+            ),
+        )
     )
     out.append(("configmaps", ob.kubelet_config_map(now)))
     for w in spec.workloads:

@@ -98,6 +98,7 @@ class LabSpec:
     delays: Delays
     api_faults: tuple[ApiFault, ...]
     rbac: tuple[RbacRule, ...] | None  # None = everything allowed
+    etcd_external: tuple[str, ...] = ()  # spec `etcd: external`: kubeadm-config's endpoints
 
     def node(self, name: str) -> NodeSpec | None:
         for n in self.nodes:
@@ -361,7 +362,24 @@ def parse_spec(data: Any, source: str = "spec.json") -> LabSpec:
         delays=delays,
         api_faults=_faults(ctx, data.get("faults")),
         rbac=_rbac(ctx, data.get("rbac")),
+        etcd_external=_etcd_external(ctx, data.get("etcd", "local")),
     )
+
+
+# Endpoints of the simulated external etcd cluster (TEST-NET-1: nothing answers there).
+EXTERNAL_ETCD_ENDPOINTS = (
+    "https://192.0.2.11:2379",
+    "https://192.0.2.12:2379",
+    "https://192.0.2.13:2379",
+)
+
+
+def _etcd_external(ctx: _Ctx, raw: Any) -> tuple[str, ...]:
+    if raw in (None, "local"):
+        return ()
+    if raw == "external":
+        return EXTERNAL_ETCD_ENDPOINTS
+    raise ctx.fail("etcd", f"{raw!r} is not one of local, external")
 
 
 def load_spec(path: Path) -> LabSpec:

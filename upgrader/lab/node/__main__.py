@@ -32,7 +32,7 @@ TOOLS = {
     "systemctl": "services",
     "kubelet": "services",
     "kubectl": "services",
-    "etcdctl": "services",
+    "crictl": "crictl",
     "containerd": "services",
     "crio": "services",
     "dockerd": "services",

@@ -250,6 +250,8 @@ def _upgrade_static_pods(
 ) -> None:
     """Rewrite this node's static pod manifests (backing the old ones up), kubeadm-style."""
     backup = f"/etc/kubernetes/tmp/kubeadm-backup-manifests-{_stamp()}"
+    # external etcd (no etcd manifest): kubeadm leaves etcd alone
+    etcd = etcd and ctx.path("/etc/kubernetes/manifests/etcd.yaml").is_file()
     if etcd and not dry_run:
         tree.write_file(
             ctx.path(f"/etc/kubernetes/tmp/kubeadm-backup-etcd-{_stamp()}/etcd/member/snap/db"),
@@ -263,7 +265,7 @@ def _upgrade_static_pods(
     )
     for comp in components:
         manifest = f"/etc/kubernetes/manifests/{comp}.yaml"
-        new_text = tree.manifest_text(comp, str(version), address)
+        new_text = tree.manifest_text(comp, str(version), address, ctx.name)
         _out(f'[upgrade/staticpods] Preparing for "{comp}" upgrade')
         old = ctx.path(manifest)
         try:

@@ -1,11 +1,12 @@
-"""The simulated ``systemctl``, ``kubelet``, ``kubectl`` (client side) and ``etcdctl``.
+"""The simulated ``systemctl``, ``kubelet``, ``kubectl`` (client side) and container runtimes.
 
 Owns: ``systemctl daemon-reload|restart|start|stop|status|is-active|is-enabled`` for the
 ``kubelet`` and ``containerd`` units (a kubelet restart tells the API server the version of
 the kubelet binary now installed, through ``/_lab/v1/nodes/NAME/kubelet-restart``);
 ``kubelet --version`` (a 1.35+ kubelet on a cgroup v1 node exits at start, KEP-5573, unless
 its config sets ``failCgroupV1: false``); ``kubectl version --client [-o json|yaml]``;
-``etcdctl endpoint health``, ``snapshot save PATH`` and ``snapshot status PATH -w json|table``.
+``containerd|crio|dockerd --version``. (A kubeadm node has no etcdctl: etcd's tools are in
+the etcd container, see :mod:`upgrader.lab.node.crictl`.)
 
 Must not: import upgrader's production code.
 """
@@ -17,7 +18,6 @@ import os
 import re
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ UNITS = {
     "containerd": "containerd container runtime",
 }
 KUSTOMIZE = "v5.0.4-0.20230601165947-6ce0bf390ce3"
-SNAPSHOT_MAGIC = b"upgrader-lab etcd snapshot\n"
 
 
 def _out(text: str = "") -> None:
@@ -357,134 +356,6 @@ def runtime(tool: str, args: list[str], ctx: NodeContext) -> int:
     return 1
 
 
-# --------------------------------------------------------------------------- etcdctl
-
-
-def _log(msg: str, **fields: Any) -> None:
-    ts = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-    _err(json.dumps({"level": "info", "ts": ts, "msg": msg, **fields}, separators=(",", ":")))
-
-
-def _human(size: int) -> str:
-    if size < 1000:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("kB", "MB"):
-        value /= 1000
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-    return f"{value / 1000:.1f} GB"
-
-
-def etcdctl(args: list[str], ctx: NodeContext) -> int:
-    p = argparse_.parse(
-        args,
-        {
-            "--endpoints",
-            "--cacert",
-            "--cert",
-            "--key",
-            "-w",
-            "--write-out",
-            "--command-timeout",
-            "--dial-timeout",
-        },
-        {"--cluster", "--debug", "--insecure-skip-tls-verify"},
-        {"--write-out": "-w"},
-    )
-    if not ctx.is_control_plane:
-        _err("sh: 1: etcdctl: not found")
-        return 127
-    for flag in ("--cacert", "--cert", "--key"):
-        path = p.get(flag)
-        if path and not (ctx.path(path) if path.startswith("/") else Path(path)).is_file():
-            _err(f"Error: open {path}: no such file or directory")
-            return 1
-    words = p.positional
-    endpoint = (p.get("--endpoints") or "https://127.0.0.1:2379").split(",")[0]
-    if words[:2] == ["endpoint", "health"]:
-        _out(f"{endpoint} is healthy: successfully committed proposal: took = 9.514831ms")
-        return 0
-    if words[:2] == ["snapshot", "save"] and len(words) >= 3:
-        path = words[2]
-        target = ctx.path(path) if path.startswith("/") else None
-        data = (
-            SNAPSHOT_MAGIC
-            + json.dumps(
-                {
-                    "node": ctx.name,
-                    "taken": time.time(),
-                    "revision": 10000 + int(time.time()) % 90000,
-                }
-            ).encode()
-            + b"\n"
-            + b"\0" * 4096
-        )
-        _log("created temporary db file", path=f"{path}.part")
-        _log("fetching snapshot", endpoint=endpoint)
-        ctx.sleep("download")
-        try:
-            if target is not None:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            else:
-                with open(path, "wb") as fh:
-                    fh.write(data)
-        except OSError as exc:
-            _err(f"Error: could not open {path}.part ({exc.strerror})")
-            return 5
-        _log("fetched snapshot", endpoint=endpoint, size=_human(len(data)), took="now")
-        _log("saved", path=path)
-        _out(f"Snapshot saved at {path}")
-        return 0
-    if words[:2] == ["snapshot", "status"] and len(words) >= 3:
-        path = words[2]
-        target = ctx.path(path) if path.startswith("/") else None
-        try:
-            data = target.read_bytes() if target is not None else open(path, "rb").read()  # noqa: SIM115
-        except OSError as exc:
-            _err(f"Error: stat {path}: {(exc.strerror or '').lower()}")
-            return 1
-        if not data.startswith(SNAPSHOT_MAGIC):
-            _err("Error: invalid database")
-            return 1
-        meta = json.loads(data[len(SNAPSHOT_MAGIC) :].split(b"\n", 1)[0])
-        status = {
-            "hash": zlib.crc32(data),
-            "revision": int(meta.get("revision", 1)),
-            "totalKey": 1342,
-            "totalSize": len(data),
-        }
-        fmt = p.get("-w") or "simple"
-        if fmt == "json":
-            _out(json.dumps(status, separators=(",", ":")))
-        elif fmt == "table":
-            cells = [
-                f"{status['hash']:x}",
-                str(status["revision"]),
-                str(status["totalKey"]),
-                _human(len(data)),
-            ]
-            heads = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"]
-            widths = [max(len(a), len(b)) + 2 for a, b in zip(heads, cells, strict=True)]
-            line = "+" + "+".join("-" * w for w in widths) + "+"
-            _out(line)
-            _out("|" + "|".join(h.center(w) for h, w in zip(heads, widths, strict=True)) + "|")
-            _out(line)
-            _out(
-                "|"
-                + "|".join(c.rjust(w - 1) + " " for c, w in zip(cells, widths, strict=True))
-                + "|"
-            )
-            _out(line)
-        else:
-            cells = [f"{status['hash']:x}", str(status["revision"]), str(status["totalKey"])]
-            _out(", ".join([*cells, _human(len(data))]))
-        return 0
-    _err(f'Error: unknown command {" ".join(words)!r} for "etcdctl"')
-    return 1
-
-
 def main(tool: str, args: list[str], ctx: NodeContext) -> int:
     if tool == "systemctl":
         return systemctl(args, ctx)
@@ -492,6 +363,4 @@ def main(tool: str, args: list[str], ctx: NodeContext) -> int:
         return kubelet(args, ctx)
     if tool == "kubectl":
         return kubectl(args, ctx)
-    if tool in runtimes.TOOLS:
-        return runtime(tool, args, ctx)
-    return etcdctl(args, ctx)
+    return runtime(tool, args, ctx)

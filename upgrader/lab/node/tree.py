@@ -30,7 +30,9 @@ DEBIAN_TOOLS = ("apt-get", "apt", "apt-mark", "apt-cache", "dpkg-query", "dpkg")
 RHEL_TOOLS = ("dnf", "yum", "rpm")
 COMMON_TOOLS = ("systemctl", "curl", "gpg")
 RUNTIME_TOOLS = {"containerd": "containerd", "cri-o": "crio", "docker": "dockerd"}
-CONTROL_PLANE_TOOLS = ("etcdctl",)
+# cri-tools' crictl: every kubeadm node has it (kubeadm's package depends on cri-tools).
+# Installed by install_cri_tools() until the lab's packages carry it.
+CRI_TOOLS = ("crictl",)
 CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # Host paths a rhel node must not see (the host is Debian): masked with overlay whiteouts.
 RHEL_MASKED = (
@@ -56,11 +58,13 @@ DNF4_VERSIONLOCK_CONF = "/etc/dnf/plugins/versionlock.conf"
 DNF5_VERSIONLOCK = "/etc/dnf/versionlock.toml"
 
 # Component versions kubeadm of each minor deploys (approximate, for realistic output).
+# etcd: kubeadm's constants.SupportedEtcdVersion (3.5.x up to 1.33, 3.6.x from 1.34); the
+# same table as the lab API's mirror pods (upgrader.lab.apiserver.objects.ETCD_BY_MINOR).
 _ETCD = {
     24: "3.5.6-0",
     25: "3.5.6-0",
     26: "3.5.6-0",
-    27: "3.5.9-0",
+    27: "3.5.7-0",
     28: "3.5.9-0",
     29: "3.5.10-0",
     30: "3.5.12-0",
@@ -203,6 +207,13 @@ def install_binary(
     write_file(in_root(root, f"{bindir}/{tool}"), binary_script(tool, version, python), 0o755)
 
 
+def install_cri_tools(root: Path, python: str) -> None:
+    """``/usr/bin/crictl``: the one place the lab installs cri-tools' binary (the payload
+    of a cri-tools package is :func:`tool_script` ``("crictl", python)``)."""
+    for tool in CRI_TOOLS:
+        write_file(in_root(root, f"/usr/bin/{tool}"), tool_script(tool, python), 0o755)
+
+
 def write_release_checksums(lab_dir: Path, versions: list[str], python: str) -> None:
     """``DIR/releases/vX.Y.Z/<tool>.sha256``: the hex digest only, like dl.k8s.io's."""
     for plain in versions:
@@ -217,21 +228,104 @@ def write_release_checksums(lab_dir: Path, versions: list[str], python: str) -> 
 # --------------------------------------------------------------------------- texts
 
 
-def manifest_text(component: str, version: str, address: str) -> str:
-    image = (
-        f"registry.k8s.io/etcd:{etcd_version(version)}"
-        if component == "etcd"
-        else f"registry.k8s.io/{component}:{version}"
-    )
+def _etcd_manifest(version: str, address: str, node: str) -> str:
+    """``/etc/kubernetes/manifests/etcd.yaml`` as kubeadm writes it
+    (``cmd/kubeadm/app/phases/etcd/local.go`` GetEtcdPodSpec/getEtcdCommand): hostPath
+    volumes ``etcd-data`` (the data dir) and ``etcd-certs`` (``/etc/kubernetes/pki/etcd``),
+    the image ``registry.k8s.io/etcd:<SupportedEtcdVersion of the minor>``."""
+    name = node or "node"
+    flags = [
+        f"--advertise-client-urls=https://{address}:2379",
+        "--cert-file=/etc/kubernetes/pki/etcd/server.crt",
+        "--client-cert-auth=true",
+        "--data-dir=/var/lib/etcd",
+        "--experimental-initial-corrupt-check=true",
+        "--experimental-watch-progress-notify-interval=5s",
+        f"--initial-advertise-peer-urls=https://{address}:2380",
+        f"--initial-cluster={name}=https://{address}:2380",
+        "--key-file=/etc/kubernetes/pki/etcd/server.key",
+        f"--listen-client-urls=https://127.0.0.1:2379,https://{address}:2379",
+        "--listen-metrics-urls=http://127.0.0.1:2381",
+        f"--listen-peer-urls=https://{address}:2380",
+        f"--name={name}",
+        "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt",
+        "--peer-client-cert-auth=true",
+        "--peer-key-file=/etc/kubernetes/pki/etcd/peer.key",
+        "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+        "--snapshot-count=10000",
+        "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+    ]
+    probe = [
+        "      failureThreshold: {n}",
+        "      httpGet:",
+        "        host: 127.0.0.1",
+        "        path: /{path}",
+        "        port: 2381",
+        "        scheme: HTTP",
+        "      initialDelaySeconds: 10",
+        "      periodSeconds: 10",
+        "      timeoutSeconds: 15",
+    ]
+    lines = [
+        "apiVersion: v1",
+        "kind: Pod",
+        "metadata:",
+        "  annotations:",
+        f"    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://{address}:2379",
+        "  creationTimestamp: null",
+        "  labels:",
+        "    component: etcd",
+        "    tier: control-plane",
+        "  name: etcd",
+        "  namespace: kube-system",
+        "spec:",
+        "  containers:",
+        "  - command:",
+        "    - etcd",
+        *[f"    - {f}" for f in flags],
+        f"    image: registry.k8s.io/etcd:{etcd_version(version)}",
+        "    imagePullPolicy: IfNotPresent",
+        "    livenessProbe:",
+        *[x.format(n=8, path="livez") for x in probe],
+        "    name: etcd",
+        "    readinessProbe:",
+        *[x.format(n=3, path="readyz") for x in probe],
+        "    resources:",
+        "      requests:",
+        "        cpu: 100m",
+        "        memory: 100Mi",
+        "    startupProbe:",
+        *[x.format(n=24, path="readyz") for x in probe],
+        "    volumeMounts:",
+        "    - mountPath: /var/lib/etcd",
+        "      name: etcd-data",
+        "    - mountPath: /etc/kubernetes/pki/etcd",
+        "      name: etcd-certs",
+        "  hostNetwork: true",
+        "  priority: 2000001000",
+        "  priorityClassName: system-node-critical",
+        "  securityContext:",
+        "    seccompProfile:",
+        "      type: RuntimeDefault",
+        "  volumes:",
+        "  - hostPath:",
+        "      path: /etc/kubernetes/pki/etcd",
+        "      type: DirectoryOrCreate",
+        "    name: etcd-certs",
+        "  - hostPath:",
+        "      path: /var/lib/etcd",
+        "      type: DirectoryOrCreate",
+        "    name: etcd-data",
+        "status: {}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def manifest_text(component: str, version: str, address: str, node: str = "") -> str:
     if component == "etcd":
-        command = [
-            "etcd",
-            f"--advertise-client-urls=https://{address}:2379",
-            "--cert-file=/etc/kubernetes/pki/etcd/server.crt",
-            "--data-dir=/var/lib/etcd",
-            f"--listen-client-urls=https://127.0.0.1:2379,https://{address}:2379",
-        ]
-    elif component == "kube-apiserver":
+        return _etcd_manifest(version, address, node)
+    image = f"registry.k8s.io/{component}:{version}"
+    if component == "kube-apiserver":
         command = [
             "kube-apiserver",
             f"--advertise-address={address}",
@@ -480,8 +574,15 @@ def build_kubespray(root: Path, node: dict[str, Any], python: str) -> None:
         'echo "etcd: the lab runs no etcd server" >&2; exit 1\n',
         0o755,
     )
-    for tool in CONTROL_PLANE_TOOLS:
-        write_file(in_root(root, f"{KUBESPRAY_BIN}/{tool}"), tool_script(tool, python), 0o755)
+    # Kubespray installs etcdctl on the host beside etcd (the lab's answers: version only)
+    write_file(
+        in_root(root, f"{KUBESPRAY_BIN}/etcdctl"),
+        "#!/bin/sh\n# etcdctl (upgrader lab: Kubespray's host etcdctl)\n"
+        'case "$1" in version|--version) '
+        f'printf "etcdctl version: {etcd.split("-")[0]}\\nAPI version: 3.5\\n"; exit 0 ;; esac\n'
+        'echo "Error: the lab runs no etcd server" >&2; exit 1\n',
+        0o755,
+    )
     (in_root(root, "/var/lib/etcd/member")).mkdir(parents=True, exist_ok=True)
 
 
@@ -582,14 +683,13 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
     for tool in BINARIES:
         install_binary(root, tool, node[tool], python, bindir)
     tools = COMMON_TOOLS + (RHEL_TOOLS if family == "rhel" else DEBIAN_TOOLS)
-    if is_cp and flavor != "kubespray":
-        tools += CONTROL_PLANE_TOOLS
     runtime = str(node.get("runtime") or "").split("://", 1)[0]
     if runtime in RUNTIME_TOOLS:
         tools += (RUNTIME_TOOLS[runtime],)
     for tool in tools:
         write_file(in_root(root, f"/usr/bin/{tool}"), tool_script(tool, python), 0o755)
     write_file(in_root(root, "/usr/bin/sudo"), SUDO_SCRIPT, 0o755)
+    install_cri_tools(root, python)
 
     # package repository definition and package database
     minor = node["repo_minor"]
@@ -650,14 +750,17 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
     if is_cp:
         cp_version = node["control_plane"]
         # Kubespray runs etcd as a host service (etcd_deployment_type: host), not a static pod
-        static = CONTROL_PLANE_COMPONENTS + (() if flavor == "kubespray" else ("etcd",))
-        for component in static:
+        local_etcd = spec.get("etcd", "local") != "external" and flavor != "kubespray"
+        for component in (*CONTROL_PLANE_COMPONENTS, *(["etcd"] if local_etcd else [])):
             write_file(
                 in_root(root, f"/etc/kubernetes/manifests/{component}.yaml"),
-                manifest_text(component, cp_version, node["address"]),
+                manifest_text(component, cp_version, node["address"], node["name"]),
                 0o600,
             )
-        (in_root(root, "/var/lib/etcd/member")).mkdir(parents=True, exist_ok=True)
+        if local_etcd:
+            # kubeadm: data dir 0700 (etcd refuses a looser one)
+            (in_root(root, "/var/lib/etcd/member")).mkdir(parents=True, exist_ok=True)
+            os.chmod(in_root(root, "/var/lib/etcd"), 0o700)
 
 
 def install_kubeconfig(lab_dir: Path, node: dict[str, Any], kubeconfig: str) -> None:
