@@ -137,7 +137,8 @@ def lib_script(lab_dir: Path, mode: MountMode, pythonpath: str) -> str:
     return common + (
         '  W="$N/work/$$"\n'
         '  mkdir -p "$W/etc" "$W/bin" "$W/lib" "$N/lock" || exit 255\n'
-        f'  {unshare} /bin/sh "$LAB_DIR/bin/node-ns" "$N" "$W" "$cmd"\n'
+        # node-enter (the non-root SSH user's entry, see upgrader.lab.sudo) sets LAB_NS
+        f'  {unshare} /bin/sh "$LAB_DIR/bin/${{LAB_NS:-node-ns}}" "$N" "$W" "$cmd"\n'
         "  rc=$?\n"
         '  rmdir "$W/etc/work" "$W/bin/work" "$W/lib/work" "$W/etc" "$W/bin" "$W/lib" "$W" '
         "2>/dev/null\n"
