@@ -27,7 +27,10 @@ from upgrader.lab import spec as labspec
 
 pytestmark = pytest.mark.integration
 
+# These tests drive the node tools themselves as root (root's login: ssh_user root); the
+# default non-root login through the real sudo is tested in test_lab_sudo.py.
 SESSION_SPEC: dict[str, Any] = {
+    "ssh_user": "root",
     "version": "v1.27.8",
     "nodes": [
         {"name": "cp-1", "role": "control-plane"},
@@ -139,6 +142,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab_dir = tmp_path_factory.mktemp("lab") / "api-lab"
     spec = {
+        "ssh_user": "root",
         "version": "v1.27.8",
         "nodes": [
             {"name": "cp-1", "role": "control-plane"},
@@ -646,6 +650,7 @@ def _listening_ports() -> set[int]:
 def test_up_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None:
     lab_dir = tmp_path / "short-lived"
     spec = {
+        "ssh_user": "root",
         "nodes": [{"name": "cp-1", "role": "control-plane"}, {"name": "w-1", "role": "worker"}],
         "faults": [{"node": "w-1", "match": "kubeadm version", "hang": 120}],
     }
