@@ -227,13 +227,22 @@ def test_the_node_lock_is_one_per_node_shared_by_its_sessions(lab: Lab) -> None:
 
     holder = lab.connect("w-3")
     try:
+        # (the wrapper hands the command's output over when it ends: wait for the lock)
         _, out, _ = holder.exec_command(nodelock.wrap("echo held; sleep 3", wait=5), timeout=30)
-        assert out.readline() == "held\n"
+        lock = lab.dir / "nodes/w-3/lock/upgrader.lock"
+        wait_for(
+            lambda: (
+                lock.exists()
+                and subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode
+            ),
+            "the holder's lock",
+        )
         same = lab.run("w-3", nodelock.wrap("echo second", wait=0.3))
         assert same.rc == nodelock.BUSY_EXIT and nodelock.is_busy(same.rc, same.err)
         other = lab.run("w-4", nodelock.wrap("echo other", wait=0.3))
         assert (other.rc, other.out) == (0, "other\n")
         assert out.channel.recv_exit_status() == 0
+        assert out.read() == b"held\n"
     finally:
         holder.close()
     after = lab.run("w-3", nodelock.wrap("echo after", wait=0.3))
