@@ -229,13 +229,6 @@ def ensure_password(lab_dir: Path) -> str:
     return value
 
 
-def read_password(lab_dir: Path) -> str | None:
-    try:
-        return (lab_dir / PASSWORD_FILE).read_text().strip() or None
-    except OSError:
-        return None
-
-
 # --------------------------------------------------------------------------- nodes
 
 
@@ -331,18 +324,6 @@ def python_paths(python: str) -> list[str]:
     prefix = str(Path(real).parent.parent)
     venv = str(Path(python).absolute().parent.parent)
     return sorted({prefix, venv})
-
-
-def check_reach(account: Account, paths: list[str]) -> str | None:
-    """A path of ``paths`` the user still cannot read after the covers, or None."""
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            continue
-        if not st.st_mode & stat.S_IROTH:
-            return p
-    return None
 
 
 def which_setpriv() -> str:
