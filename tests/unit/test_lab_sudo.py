@@ -66,3 +66,18 @@ def test_reach_plan_covers_the_topmost_blocked_ancestor(tmp_path: Path) -> None:
     assert f"mount -t tmpfs -o mode=0755 upgrader-lab-reach '{first}'" in script
     assert f"mount --move /mnt/{binds.index(str(lab))} '{lab}'" in script
     assert labsudo.reach_script([], []) == ""
+
+
+def test_spec_keys_ssh_user_and_sudo_password() -> None:
+    from upgrader.errors import ConfigError
+    from upgrader.lab import spec as labspec
+
+    nodes = [{"name": "cp-1", "role": "control-plane"}]
+    resolved = labspec.resolve(labspec.parse_spec({"nodes": nodes}, "s"))
+    assert (resolved["ssh_user"], resolved["sudo_password"]) == ("upgrader-lab", False)
+    spec = labspec.parse_spec({"nodes": nodes, "ssh_user": "ops", "sudo_password": True}, "s")
+    assert (spec.ssh_user, spec.sudo_password) == ("ops", True)
+    with pytest.raises(ConfigError, match="ssh_user"):
+        labspec.parse_spec({"nodes": nodes, "ssh_user": "Bad User"}, "s")
+    with pytest.raises(ConfigError, match="sudo_password"):
+        labspec.parse_spec({"nodes": nodes, "sudo_password": "maybe"}, "s")
