@@ -222,3 +222,38 @@ def test_ssh_user_root_keeps_the_root_login(tmp_path: Path) -> None:
         assert inv["ssh"]["user"] == "root" and inv["ssh"]["sudo"] is False
     finally:
         runner.down(lab.dir)
+
+
+def test_apply_with_a_sudo_password_succeeds_and_never_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``upgrader apply`` on a 1 control plane + 2 workers lab whose sudo asks a password:
+    the run succeeds as the non-root user, and the password appears in no file the run
+    wrote (state, transcripts, summary, events) nor in its output."""
+    from cli_run import cli
+
+    spec = {
+        "sudo_password": True,
+        "version": "v1.27.8",
+        "nodes": [*NODES, {"name": "w-2", "role": "worker"}],
+        "delays": {"kubelet_ready": 0.3, "pod_termination": 0.1},
+    }
+    lab_dir = tmp_path / "lab"
+    runner.up(lab_dir, labspec.parse_spec(spec, "test spec"))
+    try:
+        password = (lab_dir / labsudo.PASSWORD_FILE).read_text().strip()
+        monkeypatch.setenv(labsudo.PASSWORD_ENV, password)
+        events = tmp_path / "events.jsonl"
+        args = ["apply", "-i", str(lab_dir / "inventory.yaml"), "--to", "v1.28.4", "--yes"]
+        run = cli(*args, "--events", str(events), timeout=600)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        assert password not in run.stdout + run.stderr
+        written = [p for p in (lab_dir / ".upgrader").rglob("*") if p.is_file()]
+        assert written and events.is_file()
+        for path in [*written, events]:
+            if path.suffix != ".db":
+                assert password not in path.read_text(errors="replace"), path
+        calls = (lab_dir / "nodes" / "cp-1" / "calls.jsonl").read_text()
+        assert "kubeadm" in calls and password not in calls
+    finally:
+        runner.down(lab_dir)
