@@ -23,7 +23,8 @@ def test_host_dropin_allows_one_command_without_arguments(tmp_path: Path) -> Non
     text = labsudo.host_dropin(lab, "upgrader-lab")
     rules = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     assert rules == [
-        'Defaults!/srv/labs/a/bin/node-enter !use_pty, !syslog, env_keep = "SSH_CONNECTION '
+        "Defaults!/srv/labs/a/bin/node-enter !use_pty, !syslog, !pam_session, !pam_setcred, "
+        'env_keep = "SSH_CONNECTION '
         'SSH_ORIGINAL_COMMAND"',
         'upgrader-lab ALL=(root) NOPASSWD: /srv/labs/a/bin/node-enter ""',
     ]

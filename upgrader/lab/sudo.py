@@ -190,7 +190,8 @@ def host_dropin(lab_dir: Path, user: str) -> str:
     return (
         f"# upgrader lab {lab_dir}: sshd's ForceCommand enters a node through this one\n"
         "# command (written by `upgrader lab up`, removed by `upgrader lab down`).\n"
-        f'Defaults!{entry} !use_pty, !syslog, env_keep = "SSH_CONNECTION SSH_ORIGINAL_COMMAND"\n'
+        f"Defaults!{entry} !use_pty, !syslog, !pam_session, !pam_setcred, "
+        'env_keep = "SSH_CONNECTION SSH_ORIGINAL_COMMAND"\n'
         f'{user} ALL=(root) NOPASSWD: {entry} ""\n'
     )
 
