@@ -562,9 +562,15 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
             else {}
         ),
     }
+    # The lab's nodes ask their SSH user's password in sudo (real sudo, when the lab runs as
+    # root): the run must pass the lab's own password; a lab without real sudo (not root)
+    # accepts any, so a generated one stands in.
+    spec["sudo_password"] = True
     password = "sudo-" + secrets.token_hex(12)
     env_name = "UPGRADER_BENCH_SUDO_PASSWORD"
     with lab_session(work / "secrets-lab", spec) as lab:
+        if (lab.info.get("sudo") or {}).get("password_file"):
+            password = Path(lab.info["sudo"]["password_file"]).read_text().strip()
         token = lab.token()
         inv_doc = yaml.safe_load(lab.inventory.read_text())
         inv_doc["ssh"]["sudo"] = True
