@@ -18,15 +18,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-# OpenSSH server for the lab and the SSH transport tests (Debian package openssh-server).
+# Debian packages the lab and the SSH transport tests run for real: OpenSSH's server
+# (openssh-server) and sudo (sudo: lab nodes are entered as a non-root user who reaches
+# root through the real sudo with Debian's default sudoers).
+LAB_DEBS := openssh-server:/usr/sbin/sshd sudo:/usr/bin/sudo
 sshd:
-	@if [ -x /usr/sbin/sshd ]; then :; \
+	@missing=; for d in $(LAB_DEBS); do [ -x "$${d#*:}" ] || missing="$$missing $${d%%:*}"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "installing openssh-server (apt-get)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null) \
-	    || { echo "error: could not install openssh-server with apt-get" >&2; exit 1; }; \
+	  echo "installing$$missing (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || { echo "error: could not install$$missing with apt-get" >&2; exit 1; }; \
 	else \
-	  echo "error: sshd not found; install it: sudo apt-get install openssh-server" >&2; exit 1; \
+	  echo "error: missing Debian packages; install them: sudo apt-get install$$missing" >&2; exit 1; \
 	fi
 
 deps: venv sshd

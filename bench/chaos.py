@@ -647,14 +647,26 @@ TARGETS: list[tuple[str, str, str, float]] = [
 
 
 def targeted_trial(
-    step: str, node_name: str, match: str, hang: float, work: Path, log: Callable[[str], None]
+    step: str,
+    node_name: str,
+    match: str,
+    hang: float,
+    work: Path,
+    log: Callable[[str], None],
+    ssh_user: str | None = None,
 ) -> dict[str, Any]:
     """Kill ``apply`` one second after ``step`` started on ``node_name`` (its command hangs
     ``hang`` seconds on the node first, then runs: the killed session outlives the kill),
-    resume at once, check the invariants."""
+    resume at once, check the invariants. The lab's default SSH user is not root: the
+    command runs under the node's real sudo (Debian's sudoers, ``use_pty``) when the lab
+    runs as root; ``ssh_user`` overrides it (``root``: no sudo). The result's ``sudo``
+    says which it was (lab.json's record)."""
     spec = spec_one_hop()
     spec["faults"] = [{"node": node_name, "match": match, "times": 1, "hang": hang}]
+    if ssh_user is not None:
+        spec["ssh_user"] = ssh_user
     with lab_session(work / "lab", spec) as lab:
+        sudo_mode = dict(lab.info.get("sudo") or {})
         runner = Runner(lab, work, [])
         sid = f"{TARGET}/{node_name}/"
         p = start_cli(*runner.args, log=runner.log)
@@ -688,6 +700,7 @@ def targeted_trial(
         verdict = check_invariants(lab, runner)
         return {
             "trial": f"kill during {step} on {node_name} (command hangs {hang:g}s first)",
+            "sudo": sudo_mode,
             "args": [],
             "kills": 1 if hit else 0,
             "converged": runner.runs[-1].code == 0,

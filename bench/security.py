@@ -189,8 +189,13 @@ ODD_URL = "https://pkgs.example.invalid/a[b]c/~u^v%41=w,z+q@r:s/v{minor}/deb/"
 
 
 def _ssh(lab: Lab, node_name: str, command: str, timeout: float = 60) -> subprocess.Popen[str]:
+    """``command`` as root on the node: the lab's SSH user, through the node's sudo when
+    that user is not root (as the product runs its steps)."""
     info = lab.info
     addr = info["nodes"][node_name]["address"]
+    user = str(info["ssh"].get("user") or "root")
+    if user != "root":
+        command = "sudo -n sh -c " + shlex.quote(command)
     return subprocess.Popen(
         [
             "ssh",
@@ -204,7 +209,7 @@ def _ssh(lab: Lab, node_name: str, command: str, timeout: float = 60) -> subproc
             "BatchMode=yes",
             "-p",
             str(info["ssh"]["port"]),
-            f"root@{addr}",
+            f"{user}@{addr}",
             command,
         ],
         stdout=subprocess.PIPE,
@@ -354,7 +359,9 @@ def check_facts_values(
     lab: Lab, work: Path, limit: int | None = None, fields: tuple[str, ...] = FACT_FIELDS
 ) -> Check:
     ch = Check("facts values with shell payloads, rendered and executed")
-    canary = work / "canary-facts"
+    # under the lab directory: a node command sees it wherever the lab lives (with a non-root
+    # SSH user, a node hides host directories others may not search, e.g. pytest's)
+    canary = lab.dir / "canary-facts"
     pb = fast_playbooks(work / "pb-site")
     (pb / "site.yaml").write_text(yaml.safe_dump(SITE_PLAYBOOK, sort_keys=False))
 
@@ -562,9 +569,15 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
             else {}
         ),
     }
+    # The lab's nodes ask their SSH user's password in sudo (real sudo, when the lab runs as
+    # root): the run must pass the lab's own password; a lab without real sudo (not root)
+    # accepts any, so a generated one stands in.
+    spec["sudo_password"] = True
     password = "sudo-" + secrets.token_hex(12)
     env_name = "UPGRADER_BENCH_SUDO_PASSWORD"
     with lab_session(work / "secrets-lab", spec) as lab:
+        if (lab.info.get("sudo") or {}).get("password_file"):
+            password = Path(lab.info["sudo"]["password_file"]).read_text().strip()
         token = lab.token()
         inv_doc = yaml.safe_load(lab.inventory.read_text())
         inv_doc["ssh"]["sudo"] = True
@@ -585,7 +598,7 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
                             "command": (
                                 f"cat {tokfile}; "
                                 f"sed 's/^/Authorization: Bearer /' {tokfile} >&2; "
-                                f"test -e {shlex.quote(str(work / 'leak-ok'))}"
+                                f"test -e {shlex.quote(str(lab.dir / 'leak-ok'))}"
                             ),
                             "retry_safe": True,
                         }
@@ -601,7 +614,7 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
         secret_values = {"token": [token], "sudo password": [password], "private key": key_parts}
         with ArgvWatch([token, password]) as watch:
             first = cli(*args, timeout=900, extra_env={env_name: password})
-            (work / "leak-ok").touch()
+            (lab.dir / "leak-ok").touch()  # under the lab directory: nodes see it
             second = cli(*args, timeout=900, extra_env={env_name: password})
         ch.cases += 2
         ch.notes.append(

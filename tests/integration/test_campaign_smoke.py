@@ -68,6 +68,9 @@ def test_fuzz_thirty_cases(tmp_path: Path) -> None:
     assert doc["modes"]["subprocess"] >= 3
 
 
+# Two labs and two full applies, every node command through the real sudo (a non-root
+# SSH user): 5 to 6 minutes alone on 2 cores, beyond the default 600 s when shared.
+@pytest.mark.timeout(1200)
 def test_security_quick(tmp_path: Path) -> None:
     doc = security.campaign(tmp_path, quick=True, log=lambda _: None)
     problems = [p for c in doc["checks"] for p in c["problems"]]

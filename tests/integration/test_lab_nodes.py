@@ -27,7 +27,10 @@ from upgrader.lab import spec as labspec
 
 pytestmark = pytest.mark.integration
 
+# These tests drive the node tools themselves as root (root's login: ssh_user root); the
+# default non-root login through the real sudo is tested in test_lab_sudo.py.
 SESSION_SPEC: dict[str, Any] = {
+    "ssh_user": "root",
     "version": "v1.27.8",
     "nodes": [
         {"name": "cp-1", "role": "control-plane"},
@@ -139,6 +142,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab_dir = tmp_path_factory.mktemp("lab") / "api-lab"
     spec = {
+        "ssh_user": "root",
         "version": "v1.27.8",
         "nodes": [
             {"name": "cp-1", "role": "control-plane"},
@@ -223,13 +227,22 @@ def test_the_node_lock_is_one_per_node_shared_by_its_sessions(lab: Lab) -> None:
 
     holder = lab.connect("w-3")
     try:
+        # (the wrapper hands the command's output over when it ends: wait for the lock)
         _, out, _ = holder.exec_command(nodelock.wrap("echo held; sleep 3", wait=5), timeout=30)
-        assert out.readline() == "held\n"
+        lock = lab.dir / "nodes/w-3/lock/upgrader.lock"
+        wait_for(
+            lambda: (
+                lock.exists()
+                and subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode
+            ),
+            "the holder's lock",
+        )
         same = lab.run("w-3", nodelock.wrap("echo second", wait=0.3))
         assert same.rc == nodelock.BUSY_EXIT and nodelock.is_busy(same.rc, same.err)
         other = lab.run("w-4", nodelock.wrap("echo other", wait=0.3))
         assert (other.rc, other.out) == (0, "other\n")
         assert out.channel.recv_exit_status() == 0
+        assert out.read() == b"held\n"
     finally:
         holder.close()
     after = lab.run("w-3", nodelock.wrap("echo after", wait=0.3))
@@ -623,6 +636,7 @@ def _listening_ports() -> set[int]:
 def test_up_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None:
     lab_dir = tmp_path / "short-lived"
     spec = {
+        "ssh_user": "root",
         "nodes": [{"name": "cp-1", "role": "control-plane"}, {"name": "w-1", "role": "worker"}],
         "faults": [{"node": "w-1", "match": "kubeadm version", "hang": 120}],
     }

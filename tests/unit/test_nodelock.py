@@ -20,7 +20,14 @@ def test_wrap_takes_the_lock_then_runs_the_command_with_the_lock_fd_closed() -> 
     lines = text.splitlines()
     assert lines[0] == "exec 9>>/run/lock/upgrader.lock || exit 70"
     assert lines[1].startswith("flock -w 3 9;")
-    assert lines[-3:] == ["{", "kubeadm upgrade apply v1.28.4 -y", "} 9>&-"]
+    body = lines.index("kubeadm upgrade apply v1.28.4 -y")
+    assert lines[body - 1 : body + 2] == [
+        "(",
+        "kubeadm upgrade apply v1.28.4 -y",
+        ') 9>&- >"$__upgrader_out" 2>"$__upgrader_err"',
+    ]
+    assert lines[-1] == 'exit "$__upgrader_rc"'
+    assert "trap '' HUP" in lines
     assert f"exit {nodelock.BUSY_EXIT}" in text
 
 
@@ -68,3 +75,57 @@ def test_a_node_without_flock_or_run_lock_is_a_blocker_naming_it() -> None:
 def test_nodes_outside_the_run_or_unreachable_are_not_judged() -> None:
     facts = _facts(_node("w-1", False), _node("w-2", False, reachable=False))
     assert check_node_lock(facts, nodes=["w-2"]) == []
+
+
+def test_wrapped_command_output_and_exit_code_reach_the_caller(tmp_path: object) -> None:
+    """Run by a real sh: stdout and stderr arrive (after the command), the exit status is
+    the command's even when it calls ``exit``, and the output files are removed."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    base = Path(str(tmp_path))
+    lock = base / "upgrader.lock"
+    script = nodelock.wrap("echo out; echo err >&2; exit 3", wait=1, path=str(lock))
+    env = {**os.environ, "TMPDIR": str(base)}
+    proc = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out\n", "err\n")
+    assert sorted(p.name for p in base.iterdir()) == ["upgrader.lock"]
+
+
+def test_wrapped_command_survives_a_closed_output_pipe(tmp_path: object) -> None:
+    """What a dropped SSH session does to a command without a terminal: its stdout and
+    stderr pipes lose their reader. The wrapped command still runs to its end."""
+    import os
+    import subprocess
+    import time
+    from pathlib import Path
+
+    base = Path(str(tmp_path))
+    done = base / "done"
+    script = nodelock.wrap(
+        f"sleep 1; echo after-the-drop; echo more >&2; touch {done}",
+        wait=1,
+        path=str(base / "upgrader.lock"),
+    )
+    env = {**os.environ, "TMPDIR": str(base)}
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the session is gone: nobody reads any more
+    proc.stderr.close()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert done.exists()
+    unwrapped = base / "unwrapped"
+    bare = subprocess.Popen(
+        ["/bin/sh", "-c", f"sleep 1; echo after-the-drop; touch {unwrapped}"],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert bare.stdout is not None
+    bare.stdout.close()
+    assert bare.wait(timeout=30) != 0 and not unwrapped.exists()  # SIGPIPE killed it

@@ -15,8 +15,21 @@ closed (a daemon the command might start never inherits the lock). The shell tha
 lock waits for the command, so the lock lives exactly as long as the command does, and the
 kernel drops it when that shell exits, however it exits: no stale lock files, no cleanup.
 When the wait runs out the wrapper prints :data:`BUSY_MARKER` on stderr and exits
-:data:`BUSY_EXIT` (EX_TEMPFAIL) without running the command. ``/run/lock`` is a tmpfs on
-systemd distributions (Debian, Ubuntu, RHEL and its rebuilds); ``flock`` is util-linux.
+:data:`BUSY_EXIT` (EX_TEMPFAIL) without running the command.
+
+``/run/lock`` is a tmpfs on systemd distributions (Debian, Ubuntu, RHEL and its rebuilds);
+``flock`` is util-linux.
+
+A dropped SSH session (client killed, network lost) sends the command no signal when it has
+no terminal (the product asks for none; Debian's sudo with ``Defaults use_pty`` then runs it
+without a pty too), but its next write to the session's stdout/stderr kills it with SIGPIPE
+(Go's runtime, kubeadm's, exits on a broken pipe on fd 1 or 2), or leaves dpkg half done.
+Shown on the lab with the real sudo (tests/integration/test_sudo_session_drop.py). So the
+wrapper runs the command in a subshell whose output goes to two ``mktemp`` files on the
+node (mode 0600) and only then copies them to the session (SIGHUP ignored, for a session
+with a terminal): the command finishes or fails on its own, the lock is held until it has,
+and the resumed run's check waits on the lock, then sees what it did. Output comes at the
+end, not streamed.
 
 Must not: run anything, decide what to do about a busy lock (the engine waits, re-checks and
 fails with a clear message), or lock anything but one file per node.
@@ -47,7 +60,13 @@ def wrap(command: str, wait: float = DEFAULT_WAIT, path: str = LOCK_PATH) -> str
         f'if [ "$__upgrader_lock" != 0 ]; then '
         f'echo "upgrader: flock failed with exit $__upgrader_lock" >&2; '
         f'exit "$__upgrader_lock"; fi\n'
-        f"{{\n{command}\n}} {LOCK_FD}>&-"
+        "trap '' HUP\n"
+        "__upgrader_out=$(mktemp) && __upgrader_err=$(mktemp) || exit 70\n"
+        f'(\n{command}\n) {LOCK_FD}>&- >"$__upgrader_out" 2>"$__upgrader_err"\n'
+        "__upgrader_rc=$?\n"
+        'cat "$__upgrader_out"; cat "$__upgrader_err" >&2\n'
+        'rm -f "$__upgrader_out" "$__upgrader_err"\n'
+        'exit "$__upgrader_rc"'
     )
 
 

@@ -119,6 +119,14 @@ def _print_summary(result: Any) -> None:
     typer.echo(f"  ssh:       port {lab['ssh']['port']} on {_span(nodes)}, key {d / 'id_ed25519'}")
     typer.echo(f"  mount:     {lab['mount']['mode']} ({lab['mount']['reason']})")
     typer.echo(f"  inventory: {d / 'inventory.yaml'}")
+    sudo = lab.get("sudo") or {}
+    if sudo.get("mode") == "real":
+        how = "with a password" if sudo.get("password") else "passwordless"
+        typer.echo(f"  sudo:      {sudo['user']} reaches root through the real sudo ({how})")
+        if sudo.get("password_env"):
+            typer.echo(
+                f'             export {sudo["password_env"]}="$(cat {sudo["password_file"]})"'
+            )
     for w in result.warnings:
         typer.echo(f"  warning:   {w}")
     first = next(iter(nodes.values()))

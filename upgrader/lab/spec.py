@@ -53,6 +53,8 @@ _NAME_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
 _CLUSTER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")
 _PLAIN_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _MINOR_RE = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+DEFAULT_SSH_USER = "upgrader-lab"
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # What a kubelet reports as status.nodeInfo.containerRuntimeVersion: "<name>://<version>".
 _RUNTIME_RE = re.compile(
@@ -364,6 +366,11 @@ class LabSpec(BaseModel):
     rbac: Rbac | None = None
     # "external": kubeadm-config has etcd.external.endpoints, no etcd static pod anywhere
     etcd: Literal["local", "external"] = "local"
+    # The SSH login of every node (a host account the lab creates). Not root by default:
+    # commands reach root through the real sudo (upgrader.lab.sudo); "root" logs in as root.
+    ssh_user: Annotated[str, Field(pattern=_USER_RE.pattern)] = DEFAULT_SSH_USER
+    # The node's sudo asks that user's password (generated, DIR/sudo-password).
+    sudo_password: bool = False
 
 
 # --------------------------------------------------------------------------- errors
@@ -637,6 +644,8 @@ def resolve(
         "missing_packages": sorted(set(spec.missing_packages), key=_plain_key),
         "rbac": spec.rbac.model_dump() if spec.rbac is not None else None,
         "etcd": spec.etcd,
+        "ssh_user": spec.ssh_user,
+        "sudo_password": spec.sudo_password,
         **extra,
     }
 

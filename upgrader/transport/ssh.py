@@ -195,6 +195,7 @@ class SSHTransport:
         self._sessions = threading.BoundedSemaphore(max(1, max_sessions))
         self._root_lock = threading.Lock()
         self._remote_root: bool | None = None
+        self._sudo_ok = False
 
     # ------------------------------------------------------------------ connection
     @property
@@ -377,11 +378,39 @@ class SSHTransport:
             return command, None
         env = self.target.sudo_password_env
         if env is None:
+            self._check_sudo(None)
             return sudo_wrap(command, with_password=False), None
         password = os.environ.get(env)
         if password is None:
             raise ConfigError(f"node {self.node}: sudo_password_env names {env}, which is not set")
-        return sudo_wrap(command, with_password=True), (password + "\n").encode()
+        stdin = (password + "\n").encode()
+        self._check_sudo(stdin)
+        return sudo_wrap(command, with_password=True), stdin
+
+    def _check_sudo(self, stdin: bytes | None) -> None:
+        """Once per transport, before the first command that needs root: sudo lets the SSH
+        user run a command (``true``) with the configured password, or without one. A
+        refusal (wrong or missing password, no sudo rights) is bad input that no step
+        should be blamed for: :class:`ConfigError` naming the node and sudo's own words."""
+        with self._root_lock:
+            if self._sudo_ok:
+                return
+            probe = self._execute(
+                sudo_wrap("true", with_password=stdin is not None),
+                stdin,
+                timeout=self.target.connect_timeout + 30,
+            )
+            if probe.ok:
+                self._sudo_ok = True
+                return
+        said = _one_line(probe.stderr.strip() or probe.stdout.strip() or "no output")
+        env = self.target.sudo_password_env
+        how = f"with the password from ${env}" if env else "without a password (sudo -n)"
+        raise ConfigError(
+            f"node {self.node}: sudo as {self.target.user or '(local user)'} failed {how} "
+            f"(exit {'timeout' if probe.timed_out else probe.exit_code}): {said}"
+            + ("" if env else "; set ssh.sudo_password_env if sudo asks for a password")
+        )
 
     def run(self, command: str, timeout: float = 60.0, sudo: bool = True) -> Result:
         wrapped, stdin = self._prepare(command, sudo)

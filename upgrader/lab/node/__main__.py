@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import sys
 import time
 from typing import Any
@@ -41,11 +42,20 @@ TOOLS = {
 }
 
 
+# Go programs write os.Stdout unbuffered: after a dropped SSH session their next line hits
+# the broken pipe and they exit (SIGPIPE on fd 1/2, Go's os/signal docs). Python buffers a
+# pipe, which would let a simulated kubeadm finish unseen: flush these tools line by line
+# (a broken pipe then stops the tool mid-work, exit 141, as the real binary would stop).
+GO_TOOLS = frozenset({"kubeadm", "kubelet", "kubectl", "etcdctl", "containerd", "crictl"})
+
+
 def run(argv: list[str]) -> int:
     if not argv or argv[0] not in TOOLS:
         sys.stderr.write(f"upgrader lab: unknown node tool {argv[:1]}\n")
         return 127
     tool, args = argv[0], argv[1:]
+    if tool in GO_TOOLS and isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         ctx = NodeContext.load()
     except NotALabNode as exc:

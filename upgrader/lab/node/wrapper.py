@@ -142,7 +142,8 @@ def lib_script(lab_dir: Path, mode: MountMode, pythonpath: str) -> str:
         '  W="$N/work/$$"\n'
         '  mkdir -p "$W/etc" "$W/bin" "$W/lib" "$W/lbin" "$N/root/usr/local/bin" "$N/lock" '
         "|| exit 255\n"
-        f'  {unshare} /bin/sh "$LAB_DIR/bin/node-ns" "$N" "$W" "$cmd"\n'
+        # node-enter (the non-root SSH user's entry, see upgrader.lab.sudo) sets LAB_NS
+        f'  {unshare} /bin/sh "$LAB_DIR/bin/${{LAB_NS:-node-ns}}" "$N" "$W" "$cmd"\n'
         "  rc=$?\n"
         '  rmdir "$W/etc/work" "$W/bin/work" "$W/lib/work" "$W/lbin/work" "$W/etc" "$W/bin" '
         '"$W/lib" "$W/lbin" "$W" 2>/dev/null\n'
