@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import uuid
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from upgrader import safefile
 from upgrader import state as st
 from upgrader.core.model import Facts, Finding, Plan, PlanEntry
 from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
@@ -60,6 +62,7 @@ class ApplyRequest:
     yes: bool = False
     break_lock: bool = False
     abandon: bool = False
+    accept_changes: bool = False  # resume an unfinished run although its inputs changed
     max_workers: int = 32
     validate_count: int = 1  # the health gate passes this many times in a row between nodes
 
@@ -101,6 +104,56 @@ def run_fingerprint(inventory: Any, req: PlanRequest) -> str:
         h.update(p.name.encode() + b"\0")
         h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_inputs(inventory: Any, req: PlanRequest) -> dict[str, str]:
+    """The run's inputs digested part by part, recorded in the state so that a resume can
+    say exactly what changed: ``inventory.<field>`` (``inventory.nodes.<name>`` per node),
+    ``playbook <file>`` per playbook file, ``step <phase>.<pre|steps|post>.<name>`` per
+    playbook step, ``target``, ``strategy``."""
+    from upgrader.core.playbook import default_playbook_dir, load_playbooks
+
+    out: dict[str, str] = {"target": _digest(str(req.target)), "strategy": _digest(req.strategy)}
+    for k, v in inventory.to_dict().items():
+        if k == "nodes" and isinstance(v, list):
+            for n in v:
+                name = n.get("name") if isinstance(n, dict) else None
+                out[f"inventory.nodes.{name}"] = _digest(n)
+        else:
+            out[f"inventory.{k}"] = _digest(v)
+    d = req.playbooks if req.playbooks is not None else default_playbook_dir()
+    for f in sorted(d.glob("*.yaml")) if d.is_dir() else ():
+        out[f"playbook {f.name}"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    pb = load_playbooks(req.playbooks)
+    for pname, phase in pb.phases.items():
+        for lname in ("pre", "steps", "post"):
+            for spec in getattr(phase, lname):
+                fields = dataclasses.asdict(spec)
+                fields.pop("origin", None)
+                out[f"step {pname}.{lname}.{spec.name}"] = _digest(fields)
+    return out
+
+
+def _transcripts_dir(req: ApplyRequest, run: st.RunState, state_path: Path) -> Path:
+    """Where this run's transcripts go: ``--transcripts`` when given; else the path the
+    state recorded, only if it lies inside the state file's directory (a path read from
+    the state file is never trusted to point elsewhere)."""
+    if req.transcripts is not None:
+        return Path(req.transcripts)
+    recorded = run.transcripts
+    if recorded is None:
+        return st.default_transcripts_dir(state_path, run.run_id)
+    if not safefile.inside(Path(recorded), state_path.parent):
+        raise ConfigError(
+            f"{state_path}: its transcripts path {recorded} is outside the state directory "
+            f"{state_path.parent}; pass --transcripts {recorded} if you chose it"
+        )
+    return Path(recorded)
 
 
 def _secrets(inventory: Any, api_client: Any) -> tuple[str, ...]:
@@ -228,6 +281,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
     state_path = req.state_path or st.default_state_path(req.inventory, inv.cluster_name)
     sf = st.StateFile(state_path)
     fingerprint = run_fingerprint(inv, req.plan)
+    inputs = run_inputs(inv, req.plan)
 
     with sf.lock():
         prev = sf.load()
@@ -237,7 +291,14 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             if req.abandon:
                 abandoned = prev
             else:
-                compat = st.check_compatible(prev, fingerprint, target, source=str(state_path))
+                compat = st.check_compatible(
+                    prev,
+                    fingerprint,
+                    target,
+                    source=str(state_path),
+                    inputs=inputs,
+                    accept_changes=req.accept_changes,
+                )
                 for w in compat.warnings:
                     io.warn(w)
         elif req.abandon:
@@ -246,7 +307,13 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
         sp_resume: stored.StoredPlan | None = None
         if resuming:
             assert prev is not None
-            sp_resume = stored.load(stored.plan_path(state_path), prev.run_id)
+            if prev.plan_digest is None:
+                raise ConfigError(
+                    f"{state_path}: run {prev.run_id} records no digest of its stored plan, so "
+                    "the plan cannot be trusted; pass --abandon to drop it and plan afresh"
+                )
+            sp_resume = stored.load(stored.plan_path(state_path), prev.run_id, prev.plan_digest)
+            _transcripts_dir(req, prev, state_path)  # refused now, before any node is asked
 
         api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
         pool = SSHPool()
@@ -316,6 +383,8 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                         )
                     sp = stored.StoredPlan.of(fresh, run_id)
                     tdir = req.transcripts or st.default_transcripts_dir(state_path, run_id)
+                    # the plan before the state, which records its digest
+                    digest = stored.save(stored.plan_path(state_path), sp)
                     run_state = st.new_run(
                         cluster=inv.cluster_name,
                         inventory=req.inventory.resolve(),
@@ -327,15 +396,12 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                         precordoned=_precordoned(kube, sp.entries, abandoned),
                         transcripts=tdir.resolve(),
                         run_id=run_id,
+                        plan_digest=digest,
+                        inputs=inputs,
                     )
-                    stored.save(stored.plan_path(state_path), sp)  # the plan before the state
                     sf.save(run_state)
                     plan_entries = sp.entries
-                transcripts_dir = Path(
-                    req.transcripts
-                    or run_state.transcripts
-                    or st.default_transcripts_dir(state_path, run_id)
-                )
+                transcripts_dir = _transcripts_dir(req, run_state, state_path)
 
                 # ---- the run
                 keeper.start()
@@ -535,7 +601,8 @@ def status(
     run = sf.load()
     nodes: list[NodeReport] = []
     if run is not None:
-        writer = ev.TranscriptWriter(Path(run.transcripts)) if run.transcripts else None
+        trusted = run.transcripts and safefile.inside(Path(run.transcripts), path.parent)
+        writer = ev.TranscriptWriter(Path(run.transcripts)) if trusted and run.transcripts else None
         for name, ns in st.status_summary(run).items():
             tp = writer.path_for(name) if writer is not None else None
             nodes.append(

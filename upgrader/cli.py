@@ -272,7 +272,9 @@ def facts(
     if output is None:
         typer.echo(doc, nl=False)
     else:
-        output.write_text(doc)
+        from upgrader import safefile
+
+        safefile.write_file(output, doc.encode())  # no symlink followed, mode 0600
         typer.echo(
             f"wrote facts for {len(f.nodes)} nodes to {output} "
             f"({sum(1 for x in f.findings)} findings)",
@@ -532,6 +534,14 @@ def apply(
             "--abandon", help="Drop the unfinished run recorded in the state and start anew."
         ),
     ] = False,
+    accept_changes: Annotated[
+        bool,
+        typer.Option(
+            "--accept-changes",
+            help="Resume an unfinished run although the inventory or playbooks changed since "
+            "it started (the run's stored steps run, not the changed ones).",
+        ),
+    ] = False,
     strategy: Annotated[
         Strategy, typer.Option(help="Worker strategy for multi-minor jumps (as for plan).")
     ] = Strategy.auto,
@@ -558,6 +568,7 @@ def apply(
     from upgrader.execute.engine import EngineOptions
     from upgrader.execute.progress import make_reporter
     from upgrader.planning import check_request
+    from upgrader.redact import redact
 
     target = _parse_target(to)
     req = ApplyRequest(
@@ -593,6 +604,7 @@ def apply(
         yes=yes,
         break_lock=break_lock,
         abandon=abandon,
+        accept_changes=accept_changes,
         max_workers=max_workers,
         validate_count=validate_count,
     )
@@ -608,7 +620,7 @@ def apply(
 
     io = ApplyIO(
         show=show,
-        warn=lambda m: typer.echo(f"warning: {m}", err=True),
+        warn=lambda m: typer.echo(f"warning: {redact(m)}", err=True),
         confirm=ask if sys.stdin.isatty() else None,
         reporter=reporter,
     )
@@ -674,8 +686,10 @@ def main() -> None:
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except UpgraderError as e:
+        from upgrader.redact import redact
+
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        typer.echo(f"error: {msg}", err=True)
+        typer.echo(f"error: {redact(msg)}", err=True)
         sys.exit(int(e.exit_code))
     except typer.Exit as e:
         sys.exit(e.exit_code)
