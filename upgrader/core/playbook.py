@@ -577,10 +577,15 @@ def _scan_hidden(c: _Ctx, value: Any, path: str, step: str | None = None) -> Non
     if isinstance(value, str):
         found = hidden_character(value)
         if found:
+            hint = (
+                " (one line: a folded block scalar '>-' joins long ones)"
+                if "U+000A" in found
+                else ""
+            )
             c.fail(
                 where(path),
                 f"{found} is not allowed: it can make the text shown differ from the text "
-                "run; remove it",
+                f"run; remove it{hint}",
             )
     elif isinstance(value, dict):
         name = value.get("name")
