@@ -24,6 +24,7 @@ typer or rich, or decide exit codes (errors are typed; the CLI maps them).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -283,7 +284,16 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
     fingerprint = run_fingerprint(inv, req.plan)
     inputs = run_inputs(inv, req.plan)
 
-    with sf.lock():
+    with sf.lock(), contextlib.ExitStack() as files:
+        # the operator's own output files are opened (or refused) before anything is
+        # contacted: a symlinked --events or a --transcripts others can write is exit 2 here,
+        # not half-way through the run
+        sink: ev.JsonlSink | None = None
+        if req.events is not None:
+            sink = ev.JsonlSink(req.events)
+            files.callback(sink.close)
+        if req.transcripts is not None:
+            safefile.ensure_private_dir(Path(req.transcripts), what="transcripts directory")
         prev = sf.load()
         st.check_cluster(prev, inv.cluster_name, source=str(state_path))
         abandoned: st.RunState | None = None
@@ -368,7 +378,6 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             run_id = prev.run_id if resuming_run and prev is not None else uuid.uuid4().hex[:12]
             keeper = lease.LeaseKeeper(api, lease.default_holder(run_id))
             lease.acquire(api, run_id, keeper.holder, break_lock=req.break_lock)
-            sink: ev.JsonlSink | None = None
             try:
                 # ---- the run's records
                 if resuming_run and sp_resume is not None and prev is not None:
@@ -410,8 +419,8 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 handlers: list[ev.EventHandler] = []
                 if io.reporter is not None:
                     handlers.append(io.reporter)
-                if req.events is not None:
-                    sink = ev.JsonlSink(req.events, masker)
+                if sink is not None:
+                    sink.masker = masker
                     handlers.append(sink)
                 options = dataclasses.replace(
                     req.engine,
@@ -442,7 +451,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             finally:
                 keeper.stop(release_lock=True)
                 if sink is not None:
-                    sink.close()
+                    sink.close()  # before the summary (ExitStack closes it again: a no-op)
             problems = post_check(kube, final, plan_entries)
             problems += preflight.wait_pdbs_recovered(api, pre.pdbs)
             summary = _summary(

@@ -266,15 +266,24 @@ def facts(
     Saved facts can be planned offline: `upgrader plan --facts FILE --to vX.Y.Z`.
     """
     _setup_logging(verbose)
+    from upgrader import safefile
+
     inv = _load_inventory(inventory)
-    f = _gather(inv, max_workers)
+    # opened (or refused: a symlink, a file not ours) before any node is contacted
+    fd = None if output is None else safefile.open_fd(output)
+    try:
+        f = _gather(inv, max_workers)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
     doc = json.dumps(f.to_dict(), indent=2, sort_keys=False) + "\n"
-    if output is None:
+    if fd is None:
         typer.echo(doc, nl=False)
     else:
-        from upgrader import safefile
-
-        safefile.write_file(output, doc.encode())  # no symlink followed, mode 0600
+        os.ftruncate(fd, 0)
+        with os.fdopen(fd, "wb") as fh:  # no symlink followed, mode 0600
+            fh.write(doc.encode())
         typer.echo(
             f"wrote facts for {len(f.nodes)} nodes to {output} "
             f"({sum(1 for x in f.findings)} findings)",

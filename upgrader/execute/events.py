@@ -133,7 +133,7 @@ class JsonlSink:
 
     def __init__(self, path: Path, masker: Masker = no_mask) -> None:
         self.path = path
-        self._mask = masker
+        self.masker = masker  # may be set later (the run's secrets are known after opening)
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         # 0600 like the transcripts: events carry step messages and stderr tails
@@ -141,7 +141,7 @@ class JsonlSink:
         self._fh: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        doc = redact_obj(json.loads(json.dumps(event.to_dict(), default=str)), self._mask)
+        doc = redact_obj(json.loads(json.dumps(event.to_dict(), default=str)), self.masker)
         line = json.dumps(doc, sort_keys=False)
         with self._lock:
             if self._fh is None:
