@@ -13,7 +13,12 @@ steps of the unfinished run (succeeded steps are skipped, a step left running or
 re-checked first), not a fresh plan: after a partial run the facts have moved (the control
 plane may already be at the hop, a node may be cordoned by us) and a fresh plan would drop
 or renumber steps. Facts are still gathered again and planned, for the preflight: a
-blocker found now refuses the resume as it would refuse a new run. A different target
+blocker found now refuses the resume as it would refuse a new run. The stored plan's
+sha256 is recorded in the state file (``plan_digest``) and a stored plan that no longer
+matches it is refused; so is an unfinished run whose inputs changed (the state records
+their digests part by part, :func:`run_inputs`; the error names each changed inventory
+field, node, playbook file and step) unless ``--accept-changes``; a transcripts path the
+state file names outside its directory is not used. A different target
 while a run is unfinished is refused (exit 2); ``--abandon`` marks the old run abandoned
 and plans afresh (nodes the abandoned run had cordoned are not mistaken for nodes the
 operator cordoned).
