@@ -23,11 +23,22 @@ checks, each against a real lab through the real CLI:
   ``apply`` refuse (exit 3: a ``HOST_KEY_REJECTED`` blocker per node, or exit 4), every
   node is named with its host key, and no command runs on any node;
 - **secrets**: a full ``apply`` with a sudo password in the variable named by
-  ``ssh.sudo_password_env`` and a site step that prints the API bearer token on stdout and
-  stderr and then fails: the token, the sudo password and the private key's body appear in
+  ``ssh.sudo_password_env`` and a site step that prints the API bearer token, a kubeadm join
+  command (bootstrap token, discovery hash) and a certificate key on stdout and stderr and
+  then fails: the token, the sudo password and the private key's body appear in
   no transcript, event, state file, stored plan or CLI output, and in no process's argv
   sampled while the run goes on; the state file, the events file and the transcripts are
   mode 0600.
+
+- **state files** (issue 12, attacks 1 and 2): an unfinished run recorded beside the lab,
+  then: its stored plan rewritten with another command, its directory or state file made
+  writable by others, its ``transcripts`` path pointed outside the state directory, a
+  playbook step changed since it started, a symlink in place of ``<state>.lock``,
+  ``--events`` or ``facts -o``: each is exit 2 with one error line naming the path (or the
+  changed step), no command on any node, the symlinks' target unchanged;
+- **playbook text** (attack 7): a site step whose command, check or description holds CR,
+  ESC, BEL, NUL, DEL, a C1 control or a bidi override/isolate: ``plan`` refuses it at load
+  time (exit 2, one line naming file, phase, step and field), nothing runs.
 
 Must not: weaken a lab's security for anything but the check at hand (each check restores
 the files it rewrote), or leave a lab running.
@@ -585,6 +596,18 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
         inv = lab.dir / "sec-inventory.yaml"
         inv.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
         pb = fast_playbooks(work / "pb-leak")
+        # what `kubeadm token create --print-join-command` and `init --upload-certs` print;
+        # each value is assembled on the node from halves, so that no whole value is in the
+        # command (which the stored plan keeps verbatim)
+        alnum = "abcdefghijklmnopqrstuvwxyz0123456789"
+        tok = ("".join(secrets.choice(alnum) for _ in range(6)),
+               "".join(secrets.choice(alnum) for _ in range(16)))  # fmt: skip
+        ca_hash, cert_key = secrets.token_hex(32), secrets.token_hex(32)
+        kubeadm_echo = (
+            f"A={tok[0]}; B={tok[1]}; H={ca_hash[:32]}; K={cert_key[:32]}; "
+            f'echo "kubeadm join cp:6443 --token $A.$B --discovery-token-ca-cert-hash '
+            f'sha256:$H{ca_hash[32:]} --control-plane --certificate-key $K{cert_key[32:]}"'
+        )
         tokfile = shlex.quote(str(lab.dir / "secrets" / "admin-token"))
         leak = {
             "version": 1,
@@ -598,6 +621,7 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
                             "command": (
                                 f"cat {tokfile}; "
                                 f"sed 's/^/Authorization: Bearer /' {tokfile} >&2; "
+                                f"{kubeadm_echo}; {kubeadm_echo} >&2; "
                                 f"test -e {shlex.quote(str(lab.dir / 'leak-ok'))}"
                             ),
                             "retry_safe": True,
@@ -611,7 +635,14 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
         args = ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--playbooks", str(pb),
                 "--events", str(events)]  # fmt: skip
         key_parts = _key_body(lab.dir / "id_ed25519")
-        secret_values = {"token": [token], "sudo password": [password], "private key": key_parts}
+        secret_values = {
+            "token": [token],
+            "sudo password": [password],
+            "private key": key_parts,
+            "kubeadm bootstrap token": [f"{tok[0]}.{tok[1]}"],
+            "discovery-token CA cert hash": [ca_hash],
+            "certificate key": [cert_key],
+        }
         with ArgvWatch([token, password]) as watch:
             first = cli(*args, timeout=900, extra_env={env_name: password})
             (lab.dir / "leak-ok").touch()  # under the lab directory: nodes see it
@@ -659,6 +690,218 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
     return ch
 
 
+# --------------------------------------------------------------------------- state files
+
+
+def _record_run(lab: Lab, state: Path, playbooks: Path | None = None) -> Path:
+    """An unfinished run of the lab's cluster recorded at ``state`` as ``apply`` records it
+    (stored plan with its digest, input digests); returns the stored plan's path."""
+    from upgrader import state as st
+    from upgrader.apply import run_fingerprint, run_inputs
+    from upgrader.core.model import PlanEntry, Step
+    from upgrader.core.versions import KubeVersion
+    from upgrader.execute import stored
+    from upgrader.inventory import load_inventory
+    from upgrader.planning import PlanRequest
+
+    inv = load_inventory(lab.inventory)
+    req = PlanRequest(target=KubeVersion.parse(TARGET), playbooks=playbooks)
+    step = Step(
+        id=f"{TARGET}/w-1/worker/a",
+        kind="shell",
+        node="w-1",
+        hop=TARGET,
+        phase="worker",
+        name="a",
+        description="a",
+        command="true",
+        timeout=10.0,
+    )
+    entry = PlanEntry(node="w-1", role="worker", phase="worker", hop=TARGET, steps=(step,))
+    sp = stored.StoredPlan("r1", "v1.27.8", TARGET, (TARGET,), "per-hop", (entry,))
+    plan = stored.plan_path(state)
+    digest = stored.save(plan, sp)
+    run = st.new_run(
+        cluster=inv.cluster_name,
+        inventory=lab.inventory,
+        fingerprint=run_fingerprint(inv, req),
+        target=TARGET,
+        hops=[TARGET],
+        strategy="per-hop",
+        steps=[step],
+        run_id="r1",
+        plan_digest=digest,
+        inputs=run_inputs(inv, req),
+        transcripts=st.default_transcripts_dir(state, "r1"),
+    )
+    st.save(state, run)
+    return plan
+
+
+def _refused(ch: Check, lab: Lab, what: str, r: Proc, before: int, must: str) -> None:
+    """Exit 2, one error line containing ``must``, no command on any node."""
+    ch.cases += 1
+    line = r.stderr_lines[-1] if r.stderr_lines else ""
+    ch.notes.append(f"{what}: exit {r.code}: {line[:160]}")
+    if r.code != 2:
+        ch.fail(f"{what}: exit {r.code}, want 2: {r.stderr[-300:]}")
+    elif not _one_line_error(r):
+        ch.fail(f"{what}: refused with {len(r.stderr_lines)} stderr lines")
+    elif must not in line:
+        ch.fail(f"{what}: the error line does not say {must!r}: {line}")
+    if _calls_total(lab) != before:
+        ch.fail(f"{what}: commands ran on the nodes")
+
+
+def check_state_files(lab: Lab, work: Path) -> Check:
+    """Attack 1 (forged state / stored plan) and attack 2 (symlinks) of issue 12."""
+    ch = Check("forged state files and symlinked operator files")
+    base = work / "state-attacks"
+    shutil.rmtree(base, ignore_errors=True)
+    victim = work / "victim"
+    victim.write_text("precious\n")
+    apply_args = ("apply", "-i", str(lab.inventory), "--to", TARGET, "--yes", "--state")
+
+    def fresh(name: str, playbooks: Path | None = None) -> tuple[Path, Path]:
+        d = base / name
+        d.mkdir(parents=True, mode=0o700)
+        state = d / "lab.state.json"
+        return state, _record_run(lab, state, playbooks)
+
+    # 1a: the stored plan rewritten with a step of the attacker's
+    state, plan = fresh("forged-plan")
+    doc = json.loads(plan.read_text())
+    doc["entries"][0]["steps"][0]["command"] = f"touch {work / 'canary-plan'}"
+    plan.write_text(json.dumps(doc))
+    before = _calls_total(lab)
+    r = cli(*apply_args, str(state), timeout=300)
+    _refused(ch, lab, "forged stored plan", r, before, "does not match the digest")
+    if (work / "canary-plan").exists():
+        ch.fail("the forged plan's step ran")
+    # 1b: a state directory others can write (a shared checkout, /tmp)
+    state, _ = fresh("shared-dir")
+    state.parent.chmod(0o777)
+    before = _calls_total(lab)
+    r = cli(*apply_args, str(state), timeout=300)
+    _refused(ch, lab, "state dir mode 0777", r, before, "writable by group or others")
+    state.parent.chmod(0o700)
+    # 1c: a state file others can write
+    state.chmod(0o666)
+    r = cli(*apply_args, str(state), timeout=300)
+    _refused(ch, lab, "state file mode 0666", r, before, "writable by group or others")
+    state.chmod(0o600)
+    # 1d: the transcripts path of the state file pointed outside the state directory
+    state, _ = fresh("transcripts-outside")
+    doc = json.loads(state.read_text())
+    doc["transcripts"] = str(work / "elsewhere")
+    state.write_text(json.dumps(doc))
+    before = _calls_total(lab)
+    r = cli(*apply_args, str(state), timeout=300)
+    _refused(ch, lab, "transcripts outside the state dir", r, before, "outside the state dir")
+    # 1e: a playbook step changed since the run started: refused naming the step
+    pb = fast_playbooks(base / "pb")
+    site = {
+        "version": 1,
+        "phases": {
+            "worker": {
+                "post": [{"name": "site-x", "kind": "shell", "description": "d", "command": "true"}]
+            }
+        },
+    }
+    (pb / "site.yaml").write_text(yaml.safe_dump(site))
+    state, _ = fresh("changed-playbook", pb)
+    site["phases"]["worker"]["post"][0]["command"] = f"touch {work / 'canary-changed'}"  # type: ignore[index]
+    (pb / "site.yaml").write_text(yaml.safe_dump(site))
+    before = _calls_total(lab)
+    r = cli(*apply_args, str(state), "--playbooks", str(pb), timeout=300)
+    _refused(ch, lab, "changed playbook", r, before, "step worker.post.site-x changed")
+    # 2: symlinks where the operator side writes
+    d = base / "links"
+    d.mkdir(parents=True, mode=0o700)
+    (d / "lab.state.json.lock").symlink_to(victim)
+    for what, args in (
+        ("symlinked lock (status)", ("status", "-i", str(lab.inventory), "--state")),
+        ("symlinked lock (apply)", apply_args),
+    ):
+        before = _calls_total(lab)
+        r = cli(*args, str(d / "lab.state.json"), timeout=300)
+        _refused(ch, lab, what, r, before, "symbolic link")
+    (d / "lab.state.json.lock").unlink()
+    link = d / "events.jsonl"
+    link.symlink_to(victim)
+    before = _calls_total(lab)
+    r = cli(*apply_args, str(d / "lab.state.json"), "--events", str(link), timeout=300)
+    _refused(ch, lab, "symlinked --events", r, before, "symbolic link")
+    r = cli("facts", "-i", str(lab.inventory), "-o", str(link), timeout=300)
+    _refused(ch, lab, "symlinked facts -o", r, before, "symbolic link")
+    if victim.read_text() != "precious\n":
+        ch.fail("the symlinks' target was changed")
+    return ch
+
+
+# --------------------------------------------------------------------------- playbook text
+
+HIDDEN_CHARS = {
+    "CR": "\r",
+    "ESC": "\x1b[2K",
+    "BEL": "\x07",
+    "NUL": "\x00",
+    "DEL": "\x7f",
+    "C1 CSI": "\x9b",
+    "U+202E": "\u202e",
+    "U+2066": "\u2066",
+}
+
+
+def check_playbook_text(lab: Lab, work: Path, quick: bool = False) -> Check:
+    """Attack 7 of issue 12: a site step that shows one command and runs another."""
+    ch = Check("playbook text with control characters and bidi overrides")
+    pb = fast_playbooks(work / "pb-hidden")
+    canary = work / "canary-hidden"
+    fields = ("command",) if quick else ("command", "check", "description")
+    for name, char in HIDDEN_CHARS.items():
+        for field_ in fields:
+            step = {
+                "name": "site-x",
+                "kind": "shell",
+                "description": "update the motd",
+                "command": "true",
+                "check": "true",
+            }
+            step[field_] = f"touch {canary}{char}echo harmless"
+            (pb / "site.yaml").write_text(
+                yaml.safe_dump({"version": 1, "phases": {"worker": {"post": [step]}}})
+            )
+            before = _calls_total(lab)
+            r = cli(
+                "plan",
+                "-i",
+                str(lab.inventory),
+                "--to",
+                TARGET,
+                "--playbooks",
+                str(pb),
+                timeout=300,
+            )
+            _refused(
+                ch,
+                lab,
+                f"{name} in {field_}",
+                r,
+                before,
+                f"phases.worker.post[0].{field_} (phase worker, step site-x)",
+            )
+            if canary.exists():
+                ch.fail(f"{name} in {field_}: the hidden command ran")
+                canary.unlink()
+    ch.notes = [n for n in ch.notes if "exit 2" not in n] + [
+        f"{ch.cases} playbooks with hidden characters refused at load time"
+        if ch.ok
+        else "some playbooks with hidden characters were accepted"
+    ]
+    return ch
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -681,6 +924,8 @@ def campaign(work: Path, quick: bool = False, log: Callable[[str], None] = print
                 lambda lab, w: check_inventory_values(lab, w, limit=2 if quick else None),
             ),
             ("url_template", check_url_template),
+            ("state files", check_state_files),
+            ("playbook text", lambda lab, w: check_playbook_text(lab, w, quick=quick)),
             (
                 "facts values",
                 lambda lab, w: check_facts_values(

@@ -13,7 +13,12 @@ steps of the unfinished run (succeeded steps are skipped, a step left running or
 re-checked first), not a fresh plan: after a partial run the facts have moved (the control
 plane may already be at the hop, a node may be cordoned by us) and a fresh plan would drop
 or renumber steps. Facts are still gathered again and planned, for the preflight: a
-blocker found now refuses the resume as it would refuse a new run. A different target
+blocker found now refuses the resume as it would refuse a new run. The stored plan's
+sha256 is recorded in the state file (``plan_digest``) and a stored plan that no longer
+matches it is refused; so is an unfinished run whose inputs changed (the state records
+their digests part by part, :func:`run_inputs`; the error names each changed inventory
+field, node, playbook file and step) unless ``--accept-changes``; a transcripts path the
+state file names outside its directory is not used. A different target
 while a run is unfinished is refused (exit 2); ``--abandon`` marks the old run abandoned
 and plans afresh (nodes the abandoned run had cordoned are not mistaken for nodes the
 operator cordoned).
@@ -24,8 +29,10 @@ typer or rich, or decide exit codes (errors are typed; the CLI maps them).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import uuid
@@ -34,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from upgrader import safefile
 from upgrader import state as st
 from upgrader.core.model import Facts, Finding, Plan, PlanEntry
 from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
@@ -60,6 +68,7 @@ class ApplyRequest:
     yes: bool = False
     break_lock: bool = False
     abandon: bool = False
+    accept_changes: bool = False  # resume an unfinished run although its inputs changed
     max_workers: int = 32
     validate_count: int = 1  # the health gate passes this many times in a row between nodes
 
@@ -101,6 +110,56 @@ def run_fingerprint(inventory: Any, req: PlanRequest) -> str:
         h.update(p.name.encode() + b"\0")
         h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_inputs(inventory: Any, req: PlanRequest) -> dict[str, str]:
+    """The run's inputs digested part by part, recorded in the state so that a resume can
+    say exactly what changed: ``inventory.<field>`` (``inventory.nodes.<name>`` per node),
+    ``playbook <file>`` per playbook file, ``step <phase>.<pre|steps|post>.<name>`` per
+    playbook step, ``target``, ``strategy``."""
+    from upgrader.core.playbook import default_playbook_dir, load_playbooks
+
+    out: dict[str, str] = {"target": _digest(str(req.target)), "strategy": _digest(req.strategy)}
+    for k, v in inventory.to_dict().items():
+        if k == "nodes" and isinstance(v, list):
+            for n in v:
+                name = n.get("name") if isinstance(n, dict) else None
+                out[f"inventory.nodes.{name}"] = _digest(n)
+        else:
+            out[f"inventory.{k}"] = _digest(v)
+    d = req.playbooks if req.playbooks is not None else default_playbook_dir()
+    for f in sorted(d.glob("*.yaml")) if d.is_dir() else ():
+        out[f"playbook {f.name}"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    pb = load_playbooks(req.playbooks)
+    for pname, phase in pb.phases.items():
+        for lname in ("pre", "steps", "post"):
+            for spec in getattr(phase, lname):
+                fields = dataclasses.asdict(spec)
+                fields.pop("origin", None)
+                out[f"step {pname}.{lname}.{spec.name}"] = _digest(fields)
+    return out
+
+
+def _transcripts_dir(req: ApplyRequest, run: st.RunState, state_path: Path) -> Path:
+    """Where this run's transcripts go: ``--transcripts`` when given; else the path the
+    state recorded, only if it lies inside the state file's directory (a path read from
+    the state file is never trusted to point elsewhere)."""
+    if req.transcripts is not None:
+        return Path(req.transcripts)
+    recorded = run.transcripts
+    if recorded is None:
+        return st.default_transcripts_dir(state_path, run.run_id)
+    if not safefile.inside(Path(recorded), state_path.parent):
+        raise ConfigError(
+            f"{state_path}: its transcripts path {recorded} is outside the state directory "
+            f"{state_path.parent}; pass --transcripts {recorded} if you chose it"
+        )
+    return Path(recorded)
 
 
 def _secrets(inventory: Any, api_client: Any) -> tuple[str, ...]:
@@ -228,8 +287,18 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
     state_path = req.state_path or st.default_state_path(req.inventory, inv.cluster_name)
     sf = st.StateFile(state_path)
     fingerprint = run_fingerprint(inv, req.plan)
+    inputs = run_inputs(inv, req.plan)
 
-    with sf.lock():
+    with sf.lock(), contextlib.ExitStack() as files:
+        # the operator's own output files are opened (or refused) before anything is
+        # contacted: a symlinked --events or a --transcripts others can write is exit 2 here,
+        # not half-way through the run
+        sink: ev.JsonlSink | None = None
+        if req.events is not None:
+            sink = ev.JsonlSink(req.events)
+            files.callback(sink.close)
+        if req.transcripts is not None:
+            safefile.ensure_private_dir(Path(req.transcripts), what="transcripts directory")
         prev = sf.load()
         st.check_cluster(prev, inv.cluster_name, source=str(state_path))
         abandoned: st.RunState | None = None
@@ -237,7 +306,14 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             if req.abandon:
                 abandoned = prev
             else:
-                compat = st.check_compatible(prev, fingerprint, target, source=str(state_path))
+                compat = st.check_compatible(
+                    prev,
+                    fingerprint,
+                    target,
+                    source=str(state_path),
+                    inputs=inputs,
+                    accept_changes=req.accept_changes,
+                )
                 for w in compat.warnings:
                     io.warn(w)
         elif req.abandon:
@@ -246,7 +322,13 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
         sp_resume: stored.StoredPlan | None = None
         if resuming:
             assert prev is not None
-            sp_resume = stored.load(stored.plan_path(state_path), prev.run_id)
+            if prev.plan_digest is None:
+                raise ConfigError(
+                    f"{state_path}: run {prev.run_id} records no digest of its stored plan, so "
+                    "the plan cannot be trusted; pass --abandon to drop it and plan afresh"
+                )
+            sp_resume = stored.load(stored.plan_path(state_path), prev.run_id, prev.plan_digest)
+            _transcripts_dir(req, prev, state_path)  # refused now, before any node is asked
 
         api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
         pool = SSHPool()
@@ -301,7 +383,6 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             run_id = prev.run_id if resuming_run and prev is not None else uuid.uuid4().hex[:12]
             keeper = lease.LeaseKeeper(api, lease.default_holder(run_id))
             lease.acquire(api, run_id, keeper.holder, break_lock=req.break_lock)
-            sink: ev.JsonlSink | None = None
             try:
                 # ---- the run's records
                 if resuming_run and sp_resume is not None and prev is not None:
@@ -316,6 +397,8 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                         )
                     sp = stored.StoredPlan.of(fresh, run_id)
                     tdir = req.transcripts or st.default_transcripts_dir(state_path, run_id)
+                    # the plan before the state, which records its digest
+                    digest = stored.save(stored.plan_path(state_path), sp)
                     run_state = st.new_run(
                         cluster=inv.cluster_name,
                         inventory=req.inventory.resolve(),
@@ -327,15 +410,12 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                         precordoned=_precordoned(kube, sp.entries, abandoned),
                         transcripts=tdir.resolve(),
                         run_id=run_id,
+                        plan_digest=digest,
+                        inputs=inputs,
                     )
-                    stored.save(stored.plan_path(state_path), sp)  # the plan before the state
                     sf.save(run_state)
                     plan_entries = sp.entries
-                transcripts_dir = Path(
-                    req.transcripts
-                    or run_state.transcripts
-                    or st.default_transcripts_dir(state_path, run_id)
-                )
+                transcripts_dir = _transcripts_dir(req, run_state, state_path)
 
                 # ---- the run
                 keeper.start()
@@ -344,8 +424,8 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 handlers: list[ev.EventHandler] = []
                 if io.reporter is not None:
                     handlers.append(io.reporter)
-                if req.events is not None:
-                    sink = ev.JsonlSink(req.events, masker)
+                if sink is not None:
+                    sink.masker = masker
                     handlers.append(sink)
                 options = dataclasses.replace(
                     req.engine,
@@ -376,7 +456,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             finally:
                 keeper.stop(release_lock=True)
                 if sink is not None:
-                    sink.close()
+                    sink.close()  # before the summary (ExitStack closes it again: a no-op)
             problems = post_check(kube, final, plan_entries)
             problems += preflight.wait_pdbs_recovered(api, pre.pdbs)
             summary = _summary(
@@ -535,7 +615,8 @@ def status(
     run = sf.load()
     nodes: list[NodeReport] = []
     if run is not None:
-        writer = ev.TranscriptWriter(Path(run.transcripts)) if run.transcripts else None
+        trusted = run.transcripts and safefile.inside(Path(run.transcripts), path.parent)
+        writer = ev.TranscriptWriter(Path(run.transcripts)) if trusted and run.transcripts else None
         for name, ns in st.status_summary(run).items():
             tp = writer.path_for(name) if writer is not None else None
             nodes.append(

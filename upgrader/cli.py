@@ -266,13 +266,24 @@ def facts(
     Saved facts can be planned offline: `upgrader plan --facts FILE --to vX.Y.Z`.
     """
     _setup_logging(verbose)
+    from upgrader import safefile
+
     inv = _load_inventory(inventory)
-    f = _gather(inv, max_workers)
+    # opened (or refused: a symlink, a file not ours) before any node is contacted
+    fd = None if output is None else safefile.open_fd(output)
+    try:
+        f = _gather(inv, max_workers)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
     doc = json.dumps(f.to_dict(), indent=2, sort_keys=False) + "\n"
-    if output is None:
+    if fd is None:
         typer.echo(doc, nl=False)
     else:
-        output.write_text(doc)
+        os.ftruncate(fd, 0)
+        with os.fdopen(fd, "wb") as fh:  # no symlink followed, mode 0600
+            fh.write(doc.encode())
         typer.echo(
             f"wrote facts for {len(f.nodes)} nodes to {output} "
             f"({sum(1 for x in f.findings)} findings)",
@@ -532,6 +543,14 @@ def apply(
             "--abandon", help="Drop the unfinished run recorded in the state and start anew."
         ),
     ] = False,
+    accept_changes: Annotated[
+        bool,
+        typer.Option(
+            "--accept-changes",
+            help="Resume an unfinished run although the inventory or playbooks changed since "
+            "it started (the run's stored steps run, not the changed ones).",
+        ),
+    ] = False,
     strategy: Annotated[
         Strategy, typer.Option(help="Worker strategy for multi-minor jumps (as for plan).")
     ] = Strategy.auto,
@@ -558,6 +577,7 @@ def apply(
     from upgrader.execute.engine import EngineOptions
     from upgrader.execute.progress import make_reporter
     from upgrader.planning import check_request
+    from upgrader.redact import redact
 
     target = _parse_target(to)
     req = ApplyRequest(
@@ -593,6 +613,7 @@ def apply(
         yes=yes,
         break_lock=break_lock,
         abandon=abandon,
+        accept_changes=accept_changes,
         max_workers=max_workers,
         validate_count=validate_count,
     )
@@ -608,7 +629,7 @@ def apply(
 
     io = ApplyIO(
         show=show,
-        warn=lambda m: typer.echo(f"warning: {m}", err=True),
+        warn=lambda m: typer.echo(f"warning: {redact(m)}", err=True),
         confirm=ask if sys.stdin.isatty() else None,
         reporter=reporter,
     )
@@ -674,8 +695,10 @@ def main() -> None:
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except UpgraderError as e:
+        from upgrader.redact import redact
+
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        typer.echo(f"error: {msg}", err=True)
+        typer.echo(f"error: {redact(msg)}", err=True)
         sys.exit(int(e.exit_code))
     except typer.Exit as e:
         sys.exit(e.exit_code)

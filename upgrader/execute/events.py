@@ -5,8 +5,12 @@ Owns: the :class:`Event` value the engine emits (``run-started``, ``step-started
 sink behind ``--events FILE`` and the per-node transcript files (every command with its
 exit code, duration, stdout and stderr, secrets masked).
 
+Both files are opened through :mod:`upgrader.safefile` (no symlink followed, ``O_EXCL`` when
+created, mode 0600 also on a file that existed; the transcripts directory private, 0700).
+
 Must not: print to the terminal (that is ``progress.py``), decide anything about the run, or
-write a secret: every text that leaves this module went through the masker it was given.
+write a secret: every text that leaves this module went through the redactor it was given
+(:func:`upgrader.redact.make_redactor`; credential shapes are masked even without one).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from upgrader import safefile
+from upgrader.redact import make_redactor, redact_obj
 
 # Event kinds, in the order a run meets them. Kept as constants so that the progress
 # display, the JSONL consumers and the tests agree on the spelling.
@@ -63,25 +70,13 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def no_mask(text: str) -> str:
-    return text
+no_mask: Masker = make_redactor(())  # credential shapes only: no known secret values
 
 
 def make_masker(secrets: Iterable[str]) -> Masker:
-    """A function replacing every occurrence of each secret (longest first) with ``***``.
-
-    Empty strings and very short values (under 4 characters) are not treated as secrets:
-    masking ``a`` would garble every line without protecting anything.
-    """
-    values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-    if not values:
-        return no_mask
-    pattern = re.compile("|".join(re.escape(v) for v in values))
-
-    def mask(text: str) -> str:
-        return pattern.sub("***", text)
-
-    return mask
+    """:func:`upgrader.redact.make_redactor`: every secret value (any length) and every
+    credential-shaped value replaced by ``***``."""
+    return make_redactor(secrets)
 
 
 @dataclass(frozen=True)
@@ -138,15 +133,16 @@ class JsonlSink:
 
     def __init__(self, path: Path, masker: Masker = no_mask) -> None:
         self.path = path
-        self._mask = masker
+        self.masker = masker  # may be set later (the run's secrets are known after opening)
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         # 0600 like the transcripts: events carry step messages and stderr tails
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = safefile.open_fd(path, append=True)
         self._fh: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        line = self._mask(json.dumps(event.to_dict(), sort_keys=False, default=str))
+        doc = redact_obj(json.loads(json.dumps(event.to_dict(), default=str)), self.masker)
+        line = json.dumps(doc, sort_keys=False)
         with self._lock:
             if self._fh is None:
                 return
@@ -181,9 +177,9 @@ class TranscriptWriter:
 
     def _append(self, node: str, text: str) -> None:
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            safefile.ensure_private_dir(self.directory, what="transcripts directory")
             path = self.path_for(node)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = safefile.open_fd(path, append=True)
             with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 fh.write(self._mask(text))
 

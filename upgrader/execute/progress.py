@@ -17,6 +17,7 @@ import threading
 from typing import IO, Any
 
 from upgrader.execute import events as ev
+from upgrader.redact import redact
 
 
 def _fmt_duration(seconds: Any) -> str:
@@ -31,7 +32,14 @@ def _fmt_duration(seconds: Any) -> str:
 
 
 def describe(event: ev.Event) -> str | None:
-    """One plain line for an event, or None for events that need no line of their own."""
+    """One plain line for an event, or None for events that need no line of their own;
+    credential-shaped values masked (:func:`upgrader.redact.redact`) whatever the event
+    carries (the engine already masked the values it knows)."""
+    line = _describe(event)
+    return None if line is None else redact(line)
+
+
+def _describe(event: ev.Event) -> str | None:
     d = event.data
     node = d.get("node", "")
     pos = ""

@@ -8,13 +8,17 @@ parameters) to ``<state file>.plan.json`` when a run starts, and a resume loads 
 (tied to the run by its id). The state file keeps what happened to each step; this file
 keeps what each step is.
 
-Owns: that document's JSON form, its atomic write and its loader (one-line
-:class:`ConfigError` on anything malformed). Must not: plan, run anything, or hold a secret
-(rendered commands carry no secret values: secrets live in environment variables).
+Owns: that document's JSON form, its atomic write (returning the sha256 of the bytes
+written, which the state file records as ``plan_digest``) and its loader (one-line
+:class:`ConfigError` on anything malformed, on a file that is a symlink, not the running
+user's or writable by others, and on a digest other than the one the state recorded).
+Must not: plan, run anything, or hold a secret (rendered commands carry no secret
+values: secrets live in environment variables).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -22,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from upgrader import safefile
 from upgrader.core.model import STEP_KINDS, Plan, PlanEntry, Step
 from upgrader.errors import ConfigError
-from upgrader.state import atomic_write
 
 SCHEMA = 1
 
@@ -162,21 +166,30 @@ def from_dict(data: Any, source: str) -> StoredPlan:
     )
 
 
-def save(path: str | os.PathLike[str], plan: StoredPlan) -> None:
-    """Write atomically (mode 0600)."""
-    atomic_write(Path(path), json.dumps(plan.to_dict(), indent=1).encode() + b"\n")
+def save(path: str | os.PathLike[str], plan: StoredPlan) -> str:
+    """Write atomically (mode 0600, private directory); returns the sha256 (hex) of the bytes
+    written, for the state file's ``plan_digest``."""
+    data = json.dumps(plan.to_dict(), indent=1).encode() + b"\n"
+    safefile.atomic_write(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def load(path: str | os.PathLike[str], run_id: str) -> StoredPlan:
-    """The stored plan of run ``run_id``; :class:`ConfigError` if it is missing, corrupt or
-    belongs to another run."""
+def load(path: str | os.PathLike[str], run_id: str, digest: str | None = None) -> StoredPlan:
+    """The stored plan of run ``run_id``; :class:`ConfigError` if it is missing, corrupt,
+    belongs to another run, or (``digest`` given) its sha256 is not ``digest``."""
     p = Path(path)
     hint = "pass --abandon to drop the unfinished run and plan afresh"
+    blob = safefile.read_trusted(p)
+    if blob is None:
+        raise ConfigError(f"{p}: the plan of unfinished run {run_id} is missing; {hint}")
+    if digest is not None and hashlib.sha256(blob).hexdigest() != digest:
+        raise ConfigError(
+            f"{p}: stored plan does not match the digest the state file recorded for run "
+            f"{run_id} (edited or replaced since); refusing to run it; {hint}"
+        )
     try:
-        raw = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: the plan of unfinished run {run_id} is missing; {hint}") from None
-    except (OSError, UnicodeDecodeError) as e:
+        raw = blob.decode("utf-8")
+    except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: cannot read the stored plan: {e}") from None
     try:
         data = json.loads(raw)

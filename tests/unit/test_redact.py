@@ -1,0 +1,158 @@
+"""The one redaction function, and every sink that keeps or shows text going through it:
+the same secret-laden output pushed through a real engine run (a real shell command on a
+local "node") must leave no secret in the state file, the events file, the transcript, the
+progress text or the CLI's error line."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from upgrader import state as st
+from upgrader.core.model import PlanEntry, Step
+from upgrader.errors import StepFailed
+from upgrader.execute import events as ev
+from upgrader.execute.engine import Engine, EngineOptions
+from upgrader.execute.ops import NodeState
+from upgrader.execute.progress import PlainReporter
+from upgrader.redact import MASK, make_redactor, redact, redact_obj
+from upgrader.transport.local import LocalTransport
+
+TOKEN = "abcdef.0123456789abcdef"
+CERT_KEY = "f" * 64
+CA_HASH = "sha256:" + "a" * 64
+BEARER = "eyJhbGciOiJSUzI1NiJ9.payload.sig"
+PASSWORD = "pw3"  # three characters: masked too
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"kubeadm join 1.2.3.4:6443 --token {TOKEN}", f"kubeadm join 1.2.3.4:6443 --token {MASK}"),
+        (f"bootstrap token {TOKEN} created", f"bootstrap token {MASK} created"),
+        (f"--certificate-key={CERT_KEY}", f"--certificate-key={MASK}"),
+        (f"Using certificate key:\n{CERT_KEY}", f"Using certificate key:\n{MASK}"),
+        (f"--discovery-token-ca-cert-hash {CA_HASH}", f"--discovery-token-ca-cert-hash {MASK}"),
+        (f"hash {CA_HASH} ok", f"hash sha256:{MASK} ok"),
+        (f"Authorization: Bearer {BEARER}", f"Authorization: Bearer {MASK}"),
+        ("password=hunter2 next", f"password={MASK} next"),
+    ],
+)
+def test_credential_shapes_are_masked(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_what_is_not_a_credential_stays() -> None:
+    digest = "registry.k8s.io/pause@sha256:" + "b" * 64
+    plain = "kubeadm 1.28.4-1.1 hold ok installed; node w-1.example.com Ready"
+    assert redact(digest) == digest
+    assert redact(plain) == plain
+    # a release checksum is a bare 64-hex value with no "certificate key" before it
+    assert redact(f"{'c' * 64}  /usr/bin/kubeadm") == f"{'c' * 64}  /usr/bin/kubeadm"
+
+
+def test_exact_secrets_of_any_length_longest_first() -> None:
+    r = make_redactor(["pw3", "pw3-long"])
+    assert r("a pw3-long b pw3 c") == f"a {MASK} b {MASK} c"
+    assert make_redactor(["x"])("xyx") == f"{MASK}y{MASK}"
+    assert make_redactor([""])("unchanged") == "unchanged"
+
+
+def test_redact_obj_masks_before_json_escaping() -> None:
+    secret = 'q"uo\\te'
+    doc = redact_obj({"a": [f"x{secret}y", 3, {"b": secret}], "n": None}, make_redactor([secret]))
+    assert doc == {"a": [f"x{MASK}y", 3, {"b": MASK}], "n": None}
+
+
+class _Kube:
+    def node_state(self, node: str) -> NodeState:
+        return NodeState(node, True, False, "v1.27.8")
+
+
+def test_one_secret_laden_output_through_every_sink(tmp_path: Path) -> None:
+    """State file, events file, transcript, progress text and the CLI error line."""
+    leak = (
+        f"kubeadm join cp:6443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH} "
+        f"--certificate-key {CERT_KEY}; bare {TOKEN}; Authorization: Bearer {BEARER}; "
+        f"sudo said {PASSWORD}"
+    )
+    secrets_ = [TOKEN, CERT_KEY, "a" * 64, BEARER, PASSWORD]
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    (node_dir / "leak.txt").write_text(leak + "\n")
+    step = Step(
+        id="v1.28.4/w-1/worker/leaky",
+        kind="shell",
+        node="w-1",
+        hop="v1.28.4",
+        phase="worker",
+        name="leaky",
+        description="a site tool that prints credentials",
+        command="cat leak.txt; cat leak.txt >&2; exit 7",
+        timeout=20.0,
+    )
+    entries = [PlanEntry(node="w-1", role="worker", phase="worker", hop="v1.28.4", steps=(step,))]
+    state_path = tmp_path / "state" / "lab.state.json"
+    run = st.new_run(
+        cluster="lab",
+        inventory="inv.yaml",
+        fingerprint="fp",
+        target="v1.28.4",
+        hops=["v1.28.4"],
+        strategy="per-hop",
+        steps=[step],
+        transcripts=str(tmp_path / "state" / "t"),
+    )
+    st.save(state_path, run)
+    events_file = tmp_path / "events.jsonl"
+    masker = ev.make_masker([PASSWORD])  # the engine knows the sudo password only
+    sink = ev.JsonlSink(events_file, masker)
+    progress = io.StringIO()
+    engine = Engine(
+        entries,
+        run,
+        save=lambda s: st.save(state_path, s),
+        transports=lambda n: LocalTransport(n, cwd=node_dir),
+        kube=_Kube(),  # type: ignore[arg-type]
+        options=EngineOptions(secrets=(PASSWORD,), backoff_initial=0.01, backoff_max=0.02),
+        on_event=ev.Fanout([sink, PlainReporter(progress)]),
+        transcripts=ev.TranscriptWriter(tmp_path / "state" / "t", masker),
+        sleep=lambda s: None,
+    )
+    with pytest.raises(StepFailed) as ei:
+        engine.run()
+    sink.close()
+    # the CLI's error line: the real entry point printing the engine's error, followed by the
+    # raw output (without the password, which only the engine knows): both masked
+    raw = leak.replace(PASSWORD, "")
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from upgrader import cli; from upgrader.errors import StepFailed\n"
+            "def boom(**kw): raise StepFailed(sys.argv[1])\n"
+            "cli.app = boom; cli.main()",
+            f"{ei.value} | {raw}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    sinks = {
+        "state file": state_path.read_text(),
+        "events file": events_file.read_text(),
+        "transcript": (tmp_path / "state" / "t" / "w-1.log").read_text(),
+        "progress": progress.getvalue(),
+        "engine error": str(ei.value),
+        "cli error line": cli.stderr,
+    }
+    assert cli.returncode == 1 and cli.stderr.startswith("error: ")
+    for name, text in sinks.items():
+        assert MASK in text, f"{name} kept nothing of the output"
+        for s in secrets_:
+            assert s not in text, f"{s[:10]}... survives in the {name}"
+    assert "sudo said ***" in sinks["transcript"]
