@@ -96,6 +96,7 @@ class LabSpec:
     delays: Delays
     api_faults: tuple[ApiFault, ...]
     rbac: tuple[RbacRule, ...] | None  # None = everything allowed
+    image_repository: str = "registry.k8s.io"  # kubeadm-config imageRepository
 
     def node(self, name: str) -> NodeSpec | None:
         for n in self.nodes:
@@ -352,6 +353,7 @@ def parse_spec(data: Any, source: str = "spec.json") -> LabSpec:
         delays=delays,
         api_faults=_faults(ctx, data.get("faults")),
         rbac=_rbac(ctx, data.get("rbac")),
+        image_repository=ctx.str_(data, "image_repository", "", "registry.k8s.io"),
     )
 
 

@@ -43,6 +43,7 @@ RHEL_MASKED = (
     "/usr/bin/dpkg-query",
     "/etc/debian_version",
 )
+DEFAULT_REPOSITORY = "registry.k8s.io"  # kubeadm's default imageRepository
 STATE = "var/lib/upgrader-lab"  # package db, apt lists, images: relative to the node root
 OVERLAID = ("etc", "usr/bin", "var/lib")  # the host directories a node has its own layer of
 
@@ -102,6 +103,30 @@ def coredns_version(version: str) -> str:
 
 def pause_version(version: str) -> str:
     return _by_minor(_PAUSE, version, "3.10.1")
+
+
+def kubeadm_images(kubeadm_version: str, kubernetes_version: str, repository: str) -> list[str]:
+    """The images ``kubeadm config images list/pull`` of ``kubeadm_version`` names for
+    ``kubernetes_version`` (``GetControlPlaneImages`` in ``cmd/kubeadm/app/images/images.go``):
+    kube-* at the Kubernetes version; CoreDNS and pause at the *running kubeadm's* own
+    constants; etcd from that kubeadm's table for the Kubernetes minor (a minor newer than
+    the kubeadm falls back to its default etcd). CoreDNS lives under ``coredns/`` only in
+    the default registry."""
+    tag = kubernetes_version if kubernetes_version.startswith("v") else "v" + kubernetes_version
+    tag = tag.replace("+", "_")
+    own_minor = repo.plain_key(repo.plain(kubeadm_version))[1]
+    k8s_minor = repo.plain_key(repo.plain(kubernetes_version))[1]
+    etcd = etcd_version(f"1.{min(own_minor, k8s_minor)}.0")
+    dns_repo = f"{repository}/coredns" if repository == DEFAULT_REPOSITORY else repository
+    return [
+        f"{repository}/kube-apiserver:{tag}",
+        f"{repository}/kube-controller-manager:{tag}",
+        f"{repository}/kube-scheduler:{tag}",
+        f"{repository}/kube-proxy:{tag}",
+        f"{dns_repo}/coredns:{coredns_version(kubeadm_version)}",
+        f"{repository}/pause:{pause_version(kubeadm_version)}",
+        f"{repository}/etcd:{etcd}",
+    ]
 
 
 # --------------------------------------------------------------------------- files
@@ -206,11 +231,13 @@ def write_release_checksums(lab_dir: Path, versions: list[str], python: str) -> 
 # --------------------------------------------------------------------------- texts
 
 
-def manifest_text(component: str, version: str, address: str) -> str:
+def manifest_text(
+    component: str, version: str, address: str, repository: str = DEFAULT_REPOSITORY
+) -> str:
     image = (
-        f"registry.k8s.io/etcd:{etcd_version(version)}"
+        f"{repository}/etcd:{etcd_version(version)}"
         if component == "etcd"
-        else f"registry.k8s.io/{component}:{version}"
+        else f"{repository}/{component}:{version}"
     )
     if component == "etcd":
         command = [
@@ -468,10 +495,27 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
         for component in (*CONTROL_PLANE_COMPONENTS, "etcd"):
             write_file(
                 in_root(root, f"/etc/kubernetes/manifests/{component}.yaml"),
-                manifest_text(component, cp_version, node["address"]),
+                manifest_text(
+                    component,
+                    cp_version,
+                    node["address"],
+                    str(spec.get("image_repository") or DEFAULT_REPOSITORY),
+                ),
                 0o600,
             )
         (in_root(root, "/var/lib/etcd/member")).mkdir(parents=True, exist_ok=True)
+    # The images the node's container runtime holds (what kubeadm pulled when the node was
+    # set up): ``/var/lib/upgrader-lab/images.json``, a sorted JSON list of image
+    # references, appended to by ``kubeadm config images pull`` and read by crictl.
+    registry = str(spec.get("image_repository") or DEFAULT_REPOSITORY)
+    if is_cp:
+        images = kubeadm_images(node["kubeadm"], node["control_plane"], registry)
+    else:
+        images = [
+            f"{registry}/kube-proxy:{node['kubelet']}",
+            f"{registry}/pause:{pause_version(node['kubelet'])}",
+        ]
+    write_file(in_root(root, f"/{STATE}/images.json"), json.dumps(sorted(images), indent=1) + "\n")
 
 
 def install_kubeconfig(lab_dir: Path, node: dict[str, Any], kubeconfig: str) -> None:
