@@ -452,7 +452,12 @@ def merge_facts(
 
     version, apiserver = _cluster_version(cluster, out, findings, api_error)
     return Facts(
-        cluster=ClusterFacts(name=cluster_name, version=version, apiserver_version=apiserver),
+        cluster=ClusterFacts(
+            name=cluster_name,
+            version=version,
+            apiserver_version=apiserver,
+            image_repository=cluster.image_repository if cluster is not None else None,
+        ),
         nodes=tuple(out),
         findings=tuple(findings),
         gathered_at=gathered_at,

@@ -79,6 +79,7 @@ def test_one_cp_two_workers_order_and_steps() -> None:
     assert [s.name for s in first.steps] == [
         "package-repository",  # the node's repository is at 1.27
         "kubeadm-package",
+        "pull-images",  # with the new kubeadm: its own image list
         "kubeadm-upgrade-plan",
         "etcd-snapshot",
         "kubeadm-upgrade-apply",
@@ -536,3 +537,63 @@ def test_to_dict_shape() -> None:
     assert set(step) >= {"id", "kind", "command", "check", "description", "retry_safe"}
     assert d["blocked"] is False
     json.dumps(d)
+
+
+# --------------------------------------------------------------------------- kubeadm flags
+
+
+def _apply_commands(p: Plan) -> list[str | None]:
+    return [s.command for s in p.steps if s.name == "kubeadm-upgrade-apply"]
+
+
+def test_force_that_passes_kubeadms_kubelet_rule_reaches_kubeadm_upgrade_apply() -> None:
+    """kubeadm <= 1.28 refuses a kubelet more than one minor below the target (policy.go);
+    the skew policy allows three. With --force the plan passes that refusal instead of a
+    catch-up hop, and kubeadm gets the same flag (else it refuses what upgrader allowed)."""
+    f = set_node(facts("one-cp-two-workers.json"), "w-1", kubelet=KubeVersion.parse("v1.25.16"))
+    strict = plan(f, "v1.28.4")
+    assert [str(h) for h in strict.hops] == ["v1.27.8", "v1.28.4"]  # catch-up first
+    assert _apply_commands(strict) == ["kubeadm upgrade apply v1.28.4 -y"]
+    forced = plan(f, "v1.28.4", policy=PolicyOptions(today=TODAY, force=True))
+    assert [str(h) for h in forced.hops] == ["v1.28.4"]
+    assert _apply_commands(forced) == ["kubeadm upgrade apply v1.28.4 -y --force"]
+    passed = [x for x in forced.findings if x.code == "KUBEADM_KUBELET_TOO_OLD"]
+    assert [(x.severity, x.override, x.node) for x in passed] == [
+        (Severity.WARNING, "--force", "w-1")
+    ]
+    step = next(s for s in forced.steps if s.name == "kubeadm-upgrade-apply")
+    assert step.description.endswith("with kubeadm upgrade apply --force")
+
+
+def test_force_given_for_something_else_stays_off_the_kubeadm_command_line() -> None:
+    p = plan("one-cp-two-workers.json", "v1.28.4", policy=PolicyOptions(today=TODAY, force=True))
+    assert _apply_commands(p) == ["kubeadm upgrade apply v1.28.4 -y"]
+
+
+@pytest.mark.parametrize(
+    ("target", "opts", "flag"),
+    [
+        ("v1.28.0-rc.1", {"allow_release_candidate": True}, " --allow-release-candidate-upgrades"),
+        ("v1.28.0-rc.1", {"allow_experimental": True}, " --allow-experimental-upgrades"),
+        ("v1.28.0-beta.0", {"allow_experimental": True}, " --allow-experimental-upgrades"),
+    ],
+)
+def test_a_pre_release_hop_carries_the_opt_in_the_operator_gave(
+    target: str, opts: dict[str, bool], flag: str
+) -> None:
+    p = plan("one-cp-two-workers.json", target, policy=PolicyOptions(today=TODAY, **opts))
+    assert "PRERELEASE_TARGET" not in codes(p, Severity.BLOCKER)
+    assert _apply_commands(p) == [f"kubeadm upgrade apply {target} -y{flag}"]
+
+
+def test_images_are_pulled_from_the_clusters_image_repository() -> None:
+    f = facts("one-cp-two-workers.json")
+    f = replace(f, cluster=replace(f.cluster, image_repository="mirror.example.test/k8s"))
+    p = plan(f, "v1.28.4")
+    pulls = [s.command for s in p.steps if s.name == "pull-images"]
+    assert pulls == [
+        "kubeadm config images pull --kubernetes-version v1.28.4 "
+        "--image-repository mirror.example.test/k8s"
+    ]
+    names = [s.name for s in p.entries[0].steps]
+    assert names.index("pull-images") == names.index("kubeadm-package") + 1

@@ -107,6 +107,7 @@ class ClusterFacts:
     name: str
     version: KubeVersion  # kubeadm-config ClusterConfiguration.kubernetesVersion
     apiserver_version: KubeVersion | None = None  # GET /version
+    image_repository: str | None = None  # ClusterConfiguration.imageRepository (None: default)
 
 
 @dataclass(frozen=True)
@@ -166,12 +167,15 @@ class Facts:
                     "etcd": cp.etcd,
                 }
             nodes.append(d)
+        cluster: dict[str, Any] = {
+            "name": self.cluster.name,
+            "version": str(self.cluster.version),
+            "apiserver_version": v(self.cluster.apiserver_version),
+        }
+        if self.cluster.image_repository is not None:
+            cluster["image_repository"] = self.cluster.image_repository
         return {
-            "cluster": {
-                "name": self.cluster.name,
-                "version": str(self.cluster.version),
-                "apiserver_version": v(self.cluster.apiserver_version),
-            },
+            "cluster": cluster,
             "nodes": nodes,
             "findings": [f.to_dict() for f in self.findings],
             "gathered_at": self.gathered_at,
@@ -211,6 +215,7 @@ class Facts:
             name=str(cl.get("name") or "cluster"),
             version=cversion,
             apiserver_version=ver(cl.get("apiserver_version"), "cluster.apiserver_version"),
+            image_repository=text(cl.get("image_repository"), "cluster.image_repository") or None,
         )
         raw_nodes = data.get("nodes")
         if not isinstance(raw_nodes, list) or not raw_nodes:

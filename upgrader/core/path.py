@@ -257,8 +257,11 @@ def _check_path(
 # --------------------------------------------------------------------------- hops
 
 
-def _lagging(facts: Facts, first: KubeVersion) -> list[str]:
-    """Nodes too far behind for the first real hop ``first`` (see module docstring)."""
+def _lagging(facts: Facts, first: KubeVersion, force: bool = False) -> list[str]:
+    """Nodes too far behind for the first real hop ``first`` (see module docstring). With
+    ``force`` a kubelet that only kubeadm's own kubelet rule objects to (kubeadm <= 1.28
+    allows one minor, the skew policy three) is not caught up first: the operator passed
+    that refusal, and ``kubeadm upgrade apply`` gets ``--force``."""
     state, _ = state_from_facts(facts)
     out: list[str] = []
     for n in facts.nodes:
@@ -272,9 +275,10 @@ def _lagging(facts: Facts, first: KubeVersion) -> list[str]:
             if v is not None and first.minor_diff(v) > 1:
                 why.append(f"{kind} {v}")
         k = n.kubelet
-        if k is not None and first.minor_diff(k) > min(
-            kubelet_max_lag(k), kubeadm_kubelet_skew(first)
-        ):
+        allowed = kubelet_max_lag(k) if k is not None else 0
+        if not force and k is not None:
+            allowed = min(allowed, kubeadm_kubelet_skew(first))
+        if k is not None and first.minor_diff(k) > allowed:
             why.append(f"kubelet {k}")
         if why:
             out.append(f"{n.name} ({', '.join(why)})")
@@ -282,7 +286,7 @@ def _lagging(facts: Facts, first: KubeVersion) -> list[str]:
 
 
 def _hops(
-    facts: Facts, target: KubeVersion, releases: ReleaseData
+    facts: Facts, target: KubeVersion, releases: ReleaseData, force: bool = False
 ) -> tuple[tuple[KubeVersion, ...], list[Finding], bool]:
     cluster = facts.cluster.version
     if target.major != cluster.major:
@@ -323,7 +327,7 @@ def _hops(
             )
         hops.append(patch)
     hops.append(target)
-    lagging = _lagging(facts, hops[0])
+    lagging = _lagging(facts, hops[0], force)
     if not lagging:
         return tuple(hops), [], False
     note = Finding(
@@ -389,7 +393,7 @@ def plan_path(
     findings.extend(replace(f, message=f"now: {f.message}") for f in current)
     known = {(f.code, f.node) for f in current}
 
-    hops, hop_findings, catch_up = _hops(facts, target, releases)
+    hops, hop_findings, catch_up = _hops(facts, target, releases, opts.force)
     findings.extend(hop_findings)
     if not hops:
         if not hop_findings:

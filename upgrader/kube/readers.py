@@ -53,6 +53,7 @@ class ClusterRead:
     nodes: Mapping[str, NodeRead]
     control_planes: Mapping[str, ControlPlaneVersions]  # node name -> mirror-pod versions
     problems: tuple[str, ...] = field(default=())
+    image_repository: str | None = None  # kubeadm-config ClusterConfiguration.imageRepository
 
 
 def _version(raw: Any, what: str, problems: list[str]) -> KubeVersion | None:
@@ -97,6 +98,14 @@ def read_apiserver_version(
 def read_kubeadm_version(
     api: ApiClient, problems: list[str], *, policy: RetryPolicy = DEFAULT_POLICY
 ) -> KubeVersion | None:
+    return read_kubeadm_config(api, problems, policy=policy)[0]
+
+
+def read_kubeadm_config(
+    api: ApiClient, problems: list[str], *, policy: RetryPolicy = DEFAULT_POLICY
+) -> tuple[KubeVersion | None, str | None]:
+    """The ClusterConfiguration's ``kubernetesVersion`` and ``imageRepository`` (``None``
+    when absent; kubeadm's default registry then applies)."""
     what = f"GET configmap {KUBE_SYSTEM}/{KUBEADM_CONFIG}"
     try:
         cm = request_json(
@@ -109,22 +118,24 @@ def read_kubeadm_version(
     except ApiError as e:
         if e.not_found:
             problems.append(f"{what}: not found (not a kubeadm cluster?)")
-            return None
+            return None, None
         raise
     data = (cm or {}).get("data") or {}
     text = data.get("ClusterConfiguration")
     if not isinstance(text, str):
         problems.append(f"{what}: no data.ClusterConfiguration")
-        return None
+        return None, None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         problems.append(f"{what}: ClusterConfiguration is not YAML: {' '.join(str(e).split())}")
-        return None
+        return None, None
     raw = doc.get("kubernetesVersion") if isinstance(doc, dict) else None
     if raw is None:
         problems.append(f"{what}: ClusterConfiguration has no kubernetesVersion")
-    return _version(raw, f"{what} kubernetesVersion", problems)
+    repo = doc.get("imageRepository") if isinstance(doc, dict) else None
+    image_repository = repo if isinstance(repo, str) and repo.strip() else None
+    return _version(raw, f"{what} kubernetesVersion", problems), image_repository
 
 
 def _node_read(obj: Mapping[str, Any], problems: list[str]) -> NodeRead | None:
@@ -219,7 +230,7 @@ def read_cluster(api: ApiClient, *, policy: RetryPolicy = DEFAULT_POLICY) -> Clu
     fails for good."""
     problems: list[str] = []
     apiserver = read_apiserver_version(api, problems, policy=policy)
-    kubeadm = read_kubeadm_version(api, problems, policy=policy)
+    kubeadm, image_repository = read_kubeadm_config(api, problems, policy=policy)
     nodes = read_nodes(api, problems, policy=policy)
     control_planes = read_control_planes(api, problems, policy=policy)
-    return ClusterRead(apiserver, kubeadm, nodes, control_planes, tuple(problems))
+    return ClusterRead(apiserver, kubeadm, nodes, control_planes, tuple(problems), image_repository)
