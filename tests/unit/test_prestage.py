@@ -56,8 +56,7 @@ def test_prestage_visits_come_first_one_per_node() -> None:
     assert names_cp.index("pull-images") == names_cp.index("kubeadm-package") + 1
     pull = cp_visit.steps[names_cp.index("pull-images")].command
     assert pull == (
-        "kubeadm config images pull --kubernetes-version v1.28.4 "
-        "--image-repository registry.k8s.io"
+        "kubeadm config images pull --kubernetes-version v1.28.4 --image-repository registry.k8s.io"
     )
     # nothing before the first drain downloads afterwards but what a visit itself needs
     first_drain = next(i for i, s in enumerate(p.steps) if s.kind == "drain")
