@@ -111,3 +111,46 @@ def test_force_with_a_kubelet_kubeadm_refuses_reaches_kubeadm_upgrade_apply(
     assert applies == ["kubeadm upgrade apply v1.28.4 -y --force"]
     nodes = lab.nodes()
     assert {n: v["kubelet"] for n, v in nodes.items()} == {"cp-1": "v1.28.4", "w-1": "v1.28.4"}
+
+
+def test_a_docs_style_half_upgraded_ha_cluster_is_finished(
+    make_lab: Callable[..., Lab],  # noqa: F811
+) -> None:
+    """kubernetes.io "Upgrading kubeadm clusters": cp-1 is upgraded completely (apply,
+    then its kubelet) before cp-2 and cp-3; stopped there, cp-1's kubelet is newer than
+    cp-2's kube-apiserver. The plan's control-plane steps resolve that: a warning, and
+    apply finishes the job (the last `kubeadm upgrade node` applies the addons, 1.28+)."""
+    old = "v1.27.8"
+    behind = {"kubelet": old, "kubeadm": old, "kubectl": old}
+    lab = make_lab(
+        {
+            "version": "v1.28.4",
+            "nodes": [
+                _node("cp-1", "control-plane"),
+                _node("cp-2", "control-plane", control_plane=old, **behind),
+                _node("cp-3", "control-plane", control_plane=old, **behind),
+                _node("w-1", **behind),
+            ],
+            "workloads": [
+                {**ADDONS[0], "image": "registry.k8s.io/coredns/coredns:v1.10.1"},
+                {**ADDONS[1], "image": f"registry.k8s.io/kube-proxy:{old}"},
+            ],
+        }
+    )
+    r = _apply(lab, "v1.28.4", "--skip-etcd-snapshot")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SKEW_KUBELET_TOO_NEW" in r.stdout
+    assert "the plan's control-plane steps resolve it: cp-2, cp-3 moved to v1.28.4" in " ".join(
+        r.stdout.split()
+    )
+    assert not any(c.startswith("kubeadm upgrade apply") for c in lab.calls("cp-1"))
+    for cp in ("cp-2", "cp-3"):
+        assert sum(c.startswith("kubeadm upgrade node") for c in lab.calls(cp)) == 1
+    nodes = lab.nodes()
+    assert {n: v["kubelet"] for n, v in nodes.items()} == {
+        n: "v1.28.4" for n in ("cp-1", "cp-2", "cp-3", "w-1")
+    }
+    assert _addon_images(lab) == (
+        "registry.k8s.io/coredns/coredns:v1.10.1",
+        "registry.k8s.io/kube-proxy:v1.28.4",
+    )

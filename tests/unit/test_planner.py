@@ -597,3 +597,45 @@ def test_images_are_pulled_from_the_clusters_image_repository() -> None:
     ]
     names = [s.name for s in p.entries[0].steps]
     assert names.index("pull-images") == names.index("kubeadm-package") + 1
+
+
+# --------------------------------------------------------------------------- half-upgraded HA
+
+
+def _half_upgraded_ha() -> Facts:
+    """The kubeadm upgrade page's order stopped after cp-1: `kubeadm upgrade apply
+    v1.28.4` ran there and cp-1's kubelet and kubectl were upgraded; cp-2, cp-3 and the
+    worker are still at v1.27.8 (so cp-1's kubelet is newer than cp-2's kube-apiserver)."""
+    f = facts("three-cp-dnf.json")
+    v = KubeVersion.parse("v1.28.4")
+    cp1 = f.node("cp-1")
+    assert cp1.control_plane is not None
+    done = ControlPlaneVersions(apiserver=v, controller_manager=v, scheduler=v)
+    f = set_node(f, "cp-1", kubelet=v, kubectl=v, kubeadm=v, control_plane=done)
+    return replace(f, cluster=replace(f.cluster, version=v))
+
+
+def test_a_half_upgraded_ha_cluster_is_finished_with_a_warning() -> None:
+    p = plan(_half_upgraded_ha(), "v1.28.4")
+    assert not p.blockers, [x.message for x in p.blockers]
+    too_new = [x for x in p.findings if x.code == "SKEW_KUBELET_TOO_NEW"]
+    assert [(x.severity, x.node) for x in too_new] == [(Severity.WARNING, "cp-1")]
+    assert "the plan's control-plane steps resolve it: cp-2, cp-3 moved to v1.28.4 first" in (
+        too_new[0].message
+    )
+    assert order(p) == [
+        ("v1.28.4", "cp-2", "control-plane"),
+        ("v1.28.4", "cp-3", "control-plane"),
+        ("v1.28.4", "cp-2", "control-plane-kubelet"),
+        ("v1.28.4", "cp-3", "control-plane-kubelet"),
+        ("v1.28.4", "w-1", "worker"),
+    ]
+
+
+def test_a_kubelet_newer_than_the_plan_brings_the_control_plane_stays_a_blocker() -> None:
+    f = _half_upgraded_ha()
+    f = set_node(f, "w-1", kubelet=KubeVersion.parse("v1.29.5"))  # newer than the target
+    p = plan(f, "v1.28.4")
+    blockers = [(x.code, x.node) for x in p.blockers]
+    assert ("SKEW_KUBELET_TOO_NEW", "w-1") in blockers
+    assert ("SKEW_KUBELET_TOO_NEW", "cp-1") not in blockers

@@ -56,6 +56,7 @@ from typing import Literal
 
 from upgrader.core.model import Facts, Finding, NodeFacts, Severity
 from upgrader.core.policy import (
+    SKEW_KUBELET_TOO_NEW,
     ClusterState,
     PolicyOptions,
     check_target,
@@ -342,6 +343,46 @@ def _hops(
 # --------------------------------------------------------------------------- plan_path
 
 
+def _current_findings(
+    facts: Facts, current: list[Finding], hops: tuple[KubeVersion, ...]
+) -> list[Finding]:
+    """The current state's skew findings, as "now: ..." findings. A kubelet newer than a
+    kube-apiserver is what the kubeadm upgrade page's order leaves (cp-1 upgraded fully,
+    kubelet included, before cp-2): when the path's first hop brings every control plane
+    to at least that kubelet's minor before any other node component moves, the plan's
+    own control-plane steps resolve it, and it is a warning that says so."""
+    out: list[Finding] = []
+    first = hops[0] if hops else None
+    for f in current:
+        message = f"now: {f.message}"
+        node = facts.node(f.node) if f.node and any(n.name == f.node for n in facts.nodes) else None
+        kubelet = node.kubelet if node is not None else None
+        if (
+            f.code == SKEW_KUBELET_TOO_NEW
+            and first is not None
+            and kubelet is not None
+            and kubelet.minor_diff(first) <= 0
+        ):
+            lagging = [
+                n.name for n in facts.control_planes if control_plane_needs_upgrade(n, first)
+            ]
+            out.append(
+                replace(
+                    f,
+                    severity=Severity.WARNING,
+                    override=None,
+                    message=f"{message}; the plan's control-plane steps resolve it: "
+                    f"{', '.join(lagging) or 'every control plane'} moved to {first} first, "
+                    "before any other node component (a cluster left half-way by the kubeadm "
+                    "upgrade procedure)",
+                    fix="nothing to do: apply finishes the control plane first",
+                )
+            )
+            continue
+        out.append(replace(f, message=message))
+    return out
+
+
 def plan_path(
     facts: Facts,
     target: KubeVersion,
@@ -390,10 +431,10 @@ def plan_path(
     state, notes = state_from_facts(facts)
     findings.extend(notes)
     current = skew_findings(state)
-    findings.extend(replace(f, message=f"now: {f.message}") for f in current)
     known = {(f.code, f.node) for f in current}
 
     hops, hop_findings, catch_up = _hops(facts, target, releases, opts.force)
+    findings.extend(_current_findings(facts, current, hops))
     findings.extend(hop_findings)
     if not hops:
         if not hop_findings:
