@@ -117,6 +117,11 @@ def test_flags_are_checked_per_command_as_cobra_does(klab: Lab) -> None:
     assert r.rc == 1 and r.err.startswith("unknown flag: --force\n")
     r = klab.run("cp-1", "kubeadm config images pull --etcd-upgrade=false")
     assert r.rc == 1 and r.err.startswith("unknown flag: --etcd-upgrade\n")
+    r = klab.run("cp-1", "kubeadm upgrade apply v1.28.4 -y --etcd-upgrade=maybe")
+    assert r.rc == 1 and r.err.startswith(
+        'invalid argument "maybe" for "--etcd-upgrade" flag: strconv.ParseBool: parsing '
+        '"maybe": invalid syntax\n'
+    )
     r = klab.run("cp-1", "kubeadm upgrade apply v1.28.4 -y --patches /etc/kubernetes/nope")
     assert r.rc == 1 and 'could not list patch files for path "/etc/kubernetes/nope"' in r.err
     klab.ok(

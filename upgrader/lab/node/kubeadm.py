@@ -954,9 +954,14 @@ _COMMAND_FLAGS: dict[str, set[str]] = {
 
 def _check_flags(command: str, p: argparse_.Parsed) -> None:
     allowed = _COMMAND_FLAGS.get(command, set()) | _PERSISTENT
-    for name in p.flags:
+    for name, value in p.flags.items():
         if name not in allowed:
             raise Fatal(f"unknown flag: {name}")
+        if name in _GLOBAL_BOOL and value not in ("true", "false", "1", "0", "t", "f"):
+            raise Fatal(
+                f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: parsing '
+                f'"{value}": invalid syntax'
+            )
 
 
 def main(tool: str, args: list[str], ctx: NodeContext) -> int:
