@@ -154,3 +154,39 @@ def test_a_docs_style_half_upgraded_ha_cluster_is_finished(
         "registry.k8s.io/coredns/coredns:v1.10.1",
         "registry.k8s.io/kube-proxy:v1.28.4",
     )
+
+
+def test_a_release_candidate_from_a_mirrored_registry(
+    make_lab: Callable[..., Lab],  # noqa: F811
+) -> None:
+    """A pre-release target with --allow-release-candidate-upgrades: the packages are
+    found as 1.28.0~rc.1-1.1, kubeadm gets the opt-in, and the new kubeadm pulls its
+    images from the cluster's imageRepository (kubeadm-config), not registry.k8s.io."""
+    registry = "mirror.example.test/k8s"
+    lab = make_lab(
+        {
+            "version": "v1.27.8",
+            "image_repository": registry,
+            "prerelease_packages": ["v1.28.0-rc.1"],
+            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "workloads": ADDONS,
+        }
+    )
+    target = "v1.28.0-rc.1"
+    refused = _apply(lab, target, "--skip-etcd-snapshot")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "PRERELEASE_TARGET" in refused.stdout
+    r = _apply(lab, target, "--allow-release-candidate-upgrades", "--skip-etcd-snapshot")
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = lab.calls("cp-1")
+    assert [c for c in calls if c.startswith("kubeadm upgrade apply")] == [
+        f"kubeadm upgrade apply {target} -y --allow-release-candidate-upgrades"
+    ]
+    assert (
+        f"kubeadm config images pull --kubernetes-version {target} --image-repository {registry}"
+        in calls
+    )
+    assert any("kubeadm=1.28.0~rc.1-1.1" in c for c in calls)
+    nodes = lab.nodes()
+    assert {n: v["kubelet"] for n, v in nodes.items()} == {"cp-1": target, "w-1": target}
+    assert _addon_images(lab) == (f"{registry}/coredns:v1.10.1", f"{registry}/kube-proxy:{target}")

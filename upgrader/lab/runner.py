@@ -248,7 +248,8 @@ def _build(lab_dir: Path, resolved: dict[str, Any], python: str) -> None:
         resolved.get("missing_packages") or [], prereleases=_prereleases(resolved)
     )
     repo.write_repository(lab_dir, repository)
-    tree.write_release_checksums(lab_dir, repo.all_versions(repo.build_repository()), python)
+    everything = repo.build_repository(prereleases=_prereleases(resolved))
+    tree.write_release_checksums(lab_dir, repo.all_versions(everything), python)
     for node in resolved["nodes"]:
         tree.build_node(lab_dir, node, resolved, python)
     _write_json(lab_dir / "spec.json", resolved)

@@ -47,7 +47,7 @@ CDN_URL = "https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/
 _PLAIN_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-(alpha|beta|rc)\.(\d+))?$")
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 _PRE_RANK = {"alpha": 0, "beta": 1, "rc": 2}
-_REPO_MINOR_RE = re.compile(r"pkgs\.k8s\.io/core:/stable:/v(\d+)\.(\d+)/(deb|rpm)")
+_REPO_MINOR_RE = re.compile(r"pkgs\.k8s\.io/core:/(?:stable|prerelease):/v(\d+)\.(\d+)/(deb|rpm)")
 
 
 def plain_key(plain: str) -> tuple[int, int, int]:
