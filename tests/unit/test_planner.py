@@ -639,3 +639,10 @@ def test_a_kubelet_newer_than_the_plan_brings_the_control_plane_stays_a_blocker(
     blockers = [(x.code, x.node) for x in p.blockers]
     assert ("SKEW_KUBELET_TOO_NEW", "w-1") in blockers
     assert ("SKEW_KUBELET_TOO_NEW", "cp-1") not in blockers
+
+
+def test_the_image_repository_fact_round_trips_through_json() -> None:
+    f = facts("one-cp-two-workers.json")
+    assert "image_repository" not in f.to_dict()["cluster"]  # unknown: not written
+    g = replace(f, cluster=replace(f.cluster, image_repository="mirror.example.test/k8s"))
+    assert Facts.from_dict(g.to_dict()).cluster.image_repository == "mirror.example.test/k8s"
