@@ -4,7 +4,10 @@ Owns routing of ``/api``/``/apis`` paths to resources, verbs (get, list, watch, 
 update, patch, delete, deletecollection), the pods/eviction subresource with the real
 server's PodDisruptionBudget rules, SelfSubjectAccessReview and friends, RBAC refusals,
 content negotiation (JSON; Table; aggregated discovery; protobuf request bodies) and the
-lab's admin endpoints under ``/_lab/v1/``. Takes a :class:`Request`, returns a
+lab's admin endpoints under ``/_lab/v1/`` (``state``; ``cluster/version``: kubeadm's
+upload-config, ``{"addons": false}`` leaves the addons; ``cluster/addons``: kubeadm's addon
+phase for CoreDNS/kube-proxy; ``nodes/N/control-plane`` with the cluster's
+imageRepository; ``nodes/N/kubelet-restart``). Takes a :class:`Request`, returns a
 :class:`Response`. Must not: touch sockets, TLS or tokens (``server`` authenticates).
 """
 

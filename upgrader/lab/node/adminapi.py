@@ -1,9 +1,11 @@
 """How node tools talk to the lab's API server: plain HTTPS requests with the admin token.
 
 Owns reading the API location from ``DIR/lab.json`` (url, CA file, token file), the
-requests node tools make (read the kubeadm-config ConfigMap, the nodes and mirror pods;
-POST the ``/_lab/v1/`` admin endpoints) and turning a failure into the one-line text a Go
-client would print (``Get "https://...": dial tcp ...: connect: connection refused``).
+requests node tools make (read the kubeadm-config ConfigMap's version and
+imageRepository, the nodes and mirror pods; POST the ``/_lab/v1/`` admin endpoints:
+cluster version, addons, control-plane and kubelet restarts) and turning a failure into
+the one-line text a Go client would print
+(``Get "https://...": dial tcp ...: connect: connection refused``).
 
 Must not: import the kubernetes client or anything heavy, or keep state between calls.
 """

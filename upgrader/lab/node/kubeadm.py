@@ -4,8 +4,17 @@ Owns what kubeadm prints and refuses. The version-skew refusals of ``upgrade app
 written here from kubeadm's own behaviour (``EnforceVersionPolicies`` in
 ``cmd/kubeadm/app/phases/upgrade/policy.go``: mandatory vs ``--force``-skippable errors,
 the ``[upgrade/version] FATAL`` text), independently of upgrader's policy module, which
-this simulator exists to test. A successful apply/node tells the lab's API server through
-the admin endpoints and rewrites the node's static pod manifests and kubelet config.
+this simulator exists to test. ``upgrade apply`` runs kubeadm's phases in upstream order
+(``cmd/kubeadm/app/cmd/upgrade/apply.go``, ``cmd/kubeadm/app/phases/upgrade/postupgrade.go``):
+static pods (manifests rewritten, the API's mirror pods moved), upload-config (the
+kubeadm-config ConfigMap), kubelet-config (the node's kubelet config, backed up into
+``/etc/kubernetes/tmp/kubeadm-kubelet-config*``), bootstrap-token, the CoreDNS and
+kube-proxy addons (from 1.28 only once every kube-apiserver runs this node's image; the
+last ``upgrade node`` applies them then); a spec fault with ``after_phase`` stops it after
+that phase. Flags are checked per command as cobra does (``unknown flag: --x``).
+``config images list/pull`` use this kubeadm's own image list
+(``cmd/kubeadm/app/images/images.go``) and record pulls in the node's image store
+(``/var/lib/upgrader-lab/images.json``, read by crictl).
 
 Must not: import upgrader's production code (``upgrader.core`` included).
 """
