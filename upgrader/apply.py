@@ -224,6 +224,26 @@ def post_check(kube: KubeOps, state: st.RunState, entries: tuple[PlanEntry, ...]
     return problems
 
 
+def _addons_check(
+    api: Any, plan: Plan, facts: Facts, entries: tuple[PlanEntry, ...], pool: Any, inv: Any
+) -> list[str]:
+    """Post-flight of CoreDNS and kube-proxy, when this run moved a control plane to the
+    target (else the addons are not this run's business)."""
+    from upgrader import preflight
+    from upgrader.core.playbook import PHASE_CONTROL_PLANE, PHASE_FIRST_CONTROL_PLANE
+
+    target = str(plan.target)
+    moved = [
+        e.node
+        for e in entries
+        if e.hop == target and e.phase in (PHASE_FIRST_CONTROL_PLANE, PHASE_CONTROL_PLANE)
+    ]
+    if not moved:
+        return []
+    transport = pool.get(inv.ssh_target(moved[0]))
+    return preflight.addons_after_run(api, transport, plan.target, facts.cluster.image_repository)
+
+
 def _summary(
     final: st.RunState,
     entries: tuple[PlanEntry, ...],
@@ -459,6 +479,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     sink.close()  # before the summary (ExitStack closes it again: a no-op)
             problems = post_check(kube, final, plan_entries)
             problems += preflight.wait_pdbs_recovered(api, pre.pdbs)
+            problems += _addons_check(api, fresh, facts, plan_entries, pool, inv)
             summary = _summary(
                 final,
                 plan_entries,

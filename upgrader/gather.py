@@ -485,6 +485,7 @@ def merge_facts(
             version=version,
             apiserver_version=apiserver,
             etcd_external=cluster.etcd_external if cluster is not None else None,
+            image_repository=cluster.image_repository if cluster is not None else None,
         ),
         nodes=tuple(out),
         findings=tuple(findings),

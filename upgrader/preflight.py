@@ -641,3 +641,70 @@ def wait_pdbs_recovered(
         if not problems or clock() + interval > deadline:
             return problems
         sleep(interval)
+
+
+ADDON_IMAGES_TIMEOUT = 60.0
+
+
+def addons_after_run(
+    api: ApiClient,
+    transport: Transport | None,
+    target: KubeVersion,
+    image_repository: str | None,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> list[str]:
+    """Post-flight of the kubeadm addons (see
+    :func:`upgrader.core.checks.postflight.addon_problems`): the kube-apiserver mirror
+    pods' images, the ``kube-proxy`` DaemonSet and ``coredns`` Deployment images, and the
+    CoreDNS image the target's kubeadm lists (``kubeadm config images list`` on
+    ``transport``, a control plane that has the new kubeadm). One line per problem."""
+    from upgrader.core.checks.postflight import addon_problems
+
+    ns = acc.KUBE_SYSTEM
+    try:
+        listed = request_json(
+            CoreV1Api(api).list_namespaced_pod,
+            ns,
+            what="LIST kube-apiserver pods",
+            policy=policy,
+            label_selector="component=kube-apiserver",
+        )
+    except ApiError as e:
+        return [f"cannot read the kube-apiserver pods after the run: {e}"]
+    apiservers: dict[str, str] = {}
+    for p in (listed or {}).get("items") or ():
+        containers = (p.get("spec") or {}).get("containers") or []
+        node = (p.get("spec") or {}).get("nodeName")
+        if node and containers:
+            apiservers[str(node)] = str(containers[0].get("image") or "")
+
+    def image(fn: Callable[..., Any], name: str, what: str) -> str | None:
+        try:
+            obj = request_json(fn, name, ns, what=what, policy=policy)
+        except ApiError as e:
+            if e.not_found or e.status == 403:  # absent, or not ours to read: not checked
+                return None
+            raise
+        containers = (((obj or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        first = (containers.get("containers") or [{}])[0]
+        return str(first.get("image") or "")
+
+    apps = AppsV1Api(api)
+    try:
+        proxy = image(apps.read_namespaced_daemon_set, "kube-proxy", "GET daemonset kube-proxy")
+        dns = image(apps.read_namespaced_deployment, "coredns", "GET deployment coredns")
+    except ApiError as e:
+        return [f"cannot read the addons after the run: {e}"]
+    expected: str | None = None
+    if transport is not None and dns is not None:
+        repo = image_repository or "registry.k8s.io"
+        cmd = f"kubeadm config images list --kubernetes-version {target} --image-repository {repo}"
+        try:
+            res = transport.run(cmd, timeout=ADDON_IMAGES_TIMEOUT, sudo=False)
+        except TransportError as e:
+            log.warning("post-flight: %s: %s", cmd, e)
+        else:
+            found = [line.strip() for line in res.stdout.splitlines() if "/coredns:" in line]
+            expected = found[0] if res.ok and found else None
+    return addon_problems(str(target), apiservers, proxy, dns, expected)

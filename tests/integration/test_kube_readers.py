@@ -72,6 +72,7 @@ def test_read_cluster(kube_stub: StubAPI, tmp_path: Path) -> None:
     got = read_cluster(client_for(kube_stub, tmp_path), policy=FAST)
     assert got.apiserver_version == V("v1.28.4")
     assert got.kubeadm_version == V("v1.28.4")
+    assert got.image_repository == "registry.k8s.io"  # ClusterConfiguration.imageRepository
     assert got.problems == ()
     assert set(got.nodes) == {"cp-1", "cp-2", "w-1", "w-2"}
     cp1, cp2, w1, w2 = (got.nodes[n] for n in ("cp-1", "cp-2", "w-1", "w-2"))

@@ -79,6 +79,7 @@ def test_one_cp_two_workers_order_and_steps() -> None:
     assert [s.name for s in first.steps] == [
         "package-repository",  # the node's repository is at 1.27
         "kubeadm-package",
+        "pull-images",  # with the new kubeadm: its own image list
         "kubeadm-upgrade-plan",
         "etcd-snapshot",
         "kubeadm-upgrade-apply",
@@ -536,3 +537,112 @@ def test_to_dict_shape() -> None:
     assert set(step) >= {"id", "kind", "command", "check", "description", "retry_safe"}
     assert d["blocked"] is False
     json.dumps(d)
+
+
+# --------------------------------------------------------------------------- kubeadm flags
+
+
+def _apply_commands(p: Plan) -> list[str | None]:
+    return [s.command for s in p.steps if s.name == "kubeadm-upgrade-apply"]
+
+
+def test_force_that_passes_kubeadms_kubelet_rule_reaches_kubeadm_upgrade_apply() -> None:
+    """kubeadm <= 1.28 refuses a kubelet more than one minor below the target (policy.go);
+    the skew policy allows three. With --force the plan passes that refusal instead of a
+    catch-up hop, and kubeadm gets the same flag (else it refuses what upgrader allowed)."""
+    f = set_node(facts("one-cp-two-workers.json"), "w-1", kubelet=KubeVersion.parse("v1.25.16"))
+    strict = plan(f, "v1.28.4")
+    assert [str(h) for h in strict.hops] == ["v1.27.8", "v1.28.4"]  # catch-up first
+    assert _apply_commands(strict) == ["kubeadm upgrade apply v1.28.4 -y"]
+    forced = plan(f, "v1.28.4", policy=PolicyOptions(today=TODAY, force=True))
+    assert [str(h) for h in forced.hops] == ["v1.28.4"]
+    assert _apply_commands(forced) == ["kubeadm upgrade apply v1.28.4 -y --force"]
+    passed = [x for x in forced.findings if x.code == "KUBEADM_KUBELET_TOO_OLD"]
+    assert [(x.severity, x.override, x.node) for x in passed] == [
+        (Severity.WARNING, "--force", "w-1")
+    ]
+    step = next(s for s in forced.steps if s.name == "kubeadm-upgrade-apply")
+    assert step.description.endswith("with kubeadm upgrade apply --force")
+
+
+def test_force_given_for_something_else_stays_off_the_kubeadm_command_line() -> None:
+    p = plan("one-cp-two-workers.json", "v1.28.4", policy=PolicyOptions(today=TODAY, force=True))
+    assert _apply_commands(p) == ["kubeadm upgrade apply v1.28.4 -y"]
+
+
+@pytest.mark.parametrize(
+    ("target", "opts", "flag"),
+    [
+        ("v1.28.0-rc.1", {"allow_release_candidate": True}, " --allow-release-candidate-upgrades"),
+        ("v1.28.0-rc.1", {"allow_experimental": True}, " --allow-experimental-upgrades"),
+        ("v1.28.0-beta.0", {"allow_experimental": True}, " --allow-experimental-upgrades"),
+    ],
+)
+def test_a_pre_release_hop_carries_the_opt_in_the_operator_gave(
+    target: str, opts: dict[str, bool], flag: str
+) -> None:
+    p = plan("one-cp-two-workers.json", target, policy=PolicyOptions(today=TODAY, **opts))
+    assert "PRERELEASE_TARGET" not in codes(p, Severity.BLOCKER)
+    assert _apply_commands(p) == [f"kubeadm upgrade apply {target} -y{flag}"]
+
+
+def test_images_are_pulled_from_the_clusters_image_repository() -> None:
+    f = facts("one-cp-two-workers.json")
+    f = replace(f, cluster=replace(f.cluster, image_repository="mirror.example.test/k8s"))
+    p = plan(f, "v1.28.4")
+    pulls = [s.command for s in p.steps if s.name == "pull-images"]
+    assert pulls == [
+        "kubeadm config images pull --kubernetes-version v1.28.4 "
+        "--image-repository mirror.example.test/k8s"
+    ]
+    names = [s.name for s in p.entries[0].steps]
+    assert names.index("pull-images") == names.index("kubeadm-package") + 1
+
+
+# --------------------------------------------------------------------------- half-upgraded HA
+
+
+def _half_upgraded_ha() -> Facts:
+    """The kubeadm upgrade page's order stopped after cp-1: `kubeadm upgrade apply
+    v1.28.4` ran there and cp-1's kubelet and kubectl were upgraded; cp-2, cp-3 and the
+    worker are still at v1.27.8 (so cp-1's kubelet is newer than cp-2's kube-apiserver)."""
+    f = facts("three-cp-dnf.json")
+    v = KubeVersion.parse("v1.28.4")
+    cp1 = f.node("cp-1")
+    assert cp1.control_plane is not None
+    done = ControlPlaneVersions(apiserver=v, controller_manager=v, scheduler=v)
+    f = set_node(f, "cp-1", kubelet=v, kubectl=v, kubeadm=v, control_plane=done)
+    return replace(f, cluster=replace(f.cluster, version=v))
+
+
+def test_a_half_upgraded_ha_cluster_is_finished_with_a_warning() -> None:
+    p = plan(_half_upgraded_ha(), "v1.28.4")
+    assert not p.blockers, [x.message for x in p.blockers]
+    too_new = [x for x in p.findings if x.code == "SKEW_KUBELET_TOO_NEW"]
+    assert [(x.severity, x.node) for x in too_new] == [(Severity.WARNING, "cp-1")]
+    assert "the plan's control-plane steps resolve it: cp-2, cp-3 moved to v1.28.4 first" in (
+        too_new[0].message
+    )
+    assert order(p) == [
+        ("v1.28.4", "cp-2", "control-plane"),
+        ("v1.28.4", "cp-3", "control-plane"),
+        ("v1.28.4", "cp-2", "control-plane-kubelet"),
+        ("v1.28.4", "cp-3", "control-plane-kubelet"),
+        ("v1.28.4", "w-1", "worker"),
+    ]
+
+
+def test_a_kubelet_newer_than_the_plan_brings_the_control_plane_stays_a_blocker() -> None:
+    f = _half_upgraded_ha()
+    f = set_node(f, "w-1", kubelet=KubeVersion.parse("v1.29.5"))  # newer than the target
+    p = plan(f, "v1.28.4")
+    blockers = [(x.code, x.node) for x in p.blockers]
+    assert ("SKEW_KUBELET_TOO_NEW", "w-1") in blockers
+    assert ("SKEW_KUBELET_TOO_NEW", "cp-1") not in blockers
+
+
+def test_the_image_repository_fact_round_trips_through_json() -> None:
+    f = facts("one-cp-two-workers.json")
+    assert "image_repository" not in f.to_dict()["cluster"]  # unknown: not written
+    g = replace(f, cluster=replace(f.cluster, image_repository="mirror.example.test/k8s"))
+    assert Facts.from_dict(g.to_dict()).cluster.image_repository == "mirror.example.test/k8s"

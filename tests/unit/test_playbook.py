@@ -100,6 +100,7 @@ def test_default_playbook_loads_with_every_phase() -> None:
     assert names["first-control-plane"] == [
         "package-repository",
         "kubeadm-package",
+        "pull-images",
         "kubeadm-upgrade-plan",
         "etcd-snapshot",
         "kubeadm-upgrade-apply",
@@ -107,6 +108,7 @@ def test_default_playbook_loads_with_every_phase() -> None:
     assert names["control-plane"] == [
         "package-repository",
         "kubeadm-package",
+        "pull-images",
         "kubeadm-upgrade-node",
     ]
     assert names["control-plane-kubelet"] == [

@@ -1,6 +1,7 @@
 """Pre-staging: one ``prestage`` visit per node before every other visit, at the hop of
-the node's first visit (repository switched there, packages downloaded only, images
-pulled on control planes), and the engine's batching that runs them all at once."""
+the node's first visit (repository switched there, packages downloaded only; the images
+are pulled in the control-plane visits, by the new kubeadm), and the engine's batching
+that runs them all at once."""
 
 from __future__ import annotations
 
@@ -42,18 +43,24 @@ def test_prestage_visits_come_first_one_per_node() -> None:
     ]
     assert all(e.phase != "prestage" for e in p.entries[3:])
     names = {e.node: [s.name for s in e.steps] for e in p.entries[:3]}
-    # the repository is at 1.27 in the facts: switched here already; images on the control plane
-    assert names["cp-1"] == ["package-repository", "download-packages", "pull-images"]
+    # the repository is at 1.27 in the facts: switched here already; no images: the old
+    # kubeadm would pull its own etcd/CoreDNS/pause tags (images.go), not the target's
+    assert names["cp-1"] == ["package-repository", "download-packages"]
     assert names["w-1"] == ["package-repository", "download-packages"]
     dl = p.entries[1].steps[1].command
     assert dl is not None and "apt-get install --download-only -y" in dl
     assert 'kubeadm="$pkgver" kubelet="$pkgver" kubectl="$pkgver"' in dl
     shlex.split(dl)
-    pull = p.entries[0].steps[2].command
-    assert pull == "kubeadm config images pull --kubernetes-version v1.28.4"
+    cp_visit = next(e for e in p.entries if e.phase == "first-control-plane")
+    names_cp = [s.name for s in cp_visit.steps]
+    assert names_cp.index("pull-images") == names_cp.index("kubeadm-package") + 1
+    pull = cp_visit.steps[names_cp.index("pull-images")].command
+    assert pull == (
+        "kubeadm config images pull --kubernetes-version v1.28.4 --image-repository registry.k8s.io"
+    )
     # nothing before the first drain downloads afterwards but what a visit itself needs
     first_drain = next(i for i, s in enumerate(p.steps) if s.kind == "drain")
-    assert [s.phase for s in list(p.steps)[:first_drain]].count("prestage") == 7
+    assert [s.phase for s in list(p.steps)[:first_drain]].count("prestage") == 6
     # without it: the plan as before
     plain = _plan("one-cp-two-workers.json", "v1.28.4")
     assert [e.phase for e in p.entries[3:]] == [e.phase for e in plain.entries]

@@ -110,6 +110,7 @@ class ClusterFacts:
     apiserver_version: KubeVersion | None = None  # GET /version
     # kubeadm-config etcd.external.endpoints: () local (stacked) etcd, None not known
     etcd_external: tuple[str, ...] | None = None
+    image_repository: str | None = None  # ClusterConfiguration.imageRepository (None: default)
 
 
 @dataclass(frozen=True)
@@ -170,17 +171,17 @@ class Facts:
                     "etcd": cp.etcd,
                 }
             nodes.append(d)
+        cluster: dict[str, Any] = {
+            "name": self.cluster.name,
+            "version": str(self.cluster.version),
+            "apiserver_version": v(self.cluster.apiserver_version),
+        }
+        if self.cluster.image_repository is not None:
+            cluster["image_repository"] = self.cluster.image_repository
+        if self.cluster.etcd_external is not None:
+            cluster["etcd_external"] = list(self.cluster.etcd_external)
         return {
-            "cluster": {
-                "name": self.cluster.name,
-                "version": str(self.cluster.version),
-                "apiserver_version": v(self.cluster.apiserver_version),
-                **(
-                    {"etcd_external": list(self.cluster.etcd_external)}
-                    if self.cluster.etcd_external is not None
-                    else {}
-                ),
-            },
+            "cluster": cluster,
             "nodes": nodes,
             "findings": [f.to_dict() for f in self.findings],
             "gathered_at": self.gathered_at,
@@ -221,6 +222,7 @@ class Facts:
             version=cversion,
             apiserver_version=ver(cl.get("apiserver_version"), "cluster.apiserver_version"),
             etcd_external=_strings(cl.get("etcd_external"), f"{source}: cluster.etcd_external"),
+            image_repository=text(cl.get("image_repository"), "cluster.image_repository") or None,
         )
         raw_nodes = data.get("nodes")
         if not isinstance(raw_nodes, list) or not raw_nodes:

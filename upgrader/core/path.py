@@ -56,6 +56,7 @@ from typing import Literal
 
 from upgrader.core.model import Facts, Finding, NodeFacts, Severity
 from upgrader.core.policy import (
+    SKEW_KUBELET_TOO_NEW,
     ClusterState,
     PolicyOptions,
     check_target,
@@ -257,8 +258,11 @@ def _check_path(
 # --------------------------------------------------------------------------- hops
 
 
-def _lagging(facts: Facts, first: KubeVersion) -> list[str]:
-    """Nodes too far behind for the first real hop ``first`` (see module docstring)."""
+def _lagging(facts: Facts, first: KubeVersion, force: bool = False) -> list[str]:
+    """Nodes too far behind for the first real hop ``first`` (see module docstring). With
+    ``force`` a kubelet that only kubeadm's own kubelet rule objects to (kubeadm <= 1.28
+    allows one minor, the skew policy three) is not caught up first: the operator passed
+    that refusal, and ``kubeadm upgrade apply`` gets ``--force``."""
     state, _ = state_from_facts(facts)
     out: list[str] = []
     for n in facts.nodes:
@@ -272,9 +276,10 @@ def _lagging(facts: Facts, first: KubeVersion) -> list[str]:
             if v is not None and first.minor_diff(v) > 1:
                 why.append(f"{kind} {v}")
         k = n.kubelet
-        if k is not None and first.minor_diff(k) > min(
-            kubelet_max_lag(k), kubeadm_kubelet_skew(first)
-        ):
+        allowed = kubelet_max_lag(k) if k is not None else 0
+        if not force and k is not None:
+            allowed = min(allowed, kubeadm_kubelet_skew(first))
+        if k is not None and first.minor_diff(k) > allowed:
             why.append(f"kubelet {k}")
         if why:
             out.append(f"{n.name} ({', '.join(why)})")
@@ -282,7 +287,7 @@ def _lagging(facts: Facts, first: KubeVersion) -> list[str]:
 
 
 def _hops(
-    facts: Facts, target: KubeVersion, releases: ReleaseData
+    facts: Facts, target: KubeVersion, releases: ReleaseData, force: bool = False
 ) -> tuple[tuple[KubeVersion, ...], list[Finding], bool]:
     cluster = facts.cluster.version
     if target.major != cluster.major:
@@ -323,7 +328,7 @@ def _hops(
             )
         hops.append(patch)
     hops.append(target)
-    lagging = _lagging(facts, hops[0])
+    lagging = _lagging(facts, hops[0], force)
     if not lagging:
         return tuple(hops), [], False
     note = Finding(
@@ -336,6 +341,46 @@ def _hops(
 
 
 # --------------------------------------------------------------------------- plan_path
+
+
+def _current_findings(
+    facts: Facts, current: list[Finding], hops: tuple[KubeVersion, ...]
+) -> list[Finding]:
+    """The current state's skew findings, as "now: ..." findings. A kubelet newer than a
+    kube-apiserver is what the kubeadm upgrade page's order leaves (cp-1 upgraded fully,
+    kubelet included, before cp-2): when the path's first hop brings every control plane
+    to at least that kubelet's minor before any other node component moves, the plan's
+    own control-plane steps resolve it, and it is a warning that says so."""
+    out: list[Finding] = []
+    first = hops[0] if hops else None
+    for f in current:
+        message = f"now: {f.message}"
+        node = facts.node(f.node) if f.node and any(n.name == f.node for n in facts.nodes) else None
+        kubelet = node.kubelet if node is not None else None
+        if (
+            f.code == SKEW_KUBELET_TOO_NEW
+            and first is not None
+            and kubelet is not None
+            and kubelet.minor_diff(first) <= 0
+        ):
+            lagging = [
+                n.name for n in facts.control_planes if control_plane_needs_upgrade(n, first)
+            ]
+            out.append(
+                replace(
+                    f,
+                    severity=Severity.WARNING,
+                    override=None,
+                    message=f"{message}; the plan's control-plane steps resolve it: "
+                    f"{', '.join(lagging) or 'every control plane'} moved to {first} first, "
+                    "before any other node component (a cluster left half-way by the kubeadm "
+                    "upgrade procedure)",
+                    fix="nothing to do: apply finishes the control plane first",
+                )
+            )
+            continue
+        out.append(replace(f, message=message))
+    return out
 
 
 def plan_path(
@@ -386,10 +431,10 @@ def plan_path(
     state, notes = state_from_facts(facts)
     findings.extend(notes)
     current = skew_findings(state)
-    findings.extend(replace(f, message=f"now: {f.message}") for f in current)
     known = {(f.code, f.node) for f in current}
 
-    hops, hop_findings, catch_up = _hops(facts, target, releases)
+    hops, hop_findings, catch_up = _hops(facts, target, releases, opts.force)
+    findings.extend(_current_findings(facts, current, hops))
     findings.extend(hop_findings)
     if not hops:
         if not hop_findings:

@@ -70,7 +70,13 @@ from upgrader.core.playbook import (
     expand_step,
     known_package_version,
 )
-from upgrader.core.policy import PolicyOptions
+from upgrader.core.policy import (
+    FLAG_ALLOW_EXPERIMENTAL,
+    FLAG_ALLOW_RC,
+    FLAG_FORCE,
+    PolicyOptions,
+    kubeadm_apply_findings,
+)
 from upgrader.core.releases import ReleaseData
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
@@ -280,6 +286,8 @@ class _Planner:
             versionlocked=tuple(
                 p for p in ("kubeadm", "kubelet", "kubectl") if p in _versionlocked(original)
             ),
+            kubeadm_flags=self._kubeadm_flags(hop) if phase == PHASE_FIRST_CONTROL_PLANE else (),
+            image_repository=self.facts.cluster.image_repository,
         )
         sums = self._release_checksums(hop)
         ctx = replace(ctx, checksums=sums.digests if sums is not None else {})
@@ -325,6 +333,25 @@ class _Planner:
                 )
             )
         return steps
+
+    def _kubeadm_flags(self, hop: KubeVersion) -> tuple[str, ...]:
+        """The override flags the operator gave that ``kubeadm upgrade apply <hop>`` needs
+        (kubeadm refuses what upgrader let pass otherwise): ``--force`` when one of
+        kubeadm's ``--force``-able refusals holds on the cluster as the visit finds it
+        (``policy.kubeadm_apply_findings``, kubeadm at the hop), the pre-release opt-in
+        for an alpha/beta/rc hop."""
+        policy = self.opts.policy
+        flags: list[str] = []
+        kubelets = {n.name: n.kubelet for n in self.sim.values()}
+        found = kubeadm_apply_findings(self.cluster, hop, hop, kubelets, policy)
+        if policy.force and any(f.override == FLAG_FORCE for f in found):
+            flags.append(FLAG_FORCE)
+        if hop.is_prerelease:
+            if policy.allow_experimental:
+                flags.append(FLAG_ALLOW_EXPERIMENTAL)
+            elif policy.allow_release_candidate and hop.pre == "rc":
+                flags.append(FLAG_ALLOW_RC)
+        return tuple(flags)
 
     def _release_checksums(self, hop: KubeVersion) -> ReleaseChecksums | None:
         """The hop's checksums when all three binaries' are known."""

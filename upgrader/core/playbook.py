@@ -66,7 +66,9 @@ parsed document before anything else, one error line naming file, phase, step an
 Templates: ``{name}`` is a placeholder from the fixed set :data:`VARIABLES`; ``{{`` is a
 literal ``{``; any other brace is literal (so awk programs and ``${Version}`` need no
 escaping). Every value is ``shlex.quote``-d when a command is rendered. The exceptions are
-the two fragments upgrader writes itself from validated versions: ``{pkg_resolve}`` (empty
+the fragments upgrader writes itself from validated values: ``{kubeadm_flags}`` (each of
+:data:`KUBEADM_OVERRIDE_FLAGS` the plan passes to ``kubeadm upgrade apply``, each with a
+leading space; empty when none), ``{pkg_resolve}`` (empty
 when the exact package version is known from facts, else a command that looks it up on
 the node, after ``apt-get update``, and fails with a clear message when it is missing) and
 ``{pkg_version}`` (the quoted exact version, or ``"$pkgver"`` set by ``{pkg_resolve}``).
@@ -138,10 +140,22 @@ VARIABLES: Mapping[str, str] = {
     "sha256_kubeadm": "the release checksum of the hop's kubeadm (empty when unknown)",
     "sha256_kubelet": "the release checksum of the hop's kubelet (empty when unknown)",
     "sha256_kubectl": "the release checksum of the hop's kubectl (empty when unknown)",
+    "kubeadm_flags": "the override flags the operator gave that this hop's kubeadm upgrade "
+    "apply needs (' --force', ' --allow-release-candidate-upgrades'; empty when none)",
+    "image_repository": "the cluster's imageRepository (kubeadm-config; registry.k8s.io "
+    "when unset)",
 }
 _COMMAND_ONLY = frozenset(
-    {"pkg_version", "pkg_resolve", "versionlock_release", "versionlock_restore"}
+    {"pkg_version", "pkg_resolve", "versionlock_release", "versionlock_restore", "kubeadm_flags"}
 )
+#: The kubeadm flags ``{kubeadm_flags}`` may hold (upgrader's own override flags of the
+#: same name; nothing else is ever inserted unquoted).
+KUBEADM_OVERRIDE_FLAGS = (
+    "--force",
+    "--allow-experimental-upgrades",
+    "--allow-release-candidate-upgrades",
+)
+DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
 
 _STEP_FIELDS = frozenset(
     {"name", "kind", "description", "command", "check", "retry_safe", "timeout", "sudo"}
@@ -341,6 +355,8 @@ class StepContext:
     pkg_version: str | None = None  # exact package version string, when facts know it
     checksums: Mapping[str, str] = field(default_factory=dict)  # binary -> sha256 hex
     versionlocked: tuple[str, ...] = ()  # kube packages `dnf versionlock list` names
+    kubeadm_flags: tuple[str, ...] = ()  # of KUBEADM_OVERRIDE_FLAGS, for upgrade apply
+    image_repository: str | None = None  # the cluster's imageRepository (None: default)
 
 
 # --------------------------------------------------------------------------- templates
@@ -479,6 +495,12 @@ def step_values(ctx: StepContext) -> dict[str, TemplateValue]:
         f"; rc=$?; {program} versionlock add {locked}; exit $rc" if locked else "",
         f"; rc=$?; {program} versionlock add {locked}; exit $rc" if locked else "",
     )
+    unknown = [f for f in ctx.kubeadm_flags if f not in KUBEADM_OVERRIDE_FLAGS]
+    if unknown:
+        raise ConfigError(f"not a kubeadm override flag: {unknown[0]!r}")
+    flags = "".join(f" {f}" for f in ctx.kubeadm_flags)
+    values["kubeadm_flags"] = Fragment(flags, flags)
+    values["image_repository"] = ctx.image_repository or DEFAULT_IMAGE_REPOSITORY
     assert set(values) == set(VARIABLES)
     return values
 
@@ -784,7 +806,9 @@ def _parse_step(c: _Ctx, path: str, raw: Any) -> StepSpec:
     if not isinstance(desc, str) or not desc.strip() or "\n" in desc.strip():
         c.fail(f"{path}.description", "must be a non-empty one-line string")
     problem = _check_template(
-        desc, allow=frozenset(VARIABLES) - _COMMAND_ONLY | {"pkg_version"}, in_command=False
+        desc,
+        allow=frozenset(VARIABLES) - _COMMAND_ONLY | {"pkg_version", "kubeadm_flags"},
+        in_command=False,
     )
     if problem:
         c.fail(f"{path}.description", problem)

@@ -56,6 +56,7 @@ class ClusterRead:
     problems: tuple[str, ...] = field(default=())
     # kubeadm-config etcd.external.endpoints: () for local etcd, None when unreadable
     etcd_external: tuple[str, ...] | None = None
+    image_repository: str | None = None  # kubeadm-config ClusterConfiguration.imageRepository
 
 
 def _version(raw: Any, what: str, problems: list[str]) -> KubeVersion | None:
@@ -100,6 +101,14 @@ def read_apiserver_version(
 def read_kubeadm_version(
     api: ApiClient, problems: list[str], *, policy: RetryPolicy = DEFAULT_POLICY
 ) -> KubeVersion | None:
+    return read_kubeadm_config(api, problems, policy=policy)[0]
+
+
+def read_kubeadm_config(
+    api: ApiClient, problems: list[str], *, policy: RetryPolicy = DEFAULT_POLICY
+) -> tuple[KubeVersion | None, str | None]:
+    """The ClusterConfiguration's ``kubernetesVersion`` and ``imageRepository`` (``None``
+    when absent; kubeadm's default registry then applies)."""
     what = f"GET configmap {KUBE_SYSTEM}/{KUBEADM_CONFIG}"
     try:
         cm = request_json(
@@ -112,22 +121,24 @@ def read_kubeadm_version(
     except ApiError as e:
         if e.not_found:
             problems.append(f"{what}: not found (not a kubeadm cluster?)")
-            return None
+            return None, None
         raise
     data = (cm or {}).get("data") or {}
     text = data.get("ClusterConfiguration")
     if not isinstance(text, str):
         problems.append(f"{what}: no data.ClusterConfiguration")
-        return None
+        return None, None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         problems.append(f"{what}: ClusterConfiguration is not YAML: {' '.join(str(e).split())}")
-        return None
+        return None, None
     raw = doc.get("kubernetesVersion") if isinstance(doc, dict) else None
     if raw is None:
         problems.append(f"{what}: ClusterConfiguration has no kubernetesVersion")
-    return _version(raw, f"{what} kubernetesVersion", problems)
+    repo = doc.get("imageRepository") if isinstance(doc, dict) else None
+    image_repository = repo if isinstance(repo, str) and repo.strip() else None
+    return _version(raw, f"{what} kubernetesVersion", problems), image_repository
 
 
 def read_kubeadm_etcd(
@@ -250,10 +261,16 @@ def read_cluster(api: ApiClient, *, policy: RetryPolicy = DEFAULT_POLICY) -> Clu
     fails for good."""
     problems: list[str] = []
     apiserver = read_apiserver_version(api, problems, policy=policy)
-    kubeadm = read_kubeadm_version(api, problems, policy=policy)
+    kubeadm, image_repository = read_kubeadm_config(api, problems, policy=policy)
     nodes = read_nodes(api, problems, policy=policy)
     control_planes = read_control_planes(api, problems, policy=policy)
     etcd_external = read_kubeadm_etcd(api, problems, policy=policy) if kubeadm else None
     return ClusterRead(
-        apiserver, kubeadm, nodes, control_planes, tuple(problems), etcd_external=etcd_external
+        apiserver,
+        kubeadm,
+        nodes,
+        control_planes,
+        tuple(problems),
+        etcd_external=etcd_external,
+        image_repository=image_repository,
     )

@@ -232,10 +232,25 @@ def _resolve_spec(lab_dir: Path, spec: labspec.LabSpec | None) -> tuple[dict[str
     return existing, False
 
 
+def _prereleases(resolved: dict[str, Any]) -> list[str]:
+    """The pre-release versions the repository must offer: the spec's
+    ``prerelease_packages`` and every pre-release version a node starts at."""
+    found = [str(v) for v in resolved.get("prerelease_packages") or []]
+    found.append(str(resolved["version"]))
+    for node in resolved["nodes"]:
+        found.extend(
+            str(node[k]) for k in ("kubelet", "kubeadm", "kubectl", "control_plane") if node.get(k)
+        )
+    return sorted({repo.plain(v) for v in found if repo.is_prerelease(v)}, key=repo.sort_key)
+
+
 def _build(lab_dir: Path, resolved: dict[str, Any], python: str) -> None:
-    repository = repo.build_repository(resolved.get("missing_packages") or [])
+    repository = repo.build_repository(
+        resolved.get("missing_packages") or [], prereleases=_prereleases(resolved)
+    )
     repo.write_repository(lab_dir, repository)
-    tree.write_release_checksums(lab_dir, repo.all_versions(repo.build_repository()), python)
+    everything = repo.build_repository(prereleases=_prereleases(resolved))
+    tree.write_release_checksums(lab_dir, repo.all_versions(everything), python)
     for node in resolved["nodes"]:
         tree.build_node(lab_dir, node, resolved, python)
     _write_json(lab_dir / "spec.json", resolved)

@@ -257,9 +257,27 @@ class Delays(_Strict):
     command: Seconds = 0.0
 
 
+# The phases of `kubeadm upgrade apply` (cmd/kubeadm/app/cmd/upgrade/apply.go, 1.31's
+# workflow); `upgrade node` goes through the ones it has (control-plane, kubelet-config,
+# addon/*).
+KUBEADM_PHASES = (
+    "preflight",
+    "control-plane",
+    "upload-config",
+    "kubeconfig",
+    "kubelet-config",
+    "bootstrap-token",
+    "addon/coredns",
+    "addon/kube-proxy",
+    "post-upgrade",
+)
+
+
 class NodeFault(_Strict):
     """A simulated node tool fails (``exit``), hangs (``hang`` seconds, then runs), or drops
-    the SSH session (``drop``) on its first ``times`` invocations matching ``match``."""
+    the SSH session (``drop``) on its first ``times`` invocations matching ``match``. With
+    ``after_phase`` (kubeadm upgrade apply/node only) kubeadm runs through that phase and
+    then fails, leaving what the earlier phases did in place."""
 
     node: NodeName
     match: Annotated[str, Field(min_length=1)]
@@ -268,11 +286,15 @@ class NodeFault(_Strict):
     stderr: str | None = None
     hang: Seconds | None = None
     drop: bool = False
+    # kubeadm upgrade apply/node: run through this phase, then fail (exit, stderr)
+    after_phase: Literal[KUBEADM_PHASES] | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _one_effect(self) -> NodeFault:
         if self.drop and (self.exit is not None or self.hang is not None):
             raise ValueError("drop: a dropped session has no exit code and no hang")
+        if self.after_phase is not None and (self.drop or self.hang is not None):
+            raise ValueError("after_phase: the command fails after the phase (no drop, no hang)")
         if not self.drop and self.hang is None and self.exit is None:
             self.exit = 1
         return self
@@ -363,6 +385,12 @@ class LabSpec(BaseModel):
     delays: Delays = Field(default_factory=Delays)
     faults: list[Fault] = Field(default_factory=list)
     missing_packages: list[PlainVersion] = Field(default_factory=list)
+    # pre-release versions (v1.29.0-rc.1) the package repository also offers
+    prerelease_packages: list[Version] = Field(default_factory=list)
+    # the cluster's imageRepository (kubeadm-config, static pod and addon images)
+    image_repository: Annotated[
+        str, Field(pattern=r"^[a-z0-9]([a-z0-9.\-:]*[a-z0-9])?(/[a-z0-9._\-]+)*$")
+    ] = "registry.k8s.io"
     rbac: Rbac | None = None
     # "external": kubeadm-config has etcd.external.endpoints, no etcd static pod anywhere
     etcd: Literal["local", "external"] = "local"
@@ -629,7 +657,10 @@ def resolve(
     faults: list[dict[str, Any]] = []
     for f in spec.faults:
         if isinstance(f, NodeFault):
-            faults.append(f.model_dump())
+            dumped = f.model_dump()
+            if dumped.get("after_phase") is None:
+                dumped.pop("after_phase", None)
+            faults.append(dumped)
         else:
             faults.append({"api": f.api.model_dump(exclude_none=True)})
     known = set(LabSpec.model_fields)
@@ -642,6 +673,8 @@ def resolve(
         "delays": spec.delays.model_dump(),
         "faults": faults,
         "missing_packages": sorted(set(spec.missing_packages), key=_plain_key),
+        "prerelease_packages": sorted(set(spec.prerelease_packages)),
+        "image_repository": spec.image_repository,
         "rbac": spec.rbac.model_dump() if spec.rbac is not None else None,
         "etcd": spec.etcd,
         "ssh_user": spec.ssh_user,

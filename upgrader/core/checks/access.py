@@ -105,6 +105,15 @@ def required_access(
         Access("get", "daemonsets", group="apps", why="recognise DaemonSet pods a drain skips"),
         Access(
             "get",
+            "deployments",
+            group="apps",
+            namespace=KUBE_SYSTEM,
+            name="coredns",
+            why="check the CoreDNS addon image after the run",
+            required=False,
+        ),
+        Access(
+            "get",
             "leases",
             group="coordination.k8s.io",
             namespace=KUBE_SYSTEM,

@@ -4,7 +4,10 @@ Owns routing of ``/api``/``/apis`` paths to resources, verbs (get, list, watch, 
 update, patch, delete, deletecollection), the pods/eviction subresource with the real
 server's PodDisruptionBudget rules, SelfSubjectAccessReview and friends, RBAC refusals,
 content negotiation (JSON; Table; aggregated discovery; protobuf request bodies) and the
-lab's admin endpoints under ``/_lab/v1/``. Takes a :class:`Request`, returns a
+lab's admin endpoints under ``/_lab/v1/`` (``state``; ``cluster/version``: kubeadm's
+upload-config, ``{"addons": false}`` leaves the addons; ``cluster/addons``: kubeadm's addon
+phase for CoreDNS/kube-proxy; ``nodes/N/control-plane`` with the cluster's
+imageRepository; ``nodes/N/kubelet-restart``). Takes a :class:`Request`, returns a
 :class:`Response`. Must not: touch sockets, TLS or tokens (``server`` authenticates).
 """
 
@@ -1157,6 +1160,27 @@ class Api:
         except VersionError as e:
             raise bad_request(f"version: {e}") from None
 
+    def _repository_arg(self, data: Json) -> str:
+        repo = data.get("image_repository")
+        if repo is None:
+            return self.image_repository()
+        if not isinstance(repo, str) or not repo or any(c.isspace() for c in repo):
+            raise bad_request("image_repository: must be a registry path like registry.k8s.io")
+        return repo
+
+    def _cluster_config(self) -> Json:
+        cm = self.store.get("configmaps", "kube-system", "kubeadm-config")
+        text = ((cm or {}).get("data") or {}).get("ClusterConfiguration", "")
+        try:
+            cfg = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            cfg = {}
+        return cfg if isinstance(cfg, dict) else {}
+
+    def image_repository(self) -> str:
+        """The cluster's imageRepository (kubeadm-config), else the spec's."""
+        return str(self._cluster_config().get("imageRepository") or self.spec.image_repository)
+
     def _admin(self, req: Request, rest: str) -> Response:
         parts = [p for p in rest.split("/") if p]
         if parts == ["state"]:
@@ -1179,10 +1203,20 @@ class Api:
         if req.method != "POST":
             raise method_not_allowed() if parts else path_not_found()
         if parts == ["cluster", "version"]:
-            version = self._version_arg(self._admin_body(req))
+            data = self._admin_body(req)
+            version = self._version_arg(data)
             assert version is not None
-            self.set_cluster_version(version)
+            self.set_cluster_version(version, addons=data.get("addons", True) is not False)
             return json_response(200, {"version": version})
+        if parts == ["cluster", "addons"]:
+            data = self._admin_body(req)
+            version = self._version_arg(data)
+            assert version is not None
+            only = data.get("only")
+            names = (
+                tuple(str(x) for x in only) if isinstance(only, list) else ("coredns", "kube-proxy")
+            )
+            return json_response(200, {"updated": self.upgrade_addons(version, names)})
         if (
             len(parts) == 3
             and parts[0] == "nodes"
@@ -1192,7 +1226,7 @@ class Api:
             if parts[2] == "control-plane":
                 version = self._version_arg(data)
                 assert version is not None
-                self.upgrade_control_plane(parts[1], version)
+                self.upgrade_control_plane(parts[1], version, self._repository_arg(data))
                 return json_response(200, {"node": parts[1], "version": version})
             kv = self._version_arg(data, required=False)
             starts = data.get("starts", True)
@@ -1202,26 +1236,26 @@ class Api:
             return json_response(200, {"node": parts[1], "version": version})
         raise path_not_found()
 
-    def set_cluster_version(self, version: str) -> None:
+    def set_cluster_version(self, version: str, addons: bool = True) -> None:
+        """What kubeadm's upload-config phase does: the ClusterConfiguration in the
+        kubeadm-config ConfigMap now says ``version`` (imageRepository kept). With
+        ``addons`` (the old one-call admin API) the addons move too."""
         now = self.clock()
         with self.store.lock:
             self.store.cluster["version"] = version
             self.store.mark_dirty()
             cm = self.store.get("configmaps", "kube-system", "kubeadm-config")
+            repository = self.image_repository()
             if cm is not None:
                 new = copy.deepcopy(cm)
-                text = new.setdefault("data", {}).get("ClusterConfiguration", "")
-                try:
-                    cfg = yaml.safe_load(text) or {}
-                except yaml.YAMLError:
-                    cfg = {}
+                cfg = self._cluster_config()
                 name = str(cfg.get("clusterName") or self.spec.cluster_name)
                 endpoint = str(
                     cfg.get("controlPlaneEndpoint") or ob.control_plane_endpoint(self.spec)
                 )
                 etcd = cfg.get("etcd") if isinstance(cfg.get("etcd"), dict) else None
-                new["data"]["ClusterConfiguration"] = ob.cluster_configuration(
-                    version, name, endpoint, etcd
+                new.setdefault("data", {})["ClusterConfiguration"] = ob.cluster_configuration(
+                    version, name, endpoint, etcd, repository
                 )
                 self.store.update("configmaps", new)
             else:
@@ -1233,19 +1267,39 @@ class Api:
                         ob.control_plane_endpoint(self.spec),
                         now,
                         self.spec.etcd_external,
+                        repository,
                     ),
                 )
-            ds = self.store.get("daemonsets", "kube-system", "kube-proxy")
-            if ds is not None:
-                new = copy.deepcopy(ds)
-                changed = False
+        if addons:
+            self.upgrade_addons(version, ("coredns", "kube-proxy"))
+
+    def upgrade_addons(self, version: str, names: tuple[str, ...]) -> list[str]:
+        """What kubeadm's addon phase does (``EnsureDNSAddon``/``EnsureProxyAddon``): the
+        kube-system ``coredns`` Deployment and ``kube-proxy`` DaemonSet get the images of
+        ``version`` from the cluster's imageRepository. An addon the cluster does not have
+        is left alone (kubeadm skips it with a warning). Returns the objects changed."""
+        repository = self.image_repository()
+        wanted = {
+            "coredns": ("deployments", "coredns", ob.coredns_image(version, repository)),
+            "kube-proxy": ("daemonsets", "kube-proxy", f"{repository}/kube-proxy:{version}"),
+        }
+        changed: list[str] = []
+        with self.store.lock:
+            for addon in names:
+                if addon not in wanted:
+                    raise bad_request(f"only: unknown addon {addon!r}")
+                plural, name, image = wanted[addon]
+                obj = self.store.get(plural, "kube-system", name)
+                if obj is None:
+                    continue
+                new = copy.deepcopy(obj)
                 for c in new["spec"]["template"]["spec"].get("containers") or []:
-                    if str(c.get("image", "")).startswith("registry.k8s.io/kube-proxy:"):
-                        c["image"] = f"registry.k8s.io/kube-proxy:{version}"
-                        changed = True
-                if changed and new != ds:
+                    c["image"] = image
+                if new != obj:
                     new["metadata"]["generation"] = int(new["metadata"].get("generation", 1)) + 1
-                    self.store.update("daemonsets", new)
+                    self.store.update(plural, new)
+                    changed.append(f"{plural}/{name}")
+        return changed
 
     def _node_or_404(self, name: str) -> Json:
         node = self.store.get("nodes", "", name)
@@ -1253,7 +1307,9 @@ class Api:
             raise not_found(BY_PLURAL["nodes"], name)
         return node
 
-    def upgrade_control_plane(self, node_name: str, version: str) -> None:
+    def upgrade_control_plane(
+        self, node_name: str, version: str, repository: str = ob.DEFAULT_REPOSITORY
+    ) -> None:
         now = self.clock()
         with self.store.lock:
             node = self._node_or_404(node_name)
@@ -1262,7 +1318,7 @@ class Api:
             etcd = [] if self.spec.etcd_external else ["etcd"]
             for comp in (*ob.CP_COMPONENTS, *etcd):
                 name = f"{comp}-{node_name}"
-                fresh = ob.mirror_pod(comp, node, version, now)
+                fresh = ob.mirror_pod(comp, node, version, now, repository)
                 old = self.store.get("pods", "kube-system", name)
                 if old is not None:
                     new = copy.deepcopy(old)

@@ -40,7 +40,21 @@ ETCD_BY_MINOR = {
     33: "3.5.21-0",
     34: "3.6.4-0",
 }
+# CoreDNS image tag kubeadm deploys with each minor (kubeadm constants.CoreDNSVersion).
+COREDNS_BY_MINOR = {
+    24: "v1.8.6",
+    25: "v1.9.3",
+    26: "v1.9.3",
+    27: "v1.10.1",
+    28: "v1.10.1",
+    29: "v1.11.1",
+    30: "v1.11.1",
+    31: "v1.11.3",
+    32: "v1.11.3",
+    33: "v1.12.0",
+}
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
+DEFAULT_REPOSITORY = "registry.k8s.io"  # kubeadm's default imageRepository
 DEFAULT_DEPLOYMENT_IMAGE = "docker.io/library/nginx:1.25.3"
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery/pkg/util/rand alphabet
 
@@ -157,11 +171,11 @@ def minor_of(version: str) -> int:
     return KubeVersion.parse(version).minor
 
 
-def etcd_image(version: str) -> str:
+def etcd_image(version: str, repository: str = DEFAULT_REPOSITORY) -> str:
     minor = minor_of(version)
     newest = max(ETCD_BY_MINOR)
     tag = ETCD_BY_MINOR[newest] if minor > newest else ETCD_BY_MINOR.get(minor, "3.5.6-0")
-    return f"registry.k8s.io/etcd:{tag}"
+    return f"{repository}/etcd:{tag}"
 
 
 # --------------------------------------------------------------------------- nodes
@@ -611,11 +625,17 @@ def controller_of(obj: Json) -> Json | None:
 # --------------------------------------------------------------------------- mirror pods
 
 
-def mirror_pod(component: str, node: Json, version: str, created: float) -> Json:
+def mirror_pod(
+    component: str, node: Json, version: str, created: float, repository: str = DEFAULT_REPOSITORY
+) -> Json:
     """The mirror pod the kubelet creates for a kubeadm static pod manifest."""
     node_name = node["metadata"]["name"]
     ip = node_ip(node)
-    image = etcd_image(version) if component == "etcd" else f"registry.k8s.io/{component}:{version}"
+    image = (
+        etcd_image(version, repository)
+        if component == "etcd"
+        else f"{repository}/{component}:{version}"
+    )
     config_hash = _hex(f"{node_name}/{component}/{image}")[:32]
     annotations = {
         "kubernetes.io/config.hash": config_hash,
@@ -695,20 +715,33 @@ def workload_labels(w: WorkloadSpec) -> dict[str, str]:
     return {"app": w.name}
 
 
-def workload_image(w: WorkloadSpec, cluster_version: str) -> str:
+def coredns_image(version: str, repository: str = DEFAULT_REPOSITORY) -> str:
+    """kubeadm's ``GetDNSImage``: ``coredns/coredns`` in the default registry, ``coredns``
+    under any other imageRepository."""
+    prefix = f"{repository}/coredns" if repository == DEFAULT_REPOSITORY else repository
+    return f"{prefix}/coredns:{COREDNS_BY_MINOR.get(minor_of(version), 'v1.12.1')}"
+
+
+def workload_image(
+    w: WorkloadSpec, cluster_version: str, repository: str = DEFAULT_REPOSITORY
+) -> str:
     if w.image:
         return w.image
-    if w.kind == "DaemonSet" and w.name == "kube-proxy":
-        return f"registry.k8s.io/kube-proxy:{cluster_version}"
+    if w.kind == "DaemonSet" and w.name == "kube-proxy" and w.namespace == "kube-system":
+        return f"{repository}/kube-proxy:{cluster_version}"
+    if w.kind == "Deployment" and w.name == "coredns" and w.namespace == "kube-system":
+        return coredns_image(cluster_version, repository)
     if w.kind == "Deployment":
         return DEFAULT_DEPLOYMENT_IMAGE
     return PAUSE_IMAGE
 
 
-def build_deployment(w: WorkloadSpec, cluster_version: str, created: float) -> Json:
+def build_deployment(
+    w: WorkloadSpec, cluster_version: str, created: float, repository: str = DEFAULT_REPOSITORY
+) -> Json:
     labels = workload_labels(w)
     tmpl = pod_template(
-        labels, workload_image(w, cluster_version), w.name, w.grace_period, w.empty_dir
+        labels, workload_image(w, cluster_version, repository), w.name, w.grace_period, w.empty_dir
     )
     return {
         "metadata": dict(
@@ -767,10 +800,12 @@ def default_replicaset_spec(spec: Json) -> Json:
     return spec
 
 
-def build_daemonset(w: WorkloadSpec, cluster_version: str, created: float) -> Json:
+def build_daemonset(
+    w: WorkloadSpec, cluster_version: str, created: float, repository: str = DEFAULT_REPOSITORY
+) -> Json:
     labels = workload_labels(w)
     tmpl = pod_template(
-        labels, workload_image(w, cluster_version), w.name, w.grace_period, w.empty_dir
+        labels, workload_image(w, cluster_version, repository), w.name, w.grace_period, w.empty_dir
     )
     if w.name == "kube-proxy":
         tmpl["spec"]["hostNetwork"] = True
@@ -795,10 +830,16 @@ def build_daemonset(w: WorkloadSpec, cluster_version: str, created: float) -> Js
     }
 
 
-def build_bare_pod(w: WorkloadSpec, node: Json, cluster_version: str, created: float) -> Json:
+def build_bare_pod(
+    w: WorkloadSpec,
+    node: Json,
+    cluster_version: str,
+    created: float,
+    repository: str = DEFAULT_REPOSITORY,
+) -> Json:
     labels = workload_labels(w)
     tmpl = pod_template(
-        labels, workload_image(w, cluster_version), w.name, w.grace_period, w.empty_dir
+        labels, workload_image(w, cluster_version, repository), w.name, w.grace_period, w.empty_dir
     )
     pod = pod_from_template(
         tmpl, w.name, w.namespace, created, None, node_name=node["metadata"]["name"]
@@ -836,7 +877,11 @@ def etcd_section(external: tuple[str, ...]) -> Json:
 
 
 def cluster_configuration(
-    version: str, cluster_name: str, endpoint: str, etcd: Json | None = None
+    version: str,
+    cluster_name: str,
+    endpoint: str,
+    etcd: Json | None = None,
+    repository: str = DEFAULT_REPOSITORY,
 ) -> str:
     """kubeadm's ClusterConfiguration as stored in kube-system/kubeadm-config."""
     v1beta4 = minor_of(version) >= 31
@@ -857,7 +902,7 @@ def cluster_configuration(
         "dns": {},
         "encryptionAlgorithm": "RSA-2048" if v1beta4 else None,
         "etcd": etcd if etcd is not None else etcd_section(()),
-        "imageRepository": "registry.k8s.io",
+        "imageRepository": repository,
         "kind": "ClusterConfiguration",
         "kubernetesVersion": version,
         "networking": {
@@ -880,8 +925,11 @@ def kubeadm_config_map(
     endpoint: str,
     created: float,
     etcd_external: tuple[str, ...] = (),
+    repository: str = DEFAULT_REPOSITORY,
 ) -> Json:
-    text = cluster_configuration(version, cluster_name, endpoint, etcd_section(etcd_external))
+    text = cluster_configuration(
+        version, cluster_name, endpoint, etcd_section(etcd_external), repository
+    )
     return {
         "metadata": meta("kubeadm-config", "kube-system", created),
         "data": {"ClusterConfiguration": text},

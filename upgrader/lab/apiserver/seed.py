@@ -27,6 +27,7 @@ def initial_objects(spec: LabSpec, now: float) -> list[tuple[str, Json]]:
     for ns in namespaces:
         out.append(("namespaces", ob.build_namespace(ns, now)))
     nodes: dict[str, Json] = {}
+    repo = spec.image_repository
     for i, n in enumerate(spec.nodes):
         node = ob.build_node(n, i, now)
         nodes[n.name] = node
@@ -34,13 +35,14 @@ def initial_objects(spec: LabSpec, now: float) -> list[tuple[str, Json]]:
     for n in spec.nodes:
         if n.is_control_plane and n.control_plane:
             for comp in (*ob.CP_COMPONENTS, *([] if spec.etcd_external else ["etcd"])):
-                out.append(("pods", ob.mirror_pod(comp, nodes[n.name], n.control_plane, now)))
+                pod = ob.mirror_pod(comp, nodes[n.name], n.control_plane, now, repo)
+                out.append(("pods", pod))
     endpoint = ob.control_plane_endpoint(spec)
     out.append(
         (
             "configmaps",
             ob.kubeadm_config_map(
-                spec.version, spec.cluster_name, endpoint, now, spec.etcd_external
+                spec.version, spec.cluster_name, endpoint, now, spec.etcd_external, repo
             ),
         )
     )
@@ -48,13 +50,13 @@ def initial_objects(spec: LabSpec, now: float) -> list[tuple[str, Json]]:
     for w in spec.workloads:
         labels = ob.workload_labels(w)
         if w.kind == "Deployment":
-            out.append(("deployments", ob.build_deployment(w, spec.version, now)))
+            out.append(("deployments", ob.build_deployment(w, spec.version, now, repo)))
         elif w.kind == "DaemonSet":
-            ds = ob.build_daemonset(w, spec.version, now)
+            ds = ob.build_daemonset(w, spec.version, now, repo)
             ds["spec"]["template"]["spec"].setdefault("tolerations", [{"operator": "Exists"}])
             out.append(("daemonsets", ds))
         elif w.kind == "Pod" and w.node is not None:
-            out.append(("pods", ob.build_bare_pod(w, nodes[w.node], spec.version, now)))
+            out.append(("pods", ob.build_bare_pod(w, nodes[w.node], spec.version, now, repo)))
         for p in w.pdbs:
             out.append(("poddisruptionbudgets", ob.build_pdb(p, w.namespace, labels, now)))
     return out

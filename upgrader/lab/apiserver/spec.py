@@ -99,6 +99,7 @@ class LabSpec:
     api_faults: tuple[ApiFault, ...]
     rbac: tuple[RbacRule, ...] | None  # None = everything allowed
     etcd_external: tuple[str, ...] = ()  # spec `etcd: external`: kubeadm-config's endpoints
+    image_repository: str = "registry.k8s.io"  # kubeadm-config imageRepository
 
     def node(self, name: str) -> NodeSpec | None:
         for n in self.nodes:
@@ -363,6 +364,7 @@ def parse_spec(data: Any, source: str = "spec.json") -> LabSpec:
         api_faults=_faults(ctx, data.get("faults")),
         rbac=_rbac(ctx, data.get("rbac")),
         etcd_external=_etcd_external(ctx, data.get("etcd", "local")),
+        image_repository=ctx.str_(data, "image_repository", "", "registry.k8s.io"),
     )
 
 

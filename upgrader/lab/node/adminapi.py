@@ -1,9 +1,11 @@
 """How node tools talk to the lab's API server: plain HTTPS requests with the admin token.
 
 Owns reading the API location from ``DIR/lab.json`` (url, CA file, token file), the
-requests node tools make (read the kubeadm-config ConfigMap, the nodes and mirror pods;
-POST the ``/_lab/v1/`` admin endpoints) and turning a failure into the one-line text a Go
-client would print (``Get "https://...": dial tcp ...: connect: connection refused``).
+requests node tools make (read the kubeadm-config ConfigMap's version and
+imageRepository, the nodes and mirror pods; POST the ``/_lab/v1/`` admin endpoints:
+cluster version, addons, control-plane and kubelet restarts) and turning a failure into
+the one-line text a Go client would print
+(``Get "https://...": dial tcp ...: connect: connection refused``).
 
 Must not: import the kubernetes client or anything heavy, or keep state between calls.
 """
@@ -76,13 +78,23 @@ class Api:
             return raw.decode(errors="replace")
 
     # ---- reads -----------------------------------------------------------------------
-    def cluster_version(self) -> str:
+    def _cluster_configuration(self) -> str:
         cm = self.request("GET", "/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
-        text = str(((cm or {}).get("data") or {}).get("ClusterConfiguration") or "")
+        return str(((cm or {}).get("data") or {}).get("ClusterConfiguration") or "")
+
+    def cluster_version(self) -> str:
+        text = self._cluster_configuration()
         m = re.search(r"^\s*kubernetesVersion:\s*[\"']?([^\s\"']+)", text, re.MULTILINE)
         if not m:
             raise ApiError("the kubeadm-config ConfigMap has no kubernetesVersion")
         return m.group(1)
+
+    def image_repository(self) -> str:
+        """The ClusterConfiguration's top-level ``imageRepository`` (kubeadm's default when
+        unset)."""
+        text = self._cluster_configuration()
+        m = re.search(r"^imageRepository:\s*[\"']?([^\s\"']+)", text, re.MULTILINE)
+        return m.group(1) if m else "registry.k8s.io"
 
     def nodes(self) -> list[dict[str, Any]]:
         data = self.request("GET", "/api/v1/nodes")
@@ -103,10 +115,19 @@ class Api:
 
     # ---- admin endpoints -------------------------------------------------------------
     def set_cluster_version(self, version: str) -> None:
-        self.request("POST", "/_lab/v1/cluster/version", {"version": version})
+        """kubeadm's upload-config: the ClusterConfiguration says ``version`` (addons stay)."""
+        self.request("POST", "/_lab/v1/cluster/version", {"version": version, "addons": False})
 
-    def set_control_plane(self, node: str, version: str) -> None:
-        self.request("POST", f"/_lab/v1/nodes/{node}/control-plane", {"version": version})
+    def upgrade_addon(self, addon: str, version: str) -> None:
+        """kubeadm's addon phase for ``addon`` (``coredns`` or ``kube-proxy``)."""
+        self.request("POST", "/_lab/v1/cluster/addons", {"version": version, "only": [addon]})
+
+    def set_control_plane(self, node: str, version: str, image_repository: str) -> None:
+        self.request(
+            "POST",
+            f"/_lab/v1/nodes/{node}/control-plane",
+            {"version": version, "image_repository": image_repository},
+        )
 
     def kubelet_restart(self, node: str, version: str, starts: bool = True) -> None:
         """The kubelet was restarted at ``version``; ``starts=False``: the new process exits

@@ -39,10 +39,7 @@ def _err(text: str) -> None:
 
 
 def _pkg_key(pkg_version: str) -> tuple[int, ...]:
-    upstream, _, revision = pkg_version.partition("-")
-    parts = [int(x) for x in re.findall(r"\d+", upstream)]
-    parts += [int(x) for x in re.findall(r"\d+", revision)]
-    return tuple(parts)
+    return repo.pkg_sort_key(pkg_version)
 
 
 _SIGNED_BY_RE = re.compile(r"signed-by=([^\s\]]+)")

@@ -179,10 +179,14 @@ class NodeContext:
         finally:
             os.close(fd)
 
-    def take_fault(self, command_line: str) -> dict[str, Any] | None:
-        """The first fault matching ``command_line`` that has fires left; counts it."""
+    def take_fault(self, command_line: str, phase: str | None = None) -> dict[str, Any] | None:
+        """The first fault matching ``command_line`` that has fires left; counts it. A
+        fault with ``after_phase`` is only taken by the tool itself, at that phase (kubeadm
+        asks with ``phase``); the generic call (``phase=None``) never takes one."""
         candidates = [
-            f for f in self.info.get("faults") or [] if str(f.get("match", "")) in command_line
+            f
+            for f in self.info.get("faults") or []
+            if str(f.get("match", "")) in command_line and f.get("after_phase") == phase
         ]
         if not candidates:
             return None

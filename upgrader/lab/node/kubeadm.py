@@ -4,14 +4,24 @@ Owns what kubeadm prints and refuses. The version-skew refusals of ``upgrade app
 written here from kubeadm's own behaviour (``EnforceVersionPolicies`` in
 ``cmd/kubeadm/app/phases/upgrade/policy.go``: mandatory vs ``--force``-skippable errors,
 the ``[upgrade/version] FATAL`` text), independently of upgrader's policy module, which
-this simulator exists to test. A successful apply/node tells the lab's API server through
-the admin endpoints and rewrites the node's static pod manifests and kubelet config.
+this simulator exists to test. ``upgrade apply`` runs kubeadm's phases in upstream order
+(``cmd/kubeadm/app/cmd/upgrade/apply.go``, ``cmd/kubeadm/app/phases/upgrade/postupgrade.go``):
+static pods (manifests rewritten, the API's mirror pods moved), upload-config (the
+kubeadm-config ConfigMap), kubelet-config (the node's kubelet config, backed up into
+``/etc/kubernetes/tmp/kubeadm-kubelet-config*``), bootstrap-token, the CoreDNS and
+kube-proxy addons (from 1.28 only once every kube-apiserver runs this node's image; the
+last ``upgrade node`` applies them then); a spec fault with ``after_phase`` stops it after
+that phase. Flags are checked per command as cobra does (``unknown flag: --x``).
+``config images list/pull`` use this kubeadm's own image list
+(``cmd/kubeadm/app/images/images.go``) and record pulls in the node's image store
+(``/var/lib/upgrader-lab/images.json``, read by crictl).
 
 Must not: import upgrader's production code (``upgrader.core`` included).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,7 +29,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from upgrader.lab.node import args as argparse_
 from upgrader.lab.node import tree
@@ -161,7 +171,19 @@ def _format_errs(errs: list[str]) -> str:
 
 
 class Fatal(Exception):
-    """A kubeadm error: printed on stderr followed by the stack-trace hint, exit 1."""
+    """A kubeadm error: printed on stderr followed by the stack-trace hint, exit 1 (or
+    the given status)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _repository(api: Api) -> str:
+    try:
+        return api.image_repository()
+    except ApiError as exc:
+        raise Fatal(f"[upgrade/config] FATAL: failed to get config map: {exc}") from None
 
 
 def _out(text: str = "") -> None:
@@ -228,17 +250,9 @@ def _read_config(api: Api, prefix: str) -> Ver:
         raise Fatal(f'[{prefix}] FATAL: couldn\'t parse kubernetesVersion "{text}"') from None
 
 
-def _images(version: Ver) -> list[str]:
-    v = str(version)
-    return [
-        f"registry.k8s.io/kube-apiserver:{v}",
-        f"registry.k8s.io/kube-controller-manager:{v}",
-        f"registry.k8s.io/kube-scheduler:{v}",
-        f"registry.k8s.io/kube-proxy:{v}",
-        f"registry.k8s.io/pause:{tree.pause_version(v)}",
-        f"registry.k8s.io/etcd:{tree.etcd_version(v)}",
-        f"registry.k8s.io/coredns/coredns:{tree.coredns_version(v)}",
-    ]
+def _images(ctx: NodeContext, version: Ver, repository: str) -> list[str]:
+    """This kubeadm's image list for ``version`` (``cmd/kubeadm/app/images/images.go``)."""
+    return tree.kubeadm_images(str(_self_version(ctx)), str(version), repository)
 
 
 def _stamp() -> str:
@@ -246,7 +260,13 @@ def _stamp() -> str:
 
 
 def _upgrade_static_pods(
-    ctx: NodeContext, version: Ver, address: str, renew: bool, etcd: bool, dry_run: bool
+    ctx: NodeContext,
+    version: Ver,
+    address: str,
+    renew: bool,
+    etcd: bool,
+    dry_run: bool,
+    repository: str,
 ) -> None:
     """Rewrite this node's static pod manifests (backing the old ones up), kubeadm-style."""
     backup = f"/etc/kubernetes/tmp/kubeadm-backup-manifests-{_stamp()}"
@@ -265,7 +285,7 @@ def _upgrade_static_pods(
     )
     for comp in components:
         manifest = f"/etc/kubernetes/manifests/{comp}.yaml"
-        new_text = tree.manifest_text(comp, str(version), address, ctx.name)
+        new_text = tree.manifest_text(comp, str(version), address, ctx.name, repository)
         _out(f'[upgrade/staticpods] Preparing for "{comp}" upgrade')
         old = ctx.path(manifest)
         try:
@@ -318,7 +338,7 @@ def _write_kubelet_config(ctx: NodeContext, version: Ver, dry_run: bool) -> None
     _out('[kubelet-start] Writing kubelet configuration to file "/var/lib/kubelet/config.yaml"')
 
 
-def _pull_images(ctx: NodeContext, version: Ver, prefix: str) -> None:
+def _pull_images(ctx: NodeContext, version: Ver, prefix: str, repository: str) -> None:
     _out(f"[{prefix}] Pulling images required for setting up a Kubernetes cluster")
     _out(
         f"[{prefix}] This might take a minute or two, depending on the speed of your internet "
@@ -327,11 +347,18 @@ def _pull_images(ctx: NodeContext, version: Ver, prefix: str) -> None:
     _out(
         f"[{prefix}] You can also perform this action beforehand using 'kubeadm config images pull'"
     )
+    _add_images(ctx, _images(ctx, version, repository), announce=False)
+
+
+def _add_images(ctx: NodeContext, images: list[str], announce: bool) -> None:
+    """Record ``images`` in the node's image store (``images.json``, read by crictl)."""
     pulled = set(ctx.read_json("images.json", []))
-    for image in _images(version):
+    for image in images:
         if image not in pulled:
             ctx.sleep("download")
             pulled.add(image)
+        if announce:
+            _out(f"[config/images] Pulled {image}")
     ctx.write_json("images.json", sorted(pulled))
 
 
@@ -483,10 +510,13 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             raise Fatal("won't proceed; the user didn't answer (Y|y) in order to continue")
+    repository = _repository(api)
     if dry_run:
         _out("[dryrun] Would pull the required images (like 'kubeadm config images pull')")
     else:
-        _pull_images(ctx, target, "upgrade/prepull")
+        _pull_images(ctx, target, "upgrade/prepull", repository)
+    phases = _Phases(ctx, p, "apply")
+    phases.done("preflight")
     _out(
         "[upgrade/apply] Upgrading your Static Pod-hosted control plane to version "
         f'"{target_text}" '
@@ -495,24 +525,29 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
     renew = p.flags.get("--certificate-renewal", "true") != "false"
     etcd = p.flags.get("--etcd-upgrade", "true") != "false"
     address = str(ctx.info.get("address", "127.0.0.1"))
-    _upgrade_static_pods(ctx, target, address, renew, etcd, dry_run)
+    _upgrade_static_pods(ctx, target, address, renew, etcd, dry_run, repository)
     if not dry_run:
         try:
-            api.set_cluster_version(str(target))
-            api.set_control_plane(ctx.name, str(target))
+            api.set_control_plane(ctx.name, str(target), repository)
         except ApiError as exc:
             raise Fatal(
                 f"[upgrade/apply] FATAL: failed to upgrade the control plane: {exc}"
             ) from None
+    phases.done("control-plane")
     _out(
         '[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
         '"kube-system" Namespace'
     )
+    if not dry_run:
+        phases.api_call("upload-config", lambda: api.set_cluster_version(str(target)))
     _out(
         '[kubelet] Creating a ConfigMap "kubelet-config" in namespace kube-system with the '
         "configuration for the kubelets in the cluster"
     )
+    phases.done("upload-config")
+    phases.done("kubeconfig")
     _write_kubelet_config(ctx, target, dry_run)
+    phases.done("kubelet-config")
     _out("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes")
     _out(
         "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in "
@@ -526,8 +561,9 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
         "[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node "
         "client certificates in the cluster"
     )
-    _out("[addons] Applied essential addon: CoreDNS")
-    _out("[addons] Applied essential addon: kube-proxy")
+    phases.done("bootstrap-token")
+    _addons(ctx, api, phases, target, dry_run, wait_for_all=kubeadm.minor >= ADDONS_WAIT_MINOR)
+    phases.done("post-upgrade")
     _out()
     if dry_run:
         _out("[dryrun] Finished dryrunning successfully!")
@@ -539,6 +575,73 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
         "upgrading your kubelets if you haven't already done so."
     )
     return 0
+
+
+# kubeadm from 1.28 upgrades the CoreDNS/kube-proxy addons only once every control-plane
+# instance runs the new kube-apiserver (``UnupgradedControlPlaneInstances``, in
+# cmd/kubeadm/app/phases/upgrade/postupgrade.go): `upgrade apply` skips them while others
+# lag and the `upgrade node` of the last control plane applies them.
+ADDONS_WAIT_MINOR = 28
+
+
+class _Phases:
+    """The phases of one `kubeadm upgrade apply/node` run, and the spec's ``after_phase``
+    faults: after the named phase the command stops with the fault's exit status, the way
+    kubeadm's workflow stops at a failing phase (``error execution phase ...``)."""
+
+    def __init__(self, ctx: NodeContext, p: argparse_.Parsed, command: str) -> None:
+        self.ctx = ctx
+        self.line = " ".join(["kubeadm", "upgrade", command, *p.positional])
+
+    def done(self, phase: str) -> None:
+        fault = self.ctx.take_fault(self.line, phase=phase)
+        if fault is None:
+            return
+        message = fault.get("stderr") or f"upgrader lab fault after phase {phase}"
+        raise Fatal(f"error execution phase {phase}: {message}", int(fault.get("exit") or 1))
+
+    @staticmethod
+    def api_call(phase: str, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except ApiError as exc:
+            raise Fatal(f"error execution phase {phase}: {exc}") from None
+
+
+def _unupgraded_control_planes(api: Api, node: str) -> list[str]:
+    """Control-plane nodes whose kube-apiserver image differs from this node's."""
+    try:
+        images = api.mirror_pod_images("kube-apiserver")
+    except ApiError as exc:
+        raise Fatal(
+            "failed to determine whether all the control plane instances have been upgraded: "
+            f"failed to list kube-apiserver Pod from cluster: {exc}"
+        ) from None
+    mine = images.get(node)
+    if mine is None:
+        raise Fatal(f"cannot find kube-apiserver image for current control plane instance {node}")
+    return sorted(n for n, image in images.items() if image != mine)
+
+
+def _addons(
+    ctx: NodeContext, api: Api, phases: _Phases, version: Ver, dry_run: bool, wait_for_all: bool
+) -> None:
+    for addon, label in (("coredns", "CoreDNS"), ("kube-proxy", "kube-proxy")):
+        if wait_for_all and not dry_run:
+            lagging = _unupgraded_control_planes(api, ctx.name)
+            if lagging:
+                _out(
+                    "[upgrade/addons] skip upgrade addons because control plane instances "
+                    f"[{' '.join(lagging)}] have not been upgraded"
+                )
+                phases.done(f"addon/{addon}")
+                continue
+        if not dry_run:
+            phases.api_call(
+                f"addon/{addon}", functools.partial(api.upgrade_addon, addon, str(version))
+            )
+        _out(f"[addons] Applied essential addon: {label}")
+        phases.done(f"addon/{addon}")
 
 
 def cmd_upgrade_node(p: argparse_.Parsed, ctx: NodeContext) -> int:
@@ -559,9 +662,12 @@ def cmd_upgrade_node(p: argparse_.Parsed, ctx: NodeContext) -> int:
         )
     dry_run = p.has("--dry-run")
     _out("[preflight] Running pre-flight checks")
+    phases = _Phases(ctx, p, "node")
     if ctx.is_control_plane:
+        repository = _repository(api)
         if not dry_run:
-            _pull_images(ctx, cluster, "preflight")
+            _pull_images(ctx, cluster, "preflight", repository)
+        phases.done("preflight")
         _out(
             "[upgrade] Upgrading your Static Pod-hosted control plane instance to version "
             f'"{cluster}"...'
@@ -569,19 +675,23 @@ def cmd_upgrade_node(p: argparse_.Parsed, ctx: NodeContext) -> int:
         renew = p.flags.get("--certificate-renewal", "true") != "false"
         etcd = p.flags.get("--etcd-upgrade", "true") != "false"
         address = str(ctx.info.get("address", "127.0.0.1"))
-        _upgrade_static_pods(ctx, cluster, address, renew, etcd, dry_run)
+        _upgrade_static_pods(ctx, cluster, address, renew, etcd, dry_run, repository)
         if not dry_run:
             try:
-                api.set_control_plane(ctx.name, str(cluster))
+                api.set_control_plane(ctx.name, str(cluster), repository)
             except ApiError as exc:
                 raise Fatal(
                     f"[upgrade] FATAL: failed to upgrade the control plane: {exc}"
                 ) from None
         _out("[upgrade] The control plane instance for this node was successfully updated!")
+        phases.done("control-plane")
     else:
         _out("[preflight] Skipping prepull. Not a control plane node.")
         _out("[upgrade] Skipping phase. Not a control plane node.")
     _write_kubelet_config(ctx, cluster, dry_run)
+    phases.done("kubelet-config")
+    if ctx.is_control_plane and kubeadm.minor >= ADDONS_WAIT_MINOR:
+        _addons(ctx, api, phases, cluster, dry_run, wait_for_all=True)
     _out("[upgrade] The configuration for this node was successfully updated!")
     _out(
         "[upgrade] Now you should go ahead and upgrade the kubelet package using your package "
@@ -693,24 +803,176 @@ def _table(rows: Sequence[tuple[str, ...]]) -> None:
 
 
 def cmd_images(p: argparse_.Parsed, ctx: NodeContext, action: str) -> int:
-    text = p.get("--kubernetes-version")
+    """``kubeadm config images list|pull``: this kubeadm's image list, for
+    ``--kubernetes-version`` (default: its own version; the real one asks dl.k8s.io for
+    stable-1 and falls back to that), from ``--image-repository`` or the ``--config``
+    ClusterConfiguration's ``imageRepository`` (default registry.k8s.io). It does not
+    read the cluster's kubeadm-config."""
+    docs = _config_documents(ctx, p.get("--config"))
+    cluster_doc = next((d for d in docs if d.get("kind") == "ClusterConfiguration"), {})
+    text = p.get("--kubernetes-version") or cluster_doc.get("kubernetesVersion")
     version = _self_version(ctx)
     if text:
         try:
             version = Ver.parse(text)
         except ValueError:
             raise Fatal(f'couldn\'t parse version "{text}"') from None
+    repository = (
+        p.get("--image-repository") or cluster_doc.get("imageRepository") or "registry.k8s.io"
+    )
+    images = _images(ctx, version, repository)
     if action == "list":
-        for image in _images(version):
+        for image in images:
             _out(image)
         return 0
-    pulled = set(ctx.read_json("images.json", []))
-    for image in _images(version):
-        ctx.sleep("download")
-        pulled.add(image)
-        _out(f"[config/images] Pulled {image}")
-    ctx.write_json("images.json", sorted(pulled))
+    _add_images(ctx, images, announce=True)
     return 0
+
+
+_TOP_KEY_RE = re.compile(r"^([A-Za-z]+):\s*[\"']?([^\s\"'#]*)")
+
+
+def _config_documents(ctx: NodeContext, path: str | None) -> list[dict[str, str]]:
+    """The top-level scalar keys of each YAML document of a ``--config`` file."""
+    if not path:
+        return []
+    try:
+        text = ctx.path(path).read_text() if path.startswith("/") else open(path).read()  # noqa: SIM115
+    except OSError as exc:
+        raise Fatal(
+            f'unable to read config from "{path}" : open {path}: '
+            f"{(exc.strerror or str(exc)).lower()}"
+        ) from None
+    docs: list[dict[str, str]] = [{}]
+    for line in text.splitlines():
+        if line.strip() == "---":
+            docs.append({})
+            continue
+        m = _TOP_KEY_RE.match(line)
+        if m and m.group(2):
+            docs[-1][m.group(1)] = m.group(2)
+    return [d for d in docs if d]
+
+
+def _check_upgrade_config(ctx: NodeContext, p: argparse_.Parsed, kubeadm: Ver) -> None:
+    """``--config`` of ``upgrade apply/node/plan``: from 1.31 an UpgradeConfiguration
+    (``kubeadm.k8s.io/v1beta4``); other kubeadm documents are ignored with a warning
+    (``documentMapToUpgradeConfiguration`` in cmd/kubeadm/app/util/config/upgradeconfiguration.go);
+    from 1.32 a file without one is refused. Before 1.31 the UpgradeConfiguration kind
+    does not exist."""
+    path = p.get("--config")
+    if not path:
+        return
+    docs = _config_documents(ctx, path)
+    found_upgrade = False
+    for d in docs:
+        gvk = f"{d.get('apiVersion', '')}, Kind={d.get('kind', '')}"
+        if d.get("kind") == "UpgradeConfiguration":
+            if kubeadm.minor < 31 or d.get("apiVersion") != "kubeadm.k8s.io/v1beta4":
+                raise Fatal(
+                    f'no kind "UpgradeConfiguration" is registered for version '
+                    f'"{d.get("apiVersion", "")}" in scheme '
+                    '"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31"'
+                )
+            found_upgrade = True
+        elif kubeadm.minor >= 32:
+            sys.stderr.write(
+                f"[config] WARNING: Ignored configuration document with GroupVersionKind {gvk}\n"
+            )
+        elif kubeadm.minor == 31:
+            sys.stderr.write(
+                f"[config] WARNING: YAML document with GroupVersionKind {gvk} is deprecated for "
+                "upgrade, please use config file with kind of UpgradeConfiguration instead \n"
+            )
+        else:
+            sys.stderr.write(
+                "[upgrade/config] WARNING: Usage of the --config flag with kubeadm config types "
+                "for reconfiguring the cluster during upgrade is not recommended!\n"
+            )
+    if kubeadm.minor >= 32 and not found_upgrade:
+        raise Fatal("no UpgradeConfiguration found in the supplied config")
+
+
+def _check_patches(ctx: NodeContext, p: argparse_.Parsed) -> None:
+    path = p.get("--patches")
+    if path and not ctx.path(path).is_dir():
+        raise Fatal(
+            f'could not list patch files for path "{path}": open {path}: no such file or directory'
+        )
+
+
+# Flags per command, as cobra defines them (kubeadm's cmd/kubeadm/app/cmd/upgrade/*.go,
+# cmd/kubeadm/app/cmd/config.go); anything else is "unknown flag".
+_PERSISTENT = {"--v", "--rootfs", "--help", "--skip-headers", "--skip-log-headers"}
+_COMMAND_FLAGS: dict[str, set[str]] = {
+    "version": {"--output"},
+    "upgrade apply": {
+        "--allow-experimental-upgrades",
+        "--allow-release-candidate-upgrades",
+        "--certificate-renewal",
+        "--config",
+        "--dry-run",
+        "--etcd-upgrade",
+        "--force",
+        "--ignore-preflight-errors",
+        "--kubeconfig",
+        "--patches",
+        "--print-config",
+        "--skip-phases",
+        "--yes",
+        "--feature-gates",
+    },
+    "upgrade node": {
+        "--certificate-renewal",
+        "--config",
+        "--dry-run",
+        "--etcd-upgrade",
+        "--ignore-preflight-errors",
+        "--kubeconfig",
+        "--patches",
+        "--skip-phases",
+    },
+    "upgrade plan": {
+        "--allow-experimental-upgrades",
+        "--allow-release-candidate-upgrades",
+        "--config",
+        "--ignore-preflight-errors",
+        "--kubeconfig",
+        "--output",
+        "--print-config",
+        "--show-managed-fields",
+        "--feature-gates",
+    },
+    "config images pull": {
+        "--config",
+        "--cri-socket",
+        "--feature-gates",
+        "--image-repository",
+        "--kubernetes-version",
+        "--kubeconfig",
+    },
+    "config images list": {
+        "--config",
+        "--feature-gates",
+        "--image-repository",
+        "--kubernetes-version",
+        "--kubeconfig",
+        "--output",
+        "--show-managed-fields",
+    },
+}
+
+
+def _check_flags(command: str, p: argparse_.Parsed) -> None:
+    allowed = _COMMAND_FLAGS.get(command, set()) | _PERSISTENT
+    for name, value in p.flags.items():
+        if name not in allowed:
+            raise Fatal(f"unknown flag: {name}")
+        if name in _GLOBAL_BOOL and value not in ("true", "false", "1", "0", "t", "f"):
+            raise Fatal(
+                f'invalid argument "{value}" for "{name}" flag: strconv.ParseBool: parsing '
+                f'"{value}": invalid syntax'
+            )
 
 
 def main(tool: str, args: list[str], ctx: NodeContext) -> int:
@@ -725,21 +987,24 @@ def main(tool: str, args: list[str], ctx: NodeContext) -> int:
             _out("kubeadm: easily bootstrap a secure Kubernetes cluster (upgrader lab simulation)")
             return 0
         head = words[0]
-        rest = argparse_.Parsed(words[1:], p.flags, p.unknown)
         if head == "version":
+            _check_flags("version", p)
             return cmd_version(p, ctx)
-        if head == "upgrade" and len(words) >= 2:
+        if head == "upgrade" and len(words) >= 2 and words[1] in ("apply", "node", "plan"):
             sub = argparse_.Parsed(words[2:], p.flags, p.unknown)
+            _check_flags(f"upgrade {words[1]}", p)
+            _check_patches(ctx, sub)
+            _check_upgrade_config(ctx, sub, _self_version(ctx))
             if words[1] == "apply":
                 return cmd_upgrade_apply(sub, ctx)
             if words[1] == "node":
                 return cmd_upgrade_node(sub, ctx)
-            if words[1] == "plan":
-                return cmd_upgrade_plan(sub, ctx)
+            return cmd_upgrade_plan(sub, ctx)
         if head == "config" and words[1:3] in (["images", "pull"], ["images", "list"]):
-            return cmd_images(rest, ctx, words[2])
+            _check_flags(f"config images {words[2]}", p)
+            return cmd_images(argparse_.Parsed(words[3:], p.flags, p.unknown), ctx, words[2])
         raise Fatal(f'unknown command "{" ".join(words)}" for "kubeadm"')
     except Fatal as exc:
         sys.stdout.flush()
         sys.stderr.write(f"{exc}\n{STACK_HINT}\n")
-        return 1
+        return exc.code

@@ -25,7 +25,7 @@ from upgrader.lab.node.context import NodeContext
 
 _KEY_RE = re.compile(
     r"^https?://(?:pkgs\.k8s\.io|prod-cdn\.packages\.k8s\.io/repositories/isv:/kubernetes)"
-    r"/core:/stable:/v(\d+\.\d+)/(?:deb/Release\.key|rpm/repodata/repomd\.xml\.key)$"
+    r"/core:/(?:stable|prerelease):/v(\d+\.\d+)/(?:deb/Release\.key|rpm/repodata/repomd\.xml\.key)$"
 )
 _DL_RE = re.compile(
     r"^https?://(?:dl\.k8s\.io|cdn\.dl\.k8s\.io)/(?:release/)?v(\d+\.\d+\.\d+)/bin/linux/amd64/"

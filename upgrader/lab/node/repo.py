@@ -2,9 +2,13 @@
 
 Owns which package versions exist (several patches of every minor from 1.24 to the newest
 minor of ``upgrader/data/releases.json``, else through 1.33, minus the spec's
-``missing_packages``), the pkgs.k8s.io version strings (``1.28.4-1.1`` deb,
-``1.28.4-150500.1.1`` rpm), the text of ``/etc/apt/sources.list.d/kubernetes.list`` and
-``/etc/yum.repos.d/kubernetes.repo`` and their parsing, and ``DIR/repo.json`` (the
+``missing_packages``, plus any pre-release versions given), the lab's version helpers
+(plain and pre-release versions: ``1.29.0``, ``1.29.0-rc.1``, ordered as semver orders
+them), the pkgs.k8s.io version strings (``1.28.4-1.1`` deb, ``1.28.4-150500.1.1`` rpm; a
+pre-release carries ``~`` so that dpkg and rpm sort it before the release:
+``1.29.0~rc.1-1.1``, ``1.29.0~rc.1-150500.1.1``), the text of
+``/etc/apt/sources.list.d/kubernetes.list`` and ``/etc/yum.repos.d/kubernetes.repo`` and
+their parsing, and ``DIR/repo.json`` (the
 repository a lab was started with, read by the node tools).
 
 Must not: import anything beyond the standard library (node tools import it on every
@@ -40,16 +44,40 @@ PACKAGE_NAMES = ("kubeadm", "kubelet", "kubectl")
 BASE_URL = "https://pkgs.k8s.io/core:/stable:/v{minor}"
 CDN_URL = "https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/stable:/v{minor}"
 
-_PLAIN_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_PLAIN_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-(alpha|beta|rc)\.(\d+))?$")
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
-_REPO_MINOR_RE = re.compile(r"pkgs\.k8s\.io/core:/stable:/v(\d+)\.(\d+)/(deb|rpm)")
+_PRE_RANK = {"alpha": 0, "beta": 1, "rc": 2}
+_REPO_MINOR_RE = re.compile(r"pkgs\.k8s\.io/core:/(?:stable|prerelease):/v(\d+)\.(\d+)/(deb|rpm)")
 
 
 def plain_key(plain: str) -> tuple[int, int, int]:
+    """``1.28.4`` (or ``1.29.0-rc.1``) -> ``(1, 28, 4)``; the pre-release part is not in it
+    (see :func:`sort_key` to order versions)."""
     m = _PLAIN_RE.match(plain)
     if not m:
-        raise ValueError(f"not a plain version: {plain!r}")
+        raise ValueError(f"not a version: {plain!r}")
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def sort_key(plain: str) -> tuple[int, int, int, int, int]:
+    """Semver order: ``1.29.0-alpha.1 < 1.29.0-beta.0 < 1.29.0-rc.1 < 1.29.0``."""
+    m = _PLAIN_RE.match(plain)
+    if not m:
+        raise ValueError(f"not a version: {plain!r}")
+    pre = (_PRE_RANK[m.group(4)], int(m.group(5))) if m.group(4) else (3, 0)
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), *pre
+
+
+def pkg_sort_key(pkg_version: str) -> tuple[int, ...]:
+    """Order package version strings (``1.29.0~rc.1-1.1 < 1.29.0-1.1 < 1.29.1-1.1``) as
+    dpkg and rpm do for the strings this repository publishes."""
+    upstream, _, revision = pkg_version.partition("-")
+    rev = tuple(int(x) for x in re.findall(r"\d+", revision))
+    return (*sort_key(upstream_of(f"{upstream}-x")), *rev)
+
+
+def is_prerelease(version: str) -> bool:
+    return "-" in plain(version)
 
 
 def plain(version: str) -> str:
@@ -62,12 +90,18 @@ def minor_of(version: str) -> str:
     return f"{major}.{minor}"
 
 
+def _tilde(version: str) -> str:
+    """``1.29.0-rc.1`` -> ``1.29.0~rc.1`` (how the Kubernetes packages spell a pre-release:
+    ``~`` sorts before anything in dpkg and rpm version comparison)."""
+    return plain(version).replace("-", "~", 1)
+
+
 def deb_version(version: str) -> str:
-    return f"{plain(version)}-{DEB_REVISION}"
+    return f"{_tilde(version)}-{DEB_REVISION}"
 
 
 def rpm_version(version: str) -> str:
-    return f"{plain(version)}-{RPM_RELEASE}"
+    return f"{_tilde(version)}-{RPM_RELEASE}"
 
 
 def package_version(version: str, os_family: str) -> str:
@@ -75,8 +109,9 @@ def package_version(version: str, os_family: str) -> str:
 
 
 def upstream_of(pkg_version: str) -> str:
-    """``1.28.4-1.1`` / ``1.28.4-150500.1.1`` -> ``1.28.4``."""
-    return pkg_version.split("-", 1)[0]
+    """``1.28.4-1.1`` / ``1.28.4-150500.1.1`` -> ``1.28.4``; ``1.29.0~rc.1-1.1`` ->
+    ``1.29.0-rc.1``."""
+    return pkg_version.split("-", 1)[0].replace("~", "-", 1)
 
 
 # --------------------------------------------------------------------------- releases
@@ -111,9 +146,12 @@ def release_data_path() -> Path:
 
 
 def build_repository(
-    missing: list[str] | tuple[str, ...] = (), release_data: Path | None = None
+    missing: list[str] | tuple[str, ...] = (),
+    release_data: Path | None = None,
+    prereleases: list[str] | tuple[str, ...] = (),
 ) -> dict[str, list[str]]:
-    """Minor (``"1.28"``) -> its plain versions, oldest first, without ``missing``."""
+    """Minor (``"1.28"``) -> its plain versions, oldest first, without ``missing``, with
+    the ``prereleases`` (``1.29.0-rc.1``) in their place."""
     found = _release_data_minors(release_data or release_data_path())
     last = max([FALLBACK_LAST_MINOR, *found.keys()]) if found else FALLBACK_LAST_MINOR
     gone = {plain(m) for m in missing}
@@ -123,6 +161,12 @@ def build_repository(
         newest = max(seen) if seen else _FALLBACK_LATEST.get(minor, 0)
         versions = [f"1.{minor}.{p}" for p in range(newest + 1)]
         repo[f"1.{minor}"] = [v for v in versions if v not in gone]
+    for pre in prereleases:
+        p = plain(pre)
+        minor_versions = repo.setdefault(minor_of(p), [])
+        if p not in minor_versions and p not in gone:
+            minor_versions.append(p)
+            minor_versions.sort(key=sort_key)
     return repo
 
 

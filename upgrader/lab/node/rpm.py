@@ -79,7 +79,7 @@ def _err(text: str) -> None:
 
 
 def _key(pkg_version: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", pkg_version))
+    return repo.pkg_sort_key(pkg_version)
 
 
 QUIET = False

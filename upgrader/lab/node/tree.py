@@ -45,6 +45,7 @@ RHEL_MASKED = (
     "/usr/bin/dpkg-query",
     "/etc/debian_version",
 )
+DEFAULT_REPOSITORY = "registry.k8s.io"  # kubeadm's default imageRepository
 STATE = "var/lib/upgrader-lab"  # package db, apt lists, images: relative to the node root
 # the host directories a node has its own layer of
 OVERLAID = ("etc", "usr/bin", "var/lib", "usr/local/bin")
@@ -115,6 +116,30 @@ def coredns_version(version: str) -> str:
 
 def pause_version(version: str) -> str:
     return _by_minor(_PAUSE, version, "3.10.1")
+
+
+def kubeadm_images(kubeadm_version: str, kubernetes_version: str, repository: str) -> list[str]:
+    """The images ``kubeadm config images list/pull`` of ``kubeadm_version`` names for
+    ``kubernetes_version`` (``GetControlPlaneImages`` in ``cmd/kubeadm/app/images/images.go``):
+    kube-* at the Kubernetes version; CoreDNS and pause at the *running kubeadm's* own
+    constants; etcd from that kubeadm's table for the Kubernetes minor (a minor newer than
+    the kubeadm falls back to its default etcd). CoreDNS lives under ``coredns/`` only in
+    the default registry."""
+    tag = kubernetes_version if kubernetes_version.startswith("v") else "v" + kubernetes_version
+    tag = tag.replace("+", "_")
+    own_minor = repo.plain_key(repo.plain(kubeadm_version))[1]
+    k8s_minor = repo.plain_key(repo.plain(kubernetes_version))[1]
+    etcd = etcd_version(f"1.{min(own_minor, k8s_minor)}.0")
+    dns_repo = f"{repository}/coredns" if repository == DEFAULT_REPOSITORY else repository
+    return [
+        f"{repository}/kube-apiserver:{tag}",
+        f"{repository}/kube-controller-manager:{tag}",
+        f"{repository}/kube-scheduler:{tag}",
+        f"{repository}/kube-proxy:{tag}",
+        f"{dns_repo}/coredns:{coredns_version(kubeadm_version)}",
+        f"{repository}/pause:{pause_version(kubeadm_version)}",
+        f"{repository}/etcd:{etcd}",
+    ]
 
 
 # --------------------------------------------------------------------------- files
@@ -228,7 +253,9 @@ def write_release_checksums(lab_dir: Path, versions: list[str], python: str) -> 
 # --------------------------------------------------------------------------- texts
 
 
-def _etcd_manifest(version: str, address: str, node: str) -> str:
+def _etcd_manifest(
+    version: str, address: str, node: str, repository: str = DEFAULT_REPOSITORY
+) -> str:
     """``/etc/kubernetes/manifests/etcd.yaml`` as kubeadm writes it
     (``cmd/kubeadm/app/phases/etcd/local.go`` GetEtcdPodSpec/getEtcdCommand): hostPath
     volumes ``etcd-data`` (the data dir) and ``etcd-certs`` (``/etc/kubernetes/pki/etcd``),
@@ -283,7 +310,7 @@ def _etcd_manifest(version: str, address: str, node: str) -> str:
         "  - command:",
         "    - etcd",
         *[f"    - {f}" for f in flags],
-        f"    image: registry.k8s.io/etcd:{etcd_version(version)}",
+        f"    image: {repository}/etcd:{etcd_version(version)}",
         "    imagePullPolicy: IfNotPresent",
         "    livenessProbe:",
         *[x.format(n=8, path="livez") for x in probe],
@@ -321,10 +348,16 @@ def _etcd_manifest(version: str, address: str, node: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def manifest_text(component: str, version: str, address: str, node: str = "") -> str:
+def manifest_text(
+    component: str,
+    version: str,
+    address: str,
+    node: str = "",
+    repository: str = DEFAULT_REPOSITORY,
+) -> str:
     if component == "etcd":
-        return _etcd_manifest(version, address, node)
-    image = f"registry.k8s.io/{component}:{version}"
+        return _etcd_manifest(version, address, node, repository)
+    image = f"{repository}/{component}:{version}"
     if component == "kube-apiserver":
         command = [
             "kube-apiserver",
@@ -754,13 +787,31 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
         for component in (*CONTROL_PLANE_COMPONENTS, *(["etcd"] if local_etcd else [])):
             write_file(
                 in_root(root, f"/etc/kubernetes/manifests/{component}.yaml"),
-                manifest_text(component, cp_version, node["address"], node["name"]),
+                manifest_text(
+                    component,
+                    cp_version,
+                    node["address"],
+                    node["name"],
+                    str(spec.get("image_repository") or DEFAULT_REPOSITORY),
+                ),
                 0o600,
             )
         if local_etcd:
             # kubeadm: data dir 0700 (etcd refuses a looser one)
             (in_root(root, "/var/lib/etcd/member")).mkdir(parents=True, exist_ok=True)
             os.chmod(in_root(root, "/var/lib/etcd"), 0o700)
+    # The images the node's container runtime holds (what kubeadm pulled when the node was
+    # set up): ``/var/lib/upgrader-lab/images.json``, a sorted JSON list of image
+    # references, appended to by ``kubeadm config images pull`` and read by crictl.
+    registry = str(spec.get("image_repository") or DEFAULT_REPOSITORY)
+    if is_cp:
+        images = kubeadm_images(node["kubeadm"], node["control_plane"], registry)
+    else:
+        images = [
+            f"{registry}/kube-proxy:{node['kubelet']}",
+            f"{registry}/pause:{pause_version(node['kubelet'])}",
+        ]
+    write_file(in_root(root, f"/{STATE}/images.json"), json.dumps(sorted(images), indent=1) + "\n")
 
 
 def install_kubeconfig(lab_dir: Path, node: dict[str, Any], kubeconfig: str) -> None:
