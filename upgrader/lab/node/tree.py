@@ -26,6 +26,7 @@ from typing import Any
 from upgrader.lab.node import repo
 
 BINARIES = ("kubeadm", "kubelet", "kubectl")
+# Shims on Debian nodes: the node's faults and call log, then the machine's real tool.
 DEBIAN_TOOLS = ("apt-get", "apt", "apt-mark", "apt-cache", "dpkg-query", "dpkg")
 RHEL_TOOLS = ("dnf", "yum", "rpm")
 COMMON_TOOLS = ("systemctl", "curl", "gpg")
@@ -44,7 +45,9 @@ RHEL_MASKED = (
     "/etc/debian_version",
 )
 STATE = "var/lib/upgrader-lab"  # package db, apt lists, images: relative to the node root
-OVERLAID = ("etc", "usr/bin", "var/lib")  # the host directories a node has its own layer of
+# The host directories a node has its own layer of: real dpkg installs into /usr/lib
+# (kubelet's unit), /opt (CNI plugins); apt and dpkg write /var/cache and /var/log.
+OVERLAID = ("etc", "usr/bin", "var/lib", "usr/lib", "opt", "var/cache", "var/log")
 
 # Component versions kubeadm of each minor deploys (approximate, for realistic output).
 _ETCD = {
@@ -410,9 +413,11 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
     if family == "rhel":
         write_file(in_root(root, "/etc/redhat-release"), "Rocky Linux release 9.3 (Blue Onyx)\n")
 
-    # binaries and tools
-    for tool in BINARIES:
-        install_binary(root, tool, node[tool], python)
+    # binaries and tools (Debian nodes get kubeadm, kubelet and kubectl from real .deb
+    # packages: upgrader.lab.debnode; their DEBIAN_TOOLS are shims over the real tools)
+    if family == "rhel":
+        for tool in BINARIES:
+            install_binary(root, tool, node[tool], python)
     tools = COMMON_TOOLS + (RHEL_TOOLS if family == "rhel" else DEBIAN_TOOLS)
     if is_cp:
         tools += CONTROL_PLANE_TOOLS
@@ -423,25 +428,19 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
         write_file(in_root(root, f"/usr/bin/{tool}"), tool_script(tool, python), 0o755)
     write_file(in_root(root, "/usr/bin/sudo"), SUDO_SCRIPT, 0o755)
 
-    # package repository definition and package database
+    # package repository definition and package database (rhel: simulated; Debian: the
+    # real dpkg database and sources list, written by upgrader.lab.debnode)
     minor = node["repo_minor"]
     if family == "rhel":
         write_file(in_root(root, repo.YUM_REPO), repo.yum_repo_text(minor))
-    else:
-        write_file(in_root(root, repo.APT_LIST), repo.apt_source_line(minor))
-        write_file(in_root(root, repo.APT_KEYRING), b"\x99\x01\x0d lab keyring\n")
-    held = set(node.get("held") or [])
-    packages = {
-        tool: {"version": repo.package_version(node[tool], family), "held": tool in held}
-        for tool in BINARIES
-    }
-    write_file(
-        in_root(root, f"/{STATE}/packages.json"),
-        json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
-    )
-    if family != "rhel":
+        held = set(node.get("held") or [])
+        packages = {
+            tool: {"version": repo.package_version(node[tool], family), "held": tool in held}
+            for tool in BINARIES
+        }
         write_file(
-            in_root(root, f"/{STATE}/apt-lists.json"), json.dumps({"minors": [minor]}) + "\n"
+            in_root(root, f"/{STATE}/packages.json"),
+            json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
         )
 
     # kubelet and kubeadm files
