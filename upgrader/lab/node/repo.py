@@ -3,8 +3,8 @@
 Owns which package versions exist (several patches of every minor from 1.24 to the newest
 minor of ``upgrader/data/releases.json``, else through 1.33, minus the spec's
 ``missing_packages``), the pkgs.k8s.io version strings (``1.28.4-1.1`` deb,
-``1.28.4-150500.1.1`` rpm), the text of ``/etc/apt/sources.list.d/kubernetes.list`` and
-``/etc/yum.repos.d/kubernetes.repo`` and their parsing, and ``DIR/repo.json`` (the
+``1.28.4-150500.1.1`` rpm), the paths of the apt keyring and sources list, the text of
+``/etc/yum.repos.d/kubernetes.repo`` and its parsing, and ``DIR/repo.json`` (the
 repository a lab was started with, read by the node tools).
 
 Must not: import anything beyond the standard library (node tools import it on every
@@ -42,7 +42,9 @@ CDN_URL = "https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/
 
 _PLAIN_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
-_REPO_MINOR_RE = re.compile(r"pkgs\.k8s\.io/core:/stable:/v(\d+)\.(\d+)/(deb|rpm)")
+# Any host: a lab with Debian nodes points every node at its own package server (the
+# inventory's one custom url_template, pkgs.k8s.io's path layout).
+_REPO_MINOR_RE = re.compile(r"/core:/stable:/v(\d+)\.(\d+)/(deb|rpm)")
 
 
 def plain_key(plain: str) -> tuple[int, int, int]:
@@ -147,10 +149,6 @@ APT_KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 YUM_REPO = "/etc/yum.repos.d/kubernetes.repo"
 
 
-def apt_source_line(minor: str) -> str:
-    return f"deb [signed-by={APT_KEYRING}] {BASE_URL.format(minor=minor)}/deb/ /\n"
-
-
 def yum_repo_text(minor: str) -> str:
     url = BASE_URL.format(minor=minor)
     return (
@@ -162,21 +160,6 @@ def yum_repo_text(minor: str) -> str:
         f"gpgkey={url}/rpm/repodata/repomd.xml.key\n"
         "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n"
     )
-
-
-def apt_minors(text: str) -> list[str]:
-    """Minors of the pkgs.k8s.io ``deb`` lines (comments skipped), in file order."""
-    out: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("deb ") and not line.startswith("deb\t"):
-            continue
-        m = _REPO_MINOR_RE.search(line)
-        if m and m.group(3) == "deb":
-            minor = f"{m.group(1)}.{m.group(2)}"
-            if minor not in out:
-                out.append(minor)
-    return out
 
 
 def yum_repo(text: str) -> dict[str, dict[str, str]]:
@@ -197,6 +180,6 @@ def yum_repo(text: str) -> dict[str, dict[str, str]]:
 
 def yum_minor(section: dict[str, str]) -> str | None:
     m = _REPO_MINOR_RE.search(section.get("baseurl", ""))
-    if m and m.group(3) == "rpm":
+    if m:
         return f"{m.group(1)}.{m.group(2)}"
     return None
