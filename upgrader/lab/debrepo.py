@@ -189,13 +189,20 @@ def payload(package: str, version: str, python: str) -> dict[str, tuple[bytes, i
 # --------------------------------------------------------------------------- .deb writer
 
 
-def _tar_gz(entries: list[tuple[str, bytes | None, int]]) -> bytes:
+def build_time(version: str) -> int:
+    """The files' mtime in a package: fixed per version (byte-identical rebuilds), later
+    for later versions, like real builds (systemd notices a replaced unit by its mtime)."""
+    _, minor, patch = repo.plain_key(repo.upstream_of(version))
+    return MTIME + ((minor * 100 + patch) * 3600)
+
+
+def _tar_gz(entries: list[tuple[str, bytes | None, int]], mtime: int = MTIME) -> bytes:
     """A gzip'ed tar of ``(./path, content or None for a dir, mode)``, root-owned."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name, data, mode in entries:
             info = tarfile.TarInfo(name)
-            info.mtime = MTIME
+            info.mtime = mtime
             info.uid = info.gid = 0
             info.uname = info.gname = "root"
             info.mode = mode
@@ -270,7 +277,7 @@ def build_deb(package: str, version: str, python: str) -> bytes:
             ("./md5sums", md5.encode(), 0o644),
         ]
     )
-    data_tar = _tar_gz(data_entries)
+    data_tar = _tar_gz(data_entries, build_time(version))
     return (
         b"!<arch>\n"
         + _ar_member("debian-binary", b"2.0\n")

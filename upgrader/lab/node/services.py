@@ -76,6 +76,29 @@ def _restart_kubelet(ctx: NodeContext) -> int:
     return 0
 
 
+def _kubelet_unit_mtimes(ctx: NodeContext) -> dict[str, float]:
+    unit = ctx.path("/usr/lib/systemd/system/kubelet.service")
+    files = [unit, *sorted(ctx.path("/usr/lib/systemd/system/kubelet.service.d").glob("*.conf"))]
+    out: dict[str, float] = {}
+    for f in files:
+        try:
+            out[f.name] = f.stat().st_mtime
+        except OSError:
+            continue
+    return out
+
+
+def _debian_unit_changed(ctx: NodeContext) -> bool:
+    """The kubelet unit or a drop-in (as the real dpkg left them) differs from what the
+    last ``systemctl daemon-reload`` loaded: systemd compares the files' mtimes."""
+    now = _kubelet_unit_mtimes(ctx)
+    loaded = ctx.read_json("daemon-reload.json", None)
+    if loaded is None:  # first look: what the node started with counts as loaded
+        ctx.write_json("daemon-reload.json", now)
+        return False
+    return bool(loaded != now)
+
+
 def systemctl(args: list[str], ctx: NodeContext) -> int:
     words = [a for a in args if not a.startswith("-")]
     quiet = "-q" in args or "--quiet" in args
@@ -84,8 +107,12 @@ def systemctl(args: list[str], ctx: NodeContext) -> int:
         return 1
     op, names = words[0], words[1:]
     db = ctx.packages()
+    if ctx.os_family == "debian":
+        db["unit_changed"] = _debian_unit_changed(ctx)
     if op == "daemon-reload":
-        if db.get("unit_changed"):
+        if ctx.os_family == "debian":
+            ctx.write_json("daemon-reload.json", _kubelet_unit_mtimes(ctx))
+        elif db.get("unit_changed"):
             db["unit_changed"] = False
             ctx.save_packages(db)
         return 0
