@@ -19,6 +19,7 @@ and /usr stay untouched), or decide versions (the resolved spec does).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shlex
 import subprocess
@@ -170,6 +171,11 @@ def prepare(
                     f"installing {', '.join(f'{p}={v}' for p, v in versions.items())} on the "
                     f"lab nodes failed: {lines[-1] if lines else f'exit {proc.returncode}'}"
                 )
+            # what systemd loaded at boot: the units the packages installed
+            tree.write_file(
+                tree.in_root(tdir / "root", f"/{tree.STATE}/daemon-reload.json"),
+                json.dumps(tree.kubelet_unit_mtimes(tdir / "root")) + "\n",
+            )
             for node in members:
                 root = tree.node_dir(lab_dir, node["name"]) / "root"
                 cp = subprocess.run(

@@ -4,8 +4,8 @@ Owns one process that serves ``DIR/pkgs/`` (the signed per-minor repositories wr
 ``upgrader.lab.debrepo``) over HTTPS on ``127.0.0.1`` with the lab CA's server certificate
 (``DIR/pki/apiserver.crt``, which names 127.0.0.1), at the port chosen on the lab's first
 start and kept in ``DIR/pkgserver.json`` (the nodes' sources lists name it, so it must not
-change across restarts). GET and HEAD of files only; anything else is 404/405. It writes
-``{"pid", "port", "url"}`` to ``DIR/pkgserver.json`` once it listens and logs one line per
+change across restarts). GET and HEAD of files only; a missing file is 403, as pkgs.k8s.io
+answers. It writes ``{"pid", "port", "url"}`` to ``DIR/pkgserver.json`` once it listens and logs one line per
 request to stderr (the runner sends it to ``DIR/logs/pkgserver.log``).
 
 Must not: serve anything outside ``DIR/pkgs``, list directories, or daemonize.
@@ -66,8 +66,14 @@ class _Handler(SimpleHTTPRequestHandler):
         return os.path.join(root, *parts)
 
     def list_directory(self, path: str | os.PathLike[str]) -> None:
-        self.send_error(404, "Not Found")
+        self.send_error(403, "Forbidden")
         return None
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # pkgs.k8s.io answers 403 for what does not exist (e.g. a minor not published)
+        if code == 404:
+            code, message = 403, "Forbidden"
+        super().send_error(code, message, explain)
 
     def do_POST(self) -> None:
         self.send_error(405, "Method Not Allowed")

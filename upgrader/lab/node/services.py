@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.lab.node import args as argparse_
+from upgrader.lab.node import tree
 from upgrader.lab.node.adminapi import Api, ApiError
 from upgrader.lab.node.context import NodeContext
 
@@ -76,27 +77,11 @@ def _restart_kubelet(ctx: NodeContext) -> int:
     return 0
 
 
-def _kubelet_unit_mtimes(ctx: NodeContext) -> dict[str, float]:
-    unit = ctx.path("/usr/lib/systemd/system/kubelet.service")
-    files = [unit, *sorted(ctx.path("/usr/lib/systemd/system/kubelet.service.d").glob("*.conf"))]
-    out: dict[str, float] = {}
-    for f in files:
-        try:
-            out[f.name] = f.stat().st_mtime
-        except OSError:
-            continue
-    return out
-
-
 def _debian_unit_changed(ctx: NodeContext) -> bool:
     """The kubelet unit or a drop-in (as the real dpkg left them) differs from what the
     last ``systemctl daemon-reload`` loaded: systemd compares the files' mtimes."""
-    now = _kubelet_unit_mtimes(ctx)
     loaded = ctx.read_json("daemon-reload.json", None)
-    if loaded is None:  # first look: what the node started with counts as loaded
-        ctx.write_json("daemon-reload.json", now)
-        return False
-    return bool(loaded != now)
+    return loaded is not None and bool(loaded != tree.kubelet_unit_mtimes(ctx.root))
 
 
 def systemctl(args: list[str], ctx: NodeContext) -> int:
@@ -111,7 +96,7 @@ def systemctl(args: list[str], ctx: NodeContext) -> int:
         db["unit_changed"] = _debian_unit_changed(ctx)
     if op == "daemon-reload":
         if ctx.os_family == "debian":
-            ctx.write_json("daemon-reload.json", _kubelet_unit_mtimes(ctx))
+            ctx.write_json("daemon-reload.json", tree.kubelet_unit_mtimes(ctx.root))
         elif db.get("unit_changed"):
             db["unit_changed"] = False
             ctx.save_packages(db)

@@ -191,6 +191,23 @@ def binary_version(path: Path) -> str | None:
     return None
 
 
+KUBELET_UNIT_FILES = (
+    "/usr/lib/systemd/system/kubelet.service",
+    "/usr/lib/systemd/system/kubelet.service.d",
+)
+
+
+def kubelet_unit_mtimes(root: Path) -> dict[str, float]:
+    """mtime of the kubelet unit and each drop-in (what systemd compares to decide that a
+    unit changed on disk since the last daemon-reload)."""
+    unit, dropins = (in_root(root, p) for p in KUBELET_UNIT_FILES)
+    out: dict[str, float] = {}
+    for f in [unit, *(sorted(dropins.glob("*.conf")) if dropins.is_dir() else [])]:
+        with contextlib.suppress(OSError):
+            out[f.name] = f.stat().st_mtime
+    return out
+
+
 def install_binary(root: Path, tool: str, version: str, python: str) -> None:
     write_file(in_root(root, f"/usr/bin/{tool}"), binary_script(tool, version, python), 0o755)
 
