@@ -520,7 +520,10 @@ _COMMON_TAIL = (
     ("certs", _CERTS_PROBE),
     ("node_lock", nodelock.PROBE),
 )
-_DPKG_QUERY = "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl"
+_DPKG_QUERY = (
+    "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl "
+    "cri-tools kubernetes-cni"
+)
 _RPM_QUERY = "rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' kubeadm kubelet kubectl"
 _PM_PROBES: dict[str, tuple[tuple[str, str], ...]] = {
     "apt": (

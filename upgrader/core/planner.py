@@ -31,7 +31,9 @@ command for the node's package manager; ``CONTROL_PLANE_NOT_AT_TARGET`` (blocker
 (warning) the node's repository listing lacks the hop's version; ``CHECKSUMS_UNAVAILABLE``
 (warning) no release checksums are configured, so the playbook's ``when: {checksums: true}``
 steps (``verify-binaries``) are left out; ``CHECKSUMS_UNREADABLE`` (blocker) checksums are
-configured but those of a hop could not be read.
+configured but those of a hop could not be read; ``PACKAGE_DEPENDENCY_HELD`` (info)
+cri-tools or kubernetes-cni is held on an apt node: the package steps release and re-hold
+it (``{held_deps}``) so apt can upgrade it with the kube package that depends on it.
 
 Must not: do I/O, or import paramiko, kubernetes, typer or rich.
 """
@@ -54,6 +56,7 @@ from upgrader.core.model import (
     Step,
 )
 from upgrader.core.playbook import (
+    DEPENDENCY_PACKAGES,
     PACKAGE_MANAGERS,
     PHASE_CONTROL_PLANE,
     PHASE_CONTROL_PLANE_KUBELET,
@@ -76,6 +79,7 @@ __all__ = [
     "CHECKSUMS_UNREADABLE",
     "CONTROL_PLANE_NOT_AT_TARGET",
     "NODE_UNREACHABLE",
+    "PACKAGE_DEPENDENCY_HELD",
     "PACKAGE_MANAGER_MISMATCH",
     "PACKAGE_MANAGER_UNKNOWN",
     "PACKAGE_VERSION_NOT_LISTED",
@@ -94,6 +98,8 @@ CONTROL_PLANE_NOT_AT_TARGET = "CONTROL_PLANE_NOT_AT_TARGET"
 PACKAGE_VERSION_NOT_LISTED = "PACKAGE_VERSION_NOT_LISTED"
 CHECKSUMS_UNAVAILABLE = "CHECKSUMS_UNAVAILABLE"
 CHECKSUMS_UNREADABLE = "CHECKSUMS_UNREADABLE"
+PACKAGE_DEPENDENCY_HELD = "PACKAGE_DEPENDENCY_HELD"
+_KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 
 _PM_FOR_OS = {"debian": "apt", "rhel": "dnf"}
 _OS_FOR_PM = {"apt": "debian", "dnf": "rhel", "yum": "rhel"}
@@ -256,8 +262,26 @@ class _Planner:
         repo = self.opts.repository
         pm = self._package_manager(node)
         minor_changes = repo.per_minor and repo_minor != hop.minor_key
-        candidates = list(original.repo_versions) + [p.version for p in original.packages.values()]
+        candidates = list(original.repo_versions) + [
+            p.version for n, p in original.packages.items() if n in _KUBE_PACKAGES
+        ]
         exact = known_package_version(candidates, hop)
+        held_deps = tuple(
+            d for d in DEPENDENCY_PACKAGES if (p := original.packages.get(d)) and p.held
+        )
+        if held_deps and pm == "apt":
+            self._add(
+                Finding(
+                    PACKAGE_DEPENDENCY_HELD,
+                    Severity.INFO,
+                    f"{', '.join(held_deps)} held: the package steps release "
+                    f"{'it' if len(held_deps) == 1 else 'them'} for the kube package install "
+                    "(apt upgrades a dependency the new kubeadm/kubelet needs: cri-tools, "
+                    "kubernetes-cni) and hold "
+                    f"{'it' if len(held_deps) == 1 else 'them'} again",
+                    node=name,
+                ),
+            )
         self._check_listing(original, hop, exact)
         ctx = StepContext(
             hop=hop,
@@ -267,6 +291,7 @@ class _Planner:
             package_manager=pm,
             repo=repo,
             pkg_version=exact,
+            held_deps=held_deps,
         )
         sums = self._release_checksums(hop)
         ctx = replace(ctx, checksums=sums.digests if sums is not None else {})
@@ -277,6 +302,7 @@ class _Planner:
                 strategy=self.strategy,
                 checksums=sums is not None,
                 role=node.role,
+                per_minor_repo=repo.per_minor,
             ):
                 if spec.when.checksums and sums is None:
                     self._checksums_missing(hop, f"{phase}/{spec.name}")
