@@ -477,7 +477,7 @@ echo '@@upgrader:kubectl'
 { kubectl version --client -o json; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:packages'
-{ dpkg-query -W -f='${Package} ${Version} ${Status}\n' kubeadm kubelet kubectl; } </dev/null 2>&1
+{ dpkg-query -W -f='${Package} ${Version} ${Status}\n' kubeadm kubelet kubectl cri-tools kubernetes-cni; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:holds'
 { apt-mark showhold; } </dev/null 2>&1
