@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_run import cli
 
 from upgrader.core.playbook import StepContext, expand_step, load_playbooks
 from upgrader.core.versions import KubeVersion
@@ -321,5 +322,69 @@ def test_lab_up_down_stops_the_package_server(tmp_path: Path) -> None:
         assert (
             _ok(lab_dir, "cp-1", "apt-get update -qq && apt-cache madison kubelet | wc -l") != "0\n"
         )
+    finally:
+        runner.down(lab_dir, purge=True)
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def _fast_playbooks(dest: Path) -> Path:
+    """The packaged playbooks with readiness polled every second (the lab is quick)."""
+    src = Path(__file__).resolve().parents[2] / "upgrader" / "playbooks" / "default.yaml"
+    doc = yaml.safe_load(src.read_text())
+    for phase in doc["phases"].values():
+        for step in phase.get("steps") or ():
+            if step["kind"] in ("wait-ready", "wait-control-plane"):
+                step["params"] = {**(step.get("params") or {}), "poll_interval": 1}
+            if step["kind"] == "drain":
+                step["params"] = {**(step.get("params") or {}), "retry_interval": 1}
+    dest.mkdir(parents=True)
+    (dest / "default.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dest
+
+
+def test_apply_with_cri_tools_held_on_a_worker_keeps_exactly_the_holds(tmp_path: Path) -> None:
+    """Issue 11 item 2 on the real apt: kubeadm/kubelet 1.28 Depend on cri-tools (>= 1.28.0)
+    and kubernetes-cni (>= 1.2.0) (kubernetes/release metadata.yaml); cri-tools is held on
+    w-1. The plan says so (PACKAGE_DEPENDENCY_HELD), apply succeeds, cri-tools is upgraded
+    and every node keeps exactly the holds it had."""
+    lab_dir = tmp_path / "lab"
+    spec = labspec.parse_spec(
+        {
+            "version": "v1.27.8",
+            "delays": {"kubelet_ready": 0.3, "pod_termination": 0.1},
+            "nodes": [
+                {"name": "cp-1", "role": "control-plane"},
+                {
+                    "name": "w-1",
+                    "role": "worker",
+                    "held": ["kubeadm", "kubelet", "kubectl", "cri-tools"],
+                },
+                {"name": "w-2", "role": "worker"},
+            ],
+        }
+    )
+    runner.up(lab_dir, spec)
+    try:
+        inventory = str(lab_dir / "inventory.yaml")
+        plan = cli("plan", "-i", inventory, "--to", "v1.28.4", timeout=300)
+        assert plan.returncode == 0, plan.stderr + plan.stdout
+        assert "PACKAGE_DEPENDENCY_HELD" in plan.stdout
+        assert "apt-mark unhold kubeadm cri-tools" in plan.stdout
+        playbooks = _fast_playbooks(tmp_path / "playbooks")
+        args = ["apply", "-i", inventory, "--to", "v1.28.4", "--yes"]
+        apply = cli(*args, "--playbooks", str(playbooks), timeout=900)
+        assert apply.returncode == 0, apply.stderr[-3000:] + apply.stdout[-3000:]
+        query = "dpkg-query -W -f='${Package} ${Version}\\n' cri-tools kubeadm kubelet"
+        assert _ok(lab_dir, "w-1", query) == (
+            "cri-tools 1.28.0-1.1\nkubeadm 1.28.4-1.1\nkubelet 1.28.4-1.1\n"
+        )
+        assert _ok(lab_dir, "w-1", "apt-mark showhold") == (
+            "cri-tools\nkubeadm\nkubectl\nkubelet\n"
+        )
+        for node in ("cp-1", "w-2"):
+            assert _ok(lab_dir, node, "apt-mark showhold") == "kubeadm\nkubectl\nkubelet\n"
+            assert _ok(lab_dir, node, "dpkg-query -W -f='${Version}' cri-tools") == "1.28.0-1.1"
     finally:
         runner.down(lab_dir, purge=True)
