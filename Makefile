@@ -18,15 +18,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-# OpenSSH server for the lab and the SSH transport tests (Debian package openssh-server).
+# OpenSSH server for the lab and the SSH transport tests (Debian package openssh-server);
+# the lab's Debian nodes run the machine's real apt, dpkg, gpg/gpgv and curl (gnupg, gpgv,
+# curl, ca-certificates).
+LAB_DEBS := openssh-server gnupg gpgv curl ca-certificates
 sshd:
-	@if [ -x /usr/sbin/sshd ]; then :; \
+	@if [ -x /usr/sbin/sshd ] && command -v gpg gpgv curl dpkg-deb apt-get >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "installing openssh-server (apt-get)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null) \
-	    || { echo "error: could not install openssh-server with apt-get" >&2; exit 1; }; \
+	  echo "installing $(LAB_DEBS) (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(LAB_DEBS) >/dev/null) \
+	    || { echo "error: could not install $(LAB_DEBS) with apt-get" >&2; exit 1; }; \
 	else \
-	  echo "error: sshd not found; install it: sudo apt-get install openssh-server" >&2; exit 1; \
+	  echo "error: sshd, gpg, gpgv or curl not found; install them: sudo apt-get install $(LAB_DEBS)" >&2; exit 1; \
 	fi
 
 deps: venv sshd

@@ -233,7 +233,8 @@ def test_a_held_cri_tools_breaks_the_naive_install_as_real_apt_does(lab: Path) -
 
 
 LOCKER = (
-    'python3 -c \'import fcntl, sys, time; f = open("/var/lib/dpkg/lock-frontend", "w"); '
+    f"{sys.executable} -c 'import fcntl, sys, time; "
+    'f = open("/var/lib/dpkg/lock-frontend", "w"); '
     'fcntl.lockf(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(4)\''
 )
 
