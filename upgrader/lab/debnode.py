@@ -33,6 +33,11 @@ from upgrader.lab.node import repo, tree, wrapper
 APT_CONF = "/etc/apt/apt.conf.d/99upgrader-lab"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 HOST_SOURCES = ("/etc/apt/sources.list", "/etc/apt/sources.list.d")
+# The host's apt.conf.d is its own (container images add e.g. docker-clean, which deletes
+# /var/cache/apt/archives/*.deb after every dpkg run): a node keeps only what a Debian
+# install ships.
+APT_CONF_DIR = "/etc/apt/apt.conf.d"
+DEBIAN_APT_CONF = ("01autoremove", "70debconf")
 SETUP_TIMEOUT = 600.0
 COPY_WORKERS = 4
 
@@ -96,6 +101,7 @@ def write_node_files(
 
 
 def _host_sources() -> list[str]:
+    """Host apt files a node must not see (hidden with overlay whiteouts)."""
     out: list[str] = []
     for p in HOST_SOURCES:
         path = Path(p)
@@ -103,6 +109,10 @@ def _host_sources() -> list[str]:
             out.append(p)
         elif path.is_dir():
             out.extend(str(c) for c in sorted(path.iterdir()) if c.name != "kubernetes.list")
+    conf = Path(APT_CONF_DIR)
+    if conf.is_dir():
+        keep = {*DEBIAN_APT_CONF, Path(APT_CONF).name}
+        out.extend(str(c) for c in sorted(conf.iterdir()) if c.name not in keep)
     return out
 
 

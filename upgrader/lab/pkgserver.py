@@ -4,8 +4,9 @@ Owns one process that serves ``DIR/pkgs/`` (the signed per-minor repositories wr
 ``upgrader.lab.debrepo``) over HTTPS on ``127.0.0.1`` with the lab CA's server certificate
 (``DIR/pki/apiserver.crt``, which names 127.0.0.1), at the port chosen on the lab's first
 start and kept in ``DIR/pkgserver.json`` (the nodes' sources lists name it, so it must not
-change across restarts). GET and HEAD of files only; a missing file is 403, as pkgs.k8s.io
-answers. It writes ``{"pid", "port", "url"}`` to ``DIR/pkgserver.json`` once it listens
+change across restarts). Each ``.deb`` is served after the spec's ``delays.download``
+seconds (the simulated download time). GET and HEAD of files only; a missing file is 403,
+as pkgs.k8s.io answers. It writes ``{"pid", "port", "url"}`` to ``DIR/pkgserver.json`` once it listens
 and logs one line per request to stderr (the runner sends it to ``DIR/logs/pkgserver.log``).
 
 Must not: serve anything outside ``DIR/pkgs``, list directories, or daemonize.
@@ -82,6 +83,14 @@ class _Handler(SimpleHTTPRequestHandler):
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
 
+def _download_delay(lab_dir: Path) -> float:
+    try:
+        spec = json.loads((lab_dir / "spec.json").read_text())
+        return max(0.0, float((spec.get("delays") or {}).get("download") or 0.0))
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
 def serve(lab_dir: Path, port: int) -> int:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -91,6 +100,7 @@ def serve(lab_dir: Path, port: int) -> int:
     httpd = ThreadingHTTPServer((HOST, port), _Handler)
     httpd.daemon_threads = True
     httpd.root = str(lab_dir / "pkgs")  # type: ignore[attr-defined]
+    httpd.download_delay = _download_delay(lab_dir)  # type: ignore[attr-defined]
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     real_port = int(httpd.server_address[1])
     info = {"pid": os.getpid(), "port": real_port, "url": f"https://{HOST}:{real_port}/"}
