@@ -6,8 +6,9 @@ Owns one process that serves ``DIR/pkgs/`` (the signed per-minor repositories wr
 start and kept in ``DIR/pkgserver.json`` (the nodes' sources lists name it, so it must not
 change across restarts). Each ``.deb`` is served after the spec's ``delays.download``
 seconds (the simulated download time). GET and HEAD of files only; a missing file is 403,
-as pkgs.k8s.io answers. It writes ``{"pid", "port", "url"}`` to ``DIR/pkgserver.json`` once it listens
-and logs one line per request to stderr (the runner sends it to ``DIR/logs/pkgserver.log``).
+as pkgs.k8s.io answers. It writes ``{"pid", "port", "url"}`` to ``DIR/pkgserver.json``
+once it listens and logs one line per request to stderr (the runner sends it to
+``DIR/logs/pkgserver.log``).
 
 Must not: serve anything outside ``DIR/pkgs``, list directories, or daemonize.
 """
