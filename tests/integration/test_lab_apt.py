@@ -18,7 +18,7 @@ import pytest
 import yaml
 from cli_run import cli
 
-from upgrader.core.playbook import StepContext, expand_step, load_playbooks
+from upgrader.core.playbook import RepoConfig, StepContext, expand_step, load_playbooks
 from upgrader.core.versions import KubeVersion
 from upgrader.lab import debnode, debrepo, runner
 from upgrader.lab import spec as labspec
@@ -230,6 +230,39 @@ def test_a_held_cri_tools_breaks_the_naive_install_as_real_apt_does(lab: Path) -
         "cri-tools 1.28.0-1.1\nkubeadm 1.28.4-1.1\n"
     )
     assert _ok(lab, "w-2", "apt-mark showhold") == "cri-tools\nkubeadm\n"
+
+
+def test_the_repository_step_refreshes_a_replaced_signing_key(tmp_path: Path) -> None:
+    """The pkgs.k8s.io key expired once and was replaced (DESIGN section 5): the product's
+    repository step fetches Release.key on every visit, so a node whose repository is at
+    the hop's minor already gets the new key and apt-get update works again."""
+    lab_dir = tmp_path / "lab"
+    spec = labspec.parse_spec({"nodes": [{"name": "cp-1", "role": "control-plane"}]})
+    runner.up(lab_dir, spec, start_api=False)
+    try:
+        debrepo.rotate_key(lab_dir)
+        r = _run(lab_dir, "cp-1", "apt-get update")
+        # real apt keeps the old lists and only warns (exit 0): the signature error is easy
+        # to miss, which is why the step fetches the key every time
+        assert r.returncode == 0 and "NO_PUBKEY" in r.stderr, r.stderr
+        url = json.loads((lab_dir / "lab.json").read_text())["pkgserver"]["url_template"]
+        pb = load_playbooks()
+        step = next(s for s in pb.phase("worker").steps if s.name == "package-repository")
+        ctx = StepContext(
+            KubeVersion.parse("v1.27.9"),
+            "cp-1",
+            "control-plane",
+            "lab",
+            "apt",
+            repo=RepoConfig("custom", url),
+        )
+        command = expand_step(step, "worker", ctx).command
+        assert command is not None
+        r = _run(lab_dir, "cp-1", command)
+        assert r.returncode == 0 and "NO_PUBKEY" not in r.stderr, r.stderr
+        assert "1.27.9-1.1" in _ok(lab_dir, "cp-1", "apt-cache madison kubeadm")
+    finally:
+        runner.down(lab_dir, purge=True)
 
 
 LOCKER = (

@@ -481,8 +481,24 @@ def write_repositories(
                 tree.write_file(out / name, data)
             release = release_text(minor, files).encode()
             tree.write_file(out / "Release", release)
-            tree.write_file(out / "InRelease", key.clearsign(release))
-            tree.write_file(out / "Release.gpg", key.detach_sign(release))
-            tree.write_file(out / "Release.key", armored)
+            _sign(out, key, armored)
     tree.write_file(lab_dir / "pkgs" / "Release.key", armored)
     return wanted
+
+
+def _sign(out: Path, key: SigningKey, armored: bytes) -> None:
+    release = (out / "Release").read_bytes()
+    tree.write_file(out / "InRelease", key.clearsign(release))
+    tree.write_file(out / "Release.gpg", key.detach_sign(release))
+    tree.write_file(out / "Release.key", armored)
+
+
+def rotate_key(lab_dir: Path) -> None:
+    """Sign every repository of the lab with a new key (as when pkgs.k8s.io's key expired
+    and was replaced): nodes whose keyring holds the old key fail ``apt-get update`` until
+    they fetch the new ``Release.key``."""
+    with SigningKey() as key:
+        armored = key.public_armored()
+        for release in sorted((lab_dir / "pkgs").glob("core:/stable:/v*/deb/Release")):
+            _sign(release.parent, key, armored)
+    tree.write_file(lab_dir / "pkgs" / "Release.key", armored)
