@@ -1,10 +1,12 @@
 """Each lab node's file tree, and the simulated "binaries" installed into it.
 
-Owns the layout of ``DIR/nodes/NAME/``: ``root/`` (the node's ``/etc``, ``/usr/bin`` and
-``/var/lib``, laid over the host's by the wrapper), ``node.json`` (what the node tools need
-to know about their node: role, OS family, faults, delays), ``calls.jsonl``,
-``faults.json``; the contents of the files a kubeadm node has (repository definition,
-static pod manifests, kubelet config, os-release, the package database); the simulated
+Owns the layout of ``DIR/nodes/NAME/``: ``root/`` (the node's own layer of each
+``OVERLAID`` directory, laid over the host's by the wrapper), ``node.json`` (what the node
+tools need to know about their node: role, OS family, faults, delays), ``calls.jsonl``,
+``faults.json``; the contents of the files a kubeadm node has (static pod manifests,
+kubelet config, os-release; for rhel nodes the repository definition and the simulated
+package database, Debian nodes get theirs from the real dpkg: ``upgrader.lab.debnode``);
+the mtimes systemd compares for the kubelet unit; the simulated
 ``kubeadm``/``kubelet``/``kubectl`` scripts (one text per tool and version, so their sha256
 differs per version) and ``DIR/releases/vX.Y.Z/<tool>.sha256`` matching them.
 
