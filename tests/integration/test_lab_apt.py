@@ -6,9 +6,11 @@ steps hold up against them: dependencies (kubernetes/release
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +80,14 @@ def test_debs_pass_the_real_dpkg_deb(
     listing = _dpkg_deb("--contents", str(deb))
     paths = [line.split()[-1] for line in listing.splitlines()]
     assert all(f in paths for f in files), listing
+    if package == "kubelet":  # debbuild: %config(noreplace) /etc/default/kubelet
+        assert "./etc/default/kubelet" in paths
+        conf = subprocess.run(
+            ["dpkg-deb", "--ctrl-tarfile", str(deb)], capture_output=True, check=True, timeout=60
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(conf)) as tar:
+            member = tar.extractfile("./conffiles")
+            assert member is not None and member.read() == b"/etc/default/kubelet\n"
     assert all(
         p.startswith(("./usr/bin", "./usr/lib/", "./opt/", "./etc/", "./var/lib", "./"))
         for p in paths

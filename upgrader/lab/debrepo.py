@@ -168,10 +168,12 @@ def payload(package: str, version: str, python: str) -> dict[str, tuple[bytes, i
         files[f"{UNIT_DIR}/kubelet.service.d/10-kubeadm.conf"] = (KUBEADM_DROPIN.encode(), 0o644)
     elif package == "kubelet":
         files[f"{UNIT_DIR}/kubelet.service"] = (KUBELET_UNIT.encode(), 0o644)
-        files["/etc/default/kubelet"] = (b"KUBELET_EXTRA_ARGS=\n", 0o644)
+        files["/etc/default/kubelet"] = (b"KUBELET_EXTRA_ARGS=\n", 0o644)  # conffile
         files["/etc/kubernetes"] = None
         files["/etc/kubernetes/manifests"] = None
+        files["/etc/kubernetes/manifests/.kubelet-keep"] = (b"", 0o644)
         files["/var/lib/kubelet"] = None
+        files["/var/lib/kubelet/.kubelet-keep"] = (b"", 0o644)
     elif package == "cri-tools":
         files["/usr/bin/crictl"] = (tree.tool_script("crictl", python).encode(), 0o755)
     elif package == "kubernetes-cni":
@@ -194,6 +196,11 @@ def build_time(version: str) -> int:
     for later versions, like real builds (systemd notices a replaced unit by its mtime)."""
     _, minor, patch = repo.plain_key(repo.upstream_of(version))
     return MTIME + ((minor * 100 + patch) * 3600)
+
+
+def conffiles(package: str) -> list[str]:
+    """The package's %config(noreplace) files (dpkg keeps the admin's edits on upgrade)."""
+    return ["/etc/default/kubelet"] if package == "kubelet" else []
 
 
 def _tar_gz(entries: list[tuple[str, bytes | None, int]], mtime: int = MTIME) -> bytes:
@@ -270,13 +277,15 @@ def build_deb(package: str, version: str, python: str) -> bytes:
         if (item := files.get(p)) is not None
     )
     control = control_text(package, version, max(1, (size + 1023) // 1024))
-    control_tar = _tar_gz(
-        [
-            ("./", None, 0o755),
-            ("./control", control.encode(), 0o644),
-            ("./md5sums", md5.encode(), 0o644),
-        ]
-    )
+    control_entries: list[tuple[str, bytes | None, int]] = [
+        ("./", None, 0o755),
+        ("./control", control.encode(), 0o644),
+        ("./md5sums", md5.encode(), 0o644),
+    ]
+    if conffiles(package):
+        text = "".join(f"{c}\n" for c in conffiles(package))
+        control_entries.append(("./conffiles", text.encode(), 0o644))
+    control_tar = _tar_gz(control_entries)
     data_tar = _tar_gz(data_entries, build_time(version))
     return (
         b"!<arch>\n"
