@@ -24,7 +24,7 @@ from upgrader.core.playbook import RepoConfig, StepContext, expand_step, load_pl
 from upgrader.core.versions import KubeVersion
 from upgrader.lab import debnode, debrepo, runner
 from upgrader.lab import spec as labspec
-from upgrader.lab.node import wrapper
+from upgrader.lab.node import repo, wrapper
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +92,26 @@ def test_debs_pass_the_real_dpkg_deb(
         p.startswith(("./usr/bin", "./usr/lib/", "./opt/", "./etc/", "./var/lib", "./"))
         for p in paths
     )
+
+
+def test_every_minor_repository_satisfies_its_own_packages_depends() -> None:
+    """Each minor's cri-tools and kubernetes-cni satisfy the Depends of every kubeadm and
+    kubelet of that minor (metadata.yaml), so a node can install any of them from it."""
+
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in v.split("-")[0].split("."))
+
+    for minor, versions in repo.build_repository().items():
+        have = {
+            "cri-tools": debrepo.cri_tools_version(minor),
+            "kubernetes-cni": debrepo.cni_version(minor),
+        }
+        for v in versions:
+            for pkg in ("kubeadm", "kubelet"):
+                for dep in debrepo.depends(pkg, v):
+                    name, _, rest = dep.partition(" (>= ")
+                    if name in have:
+                        assert key(have[name]) >= key(rest.rstrip(")")), (minor, pkg, v, dep)
 
 
 def test_repository_is_signed_indexed_and_lacks_missing_versions(tmp_path: Path) -> None:

@@ -196,10 +196,11 @@ def prepare(
                 lab_dir, name, _setup_command(lab_dir, debs, held), timeout=SETUP_TIMEOUT
             )
             if proc.returncode != 0:
-                lines = (proc.stderr or proc.stdout).strip().splitlines()
+                lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines()]
+                why = " ".join(ln for ln in lines if ln)[-400:] or f"exit {proc.returncode}"
                 raise NodeSetupError(
                     f"installing {', '.join(f'{p}={v}' for p, v in versions.items())} on the "
-                    f"lab nodes failed: {lines[-1] if lines else f'exit {proc.returncode}'}"
+                    f"lab nodes failed: {why}"
                 )
             # what systemd loaded at boot: the units the packages installed
             tree.write_file(

@@ -53,8 +53,8 @@ DESCRIPTIONS = {
 }
 SECTIONS = {"kubernetes-cni": "misc"}
 
-# kubernetes-cni published in each minor's repository (pkgs.k8s.io); cri-tools is
-# 1.<minor>.0-1.1 in every minor's repository.
+# kubernetes-cni published in each minor's repository (pkgs.k8s.io); cri-tools: see
+# cri_tools_version.
 _CNI = {
     24: "1.1.1-1.1",
     25: "1.1.1-1.1",
@@ -79,8 +79,10 @@ def cni_version(minor: str) -> str:
 
 
 def cri_tools_version(minor: str) -> str:
-    """The cri-tools package of the ``1.NN`` repository."""
-    return f"{minor}.0-{repo.DEB_REVISION}"
+    """The cri-tools package of the ``1.NN`` repository: ``1.NN.0``, except v1.24, whose
+    later kubeadm patches need cri-tools >= 1.25.0 (metadata.yaml), so the repository
+    carries 1.25.0."""
+    return f"{'1.25' if minor == '1.24' else minor}.0-{repo.DEB_REVISION}"
 
 
 def _vkey(plain: str) -> tuple[int, int, int]:
