@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Debian packages the lab and the SSH transport tests run for real: OpenSSH's server
-# (openssh-server) and sudo (sudo: lab nodes are entered as a non-root user who reaches
-# root through the real sudo with Debian's default sudoers).
-LAB_DEBS := openssh-server:/usr/sbin/sshd sudo:/usr/bin/sudo
+# (openssh-server); sudo (lab nodes are entered as a non-root user who reaches root through
+# the real sudo with Debian's default sudoers); the lab's Debian nodes run the machine's real
+# apt, dpkg, gpg/gpgv and curl (gnupg, gpgv, curl, ca-certificates).
+LAB_DEBS := openssh-server:/usr/sbin/sshd sudo:/usr/bin/sudo gnupg:/usr/bin/gpg \
+	gpgv:/usr/bin/gpgv curl:/usr/bin/curl ca-certificates:/etc/ssl/certs/ca-certificates.crt
 sshd:
-	@missing=; for d in $(LAB_DEBS); do [ -x "$${d#*:}" ] || missing="$$missing $${d%%:*}"; done; \
+	@missing=; for d in $(LAB_DEBS); do [ -e "$${d#*:}" ] || missing="$$missing $${d%%:*}"; done; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  echo "installing$$missing (apt-get)"; \

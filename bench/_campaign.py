@@ -76,6 +76,22 @@ def cli(*args: str, timeout: float = 600, extra_env: dict[str, str] | None = Non
     return Proc(list(args), p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
 
 
+def _dpkg_status(text: str) -> dict[str, Any]:
+    """Installed packages of a dpkg status file: name -> {version, held}."""
+    out: dict[str, Any] = {}
+    for stanza in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " "
+        )
+        state = fields.get("Status", "").split()
+        if "Package" in fields and state[-1:] == ["installed"]:
+            out[fields["Package"]] = {
+                "version": fields.get("Version", ""),
+                "held": state[:1] == ["hold"],
+            }
+    return out
+
+
 @dataclass
 class Proc:
     args: list[str]
@@ -232,7 +248,13 @@ class Lab:
             (self.dir / "nodes" / n / "calls.jsonl").unlink(missing_ok=True)
 
     def packages(self, name: str) -> dict[str, Any]:
-        p = self.dir / "nodes" / name / "root" / "var" / "lib" / "upgrader-lab" / "packages.json"
+        """Package -> {version, held}: the real dpkg database of a Debian node (its layer's
+        /var/lib/dpkg/status), else the simulated package database (rhel)."""
+        root = self.dir / "nodes" / name / "root"
+        status = root / "var" / "lib" / "dpkg" / "status"
+        if status.is_file():
+            return _dpkg_status(status.read_text(errors="replace"))
+        p = root / "var" / "lib" / "upgrader-lab" / "packages.json"
         try:
             return dict(json.loads(p.read_text()).get("packages") or {})
         except (OSError, ValueError):

@@ -103,10 +103,11 @@ def test_apt_looks_up_the_exact_version_after_the_update(node: Path) -> None:
     r = run(node, command_of("worker", "kubeadm-package", "apt"))
     assert r.returncode == 0, r.stderr
     assert calls(node) == [
+        "apt-get -o DPkg::Lock::Timeout=300 check",  # waits for the dpkg lock
         "apt-mark unhold kubeadm",
         "apt-get update",
         "apt-cache madison kubeadm",
-        "apt-get install -y kubeadm=1.28.4-1.1",
+        "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1",
         "apt-mark hold kubeadm",
     ]
 
@@ -124,14 +125,17 @@ def test_apt_missing_version_fails_clearly_and_installs_nothing(node: Path) -> N
 def test_apt_kubelet_and_kubectl_get_the_same_exact_version(node: Path) -> None:
     r = run(node, command_of("worker", "kubelet-kubectl-packages", "apt"))
     assert r.returncode == 0, r.stderr
-    assert "apt-get install -y kubelet=1.28.4-1.1 kubectl=1.28.4-1.1" in calls(node)
+    assert (
+        "apt-get install -y -o DPkg::Lock::Timeout=300 kubelet=1.28.4-1.1 kubectl=1.28.4-1.1"
+        in calls(node)
+    )
 
 
 def test_apt_known_version_is_used_without_a_lookup(node: Path) -> None:
     r = run(node, command_of("worker", "kubeadm-package", "apt", pkg_version="1.28.4-1.1"))
     assert r.returncode == 0, r.stderr
     assert "apt-cache madison kubeadm" not in calls(node)
-    assert "apt-get install -y kubeadm=1.28.4-1.1" in calls(node)
+    assert "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1" in calls(node)
 
 
 @pytest.mark.parametrize("pm", ["dnf", "yum"])

@@ -11,8 +11,8 @@ import pytest
 
 from upgrader.errors import ConfigError
 from upgrader.lab import spec as labspec
-from upgrader.lab.node import apt, repo
 from upgrader.lab.node import args as nodeargs
+from upgrader.lab.node import repo
 
 BRIEF = {
     "version": "v1.27.8",
@@ -323,27 +323,9 @@ def test_package_version_strings() -> None:
 
 
 def test_repo_files_round_trip() -> None:
-    line = repo.apt_source_line("1.29")
-    assert line == (
-        "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] "
-        "https://pkgs.k8s.io/core:/stable:/v1.29/deb/ /\n"
-    )
-    assert repo.apt_minors("# deb https://pkgs.k8s.io/core:/stable:/v1.20/deb/ /\n" + line) == [
-        "1.29"
-    ]
     sections = repo.yum_repo(repo.yum_repo_text("1.30"))
     assert repo.yum_minor(sections["kubernetes"]) == "1.30"
     assert "kubeadm" in sections["kubernetes"]["exclude"].split()
-
-
-def test_dpkg_query_showformat() -> None:
-    fields = {"Package": "kubeadm", "Version": "1.28.4-1.1", "Status": "hold ok installed"}
-    fmt = "${Package} ${Version} ${Status}\\n"
-    assert apt.render_format(fmt, fields) == "kubeadm 1.28.4-1.1 hold ok installed\n"
-    assert apt.render_format("${Package;-10}|${Version;12}|\\t", fields) == (
-        "kubeadm   |  1.28.4-1.1|\t"
-    )
-    assert apt.render_format("${Nope}x", fields) == "x"
 
 
 def test_flag_parser_accepts_cobra_and_getopt_forms() -> None:

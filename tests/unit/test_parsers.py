@@ -481,7 +481,7 @@ echo '@@upgrader:kubectl'
 { kubectl version --client -o json; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:packages'
-{ dpkg-query -W -f='${Package} ${Version} ${Status}\n' kubeadm kubelet kubectl; } </dev/null 2>&1
+{ dpkg-query -W -f='${Package} ${Version} ${Status}\n' kubeadm kubelet kubectl cri-tools kubernetes-cni; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:holds'
 { apt-mark showhold; } </dev/null 2>&1
@@ -551,7 +551,7 @@ printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:crictl'
 { crictl --version; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
-"""
+"""  # noqa: E501 - the fact script as upgrader sends it
 
 
 def test_fact_script_golden_apt() -> None:

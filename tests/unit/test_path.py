@@ -224,7 +224,9 @@ def test_current_skew_violation_is_reported_once_as_now() -> None:
     p = plan(f, "v1.36.4")
     found = [x for x in p.findings if x.code == P.SKEW_KUBELET_TOO_NEW]
     assert len(found) == 1 and found[0].message.startswith("now: ")
-    assert found[0].node == "w-1" and found[0].severity == Severity.BLOCKER
+    # the plan's control-plane steps bring every kube-apiserver to 1.36 first: a warning
+    assert found[0].node == "w-1" and found[0].severity == Severity.WARNING
+    assert "control-plane" in found[0].message or "control plane" in found[0].message
 
 
 # --------------------------------------------------------------------------- strategies
@@ -470,6 +472,13 @@ def test_path_properties(item: tuple[Facts, KubeVersion, str, PolicyOptions]) ->
     walked = p.strategy if p.drain_once_allowed else "per-hop"
     events = list(simulate(f, hs, walked))
     prev_apis = None
+    # a kubelet newer than a lagging kube-apiserver (the kubeadm page's per-node order) is a
+    # warning when the first hop's control-plane steps resolve it: it may stand until then
+    tolerated = {
+        (x.code, x.node)
+        for x in p.findings
+        if x.code == P.SKEW_KUBELET_TOO_NEW and x.severity == Severity.WARNING
+    }
     for ev in events:
         if ev.kind == "apply":
             found = kubeadm_apply_findings(ev.cluster, ev.hop, ev.hop, ev.kubelets, opts)
@@ -478,7 +487,12 @@ def test_path_properties(item: tuple[Facts, KubeVersion, str, PolicyOptions]) ->
             if not p.blockers:
                 assert not [x for x in found if x.severity == Severity.BLOCKER], found
         elif not p.blockers:
-            bad = [x for x in skew_findings(ev.state) if x.severity == Severity.BLOCKER]
+            bad = [
+                x
+                for x in skew_findings(ev.state)
+                if x.severity == Severity.BLOCKER
+                and not (ev.hop == hs[0] and (x.code, x.node) in tolerated)
+            ]
             assert not bad, (ev.kind, ev.node, str(ev.hop), bad)
         if prev_apis is not None:
             for node, v in ev.state.apiservers.items():

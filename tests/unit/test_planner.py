@@ -85,8 +85,9 @@ def test_one_cp_two_workers_order_and_steps() -> None:
         "kubeadm-upgrade-apply",
     ]
     assert first.steps[-1].command == "kubeadm upgrade apply v1.28.4 -y"
-    # the repository was switched in the first visit; the kubelet visit does not redo it
+    # every visit refreshes the repository (its signing key), not only the minor switch
     assert [s.name for s in p.entries[1].steps] == [
+        "package-repository",
         "drain",
         "kubelet-kubectl-packages",
         "restart-kubelet",
@@ -112,7 +113,7 @@ def test_one_cp_two_workers_order_and_steps() -> None:
 def test_package_manager_derived_from_os_family() -> None:
     p = plan("one-cp-two-workers.json", "v1.28.4")  # facts: os_family debian, no manager
     cmd = p.entries[0].steps[1].command or ""
-    assert cmd.startswith("apt-mark unhold kubeadm && apt-get update && ")
+    assert cmd.startswith("apt-get -o DPkg::Lock::Timeout=300 check >/dev/null && apt-mark unhold")
 
 
 def test_three_control_planes_order() -> None:
@@ -267,7 +268,8 @@ def test_kubelet_phase_of_the_control_plane_left_after_an_interruption() -> None
         ("v1.28.4", "w-1", "worker"),
         ("v1.28.4", "w-2", "worker"),
     ]
-    assert p.entries[0].steps[0].name == "drain"  # repository already at 1.28
+    # repository already at 1.28: refreshed (signing key), then the drain
+    assert [s.name for s in p.entries[0].steps[:2]] == ["package-repository", "drain"]
 
 
 def test_interrupted_ha_upgrade_runs_upgrade_node_not_apply() -> None:
@@ -365,9 +367,11 @@ def test_exact_package_version_from_facts_is_rendered_literally() -> None:
         ("v1.28.4", "w-1", "worker"),
     ]
     first = p.entries[0]
-    assert first.steps[0].name == "kubeadm-package"  # repository already at 1.28
-    assert first.steps[0].command == (
-        "apt-mark unhold kubeadm && apt-get update && apt-get install -y kubeadm=1.28.4-1.1 "
+    assert first.steps[0].name == "package-repository"  # at 1.28 already: key refreshed
+    assert first.steps[1].name == "kubeadm-package"
+    assert first.steps[1].command == (
+        "apt-get -o DPkg::Lock::Timeout=300 check >/dev/null && apt-mark unhold kubeadm && "
+        "apt-get update && apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1 "
         "&& apt-mark hold kubeadm"
     )
     assert "madison" not in "".join(s.command or "" for s in p.steps)
@@ -381,7 +385,7 @@ def test_version_missing_from_the_listing_is_a_warning() -> None:
     warn = [x for x in p.findings if x.code == "PACKAGE_VERSION_NOT_LISTED"]
     assert [x.node for x in warn] == ["cp-1", "w-1"]
     assert all(x.severity == Severity.WARNING for x in warn)
-    assert "madison" in (p.entries[0].steps[0].command or "")
+    assert "madison" in (p.entries[0].steps[1].command or "")
     assert not p.blockers
 
 
@@ -502,7 +506,9 @@ def test_catch_up_hop_brings_a_lagging_kubelet_to_the_cluster_version_first() ->
         ("v1.28.4", "w-2", "worker"),
     ]
     catch_up = p.entries[0]
-    assert all(s.name != "package-repository" for s in catch_up.steps)  # already at 1.27
+    # already at 1.27: the repository step refreshes the key, the list stays at 1.27
+    repo_steps = [s for s in catch_up.steps if s.name == "package-repository"]
+    assert len(repo_steps) == 1 and "/v1.27/" in (repo_steps[0].command or "")
     assert not p.blockers
 
 

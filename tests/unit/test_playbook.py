@@ -525,7 +525,8 @@ def test_exact_version_known_renders_the_design_command_literally() -> None:
     pkg = next(s for s in pb.phase("worker").steps if s.name == "kubeadm-package")
     apt = StepContext(V, "w-1", "worker", "demo", "apt", pkg_version="1.28.4-1.1")
     assert expand_step(pkg, "worker", apt).command == (
-        "apt-mark unhold kubeadm && apt-get update && apt-get install -y kubeadm=1.28.4-1.1 "
+        "apt-get -o DPkg::Lock::Timeout=300 check >/dev/null && apt-mark unhold kubeadm && "
+        "apt-get update && apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1 "
         "&& apt-mark hold kubeadm"
     )
     dnf = StepContext(V, "w-1", "worker", "demo", "dnf", pkg_version="1.28.4-150500.1.1")
@@ -544,7 +545,9 @@ def test_unknown_exact_version_is_resolved_after_the_list_refresh() -> None:
     cmd = expand_step(pkg, "worker", StepContext(V, "w-1", "worker", "demo", "apt")).command
     assert cmd is not None
     assert cmd.index("apt-get update") < cmd.index("apt-cache madison kubeadm")
-    assert cmd.index("apt-cache madison") < cmd.index('apt-get install -y kubeadm="$pkgver"')
+    assert cmd.index("apt-cache madison") < cmd.index(
+        'apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm="$pkgver"'
+    )
     assert "is not offered by the configured package repository" in cmd
 
 

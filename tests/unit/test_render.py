@@ -93,7 +93,7 @@ def test_header_and_entry_lines() -> None:
     assert "[v1.28.4] cp-1 (control-plane, first-control-plane)" in lines
     assert "[v1.28.4] w-2 (worker, worker)" in lines
     assert "      > drain w-1 via the Eviction API (timeout 600s, PDBs respected)" in lines
-    assert lines[-1] == "Can run: 28 steps on 3 nodes."
+    assert lines[-1] == "Can run: 29 steps on 3 nodes."
 
 
 # --------------------------------------------------------------------------- API steps

@@ -649,7 +649,10 @@ _COMMON_TAIL = (
     # cri-tools: how upgrader reaches the etcd static pod (upgrader.core.etcd)
     ("crictl", "crictl --version"),
 )
-_DPKG_QUERY = "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl"
+_DPKG_QUERY = (
+    "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl "
+    "cri-tools kubernetes-cni"
+)
 # dnf5 (Fedora 41+, also behind the `dnf` and `yum` names) rejects --disableexcludes
 # ("Unknown argument"); it takes --setopt=disable_excludes= (kubernetes/website#52027).
 _DNF_LIST = (

@@ -54,9 +54,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from upgrader.core import policy as _policy
 from upgrader.core.model import Facts, Finding, NodeFacts, Severity
 from upgrader.core.policy import (
-    SKEW_KUBELET_TOO_NEW,
     ClusterState,
     PolicyOptions,
     check_target,
@@ -358,7 +358,7 @@ def _current_findings(
         node = facts.node(f.node) if f.node and any(n.name == f.node for n in facts.nodes) else None
         kubelet = node.kubelet if node is not None else None
         if (
-            f.code == SKEW_KUBELET_TOO_NEW
+            f.code == _policy.SKEW_KUBELET_TOO_NEW
             and first is not None
             and kubelet is not None
             and kubelet.minor_diff(first) <= 0

@@ -34,7 +34,9 @@ steps (``verify-binaries``) are left out; ``CHECKSUMS_UNREADABLE`` (blocker) che
 configured but those of a hop could not be read; ``ETCD_SNAPSHOT_UNAVAILABLE`` (blocker) the
 kept etcd snapshot cannot be taken (external etcd, no etcd static pod, no crictl: see
 :func:`upgrader.core.etcd.snapshot_blockers`), passed by leaving the snapshot out with
-``--skip-etcd-snapshot``.
+``--skip-etcd-snapshot``; ``PACKAGE_DEPENDENCY_HELD`` (info) cri-tools or
+kubernetes-cni is held on an apt node: the package steps release and re-hold
+it (``{held_deps}``) so apt can upgrade it with the kube package that depends on it.
 
 Must not: do I/O, or import paramiko, kubernetes, typer or rich.
 """
@@ -58,6 +60,7 @@ from upgrader.core.model import (
     Step,
 )
 from upgrader.core.playbook import (
+    DEPENDENCY_PACKAGES,
     PACKAGE_MANAGERS,
     PHASE_CONTROL_PLANE,
     PHASE_CONTROL_PLANE_KUBELET,
@@ -86,6 +89,7 @@ __all__ = [
     "CHECKSUMS_UNREADABLE",
     "CONTROL_PLANE_NOT_AT_TARGET",
     "NODE_UNREACHABLE",
+    "PACKAGE_DEPENDENCY_HELD",
     "PACKAGE_MANAGER_MISMATCH",
     "PACKAGE_MANAGER_UNKNOWN",
     "PACKAGE_VERSION_NOT_LISTED",
@@ -104,6 +108,8 @@ CONTROL_PLANE_NOT_AT_TARGET = "CONTROL_PLANE_NOT_AT_TARGET"
 PACKAGE_VERSION_NOT_LISTED = "PACKAGE_VERSION_NOT_LISTED"
 CHECKSUMS_UNAVAILABLE = "CHECKSUMS_UNAVAILABLE"
 CHECKSUMS_UNREADABLE = "CHECKSUMS_UNREADABLE"
+PACKAGE_DEPENDENCY_HELD = "PACKAGE_DEPENDENCY_HELD"
+_KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 
 _PM_FOR_OS = {"debian": "apt", "rhel": "dnf"}
 _OS_FOR_PM = {"apt": "debian", "dnf": "rhel", "yum": "rhel", "dnf5": "rhel"}
@@ -272,8 +278,26 @@ class _Planner:
         repo = self.opts.repository
         pm = self._package_manager(node)
         minor_changes = repo.per_minor and repo_minor != hop.minor_key
-        candidates = list(original.repo_versions) + [p.version for p in original.packages.values()]
+        candidates = list(original.repo_versions) + [
+            p.version for n, p in original.packages.items() if n in _KUBE_PACKAGES
+        ]
         exact = known_package_version(candidates, hop)
+        held_deps = tuple(
+            d for d in DEPENDENCY_PACKAGES if (p := original.packages.get(d)) and p.held
+        )
+        if held_deps and pm == "apt":
+            self._add(
+                Finding(
+                    PACKAGE_DEPENDENCY_HELD,
+                    Severity.INFO,
+                    f"{', '.join(held_deps)} held: the package steps release "
+                    f"{'it' if len(held_deps) == 1 else 'them'} for the kube package install "
+                    "(apt upgrades a dependency the new kubeadm/kubelet needs: cri-tools, "
+                    "kubernetes-cni) and hold "
+                    f"{'it' if len(held_deps) == 1 else 'them'} again",
+                    node=name,
+                ),
+            )
         self._check_listing(original, hop, exact)
         ctx = StepContext(
             hop=hop,
@@ -288,6 +312,7 @@ class _Planner:
             ),
             kubeadm_flags=self._kubeadm_flags(hop) if phase == PHASE_FIRST_CONTROL_PLANE else (),
             image_repository=self.facts.cluster.image_repository,
+            held_deps=held_deps,
         )
         sums = self._release_checksums(hop)
         ctx = replace(ctx, checksums=sums.digests if sums is not None else {})
@@ -298,6 +323,7 @@ class _Planner:
                 strategy=self.strategy,
                 checksums=sums is not None,
                 role=node.role,
+                per_minor_repo=repo.per_minor,
             ):
                 if spec.when.checksums and sums is None:
                     self._checksums_missing(hop, f"{phase}/{spec.name}")

@@ -36,9 +36,10 @@ Format (``version: 1``; ``playbooks/default.yaml`` carries the same text as a co
       timeout:     seconds, default 300 (drain: params.timeout + 60)
       sudo:        shell only, bool, default true
       when:        minor_changes | {minor_changes: bool, strategy: per-hop|drain-once,
-                   checksums: bool, role: control-plane|worker}; every key given must hold
-                   (checksums: the release checksums of the hop are known, see
-                   {sha256_kubeadm}; role: the node's)
+                   checksums: bool, role: control-plane|worker, per_minor_repo: bool};
+                   every key given must hold (checksums: the release checksums of the hop
+                   are known, see {sha256_kubeadm}; role: the node's; per_minor_repo: the
+                   repository is pkgs.k8s.io or custom, not legacy)
       params:      API kinds only. drain: timeout (600), grace_period (null = the pod's own),
                    delete_emptydir_data (false), allow_unmanaged (false), retry_interval (5);
                    wait-ready, wait-control-plane: poll_interval (5); cordon, uncordon: none
@@ -137,6 +138,10 @@ VARIABLES: Mapping[str, str] = {
     "packages> && `, empty when none are locked",
     "versionlock_restore": "dnf/yum: `; rc=$?; <pm> versionlock add <the same>; exit $rc` "
     "(locks them again, even after a failure), empty when none are locked",
+    "held_deps": (
+        "the node's held cri-tools / kubernetes-cni (the facts' apt-mark showhold), each "
+        "preceded by a space, or empty: released for a kube package install, held again after"
+    ),
     "sha256_kubeadm": "the release checksum of the hop's kubeadm (empty when unknown)",
     "sha256_kubelet": "the release checksum of the hop's kubelet (empty when unknown)",
     "sha256_kubectl": "the release checksum of the hop's kubectl (empty when unknown)",
@@ -146,7 +151,14 @@ VARIABLES: Mapping[str, str] = {
     "when unset)",
 }
 _COMMAND_ONLY = frozenset(
-    {"pkg_version", "pkg_resolve", "versionlock_release", "versionlock_restore", "kubeadm_flags"}
+    {
+        "pkg_version",
+        "pkg_resolve",
+        "versionlock_release",
+        "versionlock_restore",
+        "kubeadm_flags",
+        "held_deps",
+    }
 )
 #: The kubeadm flags ``{kubeadm_flags}`` may hold (upgrader's own override flags of the
 #: same name; nothing else is ever inserted unquoted).
@@ -156,6 +168,9 @@ KUBEADM_OVERRIDE_FLAGS = (
     "--allow-release-candidate-upgrades",
 )
 DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+#: Packages the kube packages depend on (kubernetes/release cmd/krel/templates/latest/
+#: metadata.yaml: kubeadm on cri-tools, kubelet on kubernetes-cni).
+DEPENDENCY_PACKAGES = ("cri-tools", "kubernetes-cni")
 
 _STEP_FIELDS = frozenset(
     {"name", "kind", "description", "command", "check", "retry_safe", "timeout", "sudo"}
@@ -163,7 +178,7 @@ _STEP_FIELDS = frozenset(
 )
 _PHASE_FIELDS = frozenset({"description", "pre", "steps", "post"})
 _TOP_FIELDS = frozenset({"version", "description", "phases"})
-_WHEN_FIELDS = frozenset({"minor_changes", "strategy", "checksums", "role"})
+_WHEN_FIELDS = frozenset({"minor_changes", "strategy", "checksums", "role", "per_minor_repo"})
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _PLACEHOLDER_RE = re.compile(r"\{\{|\{([a-z][a-z0-9_]*)\}")
@@ -208,11 +223,20 @@ class When:
     strategy: str | None = None  # "per-hop" | "drain-once"
     checksums: bool | None = None  # the hop's release checksums are known
     role: str | None = None  # "control-plane" | "worker"
+    per_minor_repo: bool | None = None  # pkgs.k8s.io or custom (one repository per minor)
 
     def holds(
-        self, *, minor_changes: bool, strategy: str, checksums: bool = False, role: str = ""
+        self,
+        *,
+        minor_changes: bool,
+        strategy: str,
+        checksums: bool = False,
+        role: str = "",
+        per_minor_repo: bool = True,
     ) -> bool:
         if self.minor_changes is not None and self.minor_changes != minor_changes:
+            return False
+        if self.per_minor_repo is not None and self.per_minor_repo != per_minor_repo:
             return False
         if self.checksums is not None and self.checksums != checksums:
             return False
@@ -357,6 +381,7 @@ class StepContext:
     versionlocked: tuple[str, ...] = ()  # kube packages `dnf versionlock list` names
     kubeadm_flags: tuple[str, ...] = ()  # of KUBEADM_OVERRIDE_FLAGS, for upgrade apply
     image_repository: str | None = None  # the cluster's imageRepository (None: default)
+    held_deps: tuple[str, ...] = ()  # held DEPENDENCY_PACKAGES on the node (facts)
 
 
 # --------------------------------------------------------------------------- templates
@@ -501,6 +526,8 @@ def step_values(ctx: StepContext) -> dict[str, TemplateValue]:
     flags = "".join(f" {f}" for f in ctx.kubeadm_flags)
     values["kubeadm_flags"] = Fragment(flags, flags)
     values["image_repository"] = ctx.image_repository or DEFAULT_IMAGE_REPOSITORY
+    deps = [d for d in DEPENDENCY_PACKAGES if d in ctx.held_deps]
+    values["held_deps"] = Fragment("".join(f" {d}" for d in deps), "".join(f" {d}" for d in deps))
     assert set(values) == set(VARIABLES)
     return values
 
@@ -732,6 +759,9 @@ def _parse_when(c: _Ctx, path: str, raw: Any) -> When:
     sums = raw.get("checksums")
     if sums is not None and not isinstance(sums, bool):
         c.fail(f"{path}.checksums", f"must be true or false, not {_type_name(sums)}")
+    pmr = raw.get("per_minor_repo")
+    if pmr is not None and not isinstance(pmr, bool):
+        c.fail(f"{path}.per_minor_repo", f"must be true or false, not {_type_name(pmr)}")
     role = raw.get("role")
     if role is not None and role not in ("control-plane", "worker"):
         c.fail(f"{path}.role", f"must be control-plane or worker, not {_short(role)}")
@@ -741,7 +771,7 @@ def _parse_when(c: _Ctx, path: str, raw: Any) -> When:
             f"{path}.strategy",
             f"unknown strategy {_short(strategy)} (known: {', '.join(STRATEGIES)})",
         )
-    return When(minor_changes=mc, strategy=strategy, checksums=sums, role=role)
+    return When(minor_changes=mc, strategy=strategy, checksums=sums, role=role, per_minor_repo=pmr)
 
 
 def _parse_params(c: _Ctx, path: str, kind: str, raw: Any) -> dict[str, Any]:

@@ -117,6 +117,9 @@ def _print_summary(result: Any) -> None:
     if lab.get("api"):
         typer.echo(f"  api:       {lab['api']['url']}   kubeconfig {d / 'kubeconfig'}")
     typer.echo(f"  ssh:       port {lab['ssh']['port']} on {_span(nodes)}, key {d / 'id_ed25519'}")
+    if lab.get("pkgserver"):
+        url = str(lab["pkgserver"]["url_template"]).replace("{minor}", "<minor>")
+        typer.echo(f"  packages:  {url} (signed apt repositories)")
     typer.echo(f"  mount:     {lab['mount']['mode']} ({lab['mount']['reason']})")
     typer.echo(f"  inventory: {d / 'inventory.yaml'}")
     sudo = lab.get("sudo") or {}
@@ -196,6 +199,9 @@ def status_cmd(
             typer.echo(f"  apiserver: {a['pids'] or 'not running'} {a['url'] or ''} {ready}")
         else:
             typer.echo("  apiserver: not started (--no-api)")
+        pk = st.get("pkgserver") or {}
+        if pk.get("port"):
+            typer.echo(f"  packages:  {pk['pids'] or 'not running'} port {pk['port']}")
         typer.echo(
             f"  nodes:     {n['total']} ({n['control_planes']} control-plane, "
             f"{n['workers']} worker), cluster {st['version']}"

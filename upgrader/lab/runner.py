@@ -33,10 +33,11 @@ import yaml
 
 import upgrader
 from upgrader.errors import ConfigError, ExitCode, UpgraderError
+from upgrader.lab import debnode, debrepo, pkgserver, sshd
 from upgrader.lab import spec as labspec
-from upgrader.lab import sshd
 from upgrader.lab import sudo as labsudo
-from upgrader.lab.node import repo, tree, wrapper
+from upgrader.lab.apiserver.certs import ensure_pki
+from upgrader.lab.node import realtool, repo, tree, wrapper
 
 API_TIMEOUT = 60.0
 _ANY = ".".join("0" * 4)  # the wildcard address, as /proc/net/tcp shows it
@@ -244,6 +245,12 @@ def _prereleases(resolved: dict[str, Any]) -> list[str]:
     return sorted({repo.plain(v) for v in found if repo.is_prerelease(v)}, key=repo.sort_key)
 
 
+def _has_debian(resolved: dict[str, Any]) -> bool:
+    return any(
+        n["os_family"] == "debian" and n.get("flavor") != "kubespray" for n in resolved["nodes"]
+    )
+
+
 def _build(lab_dir: Path, resolved: dict[str, Any], python: str) -> None:
     repository = repo.build_repository(
         resolved.get("missing_packages") or [], prereleases=_prereleases(resolved)
@@ -253,7 +260,42 @@ def _build(lab_dir: Path, resolved: dict[str, Any], python: str) -> None:
     tree.write_release_checksums(lab_dir, repo.all_versions(everything), python)
     for node in resolved["nodes"]:
         tree.build_node(lab_dir, node, resolved, python)
+    ensure_pki(lab_dir, resolved.get("cluster_name", "lab"), "127.0.0.1")
+    if _has_debian(resolved):
+        try:
+            debrepo.write_repositories(lab_dir, repository, python)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            raise LabError(f"cannot build the lab's package repositories: {exc}") from None
     _write_json(lab_dir / "spec.json", resolved)
+
+
+PREPARED = "nodes-prepared"
+
+
+def _prepare_debian(
+    lab_dir: Path, resolved: dict[str, Any], mode: wrapper.MountMode, python: str, port: int
+) -> None:
+    """First start: the Debian nodes' packages, installed by the real dpkg (overlay mode),
+    or the bare simulated binaries (path mode, where the real tools must not run)."""
+    marker = lab_dir / PREPARED
+    if marker.exists() or not _has_debian(resolved):
+        return
+    debian = [
+        n
+        for n in resolved["nodes"]
+        if n["os_family"] == "debian" and n.get("flavor") != "kubespray"
+    ]
+    if mode.mode == "path":
+        for node in debian:
+            root = tree.node_dir(lab_dir, node["name"]) / "root"
+            for tool in tree.BINARIES:
+                tree.install_binary(root, tool, node[tool], python)
+    else:
+        try:
+            debnode.prepare(lab_dir, debian, pkgserver.url_template(port), python)
+        except (debnode.NodeSetupError, OSError, subprocess.SubprocessError) as exc:
+            raise LabError(str(exc)) from None
+    marker.write_text("")
 
 
 # --------------------------------------------------------------------------- processes
@@ -284,6 +326,39 @@ def _start_api(lab_dir: Path, python: str, pythonpath: str) -> subprocess.Popen[
             cwd=lab_dir,
             env=_env(pythonpath),
         )
+
+
+def _start_pkgserver(
+    lab_dir: Path, python: str, pythonpath: str, port: int
+) -> subprocess.Popen[bytes]:
+    log = lab_dir / "logs" / "pkgserver.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [python, "-m", "upgrader.lab.pkgserver", "--dir", str(lab_dir), "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+            cwd=lab_dir,
+            env=_env(pythonpath),
+        )
+
+
+def _wait_pkgserver(lab_dir: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise LabError(
+                f"the lab's package server exited with {proc.returncode}: "
+                f"{_tail(lab_dir / 'logs' / 'pkgserver.log')}"
+            )
+        if pkgserver.read_info(lab_dir).get("pid") == proc.pid:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"the lab's package server did not start within {timeout:.0f}s")
+        time.sleep(0.05)
 
 
 def api_ready(url: str, ca: str, timeout: float = 2.0) -> bool:
@@ -367,10 +442,15 @@ def _stop(lab_dir: Path, leaders: list[int], timeout: float = STOP_TIMEOUT) -> l
 
 
 def inventory_doc(
-    resolved: dict[str, Any], port: int, user: str | None = None, password_env: str | None = None
+    resolved: dict[str, Any],
+    port: int,
+    user: str | None = None,
+    password_env: str | None = None,
+    url_template: str | None = None,
 ) -> dict[str, Any]:
     """The inventory of the lab. ``user`` is the SSH login (default: who runs the lab);
-    ``password_env`` the variable the sudo password is read from, when sudo asks one."""
+    ``password_env`` the variable the sudo password is read from, when sudo asks one;
+    ``url_template`` (the lab's package server) makes the repository ``custom``."""
     user = user or sshd.current_user()
     root = user == "root"
     families = {n["os_family"] for n in resolved["nodes"]}
@@ -403,7 +483,8 @@ def inventory_doc(
         },
         "packages": {
             "manager": manager,
-            "repository": "pkgs.k8s.io",
+            "repository": "custom" if url_template else "pkgs.k8s.io",
+            **({"url_template": url_template} if url_template else {}),
             "release_checksums": "./releases",
         },
         "nodes": nodes,
@@ -416,9 +497,10 @@ def _write_inventory(
     port: int,
     user: str | None = None,
     password_env: str | None = None,
+    url_template: str | None = None,
 ) -> Path:
     path = lab_dir / "inventory.yaml"
-    doc = inventory_doc(resolved, port, user, password_env)
+    doc = inventory_doc(resolved, port, user, password_env, url_template)
     text = (
         "# upgrader lab inventory (generated by `upgrader lab up`; rewritten on every start)\n"
         + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)
@@ -433,7 +515,7 @@ def _write_inventory(
 def running_pids(lab_dir: Path) -> dict[str, list[int]]:
     """Which of the lab's processes run now (pids checked against the directory)."""
     lab_dir = _abs(lab_dir)
-    out: dict[str, list[int]] = {"sshd": [], "apiserver": []}
+    out: dict[str, list[int]] = {"sshd": [], "apiserver": [], "pkgserver": []}
     lab = read_json(lab_dir / "lab.json") or {}
     ssh_pids = list((lab.get("ssh") or {}).get("pids") or [])
     for pidfile in (lab_dir / "sshd").glob("sshd*.pid"):
@@ -447,6 +529,11 @@ def running_pids(lab_dir: Path) -> dict[str, list[int]]:
         (read_json(lab_dir / "apiserver.json") or {}).get("pid"),
     ]
     out["apiserver"] = sorted({int(p) for p in api_pids if p and ours(int(p), lab_dir)})
+    pkg_pids = [
+        (lab.get("pkgserver") or {}).get("pid"),
+        pkgserver.read_info(lab_dir).get("pid"),
+    ]
+    out["pkgserver"] = sorted({int(p) for p in pkg_pids if p and ours(int(p), lab_dir)})
     return out
 
 
@@ -472,7 +559,7 @@ def up(
     pythonpath = str(Path(upgrader.__file__).resolve().parent.parent)
     with _dir_lock(lab_dir):
         now = running_pids(lab_dir)
-        if now["sshd"] or now["apiserver"]:
+        if now["sshd"] or now["apiserver"] or now["pkgserver"]:
             pids = ", ".join(f"{k} {v}" for k, v in now.items() if v)
             raise LabRunning(f"the lab in {lab_dir} already runs ({pids})")
         resolved, fresh = _resolve_spec(lab_dir, spec)
@@ -487,7 +574,8 @@ def up(
             )
         mode = wrapper.probe(lab_dir, force_path=mount == "path")
         host_kubectl, bind = wrapper.host_tool(lab_dir, mode, "kubectl")
-        shell = wrapper.install(lab_dir, mode, pythonpath, (bind,) if bind else ())
+        binds = [bind] + [wrapper.host_tool(lab_dir, mode, t)[1] for t in realtool.REAL_TOOLS]
+        shell = wrapper.install(lab_dir, mode, pythonpath, tuple(b for b in binds if b))
         wrapper.write_address_map(lab_dir, [(n["name"], n["address"]) for n in nodes])
         if fresh and mode.mode == "overlay":
             _mask_host_files(lab_dir, nodes)
@@ -496,7 +584,16 @@ def up(
         )
         keys = sshd.ensure_keys(lab_dir)
         started: list[int] = []
+        pkg_proc: subprocess.Popen[bytes] | None = None
+        pkg_port = 0
         try:
+            if _has_debian(resolved) and mode.mode == "overlay":
+                pkg_port = int(pkgserver.read_info(lab_dir).get("port") or 0)
+                pkg_port = pkg_port or pkgserver.free_port()
+                pkg_proc = _start_pkgserver(lab_dir, python, pythonpath, pkg_port)
+                started.append(pkg_proc.pid)
+                _wait_pkgserver(lab_dir, pkg_proc, API_TIMEOUT)
+            _prepare_debian(lab_dir, resolved, mode, python, pkg_port)
             api_proc = _start_api(lab_dir, python, pythonpath) if start_api else None
             if api_proc is not None:
                 started.append(api_proc.pid)
@@ -530,13 +627,29 @@ def up(
         lab["host_kubectl"] = host_kubectl
         lab["ssh"]["user"] = login
         lab["sudo"] = sudo_info
+        lab["pkgserver"] = (
+            {
+                "pid": pkg_proc.pid,
+                "port": pkg_port,
+                "url_template": pkgserver.url_template(pkg_port),
+            }
+            if pkg_proc is not None
+            else None
+        )
         _write_json(lab_dir / "lab.json", lab)
         kubeconfig = lab_dir / "kubeconfig"
         if api_info is not None and kubeconfig.is_file():
             text = kubeconfig.read_text()
             for node in nodes:
                 tree.install_kubeconfig(lab_dir, node, text)
-        _write_inventory(lab_dir, resolved, port, login, sudo_info.get("password_env"))
+        _write_inventory(
+            lab_dir,
+            resolved,
+            port,
+            login,
+            sudo_info.get("password_env"),
+            pkgserver.url_template(pkg_port) if pkg_proc else None,
+        )
         warnings = [] if mode.mode == "overlay" else [f"mount mode 'path': {mode.reason}"]
         if any(n.get("cgroup", "v2") != wrapper.host_cgroup() for n in nodes):
             cgroup = wrapper.cgroup_problem(mode)
@@ -680,7 +793,7 @@ def down(lab_dir: Path, purge: bool = False) -> DownResult:
         raise ConfigError(f"{lab_dir}: not a lab directory (no spec.json)")
     with _dir_lock(lab_dir):
         now = running_pids(lab_dir)
-        leaders = now["sshd"] + now["apiserver"]
+        leaders = now["sshd"] + now["apiserver"] + now["pkgserver"]
         before = set(leaders) | _descendants(leaders) | _session_pids(lab_dir)
         left = _stop(lab_dir, leaders)
         lab = read_json(lab_dir / "lab.json") or {}
@@ -690,6 +803,8 @@ def down(lab_dir: Path, purge: bool = False) -> DownResult:
         api_url = str((lab.get("api") or {}).get("url") or "")
         if api_url.rsplit(":", 1)[-1].isdigit():
             listening += _listening({"127.0.0.1"}, int(api_url.rsplit(":", 1)[-1]))
+        pkg_port = int((lab.get("pkgserver") or {}).get("port") or 0)
+        listening += _listening({pkgserver.HOST}, pkg_port)
         for pidfile in (lab_dir / "sshd").glob("sshd*.pid"):
             pidfile.unlink(missing_ok=True)
         if os.getuid() == 0:
@@ -720,12 +835,14 @@ def status(lab_dir: Path) -> dict[str, Any]:
         and api_ready(str(api["url"]), str(api.get("ca", "")))
     )
     expected_sshd = len((lab.get("ssh") or {}).get("pids") or []) or 1
-    if not pids["sshd"] and not pids["apiserver"]:
+    pkg = lab.get("pkgserver") or {}
+    if not pids["sshd"] and not pids["apiserver"] and not pids["pkgserver"]:
         state = "stopped"
     elif (
         len(pids["sshd"]) == expected_sshd
         and answering == len(nodes)
         and (api_ok or lab.get("apiserver") is None)
+        and (bool(pids["pkgserver"]) or not pkg)
     ):
         state = "running"
     else:
@@ -745,6 +862,7 @@ def status(lab_dir: Path) -> dict[str, Any]:
             "ready": api_ok,
             "configured": lab.get("apiserver") is not None,
         },
+        "pkgserver": {"pids": pids["pkgserver"], "port": pkg.get("port")},
         "nodes": {
             "total": len(nodes),
             "control_planes": sum(1 for n in nodes if n.get("role") == "control-plane"),

@@ -192,7 +192,10 @@ class NodeSpec(_Strict):
     labels: Labels = Field(default_factory=dict)  # extra labels of the Node object
     kubelet_config: KubeletConfig = Field(default_factory=KubeletConfig)
     repo_minor: Minor | None = None  # the minor the node's package repository points at
-    held: list[Literal["kubeadm", "kubelet", "kubectl"]] | None = None  # None: by OS family
+    # None: by OS family (Debian: the three kube packages, as the kubeadm install page does)
+    held: list[Literal["kubeadm", "kubelet", "kubectl", "cri-tools", "kubernetes-cni"]] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _worker_has_no_control_plane(self) -> NodeSpec:

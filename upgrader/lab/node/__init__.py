@@ -5,8 +5,9 @@ Owns what runs "on" a lab node: ``tree`` builds each node's files under
 ``DIR/nodes/NAME/root``; ``wrapper`` writes the shell scripts sshd's ForceCommand runs
 (picking the node from the dialled address and giving the command a private view of the
 node's files); ``__main__`` is the entry point of every simulated tool (``kubeadm``,
-``apt-get``, ``systemctl``, ...), dispatching on the tool name to ``kubeadm``, ``apt``,
-``rpm`` and ``services``; ``repo`` is the package repository they install from.
+``apt-get``, ``systemctl``, ...), dispatching on the tool name to ``kubeadm``, ``rpm``,
+``services``, ``net`` and ``realtool`` (the machine's real apt, dpkg and gpg on Debian
+nodes, after the node's faults); ``repo`` is the package versions the repositories hold.
 
 Must not: import upgrader's production code beyond ``upgrader.lab.node`` itself (the
 simulator must not share logic with what it tests), import heavy libraries in the tool

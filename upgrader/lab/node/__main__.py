@@ -21,12 +21,12 @@ from upgrader.lab.node.context import NodeContext, NotALabNode, drop_session
 # tool name -> module under upgrader.lab.node holding ``main(tool, args, ctx) -> int``
 TOOLS = {
     "kubeadm": "kubeadm",
-    "apt-get": "apt",
-    "apt": "apt",
-    "apt-mark": "apt",
-    "apt-cache": "apt",
-    "dpkg-query": "apt",
-    "dpkg": "apt",
+    "apt-get": "realtool",
+    "apt": "realtool",
+    "apt-mark": "realtool",
+    "apt-cache": "realtool",
+    "dpkg-query": "realtool",
+    "dpkg": "realtool",
     "dnf": "rpm",
     "yum": "rpm",
     "rpm": "rpm",
@@ -38,7 +38,7 @@ TOOLS = {
     "crio": "services",
     "dockerd": "services",
     "curl": "net",
-    "gpg": "net",
+    "gpg": "realtool",
 }
 
 

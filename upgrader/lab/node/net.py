@@ -1,14 +1,15 @@
-"""The simulated ``curl`` and ``gpg`` of a lab node (the lab has no internet).
+"""The ``curl`` of a lab node: simulated for the internet hosts (the lab has none), the
+machine's real curl for everything else (the lab's package server).
 
 Owns what a node "downloads": pkgs.k8s.io repository keys
 (``https://pkgs.k8s.io/core:/stable:/v1.N/deb/Release.key``,
 ``.../rpm/repodata/repomd.xml.key``) for the minors the lab's repository offers, and
 dl.k8s.io release binaries and their ``.sha256`` (the lab's simulated binaries); any other
-host does not resolve. ``gpg --dearmor`` turns such a key into the keyring file apt's
-``signed-by=`` names. Output and exit codes follow curl's (``curl: (22) The requested URL
-returned error: 404``, ``curl: (6) Could not resolve host: ...``) and gpg's.
+internet host does not resolve. Other URLs (the lab's package server) go to the real curl.
+Simulated output and exit codes follow curl's (``curl: (22) The requested URL returned
+error: 404``, ``curl: (6) Could not resolve host: ...``).
 
-Must not: open network connections, or import upgrader's production code.
+Must not: open network connections itself, or import upgrader's production code.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 
 from upgrader.lab.node import args as argparse_
-from upgrader.lab.node import repo, tree
+from upgrader.lab.node import realtool, repo, tree
 from upgrader.lab.node.context import NodeContext
 
 _KEY_RE = re.compile(
@@ -51,7 +52,10 @@ def _fetch(ctx: NodeContext, url: str) -> tuple[int, bytes | str]:
     """(HTTP status, body) for ``url``; status 0 means the host does not resolve."""
     m = _KEY_RE.match(url)
     if m:
-        return (200, repo_key(m.group(1))) if m.group(1) in ctx.repository else (403, "")
+        if m.group(1) not in ctx.repository:
+            return 403, ""
+        real_key = ctx.lab_dir / "pkgs" / "Release.key"
+        return 200, (real_key.read_bytes() if real_key.is_file() else repo_key(m.group(1)))
     m = _DL_RE.match(url)
     if m:
         plain, tool, sha = m.group(1), m.group(2), m.group(3)
@@ -156,52 +160,14 @@ def curl(args: list[str], ctx: NodeContext) -> int:
     return code
 
 
-def gpg(args: list[str], ctx: NodeContext) -> int:
-    p = argparse_.parse(
-        args,
-        {"-o", "--output", "--homedir"},
-        {"--dearmor", "--enarmor", "--yes", "--batch", "-q", "--quiet", "--no-tty"},
-        {"--output": "-o", "--quiet": "-q"},
-    )
-    if not p.has("--dearmor"):
-        _err("gpg: upgrader lab: only `gpg --dearmor` is simulated on lab nodes")
-        return 2
-    source = p.positional[0] if p.positional else "-"
-    try:
-        if source == "-":
-            text = sys.stdin.read()
-        else:
-            text = (ctx.path(source) if source.startswith("/") else Path(source)).read_text()
-    except OSError as exc:
-        _err(f"gpg: can't open '{source}': {exc.strerror}")
-        return 2
-    lines = [ln.strip() for ln in text.strip().splitlines()]
-    if not lines or lines[0] != ARMOR_BEGIN or lines[-1] != ARMOR_END:
-        _err("gpg: no valid OpenPGP data found.")
-        return 2
-    body = "".join(ln for ln in lines[1:-1] if ln and not ln.startswith("="))
-    try:
-        data = base64.b64decode(body, validate=True)
-    except ValueError:
-        _err("gpg: dearmoring failed: Invalid armor")
-        return 2
-    out = p.get("-o")
-    if out is None or out == "-":
-        sys.stdout.buffer.write(data)
-        return 0
-    target = ctx.path(out) if out.startswith("/") else Path(out)
-    if target.exists() and not p.has("--yes"):
-        _err(f"File '{out}' exists. Overwrite? (y/N) gpg: signal Interrupt caught ... exiting")
-        return 2
-    try:
-        tree.write_file(target, data)
-    except OSError as exc:
-        _err(f"gpg: can't create '{out}': {exc.strerror}")
-        return 2
-    return 0
-
-
 def main(tool: str, args: list[str], ctx: NodeContext) -> int:
-    if tool == "curl":
-        return curl(args, ctx)
-    return gpg(args, ctx)
+    urls = [a for a in args if "://" in a]
+    if urls and not all(_simulated(u) for u in urls):
+        return realtool.run_real(tool, args, ctx)
+    return curl(args, ctx)
+
+
+def _simulated(url: str) -> bool:
+    """dl.k8s.io and pkgs.k8s.io (the lab has no internet); every other URL, e.g. the
+    lab's own package server, is fetched by the real curl."""
+    return bool(_KEY_RE.match(url) or _DL_RE.match(url))

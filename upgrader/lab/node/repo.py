@@ -47,7 +47,9 @@ CDN_URL = "https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/
 _PLAIN_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-(alpha|beta|rc)\.(\d+))?$")
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 _PRE_RANK = {"alpha": 0, "beta": 1, "rc": 2}
-_REPO_MINOR_RE = re.compile(r"pkgs\.k8s\.io/core:/(?:stable|prerelease):/v(\d+)\.(\d+)/(deb|rpm)")
+# Any host: a lab with Debian nodes points every node at its own package server (the
+# inventory's one custom url_template, pkgs.k8s.io's path layout).
+_REPO_MINOR_RE = re.compile(r"/core:/(?:stable|prerelease):/v(\d+)\.(\d+)/(deb|rpm)")
 
 
 def plain_key(plain: str) -> tuple[int, int, int]:
@@ -191,10 +193,6 @@ APT_KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 YUM_REPO = "/etc/yum.repos.d/kubernetes.repo"
 
 
-def apt_source_line(minor: str) -> str:
-    return f"deb [signed-by={APT_KEYRING}] {BASE_URL.format(minor=minor)}/deb/ /\n"
-
-
 def yum_repo_text(minor: str) -> str:
     url = BASE_URL.format(minor=minor)
     return (
@@ -206,21 +204,6 @@ def yum_repo_text(minor: str) -> str:
         f"gpgkey={url}/rpm/repodata/repomd.xml.key\n"
         "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n"
     )
-
-
-def apt_minors(text: str) -> list[str]:
-    """Minors of the pkgs.k8s.io ``deb`` lines (comments skipped), in file order."""
-    out: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("deb ") and not line.startswith("deb\t"):
-            continue
-        m = _REPO_MINOR_RE.search(line)
-        if m and m.group(3) == "deb":
-            minor = f"{m.group(1)}.{m.group(2)}"
-            if minor not in out:
-                out.append(minor)
-    return out
 
 
 def yum_repo(text: str) -> dict[str, dict[str, str]]:
@@ -241,6 +224,6 @@ def yum_repo(text: str) -> dict[str, dict[str, str]]:
 
 def yum_minor(section: dict[str, str]) -> str | None:
     m = _REPO_MINOR_RE.search(section.get("baseurl", ""))
-    if m and m.group(3) == "rpm":
+    if m:
         return f"{m.group(1)}.{m.group(2)}"
     return None

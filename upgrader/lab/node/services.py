@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.lab.node import args as argparse_
-from upgrader.lab.node import runtimes
+from upgrader.lab.node import runtimes, tree
 from upgrader.lab.node.adminapi import Api, ApiError
 from upgrader.lab.node.context import NodeContext
 
@@ -108,6 +108,13 @@ def _restart_kubelet(ctx: NodeContext) -> tuple[int, str | None]:
     return 0, failure
 
 
+def _debian_unit_changed(ctx: NodeContext) -> bool:
+    """The kubelet unit or a drop-in (as the real dpkg left them) differs from what the
+    last ``systemctl daemon-reload`` loaded: systemd compares the files' mtimes."""
+    loaded = ctx.read_json("daemon-reload.json", None)
+    return loaded is not None and bool(loaded != tree.kubelet_unit_mtimes(ctx.root))
+
+
 def systemctl(args: list[str], ctx: NodeContext) -> int:
     words = [a for a in args if not a.startswith("-")]
     quiet = "-q" in args or "--quiet" in args
@@ -116,8 +123,12 @@ def systemctl(args: list[str], ctx: NodeContext) -> int:
         return 1
     op, names = words[0], words[1:]
     db = ctx.packages()
+    if ctx.os_family == "debian":
+        db["unit_changed"] = _debian_unit_changed(ctx)
     if op == "daemon-reload":
-        if db.get("unit_changed"):
+        if ctx.os_family == "debian":
+            ctx.write_json("daemon-reload.json", tree.kubelet_unit_mtimes(ctx.root))
+        elif db.get("unit_changed"):
             db["unit_changed"] = False
             ctx.save_packages(db)
         return 0

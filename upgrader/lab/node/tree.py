@@ -1,10 +1,12 @@
 """Each lab node's file tree, and the simulated "binaries" installed into it.
 
-Owns the layout of ``DIR/nodes/NAME/``: ``root/`` (the node's ``/etc``, ``/usr/bin`` and
-``/var/lib``, laid over the host's by the wrapper), ``node.json`` (what the node tools need
-to know about their node: role, OS family, faults, delays), ``calls.jsonl``,
-``faults.json``; the contents of the files a kubeadm node has (repository definition,
-static pod manifests, kubelet config, os-release, the package database); the simulated
+Owns the layout of ``DIR/nodes/NAME/``: ``root/`` (the node's own layer of each
+``OVERLAID`` directory, laid over the host's by the wrapper), ``node.json`` (what the node
+tools need to know about their node: role, OS family, faults, delays), ``calls.jsonl``,
+``faults.json``; the contents of the files a kubeadm node has (static pod manifests,
+kubelet config, os-release; for rhel nodes the repository definition and the simulated
+package database, Debian nodes get theirs from the real dpkg: ``upgrader.lab.debnode``);
+the mtimes systemd compares for the kubelet unit; the simulated
 ``kubeadm``/``kubelet``/``kubectl`` scripts (one text per tool and version, so their sha256
 differs per version) and ``DIR/releases/vX.Y.Z/<tool>.sha256`` matching them.
 
@@ -26,6 +28,7 @@ from typing import Any
 from upgrader.lab.node import repo
 
 BINARIES = ("kubeadm", "kubelet", "kubectl")
+# Shims on Debian nodes: the node's faults and call log, then the machine's real tool.
 DEBIAN_TOOLS = ("apt-get", "apt", "apt-mark", "apt-cache", "dpkg-query", "dpkg")
 RHEL_TOOLS = ("dnf", "yum", "rpm")
 COMMON_TOOLS = ("systemctl", "curl", "gpg")
@@ -47,8 +50,10 @@ RHEL_MASKED = (
 )
 DEFAULT_REPOSITORY = "registry.k8s.io"  # kubeadm's default imageRepository
 STATE = "var/lib/upgrader-lab"  # package db, apt lists, images: relative to the node root
-# the host directories a node has its own layer of
-OVERLAID = ("etc", "usr/bin", "var/lib", "usr/local/bin")
+# The host directories a node has its own layer of: real dpkg installs into /usr/lib
+# (kubelet's unit), /opt (CNI plugins); apt and dpkg write /var/cache and /var/log;
+# Kubespray's binaries live in /usr/local/bin.
+OVERLAID = ("etc", "usr/bin", "var/lib", "usr/lib", "opt", "var/cache", "var/log", "usr/local/bin")
 # Kubespray's bin_dir (roles/kubespray_defaults/defaults/main/main.yml): its kube binaries
 # and etcd live there, owned by no package.
 KUBESPRAY_BIN = "/usr/local/bin"
@@ -237,6 +242,23 @@ def install_cri_tools(root: Path, python: str) -> None:
     of a cri-tools package is :func:`tool_script` ``("crictl", python)``)."""
     for tool in CRI_TOOLS:
         write_file(in_root(root, f"/usr/bin/{tool}"), tool_script(tool, python), 0o755)
+
+
+KUBELET_UNIT_FILES = (
+    "/usr/lib/systemd/system/kubelet.service",
+    "/usr/lib/systemd/system/kubelet.service.d",
+)
+
+
+def kubelet_unit_mtimes(root: Path) -> dict[str, float]:
+    """mtime of the kubelet unit and each drop-in (what systemd compares to decide that a
+    unit changed on disk since the last daemon-reload)."""
+    unit, dropins = (in_root(root, p) for p in KUBELET_UNIT_FILES)
+    out: dict[str, float] = {}
+    for f in [unit, *(sorted(dropins.glob("*.conf")) if dropins.is_dir() else [])]:
+        with contextlib.suppress(OSError):
+            out[f.name] = f.stat().st_mtime
+    return out
 
 
 def write_release_checksums(lab_dir: Path, versions: list[str], python: str) -> None:
@@ -711,10 +733,13 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
     if family == "rhel":
         write_file(in_root(root, "/etc/redhat-release"), REDHAT_RELEASE[flavor])
 
-    # binaries and tools
-    bindir = KUBESPRAY_BIN if flavor == "kubespray" else "/usr/bin"
-    for tool in BINARIES:
-        install_binary(root, tool, node[tool], python, bindir)
+    # binaries and tools (Debian nodes get kubeadm, kubelet, kubectl and crictl from real
+    # .deb packages: upgrader.lab.debnode; their DEBIAN_TOOLS are shims over the real tools;
+    # Kubespray nodes have the binaries in /usr/local/bin and no kube packages)
+    if family == "rhel" or flavor == "kubespray":
+        bindir = KUBESPRAY_BIN if flavor == "kubespray" else "/usr/bin"
+        for tool in BINARIES:
+            install_binary(root, tool, node[tool], python, bindir)
     tools = COMMON_TOOLS + (RHEL_TOOLS if family == "rhel" else DEBIAN_TOOLS)
     runtime = str(node.get("runtime") or "").split("://", 1)[0]
     if runtime in RUNTIME_TOOLS:
@@ -722,9 +747,11 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
     for tool in tools:
         write_file(in_root(root, f"/usr/bin/{tool}"), tool_script(tool, python), 0o755)
     write_file(in_root(root, "/usr/bin/sudo"), SUDO_SCRIPT, 0o755)
-    install_cri_tools(root, python)
+    if family == "rhel" or flavor == "kubespray":
+        install_cri_tools(root, python)
 
-    # package repository definition and package database
+    # package repository definition and package database (rhel: simulated; Debian: the
+    # real dpkg database and sources list, written by upgrader.lab.debnode)
     minor = node["repo_minor"]
     held = set(node.get("held") or [])
     if family == "rhel":
@@ -737,26 +764,13 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
         elif node.get("versionlock"):
             write_file(in_root(root, DNF4_VERSIONLOCK_CONF), DNF4_VERSIONLOCK_CONF_TEXT)
             write_file(in_root(root, DNF4_VERSIONLOCK_LIST), dnf4_versionlock_text(locked))
-        held = set()  # an rpm node's holds are its versionlock entries
-    elif flavor != "kubespray":
-        write_file(in_root(root, repo.APT_LIST), repo.apt_source_line(minor))
-        write_file(in_root(root, repo.APT_KEYRING), b"\x99\x01\x0d lab keyring\n")
-    packages = (
-        {}
-        if flavor == "kubespray"
-        else {
-            tool: {"version": repo.package_version(node[tool], family), "held": tool in held}
+        packages = {
+            tool: {"version": repo.package_version(node[tool], family), "held": False}
             for tool in BINARIES
-        }
-    )
-    write_file(
-        in_root(root, f"/{STATE}/packages.json"),
-        json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
-    )
-    if family != "rhel":
+        }  # an rpm node's holds are its versionlock entries
         write_file(
-            in_root(root, f"/{STATE}/apt-lists.json"),
-            json.dumps({"minors": [] if flavor == "kubespray" else [minor]}) + "\n",
+            in_root(root, f"/{STATE}/packages.json"),
+            json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
         )
     if flavor == "kubespray":
         build_kubespray(root, node, python)

@@ -3,10 +3,10 @@
 Owns the shell scripts written to ``DIR/bin/``: ``node-shell`` (sshd's ForceCommand: reads
 the server address from ``SSH_CONNECTION``, maps it to a node through ``DIR/addr/``),
 ``node-run NODE COMMAND`` (the same for the runner and tests) and ``node-ns`` (runs inside a
-private mount namespace: overlays the node's ``root/etc``, ``root/usr/bin``,
-``root/var/lib`` and ``root/usr/local/bin`` on ``/etc``, ``/usr/bin``, ``/var/lib`` and
-``/usr/local/bin``, mounts ``/sys/fs/cgroup`` when the node's cgroup version differs from
-the host's, and binds the node's own
+private mount namespace: overlays the node's ``root/<d>`` on ``/<d>`` for each directory
+``d`` of ``tree.OVERLAID`` (``/etc``, ``/usr/bin``, ``/var/lib``, ``/usr/local/bin``, ...),
+mounts ``/sys/fs/cgroup`` when the node's cgroup version differs from the host's, and binds
+the node's own
 ``lock`` directory on ``/run/lock`` (so ``flock`` on the upgrader's node lock is per node
 and shared by every session of that node), then runs the command with ``sh -c`` so real
 coreutils see the node's files at their real paths). Also owns the probe
@@ -106,7 +106,7 @@ def check_lab_dir(lab_dir: Path) -> str | None:
             f"{text!r}: the lab directory path may only hold letters, digits and . _ / + @ - "
             "(it goes into sshd_config and mount options)"
         )
-    for host in ("/etc", "/usr/bin", "/var/lib", "/bin", "/usr/local/bin"):
+    for host in (*(f"/{d}" for d in tree.OVERLAID), "/bin"):
         if text == host or text.startswith(host + "/"):
             return f"{text}: the lab directory must not be under {host} (nodes overlay it)"
     return None
@@ -138,15 +138,16 @@ def lib_script(lab_dir: Path, mode: MountMode, pythonpath: str) -> str:
             "}\n"
         )
     unshare = " ".join(_unshare_argv(mode.userns))
+    work_dirs = " ".join(f'"$W/{_work_name(d)}"' for d in tree.OVERLAID)
+    work_subdirs = " ".join(f'"$W/{_work_name(d)}/work"' for d in tree.OVERLAID)
+    upper_dirs = " ".join(f'"$N/root/{d}"' for d in tree.OVERLAID)
     return common + (
         '  W="$N/work/$$"\n'
-        '  mkdir -p "$W/etc" "$W/bin" "$W/lib" "$W/lbin" "$N/root/usr/local/bin" "$N/lock" '
-        "|| exit 255\n"
+        f'  mkdir -p {work_dirs} {upper_dirs} "$N/lock" || exit 255\n'
         # node-enter (the non-root SSH user's entry, see upgrader.lab.sudo) sets LAB_NS
         f'  {unshare} /bin/sh "$LAB_DIR/bin/${{LAB_NS:-node-ns}}" "$N" "$W" "$cmd"\n'
         "  rc=$?\n"
-        '  rmdir "$W/etc/work" "$W/bin/work" "$W/lib/work" "$W/lbin/work" "$W/etc" "$W/bin" '
-        '"$W/lib" "$W/lbin" "$W" 2>/dev/null\n'
+        f'  rmdir {work_subdirs} {work_dirs} "$W" 2>/dev/null\n'
         "  exit $rc\n"
         "}\n"
     )
@@ -158,11 +159,7 @@ NS_SCRIPT = """#!/bin/sh
 # hostname is set in the command's own UTS namespace.
 R="$1/root"; W="$2"
 {binds}{cgroup}mount --bind "$1/lock" /run/lock 2>/dev/null
-mount -t overlay overlay -o "lowerdir=/etc,upperdir=$R/etc,workdir=$W/etc" /etc &&
-mount -t overlay overlay -o "lowerdir=/usr/bin,upperdir=$R/usr/bin,workdir=$W/bin" /usr/bin &&
-mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$R/var/lib,workdir=$W/lib" /var/lib &&
-mount -t overlay overlay -o "lowerdir=/usr/local/bin,upperdir=$R/usr/local/bin,workdir=$W/lbin" \
-  /usr/local/bin || {
+{overlays} || {
   echo "upgrader lab: cannot mount the files of node $LAB_NODE" >&2; exit 255; }
 { echo "$LAB_NODE" > /proc/sys/kernel/hostname; } 2>/dev/null || hostname "$LAB_NODE" 2>/dev/null
 exec /bin/sh -c "$3"
@@ -245,6 +242,22 @@ def cgroup_problem(mode: MountMode) -> str | None:
     return None
 
 
+def _work_name(overlaid: str) -> str:
+    """The per-command overlay work directory of ``/<overlaid>`` (``usr/bin`` -> ``bin``)."""
+    return {"etc": "etc", "usr/bin": "bin", "var/lib": "lib"}.get(
+        overlaid, overlaid.replace("/", "-")
+    )
+
+
+def overlay_lines() -> str:
+    """One ``mount -t overlay`` per ``tree.OVERLAID`` directory, joined with ``&&``."""
+    return " &&\n".join(
+        f'mount -t overlay overlay -o "lowerdir=/{d},upperdir=$R/{d},'
+        f'workdir=$W/{_work_name(d)}" /{d}'
+        for d in tree.OVERLAID
+    )
+
+
 def host_tool(
     lab_dir: Path, mode: MountMode, name: str
 ) -> tuple[str | None, tuple[str, str] | None]:
@@ -255,8 +268,7 @@ def host_tool(
         return None, None
     real = os.path.realpath(found)
     hidden = any(
-        real == h or real.startswith(h + "/")
-        for h in ("/etc", "/usr/bin", "/var/lib", "/bin", "/usr/local/bin")
+        real == h or real.startswith(h + "/") for h in (*(f"/{d}" for d in tree.OVERLAID), "/bin")
     )
     if not hidden or mode.mode == "path":
         return real, None
@@ -278,7 +290,11 @@ def install(
     bind_lines = "".join(f"mount --bind {_q(src)} {_q(dst)} 2>/dev/null\n" for src, dst in binds)
     other = "v1" if host_cgroup() == "v2" else "v2"  # nodes that need a mount
     cgroup = CGROUP_MOUNTS[other] if mode.mode == "overlay" else ""
-    ns = NS_SCRIPT.replace("{binds}", bind_lines).replace("{cgroup}", cgroup)
+    ns = (
+        NS_SCRIPT.replace("{binds}", bind_lines)
+        .replace("{cgroup}", cgroup)
+        .replace("{overlays}", overlay_lines())
+    )
     tree.write_file(bindir / "node-ns", ns, 0o755)
     tree.write_file(bindir / "node-shell", SHELL_SCRIPT.format(lib=_q(str(lib))), 0o755)
     tree.write_file(bindir / "node-run", RUN_SCRIPT.format(lib=_q(str(lib))), 0o755)
