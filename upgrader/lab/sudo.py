@@ -380,7 +380,7 @@ def reach_script(covers: list[str], binds: list[str]) -> str:
         return ""
     lines = ["mount -t tmpfs -o mode=0700 upgrader-lab-stage /mnt || exit 255"]
     for i, path in enumerate(binds):
-        lines.append(f"mkdir /mnt/{i} && mount --bind {_q(path)} /mnt/{i} || exit 255")
+        lines.append(f"mkdir /mnt/{i} && mount --rbind {_q(path)} /mnt/{i} || exit 255")
     for cover in covers:
         lines.append(f"mount -t tmpfs -o mode=0755 upgrader-lab-reach {_q(cover)} || exit 255")
     for i, path in enumerate(binds):
