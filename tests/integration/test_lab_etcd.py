@@ -43,7 +43,9 @@ def etcd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """cp-1 at 1.27 (etcd 3.5.7), cp-2 at 1.34 (etcd 3.6.4; a lab node's own version),
     w-1 a worker."""
     lab_dir = tmp_path_factory.mktemp("lab") / "etcd-lab"
+    # the node tools themselves, driven as root (the non-root login: test_lab_sudo.py)
     spec = {
+        "ssh_user": "root",
         "version": "v1.27.8",
         "nodes": [
             {"name": "cp-1", "role": "control-plane"},
