@@ -81,4 +81,6 @@ def test_security_quick(tmp_path: Path) -> None:
         "url_template with shell-special characters",
         "facts values with shell payloads, rendered and executed",
         "secrets after a full apply (token, private key, sudo password)",
+        "forged state files and symlinked operator files",
+        "playbook text with control characters and bidi overrides",
     }
