@@ -44,8 +44,12 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy upgrader
 
+# Two pytest workers (pytest-xdist), one test file each at a time: the lab tests mostly wait on
+# their simulated nodes, so two files side by side fill the two cores CI has. TEST_WORKERS=0
+# runs everything in one process.
+TEST_WORKERS ?= 2
 test: deps lint typecheck
-	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=20
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=20 -n $(TEST_WORKERS) --dist loadfile
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit

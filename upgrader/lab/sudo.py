@@ -43,6 +43,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,24 +94,7 @@ def ensure_user(name: str) -> Account:
     """The host account ``name``: created when missing (a system account with a home and
     ``/bin/sh``), its password field set to ``*`` (no password; not locked, so sshd's
     public-key login works without PAM)."""
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        _run(
-            [
-                "useradd",
-                "--system",
-                "--create-home",
-                "--user-group",
-                "--shell",
-                USER_SHELL,
-                "--comment",
-                "upgrader lab SSH user",
-                name,
-            ],
-            f"cannot create the lab's SSH user {name}",
-        )
-        entry = pwd.getpwnam(name)
+    entry = _existing_or_created(name)
     if not os.path.isdir(entry.pw_dir):
         os.makedirs(entry.pw_dir, mode=0o750, exist_ok=True)
         os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
@@ -118,6 +102,37 @@ def ensure_user(name: str) -> Account:
     if shadow is not None and shadow.startswith("!"):
         _run(["usermod", "-p", "*", name], f"cannot unlock the lab's SSH user {name}")
     return Account(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+
+def _existing_or_created(name: str) -> pwd.struct_passwd:
+    """The account ``name``, created with ``useradd`` when missing. Two labs started at the
+    same moment (parallel test workers) may both try: useradd then fails with "already
+    exists" or on the passwd lock, so a failure is retried and lost races are accepted."""
+    for attempt in range(5):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+        try:
+            _run(
+                [
+                    "useradd",
+                    "--system",
+                    "--create-home",
+                    "--user-group",
+                    "--shell",
+                    USER_SHELL,
+                    "--comment",
+                    "upgrader lab SSH user",
+                    name,
+                ],
+                f"cannot create the lab's SSH user {name}",
+            )
+        except SudoSetupError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return pwd.getpwnam(name)
 
 
 def _shadow_field(name: str) -> str | None:
