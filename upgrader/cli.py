@@ -79,7 +79,12 @@ InventoryFileOpt = Annotated[  # the required form (facts, apply, status)
 # The options `plan` and `apply` share word for word. Those whose help differs between the
 # two (--strategy, --force, --harden-kubelet, the drain flags, ...) stay with their command.
 TargetOpt = Annotated[
-    str, typer.Option("--to", help="Target version, e.g. v1.28.4.", show_default=False)
+    str,
+    typer.Option(
+        "--to",
+        help="Target: v1.28.4, v1.28 (its newest known patch) or latest.",
+        show_default=False,
+    ),
 ]
 PlaybooksOpt = Annotated[
     Path | None, typer.Option("--playbooks", help="Directory with your own playbooks.")
@@ -231,13 +236,21 @@ def _plan_request(
     )
 
 
-def _parse_target(text: str) -> Any:
-    from upgrader.core.versions import KubeVersion, VersionError
+def _parse_target(text: str, release_data: Path | None) -> Any:
+    """The exact version ``--to`` names: ``v1.29`` and ``latest`` are resolved against the
+    release data (``--release-data`` or the packaged file); the expansion is said on stderr."""
+    from upgrader.core.releases import load_release_data
+    from upgrader.core.target_spec import resolve
+    from upgrader.core.versions import VersionError
 
+    releases = load_release_data(release_data)
     try:
-        return KubeVersion.parse(text)
+        resolved = resolve(text, releases, date.today())
     except VersionError as e:
         raise ConfigError(f"--to: {e}") from None
+    if resolved.expanded:
+        typer.echo(resolved.describe(), err=True)
+    return resolved.version
 
 
 # --------------------------------------------------------------------------- commands
@@ -370,7 +383,7 @@ def plan(
 
     if (inventory is None) == (facts_file is None):
         raise ConfigError("give exactly one of --inventory/-i or --facts")
-    target = _parse_target(to)
+    target = _parse_target(to, release_data)
     inv = _load_inventory(inventory) if inventory is not None else None
     req = _plan_request(
         target=target,
@@ -579,7 +592,7 @@ def apply(
     from upgrader.planning import check_request
     from upgrader.redact import redact
 
-    target = _parse_target(to)
+    target = _parse_target(to, release_data)
     req = ApplyRequest(
         inventory=inventory,
         plan=_plan_request(

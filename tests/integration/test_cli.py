@@ -347,3 +347,23 @@ def test_a_changed_playbook_names_what_changed_and_needs_a_flag(
     assert r.returncode in (4, 5), r.stdout + r.stderr
     assert "resuming the run's stored steps (--accept-changes)" in r.stderr
     assert cluster.contacts() > 0
+
+
+def test_to_a_minor_or_latest_is_resolved_and_said(cluster: Cluster) -> None:
+    """`--to v1.28` plans the newest v1.28 patch of the packaged release data and says so on
+    stderr (stdout stays JSON); an unknown minor is refused before any node is contacted,
+    naming the nearest known minor and latest."""
+    from upgrader.core.releases import load_release_data
+
+    newest_128 = load_release_data().newest_patch((1, 28))
+    facts = Path(__file__).parents[1] / "data/facts/one-cp-two-workers.json"
+    r = cli("plan", "--facts", str(facts), "--to", "v1.28", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["target"] == str(newest_128)
+    assert f"--to v1.28 means {newest_128} (the newest patch the release data knows)" in r.stderr
+    r = cli("apply", "-i", str(cluster.inventory), "--to", "v1.99", "--yes")
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = _one_line_error(r)
+    assert line.startswith("error: --to: the release data") and "has no v1.99 series" in line
+    assert "the nearest is v1." in line and "latest is v1." in line
+    assert cluster.contacts() == 0

@@ -151,6 +151,8 @@ def test_missing_release_data_for_an_intermediate_minor() -> None:
     assert p.hops == ()
     f = next(f for f in p.findings if f.code == PATH.NO_RELEASE_DATA)
     assert f.severity == Severity.BLOCKER and "1.35" in f.message
+    newest = gap.newest_minor
+    assert f"the newest minor it knows is v{newest[0]}.{newest[1]}, =" in f.message
 
 
 def test_prerelease_target() -> None:

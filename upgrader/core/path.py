@@ -319,7 +319,9 @@ def _hops(
                         Severity.BLOCKER,
                         f"the release data ({releases.origin}, {releases.generated}) has no "
                         f"{cluster.major}.{minor} series; cannot choose the intermediate hop "
-                        f"from {cluster} to {target}",
+                        f"from {cluster} to {target} (the newest minor it knows is "
+                        f"v{releases.newest_minor[0]}.{releases.newest_minor[1]}, "
+                        f"= {releases.newest_patch(releases.newest_minor)})",
                         fix="refresh the release data (scripts/refresh_releases.py, then "
                         "--release-data FILE), or upgrade in steps with explicit targets",
                     )
