@@ -46,7 +46,13 @@ from upgrader import state as st
 from upgrader.core.model import Facts, Finding, Plan, PlanEntry
 from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
 from upgrader.core.versions import KubeVersion
-from upgrader.errors import ConfigError, LockHeld, PreflightError, StepFailed
+from upgrader.errors import (
+    ConfigError,
+    LockHeld,
+    PreflightError,
+    StepFailed,
+    refusal_exit_code,
+)
 from upgrader.execute import events as ev
 from upgrader.execute import stored
 from upgrader.execute.engine import Engine, EngineOptions, precordoned_nodes
@@ -380,10 +386,12 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 io.show(render_text(fresh))
             if fresh.blockers:
                 codes = ", ".join(sorted({f.code for f in fresh.blockers}))
-                raise PreflightError(
+                refused = PreflightError(
                     f"refusing to apply: {len(fresh.blockers)} blocker(s) stand ({codes}); "
                     "see the findings above"
                 )
+                refused.exit_code = refusal_exit_code(f.code for f in fresh.blockers)
+                raise refused
             if sp_resume is None and not fresh.entries:
                 io.show("Nothing to do: the cluster is already at the target.\n")
                 return ApplyOutcome("nothing-to-do", state_path=state_path)

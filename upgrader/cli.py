@@ -19,7 +19,14 @@ from typing import Annotated, Any
 import typer
 
 from upgrader import __version__
-from upgrader.errors import ConfigError, ExitCode, UpgraderError
+from upgrader.errors import (
+    API_UNREACHABLE_CODES,
+    SSH_UNREACHABLE_CODES,
+    ConfigError,
+    ExitCode,
+    UpgraderError,
+    refusal_exit_code,
+)
 
 app = typer.Typer(
     name="upgrader",
@@ -302,6 +309,14 @@ def facts(
             f"({sum(1 for x in f.findings)} findings)",
             err=True,
         )
+    unreached = [x for x in f.findings if x.code in SSH_UNREACHABLE_CODES | API_UNREACHABLE_CODES]
+    if unreached:
+        names = sorted({x.node or "Kubernetes API" for x in unreached})
+        typer.echo(
+            f"error: incomplete facts: could not reach {', '.join(names)} (see the findings)",
+            err=True,
+        )
+        raise typer.Exit(int(refusal_exit_code(x.code for x in unreached)))
 
 
 @app.command()
@@ -416,7 +431,7 @@ def plan(
 
         typer.echo(render_text(p), nl=False)
     if p.blockers:
-        raise typer.Exit(int(ExitCode.BLOCKED))
+        raise typer.Exit(int(refusal_exit_code(f.code for f in p.blockers)))
 
 
 @app.command()

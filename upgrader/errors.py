@@ -6,6 +6,7 @@ returns. Must not: print, log, or import anything beyond the standard library.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -18,6 +19,24 @@ class ExitCode(IntEnum):
     KUBERNETES = 5  # the Kubernetes API failed or refused
     LOCKED = 6  # another run holds the lock
     INTERRUPTED = 130
+
+
+# Blocker finding codes that mean "could not reach": they decide the exit code of a refusal
+# (one code per cause, README "Exit codes"), ahead of the policy's own blockers.
+SSH_UNREACHABLE_CODES = frozenset({"NODE_UNREACHABLE", "HOST_KEY_REJECTED"})
+API_UNREACHABLE_CODES = frozenset({"API_UNREACHABLE"})
+
+
+def refusal_exit_code(codes: Iterable[str]) -> ExitCode:
+    """The exit code of a run refused by blocker findings with these ``codes``: 4 when a
+    node could not be reached over SSH (refused host key included), else 5 when the
+    Kubernetes API could not be, else 3."""
+    found = set(codes)
+    if found & SSH_UNREACHABLE_CODES:
+        return ExitCode.TRANSPORT
+    if found & API_UNREACHABLE_CODES:
+        return ExitCode.KUBERNETES
+    return ExitCode.BLOCKED
 
 
 class UpgraderError(Exception):

@@ -367,3 +367,33 @@ def test_to_a_minor_or_latest_is_resolved_and_said(cluster: Cluster) -> None:
     assert line.startswith("error: --to: the release data") and "has no v1.99 series" in line
     assert "the nearest is v1." in line and "latest is v1." in line
     assert cluster.contacts() == 0
+
+
+def test_unreachable_nodes_exit_4_for_plan_apply_and_facts(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """README "Exit codes": 4 when a node could not be reached over SSH (the API answering),
+    for every command; `facts` still writes what it gathered, then says whom it missed."""
+    from lab_api_fixture import LabAPI, small_spec
+
+    api = LabAPI.start(tmp_path / "api", small_spec())
+    try:
+        doc = yaml.safe_load(cluster.inventory.read_text())
+        doc["kubeconfig"] = {"path": str(api.dir / "kubeconfig"), "context": "lab"}
+        cluster.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+        inv = str(cluster.inventory)
+        plan = cli("plan", "-i", inv, "--to", "v1.28.4")
+        assert plan.returncode == 4, plan.stdout + plan.stderr
+        assert "NODE_UNREACHABLE" in plan.stdout
+        applied = cli("apply", "-i", inv, "--to", "v1.28.4", "--yes")
+        assert applied.returncode == 4, applied.stdout + applied.stderr
+        assert "refusing to apply" in applied.stderr and "NODE_UNREACHABLE" in applied.stderr
+        out = tmp_path / "facts.json"
+        facts = cli("facts", "-i", inv, "-o", str(out))
+        assert facts.returncode == 4, facts.stdout + facts.stderr
+        found = {(f["code"], f.get("node")) for f in json.loads(out.read_text())["findings"]}
+        assert {("NODE_UNREACHABLE", "cp-1"), ("NODE_UNREACHABLE", "w-1")} <= found
+        last = facts.stderr.strip().splitlines()[-1]
+        assert last == "error: incomplete facts: could not reach cp-1, w-1 (see the findings)"
+    finally:
+        api.stop()
