@@ -1,5 +1,3 @@
-
-
 def test_a_refusal_exits_with_the_code_of_its_cause() -> None:
     from upgrader.errors import ExitCode, refusal_exit_code
 
