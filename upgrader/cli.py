@@ -663,12 +663,10 @@ def apply(
     )
     try:
         outcome = run_apply(req, io)
-    except StepFailed:
-        reporter.close()
-        typer.echo(
+    except StepFailed as e:
+        e.hint = (
             f"see `upgrader status -i {inventory}` and the node's transcript; "
-            "the same command resumes the run",
-            err=True,
+            "the same command resumes the run"
         )
         raise
     finally:
@@ -727,6 +725,8 @@ def main() -> None:
 
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         typer.echo(f"error: {redact(msg)}", err=True)
+        if e.hint:
+            typer.echo(redact(e.hint), err=True)
         sys.exit(int(e.exit_code))
     except typer.Exit as e:
         sys.exit(e.exit_code)

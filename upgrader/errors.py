@@ -43,6 +43,8 @@ class UpgraderError(Exception):
     """Base of every error upgrader raises on purpose. ``str(e)`` is one line."""
 
     exit_code: ExitCode = ExitCode.STEP_FAILED
+    # what to do next, printed by the CLI on the line after ``error: ...`` (or None)
+    hint: str | None = None
 
 
 class ConfigError(UpgraderError):
