@@ -397,3 +397,47 @@ def test_unreachable_nodes_exit_4_for_plan_apply_and_facts(
         assert last == "error: incomplete facts: could not reach cp-1, w-1 (see the findings)"
     finally:
         api.stop()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        (),
+        ("plan",),
+        ("apply",),
+        ("facts",),
+        ("status",),
+        ("rbac",),
+        ("lab",),
+        ("lab", "up"),
+        ("lab", "faults"),
+    ],
+)
+def test_help_is_readable_at_80_columns(command: tuple[str, ...]) -> None:
+    """Every option of the command appears whole in `--help` at 80 columns, and no line is
+    wider than the terminal."""
+    import typer.main
+
+    from upgrader.cli import app
+    from upgrader.lab.cli import lab_app
+
+    env = cli_env() | {"COLUMNS": "80"}
+    r = subprocess.run(
+        [sys.executable, "-m", "upgrader", *command, "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80, r.stdout
+    assert "…" not in r.stdout
+    root, path = (lab_app, command[1:]) if command[:1] == ("lab",) else (app, command)
+    cmd = typer.main.get_command(root)
+    for name in path:
+        cmd = cmd.commands[name]  # type: ignore[attr-defined]
+    options = [o for param in cmd.params for o in getattr(param, "opts", []) if o[:1] == "-"]
+    assert "--help" in r.stdout
+    for opt in options:
+        assert opt in r.stdout, f"{opt} missing or cut in {' '.join(command)} --help"

@@ -27,6 +27,7 @@ lab_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: option names never cut at 80 columns
 )
 
 DirOpt = Annotated[
@@ -218,6 +219,7 @@ faults_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: option names never cut at 80 columns
 )
 lab_app.add_typer(faults_app)
 
