@@ -34,6 +34,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Protocol
 
 from upgrader import safefile
+from upgrader.core.playbook import PHASE_PRESTAGE as PRESTAGE_PHASE
 from upgrader.errors import ConfigError, LockHeld
 from upgrader.redact import MASK as MASK
 from upgrader.redact import redact
@@ -599,7 +600,7 @@ class NodeStatus:
     """One node's progress in a run, for ``upgrader status``."""
 
     node: str
-    state: str  # "done" | "failed" | "running" | "in-progress" | "pending"
+    state: str  # "done" | "failed" | "running" | "in-progress" | "staged" | "pending"
     step: str | None = None  # failed/running step, or the next step to run
     message: str | None = None
     done_steps: int = 0
@@ -616,6 +617,8 @@ class NodeStatus:
             return f"running step {self.step}"
         if self.state == "in-progress":
             return f"in progress ({self.done_steps}/{self.total_steps}), next: {self.step}"
+        if self.state == "staged":
+            return "pending (packages pre-staged; the node itself not touched yet)"
         return "pending"
 
 
@@ -637,8 +640,10 @@ def status_summary(state: RunState) -> dict[str, NodeStatus]:
             ns = NodeStatus(node, "running", running.id, None, n_done, total)
         elif nxt is None:
             ns = NodeStatus(node, "done", None, None, n_done, total)
-        elif n_done:
+        elif any(r.status in DONE_STEP and r.phase != PRESTAGE_PHASE for r in recs):
             ns = NodeStatus(node, "in-progress", nxt.id, None, n_done, total)
+        elif n_done:  # only downloads ran: the node is as it was
+            ns = NodeStatus(node, "staged", nxt.id, None, n_done, total)
         else:
             ns = NodeStatus(node, "pending", nxt.id, None, n_done, total)
         out[node] = ns

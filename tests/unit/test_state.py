@@ -492,6 +492,22 @@ def test_status_summary() -> None:
     assert (s2.done_steps, s2.total_steps) == (1, 2)
 
 
+def test_a_node_with_only_its_downloads_done_is_pending_not_in_progress() -> None:
+    pre = [
+        S("v1.28.4/w-9/prestage/package-repository", "w-9", "prestage", "package-repository"),
+        S("v1.28.4/w-9/prestage/download", "w-9", "prestage", "download"),
+        S("v1.28.4/w-9/worker/drain", "w-9", "worker", "drain"),
+    ]
+    st = make_state(steps=pre)
+    for r in pre[:2]:
+        st = finish_step(start_step(st, r.id), r.id)
+    s = status_summary(st)["w-9"]
+    assert s.state == "staged" and s.step == pre[2].id
+    assert s.text == "pending (packages pre-staged; the node itself not touched yet)"
+    st = finish_step(start_step(st, pre[2].id), pre[2].id)
+    assert status_summary(st)["w-9"].state == "done"
+
+
 # --------------------------------------------------------------------------- paths
 
 
