@@ -58,7 +58,13 @@ from upgrader.execute import stored
 from upgrader.execute.engine import Engine, EngineOptions, precordoned_nodes
 from upgrader.execute.ops import ApiKubeOps, KubeOps
 from upgrader.planning import PlanRequest, make_plan
-from upgrader.summary import RunSummary, build_summary, summary_path, write_summary
+from upgrader.summary import (
+    RunSummary,
+    build_summary,
+    summary_path,
+    versions_of,
+    write_summary,
+)
 
 log = logging.getLogger("upgrader.apply")
 
@@ -440,6 +446,9 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                         run_id=run_id,
                         plan_digest=digest,
                         inputs=inputs,
+                        versions_before={
+                            n.name: versions_of(n) for n in facts.nodes if n.reachable
+                        },
                     )
                     sf.save(run_state)
                     plan_entries = sp.entries

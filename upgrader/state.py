@@ -158,6 +158,9 @@ class RunState:
     # exactly what changed.
     plan_digest: str | None = None
     inputs: Mapping[str, str] = field(default_factory=dict)
+    # Per node, the package and control-plane versions the run started from (the facts of
+    # its first attempt): the summary's "before" whatever resumes happen later.
+    versions_before: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
 
     def step(self, step_id: str) -> StepRecord:
         try:
@@ -194,6 +197,11 @@ class RunState:
             **({"etcd_snapshot": dict(self.etcd_snapshot)} if self.etcd_snapshot else {}),
             **({"plan_digest": self.plan_digest} if self.plan_digest else {}),
             **({"inputs": dict(self.inputs)} if self.inputs else {}),
+            **(
+                {"versions_before": {k: dict(v) for k, v in self.versions_before.items()}}
+                if self.versions_before
+                else {}
+            ),
         }
 
     @classmethod
@@ -279,7 +287,23 @@ class RunState:
             etcd_snapshot=_snapshot_record(opt(data, "etcd_snapshot", dict, ""), source),
             plan_digest=opt(data, "plan_digest", str, ""),
             inputs=MappingProxyType(_inputs(opt(data, "inputs", dict, ""), source)),
+            versions_before=_versions(opt(data, "versions_before", dict, ""), source),
         )
+
+
+def _versions(raw: dict[str, Any] | None, source: str) -> Mapping[str, Mapping[str, str | None]]:
+    if raw is None:
+        return MappingProxyType({})
+    out: dict[str, Mapping[str, str | None]] = {}
+    for node, vs in raw.items():
+        if not isinstance(vs, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in vs.items()
+        ):
+            raise ConfigError(
+                f"{source}: versions_before.{node}: must map component names to versions"
+            )
+        out[node] = MappingProxyType(dict(vs))
+    return MappingProxyType(out)
 
 
 def _inputs(raw: dict[str, Any] | None, source: str) -> dict[str, str]:
@@ -318,6 +342,7 @@ def new_run(
     now: str | None = None,
     plan_digest: str | None = None,
     inputs: Mapping[str, str] | None = None,
+    versions_before: Mapping[str, Mapping[str, str | None]] | None = None,
 ) -> RunState:
     """A fresh run with every planned step ``pending``."""
     t = now or now_iso()
@@ -342,6 +367,9 @@ def new_run(
         transcripts=None if transcripts is None else str(transcripts),
         plan_digest=plan_digest,
         inputs=MappingProxyType(dict(inputs or {})),
+        versions_before=MappingProxyType(
+            {k: MappingProxyType(dict(v)) for k, v in (versions_before or {}).items()}
+        ),
     )
 
 

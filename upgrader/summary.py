@@ -200,6 +200,9 @@ def build_summary(
     nodes: list[NodeSummary] = []
     for name in dict.fromkeys(e.node for e in entries):
         b = next((n for n in before.nodes if n.name == name), None)
+        # the versions the run started from, recorded at its first attempt (a resume's own
+        # facts already show what the earlier attempts changed)
+        before_v = state.versions_before.get(name) or versions_of(b)
         a = next((n for n in after.nodes if n.name == name), None) if after else None
         after_v = versions_of(a)
         if a is None or not a.reachable:
@@ -221,7 +224,7 @@ def build_summary(
             NodeSummary(
                 node=name,
                 role=roles[name],
-                before=versions_of(b),
+                before=dict(before_v),
                 after=after_v,
                 drained=wins,
                 drained_seconds=sum(secs) if wins and None not in secs else None,

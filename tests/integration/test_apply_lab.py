@@ -239,6 +239,12 @@ def test_one_control_plane_three_workers(make_lab: Callable[..., Lab]) -> None:
     }
     assert doc["lock"] == "free"
 
+    # the lab itself shows where the cluster is now, and where its spec started it
+    ls = cli("lab", "status", "--dir", str(lab.dir))
+    assert ls.returncode == 0, ls.stdout + ls.stderr
+    assert f"cluster {TARGET} (the spec started it at v1.27.8)" in ls.stdout
+    assert f"kubelet:   {TARGET} on cp-1, w-1, w-2, w-3" in ls.stdout
+
     again = lab.apply()
     assert again.returncode == 0, again.stderr
     assert "Nothing to do" in again.stdout
@@ -366,6 +372,10 @@ def test_failed_step_stops_the_run_and_a_rerun_resumes(make_lab: Callable[..., L
     assert r2.returncode == 0, r2.stdout + r2.stderr
     assert lab.changes("w-1") == w1_before  # nothing repeated on the first worker
     _all_at(lab)
+    # the summary's "before" is where the run started, not where the resume found it
+    summary = json.loads(lab.state.with_name(lab.state.name + ".summary.json").read_text())
+    before = {n["node"]: n["before"]["kubelet"] for n in summary["nodes"]}
+    assert before == dict.fromkeys(("cp-1", "w-1", "w-2", "w-3"), "v1.27.8"), before
     assert not any(v["unschedulable"] for v in lab.nodes().values())
 
 

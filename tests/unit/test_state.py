@@ -88,7 +88,9 @@ def make_state(**kw: object) -> RunState:
 
 
 def test_roundtrip_keeps_every_field(tmp_path: Path) -> None:
-    st = make_state(transcripts=str(tmp_path / "t"))
+    before = {"cp-1": {"kubelet": "v1.27.8", "kubeadm": "v1.27.8", "control_plane": None}}
+    st = make_state(transcripts=str(tmp_path / "t"), versions_before=before)
+    assert st.to_dict()["versions_before"] == before
     st = start_step(st, IDS[0], now="t1")
     st = finish_step(st, IDS[0], message="ok", now="t2")
     st = start_step(st, IDS[1], now="t3")

@@ -203,10 +203,18 @@ def status_cmd(
         pk = st.get("pkgserver") or {}
         if pk.get("port"):
             typer.echo(f"  packages:  {pk['pids'] or 'not running'} port {pk['port']}")
+        cur = st.get("current") or {}
+        kubelets: dict[str, list[str]] = {}
+        for node, v in (cur.get("kubelets") or {}).items():
+            kubelets.setdefault(v, []).append(node)
+        now = cur.get("cluster") or st["version"]
+        started = "" if now == st["version"] else f" (the spec started it at {st['version']})"
         typer.echo(
             f"  nodes:     {n['total']} ({n['control_planes']} control-plane, "
-            f"{n['workers']} worker), cluster {st['version']}"
+            f"{n['workers']} worker), cluster {now}{started}"
         )
+        for v, names in sorted(kubelets.items()):
+            typer.echo(f"  kubelet:   {v} on {', '.join(names)}")
         if m:
             typer.echo(f"  mount:     {m.get('mode')} ({m.get('reason')})")
     if st["state"] != "running":

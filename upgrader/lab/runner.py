@@ -870,4 +870,31 @@ def status(lab_dir: Path) -> dict[str, Any]:
         },
         "mount": lab.get("mount") or {},
         "version": spec.get("version"),
+        "current": current_versions(lab_dir),
     }
+
+
+def current_versions(lab_dir: Path) -> dict[str, Any]:
+    """What the lab's cluster runs now, from the API server's saved objects (readable while
+    it is stopped): the kubeadm-config ``kubernetesVersion`` and each Node's kubelet. Empty
+    when the lab has no API state yet."""
+    import yaml
+
+    data = read_json(lab_dir / "api-state.json")
+    if not isinstance(data, dict):
+        return {}
+    objects = data.get("objects") or {}
+    kubelets: dict[str, str] = {}
+    for node in objects.get("nodes") or []:
+        info = ((node.get("status") or {}).get("nodeInfo")) or {}
+        kubelets[str(node["metadata"]["name"])] = str(info.get("kubeletVersion", "?"))
+    cluster = None
+    for cm in objects.get("configmaps") or []:
+        meta = cm.get("metadata") or {}
+        if (meta.get("namespace"), meta.get("name")) == ("kube-system", "kubeadm-config"):
+            try:
+                text = (cm.get("data") or {}).get("ClusterConfiguration") or ""
+                cluster = (yaml.safe_load(text) or {}).get("kubernetesVersion")
+            except yaml.YAMLError:
+                cluster = None
+    return {"cluster": cluster, "kubelets": kubelets}
