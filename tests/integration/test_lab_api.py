@@ -841,6 +841,9 @@ data:
 """
 
 
+_SHOP_SCALE = "/apis/apps/v1/namespaces/default/deployments/shop/scale"
+
+
 @pytest.mark.parametrize("kubectl_name", sorted(KUBECTLS) or ["missing"])
 def test_real_kubectl_against_the_lab(tmp_path: Path, kubectl_name: str) -> None:
     if kubectl_name == "missing":
@@ -899,6 +902,19 @@ def test_real_kubectl_against_the_lab(tmp_path: Path, kubectl_name: str) -> None
             ),
             what="rollout",
         )
+        # `kubectl scale` goes through the deployments/scale subresource (autoscaling/v1)
+        scaled = kubectl("scale", "deployment/shop", "--replicas=3")
+        assert "deployment.apps/shop scaled" in scaled.stdout
+        wait_for(lambda: len(running(v1, "app=shop")) == 3, what="shop scaled to 3")
+        scale = json.loads(kubectl("get", "--raw", _SHOP_SCALE).stdout)
+        assert (scale["kind"], scale["spec"]["replicas"]) == ("Scale", 3)
+        assert scale["status"]["selector"] == "app=shop"
+        kubectl("scale", "deployment/shop", "--replicas=1", "--current-replicas=3")
+        wait_for(lambda: len(running(v1, "app=shop")) == 1, what="shop scaled to 1")
+        stale = lab.kubectl(
+            "scale", "deployment/shop", "--replicas=2", "--current-replicas=3", binary=binary
+        )
+        assert stale.returncode != 0 and "Expected replicas to be 3, was 1" in stale.stderr
         can = kubectl("auth", "can-i", "patch", "nodes")
         assert can.stdout.strip() == "yes"
         kubectl("delete", "-f", str(path))

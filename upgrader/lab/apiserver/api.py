@@ -284,6 +284,8 @@ class Api:
             return self._evict(req, t)
         if t.sub == "log":
             return self._log(t)
+        if t.sub == "scale":
+            return self._scale(req, t, verb)
         if verb == "get":
             return self._get(req, t)
         if verb in ("list", "watch"):
@@ -778,6 +780,78 @@ class Api:
                 raise stale(rt, t.name)
             new = self._merge_update(rt, old, patched, t.sub)
             return self._commit_update(req, rt, old, new, dry)
+
+    # ------------------------------------------------------------------ scale
+    @staticmethod
+    def _scale_of(obj: Json) -> Json:
+        """The autoscaling/v1 Scale of a Deployment or ReplicaSet (registry/apps
+        ``scaleFromDeployment``: spec.replicas, status.replicas, the selector as a string)."""
+        from upgrader.lab.apiserver.selectors import selector_string
+
+        meta = obj["metadata"]
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
+            "spec": {"replicas": int(spec.get("replicas", 1))},
+            "status": {
+                "replicas": int(status.get("replicas", 0)),
+                "selector": selector_string(spec.get("selector") or {}),
+            },
+        }
+
+    def _scale(self, req: Request, t: Target, verb: str) -> Response:
+        rt = t.rt
+        with self.store.lock:
+            old = self.store.get(rt.plural, t.namespace, t.name)
+            if old is None:
+                raise not_found(rt, t.name)
+            current = self._scale_of(old)
+            if verb == "get":
+                return json_response(200, current)
+            if verb == "update":
+                incoming = self._decode(req)
+            else:
+                ct = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                try:
+                    doc = json.loads(req.body or b"null")
+                    incoming = apply_patch(ct, current, doc)
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    raise bad_request(f"error decoding patch: {e}") from None
+                except PatchError as e:
+                    raise bad_request(str(e)) from None
+            if not isinstance(incoming, dict):
+                raise bad_request("a Scale must be an object")
+            rv = (incoming.get("metadata") or {}).get("resourceVersion")
+            if rv and str(rv) != old["metadata"].get("resourceVersion"):
+                raise stale(rt, t.name)
+            replicas = (incoming.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise invalid(
+                    rt,
+                    t.name,
+                    [
+                        FieldError(
+                            "Invalid value",
+                            "spec.replicas",
+                            "must be greater than or equal to 0",
+                            replicas,
+                        )
+                    ],
+                )
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["replicas"] = replicas
+            if rt.generation and new.get("spec") != old.get("spec"):
+                new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+            if new == old or self._dry_run(req):
+                return json_response(200, self._scale_of(new))
+            stored = self.store.update(rt.plural, new)
+        return json_response(200, self._scale_of(stored))
 
     # ------------------------------------------------------------------ delete
     def _delete_options(self, req: Request) -> Json:

@@ -62,6 +62,11 @@ def _status(group: str, version: str, kind: str) -> Subresource:
     return Subresource("status", kind, group, version, ("get", "patch", "update"))
 
 
+# ``kubectl scale`` reads and patches an autoscaling/v1 Scale (apps/v1 deployments and
+# replicasets serve it; kubernetes/kubernetes pkg/registry/apps/deployment/storage).
+SCALE = Subresource("scale", "Scale", "autoscaling", "v1", ("get", "patch", "update"))
+
+
 _POD_FIELDS = (
     "spec.nodeName",
     "spec.restartPolicy",
@@ -156,7 +161,7 @@ RESOURCES: tuple[ResourceType, ...] = (
         True,
         short_names=("deploy",),
         categories=("all",),
-        subresources=(_status("apps", "v1", "Deployment"),),
+        subresources=(_status("apps", "v1", "Deployment"), SCALE),
         generation=True,
     ),
     ResourceType(
@@ -168,7 +173,7 @@ RESOURCES: tuple[ResourceType, ...] = (
         True,
         short_names=("rs",),
         categories=("all",),
-        subresources=(_status("apps", "v1", "ReplicaSet"),),
+        subresources=(_status("apps", "v1", "ReplicaSet"), SCALE),
         generation=True,
     ),
     ResourceType(

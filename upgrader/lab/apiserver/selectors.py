@@ -251,3 +251,25 @@ def compile_filters(
         return matches(ls, meta.get("labels")) and field_matches(fs, obj)
 
     return pred
+
+
+def selector_string(sel: Any) -> str:
+    """A LabelSelector object as its string form (apimachinery ``FormatLabelSelector``:
+    matchLabels ``k=v`` then matchExpressions ``k in (a,b)``, ``k notin (a)``, ``k``, ``!k``,
+    sorted by key as ``labels.Selector.String`` does)."""
+    if not isinstance(sel, dict):
+        return ""
+    parts: list[tuple[str, str]] = []
+    for k, v in (sel.get("matchLabels") or {}).items():
+        parts.append((str(k), f"{k}={v}"))
+    for e in sel.get("matchExpressions") or []:
+        key, op = str(e.get("key", "")), str(e.get("operator", ""))
+        values = ",".join(sorted(str(v) for v in e.get("values") or []))
+        text = {
+            "In": f"{key} in ({values})",
+            "NotIn": f"{key} notin ({values})",
+            "Exists": key,
+            "DoesNotExist": f"!{key}",
+        }.get(op, key)
+        parts.append((key, text))
+    return ",".join(t for _, t in sorted(parts))
