@@ -394,6 +394,12 @@ def plan(
     if facts_file is not None:
         f = _load_facts_file(facts_file)
     else:
+        from upgrader.kube.client import exec_plugin_notice
+
+        assert inv is not None
+        notice = exec_plugin_notice(inv.kubeconfig_path(), inv.kubeconfig_context)
+        if notice is not None:  # said before it runs; stdout stays one document with --json
+            typer.echo(notice, err=as_json)
         f, pre = _gather_with_preflight(inv, max_workers, target, disable_eviction)
     p = make_plan(f, req, inv, preflight=pre)
     if as_json:
