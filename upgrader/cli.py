@@ -48,11 +48,28 @@ class Strategy(StrEnum):
 # --------------------------------------------------------------------------- helpers
 
 
+class _RedactingFilter(logging.Filter):
+    """Log lines on stderr through :func:`upgrader.redact.redact` (credential shapes): the
+    ``kubernetes`` loader logs a failed ``exec`` plugin's stderr as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from upgrader.redact import redact
+
+        msg = record.getMessage()
+        masked = redact(msg)
+        if masked != msg:
+            record.msg, record.args = masked, None
+        return True
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())
     if verbose < 2:
         # paramiko logs a failed handshake at ERROR with its traceback, in its own thread;
         # the SSH transport turns the same failure into a one-line TransportError

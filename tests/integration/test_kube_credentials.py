@@ -430,9 +430,10 @@ def test_a_client_key_from_an_exec_plugin_is_moved_into_memory(
 
 
 def test_failed_api_calls_show_no_credential(tmp_path: Path) -> None:
-    """A kubeconfig whose token the API server rejects (401) and an API that fails (500),
-    with debug logging (-vv): the error lines and logs name the failure, never the token
-    or the client key (the client's request headers are not printed)."""
+    """A kubeconfig whose token the API server rejects (401), an API that fails (500), with
+    debug logging (-vv), and an exec plugin that fails printing credentials: the error lines
+    and logs name the failure, never the token or the client key (the client's request
+    headers are not printed; log lines go through the redaction)."""
     spec = small_spec(
         faults=[{"api": {"method": "GET", "path_prefix": LEASE_PATH, "status": 500, "times": 50}}]
     )
@@ -458,7 +459,26 @@ def test_failed_api_calls_show_no_credential(tmp_path: Path) -> None:
             doc = yaml.safe_load(inv[name].read_text())
             doc["ssh"] = {"port": 1, "connect_timeout": 2}
             inv[name].write_text(yaml.safe_dump(doc))
+        # an exec plugin that fails, printing credentials on stderr (the kubernetes loader
+        # logs its stderr as it is)
+        failing = tmp_path / "bin" / "failing-helper"
+        failing.parent.mkdir(exist_ok=True)
+        failing.write_text(
+            "#!/bin/sh\n"
+            f"echo 'refresh failed: Authorization: Bearer {wrong} password={wrong}' >&2\n"
+            "exit 1\n"
+        )
+        failing.chmod(0o755)
+        kubeconfig = tmp_path / "plugin" / "kubeconfig"
+        kubeconfig.parent.mkdir()
+        plugin_user = {
+            "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(failing)}
+        }
+        write_kubeconfig(lab, kubeconfig, plugin_user)
+        inv["plugin"] = tmp_path / "plugin" / "inventory.yaml"
+        write_inventory(inv["plugin"], kubeconfig)
         runs = {
+            "status, exec plugin failing": cli("status", "-i", str(inv["plugin"])),
             "plan, token rejected": cli(
                 "plan", "-vv", "-i", str(inv["rejected"]), "--to", "v1.28.4", timeout=300
             ),
@@ -471,6 +491,7 @@ def test_failed_api_calls_show_no_credential(tmp_path: Path) -> None:
     assert "401" in runs["plan, token rejected"].stderr
     assert "unknown (API: GET lease" in runs["status, token rejected"].stdout
     assert "500" in runs["status, API failing"].stdout + runs["status, API failing"].stderr
+    assert "Authorization: Bearer ***" in runs["status, exec plugin failing"].stderr
     secrets = [wrong, lab.token, *(x.decode() for x in key_body_lines(key_pem))]
     for what, r in runs.items():
         for s in secrets:
