@@ -69,6 +69,7 @@ def make_api_client(
         path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{where}: cannot read: {_one_line(e.strerror or e)}") from None
+    credfiles.sweep()  # what a SIGKILLed run may have left (only without memfd, or mid-exec)
     config = Configuration()
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
