@@ -39,6 +39,11 @@ checks, each against a real lab through the real CLI:
 - **playbook text** (attack 7): a site step whose command, check or description holds CR,
   ESC, BEL, NUL, DEL, a C1 control or a bidi override/isolate: ``plan`` refuses it at load
   time (exit 2, one line naming file, phase, step and field), nothing runs.
+- **kubeconfig credentials** (attack 11): with a client certificate and key (signed by the
+  lab's CA) inline in the kubeconfig, ``plan`` is SIGKILLed once it has connected (and,
+  in full mode, later on): no file under its temp directory holds the key's PEM body, during
+  the run or after; a kubeconfig user with an ``exec`` plugin: ``plan`` names the plugin's
+  command before it runs, never its arguments or environment values.
 
 Must not: weaken a lab's security for anything but the check at hand (each check restores
 the files it rewrote), or leave a lab running.
@@ -48,11 +53,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -902,6 +909,181 @@ def check_playbook_text(lab: Lab, work: Path, quick: bool = False) -> Check:
     return ch
 
 
+# --------------------------------------------------------------------------- kubeconfig credentials
+
+
+def _client_cert(lab: Lab) -> tuple[bytes, bytes]:
+    """(certificate PEM, RSA key PEM) for a client, signed by the lab's CA."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    ca = x509.load_pem_x509_certificate((lab.dir / "pki" / "ca.crt").read_bytes())
+    signer = serialization.load_pem_private_key((lab.dir / "pki" / "ca.key").read_bytes(), None)
+    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-ops")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(signer, hashes.SHA256())
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), pem
+
+
+def _with_user(lab: Lab, dest: Path, user: dict[str, Any]) -> Path:
+    """A copy of the lab's inventory (beside it: its relative paths still hold; the caller
+    removes it) whose kubeconfig, a copy in ``dest``, has ``user`` as its user."""
+    dest.mkdir(parents=True, exist_ok=True)
+    kc = yaml.safe_load((lab.dir / "kubeconfig").read_text())
+    for u in kc["users"]:
+        u["user"] = user
+    (dest / "kubeconfig").write_text(yaml.safe_dump(kc, sort_keys=False))
+    (dest / "kubeconfig").chmod(0o600)
+    inv = yaml.safe_load(lab.inventory.read_text())
+    inv["kubeconfig"] = {"path": str(dest / "kubeconfig"), "context": None}
+    path = lab.dir / f"{dest.name}-inventory.yaml"
+    path.write_text(yaml.safe_dump(inv, sort_keys=False))
+    return path
+
+
+def _holding(root: Path, needles: list[bytes], recursive: bool) -> list[str]:
+    found: list[str] = []
+    walker = os.walk(root) if recursive else [(str(root), [], os.listdir(root))]
+    for dirpath, _dirs, names in walker:
+        for name in names:
+            p = Path(dirpath) / name
+            try:
+                if p.is_symlink() or not p.is_file() or p.stat().st_size > 256 * 1024:
+                    continue
+                if any(n in p.read_bytes() for n in needles):
+                    found.append(str(p))
+            except OSError:
+                continue
+    return found
+
+
+def _fd_links(pid: int) -> list[str]:
+    out = []
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return out
+
+
+def check_kube_credentials(lab: Lab, work: Path, quick: bool = False) -> Check:
+    """Attack 11 of issue 12: the client key in /tmp after a SIGKILL; a silent exec plugin."""
+    ch = Check("kubeconfig client key on disk after SIGKILL; exec plugin announced")
+    cert_pem, key_pem = _client_cert(lab)
+    needles = [
+        x.strip() for x in key_pem.splitlines() if not x.startswith(b"-----") and len(x) >= 16
+    ]
+    inv = _with_user(
+        lab,
+        work / "kc-certs",
+        {
+            "token": lab.token(),
+            "client-certificate-data": base64.b64encode(cert_pem).decode(),
+            "client-key-data": base64.b64encode(key_pem).decode(),
+        },
+    )
+    delays = [0.0] if quick else [0.0, 1.0, 3.0]
+    for delay in delays:
+        tmp = work / f"kc-tmp-{delay}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, TMPDIR=str(tmp), NO_COLOR="1")
+        env.pop("KUBECONFIG", None)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "upgrader", "plan", "-i", str(inv), "--to", TARGET],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO,
+        )
+        what = f"plan SIGKILLed {delay:.0f}s after its first connection"
+        ch.cases += 1
+        try:
+            deadline = time.monotonic() + 120
+            links: list[str] = []
+            # connected: the API client (and its credentials) was built before any socket
+            while p.poll() is None and time.monotonic() < deadline:
+                links = _fd_links(p.pid)
+                if any(x.startswith("socket:") for x in links):
+                    break
+                time.sleep(0.01)
+            time.sleep(delay)
+            if p.poll() is not None:
+                ch.notes.append(f"{what}: the run ended first (exit {p.returncode})")
+            else:
+                memfds = sum("memfd:" in x for x in _fd_links(p.pid) or links)
+                during = _holding(tmp, needles, recursive=True)
+                p.send_signal(signal.SIGKILL)
+                p.wait(60)
+                for f in during:
+                    ch.fail(f"{what}: the client key is in {f} while the run goes on")
+                ch.notes.append(f"{what}: {memfds} memfd(s) held, {len(during)} key files")
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(60)
+        after = _holding(tmp, needles, recursive=True)
+        after += _holding(Path(tempfile.gettempdir()), needles, recursive=False)
+        for f in after:
+            ch.fail(f"{what}: the client key is left in {f}")
+    # the exec plugin: named (command only) before it runs
+    secret = "bench-secret-" + secrets.token_hex(8)
+    plugin = work / "kc-exec" / "bin" / "cred-helper"
+    plugin.parent.mkdir(parents=True, exist_ok=True)
+    plugin.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"print(json.dumps({{'apiVersion': 'client.authentication.k8s.io/v1beta1', "
+        f"'kind': 'ExecCredential', 'status': {{'token': open(sys.argv[1]).read().strip()}}}}))\n"
+    )
+    plugin.chmod(0o755)
+    inv2 = _with_user(
+        lab,
+        work / "kc-exec",
+        {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                "command": str(plugin),
+                "args": [lab.info["api"]["token_file"], f"--secret={secret}"],
+                "env": [{"name": "HELPER_SECRET", "value": secret}],
+                "interactiveMode": "Never",
+            }
+        },
+    )
+    r = cli("plan", "-i", str(inv2), "--to", TARGET, timeout=300)
+    ch.cases += 1
+    user = yaml.safe_load((inv2.parent / "kubeconfig").read_text())["users"][0]["name"]
+    want = f"kubeconfig user {user!r} runs an exec credential plugin: {plugin}"
+    first = r.stdout.splitlines()[0] if r.stdout else ""
+    ch.notes.append(f"exec plugin: plan exit {r.code}; first line: {first[:120]}")
+    if r.code != 0:
+        ch.fail(f"exec plugin: plan exit {r.code}: {(r.stderr or r.stdout)[-300:]}")
+    if first != want:
+        ch.fail(f"exec plugin: plan does not name it first (want {want!r}): {first[:160]!r}")
+    if secret in r.stdout + r.stderr:
+        ch.fail("exec plugin: its argument or environment value is shown")
+    for p in (inv, inv2):
+        p.unlink(missing_ok=True)
+    return ch
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -926,6 +1108,7 @@ def campaign(work: Path, quick: bool = False, log: Callable[[str], None] = print
             ("url_template", check_url_template),
             ("state files", check_state_files),
             ("playbook text", lambda lab, w: check_playbook_text(lab, w, quick=quick)),
+            ("kubeconfig credentials", lambda lab, w: check_kube_credentials(lab, w, quick=quick)),
             (
                 "facts values",
                 lambda lab, w: check_facts_values(

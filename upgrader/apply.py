@@ -175,17 +175,16 @@ def _transcripts_dir(req: ApplyRequest, run: st.RunState, state_path: Path) -> P
 
 
 def _secrets(inventory: Any, api_client: Any) -> tuple[str, ...]:
-    """Values to mask everywhere: sudo passwords (from the variables the inventory names)
-    and the API bearer token."""
+    """Values to mask everywhere: sudo passwords (from the variables the inventory names),
+    the API bearer token and the kubeconfig's client key."""
+    from upgrader.kube.client import credential_values
+
     found: list[str] = []
     for n in inventory.nodes:
         env = inventory.ssh_target(n).sudo_password_env
         if env and os.environ.get(env):
             found.append(os.environ[env])
-    cfg = getattr(api_client, "configuration", None)
-    for v in (getattr(cfg, "api_key", None) or {}).values():
-        if isinstance(v, str) and v:
-            found.append(v.removeprefix("Bearer ").strip())
+    found.extend(credential_values(api_client))
     return tuple(dict.fromkeys(found))
 
 
@@ -306,7 +305,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
     from upgrader.gather import gather_facts
     from upgrader.inventory import load_inventory
     from upgrader.kube import lease
-    from upgrader.kube.client import make_api_client
+    from upgrader.kube.client import exec_plugin_notice, make_api_client
     from upgrader.transport.ssh import SSHPool
 
     if not req.yes and io.confirm is None:
@@ -362,6 +361,9 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             sp_resume = stored.load(stored.plan_path(state_path), prev.run_id, prev.plan_digest)
             _transcripts_dir(req, prev, state_path)  # refused now, before any node is asked
 
+        notice = exec_plugin_notice(inv.kubeconfig_path(), inv.kubeconfig_context)
+        if notice is not None:
+            io.show(notice + "\n")  # before it runs (building the client runs it)
         api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
         pool = SSHPool()
         try:

@@ -56,11 +56,28 @@ class Strategy(StrEnum):
 # --------------------------------------------------------------------------- helpers
 
 
+class _RedactingFilter(logging.Filter):
+    """Log lines on stderr through :func:`upgrader.redact.redact` (credential shapes): the
+    ``kubernetes`` loader logs a failed ``exec`` plugin's stderr as it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from upgrader.redact import redact
+
+        msg = record.getMessage()
+        masked = redact(msg)
+        if masked != msg:
+            record.msg, record.args = masked, None
+        return True
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())
     if verbose < 2:
         # paramiko logs a failed handshake at ERROR with its traceback, in its own thread;
         # the SSH transport turns the same failure into a one-line TransportError
@@ -423,6 +440,12 @@ def plan(
     if facts_file is not None:
         f = _load_facts_file(facts_file)
     else:
+        from upgrader.kube.client import exec_plugin_notice
+
+        assert inv is not None
+        notice = exec_plugin_notice(inv.kubeconfig_path(), inv.kubeconfig_context)
+        if notice is not None:  # said before it runs; stdout stays one document with --json
+            typer.echo(notice, err=as_json)
         f, pre = _gather_with_preflight(inv, max_workers, target, disable_eviction)
     p = make_plan(f, req, inv, preflight=pre)
     if as_json:

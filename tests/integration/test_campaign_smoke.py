@@ -83,4 +83,5 @@ def test_security_quick(tmp_path: Path) -> None:
         "secrets after a full apply (token, private key, sudo password)",
         "forged state files and symlinked operator files",
         "playbook text with control characters and bidi overrides",
+        "kubeconfig client key on disk after SIGKILL; exec plugin announced",
     }

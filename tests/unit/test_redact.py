@@ -73,14 +73,11 @@ class _Kube:
         return NodeState(node, True, False, "v1.27.8")
 
 
-def test_one_secret_laden_output_through_every_sink(tmp_path: Path) -> None:
-    """State file, events file, transcript, progress text and the CLI error line."""
-    leak = (
-        f"kubeadm join cp:6443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH} "
-        f"--certificate-key {CERT_KEY}; bare {TOKEN}; Authorization: Bearer {BEARER}; "
-        f"sudo said {PASSWORD}"
-    )
-    secrets_ = [TOKEN, CERT_KEY, "a" * 64, BEARER, PASSWORD]
+def _leaky_run(
+    tmp_path: Path, leak: str, masker_secrets: list[str], engine_secrets: tuple[str, ...]
+) -> tuple[dict[str, str], StepFailed]:
+    """A real engine run of a step that prints ``leak`` on stdout and stderr and fails:
+    the text of the state file, events file, transcript, progress and engine error."""
     node_dir = tmp_path / "node"
     node_dir.mkdir()
     (node_dir / "leak.txt").write_text(leak + "\n")
@@ -109,7 +106,7 @@ def test_one_secret_laden_output_through_every_sink(tmp_path: Path) -> None:
     )
     st.save(state_path, run)
     events_file = tmp_path / "events.jsonl"
-    masker = ev.make_masker([PASSWORD])  # the engine knows the sudo password only
+    masker = ev.make_masker(masker_secrets)
     sink = ev.JsonlSink(events_file, masker)
     progress = io.StringIO()
     engine = Engine(
@@ -118,7 +115,7 @@ def test_one_secret_laden_output_through_every_sink(tmp_path: Path) -> None:
         save=lambda s: st.save(state_path, s),
         transports=lambda n: LocalTransport(n, cwd=node_dir),
         kube=_Kube(),  # type: ignore[arg-type]
-        options=EngineOptions(secrets=(PASSWORD,), backoff_initial=0.01, backoff_max=0.02),
+        options=EngineOptions(secrets=engine_secrets, backoff_initial=0.01, backoff_max=0.02),
         on_event=ev.Fanout([sink, PlainReporter(progress)]),
         transcripts=ev.TranscriptWriter(tmp_path / "state" / "t", masker),
         sleep=lambda s: None,
@@ -126,33 +123,108 @@ def test_one_secret_laden_output_through_every_sink(tmp_path: Path) -> None:
     with pytest.raises(StepFailed) as ei:
         engine.run()
     sink.close()
-    # the CLI's error line: the real entry point printing the engine's error, followed by the
-    # raw output (without the password, which only the engine knows): both masked
-    raw = leak.replace(PASSWORD, "")
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from upgrader import cli; from upgrader.errors import StepFailed\n"
-            "def boom(**kw): raise StepFailed(sys.argv[1])\n"
-            "cli.app = boom; cli.main()",
-            f"{ei.value} | {raw}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
     sinks = {
         "state file": state_path.read_text(),
         "events file": events_file.read_text(),
         "transcript": (tmp_path / "state" / "t" / "w-1.log").read_text(),
         "progress": progress.getvalue(),
         "engine error": str(ei.value),
-        "cli error line": cli.stderr,
     }
+    return sinks, ei.value
+
+
+def _cli_error_line(message: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point printing ``message`` as a StepFailed error."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from upgrader import cli; from upgrader.errors import StepFailed\n"
+            "def boom(**kw): raise StepFailed(sys.argv[1])\n"
+            "cli.app = boom; cli.main()",
+            message,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_one_secret_laden_output_through_every_sink(tmp_path: Path) -> None:
+    """State file, events file, transcript, progress text and the CLI error line."""
+    leak = (
+        f"kubeadm join cp:6443 --token {TOKEN} --discovery-token-ca-cert-hash {CA_HASH} "
+        f"--certificate-key {CERT_KEY}; bare {TOKEN}; Authorization: Bearer {BEARER}; "
+        f"sudo said {PASSWORD}"
+    )
+    secrets_ = [TOKEN, CERT_KEY, "a" * 64, BEARER, PASSWORD]
+    # the engine knows the sudo password only
+    sinks, err = _leaky_run(tmp_path, leak, [PASSWORD], (PASSWORD,))
+    # the CLI's error line: the real entry point printing the engine's error, followed by the
+    # raw output (without the password, which only the engine knows): both masked
+    raw = leak.replace(PASSWORD, "")
+    cli = _cli_error_line(f"{err} | {raw}")
+    sinks["cli error line"] = cli.stderr
     assert cli.returncode == 1 and cli.stderr.startswith("error: ")
     for name, text in sinks.items():
         assert MASK in text, f"{name} kept nothing of the output"
         for s in secrets_:
             assert s not in text, f"{s[:10]}... survives in the {name}"
     assert "sudo said ***" in sinks["transcript"]
+
+
+def test_the_kubeconfig_token_and_client_key_through_every_sink(tmp_path: Path) -> None:
+    """A step that prints the kubeconfig (its ``client-key-data``), the client key's PEM and
+    the bare bearer token: ``apply`` masks them with what it learns from the API client
+    (``apply._secrets``) in the state file, events file, transcript, progress text and
+    the CLI error line."""
+    import base64
+    from types import SimpleNamespace
+
+    import yaml
+
+    from upgrader.apply import _secrets
+    from upgrader.kube import credfiles
+    from upgrader.kube.client import make_api_client
+
+    body = [base64.b64encode(bytes([i]) * 48).decode() for i in range(1, 5)]
+    key_pem = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(body) + "\n-----END PRIVATE KEY-----\n"
+    key_b64 = base64.b64encode(key_pem.encode()).decode()
+    bare_token = "kc-token-" + "Z9" * 12
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {
+                            "token": bare_token,
+                            "client-certificate-data": key_b64,
+                            "client-key-data": key_b64,
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    api = make_api_client(kubeconfig, None)
+    try:
+        found = _secrets(SimpleNamespace(nodes=[]), api)
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+    leak = f"{kubeconfig.read_text()}\n{key_pem}token is {bare_token}"
+    sinks, err = _leaky_run(tmp_path, leak, list(found), found)
+    cli = _cli_error_line(str(err))
+    sinks["cli error line"] = cli.stderr
+    assert cli.returncode == 1 and cli.stderr.startswith("error: ")
+    assert credfiles.store().memfd_ok is False or str(api.configuration.key_file).startswith(
+        "/proc/self/fd/"
+    )
+    for name, text in sinks.items():
+        assert MASK in text, f"{name} kept nothing of the output"
+        for s in [bare_token, key_b64, *body]:
+            assert s not in text, f"{s[:10]}... survives in the {name}"
