@@ -213,12 +213,18 @@ def test_connection_refused_after_retries(
     port = free_port()  # nothing listens there
     t = fast(sshd_server.target("gone", known_hosts, port=port))
     with (
-        caplog.at_level(logging.WARNING, logger="upgrader.transport"),
-        pytest.raises(TransportError, match=r"node gone: cannot connect to .* after 3 "),
+        caplog.at_level(logging.INFO, logger="upgrader.transport"),
+        pytest.raises(
+            TransportError,
+            match=r"node gone: cannot connect to .* after 3 attempt\(s\): connection refused$",
+        ),
     ):
         t.run("true", sudo=False)
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retries) == 2 and all("gone" in r.getMessage() for r in retries)
+    # retries are INFO (shown with -v): by default only the node's finding speaks
+    assert all(r.levelno == logging.INFO for r in retries)
+    assert all("connection refused" in r.getMessage() for r in retries)
 
 
 def test_wrong_key_is_an_authentication_error_without_retries(
@@ -228,9 +234,10 @@ def test_wrong_key_is_an_authentication_error_without_retries(
     target = sshd_server.target("cp-2", known_hosts, identity_file=str(stranger))
     with (
         caplog.at_level(logging.WARNING, logger="upgrader.transport"),
-        pytest.raises(TransportError, match="node cp-2: authentication as"),
+        pytest.raises(TransportError, match="node cp-2: authentication as") as e,
     ):
         fast(target).run("true", sudo=False)
+    assert f"failed with the key {stranger}:" in str(e.value)
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]
 
 

@@ -491,6 +491,13 @@ def test_unreachable_node_findings_are_kept_and_added() -> None:
     assert [x.node for x in unreachable] == ["w-1", "w-2"]
     assert unreachable[0] is gathered  # from the facts, not duplicated
     assert ("v1.28.4", "w-1", "worker") in order(p)
+    # the text lists no steps for a node it could not reach (they would be guesses)
+    from upgrader.core.render import render_text
+
+    text = render_text(p)
+    assert "[v1.28.4] w-1 (worker, worker)\n      (not reached, NODE_UNREACHABLE" in text
+    assert "Drain w-1" not in text and "Drain w-2" not in text
+    assert "Upgrade the control plane to v1.28.4" in text  # cp-1 was reached
 
 
 def test_catch_up_hop_brings_a_lagging_kubelet_to_the_cluster_version_first() -> None:

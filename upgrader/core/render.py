@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from upgrader.core import nodelock
 from upgrader.core.model import Finding, Plan, Severity, Step
+from upgrader.errors import SSH_UNREACHABLE_CODES
 
 
 def _seconds(value: object) -> str:
@@ -133,6 +134,10 @@ def render_text(plan: Plan) -> str:
             "left running is waited for."
         )
 
+    # a node that could not be reached has no facts: its steps would be guesses
+    unreached = {
+        f.node: f.code for f in plan.blockers if f.code in SSH_UNREACHABLE_CODES and f.node
+    }
     prestage_noted = False
     for e in plan.entries:
         out.append("")
@@ -140,6 +145,9 @@ def render_text(plan: Plan) -> str:
             prestage_noted = True
             out.append("(prestage: every node at once, before the first drain: downloads only)")
         out.append(f"[{e.hop}] {e.node} ({e.role}, {e.phase})")
+        if e.node in unreached:
+            out.append(f"      (not reached, {unreached[e.node]}: its steps are not listed)")
+            continue
         for i, s in enumerate(e.steps, 1):
             out.append(f"  {i:>2}. {s.description}")
             if s.kind == "shell":

@@ -19,6 +19,7 @@ import logging
 import os
 import select
 import shlex
+import socket
 import threading
 import time
 from pathlib import Path
@@ -73,6 +74,20 @@ def sudo_wrap(command: str, *, with_password: bool) -> str:
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split()) or type(text).__name__
+
+
+def _reason(exc: BaseException | None) -> str:
+    """Why a connection failed, in words: paramiko's ``NoValidConnectionsError`` reads
+    "[Errno None] Unable to connect to port 22 on 10.0.0.5"; its per-address errors say
+    what happened ("Connection refused")."""
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        why = sorted(
+            {(getattr(e, "strerror", None) or _one_line(e)).lower() for e in exc.errors.values()}
+        )
+        return ", ".join(why) or "cannot connect"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timed out"
+    return _one_line(exc)
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
@@ -228,13 +243,13 @@ class SSHTransport:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
-            log.warning(
+            log.info(  # the final failure is the node's finding; retries show with -v
                 "node %s: connect to %s failed (attempt %d/%d: %s); retrying in %.1fs",
                 self.node,
                 self._endpoint,
                 state.attempt_number,
                 self._connect_attempts,
-                _one_line(exc),
+                _reason(exc),
                 wait,
             )
 
@@ -252,15 +267,20 @@ class SSHTransport:
         except TransportError:
             raise
         except paramiko.AuthenticationException as e:
+            keys = (
+                f"the key {Path(self.target.identity_file).expanduser()}"
+                if self.target.identity_file
+                else "the SSH agent's and ~/.ssh's default keys"
+            )
             raise TransportError(
-                f"node {self.node}: authentication as {user} to {self._endpoint} failed: "
-                f"{_one_line(e)} (key and agent authentication only)",
+                f"node {self.node}: authentication as {user} to {self._endpoint} failed with "
+                f"{keys}: {_one_line(e)} (key and agent authentication only)",
                 node=self.node,
             ) from None
         except (OSError, EOFError, paramiko.SSHException) as e:
             raise TransportError(
                 f"node {self.node}: cannot connect to {self._endpoint} "
-                f"after {self._connect_attempts} attempt(s): {_one_line(e)}",
+                f"after {self._connect_attempts} attempt(s): {_reason(e)}",
                 node=self.node,
             ) from None
         log.debug("node %s: connected to %s as %s", self.node, self._endpoint, user)
