@@ -73,6 +73,8 @@ log = logging.getLogger("upgrader.apply")
 class ApplyRequest:
     inventory: Path
     plan: PlanRequest
+    kubeconfig: Path | None = None  # --kubeconfig / --known-hosts: win over the inventory
+    known_hosts: Path | None = None
     engine: EngineOptions = field(default_factory=EngineOptions)
     state_path: Path | None = None
     transcripts: Path | None = None
@@ -313,7 +315,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
         raise ConfigError(
             "apply: no terminal to ask for confirmation; pass --yes (-y) to apply without asking"
         )
-    inv = load_inventory(req.inventory)
+    inv = load_inventory(req.inventory, kubeconfig=req.kubeconfig, known_hosts=req.known_hosts)
     target = str(req.plan.target)
     state_path = req.state_path or st.default_state_path(req.inventory, inv.cluster_name)
     sf = st.StateFile(state_path)
@@ -644,12 +646,17 @@ def _lease_text(inventory: Any) -> str:
 
 
 def status(
-    inventory_path: Path, state_path: Path | None = None, *, read_lease: bool = True
+    inventory_path: Path,
+    state_path: Path | None = None,
+    *,
+    read_lease: bool = True,
+    kubeconfig: Path | None = None,
+    known_hosts: Path | None = None,
 ) -> StatusReport:
     """What the recorded run did per node, where its transcripts are, who holds the locks."""
     from upgrader.inventory import load_inventory
 
-    inv = load_inventory(inventory_path)
+    inv = load_inventory(inventory_path, kubeconfig=kubeconfig, known_hosts=known_hosts)
     path = state_path or st.default_state_path(inventory_path, inv.cluster_name)
     sf = st.StateFile(path)
     run = sf.load()

@@ -111,6 +111,22 @@ TargetOpt = Annotated[
         show_default=False,
     ),
 ]
+KubeconfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubeconfig",
+        help="Kubeconfig to use (wins over the inventory's kubeconfig.path and $KUBECONFIG).",
+        show_default=False,
+    ),
+]
+KnownHostsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--known-hosts",
+        help="known_hosts file for the nodes' SSH host keys (wins over ssh.known_hosts).",
+        show_default=False,
+    ),
+]
 PlaybooksOpt = Annotated[
     Path | None, typer.Option("--playbooks", help="Directory with your own playbooks.")
 ]
@@ -136,10 +152,12 @@ StrictOpt = Annotated[
 MaxWorkersOpt = Annotated[int, typer.Option("--max-workers", min=1, max=512)]
 
 
-def _load_inventory(path: Path) -> Any:
+def _load_inventory(
+    path: Path, kubeconfig: Path | None = None, known_hosts: Path | None = None
+) -> Any:
     from upgrader.inventory import load_inventory
 
-    return load_inventory(path)
+    return load_inventory(path, kubeconfig=kubeconfig, known_hosts=known_hosts)
 
 
 def _gather(inv: Any, max_workers: int) -> Any:
@@ -290,6 +308,8 @@ def version() -> None:
 @app.command()
 def facts(
     inventory: InventoryFileOpt,
+    kubeconfig: KubeconfigOpt = None,
+    known_hosts: KnownHostsOpt = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the facts JSON here (default: stdout)."),
@@ -306,7 +326,7 @@ def facts(
     _setup_logging(verbose)
     from upgrader import safefile
 
-    inv = _load_inventory(inventory)
+    inv = _load_inventory(inventory, kubeconfig, known_hosts)
     # opened (or refused: a symlink, a file not ours) before any node is contacted
     fd = None if output is None else safefile.open_fd(output)
     try:
@@ -341,6 +361,8 @@ def facts(
 def plan(
     to: TargetOpt,
     inventory: InventoryOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    known_hosts: KnownHostsOpt = None,
     facts_file: Annotated[
         Path | None,
         typer.Option("--facts", help="Plan from a saved facts file instead of live facts."),
@@ -417,7 +439,7 @@ def plan(
     if (inventory is None) == (facts_file is None):
         raise ConfigError("give exactly one of --inventory/-i or --facts")
     target = _parse_target(to, release_data)
-    inv = _load_inventory(inventory) if inventory is not None else None
+    inv = _load_inventory(inventory, kubeconfig, known_hosts) if inventory is not None else None
     req = _plan_request(
         target=target,
         strategy=strategy,
@@ -493,6 +515,8 @@ def rbac(
 def apply(
     to: TargetOpt,
     inventory: InventoryFileOpt,
+    kubeconfig: KubeconfigOpt = None,
+    known_hosts: KnownHostsOpt = None,
     yes: Annotated[
         bool,
         typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a TTY)."),
@@ -634,12 +658,17 @@ def apply(
     target = _parse_target(to, release_data)
     req = ApplyRequest(
         inventory=inventory,
+        kubeconfig=kubeconfig,
+        known_hosts=known_hosts,
         plan=_plan_request(
             target=target,
             strategy=strategy,
             playbooks=playbooks,
             release_data=release_data,
-            nodes=_node_names(nodes, _load_inventory(inventory) if nodes is not None else None),
+            nodes=_node_names(
+                nodes,
+                _load_inventory(inventory, kubeconfig, known_hosts) if nodes is not None else None,
+            ),
             force=force_drain,
             allow_experimental=allow_experimental,
             allow_rc=allow_rc,
@@ -707,6 +736,8 @@ def apply(
 @app.command()
 def status(
     inventory: InventoryFileOpt,
+    kubeconfig: KubeconfigOpt = None,
+    known_hosts: KnownHostsOpt = None,
     state: Annotated[
         Path | None, typer.Option("--state", help="State file (default: beside the inventory).")
     ] = None,
@@ -718,7 +749,7 @@ def status(
     _setup_logging(verbose)
     from upgrader.apply import status as run_status
 
-    report = run_status(inventory, state)
+    report = run_status(inventory, state, kubeconfig=kubeconfig, known_hosts=known_hosts)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

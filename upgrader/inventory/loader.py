@@ -139,11 +139,27 @@ def inventory_from_data(
     )
 
 
-def load_inventory(path: str | Path, ssh_config_path: str | Path | None = None) -> Inventory:
+def load_inventory(
+    path: str | Path,
+    ssh_config_path: str | Path | None = None,
+    *,
+    kubeconfig: Path | None = None,
+    known_hosts: Path | None = None,
+) -> Inventory:
     """Read and validate an inventory file: native (``inventory.example.yaml``) or a
     Kubespray/Ansible YAML inventory, detected by its shape. ``ssh_config_path`` defaults
     to ``~/.ssh/config`` (read only when ``ssh.use_ssh_config`` is true; a missing file is
-    fine). Every problem raises :class:`upgrader.errors.ConfigError` with one line."""
+    fine). ``kubeconfig`` / ``known_hosts`` (the command line's ``--kubeconfig`` and
+    ``--known-hosts``) win over the file. Every problem raises
+    :class:`upgrader.errors.ConfigError` with one line."""
     label = str(path)
     data = read_yaml(Path(path).expanduser(), label)
-    return inventory_from_data(data, path, ssh_config_path=ssh_config_path, label=label)
+    inv = inventory_from_data(data, path, ssh_config_path=ssh_config_path, label=label)
+    if kubeconfig is not None and not kubeconfig.expanduser().is_file():
+        raise ConfigError(f"--kubeconfig: {kubeconfig}: no such file")
+    if known_hosts is not None and not known_hosts.expanduser().resolve().parent.is_dir():
+        raise ConfigError(f"--known-hosts: {known_hosts}: its directory does not exist")
+    return inv.with_access(
+        kubeconfig.expanduser().resolve() if kubeconfig is not None else None,
+        known_hosts.expanduser().resolve() if known_hosts is not None else None,
+    )

@@ -53,6 +53,7 @@ class Inventory:
         self.source_path = source_path
         self.source_format = source_format  # "native" | "kubespray"
         self._label = label or str(source_path)
+        self._ssh_config_file = ssh_config
         self._ssh_config = ssh_config if document.ssh.use_ssh_config else None
         self._by_name = {n.name: n for n in document.nodes}
         # Merged once, so a bad ssh_config entry fails at load time, before any host is touched.
@@ -97,6 +98,28 @@ class Inventory:
 
     def _spec(self, node: NodeSpec | str) -> NodeSpec:
         return self.node(node) if isinstance(node, str) else self.node(node.name)
+
+    def with_access(
+        self, kubeconfig: Path | None = None, known_hosts: Path | None = None
+    ) -> Inventory:
+        """This inventory with the command line's ``--kubeconfig`` / ``--known-hosts`` in
+        place of what the file says (or leaves to ``$KUBECONFIG`` and ``~/.ssh``): a
+        Kubespray inventory has no keys for them."""
+        if kubeconfig is None and known_hosts is None:
+            return self
+        doc = self.document
+        update: dict[str, Any] = {}
+        if kubeconfig is not None:
+            update["kubeconfig"] = doc.kubeconfig.model_copy(update={"path": kubeconfig})
+        if known_hosts is not None:
+            update["ssh"] = doc.ssh.model_copy(update={"known_hosts": known_hosts})
+        return Inventory(
+            doc.model_copy(update=update),
+            self.source_path,
+            self._ssh_config_file,
+            self.source_format,
+            self._label,
+        )
 
     # ---- kubeconfig ------------------------------------------------------------------
     def kubeconfig_path(self) -> Path | None:
