@@ -221,7 +221,7 @@ def test_commands_on_two_nodes_see_their_own_files(lab: Lab) -> None:
 
 
 def test_the_node_lock_is_one_per_node_shared_by_its_sessions(lab: Lab) -> None:
-    # What the engine's node lock relies on: a command holding /run/lock/upgrader.lock on
+    # What the engine's node lock relies on: a command holding /run/upgrader/upgrader.lock on
     # w-3 (in one SSH session) keeps a second session of w-3 out, not a session of w-4.
     from upgrader.core import nodelock
 
