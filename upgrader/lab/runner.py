@@ -1,6 +1,7 @@
 """Starting, stopping and inspecting a lab: ``upgrader lab up|down|status`` as a library.
 
-Owns the lab directory's life: on first ``up`` resolve the spec into ``DIR/spec.json`` and
+Owns the lab directory's life: refuse a directory others control and create a new one
+(:mod:`upgrader.lab.trust`); on first ``up`` resolve the spec into ``DIR/spec.json`` and
 build the node trees, the repository and the release checksums; on every ``up`` probe the
 mount mode, write the wrapper, pick a port, start the API server and the sshd(s) in their
 own sessions, poll until both answer, then write ``DIR/lab.json`` and
@@ -215,7 +216,7 @@ def _resolve_spec(lab_dir: Path, spec: labspec.LabSpec | None) -> tuple[dict[str
         if any(p.name not in (".lab.lock", trust.MARKER) for p in lab_dir.iterdir()):
             raise ConfigError(
                 f"{lab_dir}: the directory is not empty and holds no lab (no spec.json); "
-                "give a new or empty --dir"
+                "give a --dir that does not exist yet"
             )
         resolved = labspec.resolve(spec or labspec.LabSpec(), lab_dir)
         return resolved, True

@@ -4,9 +4,11 @@ Owns ``DIR/sshd/`` (host key, ``authorized_keys``, ``sshd_config`` files, pid fi
 ``DIR/id_ed25519`` (+ ``.pub``, the client key the inventory uses) and ``DIR/known_hosts``
 (one line per node address, ``[127.a.b.c]:PORT ssh-ed25519 ...``). The real
 ``/usr/sbin/sshd`` (Debian's openssh-server) runs in the foreground (``-D -e``), key-only,
-with the ForceCommand wrapper. OpenSSH caps one sshd at 16 listen sockets
-(``MAX_LISTEN_SOCKS``), so a lab of more than 16 nodes runs one sshd per 16 addresses,
-all on the same port with the same host key: ``DIR/sshd/sshd_config`` for the first
+with the ForceCommand wrapper and ``StrictModes yes``; the authorized keys are read by the
+user running the lab through ``AuthorizedKeysCommand`` (``lab up`` has judged the directory
+the way StrictModes would: :mod:`upgrader.lab.trust`). OpenSSH caps one sshd at 16
+listen sockets (``MAX_LISTEN_SOCKS``), so a lab of more than 16 nodes runs one sshd per 16
+addresses, all on the same port with the same host key: ``DIR/sshd/sshd_config`` for the first
 group, ``sshd_config.1``, ``sshd_config.2``... for the others. SFTP is OpenSSH's
 ``sftp-server`` run through the same ForceCommand wrapper, so it sees the node's files.
 
