@@ -36,6 +36,15 @@ checks, each against a real lab through the real CLI:
   playbook step changed since it started, a symlink in place of ``<state>.lock``,
   ``--events`` or ``facts -o``: each is exit 2 with one error line naming the path (or the
   changed step), no command on any node, the symlinks' target unchanged;
+- **lab directory** (attack 4): ``lab up`` into a directory ``nobody`` made, one inside
+  it, one under a parent anyone may write (no sticky bit), a group-writable one, one
+  reached through ``nobody``'s symlink: each is exit 2 with one line naming it, nothing
+  written into it, no process started, no sudoers drop-in; the running lab's sshd has
+  ``StrictModes yes`` and every file it or its ForceCommand trusts is root's alone;
+- **node lock** (attack 8): on lab nodes the SSH user without sudo cannot open the node
+  lock, create or symlink in ``/run/upgrader`` or move it; holding the old
+  ``/run/lock/upgrader.lock`` does not stall root's wrapped command; a lock held by a
+  process of that user is reported "user ..., not root";
 - **playbook text** (attack 7): a site step whose command, check or description holds CR,
   ESC, BEL, NUL, DEL, a C1 control or a bidi override/isolate: ``plan`` refuses it at load
   time (exit 2, one line naming file, phase, step and field), nothing runs.
@@ -1081,6 +1090,162 @@ def check_kube_credentials(lab: Lab, work: Path, quick: bool = False) -> Check:
         ch.fail("exec plugin: its argument or environment value is shown")
     for p in (inv, inv2):
         p.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- lab directory
+
+
+def _lab_processes(d: Path) -> list[int]:
+    """Processes whose command line names ``d`` or a file in it (what `lab up` starts)."""
+    from upgrader.lab import runner
+
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and runner.ours(int(p.name), d)
+    ]
+
+
+def check_lab_dir(lab: Lab, work: Path) -> Check:
+    """Attack 4 of issue 12: ``lab up`` into a directory another user controls is refused
+    (exit 2, one line naming it, nothing written or started); the running lab's sshd is
+    strict and its trusted files are root's alone."""
+    from upgrader.lab import sudo as labsudo
+
+    ch = Check("lab directory another user controls")
+    base = work / "lab-dirs"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(mode=0o755)
+    nobody = 65534
+    evil = base / "evil"
+    evil.mkdir(mode=0o755)
+    os.chown(evil, nobody, nobody)
+    shared = base / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # the attack: a parent anyone may write
+    mine = base / "loose"
+    mine.mkdir()
+    os.chmod(mine, 0o775)  # the attack: a group-writable lab directory
+    link = base / "link"
+    link.symlink_to(base)
+    os.lchown(link, nobody, nobody)
+    cases = [
+        ("a directory nobody made", evil, f"{evil}: owned by nobody"),
+        ("a directory inside it", evil / "lab", f"its parent {evil} is owned by nobody"),
+        ("under a parent anyone may write", shared / "lab", "without the sticky bit"),
+        ("a group-writable directory", mine, "writable by group or others"),
+        ("through nobody's symlink", link / "lab", f"{link} is a symlink owned by nobody"),
+    ]
+    for what, d, must in cases:
+        ch.cases += 1
+        existed = d.exists()
+        r = cli("lab", "up", "--dir", str(d), "--workers", "1", "--no-api", timeout=120)
+        line = r.stderr_lines[-1] if r.stderr_lines else ""
+        ch.notes.append(f"{what}: exit {r.code}: {line[:160]}")
+        if r.code != 2 or not _one_line_error(r) or must not in line:
+            ch.fail(
+                f"{what}: exit {r.code}, want 2 and one line saying {must!r}: {r.stderr[-300:]}"
+            )
+        left = [p.name for p in d.iterdir()] if d.is_dir() else []
+        if left or d.exists() != existed:
+            ch.fail(f"{what}: lab up wrote into {d}: {left}")
+        if _lab_processes(d) or labsudo.host_dropin_path(d).exists():
+            ch.fail(f"{what}: something was started or put in place for {d}")
+    # the running lab: StrictModes yes, and what sshd trusts is root's alone
+    ch.cases += 1
+    configs = sorted((lab.dir / "sshd").glob("sshd_config*"))
+    if not configs or not all("\nStrictModes yes\n" in c.read_text() for c in configs):
+        ch.fail("the lab's sshd does not run with StrictModes yes")
+    trusted = [lab.dir, lab.dir / "sshd", *configs, lab.dir / "sshd" / "authorized_keys"]
+    trusted += [lab.dir / "sshd" / "ssh_host_ed25519_key", lab.dir / "bin"]
+    trusted += sorted((lab.dir / "bin").iterdir())
+    for f in trusted:
+        st = os.lstat(f)
+        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+            ch.fail(f"{f}: owner {st.st_uid}, mode {st.st_mode & 0o7777:04o}: others may change it")
+    ch.notes.append(f"the lab's sshd: StrictModes yes, {len(trusted)} trusted paths root's alone")
+    return ch
+
+
+# --------------------------------------------------------------------------- node lock
+
+
+def _run_as_user(lab: Lab, node_name: str, command: str, timeout: float = 60) -> Proc:
+    """``command`` on the node as the lab's SSH user, without sudo."""
+    info = lab.info
+    t0 = time.monotonic()
+    argv = [
+        "ssh",
+        "-i",
+        str(lab.dir / "id_ed25519"),
+        "-o",
+        f"UserKnownHostsFile={lab.dir / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        str(info["ssh"]["port"]),
+        f"{info['ssh']['user']}@{info['nodes'][node_name]['address']}",
+        command,
+    ]
+    p = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    return Proc(argv, p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
+
+
+def check_node_lock(lab: Lab, work: Path, quick: bool = False) -> Check:
+    """Attack 8 of issue 12: on a lab node, the SSH user without sudo can neither open,
+    create nor plant the node lock; holding the old ``/run/lock/upgrader.lock`` no longer
+    stalls root's commands; a lock held by a non-root process is named as such."""
+    from upgrader.core import nodelock
+
+    ch = Check("node lock held or planted by a non-root user")
+    user = str(lab.info["ssh"].get("user") or "root")
+    if user == "root":
+        ch.fail("the lab's SSH user is root: no non-root user to try")
+        return ch
+    lock, lock_dir = nodelock.LOCK_PATH, nodelock.LOCK_DIR
+    names = list(lab.info["nodes"])[:1] if quick else list(lab.info["nodes"])
+    wrapped = shlex.quote(nodelock.wrap("echo ran", wait=1))
+    for name in names:
+        tries = {
+            "open the lock": f"exec 9>>{lock} && flock -n 9 && echo GOT",
+            "create in the lock dir": f"touch {lock_dir}/planted && echo GOT",
+            "plant a symlink": f"ln -s /etc/shadow {lock_dir}/x && echo GOT",
+            "replace the lock dir": f"mv {lock_dir} /tmp/x && echo GOT",
+        }
+        for what, cmd in tries.items():
+            ch.cases += 1
+            r = _run_as_user(lab, name, cmd)
+            if r.code == 0 or "GOT" in r.stdout:
+                ch.fail(f"{name}: {user} could {what}: {r.stdout.strip()}")
+        # the old attack: hold /run/lock/upgrader.lock while root runs a wrapped command
+        ch.cases += 1
+        r = _run_as_user(
+            lab, name, f"flock -n /run/lock/upgrader.lock sudo -n sh -c {wrapped}; echo rc=$?"
+        )
+        if r.stdout.strip().splitlines()[-1:] != ["rc=0"] or "ran" not in r.stdout:
+            ch.fail(f"{name}: root's command under the held /run/lock lock: {r.stdout} {r.stderr}")
+        # a non-root process holding the node lock is named as such
+        ch.cases += 1
+        hold = (
+            f"(exec 9>>{lock}; flock 9; exec setpriv --reuid={user} --regid={user} "
+            "--clear-groups sleep 3) </dev/null >/dev/null 2>&1 & "
+            f"sleep 0.5; sh -c {wrapped}; echo rc=$?; wait"
+        )
+        r = _run_as_user(lab, name, f"sudo -n sh -c {shlex.quote(hold)}")
+        want = f"user {user}, not root"
+        if "rc=75" not in r.stdout or want not in r.stderr:
+            ch.fail(f"{name}: a lock held by {user} was not reported as such: {r.stderr[-300:]}")
+        else:
+            ch.notes.append(f"{name}: {r.stderr.strip().splitlines()[-1][:200]}")
+    if ch.ok:
+        ch.notes.append(
+            f"{len(names)} nodes: {user} cannot open, create, plant or replace {lock}; "
+            "holding /run/lock/upgrader.lock stalls nothing"
+        )
     return ch
 
 
@@ -1109,6 +1274,8 @@ def campaign(work: Path, quick: bool = False, log: Callable[[str], None] = print
             ("state files", check_state_files),
             ("playbook text", lambda lab, w: check_playbook_text(lab, w, quick=quick)),
             ("kubeconfig credentials", lambda lab, w: check_kube_credentials(lab, w, quick=quick)),
+            ("lab directory", check_lab_dir),
+            ("node lock", lambda lab, w: check_node_lock(lab, w, quick=quick)),
             (
                 "facts values",
                 lambda lab, w: check_facts_values(

@@ -288,7 +288,7 @@ def interpret_sections(
     sec = sections.get("kubelet_unit")
     if sec is not None and sec.ok:
         extra["kubelet_exec"] = parsers.parse_unit_execstart(sec.output)
-    # flock(1) and /run/lock, for the node lock every step command runs under
+    # flock(1) and a root-only /run/upgrader, for the node lock every step command runs under
     sec = sections.get("node_lock")
     extra["node_lock"] = None if sec is None or sec.rc is None else sec.ok
     # crictl (cri-tools), through which the etcd snapshot and health check reach etcd

@@ -84,4 +84,6 @@ def test_security_quick(tmp_path: Path) -> None:
         "forged state files and symlinked operator files",
         "playbook text with control characters and bidi overrides",
         "kubeconfig client key on disk after SIGKILL; exec plugin announced",
+        "lab directory another user controls",
+        "node lock held or planted by a non-root user",
     }

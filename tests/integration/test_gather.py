@@ -136,7 +136,7 @@ def test_gather_facts(fake_nodes_sshd: FakeNodes, kube_stub: StubAPI, tmp_path: 
     assert cp.repo_versions == ("1.28.4-1.1", "1.28.3-1.1", "1.28.0-1.1")
     assert cp.ready is True and cp.container_runtime == "containerd://1.7.2"
     assert "readOnlyPort: 0" in cp.extra["kubelet_config"]
-    assert cp.extra["node_lock"] is True  # flock and /run/lock present
+    assert cp.extra["node_lock"] is True  # flock, and /run/upgrader root-only
 
     w1 = facts.node("w-1")
     assert w1.kubelet == V("v1.27.8")  # the API's answer wins over the binary's

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from upgrader.errors import ConfigError
-from upgrader.lab import runner
+from upgrader.lab import runner, trust
 from upgrader.lab import spec as labspec
 
 pytestmark = pytest.mark.integration
@@ -221,7 +221,7 @@ def test_commands_on_two_nodes_see_their_own_files(lab: Lab) -> None:
 
 
 def test_the_node_lock_is_one_per_node_shared_by_its_sessions(lab: Lab) -> None:
-    # What the engine's node lock relies on: a command holding /run/lock/upgrader.lock on
+    # What the engine's node lock relies on: a command holding /run/upgrader/upgrader.lock on
     # w-3 (in one SSH session) keeps a second session of w-3 out, not a session of w-4.
     from upgrader.core import nodelock
 
@@ -733,9 +733,15 @@ def test_path_mode_fallback_runs_the_node_tools_on_the_node_tree(tmp_path: Path)
 
 def test_up_refuses_a_directory_that_holds_something_else(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine\n")
-    with pytest.raises(ConfigError, match="not empty and holds no lab"):
+    with pytest.raises(ConfigError, match="not a directory `upgrader lab up` created"):
         runner.up(tmp_path, None, start_api=False)
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    # a directory lab up made, where something else was put before any lab was built
+    made = tmp_path / "made"
+    trust.create(made)
+    (made / "notes.txt").write_text("mine\n")
+    with pytest.raises(ConfigError, match="not empty and holds no lab"):
+        runner.up(made, None, start_api=False)
 
 
 # --------------------------------------------------------------------------- the CLI

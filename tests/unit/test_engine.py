@@ -246,7 +246,7 @@ class Rig:
         if state is None:
             state = st.load(self.state_path) or self.new_state(entries)
         # A relative lock path: each node's commands run in its own directory, so each
-        # node has its own lock, as each real node has its own /run/lock.
+        # node has its own lock, as each real node has its own /run/upgrader.
         opts = {"lock_path": NODE_LOCK, "lock_wait": 0.2, **opts}
         options = EngineOptions(backoff_initial=0.01, backoff_max=0.02, **opts)
         masker = ev.make_masker(options.secrets)
@@ -722,9 +722,13 @@ def test_a_check_waits_for_the_command_a_killed_run_left_running(rig: Rig) -> No
     rec = rig.saved().step(step.id)
     assert rec.status == st.StepStatus.SUCCEEDED
     assert "already done" in (rec.message or "")
-    assert [e.data["step"] for e in rig.kinds(ev.STEP_LOCK_WAIT)] == [step.id]
+    waits = rig.kinds(ev.STEP_LOCK_WAIT)
+    assert [e.data["step"] for e in waits] == [step.id]
+    # the holder is named: the orphan's wrapper shell, root's
+    holder = f"pid {orphan.proc.pid} (sh, user root)"
+    assert waits[0].data["holder"] == holder
     transcript = (rig.transcripts / "cp-1.log").read_text()
-    assert "node.lock is held; waiting" in transcript
+    assert f"node.lock is held by {holder}; waiting" in transcript
 
 
 def test_a_check_after_an_orphan_that_failed_runs_the_command_once(rig: Rig) -> None:
@@ -788,7 +792,7 @@ def test_a_lock_held_past_the_step_timeout_fails_the_step_naming_the_lock(rig: R
         orphan.proc.wait()
     assert rig.log("cp-1") == []
     assert "another command has held the node lock node.lock for" in str(info.value)
-    assert "fuser -v node.lock" in str(info.value)
+    assert f"open by pid {orphan.proc.pid} (sh, user root)" in str(info.value)
 
 
 # --------------------------------------------------------------------------- SIGKILL

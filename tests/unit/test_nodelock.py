@@ -18,8 +18,12 @@ from upgrader.core.versions import KubeVersion
 def test_wrap_takes_the_lock_then_runs_the_command_with_the_lock_fd_closed() -> None:
     text = nodelock.wrap("kubeadm upgrade apply v1.28.4 -y", wait=3)
     lines = text.splitlines()
-    assert lines[0] == "exec 9>>/run/lock/upgrader.lock || exit 70"
-    assert lines[1].startswith("flock -w 3 9;")
+    opened = lines.index("exec 9>>/run/upgrader/upgrader.lock || exit 70")
+    assert lines[opened + 2].startswith("flock -w 3 9;")
+    # the directory is made 0700 when missing and judged before the file is opened
+    assert "mkdir -m 0700 /run/upgrader" in lines[0]
+    assert "-user 0 ! -perm -020 ! -perm -002" in lines[1]
+    assert "[ -L /run/upgrader/upgrader.lock ]" in lines[opened - 1]
     body = lines.index("kubeadm upgrade apply v1.28.4 -y")
     assert lines[body - 1 : body + 2] == [
         "(",
@@ -42,7 +46,7 @@ def test_wrap_refuses_a_negative_wait() -> None:
 
 
 def test_busy_needs_both_the_exit_code_and_the_marker() -> None:
-    marker = f"{nodelock.BUSY_MARKER}: /run/lock/upgrader.lock is held by another command\n"
+    marker = f"{nodelock.BUSY_MARKER}: /run/upgrader/upgrader.lock is held by another command\n"
     assert nodelock.is_busy(75, marker)
     assert not nodelock.is_busy(75, "apt-get: temporary failure\n")  # the command's own 75
     assert not nodelock.is_busy(1, marker)
@@ -63,13 +67,14 @@ def _node(name: str, lock: bool | None, reachable: bool = True) -> NodeFacts:
     return NodeFacts(name=name, role="worker", reachable=reachable, extra=extra)
 
 
-def test_a_node_without_flock_or_run_lock_is_a_blocker_naming_it() -> None:
+def test_a_node_without_flock_or_a_safe_lock_dir_is_a_blocker_naming_it() -> None:
     facts = _facts(_node("w-1", True), _node("w-2", False), _node("w-3", None))
     found = check_node_lock(facts, nodes=["w-1", "w-2", "w-3"])
     assert [(f.code, f.severity, f.node) for f in found] == [
         ("NODE_LOCK_UNAVAILABLE", Severity.BLOCKER, "w-2")
     ]
     assert "flock" in found[0].message and "util-linux" in (found[0].fix or "")
+    assert "/run/upgrader" in found[0].message and "rm -rf /run/upgrader" in (found[0].fix or "")
 
 
 def test_nodes_outside_the_run_or_unreachable_are_not_judged() -> None:
@@ -129,3 +134,142 @@ def test_wrapped_command_survives_a_closed_output_pipe(tmp_path: object) -> None
     assert bare.stdout is not None
     bare.stdout.close()
     assert bare.wait(timeout=30) != 0 and not unwrapped.exists()  # SIGPIPE killed it
+
+
+def test_the_holder_is_read_from_the_busy_line() -> None:
+    line = (
+        f"{nodelock.BUSY_MARKER}: /run/upgrader/upgrader.lock is held by another command "
+        "(open by pid 42 (sleep, user nobody, not root))\n"
+    )
+    assert nodelock.holder(line) == "pid 42 (sleep, user nobody, not root)"
+    assert nodelock.holder(f"{nodelock.BUSY_MARKER}: x is held by another command\n") is None
+    assert nodelock.holder("apt-get: (open by pid 1)\n") is None
+
+
+# --------------------------------------------------------------------------- real shells
+
+
+def _lock_dir(base: object) -> tuple[object, str]:
+    from pathlib import Path
+
+    d = Path(str(base)) / "run-upgrader"
+    return d, str(d / "upgrader.lock")
+
+
+def _sh(script: str, base: object) -> tuple[int, str, str]:
+    import os
+    import subprocess
+
+    env = {**os.environ, "TMPDIR": str(base)}
+    proc = subprocess.run(
+        ["/bin/sh", "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _root_only() -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.fail("these tests judge root-owned lock directories: run them as root")
+
+
+def test_the_lock_directory_is_made_root_only_when_missing(tmp_path: object) -> None:
+    import os
+    import stat
+
+    _root_only()
+    d, lock = _lock_dir(tmp_path)
+    assert _sh(nodelock.wrap("echo ran", wait=1, path=lock), tmp_path) == (0, "ran\n", "")
+    st = os.lstat(str(d))
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777])
+def test_a_lock_directory_others_may_write_is_refused(tmp_path: object, mode: int) -> None:
+    import os
+
+    _root_only()
+    d, lock = _lock_dir(tmp_path)
+    os.mkdir(str(d))
+    os.chmod(str(d), mode)
+    ran = os.path.join(str(tmp_path), "ran")
+    rc, out, err = _sh(nodelock.wrap(f"touch {ran}", wait=1, path=lock), tmp_path)
+    assert rc == nodelock.UNSAFE_EXIT and out == "" and err.count("\n") == 1
+    assert f"node lock directory {d} is not a directory owned by root" in err
+    assert not os.path.exists(ran) and not os.path.exists(lock)
+
+
+def test_a_lock_directory_owned_by_another_user_or_a_symlink_is_refused(tmp_path: object) -> None:
+    import os
+
+    _root_only()
+    d, lock = _lock_dir(tmp_path)
+    os.mkdir(str(d), 0o700)
+    os.chown(str(d), 65534, 65534)
+    rc, _, err = _sh(nodelock.wrap("true", wait=1, path=lock), tmp_path)
+    assert rc == nodelock.UNSAFE_EXIT and "not a directory owned by root" in err
+    os.rmdir(str(d))
+    target = os.path.join(str(tmp_path), "elsewhere")
+    os.mkdir(target, 0o700)
+    os.symlink(target, str(d))
+    rc, _, err = _sh(nodelock.wrap("true", wait=1, path=lock), tmp_path)
+    assert rc == nodelock.UNSAFE_EXIT and "a symlink" in err
+    assert os.listdir(target) == []
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: object) -> None:
+    import os
+
+    _root_only()
+    d, lock = _lock_dir(tmp_path)
+    os.mkdir(str(d), 0o700)
+    victim = os.path.join(str(tmp_path), "victim")
+    with open(victim, "w") as fh:
+        fh.write("keep\n")
+    os.symlink(victim, lock)
+    rc, out, err = _sh(nodelock.wrap("echo ran", wait=1, path=lock), tmp_path)
+    assert (rc, out) == (nodelock.UNSAFE_EXIT, "")
+    assert f"node lock {lock} is not a regular file (a symlink?)" in err
+    with open(victim) as fh:
+        assert fh.read() == "keep\n"
+    os.unlink(lock)
+    os.mkfifo(lock)  # not a regular file either: never opened (a FIFO would block)
+    rc, _, err = _sh(nodelock.wrap("echo ran", wait=1, path=lock), tmp_path)
+    assert rc == nodelock.UNSAFE_EXIT and "not a regular file" in err
+
+
+def test_a_lock_held_by_a_non_root_process_is_reported_as_such(tmp_path: object) -> None:
+    """A process that is not root holds the lock (root opened and locked the file, then
+    became nobody, as a command started with the lock fd left open could): the busy line
+    names its pid, command and user, and says it is not root."""
+    import os
+    import subprocess
+    import time
+
+    _root_only()
+    d, lock = _lock_dir(tmp_path)
+    os.mkdir(str(d), 0o700)
+    holder = subprocess.Popen(
+        [
+            "/bin/sh",
+            "-c",
+            f"exec 9>>{lock}; flock 9; exec setpriv --reuid=65534 --regid=65534 "
+            "--clear-groups sleep 60",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            probe = subprocess.run(["flock", "-n", lock, "true"], check=False)
+            if probe.returncode != 0:
+                break
+            time.sleep(0.05)
+        rc, out, err = _sh(nodelock.wrap("echo ran", wait=0.2, path=lock), tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (rc, out) == (nodelock.BUSY_EXIT, "")
+    assert nodelock.is_busy(rc, err)
+    by = nodelock.holder(err)
+    assert by == f"pid {holder.pid} (sleep, user nobody, not root)", err

@@ -522,7 +522,7 @@ echo '@@upgrader:certs'
 done; true; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:node_lock'
-{ command -v flock && test -d /run/lock; } </dev/null 2>&1
+{ command -v flock && if [ -e /run/upgrader ] || [ -L /run/upgrader ]; then [ ! -L /run/upgrader ] && [ -n "$(find /run/upgrader -prune -type d -user 0 ! -perm -020 ! -perm -002 -print 2>/dev/null)" ]; else test -d /run; fi; } </dev/null 2>&1
 printf '\n@@upgrader:rc=%s\n' "$?"
 echo '@@upgrader:cgroup'
 { stat -fc %T /sys/fs/cgroup/; } </dev/null 2>&1

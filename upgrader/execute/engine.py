@@ -463,10 +463,16 @@ class Engine:
             )
         return res, None
 
-    def _announce_lock_wait(self, step: Step) -> float:
-        """Say (transcript, event) that ``step`` waits for the node lock; return when."""
-        self._note(step.node, f"{step.id}: {self.options.lock_path} is held; waiting")
-        self._emit(ev.STEP_LOCK_WAIT, **self._step_data(step), lock=self.options.lock_path)
+    def _announce_lock_wait(self, step: Step, stderr: str) -> float:
+        """Say (transcript, event) that ``step`` waits for the node lock, naming who has the
+        lock file open when the wrapper could tell (``stderr`` of the busy command, see
+        :func:`nodelock.holder`); return when."""
+        by = nodelock.holder(stderr)
+        held = f"held by {by}" if by else "held"
+        self._note(step.node, f"{step.id}: {self.options.lock_path} is {held}; waiting")
+        self._emit(
+            ev.STEP_LOCK_WAIT, **self._step_data(step), lock=self.options.lock_path, holder=by
+        )
         return time.monotonic()
 
     def _run_waiting(
@@ -487,13 +493,14 @@ class Engine:
                 return res, err
             now = time.monotonic()
             if since is None:
-                since = self._announce_lock_wait(step)
+                since = self._announce_lock_wait(step, res.stderr)
             elif now - since >= step.timeout:
+                by = nodelock.holder(res.stderr)
+                who = f"open by {by}" if by else f"see `fuser -v {self.options.lock_path}` there"
                 raise _AttemptFailed(
                     f"another command has held the node lock {self.options.lock_path} for "
                     f"{now - since:.0f}s (a command of a killed run may still be running on "
-                    f"the node; see `fuser -v {self.options.lock_path}` there), so "
-                    f"{label!r} could not run",
+                    f"the node; {who}), so {label!r} could not run",
                     retry=False,
                 )
 
@@ -526,7 +533,7 @@ class Engine:
         if res is not None and res.ok:
             return f"exit 0 in {res.duration:.1f}s"
         if res is not None and nodelock.is_busy(res.exit_code, res.stderr):
-            self._lock_was_busy(step, attempt, retry_safe)
+            self._lock_was_busy(step, attempt, retry_safe, res.stderr)
         if res is None:
             message = f"SSH session failed: {err}"
             exit_code, stderr, no_status = None, None, True
@@ -569,13 +576,16 @@ class Engine:
             stderr=stderr,
         )
 
-    def _lock_was_busy(self, step: Step, attempt: int, retry_safe: bool) -> None:
+    def _lock_was_busy(self, step: Step, attempt: int, retry_safe: bool, stderr: str) -> None:
         """The command did not run: another command held the node lock (one a killed run
         left running, perhaps this very step's). Never start it blindly after that one:
         wait for the lock through the check (its effect may now be there) or, for a
         retry-safe step without a check, through an empty command; then raise."""
         message = f"not run: another command held the node lock {self.options.lock_path}"
-        since = self._announce_lock_wait(step)
+        by = nodelock.holder(stderr)
+        if by:
+            message += f" (open by {by})"
+        since = self._announce_lock_wait(step, stderr)
         if step.check is not None:
             if self._check(step, attempt, "after-lock-wait", since=since):
                 raise _Done()

@@ -77,9 +77,10 @@ def _describe(event: ev.Event) -> str | None:
         when = "left unfinished by an earlier run" if d.get("why") == "resume" else "re-checked"
         return f"{pos}{node} {d.get('name', '')}: {when}; check says {res}"
     if k == ev.STEP_LOCK_WAIT:
+        by = f"open by {d['holder']}" if d.get("holder") else "a command a killed run left running?"
         return (
             f"{pos}{node} {d.get('name', '')}: waiting: another command holds the node lock "
-            f"{d.get('lock', '')} (a command a killed run left running?)"
+            f"{d.get('lock', '')} ({by})"
         )
     if k == ev.STEP_FAILED:
         return f"{pos}{node} {d.get('name', '')} FAILED: {d.get('error', '')}"

@@ -1,6 +1,7 @@
 """Starting, stopping and inspecting a lab: ``upgrader lab up|down|status`` as a library.
 
-Owns the lab directory's life: on first ``up`` resolve the spec into ``DIR/spec.json`` and
+Owns the lab directory's life: refuse a directory others control and create a new one
+(:mod:`upgrader.lab.trust`); on first ``up`` resolve the spec into ``DIR/spec.json`` and
 build the node trees, the repository and the release checksums; on every ``up`` probe the
 mount mode, write the wrapper, pick a port, start the API server and the sshd(s) in their
 own sessions, poll until both answer, then write ``DIR/lab.json`` and
@@ -33,7 +34,7 @@ import yaml
 
 import upgrader
 from upgrader.errors import ConfigError, ExitCode, UpgraderError
-from upgrader.lab import debnode, debrepo, pkgserver, sshd
+from upgrader.lab import debnode, debrepo, pkgserver, sshd, trust
 from upgrader.lab import spec as labspec
 from upgrader.lab import sudo as labsudo
 from upgrader.lab.apiserver.certs import ensure_pki
@@ -212,10 +213,10 @@ def _resolve_spec(lab_dir: Path, spec: labspec.LabSpec | None) -> tuple[dict[str
             raise ConfigError(
                 f"{spec_path}: not valid JSON; remove the lab with `lab down --purge`"
             )
-        if any(p.name != ".lab.lock" for p in lab_dir.iterdir()):
+        if any(p.name not in (".lab.lock", trust.MARKER) for p in lab_dir.iterdir()):
             raise ConfigError(
                 f"{lab_dir}: the directory is not empty and holds no lab (no spec.json); "
-                "give a new or empty --dir"
+                "give a --dir that does not exist yet"
             )
         resolved = labspec.resolve(spec or labspec.LabSpec(), lab_dir)
         return resolved, True
@@ -551,115 +552,168 @@ def up(
     lab_dir = _abs(lab_dir)
     if mount not in ("auto", "path"):
         raise ConfigError(f"--mount: {mount!r} is not 'auto' or 'path'")
-    problem = wrapper.check_lab_dir(lab_dir)
+    problem = wrapper.check_lab_dir(lab_dir) or trust.check_dir(lab_dir)
     if problem:
         raise ConfigError(problem)
     sshd_bin = sshd.find_sshd()
     python = python or sys.executable
     pythonpath = str(Path(upgrader.__file__).resolve().parent.parent)
-    with _dir_lock(lab_dir):
-        now = running_pids(lab_dir)
-        if now["sshd"] or now["apiserver"] or now["pkgserver"]:
-            pids = ", ".join(f"{k} {v}" for k, v in now.items() if v)
-            raise LabRunning(f"the lab in {lab_dir} already runs ({pids})")
-        resolved, fresh = _resolve_spec(lab_dir, spec)
-        if fresh:
-            _build(lab_dir, resolved, python)
-        nodes = resolved["nodes"]
-        addresses = [n["address"] for n in nodes]
-        busy = set(labspec.listening_addresses()) & set(addresses)
-        if busy:
-            raise LabError(
-                f"something already listens on {sorted(busy)[0]}, a node address of this lab"
-            )
-        mode = wrapper.probe(lab_dir, force_path=mount == "path")
-        host_kubectl, bind = wrapper.host_tool(lab_dir, mode, "kubectl")
-        binds = [bind] + [wrapper.host_tool(lab_dir, mode, t)[1] for t in realtool.REAL_TOOLS]
-        shell = wrapper.install(lab_dir, mode, pythonpath, tuple(b for b in binds if b))
-        wrapper.write_address_map(lab_dir, [(n["name"], n["address"]) for n in nodes])
-        if fresh and mode.mode == "overlay":
-            _mask_host_files(lab_dir, nodes)
-        login, force_command, sudo_info, sudo_warning = _sudo_setup(
-            lab_dir, resolved, mode, python, pythonpath, shell
-        )
-        keys = sshd.ensure_keys(lab_dir)
-        started: list[int] = []
-        pkg_proc: subprocess.Popen[bytes] | None = None
-        pkg_port = 0
+    if not os.path.lexists(lab_dir):
         try:
-            if _has_debian(resolved) and mode.mode == "overlay":
-                pkg_port = int(pkgserver.read_info(lab_dir).get("port") or 0)
-                pkg_port = pkg_port or pkgserver.free_port()
-                pkg_proc = _start_pkgserver(lab_dir, python, pythonpath, pkg_port)
-                started.append(pkg_proc.pid)
-                _wait_pkgserver(lab_dir, pkg_proc, API_TIMEOUT)
-            _prepare_debian(lab_dir, resolved, mode, python, pkg_port)
-            api_proc = _start_api(lab_dir, python, pythonpath) if start_api else None
-            if api_proc is not None:
-                started.append(api_proc.pid)
-            port = sshd.pick_port(addresses)
-            configs = sshd.write_configs(lab_dir, addresses, port, keys, force_command, user=login)
-            sshd.write_known_hosts(lab_dir, addresses, port, keys.host_public)
-            try:
-                procs = sshd.start(sshd_bin, configs, lab_dir / "logs" / "sshd.log")
-            except sshd.SshdError as exc:
-                raise LabError(str(exc)) from None
-            started.extend(p.pid for p in procs)
-            try:
-                sshd.wait_ready(procs, addresses, port, lab_dir / "logs" / "sshd.log", SSH_TIMEOUT)
-            except sshd.SshdError as exc:
-                raise LabError(str(exc)) from None
-            api_info = _wait_api(lab_dir, api_proc, API_TIMEOUT) if api_proc is not None else None
-        except BaseException:
-            _stop(lab_dir, started)
-            raise
-        lab = _lab_json(
-            lab_dir,
-            resolved,
-            port,
-            [p.pid for p in procs],
-            configs,
-            api_proc,
-            api_info,
-            mode,
-            python,
+            trust.create(lab_dir)
+        except FileExistsError:
+            raise ConfigError(
+                f"{lab_dir}: made by someone else while `lab up` ran; {trust.FIX}"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{lab_dir}: cannot create it ({exc.strerror})") from None
+    with _umask(0o022), _dir_lock(lab_dir):
+        return _up_locked(lab_dir, spec, start_api, python, pythonpath, mount, sshd_bin)
+
+
+@contextmanager
+def _umask(bits: int) -> Iterator[None]:
+    """Add ``bits`` to the process umask for a while: nothing the lab writes is group- or
+    other-writable, whatever the caller's umask."""
+    old = os.umask(bits)
+    os.umask(old | bits)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _trusted_files(lab_dir: Path, configs: list[Path], keys: sshd.Keys) -> list[Path]:
+    """The files the lab's root sshd and its ForceCommand read or run."""
+    bindir = lab_dir / "bin"
+    return [
+        *configs,
+        keys.host_key,
+        lab_dir / "sshd" / "authorized_keys",
+        *sorted(p for p in bindir.iterdir() if not p.name.startswith(".")),
+        *sorted((lab_dir / "addr").iterdir()),
+    ]
+
+
+def _up_locked(
+    lab_dir: Path,
+    spec: labspec.LabSpec | None,
+    start_api: bool,
+    python: str,
+    pythonpath: str,
+    mount: str,
+    sshd_bin: str,
+) -> UpResult:
+    now = running_pids(lab_dir)
+    if now["sshd"] or now["apiserver"] or now["pkgserver"]:
+        pids = ", ".join(f"{k} {v}" for k, v in now.items() if v)
+        raise LabRunning(f"the lab in {lab_dir} already runs ({pids})")
+    resolved, fresh = _resolve_spec(lab_dir, spec)
+    if fresh:
+        _build(lab_dir, resolved, python)
+    nodes = resolved["nodes"]
+    addresses = [n["address"] for n in nodes]
+    busy = set(labspec.listening_addresses()) & set(addresses)
+    if busy:
+        raise LabError(
+            f"something already listens on {sorted(busy)[0]}, a node address of this lab"
         )
-        lab["host_kubectl"] = host_kubectl
-        lab["ssh"]["user"] = login
-        lab["sudo"] = sudo_info
-        lab["pkgserver"] = (
-            {
-                "pid": pkg_proc.pid,
-                "port": pkg_port,
-                "url_template": pkgserver.url_template(pkg_port),
-            }
-            if pkg_proc is not None
-            else None
-        )
-        _write_json(lab_dir / "lab.json", lab)
-        kubeconfig = lab_dir / "kubeconfig"
-        if api_info is not None and kubeconfig.is_file():
-            text = kubeconfig.read_text()
-            for node in nodes:
-                tree.install_kubeconfig(lab_dir, node, text)
-        _write_inventory(
-            lab_dir,
-            resolved,
-            port,
-            login,
-            sudo_info.get("password_env"),
-            pkgserver.url_template(pkg_port) if pkg_proc else None,
-        )
-        warnings = [] if mode.mode == "overlay" else [f"mount mode 'path': {mode.reason}"]
-        if any(n.get("cgroup", "v2") != wrapper.host_cgroup() for n in nodes):
-            cgroup = wrapper.cgroup_problem(mode)
-            if cgroup is not None:
-                warnings.append(cgroup)
-        if sudo_warning:
-            warnings.append(sudo_warning)
-        if api_proc is None:
-            warnings.append("started without the API server (--no-api)")
-        return UpResult(lab_dir, lab, fresh, warnings)
+    mode = wrapper.probe(lab_dir, force_path=mount == "path")
+    lock_problem = wrapper.ensure_lock_mountpoint() if mode.mode == "overlay" else None
+    if lock_problem and os.geteuid() == 0:
+        raise ConfigError(lock_problem)
+    host_kubectl, bind = wrapper.host_tool(lab_dir, mode, "kubectl")
+    binds = [bind] + [wrapper.host_tool(lab_dir, mode, t)[1] for t in realtool.REAL_TOOLS]
+    shell = wrapper.install(lab_dir, mode, pythonpath, tuple(b for b in binds if b))
+    wrapper.write_address_map(lab_dir, [(n["name"], n["address"]) for n in nodes])
+    if fresh and mode.mode == "overlay":
+        _mask_host_files(lab_dir, nodes)
+    login, force_command, sudo_info, sudo_warning = _sudo_setup(
+        lab_dir, resolved, mode, python, pythonpath, shell
+    )
+    keys = sshd.ensure_keys(lab_dir)
+    started: list[int] = []
+    pkg_proc: subprocess.Popen[bytes] | None = None
+    pkg_port = 0
+    try:
+        if _has_debian(resolved) and mode.mode == "overlay":
+            pkg_port = int(pkgserver.read_info(lab_dir).get("port") or 0)
+            pkg_port = pkg_port or pkgserver.free_port()
+            pkg_proc = _start_pkgserver(lab_dir, python, pythonpath, pkg_port)
+            started.append(pkg_proc.pid)
+            _wait_pkgserver(lab_dir, pkg_proc, API_TIMEOUT)
+        _prepare_debian(lab_dir, resolved, mode, python, pkg_port)
+        api_proc = _start_api(lab_dir, python, pythonpath) if start_api else None
+        if api_proc is not None:
+            started.append(api_proc.pid)
+        port = sshd.pick_port(addresses)
+        configs = sshd.write_configs(lab_dir, addresses, port, keys, force_command, user=login)
+        sshd.write_known_hosts(lab_dir, addresses, port, keys.host_public)
+        untrusted = trust.check_written(lab_dir, _trusted_files(lab_dir, configs, keys))
+        if untrusted:
+            raise ConfigError(untrusted)
+        try:
+            procs = sshd.start(sshd_bin, configs, lab_dir / "logs" / "sshd.log")
+        except sshd.SshdError as exc:
+            raise LabError(str(exc)) from None
+        started.extend(p.pid for p in procs)
+        try:
+            sshd.wait_ready(procs, addresses, port, lab_dir / "logs" / "sshd.log", SSH_TIMEOUT)
+        except sshd.SshdError as exc:
+            raise LabError(str(exc)) from None
+        api_info = _wait_api(lab_dir, api_proc, API_TIMEOUT) if api_proc is not None else None
+    except BaseException:
+        _stop(lab_dir, started)
+        raise
+    lab = _lab_json(
+        lab_dir,
+        resolved,
+        port,
+        [p.pid for p in procs],
+        configs,
+        api_proc,
+        api_info,
+        mode,
+        python,
+    )
+    lab["host_kubectl"] = host_kubectl
+    lab["ssh"]["user"] = login
+    lab["sudo"] = sudo_info
+    lab["pkgserver"] = (
+        {
+            "pid": pkg_proc.pid,
+            "port": pkg_port,
+            "url_template": pkgserver.url_template(pkg_port),
+        }
+        if pkg_proc is not None
+        else None
+    )
+    _write_json(lab_dir / "lab.json", lab)
+    kubeconfig = lab_dir / "kubeconfig"
+    if api_info is not None and kubeconfig.is_file():
+        text = kubeconfig.read_text()
+        for node in nodes:
+            tree.install_kubeconfig(lab_dir, node, text)
+    _write_inventory(
+        lab_dir,
+        resolved,
+        port,
+        login,
+        sudo_info.get("password_env"),
+        pkgserver.url_template(pkg_port) if pkg_proc else None,
+    )
+    warnings = [] if mode.mode == "overlay" else [f"mount mode 'path': {mode.reason}"]
+    if any(n.get("cgroup", "v2") != wrapper.host_cgroup() for n in nodes):
+        cgroup = wrapper.cgroup_problem(mode)
+        if cgroup is not None:
+            warnings.append(cgroup)
+    if sudo_warning:
+        warnings.append(sudo_warning)
+    if lock_problem:
+        warnings.append(lock_problem)
+    if api_proc is None:
+        warnings.append("started without the API server (--no-api)")
+    return UpResult(lab_dir, lab, fresh, warnings)
 
 
 def _sudo_setup(

@@ -7,7 +7,8 @@ One small module per check family:
 * :mod:`.kubelet` — kubelet hardening (anonymous auth, authorization mode, read-only port);
 * :mod:`.runtime` — the docker runtime (dockershim), a dockerd listening on TCP, and the
   1.35 rules (cgroup v1, containerd 1.x);
-* :mod:`.node_lock` — flock(1) and /run/lock, for the lock every step command runs under;
+* :mod:`.node_lock` — flock(1) and a safe /run/upgrader, for the lock every step command
+  runs under;
 * :mod:`.removed_apis` — API versions a hop's target stops serving, still in use;
 * :mod:`.drainability` — what would stop or hurt each drain (PDBs, emptyDir, unmanaged);
 * :mod:`.health` — cluster health gates (nodes, control-plane pods, etcd, leftover lock,

@@ -1,7 +1,9 @@
 """Whether every node can take the node lock the engine runs each step command under.
 
 Owns one finding, ``NODE_LOCK_UNAVAILABLE`` (blocker): the facts script found no
-``flock(1)`` or no ``/run/lock`` on a node that the run touches (see
+``flock(1)`` on a node that the run touches, or a lock directory (``/run/upgrader``) that is
+there but is not a root-owned directory only root may write (a symlink, another owner,
+group/other write: someone may hold or plant the lock; see
 :mod:`upgrader.core.nodelock` for why every command runs under that lock). Without it every
 step on the node would fail at its first command; blocking here says so before anything
 runs. Input: ``NodeFacts.extra["node_lock"]`` (True, False, or absent/None when the facts
@@ -12,7 +14,6 @@ Must not: do I/O, or import paramiko, kubernetes, typer or rich.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterable
 
 from upgrader.core import nodelock
@@ -29,11 +30,14 @@ def check_node_lock(facts: Facts, *, nodes: Iterable[str]) -> list[Finding]:
             Finding(
                 "NODE_LOCK_UNAVAILABLE",
                 Severity.BLOCKER,
-                f"flock(1) or {posixpath.dirname(nodelock.LOCK_PATH)} is missing; every step "
-                f"command runs under `flock {nodelock.LOCK_PATH}` so that a command left "
-                "running by a killed run is never started a second time beside it",
+                f"flock(1) is missing, or {nodelock.LOCK_DIR} is not a directory owned by root "
+                "that only root may write (a symlink, another owner, or group/other write); "
+                f"every step command runs under `flock {nodelock.LOCK_PATH}` so that a command "
+                "left running by a killed run is never started a second time beside it",
                 node=n.name,
-                fix="install util-linux (it provides flock) and make sure /run/lock exists",
+                fix=f"install util-linux (it provides flock); if {nodelock.LOCK_DIR} exists, "
+                f"look at who made it, then remove it (`rm -rf {nodelock.LOCK_DIR}`: upgrader "
+                "creates it, root-owned, mode 0700)",
             )
         )
     return out

@@ -6,10 +6,11 @@ the server address from ``SSH_CONNECTION``, maps it to a node through ``DIR/addr
 private mount namespace: overlays the node's ``root/<d>`` on ``/<d>`` for each directory
 ``d`` of ``tree.OVERLAID`` (``/etc``, ``/usr/bin``, ``/var/lib``, ``/usr/local/bin``, ...),
 mounts ``/sys/fs/cgroup`` when the node's cgroup version differs from the host's, and binds
-the node's own
-``lock`` directory on ``/run/lock`` (so ``flock`` on the upgrader's node lock is per node
-and shared by every session of that node), then runs the command with ``sh -c`` so real
-coreutils see the node's files at their real paths). Also owns the probe
+the node's own ``lock`` directory (root's, mode 0700) on ``/run/upgrader`` (so ``flock`` on
+the upgrader's node lock is per node and shared by every session of that node; the host's
+``/run/upgrader`` is only the mount point, made by :func:`ensure_lock_mountpoint`), then
+runs the command with ``sh -c`` so real coreutils see the node's files at their real
+paths). Also owns the probe
 that decides the mode: ``overlay`` (``unshare -m`` as root, ``unshare -r -m`` otherwise)
 or ``path`` (no mounts possible: the node's tools first on PATH, files at their host paths).
 
@@ -23,10 +24,12 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from upgrader.core import nodelock
 from upgrader.lab.node import tree
 
 SAFE_PATH_RE = re.compile(r"^[A-Za-z0-9_./+@-]+$")
@@ -143,7 +146,9 @@ def lib_script(lab_dir: Path, mode: MountMode, pythonpath: str) -> str:
     upper_dirs = " ".join(f'"$N/root/{d}"' for d in tree.OVERLAID)
     return common + (
         '  W="$N/work/$$"\n'
-        f'  mkdir -p {work_dirs} {upper_dirs} "$N/lock" || exit 255\n'
+        f"  mkdir -p {work_dirs} {upper_dirs} || exit 255\n"
+        '  [ -d "$N/lock" ] || mkdir -m 0700 "$N/lock" 2>/dev/null || [ -d "$N/lock" ] '
+        "|| exit 255\n"
         # node-enter (the non-root SSH user's entry, see upgrader.lab.sudo) sets LAB_NS
         f'  {unshare} /bin/sh "$LAB_DIR/bin/${{LAB_NS:-node-ns}}" "$N" "$W" "$cmd"\n'
         "  rc=$?\n"
@@ -158,7 +163,8 @@ NS_SCRIPT = """#!/bin/sh
 # $1 = DIR/nodes/NAME, $2 = this command's overlay work dir, $3 = the command. The node's
 # hostname is set in the command's own UTS namespace.
 R="$1/root"; W="$2"
-{binds}{cgroup}mount --bind "$1/lock" /run/lock 2>/dev/null
+{binds}{cgroup}if [ -d {lockdir} ] && [ ! -L {lockdir} ]; then mount --bind "$1/lock" {lockdir} || {
+  echo "upgrader lab: cannot mount the node lock directory of node $LAB_NODE" >&2; exit 255; }; fi
 {overlays} || {
   echo "upgrader lab: cannot mount the files of node $LAB_NODE" >&2; exit 255; }
 { echo "$LAB_NODE" > /proc/sys/kernel/hostname; } 2>/dev/null || hostname "$LAB_NODE" 2>/dev/null
@@ -294,11 +300,34 @@ def install(
         NS_SCRIPT.replace("{binds}", bind_lines)
         .replace("{cgroup}", cgroup)
         .replace("{overlays}", overlay_lines())
+        .replace("{lockdir}", nodelock.LOCK_DIR)
     )
     tree.write_file(bindir / "node-ns", ns, 0o755)
     tree.write_file(bindir / "node-shell", SHELL_SCRIPT.format(lib=_q(str(lib))), 0o755)
     tree.write_file(bindir / "node-run", RUN_SCRIPT.format(lib=_q(str(lib))), 0o755)
     return bindir / "node-shell"
+
+
+def ensure_lock_mountpoint() -> str | None:
+    """The host's ``/run/upgrader`` (:data:`nodelock.LOCK_DIR`), the mount point each node
+    command binds its own lock directory on: created root-owned 0700 when missing. Returns
+    why it cannot serve (not root and missing: node commands then cannot take the node
+    lock; a symlink or not root's alone: refused), or None."""
+    path = nodelock.LOCK_DIR
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if os.geteuid() != 0:
+            return f"{path} is missing and only root can create it: nodes cannot take the node lock"
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        return (
+            f"{path}: not a directory owned by root that only root may write (a symlink, "
+            f"another owner, or group/other write); remove it (`rm -rf {path}`), then retry"
+        )
+    return None
 
 
 def write_address_map(lab_dir: Path, nodes: list[tuple[str, str]]) -> None:
