@@ -642,7 +642,7 @@ def kill_trial(
 # resume reaches the step while the killed session's command still runs on the node.
 TARGETS: list[tuple[str, str, str, float]] = [
     ("kubeadm-upgrade-apply", "cp-1", "kubeadm upgrade apply", 15.0),
-    ("kubelet-kubectl-packages", "w-1", "apt-get install -y kubelet", 15.0),
+    ("kubelet-kubectl-packages", "w-1", "Timeout=300 kubelet=", 15.0),
 ]
 
 
@@ -811,7 +811,7 @@ FAULTS: list[Fault] = [
     Fault(
         "ssh-drop-after-drain",
         "SSH drops",
-        _base(faults=[{"node": "w-3", "match": "install -y kubelet", "drop": True, "times": 50}]),
+        _base(faults=[{"node": "w-3", "match": "Timeout=300 kubelet=", "drop": True, "times": 50}]),
         [],
         (1,),
         "w-3",
