@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import (
     ConfigError,
+    Interrupted,
     LockHeld,
     PreflightError,
     StepFailed,
@@ -295,6 +297,34 @@ def _summary(
     )
 
 
+def stop_report(state: st.RunState, inventory: Path, target: object) -> str:
+    """What a stopped run left, for the last lines of its output: where it stopped, which
+    nodes are cordoned and by whom, and the command that resumes it."""
+    recs = list(state.steps.values())
+    at = next((r for r in recs if r.status == st.StepStatus.FAILED), None) or next(
+        (r for r in recs if r.status == st.StepStatus.RUNNING), None
+    )
+    lines = []
+    if at is not None:
+        how = "failed" if at.status == st.StepStatus.FAILED else "was running (re-checked first)"
+        lines.append(f"stopped at: step {at.id} on {at.node} {how}")
+    ours = sorted(state.cordoned_by_us)
+    lines.append(
+        "cordoned by this run: "
+        + (", ".join(ours) if ours else "none")
+        + (
+            f"; cordoned before it (left so): {', '.join(sorted(state.precordoned))}"
+            if state.precordoned
+            else ""
+        )
+    )
+    lines.append(
+        f"resume with: upgrader apply -i {shlex.quote(str(inventory))} --to {target} "
+        f"(see `upgrader status -i {shlex.quote(str(inventory))}` and the transcripts)"
+    )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- apply
 
 
@@ -493,7 +523,18 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                         validate_count=req.validate_count,
                     ),
                 )
-                final = engine.run()
+                try:
+                    final = engine.run()
+                except StepFailed as e:
+                    e.hint = stop_report(engine.state, req.inventory, target)
+                    raise
+                except KeyboardInterrupt:
+                    stopped = engine.state
+                    raise Interrupted(
+                        f"interrupted: run {stopped.run_id} stopped and recorded as "
+                        f"{stopped.status.value}",
+                        hint=stop_report(stopped, req.inventory, target),
+                    ) from None
             finally:
                 keeper.stop(release_lock=True)
                 if sink is not None:
@@ -559,6 +600,17 @@ class StatusReport:
     lock: str  # "free" or who holds the file lock
     lease: str | None  # the cluster Lease as read, or why it could not be read
 
+    @property
+    def run_status(self) -> str:
+        """The run's status, except that a run recorded ``running`` whose state lock no
+        process holds was killed (SIGKILL, a crash): it says ``killed``, never ``running``."""
+        r = self.run
+        if r is None:
+            return "none"
+        if r.status == st.RunStatus.RUNNING and self.lock == "free":
+            return "killed"
+        return r.status.value
+
     def to_dict(self) -> dict[str, Any]:
         r = self.run
         return {
@@ -567,7 +619,8 @@ class StatusReport:
             if r is None
             else {
                 "run_id": r.run_id,
-                "status": r.status.value,
+                "status": self.run_status,
+                "recorded_status": r.status.value,
                 "target": r.target,
                 "hops": list(r.hops),
                 "created": r.created,
@@ -586,10 +639,15 @@ class StatusReport:
         if r is None:
             lines.append("No run recorded.")
         else:
+            what = self.run_status
+            if what == "killed":
+                what = "killed (recorded as running, but no process holds its lock)"
             lines.append(
-                f"Run {r.run_id}: {r.status.value}, target {r.target} "
+                f"Run {r.run_id}: {what}, target {r.target} "
                 f"(hops {', '.join(r.hops) or 'none'}), updated {r.updated}"
             )
+            if not r.finished and what != "running":
+                lines.append(f"The same `upgrader apply --to {r.target}` resumes it.")
             width = max((len(n.node) for n in self.nodes), default=4)
             for n in self.nodes:
                 extra = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from datetime import date
 from enum import StrEnum
@@ -150,6 +151,10 @@ StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
 ]
 MaxWorkersOpt = Annotated[int, typer.Option("--max-workers", min=1, max=512)]
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _load_inventory(
@@ -714,13 +719,16 @@ def apply(
         confirm=ask if sys.stdin.isatty() else None,
         reporter=reporter,
     )
+    # SIGTERM stops the run like Ctrl-C: between two steps' API calls, recorded as interrupted
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = run_apply(req, io)
     except StepFailed as e:
-        e.hint = (
-            f"see `upgrader status -i {inventory}` and the node's transcript; "
-            "the same command resumes the run"
-        )
+        if e.hint is None:
+            e.hint = (
+                f"see `upgrader status -i {inventory}` and the node's transcript; "
+                "the same command resumes the run"
+            )
         raise
     finally:
         reporter.close()

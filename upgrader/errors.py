@@ -43,8 +43,13 @@ class UpgraderError(Exception):
     """Base of every error upgrader raises on purpose. ``str(e)`` is one line."""
 
     exit_code: ExitCode = ExitCode.STEP_FAILED
-    # what to do next, printed by the CLI on the line after ``error: ...`` (or None)
+    # what to do next, printed by the CLI on the lines after ``error: ...`` (or None)
     hint: str | None = None
+
+    def __init__(self, *args: object, hint: str | None = None) -> None:
+        super().__init__(*args)
+        if hint is not None:
+            self.hint = hint
 
 
 class ConfigError(UpgraderError):
@@ -88,6 +93,12 @@ class StepFailed(UpgraderError):
         super().__init__(message)
         self.node = node
         self.step = step
+
+
+class Interrupted(UpgraderError):
+    """The run was stopped by SIGINT or SIGTERM; its state says where, and it resumes."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class LockHeld(UpgraderError):

@@ -47,6 +47,7 @@ STDERR_TAIL_LINES = 20
 class RunStatus(StrEnum):
     RUNNING = "running"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # SIGINT/SIGTERM: stopped between two API calls, resumable
     SUCCEEDED = "succeeded"
     ABANDONED = "abandoned"
 

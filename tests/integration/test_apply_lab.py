@@ -409,6 +409,8 @@ def test_sigkill_mid_step_then_resume(make_lab: Callable[..., Lab]) -> None:
     doc = json.loads(st.stdout)
     assert {n["node"]: n["state"] for n in doc["nodes"]}["w-1"] == "running"
     assert doc["lock"] == "free"  # the kernel dropped the dead run's file lock
+    # recorded as running, but nobody runs it: status says so instead of "running"
+    assert (doc["run"]["status"], doc["run"]["recorded_status"]) == ("killed", "running")
 
     r = lab.apply()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -416,6 +418,56 @@ def test_sigkill_mid_step_then_resume(make_lab: Callable[..., Lab]) -> None:
     resumed = [e for e in lab.events_list() if e["event"] == "step-checked" and e["step"] == step]
     assert resumed and resumed[-1]["resumed"] is True
     assert lab.state_doc()["run_id"] == state["run_id"]
+
+
+def test_sigterm_mid_step_records_interrupted_and_says_what_it_left(
+    make_lab: Callable[..., Lab],
+) -> None:
+    lab = make_lab(
+        {
+            "version": "v1.27.8",
+            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "workloads": ONE_WORKER_LOAD,
+            # the kubelet install, after w-1's drain
+            "faults": [{"node": "w-1", "match": "Timeout=300 kubelet=", "times": 1, "hang": 30}],
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "upgrader", *lab.apply_args()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=cli_env(),
+        text=True,
+    )
+    step = f"{TARGET}/w-1/worker/kubelet-kubectl-packages"
+    try:
+        _wait_event(lab, proc, "step-started", step)
+        time.sleep(0.5)  # the hanging `apt-get install` is running on the node
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    tail = err.strip().splitlines()[-4:]
+    assert tail[0].startswith("error: interrupted: run ") and tail[0].endswith("as interrupted")
+    assert tail[1] == f"stopped at: step {step} on w-1 was running (re-checked first)"
+    assert tail[2] == "cordoned by this run: w-1"
+    assert tail[3].startswith(f"resume with: upgrader apply -i {lab.inventory} --to {TARGET}")
+    assert "Traceback" not in err
+    assert lab.state_doc()["status"] == "interrupted"
+    assert lab.nodes()["w-1"]["unschedulable"] is True
+    st = cli("status", "-i", str(lab.inventory))
+    assert f"interrupted, target {TARGET}" in st.stdout and "resumes it" in st.stdout
+    assert "w-1" in st.stdout and "[cordoned by this run]" in st.stdout
+    finished = [e for e in lab.events_list() if e["event"] == "run-finished"]
+    assert finished[-1]["ok"] is False and "interrupted" in finished[-1]["error"]
+
+    r = lab.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+    _all_at(lab)
+    assert not lab.nodes()["w-1"]["unschedulable"]
 
 
 def test_pdb_that_never_allows_eviction(make_lab: Callable[..., Lab]) -> None:

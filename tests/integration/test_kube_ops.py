@@ -7,6 +7,7 @@ lab CA, bearer token)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -437,6 +438,42 @@ def test_drain_timeout_names_pods_and_pdbs_and_uncordons_only_what_we_cordoned(
     with pytest.raises(DrainTimeout):
         drain_node(lab.api, node, timeout=0.5, poll=POLL, retry_delay=RETRY)
     assert is_unschedulable(get_node(lab.api, node))
+
+
+def test_a_drain_held_by_a_budget_says_what_it_waits_for(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    """A drain that a PodDisruptionBudget holds is not silent: at once, then every
+    ``progress_every`` seconds, it names the pods, the budget's answer and the time left."""
+    from upgrader.execute.ops import ApiKubeOps, DrainOptions, DrainTimedOut
+
+    workload = {"kind": "Deployment", "name": "db", "replicas": 3, "grace_period": 0}
+    lab = make_lab(
+        _spec(
+            [_node("cp-1", "control-plane"), _node("w-1"), _node("w-2"), _node("w-3")],
+            [{**workload, "pdb": {"minAvailable": 3}}],
+        )
+    )
+    node = node_with(lab, WORKERS, "db")
+    db_pods = sorted(k for k in keys(lab.pods_on(node)) if k.startswith("default/db"))
+    said: list[tuple[float, str]] = []
+    start = time.monotonic()
+    options = DrainOptions(
+        timeout=3.0,
+        retry_interval=RETRY,
+        on_progress=lambda text: said.append((time.monotonic() - start, text)),
+        progress_every=1.0,
+    )
+    with pytest.raises(DrainTimedOut):
+        ApiKubeOps(lab.api).drain(node, options)
+    assert len(said) >= 2, said
+    first = said[0][1]
+    assert first.startswith("drain held by a PodDisruptionBudget: ")
+    assert any(k in first for k in db_pods), (first, db_pods)
+    assert all(any(k in t for _, t in said) for k in db_pods)  # every held pod is named
+    assert "disruption budget" in first and "s of 3s left" in first
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(said)]
+    assert all(g >= 0.9 for g in gaps), gaps  # throttled: one line per interval
 
 
 def test_pod_under_several_pdbs_fails_the_drain(make_lab: Callable[[dict[str, Any]], Lab]) -> None:

@@ -989,6 +989,22 @@ def test_plain_reporter_prints_one_line_per_step_and_the_failure(rig: Rig) -> No
         x for x in lines if "FAILED" in x or "left cordoned" in x
     ]
     assert "w-2 boom FAILED" in rich_out.getvalue()
+    assert "-- w-1 done (worker, v1.28.4)" in lines  # which visit of the node ended
+
+
+def test_output_that_is_no_terminal_carries_a_timestamp_per_line(rig: Rig) -> None:
+    import re
+    from io import StringIO
+
+    from upgrader.execute.progress import make_reporter
+
+    out = StringIO()  # not a terminal
+    rig.sinks.append(make_reporter(stream=out))
+    rig.engine([worker_visit("w-1")]).run()
+    lines = out.getvalue().splitlines()
+    assert lines and all(
+        re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (run |\[|-- |    )", x) for x in lines
+    ), lines
 
 
 # --------------------------------------------------------------------------- apply helpers

@@ -92,6 +92,7 @@ class EngineOptions:
     disable_eviction: bool = False
     ready_timeout: float | None = None
     poll_interval: float | None = None
+    progress_every: float = 30.0  # a long wait (a drain held by a budget) speaks this often
     secrets: tuple[str, ...] = ()
     snapshot_dir: Path | None = None  # where etcd-snapshot steps put the snapshot (0700)
     prestage_parallel: int = 16  # prestage visits run at once (bounded pool)
@@ -276,6 +277,8 @@ class Engine:
             )
             raise
         except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):  # SIGINT, or SIGTERM made one by the CLI
+                self._update(lambda s: st.set_status(s, st.RunStatus.INTERRUPTED))
             self._emit(
                 ev.RUN_FINISHED,
                 ok=False,
@@ -693,6 +696,10 @@ class Engine:
             force=o.force or bool(p.get("allow_unmanaged")),
             disable_eviction=o.disable_eviction,
             retry_interval=float(p.get("retry_interval", 5)),
+            on_progress=lambda text: self._emit(
+                ev.STEP_WAITING, **self._step_data(step), message=text
+            ),
+            progress_every=o.progress_every,
         )
 
     def _poll(self, step: Step) -> float:

@@ -36,6 +36,7 @@ STEP_STARTED = "step-started"
 STEP_ATTEMPT_FAILED = "step-attempt-failed"
 STEP_CHECKED = "step-checked"
 STEP_LOCK_WAIT = "step-waiting-for-node-lock"
+STEP_WAITING = "step-waiting"  # a long wait says what it waits for (a drain held by a PDB)
 STEP_FINISHED = "step-finished"
 STEP_SKIPPED = "step-skipped"
 STEP_FAILED = "step-failed"
@@ -52,6 +53,7 @@ EVENT_KINDS = (
     STEP_ATTEMPT_FAILED,
     STEP_CHECKED,
     STEP_LOCK_WAIT,
+    STEP_WAITING,
     STEP_FINISHED,
     STEP_SKIPPED,
     STEP_FAILED,

@@ -13,7 +13,9 @@ engine and its unit tests import this module for the protocol only).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,6 +42,10 @@ class DrainOptions:
     force: bool = False
     disable_eviction: bool = False
     retry_interval: float = 5.0  # wait after a PodDisruptionBudget refused an eviction
+    # told what a blocked drain waits for (pods, the budget's answer, time left): at once,
+    # then at most every ``progress_every`` seconds
+    on_progress: Callable[[str], None] | None = None
+    progress_every: float = 30.0
 
 
 class DrainTimedOut(StepFailed):
@@ -122,6 +128,7 @@ class ApiKubeOps:
                 force=options.force,
                 disable_eviction=options.disable_eviction,
                 retry_delay=options.retry_interval,
+                on_event=_blocked_reporter(options),
             )
         except kdrain.DrainTimeout as e:
             raise DrainTimedOut(str(e), node=node, remaining=e.remaining, blocked=e.blocked) from e
@@ -152,3 +159,41 @@ def _to_node_state(name: str, obj: Mapping[str, Any]) -> NodeState:
         unschedulable=nodes.is_unschedulable(obj),
         kubelet_version=nodes.node_kubelet_version(obj),
     )
+
+
+def _blocked_reporter(options: DrainOptions) -> Callable[[str], None] | None:
+    """The drain's event callback that turns "cannot evict pod X yet" (a budget's 429) into
+    a progress line: the first at once, then at most every ``progress_every`` seconds,
+    naming the pods still refused, the budget's answer and the time left."""
+    say = options.on_progress
+    if say is None:
+        return None
+    started = time.monotonic()
+    last = [float("-inf")]
+    blocked: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def on_event(message: str) -> None:
+        prefix = "cannot evict pod "
+        if not message.startswith(prefix):
+            if message.startswith("pod "):  # "pod NS/NAME evicted", "... is already gone"
+                with lock:
+                    blocked.pop(message.split()[1], None)
+            return
+        pod = message[len(prefix) :].split(" ", 1)[0]
+        reason = message.split("): ", 1)[-1]
+        now = time.monotonic()
+        with lock:
+            blocked[pod] = reason
+            if now - last[0] < options.progress_every:
+                return
+            last[0] = now
+            pods = ", ".join(sorted(blocked))
+        left = (
+            f"{max(0.0, options.timeout - (now - started)):.0f}s of {options.timeout:g}s left"
+            if options.timeout > 0
+            else "no timeout"
+        )
+        say(f"drain held by a PodDisruptionBudget: {pods} not evicted yet: {reason}; {left}")
+
+    return on_event

@@ -82,6 +82,8 @@ def _describe(event: ev.Event) -> str | None:
             f"{pos}{node} {d.get('name', '')}: waiting: another command holds the node lock "
             f"{d.get('lock', '')} ({by})"
         )
+    if k == ev.STEP_WAITING:
+        return f"{pos}{node} {d.get('name', '')}: {d.get('message', '')}"
     if k == ev.STEP_FAILED:
         return f"{pos}{node} {d.get('name', '')} FAILED: {d.get('error', '')}"
     if k == ev.NODE_CORDONED:
@@ -91,7 +93,7 @@ def _describe(event: ev.Event) -> str | None:
     if k == ev.NODE_LEFT_CORDONED:
         return f"    {node} left cordoned: {d.get('reason', '')}"
     if k == ev.NODE_FINISHED:
-        return f"-- {node} done"
+        return f"-- {node} done ({d.get('phase', '')}, {d.get('hop', '')})"
     if k == ev.RUN_FINISHED:
         if d.get("ok"):
             return (
@@ -108,9 +110,12 @@ _QUIET_KINDS = frozenset({ev.STEP_FAILED, ev.NODE_LEFT_CORDONED})
 class PlainReporter:
     """One line per event, flushed at once (good for logs and CI)."""
 
-    def __init__(self, stream: IO[str] | None = None, quiet: bool = False) -> None:
+    def __init__(
+        self, stream: IO[str] | None = None, quiet: bool = False, timestamps: bool = False
+    ) -> None:
         self._out = stream or sys.stdout
         self._quiet = quiet
+        self._timestamps = timestamps  # each line starts with the event's UTC time
         self._lock = threading.Lock()
 
     def __call__(self, event: ev.Event) -> None:
@@ -119,6 +124,8 @@ class PlainReporter:
         line = describe(event)
         if line is None:
             return
+        if self._timestamps:
+            line = f"{event.ts[:19]}Z {line}"
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()
@@ -193,7 +200,7 @@ class RichProgress:
         if k == ev.STEP_FAILED:
             self._print(describe(event) or "", "bold red")
             return
-        if k in (ev.STEP_ATTEMPT_FAILED, ev.STEP_LOCK_WAIT):
+        if k in (ev.STEP_ATTEMPT_FAILED, ev.STEP_LOCK_WAIT, ev.STEP_WAITING):
             self._print(describe(event) or "", "yellow")
             return
         if k in (ev.NODE_FINISHED, ev.NODE_CORDONED, ev.NODE_UNCORDONED):
@@ -221,5 +228,5 @@ def make_reporter(
     out = stream or sys.stdout
     is_tty = bool(getattr(out, "isatty", lambda: False)())
     if quiet or force_plain or not is_tty or os.environ.get("TERM") == "dumb":
-        return PlainReporter(out, quiet=quiet)
+        return PlainReporter(out, quiet=quiet, timestamps=True)
     return RichProgress(out)
