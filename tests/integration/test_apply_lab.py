@@ -348,10 +348,12 @@ def test_failed_step_stops_the_run_and_a_rerun_resumes(make_lab: Callable[..., L
     assert r.returncode == 1, r.stdout + r.stderr
     step = f"{TARGET}/w-2/worker/kubeadm-upgrade-node"
     assert "w-2" in r.stderr and step in r.stderr and "simulated failure" in r.stderr
-    # the error line first, then what to do about it
-    error, hint = r.stderr.strip().splitlines()[-2:]
+    # the error line first, then what the run left and what to do about it
+    error, where, cordoned, resume = r.stderr.strip().splitlines()[-4:]
     assert error.startswith("error: ") and step in error
-    assert hint.startswith("see `upgrader status -i ") and "the same command resumes" in hint
+    assert where == f"stopped at: step {step} on w-2 failed"
+    assert cordoned.startswith("cordoned by this run: ")
+    assert resume.startswith(f"resume with: upgrader apply -i {lab.inventory} --to {TARGET} ")
     assert lab.changes("w-3") == []  # the third worker was not touched
     w1_before = lab.changes("w-1")
     assert sum("kubeadm upgrade node" in c for c in w1_before) == 1

@@ -244,8 +244,16 @@ def test_wait_node_ready_after_kubelet_restart(make_lab: Callable[[dict[str, Any
     assert node_kubelet_version(node) == "v1.28.4"
 
     lab.admin("POST", "/_lab/v1/nodes/w-2/kubelet-restart", {"version": "v1.28.4"})
+    said: list[str] = []
     with pytest.raises(StepFailed) as ei:
-        wait_node_ready(lab.api, "w-2", "v1.28.4", timeout=1.5, poll=0.1)
+        wait_node_ready(
+            lab.api, "w-2", "v1.28.4", timeout=1.5, poll=0.1, on_progress=said.append,
+            progress_every=0.5,
+        )  # fmt: skip
+    # the wait spoke while it waited: what it saw last, and the time left
+    assert 1 <= len(said) <= 3, said
+    assert said[0].startswith("waiting for w-2 to be Ready at kubelet v1.28.4: last seen kubelet")
+    assert "Ready=" in said[0] and "s of 1.5s left" in said[0]
     msg = str(ei.value)
     assert ei.value.node == "w-2"
     assert "w-2" in msg and "v1.28.4" in msg

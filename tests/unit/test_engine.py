@@ -89,7 +89,14 @@ class MemKube:
             )
         return "2 pod(s) evicted, 1 skipped"
 
-    def wait_ready(self, node: str, kubelet_version: str, timeout: float, poll: float) -> None:
+    def wait_ready(
+        self,
+        node: str,
+        kubelet_version: str,
+        timeout: float,
+        poll: float,
+        on_progress: Any = None,
+    ) -> None:
         self.calls.append(("wait-ready", node))
         self._maybe_fail("wait-ready")
         self.nodes[node].kubelet = kubelet_version

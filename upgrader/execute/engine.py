@@ -771,7 +771,15 @@ class Engine:
             return "uncordoned" if changed else "was not cordoned"
         if step.kind == "wait-ready":
             version = str(step.params.get("kubelet_version") or step.hop)
-            self._kube.wait_ready(node, version, self._wait_timeout(step), self._poll(step))
+            self._kube.wait_ready(
+                node,
+                version,
+                self._wait_timeout(step),
+                self._poll(step),
+                on_progress=lambda text: self._emit(
+                    ev.STEP_WAITING, **self._step_data(step), message=text
+                ),
+            )
             return f"Ready at kubelet {version}"
         if step.kind == "wait-control-plane":
             version = str(step.params.get("version") or step.hop)

@@ -85,8 +85,16 @@ class KubeOps(Protocol):
         """Evict the node's pods (the node is already cordoned); a one-line summary."""
         ...
 
-    def wait_ready(self, node: str, kubelet_version: str, timeout: float, poll: float) -> None:
-        """Wait until the node is Ready and reports that kubelet version."""
+    def wait_ready(
+        self,
+        node: str,
+        kubelet_version: str,
+        timeout: float,
+        poll: float,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Wait until the node is Ready and reports that kubelet version; ``on_progress``
+        hears what it still waits for, every 30 s."""
         ...
 
     def wait_control_plane(self, node: str, version: str, timeout: float, poll: float) -> None:
@@ -138,10 +146,19 @@ class ApiKubeOps:
             text += "; " + "; ".join(result.warnings)
         return text
 
-    def wait_ready(self, node: str, kubelet_version: str, timeout: float, poll: float) -> None:
+    def wait_ready(
+        self,
+        node: str,
+        kubelet_version: str,
+        timeout: float,
+        poll: float,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
         from upgrader.kube import nodes
 
-        nodes.wait_node_ready(self._api, node, kubelet_version, timeout=timeout, poll=poll)
+        nodes.wait_node_ready(
+            self._api, node, kubelet_version, timeout=timeout, poll=poll, on_progress=on_progress
+        )
 
     def wait_control_plane(self, node: str, version: str, timeout: float, poll: float) -> None:
         from upgrader.kube import nodes

@@ -186,13 +186,18 @@ def wait_node_ready(
     *,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
+    on_progress: Callable[[str], None] | None = None,
+    progress_every: float = 30.0,
 ) -> dict[str, Any]:
     """Poll until ``node`` is Ready=True and reports ``kubelet_version``; return the node.
     API errors while the node (or the API server) restarts are tolerated until the
     timeout. Timeout -> :class:`StepFailed` naming the node, the expected version and
-    the last version and Ready condition seen."""
+    the last version and Ready condition seen. Every ``progress_every`` seconds of waiting,
+    ``on_progress`` hears what was last seen and the time left."""
     want = as_version(kubelet_version, f"node {node}: expected kubelet version")
-    deadline = clock() + timeout
+    start = clock()
+    deadline = start + timeout
+    said = start
     gaps = poll_intervals(poll)
     last_obj: dict[str, Any] | None = None
     last_err: str | None = None
@@ -213,6 +218,17 @@ def wait_node_ready(
         now = clock()
         if now >= deadline:
             break
+        if on_progress is not None and now - said >= progress_every:
+            said = now
+            seen_now = (
+                f"last seen kubelet {kubelet_version_or(last_obj)}, {describe_ready(last_obj)}"
+                if last_obj is not None
+                else f"not read yet ({last_err})"
+            )
+            on_progress(
+                f"waiting for {node} to be Ready at kubelet {want}: {seen_now}; "
+                f"{max(0.0, deadline - now):.0f}s of {timeout:g}s left"
+            )
         sleep(min(next(gaps), max(0.0, deadline - now)))
     if last_obj is not None:
         seen_text = f"last seen kubelet {kubelet_version_or(last_obj)}, {describe_ready(last_obj)}"
