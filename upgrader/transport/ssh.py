@@ -1,18 +1,20 @@
 """SSH transport on paramiko: one lazily opened, reused, host-key-verified connection per node.
 
-Owns: connecting (strict or accept-new host key checking against a known_hosts file read
-by :mod:`.known_hosts`: a key on an ``@revoked`` line is refused before authentication
-under every policy, a host known only through ``@cert-authority`` is asked for its host
-certificate, which is checked against the CA; key or agent authentication only, ProxyJump through a ``direct-tcpip`` channel, keepalive,
-connect timeout, retries with exponential backoff and jitter on connection errors only),
-running one command per session channel with a deadline and without deadlocking on large
-outputs (or streaming its stdout into a local 0600 file: :meth:`SSHTransport.stream_to`),
-sudo wrapping (the sudo password comes from an environment variable and is only ever
-written to the channel's stdin), SFTP download, and :class:`SSHPool`, the
-thread-safe set of per-node transports the gatherer and executor share.
+Owns: connecting (strict or accept-new host key checking against a known_hosts file read by
+:mod:`.known_hosts`: a key on an ``@revoked`` line is refused before authentication under
+every policy, a host known only through ``@cert-authority`` is asked for its host
+certificate, which is checked against the CA; key or agent authentication only, ProxyJump
+through a ``direct-tcpip`` channel, keepalive, connect timeout, retries with exponential
+backoff and jitter on connection errors only), running one command per session channel with
+a deadline and without deadlocking on large outputs (or streaming its stdout into a local
+0600 file: :meth:`SSHTransport.stream_to`), sudo wrapping (the sudo password comes from an
+environment variable and is only ever written to the channel's stdin), SFTP download, and
+:class:`SSHPool`, the thread-safe set of per-node transports the gatherer and executor
+share.
 
 Must not: print, log secrets, retry a command that reached the node, accept an unknown or
-changed host key under the strict policy, accept a revoked key or an unverified certificate, or know about Kubernetes, plans or steps.
+changed host key under the strict policy, accept a revoked key or an unverified certificate,
+or know about Kubernetes, plans or steps.
 """
 
 from __future__ import annotations
