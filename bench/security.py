@@ -22,6 +22,12 @@ checks, each against a real lab through the real CLI:
   another key (changed key, also under ``host_key_policy: accept-new``), ``plan`` and
   ``apply`` refuse (exit 3: a ``HOST_KEY_REJECTED`` blocker per node, or exit 4), every
   node is named with its host key, and no command runs on any node;
+- **known_hosts markers** (issue 12, attack 9): the lab's key on an ``@revoked`` line
+  (also under ``accept-new``), or only a ``@cert-authority`` line for every node: ``plan``
+  and ``apply`` refuse (exit 4, a ``HOST_KEY_REJECTED`` blocker per node naming the key's
+  fingerprint or the CA line), no command runs, known_hosts is not rewritten; a
+  ``@cert-authority`` line for other hosts beside hashed entries and comments: ``plan``
+  works (exit 0); never a traceback;
 - **secrets**: a full ``apply`` with a sudo password in the variable named by
   ``ssh.sudo_password_env`` and a site step that prints the API bearer token, a kubeadm join
   command (bootstrap token, discovery hash) and a certificate key on stdout and stderr and
@@ -54,6 +60,8 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -70,6 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import yaml
 
 from bench._campaign import (
@@ -515,6 +524,92 @@ def check_host_keys(
                     ch.fail(f"{cmd}, {what}: {calls} commands ran on the nodes")
                 if cmd == "plan" and rejected:
                     ch.notes.append(f"{what}: exit {r.code}: {rejected[0][:200]}")
+    finally:
+        kh.write_text(original)
+        inv_accept.unlink(missing_ok=True)
+    return ch
+
+
+def _hashed_name(name: str) -> str:
+    salt = secrets.token_bytes(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def check_known_hosts_markers(
+    lab: Lab, work: Path, extra_env: dict[str, str] | None = None, quick: bool = False
+) -> Check:
+    """Attack 9: known_hosts lines with ``@revoked`` / ``@cert-authority`` markers (which
+    crashed every command with paramiko's InvalidHostKey traceback), hashed names."""
+    ch = Check("known_hosts @revoked and @cert-authority markers")
+    kh = lab.dir / "known_hosts"
+    original = kh.read_text()
+    lines = [ln for ln in original.splitlines() if ln.strip() and not ln.startswith("#")]
+    keytype, blob = lines[0].split()[1:3]
+    lab_key = f"{keytype} {blob}"
+    fingerprint = paramiko.PKey.from_type_string(keytype, base64.b64decode(blob)).fingerprint
+    other = f"ssh-ed25519 {_other_key(work)}"
+    hashed = "".join(f"{_hashed_name(ln.split()[0])} {lab_key}\n" for ln in lines)
+    inv_doc = yaml.safe_load(lab.inventory.read_text())
+    inv_doc["ssh"]["host_key_policy"] = "accept-new"
+    inv_accept = lab.dir / "sec-kh-accept-new.yaml"
+    inv_accept.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+    # (what, known_hosts text, inventory, refused?, words every refusal line must hold)
+    cases: list[tuple[str, str, Path, bool, tuple[str, ...]]] = [
+        ("@revoked line for the lab's key (plain lines kept)",
+         original + f"@revoked * {lab_key}\n", lab.inventory, True, ("REVOKED", fingerprint)),
+        ("@revoked line, host_key_policy accept-new",
+         original + f"@revoked * {lab_key}\n", inv_accept, True, ("REVOKED", fingerprint)),
+        ("only a @cert-authority line (the lab's sshd has no certificate)",
+         f"@cert-authority * {other}\n", lab.inventory, True,
+         ("trusts only the certificate authority",)),
+        ("@cert-authority line for other hosts, hashed entries and comments",
+         f"# comment\n@cert-authority *.corp.example {other}\n@revoked old.example {other}\n"
+         + hashed, lab.inventory, False, ()),
+    ]  # fmt: skip
+    if quick:
+        cases = [cases[0], cases[3]]
+    try:
+        for what, content, inv, refused, words in cases:
+            for cmd in ("plan",) if quick or not refused else ("plan", "apply"):
+                kh.write_text(content)
+                lab.clear_calls()
+                args = ["plan", "-i", str(inv), "--to", TARGET]
+                if cmd == "apply":
+                    args = ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--state",
+                            str(work / "khm-state.json")]  # fmt: skip
+                r = cli(*args, timeout=180, extra_env=extra_env)
+                ch.cases += 1
+                text = r.stdout + r.stderr
+                if "Traceback" in text:
+                    ch.fail(f"{cmd}, {what}: traceback: {r.stderr[-300:]}")
+                if not refused:
+                    if r.code != 0:
+                        ch.fail(f"{cmd}, {what}: exit {r.code} (want 0): {text[-300:]}")
+                    elif cmd == "plan":
+                        ch.notes.append(f"{what}: plan exit 0")
+                    continue
+                calls = _calls_total(lab)
+                rejected = [
+                    ln.strip()
+                    for ln in text.splitlines()
+                    if "host key" in ln.lower() and any(n in ln for n in lab.node_names)
+                ]
+                if r.code != 4:  # a refused host key: the node could not be reached
+                    ch.fail(f"{cmd}, {what}: exit {r.code} (want 4): {text[-300:]}")
+                named = {
+                    n
+                    for n in lab.node_names
+                    if any(n in ln and all(w in ln for w in words) for ln in rejected)
+                }
+                if named != set(lab.node_names):
+                    ch.fail(f"{cmd}, {what}: refusals with {words} name {sorted(named)} only")
+                if calls:
+                    ch.fail(f"{cmd}, {what}: {calls} commands ran on the nodes")
+                if kh.read_text() != content:
+                    ch.fail(f"{cmd}, {what}: known_hosts was rewritten")
+                if cmd == "plan" and rejected:
+                    ch.notes.append(f"{what}: exit {r.code}: {rejected[0][:220]}")
     finally:
         kh.write_text(original)
         inv_accept.unlink(missing_ok=True)
@@ -1101,6 +1196,10 @@ def campaign(work: Path, quick: bool = False, log: Callable[[str], None] = print
         quick_fields = ("repo_versions", "node_name")
         fns: list[tuple[str, Callable[[Lab, Path], Check]]] = [
             ("host keys", lambda lab, w: check_host_keys(lab, w, quick=quick)),
+            (
+                "known_hosts markers",
+                lambda lab, w: check_known_hosts_markers(lab, w, quick=quick),
+            ),
             (
                 "inventory values",
                 lambda lab, w: check_inventory_values(lab, w, limit=2 if quick else None),

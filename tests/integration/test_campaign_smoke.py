@@ -77,6 +77,7 @@ def test_security_quick(tmp_path: Path) -> None:
     assert doc["failed"] == 0, problems
     assert {c["check"] for c in doc["checks"]} == {
         "unknown and changed SSH host keys",
+        "known_hosts @revoked and @cert-authority markers",
         "inventory values with shell payloads",
         "url_template with shell-special characters",
         "facts values with shell payloads, rendered and executed",
