@@ -226,3 +226,23 @@ def test_subject_errors() -> None:
     with pytest.raises(ConfigError, match="--serviceaccount"):
         subject_from(serviceaccount="Bad/Name")
     assert subject_from().describe() == "User upgrader"
+
+
+def test_node_patch_policy_document() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "rbac" / "node-patch-policy.yaml"
+    policy, binding = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert policy["kind"] == "ValidatingAdmissionPolicy"
+    assert binding["kind"] == "ValidatingAdmissionPolicyBinding"
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["nodes"] and rule["operations"] == ["UPDATE"]
+    checked = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    for field in ("labels", "annotations", "finalizers", "ownerReferences", "taints", "podCIDR",
+                  "providerID"):  # fmt: skip
+        assert f"object.metadata.{field}" in checked or f"object.spec.{field}" in checked
+    assert "unschedulable" not in checked  # the one field the identity may change
