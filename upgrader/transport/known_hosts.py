@@ -60,6 +60,8 @@ def fingerprint(key: paramiko.PKey) -> str:
 def _pattern_match(name: str, pattern: str) -> bool:
     """OpenSSH ``match_pattern``: ``*`` and ``?`` are the only wildcards (``[`` of
     ``[host]:port`` is literal), case-insensitive."""
+    if "*" not in pattern and "?" not in pattern:
+        return name.lower() == pattern.lower()
     rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.fullmatch(rx, name, re.IGNORECASE | re.DOTALL) is not None
 
