@@ -22,6 +22,19 @@ checks, each against a real lab through the real CLI:
   another key (changed key, also under ``host_key_policy: accept-new``), ``plan`` and
   ``apply`` refuse (exit 3: a ``HOST_KEY_REJECTED`` blocker per node, or exit 4), every
   node is named with its host key, and no command runs on any node;
+- **known_hosts markers** (issue 12, attack 9): the lab's key on an ``@revoked`` line
+  (also under ``accept-new``), or only a ``@cert-authority`` line for every node: ``plan``
+  and ``apply`` refuse (exit 4, a ``HOST_KEY_REJECTED`` blocker per node naming the key's
+  fingerprint or the CA line), no command runs, known_hosts is not rewritten; a
+  ``@cert-authority`` line for other hosts beside hashed entries and comments: ``plan``
+  works (exit 0); never a traceback;
+- **RBAC and ssh_config** (attack 12): ``upgrader rbac`` grants no ``create`` on Leases,
+  every namespaced write by name, and prints the run's Lease; loaded into the lab API
+  server's RBAC, those rules let the run read and take its Lease and refuse creating other
+  Leases in kube-system (403); an ssh_config whose ``Include`` (inside a ``Host`` block, a
+  glob relative to ``~/.ssh``) alone gives the nodes' port and user lets ``plan`` reach
+  them (exit 0), an included file writable by others or a ``%`` token is refused (exit 2,
+  one line) before any node is contacted;
 - **secrets**: a full ``apply`` with a sudo password in the variable named by
   ``ssh.sudo_password_env`` and a site step that prints the API bearer token, a kubeadm join
   command (bootstrap token, discovery hash) and a certificate key on stdout and stderr and
@@ -63,6 +76,8 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -79,6 +94,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import yaml
 
 from bench._campaign import (
@@ -527,6 +543,215 @@ def check_host_keys(
     finally:
         kh.write_text(original)
         inv_accept.unlink(missing_ok=True)
+    return ch
+
+
+def _hashed_name(name: str) -> str:
+    salt = secrets.token_bytes(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def check_known_hosts_markers(
+    lab: Lab, work: Path, extra_env: dict[str, str] | None = None, quick: bool = False
+) -> Check:
+    """Attack 9: known_hosts lines with ``@revoked`` / ``@cert-authority`` markers (which
+    crashed every command with paramiko's InvalidHostKey traceback), hashed names."""
+    ch = Check("known_hosts @revoked and @cert-authority markers")
+    kh = lab.dir / "known_hosts"
+    original = kh.read_text()
+    lines = [ln for ln in original.splitlines() if ln.strip() and not ln.startswith("#")]
+    keytype, blob = lines[0].split()[1:3]
+    lab_key = f"{keytype} {blob}"
+    fingerprint = paramiko.PKey.from_type_string(keytype, base64.b64decode(blob)).fingerprint
+    other = f"ssh-ed25519 {_other_key(work)}"
+    hashed = "".join(f"{_hashed_name(ln.split()[0])} {lab_key}\n" for ln in lines)
+    inv_doc = yaml.safe_load(lab.inventory.read_text())
+    inv_doc["ssh"]["host_key_policy"] = "accept-new"
+    inv_accept = lab.dir / "sec-kh-accept-new.yaml"
+    inv_accept.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+    # (what, known_hosts text, inventory, refused?, words every refusal line must hold)
+    cases: list[tuple[str, str, Path, bool, tuple[str, ...]]] = [
+        ("@revoked line for the lab's key (plain lines kept)",
+         original + f"@revoked * {lab_key}\n", lab.inventory, True, ("REVOKED", fingerprint)),
+        ("@revoked line, host_key_policy accept-new",
+         original + f"@revoked * {lab_key}\n", inv_accept, True, ("REVOKED", fingerprint)),
+        ("only a @cert-authority line (the lab's sshd has no certificate)",
+         f"@cert-authority * {other}\n", lab.inventory, True,
+         ("trusts only the certificate authority",)),
+        ("@cert-authority line for other hosts, hashed entries and comments",
+         f"# comment\n@cert-authority *.corp.example {other}\n@revoked old.example {other}\n"
+         + hashed, lab.inventory, False, ()),
+    ]  # fmt: skip
+    if quick:
+        cases = [cases[0], cases[3]]
+    try:
+        for what, content, inv, refused, words in cases:
+            for cmd in ("plan",) if quick or not refused else ("plan", "apply"):
+                kh.write_text(content)
+                lab.clear_calls()
+                args = ["plan", "-i", str(inv), "--to", TARGET]
+                if cmd == "apply":
+                    args = ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--state",
+                            str(work / "khm-state.json")]  # fmt: skip
+                r = cli(*args, timeout=180, extra_env=extra_env)
+                ch.cases += 1
+                text = r.stdout + r.stderr
+                if "Traceback" in text:
+                    ch.fail(f"{cmd}, {what}: traceback: {r.stderr[-300:]}")
+                if not refused:
+                    if r.code != 0:
+                        ch.fail(f"{cmd}, {what}: exit {r.code} (want 0): {text[-300:]}")
+                    elif cmd == "plan":
+                        ch.notes.append(f"{what}: plan exit 0")
+                    continue
+                calls = _calls_total(lab)
+                rejected = [
+                    ln.strip()
+                    for ln in text.splitlines()
+                    if "host key" in ln.lower() and any(n in ln for n in lab.node_names)
+                ]
+                if r.code != 4:  # a refused host key: the node could not be reached
+                    ch.fail(f"{cmd}, {what}: exit {r.code} (want 4): {text[-300:]}")
+                named = {
+                    n
+                    for n in lab.node_names
+                    if any(n in ln and all(w in ln for w in words) for ln in rejected)
+                }
+                if named != set(lab.node_names):
+                    ch.fail(f"{cmd}, {what}: refusals with {words} name {sorted(named)} only")
+                if calls:
+                    ch.fail(f"{cmd}, {what}: {calls} commands ran on the nodes")
+                if kh.read_text() != content:
+                    ch.fail(f"{cmd}, {what}: known_hosts was rewritten")
+                if cmd == "plan" and rejected:
+                    ch.notes.append(f"{what}: exit {r.code}: {rejected[0][:220]}")
+    finally:
+        kh.write_text(original)
+        inv_accept.unlink(missing_ok=True)
+    return ch
+
+
+def _rbac_api_cases(ch: Check, docs: list[dict[str, Any]]) -> None:
+    """The printed rules and Lease loaded into the lab API server's own RBAC (in process):
+    the run's Lease can be read and taken, no other Lease can be created in kube-system."""
+    from upgrader.lab.apiserver.api import Api, Request
+    from upgrader.lab.apiserver.seed import initial_objects
+    from upgrader.lab.apiserver.spec import parse_spec
+    from upgrader.lab.apiserver.store import Store
+    from upgrader.rbac import lab_rules
+
+    spec = parse_spec(
+        {
+            "nodes": [{"name": "cp-1", "role": "control-plane", "address": "127.61.0.2"}],
+            "rbac": {"allow": lab_rules(), "lease": any(d["kind"] == "Lease" for d in docs)},
+        }
+    )
+    store = Store(None)
+    store.cluster = {"version": spec.version}
+    store.seed(initial_objects(spec, time.time()))
+    api = Api(store, spec)
+
+    def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else b""
+        r = api.handle(Request(method, path, {}, {"content-type": "application/json"}, data))
+        return r.code, json.loads(r.body)
+
+    base = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
+    code, lease = call("GET", f"{base}/upgrader-lock")
+    ch.cases += 1
+    if code != 200:
+        ch.fail(f"the printed Lease is not readable with the printed rules: {code}")
+        return
+    lease["spec"] = {"holderIdentity": "bench@here/run", "leaseDurationSeconds": 60}
+    ch.cases += 1
+    if call("PUT", f"{base}/upgrader-lock", lease)[0] != 200:
+        ch.fail("the printed rules do not let the run take its Lease")
+    for name in ("kube-controller-manager", "cloud-controller-manager", "upgrader-lock-2"):
+        ch.cases += 1
+        body = {"metadata": {"name": name, "namespace": "kube-system"}, "spec": {}}
+        code, _ = call("POST", base, body)
+        if code != 403:
+            ch.fail(f"the printed rules let the identity create Lease kube-system/{name}: {code}")
+    ch.notes.append(
+        "printed rules: Lease upgrader-lock get/update 200, create of 3 other Leases 403"
+    )
+
+
+def check_rbac_and_ssh_include(
+    lab: Lab, work: Path, extra_env: dict[str, str] | None = None, quick: bool = False
+) -> Check:
+    """Attack 12: ``create leases`` in kube-system could not be limited by name; ssh_config
+    ``Include`` was ignored silently."""
+    ch = Check("RBAC without create on Leases, ssh_config Include")
+    # ---- the printed RBAC: no create on Leases, every namespaced write by name, the Lease
+    printed = cli("rbac", "--user", "upgrader", extra_env=extra_env)
+    docs = [d for d in yaml.safe_load_all(printed.stdout) if d] if printed.code == 0 else []
+    ch.cases += 1
+    if printed.code != 0 or not docs:
+        ch.fail(f"upgrader rbac: exit {printed.code}: {printed.stderr[-200:]}")
+        return ch
+    for d in docs:
+        for rule in d.get("rules") or []:
+            verbs = set(rule.get("verbs") or [])
+            if "leases" in (rule.get("resources") or []) and "create" in verbs:
+                ch.fail(f"{d['kind']} grants create on leases: {rule}")
+            writes = verbs & {"create", "update", "patch", "delete"}
+            if d["kind"] == "Role" and writes and not rule.get("resourceNames"):
+                ch.fail(f"Role grants {sorted(verbs)} without resourceNames: {rule}")
+    if [d["kind"] for d in docs].count("Lease") != 1:
+        ch.fail("upgrader rbac does not print the run's Lease")
+    _rbac_api_cases(ch, docs)
+
+    # ---- ssh_config Include: the lab's port and user come only from an included file
+    home = work / "include-home"
+    ssh_dir = home / ".ssh"
+    (ssh_dir / "config.d").mkdir(parents=True, exist_ok=True)
+    inv_doc = yaml.safe_load(lab.inventory.read_text())
+    port, user = inv_doc["ssh"].pop("port"), inv_doc["ssh"].pop("user", None)
+    inv_doc["ssh"]["use_ssh_config"] = True
+    for n in inv_doc["nodes"]:
+        n.pop("port", None)
+    inv = lab.dir / "sec-include.yaml"
+    inv.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+    addresses = " ".join(n["address"] for n in inv_doc["nodes"])
+    included = ssh_dir / "config.d" / "lab.conf"
+    included.write_text(f"Port {port}\n" + (f"User {user}\n" if user else ""))
+    env = {**(extra_env or {}), "HOME": str(home)}
+    cases = [
+        ("Include inside a Host block, glob, relative to ~/.ssh", f"Host {addresses}\n"
+         "  Include config.d/*.conf\n", 0o600, 0, None),
+        ("the included file writable by others", "Include config.d/*.conf\n", 0o666, 2,
+         "bad owner or permissions"),
+        ("an Include with a %-token", "Include %d/config.d/*.conf\n", 0o600, 2,
+         "%-tokens"),
+    ]  # fmt: skip
+    if quick:
+        cases = cases[:2]
+    try:
+        for what, config, mode, want, words in cases:
+            (ssh_dir / "config").write_text(config)
+            included.chmod(mode)
+            lab.clear_calls()
+            r = cli("plan", "-i", str(inv), "--to", TARGET, timeout=180, extra_env=env)
+            ch.cases += 1
+            text = r.stdout + r.stderr
+            if "Traceback" in text:
+                ch.fail(f"{what}: traceback: {r.stderr[-300:]}")
+            if r.code != want:
+                ch.fail(f"{what}: exit {r.code} (want {want}): {text[-300:]}")
+                continue
+            if words is not None:
+                if not _one_line_error(r) or words not in r.stderr:
+                    ch.fail(f"{what}: not one error line with {words!r}: {r.stderr[-300:]}")
+                if _calls_total(lab):
+                    ch.fail(f"{what}: {_calls_total(lab)} commands ran on the nodes")
+                ch.notes.append(f"{what}: exit {r.code}: {r.stderr.strip()[:200]}")
+            else:
+                ch.notes.append(f"{what}: plan exit 0 (port and user from the included file)")
+    finally:
+        inv.unlink(missing_ok=True)
+        shutil.rmtree(home, ignore_errors=True)
     return ch
 
 
@@ -1267,10 +1492,15 @@ def campaign(work: Path, quick: bool = False, log: Callable[[str], None] = print
         fns: list[tuple[str, Callable[[Lab, Path], Check]]] = [
             ("host keys", lambda lab, w: check_host_keys(lab, w, quick=quick)),
             (
+                "known_hosts markers",
+                lambda lab, w: check_known_hosts_markers(lab, w, quick=quick),
+            ),
+            (
                 "inventory values",
                 lambda lab, w: check_inventory_values(lab, w, limit=2 if quick else None),
             ),
             ("url_template", check_url_template),
+            ("rbac and ssh_config", lambda lab, w: check_rbac_and_ssh_include(lab, w, quick=quick)),
             ("state files", check_state_files),
             ("playbook text", lambda lab, w: check_playbook_text(lab, w, quick=quick)),
             ("kubeconfig credentials", lambda lab, w: check_kube_credentials(lab, w, quick=quick)),

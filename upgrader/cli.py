@@ -502,8 +502,9 @@ def rbac(
         ),
     ] = False,
 ) -> None:
-    """Print least-privilege RBAC (ClusterRole, Role in kube-system, and their bindings) for
-    the identity upgrader runs as: exactly what `plan` checks and `apply` uses.
+    """Print least-privilege RBAC (ClusterRole, Role in kube-system, their bindings, and the
+    run's Lease, so that no create right on Leases is needed) for the identity upgrader runs
+    as: exactly what `plan` checks and `apply` uses. docs/RBAC.md: what RBAC cannot narrow.
 
     Apply it with `upgrader rbac --user NAME | kubectl apply -f -`.
     """

@@ -607,7 +607,10 @@ def for_apply(
     pre = collect_for(
         inventory, facts, api, pool, target=req.target, disable_eviction=req.disable_eviction
     )
-    return req, dataclasses.replace(pre, lease=None, lease_read=False)
+    access = pre.access
+    if access is not None and pre.lease is not None:  # create is not needed: the Lease exists
+        access = tuple(r for r in access if not acc.creates_lease(r.access))
+    return req, dataclasses.replace(pre, access=access, lease=None, lease_read=False)
 
 
 # --------------------------------------------------------------------------- post-flight

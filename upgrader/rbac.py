@@ -6,7 +6,9 @@ needs) as Kubernetes YAML: a ClusterRole and ClusterRoleBinding for the cluster-
 (nodes, pods, evictions, PodDisruptionBudgets, DaemonSets, ``/metrics``, and ``list`` on
 the kinds whose API versions releases since :data:`SCAN_FROM` removed), and a Role and
 RoleBinding in ``kube-system`` for the namespaced part (the ``upgrader-lock`` Lease, the
-``kubeadm-config`` and ``kubelet-config`` ConfigMaps, by name where RBAC allows it). Also
+``kubeadm-config`` and ``kubelet-config`` ConfigMaps, all by name), and the free Lease
+itself, so that the identity never needs ``create`` on Leases (which RBAC cannot limit to
+one name; docs/RBAC.md lists what RBAC cannot narrow further). Also
 :func:`lab_rules`, the same rules in the lab spec's ``rbac.allow`` form.
 
 Must not: talk to the cluster, or print (the CLI prints what :func:`render_rbac` returns).
@@ -89,9 +91,25 @@ def scan_resources(table: tuple[ra.RemovedApi, ...] | None = None) -> list[tuple
 
 
 def rules(*, disable_eviction: bool = False) -> tuple[acc.Rule, ...]:
-    """The least-privilege rules (cluster-wide ones have an empty namespace)."""
+    """The least-privilege rules (cluster-wide ones have an empty namespace). No ``create``
+    on Leases: RBAC cannot limit it to one name, so the Lease is printed instead."""
     accesses = acc.required_access(disable_eviction=disable_eviction, scan=scan_resources())
-    return acc.rbac_rules(accesses)
+    return acc.rbac_rules([a for a in accesses if not acc.creates_lease(a)])
+
+
+def lease_object() -> dict[str, Any]:
+    """The run's Lease, free, for the operator to create once (``kubectl apply`` leaves an
+    existing one, and its holder, as it is: the spec is empty)."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": acc.LEASE_NAME,
+            "namespace": acc.KUBE_SYSTEM,
+            "labels": {"app.kubernetes.io/name": "upgrader"},
+        },
+        "spec": {},
+    }
 
 
 def lab_rules(*, disable_eviction: bool = False) -> list[dict[str, Any]]:
@@ -100,8 +118,8 @@ def lab_rules(*, disable_eviction: bool = False) -> list[dict[str, Any]]:
 
 
 def render_rbac(subject: Subject, *, name: str = NAME, disable_eviction: bool = False) -> str:
-    """ClusterRole + ClusterRoleBinding + Role + RoleBinding (kube-system), as one YAML
-    stream ready for ``kubectl apply -f -``."""
+    """ClusterRole + ClusterRoleBinding + Role + RoleBinding + the run's Lease (kube-system),
+    as one YAML stream ready for ``kubectl apply -f -``."""
     if not _DNS_SUBDOMAIN.match(name):
         raise ConfigError(f"--name: {name!r} is not a valid RBAC object name")
     rs = rules(disable_eviction=disable_eviction)
@@ -140,6 +158,7 @@ def render_rbac(subject: Subject, *, name: str = NAME, disable_eviction: bool = 
             "roleRef": {"apiGroup": group, "kind": "Role", "name": name},
             "subjects": [subject.to_dict()],
         },
+        lease_object(),
     ]
     head = (
         f"# Least-privilege RBAC for upgrader, bound to {subject.describe()}.\n"
@@ -147,8 +166,12 @@ def render_rbac(subject: Subject, *, name: str = NAME, disable_eviction: bool = 
         + (", delete pods (--disable-eviction)" if disable_eviction else "")
         + ", list PodDisruptionBudgets,\n"
         "# get DaemonSets, GET /metrics, list kinds whose API versions releases remove.\n"
-        f"# In {acc.KUBE_SYSTEM}: the {acc.LEASE_NAME} Lease (create; get/update by name),\n"
-        f"# the {acc.KUBEADM_CONFIG} and {acc.KUBELET_CONFIG} ConfigMaps (get by name).\n"
+        f"# In {acc.KUBE_SYSTEM}: the {acc.LEASE_NAME} Lease (get/update by name; the Lease\n"
+        "# itself is created below, so the identity needs no create right: RBAC cannot\n"
+        f"# limit create to one name), the {acc.KUBEADM_CONFIG} and {acc.KUBELET_CONFIG}\n"
+        "# ConfigMaps (get by name). Not limitable by RBAC: patch nodes allows any field\n"
+        "# (labels, taints), not only spec.unschedulable; see docs/RBAC.md for the\n"
+        "# ValidatingAdmissionPolicy that limits it.\n"
         "# Apply with: kubectl apply -f -\n"
     )
     body = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)

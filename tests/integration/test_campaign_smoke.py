@@ -77,8 +77,10 @@ def test_security_quick(tmp_path: Path) -> None:
     assert doc["failed"] == 0, problems
     assert {c["check"] for c in doc["checks"]} == {
         "unknown and changed SSH host keys",
+        "known_hosts @revoked and @cert-authority markers",
         "inventory values with shell payloads",
         "url_template with shell-special characters",
+        "RBAC without create on Leases, ssh_config Include",
         "facts values with shell payloads, rendered and executed",
         "secrets after a full apply (token, private key, sudo password)",
         "forged state files and symlinked operator files",

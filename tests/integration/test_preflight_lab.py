@@ -241,7 +241,13 @@ def test_rbac_exactly_the_printed_rules_pass(tmp_path: Path) -> None:
     printed = cli("rbac", "--serviceaccount", "kube-system/upgrader")
     assert printed.returncode == 0, printed.stderr
     docs = [d for d in yaml.safe_load_all(printed.stdout) if d]
-    assert [d["kind"] for d in docs] == ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
+    assert [d["kind"] for d in docs] == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Lease",
+    ]
 
     spec = {
         "nodes": [
@@ -249,7 +255,8 @@ def test_rbac_exactly_the_printed_rules_pass(tmp_path: Path) -> None:
             {"name": "w-1", "role": "worker", "kubelet_config": INSECURE_KUBELET},
             {"name": "w-2", "role": "worker"},
         ],
-        "rbac": {"allow": lab_rules()},
+        # the rules and the Lease `upgrader rbac` printed (no create right on leases)
+        "rbac": {"allow": lab_rules(), "lease": True},
         "faults": [
             {
                 "node": "cp-1",
@@ -343,7 +350,10 @@ def test_rbac_missing_rules_are_blockers_naming_them(tmp_path: Path) -> None:
         missing = p.of("PERMISSION_MISSING")
         assert {f["severity"] for f in missing} == {"blocker"}
         text = "\n".join(f["message"] for f in missing)
-        assert len(missing) == 2, text
+        # the printed Lease was not applied here: creating it is then needed, and not allowed
+        assert len(missing) == 3, text
+        assert 'create leases (group "coordination.k8s.io") in namespace kube-system' in text
+        assert "only while the Lease does not exist" in text
         assert 'create pods/eviction (group "")' in text
         assert 'update leases (group "coordination.k8s.io") named upgrader-lock' in text
         assert "kube-system" in text

@@ -11,6 +11,7 @@ from upgrader.core.checks.access import (
     Access,
     AccessResult,
     check_access,
+    creates_lease,
     lab_allow_rules,
     rbac_rules,
     required_access,
@@ -95,6 +96,16 @@ def test_missing_required_is_a_blocker_naming_verb_group_resource() -> None:
     assert "upgrader rbac" in (found[0].fix or "")
 
 
+def test_creating_the_lease_is_needed_only_while_it_does_not_exist() -> None:
+    create = _find(required_access(), "create", "leases")
+    assert creates_lease(create) and create.required
+    denied = [AccessResult(create, False, "no RBAC policy matched")]
+    assert check_access(denied, lease_exists=True) == []
+    for unknown_or_missing in (False, None):
+        (f,) = check_access(denied, lease_exists=unknown_or_missing)
+        assert f.code == "PERMISSION_MISSING" and "upgrader rbac" in f.message
+
+
 def test_optional_and_unknown_are_warnings() -> None:
     metrics = Access("get", path="/metrics", required=False, why="read the metric")
     found = check_access(
@@ -128,8 +139,10 @@ def test_rbac_rules_grant_exactly_the_required_accesses() -> None:
         accesses = required_access(disable_eviction=disable, scan=scan_resources())
         rules = lab_allow_rules(rbac_rules(accesses))
         for a in accesses:
-            if not a.path:
-                assert _grants(rules, a), a
+            if creates_lease(a):  # never granted: `upgrader rbac` prints the Lease instead
+                assert not _grants(lab_rules(disable_eviction=disable), a), a
+            elif not a.path:
+                assert _grants(lab_rules(disable_eviction=disable), a), a
         # nothing beyond: no wildcard, no write on anything but the lease and nodes
         verbs = {v for r in rules for v in r["verbs"]}
         assert "*" not in verbs and "deletecollection" not in verbs
@@ -142,7 +155,12 @@ def test_rbac_rules_grant_exactly_the_required_accesses() -> None:
             ("pods/eviction",),
             ("leases",),
         }
-    assert lab_rules() == lab_allow_rules(rbac_rules(required_access(scan=scan_resources())))
+    narrowed = [a for a in required_access(scan=scan_resources()) if not creates_lease(a)]
+    assert lab_rules() == lab_allow_rules(rbac_rules(narrowed))
+    # every namespaced write the printed rules grant is limited to named objects
+    for r in lab_rules():
+        if r.get("namespaces") and set(r["verbs"]) & {"create", "update", "patch", "delete"}:
+            assert r.get("resourceNames"), r
 
 
 def test_create_rules_carry_no_resource_names() -> None:
@@ -154,8 +172,27 @@ def test_create_rules_carry_no_resource_names() -> None:
 def test_render_rbac_documents() -> None:
     text = render_rbac(subject_from(serviceaccount="kube-system/upgrader"))
     docs = [d for d in yaml.safe_load_all(text) if d]
-    assert [d["kind"] for d in docs] == ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"]
+    assert [d["kind"] for d in docs] == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Lease",
+    ]
+    assert docs[4]["metadata"] == {
+        "name": "upgrader-lock",
+        "namespace": "kube-system",
+        "labels": {"app.kubernetes.io/name": "upgrader"},
+    }
+    assert docs[4]["spec"] == {}  # kubectl apply leaves a held Lease's holder alone
     role = docs[2]
+    assert {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["upgrader-lock"],
+        "verbs": ["get", "update"],
+    } in role["rules"]
+    assert not [r for r in role["rules"] if "create" in r["verbs"]]
     assert role["metadata"]["namespace"] == "kube-system"
     assert {
         "apiGroups": [""],
@@ -189,3 +226,23 @@ def test_subject_errors() -> None:
     with pytest.raises(ConfigError, match="--serviceaccount"):
         subject_from(serviceaccount="Bad/Name")
     assert subject_from().describe() == "User upgrader"
+
+
+def test_node_patch_policy_document() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "rbac" / "node-patch-policy.yaml"
+    policy, binding = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert policy["kind"] == "ValidatingAdmissionPolicy"
+    assert binding["kind"] == "ValidatingAdmissionPolicyBinding"
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["nodes"] and rule["operations"] == ["UPDATE"]
+    checked = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    for field in ("labels", "annotations", "finalizers", "ownerReferences", "taints", "podCIDR",
+                  "providerID"):  # fmt: skip
+        assert f"object.metadata.{field}" in checked or f"object.spec.{field}" in checked
+    assert "unschedulable" not in checked  # the one field the identity may change

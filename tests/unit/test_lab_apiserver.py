@@ -567,3 +567,23 @@ def test_watch_as_table_for_kubectl_get_w() -> None:
     assert events[0]["object"]["columnDefinitions"][0]["name"] == "Name"
     assert events[1]["object"]["columnDefinitions"] is None
     assert [e["object"]["rows"][0]["cells"][2] for e in events] == ["Terminating", "Terminating"]
+
+
+def test_printed_rbac_with_the_printed_lease_allows_the_lock_and_no_other_lease() -> None:
+    from upgrader.rbac import lab_rules
+
+    with pytest.raises(ConfigError, match=r"rbac\.lease"):
+        parse_spec(spec_data(rbac={"allow": [], "lease": "yes"}), "spec.json")
+    lab = Lab(rbac={"allow": lab_rules(), "lease": True})
+    base = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
+    code, lease = lab.json("GET", f"{base}/upgrader-lock")
+    assert code == 200 and lease["spec"] == {}
+    lease["spec"] = {"holderIdentity": "me@here/run", "leaseDurationSeconds": 60}
+    code, _ = lab.json("PUT", f"{base}/upgrader-lock", lease)
+    assert code == 200
+    other = {"metadata": {"name": "kube-scheduler", "namespace": "kube-system"}, "spec": {}}
+    code, status = lab.json("POST", base, other)
+    assert code == 403, status
+    code, _ = lab.json("POST", base, {**other, "metadata": {"name": "upgrader-lock"}})
+    assert code == 403  # not even the lock itself: the identity has no create right at all
+    assert Lab(rbac={"allow": lab_rules()}).json("GET", f"{base}/upgrader-lock")[0] == 404

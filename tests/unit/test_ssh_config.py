@@ -301,3 +301,131 @@ def test_specific_blocks_keeps_only_host_naming_blocks() -> None:
         "  MATCH host w-2\n  User d"  # no final newline
     )
     assert specific_blocks(text) == "host=w-1\n  User b\n  MATCH host w-2\n  User d\n"
+
+
+# --------------------------------------------------------------------------- Include
+
+
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> Path:
+    """A home directory in tmp_path with ``files`` under ~/.ssh; returns ~/.ssh/config."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ssh = tmp_path / ".ssh"
+    for name, text in files.items():
+        (ssh / name).parent.mkdir(parents=True, exist_ok=True)
+        (ssh / name).write_text(text, encoding="utf-8")
+    return ssh / "config"
+
+
+def _load(config: Path) -> SSHConfigFile:
+    loaded = SSHConfigFile.load(config)
+    assert loaded is not None
+    return loaded
+
+
+def test_include_glob_relative_to_dot_ssh_in_lexical_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _home(
+        tmp_path,
+        monkeypatch,
+        {
+            "config": "Include config.d/*.conf\nPort 2022\n",
+            "config.d/20-b.conf": "Host w-1\n  User bob\n  HostName 10.0.0.2\n",
+            "config.d/10-a.conf": "Host w-1\n  User alice\n",
+            "config.d/ignored.txt": "Host w-1\n  Port 9\n",
+        },
+    )
+    ssh = _load(config)
+    w1 = ssh.layers("w-1")
+    assert (w1.specific.user, w1.specific.hostname) == ("alice", "10.0.0.2")
+    # the main file's line after the Include is still for every host (not inside Host w-1)
+    assert w1.generic.port == 2022 and ssh.layers("w-2").generic.port == 2022
+    assert ssh.layers("w-2").specific == HostConfig()
+
+
+def test_include_inside_a_host_block_applies_only_to_that_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _home(
+        tmp_path,
+        monkeypatch,
+        {
+            "config": "Host w-1\n  Include ~/.ssh/inner\n  IdentityFile ~/k1\n"
+            "Host w-9\n  Include inner\n",
+            "inner": "User carol\nHost *\n  Port 2201\nHost w-2\n  User dave\n",
+        },
+    )
+    ssh = _load(config)
+    w1 = ssh.layers("w-1")
+    assert (w1.specific.user, w1.specific.port) == ("carol", 2201)
+    assert w1.specific.identity_file == str(tmp_path / "k1")  # Host w-1 re-opened after it
+    # w-2: the inner file's "Host w-2" is only reached through Host w-1 / w-9: never for w-2
+    assert ssh.layers("w-2").specific == HostConfig() and ssh.layers("w-2").generic == HostConfig()
+    assert ssh.layers("w-9").specific.port == 2201
+
+
+def test_include_inside_match_and_nested_includes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _home(
+        tmp_path,
+        monkeypatch,
+        {
+            "config": "Match originalhost w-*\n  Include a\n",
+            "a": "Include b\nHost w-3\n  Port 2203\n",
+            "b": "User nested\n",
+        },
+    )
+    ssh = _load(config)
+    assert ssh.layers("w-3").specific == HostConfig(user="nested", port=2203)
+    assert ssh.layers("cp-1").specific == HostConfig()
+
+
+def test_include_of_host_star_at_top_level_stays_generic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _home(tmp_path, monkeypatch, {"config": "Include star\n", "star": WILDCARD})
+    ssh_config = config
+    data = {
+        "cluster": {"name": "demo"},
+        "ssh": {"use_ssh_config": True, "user": "inv-user"},
+        "nodes": [{"name": "cp-1", "address": "cp-1", "role": "control-plane"}],
+    }
+    path = tmp_path / "inv.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    target = load_inventory(path, ssh_config_path=ssh_config).ssh_target("cp-1")
+    assert (target.user, target.port) == ("inv-user", 2222)  # Host * loses, fills the gaps
+
+
+def test_include_matching_nothing_is_skipped_as_ssh_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _home(tmp_path, monkeypatch, {"config": "Include nothing/*\nHost w-1\n  Port 7\n"})
+    assert _load(config).layers("w-1").specific.port == 7
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"config": "Include loop\n", "loop": "Include loop\n"}, "nested more than 16 levels"),
+        ({"config": "Include %h.conf\n"}, r"line 1: Include '%h.conf': %-tokens"),
+        ({"config": "Host x\n  Include ${HOME}/x\n"}, r"line 2: Include .*not supported"),
+        ({"config": "Include 'unclosed\n"}, "config line 1: Include"),
+    ],
+)
+def test_include_errors_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], message: str
+) -> None:
+    config = _home(tmp_path, monkeypatch, files)
+    with pytest.raises(ConfigError, match=message) as exc:
+        SSHConfigFile.load(config)
+    assert "\n" not in str(exc.value)
+
+
+def test_included_file_writable_by_others_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _home(tmp_path, monkeypatch, {"config": "Include other\n", "other": "User x\n"})
+    (tmp_path / ".ssh" / "other").chmod(0o666)
+    with pytest.raises(ConfigError, match=r"config line 1: Include .*other: bad owner or perm"):
+        SSHConfigFile.load(config)

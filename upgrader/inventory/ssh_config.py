@@ -21,6 +21,16 @@ host name, this keeps ``%h`` values of ``Host *`` generic, and keeps a value tha
 own block repeats from ``Host *`` specific. Approximate only where a ``Match host`` depends on
 a ``HostName`` that a generic block set.
 
+``Include`` is honoured as ``ssh`` honours it (:func:`expand_includes`): each argument a
+glob (``~`` expanded; relative paths under ``~/.ssh``, as for a user configuration),
+matches read in lexical order, a pattern matching nothing skipped, nesting limited to 16
+levels, an included file refused unless owned by you or root and writable by no one else
+(ssh's own rule). An Include inside a ``Host``/``Match`` block applies only where that
+block does: the included text is inlined with each of its own ``Host``/``Match`` headers
+rewritten as a ``Match`` that also requires the enclosing block's conditions, and the
+enclosing block re-opened after it. ``%`` tokens and ``${VAR}`` in Include paths are refused
+(one line naming file and line), never ignored.
+
 Must not: decide precedence against the inventory (``targets`` does), open connections or
 read keys. (paramiko runs a ``Match exec`` command, as ssh does, and canonicalisation
 resolves names: both only when the operator's file asks for them.)
@@ -28,6 +38,8 @@ resolves names: both only when the operator's file asks for them.)
 
 from __future__ import annotations
 
+import glob
+import os
 import shlex
 from dataclasses import dataclass, replace
 from io import StringIO
@@ -51,6 +63,8 @@ _KEYS = {
     "proxyjump": "proxy_jump",
 }
 _HOST_CRITERIA = ("host", "originalhost")
+MAX_INCLUDE_DEPTH = 16  # OpenSSH's READCONF_MAX_DEPTH
+USER_CONFIG_DIR = Path("~/.ssh")
 _NO_PARAM_CRITERIA = ("all", "canonical", "final")
 
 
@@ -119,6 +133,115 @@ def _raw(found: paramiko.SSHConfigDict, key: str) -> str | None:
     return None if value is None else str(value)
 
 
+# --------------------------------------------------------------------------- Include
+
+Criteria = tuple[str, ...] | None  # Match criteria tokens; None: every host
+
+
+def _criteria(keyword: str, value: str) -> Criteria:
+    """The Match criteria equivalent to a ``Host``/``Match`` header (``all`` dropped)."""
+    tokens = shlex.split(value)
+    if keyword == "host":
+        return ("originalhost", ",".join(tokens))
+    out: list[str] = []
+    while tokens:
+        criterion = tokens.pop(0)
+        kind = criterion.lstrip("!").lower()
+        if kind in _NO_PARAM_CRITERIA:
+            if kind != "all":
+                out.append(criterion)
+            continue
+        out += [criterion, tokens.pop(0)] if tokens else [criterion]
+    return tuple(out) or None
+
+
+def _combine(outer: Criteria, own: Criteria) -> Criteria:
+    if outer is None:
+        return own
+    return outer if own is None else (*outer, *own)
+
+
+def _match_line(criteria: Criteria) -> str:
+    if criteria is None:
+        return "Match all\n"
+    return "Match " + " ".join(shlex.quote(t) for t in criteria) + "\n"
+
+
+def _read_included(path: Path, where: str) -> str:
+    """An included file's text, after ssh's ownership and permission rule."""
+    try:
+        st = path.stat()
+        if st.st_uid not in (0, os.getuid()) or st.st_mode & 0o022:
+            raise ConfigError(
+                f"{where}: Include {path}: bad owner or permissions (must be owned by you "
+                "or root and writable by no one else, as ssh requires)"
+            )
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(one_line(f"{where}: Include {path}: cannot read: {exc}")) from None
+
+
+def _include_paths(value: str, where: str) -> list[Path]:
+    try:
+        args = shlex.split(value)
+    except ValueError as exc:
+        raise ConfigError(one_line(f"{where}: Include {value!r}: {exc}")) from None
+    found: list[Path] = []
+    for arg in args:
+        if "%" in arg or "${" in arg:
+            raise ConfigError(
+                f"{where}: Include {arg!r}: %-tokens and ${{VAR}} in Include are not "
+                "supported; write the path out"
+            )
+        pattern = Path(arg).expanduser()
+        if not pattern.is_absolute():
+            pattern = USER_CONFIG_DIR.expanduser() / pattern
+        found += [Path(p) for p in sorted(glob.glob(str(pattern)))]
+    return found
+
+
+def expand_includes(path: Path, text: str) -> str:
+    """``text`` (the file ``path``) with every ``Include`` replaced by what it includes,
+    conditions kept (see the module docstring). Raises ConfigError naming file and line."""
+    out: list[str] = []
+    _expand(path, text, None, 0, out)
+    return "".join(out)
+
+
+def _expand(path: Path, text: str, outer: Criteria, depth: int, out: list[str]) -> bool:
+    """Append ``text`` to ``out`` inside the block ``outer``; True when it opened blocks."""
+    if depth > MAX_INCLUDE_DEPTH:
+        raise ConfigError(
+            f"{path}: Include nested more than {MAX_INCLUDE_DEPTH} levels deep (a loop?)"
+        )
+    current: Criteria = outer  # the conditions of the block open at this line
+    reopen = _match_line(outer)  # the line that re-opens it after an Include
+    opened = False
+    for lineno, line in enumerate(StringIO(text), 1):  # split as paramiko splits
+        line = line if line.endswith("\n") else line + "\n"
+        match = paramiko.SSHConfig.SETTINGS_REGEX.match(line.strip())
+        keyword = match.group(1).lower() if match else ""
+        value = match.group(2) if match else ""
+        if keyword in ("host", "match"):
+            try:
+                own = _criteria(keyword, value)
+            except ValueError as exc:
+                raise ConfigError(one_line(f"{path} line {lineno}: {exc}")) from None
+            opened = True
+            current = _combine(outer, own)
+            reopen = line if outer is None else _match_line(current)
+            out.append(reopen)
+        elif keyword == "include":
+            where = f"{path} line {lineno}"
+            for included in _include_paths(value, where):
+                body = _read_included(included, where)
+                if _expand(included, body, current, depth + 1, out):
+                    out.append(reopen)
+        else:
+            out.append(line)
+    return opened
+
+
 class SSHConfigFile:
     """A parsed ssh_config file. Lookups validate what they return."""
 
@@ -141,7 +264,9 @@ class SSHConfigFile:
 
     @classmethod
     def from_text(cls, path: Path, text: str) -> SSHConfigFile:
-        """Parse ssh_config ``text``; ``path`` names it in errors."""
+        """Parse ssh_config ``text``; ``path`` names it in errors and its Includes are
+        read."""
+        text = expand_includes(path, text)
         try:
             config = paramiko.SSHConfig.from_text(text)
             specific = paramiko.SSHConfig.from_text(specific_blocks(text))

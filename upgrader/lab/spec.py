@@ -344,6 +344,8 @@ class Rbac(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     allow: list[RbacRule] = Field(default_factory=list)
+    # the kube-system/upgrader-lock Lease exists from the start (`upgrader rbac` prints it)
+    lease: bool = False
 
 
 def _fault_tag(value: Any) -> str:

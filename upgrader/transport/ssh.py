@@ -1,16 +1,20 @@
 """SSH transport on paramiko: one lazily opened, reused, host-key-verified connection per node.
 
-Owns: connecting (strict or accept-new host key checking against a known_hosts file, key
-or agent authentication only, ProxyJump through a ``direct-tcpip`` channel, keepalive,
-connect timeout, retries with exponential backoff and jitter on connection errors only),
-running one command per session channel with a deadline and without deadlocking on large
-outputs (or streaming its stdout into a local 0600 file: :meth:`SSHTransport.stream_to`),
-sudo wrapping (the sudo password comes from an environment variable and is only ever
-written to the channel's stdin), SFTP download, and :class:`SSHPool`, the
-thread-safe set of per-node transports the gatherer and executor share.
+Owns: connecting (strict or accept-new host key checking against a known_hosts file read by
+:mod:`.known_hosts`: a key on an ``@revoked`` line is refused before authentication under
+every policy, a host known only through ``@cert-authority`` is asked for its host
+certificate, which is checked against the CA; key or agent authentication only, ProxyJump
+through a ``direct-tcpip`` channel, keepalive, connect timeout, retries with exponential
+backoff and jitter on connection errors only), running one command per session channel with
+a deadline and without deadlocking on large outputs (or streaming its stdout into a local
+0600 file: :meth:`SSHTransport.stream_to`), sudo wrapping (the sudo password comes from an
+environment variable and is only ever written to the channel's stdin), SFTP download, and
+:class:`SSHPool`, the thread-safe set of per-node transports the gatherer and executor
+share.
 
 Must not: print, log secrets, retry a command that reached the node, accept an unknown or
-changed host key under the strict policy, or know about Kubernetes, plans or steps.
+changed host key under the strict policy, accept a revoked key or an unverified certificate,
+or know about Kubernetes, plans or steps.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import paramiko
 from tenacity import (
@@ -38,6 +42,15 @@ from tenacity import (
 
 from upgrader.errors import ConfigError, HostKeyError, TransportError
 from upgrader.transport.base import Result, SSHTarget
+from upgrader.transport.known_hosts import (
+    CERT_SUFFIX,
+    CertificateRejected,
+    Entry,
+    KnownHosts,
+    certificate_blob,
+    check_host_certificate,
+    fingerprint,
+)
 
 log = logging.getLogger("upgrader.transport")
 
@@ -91,18 +104,60 @@ def _reason(exc: BaseException | None) -> str:
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Called by paramiko only when known_hosts has no key at all for the host."""
+    """Called by paramiko when known_hosts has no usable plain key for the host: accepts a
+    certificate a trusted ``@cert-authority`` vouches for, records a new key under
+    ``accept-new``, refuses everything else (and a revoked key always)."""
 
-    def __init__(self, target: SSHTarget, known_hosts: Path) -> None:
+    def __init__(self, target: SSHTarget, path: Path, known: KnownHosts | None) -> None:
         self._target = target
-        self._known_hosts = known_hosts
+        self._path = path
+        self._known = known
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
         t = self._target
+        known = self._known
+        if known is not None:
+            _refuse_revoked(t, self._path, known, key)
+            cas = known.authorities(hostname)
+            cert = certificate_blob(key)
+            if cert is not None and cas:
+                try:
+                    ca = check_host_certificate(cert, t.host, cas, known)
+                except CertificateRejected as e:
+                    raise HostKeyError(
+                        f"node {t.node}: host certificate of {t.host}:{t.port} REJECTED: "
+                        f"{e} ({self._path} line {_ca_lines(cas)} trusts its CA); "
+                        "refusing to connect",
+                        node=t.node,
+                    ) from None
+                if ca is not None:
+                    log.info(
+                        "node %s: host certificate of %s:%d (%s %s) signed by the CA on "
+                        "line %d of %s",
+                        t.node, t.host, t.port, key.get_name(), fingerprint(key),
+                        ca.lineno, self._path,
+                    )  # fmt: skip
+                    return
+            if cas and t.host_key_policy != "accept-new":
+                offered = "a certificate of another CA" if cert is not None else "a plain key"
+                raise HostKeyError(
+                    f"node {t.node}: host key of {t.host}:{t.port} ({key.get_name()} "
+                    f"{fingerprint(key)}) is {offered}, and {self._path} trusts only the "
+                    f"certificate authority on line {_ca_lines(cas)} for this host "
+                    "(host_key_policy strict); give the node a host certificate signed by "
+                    "that CA (sshd HostCertificate), or add its host key to known_hosts",
+                    node=t.node,
+                )
+            if not cas and known.revoked_authority(hostname) and cert is not None:
+                raise HostKeyError(
+                    f"node {t.node}: the certificate authority {self._path} names for "
+                    f"{t.host}:{t.port} is marked @revoked; refusing to connect",
+                    node=t.node,
+                )
         if t.host_key_policy == "accept-new":
-            _append_known_host(self._known_hosts, hostname, key)
+            _append_known_host(self._path, hostname, key)
             log.info(
                 "node %s: recorded new host key %s %s for %s:%d in %s",
                 t.node,
@@ -110,16 +165,45 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
                 key.fingerprint,
                 t.host,
                 t.port,
-                self._known_hosts,
+                self._path,
             )
             return
         raise HostKeyError(
             f"node {t.node}: host key of {t.host}:{t.port} ({key.get_name()} "
-            f"{key.fingerprint}) is not in {self._known_hosts} (host_key_policy strict); "
+            f"{key.fingerprint}) is not in {self._path} (host_key_policy strict); "
             "verify the fingerprint out of band and add it to known_hosts, or use "
             "host_key_policy accept-new",
             node=t.node,
         )
+
+
+def _ca_lines(cas: list[Entry]) -> str:
+    return ", ".join(str(c.lineno) for c in cas)
+
+
+def _refuse_revoked(target: SSHTarget, path: Path, known: KnownHosts, key: paramiko.PKey) -> None:
+    """Raise HostKeyError when the server's key is on an ``@revoked`` line."""
+    line = known.revoked_line(key)
+    if line is None:
+        return
+    t = target
+    raise HostKeyError(
+        f"node {t.node}: host key of {t.host}:{t.port} ({key.get_name()} {fingerprint(key)}) "
+        f"is REVOKED ({path} line {line}: @revoked); refusing to connect (give the node a "
+        "new host key and add that to known_hosts)",
+        node=t.node,
+    )
+
+
+def _prefer_certificates(sock: Any, /, **kwargs: Any) -> paramiko.Transport:
+    """A Transport asking for certificate host keys first (the host is known only through
+    a ``@cert-authority`` line); plain keys stay as the fallback, as in ``ssh``."""
+    transport = paramiko.Transport(sock, **kwargs)
+    opts = transport.get_security_options()
+    plain = [k for k in opts.key_types if not k.endswith(CERT_SUFFIX)]
+    certs = [k for k in transport.preferred_keys if k.endswith(CERT_SUFFIX)]
+    opts.key_types = [*dict.fromkeys(certs), *plain]
+    return transport
 
 
 def _append_known_host(path: Path, hostname: str, key: paramiko.PKey) -> None:
@@ -138,14 +222,15 @@ def _append_known_host(path: Path, hostname: str, key: paramiko.PKey) -> None:
             os.fsync(fh.fileno())
 
 
-_known_hosts_cache: dict[str, tuple[tuple[int, int, int], paramiko.HostKeys]] = {}
+_known_hosts_cache: dict[str, tuple[tuple[int, int, int], KnownHosts]] = {}
 
 
-def _known_host_keys(path: Path) -> paramiko.HostKeys:
-    """``path`` parsed once per version of the file (inode, size, mtime): paramiko parses
-    a known_hosts line in about 0.15 ms, and a fan-out to N nodes whose known_hosts holds
-    N lines would otherwise parse N*N lines (6 s of CPU at 200 nodes). Treat the result
-    as read-only; a key appended under accept-new changes the file and so the version."""
+def _known_host_keys(path: Path) -> KnownHosts:
+    """``path`` parsed once per version of the file (inode, size, mtime): a known_hosts
+    line takes about 0.15 ms to parse, and a fan-out to N nodes whose known_hosts holds
+    N lines would otherwise parse N*N lines (6 s of CPU at 200 nodes); the warnings about
+    lines that are skipped come once per version too. Treat the result as read-only; a
+    key appended under accept-new changes the file and so the version."""
     st = path.stat()
     version = (st.st_ino, st.st_size, st.st_mtime_ns)
     key = str(path)
@@ -153,7 +238,7 @@ def _known_host_keys(path: Path) -> paramiko.HostKeys:
         hit = _known_hosts_cache.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
-        keys = paramiko.HostKeys(key)
+        keys = KnownHosts.load(path)
         _known_hosts_cache[key] = (version, keys)
         return keys
 
@@ -294,17 +379,22 @@ class SSHTransport:
         known_hosts = self._known_hosts_path()
         client = paramiko.SSHClient()
         try:
+            known: KnownHosts | None = None
+            factory = None
             if known_hosts.exists():
                 try:
                     known = _known_host_keys(known_hosts)
-                except (OSError, paramiko.SSHException, ValueError) as e:
+                except (OSError, ValueError) as e:
                     raise ConfigError(
                         f"node {t.node}: cannot read known_hosts {known_hosts}: {_one_line(e)}"
                     ) from None
                 name = host_key_name(t.host, t.port)
-                for keytype, key in (known.lookup(name) or {}).items():
-                    client.get_host_keys().add(name, keytype, key)
-            client.set_missing_host_key_policy(_HostKeyPolicy(t, known_hosts))
+                plain = known.host_keys(name)
+                for entry in plain:
+                    client.get_host_keys().add(name, entry.keytype, entry.key)
+                if not plain and known.authorities(name):
+                    factory = _prefer_certificates
+            client.set_missing_host_key_policy(_HostKeyPolicy(t, known_hosts, known))
             sock: paramiko.Channel | None = None
             if self._jump is not None:
                 try:
@@ -327,8 +417,11 @@ class SSHTransport:
                     auth_timeout=t.connect_timeout,
                     channel_timeout=t.connect_timeout,
                     sock=sock,
+                    transport_factory=factory,
                 )
             except paramiko.BadHostKeyException as e:
+                if known is not None:
+                    _refuse_revoked(t, known_hosts, known, e.key)
                 raise HostKeyError(
                     f"node {t.node}: host key of {self._endpoint} CHANGED: {known_hosts} has "
                     f"{e.expected_key.get_name()} {e.expected_key.fingerprint}, the server "

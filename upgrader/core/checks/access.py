@@ -7,6 +7,10 @@ rules ``upgrader rbac`` prints (:func:`rbac_rules`), so the two cannot drift; th
 ``rbac.allow`` rules are generated from it too. :func:`check_access` turns the answers into
 findings: a missing required permission is a blocker naming verb, group and resource.
 
+``create`` on Leases in ``kube-system`` cannot be limited to one name by RBAC, so the printed
+rules leave it out and ``upgrader rbac`` prints the Lease itself for the operator to apply:
+a run needs ``create`` only while the Lease does not exist (:func:`check_access` is told).
+
 Optional accesses (``required=False``) only feed checks that report what they could not
 see: the ``/metrics`` endpoint (removed-API usage), the ``kubelet-config`` ConfigMap (what
 ``kubeadm upgrade`` writes to every node) and the lists of objects whose API versions a
@@ -125,7 +129,8 @@ def required_access(
             "leases",
             group="coordination.k8s.io",
             namespace=KUBE_SYSTEM,
-            why="take the run lock",
+            why="create the run lock (only while the Lease does not exist: apply the Lease "
+            "`upgrader rbac` prints instead)",
         ),
         Access(
             "update",
@@ -182,12 +187,21 @@ class AccessResult:
     detail: str | None = None  # the review's reason / evaluationError, or the API error
 
 
-def check_access(results: Sequence[AccessResult]) -> list[Finding]:
-    """A finding per access that is not allowed (or could not be asked)."""
+def creates_lease(a: Access) -> bool:
+    """The one access a run needs only while its Lease does not exist yet."""
+    return a.verb == "create" and a.resource == "leases" and a.namespace == KUBE_SYSTEM
+
+
+def check_access(
+    results: Sequence[AccessResult], *, lease_exists: bool | None = None
+) -> list[Finding]:
+    """A finding per access that is not allowed (or could not be asked). ``lease_exists``
+    True: creating the Lease is not needed (the operator applied the Lease that
+    ``upgrader rbac`` prints, or an earlier run created it), so its answer is ignored."""
     out: list[Finding] = []
     for r in results:
         a = r.access
-        if r.allowed is True:
+        if r.allowed is True or (lease_exists and creates_lease(a)):
             continue
         detail = f" ({r.detail})" if r.detail else ""
         if r.allowed is None:

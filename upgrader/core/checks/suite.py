@@ -76,7 +76,8 @@ def cluster_findings(
     """The checks on what was read from the API (and etcd over SSH)."""
     out: list[Finding] = []
     if inputs.access is not None:
-        out += access.check_access(inputs.access)
+        exists = (inputs.lease is not None) if inputs.lease_read else None
+        out += access.check_access(inputs.access, lease_exists=exists)
     if inputs.nodes is not None:
         out += health.check_nodes_ready(inputs.nodes)
     if inputs.pods is not None:

@@ -2,8 +2,9 @@
 
 Owns the translation spec -> initial cluster: namespaces, Nodes (cordoned ones
 unschedulable), control-plane mirror pods on CP nodes, the kubeadm-config and
-kubelet-config ConfigMaps, the spec's Deployments/DaemonSets/Pods and their PDBs. The
-controller then fills in ReplicaSets and pods. Must not: write to disk or know HTTP.
+kubelet-config ConfigMaps, the run's Lease when ``rbac.lease`` asks for it, the spec's
+Deployments/DaemonSets/Pods and their PDBs. The controller then fills in ReplicaSets and
+pods. Must not: write to disk or know HTTP.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def initial_objects(spec: LabSpec, now: float) -> list[tuple[str, Json]]:
         )
     )
     out.append(("configmaps", ob.kubelet_config_map(now)))
+    if spec.seed_lease:  # as after `kubectl apply` of what `upgrader rbac` prints
+        lease_meta = ob.meta(
+            "upgrader-lock", "kube-system", now, {"app.kubernetes.io/name": "upgrader"}
+        )
+        out.append(("leases", {"metadata": lease_meta, "spec": {}}))
     for w in spec.workloads:
         labels = ob.workload_labels(w)
         if w.kind == "Deployment":

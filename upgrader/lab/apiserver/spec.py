@@ -99,6 +99,7 @@ class LabSpec:
     api_faults: tuple[ApiFault, ...]
     rbac: tuple[RbacRule, ...] | None  # None = everything allowed
     etcd_external: tuple[str, ...] = ()  # spec `etcd: external`: kubeadm-config's endpoints
+    seed_lease: bool = False  # spec `rbac.lease`: the run's Lease exists from the start
     image_repository: str = "registry.k8s.io"  # kubeadm-config imageRepository
 
     def node(self, name: str) -> NodeSpec | None:
@@ -340,6 +341,13 @@ def _rbac(ctx: _Ctx, raw: Any) -> tuple[RbacRule, ...] | None:
     return tuple(rules)
 
 
+def _seed_lease(ctx: _Ctx, raw: Any) -> bool:
+    value = raw.get("lease", False) if isinstance(raw, Mapping) else False
+    if not isinstance(value, bool):
+        raise ctx.fail("rbac.lease", "must be true or false")
+    return value
+
+
 def parse_spec(data: Any, source: str = "spec.json") -> LabSpec:
     ctx = _Ctx(source)
     if not isinstance(data, Mapping):
@@ -363,6 +371,7 @@ def parse_spec(data: Any, source: str = "spec.json") -> LabSpec:
         delays=delays,
         api_faults=_faults(ctx, data.get("faults")),
         rbac=_rbac(ctx, data.get("rbac")),
+        seed_lease=_seed_lease(ctx, data.get("rbac")),
         etcd_external=_etcd_external(ctx, data.get("etcd", "local")),
         image_repository=ctx.str_(data, "image_repository", "", "registry.k8s.io"),
     )
