@@ -884,7 +884,8 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
             "discovery-token CA cert hash": [ca_hash],
             "certificate key": [cert_key],
         }
-        with ArgvWatch([token, password]) as watch:
+        # attack 3 of issue 12: the old snapshot path in /tmp, visible in argv, was raced
+        with ArgvWatch([token, password, "/tmp/upgrader-etcd-snapshot"]) as watch:
             first = cli(*args, timeout=900, extra_env={env_name: password})
             (lab.dir / "leak-ok").touch()  # under the lab directory: nodes see it
             second = cli(*args, timeout=900, extra_env={env_name: password})
@@ -918,6 +919,7 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
             ch.fail(f"state file mode {oct(state.stat().st_mode & 0o777)} (want 0600)")
         if events.exists() and events.stat().st_mode & 0o777 != 0o600:
             ch.fail(f"events file mode {oct(events.stat().st_mode & 0o777)} (want 0600)")
+        _check_snapshot_place(ch, lab, state)
         leaked_token_seen = any("***" in text for _, text in artefacts)
         for name, text in artefacts:
             ch.cases += 1
@@ -929,6 +931,42 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
         else:
             ch.notes.append("the leaky step's token output is kept masked (***)")
     return ch
+
+
+def _check_snapshot_place(ch: Check, lab: Lab, state: Path) -> None:
+    """Issue 12, attack 3: the etcd snapshot (every Secret of the cluster) never passes
+    through a shared directory: on the node it stays root-only in etcd's data directory, it
+    reaches this machine over the SSH channel into a 0600 file in a 0700 directory, and no
+    file under a node's or this machine's shared temporary directories holds it."""
+    try:
+        snap = json.loads(state.read_text()).get("etcd_snapshot") or {}
+    except (OSError, ValueError) as e:
+        ch.fail(f"etcd snapshot: cannot read the state: {e}")
+        return
+    ch.cases += 1
+    if not snap:
+        ch.fail("etcd snapshot: the run recorded none")
+        return
+    remote, local = str(snap.get("remote", "")), Path(str(snap.get("path", "")))
+    if not remote.startswith("/var/lib/etcd/"):
+        ch.fail(f"etcd snapshot: the node's copy is at {remote}, not in etcd's data directory")
+    node_copy = lab.dir / "nodes" / str(snap.get("node")) / "root" / remote.lstrip("/")
+    if node_copy.exists() and node_copy.stat().st_mode & 0o077:
+        ch.fail(f"etcd snapshot: the node's copy has mode {oct(node_copy.stat().st_mode & 0o777)}")
+    if not local.is_file() or local.stat().st_mode & 0o777 != 0o600:
+        ch.fail(f"etcd snapshot: the local copy {local} is missing or not 0600")
+    elif local.parent.stat().st_mode & 0o777 != 0o700:
+        ch.fail(f"etcd snapshot: {local.parent} is not 0700")
+    shared = [Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/dev/shm")]
+    for node_dir in sorted((lab.dir / "nodes").iterdir()):
+        shared += [node_dir / "root" / d for d in ("tmp", "var/tmp", "dev/shm")]
+    for d in shared:
+        for f in d.glob("*snapshot*") if d.is_dir() else ():
+            ch.fail(f"etcd snapshot: a file in a shared directory: {f}")
+    ch.notes.append(
+        f"etcd snapshot: node copy {remote} (0600), local copy 0600 in a 0700 directory, none "
+        "in a shared directory, no snapshot path in any argv"
+    )
 
 
 # --------------------------------------------------------------------------- state files
