@@ -1351,8 +1351,9 @@ def check_kube_credentials(lab: Lab, work: Path, quick: bool = False) -> Check:
         ch.fail(f"exec plugin: plan does not name it first (want {want!r}): {first[:160]!r}")
     if secret in r.stdout + r.stderr:
         ch.fail("exec plugin: its argument or environment value is shown")
-    for p in (inv, inv2):
-        p.unlink(missing_ok=True)
+    for written in (inv, inv2):
+        written.unlink(missing_ok=True)
+    return ch
 
 
 # --------------------------------------------------------------------------- lab directory
