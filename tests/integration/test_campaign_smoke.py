@@ -83,4 +83,6 @@ def test_security_quick(tmp_path: Path) -> None:
         "secrets after a full apply (token, private key, sudo password)",
         "forged state files and symlinked operator files",
         "playbook text with control characters and bidi overrides",
+        "huge node output: memory stays flat",
+        "terminal escapes in node output",
     }
