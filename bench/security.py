@@ -41,7 +41,8 @@ checks, each against a real lab through the real CLI:
   transport: ``plan`` reports ``FACT_TOO_LARGE`` naming the node and the cap (exit 3), the
   command's output past the cap is dropped, and the peak RSS grows by well under 64 MiB;
 - **terminal escapes** (attack 6): OSC 52, CSI and U+202E in a node's daemon.json (quoted
-  by ``DOCKERD_TCP_NO_TLS``; ``plan`` and ``plan -vv``) and in a failing site step's
+  by ``DOCKERD_TCP_NO_TLS``), in the banner lines an SSH server sends before its version
+  line (``plan`` and ``plan -vv`` each), and in a failing site step's
   stdout and stderr (``apply``'s error line, ``status``, the transcript): none of the raw
   characters appears, each is shown escaped (``\\x1b``, ``\\u202e``);
 - **playbook text** (attack 7): a site step whose command, check or description holds CR,
@@ -67,6 +68,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1028,6 +1030,41 @@ def _raw_in(*texts: str) -> list[str]:
     return sorted({repr(c) for t in texts for c in _RAW if c in t})
 
 
+@contextmanager
+def _banner_server(host: str, line: str) -> Iterator[int]:
+    """A TCP server on ``host`` that answers every connection with 100 lines of ``line``
+    and never an SSH version line (what a hostile node's sshd may send before the
+    protocol starts); yields its port."""
+    import socket
+
+    srv = socket.create_server((host, 0))
+    srv.settimeout(0.2)
+    stop = threading.Event()
+    payload = "".join(f"{line} {i}\r\n" for i in range(100)).encode()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    conn.sendall(payload)
+                    conn.recv(4096)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        stop.set()
+        t.join(5)
+        srv.close()
+
+
 def check_terminal_escapes(lab: Lab, work: Path, quick: bool = False) -> Check:
     """Attack 6 of issue 12: terminal escapes from the nodes reach the operator's terminal."""
     ch = Check("terminal escapes in node output")
@@ -1049,6 +1086,26 @@ def check_terminal_escapes(lab: Lab, work: Path, quick: bool = False) -> Check:
                 ch.fail(f"{what}: the finding does not show the escapes: exit {r.code}")
     finally:
         (docker / "daemon.json").unlink(missing_ok=True)
+    # an SSH server whose pre-protocol banner lines carry them (w-2 pointed at it)
+    doc = yaml.safe_load(lab.inventory.read_text())
+    w2 = next(n for n in doc["nodes"] if n["name"] == "w-2")
+    banner_inv = lab.dir / "inventory-banner.yaml"
+    try:
+        with _banner_server(str(w2["address"]), "hello" + EVIL_OUTPUT) as port:
+            w2["port"] = port
+            banner_inv.write_text(yaml.safe_dump(doc))
+            for flags in [()] if quick else [(), ("-vv",)]:
+                ch.cases += 1
+                r = cli("plan", "-i", str(banner_inv), "--to", TARGET, *flags, timeout=300)
+                what = " ".join(("plan", *flags)) + ": SSH banner lines of w-2"
+                raw = _raw_in(r.stdout, r.stderr)
+                ch.notes.append(f"{what}: exit {r.code}, raw {', '.join(raw) or 'none'}")
+                if raw:
+                    ch.fail(f"{what}: raw {', '.join(raw)} on the terminal")
+                if EVIL_SHOWN not in r.stdout + r.stderr:
+                    ch.fail(f"{what}: the banner is not shown escaped: exit {r.code}")
+    finally:
+        banner_inv.unlink(missing_ok=True)
     # a failing step whose stderr carries them: the error line, then `status`
     pb = fast_playbooks(work / "pb-escapes")
     evil = "printf '\\033]52;c;ZWNobyBwd25lZA==\\007\\033[2J\\342\\200\\256boom\\n'"

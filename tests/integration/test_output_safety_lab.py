@@ -1,15 +1,20 @@
 """What a hostile node can send back, end to end against the lab (real sshd, real shell,
 the real CLI in a subprocess): a probe reading a 1 GiB file costs the operator no memory
 (the fact script cuts each probe on the node, the transport caps each stream), and
-terminal escapes in node output (a daemon.json host, a failing step's stderr) reach
-neither the CLI's stdout/stderr (plan, the failing step's error line, ``status``) nor the
-transcripts raw."""
+terminal escapes in node output (a daemon.json host, an SSH server's banner lines, a
+failing step's stderr) reach neither the CLI's stdout/stderr (plan, the failing step's
+error line, ``status``) nor the transcripts raw."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +58,35 @@ def _cli_rss(*args: str) -> tuple[subprocess.CompletedProcess[str], int]:
     )
     err, _, rss = r.stderr.rstrip("\n").rpartition("\n")
     return subprocess.CompletedProcess(r.args, r.returncode, r.stdout, err), int(rss) * 1024
+
+
+@contextmanager
+def _banner_server(host: str, line: str) -> Iterator[int]:
+    """A TCP server on ``host`` answering every connection with 100 lines of ``line`` and
+    never an SSH version line; yields its port."""
+    srv = socket.create_server((host, 0))
+    srv.settimeout(0.2)
+    stop = threading.Event()
+    payload = "".join(f"{line} {i}\r\n" for i in range(100)).encode()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(payload)
+                conn.recv(4096)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        stop.set()
+        t.join(5)
+        srv.close()
 
 
 def _raw_free(*texts: str) -> None:
@@ -104,6 +138,19 @@ def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> Non
         _raw_free(base.stdout, base.stderr)
         line = next(x for x in base.stdout.splitlines() if "DOCKERD_TCP_NO_TLS" in x)
         assert SHOWN in line and "\\u202e" in line, line
+
+        # w-2 behind an SSH server whose banner lines (before any version line) carry them
+        doc = yaml.safe_load((lab / "inventory.yaml").read_text())
+        w2 = next(n for n in doc["nodes"] if n["name"] == "w-2")
+        with _banner_server(str(w2["address"]), "hello" + EVIL) as port:
+            w2["port"] = port
+            (lab / "inventory-banner.yaml").write_text(yaml.safe_dump(doc))
+            r = cli("plan", "-i", str(lab / "inventory-banner.yaml"), "--to", TARGET, "-vv")
+        assert r.returncode == 3, r.stdout + r.stderr  # w-2 unreachable: a blocker
+        _raw_free(r.stdout, r.stderr)
+        line = next(x for x in r.stdout.splitlines() if "NODE_UNREACHABLE" in x)
+        assert "w-2" in line and SHOWN in line, line
+        assert "Banner: hello" + SHOWN in r.stderr  # paramiko's debug log, escaped too
 
         # w-2: a probe reads a 1 GiB file (sparse: no disk used)
         big = lab / "nodes" / "w-2" / "root" / "etc" / "docker" / "daemon.json"
