@@ -75,3 +75,12 @@ def test_a_capped_section_is_a_blocker_naming_node_probe_and_cap() -> None:
 def test_the_fact_script_cap_holds_every_probe_at_its_cap() -> None:
     for pm in ("apt", "dnf", "yum", "dnf5"):
         assert fact_output_cap(pm) > len(fact_probes(pm)) * (FACT_SECTION_CAP + 64)
+
+
+def test_a_stderr_tail_keeps_no_megabyte_line() -> None:
+    from upgrader.state import TAIL_LINE_CAP, tail
+
+    got = tail("first\n" + "e" * (2 * 1024 * 1024) + "rror\n")
+    assert got.startswith("first\neee") and got.endswith("eeerror")
+    assert max(len(line) for line in got.splitlines()) < TAIL_LINE_CAP + 50
+    assert tail("short\nlines\n") == "short\nlines"

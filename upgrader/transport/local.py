@@ -140,29 +140,44 @@ def _stream_to(
             cwd=transport._cwd,
             start_new_session=True,
         )
+        err = OutputBuffer()
         try:
-            _, err = proc.communicate(timeout=timeout)
-            code: int | None = proc.returncode
-        except subprocess.TimeoutExpired:
+            timed_out = _pump(proc, time.monotonic() + timeout, None, err)
+            if timed_out:
+                _kill_group(proc)
+                _pump(proc, time.monotonic() + _KILL_GRACE, None, err)
+            proc.wait()
+        except BaseException:
             _kill_group(proc)
-            _, err = proc.communicate()
-            code = None
+            proc.wait()
+            raise
+        finally:
+            if proc.stderr is not None:
+                proc.stderr.close()
+        code: int | None = None if timed_out else proc.returncode
     if code == 0:
         os.replace(part, dest)
     else:
         part.unlink(missing_ok=True)
-    text = err.decode("utf-8", "replace")[-DEFAULT_OUTPUT_CAP:]
-    return Result(command, code, "", text, time.monotonic() - start, timed_out=code is None)
+    return Result(
+        command,
+        code,
+        "",
+        err.text(),
+        time.monotonic() - start,
+        timed_out=code is None,
+        stderr_dropped=err.dropped,
+    )
 
 
 def _pump(
-    proc: subprocess.Popen[bytes], deadline: float, out: OutputBuffer, err: OutputBuffer
+    proc: subprocess.Popen[bytes], deadline: float, out: OutputBuffer | None, err: OutputBuffer
 ) -> bool:
     """Read the process's stdout and stderr into their bounded buffers as they arrive
     until both pipes closed (False) or ``deadline`` passed (True)."""
-    sinks = {}
+    sinks: dict[int, OutputBuffer] = {}
     for pipe, buf in ((proc.stdout, out), (proc.stderr, err)):
-        if pipe is not None and not pipe.closed:
+        if pipe is not None and buf is not None and not pipe.closed:
             os.set_blocking(pipe.fileno(), False)
             sinks[pipe.fileno()] = buf
     with selectors.DefaultSelector() as sel:
