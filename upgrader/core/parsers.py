@@ -1,7 +1,8 @@
 """Pure parsers of real node command output, and the one fact script that produces it.
 
-Owns: the fact script a node runs in one SSH round trip (:func:`fact_script`), the
-splitting of its output into sections (:func:`split_sections`), and one parser per probe
+Owns: the fact script a node runs in one SSH round trip (:func:`fact_script`; each probe's
+output cut on the node after :data:`FACT_SECTION_CAP` bytes), the splitting of its output
+into sections (:func:`split_sections`, marking a section past the cap), and one parser per probe
 (``kubeadm version -o short``, ``kubelet --version``, ``kubectl version``, ``dpkg-query``,
 ``apt-mark showhold``, ``apt-cache madison``, ``rpm -q``, ``dnf list``, versionlock,
 ``/etc/os-release``, apt sources / yum repo files, container runtime ``--version``,
