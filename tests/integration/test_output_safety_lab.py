@@ -149,8 +149,8 @@ def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> Non
         # w-2 unreachable: a blocker (exit 3; 4 once unreachable nodes have their own code)
         assert r.returncode in (3, 4), r.stdout + r.stderr
         _raw_free(r.stdout, r.stderr)
-        line = next(x for x in r.stdout.splitlines() if "NODE_UNREACHABLE" in x)
-        assert "w-2" in line and SHOWN in line, line
+        line = next(x for x in r.stdout.splitlines() if "NODE_UNREACHABLE [w-2]" in x)
+        assert SHOWN in line, line
         assert "Banner: hello" + SHOWN in r.stderr  # paramiko's debug log, escaped too
 
         # w-2: a probe reads a 1 GiB file (sparse: no disk used)
