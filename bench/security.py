@@ -58,6 +58,15 @@ checks, each against a real lab through the real CLI:
   lock, create or symlink in ``/run/upgrader`` or move it; holding the old
   ``/run/lock/upgrader.lock`` does not stall root's wrapped command; a lock held by a
   process of that user is reported "user ..., not root";
+- **node output** (attack 5): a fact probe reading a 1 GiB file on a node, and a command
+  printing 200 MiB on stdout, then on stderr (``--quick``: 32 MiB, stdout), through the real SSH
+  transport: ``plan`` reports ``FACT_TOO_LARGE`` naming the node and the cap (exit 3), the
+  command's output past the cap is dropped, and the peak RSS grows by well under 64 MiB;
+- **terminal escapes** (attack 6): OSC 52, CSI and U+202E in a node's daemon.json (quoted
+  by ``DOCKERD_TCP_NO_TLS``), in the banner lines an SSH server sends before its version
+  line (``plan`` and ``plan -vv`` each), and in a failing site step's
+  stdout and stderr (``apply``'s error line, ``status``, the transcript): none of the raw
+  characters appears, each is shown escaped (``\\x1b``, ``\\u202e``);
 - **playbook text** (attack 7): a site step whose command, check or description holds CR,
   ESC, BEL, NUL, DEL, a C1 control or a bidi override/isolate: ``plan`` refuses it at load
   time (exit 2, one line naming file, phase, step and field), nothing runs.
@@ -90,6 +99,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1513,6 +1523,247 @@ def check_node_lock(lab: Lab, work: Path, quick: bool = False) -> Check:
     return ch
 
 
+# --------------------------------------------------------------------------- node output
+
+# Runs ARGV and prints its peak RSS in KiB (ru_maxrss of the waited child) as the last
+# line of stderr: the memory of exactly that one process tree's biggest process.
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "r = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, capture_output=True, text=True)\n"
+    "sys.stdout.write(r.stdout)\n"
+    "sys.stderr.write(r.stderr)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(r.returncode)\n"
+)
+# Runs one command on a lab node through the real SSHTransport and prints
+# {"rss_before", "rss_after" (KiB), "stdout_dropped", "stderr_dropped", "stdout_len",
+# "marker"}: argv = inventory, node, command.
+_SSH_PEAK = """
+import json, resource, sys
+from upgrader.inventory import load_inventory
+from upgrader.transport.ssh import SSHPool
+inv = load_inventory(sys.argv[1])
+node = next(n for n in inv.nodes if n.name == sys.argv[2])
+with SSHPool() as pool:
+    t = pool.get(inv.ssh_target(node))
+    t.run("true", timeout=60, sudo=False)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r = t.run(sys.argv[3], timeout=600, sudo=False)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rss_before": before, "rss_after": after, "exit": r.exit_code,
+    "stdout_dropped": getattr(r, "stdout_dropped", 0),
+    "stderr_dropped": getattr(r, "stderr_dropped", 0),
+    "stdout_len": len(r.stdout), "marker": "bytes dropped ...]" in r.stdout}))
+"""
+
+
+def _cli_peak(*args: str) -> tuple[Proc, int]:
+    """The CLI in a subprocess: (its result, its peak RSS in bytes)."""
+    from bench._campaign import cli_argv, env
+
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [sys.executable, "-c", _RSS_WRAPPER, *cli_argv(*args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env(),
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    err, _, rss = p.stderr.rstrip("\n").rpartition("\n")
+    kib = int(rss) if rss.strip().isdigit() else 0
+    return Proc(list(args), p.returncode, p.stdout, err, time.monotonic() - t0), kib * 1024
+
+
+def check_output_bounds(lab: Lab, work: Path, quick: bool = False) -> Check:
+    """Attack 5 of issue 12: one node sending a huge output exhausts the operator's memory."""
+    ch = Check("huge node output: memory stays flat")
+    mib = 1024 * 1024
+    base, base_rss = _cli_peak("plan", "-i", str(lab.inventory), "--to", TARGET)
+    ch.notes.append(f"plan baseline: exit {base.code}, peak RSS {base_rss // mib} MiB")
+    # a fact probe reads a 1 GiB file (sparse: no disk used)
+    big = lab.dir / "nodes" / "w-2" / "root" / "etc" / "docker" / "daemon.json"
+    big.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with big.open("wb") as fh:
+            fh.truncate(1024 * mib)
+        r, rss = _cli_peak("plan", "-i", str(lab.inventory), "--to", TARGET)
+    finally:
+        big.unlink(missing_ok=True)
+    ch.cases += 1
+    growth = (rss - base_rss) // mib
+    line = next((x for x in r.stdout.splitlines() if "FACT_TOO_LARGE" in x), "")
+    ch.notes.append(f"1 GiB fact file on w-2: exit {r.code}, peak RSS +{growth} MiB: {line[:160]}")
+    if r.code != 3 or "w-2" not in line or "bytes (the cap)" not in line:
+        ch.fail(f"1 GiB fact file: exit {r.code}, no FACT_TOO_LARGE for w-2: {r.stderr[-300:]}")
+    if rss - base_rss > 64 * mib:
+        ch.fail(f"1 GiB fact file: peak RSS grew by {growth} MiB")
+    # a command printing N MiB on stdout, then on stderr, through the real SSH transport
+    n = 32 if quick else 200
+    streams = (("stdout", ""), ("stderr", " >&2"))
+    for stream, redirect in streams[:1] if quick else streams:
+        ch.cases += 1
+        cmd = f"head -c {n * mib} /dev/zero | tr '\\000' x{redirect}; echo end{redirect}"
+        p = subprocess.run(
+            [sys.executable, "-c", _SSH_PEAK, str(lab.inventory), "w-1", cmd],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=os.environ | {"PYTHONPATH": str(REPO)},
+            cwd=REPO,
+        )
+        try:
+            got = json.loads(p.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            ch.fail(f"{n} MiB on {stream}: no result: {p.stderr[-300:]}")
+            continue
+        grew = (got["rss_after"] - got["rss_before"]) // 1024
+        dropped = got[f"{stream}_dropped"]
+        ch.notes.append(
+            f"{n} MiB on {stream}: exit {got['exit']}, {dropped} bytes dropped, "
+            f"peak RSS +{grew} MiB"
+        )
+        if got["exit"] != 0 or dropped < (n - 8) * mib:
+            ch.fail(f"{n} MiB on {stream}: exit {got['exit']}, only {dropped} bytes dropped")
+        if grew > 48:
+            ch.fail(f"{n} MiB on {stream}: peak RSS grew by {grew} MiB")
+    return ch
+
+
+# OSC 52 (sets the operator's clipboard), CSI (clears the screen), RLO (reverses the text)
+EVIL_OUTPUT = "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2J\u202e"
+EVIL_SHOWN = "\\x1b]52;c;ZWNobyBwd25lZA==\\x07"
+_RAW = ("\x1b", "\x07", "\x9b", "\u202e")
+
+
+def _raw_in(*texts: str) -> list[str]:
+    return sorted({repr(c) for t in texts for c in _RAW if c in t})
+
+
+@contextmanager
+def _banner_server(host: str, line: str) -> Iterator[int]:
+    """A TCP server on ``host`` that answers every connection with 100 lines of ``line``
+    and never an SSH version line (what a hostile node's sshd may send before the
+    protocol starts); yields its port."""
+    import socket
+
+    srv = socket.create_server((host, 0))
+    srv.settimeout(0.2)
+    stop = threading.Event()
+    payload = "".join(f"{line} {i}\r\n" for i in range(100)).encode()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    conn.sendall(payload)
+                    conn.recv(4096)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield int(srv.getsockname()[1])
+    finally:
+        stop.set()
+        t.join(5)
+        srv.close()
+
+
+def check_terminal_escapes(lab: Lab, work: Path, quick: bool = False) -> Check:
+    """Attack 6 of issue 12: terminal escapes from the nodes reach the operator's terminal."""
+    ch = Check("terminal escapes in node output")
+    inv = str(lab.inventory)
+    docker = lab.dir / "nodes" / "w-1" / "root" / "etc" / "docker"
+    docker.mkdir(parents=True, exist_ok=True)
+    hosts = {"hosts": ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375" + EVIL_OUTPUT]}
+    try:
+        (docker / "daemon.json").write_text(json.dumps(hosts))
+        for flags in [()] if quick else [(), ("-vv",)]:
+            ch.cases += 1
+            r = cli("plan", "-i", inv, "--to", TARGET, *flags, timeout=300)
+            what = " ".join(("plan", *flags)) + ": DOCKERD_TCP_NO_TLS quoting a daemon.json host"
+            raw = _raw_in(r.stdout, r.stderr)
+            ch.notes.append(f"{what}: exit {r.code}, raw {', '.join(raw) or 'none'}")
+            if raw:
+                ch.fail(f"{what}: raw {', '.join(raw)} on the terminal")
+            if EVIL_SHOWN not in r.stdout:
+                ch.fail(f"{what}: the finding does not show the escapes: exit {r.code}")
+    finally:
+        (docker / "daemon.json").unlink(missing_ok=True)
+    # an SSH server whose pre-protocol banner lines carry them (w-2 pointed at it)
+    doc = yaml.safe_load(lab.inventory.read_text())
+    w2 = next(n for n in doc["nodes"] if n["name"] == "w-2")
+    banner_inv = lab.dir / "inventory-banner.yaml"
+    try:
+        with _banner_server(str(w2["address"]), "hello" + EVIL_OUTPUT) as port:
+            w2["port"] = port
+            banner_inv.write_text(yaml.safe_dump(doc))
+            for flags in [()] if quick else [(), ("-vv",)]:
+                ch.cases += 1
+                r = cli("plan", "-i", str(banner_inv), "--to", TARGET, *flags, timeout=300)
+                what = " ".join(("plan", *flags)) + ": SSH banner lines of w-2"
+                raw = _raw_in(r.stdout, r.stderr)
+                ch.notes.append(f"{what}: exit {r.code}, raw {', '.join(raw) or 'none'}")
+                if raw:
+                    ch.fail(f"{what}: raw {', '.join(raw)} on the terminal")
+                if EVIL_SHOWN not in r.stdout + r.stderr:
+                    ch.fail(f"{what}: the banner is not shown escaped: exit {r.code}")
+    finally:
+        banner_inv.unlink(missing_ok=True)
+    # a failing step whose stderr carries them: the error line, then `status`
+    pb = fast_playbooks(work / "pb-escapes")
+    evil = "printf '\\033]52;c;ZWNobyBwd25lZA==\\007\\033[2J\\342\\200\\256boom\\n'"
+    step = {
+        "name": "site-escapes",
+        "kind": "shell",
+        "description": "a step whose output carries terminal escapes",
+        "command": f"{evil}; {evil} >&2; exit 1",
+    }
+    doc = {"version": 1, "phases": {"first-control-plane": {"pre": [step]}}}
+    (pb / "site.yaml").write_text(yaml.safe_dump(doc))
+    state_dir = lab.dir / ".upgrader"
+    try:
+        r = cli(
+            "apply",
+            "-i",
+            inv,
+            "--to",
+            TARGET,
+            "--yes",
+            "--no-prestage",
+            "--playbooks",
+            str(pb),
+            timeout=600,
+        )
+        st = cli("status", "-i", inv, timeout=120)
+        logs = list(state_dir.rglob("cp-1.log"))
+        transcript = logs[0].read_text() if logs else ""
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    for what, out, code, want in (
+        ("apply's failing step (error line)", r.stdout + r.stderr, r.code, 1),
+        ("status of the failed run", st.stdout + st.stderr, st.code, 0),
+        ("the failed node's transcript", transcript, 0 if logs else -1, 0),
+    ):
+        ch.cases += 1
+        raw = _raw_in(out)
+        ch.notes.append(f"{what}: exit {code}, raw {', '.join(raw) or 'none'}")
+        if code != want:
+            ch.fail(f"{what}: exit {code}, want {want}: {out[-300:]}")
+        if raw:
+            ch.fail(f"{what}: raw {', '.join(raw)} shown")
+        if EVIL_SHOWN not in out:
+            ch.fail(f"{what}: the step's output is not shown escaped")
+    return ch
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -1545,6 +1796,8 @@ def campaign(work: Path, quick: bool = False, log: Callable[[str], None] = print
             ("kubeconfig credentials", lambda lab, w: check_kube_credentials(lab, w, quick=quick)),
             ("lab directory", check_lab_dir),
             ("node lock", lambda lab, w: check_node_lock(lab, w, quick=quick)),
+            ("node output", lambda lab, w: check_output_bounds(lab, w, quick=quick)),
+            ("terminal escapes", lambda lab, w: check_terminal_escapes(lab, w, quick=quick)),
             (
                 "facts values",
                 lambda lab, w: check_facts_values(

@@ -7,6 +7,7 @@ or print a traceback for an expected error.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import sys
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -71,12 +72,70 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log lines (messages, arguments, tracebacks) with terminal escapes made visible:
+    a log line may quote a node, an SSH banner or an API object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from upgrader.core.sanitize import sanitize
+
+        return sanitize(super().format(record))
+
+
+class _SafeStream(io.TextIOBase):
+    """A text stream that writes to ``inner`` with terminal escapes made visible
+    (:func:`upgrader.core.sanitize.sanitize`): installed as ``sys.stdout`` and
+    ``sys.stderr`` by :func:`main`, so every line the CLI prints (plans, findings, status,
+    errors, warnings, prompts, logs) passes the one sanitiser whoever wrote it.
+    ``inner`` stays reachable for the live progress display, whose own colour sequences
+    must pass (it sanitises the texts it shows itself)."""
+
+    def __init__(self, inner: IO[str]) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):  # click probes for a binary stream with write(b"")
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        from upgrader.core.sanitize import sanitize
+
+        self.inner.write(sanitize(s))
+        return len(s)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def isatty(self) -> bool:
+        return self.inner.isatty()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.inner, "encoding", "utf-8")
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self.inner, "errors", None)
+
+
+def _safe_streams() -> None:
+    if not isinstance(sys.stdout, _SafeStream):
+        sys.stdout = _SafeStream(sys.stdout)
+    if not isinstance(sys.stderr, _SafeStream):
+        sys.stderr = _SafeStream(sys.stderr)
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     for handler in logging.getLogger().handlers:
+        handler.setFormatter(_SafeFormatter(fmt))
         if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
             handler.addFilter(_RedactingFilter())
     if verbose < 2:
@@ -780,6 +839,7 @@ def main() -> None:
     """Console-script entry point: run the app, map typed errors to one line + exit code."""
     if os.environ.get("NO_COLOR"):
         os.environ.setdefault("TERM", "dumb")
+    _safe_streams()
     try:
         rc = app(standalone_mode=False)
         if isinstance(rc, int) and rc:

@@ -11,10 +11,12 @@ unusable kubeconfig, a missing sudo password variable) and a cluster whose versi
 be learnt at all (:class:`~upgrader.errors.KubernetesError`).
 
 Finding codes: ``NODE_UNREACHABLE``, ``HOST_KEY_REJECTED``, ``FACTS_FAILED`` (the fact
-script gave no usable output), ``TOOL_MISSING``, ``FACT_UNPARSABLE``, ``OS_UNSUPPORTED``,
-``PACKAGE_MANAGER_MISMATCH``, ``REPO_UNKNOWN``, ``REPO_LEGACY``, ``API_UNREACHABLE``,
-``API_PROBLEM``, ``NODE_NOT_IN_CLUSTER``, ``NODE_NOT_IN_INVENTORY``, ``ROLE_MISMATCH``,
-``MIRROR_PODS_MISSING``, ``CLUSTER_VERSION_ESTIMATED``.
+script gave no usable output, or more than :func:`fact_output_cap`), ``FACT_TOO_LARGE`` (one
+probe printed more than :data:`~upgrader.core.parsers.FACT_SECTION_CAP`), ``TOOL_MISSING``,
+``FACT_UNPARSABLE``, ``OS_UNSUPPORTED``, ``PACKAGE_MANAGER_MISMATCH``, ``REPO_UNKNOWN``,
+``REPO_LEGACY``, ``API_UNREACHABLE``, ``API_PROBLEM``, ``NODE_NOT_IN_CLUSTER``,
+``NODE_NOT_IN_INVENTORY``, ``ROLE_MISMATCH``, ``MIRROR_PODS_MISSING``,
+``CLUSTER_VERSION_ESTIMATED``.
 
 Must not: print, change anything on a node or in the cluster, or judge versions (policy
 does that with the facts).
@@ -127,9 +129,22 @@ def interpret_sections(
     def finding(code: str, severity: Severity, message: str, fix: str | None = None) -> None:
         findings.append(Finding(code, severity, f"node {node}: {message}", node=node, fix=fix))
 
+    capped = sorted(name for name, sec in sections.items() if sec.capped)
+    for name in capped:
+        finding(
+            "FACT_TOO_LARGE",
+            Severity.BLOCKER,
+            f"fact probe {name!r} printed more than {parsers.FACT_SECTION_CAP} bytes (the "
+            "cap): its output was cut off and is not used",
+            fix="find out why the node prints so much for this probe",
+        )
+    sections = {name: sec for name, sec in sections.items() if not sec.capped}
+
     def usable(name: str) -> Section | None:
         """The section if its tool ran; a finding (and None) if it is missing."""
         sec = sections.get(name)
+        if sec is None and name in capped:
+            return None
         if sec is None:
             finding("FACTS_FAILED", Severity.WARNING, f"fact probe {name!r} produced no output")
             return None
@@ -318,6 +333,12 @@ def interpret_sections(
 # --------------------------------------------------------------------------- node side (I/O)
 
 
+def fact_output_cap(package_manager: str) -> int:
+    """The most stdout the fact script may send: every probe at its cap, plus framing."""
+    probes = len(parsers.fact_probes(package_manager))
+    return probes * (parsers.FACT_SECTION_CAP + 256) + 64 * 1024
+
+
 def _probe_node(
     inventory: GatherInventory, node: InventoryNode, pool: SSHPool, timeout: float
 ) -> NodeProbe:
@@ -333,8 +354,9 @@ def _probe_node(
 
     # Every probe reads what any user may read, so no sudo: exactly one round trip.
     command = "sh -c " + shlex.quote(parsers.fact_script(manager))
+    cap = fact_output_cap(manager)
     try:
-        result = pool.get(target).run(command, timeout=timeout, sudo=False)
+        result = pool.get(target).run(command, timeout=timeout, sudo=False, max_output=cap)
     except HostKeyError as e:
         return failed(
             "HOST_KEY_REJECTED",
@@ -352,6 +374,22 @@ def _probe_node(
                     Severity.BLOCKER,
                     f"node {name}: the fact script timed out after {timeout:.0f}s",
                     node=name,
+                ),
+            ),
+        )
+    if result.stdout_dropped:
+        # the node ignored the per-probe cap (head -c): not the script we sent, or not
+        # the tools it should have; the middle of its output is gone, so none is used
+        return NodeProbe(
+            reachable=True,
+            findings=(
+                Finding(
+                    "FACTS_FAILED",
+                    Severity.BLOCKER,
+                    f"node {name}: the fact script printed more than {cap} bytes (the cap); "
+                    f"{result.stdout_dropped} bytes dropped, its facts are not used",
+                    node=name,
+                    fix="check the node's sh and head: each probe's output is cut on the node",
                 ),
             ),
         )

@@ -77,9 +77,20 @@ def mask(text: str, secrets: Iterable[str] = ()) -> str:
     return redact(text, secrets)
 
 
+# The longest line a tail keeps whole (a node may print megabytes without a newline).
+TAIL_LINE_CAP = 1000
+
+
 def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
-    """The last ``lines`` lines of ``text`` (trailing blank lines dropped)."""
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+    """The last ``lines`` lines of ``text`` (trailing blank lines dropped), each longer than
+    :data:`TAIL_LINE_CAP` characters cut to its start and end around a marker."""
+    half = TAIL_LINE_CAP // 2
+    return "\n".join(
+        line
+        if len(line) <= TAIL_LINE_CAP
+        else f"{line[:half]}[... {len(line) - 2 * half} chars dropped ...]{line[-half:]}"
+        for line in text.rstrip("\n").splitlines()[-lines:]
+    )
 
 
 # --------------------------------------------------------------------------- values

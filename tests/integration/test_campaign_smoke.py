@@ -88,4 +88,6 @@ def test_security_quick(tmp_path: Path) -> None:
         "kubeconfig client key on disk after SIGKILL; exec plugin announced",
         "lab directory another user controls",
         "node lock held or planted by a non-root user",
+        "huge node output: memory stays flat",
+        "terminal escapes in node output",
     }

@@ -370,6 +370,24 @@ def test_transcript_has_every_command_with_its_output_and_secrets_masked(rig: Ri
     assert failed.exit_code == 3 and failed.stderr_tail == "***"
 
 
+def test_a_step_flooding_its_output_is_capped_and_marked(rig: Rig) -> None:
+    mib = 1024 * 1024
+    out = f"head -c {6 * mib} /dev/zero | tr '\\000' o"
+    flood = f"{out}; head -c {5 * mib} /dev/zero | tr '\\000' e >&2"
+    entries = [entry("w-1", [shell("w-1", "flood", f"{flood}; exit 3", retry_safe=False)])]
+    with pytest.raises(StepFailed) as info:
+        rig.engine(entries).run()
+
+    text = (rig.transcripts / "w-1.log").read_text()
+    assert f"[... {2 * mib} bytes dropped ...]" in text  # stdout: 6 MiB, 4 kept
+    assert f"[... {1 * mib} bytes dropped ...]" in text  # stderr: 5 MiB, 4 kept
+    assert len(text) < 9 * mib
+    assert max(len(line) for line in text.splitlines()) <= ev.TRANSCRIPT_LINE_CAP + 64
+    failed = rig.saved().step(f"{HOP}/w-1/worker/flood")
+    assert failed.exit_code == 3 and failed.stderr_tail is not None
+    assert len(failed.stderr_tail) < 4000 and len(str(info.value)) < 4000
+
+
 # --------------------------------------------------------------------------- stop and resume
 
 

@@ -468,67 +468,68 @@ def test_fact_probes_unknown_manager() -> None:
 
 GOLDEN_APT = r"""export LC_ALL=C
 export PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+exec 4>&1
 echo '@@upgrader:os_release'
-{ cat /etc/os-release; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { cat /etc/os-release; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:kubeadm'
-{ kubeadm version -o short; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { kubeadm version -o short; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:kubelet'
-{ kubelet --version; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { kubelet --version; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:kubectl'
-{ kubectl version --client -o json; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { kubectl version --client -o json; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:packages'
-{ dpkg-query -W -f='${Package} ${Version} ${Status}\n' kubeadm kubelet kubectl cri-tools kubernetes-cni; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { dpkg-query -W -f='${Package} ${Version} ${Status}\n' kubeadm kubelet kubectl cri-tools kubernetes-cni; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:holds'
-{ apt-mark showhold; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { apt-mark showhold; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:repo'
-{ cat /etc/apt/sources.list.d/kubernetes.list; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { cat /etc/apt/sources.list.d/kubernetes.list; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:repo_versions'
-{ apt-cache madison kubeadm; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { apt-cache madison kubeadm; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:kubelet_config'
-{ cat /var/lib/kubelet/config.yaml; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { cat /var/lib/kubelet/config.yaml; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:runtime'
-{ ( for rt in containerd crio dockerd; do
+_rc=$( { { { ( for rt in containerd crio dockerd; do
   if command -v "$rt" >/dev/null 2>&1; then echo "runtime=$rt"; "$rt" --version; exit; fi
-done; exit 127 ); } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+done; exit 127 ); } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:kubelet_flags'
-{ for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet; do
+_rc=$( { { { for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet; do
   if [ -r "$f" ]; then cat "$f"; fi
-done; true; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+done; true; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:docker_daemon'
-{ cat /etc/docker/daemon.json; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { cat /etc/docker/daemon.json; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:dockerd'
-{ for p in /proc/[0-9]*; do
+_rc=$( { { { for p in /proc/[0-9]*; do
   { read -r c < "$p/comm"; } 2>/dev/null || continue
   [ "$c" = dockerd ] || continue
   tr '\000' ' ' < "$p/cmdline" 2>/dev/null; echo
-done; true; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+done; true; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:certs'
-{ for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt; do
+_rc=$( { { { for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt; do
   [ -f "$f" ] || continue
   printf '%s ' "$f"; openssl x509 -noout -enddate -in "$f" 2>&1 | head -n 1
-done; true; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+done; true; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:node_lock'
-{ command -v flock && if [ -e /run/upgrader ] || [ -L /run/upgrader ]; then [ ! -L /run/upgrader ] && [ -n "$(find /run/upgrader -prune -type d -user 0 ! -perm -020 ! -perm -002 -print 2>/dev/null)" ]; else test -d /run; fi; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { command -v flock && if [ -e /run/upgrader ] || [ -L /run/upgrader ]; then [ ! -L /run/upgrader ] && [ -n "$(find /run/upgrader -prune -type d -user 0 ! -perm -020 ! -perm -002 -print 2>/dev/null)" ]; else test -d /run; fi; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:cgroup'
-{ stat -fc %T /sys/fs/cgroup/; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { stat -fc %T /sys/fs/cgroup/; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:kube_binaries'
-{ for b in kubeadm kubelet kubectl; do
+_rc=$( { { { for b in kubeadm kubelet kubectl; do
   p=$(command -v "$b" 2>/dev/null) || { echo "$b - -"; continue; }
   o=
   if command -v dpkg-query >/dev/null 2>&1; then
@@ -537,20 +538,20 @@ echo '@@upgrader:kube_binaries'
     o=$(rpm -qf --qf '%{NAME}\n' "$p" 2>/dev/null) || o=
   fi
   echo "$b $p ${o:--}"
-done; true; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+done; true; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:kubelet_unit'
-{ for d in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+_rc=$( { { { for d in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
   if [ -r "$d/kubelet.service" ]; then cat "$d/kubelet.service"; break; fi
 done
 for f in /etc/systemd/system/kubelet.service.d/*.conf \
     /usr/lib/systemd/system/kubelet.service.d/*.conf; do
   if [ -r "$f" ]; then cat "$f"; fi
-done; true; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+done; true; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:crictl'
-{ crictl --version; } </dev/null 2>&1
-printf '\n@@upgrader:rc=%s\n' "$?"
+_rc=$( { { { crictl --version; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
+printf '\n@@upgrader:rc=%s\n' "$_rc"
 """  # noqa: E501 - the fact script as upgrader sends it
 
 

@@ -1,7 +1,8 @@
 """Pure parsers of real node command output, and the one fact script that produces it.
 
-Owns: the fact script a node runs in one SSH round trip (:func:`fact_script`), the
-splitting of its output into sections (:func:`split_sections`), and one parser per probe
+Owns: the fact script a node runs in one SSH round trip (:func:`fact_script`; each probe's
+output cut on the node after :data:`FACT_SECTION_CAP` bytes), the splitting of its output
+into sections (:func:`split_sections`, marking a section past the cap), and one parser per probe
 (``kubeadm version -o short``, ``kubelet --version``, ``kubectl version``, ``dpkg-query``,
 ``apt-mark showhold``, ``apt-cache madison``, ``rpm -q``, ``dnf list``, versionlock,
 ``/etc/os-release``, apt sources / yum repo files, container runtime ``--version``,
@@ -546,14 +547,23 @@ _END = re.compile(r"^@@upgrader:rc=(\d+)$")
 RC_NOT_FOUND = 127
 
 
+# The most one probe's output may hold, in bytes. The node cuts each probe's output after
+# one byte more (``head -c``: a probe reading a huge file stops there, and only this
+# much crosses the network), split_sections drops what is past it and says how much.
+FACT_SECTION_CAP = 256 * 1024
+
+
 @dataclass(frozen=True)
 class Section:
     """One probe's merged stdout+stderr and exit status (``None``: the script stopped
-    before the probe finished)."""
+    before the probe finished). ``capped``: the probe printed more than
+    :data:`FACT_SECTION_CAP` bytes, ``output`` is its first bytes only and must not be
+    trusted."""
 
     name: str
     output: str
     rc: int | None
+    capped: bool = False
 
     @property
     def ok(self) -> bool:
@@ -565,11 +575,14 @@ class Section:
 
 
 def _probe(name: str, command: str) -> str:
-    # printf '\n...' ends a last line that had no newline; split_sections removes it again.
+    # The probe's merged output goes through `head -c` to the script's stdout (fd 4) and
+    # its exit status through fd 3 into $_rc (POSIX sh has no pipefail). printf '\n...'
+    # ends a last line that had no newline; split_sections removes it again.
     return (
         f"echo '{_MARK}{name}'\n"
-        f"{{ {command}; }} </dev/null 2>&1\n"
-        f"printf '\\n{_MARK}rc=%s\\n' \"$?\"\n"
+        f'_rc=$( {{ {{ {{ {command}; }} </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; }}'
+        f" | head -c {FACT_SECTION_CAP + 1} >&4; }} 3>&1 )\n"
+        f"printf '\\n{_MARK}rc=%s\\n' \"$_rc\"\n"
     )
 
 
@@ -699,37 +712,50 @@ def fact_probes(package_manager: str) -> tuple[tuple[str, str], ...]:
 def fact_script(package_manager: str) -> str:
     """One POSIX shell script that runs every probe and frames each one's merged output
     between ``@@upgrader:<name>`` and ``@@upgrader:rc=<exit status>`` lines. It never
-    stops early: a missing tool shows up as rc 127 in its own section."""
+    stops early: a missing tool shows up as rc 127 in its own section. Each probe's output
+    is cut after :data:`FACT_SECTION_CAP` + 1 bytes on the node."""
     head = (
         "export LC_ALL=C\n"
         'export PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n'
+        "exec 4>&1\n"
     )
     return head + "".join(_probe(n, c) for n, c in fact_probes(package_manager))
 
 
-def split_sections(output: str) -> dict[str, Section]:
+def split_sections(output: str, cap: int = FACT_SECTION_CAP) -> dict[str, Section]:
     """Split a fact script's output into sections by name. Text outside sections is
-    ignored; a section cut off before its rc line gets ``rc=None``."""
+    ignored; a section cut off before its rc line gets ``rc=None``; a section longer than
+    ``cap`` bytes keeps its first ``cap`` bytes and ``capped=True``."""
     sections: dict[str, Section] = {}
     name: str | None = None
     body: list[str] = []
+
+    def close(rc: int | None) -> None:
+        assert name is not None
+        text = "\n".join(body)
+        raw = text.encode("utf-8", errors="replace")
+        if len(raw) > cap:
+            text = raw[:cap].decode("utf-8", errors="ignore")
+            sections[name] = Section(name, text, rc, capped=True)
+        else:
+            sections[name] = Section(name, text, rc)
+
     for line in output.split("\n"):
         end = _END.match(line)
         if end and name is not None:
-            sections[name] = Section(name, "\n".join(body), int(end.group(1)))
+            close(int(end.group(1)))
             name, body = None, []
             continue
         start = _START.match(line)
         if start:
             if name is not None:
-                sections[name] = Section(name, "\n".join(body), None)
+                close(None)
             name, body = start.group(1), []
             continue
         if name is not None:
             body.append(line)
     if name is not None:
-        text = "\n".join(body)
-        sections[name] = Section(name, text, None)
+        close(None)
     return sections
 
 

@@ -92,6 +92,7 @@ from typing import Any, NoReturn
 import yaml
 
 from upgrader.core.model import STEP_KINDS, Step
+from upgrader.core.sanitize import HIDDEN
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
@@ -596,8 +597,9 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-# Characters that can make a text render differently from what it is (see the module doc).
-_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Characters that can make a text render differently from what it is (see the module doc);
+# the same class the output sanitiser escapes.
+_HIDDEN = HIDDEN
 _HIDDEN_NAMES = {
     0x00: "NUL",
     0x07: "BEL",

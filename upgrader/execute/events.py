@@ -3,7 +3,7 @@
 Owns: the :class:`Event` value the engine emits (``run-started``, ``step-started``,
 ``step-finished``, ``step-failed``, ``node-cordoned``, ... ``run-finished``), the JSON Lines
 sink behind ``--events FILE`` and the per-node transcript files (every command with its
-exit code, duration, stdout and stderr, secrets masked).
+exit code, duration, stdout and stderr, secrets masked, escapes made visible, lines bounded).
 
 Both files are opened through :mod:`upgrader.safefile` (no symlink followed, ``O_EXCL`` when
 created, mode 0600 also on a file that existed; the transcripts directory private, 0700).
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from upgrader import safefile
+from upgrader.core.sanitize import sanitize
 from upgrader.redact import make_redactor, redact_obj
 
 # Event kinds, in the order a run meets them. Kept as constants so that the progress
@@ -161,12 +162,36 @@ class JsonlSink:
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
+# The longest transcript line kept whole; a longer one keeps its start and end.
+TRANSCRIPT_LINE_CAP = 16 * 1024
+
+
+def bound_lines(text: str, cap: int = TRANSCRIPT_LINE_CAP) -> str:
+    """``text`` with every line longer than ``cap`` characters cut to its first and last
+    ``cap // 2`` around a ``[... N chars dropped ...]`` marker."""
+    if len(text) <= cap:
+        return text
+    lines = text.split("\n")
+    if all(len(line) <= cap for line in lines):
+        return text
+    half = cap // 2
+    return "\n".join(
+        line
+        if len(line) <= cap
+        else f"{line[:half]}[... {len(line) - 2 * half} chars dropped ...]{line[-half:]}"
+        for line in lines
+    )
+
+
 class TranscriptWriter:
     """Per-node transcript files ``DIR/<node>.log``: every command the run sent to a node,
     with its step id, attempt, exit code, duration, stdout and stderr, secrets masked.
 
     Files are appended to (a resumed run continues the same file) and created ``0600``:
-    command output can hold cluster details the operator did not mean to share.
+    command output can hold cluster details the operator did not mean to share. What is
+    written is masked, then sanitised (terminal escapes from the node shown as ``\\x1b``:
+    an operator reads transcripts with ``cat`` and ``less``), and no line is longer than
+    :data:`TRANSCRIPT_LINE_CAP` (each command's output is already capped by the transport).
     """
 
     def __init__(self, directory: Path, masker: Masker = no_mask) -> None:
@@ -183,7 +208,7 @@ class TranscriptWriter:
             path = self.path_for(node)
             fd = safefile.open_fd(path, append=True)
             with os.fdopen(fd, "a", encoding="utf-8") as fh:
-                fh.write(self._mask(text))
+                fh.write(bound_lines(sanitize(self._mask(text))))
 
     def note(self, node: str, message: str) -> None:
         """A line that is not a command (an API operation, a resume, a skip)."""

@@ -16,6 +16,7 @@ import sys
 import threading
 from typing import IO, Any
 
+from upgrader.core.sanitize import sanitize
 from upgrader.execute import events as ev
 from upgrader.redact import redact
 
@@ -34,9 +35,10 @@ def _fmt_duration(seconds: Any) -> str:
 def describe(event: ev.Event) -> str | None:
     """One plain line for an event, or None for events that need no line of their own;
     credential-shaped values masked (:func:`upgrader.redact.redact`) whatever the event
-    carries (the engine already masked the values it knows)."""
+    carries (the engine already masked the values it knows), terminal escapes made
+    visible (:func:`upgrader.core.sanitize.sanitize`)."""
     line = _describe(event)
-    return None if line is None else redact(line)
+    return None if line is None else sanitize(redact(line))
 
 
 def _describe(event: ev.Event) -> str | None:
@@ -191,7 +193,7 @@ class RichProgress:
             )
             return
         if k == ev.STEP_STARTED and self._overall is not None:
-            current = f"{d.get('node', '')}: {d.get('name', '')}"
+            current = sanitize(f"{d.get('node', '')}: {d.get('name', '')}")
             self._progress.update(self._overall, description=f"{self._target} {current[:40]:<40}")
             return
         if k in (ev.STEP_FINISHED, ev.STEP_SKIPPED) and self._overall is not None:
@@ -229,4 +231,6 @@ def make_reporter(
     is_tty = bool(getattr(out, "isatty", lambda: False)())
     if quiet or force_plain or not is_tty or os.environ.get("TERM") == "dumb":
         return PlainReporter(out, quiet=quiet, timestamps=True)
-    return RichProgress(out)
+    # the CLI's sanitising stream (``inner``) would escape rich's own colour sequences;
+    # every text rich shows here passed sanitize() already
+    return RichProgress(getattr(out, "inner", out))

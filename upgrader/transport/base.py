@@ -9,10 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP
+
 
 @dataclass(frozen=True)
 class Result:
-    """What one command did. ``exit_code`` is ``None`` when it timed out or the session dropped."""
+    """What one command did. ``exit_code`` is ``None`` when it timed out or the session dropped.
+    ``stdout_dropped``/``stderr_dropped``: bytes past the transport's cap, dropped unread
+    (the text then holds the head, a ``[... N bytes dropped ...]`` line and the tail: see
+    :mod:`upgrader.transport.bounded`)."""
 
     command: str
     exit_code: int | None
@@ -20,6 +25,8 @@ class Result:
     stderr: str
     duration: float
     timed_out: bool = False
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -31,11 +38,19 @@ class Transport(Protocol):
     """Runs shell commands on one node. ``command`` is a complete POSIX shell command line,
     already quoted. ``sudo`` wraps it so that it runs as root on the node. Raises
     :class:`upgrader.errors.TransportError` when the node cannot be reached at all; a
-    command that runs and fails returns a Result with a non-zero exit code."""
+    command that runs and fails returns a Result with a non-zero exit code. At most
+    ``max_output`` bytes of stdout and of stderr are kept (memory stays flat whatever
+    the node sends; the rest is read and dropped)."""
 
     node: str
 
-    def run(self, command: str, timeout: float = 60.0, sudo: bool = True) -> Result: ...
+    def run(
+        self,
+        command: str,
+        timeout: float = 60.0,
+        sudo: bool = True,
+        max_output: int = DEFAULT_OUTPUT_CAP,
+    ) -> Result: ...
 
     def close(self) -> None: ...
 

@@ -1,6 +1,7 @@
 """Local transport: runs each command with ``sh -c`` on this machine (engine tests, the lab).
 
-Owns the same Result semantics as the SSH transport: stdout and stderr kept apart, stdin
+Owns the same Result semantics as the SSH transport: stdout and stderr kept apart and
+bounded (:mod:`upgrader.transport.bounded`: read as they arrive, past the cap dropped), stdin
 empty, a command past its timeout killed (its whole process group) and reported as
 ``exit_code=None, timed_out=True`` with whatever output it produced, a shell killed by a
 signal reported as ``128 + signal`` (as a shell reports its children).
@@ -12,8 +13,10 @@ current user), print, or know about Kubernetes, plans or steps.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import selectors
 import signal
 import subprocess
 import time
@@ -21,11 +24,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from upgrader.transport.base import Result
+from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP, OutputBuffer
 
 log = logging.getLogger("upgrader.transport")
 
 # After a kill, how long to wait for the pipes to close (a detached grandchild may hold them).
 _KILL_GRACE = 5.0
+_READ_CHUNK = 65536
 
 
 def brief(command: str, limit: int = 160) -> str:
@@ -60,7 +65,13 @@ class LocalTransport:
         """Like the SSH transport's: stdout into ``local`` (0600, via ``.part``)."""
         return _stream_to(self, command, local, timeout)
 
-    def run(self, command: str, timeout: float = 60.0, sudo: bool = True) -> Result:
+    def run(
+        self,
+        command: str,
+        timeout: float = 60.0,
+        sudo: bool = True,
+        max_output: int = DEFAULT_OUTPUT_CAP,
+    ) -> Result:
         log.debug("node %s: start (local, timeout %.0fs): %s", self.node, timeout, brief(command))
         start = time.monotonic()
         proc = subprocess.Popen(
@@ -72,32 +83,41 @@ class LocalTransport:
             cwd=self._cwd,
             start_new_session=True,
         )
+        out, err = OutputBuffer(max_output), OutputBuffer(max_output)
         try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            try:
-                out, err = proc.communicate(timeout=_KILL_GRACE)
-            except subprocess.TimeoutExpired:
-                if proc.stdout is not None:
-                    proc.stdout.close()
-                if proc.stderr is not None:
-                    proc.stderr.close()
-                proc.wait()
-                out, err = b"", b""
-            duration = time.monotonic() - start
-            log.warning(
-                "node %s: command timed out after %.0fs: %s", self.node, timeout, brief(command)
-            )
-            return Result(command, None, _text(out), _text(err), duration, timed_out=True)
+            timed_out = _pump(proc, time.monotonic() + timeout, out, err)
+            if timed_out:
+                _kill_group(proc)
+                # a detached grandchild may hold the pipes: read them a little longer
+                _pump(proc, time.monotonic() + _KILL_GRACE, out, err)
+            proc.wait()
         except BaseException:
             _kill_group(proc)
             proc.wait()
             raise
+        finally:
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         duration = time.monotonic() - start
+        result = Result(
+            command,
+            None,
+            out.text(),
+            err.text(),
+            duration,
+            timed_out=True,
+            stdout_dropped=out.dropped,
+            stderr_dropped=err.dropped,
+        )
+        if timed_out:
+            log.warning(
+                "node %s: command timed out after %.0fs: %s", self.node, timeout, brief(command)
+            )
+            return result
         code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         log.debug("node %s: end: exit %d in %.2fs", self.node, code, duration)
-        return Result(command, code, _text(out), _text(err), duration)
+        return dataclasses.replace(result, exit_code=code, timed_out=False)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -120,25 +140,67 @@ def _stream_to(
             cwd=transport._cwd,
             start_new_session=True,
         )
+        err = OutputBuffer()
         try:
-            _, err = proc.communicate(timeout=timeout)
-            code: int | None = proc.returncode
-        except subprocess.TimeoutExpired:
+            timed_out = _pump(proc, time.monotonic() + timeout, None, err)
+            if timed_out:
+                _kill_group(proc)
+                _pump(proc, time.monotonic() + _KILL_GRACE, None, err)
+            proc.wait()
+        except BaseException:
             _kill_group(proc)
-            _, err = proc.communicate()
-            code = None
+            proc.wait()
+            raise
+        finally:
+            if proc.stderr is not None:
+                proc.stderr.close()
+        code: int | None = None if timed_out else proc.returncode
     if code == 0:
         os.replace(part, dest)
     else:
         part.unlink(missing_ok=True)
-    text = err.decode("utf-8", "replace")
-    return Result(command, code, "", text, time.monotonic() - start, timed_out=code is None)
+    return Result(
+        command,
+        code,
+        "",
+        err.text(),
+        time.monotonic() - start,
+        timed_out=code is None,
+        stderr_dropped=err.dropped,
+    )
+
+
+def _pump(
+    proc: subprocess.Popen[bytes], deadline: float, out: OutputBuffer | None, err: OutputBuffer
+) -> bool:
+    """Read the process's stdout and stderr into their bounded buffers as they arrive
+    until both pipes closed (False) or ``deadline`` passed (True)."""
+    sinks: dict[int, OutputBuffer] = {}
+    for pipe, buf in ((proc.stdout, out), (proc.stderr, err)):
+        if pipe is not None and buf is not None and not pipe.closed:
+            os.set_blocking(pipe.fileno(), False)
+            sinks[pipe.fileno()] = buf
+    with selectors.DefaultSelector() as sel:
+        for fd in sinks:
+            sel.register(fd, selectors.EVENT_READ)
+        while sinks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            for key, _ in sel.select(min(remaining, 1.0)):
+                fd = int(key.fd)
+                try:
+                    data = os.read(fd, _READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                if data:
+                    sinks[fd].write(data)
+                else:
+                    sel.unregister(fd)
+                    del sinks[fd]
+    return False
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _text(data: bytes | None) -> str:
-    return (data or b"").decode("utf-8", errors="replace")

@@ -6,8 +6,9 @@ every policy, a host known only through ``@cert-authority`` is asked for its hos
 certificate, which is checked against the CA; key or agent authentication only, ProxyJump
 through a ``direct-tcpip`` channel, keepalive, connect timeout, retries with exponential
 backoff and jitter on connection errors only), running one command per session channel with
-a deadline and without deadlocking on large outputs (or streaming its stdout into a local
-0600 file: :meth:`SSHTransport.stream_to`), sudo wrapping (the sudo password comes from an
+a deadline and without deadlocking on large outputs, keeping at most a cap of each
+(:mod:`upgrader.transport.bounded`; or streaming its stdout into a local 0600 file:
+:meth:`SSHTransport.stream_to`), sudo wrapping (the sudo password comes from an
 environment variable and is only ever written to the channel's stdin), SFTP download, and
 :class:`SSHPool`, the thread-safe set of per-node transports the gatherer and executor
 share.
@@ -28,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import paramiko
 from tenacity import (
@@ -42,6 +43,7 @@ from tenacity import (
 
 from upgrader.errors import ConfigError, HostKeyError, TransportError
 from upgrader.transport.base import Result, SSHTarget
+from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP, OutputBuffer
 from upgrader.transport.known_hosts import (
     CERT_SUFFIX,
     CertificateRejected,
@@ -525,7 +527,13 @@ class SSHTransport:
             + ("" if env else "; set ssh.sudo_password_env if sudo asks for a password")
         )
 
-    def run(self, command: str, timeout: float = 60.0, sudo: bool = True) -> Result:
+    def run(
+        self,
+        command: str,
+        timeout: float = 60.0,
+        sudo: bool = True,
+        max_output: int = DEFAULT_OUTPUT_CAP,
+    ) -> Result:
         wrapped, stdin = self._prepare(command, sudo)
         log.debug(
             "node %s: start%s (timeout %.0fs): %s",
@@ -534,7 +542,7 @@ class SSHTransport:
             timeout,
             brief(command),
         )
-        result = self._execute(wrapped, stdin, timeout, shown=command)
+        result = self._execute(wrapped, stdin, timeout, shown=command, max_output=max_output)
         log.debug(
             "node %s: end: %s in %.2fs",
             self.node,
@@ -544,7 +552,12 @@ class SSHTransport:
         return result
 
     def _execute(
-        self, command: str, stdin: bytes | None, timeout: float, shown: str | None = None
+        self,
+        command: str,
+        stdin: bytes | None,
+        timeout: float,
+        shown: str | None = None,
+        max_output: int = DEFAULT_OUTPUT_CAP,
     ) -> Result:
         shown = command if shown is None else shown
         start = time.monotonic()
@@ -566,8 +579,20 @@ class SSHTransport:
                     chan.shutdown_write()
                 except (OSError, EOFError, paramiko.SSHException):
                     pass  # the command may already have finished and closed the channel
-                out, err, timed_out = _collect(chan, timeout)
+                out = OutputBuffer(max_output)
+                err = OutputBuffer(max_output)
+                timed_out = _collect(chan, timeout, out, err)
                 duration = time.monotonic() - start
+                if out.dropped or err.dropped:
+                    log.warning(
+                        "node %s: output over the %d-byte cap: %d stdout and %d stderr "
+                        "bytes dropped: %s",
+                        self.node,
+                        max_output,
+                        out.dropped,
+                        err.dropped,
+                        brief(shown),
+                    )
                 if timed_out:
                     log.warning(
                         "node %s: command timed out after %.0fs; channel closed: %s",
@@ -575,7 +600,7 @@ class SSHTransport:
                         timeout,
                         brief(shown),
                     )
-                    return Result(shown, None, _text(out), _text(err), duration, timed_out=True)
+                    return _result(shown, None, out, err, duration, timed_out=True)
                 status = chan.exit_status
                 if status < 0:
                     # The channel closed without an exit status: the connection dropped,
@@ -595,7 +620,7 @@ class SSHTransport:
                         + "); it may or may not have completed",
                         node=self.node,
                     )
-                return Result(shown, status, _text(out), _text(err), duration)
+                return _result(shown, status, out, err, duration)
             finally:
                 chan.close()
 
@@ -633,8 +658,9 @@ class SSHTransport:
                 except (OSError, EOFError, paramiko.SSHException):
                     pass
                 fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                err = OutputBuffer()
                 with os.fdopen(fd, "wb") as sink:
-                    _, err, timed_out = _collect(chan, timeout, sink=sink)
+                    timed_out = _collect(chan, timeout, sink, err)
                 duration = time.monotonic() - start
                 status = None if timed_out else chan.exit_status
                 if status is not None and status < 0:
@@ -653,7 +679,15 @@ class SSHTransport:
         else:
             part.unlink(missing_ok=True)
         log.debug("node %s: streamed %s to %s: exit %s", self.node, brief(command), dest, status)
-        return Result(command, status, "", _text(err), duration, timed_out=timed_out)
+        return Result(
+            command,
+            status,
+            "",
+            err.text(),
+            duration,
+            timed_out=timed_out,
+            stderr_dropped=err.dropped,
+        )
 
     def sftp_get(self, remote: str, local: str | os.PathLike[str]) -> None:
         """Download ``remote`` to ``local`` (atomically: a ``.part`` file, then rename).
@@ -697,18 +731,35 @@ class SSHTransport:
         self.close()
 
 
-def _text(data: bytes | bytearray) -> str:
-    return bytes(data).decode("utf-8", errors="replace")
+def _result(
+    command: str,
+    status: int | None,
+    out: OutputBuffer,
+    err: OutputBuffer,
+    duration: float,
+    timed_out: bool = False,
+) -> Result:
+    return Result(
+        command,
+        status,
+        out.text(),
+        err.text(),
+        duration,
+        timed_out=timed_out,
+        stdout_dropped=out.dropped,
+        stderr_dropped=err.dropped,
+    )
 
 
-def _collect(
-    chan: paramiko.Channel, timeout: float, sink: BinaryIO | None = None
-) -> tuple[bytearray, bytearray, bool]:
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+def _collect(chan: paramiko.Channel, timeout: float, out: _Sink, err: OutputBuffer) -> bool:
     """Read stdout and stderr as they arrive (so the remote never blocks on a full window)
     until the command's exit status and EOF arrived, the channel closed, or ``timeout``
-    passed. Returns (stdout, stderr, timed_out); with ``sink``, stdout goes there instead."""
-    out = bytearray()
-    err = bytearray()
+    passed. Returns whether it timed out. ``out`` is an :class:`OutputBuffer` (bounded:
+    what is past its cap is read and dropped) or a file stdout is written to."""
     deadline = time.monotonic() + timeout
 
     def drain() -> None:
@@ -716,25 +767,22 @@ def _collect(
             data = chan.recv(_READ_CHUNK)
             if not data:
                 break
-            if sink is not None:
-                sink.write(data)
-            else:
-                out.extend(data)
+            out.write(data)
         while chan.recv_stderr_ready():
             data = chan.recv_stderr(_READ_CHUNK)
             if not data:
                 break
-            err.extend(data)
+            err.write(data)
 
     while True:
         drain()
         finished = chan.closed or (chan.eof_received and chan.exit_status_ready())
         if finished:
             drain()
-            return out, err, False
+            return False
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return out, err, True
+            return True
         if chan.eof_received:
             chan.status_event.wait(min(remaining, 0.2))
         else:
