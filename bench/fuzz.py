@@ -618,11 +618,12 @@ class Gen:
                     v = draw(
                         st.sampled_from(
                             [
-                                "1.28",
+                                # (v1.28, 1.28.x and latest are targets now: the newest patch)
+                                "v1.99",
                                 "v1.28.4.5",
-                                "latest",
+                                "newest",
                                 "",
-                                "v1.28.x",
+                                "v1.28.x.1",
                                 "v2",
                                 "v1.28.4;id",
                                 "¹.28.4",
