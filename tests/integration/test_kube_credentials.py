@@ -380,13 +380,13 @@ def test_plan_and_apply_announce_the_exec_plugin(tmp_path: Path) -> None:
         lab.stop()
     plugin = tmp_path / "bin" / "cred-helper"
     line = f"kubeconfig user 'ops' runs an exec credential plugin: {plugin}"
-    assert plan.returncode == 3, plan.stderr
+    assert plan.returncode == 4, plan.stderr
     assert plan.stdout.splitlines()[0] == line, plan.stdout[:300]
     assert "Upgrade plan:" in plan.stdout  # the plugin's token worked: facts were gathered
-    assert plan_json.returncode == 3, plan_json.stderr
+    assert plan_json.returncode == 4, plan_json.stderr
     json.loads(plan_json.stdout)  # stdout stays one JSON document
     assert line in plan_json.stderr.splitlines()
-    assert applied.returncode == 3, applied.stderr
+    assert applied.returncode == 4, applied.stderr
     assert applied.stdout.splitlines()[0] == line, applied.stdout[:300]
     for r in (plan, plan_json, applied):
         assert secret not in r.stdout + r.stderr

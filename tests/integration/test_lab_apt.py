@@ -295,10 +295,13 @@ def test_the_repository_step_refreshes_a_replaced_signing_key(tmp_path: Path) ->
         runner.down(lab_dir, purge=True)
 
 
+# Holds dpkg's frontend lock while its sentinel file (argv[1]) exists (60 s at most): the
+# test releases it 3 s after the product's command started, however loaded the machine is.
 LOCKER = (
-    f"{sys.executable} -c 'import fcntl, sys, time; "
+    f"{sys.executable} -c 'import fcntl, os, sys, time; "
     'f = open("/var/lib/dpkg/lock-frontend", "w"); '
-    'fcntl.lockf(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(4)\''
+    'fcntl.lockf(f, fcntl.LOCK_EX); print("locked", flush=True); t = time.monotonic(); '
+    'exec("while os.path.exists(sys.argv[1]) and time.monotonic() - t < 60: time.sleep(0.05)")\''
 )
 
 
@@ -314,9 +317,11 @@ def test_the_package_step_waits_for_a_held_dpkg_lock(lab: Path) -> None:
     command = expand_step(spec, "worker", ctx).command
     assert command is not None
     script = (
-        f"{LOCKER} > /tmp/upgrader-lab-locker.$$ & "
+        "touch /tmp/upgrader-lab-locker.$$.hold; "
+        f"{LOCKER} /tmp/upgrader-lab-locker.$$.hold > /tmp/upgrader-lab-locker.$$ & "
         "while ! grep -q locked /tmp/upgrader-lab-locker.$$ 2>/dev/null; do sleep 0.1; done; "
         "apt-mark unhold kubeadm >/dev/null 2>&1; echo naive=$?; "
+        "(sleep 3; rm -f /tmp/upgrader-lab-locker.$$.hold) & "
         f"{command}; rc=$?; rm -f /tmp/upgrader-lab-locker.$$; echo rc=$rc"
     )
     started = time.monotonic()
