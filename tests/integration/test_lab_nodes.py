@@ -670,9 +670,13 @@ def test_up_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None
     assert lab.port not in _listening_ports() and api_port not in _listening_ports()
     assert runner.status(lab_dir)["state"] == "stopped"
 
-    # A restart keeps the lab's state (files, keys) and answers again.
+    # A restart keeps the lab's state (files, keys) and answers again, on the same port:
+    # the inventory (and a recorded run's inputs) stay as they were.
+    inventory_before = (lab_dir / "inventory.yaml").read_text()
     again = start_lab(lab_dir, None)
     assert again.ok("cp-1", "cat /etc/kubernetes/kept") == "kept\n"
+    assert again.port == lab.port
+    assert (lab_dir / "inventory.yaml").read_text() == inventory_before
     st = runner.status(lab_dir)
     assert st["state"] == "running" and st["sshd"]["answering"] == 2
     again.close()

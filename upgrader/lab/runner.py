@@ -646,7 +646,8 @@ def _up_locked(
         api_proc = _start_api(lab_dir, python, pythonpath) if start_api else None
         if api_proc is not None:
             started.append(api_proc.pid)
-        port = sshd.pick_port(addresses)
+        previous = int(((read_json(lab_dir / "lab.json") or {}).get("ssh") or {}).get("port") or 0)
+        port = sshd.pick_port(addresses, prefer=previous)
         configs = sshd.write_configs(lab_dir, addresses, port, keys, force_command, user=login)
         sshd.write_known_hosts(lab_dir, addresses, port, keys.host_public)
         untrusted = trust.check_written(lab_dir, _trusted_files(lab_dir, configs, keys))

@@ -120,8 +120,10 @@ def write_known_hosts(lab_dir: Path, addresses: Sequence[str], port: int, host_p
 # --------------------------------------------------------------------------- ports
 
 
-def _bindable(address: str, port: int) -> bool:
+def _bindable(address: str, port: int, reuse: bool = False) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if reuse:  # as sshd binds: connections of the previous start in TIME_WAIT are fine
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((address, port))
         except OSError:
@@ -129,8 +131,12 @@ def _bindable(address: str, port: int) -> bool:
     return True
 
 
-def pick_port(addresses: Sequence[str], attempts: int = 50) -> int:
-    """A port free on every one of ``addresses`` (the kernel picks, we check the rest)."""
+def pick_port(addresses: Sequence[str], attempts: int = 50, prefer: int = 0) -> int:
+    """A port free on every one of ``addresses`` (the kernel picks, we check the rest);
+    ``prefer`` (the port of the lab's previous start) when it is free everywhere, so that a
+    restarted lab keeps its inventory, known_hosts and a run's recorded inputs unchanged."""
+    if prefer >= 1024 and all(_bindable(a, prefer, reuse=True) for a in addresses):
+        return prefer
     for _ in range(attempts):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((addresses[0], 0))
