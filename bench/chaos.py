@@ -779,10 +779,14 @@ def _fix_never_ready(lab: Lab) -> str:
 
 
 def _publish_packages(lab: Lab) -> str:
+    from upgrader.lab import debrepo
     from upgrader.lab.node import repo
 
-    repo.write_repository(lab.dir, repo.build_repository([]))
-    return "1.28.4 packages published to the lab repository (repo.json)"
+    repository = repo.build_repository([])
+    repo.write_repository(lab.dir, repository)
+    # the Debian nodes' real apt reads the signed repositories (same key, rebuilt indexes)
+    debrepo.write_repositories(lab.dir, repository, sys.executable)
+    return "1.28.4 packages published to the lab repository (repo.json, signed apt repositories)"
 
 
 FAULTS: list[Fault] = [

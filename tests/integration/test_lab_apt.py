@@ -147,6 +147,24 @@ def test_repository_is_signed_indexed_and_lacks_missing_versions(tmp_path: Path)
     assert "Package: cri-tools\nVersion: 1.28.0-1.1" in packages
     assert "Package: kubernetes-cni\nVersion: 1.2.0-2.1" in packages
 
+    # publishing the missing version later (a rebuild) keeps the key the nodes trust: the
+    # old keyring still verifies the new InRelease, which now lists 1.28.3
+    key = debrepo.signing_key_path(tmp_path)
+    assert key.is_file() and key.stat().st_mode & 0o777 == 0o600
+    debrepo.write_repositories(
+        tmp_path, {"1.28": ["1.28.0", "1.28.1", "1.28.3", "1.28.4"]}, sys.executable
+    )
+    assert "Version: 1.28.3-1.1" in (d / "Packages").read_text()
+    again = subprocess.run(
+        ["gpgv", "--keyring", str(keyring), "InRelease"],
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+
 
 # --------------------------------------------------------------------------- a lab
 

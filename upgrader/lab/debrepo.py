@@ -423,10 +423,22 @@ class SigningKey:
 
     UID = "upgrader lab isv:kubernetes OBS Project <lab@upgrader.invalid>"
 
-    def __init__(self) -> None:
+    def __init__(self, stored: Path | None = None) -> None:
+        """A new key, or the one kept at ``stored`` (armored secret key, 0600): a lab signs
+        every later repository build with the key its nodes already trust; a new key is
+        kept there when ``stored`` is given."""
         self.home = Path(tempfile.mkdtemp(prefix="upg-gpg-"))
         os.chmod(self.home, 0o700)
+        if stored is not None and stored.is_file():
+            self._gpg("--import", stdin=stored.read_bytes())
+            return
         self._gpg("--quick-generate-key", "--passphrase", "", self.UID, "ed25519", "sign", "never")
+        if stored is not None:
+            secret = self._gpg("--armor", "--export-secret-keys", self.UID)
+            stored.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secret)
 
     def _gpg(self, *args: str, stdin: bytes | None = None) -> bytes:
         proc = subprocess.run(
@@ -473,7 +485,7 @@ def write_repositories(
     """Write the signed repository of each minor (all of ``repository`` unless ``minors``);
     return the minors written."""
     wanted = [m for m in repository if minors is None or m in minors]
-    with SigningKey() as key:
+    with SigningKey(signing_key_path(lab_dir)) as key:
         armored = key.public_armored()
         for minor in wanted:
             out = repo_dir(lab_dir, minor)
@@ -504,11 +516,17 @@ def _sign(out: Path, key: SigningKey, armored: bytes) -> None:
     tree.write_file(out / "Release.key", armored)
 
 
+def signing_key_path(lab_dir: Path) -> Path:
+    """The lab's repository signing key (secret, 0600), kept between builds."""
+    return lab_dir / "secrets" / "repo-signing-key.asc"
+
+
 def rotate_key(lab_dir: Path) -> None:
     """Sign every repository of the lab with a new key (as when pkgs.k8s.io's key expired
     and was replaced): nodes whose keyring holds the old key fail ``apt-get update`` until
     they fetch the new ``Release.key``."""
-    with SigningKey() as key:
+    signing_key_path(lab_dir).unlink(missing_ok=True)
+    with SigningKey(signing_key_path(lab_dir)) as key:
         armored = key.public_armored()
         for release in sorted((lab_dir / "pkgs").glob("core:/stable:/v*/deb/Release")):
             _sign(release.parent, key, armored)
