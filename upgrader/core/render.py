@@ -1,10 +1,12 @@
 """Plan -> text: what ``upgrader plan`` prints (the JSON form is ``Plan.to_dict()``).
 
-Owns the plain-text layout of a plan: a header (current -> target, hops, strategy), every
-visit in execution order with its numbered steps (the exact shell command, or what an API
-step does), the findings grouped by severity, and a last line saying whether the plan can
-run and which override flag would pass which blocker. Also :func:`describe_step`, the
-one-line account of an API step that progress output can reuse.
+Owns the detailed plain-text layout of a plan (``plan --detail``): a header (current ->
+target, hops, strategy), every visit in execution order with its numbered steps (the exact
+shell command and its skip check, or what an API step does), the findings grouped by
+severity, and a last line saying whether the plan can run and which override flag would
+pass which blocker. The header, findings and verdict are shared with the brief layout
+(:mod:`upgrader.core.render_brief`). Also :func:`describe_step`, the one-line account of an
+API step that progress output can reuse.
 
 Must not: print, colour (the CLI may), do I/O, or import paramiko, kubernetes, typer or rich.
 """
@@ -59,9 +61,9 @@ def describe_step(step: Step) -> str:
         )
     if step.kind == "etcd-snapshot":
         return (
-            f"etcdctl snapshot save on {n} (kubeadm's etcd certificates, "
-            "https://127.0.0.1:2379), snapshot status checked, copied to this machine over "
-            "SFTP and its sha256 compared"
+            f"etcdctl snapshot save inside the etcd static pod's container on {n} (crictl "
+            "exec, kubeadm's etcd certificates, https://127.0.0.1:2379) into etcd's own data "
+            "directory, its status checked, streamed to this machine and its sha256 compared"
         )
     return f"{step.kind} {n}"
 
@@ -114,8 +116,9 @@ def _verdict(plan: Plan) -> str:
     return line + "."
 
 
-def render_text(plan: Plan) -> str:
-    """The plan as plain text, ending with a newline."""
+def header_lines(plan: Plan) -> list[str]:
+    """The plan's first lines: current -> target, hops and strategy, the overrides given and
+    the node-lock rule (shared by the detailed and the brief layout)."""
     out: list[str] = []
     hops = ", ".join(str(h) for h in plan.hops) or "none"
     out.append(f"Upgrade plan: {plan.current} -> {plan.target}")
@@ -133,11 +136,40 @@ def render_text(plan: Plan) -> str:
             f"{nodelock.LOCK_PATH}` on its node: one at a time, and a command a killed run "
             "left running is waited for."
         )
+    return out
 
-    # a node that could not be reached has no facts: its steps would be guesses
-    unreached = {
-        f.node: f.code for f in plan.blockers if f.code in SSH_UNREACHABLE_CODES and f.node
-    }
+
+def unreached_nodes(plan: Plan) -> dict[str, str]:
+    """Node -> the finding code that says it was not reached: its steps are guesses (its
+    facts are missing), so neither layout lists them."""
+    return {f.node: f.code for f in plan.blockers if f.code in SSH_UNREACHABLE_CODES and f.node}
+
+
+def tail_lines(plan: Plan) -> list[str]:
+    """The findings grouped by severity, then the verdict line (shared by both layouts)."""
+    out: list[str] = []
+    groups = (
+        ("Blockers", Severity.BLOCKER),
+        ("Warnings", Severity.WARNING),
+        ("Notes", Severity.INFO),
+    )
+    for title, sev in groups:
+        fs = [f for f in plan.findings if f.severity == sev]
+        if fs:
+            out.append("")
+            out.append(f"{title} ({len(fs)}):")
+            for f in fs:
+                out.extend(_finding_lines(f, plan.overrides))
+    out.append("")
+    out.append(_verdict(plan))
+    return out
+
+
+def render_text(plan: Plan) -> str:
+    """The detailed plan (``plan --detail``): every step of every visit with its exact
+    command and skip check, as plain text ending with a newline."""
+    out = header_lines(plan)
+    unreached = unreached_nodes(plan)
     prestage_noted = False
     for e in plan.entries:
         out.append("")
@@ -156,20 +188,5 @@ def render_text(plan: Plan) -> str:
                     out.append(f"      skipped when: {s.check}")
             else:
                 out.append(f"      > {describe_step(s)}")
-
-    groups = (
-        ("Blockers", Severity.BLOCKER),
-        ("Warnings", Severity.WARNING),
-        ("Notes", Severity.INFO),
-    )
-    for title, sev in groups:
-        fs = [f for f in plan.findings if f.severity == sev]
-        if fs:
-            out.append("")
-            out.append(f"{title} ({len(fs)}):")
-            for f in fs:
-                out.extend(_finding_lines(f, plan.overrides))
-
-    out.append("")
-    out.append(_verdict(plan))
+    out.extend(tail_lines(plan))
     return "\n".join(out) + "\n"
