@@ -87,6 +87,7 @@ class ApplyRequest:
     accept_changes: bool = False  # resume an unfinished run although its inputs changed
     max_workers: int = 32
     validate_count: int = 1  # the health gate passes this many times in a row between nodes
+    detail: bool = False  # show the detailed plan (every command of every node), not the brief
 
 
 @dataclass
@@ -334,11 +335,14 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
     TransportError (4), KubernetesError (5)."""
     from upgrader import preflight
     from upgrader.core.render import render_text
+    from upgrader.core.render_brief import render_brief
     from upgrader.gather import gather_facts
     from upgrader.inventory import load_inventory
     from upgrader.kube import lease
     from upgrader.kube.client import exec_plugin_notice, make_api_client
     from upgrader.transport.ssh import SSHPool
+
+    show_plan = render_text if req.detail else render_brief
 
     if not req.yes and io.confirm is None:
         # decided before anything is read or contacted: no one can answer the question
@@ -415,7 +419,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             if sp_resume is not None:
                 assert prev is not None
                 shown = _plan_for_display(sp_resume, fresh)
-                io.show(render_text(shown))
+                io.show(show_plan(shown))
                 done = sum(1 for r in prev.steps.values() if r.status in st.DONE_STEP)
                 point = st.resume_point(prev, (s.id for s in sp_resume.steps))
                 io.show(
@@ -423,7 +427,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     f"{len(prev.steps)} steps done; next: {point.first}\n"
                 )
             else:
-                io.show(render_text(fresh))
+                io.show(show_plan(fresh))
             if fresh.blockers:
                 codes = ", ".join(sorted({f.code for f in fresh.blockers}))
                 refused = PreflightError(

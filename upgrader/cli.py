@@ -210,6 +210,14 @@ StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
 ]
 MaxWorkersOpt = Annotated[int, typer.Option("--max-workers", min=1, max=512)]
+DetailOpt = Annotated[
+    bool,
+    typer.Option(
+        "--detail",
+        help="Show every step of every node with its exact command and skip check, instead "
+        "of the brief plan (each distinct command once, with the nodes it runs on).",
+    ),
+]
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -434,6 +442,7 @@ def plan(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the plan as one JSON document.")
     ] = False,
+    detail: DetailOpt = False,
     strategy: Annotated[
         Strategy,
         typer.Option(
@@ -492,10 +501,12 @@ def plan(
     max_workers: MaxWorkersOpt = 32,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Preview every step and command of an upgrade, in order, with its findings.
+    """Preview an upgrade: the order of the nodes with their steps, each distinct command once
+    with the nodes it runs on, and the findings (--detail: every step of every node with its
+    exact command and skip check; --json: the whole plan as data).
 
-    Exit code 0: the plan can run (or there is nothing to do); 3: a blocker stands;
-    2: bad input.
+    Exit code 0: the plan can run (or there is nothing to do); 2: bad input; 3: a blocker
+    stands; 4: a node unreachable or its host key refused; 5: the Kubernetes API unreachable.
     """
     _setup_logging(verbose)
     from upgrader.planning import check_request, make_plan
@@ -536,10 +547,14 @@ def plan(
     p = make_plan(f, req, inv, preflight=pre)
     if as_json:
         typer.echo(json.dumps(p.to_dict(), indent=2))
-    else:
+    elif detail:
         from upgrader.core.render import render_text
 
         typer.echo(render_text(p), nl=False)
+    else:
+        from upgrader.core.render_brief import render_brief
+
+        typer.echo(render_brief(p), nl=False)
     if p.blockers:
         raise typer.Exit(int(refusal_exit_code(f.code for f in p.blockers)))
 
@@ -665,6 +680,7 @@ def apply(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures.")] = False,
+    detail: DetailOpt = False,
     validate_count: Annotated[
         int,
         typer.Option(
@@ -762,6 +778,7 @@ def apply(
         accept_changes=accept_changes,
         max_workers=max_workers,
         validate_count=validate_count,
+        detail=detail,
     )
     check_request(req.plan)  # broken playbooks or release data: refused before any node is asked
     reporter = make_reporter(quiet=quiet)

@@ -180,7 +180,7 @@ def test_prestaged_packages_are_not_downloaded_while_drained(
     r = lab.apply("--skip-etcd-snapshot")
     assert r.returncode == 0, r.stdout + r.stderr
     _all_at(lab)
-    assert "(prestage: every node at once, before the first drain" in r.stdout
+    assert "prestage: every node at once, before the first drain" in r.stdout
     events = lab.events_list()
     # the prestage visits ran at once, before any other visit
     starts = [e for e in events if e["event"] == "node-started"]

@@ -206,6 +206,8 @@ def test_one_control_plane_three_workers(make_lab: Callable[..., Lab]) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     _all_at(lab)
     assert not any(v["unschedulable"] for v in lab.nodes().values())
+    # apply shows the brief plan before it runs, not every command of every node
+    assert "Order:" in r.stdout and "skipped when" not in r.stdout
 
     # exactly one `kubeadm upgrade apply`, on the first control plane; workers run `node`
     assert sum("kubeadm upgrade apply" in c for c in lab.calls("cp-1")) == 1

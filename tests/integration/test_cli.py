@@ -441,3 +441,23 @@ def test_help_is_readable_at_80_columns(command: tuple[str, ...]) -> None:
     assert "--help" in r.stdout
     for opt in options:
         assert opt in r.stdout, f"{opt} missing or cut in {' '.join(command)} --help"
+
+
+def test_plan_is_brief_by_default_and_detailed_on_request() -> None:
+    """`plan` prints the brief plan (order, each distinct command once), `--detail` every step
+    of every node with its skip check, `--json` the data; all three from the same plan."""
+    facts = Path(__file__).parents[1] / "data/facts/one-cp-two-workers.json"
+    base = ("plan", "--facts", str(facts), "--to", "v1.28.4")
+    brief, detail, doc = cli(*base), cli(*base, "--detail"), cli(*base, "--json")
+    for r in (brief, detail, doc):
+        assert r.returncode == 0, r.stdout + r.stderr
+    visits = json.loads(doc.stdout)["nodes"]
+    assert "Order:" in brief.stdout and "skipped when" not in brief.stdout
+    assert brief.stdout.count("    $ kubeadm upgrade node\n") == 1  # once, for w-1 and w-2
+    assert "  kubeadm-upgrade-node on all 2 workers:" in brief.stdout
+    assert "[v1.28.4] w-2 (worker, worker)" in detail.stdout and "skipped when" in detail.stdout
+    assert detail.stdout.count("$ kubeadm upgrade node\n") == 2
+    n_steps = sum(len(v["steps"]) for v in visits)
+    for r in (brief, detail):
+        assert r.stdout.splitlines()[-1] == f"Can run: {n_steps} steps on 3 nodes."
+    assert len(brief.stdout.splitlines()) < len(detail.stdout.splitlines())
