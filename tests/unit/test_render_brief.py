@@ -122,3 +122,29 @@ def test_folded_commands_of_a_real_plan_parse_as_the_same_shell_command() -> Non
             assert r.returncode == 0, (text, r.stderr)
         # bash's own reading of both: the same command once the continuations are joined
         assert folded.replace(" \\\n&& ", " && ") == s.command
+
+
+def test_a_finding_several_nodes_share_is_one_entry_naming_them() -> None:
+    p = plan(cluster(3, 1), "v1.28.4", prestage=True)
+    fs = tuple(
+        Finding(
+            "CERT_EXPIRY_UNKNOWN",
+            Severity.INFO,
+            f"no certificate could be read on {n} (cp-10 is another node)",
+            node=n,
+            fix="kubeadm certs check-expiration",
+        )
+        for n in ("cp-1", "cp-2", "cp-3")
+    )
+    other = Finding("CERT_EXPIRY_UNKNOWN", Severity.INFO, "something else on w-1", node="w-1")
+    text = render_brief(replace(p, findings=(*fs, other)))
+    assert "Notes (4):\n" in text
+    assert (
+        "  - CERT_EXPIRY_UNKNOWN [cp-1, cp-2, cp-3]: no certificate could be read on the node "
+        "(cp-10 is another node)\n      fix: kubeadm certs check-expiration\n"
+    ) in text
+    assert "  - CERT_EXPIRY_UNKNOWN [w-1]: something else on w-1\n" in text
+    # the detailed layout keeps one entry per node
+    from upgrader.core.render import render_text
+
+    assert render_text(replace(p, findings=fs)).count("CERT_EXPIRY_UNKNOWN [cp-") == 3

@@ -13,7 +13,9 @@ Must not: print, colour (the CLI may), do I/O, or import paramiko, kubernetes, t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from upgrader.core import nodelock
 from upgrader.core.model import Finding, Plan, Severity, Step
@@ -145,8 +147,30 @@ def unreached_nodes(plan: Plan) -> dict[str, str]:
     return {f.node: f.code for f in plan.blockers if f.code in SSH_UNREACHABLE_CODES and f.node}
 
 
-def tail_lines(plan: Plan) -> list[str]:
-    """The findings grouped by severity, then the verdict line (shared by both layouts)."""
+def _same_on_many_nodes(fs: list[Finding]) -> list[Finding]:
+    """Findings that differ only in their node (the node's name in the message too) become
+    one, ``node`` naming them all (``cp-1, cp-2, cp-3``) and the message saying "the node"."""
+    groups: dict[tuple[str, str, str | None, str | None], list[Finding]] = {}
+    for f in fs:
+        text = f.message
+        if f.node:
+            text = re.sub(rf"(?<![\w.-]){re.escape(f.node)}(?![\w.-])", "the node", text)
+        key = (f.code, text, f.fix, f.override)
+        groups.setdefault(key, []).append(f)
+    out: list[Finding] = []
+    for (_, text, _, _), members in groups.items():
+        first = members[0]
+        nodes = [m.node for m in members if m.node]
+        if len(members) > 1 and len(nodes) == len(members):
+            out.append(replace(first, node=", ".join(nodes), message=text))
+        else:
+            out.extend(members)
+    return out
+
+
+def tail_lines(plan: Plan, *, merge_nodes: bool = False) -> list[str]:
+    """The findings grouped by severity, then the verdict line (shared by both layouts).
+    ``merge_nodes``: a finding that several nodes share is one entry naming them all."""
     out: list[str] = []
     groups = (
         ("Blockers", Severity.BLOCKER),
@@ -158,7 +182,7 @@ def tail_lines(plan: Plan) -> list[str]:
         if fs:
             out.append("")
             out.append(f"{title} ({len(fs)}):")
-            for f in fs:
+            for f in _same_on_many_nodes(fs) if merge_nodes else fs:
                 out.extend(_finding_lines(f, plan.overrides))
     out.append("")
     out.append(_verdict(plan))

@@ -4,7 +4,8 @@ A plan that fits a change ticket: the header (current -> target, hops, strategy)
 of the run (per hop and phase, one line per node naming its steps; a node whose steps are
 those of the node above says so), then every distinct command once with the nodes it runs
 on (a long command folded at its top-level ``&&`` with ``\\`` continuations, so what is
-shown still runs when pasted), what each API step does, the findings and the verdict. The
+shown still runs when pasted), what each API step does, the findings (one entry for a
+finding several nodes share, naming them) and the verdict. The
 skip checks and the per-node repetition are left to ``plan --detail``
 (:func:`upgrader.core.render.render_text`).
 
@@ -226,5 +227,5 @@ def render_brief(plan: Plan) -> str:
         if commands:
             out.append("")
             out += commands
-    out += tail_lines(plan)
+    out += tail_lines(plan, merge_nodes=True)
     return "\n".join(out) + "\n"
