@@ -50,6 +50,8 @@ class MemKube:
     drain_timeout_on: set[str] = field(default_factory=set)
     api_errors: dict[str, int] = field(default_factory=dict)  # op -> failures left
     calls: list[tuple[str, str]] = field(default_factory=list)
+    cp_progress: dict[str, list[str]] = field(default_factory=dict)  # node -> lines to say
+    progress_every: list[float] = field(default_factory=list)  # as the engine passed it
 
     def _maybe_fail(self, op: str) -> None:
         left = self.api_errors.get(op, 0)
@@ -96,13 +98,26 @@ class MemKube:
         timeout: float,
         poll: float,
         on_progress: Any = None,
+        progress_every: float = 30.0,
     ) -> None:
         self.calls.append(("wait-ready", node))
         self._maybe_fail("wait-ready")
         self.nodes[node].kubelet = kubelet_version
 
-    def wait_control_plane(self, node: str, version: str, timeout: float, poll: float) -> None:
+    def wait_control_plane(
+        self,
+        node: str,
+        version: str,
+        timeout: float,
+        poll: float,
+        on_progress: Any = None,
+        progress_every: float = 30.0,
+    ) -> None:
         self.calls.append(("wait-control-plane", node))
+        for text in self.cp_progress.get(node, ()):  # what a slow control plane would say
+            assert on_progress is not None
+            on_progress(text)
+        self.progress_every.append(progress_every)
 
 
 class DroppingTransport:

@@ -92,7 +92,7 @@ class EngineOptions:
     disable_eviction: bool = False
     ready_timeout: float | None = None
     poll_interval: float | None = None
-    progress_every: float = 30.0  # a long wait (a drain held by a budget) speaks this often
+    progress_every: float = 30.0  # a long wait (drain held by a budget, readiness, health gate)
     secrets: tuple[str, ...] = ()
     snapshot_dir: Path | None = None  # where etcd-snapshot steps put the snapshot (0700)
     prestage_parallel: int = 16  # prestage visits run at once (bounded pool)
@@ -221,6 +221,12 @@ class Engine:
             self._emit_fn(ev.Event(kind, {"run_id": self._state.run_id, **clean}))
         except Exception:
             log.exception("event handler failed on %s", kind)
+
+    def gate_waiting(self, batch: Sequence[PlanEntry], message: str) -> None:
+        """The health gate before ``batch`` still waits: a ``health-gate-waiting`` event
+        (no step runs between nodes, so it is not a ``step-waiting``)."""
+        nodes = list(dict.fromkeys(e.node for e in batch))
+        self._emit(ev.GATE_WAITING, node=nodes[0] if nodes else None, nodes=nodes, message=message)
 
     def _step_data(self, step: Step) -> dict[str, Any]:
         return {
@@ -696,11 +702,13 @@ class Engine:
             force=o.force or bool(p.get("allow_unmanaged")),
             disable_eviction=o.disable_eviction,
             retry_interval=float(p.get("retry_interval", 5)),
-            on_progress=lambda text: self._emit(
-                ev.STEP_WAITING, **self._step_data(step), message=text
-            ),
+            on_progress=self._waiting(step),
             progress_every=o.progress_every,
         )
+
+    def _waiting(self, step: Step) -> Callable[[str], None]:
+        """What a long wait of ``step`` calls to say what it waits for (``step-waiting``)."""
+        return lambda text: self._emit(ev.STEP_WAITING, **self._step_data(step), message=text)
 
     def _poll(self, step: Step) -> float:
         if self.options.poll_interval is not None:
@@ -776,14 +784,20 @@ class Engine:
                 version,
                 self._wait_timeout(step),
                 self._poll(step),
-                on_progress=lambda text: self._emit(
-                    ev.STEP_WAITING, **self._step_data(step), message=text
-                ),
+                on_progress=self._waiting(step),
+                progress_every=self.options.progress_every,
             )
             return f"Ready at kubelet {version}"
         if step.kind == "wait-control-plane":
             version = str(step.params.get("version") or step.hop)
-            self._kube.wait_control_plane(node, version, self._wait_timeout(step), self._poll(step))
+            self._kube.wait_control_plane(
+                node,
+                version,
+                self._wait_timeout(step),
+                self._poll(step),
+                on_progress=self._waiting(step),
+                progress_every=self.options.progress_every,
+            )
             return f"control plane at {version}"
         raise StepFailed(f"unknown step kind {step.kind!r}", node=node, step=step.id)
 
