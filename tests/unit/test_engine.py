@@ -1079,3 +1079,75 @@ def test_nodes_an_abandoned_run_cordoned_are_not_taken_for_precordoned(rig: Rig)
     rig.kube.nodes["w-3"].unschedulable = True  # the abandoned run's
     assert _precordoned(rig.kube, entries, None) == frozenset({"w-2", "w-3"})
     assert _precordoned(rig.kube, entries, old) == frozenset({"w-2"})
+
+
+# --------------------------------------------------------------------------- long waits speak
+
+
+def test_a_slow_control_plane_wait_speaks_as_step_waiting_events(rig: Rig) -> None:
+    """What ``wait-control-plane`` says while it waits reaches the events and the progress
+    lines as ``step-waiting`` of that step, with the engine's ``progress_every``."""
+    from io import StringIO
+
+    from upgrader.execute.progress import PlainReporter
+
+    out = StringIO()
+    rig.sinks.append(PlainReporter(out))
+    said = (
+        "waiting for the control plane of cp-1 to run v1.28.4 and be Ready: kube-apiserver: "
+        "image tag v1.27.8, Ready=True; 85s of 90s left"
+    )
+    rig.kube.cp_progress["cp-1"] = [said]
+    step = api("cp-1", "wait-control-plane", phase="control-plane")
+    rig.engine([entry("cp-1", [step], role="control-plane", phase="control-plane")],
+               progress_every=7.0).run()  # fmt: skip
+    assert rig.kube.progress_every == [7.0]
+    waiting = rig.kinds(ev.STEP_WAITING)
+    assert [e.data["message"] for e in waiting] == [said]
+    assert waiting[0].step == step.id and waiting[0].node == "cp-1"
+    assert waiting[0].data["kind"] == "wait-control-plane"
+    assert f"[1/1] cp-1 wait-control-plane: {said}" in out.getvalue().splitlines()
+
+
+def test_the_health_gate_between_nodes_speaks_as_health_gate_waiting(rig: Rig) -> None:
+    """While the gate before w-2 fails, ``health-gate-waiting`` events name what fails and
+    the time left (no step runs then: not a ``step-waiting``); the gate then passes."""
+    from io import StringIO
+
+    from upgrader.core.model import Finding, Severity
+    from upgrader.execute.progress import PlainReporter
+    from upgrader.preflight import between_nodes
+
+    out = StringIO()
+    rig.sinks.append(PlainReporter(out))
+    bad = [Finding("NODE_NOT_READY", Severity.BLOCKER, "node w-1 is not Ready", "w-1")]
+    now = [0.0]
+    results = iter([[], *([bad] * 30)])
+
+    def gate() -> list[Finding]:
+        return next(results, [])
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    entries = [entry("w-1", [shell("w-1", "a", "true")]), entry("w-2", [shell("w-2", "b", "true")])]
+    engine = rig.engine(entries)
+    engine._before_batch = between_nodes(
+        gate,
+        interval=5.0,
+        timeout=300.0,
+        sleep=sleep,
+        clock=lambda: now[0],
+        on_progress=engine.gate_waiting,
+        progress_every=30.0,
+    )
+    engine.run()
+    gw = rig.kinds(ev.GATE_WAITING)
+    assert len(gw) >= 4, gw
+    assert all(e.node == "w-2" and e.data["nodes"] == ["w-2"] and e.step is None for e in gw)
+    first = gw[0].data["message"]
+    assert first.startswith("waiting for the cluster health gate: NODE_NOT_READY: node w-1 is ")
+    assert first.endswith("s of 300s left")
+    assert not rig.kinds(ev.STEP_WAITING)
+    lines = out.getvalue().splitlines()
+    assert f"    before w-2: {first}" in lines
