@@ -97,7 +97,7 @@ def test_a_control_plane_never_read_says_so_and_times_out(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(nodes, "control_plane_status", down)
     said: list[str] = []
-    with pytest.raises(StepFailed, match="control plane not at v1.28.4 and Ready within 40s"):
+    with pytest.raises(StepFailed, match=r"control plane not at v1\.28\.4 and Ready within 40s"):
         nodes.wait_control_plane(
             None,  # type: ignore[arg-type]
             "cp-1", "v1.28.4", timeout=40, poll=5, clock=clock, sleep=clock.sleep,
