@@ -1151,3 +1151,22 @@ def test_the_health_gate_between_nodes_speaks_as_health_gate_waiting(rig: Rig) -
     assert not rig.kinds(ev.STEP_WAITING)
     lines = out.getvalue().splitlines()
     assert f"    before w-2: {first}" in lines
+
+
+def test_a_long_command_says_it_still_runs_and_stops_saying_it_when_done(rig: Rig) -> None:
+    """No attempt is silent for longer than ``progress_every``: a command that runs on
+    says so, with the time left of its timeout, until it ends (and never after)."""
+    import re
+
+    step = shell("w-1", "slow", "sleep 1.5; echo slow >> log")
+    rig.engine([entry("w-1", [step, shell("w-1", "quick", "true")])], progress_every=0.4).run()
+    kinds = [(e.kind, e.step) for e in rig.events]
+    waiting = [e for e in rig.kinds(ev.STEP_WAITING)]
+    assert 2 <= len(waiting) <= 4, waiting
+    assert all(e.step == step.id for e in waiting)
+    assert all(
+        re.fullmatch(r"still running after \d+s; \d+s of 20s left", e.data["message"])
+        for e in waiting
+    ), [e.data["message"] for e in waiting]
+    finished = kinds.index((ev.STEP_FINISHED, step.id))
+    assert all(k != ev.STEP_WAITING for k, _ in kinds[finished:])  # the heartbeat stopped
