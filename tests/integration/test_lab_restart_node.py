@@ -272,3 +272,93 @@ def test_the_health_gate_speaks_while_a_node_restarts(lab: Lab) -> None:
     assert node == "w-1"
     assert first.startswith("waiting for the cluster health gate: ")
     assert "w-2" in first and "s of 90s left" in first, first
+
+
+# --------------------------------------------------------------------------- apply
+
+
+TARGET = "v1.28.4"
+PKG = Path(__file__).resolve().parents[2] / "upgrader" / "playbooks"
+
+
+def _fast_playbooks(dest: Path) -> None:
+    """The packaged playbooks with readiness polled every second (the lab is quick)."""
+    dest.mkdir(parents=True)
+    doc = yaml.safe_load((PKG / "default.yaml").read_text())
+    for phase in doc["phases"].values():
+        for key in ("pre", "steps", "post"):
+            for step in phase.get(key) or ():
+                if step["kind"] in ("wait-ready", "wait-control-plane"):
+                    step["params"] = {**(step.get("params") or {}), "poll_interval": 1}
+    (dest / "default.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_apply_says_what_the_health_gate_waits_for_while_a_node_reboots(tmp_path: Path) -> None:
+    """A real `upgrader apply`: while w-1 finishes, w-2 reboots (`lab restart-node`, down
+    30 s). The health gate before w-2 finds it NotReady and, instead of waiting in silence,
+    says so (a `health-gate-waiting` event in `--events` and a progress line), then
+    passes once w-2 is back; the run goes on and upgrades w-2."""
+    import sys
+
+    from cli_run import cli_env
+
+    spec = {
+        **SPEC,
+        "workloads": [
+            {"kind": "Deployment", "name": "web", "replicas": 2},
+            {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
+        ],
+        "delays": {"kubelet_ready": 0.3, "pod_termination": 0.1},
+    }
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    d = tmp_path / "lab"
+    _fast_playbooks(tmp_path / "playbooks")
+    events = tmp_path / "events.jsonl"
+    up = cli("lab", "up", "--dir", str(d), "--spec", str(spec_file), timeout=300)
+    assert up.returncode == 0, up.stderr
+    lab = Lab(d)
+    proc: subprocess.Popen[str] | None = None
+    restart: subprocess.Popen[str] | None = None
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "upgrader", "apply", "-i", str(d / "inventory.yaml"),
+             "--to", TARGET, "--yes", "--playbooks", str(tmp_path / "playbooks"),
+             "--events", str(events)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env=cli_env(), text=True,
+        )  # fmt: skip
+
+        def seen(kind: str, step: str | None = None) -> list[dict[str, Any]]:
+            if not events.exists():
+                return []
+            docs = [json.loads(x) for x in events.read_text().splitlines() if x.strip()]
+            return [e for e in docs if e["event"] == kind and (step is None or e["step"] == step)]
+
+        def started() -> bool:
+            assert proc is not None and proc.poll() is None, "apply ended too early"
+            return bool(seen("step-started", f"{TARGET}/w-1/worker/kubelet-kubectl-packages"))
+
+        # w-2 goes down while w-1 installs its kubelet; w-1's remaining steps (checksums,
+        # kubelet restart, wait-ready, uncordon) take a few seconds, so the gate before w-2
+        # still finds w-2 down for most of the 30 s
+        wait_for("w-1's kubelet install", started, timeout=300)
+        restart = lab.restart("w-2", down_for=30)
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out + err
+        _, r_err = restart.communicate(timeout=120)
+        assert restart.returncode == 0, r_err
+    finally:
+        for p in (proc, restart):
+            if p is not None and p.poll() is None:
+                p.kill()
+        cli("lab", "down", "--dir", str(d), timeout=120)
+    gate = seen("health-gate-waiting")
+    assert gate, "the health gate waited in silence"
+    assert all(e["nodes"] == ["w-2"] and e["node"] == "w-2" and "step" not in e for e in gate)
+    first = gate[0]["message"]
+    assert first.startswith("waiting for the cluster health gate: ") and "w-2" in first, first
+    assert "NODE_NOT_READY" in first and "s of 300s left" in first, first
+    lines = [x for x in out.splitlines() if "before w-2: waiting for the cluster health gate" in x]
+    assert lines and "NODE_NOT_READY" in lines[0], out
+    assert seen("step-finished", f"{TARGET}/w-2/worker/wait-ready")  # the run went on
