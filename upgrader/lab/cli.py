@@ -234,13 +234,23 @@ def restart_node_cmd(
     SSH, its kubelet stops (node NotReady at once, its pods not Ready); after --down-for
     seconds sshd accepts again (same port and host key) and the kubelet starts at the
     version installed on the node, Ready after the lab's kubelet_ready delay. Exit 0 when
-    the node is back, 1 when the lab does not run or the restart failed, 2 for bad input."""
+    the node is back, 1 when the lab does not run or the restart failed, 2 for bad input,
+    130 when interrupted (Ctrl-C or SIGTERM: the node comes back at once)."""
+    import signal
+
     from upgrader.lab import reboot
 
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # like Ctrl-C: the node still comes back
     try:
         r = reboot.restart_node(lab_dir, node, down_for=down_for)
     except UpgraderError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        typer.echo(f"error: interrupted: {node} was brought back up at once", err=True)
+        raise typer.Exit(130) from None
     kubelet = (
         f"kubelet {r.kubelet_version} started, Ready in about {r.ready_after:g}s"
         if r.kubelet_starts and r.ready_after is not None

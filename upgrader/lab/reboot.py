@@ -19,15 +19,19 @@ Owns what a reboot does to a lab node, in order:
    node's address again (same port, same host key: its config is the one ``lab up`` wrote).
 
 Must not: touch another node's sessions or files, change the lab's port or keys, or
-leave the node's address out of sshd's config when it returns (even when a step fails:
-the address is put back in a ``finally``).
+leave the node's address out of sshd's config when it returns (even when a step fails
+or the command is interrupted: the node boots and its address is put back in a
+``finally``). Restarts of one lab run one at a time (``DIR/sshd/restart.lock``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +155,17 @@ def _put_back(lab_dir: Path, config: Path, text: str, pid: int | None, stopped: 
         os.kill(pid, signal.SIGHUP)
 
 
+@contextlib.contextmanager
+def _restart_lock(lab_dir: Path) -> Iterator[None]:
+    """``DIR/sshd/restart.lock``: a second restart of the same lab waits for the first."""
+    fd = os.open(lab_dir / "sshd" / "restart.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _boot_node(lab_dir: Path, node: str, root: Path) -> tuple[str | None, bool, str | None]:
     """The node's units as after a boot; (kubelet version installed, whether that kubelet
     starts, why not)."""
@@ -196,39 +211,43 @@ def restart_node(lab_dir: Path, node: str, down_for: float = 5.0) -> RestartResu
     address = str(rec["address"])
     port = int(lab["ssh"]["port"])
     api = Api(lab_dir) if lab.get("api") else None
-    config, pid = _listener(lab_dir, lab, address)
-    listeners = set(runner.running_pids(lab_dir)["sshd"])
     warnings: list[str] = []
-    text, stopped = _take_off(config, address, pid)
-    try:
-        if not _wait_answer(address, port, want=False):
-            warnings.append(f"sshd still answered on {address}:{port} after the restart began")
-        dropped = _drop_sessions(address, listeners)
-        if api is not None:
-            try:
-                api.request("POST", f"/_lab/v1/nodes/{node}/power", {"on": False})
-            except ApiError as exc:
-                raise LabError(f"the lab's API server: {exc}") from None
-        time.sleep(down_for)
-        version, starts, failure = _boot_node(lab_dir, node, Path(rec["root"]))
-        if failure is not None:
-            warnings.append(f"the kubelet {version} exits at start: {failure}")
-        ready_after: float | None = None
-        if api is not None:
-            try:
-                api.request(
-                    "POST",
-                    f"/_lab/v1/nodes/{node}/power",
-                    {"on": True, "version": version, "starts": starts},
-                )
-            except ApiError as exc:
-                raise LabError(f"the lab's API server: {exc}") from None
-            spec = runner.read_json(lab_dir / "spec.json") or {}
-            ready_after = (
-                float((spec.get("delays") or {}).get("kubelet_ready", 0)) if starts else None
-            )
-    finally:
-        _put_back(lab_dir, config, text, pid, stopped)
+
+    def power(on: bool, **extra: Any) -> None:
+        if api is None:
+            return
+        try:
+            api.request("POST", f"/_lab/v1/nodes/{node}/power", {"on": on, **extra})
+        except ApiError as exc:
+            raise LabError(f"the lab's API server: {exc}") from None
+
+    # one restart at a time per lab: each rewrites an sshd config and puts it back
+    with _restart_lock(lab_dir):
+        config, pid = _listener(lab_dir, lab, address)
+        listeners = set(runner.running_pids(lab_dir)["sshd"])
+        text, stopped = _take_off(config, address, pid)
+        came_back = False
+        try:
+            if not _wait_answer(address, port, want=False):
+                warnings.append(f"sshd still answered on {address}:{port} after the restart began")
+            dropped = _drop_sessions(address, listeners)
+            power(False)
+            time.sleep(down_for)
+            came_back = True
+            version, starts, failure = _boot_node(lab_dir, node, Path(rec["root"]))
+            if failure is not None:
+                warnings.append(f"the kubelet {version} exits at start: {failure}")
+            power(True, version=version, starts=starts)
+        finally:
+            if not came_back:  # interrupted while down: the node boots all the same
+                with contextlib.suppress(Exception):
+                    v, ok, _ = _boot_node(lab_dir, node, Path(rec["root"]))
+                    power(True, version=v, starts=ok)
+            _put_back(lab_dir, config, text, pid, stopped)
+    ready_after: float | None = None
+    if api is not None and starts:
+        spec = runner.read_json(lab_dir / "spec.json") or {}
+        ready_after = float((spec.get("delays") or {}).get("kubelet_ready", 0))
     if not _wait_answer(address, port, want=True):
         raise LabError(f"sshd does not answer on {address}:{port} after the restart of {node}")
     return RestartResult(
