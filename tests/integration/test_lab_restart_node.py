@@ -222,6 +222,21 @@ def test_restart_node_bad_input_is_one_line(lab: Lab, tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a lab directory" in r.stderr
 
 
+def test_an_interrupted_restart_brings_the_node_back_at_once(lab: Lab) -> None:
+    import signal
+
+    proc = lab.restart("w-2", down_for=600)
+    wait_for("w-2 not Ready", lambda: lab.ready("w-2")[0] != "True")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == "error: interrupted: w-2 was brought back up at once\n"
+    assert time.monotonic() - t0 < 30
+    wait_for("w-2 Ready again", lambda: lab.ready("w-2")[0] == "True")
+    assert lab.ssh("w-2", "echo back") == (0, "back\n")
+
+
 def test_control_plane_wait_speaks_while_its_node_restarts(lab: Lab) -> None:
     """``wait_control_plane`` on cp-1 while cp-1 reboots: its mirror pods are not Ready,
     and the wait says so (each component, its image tag, Ready or not, the time left)
