@@ -525,6 +525,9 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                             control_planes=[n.name for n in facts.control_planes if n.reachable],
                         ),
                         validate_count=req.validate_count,
+                        # the engine exists by the time the hook runs (engine.run() calls it)
+                        on_progress=lambda batch, text: engine.gate_waiting(batch, text),
+                        progress_every=options.progress_every,
                     ),
                 )
                 try:
@@ -544,7 +547,12 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 if sink is not None:
                     sink.close()  # before the summary (ExitStack closes it again: a no-op)
             problems = post_check(kube, final, plan_entries)
-            problems += preflight.wait_pdbs_recovered(api, pre.pdbs)
+            problems += preflight.wait_pdbs_recovered(
+                api,
+                pre.pdbs,
+                on_progress=lambda text: io.show(f"post-check: {text}\n"),
+                progress_every=req.engine.progress_every,
+            )
             problems += _addons_check(api, fresh, facts, plan_entries, pool, inv)
             summary = _summary(
                 final,

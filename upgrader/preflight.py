@@ -18,7 +18,8 @@ evaluation, findings out) and :func:`wait_until_healthy` (``--validate-count N``
 must pass N times in a row, ``interval`` apart; a failed evaluation is retried sooner, with
 a capped backoff), which the engine can call between nodes; :func:`for_apply`
 (what ``apply`` plans with) and :func:`wait_pdbs_recovered` (post-flight: every budget that
-allowed a disruption before the run allows one again).
+allowed a disruption before the run allows one again). Both waits say what they wait for
+and the time left through an ``on_progress`` callback, at least every 30 s.
 
 A read that fails is recorded (``problems``, or the check's own "unchecked" note), never
 raised: the plan shows what could not be checked. A 403 is left to the permission check,
@@ -490,15 +491,28 @@ def between_nodes(
     interval: float = 5.0,
     timeout: float = 300.0,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    on_progress: Callable[[Sequence[Any], str], None] | None = None,
+    progress_every: float = 30.0,
 ) -> Callable[[Sequence[Any]], None]:
     """The engine's ``before_batch`` hook: before the next node's upgrade (a batch of plan
     entries) ``gate`` (e.g. ``lambda: health_gate(api, ...)``) must pass ``validate_count``
     times in a row within ``timeout`` seconds; else :class:`StepFailed` naming the node(s)
-    and every blocker stops the run there (a rerun resumes at that node)."""
+    and every blocker stops the run there (a rerun resumes at that node). While it waits,
+    ``on_progress(batch, text)`` hears what fails and the time left (see
+    :func:`wait_until_healthy`)."""
 
     def before(batch: Sequence[Any]) -> None:
+        say = None if on_progress is None else (lambda text: on_progress(batch, text))
         result = wait_until_healthy(
-            gate, validate_count=validate_count, interval=interval, timeout=timeout, sleep=sleep
+            gate,
+            validate_count=validate_count,
+            interval=interval,
+            timeout=timeout,
+            sleep=sleep,
+            clock=clock,
+            on_progress=say,
+            progress_every=progress_every,
         )
         if result.passed:
             return
@@ -529,6 +543,8 @@ def wait_until_healthy(
     timeout: float = 300.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    on_progress: Callable[[str], None] | None = None,
+    progress_every: float = 30.0,
 ) -> GateResult:
     """Evaluate ``gate`` until it passes ``validate_count`` times in a row, or ``timeout``
     seconds pass.
@@ -543,11 +559,19 @@ def wait_until_healthy(
     No sleep ends past the deadline: when the next evaluation would come after it, the
     wait ends there. On timeout the findings are those of the last failed evaluation (or
     ``HEALTH_NOT_STABLE`` when every evaluation passed but never ``validate_count`` in a
-    row). Only ``gate``, ``sleep`` and ``clock`` touch the world."""
+    row). Only ``gate``, ``sleep``, ``clock`` and ``on_progress`` touch the world.
+
+    A wait that has not passed after :func:`upgrader.kube.nodes.first_say` seconds (5),
+    then every ``progress_every`` seconds, tells ``on_progress`` what the last evaluation
+    found (each blocker's code and message, or the passes in a row so far) and the time
+    left. One evaluation can itself take up to the etcd health timeout (30 s)."""
     from upgrader.core.model import Severity
+    from upgrader.kube.nodes import first_say
 
     counter = health.ConsecutivePasses(validate_count)
-    deadline = clock() + timeout
+    start = clock()
+    deadline = start + timeout
+    next_say = start + first_say(progress_every)
     first_retry = min(GATE_RETRY_START, interval)
     retry = first_retry
     last_failed: list[Finding] = []
@@ -564,7 +588,14 @@ def wait_until_healthy(
             last_failed = findings
             delay = retry
             retry = min(retry * 2, interval)
-        if clock() + delay > deadline:
+        now = clock()
+        if on_progress is not None and now >= next_say and now + delay <= deadline:
+            next_say = now + progress_every
+            on_progress(
+                f"waiting for the cluster health gate: {_gate_state(findings, counter)}; "
+                f"{max(0.0, deadline - now):.0f}s of {timeout:g}s left"
+            )
+        if now + delay > deadline:
             if not last_failed:
                 last_failed = [
                     Finding(
@@ -577,6 +608,15 @@ def wait_until_healthy(
                 ]
             return GateResult(False, tuple(last_failed), n)
         sleep(delay)
+
+
+def _gate_state(findings: Sequence[Finding], counter: health.ConsecutivePasses) -> str:
+    """What one evaluation of the gate found, for a progress line: its blockers, or how
+    many passes in a row it has of the number required."""
+    blockers = [f for f in findings if f.severity.value == "blocker"]
+    if blockers:
+        return "; ".join(f"{f.code}: {f.message}" for f in blockers)
+    return f"passed {counter.streak} time(s) in a row of the {counter.required} required"
 
 
 # --------------------------------------------------------------------------- apply
@@ -625,15 +665,22 @@ def wait_pdbs_recovered(
     policy: RetryPolicy = DEFAULT_POLICY,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    on_progress: Callable[[str], None] | None = None,
+    progress_every: float = 30.0,
 ) -> list[str]:
     """Wait until every PodDisruptionBudget that allowed a disruption before the run
     (``before``: the preflight's list) allows one again; what still does not after
-    ``timeout`` seconds, one line each (``[]``: all recovered, or nothing to compare)."""
+    ``timeout`` seconds, one line each (``[]``: all recovered, or nothing to compare).
+    After 5 s of waiting, then every ``progress_every`` seconds, ``on_progress`` hears
+    which budgets it waits for and the time left."""
     from upgrader.core.checks.postflight import pdb_regressions
+    from upgrader.kube.nodes import first_say
 
     if not before:
         return []
-    deadline = clock() + timeout
+    start = clock()
+    deadline = start + timeout
+    next_say = start + first_say(progress_every)
     fn = PolicyV1Api(api).list_pod_disruption_budget_for_all_namespaces
     while True:
         try:
@@ -641,8 +688,15 @@ def wait_pdbs_recovered(
         except ApiError as e:
             return [f"cannot read the PodDisruptionBudgets after the run: {e}"]
         problems = pdb_regressions(before, after)
-        if not problems or clock() + interval > deadline:
+        now = clock()
+        if not problems or now + interval > deadline:
             return problems
+        if on_progress is not None and now >= next_say:
+            next_say = now + progress_every
+            on_progress(
+                "waiting for the PodDisruptionBudgets to allow a disruption again: "
+                f"{'; '.join(problems)}; {max(0.0, deadline - now):.0f}s of {timeout:g}s left"
+            )
         sleep(interval)
 
 

@@ -50,6 +50,8 @@ class MemKube:
     drain_timeout_on: set[str] = field(default_factory=set)
     api_errors: dict[str, int] = field(default_factory=dict)  # op -> failures left
     calls: list[tuple[str, str]] = field(default_factory=list)
+    cp_progress: dict[str, list[str]] = field(default_factory=dict)  # node -> lines to say
+    progress_every: list[float] = field(default_factory=list)  # as the engine passed it
 
     def _maybe_fail(self, op: str) -> None:
         left = self.api_errors.get(op, 0)
@@ -96,13 +98,26 @@ class MemKube:
         timeout: float,
         poll: float,
         on_progress: Any = None,
+        progress_every: float = 30.0,
     ) -> None:
         self.calls.append(("wait-ready", node))
         self._maybe_fail("wait-ready")
         self.nodes[node].kubelet = kubelet_version
 
-    def wait_control_plane(self, node: str, version: str, timeout: float, poll: float) -> None:
+    def wait_control_plane(
+        self,
+        node: str,
+        version: str,
+        timeout: float,
+        poll: float,
+        on_progress: Any = None,
+        progress_every: float = 30.0,
+    ) -> None:
         self.calls.append(("wait-control-plane", node))
+        for text in self.cp_progress.get(node, ()):  # what a slow control plane would say
+            assert on_progress is not None
+            on_progress(text)
+        self.progress_every.append(progress_every)
 
 
 class DroppingTransport:
@@ -1064,3 +1079,94 @@ def test_nodes_an_abandoned_run_cordoned_are_not_taken_for_precordoned(rig: Rig)
     rig.kube.nodes["w-3"].unschedulable = True  # the abandoned run's
     assert _precordoned(rig.kube, entries, None) == frozenset({"w-2", "w-3"})
     assert _precordoned(rig.kube, entries, old) == frozenset({"w-2"})
+
+
+# --------------------------------------------------------------------------- long waits speak
+
+
+def test_a_slow_control_plane_wait_speaks_as_step_waiting_events(rig: Rig) -> None:
+    """What ``wait-control-plane`` says while it waits reaches the events and the progress
+    lines as ``step-waiting`` of that step, with the engine's ``progress_every``."""
+    from io import StringIO
+
+    from upgrader.execute.progress import PlainReporter
+
+    out = StringIO()
+    rig.sinks.append(PlainReporter(out))
+    said = (
+        "waiting for the control plane of cp-1 to run v1.28.4 and be Ready: kube-apiserver: "
+        "image tag v1.27.8, Ready=True; 85s of 90s left"
+    )
+    rig.kube.cp_progress["cp-1"] = [said]
+    step = api("cp-1", "wait-control-plane", phase="control-plane")
+    rig.engine([entry("cp-1", [step], role="control-plane", phase="control-plane")],
+               progress_every=7.0).run()  # fmt: skip
+    assert rig.kube.progress_every == [7.0]
+    waiting = rig.kinds(ev.STEP_WAITING)
+    assert [e.data["message"] for e in waiting] == [said]
+    assert waiting[0].step == step.id and waiting[0].node == "cp-1"
+    assert waiting[0].data["kind"] == "wait-control-plane"
+    assert f"[1/1] cp-1 wait-control-plane: {said}" in out.getvalue().splitlines()
+
+
+def test_the_health_gate_between_nodes_speaks_as_health_gate_waiting(rig: Rig) -> None:
+    """While the gate before w-2 fails, ``health-gate-waiting`` events name what fails and
+    the time left (no step runs then: not a ``step-waiting``); the gate then passes."""
+    from io import StringIO
+
+    from upgrader.core.model import Finding, Severity
+    from upgrader.execute.progress import PlainReporter
+    from upgrader.preflight import between_nodes
+
+    out = StringIO()
+    rig.sinks.append(PlainReporter(out))
+    bad = [Finding("NODE_NOT_READY", Severity.BLOCKER, "node w-1 is not Ready", "w-1")]
+    now = [0.0]
+    results = iter([[], *([bad] * 30)])
+
+    def gate() -> list[Finding]:
+        return next(results, [])
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    entries = [entry("w-1", [shell("w-1", "a", "true")]), entry("w-2", [shell("w-2", "b", "true")])]
+    engine = rig.engine(entries)
+    engine._before_batch = between_nodes(
+        gate,
+        interval=5.0,
+        timeout=300.0,
+        sleep=sleep,
+        clock=lambda: now[0],
+        on_progress=engine.gate_waiting,
+        progress_every=30.0,
+    )
+    engine.run()
+    gw = rig.kinds(ev.GATE_WAITING)
+    assert len(gw) >= 4, gw
+    assert all(e.node == "w-2" and e.data["nodes"] == ["w-2"] and e.step is None for e in gw)
+    first = gw[0].data["message"]
+    assert first.startswith("waiting for the cluster health gate: NODE_NOT_READY: node w-1 is ")
+    assert first.endswith("s of 300s left")
+    assert not rig.kinds(ev.STEP_WAITING)
+    lines = out.getvalue().splitlines()
+    assert f"    before w-2: {first}" in lines
+
+
+def test_a_long_command_says_it_still_runs_and_stops_saying_it_when_done(rig: Rig) -> None:
+    """No attempt is silent for longer than ``progress_every``: a command that runs on
+    says so, with the time left of its timeout, until it ends (and never after)."""
+    import re
+
+    step = shell("w-1", "slow", "sleep 1.5; echo slow >> log")
+    rig.engine([entry("w-1", [step, shell("w-1", "quick", "true")])], progress_every=0.4).run()
+    kinds = [(e.kind, e.step) for e in rig.events]
+    waiting = [e for e in rig.kinds(ev.STEP_WAITING)]
+    assert 2 <= len(waiting) <= 4, waiting
+    assert all(e.step == step.id for e in waiting)
+    assert all(
+        re.fullmatch(r"still running after \d+s; \d+s of 20s left", e.data["message"])
+        for e in waiting
+    ), [e.data["message"] for e in waiting]
+    finished = kinds.index((ev.STEP_FINISHED, step.id))
+    assert all(k != ev.STEP_WAITING for k, _ in kinds[finished:])  # the heartbeat stopped

@@ -29,6 +29,11 @@ Rules the engine applies to a step (``check`` exit 0 = the effect is already the
   held did not run, and is followed by its check (or, retry-safe without a check, by a
   wait for the lock) before another attempt; a step not safe to repeat and without a check
   fails instead. A lock held longer than the step's timeout fails the step, naming it.
+- no step is silent for longer than ``progress_every`` (30 s): the waits that know what
+  they wait for say it (a drain held by a budget, ``wait-ready``, ``wait-control-plane``,
+  the node lock), and any attempt that has said nothing for that long (a long command, a
+  drain waiting for pods to terminate, a snapshot) emits ``step-waiting`` "still running
+  after Ns; Ns of Ns left". Between nodes the health gate emits ``health-gate-waiting``.
 
 Must not: plan, print (it emits :class:`~upgrader.execute.events.Event` values), import
 rich/typer/paramiko/kubernetes, or decide exit codes.
@@ -40,8 +45,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,12 +98,16 @@ class EngineOptions:
     disable_eviction: bool = False
     ready_timeout: float | None = None
     poll_interval: float | None = None
-    progress_every: float = 30.0  # a long wait (a drain held by a budget) speaks this often
+    progress_every: float = 30.0  # a long wait (drain held by a budget, readiness, health gate)
     secrets: tuple[str, ...] = ()
     snapshot_dir: Path | None = None  # where etcd-snapshot steps put the snapshot (0700)
     prestage_parallel: int = 16  # prestage visits run at once (bounded pool)
     lock_path: str = nodelock.LOCK_PATH  # the node lock every shell command runs under
     lock_wait: float = nodelock.DEFAULT_WAIT  # seconds one command waits for it, then busy
+
+
+# events that tell the operator about a running step (the heartbeat stays quiet after one)
+_SPEAKING = frozenset({ev.STEP_STARTED, ev.STEP_WAITING, ev.STEP_LOCK_WAIT, ev.STEP_ATTEMPT_FAILED})
 
 
 class _AttemptFailed(Exception):
@@ -196,6 +206,7 @@ class Engine:
         self._redact = make_redactor(self._secrets)
         self._index = {s.id: i + 1 for i, s in enumerate(s for e in self.entries for s in e.steps)}
         self._total = len(self._index)
+        self._spoke: dict[str, float] = {}  # step id -> when an event last spoke for it
 
     # ------------------------------------------------------------------ state + events
     @property
@@ -217,10 +228,18 @@ class Engine:
         if self._emit_fn is None:
             return
         clean = {k: self._mask(v) if isinstance(v, str) else v for k, v in data.items()}
+        if kind in _SPEAKING and isinstance(data.get("step"), str):
+            self._spoke[data["step"]] = time.monotonic()
         try:
             self._emit_fn(ev.Event(kind, {"run_id": self._state.run_id, **clean}))
         except Exception:
             log.exception("event handler failed on %s", kind)
+
+    def gate_waiting(self, batch: Sequence[PlanEntry], message: str) -> None:
+        """The health gate before ``batch`` still waits: a ``health-gate-waiting`` event
+        (no step runs between nodes, so it is not a ``step-waiting``)."""
+        nodes = list(dict.fromkeys(e.node for e in batch))
+        self._emit(ev.GATE_WAITING, node=nodes[0] if nodes else None, nodes=nodes, message=message)
 
     def _step_data(self, step: Step) -> dict[str, Any]:
         return {
@@ -420,11 +439,61 @@ class Engine:
         self._update(lambda s: st.start_step(s, step.id))
         attempt = self._state.step(step.id).attempts
         self._emit(ev.STEP_STARTED, **self._step_data(step), attempt=attempt)
-        if step.kind == "shell":
-            return self._shell_attempt(step, attempt, retry_safe)
-        if step.kind == SNAPSHOT_KIND:
-            return self._snapshot_attempt(step, attempt)
-        return self._api_attempt(step, attempt)
+        with self._heartbeat(step):
+            if step.kind == "shell":
+                return self._shell_attempt(step, attempt, retry_safe)
+            if step.kind == SNAPSHOT_KIND:
+                return self._snapshot_attempt(step, attempt)
+            return self._api_attempt(step, attempt)
+
+    def _limit(self, step: Step) -> float:
+        """How long one attempt of ``step`` may take (its timeout, as the engine applies it)."""
+        if step.kind == "drain":
+            return float(self._drain_options(step).timeout)
+        if step.kind in ("wait-ready", "wait-control-plane"):
+            return float(self._wait_timeout(step))
+        return float(step.timeout)
+
+    @contextmanager
+    def _heartbeat(self, step: Step) -> Iterator[None]:
+        """While the attempt runs: whenever no event spoke for ``step`` for
+        ``progress_every`` seconds, a ``step-waiting`` "still running after Ns; Ns of Ns
+        left" (a thread; stopped and joined when the attempt ends)."""
+        every = self.options.progress_every
+        if every <= 0 or self._emit_fn is None:
+            yield
+            return
+        stop = threading.Event()
+        started = time.monotonic()
+        limit = self._limit(step)
+
+        def beat() -> None:
+            while True:
+                last = max(self._spoke.get(step.id, started), started)
+                if stop.wait(max(0.0, last + every - time.monotonic())):
+                    return
+                now = time.monotonic()
+                if now - max(self._spoke.get(step.id, started), started) < every:
+                    continue  # the step spoke meanwhile
+                ran = now - started
+                left = (
+                    f"{max(0.0, limit - ran):.0f}s of {limit:g}s left"
+                    if limit > 0
+                    else "no timeout"
+                )
+                self._emit(
+                    ev.STEP_WAITING,
+                    **self._step_data(step),
+                    message=f"still running after {ran:.0f}s; {left}",
+                )
+
+        t = threading.Thread(target=beat, name=f"heartbeat {step.id}", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join()
 
     # ------------------------------------------------------------------ shell steps
     def _run_command(
@@ -696,11 +765,13 @@ class Engine:
             force=o.force or bool(p.get("allow_unmanaged")),
             disable_eviction=o.disable_eviction,
             retry_interval=float(p.get("retry_interval", 5)),
-            on_progress=lambda text: self._emit(
-                ev.STEP_WAITING, **self._step_data(step), message=text
-            ),
+            on_progress=self._waiting(step),
             progress_every=o.progress_every,
         )
+
+    def _waiting(self, step: Step) -> Callable[[str], None]:
+        """What a long wait of ``step`` calls to say what it waits for (``step-waiting``)."""
+        return lambda text: self._emit(ev.STEP_WAITING, **self._step_data(step), message=text)
 
     def _poll(self, step: Step) -> float:
         if self.options.poll_interval is not None:
@@ -776,14 +847,20 @@ class Engine:
                 version,
                 self._wait_timeout(step),
                 self._poll(step),
-                on_progress=lambda text: self._emit(
-                    ev.STEP_WAITING, **self._step_data(step), message=text
-                ),
+                on_progress=self._waiting(step),
+                progress_every=self.options.progress_every,
             )
             return f"Ready at kubelet {version}"
         if step.kind == "wait-control-plane":
             version = str(step.params.get("version") or step.hop)
-            self._kube.wait_control_plane(node, version, self._wait_timeout(step), self._poll(step))
+            self._kube.wait_control_plane(
+                node,
+                version,
+                self._wait_timeout(step),
+                self._poll(step),
+                on_progress=self._waiting(step),
+                progress_every=self.options.progress_every,
+            )
             return f"control plane at {version}"
         raise StepFailed(f"unknown step kind {step.kind!r}", node=node, step=step.id)
 

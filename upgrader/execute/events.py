@@ -1,7 +1,8 @@
 """Run events as values, and the two files that record a run besides the state file.
 
 Owns: the :class:`Event` value the engine emits (``run-started``, ``step-started``,
-``step-finished``, ``step-failed``, ``node-cordoned``, ... ``run-finished``), the JSON Lines
+``step-finished``, ``step-failed``, ``step-waiting``, ``health-gate-waiting``,
+``node-cordoned``, ... ``run-finished``), the JSON Lines
 sink behind ``--events FILE`` and the per-node transcript files (every command with its
 exit code, duration, stdout and stderr, secrets masked, escapes made visible, lines bounded).
 
@@ -38,6 +39,10 @@ STEP_ATTEMPT_FAILED = "step-attempt-failed"
 STEP_CHECKED = "step-checked"
 STEP_LOCK_WAIT = "step-waiting-for-node-lock"
 STEP_WAITING = "step-waiting"  # a long wait says what it waits for (a drain held by a PDB)
+# Between two nodes no step runs: the cluster health gate before the next batch says what
+# fails and the time left with its own kind (``nodes``: the batch it holds back, ``node``:
+# the first of them, ``message``), so that no consumer takes it for a step of that node.
+GATE_WAITING = "health-gate-waiting"
 STEP_FINISHED = "step-finished"
 STEP_SKIPPED = "step-skipped"
 STEP_FAILED = "step-failed"
@@ -55,6 +60,7 @@ EVENT_KINDS = (
     STEP_CHECKED,
     STEP_LOCK_WAIT,
     STEP_WAITING,
+    GATE_WAITING,
     STEP_FINISHED,
     STEP_SKIPPED,
     STEP_FAILED,

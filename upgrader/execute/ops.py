@@ -92,13 +92,23 @@ class KubeOps(Protocol):
         timeout: float,
         poll: float,
         on_progress: Callable[[str], None] | None = None,
+        progress_every: float = 30.0,
     ) -> None:
         """Wait until the node is Ready and reports that kubelet version; ``on_progress``
-        hears what it still waits for, every 30 s."""
+        hears what it still waits for, every ``progress_every`` seconds."""
         ...
 
-    def wait_control_plane(self, node: str, version: str, timeout: float, poll: float) -> None:
-        """Wait until the node's control-plane mirror pods run ``version`` and are Ready."""
+    def wait_control_plane(
+        self,
+        node: str,
+        version: str,
+        timeout: float,
+        poll: float,
+        on_progress: Callable[[str], None] | None = None,
+        progress_every: float = 30.0,
+    ) -> None:
+        """Wait until the node's control-plane mirror pods run ``version`` and are Ready;
+        ``on_progress`` hears each component's state, every ``progress_every`` seconds."""
         ...
 
 
@@ -153,17 +163,40 @@ class ApiKubeOps:
         timeout: float,
         poll: float,
         on_progress: Callable[[str], None] | None = None,
+        progress_every: float = 30.0,
     ) -> None:
         from upgrader.kube import nodes
 
         nodes.wait_node_ready(
-            self._api, node, kubelet_version, timeout=timeout, poll=poll, on_progress=on_progress
+            self._api,
+            node,
+            kubelet_version,
+            timeout=timeout,
+            poll=poll,
+            on_progress=on_progress,
+            progress_every=progress_every,
         )
 
-    def wait_control_plane(self, node: str, version: str, timeout: float, poll: float) -> None:
+    def wait_control_plane(
+        self,
+        node: str,
+        version: str,
+        timeout: float,
+        poll: float,
+        on_progress: Callable[[str], None] | None = None,
+        progress_every: float = 30.0,
+    ) -> None:
         from upgrader.kube import nodes
 
-        nodes.wait_control_plane(self._api, node, version, timeout=timeout, poll=poll)
+        nodes.wait_control_plane(
+            self._api,
+            node,
+            version,
+            timeout=timeout,
+            poll=poll,
+            on_progress=on_progress,
+            progress_every=progress_every,
+        )
 
 
 def _to_node_state(name: str, obj: Mapping[str, Any]) -> NodeState:

@@ -86,6 +86,9 @@ def _describe(event: ev.Event) -> str | None:
         )
     if k == ev.STEP_WAITING:
         return f"{pos}{node} {d.get('name', '')}: {d.get('message', '')}"
+    if k == ev.GATE_WAITING:
+        before = ", ".join(str(n) for n in d.get("nodes") or ()) or node
+        return f"    before {before}: {d.get('message', '')}"
     if k == ev.STEP_FAILED:
         return f"{pos}{node} {d.get('name', '')} FAILED: {d.get('error', '')}"
     if k == ev.NODE_CORDONED:
@@ -202,7 +205,7 @@ class RichProgress:
         if k == ev.STEP_FAILED:
             self._print(describe(event) or "", "bold red")
             return
-        if k in (ev.STEP_ATTEMPT_FAILED, ev.STEP_LOCK_WAIT, ev.STEP_WAITING):
+        if k in (ev.STEP_ATTEMPT_FAILED, ev.STEP_LOCK_WAIT, ev.STEP_WAITING, ev.GATE_WAITING):
             self._print(describe(event) or "", "yellow")
             return
         if k in (ev.NODE_FINISHED, ev.NODE_CORDONED, ev.NODE_UNCORDONED):

@@ -41,6 +41,13 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 FIRST_POLL = 0.25  # seconds before the first re-check of a readiness gate
+FIRST_SAY = 5.0  # a readiness wait still waiting after this long says what it waits for
+
+
+def first_say(progress_every: float) -> float:
+    """When a wait first speaks: after :data:`FIRST_SAY` seconds (a wait that ends sooner
+    stays quiet), or ``progress_every`` if that is shorter; then every ``progress_every``."""
+    return min(FIRST_SAY, progress_every)
 
 
 def poll_intervals(poll: float) -> Iterator[float]:
@@ -192,12 +199,13 @@ def wait_node_ready(
     """Poll until ``node`` is Ready=True and reports ``kubelet_version``; return the node.
     API errors while the node (or the API server) restarts are tolerated until the
     timeout. Timeout -> :class:`StepFailed` naming the node, the expected version and
-    the last version and Ready condition seen. Every ``progress_every`` seconds of waiting,
-    ``on_progress`` hears what was last seen and the time left."""
+    the last version and Ready condition seen. After :func:`first_say` seconds of waiting,
+    then every ``progress_every`` seconds, ``on_progress`` hears what was last seen and the
+    time left."""
     want = as_version(kubelet_version, f"node {node}: expected kubelet version")
     start = clock()
     deadline = start + timeout
-    said = start
+    next_say = start + first_say(progress_every)
     gaps = poll_intervals(poll)
     last_obj: dict[str, Any] | None = None
     last_err: str | None = None
@@ -218,8 +226,8 @@ def wait_node_ready(
         now = clock()
         if now >= deadline:
             break
-        if on_progress is not None and now - said >= progress_every:
-            said = now
+        if on_progress is not None and now >= next_say:
+            next_say = now + progress_every
             seen_now = (
                 f"last seen kubelet {kubelet_version_or(last_obj)}, {describe_ready(last_obj)}"
                 if last_obj is not None
@@ -307,13 +315,20 @@ def wait_control_plane(
     *,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
+    on_progress: Callable[[str], None] | None = None,
+    progress_every: float = 30.0,
 ) -> list[str]:
     """Poll until the node's kube-apiserver, kube-controller-manager and kube-scheduler
     mirror pods show ``version`` as their image tag and are Ready; return their status
     lines. API errors (the API server restarting) are tolerated until the timeout, which
-    raises :class:`StepFailed` naming each component's last state."""
+    raises :class:`StepFailed` naming each component's last state. After
+    :func:`first_say` seconds of waiting, then every ``progress_every`` seconds,
+    ``on_progress`` hears each component's last state (image tag, Ready or not) and the
+    time left."""
     want = as_version(version, f"node {node}: expected control-plane version")
-    deadline = clock() + timeout
+    start = clock()
+    deadline = start + timeout
+    next_say = start + first_say(progress_every)
     gaps = poll_intervals(poll)
     lines: list[str] = []
     last_err: str | None = None
@@ -333,6 +348,15 @@ def wait_control_plane(
         now = clock()
         if now >= deadline:
             break
+        if on_progress is not None and now >= next_say:
+            next_say = now + progress_every
+            seen_now = "; ".join(lines) if lines else "no pod list read yet"
+            if last_err:
+                seen_now += f" (last API error: {last_err})"
+            on_progress(
+                f"waiting for the control plane of {node} to run {want} and be Ready: "
+                f"{seen_now}; {max(0.0, deadline - now):.0f}s of {timeout:g}s left"
+            )
         sleep(min(next(gaps), max(0.0, deadline - now)))
     detail = "; ".join(lines) if lines else "no pod list was read"
     if last_err:

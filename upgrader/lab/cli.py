@@ -1,5 +1,5 @@
-"""``upgrader lab up|down|status|faults``: the typer sub-app over :mod:`upgrader.lab.runner`
-and :mod:`upgrader.lab.faults`.
+"""``upgrader lab up|down|status|restart-node|faults``: the typer sub-app over
+:mod:`upgrader.lab.runner`, :mod:`upgrader.lab.reboot` and :mod:`upgrader.lab.faults`.
 
 Owns the lab commands' flags, their one-line errors and exit codes (0 ok, 1 the lab
 failed to start/stop, 2 bad input) and the short summaries they print. The main CLI
@@ -219,6 +219,51 @@ def status_cmd(
             typer.echo(f"  mount:     {m.get('mode')} ({m.get('reason')})")
     if st["state"] != "running":
         raise typer.Exit(1)
+
+
+@lab_app.command("restart-node")
+def restart_node_cmd(
+    node: Annotated[str, typer.Argument(help="The node to restart (its name in the lab).")],
+    lab_dir: DirOpt,
+    down_for: Annotated[
+        float,
+        typer.Option("--down-for", help="Seconds the node stays down before it boots again."),
+    ] = 5.0,
+) -> None:
+    """Reboot one node of the running lab: its SSH sessions drop and its address refuses
+    SSH, its kubelet stops (node NotReady at once, its pods not Ready); after --down-for
+    seconds sshd accepts again (same port and host key) and the kubelet starts at the
+    version installed on the node, Ready after the lab's kubelet_ready delay. Exit 0 when
+    the node is back, 1 when the lab does not run or the restart failed, 2 for bad input,
+    130 when interrupted (Ctrl-C or SIGTERM: the node comes back at once)."""
+    import signal
+
+    from upgrader.lab import reboot
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # like Ctrl-C: the node still comes back
+    try:
+        r = reboot.restart_node(lab_dir, node, down_for=down_for)
+    except UpgraderError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        typer.echo(f"error: interrupted: {node} was brought back up at once", err=True)
+        raise typer.Exit(130) from None
+    kubelet = (
+        f"kubelet {r.kubelet_version} started, Ready in about {r.ready_after:g}s"
+        if r.kubelet_starts and r.ready_after is not None
+        else f"kubelet {r.kubelet_version} started"
+        if r.kubelet_starts
+        else f"kubelet {r.kubelet_version} exits at start: the node stays NotReady"
+    )
+    typer.echo(
+        f"lab {lab_dir}: restarted {r.node} ({r.address}): down {r.down_for:g}s, "
+        f"{r.sessions_dropped} SSH session(s) dropped; sshd answers again; {kubelet}"
+    )
+    for w in r.warnings:
+        typer.echo(f"  warning: {w}")
 
 
 faults_app = typer.Typer(

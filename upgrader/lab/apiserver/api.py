@@ -1294,9 +1294,19 @@ class Api:
         if (
             len(parts) == 3
             and parts[0] == "nodes"
-            and parts[2] in ("control-plane", "kubelet-restart")
+            and parts[2] in ("control-plane", "kubelet-restart", "power")
         ):
             data = self._admin_body(req)
+            if parts[2] == "power":  # `upgrader lab restart-node`
+                on = data.get("on")
+                if not isinstance(on, bool):
+                    raise bad_request("on: must be true or false")
+                kv = self._version_arg(data, required=False)
+                starts = data.get("starts", True)
+                if not isinstance(starts, bool):
+                    raise bad_request("starts: must be true or false")
+                version = self.power(parts[1], on, kv, starts=starts)
+                return json_response(200, {"node": parts[1], "on": on, "version": version})
             if parts[2] == "control-plane":
                 version = self._version_arg(data)
                 assert version is not None
@@ -1412,6 +1422,39 @@ class Api:
                     "name": name,
                 }
                 self.store.mark_dirty()
+
+    def power(self, node_name: str, on: bool, version: str | None, starts: bool = True) -> str:
+        """The node went down (``on=False``: its kubelet stops posting status, so the node
+        is Ready=Unknown at once, and every pod on it is Ready=False, to start again once
+        the node is Ready: a ``pod-start`` timer) or came back (``on=True``: its kubelet
+        started at ``version``, as :meth:`restart_kubelet`)."""
+        if on:
+            return self.restart_kubelet(node_name, version, starts=starts)
+        now = self.clock()
+        with self.store.lock:
+            node = self._node_or_404(node_name)
+            old = self.restart_kubelet(node_name, None, starts=False)
+            for pod in self.store.list("pods"):
+                spec = pod.get("spec") or {}
+                if spec.get("nodeName") != node_name or (pod.get("metadata") or {}).get(
+                    "deletionTimestamp"
+                ):
+                    continue
+                if (pod.get("status") or {}).get("phase") != "Running":
+                    continue
+                new = copy.deepcopy(pod)
+                new["status"] = ob.running_status(pod, node, now, ready=False)
+                if (pod.get("status") or {}).get("qosClass"):
+                    new["status"]["qosClass"] = pod["status"]["qosClass"]
+                stored = self.store.update("pods", new)
+                m = stored["metadata"]
+                self.store.timers[f"pod-start/{m['uid']}"] = {
+                    "at": now,
+                    "namespace": m.get("namespace", ""),
+                    "name": m["name"],
+                }
+            self.store.mark_dirty()
+        return old
 
     def restart_kubelet(self, node_name: str, version: str | None, starts: bool = True) -> str:
         """The node's kubelet restarted at ``version``: NotReady, then Ready at that version
