@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from upgrader.core.model import Facts
+from upgrader.core.parsers import Section
 from upgrader.core.planner import CHECKSUMS_UNAVAILABLE, PlanOptions, build_plan
 from upgrader.core.playbook import load_playbooks
 from upgrader.core.policy import PolicyOptions
@@ -23,6 +24,7 @@ from upgrader.core.releases import load_release_data
 from upgrader.core.settings import BY_KEY, SETTINGS, SettingHints
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
+from upgrader.gather import interpret_sections
 from upgrader.inventory import Inventory, load_inventory
 from upgrader.inventory.schema import InventoryDocument, NodeSpec
 
@@ -333,4 +335,18 @@ def test_planner_fix_names_the_kubespray_variable() -> None:
     native = next(f.fix for f in _plan(SettingHints()).findings if f.code == CHECKSUMS_UNAVAILABLE)
     assert native is not None and native.startswith(
         "set packages.release_checksums in the inventory (a directory"
+    )
+
+
+def test_gathered_package_manager_mismatch_names_the_kubespray_variable() -> None:
+    os_release = Section("os_release", 'ID=rocky\nID_LIKE="rhel centos fedora"\n', 0)
+    native = interpret_sections("w1", "apt", {"os_release": os_release})
+    kubespray = interpret_sections(
+        "w1", "apt", {"os_release": os_release}, SettingHints("kubespray")
+    )
+    (n,) = [f for f in native.findings if f.code == "PACKAGE_MANAGER_MISMATCH"]
+    (k,) = [f for f in kubespray.findings if f.code == "PACKAGE_MANAGER_MISMATCH"]
+    assert n.fix == "set packages.manager (or the node's package_manager) in the inventory"
+    assert k.fix == (
+        "set upgrader_packages_manager in the node's host vars (or all.vars) of the inventory"
     )
