@@ -400,7 +400,11 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
         notice = exec_plugin_notice(inv.kubeconfig_path(), inv.kubeconfig_context)
         if notice is not None:
             io.show(notice + "\n")  # before it runs (building the client runs it)
-        api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
+        api = make_api_client(
+            inv.kubeconfig_path(),
+            inv.kubeconfig_context,
+            missing_hint=getattr(inv, "kubeconfig_hint", None),
+        )
         pool = SSHPool()
         try:
             facts = gather_facts(inv, api_client=api, max_workers=req.max_workers, pool=pool)
@@ -701,7 +705,11 @@ def _lease_text(inventory: Any) -> str:
     from upgrader.kube.client import make_api_client
 
     try:
-        api = make_api_client(inventory.kubeconfig_path(), inventory.kubeconfig_context)
+        api = make_api_client(
+            inventory.kubeconfig_path(),
+            inventory.kubeconfig_context,
+            missing_hint=getattr(inventory, "kubeconfig_hint", None),
+        )
     except ConfigError as e:
         return f"unknown ({e})"
     try:

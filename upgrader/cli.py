@@ -238,7 +238,11 @@ def _gather(inv: Any, max_workers: int) -> Any:
 
     api = None
     try:
-        api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
+        api = make_api_client(
+            inv.kubeconfig_path(),
+            inv.kubeconfig_context,
+            missing_hint=getattr(inv, "kubeconfig_hint", None),
+        )
     except ConfigError:
         raise
     return gather_facts(inv, api_client=api, max_workers=max_workers)
@@ -253,7 +257,11 @@ def _gather_with_preflight(
     from upgrader.preflight import collect_for
     from upgrader.transport.ssh import SSHPool
 
-    api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
+    api = make_api_client(
+        inv.kubeconfig_path(),
+        inv.kubeconfig_context,
+        missing_hint=getattr(inv, "kubeconfig_hint", None),
+    )
     pool = SSHPool()
     try:
         f = gather_facts(inv, api_client=api, max_workers=max_workers, pool=pool)

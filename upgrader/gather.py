@@ -47,6 +47,7 @@ from upgrader.core.model import (
     Severity,
 )
 from upgrader.core.parsers import ParseError, Section
+from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import HostKeyError, KubernetesError, TransportError
 from upgrader.kube.client import make_api_client
@@ -115,14 +116,18 @@ _TOOL_OF_SECTION: dict[str, Callable[[str], str]] = {
     "holds": lambda pm: "apt-mark" if pm == "apt" else f"{pm} versionlock",
     "repo_versions": lambda pm: "apt-cache" if pm == "apt" else pm,
 }
+_NATIVE_HINTS = SettingHints()
 _FAMILY_OF_MANAGER = {"apt": "debian", "dnf": "rhel", "yum": "rhel", "dnf5": "rhel"}
 
 
 def interpret_sections(
-    node: str, package_manager: str, sections: Mapping[str, Section]
+    node: str,
+    package_manager: str,
+    sections: Mapping[str, Section],
+    settings: SettingHints = _NATIVE_HINTS,
 ) -> NodeProbe:
     """The fact script's sections -> a :class:`NodeProbe` with findings for whatever is
-    missing or unreadable. Pure."""
+    missing or unreadable; ``settings`` names inventory settings in fix hints. Pure."""
     findings: list[Finding] = []
     extra: dict[str, Any] = {}
 
@@ -183,7 +188,7 @@ def interpret_sections(
                     Severity.BLOCKER,
                     f"the inventory says package manager {package_manager!r} but the node "
                     f"runs {osr.id} ({osr.family} family)",
-                    fix="set packages.manager (or the node's package_manager) in the inventory",
+                    fix=f"set {settings.where('nodes[].package_manager')}",
                 )
 
     # binaries
@@ -408,7 +413,8 @@ def _probe_node(
                 ),
             ),
         )
-    return interpret_sections(name, manager, sections)
+    settings = getattr(inventory, "setting_hints", None) or _NATIVE_HINTS
+    return interpret_sections(name, manager, sections, settings)
 
 
 # --------------------------------------------------------------------------- merge (pure)
@@ -615,7 +621,11 @@ def gather_facts(
     own_api = api_client is None
     api = api_client
     if api is None:
-        api = make_api_client(inventory.kubeconfig_path(), inventory.kubeconfig_context)
+        api = make_api_client(
+            inventory.kubeconfig_path(),
+            inventory.kubeconfig_context,
+            missing_hint=getattr(inventory, "kubeconfig_hint", None),
+        )
     managers = {n.name: inventory.package_manager_for(n) for n in nodes}
     own_pool = pool is None
     ssh = pool if pool is not None else SSHPool()

@@ -63,6 +63,7 @@ def make_plan(
     from upgrader.core.playbook import load_playbooks
     from upgrader.core.policy import PolicyOptions
     from upgrader.core.releases import load_release_data
+    from upgrader.core.settings import SettingHints
 
     playbook = _load_playbook(req) if req.harden_kubelet else load_playbooks(req.playbooks)
     releases = load_release_data(req.release_data)
@@ -77,7 +78,9 @@ def make_plan(
     pm: dict[str, str] = {}
     repo = None
     checksums = None
+    settings = None
     if inventory is not None:
+        settings = getattr(inventory, "setting_hints", None)
         pm = {n.name: inventory.package_manager_for(n) for n in inventory.nodes}
         r = inventory.repository
         repo = planner.RepoConfig(flavour=r.flavour, url_template=r.url_template)
@@ -95,6 +98,7 @@ def make_plan(
         etcd_snapshot=req.etcd_snapshot,
         prestage=req.prestage,
         repository=repo if repo is not None else planner.RepoConfig(),
+        settings=settings if settings is not None else SettingHints(),
     )
     plan = planner.build_plan(facts, req.target, playbook, releases, opts)
     return _with_preflight(plan, facts, req, preflight)

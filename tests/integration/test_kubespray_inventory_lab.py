@@ -1,7 +1,8 @@
 """A Kubespray (Ansible YAML) inventory against the lab, with ``HOME`` an empty directory and
-no ``KUBECONFIG``: everything a Kubespray file cannot hold comes from ``--kubeconfig`` and
-``--known-hosts`` (issue "Operator experience": a Kubespray inventory works without touching
-``HOME`` or ``KUBECONFIG``)."""
+no ``KUBECONFIG`` (issue "Operator experience": a Kubespray inventory works without touching
+``HOME`` or ``KUBECONFIG``): the kubeconfig and known_hosts come from ``--kubeconfig`` and
+``--known-hosts``, or from ``upgrader_*`` variables in ``all.vars`` with every other native
+setting (ssh defaults, packages, release checksums); the plan's hints name those variables."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_run import cli_env
-from test_apply_lab import TARGET, Lab, _node, make_lab
+from test_apply_lab import ONE_WORKER_LOAD, TARGET, Lab, _all_at, _node, make_lab
 
 pytestmark = pytest.mark.integration
 __all__ = ["make_lab"]  # the fixture, shared with test_apply_lab
@@ -53,20 +54,38 @@ def _kubespray_file(lab: Lab, dest: Path) -> Path:
     return dest
 
 
-def _paths(lab: Lab) -> tuple[Path, Path]:
+def _kubespray_with_upgrader_vars(lab: Lab, dest: Path) -> Path:
+    """The lab's native inventory as hosts.yaml whose hosts say only ``ansible_host``: every
+    ``kubeconfig``, ``ssh`` and ``packages`` key is an ``upgrader_<section>_<key>`` variable
+    in ``all.vars`` (paths made absolute: the file lives elsewhere)."""
     native = yaml.safe_load(lab.inventory.read_text())
-    base = lab.inventory.parent
-    return (base / native["kubeconfig"]["path"]).resolve(), (
-        base / native["ssh"]["known_hosts"]
-    ).resolve()
+    all_vars: dict[str, object] = {"cluster_name": native["cluster"]["name"]}
+    for section in ("kubeconfig", "ssh", "packages"):
+        for key, value in native[section].items():
+            if value is None:
+                continue
+            if isinstance(value, str) and value.startswith("./"):
+                value = str((lab.inventory.parent / value).resolve())
+            all_vars[f"upgrader_{section}_{key}"] = value
+    assert "upgrader_packages_release_checksums" in all_vars  # a local directory
+    hosts = {n["name"]: {"ansible_host": n["address"]} for n in native["nodes"]}
+    cps = [n["name"] for n in native["nodes"] if n["role"] == "control-plane"]
+    doc = {
+        "all": {
+            "hosts": hosts,
+            "vars": all_vars,
+            "children": {
+                "kube_control_plane": {"hosts": dict.fromkeys(cps, None)},
+                "kube_node": {"hosts": {h: None for h in hosts if h not in cps}},
+            },
+        }
+    }
+    dest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dest
 
 
-def test_a_kubespray_inventory_needs_no_home_and_no_kubeconfig_variable(
-    make_lab: Callable[..., Lab], tmp_path: Path
-) -> None:
-    lab = make_lab({"version": "v1.27.8", "nodes": [_node("cp-1", "control-plane"), _node("w-1")]})
-    hosts = _kubespray_file(lab, tmp_path / "hosts.yaml")
-    kubeconfig, known_hosts = _paths(lab)
+def _runner(tmp_path: Path) -> tuple[Path, Callable[..., subprocess.CompletedProcess[str]]]:
+    """An empty HOME, no KUBECONFIG, and a runner of the real CLI in that environment."""
     home = tmp_path / "empty-home"
     home.mkdir()
     env = cli_env() | {"HOME": str(home)}
@@ -83,15 +102,41 @@ def test_a_kubespray_inventory_needs_no_home_and_no_kubeconfig_variable(
             cwd=tmp_path,
         )
 
+    return home, run
+
+
+def _paths(lab: Lab) -> tuple[Path, Path]:
+    native = yaml.safe_load(lab.inventory.read_text())
+    base = lab.inventory.parent
+    return (base / native["kubeconfig"]["path"]).resolve(), (
+        base / native["ssh"]["known_hosts"]
+    ).resolve()
+
+
+def test_a_kubespray_inventory_needs_no_home_and_no_kubeconfig_variable(
+    make_lab: Callable[..., Lab], tmp_path: Path
+) -> None:
+    lab = make_lab({"version": "v1.27.8", "nodes": [_node("cp-1", "control-plane"), _node("w-1")]})
+    hosts = _kubespray_file(lab, tmp_path / "hosts.yaml")
+    kubeconfig, known_hosts = _paths(lab)
+    home, run = _runner(tmp_path)
     access = ("--kubeconfig", str(kubeconfig), "--known-hosts", str(known_hosts))
     # without the flags: the kubeconfig is looked for under the empty HOME
     bare = run("plan", "-i", str(hosts), "--to", TARGET)
     assert bare.returncode != 0
+    # ... and the error says where to name one, in the Kubespray form
+    assert "no such file (give --kubeconfig (or upgrader_kubeconfig_path in all.vars" in bare.stderr
     # with them: facts and plan from every node, nothing read from HOME
     plan = run("plan", "-i", str(hosts), "--to", TARGET, "--json", *access)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     doc = json.loads(plan.stdout)
     assert {e["name"] for e in doc["nodes"]} == {"cp-1", "w-1"} and doc["blocked"] is False
+    # no checksums configured: the hint names the all.vars variable, not the native key
+    fixes = {f["code"]: f["fix"] for f in doc["findings"]}
+    assert fixes["CHECKSUMS_UNAVAILABLE"].startswith(
+        "set upgrader_packages_release_checksums in all.vars of the inventory"
+    )
+    assert "packages.release_checksums" not in fixes["CHECKSUMS_UNAVAILABLE"]
     out = tmp_path / "facts.json"
     facts = run("facts", "-i", str(hosts), "-o", str(out), *access)
     assert facts.returncode == 0, facts.stderr
@@ -105,3 +150,36 @@ def test_a_kubespray_inventory_needs_no_home_and_no_kubeconfig_variable(
     assert os.listdir(home) == []  # nothing was written to (or needed from) HOME
     wrong = run("plan", "-i", str(hosts), "--to", TARGET, "--kubeconfig", str(tmp_path / "nope"))
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith("nope: no such file")
+
+
+def test_upgrader_variables_carry_the_settings_without_flags_home_or_kubeconfig(
+    make_lab: Callable[..., Lab], tmp_path: Path
+) -> None:
+    """Kubeconfig, known_hosts, the ssh defaults (user, port, key, sudo, policy) and the
+    packages (repository, release checksums from a local directory) all from ``upgrader_*``
+    variables: plan verifies the binaries and apply upgrades, with no flag and no HOME."""
+    lab = make_lab(
+        {
+            "version": "v1.27.8",
+            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "workloads": ONE_WORKER_LOAD,  # one worker: nothing a PDB would hold
+        }
+    )
+    hosts = _kubespray_with_upgrader_vars(lab, tmp_path / "hosts.yaml")
+    home, run = _runner(tmp_path)
+
+    plan = run("plan", "-i", str(hosts), "--to", TARGET, "--json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    doc = json.loads(plan.stdout)
+    assert doc["blocked"] is False
+    assert "CHECKSUMS_UNAVAILABLE" not in {f["code"] for f in doc["findings"]}
+    verify = {s["node"] for e in doc["nodes"] for s in e["steps"] if s["name"] == "verify-binaries"}
+    assert verify == {"cp-1", "w-1"}  # the checksums directory was read
+
+    apply = run(
+        "apply", "-i", str(hosts), "--to", TARGET, "--yes",
+        "--playbooks", str(lab.work / "playbooks"),
+    )  # fmt: skip
+    assert apply.returncode == 0, apply.stdout + apply.stderr
+    _all_at(lab)
+    assert os.listdir(home) == []

@@ -81,6 +81,7 @@ from upgrader.core.policy import (
     kubeadm_apply_findings,
 )
 from upgrader.core.releases import ReleaseData
+from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
@@ -123,7 +124,8 @@ class PlanOptions:
     the inventory (facts win when they know). ``max_unavailable`` is carried for the
     executor (how many workers it may take down at once); the plan order is the same.
     ``checksums``: the release checksums read for the hops (by ``v1.28.4``), or ``None``
-    when the inventory configures no source."""
+    when the inventory configures no source. ``settings``: how fix hints name an
+    inventory setting (the form of the inventory the user gave: native or Kubespray)."""
 
     policy: PolicyOptions
     strategy: str = "auto"
@@ -135,6 +137,7 @@ class PlanOptions:
     checksums: Mapping[str, ReleaseChecksums] | None = None
     etcd_snapshot: bool = True  # keep the first etcd-snapshot step (--skip-etcd-snapshot: no)
     prestage: bool = False  # a prestage visit per node first (apply and plan: on by default)
+    settings: SettingHints = field(default_factory=SettingHints)
 
 
 def package_manager_for(node: NodeFacts, by_node: Mapping[str, str]) -> tuple[str | None, str]:
@@ -204,6 +207,10 @@ class _Planner:
         }
 
     # ---- findings -------------------------------------------------------------------
+    def _where(self, key: str) -> str:
+        """Where the user sets ``key`` in the inventory they gave (for fix hints)."""
+        return self.opts.settings.where(key)
+
     def _add(self, finding: Finding, key: str = "") -> None:
         k = (finding.code, finding.node, key)
         if k not in self._reported:
@@ -220,7 +227,7 @@ class _Planner:
                     f"no package manager known for {node.name} (facts have none and no "
                     "os_family to derive it from)",
                     node=node.name,
-                    fix="set packages.manager (apt, dnf or yum) for the node in the inventory",
+                    fix=f"set {self._where('nodes[].package_manager')} (apt, dnf or yum)",
                 )
             )
             return None
@@ -232,7 +239,7 @@ class _Planner:
                     f"package manager {pm!r} of {node.name} (from the {source}) is not "
                     f"supported (supported: {', '.join(PACKAGE_MANAGERS)})",
                     node=node.name,
-                    fix="set packages.manager to apt, dnf or yum in the inventory",
+                    fix=f"set {self._where('nodes[].package_manager')} to apt, dnf or yum",
                 )
             )
             return None
@@ -245,7 +252,7 @@ class _Planner:
                     f"package manager {pm} of {node.name} (from the {source}) does not fit "
                     f"its OS family {family}",
                     node=node.name,
-                    fix=f"set packages.manager: {_PM_FOR_OS[family]} for the node in the inventory",
+                    fix=f"set {self._where('nodes[].package_manager')} to {_PM_FOR_OS[family]}",
                 )
             )
         return pm
@@ -392,7 +399,7 @@ class _Planner:
                     Severity.WARNING,
                     "no release checksums are configured: the installed kubeadm, kubelet and "
                     f"kubectl are not verified (step {step} and its like are left out)",
-                    fix="set packages.release_checksums in the inventory (a directory "
+                    fix=f"set {self._where('packages.release_checksums')} (a directory "
                     "DIR/<version>/<binary>.sha256 or an https URL template, e.g. "
                     "https://dl.k8s.io/release/{version}/bin/linux/{arch}/{binary}.sha256)",
                 )
@@ -405,8 +412,8 @@ class _Planner:
                 CHECKSUMS_UNREADABLE,
                 Severity.BLOCKER,
                 f"the release checksums of {hop} could not be read: {why}",
-                fix="fix packages.release_checksums (or the file/URL it points at), or remove "
-                "it to upgrade without verifying the binaries",
+                fix=f"fix {self._where('packages.release_checksums')} (or the file/URL it "
+                "points at), or remove it to upgrade without verifying the binaries",
             ),
             key=str(hop),
         )

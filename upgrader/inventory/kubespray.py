@@ -5,21 +5,28 @@ Owns the detection of an Ansible YAML inventory, the walk of its groups (``hosts
 precedence for the few variables we use (``all.vars`` < group vars by depth < host vars),
 and the mapping to our keys: hosts of ``kube_control_plane`` (or the older ``kube-master``)
 are control-plane nodes, other hosts of ``kube_node`` (``kube-node``) are workers;
-``ansible_host``/``ansible_user``/``ansible_port``/``ansible_ssh_private_key_file`` (and
-their ``ansible_ssh_*`` aliases) give the address and SSH settings; a ``bastion`` host
-becomes the jump host; ``cluster_name`` (else the file stem) names the cluster. It also
-says where, in the Kubespray file, each converted value came from, so errors point there.
+``ansible_host``/``ansible_user``/``ansible_port``/``ansible_ssh_private_key_file``/
+``ansible_become`` (and their ``ansible_ssh_*`` aliases) give the address and SSH settings;
+a ``bastion`` host becomes the jump host; ``cluster_name`` (else the file stem) names the
+cluster. Every other native setting is an ``upgrader_*`` variable (the table is
+``upgrader.core.settings.SETTINGS``): cluster-wide ones in ``all.vars`` only, those a node
+may override also in group or host vars; on one level an ``upgrader_*`` variable wins over
+the Ansible variable of the same meaning, otherwise the more specific level wins, as in
+Ansible. An unknown ``upgrader_*`` variable is an error. It also says where, in the
+Kubespray file, each converted value came from, so errors point there.
 
-Must not: read files, evaluate Jinja templates, or look at secrets (``ansible_password``,
-``ansible_become_password`` are never read).
+Must not: read files, evaluate Jinja templates, validate values (the native schema does),
+or look at secrets (``ansible_password``, ``ansible_become_password`` are never read).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from upgrader.core.settings import BY_VARIABLE, SETTINGS, Setting
 from upgrader.errors import ConfigError
 from upgrader.inventory.problems import Loc, LocRenderer, one_line, render_loc
 
@@ -35,18 +42,33 @@ _ALIASES = {
     "ansible_port": ("ansible_ssh_port",),
     "ansible_ssh_private_key_file": ("ansible_private_key_file",),
 }
-# our node field <- Ansible variable
+# Ansible variable <- the upgrader_* variable that wins over it on the same level
+_UPGRADER_OVER_ANSIBLE: dict[str, str] = {
+    s.ansible: s.variable for s in SETTINGS if s.ansible and s.ansible.startswith("ansible_")
+}
+
+
+def _internal(setting: Setting) -> str:
+    """The name a setting goes by after the walk (the Ansible one, when there is one)."""
+    ansible = setting.ansible or ""
+    return ansible if ansible in _UPGRADER_OVER_ANSIBLE else setting.variable
+
+
+# our node field <- variable (host or group vars; all.vars too for address and labels)
 _NODE_VARS = {
     "address": "ansible_host",
-    "user": "ansible_user",
-    "port": "ansible_port",
-    "identity_file": "ansible_ssh_private_key_file",
+    **{s.node_field: _internal(s) for s in SETTINGS if s.node_field is not None},
 }
-_SSH_VARS = {
-    "user": "ansible_user",
-    "port": "ansible_port",
-    "identity_file": "ansible_ssh_private_key_file",
+_FROM_ALL_TOO = frozenset({"address", "labels"})  # node fields all.vars sets on every node
+# native (section, key) <- variable, read from all.vars only
+_ALL_VARS = {
+    (s.key.split(".")[0], s.key.split(".")[1]): _internal(s)
+    for s in SETTINGS
+    if s.key is not None and s.key != "cluster.name"
 }
+# variables that only all.vars may hold (cluster-wide settings)
+_CLUSTER_ONLY = frozenset(s.variable for s in SETTINGS if s.node_field is None and s.key)
+_SECRETISH = ("password", "passphrase", "secret", "token")
 
 
 def looks_like_ansible(data: Mapping[Any, Any]) -> bool:
@@ -92,13 +114,32 @@ class _Walker:
         for key, value in raw.items():
             if not isinstance(key, str):
                 raise self.fail((*loc, str(key)), "variable names must be strings")
+            if key.startswith("upgrader_"):
+                self.check_upgrader_var(key, (*loc, key), all_vars=loc == ("all", "vars"))
             out[key] = (value, (*loc, key))
         for canonical, aliases in _ALIASES.items():
             for alias in aliases:
                 if alias in out:
                     value = out.pop(alias)
                     out.setdefault(canonical, value)
+        for ansible, variable in _UPGRADER_OVER_ANSIBLE.items():
+            if variable in out:
+                out[ansible] = out.pop(variable)
         return out
+
+    def check_upgrader_var(self, name: str, loc: Loc, all_vars: bool) -> None:
+        if name not in BY_VARIABLE:
+            message = "unknown upgrader_* variable"
+            if any(s in name.lower() for s in _SECRETISH) and not name.endswith("_env"):
+                message += " (secrets never go in the inventory: name an environment variable"
+                message += " with upgrader_ssh_sudo_password_env)"
+            else:
+                close = difflib.get_close_matches(name, list(BY_VARIABLE), n=1)
+                if close:
+                    message += f" (did you mean {close[0]}?)"
+            raise self.fail(loc, message)
+        if not all_vars and (name in _CLUSTER_ONLY or name == "upgrader_cluster_name"):
+            raise self.fail(loc, "a cluster-wide setting: only read from all.vars")
 
     def group(self, name: str, raw: object, loc: Loc, depth: int) -> None:
         grp = self.groups.setdefault(name, _Group(depth=depth, loc=loc))
@@ -189,6 +230,9 @@ def _scalar(walker: _Walker, var: tuple[Any, Loc], want_int: bool = False) -> An
     value, loc = var
     if isinstance(value, str) and "{{" in value:
         raise walker.fail(loc, "uses Jinja templating, which upgrader does not evaluate")
+    if isinstance(value, Mapping):  # upgrader_node_labels
+        for key, item in value.items():
+            _scalar(walker, (item, (*loc, str(key))))
     if want_int and isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return value
@@ -226,14 +270,15 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
 
     all_vars = walker.groups["all"].vars if "all" in walker.groups else {}
     origins: dict[Loc, Loc] = {}
-    ssh: dict[str, Any] = {}
-    for key, var in _SSH_VARS.items():
+    sections: dict[str, dict[str, Any]] = {"kubeconfig": {}, "ssh": {}, "packages": {}}
+    for (section, key), var in _ALL_VARS.items():
         if var in all_vars:
-            ssh[key] = _scalar(walker, all_vars[var], want_int=key == "port")
-            origins[("ssh", key)] = all_vars[var][1]
+            sections[section][key] = _scalar(walker, all_vars[var], want_int=key == "port")
+            origins[(section, key)] = all_vars[var][1]
+    ssh = sections["ssh"]
 
     bastions = walker.members(BASTION_GROUP)
-    if bastions:
+    if bastions and "jump_host" not in ssh:  # upgrader_ssh_jump_host wins over the bastion
         bvars, _ = walker.host_vars(bastions[0])
         host = _scalar(walker, bvars["ansible_host"]) if "ansible_host" in bvars else bastions[0]
         spec = str(host)
@@ -263,22 +308,24 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
             node["name"] = _scalar(walker, hvars["kube_override_hostname"])
             origins[("nodes", index, "name")] = hvars["kube_override_hostname"][1]
         for key, var in _NODE_VARS.items():
-            if var in hvars and (key == "address" or var not in from_all):
+            if var in hvars and (key in _FROM_ALL_TOO or var not in from_all):
                 node[key] = _scalar(walker, hvars[var], want_int=key == "port")
                 origins[("nodes", index, key)] = hvars[var][1]
         nodes.append(node)
 
     cluster_name: Any = stem
-    for grp in ("all", *CLUSTER_GROUPS):
-        if grp in walker.groups and "cluster_name" in walker.groups[grp].vars:
-            name_var = walker.groups[grp].vars["cluster_name"]
+    name_groups = ("all", *CLUSTER_GROUPS)
+    for grp, var in [("all", "upgrader_cluster_name")] + [(g, "cluster_name") for g in name_groups]:
+        if grp in walker.groups and var in walker.groups[grp].vars:
+            name_var = walker.groups[grp].vars[var]
             cluster_name = _scalar(walker, name_var)
             origins[("cluster", "name")] = name_var[1]
             break
 
     native: dict[str, Any] = {"cluster": {"name": cluster_name}, "nodes": nodes}
-    if ssh:
-        native["ssh"] = ssh
+    for section, values in sections.items():
+        if values:
+            native[section] = values
     top_loc: Loc = ("all",) if "all" in walker.groups else ()
 
     def render(loc: Loc) -> str:

@@ -3,7 +3,8 @@
 Owns the ``Inventory`` object built from a validated ``InventoryDocument``: node lookups,
 roles, the kubeconfig to use (explicit path, else ``$KUBECONFIG``'s first entry, else
 ``~/.kube/config``), package manager and repository per node, the merged ``SSHTarget``
-per node, and a fingerprint of the validated content for the state file.
+per node, a fingerprint of the validated content for the state file, and how a hint
+names a setting in the form of the file the user gave (``setting_hint``).
 
 Must not: read the inventory file (``loader.py`` does), connect anywhere, or hold secrets.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from upgrader.core.settings import SettingHints
 from upgrader.errors import ConfigError
 from upgrader.inventory.schema import InventoryDocument, NodeSpec
 from upgrader.inventory.targets import SSHConfigFile, build_target
@@ -58,12 +60,24 @@ class Inventory:
         self._by_name = {n.name: n for n in document.nodes}
         # Merged once, so a bad ssh_config entry fails at load time, before any host is touched.
         self._targets = {
-            n.name: build_target(n, document.ssh, self._ssh_config, self._label)
+            n.name: build_target(n, document.ssh, self._ssh_config, self._label, source_format)
             for n in document.nodes
         }
 
     def __repr__(self) -> str:
         return f"Inventory({self.cluster_name!r}, {len(self.nodes)} nodes, {self._label!r})"
+
+    # ---- hints -----------------------------------------------------------------------
+    @property
+    def setting_hints(self) -> SettingHints:
+        """How fix hints name a setting in this file's form (native or Kubespray)."""
+        return SettingHints(self.source_format)
+
+    def setting_hint(self, key: str) -> str:
+        """``packages.release_checksums`` -> where to set it in this file, in words:
+        ``packages.release_checksums in the inventory`` or, for a Kubespray file,
+        ``upgrader_packages_release_checksums in all.vars of the inventory``."""
+        return self.setting_hints.where(key)
 
     # ---- nodes -----------------------------------------------------------------------
     @property
@@ -103,8 +117,9 @@ class Inventory:
         self, kubeconfig: Path | None = None, known_hosts: Path | None = None
     ) -> Inventory:
         """This inventory with the command line's ``--kubeconfig`` / ``--known-hosts`` in
-        place of what the file says (or leaves to ``$KUBECONFIG`` and ``~/.ssh``): a
-        Kubespray inventory has no keys for them."""
+        place of what the file says (``kubeconfig.path`` / ``ssh.known_hosts``, in a
+        Kubespray file ``upgrader_kubeconfig_path`` / ``upgrader_ssh_known_hosts``) or
+        leaves to ``$KUBECONFIG`` and ``~/.ssh``."""
         if kubeconfig is None and known_hosts is None:
             return self
         doc = self.document
@@ -134,6 +149,14 @@ class Inventory:
             return Path.home() / ".kube" / "config"
         except RuntimeError:
             return None
+
+    @property
+    def kubeconfig_hint(self) -> str | None:
+        """Where to name a kubeconfig, for the error when the default one is missing
+        (``None`` when the inventory or ``--kubeconfig`` named one)."""
+        if self.document.kubeconfig.path is not None:
+            return None
+        return self.setting_hint("kubeconfig.path")
 
     @property
     def kubeconfig_context(self) -> str | None:

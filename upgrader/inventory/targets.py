@@ -63,8 +63,10 @@ def build_target(
     ssh: SSHDefaults,
     ssh_config: SSHConfigFile | None,
     source: str,
+    settings_form: str = "native",
 ) -> SSHTarget:
-    """The merged SSHTarget for ``node``. ``source`` names the inventory in errors."""
+    """The merged SSHTarget for ``node``. ``source`` names the inventory in errors;
+    ``settings_form`` (native or kubespray) is how the transport's hints name settings."""
     found = _layers(ssh_config, node.address)
     specific, generic = found.specific, found.generic
     ssh_port = ssh.port if "port" in ssh.model_fields_set else None
@@ -79,7 +81,7 @@ def build_target(
     jump_spec, where = _pick_jump(node, specific, ssh, generic, ssh_config, source)
     jump: SSHTarget | None = None
     if jump_spec is not None and jump_spec.lower() != "none":
-        jump = _jump_chain(jump_spec, ssh, ssh_config, where)
+        jump = _jump_chain(jump_spec, ssh, ssh_config, where, settings_form)
     return SSHTarget(
         node=node.name,
         host=specific.hostname or generic.hostname or node.address,
@@ -93,6 +95,7 @@ def build_target(
         connect_timeout=ssh.connect_timeout,
         keepalive=ssh.keepalive,
         jump=jump,
+        settings_form=settings_form,
     )
 
 
@@ -119,7 +122,11 @@ def _pick_jump(
 
 
 def _jump_chain(
-    spec: str, ssh: SSHDefaults, ssh_config: SSHConfigFile | None, where: str
+    spec: str,
+    ssh: SSHDefaults,
+    ssh_config: SSHConfigFile | None,
+    where: str,
+    settings_form: str = "native",
 ) -> SSHTarget:
     """``a,b`` (connect to a, then b, then the node) -> target b whose jump is a."""
     hops = [h.strip() for h in spec.split(",")]
@@ -147,6 +154,7 @@ def _jump_chain(
             connect_timeout=ssh.connect_timeout,
             keepalive=ssh.keepalive,
             jump=previous,
+            settings_form=settings_form,
         )
     assert previous is not None
     return previous

@@ -56,13 +56,17 @@ def make_api_client(
     context: str | None,
     *,
     allow_insecure_tls: bool = False,
+    missing_hint: str | None = None,
 ) -> ApiClient:
     """An ``ApiClient`` for ``context`` (None: current-context) of ``kubeconfig`` (None:
-    :func:`default_kubeconfig_path`)."""
+    :func:`default_kubeconfig_path`). ``missing_hint``: where the user names another
+    kubeconfig, said when the file does not exist."""
     path = (kubeconfig or default_kubeconfig_path()).expanduser()
     where = f"kubeconfig {path}" + (f" (context {context})" if context else "")
     if not path.exists():
-        raise ConfigError(f"{where}: no such file")
+        raise ConfigError(
+            f"{where}: no such file" + (f" (give {missing_hint})" if missing_hint else "")
+        )
     if not path.is_file():
         raise ConfigError(f"{where}: not a regular file")
     try:

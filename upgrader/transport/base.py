@@ -6,7 +6,7 @@ Must not: know about Kubernetes, plans or steps; print anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP
@@ -73,3 +73,6 @@ class SSHTarget:
     connect_timeout: float = 10.0
     keepalive: int = 15
     jump: SSHTarget | None = None
+    # the inventory's form (native, kubespray), for hints naming its settings; not part
+    # of what the target is
+    settings_form: str = field(default="native", compare=False)

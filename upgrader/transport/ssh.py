@@ -41,6 +41,7 @@ from tenacity import (
     wait_random,
 )
 
+from upgrader.core.settings import SettingHints
 from upgrader.errors import ConfigError, HostKeyError, TransportError
 from upgrader.transport.base import Result, SSHTarget
 from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP, OutputBuffer
@@ -173,10 +174,15 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
         raise HostKeyError(
             f"node {t.node}: host key of {t.host}:{t.port} ({key.get_name()} "
             f"{key.fingerprint}) is not in {self._path} (host_key_policy strict); "
-            "verify the fingerprint out of band and add it to known_hosts, or use "
-            "host_key_policy accept-new",
+            "verify the fingerprint out of band and add it to known_hosts, or set "
+            f"{_where(t, 'ssh.host_key_policy')} to accept-new",
             node=t.node,
         )
+
+
+def _where(target: SSHTarget, key: str) -> str:
+    """Where the user sets ``key`` in the inventory the target came from."""
+    return SettingHints(target.settings_form).where(key)
 
 
 def _ca_lines(cas: list[Entry]) -> str:
@@ -524,7 +530,12 @@ class SSHTransport:
         raise ConfigError(
             f"node {self.node}: sudo as {self.target.user or '(local user)'} failed {how} "
             f"(exit {'timeout' if probe.timed_out else probe.exit_code}): {said}"
-            + ("" if env else "; set ssh.sudo_password_env if sudo asks for a password")
+            + (
+                ""
+                if env
+                else f"; set {_where(self.target, 'ssh.sudo_password_env')} if sudo asks "
+                "for a password"
+            )
         )
 
     def run(
