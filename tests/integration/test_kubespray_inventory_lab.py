@@ -137,6 +137,11 @@ def test_a_kubespray_inventory_needs_no_home_and_no_kubeconfig_variable(
         "set upgrader_packages_release_checksums in all.vars of the inventory"
     )
     assert "packages.release_checksums" not in fixes["CHECKSUMS_UNAVAILABLE"]
+    # the brief plan an operator reads says it the same way
+    brief = run("plan", "-i", str(hosts), "--to", TARGET, *access)
+    assert brief.returncode == 0, brief.stdout + brief.stderr
+    assert "      fix: set upgrader_packages_release_checksums in all.vars" in brief.stdout
+    assert "packages.release_checksums" not in brief.stdout
     out = tmp_path / "facts.json"
     facts = run("facts", "-i", str(hosts), "-o", str(out), *access)
     assert facts.returncode == 0, facts.stderr
