@@ -380,11 +380,20 @@ def test_unreachable_nodes_exit_4_for_plan_apply_and_facts(
     try:
         doc = yaml.safe_load(cluster.inventory.read_text())
         doc["kubeconfig"] = {"path": str(api.dir / "kubeconfig"), "context": "lab"}
+        # and a node the API does not know either: no fact of it at all
+        doc["nodes"].append({**doc["nodes"][1], "name": "w-9", "address": "127.0.0.2"})
         cluster.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
         inv = str(cluster.inventory)
         plan = cli("plan", "-i", inv, "--to", "v1.28.4")
         assert plan.returncode == 4, plan.stdout + plan.stderr
-        assert "NODE_UNREACHABLE" in plan.stdout
+        # one line per unreachable node; nothing caused by its missing facts (no
+        # KUBELET_VERSION_UNKNOWN offering --force), no raw log line
+        listed = [x for x in plan.stdout.splitlines() if x.startswith("  - NODE_UNREACHABLE")]
+        assert [x.split("]")[0] for x in listed] == [
+            f"  - NODE_UNREACHABLE [{n}" for n in ("cp-1", "w-1", "w-9")
+        ], plan.stdout
+        assert "_UNKNOWN" not in plan.stdout and "--force" not in plan.stdout, plan.stdout
+        assert "upgrader.transport" not in plan.stderr and "WARNING" not in plan.stderr
         applied = cli("apply", "-i", inv, "--to", "v1.28.4", "--yes")
         assert applied.returncode == 4, applied.stdout + applied.stderr
         assert "refusing to apply" in applied.stderr and "NODE_UNREACHABLE" in applied.stderr
@@ -392,9 +401,9 @@ def test_unreachable_nodes_exit_4_for_plan_apply_and_facts(
         facts = cli("facts", "-i", inv, "-o", str(out))
         assert facts.returncode == 4, facts.stdout + facts.stderr
         found = {(f["code"], f.get("node")) for f in json.loads(out.read_text())["findings"]}
-        assert {("NODE_UNREACHABLE", "cp-1"), ("NODE_UNREACHABLE", "w-1")} <= found
+        assert {("NODE_UNREACHABLE", n) for n in ("cp-1", "w-1", "w-9")} <= found
         last = facts.stderr.strip().splitlines()[-1]
-        assert last == "error: incomplete facts: could not reach cp-1, w-1 (see the findings)"
+        assert last == "error: incomplete facts: could not reach cp-1, w-1, w-9 (see the findings)"
     finally:
         api.stop()
 
