@@ -21,6 +21,7 @@ import yaml
 from cli_run import cli, cli_env
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from golden_check import check_golden, normalise, stop_message
 
 pytestmark = pytest.mark.integration
 
@@ -397,6 +398,8 @@ def test_unreachable_nodes_exit_4_for_plan_apply_and_facts(
         applied = cli("apply", "-i", inv, "--to", "v1.28.4", "--yes")
         assert applied.returncode == 4, applied.stdout + applied.stderr
         assert "refusing to apply" in applied.stderr and "NODE_UNREACHABLE" in applied.stderr
+        stop = normalise(stop_message(applied.stderr), inventory=cluster.inventory)
+        check_golden("stop-blocker-unreachable.txt", stop)
         out = tmp_path / "facts.json"
         facts = cli("facts", "-i", inv, "-o", str(out))
         assert facts.returncode == 4, facts.stdout + facts.stderr
