@@ -444,17 +444,29 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
         api = make_api_client(inv.kubeconfig_path(), inv.kubeconfig_context)
         pool = SSHPool()
         try:
-            facts = gather_facts(inv, api_client=api, max_workers=req.max_workers, pool=pool)
-            plan_req, pre = preflight.for_apply(
-                inv,
-                facts,
-                api,
-                pool,
-                req.plan,
-                req.engine,
-                own_run_id=prev.run_id if resuming and prev is not None else None,
-            )
-            fresh = make_plan(facts, plan_req, inv, preflight=pre)
+            try:
+                facts = gather_facts(inv, api_client=api, max_workers=req.max_workers, pool=pool)
+                plan_req, pre = preflight.for_apply(
+                    inv,
+                    facts,
+                    api,
+                    pool,
+                    req.plan,
+                    req.engine,
+                    own_run_id=prev.run_id if resuming and prev is not None else None,
+                )
+                fresh = make_plan(facts, plan_req, inv, preflight=pre)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the facts are read
+                resumed = prev if resuming else None
+                raise Interrupted(
+                    "interrupted while gathering facts and planning, before any step ran",
+                    hint=stop_report(
+                        resumed,
+                        req.inventory,
+                        target,
+                        lead="resume with:" if resumed is not None else "re-run:",
+                    ),
+                ) from None
             kube = ApiKubeOps(api)
 
             if sp_resume is not None:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -408,6 +409,64 @@ def test_unreachable_nodes_exit_4_for_plan_apply_and_facts(
         last = facts.stderr.strip().splitlines()[-1]
         assert last == "error: incomplete facts: could not reach cp-1, w-1, w-9 (see the findings)"
     finally:
+        api.stop()
+
+
+def test_ctrl_c_while_gathering_facts_says_nothing_was_changed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The nodes accept SSH connections and never answer: apply is still reading facts
+    when Ctrl-C comes. It stops with 130 and says that no step ran and nothing changed."""
+    import signal
+
+    from lab_api_fixture import LabAPI, small_spec
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        try:
+            while True:
+                held.append(silent.accept()[0])
+        except OSError:
+            return
+
+    threading.Thread(target=accept, daemon=True).start()
+    api = LabAPI.start(tmp_path / "api", small_spec())
+    try:
+        doc = yaml.safe_load(cluster.inventory.read_text())
+        doc["kubeconfig"] = {"path": str(api.dir / "kubeconfig"), "context": "lab"}
+        doc["ssh"]["port"] = silent.getsockname()[1]
+        doc["nodes"][1]["address"] = "127.0.0.2"  # refused at once; cp-1 hangs
+        cluster.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+        args = ["apply", "-i", str(cluster.inventory), "--to", "v1.28.4", "--yes"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "upgrader", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=cli_env(),
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not held:  # a node's SSH connection is open: the facts are being read
+                assert proc.poll() is None and time.monotonic() < deadline, "no connection"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        stop = normalise(stop_message(err), inventory=cluster.inventory)
+        check_golden("stop-sigint-gathering.txt", stop)
+        assert not cluster.state_dir.joinpath("quiet.state.json").exists()
+    finally:
+        silent.close()
+        for c in held:
+            c.close()
         api.stop()
 
 
