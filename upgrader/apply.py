@@ -467,6 +467,16 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                         lead="resume with:" if resumed is not None else "re-run:",
                     ),
                 ) from None
+            except UpgraderError as e:
+                # the API or a node failed while the facts were read (bad input stays one
+                # line: its error names the field)
+                if not isinstance(e, ConfigError) and e.hint is None:
+                    resumed = prev if resuming else None
+                    again = "resume with:" if resumed is not None else "re-run:"
+                    e.hint = stop_report(
+                        resumed, req.inventory, target, lead=f"fix the cause above, then {again}"
+                    )
+                raise
             kube = ApiKubeOps(api)
 
             if sp_resume is not None:
