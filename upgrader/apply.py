@@ -23,6 +23,12 @@ while a run is unfinished is refused (exit 2); ``--abandon`` marks the old run a
 and plans afresh (nodes the abandoned run had cordoned are not mistaken for nodes the
 operator cordoned).
 
+Every error that stops or refuses an apply carries :func:`stop_report` as its hint (the
+CLI prints it after the ``error:`` line): where it stopped (the failed or running step, the
+next one, or "before the first step; nothing was changed"), the nodes cordoned by the run
+and before it, and the command that resumes (or, refused, what to do first and the command
+that re-runs).
+
 Must not: print or prompt (output goes through the callables of :class:`ApplyIO`), import
 typer or rich, or decide exit codes (errors are typed; the CLI maps them).
 """
@@ -49,10 +55,12 @@ from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import (
     ConfigError,
+    ExitCode,
     Interrupted,
     LockHeld,
     PreflightError,
     StepFailed,
+    UpgraderError,
     refusal_exit_code,
 )
 from upgrader.execute import events as ev
@@ -298,31 +306,61 @@ def _summary(
     )
 
 
-def stop_report(state: st.RunState, inventory: Path, target: object) -> str:
+def _refused_lead(inventory: Path, *, resume: bool, lock: bool) -> str:
+    """What a run refused before its first step says to do before the command that runs
+    it again: wait for the lock's holder, or fix the blockers."""
+    again = "resume with:" if resume else "re-run:"
+    if lock and resume:  # the resume command is followed by where to see the run's state
+        return f"once the run holding the lock has finished, {again}"
+    if lock:
+        status = f"upgrader status -i {shlex.quote(str(inventory))}"
+        return f"once the run holding the lock has finished (`{status}` shows it), {again}"
+    return f"fix the blockers above, then {again}"
+
+
+def stop_report(
+    state: st.RunState | None,
+    inventory: Path,
+    target: object,
+    *,
+    lead: str = "resume with:",
+) -> str:
     """What a stopped run left, for the last lines of its output: where it stopped, which
-    nodes are cordoned and by whom, and the command that resumes it."""
-    recs = list(state.steps.values())
-    at = next((r for r in recs if r.status == st.StepStatus.FAILED), None) or next(
-        (r for r in recs if r.status == st.StepStatus.RUNNING), None
-    )
+    nodes are cordoned and by whom, and the command that resumes it (after ``lead``, which
+    says what to do first when the run was refused: "fix the blockers above, then re-run:").
+    ``state`` None: the run was refused before it recorded anything; nothing was changed."""
+    inv = shlex.quote(str(inventory))
     lines = []
-    if at is not None:
-        how = "failed" if at.status == st.StepStatus.FAILED else "was running (re-checked first)"
-        lines.append(f"stopped at: step {at.id} on {at.node} {how}")
-    ours = sorted(state.cordoned_by_us)
-    lines.append(
-        "cordoned by this run: "
-        + (", ".join(ours) if ours else "none")
-        + (
-            f"; cordoned before it (left so): {', '.join(sorted(state.precordoned))}"
-            if state.precordoned
-            else ""
+    if state is None:
+        lines.append("stopped at: before the first step; nothing was changed on any node")
+        lines.append("cordoned by this run: none")
+    else:
+        recs = list(state.steps.values())
+        at = next((r for r in recs if r.status == st.StepStatus.FAILED), None) or next(
+            (r for r in recs if r.status == st.StepStatus.RUNNING), None
         )
-    )
-    lines.append(
-        f"resume with: upgrader apply -i {shlex.quote(str(inventory))} --to {target} "
-        f"(see `upgrader status -i {shlex.quote(str(inventory))}` and the transcripts)"
-    )
+        if at is not None:
+            failed = at.status == st.StepStatus.FAILED
+            how = "failed" if failed else "was running (re-checked first)"
+            lines.append(f"stopped at: step {at.id} on {at.node} {how}")
+        else:
+            nxt = next((r for r in recs if r.status == st.StepStatus.PENDING), None)
+            if nxt is not None:
+                lines.append(f"stopped at: before step {nxt.id} on {nxt.node} (not started)")
+        ours = sorted(state.cordoned_by_us)
+        lines.append(
+            "cordoned by this run: "
+            + (", ".join(ours) if ours else "none")
+            + (
+                f"; cordoned before it (left so): {', '.join(sorted(state.precordoned))}"
+                if state.precordoned
+                else ""
+            )
+        )
+    command = f"{lead} upgrader apply -i {inv} --to {target}"
+    if state is not None:
+        command += f" (see `upgrader status -i {inv}` and the transcripts)"
+    lines.append(command)
     return "\n".join(lines)
 
 
@@ -356,7 +394,14 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
     fingerprint = run_fingerprint(inv, req.plan)
     inputs = run_inputs(inv, req.plan)
 
-    with sf.lock(), contextlib.ExitStack() as files:
+    lock = sf.lock()
+    try:
+        lock.acquire()
+    except LockHeld as e:
+        lead = _refused_lead(req.inventory, resume=False, lock=True)
+        e.hint = stop_report(None, req.inventory, target, lead=lead)
+        raise
+    with lock, contextlib.ExitStack() as files:
         # the operator's own output files are opened (or refused) before anything is
         # contacted: a symlinked --events or a --transcripts others can write is exit 2 here,
         # not half-way through the run
@@ -407,17 +452,39 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
         )
         pool = SSHPool()
         try:
-            facts = gather_facts(inv, api_client=api, max_workers=req.max_workers, pool=pool)
-            plan_req, pre = preflight.for_apply(
-                inv,
-                facts,
-                api,
-                pool,
-                req.plan,
-                req.engine,
-                own_run_id=prev.run_id if resuming and prev is not None else None,
-            )
-            fresh = make_plan(facts, plan_req, inv, preflight=pre)
+            try:
+                facts = gather_facts(inv, api_client=api, max_workers=req.max_workers, pool=pool)
+                plan_req, pre = preflight.for_apply(
+                    inv,
+                    facts,
+                    api,
+                    pool,
+                    req.plan,
+                    req.engine,
+                    own_run_id=prev.run_id if resuming and prev is not None else None,
+                )
+                fresh = make_plan(facts, plan_req, inv, preflight=pre)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the facts are read
+                resumed = prev if resuming else None
+                raise Interrupted(
+                    "interrupted while gathering facts and planning, before any step ran",
+                    hint=stop_report(
+                        resumed,
+                        req.inventory,
+                        target,
+                        lead="resume with:" if resumed is not None else "re-run:",
+                    ),
+                ) from None
+            except UpgraderError as e:
+                # the API or a node failed while the facts were read (bad input stays one
+                # line: its error names the field)
+                if not isinstance(e, ConfigError) and e.hint is None:
+                    resumed = prev if resuming else None
+                    again = "resume with:" if resumed is not None else "re-run:"
+                    e.hint = stop_report(
+                        resumed, req.inventory, target, lead=f"fix the cause above, then {again}"
+                    )
+                raise
             kube = ApiKubeOps(api)
 
             if sp_resume is not None:
@@ -439,6 +506,13 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     "see the findings above"
                 )
                 refused.exit_code = refusal_exit_code(f.code for f in fresh.blockers)
+                resumed = prev if resuming else None  # what the refused resume's run left
+                lead = _refused_lead(
+                    req.inventory,
+                    resume=resumed is not None,
+                    lock=refused.exit_code == ExitCode.LOCKED,
+                )
+                refused.hint = stop_report(resumed, req.inventory, target, lead=lead)
                 raise refused
             if sp_resume is None and not fresh.entries:
                 io.show("Nothing to do: the cluster is already at the target.\n")
@@ -458,7 +532,13 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             resuming_run = sp_resume is not None and prev is not None
             run_id = prev.run_id if resuming_run and prev is not None else uuid.uuid4().hex[:12]
             keeper = lease.LeaseKeeper(api, lease.default_holder(run_id))
-            lease.acquire(api, run_id, keeper.holder, break_lock=req.break_lock)
+            try:
+                lease.acquire(api, run_id, keeper.holder, break_lock=req.break_lock)
+            except LockHeld as e:
+                resumed = prev if resuming_run else None
+                lead = _refused_lead(req.inventory, resume=resumed is not None, lock=True)
+                e.hint = stop_report(resumed, req.inventory, target, lead=lead)
+                raise
             try:
                 # ---- the run's records
                 if resuming_run and sp_resume is not None and prev is not None:
@@ -536,8 +616,10 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 )
                 try:
                     final = engine.run()
-                except StepFailed as e:
-                    e.hint = stop_report(engine.state, req.inventory, target)
+                except UpgraderError as e:
+                    # a failed step, the cluster lock lost, an API or SSH failure mid-run
+                    report = stop_report(engine.state, req.inventory, target)
+                    e.hint = f"{e.hint}\n{report}" if e.hint else report
                     raise
                 except KeyboardInterrupt:
                     stopped = engine.state

@@ -25,17 +25,22 @@ class ExitCode(IntEnum):
 # (one code per cause, README "Exit codes"), ahead of the policy's own blockers.
 SSH_UNREACHABLE_CODES = frozenset({"NODE_UNREACHABLE", "HOST_KEY_REJECTED"})
 API_UNREACHABLE_CODES = frozenset({"API_UNREACHABLE"})
+# ... and "another run holds the cluster lock" (the preflight's view of the Lease)
+LOCK_HELD_CODES = frozenset({"LOCK_HELD"})
 
 
 def refusal_exit_code(codes: Iterable[str]) -> ExitCode:
     """The exit code of a run refused by blocker findings with these ``codes``: 4 when a
     node could not be reached over SSH (refused host key included), else 5 when the
-    Kubernetes API could not be, else 3."""
+    Kubernetes API could not be, else 6 when the only blocker is another run holding the
+    cluster lock (waiting is all it takes), else 3 (blockers to fix)."""
     found = set(codes)
     if found & SSH_UNREACHABLE_CODES:
         return ExitCode.TRANSPORT
     if found & API_UNREACHABLE_CODES:
         return ExitCode.KUBERNETES
+    if found and found <= LOCK_HELD_CODES:
+        return ExitCode.LOCKED
     return ExitCode.BLOCKED
 
 

@@ -1,7 +1,10 @@
 """``upgrader apply`` end to end against the lab: a real OpenSSH sshd per lab, the simulated
 node tools, the lab's Kubernetes API over HTTPS. Every test starts its own lab from a spec
 (short delays), runs the real CLI in a subprocess, and checks the outcome with the real
-``kubectl`` (``get nodes -o json``), the nodes' ``calls.jsonl`` and the state file."""
+``kubectl`` (``get nodes -o json``), the nodes' ``calls.jsonl`` and the state file. The
+last lines of every way a run stops (a failed step, a drain timeout, SIGINT, SIGTERM, a
+blocker, the state file's lock or the cluster Lease held) are golden files
+(tests/golden/stop-*.txt)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from cli_run import cli, cli_env
+from golden_check import check_golden, normalise, stop_message
 
 pytestmark = pytest.mark.integration
 
@@ -180,6 +184,11 @@ def _wait_event(lab: Lab, proc: subprocess.Popen[Any], kind: str, step: str) -> 
         time.sleep(0.05)
 
 
+def _stop(lab: Lab, stderr: str) -> str:
+    """The stop message at the end of ``stderr``, its variable parts as placeholders."""
+    return normalise(stop_message(stderr), inventory=lab.inventory, lab=lab.dir, work=lab.work)
+
+
 def _all_at(lab: Lab, version: str = TARGET) -> None:
     nodes = lab.nodes()
     assert {n: v["kubelet"] for n, v in nodes.items()} == {n: version for n in nodes}
@@ -254,6 +263,7 @@ def test_one_control_plane_three_workers(make_lab: Callable[..., Lab]) -> None:
     down = cli("apply", "-i", str(lab.inventory), "--to", "v1.26.15", "--yes")
     assert down.returncode == 3, down.stdout + down.stderr
     assert "DOWNGRADE" in down.stdout and "blocker" in down.stderr
+    check_golden("stop-blocker.txt", _stop(lab, down.stderr))
 
 
 def test_two_minors_through_the_middle_one(make_lab: Callable[..., Lab]) -> None:
@@ -356,6 +366,7 @@ def test_failed_step_stops_the_run_and_a_rerun_resumes(make_lab: Callable[..., L
     assert where == f"stopped at: step {step} on w-2 failed"
     assert cordoned.startswith("cordoned by this run: ")
     assert resume.startswith(f"resume with: upgrader apply -i {lab.inventory} --to {TARGET} ")
+    check_golden("stop-step-failed.txt", _stop(lab, r.stderr))
     assert lab.changes("w-3") == []  # the third worker was not touched
     w1_before = lab.changes("w-1")
     assert sum("kubeadm upgrade node" in c for c in w1_before) == 1
@@ -371,6 +382,34 @@ def test_failed_step_stops_the_run_and_a_rerun_resumes(make_lab: Callable[..., L
     other = cli("apply", "-i", str(lab.inventory), "--to", "v1.28.3", "--yes")
     assert other.returncode == 2, other.stdout + other.stderr
     assert "--abandon" in other.stderr and TARGET in other.stderr
+
+    # another run holds the state file's lock: refused before anything is read, exit 6
+    from upgrader import state as upgrader_state
+
+    held = upgrader_state.StateFile(lab.state).lock("0123456789ab").acquire()
+    try:
+        locked = lab.apply()
+    finally:
+        held.release()
+    assert locked.returncode == 6, locked.stdout + locked.stderr
+    assert locked.stdout == ""  # nothing gathered, no plan shown
+    check_golden("stop-run-lock-held.txt", _stop(lab, locked.stderr))
+
+    # another run holds the cluster Lease: the resume is refused, exit 6, and says what the
+    # failed run left
+    from upgrader.kube import lease
+    from upgrader.kube.client import make_api_client
+
+    api = make_api_client(lab.dir / "kubeconfig", None)
+    holder = lease.default_holder("0123456789ab", user="someone", host="elsewhere")
+    lease.acquire(api, "0123456789ab", holder, duration=600)
+    try:
+        leased = lab.apply()
+    finally:
+        assert lease.release(api, holder)
+    assert leased.returncode == 6, leased.stdout + leased.stderr
+    assert "someone@elsewhere/0123456789ab" in leased.stderr, leased.stderr
+    check_golden("stop-cluster-lock-held.txt", _stop(lab, leased.stderr))
 
     r2 = lab.apply()
     assert r2.returncode == 0, r2.stdout + r2.stderr
@@ -424,9 +463,11 @@ def test_sigkill_mid_step_then_resume(make_lab: Callable[..., Lab]) -> None:
     assert lab.state_doc()["run_id"] == state["run_id"]
 
 
-def test_sigterm_mid_step_records_interrupted_and_says_what_it_left(
-    make_lab: Callable[..., Lab],
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_signal_mid_step_records_interrupted_and_says_what_it_left(
+    make_lab: Callable[..., Lab], signum: signal.Signals
 ) -> None:
+    """SIGTERM (a service manager) and SIGINT (Ctrl-C) stop the run the same way."""
     lab = make_lab(
         {
             "version": "v1.27.8",
@@ -448,7 +489,7 @@ def test_sigterm_mid_step_records_interrupted_and_says_what_it_left(
     try:
         _wait_event(lab, proc, "step-started", step)
         time.sleep(0.5)  # the hanging `apt-get install` is running on the node
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -460,6 +501,7 @@ def test_sigterm_mid_step_records_interrupted_and_says_what_it_left(
     assert tail[2] == "cordoned by this run: w-1"
     assert tail[3].startswith(f"resume with: upgrader apply -i {lab.inventory} --to {TARGET}")
     assert "Traceback" not in err
+    check_golden(f"stop-{signum.name.lower()}.txt", _stop(lab, err))
     assert lab.state_doc()["status"] == "interrupted"
     assert lab.nodes()["w-1"]["unschedulable"] is True
     st = cli("status", "-i", str(lab.inventory))
@@ -508,6 +550,7 @@ def test_pdb_that_never_allows_eviction(make_lab: Callable[..., Lab]) -> None:
             proc.kill()
     assert proc.returncode == 1, out + err
     assert "PodDisruptionBudget default/db" in err, err
+    check_golden("stop-drain-timeout.txt", _stop(lab, err))
     state = lab.state_doc()
     failed = [k for k, s in state["steps"].items() if s["status"] == "failed"]
     assert len(failed) == 1 and failed[0].endswith("/drain"), failed

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import yaml
 from cli_run import cli, cli_env
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from golden_check import check_golden, normalise, stop_message
 
 pytestmark = pytest.mark.integration
 
@@ -153,8 +155,16 @@ def test_the_listener_sees_a_run_that_does_go_on(cluster: Cluster) -> None:
     since the listener speaks no SSH), so a count of 0 above means nothing was contacted."""
     r = cli("apply", "-i", str(cluster.inventory), "--to", "v1.28.4", "--yes")
     assert r.returncode in (4, 5), r.stdout + r.stderr
-    assert "Traceback" not in r.stderr  # retry warnings above it, then the one-line error
-    assert r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr
+    assert "Traceback" not in r.stderr  # retry warnings above it, then the error
+    assert (
+        stop_message(r.stderr).splitlines()[1:]
+        == [
+            "stopped at: before the first step; nothing was changed on any node",
+            "cordoned by this run: none",
+            f"fix the cause above, then re-run: upgrader apply -i {cluster.inventory} --to v1.28.4",
+        ]
+        or "refusing to apply" in r.stderr
+    ), r.stderr
     assert cluster.contacts() > 0
 
 
@@ -380,22 +390,91 @@ def test_unreachable_nodes_exit_4_for_plan_apply_and_facts(
     try:
         doc = yaml.safe_load(cluster.inventory.read_text())
         doc["kubeconfig"] = {"path": str(api.dir / "kubeconfig"), "context": "lab"}
+        # and a node the API does not know either: no fact of it at all
+        doc["nodes"].append({**doc["nodes"][1], "name": "w-9", "address": "127.0.0.2"})
         cluster.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
         inv = str(cluster.inventory)
         plan = cli("plan", "-i", inv, "--to", "v1.28.4")
         assert plan.returncode == 4, plan.stdout + plan.stderr
-        assert "NODE_UNREACHABLE" in plan.stdout
+        # one line per unreachable node; nothing caused by its missing facts (no
+        # KUBELET_VERSION_UNKNOWN offering --force), no raw log line
+        listed = [x for x in plan.stdout.splitlines() if x.startswith("  - NODE_UNREACHABLE")]
+        assert [x.split("]")[0] for x in listed] == [
+            f"  - NODE_UNREACHABLE [{n}" for n in ("cp-1", "w-1", "w-9")
+        ], plan.stdout
+        assert "_UNKNOWN" not in plan.stdout and "--force" not in plan.stdout, plan.stdout
+        assert "upgrader.transport" not in plan.stderr and "WARNING" not in plan.stderr
         applied = cli("apply", "-i", inv, "--to", "v1.28.4", "--yes")
         assert applied.returncode == 4, applied.stdout + applied.stderr
         assert "refusing to apply" in applied.stderr and "NODE_UNREACHABLE" in applied.stderr
+        stop = normalise(stop_message(applied.stderr), inventory=cluster.inventory)
+        check_golden("stop-blocker-unreachable.txt", stop)
         out = tmp_path / "facts.json"
         facts = cli("facts", "-i", inv, "-o", str(out))
         assert facts.returncode == 4, facts.stdout + facts.stderr
         found = {(f["code"], f.get("node")) for f in json.loads(out.read_text())["findings"]}
-        assert {("NODE_UNREACHABLE", "cp-1"), ("NODE_UNREACHABLE", "w-1")} <= found
+        assert {("NODE_UNREACHABLE", n) for n in ("cp-1", "w-1", "w-9")} <= found
         last = facts.stderr.strip().splitlines()[-1]
-        assert last == "error: incomplete facts: could not reach cp-1, w-1 (see the findings)"
+        assert last == "error: incomplete facts: could not reach cp-1, w-1, w-9 (see the findings)"
     finally:
+        api.stop()
+
+
+def test_ctrl_c_while_gathering_facts_says_nothing_was_changed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The nodes accept SSH connections and never answer: apply is still reading facts
+    when Ctrl-C comes. It stops with 130 and says that no step ran and nothing changed."""
+    import signal
+
+    from lab_api_fixture import LabAPI, small_spec
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        try:
+            while True:
+                held.append(silent.accept()[0])
+        except OSError:
+            return
+
+    threading.Thread(target=accept, daemon=True).start()
+    api = LabAPI.start(tmp_path / "api", small_spec())
+    try:
+        doc = yaml.safe_load(cluster.inventory.read_text())
+        doc["kubeconfig"] = {"path": str(api.dir / "kubeconfig"), "context": "lab"}
+        doc["ssh"]["port"] = silent.getsockname()[1]
+        doc["nodes"][1]["address"] = "127.0.0.2"  # refused at once; cp-1 hangs
+        cluster.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+        args = ["apply", "-i", str(cluster.inventory), "--to", "v1.28.4", "--yes"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "upgrader", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=cli_env(),
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not held:  # a node's SSH connection is open: the facts are being read
+                assert proc.poll() is None and time.monotonic() < deadline, "no connection"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        stop = normalise(stop_message(err), inventory=cluster.inventory)
+        check_golden("stop-sigint-gathering.txt", stop)
+        assert not cluster.state_dir.joinpath("quiet.state.json").exists()
+    finally:
+        silent.close()
+        for c in held:
+            c.close()
         api.stop()
 
 

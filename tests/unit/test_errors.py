@@ -6,3 +6,8 @@ def test_a_refusal_exits_with_the_code_of_its_cause() -> None:
     assert refusal_exit_code(["API_UNREACHABLE", "HOST_KEY_REJECTED"]) == ExitCode.TRANSPORT
     assert refusal_exit_code(iter(["NODE_UNREACHABLE"])) == ExitCode.TRANSPORT
     assert refusal_exit_code([]) == ExitCode.BLOCKED
+    # another run holds the cluster Lease: 6, as when the lock itself refuses (README);
+    # with other blockers to fix, 3
+    assert refusal_exit_code(["LOCK_HELD"]) == ExitCode.LOCKED
+    assert refusal_exit_code(["LOCK_HELD", "DOWNGRADE"]) == ExitCode.BLOCKED
+    assert refusal_exit_code(["LOCK_HELD", "NODE_UNREACHABLE"]) == ExitCode.TRANSPORT

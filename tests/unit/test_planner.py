@@ -500,6 +500,55 @@ def test_unreachable_node_findings_are_kept_and_added() -> None:
     assert "Upgrade the control plane to v1.28.4" in text  # cp-1 was reached
 
 
+def _unreached(f: Facts, name: str) -> Facts:
+    """``f`` with node ``name`` as gathering leaves a node it could not reach and the API
+    does not know: every fact missing, ``reachable`` false, NODE_UNREACHABLE recorded."""
+    from upgrader.core.model import NodeFacts
+
+    gathered = Finding(
+        "NODE_UNREACHABLE", Severity.BLOCKER, f"node {name}: connection refused", node=name
+    )
+    nodes = tuple(
+        NodeFacts(name=n.name, role=n.role, address=n.address, reachable=False)
+        if n.name == name
+        else n
+        for n in f.nodes
+    )
+    return replace(f, nodes=nodes, findings=(*f.findings, gathered))
+
+
+@pytest.mark.parametrize(
+    ("facts_file", "node"), [("one-cp-two-workers.json", "w-1"), ("three-cp-dnf.json", "cp-2")]
+)
+def test_an_unreached_node_has_one_finding_and_none_caused_by_its_missing_facts(
+    facts_file: str, node: str
+) -> None:
+    """Its kubelet version, package manager and control-plane versions are unknown because
+    it was not reached: NODE_UNREACHABLE says so once, with no KUBELET_VERSION_UNKNOWN
+    (which offered --force), PACKAGE_MANAGER_UNKNOWN or CONTROL_PLANE_VERSION_UNKNOWN."""
+    p = plan(_unreached(facts(facts_file), node), "v1.28.4")
+    about = [(x.code, x.severity) for x in p.findings if x.node == node]
+    assert about == [("NODE_UNREACHABLE", Severity.BLOCKER)]
+    assert not any(x.override for x in p.blockers)  # nothing offers a flag for it
+
+
+def test_a_reached_node_with_missing_facts_keeps_its_findings() -> None:
+    f = set_node(facts("one-cp-two-workers.json"), "w-1", kubelet=None, package_manager=None)
+    f = set_node(f, "w-1", os_family=None)
+    p = plan(f, "v1.28.4")
+    about = {x.code for x in p.findings if x.node == "w-1"}
+    assert {"KUBELET_VERSION_UNKNOWN", "PACKAGE_MANAGER_UNKNOWN"} <= about
+
+
+def test_preflight_checks_add_nothing_about_an_unreached_node() -> None:
+    from upgrader.planning import PlanRequest, make_plan
+
+    f = _unreached(facts("three-cp-dnf.json"), "cp-2")
+    p = make_plan(f, PlanRequest(target=KubeVersion.parse("v1.28.4"), today=TODAY))
+    about = [x.code for x in p.findings if x.node == "cp-2"]
+    assert about == ["NODE_UNREACHABLE"]
+
+
 def test_catch_up_hop_brings_a_lagging_kubelet_to_the_cluster_version_first() -> None:
     f = set_node(facts("one-cp-two-workers.json"), "w-1", kubelet=KubeVersion.parse("v1.26.5"))
     p = plan(f, "v1.28.4")

@@ -4,13 +4,13 @@ findings section and the verdict line."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+from golden_check import check_golden
 
 from upgrader.core.model import Facts, Finding, Plan, PlanEntry, Severity, Step
 from upgrader.core.planner import PlanOptions, build_plan
@@ -22,17 +22,7 @@ from upgrader.core.versions import KubeVersion
 
 TESTS = Path(__file__).resolve().parents[1]
 DATA = TESTS / "data" / "facts"
-GOLDEN = TESTS / "golden"
 TODAY = date(2024, 6, 1)
-
-
-def check_golden(name: str, text: str) -> None:
-    """Compare with tests/golden/<name>; UPGRADER_UPDATE_GOLDEN=1 rewrites it."""
-    path = GOLDEN / name
-    if os.environ.get("UPGRADER_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {name}; run with UPGRADER_UPDATE_GOLDEN=1"
-    assert text == path.read_text(), f"{name} differs (UPGRADER_UPDATE_GOLDEN=1 to accept)"
 
 
 def facts(name: str) -> Facts:

@@ -37,13 +37,15 @@ kept etcd snapshot cannot be taken (external etcd, no etcd static pod, no crictl
 ``--skip-etcd-snapshot``; ``PACKAGE_DEPENDENCY_HELD`` (info) cri-tools or
 kubernetes-cni is held on an apt node: the package steps release and re-hold
 it (``{held_deps}``) so apt can upgrade it with the kube package that depends on it.
+For a node the facts mark unreached, the findings that only say one of its facts is missing
+(:data:`MISSING_FACT_CODES`) are left out: NODE_UNREACHABLE already says why.
 
 Must not: do I/O, or import paramiko, kubernetes, typer or rich.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from upgrader.core import etcd as etcd_mod
@@ -74,9 +76,11 @@ from upgrader.core.playbook import (
     known_package_version,
 )
 from upgrader.core.policy import (
+    CONTROL_PLANE_VERSION_UNKNOWN,
     FLAG_ALLOW_EXPERIMENTAL,
     FLAG_ALLOW_RC,
     FLAG_FORCE,
+    KUBELET_VERSION_UNKNOWN,
     PolicyOptions,
     kubeadm_apply_findings,
 )
@@ -99,6 +103,7 @@ __all__ = [
     "RepoConfig",
     "build_plan",
     "package_manager_for",
+    "without_missing_fact_findings",
 ]
 
 NODE_UNREACHABLE = "NODE_UNREACHABLE"
@@ -487,6 +492,21 @@ class _Planner:
                     self.visit(name, PHASE_WORKER, hops[-1])
 
 
+# Findings that only say that a fact of the node is missing. For a node that was not
+# reached they say nothing NODE_UNREACHABLE does not (its facts are missing because it was
+# not reached), and one of them (KUBELET_VERSION_UNKNOWN) would even offer --force.
+MISSING_FACT_CODES = frozenset(
+    {KUBELET_VERSION_UNKNOWN, PACKAGE_MANAGER_UNKNOWN, CONTROL_PLANE_VERSION_UNKNOWN}
+)
+
+
+def without_missing_fact_findings(findings: Iterable[Finding], facts: Facts) -> list[Finding]:
+    """``findings`` without those of :data:`MISSING_FACT_CODES` about a node the facts
+    mark unreached: one line per unreachable node, no findings caused by its missing facts."""
+    unreached = {n.name for n in facts.nodes if not n.reachable}
+    return [f for f in findings if not (f.node in unreached and f.code in MISSING_FACT_CODES)]
+
+
 def build_plan(
     facts: Facts,
     target: KubeVersion,
@@ -524,7 +544,7 @@ def build_plan(
 
     findings: list[Finding] = []
     seen: set[tuple[str, str | None, str]] = set()
-    for f in (*facts.findings, *up.findings, *own):
+    for f in without_missing_fact_findings((*facts.findings, *up.findings, *own), facts):
         key = (f.code, f.node, f.message)
         if key not in seen:
             seen.add(key)
