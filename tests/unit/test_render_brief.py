@@ -12,7 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from test_render import DATA, check_golden, plan
+from golden_check import check_golden
+from test_render import DATA, plan
 
 from upgrader.core.model import Facts, Finding, Plan, Severity
 from upgrader.core.render import describe_step
