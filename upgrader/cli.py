@@ -142,7 +142,9 @@ def _setup_logging(verbose: int) -> None:
         # paramiko logs a failed handshake at ERROR with its traceback, in its own thread;
         # the SSH transport turns the same failure into a one-line TransportError
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
+        # urllib3 logs each connection retry at WARNING (`Retrying (Retry(total=2, ...))`);
+        # the API client's own error line says what failed, -v shows the retries
+        logging.getLogger("urllib3").setLevel(logging.ERROR if verbose <= 0 else logging.WARNING)
 
 
 VerboseOpt = Annotated[
