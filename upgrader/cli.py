@@ -16,7 +16,7 @@ import sys
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
@@ -878,6 +878,8 @@ def main() -> None:
         typer.echo(f"error: {redact(msg)}", err=True)
         if e.hint:
             typer.echo(redact(e.hint), err=True)
+        if e.exit_code == ExitCode.INTERRUPTED:
+            _exit_interrupted()
         sys.exit(int(e.exit_code))
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -886,7 +888,7 @@ def main() -> None:
         sys.exit(int(ExitCode.INTERRUPTED))
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        sys.exit(int(ExitCode.INTERRUPTED))
+        _exit_interrupted()
     except Exception as e:  # click usage errors and the like
         parsed = _click_error(e)
         if parsed is None:
@@ -894,6 +896,20 @@ def main() -> None:
         code, line = parsed
         typer.echo(f"error: {line}", err=True)
         sys.exit(code)
+
+
+def _exit_interrupted() -> NoReturn:
+    """Exit 130 now, after Ctrl-C or SIGTERM has been recorded and reported: the exit hooks
+    run (temporary credential files are removed), but threads still blocked in a network
+    read-only call (a fact probe waiting for an SSH banner) are not waited for, as the
+    interpreter's normal exit would (up to the connect timeout, 30 s)."""
+    import atexit
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(int(ExitCode.INTERRUPTED))
 
 
 def _click_error(e: BaseException) -> tuple[int, str] | None:

@@ -631,13 +631,20 @@ def gather_facts(
     ssh = pool if pool is not None else SSHPool()
     try:
         workers = max(1, min(max_workers, len(nodes))) + 1  # + the API reader
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gather") as ex:
+        ex = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gather")
+        try:
             api_future = ex.submit(_read_api, api, api_policy)
             futures = {
                 n.name: ex.submit(_probe_node, inventory, n, ssh, fact_timeout) for n in nodes
             }
             probes = {name: f.result() for name, f in futures.items()}
             cluster, api_error = api_future.result()
+        except BaseException:
+            # Ctrl-C / SIGTERM: do not wait for probes hung in a connect or an SSH banner
+            # (read-only; the process exit ends them), and start no queued one
+            ex.shutdown(wait=False, cancel_futures=True)
+            raise
+        ex.shutdown(wait=True)
     finally:
         if own_pool:
             ssh.close()

@@ -61,6 +61,7 @@ HOST_KEY_POLICIES = ("strict", "accept-new")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 # OpenSSH's sshd allows 10 sessions per connection by default (MaxSessions).
 DEFAULT_MAX_SESSIONS = 8
+CLOSE_WAIT = 2.0  # seconds close() waits for a connect in progress on another thread
 
 _READ_CHUNK = 65536
 _known_hosts_lock = threading.Lock()
@@ -723,10 +724,19 @@ class SSHTransport:
         log.debug("node %s: fetched %s to %s", self.node, remote, dest)
 
     def close(self) -> None:
-        with self._lock:
+        """Close the connection. Does not wait for a connect in progress on another thread
+        (after Ctrl-C, a node that accepted TCP but sends no SSH banner would hold the
+        caller up to the banner timeout): that connect is abandoned to its own timeout, and
+        the process exit ends it."""
+        if not self._lock.acquire(timeout=CLOSE_WAIT):
+            log.debug("node %s: closed while a connect was in progress", self.node)
+            return
+        try:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+        finally:
+            self._lock.release()
         if self._owns_jump and self._jump is not None:
             self._jump.close()
 
