@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import os
 import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from golden_check import check_golden
 
 from upgrader.core.model import STEP_KINDS
 from upgrader.core.playbook import (
@@ -27,17 +27,7 @@ from upgrader.core.playbook import (
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 V = KubeVersion.parse("v1.28.4")
-
-
-def check_golden(name: str, text: str) -> None:
-    """Compare with tests/golden/<name>; UPGRADER_UPDATE_GOLDEN=1 rewrites it."""
-    path = GOLDEN / name
-    if os.environ.get("UPGRADER_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {name}; run with UPGRADER_UPDATE_GOLDEN=1"
-    assert text == path.read_text(), f"{name} differs (UPGRADER_UPDATE_GOLDEN=1 to accept)"
 
 
 # --------------------------------------------------------------------------- helpers
