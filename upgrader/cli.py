@@ -220,6 +220,65 @@ DetailOpt = Annotated[
         "of the brief plan (each distinct command once, with the nodes it runs on).",
     ),
 ]
+# kubeadm pass-through (upgrader.kubeadm_files): control-plane nodes' kubeadm upgrade
+PatchesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--patches",
+        help="kubeadm patch files (target[suffix][+patchtype].extension), copied to each "
+        "control-plane node and passed to kubeadm upgrade apply/node --patches.",
+    ),
+]
+KubeadmConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubeadm-config",
+        help="An UpgradeConfiguration (kubeadm 1.31+), copied to each control-plane node and "
+        "passed to kubeadm upgrade plan/apply/node --config.",
+    ),
+]
+IgnorePreflightOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ignore-preflight-errors", help="kubeadm upgrade's --ignore-preflight-errors LIST."
+    ),
+]
+EtcdUpgradeOpt = Annotated[
+    str | None,
+    typer.Option("--etcd-upgrade", help="false: kubeadm upgrade --etcd-upgrade=false."),
+]
+CertRenewalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--certificate-renewal", help="false: kubeadm upgrade --certificate-renewal=false."
+    ),
+]
+
+
+def _kubeadm_passthrough(
+    patches: Path | None,
+    config: Path | None,
+    ignore: str | None,
+    etcd_upgrade: str | None,
+    certificate_renewal: str | None,
+) -> Any:
+    """The checked kubeadm pass-through of the flags (one ConfigError line on bad input)."""
+    from upgrader.kubeadm_files import load_passthrough
+
+    def _bool(value: str | None, flag: str) -> bool:
+        if value is None:
+            return True
+        if value.lower() not in ("true", "false"):
+            raise ConfigError(f"{flag}: {value!r} is not true or false")
+        return value.lower() == "true"
+
+    return load_passthrough(
+        patches,
+        config,
+        ignore,
+        _bool(etcd_upgrade, "--etcd-upgrade"),
+        _bool(certificate_renewal, "--certificate-renewal"),
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -488,6 +547,11 @@ def plan(
             help="Leave out the etcd snapshot taken before the first kubeadm upgrade apply.",
         ),
     ] = False,
+    patches: PatchesOpt = None,
+    kubeadm_config: KubeadmConfigOpt = None,
+    ignore_preflight_errors: IgnorePreflightOpt = None,
+    etcd_upgrade: EtcdUpgradeOpt = None,
+    certificate_renewal: CertRenewalOpt = None,
     no_prestage: Annotated[
         bool,
         typer.Option(
@@ -541,6 +605,13 @@ def plan(
         no_prestage=no_prestage,
         delete_emptydir_data=delete_emptydir_data,
         disable_eviction=disable_eviction,
+        kubeadm=_kubeadm_passthrough(
+            patches,
+            kubeadm_config,
+            ignore_preflight_errors,
+            etcd_upgrade,
+            certificate_renewal,
+        ),
     )
     check_request(req)  # broken playbooks or release data: refused before any node is asked
     pre = None
@@ -666,6 +737,11 @@ def apply(
             "the snapshot is copied beside the state file and its sha256 checked).",
         ),
     ] = False,
+    patches: PatchesOpt = None,
+    kubeadm_config: KubeadmConfigOpt = None,
+    ignore_preflight_errors: IgnorePreflightOpt = None,
+    etcd_upgrade: EtcdUpgradeOpt = None,
+    certificate_renewal: CertRenewalOpt = None,
     no_prestage: Annotated[
         bool,
         typer.Option(
@@ -769,6 +845,13 @@ def apply(
             skip_etcd_snapshot=skip_etcd_snapshot,
             no_prestage=no_prestage,
             max_unavailable=max_unavailable,
+            kubeadm=_kubeadm_passthrough(
+                patches,
+                kubeadm_config,
+                ignore_preflight_errors,
+                etcd_upgrade,
+                certificate_renewal,
+            ),
         ),
         engine=EngineOptions(
             max_unavailable=max_unavailable,
