@@ -256,28 +256,38 @@ CertRenewalOpt = Annotated[
 
 
 def _kubeadm_passthrough(
+    inv: Any | None,
     patches: Path | None,
     config: Path | None,
     ignore: str | None,
     etcd_upgrade: str | None,
     certificate_renewal: str | None,
 ) -> Any:
-    """The checked kubeadm pass-through of the flags (one ConfigError line on bad input)."""
+    """The checked kubeadm pass-through of the flags, else of the inventory's ``kubeadm:``
+    section (a flag wins over its key); one ConfigError line on bad input."""
     from upgrader.kubeadm_files import load_passthrough
 
-    def _bool(value: str | None, flag: str) -> bool:
+    def _bool(value: str | None, flag: str, default: bool) -> bool:
         if value is None:
-            return True
+            return default
         if value.lower() not in ("true", "false"):
             raise ConfigError(f"{flag}: {value!r} is not true or false")
         return value.lower() == "true"
 
+    section = getattr(inv, "kubeadm", None)
+    if section is None:
+        from upgrader.inventory.schema import KubeadmSpec
+
+        section = KubeadmSpec()
+    key = "kubeadm.{} in the inventory"
     return load_passthrough(
-        patches,
-        config,
-        ignore,
-        _bool(etcd_upgrade, "--etcd-upgrade"),
-        _bool(certificate_renewal, "--certificate-renewal"),
+        patches if patches is not None else section.patches,
+        config if config is not None else section.config,
+        ignore if ignore is not None else ",".join(section.ignore_preflight_errors),
+        _bool(etcd_upgrade, "--etcd-upgrade", section.etcd_upgrade),
+        _bool(certificate_renewal, "--certificate-renewal", section.certificate_renewal),
+        patches_label="--patches" if patches is not None else key.format("patches"),
+        config_label="--kubeadm-config" if config is not None else key.format("config"),
     )
 
 
@@ -291,6 +301,18 @@ def _load_inventory(
     from upgrader.inventory import load_inventory
 
     return load_inventory(path, kubeconfig=kubeconfig, known_hosts=known_hosts)
+
+
+def _inventory_or_none(
+    path: Path, kubeconfig: Path | None = None, known_hosts: Path | None = None
+) -> Any:
+    """The inventory for its ``kubeadm:`` section, or ``None`` when it does not load
+    (``apply`` then reports that error its own way, later)."""
+
+    try:
+        return _load_inventory(path, kubeconfig, known_hosts)
+    except UpgraderError:
+        return None
 
 
 def _gather(inv: Any, max_workers: int) -> Any:
@@ -606,6 +628,7 @@ def plan(
         delete_emptydir_data=delete_emptydir_data,
         disable_eviction=disable_eviction,
         kubeadm=_kubeadm_passthrough(
+            inv,
             patches,
             kubeadm_config,
             ignore_preflight_errors,
@@ -846,6 +869,7 @@ def apply(
             no_prestage=no_prestage,
             max_unavailable=max_unavailable,
             kubeadm=_kubeadm_passthrough(
+                _inventory_or_none(inventory, kubeconfig, known_hosts),
                 patches,
                 kubeadm_config,
                 ignore_preflight_errors,

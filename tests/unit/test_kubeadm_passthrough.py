@@ -195,3 +195,55 @@ def test_the_copy_step_writes_the_files_and_its_check_holds_only_then(tmp_path: 
     (root / "patches" / "kube-scheduler.yaml").write_text("stray\n")
     assert _run(step.check, tmp_path).returncode != 0  # a file the operator did not give
     assert "Copy 2 patch files" in step.description and json.dumps(step.to_dict())
+
+
+def test_the_inventory_kubeadm_section(tmp_path: Path) -> None:
+    from test_inventory import base, load, write
+
+    plain = load(write(tmp_path, base(), "a.yaml"))
+    explicit = base() | {"kubeadm": {"etcd_upgrade": True, "ignore_preflight_errors": []}}
+    # an absent or all-default section leaves the fingerprint of an older inventory as it was
+    assert load(write(tmp_path, explicit, "b.yaml")).fingerprint() == plain.fingerprint()
+    d = tmp_path / "patches"
+    d.mkdir()
+    data = base() | {
+        "kubeadm": {
+            "patches": "patches",
+            "ignore_preflight_errors": ["Swap"],
+            "etcd_upgrade": False,
+        }
+    }
+    inv = load(write(tmp_path, data, "c.yaml"))
+    assert inv.fingerprint() != plain.fingerprint()
+    assert inv.kubeadm.patches == d and inv.kubeadm.ignore_preflight_errors == ("Swap",)
+    assert inv.kubeadm.etcd_upgrade is False
+    bad = base() | {"kubeadm": {"ignore_preflight_errors": ["Swap;id"]}}
+    with pytest.raises(ConfigError, match=r"kubeadm\.ignore_preflight_errors"):
+        load(write(tmp_path, bad, "d.yaml"))
+    # the CLI takes the section when no flag is given, and a flag wins over its key
+    from upgrader.cli import _kubeadm_passthrough
+
+    (d / "etcd.yaml").write_text("a: 1\n")
+    got = _kubeadm_passthrough(inv, None, None, None, None, None)
+    assert got.patches == (("etcd.yaml", b"a: 1\n"),) and got.ignore_preflight_errors == ("Swap",)
+    assert got.etcd_upgrade is False
+    assert _kubeadm_passthrough(inv, None, None, "all", "true", None).etcd_upgrade is True
+    (d / "notes.md").write_text("")
+    with pytest.raises(ConfigError, match=r"^kubeadm\.patches in the inventory .*notes\.md"):
+        _kubeadm_passthrough(inv, None, None, None, None, None)
+
+
+def test_the_kubespray_upgrader_kubeadm_variables(tmp_path: Path) -> None:
+    from test_kubespray_vars import _doc, _load, _write
+
+    (tmp_path / "patches").mkdir()
+    all_vars = {
+        "upgrader_kubeadm_patches": "patches",
+        "upgrader_kubeadm_ignore_preflight_errors": "Swap, CoreDNSUnsupportedPlugins",
+        "upgrader_kubeadm_etcd_upgrade": False,
+        "upgrader_kubeadm_certificate_renewal": False,
+    }
+    inv = _load(_write(tmp_path, _doc(all_vars)))
+    assert inv.kubeadm.patches == tmp_path / "patches"
+    assert inv.kubeadm.ignore_preflight_errors == ("Swap", "CoreDNSUnsupportedPlugins")
+    assert (inv.kubeadm.etcd_upgrade, inv.kubeadm.certificate_renewal) == (False, False)
