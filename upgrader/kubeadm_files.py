@@ -76,6 +76,12 @@ def load_passthrough(
     if ignore_preflight_errors:
         ignored = tuple(x.strip() for x in ignore_preflight_errors.split(",") if x.strip())
         check_preflight_errors(ignored, ignore_label)
+    if config is not None and files:
+        raise ConfigError(
+            f"{config_label} {config}: kubeadm refuses --config beside --patches; set "
+            "apply.patches.directory / node.patches.directory in the UpgradeConfiguration "
+            f"to a directory on the nodes, or leave {config_label} out"
+        )
     if config is not None and (not etcd_upgrade or not certificate_renewal):
         raise ConfigError(
             f"{config_label} {config}: set etcdUpgrade/certificateRenewal in the "

@@ -6,6 +6,7 @@ step's command and check run for real by sh (in a directory of the test)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -247,3 +248,77 @@ def test_the_kubespray_upgrader_kubeadm_variables(tmp_path: Path) -> None:
     assert inv.kubeadm.patches == tmp_path / "patches"
     assert inv.kubeadm.ignore_preflight_errors == ("Swap", "CoreDNSUnsupportedPlugins")
     assert (inv.kubeadm.etcd_upgrade, inv.kubeadm.certificate_renewal) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "version", "refused"),
+    [
+        ("upgrade apply v1.31.1 -y --config /c.yaml", "v1.31.1", None),
+        ("upgrade apply v1.30.2 -y --config /c.yaml", "v1.30.2", "[yes]"),
+        ("upgrade apply v1.31.1 -y --config /c.yaml --patches /p", "v1.31.1", "[patches]"),
+        ("upgrade apply v1.31.1 --config /c.yaml --force --etcd-upgrade=false", "v1.31.1",
+         "[etcd-upgrade force]"),
+        ("upgrade apply v1.29.2 -y --config /c.yaml --patches /p", "v1.29.2", None),
+        ("upgrade apply v1.31.1 -y --config /c.yaml --ignore-preflight-errors all", "v1.31.1",
+         None),
+    ],
+)  # fmt: skip
+def test_the_lab_kubeadm_refuses_config_beside_other_flags(
+    argv: str, version: str, refused: str | None
+) -> None:
+    """kubeadm upgrade apply from 1.30 (validation.ValidateMixedArguments; --yes from 1.31):
+    the reason upgrader refuses --kubeadm-config with --patches and moves the override
+    flags into the UpgradeConfiguration."""
+    from upgrader.lab.node import args as argparse_
+    from upgrader.lab.node import kubeadm as lab_kubeadm
+
+    p = argparse_.parse(
+        argv.split(), lab_kubeadm._GLOBAL_VALUE, lab_kubeadm._GLOBAL_BOOL, lab_kubeadm._ALIASES
+    )
+    if refused is None:
+        lab_kubeadm._check_mixed_arguments(p, lab_kubeadm.Ver.parse(version))
+    else:
+        with pytest.raises(lab_kubeadm.Fatal, match=re.escape(refused)):
+            lab_kubeadm._check_mixed_arguments(p, lab_kubeadm.Ver.parse(version))
+
+
+def test_config_with_patches_is_refused_and_overrides_move_into_the_config(
+    tmp_path: Path,
+) -> None:
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "etcd.yaml").write_text("a: 1\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(UPGRADE_CONFIG + "apply:\n  forceUpgrade: true\n")
+    with pytest.raises(ConfigError, match="kubeadm refuses --config beside --patches"):
+        load_passthrough(d, cfg)
+    assert kp.apply_settings(cfg.read_bytes()) == {"forceUpgrade": True}
+    assert kp.apply_settings(UPGRADE_CONFIG.encode()) == {}
+
+
+def test_an_override_kubeadm_needs_must_be_in_the_config() -> None:
+    from test_planner import set_node
+
+    f = set_node(facts("one-cp-two-workers.json"), "w-1", kubelet=KubeVersion.parse("v1.25.16"))
+
+    def run(config: str) -> tuple[list[str], str | None]:
+        p = build_plan(
+            f,
+            KubeVersion.parse("v1.28.4"),
+            load_playbooks(),
+            releases(),
+            PlanOptions(
+                policy=PolicyOptions(today=TODAY, force=True),
+                kubeadm=kp.KubeadmPassthrough(config=config.encode(), config_source="u.yaml"),
+            ),
+        )
+        msgs = [x.message for x in p.findings if x.code == "KUBEADM_CONFIG_UNSUPPORTED"]
+        apply = next(s for e in p.entries for s in e.steps if s.name == "kubeadm-upgrade-apply")
+        return msgs, apply.command
+
+    msgs, command = run(UPGRADE_CONFIG)
+    assert any("needs --force, which kubeadm refuses beside --config (u.yaml)" in m for m in msgs)
+    assert command == f"kubeadm upgrade apply v1.28.4 -y --config {kp.REMOTE_CONFIG}"
+    msgs, command = run(UPGRADE_CONFIG + "apply:\n  forceUpgrade: true\n")
+    assert not any("needs --force" in m for m in msgs)  # only the below-1.31 one stays
+    assert command == f"kubeadm upgrade apply v1.28.4 -y --config {kp.REMOTE_CONFIG}"

@@ -47,6 +47,14 @@ _PREFLIGHT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 #: The UpgradeConfiguration kind exists from kubeadm 1.31 (kubeadm.k8s.io/v1beta4).
 UPGRADE_CONFIG_MINOR = (1, 31)
 UPGRADE_CONFIG_API = "kubeadm.k8s.io/v1beta4"
+#: kubeadm (apply from 1.30: ``validation.ValidateMixedArguments``) refuses ``--config``
+#: beside any flag but --ignore-preflight-errors, --dry-run, --kubeconfig, skip-* (and
+#: --yes from 1.31): the override flags are then the UpgradeConfiguration's fields.
+CONFIG_FIELD_OF_FLAG = {
+    "--force": "forceUpgrade",
+    "--allow-experimental-upgrades": "allowExperimentalUpgrades",
+    "--allow-release-candidate-upgrades": "allowRCUpgrades",
+}
 #: The files travel base64 inside one SSH command line: kept well under its limits.
 MAX_TOTAL_BYTES = 64 * 1024
 
@@ -101,6 +109,14 @@ def check_upgrade_config(text: str, source: str) -> None:
             )
         found = True
     assert found
+
+
+def apply_settings(text: bytes) -> dict[str, object]:
+    """The ``apply:`` mapping of a (checked) UpgradeConfiguration."""
+    for d in yaml.safe_load_all(text.decode("utf-8")):
+        if isinstance(d, dict) and isinstance(d.get("apply"), dict):
+            return dict(d["apply"])
+    return {}
 
 
 def check_preflight_errors(items: tuple[str, ...], source: str) -> None:

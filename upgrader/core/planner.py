@@ -38,7 +38,9 @@ kept etcd snapshot cannot be taken (external etcd, no etcd static pod, no crictl
 kubernetes-cni is held on an apt node: the package steps release and re-hold
 it (``{held_deps}``) so apt can upgrade it with the kube package that depends on it;
 ``KUBEADM_CONFIG_UNSUPPORTED`` (blocker) ``--kubeadm-config`` (an UpgradeConfiguration)
-is given for a hop below 1.31, whose kubeadm has no such kind.
+is given for a hop below 1.31, whose kubeadm has no such kind, or a hop needs an override
+flag (``--force``...) kubeadm refuses beside ``--config`` and the file's ``apply:`` does
+not set it (when it does, the flag is left out).
 Pass-through (``PlanOptions.kubeadm``, :mod:`upgrader.core.kubeadm_passthrough`): on
 the control-plane visits (``first-control-plane``, ``control-plane``) its flags go into
 ``{kubeadm_flags}``/``{kubeadm_plan_flags}`` and, when it carries files, a
@@ -58,11 +60,13 @@ from upgrader.core import etcd as etcd_mod
 from upgrader.core import path as path_mod
 from upgrader.core.checksums import ReleaseChecksums
 from upgrader.core.kubeadm_passthrough import (
-    STEP_NAME as KUBEADM_FILES_STEP,
-)
-from upgrader.core.kubeadm_passthrough import (
+    CONFIG_FIELD_OF_FLAG,
     UPGRADE_CONFIG_MINOR,
     KubeadmPassthrough,
+    apply_settings,
+)
+from upgrader.core.kubeadm_passthrough import (
+    STEP_NAME as KUBEADM_FILES_STEP,
 )
 from upgrader.core.model import (
     ControlPlaneVersions,
@@ -342,6 +346,9 @@ class _Planner:
                 ),
                 key=str(hop),
             )
+        overrides = self._kubeadm_flags(hop) if phase == PHASE_FIRST_CONTROL_PLANE else ()
+        if overrides and passthrough.config is not None:
+            overrides = self._overrides_in_config(overrides, passthrough, hop)
         ctx = StepContext(
             hop=hop,
             node=name,
@@ -353,7 +360,7 @@ class _Planner:
             versionlocked=tuple(
                 p for p in ("kubeadm", "kubelet", "kubectl") if p in _versionlocked(original)
             ),
-            kubeadm_flags=self._kubeadm_flags(hop) if phase == PHASE_FIRST_CONTROL_PLANE else (),
+            kubeadm_flags=overrides,
             kubeadm_passthrough=passthrough.upgrade_flags() if cp_visit else (),
             kubeadm_plan_passthrough=passthrough.plan_flags() if cp_visit else (),
             image_repository=self.facts.cluster.image_repository,
@@ -412,6 +419,27 @@ class _Planner:
                 )
             )
         return steps
+
+    def _overrides_in_config(
+        self, overrides: tuple[str, ...], passthrough: KubeadmPassthrough, hop: KubeVersion
+    ) -> tuple[str, ...]:
+        """kubeadm refuses ``--config`` beside the override flags: each must be set in the
+        UpgradeConfiguration's ``apply:`` instead (then no flag), else a blocker."""
+        settings = apply_settings(passthrough.config or b"")
+        missing = [f for f in overrides if settings.get(CONFIG_FIELD_OF_FLAG[f]) is not True]
+        if missing:
+            fields = ", ".join(f"apply.{CONFIG_FIELD_OF_FLAG[f]}: true" for f in missing)
+            self._add(
+                Finding(
+                    KUBEADM_CONFIG_UNSUPPORTED,
+                    Severity.BLOCKER,
+                    f"kubeadm upgrade apply {hop} needs {' '.join(missing)}, which kubeadm "
+                    f"refuses beside --config ({passthrough.config_source})",
+                    fix=f"set {fields} in {passthrough.config_source}",
+                ),
+                key=f"{hop}/overrides",
+            )
+        return ()
 
     def _kubeadm_flags(self, hop: KubeVersion) -> tuple[str, ...]:
         """The override flags the operator gave that ``kubeadm upgrade apply <hop>`` needs

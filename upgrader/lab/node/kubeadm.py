@@ -943,6 +943,23 @@ def _apply_patches(ctx: NodeContext, p: argparse_.Parsed, command: str, dry_run:
         ctx.write_json("patches-applied.json", applied)
 
 
+_MIXABLE_WITH_CONFIG = {"--config", "--ignore-preflight-errors", "--dry-run", "--kubeconfig"}
+_MIXABLE_WITH_CONFIG |= {"--rootfs", "--v", "--skip-phases"}
+
+
+def _check_mixed_arguments(p: argparse_.Parsed, kubeadm: Ver) -> None:
+    """``kubeadm upgrade apply`` from 1.30 runs ``validation.ValidateMixedArguments``
+    (cmd/kubeadm/app/apis/kubeadm/validation/validation.go): beside ``--config`` only
+    --ignore-preflight-errors, --dry-run, --kubeconfig, --rootfs, --v and --skip-* pass;
+    --yes joins them in 1.31 (kubernetes/kubeadm#3054, #3084)."""
+    if "--config" not in p.flags or kubeadm.minor < 30:
+        return
+    allowed = _MIXABLE_WITH_CONFIG | ({"--yes"} if kubeadm.minor >= 31 else set())
+    mixed = sorted(f.lstrip("-") for f in p.flags if f not in allowed)
+    if mixed:
+        raise Fatal(f"can not mix '--config' with arguments [{' '.join(mixed)}]")
+
+
 def _check_patches(ctx: NodeContext, p: argparse_.Parsed) -> None:
     path = p.get("--patches")
     if path and not ctx.path(path).is_dir():
@@ -1043,6 +1060,8 @@ def main(tool: str, args: list[str], ctx: NodeContext) -> int:
         if head == "upgrade" and len(words) >= 2 and words[1] in ("apply", "node", "plan"):
             sub = argparse_.Parsed(words[2:], p.flags, p.unknown)
             _check_flags(f"upgrade {words[1]}", p)
+            if words[1] == "apply":
+                _check_mixed_arguments(p, _self_version(ctx))
             _check_patches(ctx, sub)
             _check_upgrade_config(ctx, sub, _self_version(ctx))
             if words[1] == "apply":
