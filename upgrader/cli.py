@@ -220,6 +220,75 @@ DetailOpt = Annotated[
         "of the brief plan (each distinct command once, with the nodes it runs on).",
     ),
 ]
+# kubeadm pass-through (upgrader.kubeadm_files): control-plane nodes' kubeadm upgrade
+PatchesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--patches",
+        help="kubeadm patch files (target[suffix][+patchtype].extension), copied to each "
+        "control-plane node and passed to kubeadm upgrade apply/node --patches.",
+    ),
+]
+KubeadmConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubeadm-config",
+        help="An UpgradeConfiguration (kubeadm 1.31+), copied to each control-plane node and "
+        "passed to kubeadm upgrade plan/apply/node --config.",
+    ),
+]
+IgnorePreflightOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ignore-preflight-errors", help="kubeadm upgrade's --ignore-preflight-errors LIST."
+    ),
+]
+EtcdUpgradeOpt = Annotated[
+    str | None,
+    typer.Option("--etcd-upgrade", help="false: kubeadm upgrade --etcd-upgrade=false."),
+]
+CertRenewalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--certificate-renewal", help="false: kubeadm upgrade --certificate-renewal=false."
+    ),
+]
+
+
+def _kubeadm_passthrough(
+    inv: Any | None,
+    patches: Path | None,
+    config: Path | None,
+    ignore: str | None,
+    etcd_upgrade: str | None,
+    certificate_renewal: str | None,
+) -> Any:
+    """The checked kubeadm pass-through of the flags, else of the inventory's ``kubeadm:``
+    section (a flag wins over its key); one ConfigError line on bad input."""
+    from upgrader.kubeadm_files import load_passthrough
+
+    def _bool(value: str | None, flag: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if value.lower() not in ("true", "false"):
+            raise ConfigError(f"{flag}: {value!r} is not true or false")
+        return value.lower() == "true"
+
+    section = getattr(inv, "kubeadm", None)
+    if section is None:
+        from upgrader.inventory.schema import KubeadmSpec
+
+        section = KubeadmSpec()
+    key = "kubeadm.{} in the inventory"
+    return load_passthrough(
+        patches if patches is not None else section.patches,
+        config if config is not None else section.config,
+        ignore if ignore is not None else ",".join(section.ignore_preflight_errors),
+        _bool(etcd_upgrade, "--etcd-upgrade", section.etcd_upgrade),
+        _bool(certificate_renewal, "--certificate-renewal", section.certificate_renewal),
+        patches_label="--patches" if patches is not None else key.format("patches"),
+        config_label="--kubeadm-config" if config is not None else key.format("config"),
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -232,6 +301,18 @@ def _load_inventory(
     from upgrader.inventory import load_inventory
 
     return load_inventory(path, kubeconfig=kubeconfig, known_hosts=known_hosts)
+
+
+def _inventory_or_none(
+    path: Path, kubeconfig: Path | None = None, known_hosts: Path | None = None
+) -> Any:
+    """The inventory for its ``kubeadm:`` section, or ``None`` when it does not load
+    (``apply`` then reports that error its own way, later)."""
+
+    try:
+        return _load_inventory(path, kubeconfig, known_hosts)
+    except UpgraderError:
+        return None
 
 
 def _gather(inv: Any, max_workers: int) -> Any:
@@ -488,6 +569,11 @@ def plan(
             help="Leave out the etcd snapshot taken before the first kubeadm upgrade apply.",
         ),
     ] = False,
+    patches: PatchesOpt = None,
+    kubeadm_config: KubeadmConfigOpt = None,
+    ignore_preflight_errors: IgnorePreflightOpt = None,
+    etcd_upgrade: EtcdUpgradeOpt = None,
+    certificate_renewal: CertRenewalOpt = None,
     no_prestage: Annotated[
         bool,
         typer.Option(
@@ -541,6 +627,14 @@ def plan(
         no_prestage=no_prestage,
         delete_emptydir_data=delete_emptydir_data,
         disable_eviction=disable_eviction,
+        kubeadm=_kubeadm_passthrough(
+            inv,
+            patches,
+            kubeadm_config,
+            ignore_preflight_errors,
+            etcd_upgrade,
+            certificate_renewal,
+        ),
     )
     check_request(req)  # broken playbooks or release data: refused before any node is asked
     pre = None
@@ -666,6 +760,11 @@ def apply(
             "the snapshot is copied beside the state file and its sha256 checked).",
         ),
     ] = False,
+    patches: PatchesOpt = None,
+    kubeadm_config: KubeadmConfigOpt = None,
+    ignore_preflight_errors: IgnorePreflightOpt = None,
+    etcd_upgrade: EtcdUpgradeOpt = None,
+    certificate_renewal: CertRenewalOpt = None,
     no_prestage: Annotated[
         bool,
         typer.Option(
@@ -769,6 +868,14 @@ def apply(
             skip_etcd_snapshot=skip_etcd_snapshot,
             no_prestage=no_prestage,
             max_unavailable=max_unavailable,
+            kubeadm=_kubeadm_passthrough(
+                _inventory_or_none(inventory, kubeconfig, known_hosts),
+                patches,
+                kubeadm_config,
+                ignore_preflight_errors,
+                etcd_upgrade,
+                certificate_renewal,
+            ),
         ),
         engine=EngineOptions(
             max_unavailable=max_unavailable,

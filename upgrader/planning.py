@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.core.checks.inputs import PreflightInputs
+from upgrader.core.kubeadm_passthrough import KubeadmPassthrough
 from upgrader.core.model import Facts, Plan
 from upgrader.core.versions import KubeVersion
 
@@ -40,6 +41,8 @@ class PlanRequest:
     own_run_id: str | None = None  # a resumed run: its own Lease is not a leftover
     etcd_snapshot: bool = True  # --skip-etcd-snapshot: False
     prestage: bool = True  # --no-prestage: False
+    # kubeadm pass-through (--patches, --kubeadm-config, ...), read and checked
+    kubeadm: KubeadmPassthrough = dataclasses.field(default_factory=KubeadmPassthrough)
 
 
 def check_request(req: PlanRequest) -> None:
@@ -97,6 +100,7 @@ def make_plan(
         checksums=checksums,
         etcd_snapshot=req.etcd_snapshot,
         prestage=req.prestage,
+        kubeadm=req.kubeadm,
         repository=repo if repo is not None else planner.RepoConfig(),
         settings=settings if settings is not None else SettingHints(),
     )

@@ -36,7 +36,15 @@ kept etcd snapshot cannot be taken (external etcd, no etcd static pod, no crictl
 :func:`upgrader.core.etcd.snapshot_blockers`), passed by leaving the snapshot out with
 ``--skip-etcd-snapshot``; ``PACKAGE_DEPENDENCY_HELD`` (info) cri-tools or
 kubernetes-cni is held on an apt node: the package steps release and re-hold
-it (``{held_deps}``) so apt can upgrade it with the kube package that depends on it.
+it (``{held_deps}``) so apt can upgrade it with the kube package that depends on it;
+``KUBEADM_CONFIG_UNSUPPORTED`` (blocker) ``--kubeadm-config`` (an UpgradeConfiguration)
+is given for a hop below 1.31, whose kubeadm has no such kind, or a hop needs an override
+flag (``--force``...) kubeadm refuses beside ``--config`` and the file's ``apply:`` does
+not set it (when it does, the flag is left out).
+Pass-through (``PlanOptions.kubeadm``, :mod:`upgrader.core.kubeadm_passthrough`): on
+the control-plane visits (``first-control-plane``, ``control-plane``) its flags go into
+``{kubeadm_flags}``/``{kubeadm_plan_flags}`` and, when it carries files, a
+``kubeadm-files`` step that copies them comes before the first ``kubeadm upgrade`` step.
 For a node the facts mark unreached, the findings that only say one of its facts is missing
 (:data:`MISSING_FACT_CODES`) are left out: NODE_UNREACHABLE already says why.
 
@@ -51,6 +59,15 @@ from dataclasses import dataclass, field, replace
 from upgrader.core import etcd as etcd_mod
 from upgrader.core import path as path_mod
 from upgrader.core.checksums import ReleaseChecksums
+from upgrader.core.kubeadm_passthrough import (
+    CONFIG_FIELD_OF_FLAG,
+    UPGRADE_CONFIG_MINOR,
+    KubeadmPassthrough,
+    apply_settings,
+)
+from upgrader.core.kubeadm_passthrough import (
+    STEP_NAME as KUBEADM_FILES_STEP,
+)
 from upgrader.core.model import (
     ControlPlaneVersions,
     Facts,
@@ -93,6 +110,7 @@ __all__ = [
     "CHECKSUMS_UNAVAILABLE",
     "CHECKSUMS_UNREADABLE",
     "CONTROL_PLANE_NOT_AT_TARGET",
+    "KUBEADM_CONFIG_UNSUPPORTED",
     "NODE_UNREACHABLE",
     "PACKAGE_DEPENDENCY_HELD",
     "PACKAGE_MANAGER_MISMATCH",
@@ -115,6 +133,7 @@ PACKAGE_VERSION_NOT_LISTED = "PACKAGE_VERSION_NOT_LISTED"
 CHECKSUMS_UNAVAILABLE = "CHECKSUMS_UNAVAILABLE"
 CHECKSUMS_UNREADABLE = "CHECKSUMS_UNREADABLE"
 PACKAGE_DEPENDENCY_HELD = "PACKAGE_DEPENDENCY_HELD"
+KUBEADM_CONFIG_UNSUPPORTED = "KUBEADM_CONFIG_UNSUPPORTED"
 _KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 
 _PM_FOR_OS = {"debian": "apt", "rhel": "dnf"}
@@ -143,6 +162,7 @@ class PlanOptions:
     etcd_snapshot: bool = True  # keep the first etcd-snapshot step (--skip-etcd-snapshot: no)
     prestage: bool = False  # a prestage visit per node first (apply and plan: on by default)
     settings: SettingHints = field(default_factory=SettingHints)
+    kubeadm: KubeadmPassthrough = field(default_factory=KubeadmPassthrough)
 
 
 def package_manager_for(node: NodeFacts, by_node: Mapping[str, str]) -> tuple[str | None, str]:
@@ -311,6 +331,24 @@ class _Planner:
                 ),
             )
         self._check_listing(original, hop, exact)
+        passthrough = self.opts.kubeadm
+        cp_visit = phase in (PHASE_FIRST_CONTROL_PLANE, PHASE_CONTROL_PLANE)
+        if cp_visit and passthrough.config is not None and hop.minor_key < UPGRADE_CONFIG_MINOR:
+            self._add(
+                Finding(
+                    KUBEADM_CONFIG_UNSUPPORTED,
+                    Severity.BLOCKER,
+                    f"--kubeadm-config {passthrough.config_source} is an UpgradeConfiguration, "
+                    f"which kubeadm {hop.minor_key[0]}.{hop.minor_key[1]} (hop {hop}) does not "
+                    "know (kubeadm.k8s.io/v1beta4, from 1.31)",
+                    fix="leave --kubeadm-config out for this upgrade (use --patches, "
+                    "--ignore-preflight-errors, --etcd-upgrade, --certificate-renewal)",
+                ),
+                key=str(hop),
+            )
+        overrides = self._kubeadm_flags(hop) if phase == PHASE_FIRST_CONTROL_PLANE else ()
+        if overrides and passthrough.config is not None:
+            overrides = self._overrides_in_config(overrides, passthrough, hop)
         ctx = StepContext(
             hop=hop,
             node=name,
@@ -322,7 +360,9 @@ class _Planner:
             versionlocked=tuple(
                 p for p in ("kubeadm", "kubelet", "kubectl") if p in _versionlocked(original)
             ),
-            kubeadm_flags=self._kubeadm_flags(hop) if phase == PHASE_FIRST_CONTROL_PLANE else (),
+            kubeadm_flags=overrides,
+            kubeadm_passthrough=passthrough.upgrade_flags() if cp_visit else (),
+            kubeadm_plan_passthrough=passthrough.plan_flags() if cp_visit else (),
             image_repository=self.facts.cluster.image_repository,
             held_deps=held_deps,
         )
@@ -348,6 +388,14 @@ class _Planner:
                 for finding in etcd_mod.snapshot_blockers(self.facts, original):
                     self._add(finding, key=finding.message)
             step = expand_step(spec, phase, ctx)
+            if (
+                cp_visit
+                and passthrough.has_files
+                and step.kind == "shell"
+                and "kubeadm upgrade " in (step.command or "")
+                and not any(s.name == KUBEADM_FILES_STEP for s in steps)
+            ):
+                steps.append(passthrough.copy_step(hop, name, phase))
             if step.kind == "shell" and step.command is None and pm is not None:
                 self._add(
                     Finding(
@@ -371,6 +419,27 @@ class _Planner:
                 )
             )
         return steps
+
+    def _overrides_in_config(
+        self, overrides: tuple[str, ...], passthrough: KubeadmPassthrough, hop: KubeVersion
+    ) -> tuple[str, ...]:
+        """kubeadm refuses ``--config`` beside the override flags: each must be set in the
+        UpgradeConfiguration's ``apply:`` instead (then no flag), else a blocker."""
+        settings = apply_settings(passthrough.config or b"")
+        missing = [f for f in overrides if settings.get(CONFIG_FIELD_OF_FLAG[f]) is not True]
+        if missing:
+            fields = ", ".join(f"apply.{CONFIG_FIELD_OF_FLAG[f]}: true" for f in missing)
+            self._add(
+                Finding(
+                    KUBEADM_CONFIG_UNSUPPORTED,
+                    Severity.BLOCKER,
+                    f"kubeadm upgrade apply {hop} needs {' '.join(missing)}, which kubeadm "
+                    f"refuses beside --config ({passthrough.config_source})",
+                    fix=f"set {fields} in {passthrough.config_source}",
+                ),
+                key=f"{hop}/overrides",
+            )
+        return ()
 
     def _kubeadm_flags(self, hop: KubeVersion) -> tuple[str, ...]:
         """The override flags the operator gave that ``kubeadm upgrade apply <hop>`` needs

@@ -68,8 +68,11 @@ Templates: ``{name}`` is a placeholder from the fixed set :data:`VARIABLES`; ``{
 literal ``{``; any other brace is literal (so awk programs and ``${Version}`` need no
 escaping). Every value is ``shlex.quote``-d when a command is rendered. The exceptions are
 the fragments upgrader writes itself from validated values: ``{kubeadm_flags}`` (each of
-:data:`KUBEADM_OVERRIDE_FLAGS` the plan passes to ``kubeadm upgrade apply``, each with a
-leading space; empty when none), ``{pkg_resolve}`` (empty
+:data:`KUBEADM_OVERRIDE_FLAGS` the plan passes to ``kubeadm upgrade apply``, then the
+operator's kubeadm pass-through flags (``--patches``, ``--config``, ... quoted by
+``core.kubeadm_passthrough``) for ``upgrade apply`` and ``upgrade node``, each with a
+leading space; empty when none), ``{kubeadm_plan_flags}`` (the pass-through flags
+``kubeadm upgrade plan`` takes), ``{pkg_resolve}`` (empty
 when the exact package version is known from facts, else a command that looks it up on
 the node, after ``apt-get update``, and fails with a clear message when it is missing) and
 ``{pkg_version}`` (the quoted exact version, or ``"$pkgver"`` set by ``{pkg_resolve}``).
@@ -148,6 +151,8 @@ VARIABLES: Mapping[str, str] = {
     "sha256_kubectl": "the release checksum of the hop's kubectl (empty when unknown)",
     "kubeadm_flags": "the override flags the operator gave that this hop's kubeadm upgrade "
     "apply needs (' --force', ' --allow-release-candidate-upgrades'; empty when none)",
+    "kubeadm_plan_flags": "the pass-through flags `kubeadm upgrade plan` takes (' --config "
+    "<file> --ignore-preflight-errors <list>'; empty when none)",
     "image_repository": "the cluster's imageRepository (kubeadm-config; registry.k8s.io "
     "when unset)",
 }
@@ -158,6 +163,7 @@ _COMMAND_ONLY = frozenset(
         "versionlock_release",
         "versionlock_restore",
         "kubeadm_flags",
+        "kubeadm_plan_flags",
         "held_deps",
     }
 )
@@ -383,6 +389,10 @@ class StepContext:
     kubeadm_flags: tuple[str, ...] = ()  # of KUBEADM_OVERRIDE_FLAGS, for upgrade apply
     image_repository: str | None = None  # the cluster's imageRepository (None: default)
     held_deps: tuple[str, ...] = ()  # held DEPENDENCY_PACKAGES on the node (facts)
+    # kubeadm pass-through (core.kubeadm_passthrough): quoted there, appended after the
+    # override flags in {kubeadm_flags} (upgrade apply/node) and in {kubeadm_plan_flags}
+    kubeadm_passthrough: tuple[str, ...] = ()
+    kubeadm_plan_passthrough: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- templates
@@ -524,8 +534,10 @@ def step_values(ctx: StepContext) -> dict[str, TemplateValue]:
     unknown = [f for f in ctx.kubeadm_flags if f not in KUBEADM_OVERRIDE_FLAGS]
     if unknown:
         raise ConfigError(f"not a kubeadm override flag: {unknown[0]!r}")
-    flags = "".join(f" {f}" for f in ctx.kubeadm_flags)
+    flags = "".join(f" {f}" for f in (*ctx.kubeadm_flags, *ctx.kubeadm_passthrough))
     values["kubeadm_flags"] = Fragment(flags, flags)
+    plan_flags = "".join(f" {f}" for f in ctx.kubeadm_plan_passthrough)
+    values["kubeadm_plan_flags"] = Fragment(plan_flags, plan_flags)
     values["image_repository"] = ctx.image_repository or DEFAULT_IMAGE_REPOSITORY
     deps = [d for d in DEPENDENCY_PACKAGES if d in ctx.held_deps]
     values["held_deps"] = Fragment("".join(f" {d}" for d in deps), "".join(f" {d}" for d in deps))
@@ -839,7 +851,8 @@ def _parse_step(c: _Ctx, path: str, raw: Any) -> StepSpec:
         c.fail(f"{path}.description", "must be a non-empty one-line string")
     problem = _check_template(
         desc,
-        allow=frozenset(VARIABLES) - _COMMAND_ONLY | {"pkg_version", "kubeadm_flags"},
+        allow=frozenset(VARIABLES) - _COMMAND_ONLY
+        | {"pkg_version", "kubeadm_flags", "kubeadm_plan_flags"},
         in_command=False,
     )
     if problem:

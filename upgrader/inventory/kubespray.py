@@ -270,7 +270,12 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
 
     all_vars = walker.groups["all"].vars if "all" in walker.groups else {}
     origins: dict[Loc, Loc] = {}
-    sections: dict[str, dict[str, Any]] = {"kubeconfig": {}, "ssh": {}, "packages": {}}
+    sections: dict[str, dict[str, Any]] = {
+        "kubeconfig": {},
+        "ssh": {},
+        "packages": {},
+        "kubeadm": {},
+    }
     for (section, key), var in _ALL_VARS.items():
         if var in all_vars:
             sections[section][key] = _scalar(walker, all_vars[var], want_int=key == "port")

@@ -177,6 +177,11 @@ class Inventory:
         """An https URL template or an absolute directory, as the inventory gave it."""
         return self.document.packages.release_checksums
 
+    @property
+    def kubeadm(self) -> Any:
+        """The ``kubeadm:`` section (pass-through; :class:`schema.KubeadmSpec`)."""
+        return self.document.kubeadm
+
     # ---- ssh -------------------------------------------------------------------------
     def ssh_target(self, node: NodeSpec | str) -> SSHTarget:
         """Inventory ``ssh`` defaults < ``~/.ssh/config`` for the address < node overrides."""
@@ -185,7 +190,10 @@ class Inventory:
     # ---- identity --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The validated document (defaults filled, paths absolute) as JSON-ready data."""
-        return self.document.model_dump(mode="json")
+        data = self.document.model_dump(mode="json")
+        if data.get("kubeadm") == type(self.document.kubeadm)().model_dump(mode="json"):
+            del data["kubeadm"]  # unset: the fingerprint of an inventory without it holds
+        return data
 
     def fingerprint(self) -> str:
         """sha256 (hex) of the canonical JSON of the validated document: key order,

@@ -15,9 +15,17 @@ import ipaddress
 import re
 import string
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+)
 
 ROLE_CONTROL_PLANE = "control-plane"
 ROLE_WORKER = "worker"
@@ -262,6 +270,29 @@ class PackagesSpec(_Strict):
     release_checksums: Annotated[str, AfterValidator(check_release_checksums)] | None = None
 
 
+def _comma_list(value: Any) -> Any:
+    """``"Swap,all"`` (a Kubespray variable is one string) -> ``("Swap", "all")``."""
+    if isinstance(value, str):
+        return tuple(x.strip() for x in value.split(",") if x.strip())
+    return value
+
+
+PreflightCheck = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")]
+
+
+class KubeadmSpec(_Strict):
+    """kubeadm pass-through (``--patches``, ``--kubeadm-config``, ...; a flag wins).
+    The files are read and checked by ``upgrader.kubeadm_files`` when a plan is made."""
+
+    patches: ResolvedPath | None = None
+    config: ResolvedPath | None = None
+    ignore_preflight_errors: Annotated[
+        tuple[PreflightCheck, ...], BeforeValidator(_comma_list)
+    ] = ()
+    etcd_upgrade: StrictBool = True
+    certificate_renewal: StrictBool = True
+
+
 class NodeSpec(_Strict):
     name: NodeName
     address: Address
@@ -287,4 +318,5 @@ class InventoryDocument(_Strict):
     kubeconfig: KubeconfigSpec = Field(default_factory=KubeconfigSpec)
     ssh: SSHDefaults = Field(default_factory=SSHDefaults)
     packages: PackagesSpec = Field(default_factory=PackagesSpec)
+    kubeadm: KubeadmSpec = Field(default_factory=KubeadmSpec)
     nodes: Annotated[tuple[NodeSpec, ...], Field(min_length=1)]

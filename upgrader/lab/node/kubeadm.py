@@ -526,6 +526,7 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
     etcd = p.flags.get("--etcd-upgrade", "true") != "false"
     address = str(ctx.info.get("address", "127.0.0.1"))
     _upgrade_static_pods(ctx, target, address, renew, etcd, dry_run, repository)
+    _apply_patches(ctx, p, "apply", dry_run)
     if not dry_run:
         try:
             api.set_control_plane(ctx.name, str(target), repository)
@@ -676,6 +677,7 @@ def cmd_upgrade_node(p: argparse_.Parsed, ctx: NodeContext) -> int:
         etcd = p.flags.get("--etcd-upgrade", "true") != "false"
         address = str(ctx.info.get("address", "127.0.0.1"))
         _upgrade_static_pods(ctx, cluster, address, renew, etcd, dry_run, repository)
+        _apply_patches(ctx, p, "node", dry_run)
         if not dry_run:
             try:
                 api.set_control_plane(ctx.name, str(cluster), repository)
@@ -893,6 +895,71 @@ def _check_upgrade_config(ctx: NodeContext, p: argparse_.Parsed, kubeadm: Ver) -
         raise Fatal("no UpgradeConfiguration found in the supplied config")
 
 
+_PATCH_TYPES = {
+    "strategic": "application/strategic-merge-patch+json",
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+}
+
+
+def _apply_patches(ctx: NodeContext, p: argparse_.Parsed, command: str, dry_run: bool) -> None:
+    """``--patches DIR``: the static pod targets' patch files (kubeadm's
+    ``target[suffix][+patchtype].extension``, cmd/kubeadm/app/util/patches/patches.go) are
+    "applied" to the manifests just written: announced the way kubeadm does and recorded in
+    the node's ``patches-applied.json`` (target, file, sha256 of what was read), the lab's
+    record of what a patch did."""
+    path = p.get("--patches")
+    if not path:
+        return
+    applied = ctx.read_json("patches-applied.json", [])
+    for entry in sorted(ctx.path(path).iterdir()):
+        stem, _, ext = entry.name.rpartition(".")
+        target_part, _, ptype = stem.partition("+")
+        target = next(
+            (
+                t
+                for t in sorted(("etcd", *tree.CONTROL_PLANE_COMPONENTS), key=len, reverse=True)
+                if target_part.startswith(t)
+            ),
+            None,
+        )
+        if target is None or ext not in ("json", "yaml") or not entry.is_file():
+            continue
+        media = _PATCH_TYPES.get(ptype or "strategic")
+        if media is None:
+            raise Fatal(f'unknown patch type "{ptype}" for file "{entry.name}"')
+        _out(f'[patches] Applied patch of type "{media}" to target "{target}"')
+        if not dry_run:
+            applied.append(
+                {
+                    "command": command,
+                    "dir": path,
+                    "file": entry.name,
+                    "target": target,
+                    "sha256": hashlib.sha256(entry.read_bytes()).hexdigest(),
+                }
+            )
+    if not dry_run:
+        ctx.write_json("patches-applied.json", applied)
+
+
+_MIXABLE_WITH_CONFIG = {"--config", "--ignore-preflight-errors", "--dry-run", "--kubeconfig"}
+_MIXABLE_WITH_CONFIG |= {"--rootfs", "--v", "--skip-phases"}
+
+
+def _check_mixed_arguments(p: argparse_.Parsed, kubeadm: Ver) -> None:
+    """``kubeadm upgrade apply`` from 1.30 runs ``validation.ValidateMixedArguments``
+    (cmd/kubeadm/app/apis/kubeadm/validation/validation.go): beside ``--config`` only
+    --ignore-preflight-errors, --dry-run, --kubeconfig, --rootfs, --v and --skip-* pass;
+    --yes joins them in 1.31 (kubernetes/kubeadm#3054, #3084)."""
+    if "--config" not in p.flags or kubeadm.minor < 30:
+        return
+    allowed = _MIXABLE_WITH_CONFIG | ({"--yes"} if kubeadm.minor >= 31 else set())
+    mixed = sorted(f.lstrip("-") for f in p.flags if f not in allowed)
+    if mixed:
+        raise Fatal(f"can not mix '--config' with arguments [{' '.join(mixed)}]")
+
+
 def _check_patches(ctx: NodeContext, p: argparse_.Parsed) -> None:
     path = p.get("--patches")
     if path and not ctx.path(path).is_dir():
@@ -993,6 +1060,8 @@ def main(tool: str, args: list[str], ctx: NodeContext) -> int:
         if head == "upgrade" and len(words) >= 2 and words[1] in ("apply", "node", "plan"):
             sub = argparse_.Parsed(words[2:], p.flags, p.unknown)
             _check_flags(f"upgrade {words[1]}", p)
+            if words[1] == "apply":
+                _check_mixed_arguments(p, _self_version(ctx))
             _check_patches(ctx, sub)
             _check_upgrade_config(ctx, sub, _self_version(ctx))
             if words[1] == "apply":
