@@ -43,10 +43,8 @@ from upgrader.redact import redact_obj
 
 log = logging.getLogger("upgrader.notify")
 
-RUN_OUTSIDE_WINDOW = "run-outside-window"  # the run stopped at a safe point: window closed
-
 NOTIFY_KINDS = frozenset(
-    {ev.RUN_STARTED, ev.NODE_FINISHED, ev.STEP_FAILED, RUN_OUTSIDE_WINDOW, ev.RUN_FINISHED}
+    {ev.RUN_STARTED, ev.NODE_FINISHED, ev.STEP_FAILED, ev.RUN_OUTSIDE_WINDOW, ev.RUN_FINISHED}
 )
 
 QUEUE_SIZE = 256
@@ -113,8 +111,9 @@ def text_line(event: ev.Event, cluster: str | None = None) -> str:
     if event.kind == ev.NODE_FINISHED:
         return f"{who}: run {run}: node {d.get('node')} done"
     if event.kind == ev.STEP_FAILED:
-        return f"{who}: run {run}: step {d.get('step')} failed on {d.get('node')}: {d.get('error', '')}"
-    if event.kind == RUN_OUTSIDE_WINDOW:
+        where = f"step {d.get('step')} failed on {d.get('node')}"
+        return f"{who}: run {run}: {where}: {d.get('error', '')}"
+    if event.kind == ev.RUN_OUTSIDE_WINDOW:
         return f"{who}: run {run} paused outside its window: {d.get('message', '')}"
     if event.kind == ev.RUN_FINISHED:
         if d.get("ok"):
@@ -236,7 +235,7 @@ class WebhookNotifier:
         for attempt in range(1, self.attempts + 1):
             if self._stop.is_set():
                 return False
-            req = urllib.request.Request(
+            req = urllib.request.Request(  # noqa: S310 - scheme checked: https, or http to loopback
                 self.url,
                 data=data,
                 method="POST",
@@ -254,7 +253,11 @@ class WebhookNotifier:
             except (OSError, ValueError) as e:
                 why = type(e).__name__
             log.debug(
-                "notify %s: attempt %d/%d failed: %s", safe_url(self.url), attempt, self.attempts, why
+                "notify %s: attempt %d/%d failed: %s",
+                safe_url(self.url),
+                attempt,
+                self.attempts,
+                why,
             )
             if attempt < self.attempts:
                 self._sleep(delay)
