@@ -1,7 +1,7 @@
 """``upgrader apply`` and ``upgrader status`` as library calls.
 
-Owns the order of an apply: file lock -> unfinished run? -> gather facts -> plan -> refuse
-while a blocker stands -> show the plan -> confirm -> cluster Lease -> execute -> post-checks
+Owns the order of an apply: file lock -> unfinished run? -> inside a ``--window``? -> gather
+facts -> plan -> refuse while a blocker stands -> show the plan -> confirm -> cluster Lease -> execute -> post-checks
 -> summary (printed, and written to ``<state>.summary.json``), and what a resume means.
 The CLI is a thin shell over :func:`apply` and :func:`status`.
 
@@ -698,8 +698,14 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 try:
                     final = engine.run()
                 except UpgraderError as e:
-                    # a failed step, the cluster lock lost, an API or SSH failure mid-run
-                    report = stop_report(engine.state, req.inventory, target)
+                    # a failed step, the cluster lock lost, an API or SSH failure mid-run,
+                    # or the --window closed before the next node
+                    lead = (
+                        "once the window opens, resume with:"
+                        if isinstance(e, OutsideWindow)
+                        else "resume with:"
+                    )
+                    report = stop_report(engine.state, req.inventory, target, lead=lead)
                     e.hint = f"{e.hint}\n{report}" if e.hint else report
                     raise
                 except KeyboardInterrupt:
