@@ -1,9 +1,9 @@
 """``upgrader apply`` and ``upgrader status`` as library calls.
 
 Owns the order of an apply: file lock -> unfinished run? -> inside a ``--window``? -> gather
-facts -> plan -> refuse while a blocker stands -> show the plan -> confirm -> cluster Lease -> execute -> post-checks
--> summary (printed, and written to ``<state>.summary.json``), and what a resume means.
-The CLI is a thin shell over :func:`apply` and :func:`status`.
+facts -> plan -> refuse while a blocker stands -> show the plan -> confirm -> cluster Lease
+-> execute -> post-checks -> summary (printed, and written to ``<state>.summary.json``), and
+what a resume means. The CLI is a thin shell over :func:`apply` and :func:`status`.
 
 Resume rule (chosen so that a rerun can never skip or reorder what a run still owes): when
 a run starts, the plan's entries and steps (ids, nodes, kinds, commands, checks, parameters)
