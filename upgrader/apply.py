@@ -1,9 +1,9 @@
 """``upgrader apply`` and ``upgrader status`` as library calls.
 
-Owns the order of an apply: file lock -> unfinished run? -> gather facts -> plan -> refuse
-while a blocker stands -> show the plan -> confirm -> cluster Lease -> execute -> post-checks
--> summary (printed, and written to ``<state>.summary.json``), and what a resume means.
-The CLI is a thin shell over :func:`apply` and :func:`status`.
+Owns the order of an apply: file lock -> unfinished run? -> inside a ``--window``? -> gather
+facts -> plan -> refuse while a blocker stands -> show the plan -> confirm -> cluster Lease
+-> execute -> post-checks -> summary (printed, and written to ``<state>.summary.json``), and
+what a resume means. The CLI is a thin shell over :func:`apply` and :func:`status`.
 
 Resume rule (chosen so that a rerun can never skip or reorder what a run still owes): when
 a run starts, the plan's entries and steps (ids, nodes, kinds, commands, checks, parameters)
@@ -45,28 +45,33 @@ import shlex
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from upgrader import safefile
 from upgrader import state as st
+from upgrader.core import window
 from upgrader.core.model import Facts, Finding, Plan, PlanEntry
 from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
 from upgrader.core.versions import KubeVersion
+from upgrader.core.window import Window
 from upgrader.errors import (
     ConfigError,
     ExitCode,
     Interrupted,
     LockHeld,
+    OutsideWindow,
     PreflightError,
     StepFailed,
     UpgraderError,
     refusal_exit_code,
 )
 from upgrader.execute import events as ev
-from upgrader.execute import stored
+from upgrader.execute import notify, stored
 from upgrader.execute.engine import Engine, EngineOptions, precordoned_nodes
 from upgrader.execute.ops import ApiKubeOps, KubeOps
+from upgrader.inventory.model import RUN_ONLY_KEYS
 from upgrader.planning import PlanRequest, make_plan
 from upgrader.summary import (
     RunSummary,
@@ -96,6 +101,11 @@ class ApplyRequest:
     max_workers: int = 32
     validate_count: int = 1  # the health gate passes this many times in a row between nodes
     detail: bool = False  # show the detailed plan (every command of every node), not the brief
+    # --notify / --window / --window-tz (added to the inventory's notify: / window: keys)
+    notify: tuple[str, ...] = ()
+    windows: tuple[str, ...] = ()
+    window_tz: str | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), compare=False)
 
 
 @dataclass
@@ -151,6 +161,8 @@ def run_inputs(inventory: Any, req: PlanRequest) -> dict[str, str]:
 
     out: dict[str, str] = {"target": _digest(str(req.target)), "strategy": _digest(req.strategy)}
     for k, v in inventory.to_dict().items():
+        if k in RUN_ONLY_KEYS:
+            continue
         if k == "nodes" and isinstance(v, list):
             for n in v:
                 name = n.get("name") if isinstance(n, dict) else None
@@ -222,6 +234,49 @@ def _precordoned(
         return now
     ours = set(abandoned.cordoned_by_us) - set(abandoned.precordoned)
     return frozenset(n for n in now if n not in ours)
+
+
+def _windows_and_hooks(req: ApplyRequest, inv: Any) -> tuple[tuple[Window, ...], list[str]]:
+    """The run's maintenance windows and webhook URLs: the inventory's ``window:`` /
+    ``notify:`` and the command line's, checked (one line naming the bad one, exit 2)."""
+    doc = getattr(inv, "document", None)
+    inv_windows = tuple(getattr(doc, "window", ()) or ())
+    inv_hooks = tuple(getattr(doc, "notify", ()) or ())
+    zone = req.window_tz or getattr(doc, "window_tz", None)
+    windows = window.parse_windows((*inv_windows, *req.windows), zone)
+    urls = [notify.check_url(u, "inventory notify") for u in inv_hooks]
+    urls += [notify.check_url(u) for u in req.notify]
+    return windows, list(dict.fromkeys(urls))
+
+
+def _outside_text(windows: tuple[Window, ...], now: datetime, *, started: bool) -> str:
+    head = (
+        "the maintenance window closed: the run stopped before its next node"
+        if started
+        else "outside every maintenance window: no node was started"
+    )
+    return f"{head}; the next window opens {window.describe_next(windows, now)}"
+
+
+def _in_window(
+    windows: tuple[Window, ...],
+    clock: Callable[[], datetime],
+    gate: Callable[[Any], None],
+) -> Callable[[Any], None]:
+    """The engine's ``before_batch``: the window first (no new node outside it), then the
+    health gate, then the window again (the gate may have waited past the window's end)."""
+    if not windows:
+        return gate
+
+    def before(batch: Any) -> None:
+        for check in (None, gate):
+            if check is not None:
+                check(batch)
+            now = clock()
+            if not window.inside(windows, now):
+                raise OutsideWindow(_outside_text(windows, now, started=True))
+
+    return before
 
 
 def post_check(kube: KubeOps, state: st.RunState, entries: tuple[PlanEntry, ...]) -> list[str]:
@@ -389,6 +444,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
         )
     inv = load_inventory(req.inventory, kubeconfig=req.kubeconfig, known_hosts=req.known_hosts)
     target = str(req.plan.target)
+    windows, notify_urls = _windows_and_hooks(req, inv)
     state_path = req.state_path or st.default_state_path(req.inventory, inv.cluster_name)
     sf = st.StateFile(state_path)
     fingerprint = run_fingerprint(inv, req.plan)
@@ -413,6 +469,22 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             safefile.ensure_private_dir(Path(req.transcripts), what="transcripts directory")
         prev = sf.load()
         st.check_cluster(prev, inv.cluster_name, source=str(state_path))
+        if not window.inside(windows, req.clock()):
+            # before anything is contacted: a run started outside its window asks no node
+            unfinished = prev if prev is not None and not prev.finished else None
+            raise OutsideWindow(
+                _outside_text(windows, req.clock(), started=False),
+                hint=stop_report(
+                    unfinished,
+                    req.inventory,
+                    target,
+                    lead="once the window opens, "
+                    + ("resume with:" if unfinished is not None else "run:"),
+                ),
+            )
+        notifiers = [notify.WebhookNotifier(u, cluster=inv.cluster_name) for u in notify_urls]
+        for n in notifiers:
+            files.callback(n.close, 0)
         abandoned: st.RunState | None = None
         if prev is not None and not prev.finished:
             if req.abandon:
@@ -586,6 +658,9 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 if sink is not None:
                     sink.masker = masker
                     handlers.append(sink)
+                for n in notifiers:
+                    n.masker = masker
+                    handlers.append(n)
                 options = dataclasses.replace(
                     req.engine,
                     secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets))),
@@ -602,23 +677,35 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     on_event=ev.Fanout(handlers),
                     transcripts=ev.TranscriptWriter(transcripts_dir, masker),
                     guard=keeper.check,
-                    before_batch=preflight.between_nodes(
-                        lambda: preflight.health_gate(
-                            api,
-                            transports=lambda node: pool.get(inv.ssh_target(node)),
-                            control_planes=[n.name for n in facts.control_planes if n.reachable],
+                    before_batch=_in_window(
+                        windows,
+                        req.clock,
+                        preflight.between_nodes(
+                            lambda: preflight.health_gate(
+                                api,
+                                transports=lambda node: pool.get(inv.ssh_target(node)),
+                                control_planes=[
+                                    n.name for n in facts.control_planes if n.reachable
+                                ],
+                            ),
+                            validate_count=req.validate_count,
+                            # the engine exists by the time the hook runs (engine.run() calls it)
+                            on_progress=lambda batch, text: engine.gate_waiting(batch, text),
+                            progress_every=options.progress_every,
                         ),
-                        validate_count=req.validate_count,
-                        # the engine exists by the time the hook runs (engine.run() calls it)
-                        on_progress=lambda batch, text: engine.gate_waiting(batch, text),
-                        progress_every=options.progress_every,
                     ),
                 )
                 try:
                     final = engine.run()
                 except UpgraderError as e:
-                    # a failed step, the cluster lock lost, an API or SSH failure mid-run
-                    report = stop_report(engine.state, req.inventory, target)
+                    # a failed step, the cluster lock lost, an API or SSH failure mid-run,
+                    # or the --window closed before the next node
+                    lead = (
+                        "once the window opens, resume with:"
+                        if isinstance(e, OutsideWindow)
+                        else "resume with:"
+                    )
+                    report = stop_report(engine.state, req.inventory, target, lead=lead)
                     e.hint = f"{e.hint}\n{report}" if e.hint else report
                     raise
                 except KeyboardInterrupt:
@@ -632,6 +719,10 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 keeper.stop(release_lock=True)
                 if sink is not None:
                     sink.close()  # before the summary (ExitStack closes it again: a no-op)
+                for n in notifiers:  # a few seconds at most for a receiver that is down
+                    undelivered = n.close()
+                    if undelivered.total:
+                        io.warn(undelivered.warning())
             problems = post_check(kube, final, plan_entries)
             problems += preflight.wait_pdbs_recovered(
                 api,

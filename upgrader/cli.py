@@ -827,6 +827,29 @@ def apply(
     allow_unsupported: AllowUnsupportedOpt = False,
     strict: StrictOpt = False,
     max_workers: MaxWorkersOpt = 32,
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--notify",
+            metavar="URL",
+            help="POST the run's events (start, node done, step failed, outside window, "
+            "finished) as JSON to this webhook (repeatable; https, or http to loopback).",
+        ),
+    ] = None,
+    window: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--window",
+            metavar="'DAYS HH:MM-HH:MM [ZONE]'",
+            help="Start nodes only inside this window, e.g. 'Sat 01:00-05:00' or "
+            "'Mon-Fri 22:00-06:00 Europe/Berlin' (repeatable); outside, the run stops before "
+            "its next node (exit 7) and says when the window opens.",
+        ),
+    ] = None,
+    window_tz: Annotated[
+        str | None,
+        typer.Option("--window-tz", help="Time zone of --window times without one (UTC)."),
+    ] = None,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Upgrade the cluster: gather facts, plan, confirm, then run the plan node by node.
@@ -834,7 +857,8 @@ def apply(
     The state file records every step; after a failure the same command resumes where the
     run stopped (a step that was interrupted is re-checked before it runs again).
     Exit codes: 0 done (or nothing to do), 1 a step failed, 2 bad input, 3 a blocker
-    stands, 4/5 SSH/API unreachable, 6 locked, 130 interrupted or not confirmed.
+    stands, 4/5 SSH/API unreachable, 6 locked, 7 outside every --window (no node
+    started; the same command resumes), 130 interrupted or not confirmed.
     """
     _setup_logging(verbose)
     from upgrader.apply import ApplyIO, ApplyRequest
@@ -896,6 +920,9 @@ def apply(
         max_workers=max_workers,
         validate_count=validate_count,
         detail=detail,
+        notify=tuple(notify or ()),
+        windows=tuple(window or ()),
+        window_tz=window_tz,
     )
     check_request(req.plan)  # broken playbooks or release data: refused before any node is asked
     reporter = make_reporter(quiet=quiet)

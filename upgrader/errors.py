@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     TRANSPORT = 4  # SSH could not reach a node
     KUBERNETES = 5  # the Kubernetes API failed or refused
     LOCKED = 6  # another run holds the lock
+    OUTSIDE_WINDOW = 7  # outside every --window: no node started (or the run paused), resumable
     INTERRUPTED = 130
 
 
@@ -104,6 +105,13 @@ class Interrupted(UpgraderError):
     """The run was stopped by SIGINT or SIGTERM; its state says where, and it resumes."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+class OutsideWindow(UpgraderError):
+    """Now is outside every maintenance window (``--window``): the run did not start, or it
+    stopped before its next node (recorded ``interrupted``, resumed by the same command)."""
+
+    exit_code = ExitCode.OUTSIDE_WINDOW
 
 
 class LockHeld(UpgraderError):

@@ -65,7 +65,7 @@ from upgrader import state as st
 from upgrader.core import etcd as etcd_mod
 from upgrader.core import nodelock
 from upgrader.core.model import ROLE_WORKER, PlanEntry, Step
-from upgrader.errors import KubernetesError, StepFailed, TransportError
+from upgrader.errors import KubernetesError, OutsideWindow, StepFailed, TransportError
 from upgrader.execute import events as ev
 from upgrader.execute import snapshot as snap
 from upgrader.execute.ops import DrainOptions, KubeOps
@@ -296,12 +296,17 @@ class Engine:
             )
             raise
         except BaseException as e:
-            if isinstance(e, KeyboardInterrupt):  # SIGINT, or SIGTERM made one by the CLI
+            # SIGINT, SIGTERM made one by the CLI, or the --window closed before a node
+            if isinstance(e, KeyboardInterrupt | OutsideWindow):
                 self._update(lambda s: st.set_status(s, st.RunStatus.INTERRUPTED))
+            if isinstance(e, OutsideWindow):
+                self._emit(ev.RUN_OUTSIDE_WINDOW, message=str(e), done_steps=self.done_steps())
             self._emit(
                 ev.RUN_FINISHED,
                 ok=False,
-                error=f"interrupted: {type(e).__name__}: {e}".rstrip(": "),
+                error=str(e)
+                if isinstance(e, OutsideWindow)
+                else f"interrupted: {type(e).__name__}: {e}".rstrip(": "),
                 duration=time.monotonic() - started,
                 done_steps=self.done_steps(),
             )

@@ -50,6 +50,9 @@ NODE_CORDONED = "node-cordoned"
 NODE_UNCORDONED = "node-uncordoned"
 NODE_LEFT_CORDONED = "node-left-cordoned"
 NODE_FINISHED = "node-finished"
+# ``--window``: the window closed, the run stopped before its next node (``message`` says
+# when the next window opens); a ``run-finished`` with ``ok`` false follows.
+RUN_OUTSIDE_WINDOW = "run-outside-window"
 RUN_FINISHED = "run-finished"
 
 EVENT_KINDS = (
@@ -68,6 +71,7 @@ EVENT_KINDS = (
     NODE_UNCORDONED,
     NODE_LEFT_CORDONED,
     NODE_FINISHED,
+    RUN_OUTSIDE_WINDOW,
     RUN_FINISHED,
 )
 

@@ -40,6 +40,11 @@ class Repository:
         return self.url_template.format(minor=minor)
 
 
+# Inventory keys that say how a run reports and when it may run, not what it changes: left
+# out of the fingerprint and of the run's recorded inputs (a new window never blocks a resume).
+RUN_ONLY_KEYS = frozenset({"notify", "window", "window_tz"})
+
+
 class Inventory:
     """A validated inventory. Build it with :func:`upgrader.inventory.load_inventory`."""
 
@@ -198,7 +203,6 @@ class Inventory:
     def fingerprint(self) -> str:
         """sha256 (hex) of the canonical JSON of the validated document: key order,
         comments and spelled-out defaults in the file do not change it."""
-        canonical = json.dumps(
-            self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        doc = {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY_KEYS}
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -320,3 +320,8 @@ class InventoryDocument(_Strict):
     packages: PackagesSpec = Field(default_factory=PackagesSpec)
     kubeadm: KubeadmSpec = Field(default_factory=KubeadmSpec)
     nodes: Annotated[tuple[NodeSpec, ...], Field(min_length=1)]
+    # how the run reports and when it may run (apply's --notify / --window / --window-tz
+    # add to these); not part of the run's fingerprint: changing them never blocks a resume
+    notify: tuple[str, ...] = ()
+    window: tuple[str, ...] = ()
+    window_tz: str | None = None
