@@ -64,9 +64,11 @@ from upgrader.errors import (
     refusal_exit_code,
 )
 from upgrader.execute import events as ev
-from upgrader.execute import stored
+from upgrader.execute import pauses, stored
 from upgrader.execute.engine import Engine, EngineOptions, precordoned_nodes
 from upgrader.execute.ops import ApiKubeOps, KubeOps
+from upgrader.execute.pauses import PauseBetween
+from upgrader.kube import inspect as kinspect
 from upgrader.planning import PlanRequest, make_plan
 from upgrader.summary import (
     RunSummary,
@@ -96,6 +98,9 @@ class ApplyRequest:
     max_workers: int = 32
     validate_count: int = 1  # the health gate passes this many times in a row between nodes
     detail: bool = False  # show the detailed plan (every command of every node), not the brief
+    # --canary (in engine.canary), --pause-between, --hold-uncordon: operator pauses
+    pause_between: PauseBetween | None = None
+    hold_uncordon: bool = False
 
 
 @dataclass
@@ -111,7 +116,7 @@ class ApplyIO:
 
 @dataclass(frozen=True)
 class ApplyOutcome:
-    status: str  # "succeeded" | "nothing-to-do" | "declined"
+    status: str  # "succeeded" | "nothing-to-do" | "declined" | "paused"
     run_id: str | None = None
     state_path: Path | None = None
     transcripts: Path | None = None
@@ -364,6 +369,24 @@ def stop_report(
     return "\n".join(lines)
 
 
+def continue_command(inventory: Path | str, target: object) -> str:
+    return f"upgrader apply -i {shlex.quote(str(inventory))} --to {target}"
+
+
+def pause_text(state: st.RunState, inventory: Path | str, target: object) -> str:
+    """What a paused run prints last: why it paused and the command that continues it."""
+    reason = state.paused or "paused"
+    cont = continue_command(inventory, target)
+    if reason.startswith(st.CANARY_PREFIX):
+        done = reason.removeprefix(st.CANARY_PREFIX).removesuffix(" done")
+        head = f"paused after canary {done}: inspect it, then continue with: {cont}"
+    else:
+        head = f"paused ({reason}): continue with: {cont}"
+    ours = sorted(state.cordoned_by_us)
+    tail = f"\ncordoned by this run: {', '.join(ours)}" if ours else ""
+    return f"run {state.run_id} {head}{tail}\n"
+
+
 # --------------------------------------------------------------------------- apply
 
 
@@ -602,16 +625,33 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     on_event=ev.Fanout(handlers),
                     transcripts=ev.TranscriptWriter(transcripts_dir, masker),
                     guard=keeper.check,
-                    before_batch=preflight.between_nodes(
-                        lambda: preflight.health_gate(
-                            api,
-                            transports=lambda node: pool.get(inv.ssh_target(node)),
-                            control_planes=[n.name for n in facts.control_planes if n.reachable],
+                    before_uncordon=pauses.before_uncordon_hook(
+                        lambda node: (
+                            kinspect.node_pods(api, node),
+                            kinspect.node_events(api, node),
                         ),
-                        validate_count=req.validate_count,
-                        # the engine exists by the time the hook runs (engine.run() calls it)
-                        on_progress=lambda batch, text: engine.gate_waiting(batch, text),
-                        progress_every=options.progress_every,
+                        confirm=io.confirm,
+                        show=io.show,
+                    )
+                    if req.hold_uncordon
+                    else None,
+                    before_batch=pauses.before_batch_hook(
+                        preflight.between_nodes(
+                            lambda: preflight.health_gate(
+                                api,
+                                transports=lambda node: pool.get(inv.ssh_target(node)),
+                                control_planes=[
+                                    n.name for n in facts.control_planes if n.reachable
+                                ],
+                            ),
+                            validate_count=req.validate_count,
+                            # the engine exists by the time the hook runs (engine.run() calls it)
+                            on_progress=lambda batch, text: engine.gate_waiting(batch, text),
+                            progress_every=options.progress_every,
+                        ),
+                        req.pause_between,
+                        confirm=io.confirm,
+                        show=io.show,
                     ),
                 )
                 try:
@@ -632,6 +672,16 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 keeper.stop(release_lock=True)
                 if sink is not None:
                     sink.close()  # before the summary (ExitStack closes it again: a no-op)
+            if final.status == st.RunStatus.PAUSED:
+                io.show(pause_text(final, req.inventory, target))
+                return ApplyOutcome(
+                    "paused",
+                    run_id=run_id,
+                    state_path=state_path,
+                    transcripts=transcripts_dir,
+                    resumed=sp_resume is not None,
+                    etcd_snapshot=final.etcd_snapshot,
+                )
             problems = post_check(kube, final, plan_entries)
             problems += preflight.wait_pdbs_recovered(
                 api,
@@ -725,6 +775,7 @@ class StatusReport:
                 "updated": r.updated,
                 "transcripts": r.transcripts,
                 "etcd_snapshot": None if r.etcd_snapshot is None else dict(r.etcd_snapshot),
+                "paused": r.paused,
             },
             "nodes": [n.to_dict() for n in self.nodes],
             "lock": self.lock,
@@ -744,7 +795,12 @@ class StatusReport:
                 f"Run {r.run_id}: {what}, target {r.target} "
                 f"(hops {', '.join(r.hops) or 'none'}), updated {r.updated}"
             )
-            if not r.finished and what != "running":
+            if r.status == st.RunStatus.PAUSED:
+                lines[-1] = lines[-1].replace(
+                    f": {what},", f": {what} ({r.paused or 'no reason recorded'}),", 1
+                )
+                lines.append(f"Continue with: {continue_command(r.inventory, r.target)}")
+            elif not r.finished and what != "running":
                 lines.append(f"The same `upgrader apply --to {r.target}` resumes it.")
             width = max((len(n.node) for n in self.nodes), default=4)
             for n in self.nodes:

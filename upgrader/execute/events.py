@@ -51,6 +51,7 @@ NODE_UNCORDONED = "node-uncordoned"
 NODE_LEFT_CORDONED = "node-left-cordoned"
 NODE_FINISHED = "node-finished"
 RUN_FINISHED = "run-finished"
+RUN_PAUSED = "run-paused"  # stopped on purpose (--canary, a declined pause): ``reason``
 
 EVENT_KINDS = (
     RUN_STARTED,
@@ -69,6 +70,7 @@ EVENT_KINDS = (
     NODE_LEFT_CORDONED,
     NODE_FINISHED,
     RUN_FINISHED,
+    RUN_PAUSED,
 )
 
 Masker = Callable[[str], str]
