@@ -209,3 +209,12 @@ def test_hold_uncordon_shows_pods_and_events_and_a_no_leaves_the_node_cordoned(
 def test_uncordon_text_without_pods_or_events() -> None:
     text = uncordon_text("w-9", [], [])
     assert text.count("(none)") == 2 and text.startswith("w-9 is upgraded and still cordoned")
+
+
+def test_canary_is_alone_even_when_workers_go_in_batches(rig: Rig) -> None:
+    entries = plan()
+    s = rig.engine(entries, canary=1, max_unavailable=3).run()
+    assert s.status == st.RunStatus.PAUSED
+    assert rig.log("w-1") and not rig.log("w-2") and not rig.log("w-3")
+    assert rig.engine(entries, max_unavailable=3).run().status == st.RunStatus.SUCCEEDED
+    assert rig.log("w-3") == ["kubeadm", "kubelet"]
