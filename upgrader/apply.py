@@ -68,10 +68,12 @@ from upgrader.errors import (
     refusal_exit_code,
 )
 from upgrader.execute import events as ev
-from upgrader.execute import notify, stored
+from upgrader.execute import notify, pauses, stored
 from upgrader.execute.engine import Engine, EngineOptions, precordoned_nodes
 from upgrader.execute.ops import ApiKubeOps, KubeOps
+from upgrader.execute.pauses import PauseBetween
 from upgrader.inventory.model import RUN_ONLY_KEYS
+from upgrader.kube import inspect as kinspect
 from upgrader.planning import PlanRequest, make_plan
 from upgrader.summary import (
     RunSummary,
@@ -106,6 +108,9 @@ class ApplyRequest:
     windows: tuple[str, ...] = ()
     window_tz: str | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), compare=False)
+    # --canary (in engine.canary), --pause-between, --hold-uncordon: operator pauses
+    pause_between: PauseBetween | None = None
+    hold_uncordon: bool = False
 
 
 @dataclass
@@ -121,7 +126,7 @@ class ApplyIO:
 
 @dataclass(frozen=True)
 class ApplyOutcome:
-    status: str  # "succeeded" | "nothing-to-do" | "declined"
+    status: str  # "succeeded" | "nothing-to-do" | "declined" | "paused"
     run_id: str | None = None
     state_path: Path | None = None
     transcripts: Path | None = None
@@ -261,8 +266,8 @@ def _outside_text(windows: tuple[Window, ...], now: datetime, *, started: bool) 
 def _in_window(
     windows: tuple[Window, ...],
     clock: Callable[[], datetime],
-    gate: Callable[[Any], None],
-) -> Callable[[Any], None]:
+    gate: Callable[[Any], None] | None,
+) -> Callable[[Any], None] | None:
     """The engine's ``before_batch``: the window first (no new node outside it), then the
     health gate, then the window again (the gate may have waited past the window's end)."""
     if not windows:
@@ -417,6 +422,24 @@ def stop_report(
         command += f" (see `upgrader status -i {inv}` and the transcripts)"
     lines.append(command)
     return "\n".join(lines)
+
+
+def continue_command(inventory: Path | str, target: object) -> str:
+    return f"upgrader apply -i {shlex.quote(str(inventory))} --to {target}"
+
+
+def pause_text(state: st.RunState, inventory: Path | str, target: object) -> str:
+    """What a paused run prints last: why it paused and the command that continues it."""
+    reason = state.paused or "paused"
+    cont = continue_command(inventory, target)
+    if reason.startswith(st.CANARY_PREFIX):
+        done = reason.removeprefix(st.CANARY_PREFIX).removesuffix(" done")
+        head = f"paused after canary {done}: inspect it, then continue with: {cont}"
+    else:
+        head = f"paused ({reason}): continue with: {cont}"
+    ours = sorted(state.cordoned_by_us)
+    tail = f"\ncordoned by this run: {', '.join(ours)}" if ours else ""
+    return f"run {state.run_id} {head}{tail}\n"
 
 
 # --------------------------------------------------------------------------- apply
@@ -677,21 +700,36 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     on_event=ev.Fanout(handlers),
                     transcripts=ev.TranscriptWriter(transcripts_dir, masker),
                     guard=keeper.check,
+                    before_uncordon=pauses.before_uncordon_hook(
+                        lambda node: (
+                            kinspect.node_pods(api, node),
+                            kinspect.node_events(api, node),
+                        ),
+                        confirm=io.confirm,
+                        show=io.show,
+                    )
+                    if req.hold_uncordon
+                    else None,
                     before_batch=_in_window(
                         windows,
                         req.clock,
-                        preflight.between_nodes(
-                            lambda: preflight.health_gate(
-                                api,
-                                transports=lambda node: pool.get(inv.ssh_target(node)),
-                                control_planes=[
-                                    n.name for n in facts.control_planes if n.reachable
-                                ],
+                        pauses.before_batch_hook(
+                            preflight.between_nodes(
+                                lambda: preflight.health_gate(
+                                    api,
+                                    transports=lambda node: pool.get(inv.ssh_target(node)),
+                                    control_planes=[
+                                        n.name for n in facts.control_planes if n.reachable
+                                    ],
+                                ),
+                                validate_count=req.validate_count,
+                                # the engine exists by the time the hook runs (run() calls it)
+                                on_progress=lambda batch, text: engine.gate_waiting(batch, text),
+                                progress_every=options.progress_every,
                             ),
-                            validate_count=req.validate_count,
-                            # the engine exists by the time the hook runs (engine.run() calls it)
-                            on_progress=lambda batch, text: engine.gate_waiting(batch, text),
-                            progress_every=options.progress_every,
+                            req.pause_between,
+                            confirm=io.confirm,
+                            show=io.show,
                         ),
                     ),
                 )
@@ -723,6 +761,16 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     undelivered = n.close()
                     if undelivered.total:
                         io.warn(undelivered.warning())
+            if final.status == st.RunStatus.PAUSED:
+                io.show(pause_text(final, req.inventory, target))
+                return ApplyOutcome(
+                    "paused",
+                    run_id=run_id,
+                    state_path=state_path,
+                    transcripts=transcripts_dir,
+                    resumed=sp_resume is not None,
+                    etcd_snapshot=final.etcd_snapshot,
+                )
             problems = post_check(kube, final, plan_entries)
             problems += preflight.wait_pdbs_recovered(
                 api,
@@ -816,6 +864,7 @@ class StatusReport:
                 "updated": r.updated,
                 "transcripts": r.transcripts,
                 "etcd_snapshot": None if r.etcd_snapshot is None else dict(r.etcd_snapshot),
+                "paused": r.paused,
             },
             "nodes": [n.to_dict() for n in self.nodes],
             "lock": self.lock,
@@ -835,7 +884,12 @@ class StatusReport:
                 f"Run {r.run_id}: {what}, target {r.target} "
                 f"(hops {', '.join(r.hops) or 'none'}), updated {r.updated}"
             )
-            if not r.finished and what != "running":
+            if r.status == st.RunStatus.PAUSED:
+                lines[-1] = lines[-1].replace(
+                    f": {what},", f": {what} ({r.paused or 'no reason recorded'}),", 1
+                )
+                lines.append(f"Continue with: {continue_command(r.inventory, r.target)}")
+            elif not r.finished and what != "running":
                 lines.append(f"The same `upgrader apply --to {r.target}` resumes it.")
             width = max((len(n.node) for n in self.nodes), default=4)
             for n in self.nodes:

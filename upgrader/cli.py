@@ -820,6 +820,31 @@ def apply(
     strategy: Annotated[
         Strategy, typer.Option(help="Worker strategy for multi-minor jumps (as for plan).")
     ] = Strategy.auto,
+    # -- operator pauses (issue 14 item 1)
+    canary: Annotated[
+        int | None,
+        typer.Option(
+            "--canary",
+            min=1,
+            help="Upgrade the control plane and the first N workers, then pause (exit 0, run "
+            "recorded as paused); the same command continues.",
+        ),
+    ] = None,
+    pause_between: Annotated[
+        str | None,
+        typer.Option(
+            "--pause-between",
+            help="Before each node after the first: 'ask' (needs a terminal) or wait SECONDS.",
+        ),
+    ] = None,
+    hold_uncordon: Annotated[
+        bool,
+        typer.Option(
+            "--hold-uncordon",
+            help="Before uncordoning each node, show its pods and events and ask (needs a "
+            "terminal).",
+        ),
+    ] = False,
     playbooks: PlaybooksOpt = None,
     release_data: ReleaseDataOpt = None,
     allow_experimental: AllowExperimentalOpt = False,
@@ -865,10 +890,13 @@ def apply(
     from upgrader.apply import apply as run_apply
     from upgrader.errors import StepFailed
     from upgrader.execute.engine import EngineOptions
+    from upgrader.execute.pauses import parse_pause_between, refuse_without_tty
     from upgrader.execute.progress import make_reporter
     from upgrader.planning import check_request
     from upgrader.redact import redact
 
+    pause = parse_pause_between(pause_between)
+    refuse_without_tty(pause, hold_uncordon, sys.stdin.isatty())
     target = _parse_target(to, release_data)
     req = ApplyRequest(
         inventory=inventory,
@@ -909,7 +937,10 @@ def apply(
             force=force_drain,
             disable_eviction=disable_eviction,
             ready_timeout=ready_timeout,
+            canary=canary,
         ),
+        pause_between=pause,
+        hold_uncordon=hold_uncordon,
         state_path=state,
         transcripts=transcripts,
         events=events,

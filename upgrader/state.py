@@ -50,6 +50,7 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"  # SIGINT/SIGTERM: stopped between two API calls, resumable
     SUCCEEDED = "succeeded"
     ABANDONED = "abandoned"
+    PAUSED = "paused"  # stopped on purpose (--canary, a declined pause); the same command goes on
 
 
 class StepStatus(StrEnum):
@@ -173,6 +174,9 @@ class RunState:
     # Per node, the package and control-plane versions the run started from (the facts of
     # its first attempt): the summary's "before" whatever resumes happen later.
     versions_before: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    # Why the run last paused ("canary: w-1 done"); kept once the run goes on, so that the
+    # same command with --canary continues past the canary instead of pausing again.
+    paused: str | None = None
 
     def step(self, step_id: str) -> StepRecord:
         try:
@@ -214,6 +218,7 @@ class RunState:
                 if self.versions_before
                 else {}
             ),
+            **({"paused": self.paused} if self.paused else {}),
         }
 
     @classmethod
@@ -300,6 +305,7 @@ class RunState:
             plan_digest=opt(data, "plan_digest", str, ""),
             inputs=MappingProxyType(_inputs(opt(data, "inputs", dict, ""), source)),
             versions_before=_versions(opt(data, "versions_before", dict, ""), source),
+            paused=opt(data, "paused", str, ""),
         )
 
 
@@ -508,6 +514,22 @@ def record_etcd_snapshot(
 def set_status(state: RunState, status: RunStatus, *, now: str | None = None) -> RunState:
     """Set the run's status (``succeeded`` at the end, ``abandoned`` by ``--abandon``)."""
     return dataclasses.replace(state, status=status, updated=now or now_iso())
+
+
+def pause(state: RunState, reason: str, *, now: str | None = None) -> RunState:
+    """The run stopped on purpose (``reason``: "canary: w-1 done"): status ``paused``; the
+    next step it starts puts it back to ``running``."""
+    return dataclasses.replace(
+        state, status=RunStatus.PAUSED, paused=reason, updated=now or now_iso()
+    )
+
+
+CANARY_PREFIX = "canary: "
+
+
+def canary_passed(state: RunState) -> bool:
+    """The run already paused after its canary: a rerun with ``--canary`` goes on."""
+    return state.paused is not None and state.paused.startswith(CANARY_PREFIX)
 
 
 # --------------------------------------------------------------------------- resume logic

@@ -104,6 +104,8 @@ class EngineOptions:
     prestage_parallel: int = 16  # prestage visits run at once (bounded pool)
     lock_path: str = nodelock.LOCK_PATH  # the node lock every shell command runs under
     lock_wait: float = nodelock.DEFAULT_WAIT  # seconds one command waits for it, then busy
+    # --canary N: pause after the control plane and the first N workers (see canary_stop)
+    canary: int | None = None
 
 
 # events that tell the operator about a running step (the heartbeat stays quiet after one)
@@ -133,6 +135,40 @@ class _Retryable(_AttemptFailed):
 
 class _Done(Exception):
     """The step's effect is there (its check passed after a failed attempt)."""
+
+
+class PauseRun(Exception):
+    """Raised by a hook (``before_batch``, ``before_uncordon``): stop the run here, recorded
+    as ``paused`` with this reason; the same command continues it."""
+
+
+def canary_stop(entries: Sequence[PlanEntry], n: int | None) -> tuple[int, str] | None:
+    """Where ``--canary n`` pauses: ``(k, reason)``, run ``entries[:k]`` then pause; None
+    when there is nothing to pause for (no ``n``, or the canary is the whole plan).
+
+    The canary is the first ``n`` distinct workers of the first worker phase (for a
+    multi-hop per-hop plan: the first hop's workers), with every visit planned before them
+    (prestage, the control plane). Pure: a function of the plan's entries."""
+    if not n or n < 1:
+        return None
+    first = next((e for e in entries if e.role == ROLE_WORKER and e.phase != PRESTAGE_PHASE), None)
+    if first is None:
+        return None
+    seen: list[str] = []
+    for i, e in enumerate(entries):
+        if e.role != ROLE_WORKER or e.hop != first.hop or e.phase != first.phase:
+            continue
+        if e.node not in seen:
+            seen.append(e.node)
+        if len(seen) == n:
+            # the visits of these nodes in this phase that follow directly stay with them
+            k = i + 1
+            while k < len(entries) and entries[k].node in seen and entries[k].phase == e.phase:
+                k += 1
+            if k >= len(entries):
+                return None
+            return k, st.CANARY_PREFIX + ", ".join(seen) + " done"
+    return None
 
 
 def batches(entries: Sequence[PlanEntry], max_unavailable: int) -> list[list[PlanEntry]]:
@@ -189,10 +225,12 @@ class Engine:
         sleep: Callable[[float], None] = time.sleep,
         guard: Callable[[], None] | None = None,
         before_batch: Callable[[Sequence[PlanEntry]], None] | None = None,
+        before_uncordon: Callable[[Step], None] | None = None,
     ) -> None:
         self.entries = tuple(entries)
         self._guard = guard
         self._before_batch = before_batch
+        self._before_uncordon = before_uncordon
         self.options = options or EngineOptions()
         self._state = st.sync_steps(state, (s for e in self.entries for s in e.steps))
         self._save = save
@@ -279,11 +317,32 @@ class Engine:
             precordoned=sorted(self._state.precordoned),
             transcripts=self._state.transcripts,
         )
+        stop = (
+            None
+            if st.canary_passed(self._state)
+            else canary_stop(self.entries, self.options.canary)
+        )
+        parts = (
+            [self.entries] if stop is None else [self.entries[: stop[0]], self.entries[stop[0] :]]
+        )
         try:
-            for batch in batches(self.entries, max(1, self.options.max_unavailable)):
-                if self._before_batch is not None and not all(map(self._entry_done, batch)):
-                    self._before_batch(batch)
-                self._run_batch(batch)
+            for i, part in enumerate(parts):
+                if i == 1 and stop is not None and not self._started(part):
+                    raise PauseRun(stop[1])
+                for batch in batches(part, max(1, self.options.max_unavailable)):
+                    if self._before_batch is not None and not all(map(self._entry_done, batch)):
+                        self._before_batch(batch)
+                    self._run_batch(batch)
+        except PauseRun as p:
+            reason = str(p)
+            self._update(lambda s: st.pause(s, reason))
+            self._emit(
+                ev.RUN_PAUSED,
+                reason=reason,
+                duration=time.monotonic() - started,
+                done_steps=self.done_steps(),
+            )
+            return self._state
         except StepFailed as e:
             self._emit(
                 ev.RUN_FINISHED,
@@ -341,6 +400,16 @@ class Engine:
         if failures:
             raise failures[0]
 
+    def _started(self, entries: Sequence[PlanEntry]) -> bool:
+        """Any step of these visits (downloads aside) ran already (an earlier run went
+        past the canary without pausing: a rerun with --canary does not pause there)."""
+        return any(
+            self._state.step(s.id).status != st.StepStatus.PENDING
+            for e in entries
+            if e.phase != PRESTAGE_PHASE
+            for s in e.steps
+        )
+
     def _entry_done(self, entry: PlanEntry) -> bool:
         return all(self._state.step(s.id).status in st.DONE_STEP for s in entry.steps)
 
@@ -376,6 +445,8 @@ class Engine:
             self._emit(ev.STEP_SKIPPED, **self._step_data(step), reason=reason)
             self._emit(ev.NODE_LEFT_CORDONED, node=step.node, step=step.id, reason=reason)
             return
+        if step.kind == "uncordon" and self._before_uncordon is not None:
+            self._before_uncordon(step)  # --hold-uncordon: may raise PauseRun
         if step.kind == "shell":
             if step.command is None:
                 self._fail(step, "the step has no command for this node", retried=False)

@@ -54,6 +54,7 @@ NODE_FINISHED = "node-finished"
 # when the next window opens); a ``run-finished`` with ``ok`` false follows.
 RUN_OUTSIDE_WINDOW = "run-outside-window"
 RUN_FINISHED = "run-finished"
+RUN_PAUSED = "run-paused"  # stopped on purpose (--canary, a declined pause): ``reason``
 
 EVENT_KINDS = (
     RUN_STARTED,
@@ -73,6 +74,7 @@ EVENT_KINDS = (
     NODE_FINISHED,
     RUN_OUTSIDE_WINDOW,
     RUN_FINISHED,
+    RUN_PAUSED,
 )
 
 Masker = Callable[[str], str]

@@ -106,6 +106,8 @@ def _describe(event: ev.Event) -> str | None:
                 f"{_fmt_duration(d.get('duration'))}"
             )
         return f"run {d.get('run_id', '?')} stopped: {d.get('error', '')}"
+    if k == ev.RUN_PAUSED:
+        return f"run {d.get('run_id', '?')} paused: {d.get('reason', '')}"
     return None
 
 
@@ -214,11 +216,12 @@ class RichProgress:
         if k == ev.NODE_LEFT_CORDONED:
             self._print(describe(event) or "", "yellow")
             return
-        if k == ev.RUN_FINISHED:
+        if k in (ev.RUN_FINISHED, ev.RUN_PAUSED):
             if self._overall is not None:
                 self._progress.update(self._overall, description=f"{self._target} {'':<40}")
             self.close()
-            self._print(describe(event) or "", "bold green" if d.get("ok") else "bold red")
+            ok = d.get("ok") or k == ev.RUN_PAUSED
+            self._print(describe(event) or "", "bold green" if ok else "bold red")
 
     def close(self) -> None:
         if self._started:
