@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 from dataclasses import replace
 from typing import Any
@@ -17,7 +18,14 @@ from test_render import DATA, plan
 
 from upgrader.core.model import Facts, Finding, Plan, Severity
 from upgrader.core.render import describe_step
-from upgrader.core.render_brief import fold_command, render_brief
+from upgrader.core.render_brief import (
+    OVERLONG,
+    WIDTH,
+    _split_top_level_and,
+    _split_words,
+    fold_command,
+    render_brief,
+)
 
 
 def cluster(control_planes: int, workers: int, base: str = "one-cp-two-workers.json") -> Facts:
@@ -61,7 +69,7 @@ def test_seven_nodes_fit_a_screen_and_a_half_and_each_worker_adds_one_line() -> 
     from upgrader.core.render import render_text
 
     detail = render_text(plan(cluster(3, 4), "v1.28.4", prestage=True)).splitlines()
-    assert len(detail) > 3 * len(seven)
+    assert len(detail) > 2.5 * len(seven)
 
 
 def test_every_distinct_command_is_shown_once_and_nothing_else_is() -> None:
@@ -69,7 +77,7 @@ def test_every_distinct_command_is_shown_once_and_nothing_else_is() -> None:
     text = brief(cluster(3, 4))
     commands = {describe_step(s) for s in p.steps if s.kind == "shell"}
     for c in commands:
-        folded = fold_command(c)
+        folded = fold_command(c, width=WIDTH - 8)
         block = "\n".join([f"    $ {folded[0]}", *(f"        {x}" for x in folded[1:])])
         assert text.count(block + "\n") == 1, c
     shown = [line for line in text.splitlines() if line.startswith("    $ ")]
@@ -106,10 +114,38 @@ def test_a_node_not_reached_is_named_without_its_steps_or_commands() -> None:
     ],
 )
 def test_fold_splits_only_at_top_level_and(command: str, pieces: int) -> None:
-    folded = fold_command(command, width=1)
-    assert len(folded) == pieces
-    parts = [line.removesuffix(" \\").removeprefix("&& ") for line in folded]
+    parts = _split_top_level_and(command)
+    assert len(parts) == pieces
     assert " && ".join(parts) == command
+
+
+def _joined(folded: list[str]) -> str:
+    """What the shell reads: each backslash-newline and the next line's indent removed."""
+    return re.sub(r" \\\n *", " ", "\n".join(folded))
+
+
+@pytest.mark.parametrize("width", [1, 20, 40, 80])
+def test_a_piece_too_long_for_the_width_is_folded_at_spaces_outside_quotes(width: int) -> None:
+    command = (
+        "rc=0; for b in kubeadm=aaaa kubelet=bbbb; do name=${b%%=*}; done && "
+        'echo \'one two three four\' "five six" `seven eight` && test -n "$x"'
+    )
+    folded = fold_command(command, width=width, overlong=width)
+    assert _joined(folded) == command
+    for line in folded:  # a line is longer only when it is one unbreakable word
+        body = line.removesuffix(" \\")
+        assert len(line) <= width or len(_split_words(body)) == 1 or body.startswith("&& "), line
+    assert any("'one two three four'" in line for line in folded)  # a quoted word stays whole
+    for text in (command, "\n".join(folded)):
+        r = subprocess.run(["bash", "-n", "-c", text], capture_output=True, text=True)
+        assert r.returncode == 0, (text, r.stderr)
+
+
+def test_only_command_lines_pass_the_width_and_none_passes_the_overlong_limit() -> None:
+    for lines in (brief(cluster(3, 4)).splitlines(), brief(cluster(1, 50)).splitlines()):
+        commands = [ln for ln in lines if ln.startswith(("    $ ", "        "))]
+        assert all(len(ln) <= WIDTH for ln in lines if ln not in commands)
+        assert all(len(ln) <= OVERLONG + len("        ") for ln in commands)
 
 
 def test_folded_commands_of_a_real_plan_parse_as_the_same_shell_command() -> None:
@@ -122,7 +158,7 @@ def test_folded_commands_of_a_real_plan_parse_as_the_same_shell_command() -> Non
             r = subprocess.run(["bash", "-n", "-c", text], capture_output=True, text=True)
             assert r.returncode == 0, (text, r.stderr)
         # bash's own reading of both: the same command once the continuations are joined
-        assert folded.replace(" \\\n&& ", " && ") == s.command
+        assert _joined(folded.splitlines()) == s.command
 
 
 def test_a_finding_several_nodes_share_is_one_entry_naming_them() -> None:

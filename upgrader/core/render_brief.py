@@ -3,14 +3,15 @@
 A plan that fits a change ticket: the header (current -> target, hops, strategy), the order
 of the run (per hop and phase, one line per node naming its steps; a node whose steps are
 those of the node above says so), then every distinct command once with the nodes it runs
-on (a long command folded at its top-level ``&&`` with ``\\`` continuations, so what is
-shown still runs when pasted), what each API step does, the findings (one entry for a
+on (a long command folded at its top-level ``&&``, and an overlong piece at spaces outside
+quotes, with ``\\`` continuations, so what is shown still runs when pasted; prose wrapped at
+:data:`WIDTH`), what each API step does, the findings (one entry for a
 finding several nodes share, naming them) and the verdict. The
 skip checks and the per-node repetition are left to ``plan --detail``
 (:func:`upgrader.core.render.render_text`).
 
 Size: one line per node and about two per distinct command, so a 7-node single-hop plan is
-about 65 lines and each further worker adds one (tests/golden/brief-*.txt).
+about 75 lines and each further worker adds one (tests/golden/brief-*.txt).
 
 Must not: print, colour, do I/O, or import paramiko, kubernetes, typer or rich.
 """
@@ -24,6 +25,9 @@ from upgrader.core.model import Plan, PlanEntry, Step
 from upgrader.core.render import describe_step, header_lines, tail_lines, unreached_nodes
 
 WIDTH = 120  # wrap step-name lists and fold commands longer than this (a change ticket's width)
+# a piece of a command between two top-level ``&&`` is folded again at spaces only when it is
+# longer than this: a slightly long piece reads better whole than broken inside an awk program
+OVERLONG = 160
 NAMES_SHOWN = 6  # a node list longer than this is shortened (``--detail`` has every name)
 
 PHASE_TITLES = {
@@ -81,22 +85,61 @@ def _split_top_level_and(command: str) -> list[str]:
     return parts
 
 
-def fold_command(command: str, width: int = WIDTH) -> list[str]:
-    """A shell command as display lines: one line when it fits in ``width``, else folded at
-    its top-level ``&&`` (as many pieces on a line as fit) with backslash continuations, so
-    the lines pasted together are still the same command."""
-    if len(command) <= width:
-        return [command]
-    parts = _split_top_level_and(command)
+def _split_words(text: str) -> list[str]:
+    """``text`` split at single spaces outside quotes and backquotes, so that
+    ``" ".join(result) == text``: where a backslash-newline may go without changing the
+    command (the shell removes it outside single quotes)."""
+    words: list[str] = []
+    quote = ""
+    start = 0
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 2
+                continue
+            if c == quote:
+                quote = ""
+        elif c in "'\"`":
+            quote = c
+        elif c == "\\":
+            i += 2
+            continue
+        elif c == " " and i > start:
+            words.append(text[start:i])
+            start = i + 1
+        i += 1
+    words.append(text[start:])
+    return words
+
+
+def _pack(pieces: list[str], sep: str, lead: str, width: int) -> list[str]:
+    """Greedy lines of ``pieces`` joined by ``sep``; each line after the first starts with
+    ``lead`` (``"&& "`` for a fold at ``&&``)."""
     lines: list[str] = []
-    current = parts[0]
-    for part in parts[1:]:
-        if len(current) + 4 + len(part) <= width:
-            current += " && " + part
+    current = pieces[0]
+    for piece in pieces[1:]:
+        if len(current) + len(sep) + len(piece) <= width:
+            current += sep + piece
         else:
             lines.append(current)
-            current = "&& " + part
+            current = lead + piece
     lines.append(current)
+    return lines
+
+
+def fold_command(command: str, width: int = WIDTH, overlong: int = OVERLONG) -> list[str]:
+    """A shell command as display lines: one line when it fits in ``width``, else folded at
+    its top-level ``&&`` (as many pieces on a line as fit) and, where a piece is longer than
+    ``overlong``, at spaces outside quotes, with backslash continuations, so the lines
+    pasted together are still the same command."""
+    if len(command) <= width:
+        return [command]
+    room = width - len(" \\")  # each folded line but the last ends with a continuation
+    lines: list[str] = []
+    for line in _pack(_split_top_level_and(command), " && ", "&& ", room):
+        lines += [line] if len(line) <= overlong else _pack(_split_words(line), " ", "", room)
     return [line + " \\" for line in lines[:-1]] + [lines[-1]]
 
 
@@ -207,18 +250,37 @@ def _command_lines(plan: Plan, unreached: dict[str, str]) -> list[str]:
     for u in uses:
         where = f"  {' / '.join(u.names)} on {_node_list(u.nodes, plan)}:"
         if u.shell:
-            folded = fold_command(u.text)
-            out.append(where)
+            folded = fold_command(u.text, width=WIDTH - len("        "), overlong=OVERLONG)
+            out += _wrap_prose([where])
             out.append(f"    $ {folded[0]}")
             out += [f"        {line}" for line in folded[1:]]
         else:  # what an API step does fits beside its name
-            out.append(f"{where} > {u.text}")
+            out += _wrap_prose([f"{where} > {u.text}"])
+    return out
+
+
+def _wrap_prose(lines: list[str]) -> list[str]:
+    """Lines of prose longer than :data:`WIDTH` wrapped at spaces, continuation lines
+    indented four more than the line they continue (commands are folded, not wrapped)."""
+    out: list[str] = []
+    for line in lines:
+        if len(line) <= WIDTH:
+            out.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip(" ")) + 4)
+        out += textwrap.wrap(
+            line,
+            width=WIDTH,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
     return out
 
 
 def render_brief(plan: Plan) -> str:
     """The plan as a change-ticket summary, plain text ending with a newline."""
-    out = header_lines(plan)
+    out = _wrap_prose(header_lines(plan))
     if plan.entries:
         unreached = unreached_nodes(plan)
         out.append("")
@@ -227,5 +289,5 @@ def render_brief(plan: Plan) -> str:
         if commands:
             out.append("")
             out += commands
-    out += tail_lines(plan, merge_nodes=True)
+    out += _wrap_prose(tail_lines(plan, merge_nodes=True))
     return "\n".join(out) + "\n"
