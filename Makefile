@@ -40,6 +40,7 @@ deps: venv sshd
 lint: venv
 	$(VENV)/bin/ruff check upgrader tests
 	$(VENV)/bin/ruff format --check upgrader tests
+	$(VENV)/bin/lint-imports
 
 typecheck: venv
 	$(VENV)/bin/mypy upgrader
