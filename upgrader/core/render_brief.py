@@ -49,47 +49,11 @@ class _Use:
     nodes: list[str] = field(default_factory=list)
 
 
-def _split_top_level_and(command: str) -> list[str]:
-    """``a && b && c`` -> ``[a, b, c]``, splitting only at ``&&`` outside quotes, ``$(...)``,
-    ``{...}`` and backquotes, so ``" && ".join(result) == command`` always holds."""
+def _split_outside_quotes(text: str, sep: str, *, top_level: bool) -> list[str]:
+    """``text`` split at ``sep`` outside quotes and backquotes (and, when ``top_level``,
+    outside ``$(...)`` and ``{...}``), so that ``sep.join(result) == text`` always holds."""
     parts: list[str] = []
     depth = 0
-    quote = ""
-    start = 0
-    i = 0
-    n = len(command)
-    while i < n:
-        c = command[i]
-        if quote:
-            if c == "\\" and quote == '"':
-                i += 2
-                continue
-            if c == quote:
-                quote = ""
-        elif c in "'\"`":
-            quote = c
-        elif c == "\\":
-            i += 2
-            continue
-        elif c in "({":
-            depth += 1
-        elif c in ")}":
-            depth = max(0, depth - 1)
-        elif depth == 0 and command.startswith(" && ", i):
-            parts.append(command[start:i])
-            i += 4
-            start = i
-            continue
-        i += 1
-    parts.append(command[start:])
-    return parts
-
-
-def _split_words(text: str) -> list[str]:
-    """``text`` split at single spaces outside quotes and backquotes, so that
-    ``" ".join(result) == text``: where a backslash-newline may go without changing the
-    command (the shell removes it outside single quotes)."""
-    words: list[str] = []
     quote = ""
     start = 0
     i = 0
@@ -106,12 +70,31 @@ def _split_words(text: str) -> list[str]:
         elif c == "\\":
             i += 2
             continue
-        elif c == " " and i > start:
-            words.append(text[start:i])
-            start = i + 1
+        elif top_level and c in "({":
+            depth += 1
+        elif top_level and c in ")}":
+            depth = max(0, depth - 1)
+        elif depth == 0 and text.startswith(sep, i) and i > start:
+            parts.append(text[start:i])
+            i += len(sep)
+            start = i
+            continue
         i += 1
-    words.append(text[start:])
-    return words
+    parts.append(text[start:])
+    return parts
+
+
+def _split_top_level_and(command: str) -> list[str]:
+    """``a && b && c`` -> ``[a, b, c]``, splitting only at ``&&`` outside quotes, ``$(...)``,
+    ``{...}`` and backquotes."""
+    return _split_outside_quotes(command, " && ", top_level=True)
+
+
+def _split_words(text: str) -> list[str]:
+    """``text`` split at single spaces outside quotes and backquotes: where a
+    backslash-newline may go without changing the command (the shell removes it outside
+    single quotes)."""
+    return _split_outside_quotes(text, " ", top_level=False)
 
 
 def _pack(pieces: list[str], sep: str, lead: str, width: int) -> list[str]:
