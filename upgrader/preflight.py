@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +57,7 @@ from upgrader.core.drain import MIRROR_ANNOTATION, controller_of
 from upgrader.core.model import Facts, Finding
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import StepFailed, TransportError
+from upgrader.kube.readers import paged
 from upgrader.kube.retry import (
     DEFAULT_POLICY,
     DEFAULT_REQUEST_TIMEOUT,
@@ -70,7 +71,6 @@ from upgrader.transport.base import Transport
 
 log = logging.getLogger("upgrader.preflight")
 
-PAGE_SIZE = 500
 ETCD_TIMEOUT = 30.0
 GATE_RETRY_START = 0.5  # seconds before re-asking a failed health gate (then doubling)
 TransportFor = Callable[[str], Transport]
@@ -92,23 +92,6 @@ class PreflightRequest:
 # --------------------------------------------------------------------------- API reads
 
 
-def _paged(fn: Callable[..., Any], *args: Any, what: str, policy: RetryPolicy) -> Iterator[Json]:
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"limit": PAGE_SIZE}
-        if token:
-            kwargs["_continue"] = token
-        page = request_json(fn, *args, what=what, policy=policy, **kwargs)
-        if not isinstance(page, dict):
-            raise ApiError(f"{what}: unexpected response (not a list object)")
-        for item in page.get("items") or ():
-            if isinstance(item, dict):
-                yield item
-        token = (page.get("metadata") or {}).get("continue") or None
-        if not token:
-            return
-
-
 def _list(
     fn: Callable[..., Any],
     *args: Any,
@@ -117,7 +100,7 @@ def _list(
     problems: list[str],
 ) -> tuple[Json, ...] | None:
     try:
-        return tuple(_paged(fn, *args, what=what, policy=policy))
+        return tuple(paged(fn, *args, what=what, policy=policy))
     except ApiError as e:
         if e.status != 403:  # the permission check names what is missing
             problems.append(str(e))
@@ -241,7 +224,7 @@ def scan_applied_objects(
             continue  # not served at all: no object of that kind can exist
         what = f"LIST {resource}.{group}/{version}"
         try:
-            listing = _paged(
+            listing = paged(
                 custom.list_cluster_custom_object,
                 group,
                 version,
@@ -456,13 +439,13 @@ def health_gate(
     out: list[Finding] = []
     core = CoreV1Api(api)
     try:
-        nodes = tuple(_paged(core.list_node, what="LIST nodes", policy=policy))
+        nodes = tuple(paged(core.list_node, what="LIST nodes", policy=policy))
         out += health.check_nodes_ready(nodes)
     except ApiError as e:
         out.append(Finding("HEALTH_UNKNOWN", Severity.BLOCKER, f"cannot read nodes: {e}"))
     try:
         pods = tuple(
-            _paged(
+            paged(
                 core.list_namespaced_pod,
                 acc.KUBE_SYSTEM,
                 what="LIST pods in kube-system",
@@ -684,7 +667,7 @@ def wait_pdbs_recovered(
     fn = PolicyV1Api(api).list_pod_disruption_budget_for_all_namespaces
     while True:
         try:
-            after = tuple(_paged(fn, what="LIST poddisruptionbudgets", policy=policy))
+            after = tuple(paged(fn, what="LIST poddisruptionbudgets", policy=policy))
         except ApiError as e:
             return [f"cannot read the PodDisruptionBudgets after the run: {e}"]
         problems = pdb_regressions(before, after)

@@ -185,7 +185,7 @@ def test_the_pdb_recovery_wait_names_the_budgets(monkeypatch: pytest.MonkeyPatch
     from upgrader.core.checks import postflight
 
     clock = Clock()
-    monkeypatch.setattr(preflight, "_paged", lambda *a, **k: iter(()))
+    monkeypatch.setattr(preflight, "paged", lambda *a, **k: iter(()))
     monkeypatch.setattr(
         postflight,
         "pdb_regressions",

@@ -69,9 +69,12 @@ def _version(raw: Any, what: str, problems: list[str]) -> KubeVersion | None:
         return None
 
 
-def _paged(
+def paged(
     fn: Callable[..., Any], *args: Any, what: str, policy: RetryPolicy
 ) -> Iterator[dict[str, Any]]:
+    """Every item of a LIST call, page by page (``limit`` and ``continue``), each page read
+    with :func:`request_json`'s retries; a response that is not a list object is an
+    :class:`ApiError`."""
     token: str | None = None
     while True:
         kwargs: dict[str, Any] = {"limit": PAGE_SIZE}
@@ -198,7 +201,7 @@ def read_nodes(
     api: ApiClient, problems: list[str], *, policy: RetryPolicy = DEFAULT_POLICY
 ) -> dict[str, NodeRead]:
     nodes: dict[str, NodeRead] = {}
-    for obj in _paged(CoreV1Api(api).list_node, what="LIST nodes", policy=policy):
+    for obj in paged(CoreV1Api(api).list_node, what="LIST nodes", policy=policy):
         n = _node_read(obj, problems)
         if n is not None:
             nodes[n.name] = n
@@ -220,7 +223,7 @@ def read_control_planes(
 ) -> dict[str, ControlPlaneVersions]:
     """Per node, the versions of its control-plane mirror pods."""
     found: dict[str, dict[str, Any]] = {}
-    pods = _paged(
+    pods = paged(
         CoreV1Api(api).list_namespaced_pod,
         KUBE_SYSTEM,
         what=f"LIST pods in {KUBE_SYSTEM}",
