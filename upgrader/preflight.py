@@ -56,6 +56,7 @@ from upgrader.core.checks.inputs import PreflightInputs
 from upgrader.core.drain import MIRROR_ANNOTATION, controller_of
 from upgrader.core.model import Facts, Finding
 from upgrader.core.versions import KubeVersion
+from upgrader.core.waiting import Wait
 from upgrader.errors import StepFailed, TransportError
 from upgrader.kube.readers import paged
 from upgrader.kube.retry import (
@@ -544,17 +545,16 @@ def wait_until_healthy(
     ``HEALTH_NOT_STABLE`` when every evaluation passed but never ``validate_count`` in a
     row). Only ``gate``, ``sleep``, ``clock`` and ``on_progress`` touch the world.
 
-    A wait that has not passed after :func:`upgrader.kube.nodes.first_say` seconds (5),
+    A wait that has not passed after :func:`upgrader.core.waiting.first_say` seconds (5),
     then every ``progress_every`` seconds, tells ``on_progress`` what the last evaluation
     found (each blocker's code and message, or the passes in a row so far) and the time
     left. One evaluation can itself take up to the etcd health timeout (30 s)."""
     from upgrader.core.model import Severity
-    from upgrader.kube.nodes import first_say
 
     counter = health.ConsecutivePasses(validate_count)
-    start = clock()
-    deadline = start + timeout
-    next_say = start + first_say(progress_every)
+    wait = Wait(
+        timeout, clock=clock, sleep=sleep, on_progress=on_progress, progress_every=progress_every
+    )
     first_retry = min(GATE_RETRY_START, interval)
     retry = first_retry
     last_failed: list[Finding] = []
@@ -571,14 +571,10 @@ def wait_until_healthy(
             last_failed = findings
             delay = retry
             retry = min(retry * 2, interval)
-        now = clock()
-        if on_progress is not None and now >= next_say and now + delay <= deadline:
-            next_say = now + progress_every
-            on_progress(
-                f"waiting for the cluster health gate: {_gate_state(findings, counter)}; "
-                f"{max(0.0, deadline - now):.0f}s of {timeout:g}s left"
-            )
-        if now + delay > deadline:
+        now = wait.now()
+        if wait.due(now) and now + delay <= wait.deadline:
+            wait.say(f"waiting for the cluster health gate: {_gate_state(findings, counter)}", now)
+        if now + delay > wait.deadline:
             if not last_failed:
                 last_failed = [
                     Finding(
@@ -590,7 +586,7 @@ def wait_until_healthy(
                     )
                 ]
             return GateResult(False, tuple(last_failed), n)
-        sleep(delay)
+        wait.nap(delay, now)
 
 
 def _gate_state(findings: Sequence[Finding], counter: health.ConsecutivePasses) -> str:
@@ -657,13 +653,12 @@ def wait_pdbs_recovered(
     After 5 s of waiting, then every ``progress_every`` seconds, ``on_progress`` hears
     which budgets it waits for and the time left."""
     from upgrader.core.checks.postflight import pdb_regressions
-    from upgrader.kube.nodes import first_say
 
     if not before:
         return []
-    start = clock()
-    deadline = start + timeout
-    next_say = start + first_say(progress_every)
+    wait = Wait(
+        timeout, clock=clock, sleep=sleep, on_progress=on_progress, progress_every=progress_every
+    )
     fn = PolicyV1Api(api).list_pod_disruption_budget_for_all_namespaces
     while True:
         try:
@@ -671,16 +666,16 @@ def wait_pdbs_recovered(
         except ApiError as e:
             return [f"cannot read the PodDisruptionBudgets after the run: {e}"]
         problems = pdb_regressions(before, after)
-        now = clock()
-        if not problems or now + interval > deadline:
+        now = wait.now()
+        if not problems or now + interval > wait.deadline:
             return problems
-        if on_progress is not None and now >= next_say:
-            next_say = now + progress_every
-            on_progress(
+        if wait.due(now):
+            wait.say(
                 "waiting for the PodDisruptionBudgets to allow a disruption again: "
-                f"{'; '.join(problems)}; {max(0.0, deadline - now):.0f}s of {timeout:g}s left"
+                + "; ".join(problems),
+                now,
             )
-        sleep(interval)
+        wait.nap(interval, now)
 
 
 ADDON_IMAGES_TIMEOUT = 60.0

@@ -17,12 +17,21 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
 
 from upgrader.core.versions import KubeVersion, VersionError
+from upgrader.core.waiting import (
+    FIRST_POLL,
+    FIRST_SAY,
+    Clock,
+    Sleep,
+    Wait,
+    first_say,
+    poll_intervals,
+)
 from upgrader.errors import ConfigError, StepFailed
 from upgrader.kube.retry import DEFAULT_POLICY, ApiError, RetryPolicy, request_json
 
@@ -37,28 +46,8 @@ _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
-
-FIRST_POLL = 0.25  # seconds before the first re-check of a readiness gate
-FIRST_SAY = 5.0  # a readiness wait still waiting after this long says what it waits for
-
-
-def first_say(progress_every: float) -> float:
-    """When a wait first speaks: after :data:`FIRST_SAY` seconds (a wait that ends sooner
-    stays quiet), or ``progress_every`` if that is shorter; then every ``progress_every``."""
-    return min(FIRST_SAY, progress_every)
-
-
-def poll_intervals(poll: float) -> Iterator[float]:
-    """Gaps between the reads of a readiness gate: ``FIRST_POLL``, doubling up to ``poll``.
-    A node Ready one second after its kubelet restarted is seen then, not one whole
-    ``poll`` later (with the playbook's 5 s that was up to 4 s lost per node); a slow node
-    still costs one read per ``poll``."""
-    gap = min(FIRST_POLL, poll)
-    while True:
-        yield gap
-        gap = min(poll, gap * 2)
+# the wait's clock side lives in core.waiting; these names stay importable from here
+__all__ = ["FIRST_POLL", "FIRST_SAY", "Clock", "Sleep", "first_say", "poll_intervals"]
 
 
 def validate_node_name(node: str) -> str:
@@ -203,9 +192,9 @@ def wait_node_ready(
     then every ``progress_every`` seconds, ``on_progress`` hears what was last seen and the
     time left."""
     want = as_version(kubelet_version, f"node {node}: expected kubelet version")
-    start = clock()
-    deadline = start + timeout
-    next_say = start + first_say(progress_every)
+    wait = Wait(
+        timeout, clock=clock, sleep=sleep, on_progress=on_progress, progress_every=progress_every
+    )
     gaps = poll_intervals(poll)
     last_obj: dict[str, Any] | None = None
     last_err: str | None = None
@@ -223,21 +212,17 @@ def wait_node_ready(
                 raise
             last_err = str(e)
             log.info("node %s: waiting for Ready, API error: %s", node, e)
-        now = clock()
-        if now >= deadline:
+        now = wait.now()
+        if now >= wait.deadline:
             break
-        if on_progress is not None and now >= next_say:
-            next_say = now + progress_every
+        if wait.due(now):
             seen_now = (
                 f"last seen kubelet {kubelet_version_or(last_obj)}, {describe_ready(last_obj)}"
                 if last_obj is not None
                 else f"not read yet ({last_err})"
             )
-            on_progress(
-                f"waiting for {node} to be Ready at kubelet {want}: {seen_now}; "
-                f"{max(0.0, deadline - now):.0f}s of {timeout:g}s left"
-            )
-        sleep(min(next(gaps), max(0.0, deadline - now)))
+            wait.say(f"waiting for {node} to be Ready at kubelet {want}: {seen_now}", now)
+        wait.nap(next(gaps), now)
     if last_obj is not None:
         seen_text = f"last seen kubelet {kubelet_version_or(last_obj)}, {describe_ready(last_obj)}"
     else:
@@ -326,9 +311,9 @@ def wait_control_plane(
     ``on_progress`` hears each component's last state (image tag, Ready or not) and the
     time left."""
     want = as_version(version, f"node {node}: expected control-plane version")
-    start = clock()
-    deadline = start + timeout
-    next_say = start + first_say(progress_every)
+    wait = Wait(
+        timeout, clock=clock, sleep=sleep, on_progress=on_progress, progress_every=progress_every
+    )
     gaps = poll_intervals(poll)
     lines: list[str] = []
     last_err: str | None = None
@@ -345,19 +330,18 @@ def wait_control_plane(
                 raise
             last_err = str(e)
             log.info("node %s: waiting for the control plane, API error: %s", node, e)
-        now = clock()
-        if now >= deadline:
+        now = wait.now()
+        if now >= wait.deadline:
             break
-        if on_progress is not None and now >= next_say:
-            next_say = now + progress_every
+        if wait.due(now):
             seen_now = "; ".join(lines) if lines else "no pod list read yet"
             if last_err:
                 seen_now += f" (last API error: {last_err})"
-            on_progress(
-                f"waiting for the control plane of {node} to run {want} and be Ready: "
-                f"{seen_now}; {max(0.0, deadline - now):.0f}s of {timeout:g}s left"
+            wait.say(
+                f"waiting for the control plane of {node} to run {want} and be Ready: {seen_now}",
+                now,
             )
-        sleep(min(next(gaps), max(0.0, deadline - now)))
+        wait.nap(next(gaps), now)
     detail = "; ".join(lines) if lines else "no pod list was read"
     if last_err:
         detail += f"; last API error: {last_err}"
