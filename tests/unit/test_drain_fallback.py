@@ -305,3 +305,26 @@ def test_state_record_and_summary(tmp_path: Path) -> None:
         summary.text()
     )
     assert summary.to_dict()["nodes"][1]["overridden_budgets"] == ["default/db"]
+
+
+def test_a_resume_refuses_drain_flags_that_differ_from_the_recorded_ones(tmp_path: Path) -> None:
+    from upgrader.apply import _same_drain_flags
+
+    inv = _inventory(tmp_path)
+    recorded = tuple(_plan(inv, drain_fallback="delete").steps)
+    base = PlanRequest(target=_plan(inv).target)
+    _same_drain_flags(base, inv, recorded, "r1")  # no flag now: the recorded ones hold
+    same = PlanRequest(target=base.target, drain_fallback="delete")
+    _same_drain_flags(same, inv, recorded, "r1")
+    with pytest.raises(ConfigError) as info:
+        _same_drain_flags(
+            PlanRequest(target=base.target, drain_fallback="none"), inv, recorded, "r1"
+        )
+    assert str(info.value).startswith(
+        "--drain-fallback: run r1 recorded delete for the drain of w-"
+    )
+    with pytest.raises(ConfigError) as info:
+        _same_drain_flags(
+            PlanRequest(target=base.target, pod_selector="app=x"), inv, recorded, "r1"
+        )
+    assert "--pod-selector: run r1 recorded none" in str(info.value)
