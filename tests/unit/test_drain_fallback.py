@@ -321,7 +321,7 @@ def test_a_resume_refuses_drain_flags_that_differ_from_the_recorded_ones(tmp_pat
             PlanRequest(target=base.target, drain_fallback="none"), inv, recorded, "r1"
         )
     assert str(info.value).startswith(
-        "--drain-fallback: run r1 recorded delete for the drain of w-"
+        "--drain-fallback: run r1 recorded delete for the drain of cp-1 "
     )
     with pytest.raises(ConfigError) as info:
         _same_drain_flags(
