@@ -328,3 +328,18 @@ def test_a_resume_refuses_drain_flags_that_differ_from_the_recorded_ones(tmp_pat
             PlanRequest(target=base.target, pod_selector="app=x"), inv, recorded, "r1"
         )
     assert "--pod-selector: run r1 recorded none" in str(info.value)
+
+
+def test_the_fallback_event_is_a_progress_line() -> None:
+    from upgrader.execute import events as ev
+    from upgrader.execute.progress import describe
+
+    text = fallback_text(["default/db-1"], ["default/db"])
+    line = describe(
+        ev.Event(
+            ev.DRAIN_FALLBACK,
+            {"node": "w-1", "name": "drain", "pods": ["default/db-1"], "message": text},
+        )
+    )
+    assert line is not None and line.endswith(f"w-1 drain: {text}")
+    assert ev.DRAIN_FALLBACK in ev.EVENT_KINDS
