@@ -231,6 +231,34 @@ def _plan_for_display(sp: stored.StoredPlan, fresh: Plan) -> Plan:
     )
 
 
+def _same_drain_flags(plan_req: PlanRequest, inv: Any, steps: Any, run_id: str) -> None:
+    """A resume keeps the ``--drain-fallback`` / ``--pod-selector`` its plan recorded per
+    drain step; refuse (one line) a flag given now that would make one of them differ."""
+    from types import SimpleNamespace
+
+    from upgrader.planning import drain_settings
+
+    if plan_req.drain_fallback is None and plan_req.pod_selector is None:
+        return
+    steps = list(steps)
+    now = drain_settings(plan_req, inv, SimpleNamespace(steps=steps))  # type: ignore[arg-type]
+    for s in steps:
+        if s.kind != "drain":
+            continue
+        recorded = (str(s.params.get("fallback") or "none"), s.params.get("pod_selector") or None)
+        fallback, selector = now.get(s.node, recorded)
+        for flag, given, was, will in (
+            ("--drain-fallback", plan_req.drain_fallback, recorded[0], fallback),
+            ("--pod-selector", plan_req.pod_selector, recorded[1], selector),
+        ):
+            if given is not None and was != will:
+                raise ConfigError(
+                    f"{flag}: run {run_id} recorded {was or 'none'} for the drain of {s.node} "
+                    f"and a resume keeps it (now {will or 'none'}); resume without {flag}, "
+                    "or pass --abandon to plan afresh"
+                )
+
+
 def _precordoned(
     kube: KubeOps, entries: tuple[PlanEntry, ...], abandoned: st.RunState | None
 ) -> frozenset[str]:
@@ -536,6 +564,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 )
             sp_resume = stored.load(stored.plan_path(state_path), prev.run_id, prev.plan_digest)
             _transcripts_dir(req, prev, state_path)  # refused now, before any node is asked
+            _same_drain_flags(req.plan, inv, sp_resume.steps, prev.run_id)
 
         notice = exec_plugin_notice(inv.kubeconfig_path(), inv.kubeconfig_context)
         if notice is not None:

@@ -212,6 +212,46 @@ StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
 ]
 MaxWorkersOpt = Annotated[int, typer.Option("--max-workers", min=1, max=512)]
+DrainFallbackOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--drain-fallback",
+        metavar="none|delete",
+        help="When --drain-timeout runs out: none (default) fails the drain; delete deletes "
+        "the pods a PodDisruptionBudget still refuses (plain DELETE, their own grace "
+        "period) and goes on. A node's drain.fallback in the inventory wins.",
+    ),
+]
+PodSelectorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pod-selector",
+        metavar="SELECTOR",
+        help="Drain only the pods this label selector matches (as kubectl drain "
+        "--pod-selector, e.g. 'app=web,tier!=cache'); the others stay. A node's "
+        "drain.pod_selector in the inventory wins.",
+    ),
+]
+
+
+def _drain_flags(fallback: str | None, selector: str | None) -> dict[str, str | None]:
+    """``--drain-fallback`` and ``--pod-selector`` checked (one-line error naming the flag)
+    and the selector in its canonical form."""
+    from upgrader.core.drain import check_fallback
+    from upgrader.core.podselector import SelectorError, canonical
+
+    try:
+        if fallback is not None:
+            check_fallback(fallback)
+    except ValueError as e:
+        raise ConfigError(f"--drain-fallback: {e}") from None
+    try:
+        sel = canonical(selector) if selector is not None else None
+    except SelectorError as e:
+        raise ConfigError(f"--pod-selector: not a label selector: {e}") from None
+    return {"drain_fallback": fallback, "pod_selector": sel}
+
+
 DetailOpt = Annotated[
     bool,
     typer.Option(
@@ -594,6 +634,8 @@ def plan(
             "--disable-eviction", help="Drains delete pods (bypasses PodDisruptionBudgets)."
         ),
     ] = False,
+    drain_fallback: DrainFallbackOpt = None,
+    pod_selector: PodSelectorOpt = None,
     max_workers: MaxWorkersOpt = 32,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -627,6 +669,7 @@ def plan(
         no_prestage=no_prestage,
         delete_emptydir_data=delete_emptydir_data,
         disable_eviction=disable_eviction,
+        **_drain_flags(drain_fallback, pod_selector),
         kubeadm=_kubeadm_passthrough(
             inv,
             patches,
@@ -744,6 +787,8 @@ def apply(
             "--disable-eviction", help="Drain by deleting pods (bypasses PodDisruptionBudgets)."
         ),
     ] = False,
+    drain_fallback: DrainFallbackOpt = None,
+    pod_selector: PodSelectorOpt = None,
     harden_kubelet: Annotated[
         bool,
         typer.Option(
@@ -920,6 +965,7 @@ def apply(
             skip_etcd_snapshot=skip_etcd_snapshot,
             no_prestage=no_prestage,
             max_unavailable=max_unavailable,
+            **_drain_flags(drain_fallback, pod_selector),
             kubeadm=_kubeadm_passthrough(
                 _inventory_or_none(inventory, kubeconfig, known_hosts),
                 patches,

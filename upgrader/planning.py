@@ -11,6 +11,7 @@ print anything.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -37,6 +38,10 @@ class PlanRequest:
     harden_kubelet: bool = False
     delete_emptydir_data: bool = False
     disable_eviction: bool = False
+    # --drain-fallback / --pod-selector (None: not given): between a node's own inventory
+    # value and the inventory-wide one; recorded in the drain steps' params
+    drain_fallback: str | None = None
+    pod_selector: str | None = None
     break_lock: bool = False
     own_run_id: str | None = None  # a resumed run: its own Lease is not a leftover
     etcd_snapshot: bool = True  # --skip-etcd-snapshot: False
@@ -105,7 +110,47 @@ def make_plan(
         settings=settings if settings is not None else SettingHints(),
     )
     plan = planner.build_plan(facts, req.target, playbook, releases, opts)
+    plan = with_drain_settings(plan, drain_settings(req, inventory, plan))
     return _with_preflight(plan, facts, req, preflight)
+
+
+def drain_settings(req: PlanRequest, inventory: Any | None, plan: Plan) -> dict[str, Any]:
+    """Per node the plan drains, ``(fallback, pod_selector)``: the node's own inventory
+    value, else the flag, else the inventory-wide value, else none / every pod."""
+    from upgrader.core.drain import FALLBACK_NONE, effective
+
+    out: dict[str, tuple[str, str | None]] = {}
+    for s in plan.steps:
+        if s.kind != "drain" or s.node in out:
+            continue
+        own: tuple[str | None, str | None] = (None, None)
+        wide: tuple[str | None, str | None] = (None, None)
+        if inventory is not None and hasattr(inventory, "drain_settings"):
+            own, wide = inventory.drain_settings(s.node)
+        fallback = effective(own[0], req.drain_fallback, wide[0], FALLBACK_NONE)
+        selector = effective(own[1], req.pod_selector, wide[1], "")
+        out[s.node] = (fallback, selector or None)
+    return out
+
+
+def with_drain_settings(plan: Plan, settings: Mapping[str, Any]) -> Plan:
+    """``plan`` with each drain step's params carrying its node's ``fallback`` and
+    ``pod_selector`` (only when not the default, so that such plans read as before)."""
+    entries = []
+    for e in plan.entries:
+        steps = []
+        for s in e.steps:
+            fallback, selector = settings.get(s.node, ("none", None))
+            if s.kind == "drain" and (fallback != "none" or selector):
+                params = dict(s.params)
+                if fallback != "none":
+                    params["fallback"] = fallback
+                if selector:
+                    params["pod_selector"] = selector
+                s = dataclasses.replace(s, params=params)
+            steps.append(s)
+        entries.append(dataclasses.replace(e, steps=tuple(steps)))
+    return dataclasses.replace(plan, entries=tuple(entries))
 
 
 HARDEN_PLAYBOOK = "harden-kubelet.yaml"
@@ -165,7 +210,19 @@ def _with_preflight(
     options = CheckOptions(
         strict=req.strict,
         harden_kubelet=req.harden_kubelet,
-        drain=DrainFlags(req.delete_emptydir_data, force, req.disable_eviction),
+        drain=DrainFlags(
+            req.delete_emptydir_data,
+            force,
+            req.disable_eviction,
+            fallback_delete=frozenset(
+                s.node for s in plan.steps if s.kind == "drain" and s.params.get("fallback")
+            ),
+            pod_selectors={
+                s.node: str(s.params["pod_selector"])
+                for s in plan.steps
+                if s.kind == "drain" and s.params.get("pod_selector")
+            },
+        ),
         own_run_id=req.own_run_id,
         break_lock=req.break_lock,
     )

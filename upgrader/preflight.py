@@ -623,13 +623,27 @@ def for_apply(
         disable_eviction=bool(getattr(engine, "disable_eviction", False)),
         own_run_id=own_run_id,
     )
-    pre = collect_for(
-        inventory, facts, api, pool, target=req.target, disable_eviction=req.disable_eviction
-    )
+    # a drain that may delete pods (--disable-eviction, or a drain fallback of delete on
+    # some node) needs the delete permission: the access check asks for it then
+    deletes = req.disable_eviction or _fallback_anywhere(inventory, req)
+    pre = collect_for(inventory, facts, api, pool, target=req.target, disable_eviction=deletes)
     access = pre.access
     if access is not None and pre.lease is not None:  # create is not needed: the Lease exists
         access = tuple(r for r in access if not acc.creates_lease(r.access))
     return req, dataclasses.replace(pre, access=access, lease=None, lease_read=False)
+
+
+def _fallback_anywhere(inventory: Any, req: Any) -> bool:
+    """Whether the drain of some node of ``inventory`` falls back to deleting pods."""
+    from upgrader.core.drain import FALLBACK_DELETE, FALLBACK_NONE, effective
+
+    if not hasattr(inventory, "drain_settings"):
+        return bool(req.drain_fallback == FALLBACK_DELETE)
+    for n in inventory.nodes:
+        own, wide = inventory.drain_settings(n)
+        if effective(own[0], req.drain_fallback, wide[0], FALLBACK_NONE) == FALLBACK_DELETE:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- post-flight

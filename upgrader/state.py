@@ -177,6 +177,9 @@ class RunState:
     # Why the run last paused ("canary: w-1 done"); kept once the run goes on, so that the
     # same command with --canary continues past the canary instead of pausing again.
     paused: str | None = None
+    # --drain-fallback delete: per drain step id, what the fallback deleted:
+    # {"node", "pods": [ns/name], "budgets": [ns/name]} (for the summary, across resumes)
+    drain_fallbacks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def step(self, step_id: str) -> StepRecord:
         try:
@@ -219,6 +222,11 @@ class RunState:
                 else {}
             ),
             **({"paused": self.paused} if self.paused else {}),
+            **(
+                {"drain_fallbacks": {k: dict(v) for k, v in self.drain_fallbacks.items()}}
+                if self.drain_fallbacks
+                else {}
+            ),
         }
 
     @classmethod
@@ -306,7 +314,29 @@ class RunState:
             inputs=MappingProxyType(_inputs(opt(data, "inputs", dict, ""), source)),
             versions_before=_versions(opt(data, "versions_before", dict, ""), source),
             paused=opt(data, "paused", str, ""),
+            drain_fallbacks=_fallbacks(opt(data, "drain_fallbacks", dict, ""), source),
         )
+
+
+def _fallbacks(raw: dict[str, Any] | None, source: str) -> Mapping[str, Mapping[str, Any]]:
+    if raw is None:
+        return MappingProxyType({})
+    out: dict[str, Mapping[str, Any]] = {}
+    for step_id, rec in raw.items():
+        ok = (
+            isinstance(rec, dict)
+            and isinstance(rec.get("node"), str)
+            and all(
+                isinstance(rec.get(k), list) and all(isinstance(x, str) for x in rec[k])
+                for k in ("pods", "budgets")
+            )
+        )
+        if not ok:
+            raise ConfigError(
+                f"{source}: drain_fallbacks.{step_id}: must hold node, pods and budgets"
+            )
+        out[step_id] = MappingProxyType(dict(rec))
+    return MappingProxyType(out)
 
 
 def _versions(raw: dict[str, Any] | None, source: str) -> Mapping[str, Mapping[str, str | None]]:
@@ -509,6 +539,27 @@ def record_etcd_snapshot(
     return dataclasses.replace(
         state, etcd_snapshot=MappingProxyType(dict(record)), updated=now or now_iso()
     )
+
+
+def record_drain_fallback(
+    state: RunState,
+    step_id: str,
+    node: str,
+    pods: Iterable[str],
+    budgets: Iterable[str],
+    *,
+    now: str | None = None,
+) -> RunState:
+    """Record the pods a drain step's fallback deleted (added to what it recorded before)."""
+    prev = state.drain_fallbacks.get(step_id) or {}
+    rec = {
+        "node": node,
+        "pods": list(dict.fromkeys([*prev.get("pods", ()), *pods])),
+        "budgets": sorted({*prev.get("budgets", ()), *budgets}),
+    }
+    c = dict(state.drain_fallbacks)
+    c[step_id] = MappingProxyType(rec)
+    return dataclasses.replace(state, drain_fallbacks=MappingProxyType(c), updated=now or now_iso())
 
 
 def set_status(state: RunState, status: RunStatus, *, now: str | None = None) -> RunState:

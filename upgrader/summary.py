@@ -4,7 +4,8 @@ file (``<state file>.summary.json``).
 Owns: per node, the versions before the run (the facts it started from) and after (facts
 gathered again, else the API's kubelet version), the drained windows (from the state: the
 ``drain`` step's start, when the node was cordoned, to the ``uncordon`` step's end), the
-kubelet hardening result when ``--harden-kubelet`` was given, the warnings of the plan;
+kubelet hardening result when ``--harden-kubelet`` was given, the warnings of the plan,
+the pods a drain fallback deleted (and the budgets it overrode);
 for the run, the post-flight problems (those passed in, and a control-plane node whose
 components are not at the target) and the etcd snapshot record. Its text form and its
 JSON form (atomic write, mode 0600).
@@ -23,6 +24,7 @@ from typing import Any
 
 from upgrader import safefile
 from upgrader import state as st
+from upgrader.core.drain import fallback_text
 from upgrader.core.model import Facts, Finding, NodeFacts, PlanEntry, Severity
 
 HARDEN_VERIFY_STEP = "verify-kubelet-hardening"
@@ -89,6 +91,9 @@ class NodeSummary:
     drained_seconds: float | None = None
     hardening: str | None = None  # "verified" | "<step status>" | None (not requested)
     warnings: Sequence[str] = ()
+    # --drain-fallback delete: pods deleted regardless of their budget, and those budgets
+    fallback_deleted: Sequence[str] = ()
+    overridden_budgets: Sequence[str] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +105,8 @@ class NodeSummary:
             "drained_seconds": self.drained_seconds,
             "hardening": self.hardening,
             "warnings": list(self.warnings),
+            "fallback_deleted": list(self.fallback_deleted),
+            "overridden_budgets": list(self.overridden_budgets),
         }
 
 
@@ -159,6 +166,10 @@ class RunSummary:
             )
             extra = f"; hardening {n.hardening}" if n.hardening else ""
             lines.append(f"  {n.node:<{width}}  {v(n.before)} -> {v(n.after)}; {drained}{extra}")
+            if n.fallback_deleted:
+                lines.append(
+                    f"  {'':<{width}}  {fallback_text(n.fallback_deleted, n.overridden_budgets)}"
+                )
             for w in n.warnings:
                 lines.append(f"  {'':<{width}}  warning: {w}")
         for w in self.warnings:
@@ -218,6 +229,7 @@ def build_summary(
                 if recs and all(r.status == st.StepStatus.SUCCEEDED for r in recs)
                 else ", ".join(r.status.value for r in recs) or "not run"
             )
+        fallbacks = [r for r in state.drain_fallbacks.values() if r.get("node") == name]
         wins = windows.get(name, [])
         secs = [w["seconds"] for w in wins]
         nodes.append(
@@ -230,6 +242,8 @@ def build_summary(
                 drained_seconds=sum(secs) if wins and None not in secs else None,
                 hardening=hardening,
                 warnings=node_warnings.get(name, []),
+                fallback_deleted=[p for r in fallbacks for p in r.get("pods", ())],
+                overridden_budgets=sorted({b for r in fallbacks for b in r.get("budgets", ())}),
             )
         )
     return RunSummary(

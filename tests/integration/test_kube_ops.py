@@ -542,6 +542,83 @@ def test_disable_eviction_deletes_without_asking_pdbs(
     assert non_daemon(lab.pods_on(node)) == set()
 
 
+def test_drain_fallback_deletes_what_budgets_still_refuse(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    """--drain-fallback delete: once the timeout ran out, the pods a budget refuses (429
+    until then, or several budgets) are deleted, the caller told which and which budgets,
+    and the drain finishes; the other pods were evicted as usual."""
+    lab = make_lab(
+        _spec(
+            _three_workers(),
+            [
+                {
+                    "kind": "Deployment",
+                    "name": "db",
+                    "replicas": 3,
+                    "grace_period": 1,
+                    "pdb": {"minAvailable": 3},
+                },
+                {
+                    "kind": "Deployment",
+                    "name": "multi",
+                    "replicas": 3,
+                    "grace_period": 0,
+                    "pdb": [{"maxUnavailable": 1}, {"maxUnavailable": 2, "name": "multi-too"}],
+                },
+                {"kind": "Deployment", "name": "web", "replicas": 3, "grace_period": 0},
+            ],
+        )
+    )
+    node = node_with(lab, WORKERS, "db")
+    on_node = non_daemon(lab.pods_on(node))
+    held = {k for k in on_node if k.startswith(("default/db", "default/multi"))}
+    assert held and on_node - held  # a web pod too, evicted the ordinary way
+    told: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    cordon(lab.api, node)
+    res = drain(
+        lab.api,
+        node,
+        timeout=1.5,
+        poll=POLL,
+        retry_delay=RETRY,
+        fallback="delete",
+        on_fallback=lambda pods, budgets: told.append((pods, budgets)),
+    )
+    assert set(res.fallback_deleted) == held
+    expected: set[str] = set()
+    if any(k.startswith("default/db") for k in held):
+        expected.add("default/db")
+    if any(k.startswith("default/multi") for k in held):
+        expected |= {"default/multi", "default/multi-too"}
+    assert set(res.overridden_budgets) == expected
+    assert told == [(res.fallback_deleted, res.overridden_budgets)]
+    assert set(res.evicted) == on_node
+    assert non_daemon(lab.pods_on(node)) == set()
+
+
+def test_pod_selector_drains_only_matching_pods(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    lab = make_lab(
+        _spec(
+            _three_workers(),
+            [
+                {"kind": "Deployment", "name": "web", "replicas": 3, "grace_period": 0},
+                {"kind": "Deployment", "name": "db", "replicas": 3, "grace_period": 0},
+            ],
+        )
+    )
+    node = node_with(lab, WORKERS, "web")
+    before = non_daemon(lab.pods_on(node))
+    web = {k for k in before if k.startswith("default/web")}
+    cordon(lab.api, node)
+    res = drain(lab.api, node, timeout=30, poll=POLL, retry_delay=RETRY, pod_selector="app=web")
+    assert set(res.evicted) == web
+    assert non_daemon(lab.pods_on(node)) == before - web  # the db pods stay
+    assert res.left >= len(before - web)
+
+
 # --------------------------------------------------------------------------- lease
 
 

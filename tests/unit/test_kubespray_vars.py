@@ -26,7 +26,7 @@ from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 from upgrader.gather import interpret_sections
 from upgrader.inventory import Inventory, load_inventory
-from upgrader.inventory.schema import InventoryDocument, NodeSpec
+from upgrader.inventory.schema import DrainSpec, InventoryDocument, NodeSpec
 
 FACTS = Path(__file__).resolve().parents[1] / "data" / "facts"
 
@@ -66,14 +66,15 @@ def _error(path: Path) -> str:
 def test_every_native_setting_has_a_variable() -> None:
     """The table covers the native schema: each section key, and each node key that is
     not the node's identity (name, address, role come from the groups and ansible_host)."""
-    sections = {"cluster", "kubeconfig", "ssh", "packages", "kubeadm"}
+    sections = {"cluster", "kubeconfig", "ssh", "packages", "kubeadm", "drain"}
     native = {
         f"{s}.{k}"
         for s in sections
         for k in InventoryDocument.model_fields[s].annotation.model_fields  # type: ignore[union-attr]
     }
     assert native == set(BY_KEY)
-    per_node = set(NodeSpec.model_fields) - {"name", "address", "role"}
+    per_node = set(NodeSpec.model_fields) - {"name", "address", "role", "drain"}
+    per_node |= {f"drain.{k}" for k in DrainSpec.model_fields}  # a nested node field
     assert per_node == {s.node_field for s in SETTINGS if s.node_field}
     assert all(s.variable.startswith("upgrader_") for s in SETTINGS)
 

@@ -5,7 +5,9 @@ Owns the pure half of draining a node, matching ``kubectl drain``'s filters
 long ago (opt-in), DaemonSet-managed pods, mirror pods, pods with emptyDir volumes,
 pods without a controller; finished pods (phase Succeeded/Failed) pass the DaemonSet,
 local-storage and controller checks. Also the PodDisruptionBudget selector matching the
-eviction subresource uses, and the "what still blocks the drain" report.
+eviction subresource uses, and the "what still blocks the drain" report. And the drain fallback's
+pure half (``--drain-fallback delete``): which setting applies to a node, which budgets a
+deletion overrides, how long to wait for the deleted pods.
 
 Works on plain pod/PDB dicts in their API JSON form (camelCase keys, as the API returns
 them or as ``ApiClient.sanitize_for_serialization`` renders them).
@@ -343,3 +345,57 @@ def blocked_report(
         err = last_errors.get(key)
         lines.append(f"{key}: {why}" + (f"; last eviction error: {err}" if err else ""))
     return lines
+
+
+# --------------------------------------------------------------------------- fallback
+
+FALLBACK_NONE = "none"  # fail after the drain timeout (kubectl drain's behaviour)
+FALLBACK_DELETE = "delete"  # delete the pods a budget still refuses, then wait for them
+DRAIN_FALLBACKS = (FALLBACK_NONE, FALLBACK_DELETE)
+DEFAULT_GRACE = 30  # the API server's default terminationGracePeriodSeconds
+FALLBACK_WAIT_MARGIN = 30.0  # seconds beyond the longest grace period of the deleted pods
+
+
+def check_fallback(value: object) -> str:
+    """``none`` or ``delete``; raises ValueError naming the allowed values."""
+    if value not in DRAIN_FALLBACKS:
+        raise ValueError(f"{value!r} is not a drain fallback (expected none or delete)")
+    return str(value)
+
+
+def effective(node_value: str | None, flag_value: str | None, inventory_value: str | None,
+              default: str) -> str:  # fmt: skip
+    """The setting of one node: its own inventory value, else the command-line flag, else
+    the inventory-wide value, else ``default``."""
+    for v in (node_value, flag_value, inventory_value):
+        if v is not None:
+            return v
+    return default
+
+
+def grace_of(pod: Pod) -> int:
+    g = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return int(g) if isinstance(g, int) and g >= 0 else DEFAULT_GRACE
+
+
+def fallback_wait_seconds(pods: Iterable[Pod], margin: float = FALLBACK_WAIT_MARGIN) -> float:
+    """How long to wait for pods deleted by the fallback: their longest own grace period
+    (a plain DELETE uses it) plus ``margin``."""
+    return max((grace_of(p) for p in pods), default=0) + margin
+
+
+def overridden_budgets(pods: Iterable[Pod], pdbs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``ns/name`` of each PodDisruptionBudget that matches one of ``pods`` (sorted)."""
+    pdbs = list(pdbs)
+    out: set[str] = set()
+    for pod in pods:
+        for b in pdbs_for_pod(pod, pdbs):
+            md = b.get("metadata") or {}
+            out.add(f"{md.get('namespace') or 'default'}/{md.get('name')}")
+    return sorted(out)
+
+
+def fallback_text(pods: Sequence[str], budgets: Sequence[str]) -> str:
+    """One line: what the fallback deleted and which budgets it overrode."""
+    held = f" (overriding PodDisruptionBudget {', '.join(budgets)})" if budgets else ""
+    return f"drain fallback: deleted pod(s) {', '.join(pods)}{held}"

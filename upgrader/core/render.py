@@ -42,9 +42,14 @@ def describe_step(step: Step) -> str:
             extra += ", emptyDir data deleted"
         if p.get("allow_unmanaged"):
             extra += ", pods without a controller deleted"
+        if p.get("pod_selector"):
+            extra += f", only pods matching {p['pod_selector']}"
+        pdbs = "PDBs respected"
+        if p.get("fallback") == "delete":
+            pdbs += " until the timeout, then the pods they still hold are deleted"
         return (
             f"drain {n} via the Eviction API (timeout {_seconds(p.get('timeout', step.timeout))}"
-            f", PDBs respected{extra})"
+            f", {pdbs}{extra})"
         )
     if step.kind == "cordon":
         return f"cordon {n} (mark it unschedulable)"

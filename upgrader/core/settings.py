@@ -81,6 +81,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upgrader_kubeadm_certificate_renewal", "kubeadm.certificate_renewal",
             flag="--certificate-renewal",
             meaning="false: kubeadm upgrade --certificate-renewal=false"),
+    Setting("upgrader_drain_fallback", "drain.fallback", "drain.fallback",
+            flag="--drain-fallback",
+            meaning="none or delete (delete the pods a PodDisruptionBudget still refuses "
+            "when --drain-timeout ran out)"),
+    Setting("upgrader_drain_pod_selector", "drain.pod_selector", "drain.pod_selector",
+            flag="--pod-selector",
+            meaning="label selector: only the pods it matches are drained"),
     Setting("upgrader_node_labels", None, "labels",
             meaning="free-form labels of the node (a mapping)"),
 )  # fmt: skip

@@ -64,6 +64,7 @@ from tenacity import (
 from upgrader import state as st
 from upgrader.core import etcd as etcd_mod
 from upgrader.core import nodelock
+from upgrader.core.drain import fallback_text
 from upgrader.core.model import ROLE_WORKER, PlanEntry, Step
 from upgrader.errors import KubernetesError, OutsideWindow, StepFailed, TransportError
 from upgrader.execute import events as ev
@@ -840,10 +841,31 @@ class Engine:
             delete_emptydir_data=o.delete_emptydir_data or bool(p.get("delete_emptydir_data")),
             force=o.force or bool(p.get("allow_unmanaged")),
             disable_eviction=o.disable_eviction,
+            pod_selector=str(p["pod_selector"]) if p.get("pod_selector") else None,
+            fallback=str(p.get("fallback") or "none"),
+            on_fallback=self._fallback_reporter(step),
             retry_interval=float(p.get("retry_interval", 5)),
             on_progress=self._waiting(step),
             progress_every=o.progress_every,
         )
+
+    def _fallback_reporter(self, step: Step) -> Callable[[tuple[str, ...], tuple[str, ...]], None]:
+        """What the drain fallback calls before it deletes pods a budget still refuses:
+        recorded in the state (for the summary), the node's transcript and an event."""
+
+        def report(pods: tuple[str, ...], budgets: tuple[str, ...]) -> None:
+            text = fallback_text(pods, budgets)
+            self._update(lambda s: st.record_drain_fallback(s, step.id, step.node, pods, budgets))
+            self._note(step.node, f"{step.id}: {text}")
+            self._emit(
+                ev.DRAIN_FALLBACK,
+                **self._step_data(step),
+                pods=list(pods),
+                budgets=list(budgets),
+                message=text,
+            )
+
+        return report
 
     def _waiting(self, step: Step) -> Callable[[str], None]:
         """What a long wait of ``step`` calls to say what it waits for (``step-waiting``)."""

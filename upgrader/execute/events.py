@@ -46,6 +46,9 @@ GATE_WAITING = "health-gate-waiting"
 STEP_FINISHED = "step-finished"
 STEP_SKIPPED = "step-skipped"
 STEP_FAILED = "step-failed"
+# --drain-fallback delete: a drain deleted pods a PodDisruptionBudget still refused after
+# --drain-timeout (``pods``: ns/name each, ``budgets``: the budgets overridden, ``message``)
+DRAIN_FALLBACK = "drain-fallback"
 NODE_CORDONED = "node-cordoned"
 NODE_UNCORDONED = "node-uncordoned"
 NODE_LEFT_CORDONED = "node-left-cordoned"
@@ -68,6 +71,7 @@ EVENT_KINDS = (
     STEP_FINISHED,
     STEP_SKIPPED,
     STEP_FAILED,
+    DRAIN_FALLBACK,
     NODE_CORDONED,
     NODE_UNCORDONED,
     NODE_LEFT_CORDONED,

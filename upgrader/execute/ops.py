@@ -41,6 +41,13 @@ class DrainOptions:
     delete_emptydir_data: bool = False
     force: bool = False
     disable_eviction: bool = False
+    # --pod-selector: only the pods it matches are drained (None: all of them)
+    pod_selector: str | None = None
+    # --drain-fallback: "delete" deletes the pods a budget still refuses after the timeout
+    fallback: str = "none"
+    # told, before they are deleted, which pods the fallback deletes and which budgets
+    # it overrides (``ns/name`` each)
+    on_fallback: Callable[[tuple[str, ...], tuple[str, ...]], None] | None = None
     retry_interval: float = 5.0  # wait after a PodDisruptionBudget refused an eviction
     # told what a blocked drain waits for (pods, the budget's answer, time left): at once,
     # then at most every ``progress_every`` seconds
@@ -147,11 +154,18 @@ class ApiKubeOps:
                 disable_eviction=options.disable_eviction,
                 retry_delay=options.retry_interval,
                 on_event=_blocked_reporter(options),
+                pod_selector=options.pod_selector,
+                fallback=options.fallback,
+                on_fallback=options.on_fallback,
             )
         except kdrain.DrainTimeout as e:
             raise DrainTimedOut(str(e), node=node, remaining=e.remaining, blocked=e.blocked) from e
         how = "evicted" if result.used_eviction else "deleted"
         text = f"{len(result.evicted)} pod(s) {how}, {len(result.skipped)} skipped"
+        if result.fallback_deleted:
+            text += f" ({len(result.fallback_deleted)} of them deleted by the drain fallback)"
+        if options.pod_selector:
+            text += f", {result.left} left on the node (--pod-selector {options.pod_selector})"
         if result.warnings:
             text += "; " + "; ".join(result.warnings)
         return text

@@ -91,6 +91,8 @@ def _describe(event: ev.Event) -> str | None:
         return f"    before {before}: {d.get('message', '')}"
     if k == ev.STEP_FAILED:
         return f"{pos}{node} {d.get('name', '')} FAILED: {d.get('error', '')}"
+    if k == ev.DRAIN_FALLBACK:
+        return f"{pos}{node} {d.get('name', '')}: {d.get('message', '')}"
     if k == ev.NODE_CORDONED:
         return f"    {node} cordoned"
     if k == ev.NODE_UNCORDONED:
@@ -207,7 +209,13 @@ class RichProgress:
         if k == ev.STEP_FAILED:
             self._print(describe(event) or "", "bold red")
             return
-        if k in (ev.STEP_ATTEMPT_FAILED, ev.STEP_LOCK_WAIT, ev.STEP_WAITING, ev.GATE_WAITING):
+        if k in (
+            ev.STEP_ATTEMPT_FAILED,
+            ev.STEP_LOCK_WAIT,
+            ev.STEP_WAITING,
+            ev.GATE_WAITING,
+            ev.DRAIN_FALLBACK,
+        ):
             self._print(describe(event) or "", "yellow")
             return
         if k in (ev.NODE_FINISHED, ev.NODE_CORDONED, ev.NODE_UNCORDONED):

@@ -275,6 +275,7 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
         "ssh": {},
         "packages": {},
         "kubeadm": {},
+        "drain": {},
     }
     for (section, key), var in _ALL_VARS.items():
         if var in all_vars:
@@ -314,8 +315,14 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
             origins[("nodes", index, "name")] = hvars["kube_override_hostname"][1]
         for key, var in _NODE_VARS.items():
             if var in hvars and (key in _FROM_ALL_TOO or var not in from_all):
-                node[key] = _scalar(walker, hvars[var], want_int=key == "port")
-                origins[("nodes", index, key)] = hvars[var][1]
+                value = _scalar(walker, hvars[var], want_int=key == "port")
+                if "." in key:  # a nested node field (drain.fallback)
+                    outer, inner = key.split(".", 1)
+                    node.setdefault(outer, {})[inner] = value
+                    origins[("nodes", index, outer, inner)] = hvars[var][1]
+                else:
+                    node[key] = value
+                    origins[("nodes", index, key)] = hvars[var][1]
         nodes.append(node)
 
     cluster_name: Any = stem

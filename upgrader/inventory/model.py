@@ -187,6 +187,17 @@ class Inventory:
         """The ``kubeadm:`` section (pass-through; :class:`schema.KubeadmSpec`)."""
         return self.document.kubeadm
 
+    # ---- drain -----------------------------------------------------------------------
+    def drain_settings(self, node: NodeSpec | str) -> tuple[tuple[str | None, str | None], ...]:
+        """``(fallback, pod_selector)`` of the node's own ``drain:`` and of the inventory-wide
+        one, in that order (None: not set there); a command-line flag goes between them."""
+        own = self._spec(node).drain
+        wide = self.document.drain
+        return (
+            (own.fallback, own.pod_selector) if own is not None else (None, None),
+            (wide.fallback, wide.pod_selector),
+        )
+
     # ---- ssh -------------------------------------------------------------------------
     def ssh_target(self, node: NodeSpec | str) -> SSHTarget:
         """Inventory ``ssh`` defaults < ``~/.ssh/config`` for the address < node overrides."""
@@ -198,6 +209,11 @@ class Inventory:
         data = self.document.model_dump(mode="json")
         if data.get("kubeadm") == type(self.document.kubeadm)().model_dump(mode="json"):
             del data["kubeadm"]  # unset: the fingerprint of an inventory without it holds
+        if data.get("drain") == {"fallback": None, "pod_selector": None}:
+            del data["drain"]  # likewise
+        for n in data.get("nodes") or ():
+            if isinstance(n, dict) and n.get("drain") is None:
+                n.pop("drain", None)
         return data
 
     def fingerprint(self) -> str:

@@ -293,6 +293,35 @@ class KubeadmSpec(_Strict):
     certificate_renewal: StrictBool = True
 
 
+def check_drain_fallback(value: str) -> str:
+    from upgrader.core.drain import check_fallback
+
+    return check_fallback(value)
+
+
+def check_pod_selector(value: str) -> str:
+    """A Kubernetes label selector (``app=web,tier!=cache``); kept in its canonical form."""
+    from upgrader.core.podselector import SelectorError, canonical
+
+    try:
+        return canonical(value)
+    except SelectorError as e:
+        raise ValueError(f"not a label selector: {e}") from None
+
+
+class DrainSpec(_Strict):
+    """How a node is drained beyond kubectl's flags: ``fallback`` (none | delete: delete the
+    pods a PodDisruptionBudget still refuses once the drain timeout ran out) and
+    ``pod_selector`` (only the pods this label selector matches are drained). Unset: the
+    command line's ``--drain-fallback`` / ``--pod-selector``, else the inventory-wide
+    ``drain:``, else none / every pod."""
+
+    fallback: Annotated[str, Field(strict=True), AfterValidator(check_drain_fallback)] | None = None
+    pod_selector: Annotated[str, Field(strict=True), AfterValidator(check_pod_selector)] | None = (
+        None
+    )
+
+
 class NodeSpec(_Strict):
     name: NodeName
     address: Address
@@ -304,6 +333,7 @@ class NodeSpec(_Strict):
     sudo: StrictBool | None = None
     jump_host: JumpHost | None = None
     labels: dict[LabelKey, str] = Field(default_factory=dict)
+    drain: DrainSpec | None = None
 
     @property
     def is_control_plane(self) -> bool:
@@ -319,6 +349,7 @@ class InventoryDocument(_Strict):
     ssh: SSHDefaults = Field(default_factory=SSHDefaults)
     packages: PackagesSpec = Field(default_factory=PackagesSpec)
     kubeadm: KubeadmSpec = Field(default_factory=KubeadmSpec)
+    drain: DrainSpec = Field(default_factory=DrainSpec)
     nodes: Annotated[tuple[NodeSpec, ...], Field(min_length=1)]
     # how the run reports and when it may run (apply's --notify / --window / --window-tz
     # add to these); not part of the run's fingerprint: changing them never blocks a resume

@@ -9,7 +9,12 @@ is fatal for that pod, 404 means gone — or delete them when eviction is disabl
 wait until each pod is gone: one waiter LISTs the node's pods once per poll (a pod is gone
 when it left the list or its name belongs to another UID), so the API load of the wait does
 not grow with the number of pods and no pod waits for a free thread. On timeout,
-:class:`DrainTimeout` names each pod still there and the PDB(s) holding it. Also
+:class:`DrainTimeout` names each pod still there and the PDB(s) holding it — unless the
+drain fallback is ``delete``: then the pods a PodDisruptionBudget still refuses (429 until
+the timeout, or several budgets) are deleted with a plain DELETE (their own grace period,
+no budget check, as ``kubectl drain --disable-eviction``), the caller is told which pods and
+budgets, and the drain waits for them to go. ``pod_selector`` limits the drain to the pods
+whose labels match it (``kubectl drain --pod-selector``). Also
 :func:`drain_node`: cordon, drain, and on failure uncordon only if it was us who cordoned.
 
 Must not: print, cordon inside :func:`drain` (the executor cordons first and records that
@@ -18,6 +23,7 @@ it did), or evict anything when a pod is refused.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -39,15 +45,22 @@ from kubernetes.client import (
 )
 
 from upgrader.core.drain import (
+    FALLBACK_DELETE,
+    FALLBACK_NONE,
     MULTIPLE_PDBS,
     PodDecision,
     blocked_report,
+    check_fallback,
     classify_pods,
     controller_of,
+    fallback_text,
+    fallback_wait_seconds,
     is_finished,
+    overridden_budgets,
     pod_key,
     pod_uid,
 )
+from upgrader.core.podselector import parse_selector
 from upgrader.errors import StepFailed
 from upgrader.kube.nodes import POLL_POLICY, cordon, uncordon, validate_node_name
 from upgrader.kube.retry import ApiError, is_transient, request_json
@@ -86,6 +99,9 @@ class DrainResult:
     warnings: tuple[str, ...]  # kubectl's warnings ("ignoring DaemonSet-managed Pods: ...")
     used_eviction: bool = True
     cordoned: bool = False  # drain_node only: we cordoned the node
+    fallback_deleted: tuple[str, ...] = ()  # pods deleted by the fallback (budget overridden)
+    overridden_budgets: tuple[str, ...] = ()  # ns/name of the budgets that held them
+    left: int = 0  # pods --pod-selector left on the node
 
 
 @dataclass
@@ -94,6 +110,7 @@ class _Outcome:
     state: str  # "requested" (eviction accepted) | "gone" | "timeout" | "failed"
     error: str | None = None  # last eviction error (for the report) or the fatal one
     last: Mapping[str, Any] | None = None  # last seen pod object
+    pdb_refused: bool = False  # a PodDisruptionBudget refused its eviction (429 or several)
 
 
 def _is_multiple_pdbs(e: ApiError) -> bool:
@@ -263,10 +280,11 @@ class _Drainer:
         last_error: str | None = None
         last: Mapping[str, Any] | None = d.pod
         verb = "deleting" if self.disable_eviction else "evicting"
+        refused = False
         # 1. ask for the pod's removal
         while True:
             if self.remaining() <= 0:
-                return _Outcome(key, "timeout", last_error, last)
+                return _Outcome(key, "timeout", last_error, last, pdb_refused=refused)
             self.event(f"{verb} pod {key}")
             try:
                 self._request_removal(ns, name, uid)
@@ -276,8 +294,15 @@ class _Drainer:
                     self.event(f"pod {key} is already gone")
                     return _Outcome(key, "gone")
                 if _is_multiple_pdbs(e):
-                    return _Outcome(key, "failed", f"{_api_message(e)} ({MULTIPLE_PDBS})", last)
+                    return _Outcome(
+                        key,
+                        "failed",
+                        f"{_api_message(e)} ({MULTIPLE_PDBS})",
+                        last,
+                        pdb_refused=True,
+                    )
                 if e.status == 429:
+                    refused = True
                     last_error = _api_message(e)
                     self.event(
                         f"cannot evict pod {key} yet (will retry after "
@@ -295,6 +320,7 @@ class _Drainer:
                         self.event(f"pod {key} is gone (replaced)")
                         return _Outcome(key, "gone")
                     last, last_error = obj or last, _api_message(e)
+                    refused = False
                     self.nap(self.retry_delay)
                     continue
                 return _Outcome(key, "failed", str(e), last)
@@ -353,7 +379,7 @@ class _Drainer:
                 break
             if self.remaining() <= 0:
                 for key, (_, o) in waiting.items():
-                    done[key] = _Outcome(key, "timeout", o.error, o.last)
+                    done[key] = _Outcome(key, "timeout", o.error, o.last)  # accepted: not held
                 waiting.clear()
                 if not running:
                     break
@@ -378,6 +404,9 @@ def drain(
     retry_delay: float = 5.0,
     max_workers: int = 32,
     on_event: Event | None = None,
+    pod_selector: str | None = None,
+    fallback: str = FALLBACK_NONE,
+    on_fallback: Callable[[tuple[str, ...], tuple[str, ...]], None] | None = None,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
 ) -> DrainResult:
@@ -390,11 +419,22 @@ def drain(
     the "is it gone?" check. Raises :class:`DrainRefused` (nothing evicted),
     :class:`DrainTimeout` (pods still there, with what blocks each), :class:`StepFailed`
     (an eviction failed for good) or :class:`~upgrader.kube.retry.ApiError`.
+
+    ``pod_selector`` (label selector text): only the pods it matches are drained.
+    ``fallback`` ``delete``: when the timeout ran out, the pods a budget still refuses are
+    deleted (``on_fallback`` hears their ``ns/name`` and the budgets overridden first), and
+    the drain waits their grace period (plus a margin) for them to go.
     """
     validate_node_name(node)
+    check_fallback(fallback)
+    chooser = parse_selector(pod_selector or "")
     start = clock()
     deadline = start + timeout if timeout > 0 else None
-    pods = list_node_pods(api, node)
+    listed = list_node_pods(api, node)
+    pods = [p for p in listed if chooser.matches_pod(p)]
+    left = len(listed) - len(pods)
+    if not chooser.empty:
+        log.info("drain %s: --pod-selector %s leaves %d pod(s)", node, chooser.text(), left)
     missing = _missing_daemonsets(api, pods)
     sel = classify_pods(
         pods,
@@ -426,6 +466,33 @@ def drain(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"drain-{node}") as ex:
             outcomes = drainer.wait({ex.submit(drainer.run, d): d for d in sel.to_evict})
 
+    deleted: tuple[str, ...] = ()
+    budgets: tuple[str, ...] = ()
+    held = [o for o in outcomes if o.pdb_refused and o.state in ("timeout", "failed")]
+    if fallback == FALLBACK_DELETE and held:
+        by_key = {d.key: d for d in sel.to_evict}
+        victims = [by_key[o.key] for o in held]
+        objs = [o.last or by_key[o.key].pod for o in held]
+        namespaces = {d.namespace for d in victims}
+        try:
+            budgets = tuple(overridden_budgets(objs, list_pdbs(api, namespaces)))
+        except ApiError as e:
+            log.warning("drain %s: cannot list PodDisruptionBudgets: %s", node, e)
+        deleted = tuple(d.key for d in victims)
+        if on_fallback is not None:
+            on_fallback(deleted, budgets)
+        drainer.event(fallback_text(deleted, budgets))
+        wait_for = fallback_wait_seconds(objs)
+        deleter = copy.copy(drainer)  # a plain DELETE, the pod's own grace period
+        deleter.deadline = clock() + wait_for
+        deleter.grace_period = None
+        deleter.disable_eviction = True
+        workers = max(1, min(max_workers, len(victims)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"delete-{node}") as ex:
+            again = deleter.wait({ex.submit(deleter.run, d): d for d in victims})
+        redone = {o.key: o for o in again}
+        outcomes = [redone.get(o.key, o) for o in outcomes]
+
     timed_out = [o for o in outcomes if o.state == "timeout"]
     failed = [o for o in outcomes if o.state == "failed"]
     failures = "; ".join(f"{o.key}: {o.error}" for o in failed)
@@ -444,6 +511,8 @@ def drain(
             f"drain of node {node} timed out after {timeout:g}s with "
             f"{len(timed_out)} pod(s) still there: " + "; ".join(blocked)
         )
+        if deleted:
+            msg += "; " + fallback_text(deleted, budgets) + ", and they did not go in time"
         if failures:
             msg += f"; eviction failed for: {failures}"
         raise DrainTimeout(
@@ -460,6 +529,9 @@ def drain(
         skipped=tuple(d.key for d in sel.skipped),
         warnings=tuple(sel.warnings()),
         used_eviction=not disable_eviction,
+        fallback_deleted=deleted,
+        overridden_budgets=budgets,
+        left=left,
     )
 
 

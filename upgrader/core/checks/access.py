@@ -98,7 +98,13 @@ def required_access(
         Access("create", "pods", subresource="eviction", why="evict pods when draining"),
     ]
     if disable_eviction:
-        out.append(Access("delete", "pods", why="delete pods when draining (--disable-eviction)"))
+        out.append(
+            Access(
+                "delete",
+                "pods",
+                why="delete pods when draining (--disable-eviction, --drain-fallback delete)",
+            )
+        )
     out += [
         Access(
             "list",

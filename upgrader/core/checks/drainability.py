@@ -11,13 +11,15 @@ pod selection and PodDisruptionBudget matching the drain itself uses):
   passed by ``--force``;
 * ``DRAIN_PDB_BLOCKS`` — pods whose PodDisruptionBudget can never allow an eviction
   (``maxUnavailable`` 0, or ``minAvailable`` equal to the pods it covers): blocker passed
-  by ``--disable-eviction`` (pods are then deleted, the budget ignored);
+  by ``--disable-eviction`` (pods are then deleted, the budget ignored), or on a node
+  whose drain fallback is ``delete`` (they are deleted once the drain timeout ran out);
 * ``DRAIN_MULTIPLE_PDBS`` — pods matched by several budgets, which the eviction
-  subresource refuses outright (HTTP 500): blocker passed by ``--disable-eviction``;
+  subresource refuses outright (HTTP 500): blocker passed the same ways;
 * ``DRAIN_PDB_NO_DISRUPTION_NOW`` — the budget allows no disruption right now
   (``status.disruptionsAllowed`` 0, e.g. pods not ready): warning; the drain waits for it.
 
-One finding per node and cause (per budget for the PDB ones), naming every pod.
+One finding per node and cause (per budget for the PDB ones), naming every pod; on a node
+with a pod selector, only the pods it matches count (the others stay).
 Terminal and pending pods are not held by budgets (the eviction subresource lets them go).
 
 Must not: do I/O, or import paramiko, kubernetes, typer or rich.
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from upgrader.core.checks import overridable
@@ -41,10 +43,12 @@ from upgrader.core.drain import (
     pod_key,
 )
 from upgrader.core.model import Finding, Severity
+from upgrader.core.podselector import parse_selector
 
 FLAG_DELETE_EMPTYDIR = "--delete-emptydir-data"
 FLAG_FORCE = "--force"
 FLAG_DISABLE_EVICTION = "--disable-eviction"
+FLAG_FALLBACK = "--drain-fallback delete"
 _PDB_FREE_PHASES = ("Succeeded", "Failed", "Pending")
 
 
@@ -55,6 +59,10 @@ class DrainFlags:
     delete_emptydir_data: bool = False
     force: bool = False
     disable_eviction: bool = False
+    # nodes whose drain falls back to deleting the pods a budget still refuses
+    fallback_delete: frozenset[str] = frozenset()
+    # node -> --pod-selector: only the pods it matches are drained there
+    pod_selectors: Mapping[str, str] = field(default_factory=dict)
 
 
 def _node_of(pod: Pod) -> str | None:
@@ -128,6 +136,13 @@ def check_drainability(
 
     for node in dict.fromkeys(nodes):
         node_pods = by_node.get(node, [])
+        if flags.pod_selectors.get(node):
+            chooser = parse_selector(flags.pod_selectors[node])
+            node_pods = [p for p in node_pods if chooser.matches_pod(p)]
+        passed_by = FLAG_DISABLE_EVICTION
+        if node in flags.fallback_delete and not flags.disable_eviction:
+            passed_by = FLAG_FALLBACK
+        budget_given = flags.disable_eviction or node in flags.fallback_delete
         if not node_pods:
             continue
         # The refusals as if no flag were given: which flag passes which pods.
@@ -220,9 +235,10 @@ def check_drainability(
                     node=node,
                     fix="relax the budget (maxUnavailable >= 1, or minAvailable below the "
                     "replica count) or scale the workload up; or pass "
-                    f"{FLAG_DISABLE_EVICTION} to delete the pods regardless of the budget",
-                    flag=FLAG_DISABLE_EVICTION,
-                    given=flags.disable_eviction,
+                    f"{FLAG_DISABLE_EVICTION} to delete the pods regardless of the budget "
+                    f"(or {FLAG_FALLBACK} to delete them once --drain-timeout ran out)",
+                    flag=passed_by,
+                    given=budget_given,
                 )
             )
         for key, matched in multi:
@@ -234,9 +250,9 @@ def check_drainability(
                     f"PodDisruptionBudgets ({names}), which the eviction API refuses",
                     node=node,
                     fix="make the budgets' selectors disjoint so each pod has at most one, or "
-                    f"pass {FLAG_DISABLE_EVICTION}",
-                    flag=FLAG_DISABLE_EVICTION,
-                    given=flags.disable_eviction,
+                    f"pass {FLAG_DISABLE_EVICTION} (or {FLAG_FALLBACK})",
+                    flag=passed_by,
+                    given=budget_given,
                 )
             )
         if not flags.disable_eviction:
