@@ -231,32 +231,36 @@ def _plan_for_display(sp: stored.StoredPlan, fresh: Plan) -> Plan:
     )
 
 
-def _same_drain_flags(plan_req: PlanRequest, inv: Any, steps: Any, run_id: str) -> None:
-    """A resume keeps the ``--drain-fallback`` / ``--pod-selector`` its plan recorded per
-    drain step; refuse (one line) a flag given now that would make one of them differ."""
+def _resume_drain_overrides(
+    plan_req: PlanRequest, inv: Any, steps: Any, run_id: str, warn: Callable[[str], None]
+) -> dict[str, tuple[str, str | None]]:
+    """A resume runs its stored drain steps with the ``fallback`` / ``pod_selector`` they
+    recorded, unless ``--drain-fallback`` or ``--pod-selector`` is given now: then, per node
+    whose drain would differ, the new setting (said on stderr, one line per node). The
+    usual case: a drain timed out, and the operator resumes with ``--drain-fallback
+    delete`` for that node."""
     from types import SimpleNamespace
 
     from upgrader.planning import drain_settings
 
     if plan_req.drain_fallback is None and plan_req.pod_selector is None:
-        return
+        return {}
     steps = list(steps)
     now = drain_settings(plan_req, inv, SimpleNamespace(steps=steps))  # type: ignore[arg-type]
+    out: dict[str, tuple[str, str | None]] = {}
     for s in steps:
-        if s.kind != "drain":
+        if s.kind != "drain" or s.node in out:
             continue
         recorded = (str(s.params.get("fallback") or "none"), s.params.get("pod_selector") or None)
-        fallback, selector = now.get(s.node, recorded)
-        for flag, given, was, will in (
-            ("--drain-fallback", plan_req.drain_fallback, recorded[0], fallback),
-            ("--pod-selector", plan_req.pod_selector, recorded[1], selector),
-        ):
-            if given is not None and was != will:
-                raise ConfigError(
-                    f"{flag}: run {run_id} recorded {was or 'none'} for the drain of {s.node} "
-                    f"and a resume keeps it (now {will or 'none'}); resume without {flag}, "
-                    "or pass --abandon to plan afresh"
-                )
+        will = now.get(s.node, recorded)
+        if will != recorded:
+            out[s.node] = will
+            warn(
+                f"resume of run {run_id}: the drain of {s.node} runs with fallback {will[0]}, "
+                f"pod selector {will[1] or 'none'} (recorded: {recorded[0]}, "
+                f"{recorded[1] or 'none'})"
+            )
+    return out
 
 
 def _precordoned(
@@ -555,6 +559,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             io.warn(f"{state_path}: no unfinished run to abandon")
         resuming = prev is not None and not prev.finished and abandoned is None
         sp_resume: stored.StoredPlan | None = None
+        drain_overrides: dict[str, tuple[str, str | None]] = {}
         if resuming:
             assert prev is not None
             if prev.plan_digest is None:
@@ -564,7 +569,9 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 )
             sp_resume = stored.load(stored.plan_path(state_path), prev.run_id, prev.plan_digest)
             _transcripts_dir(req, prev, state_path)  # refused now, before any node is asked
-            _same_drain_flags(req.plan, inv, sp_resume.steps, prev.run_id)
+            drain_overrides = _resume_drain_overrides(
+                req.plan, inv, sp_resume.steps, prev.run_id, io.warn
+            )
 
         notice = exec_plugin_notice(inv.kubeconfig_path(), inv.kubeconfig_context)
         if notice is not None:
@@ -718,6 +725,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets))),
                     snapshot_dir=req.engine.snapshot_dir
                     or st.default_transcripts_dir(state_path, run_id),
+                    drain_overrides=drain_overrides or req.engine.drain_overrides,
                 )
                 engine = Engine(
                     plan_entries,

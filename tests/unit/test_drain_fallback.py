@@ -307,27 +307,30 @@ def test_state_record_and_summary(tmp_path: Path) -> None:
     assert summary.to_dict()["nodes"][1]["overridden_budgets"] == ["default/db"]
 
 
-def test_a_resume_refuses_drain_flags_that_differ_from_the_recorded_ones(tmp_path: Path) -> None:
-    from upgrader.apply import _same_drain_flags
+def test_a_resume_given_drain_flags_runs_the_stored_drains_with_them(tmp_path: Path) -> None:
+    from upgrader.apply import _resume_drain_overrides
 
     inv = _inventory(tmp_path)
-    recorded = tuple(_plan(inv, drain_fallback="delete").steps)
+    recorded = tuple(_plan(inv).steps)  # the run started without a fallback
     base = PlanRequest(target=_plan(inv).target)
-    _same_drain_flags(base, inv, recorded, "r1")  # no flag now: the recorded ones hold
-    same = PlanRequest(target=base.target, drain_fallback="delete")
-    _same_drain_flags(same, inv, recorded, "r1")
-    with pytest.raises(ConfigError) as info:
-        _same_drain_flags(
-            PlanRequest(target=base.target, drain_fallback="none"), inv, recorded, "r1"
-        )
-    assert str(info.value).startswith(
-        "--drain-fallback: run r1 recorded delete for the drain of cp-1 "
+    said: list[str] = []
+    assert _resume_drain_overrides(base, inv, recorded, "r1", said.append) == {}
+    same = PlanRequest(target=base.target, drain_fallback="none")
+    assert _resume_drain_overrides(same, inv, recorded, "r1", said.append) == {}
+    assert said == []
+    after_timeout = PlanRequest(target=base.target, drain_fallback="delete")
+    got = _resume_drain_overrides(after_timeout, inv, recorded, "r1", said.append)
+    drained = sorted({s.node for s in recorded if s.kind == "drain"})
+    assert sorted(got) == drained
+    assert set(got.values()) == {("delete", None)}
+    assert said[0] == (
+        f"resume of run r1: the drain of {drained[0]} runs with fallback delete, "
+        "pod selector none (recorded: none, none)"
     )
-    with pytest.raises(ConfigError) as info:
-        _same_drain_flags(
-            PlanRequest(target=base.target, pod_selector="app=x"), inv, recorded, "r1"
-        )
-    assert "--pod-selector: run r1 recorded none" in str(info.value)
+    selected = _resume_drain_overrides(
+        PlanRequest(target=base.target, pod_selector="app=x"), inv, recorded, "r1", said.append
+    )
+    assert set(selected.values()) == {("none", "app=x")}
 
 
 def test_the_fallback_event_is_a_progress_line() -> None:

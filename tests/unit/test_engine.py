@@ -1170,3 +1170,14 @@ def test_a_long_command_says_it_still_runs_and_stops_saying_it_when_done(rig: Ri
     ), [e.data["message"] for e in waiting]
     finished = kinds.index((ev.STEP_FINISHED, step.id))
     assert all(k != ev.STEP_WAITING for k, _ in kinds[finished:])  # the heartbeat stopped
+
+
+def test_a_resume_given_drain_flags_drains_with_them_not_with_the_recorded_step(rig: Rig) -> None:
+    w1, w2 = worker_visit("w-1"), worker_visit("w-2")
+    recorded = next(s for s in w1.steps if s.kind == "drain")
+    assert "fallback" not in recorded.params  # the stored step says: no fallback
+    engine = rig.engine([w1, w2], drain_overrides={"w-1": ("delete", "app=db")})
+    opts = engine._drain_options(recorded)
+    assert (opts.fallback, opts.pod_selector) == ("delete", "app=db")
+    other = engine._drain_options(next(s for s in w2.steps if s.kind == "drain"))
+    assert (other.fallback, other.pod_selector) == ("none", None)

@@ -45,7 +45,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,6 +107,9 @@ class EngineOptions:
     lock_wait: float = nodelock.DEFAULT_WAIT  # seconds one command waits for it, then busy
     # --canary N: pause after the control plane and the first N workers (see canary_stop)
     canary: int | None = None
+    # a resume given --drain-fallback / --pod-selector: per node (fallback, pod selector)
+    # instead of what its stored drain step recorded
+    drain_overrides: Mapping[str, tuple[str, str | None]] | None = None
 
 
 # events that tell the operator about a running step (the heartbeat stays quiet after one)
@@ -835,14 +838,18 @@ class Engine:
         o = self.options
         timeout = o.drain_timeout if o.drain_timeout is not None else p.get("timeout", 600)
         grace = o.grace_period if o.grace_period is not None else p.get("grace_period")
+        fallback = str(p.get("fallback") or "none")
+        selector = str(p["pod_selector"]) if p.get("pod_selector") else None
+        if o.drain_overrides and step.node in o.drain_overrides:
+            fallback, selector = o.drain_overrides[step.node]
         return DrainOptions(
             timeout=float(timeout),
             grace_period=None if grace is None else int(grace),
             delete_emptydir_data=o.delete_emptydir_data or bool(p.get("delete_emptydir_data")),
             force=o.force or bool(p.get("allow_unmanaged")),
             disable_eviction=o.disable_eviction,
-            pod_selector=str(p["pod_selector"]) if p.get("pod_selector") else None,
-            fallback=str(p.get("fallback") or "none"),
+            pod_selector=selector,
+            fallback=fallback,
             on_fallback=self._fallback_reporter(step),
             retry_interval=float(p.get("retry_interval", 5)),
             on_progress=self._waiting(step),
