@@ -71,8 +71,9 @@ def test_fallback_deletes_held_pods_and_the_selector_leaves_the_others(
     _all_at(lab)
     out = r.stdout + r.stderr
     # the plan said so before it ran
-    assert "then the pods they still hold are deleted, only pods matching app=db" in out
-    assert "(passed by --drain-fallback delete)" in out
+    flat = " ".join(out.split())  # the brief plan wraps its prose at 120 columns
+    assert "then the pods they still hold are deleted, only pods matching app=db" in flat
+    assert "(passed by --drain-fallback delete)" in flat
     # the progress line names the pods and the budget
     said = [line for line in out.splitlines() if "drain fallback: deleted pod(s)" in line]
     assert said and all("overriding PodDisruptionBudget default/db" in s for s in said), out
