@@ -228,6 +228,7 @@ def _plan_for_display(sp: stored.StoredPlan, fresh: Plan) -> Plan:
         findings=fresh.findings,
         strategy=sp.strategy,
         overrides=fresh.overrides,
+        selection=sp.selection,
     )
 
 
@@ -638,6 +639,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 # ---- the run's records
                 if resuming_run and sp_resume is not None and prev is not None:
                     run_state, plan_entries = prev, sp_resume.entries
+                    selection = sp_resume.selection
                 else:
                     if abandoned is not None:
                         sf.save(st.set_status(abandoned, st.RunStatus.ABANDONED))
@@ -669,6 +671,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     )
                     sf.save(run_state)
                     plan_entries = sp.entries
+                    selection = sp.selection
                 transcripts_dir = _transcripts_dir(req, run_state, state_path)
 
                 # ---- the run
@@ -689,6 +692,9 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets))),
                     snapshot_dir=req.engine.snapshot_dir
                     or st.default_transcripts_dir(state_path, run_id),
+                    # the run's own grouping (a resume keeps the stored one)
+                    groups=selection.group_of() if selection is not None else {},
+                    per_group=selection.per_group if selection is not None else 1,
                 )
                 engine = Engine(
                     plan_entries,

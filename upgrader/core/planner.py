@@ -104,6 +104,7 @@ from upgrader.core.policy import (
 from upgrader.core.releases import ReleaseData
 from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
+from upgrader.core.workers import WorkerSelection, order_workers
 from upgrader.errors import ConfigError
 
 __all__ = [
@@ -163,6 +164,21 @@ class PlanOptions:
     prestage: bool = False  # a prestage visit per node first (apply and plan: on by default)
     settings: SettingHints = field(default_factory=SettingHints)
     kubeadm: KubeadmPassthrough = field(default_factory=KubeadmPassthrough)
+    # --selector / --group-by / --order-by / --max-unavailable-per-group (see workers.py)
+    selector: str | None = None
+    group_by: str | None = None
+    order_by: str | None = None
+    max_unavailable_per_group: int = 1
+
+    @property
+    def selection(self) -> WorkerSelection:
+        return WorkerSelection(
+            nodes=self.nodes,
+            selector=self.selector,
+            group_by=self.group_by,
+            order_by=self.order_by,
+            per_group=self.max_unavailable_per_group,
+        )
 
 
 def package_manager_for(node: NodeFacts, by_node: Mapping[str, str]) -> tuple[str | None, str]:
@@ -182,6 +198,14 @@ def _validate(facts: Facts, opts: PlanOptions) -> None:
         raise ConfigError(f"--strategy: {opts.strategy!r} is not one of {', '.join(_STRATEGIES)}")
     if opts.max_unavailable < 1:
         raise ConfigError(f"--max-unavailable: must be at least 1, not {opts.max_unavailable}")
+    opts.selection.validate()
+    if opts.group_by and opts.max_unavailable > 1:
+        raise ConfigError(
+            "--group-by: not with --max-unavailable (use --max-unavailable-per-group: "
+            "at most that many nodes of each group down at once)"
+        )
+    if opts.max_unavailable_per_group != 1 and not opts.group_by:
+        raise ConfigError("--max-unavailable-per-group: needs --group-by LABEL")
     if opts.nodes is not None:
         if not opts.nodes:
             raise ConfigError("--nodes: no node names given")
@@ -215,8 +239,17 @@ def _raised(v: KubeVersion | None, hop: KubeVersion) -> KubeVersion:
 
 
 class _Planner:
-    def __init__(self, facts: Facts, playbook: Playbook, opts: PlanOptions, strategy: str):
+    def __init__(
+        self,
+        facts: Facts,
+        playbook: Playbook,
+        opts: PlanOptions,
+        strategy: str,
+        workers: list[str] | None = None,
+    ):
         self.facts = facts
+        # the workers to visit, in order (default: every worker, facts order)
+        self.workers = workers if workers is not None else [n.name for n in facts.workers]
         self.playbook = playbook
         self.opts = opts
         self.strategy = strategy
@@ -537,7 +570,7 @@ class _Planner:
     # ---- the walk -------------------------------------------------------------------
     def walk(self, hops: tuple[KubeVersion, ...]) -> None:
         cps = [n.name for n in self.facts.control_planes]
-        workers = [n.name for n in self.facts.workers]
+        workers = self.workers
         for hop in hops:
             catching_up = hop <= self.cluster
             for i, name in enumerate(cps):
@@ -588,12 +621,18 @@ def build_plan(
     for bad options (unknown strategy, ``--nodes`` naming an unknown or control-plane
     node, ``max_unavailable`` < 1)."""
     _validate(facts, opts)
+    order, selection = order_workers(facts.workers, opts.selection)
     up = path_mod.plan_path(facts, target, releases, opts.policy, opts.strategy)
-    planner = _Planner(facts, playbook, opts, up.strategy)
+    planner = _Planner(facts, playbook, opts, up.strategy, order)
     planner.walk(up.hops)
 
     entries = planner.entries
     own = planner.findings
+    if opts.selector is not None:
+        # workers the selector leaves out: no findings about them either
+        chosen = set(order)
+        left_out = {n.name for n in facts.workers} - chosen
+        own = [f for f in own if f.node not in left_out]
     if opts.nodes is not None:
         # Only the chosen workers' visits stay (and the findings about them).
         selected = set(opts.nodes)
@@ -629,4 +668,5 @@ def build_plan(
         findings=tuple(findings),
         strategy=up.strategy,
         overrides=overrides,
+        selection=selection,
     )

@@ -187,6 +187,11 @@ class Inventory:
         """The ``kubeadm:`` section (pass-through; :class:`schema.KubeadmSpec`)."""
         return self.document.kubeadm
 
+    @property
+    def worker_choice(self) -> Any:
+        """The ``workers:`` section (selector, grouping; :class:`schema.WorkersSpec`)."""
+        return self.document.workers
+
     # ---- ssh -------------------------------------------------------------------------
     def ssh_target(self, node: NodeSpec | str) -> SSHTarget:
         """Inventory ``ssh`` defaults < ``~/.ssh/config`` for the address < node overrides."""
@@ -198,6 +203,8 @@ class Inventory:
         data = self.document.model_dump(mode="json")
         if data.get("kubeadm") == type(self.document.kubeadm)().model_dump(mode="json"):
             del data["kubeadm"]  # unset: the fingerprint of an inventory without it holds
+        if data.get("workers") == type(self.document.workers)().model_dump(mode="json"):
+            del data["workers"]
         return data
 
     def fingerprint(self) -> str:
