@@ -54,8 +54,10 @@ from upgrader import state as st
 from upgrader.core import window
 from upgrader.core.model import Facts, Finding, Plan, PlanEntry
 from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
+from upgrader.core.render import selection_text
 from upgrader.core.versions import KubeVersion
 from upgrader.core.window import Window
+from upgrader.core.workers import WorkerSelection
 from upgrader.errors import (
     ConfigError,
     ExitCode,
@@ -842,6 +844,8 @@ class StatusReport:
     nodes: tuple[NodeReport, ...]
     lock: str  # "free" or who holds the file lock
     lease: str | None  # the cluster Lease as read, or why it could not be read
+    # the workers the run chose and how it groups them (from its stored plan), if any
+    selection: WorkerSelection | None = None
 
     @property
     def run_status(self) -> str:
@@ -875,6 +879,7 @@ class StatusReport:
             "nodes": [n.to_dict() for n in self.nodes],
             "lock": self.lock,
             "lease": self.lease,
+            "workers": self.selection.to_dict() if self.selection is not None else None,
         }
 
     def text(self) -> str:
@@ -897,6 +902,8 @@ class StatusReport:
                 lines.append(f"Continue with: {continue_command(r.inventory, r.target)}")
             elif not r.finished and what != "running":
                 lines.append(f"The same `upgrader apply --to {r.target}` resumes it.")
+            if self.selection is not None:
+                lines.append(selection_text(self.selection))
             width = max((len(n.node) for n in self.nodes), default=4)
             for n in self.nodes:
                 extra = ""
@@ -991,9 +998,16 @@ def status(
                     precordoned=name in run.precordoned,
                 )
             )
+    selection = None
+    if run is not None:
+        try:
+            selection = stored.load(stored.plan_path(path), run.run_id, run.plan_digest).selection
+        except ConfigError:
+            selection = None  # no stored plan (or not this run's): nothing to say
     return StatusReport(
         state_path=path,
         run=run,
+        selection=selection,
         nodes=tuple(nodes),
         lock=_file_lock_holder(sf),
         lease=_lease_text(inv) if read_lease else None,
