@@ -49,9 +49,7 @@ class WorkerSelection:
     @property
     def active(self) -> bool:
         """Anything beyond the default (every worker, inventory order, one at a time)."""
-        return bool(
-            self.nodes is not None or self.selector or self.group_by or self.order_by
-        )
+        return bool(self.nodes is not None or self.selector or self.group_by or self.order_by)
 
     def validate(self) -> None:
         if self.selector is not None:
@@ -102,8 +100,7 @@ class WorkerSelection:
             (nodes is None or (isinstance(nodes, list) and all(isinstance(x, str) for x in nodes)))
             and isinstance(groups, Mapping)
             and all(
-                isinstance(v, list) and all(isinstance(x, str) for x in v)
-                for v in groups.values()
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in groups.values()
             )
             and isinstance(per, int)
             and not isinstance(per, bool)
