@@ -204,3 +204,12 @@ def test_group_batches_run_together_and_the_canary_runs_alone_first(tmp_path: Pa
     # past the canary the rounds are a, b: w-1 (done, not run again) with w-2, then w-3, w-4
     assert seen == [["cp-1"], ["w-1"], ["w-1", "w-2"], ["w-3", "w-4"]]
     assert all(rig.log(n) == ["kubeadm", "kubelet"] for n in ("w-1", "w-2", "w-3", "w-4"))
+
+
+def test_groups_name_only_the_workers_the_plan_visits() -> None:
+    f = facts("partially-upgraded.json")  # w-1 is at v1.28.4 already, w-2 is not
+    f = replace(f, nodes=tuple(replace(n, labels=LABELS.get(n.name, {})) for n in f.nodes))
+    p = plan(f, "v1.28.4", group_by="zone")
+    assert [e.node for e in p.entries if e.phase == "worker"] == ["w-2"]
+    assert p.selection is not None and dict(p.selection.groups) == {"b": ("w-2",)}
+    assert "groups by zone: b (w-2);" in render_brief(p)

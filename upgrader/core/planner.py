@@ -657,6 +657,9 @@ def build_plan(
         if key not in seen:
             seen.add(key)
             findings.append(f)
+    # the groups name the workers the plan visits (not those already at the target)
+    visited = {e.node for e in entries if e.phase == PHASE_WORKER}
+    selection = selection.visiting(visited)
     if opts.prestage and entries:
         entries = planner.prestage(entries) + entries
     overrides = tuple(dict.fromkeys((*opts.overrides, *opts.policy.overrides)))

@@ -14,7 +14,7 @@ rounds. Must not: do I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from upgrader.core.labelselector import check_key
@@ -62,6 +62,12 @@ class WorkerSelection:
             raise ConfigError(
                 f"--max-unavailable-per-group: must be at least 1, not {self.per_group}"
             )
+
+    def visiting(self, nodes: set[str]) -> WorkerSelection:
+        """This selection with its groups cut to ``nodes`` (the workers the plan visits;
+        a group left empty goes)."""
+        groups = {g: tuple(n for n in v if n in nodes) for g, v in self.groups.items()}
+        return replace(self, groups={g: v for g, v in groups.items() if v})
 
     def group_of(self) -> dict[str, str]:
         """Node -> its group name (only with ``group_by``)."""
