@@ -1,14 +1,11 @@
-"""``--selector`` and ``--group-by`` end to end against the lab (1 control plane + 4 workers
-with zone labels on their Node objects). Real CLI in a subprocess, real sshd, the lab's API
-over HTTPS, checked with the real ``kubectl`` and the run's events file (helpers of
-test_apply_lab).
-
-- ``apply --selector zone=a`` upgrades the control plane and exactly the zone-a workers;
-  the others stay at the old version and schedulable; a run paused by ``--canary`` and
-  continued without the flag keeps its selection; ``status`` shows it. A malformed selector
-  and one matching no worker are refused before anything runs.
-- ``apply --group-by zone --max-unavailable-per-group 1`` drains one node of each zone at
-  once: two nodes of different zones are down at the same time, never two of one zone."""
+"""``--selector`` end to end against the lab (1 control plane + 4 workers with zone labels
+on their Node objects): ``apply --selector zone=a`` upgrades the control plane and exactly
+the zone-a workers, the others stay at the old version and schedulable; a run paused by
+``--canary`` and continued WITHOUT the flag keeps its selection (the stored plan), and
+``status`` shows it; a malformed selector, one matching no worker, and ``--group-by`` with
+``--max-unavailable`` are refused before anything runs. Real CLI in a subprocess, real
+sshd, the lab's API over HTTPS, checked with the real ``kubectl`` (helpers of
+test_apply_lab). The groups side by side: test_worker_groups_lab.py."""
 
 from __future__ import annotations
 
@@ -19,7 +16,6 @@ from test_apply_lab import (  # the shared lab fixture and helpers
     ONE_WORKER_LOAD,
     TARGET,
     Lab,
-    _all_at,
     _node,
     cli,
     make_lab,  # noqa: F401 - a fixture
@@ -27,8 +23,6 @@ from test_apply_lab import (  # the shared lab fixture and helpers
 
 OLD = "v1.27.8"
 ZONE = "topology.kubernetes.io/zone"
-# inventory order puts the two nodes of a zone next to each other: only the grouping can
-# make two zones' nodes go together
 ZONES = {"w-1": "a", "w-2": "a", "w-3": "b", "w-4": "b"}
 
 
@@ -41,19 +35,6 @@ def spec() -> dict[str, Any]:
         ],
         "workloads": ONE_WORKER_LOAD,
     }
-
-
-def down_sets(events: list[dict[str, Any]]) -> list[set[str]]:
-    """The nodes cordoned by the run at each moment a node went down (events in order)."""
-    down: set[str] = set()
-    out = []
-    for e in events:
-        if e["event"] == "node-cordoned":
-            down.add(e["node"])
-            out.append(set(down))
-        elif e["event"] == "node-uncordoned":
-            down.discard(e["node"])
-    return out
 
 
 def test_selector_upgrades_exactly_the_matching_workers(
@@ -69,6 +50,10 @@ def test_selector_upgrades_exactly_the_matching_workers(
     assert none.returncode == 2, none.stdout + none.stderr
     assert f"--selector: {ZONE}=c matches no worker" in none.stderr
     assert "Traceback" not in none.stderr
+    both = lab.apply("--group-by", ZONE, "--max-unavailable", "2")
+    assert both.returncode == 2, both.stdout + both.stderr
+    assert "--group-by: not with --max-unavailable" in both.stderr
+    assert not lab.state.exists()
     assert all(lab.changes(n) == [] for n in ("cp-1", *ZONES))
 
     plan = cli("plan", "-i", str(lab.inventory), "--to", TARGET, "--selector", f"{ZONE}=a")
@@ -104,38 +89,3 @@ def test_selector_upgrades_exactly_the_matching_workers(
     assert not any(
         e.get("node") in ("w-3", "w-4") and e["event"] == "node-cordoned" for e in lab.events_list()
     )
-
-
-def test_group_by_zone_runs_one_node_of_each_zone_at_once(
-    make_lab: Callable[..., Lab],  # noqa: F811
-) -> None:
-    lab = make_lab(spec())
-    both = lab.apply("--group-by", ZONE, "--max-unavailable", "2")
-    assert both.returncode == 2, both.stdout + both.stderr
-    assert "--group-by: not with --max-unavailable" in both.stderr
-    assert not lab.state.exists()
-
-    r = lab.apply("--group-by", ZONE, "--max-unavailable-per-group", "1")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert f"groups by {ZONE}: a (w-1, w-2), b (w-3, w-4)" in r.stdout
-    _all_at(lab)
-    assert not any(v["unschedulable"] for v in lab.nodes().values())
-
-    events = lab.events_list()
-    downs = down_sets(events)
-    cordoned = [e["node"] for e in events if e["event"] == "node-cordoned"]
-    assert sorted(cordoned) == ["cp-1", "w-1", "w-2", "w-3", "w-4"]  # each once
-    zone = {**ZONES, "cp-1": "control plane"}
-    # two nodes of different zones down (cordoned and drained) at the same time ...
-    assert any(len(d) == 2 and len({zone[n] for n in d}) == 2 for d in downs), downs
-    # ... and never two of one zone (nor a worker beside the control plane)
-    for d in downs:
-        assert len({zone[n] for n in d}) == len(d), d
-        assert "cp-1" not in d or d == {"cp-1"}, d
-    # within a zone the drains come one after the other, in inventory order
-    drains: dict[str, list[int]] = {}
-    for i, e in enumerate(events):
-        if e.get("kind") == "drain" and e["event"] in ("step-started", "step-finished"):
-            drains.setdefault(e["node"], []).append(i)
-    assert set(drains) == {"cp-1", *ZONES}
-    assert drains["w-1"][-1] < drains["w-2"][0] and drains["w-3"][-1] < drains["w-4"][0]

@@ -52,7 +52,7 @@ def test_canonical_text_and_prefixed_keys() -> None:
         ("   ", "empty selector"),
         ("zone=a,", "trailing ','"),
         (",zone=a", "expected a label key, found ','"),
-        ("zone in ()", "the set of values is empty"),
+        ("zone in ()", "empty set of values after 'zone in'"),
         ("zone in a", "must be followed by '(values)'"),
         ("zone in (a b)", "expected ',' or ')'"),
         ("zone in (a", "expected ',' or ')'"),

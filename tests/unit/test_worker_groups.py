@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from test_canary import cp
 from test_engine import MemKube, MemNode, Rig, entry, worker_visit
 from test_planner import facts, order, plan
@@ -21,6 +22,7 @@ from upgrader.core.workers import WorkerSelection, group_rounds, order_workers
 from upgrader.errors import ConfigError
 from upgrader.execute import stored
 from upgrader.execute.engine import batches
+from upgrader.inventory import load_inventory
 
 LABELS = {
     "w-1": {"zone": "a", "rack": "2"},
@@ -134,7 +136,10 @@ def test_plan_groups_show_the_groups_and_the_order() -> None:
     ("options", "problem"),
     [
         ({"selector": "zone=c"}, "--selector: zone=c matches no worker"),
-        ({"selector": "zone in ()"}, "--selector: 'zone in ()': the set of values is empty"),
+        (
+            {"selector": "zone in ()"},
+            "--selector: empty set of values after 'zone in' in 'zone in ()'",
+        ),
         ({"group_by": "zone", "max_unavailable": 2}, "--group-by: not with --max-unavailable"),
         ({"max_unavailable_per_group": 2}, "--max-unavailable-per-group: needs --group-by"),
         ({"group_by": "bad key"}, "--group-by: invalid label key"),
@@ -213,3 +218,60 @@ def test_groups_name_only_the_workers_the_plan_visits() -> None:
     assert [e.node for e in p.entries if e.phase == "worker"] == ["w-2"]
     assert p.selection is not None and dict(p.selection.groups) == {"b": ("w-2",)}
     assert "groups by zone: b (w-2);" in render_brief(p)
+
+
+# --------------------------------------------------------------------------- inventories
+
+
+def _kubespray(tmp_path: Path, all_vars: dict[str, object]) -> Path:
+    hosts = {"cp1": {"ansible_host": "10.0.0.1"}, "w1": {"ansible_host": "10.0.0.2"}}
+    doc = {
+        "all": {
+            "hosts": hosts,
+            "vars": all_vars,
+            "children": {
+                "kube_control_plane": {"hosts": {"cp1": None}},
+                "kube_node": {"hosts": {"w1": None}},
+            },
+        }
+    }
+    path = tmp_path / "hosts.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_inventory_workers_section_and_kubespray_variables(tmp_path: Path) -> None:
+    native = tmp_path / "inv.yaml"
+    base = (Path(__file__).parents[1] / "data" / "inventories" / "native.yaml").read_text()
+    native.write_text(
+        base + "workers: {selector: 'zone in (a,b)', group_by: zone, order_by: rack,"
+        " max_unavailable_per_group: 2}\n"
+    )
+    w = load_inventory(native, ssh_config_path=tmp_path / "none").worker_choice
+    assert (w.selector, w.group_by, w.order_by, w.max_unavailable_per_group) == (
+        "zone in (a,b)",
+        "zone",
+        "rack",
+        2,
+    )
+    ks = _kubespray(
+        tmp_path,
+        {
+            "upgrader_workers_selector": "!spot",
+            "upgrader_workers_group_by": "zone",
+            "upgrader_workers_max_unavailable_per_group": "3",
+        },
+    )
+    w = load_inventory(ks, ssh_config_path=tmp_path / "none").worker_choice
+    assert (w.selector, w.group_by, w.max_unavailable_per_group) == ("!spot", "zone", 3)
+
+
+def test_a_bad_inventory_selector_is_one_line_naming_the_field(tmp_path: Path) -> None:
+    ks = _kubespray(tmp_path, {"upgrader_workers_selector": "zone in ()"})
+    with pytest.raises(ConfigError) as info:
+        load_inventory(ks, ssh_config_path=tmp_path / "none")
+    message = str(info.value)
+    assert (
+        "upgrader_workers_selector" in message and "empty set of values after 'zone in'" in message
+    )
+    assert "\n" not in message

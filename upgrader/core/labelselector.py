@@ -190,7 +190,7 @@ def parse(text: str, source: str = "--selector") -> Selector:
                 i += 1
                 values: list[str] = []
                 if peek() == ")":
-                    raise fail(f"'{key} {op} ()': the set of values is empty")
+                    raise fail(f"empty set of values after '{key} {op}'")
                 while True:
                     v = peek()
                     if _is_word(v):
