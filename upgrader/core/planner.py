@@ -45,6 +45,11 @@ Pass-through (``PlanOptions.kubeadm``, :mod:`upgrader.core.kubeadm_passthrough`)
 the control-plane visits (``first-control-plane``, ``control-plane``) its flags go into
 ``{kubeadm_flags}``/``{kubeadm_plan_flags}`` and, when it carries files, a
 ``kubeadm-files`` step that copies them comes before the first ``kubeadm upgrade`` step.
+Workers (:mod:`upgrader.core.workers`): ``PlanOptions.selector`` (a label selector on the
+facts' Node labels) and ``nodes`` choose them (both: the intersection; the control plane
+is planned as in a whole run, except that ``nodes`` drops its visits and blocks while it
+lags), ``group_by``/``order_by``/``max_unavailable_per_group`` order them in rounds of
+each group; the plan's ``selection`` records the choice and the groups it visits.
 For a node the facts mark unreached, the findings that only say one of its facts is missing
 (:data:`MISSING_FACT_CODES`) are left out: NODE_UNREACHABLE already says why.
 
