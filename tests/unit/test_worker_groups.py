@@ -275,3 +275,12 @@ def test_a_bad_inventory_selector_is_one_line_naming_the_field(tmp_path: Path) -
         "upgrader_workers_selector" in message and "empty set of values after 'zone in'" in message
     )
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[], {"groups": {"a": "w-1"}}, {"max_unavailable_per_group": 0}, {"selected": "2"}],
+)
+def test_a_malformed_stored_selection_is_one_line(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"^p: workers"):
+        WorkerSelection.from_dict(bad, "p: workers")

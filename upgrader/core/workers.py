@@ -111,9 +111,15 @@ class WorkerSelection:
             and isinstance(per, int)
             and not isinstance(per, bool)
             and per >= 1
+            and all(
+                isinstance(d.get(k, 0), int) and not isinstance(d.get(k, 0), bool)
+                for k in ("selected", "total")
+            )
         )
         if not ok:
-            raise ConfigError(f"{where}: nodes, groups or max_unavailable_per_group malformed")
+            raise ConfigError(
+                f"{where}: nodes, groups, counts or max_unavailable_per_group malformed"
+            )
         return cls(
             nodes=tuple(nodes) if nodes is not None else None,
             selector=opt("selector"),
@@ -121,8 +127,8 @@ class WorkerSelection:
             order_by=opt("order_by"),
             per_group=per,
             groups={str(g): tuple(v) for g, v in groups.items()},
-            selected=int(d.get("selected") or 0),
-            total=int(d.get("total") or 0),
+            selected=d.get("selected", 0),
+            total=d.get("total", 0),
         )
 
 
