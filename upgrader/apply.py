@@ -54,8 +54,10 @@ from upgrader import state as st
 from upgrader.core import window
 from upgrader.core.model import Facts, Finding, Plan, PlanEntry
 from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
+from upgrader.core.render import selection_text
 from upgrader.core.versions import KubeVersion
 from upgrader.core.window import Window
+from upgrader.core.workers import WorkerSelection
 from upgrader.errors import (
     ConfigError,
     ExitCode,
@@ -228,6 +230,7 @@ def _plan_for_display(sp: stored.StoredPlan, fresh: Plan) -> Plan:
         findings=fresh.findings,
         strategy=sp.strategy,
         overrides=fresh.overrides,
+        selection=sp.selection,
     )
 
 
@@ -674,6 +677,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                 # ---- the run's records
                 if resuming_run and sp_resume is not None and prev is not None:
                     run_state, plan_entries = prev, sp_resume.entries
+                    selection = sp_resume.selection
                 else:
                     if abandoned is not None:
                         sf.save(st.set_status(abandoned, st.RunStatus.ABANDONED))
@@ -705,6 +709,7 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     )
                     sf.save(run_state)
                     plan_entries = sp.entries
+                    selection = sp.selection
                 transcripts_dir = _transcripts_dir(req, run_state, state_path)
 
                 # ---- the run
@@ -726,6 +731,9 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     snapshot_dir=req.engine.snapshot_dir
                     or st.default_transcripts_dir(state_path, run_id),
                     drain_overrides=drain_overrides or req.engine.drain_overrides,
+                    # the run's own grouping (a resume keeps the stored one)
+                    groups=selection.group_of() if selection is not None else {},
+                    per_group=selection.per_group if selection is not None else 1,
                 )
                 engine = Engine(
                     plan_entries,
@@ -873,6 +881,8 @@ class StatusReport:
     nodes: tuple[NodeReport, ...]
     lock: str  # "free" or who holds the file lock
     lease: str | None  # the cluster Lease as read, or why it could not be read
+    # the workers the run chose and how it groups them (from its stored plan), if any
+    selection: WorkerSelection | None = None
 
     @property
     def run_status(self) -> str:
@@ -906,6 +916,7 @@ class StatusReport:
             "nodes": [n.to_dict() for n in self.nodes],
             "lock": self.lock,
             "lease": self.lease,
+            "workers": self.selection.to_dict() if self.selection is not None else None,
         }
 
     def text(self) -> str:
@@ -928,6 +939,8 @@ class StatusReport:
                 lines.append(f"Continue with: {continue_command(r.inventory, r.target)}")
             elif not r.finished and what != "running":
                 lines.append(f"The same `upgrader apply --to {r.target}` resumes it.")
+            if self.selection is not None:
+                lines.append(selection_text(self.selection))
             width = max((len(n.node) for n in self.nodes), default=4)
             for n in self.nodes:
                 extra = ""
@@ -1022,9 +1035,16 @@ def status(
                     precordoned=name in run.precordoned,
                 )
             )
+    selection = None
+    if run is not None:
+        try:
+            selection = stored.load(stored.plan_path(path), run.run_id, run.plan_digest).selection
+        except ConfigError:
+            selection = None  # no stored plan (or not this run's): nothing to say
     return StatusReport(
         state_path=path,
         run=run,
+        selection=selection,
         nodes=tuple(nodes),
         lock=_file_lock_holder(sf),
         lease=_lease_text(inv) if read_lease else None,

@@ -198,6 +198,49 @@ ReleaseDataOpt = Annotated[
 NodesOpt = Annotated[
     str | None, typer.Option("--nodes", help="Comma-separated workers to limit the run to.")
 ]
+SelectorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--selector",
+        "-l",
+        metavar="SELECTOR",
+        help="Upgrade only the workers whose Node labels match this label selector "
+        "(zone=a, 'zone in (a,b)', '!spot', as kubectl -l); with --nodes: the workers "
+        "both choose. The control plane still goes first. Inventory: workers.selector.",
+        show_default=False,
+    ),
+]
+GroupByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--group-by",
+        metavar="LABEL",
+        help="Group the workers by this Node label's value and upgrade the groups side by "
+        "side (nodes without it: their own group). Not with --max-unavailable.",
+        show_default=False,
+    ),
+]
+PerGroupOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-unavailable-per-group",
+        min=1,
+        max=100,
+        metavar="N",
+        help="With --group-by: at most N nodes of each group down at once [default: 1].",
+        show_default=False,
+    ),
+]
+OrderByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--order-by",
+        metavar="LABEL",
+        help="Order the workers (within each group) by this Node label's value, then the "
+        "name (default: inventory order).",
+        show_default=False,
+    ),
+]
 AllowExperimentalOpt = Annotated[
     bool, typer.Option("--allow-experimental-upgrades", help="Allow alpha/beta/rc targets.")
 ]
@@ -418,6 +461,37 @@ def _node_names(text: str | None, inv: Any | None) -> tuple[str, ...] | None:
     return names
 
 
+def _worker_flags(
+    selector: str | None,
+    group_by: str | None,
+    order_by: str | None,
+    per_group: int | None,
+    max_unavailable: int = 1,
+) -> dict[str, Any]:
+    """``--selector``, ``--group-by``, ``--order-by``, ``--max-unavailable-per-group``
+    checked before any node is contacted (the inventory's ``workers:`` fills the rest)."""
+    from upgrader.core.labelselector import check_key
+    from upgrader.core.labelselector import parse as parse_selector
+
+    if selector is not None:
+        parse_selector(selector, "--selector")
+    if group_by is not None:
+        check_key(group_by, "--group-by")
+        if max_unavailable > 1:
+            raise ConfigError(
+                "--group-by: not with --max-unavailable (use --max-unavailable-per-group: "
+                "at most that many nodes of each group down at once)"
+            )
+    if order_by is not None:
+        check_key(order_by, "--order-by")
+    return {
+        "selector": selector,
+        "group_by": group_by,
+        "order_by": order_by,
+        "max_unavailable_per_group": per_group,
+    }
+
+
 def _load_facts_file(path: Path) -> Any:
     from upgrader.core.model import Facts
 
@@ -586,6 +660,10 @@ def plan(
     playbooks: PlaybooksOpt = None,
     release_data: ReleaseDataOpt = None,
     nodes: NodesOpt = None,
+    selector: SelectorOpt = None,
+    group_by: GroupByOpt = None,
+    max_unavailable_per_group: PerGroupOpt = None,
+    order_by: OrderByOpt = None,
     force: Annotated[
         bool,
         typer.Option("--force", help="Pass kubeadm's overridable refusals (as kubeadm --force)."),
@@ -670,6 +748,7 @@ def plan(
         delete_emptydir_data=delete_emptydir_data,
         disable_eviction=disable_eviction,
         **_drain_flags(drain_fallback, pod_selector),
+        **_worker_flags(selector, group_by, order_by, max_unavailable_per_group),
         kubeadm=_kubeadm_passthrough(
             inv,
             patches,
@@ -759,6 +838,10 @@ def apply(
         int, typer.Option("--max-unavailable", min=1, max=100, help="Workers upgraded at once.")
     ] = 1,
     nodes: NodesOpt = None,
+    selector: SelectorOpt = None,
+    group_by: GroupByOpt = None,
+    max_unavailable_per_group: PerGroupOpt = None,
+    order_by: OrderByOpt = None,
     drain_timeout: Annotated[
         float | None,
         typer.Option(
@@ -966,6 +1049,9 @@ def apply(
             no_prestage=no_prestage,
             max_unavailable=max_unavailable,
             **_drain_flags(drain_fallback, pod_selector),
+            **_worker_flags(
+                selector, group_by, order_by, max_unavailable_per_group, max_unavailable
+            ),
             kubeadm=_kubeadm_passthrough(
                 _inventory_or_none(inventory, kubeconfig, known_hosts),
                 patches,

@@ -519,6 +519,7 @@ def merge_facts(
                 cgroup=probe.cgroup,
                 reachable=probe.reachable,
                 extra=extra,
+                labels=dict(api.labels) if api is not None else {},
             )
         )
 

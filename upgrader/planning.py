@@ -1,7 +1,8 @@
 """Glue between the CLI and the pure planner: load playbooks and release data, turn the
 inventory and the operator's flags into planner options, build the plan.
 
-Owns: the mapping from inventory/flags to :class:`upgrader.core.planner.PlanOptions`, and
+Owns: the mapping from inventory/flags to :class:`upgrader.core.planner.PlanOptions` (a
+flag wins over the inventory's setting: ``--selector`` over ``workers.selector``...), and
 merging the preflight findings (:mod:`upgrader.core.checks`, judged on the plan's hops and
 the nodes it upgrades and drains) into ``Plan.findings`` when the plan has work to do.
 Must not: reach a node or the API (facts and preflight inputs come in already gathered),
@@ -34,6 +35,12 @@ class PlanRequest:
     strict: bool = False
     today: date | None = None
     max_unavailable: int = 1
+    # --selector / --group-by / --order-by / --max-unavailable-per-group; None: the
+    # inventory's workers: section says (a flag wins)
+    selector: str | None = None
+    group_by: str | None = None
+    order_by: str | None = None
+    max_unavailable_per_group: int | None = None
     # preflight flags (they change findings, not steps)
     harden_kubelet: bool = False
     delete_emptydir_data: bool = False
@@ -84,6 +91,13 @@ def make_plan(
         today=req.today or date.today(),
     )
     pm: dict[str, str] = {}
+    workers = getattr(inventory, "worker_choice", None)
+    selector = req.selector if req.selector is not None else getattr(workers, "selector", None)
+    group_by = req.group_by if req.group_by is not None else getattr(workers, "group_by", None)
+    order_by = req.order_by if req.order_by is not None else getattr(workers, "order_by", None)
+    per_group: int = req.max_unavailable_per_group or int(
+        getattr(workers, "max_unavailable_per_group", 1)
+    )
     repo = None
     checksums = None
     settings = None
@@ -106,6 +120,10 @@ def make_plan(
         etcd_snapshot=req.etcd_snapshot,
         prestage=req.prestage,
         kubeadm=req.kubeadm,
+        selector=selector,
+        group_by=group_by,
+        order_by=order_by,
+        max_unavailable_per_group=per_group,
         repository=repo if repo is not None else planner.RepoConfig(),
         settings=settings if settings is not None else SettingHints(),
     )

@@ -85,6 +85,9 @@ def test_read_cluster(kube_stub: StubAPI, tmp_path: Path) -> None:
     assert cp2.ready is None  # Ready=Unknown
     assert w1.unschedulable and not w1.control_plane_label and w1.ready is True
     assert w2.ready is False and w2.container_runtime == "cri-o://1.27.1"
+    # the Node objects' labels, as the selector (--selector, --group-by) reads them
+    assert w2.labels == {"kubernetes.io/hostname": "w-2", "kubernetes.io/os": "linux"}
+    assert cp1.labels["node-role.kubernetes.io/control-plane"] == ""
     assert got.control_planes == {
         "cp-1": ControlPlaneVersions(V("v1.28.4"), V("v1.28.4"), V("v1.28.4"), "3.5.9-0"),
         "cp-2": ControlPlaneVersions(V("v1.27.8"), V("v1.27.8"), V("v1.27.8"), None),

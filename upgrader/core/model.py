@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from upgrader.core.versions import KubeVersion, VersionError
+
+if TYPE_CHECKING:
+    from upgrader.core.workers import WorkerSelection
 
 # --------------------------------------------------------------------------- findings
 
@@ -97,6 +100,7 @@ class NodeFacts:
     cgroup: str | None = None  # "v1" | "v2": `stat -fc %T /sys/fs/cgroup/`
     reachable: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)  # raw facts for preflight checks
+    labels: Mapping[str, str] = field(default_factory=dict)  # the API Node's metadata.labels
 
     @property
     def is_control_plane(self) -> bool:
@@ -162,6 +166,8 @@ class Facts:
                 "reachable": n.reachable,
                 "extra": dict(n.extra),
             }
+            if n.labels:
+                d["labels"] = dict(n.labels)
             if n.control_plane is not None:
                 cp = n.control_plane
                 d["control_plane"] = {
@@ -272,6 +278,11 @@ class Facts:
             extra = rn.get("extra") or {}
             if not isinstance(extra, Mapping):
                 raise ValueError(f"{source}: {p}.extra: must be a mapping")
+            labels = rn.get("labels") or {}
+            if not isinstance(labels, Mapping) or not all(
+                isinstance(k, str) and isinstance(x, str) for k, x in labels.items()
+            ):
+                raise ValueError(f"{source}: {p}.labels: must be a mapping of strings")
             nodes.append(
                 NodeFacts(
                     name=name,
@@ -292,6 +303,7 @@ class Facts:
                     cgroup=_cgroup(rn.get("cgroup"), f"{source}: {p}.cgroup"),
                     reachable=bool(rn.get("reachable", True)),
                     extra=dict(extra),
+                    labels=dict(labels),
                 )
             )
         findings = []
@@ -414,6 +426,8 @@ class Plan:
     findings: tuple[Finding, ...]
     strategy: str = "per-hop"  # "per-hop" | "drain-once"
     overrides: tuple[str, ...] = ()  # override flags the operator gave
+    # the workers chosen, their groups and order (--nodes, --selector, --group-by, ...)
+    selection: WorkerSelection | None = None
 
     @property
     def steps(self) -> Iterator[Step]:
@@ -435,7 +449,7 @@ class Plan:
         return not self.entries and not self.blockers
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "current": str(self.current),
             "target": str(self.target),
             "hops": [str(h) for h in self.hops],
@@ -444,3 +458,6 @@ class Plan:
             "findings": [f.to_dict() for f in self.findings],
             "blocked": bool(self.blockers),
         }
+        if self.selection is not None and self.selection.active:
+            out["workers"] = self.selection.to_dict()
+        return out

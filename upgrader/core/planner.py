@@ -45,6 +45,11 @@ Pass-through (``PlanOptions.kubeadm``, :mod:`upgrader.core.kubeadm_passthrough`)
 the control-plane visits (``first-control-plane``, ``control-plane``) its flags go into
 ``{kubeadm_flags}``/``{kubeadm_plan_flags}`` and, when it carries files, a
 ``kubeadm-files`` step that copies them comes before the first ``kubeadm upgrade`` step.
+Workers (:mod:`upgrader.core.workers`): ``PlanOptions.selector`` (a label selector on the
+facts' Node labels) and ``nodes`` choose them (both: the intersection; the control plane
+is planned as in a whole run, except that ``nodes`` drops its visits and blocks while it
+lags), ``group_by``/``order_by``/``max_unavailable_per_group`` order them in rounds of
+each group; the plan's ``selection`` records the choice and the groups it visits.
 For a node the facts mark unreached, the findings that only say one of its facts is missing
 (:data:`MISSING_FACT_CODES`) are left out: NODE_UNREACHABLE already says why.
 
@@ -104,6 +109,7 @@ from upgrader.core.policy import (
 from upgrader.core.releases import ReleaseData
 from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
+from upgrader.core.workers import WorkerSelection, order_workers
 from upgrader.errors import ConfigError
 
 __all__ = [
@@ -163,6 +169,21 @@ class PlanOptions:
     prestage: bool = False  # a prestage visit per node first (apply and plan: on by default)
     settings: SettingHints = field(default_factory=SettingHints)
     kubeadm: KubeadmPassthrough = field(default_factory=KubeadmPassthrough)
+    # --selector / --group-by / --order-by / --max-unavailable-per-group (see workers.py)
+    selector: str | None = None
+    group_by: str | None = None
+    order_by: str | None = None
+    max_unavailable_per_group: int = 1
+
+    @property
+    def selection(self) -> WorkerSelection:
+        return WorkerSelection(
+            nodes=self.nodes,
+            selector=self.selector,
+            group_by=self.group_by,
+            order_by=self.order_by,
+            per_group=self.max_unavailable_per_group,
+        )
 
 
 def package_manager_for(node: NodeFacts, by_node: Mapping[str, str]) -> tuple[str | None, str]:
@@ -182,6 +203,14 @@ def _validate(facts: Facts, opts: PlanOptions) -> None:
         raise ConfigError(f"--strategy: {opts.strategy!r} is not one of {', '.join(_STRATEGIES)}")
     if opts.max_unavailable < 1:
         raise ConfigError(f"--max-unavailable: must be at least 1, not {opts.max_unavailable}")
+    opts.selection.validate()
+    if opts.group_by and opts.max_unavailable > 1:
+        raise ConfigError(
+            "--group-by: not with --max-unavailable (use --max-unavailable-per-group: "
+            "at most that many nodes of each group down at once)"
+        )
+    if opts.max_unavailable_per_group != 1 and not opts.group_by:
+        raise ConfigError("--max-unavailable-per-group: needs --group-by LABEL")
     if opts.nodes is not None:
         if not opts.nodes:
             raise ConfigError("--nodes: no node names given")
@@ -215,8 +244,17 @@ def _raised(v: KubeVersion | None, hop: KubeVersion) -> KubeVersion:
 
 
 class _Planner:
-    def __init__(self, facts: Facts, playbook: Playbook, opts: PlanOptions, strategy: str):
+    def __init__(
+        self,
+        facts: Facts,
+        playbook: Playbook,
+        opts: PlanOptions,
+        strategy: str,
+        workers: list[str] | None = None,
+    ):
         self.facts = facts
+        # the workers to visit, in order (default: every worker, facts order)
+        self.workers = workers if workers is not None else [n.name for n in facts.workers]
         self.playbook = playbook
         self.opts = opts
         self.strategy = strategy
@@ -537,7 +575,7 @@ class _Planner:
     # ---- the walk -------------------------------------------------------------------
     def walk(self, hops: tuple[KubeVersion, ...]) -> None:
         cps = [n.name for n in self.facts.control_planes]
-        workers = [n.name for n in self.facts.workers]
+        workers = self.workers
         for hop in hops:
             catching_up = hop <= self.cluster
             for i, name in enumerate(cps):
@@ -588,12 +626,18 @@ def build_plan(
     for bad options (unknown strategy, ``--nodes`` naming an unknown or control-plane
     node, ``max_unavailable`` < 1)."""
     _validate(facts, opts)
+    order, selection = order_workers(facts.workers, opts.selection)
     up = path_mod.plan_path(facts, target, releases, opts.policy, opts.strategy)
-    planner = _Planner(facts, playbook, opts, up.strategy)
+    planner = _Planner(facts, playbook, opts, up.strategy, order)
     planner.walk(up.hops)
 
     entries = planner.entries
     own = planner.findings
+    if opts.selector is not None:
+        # workers the selector leaves out: no findings about them either
+        chosen = set(order)
+        left_out = {n.name for n in facts.workers} - chosen
+        own = [f for f in own if f.node not in left_out]
     if opts.nodes is not None:
         # Only the chosen workers' visits stay (and the findings about them).
         selected = set(opts.nodes)
@@ -618,6 +662,9 @@ def build_plan(
         if key not in seen:
             seen.add(key)
             findings.append(f)
+    # the groups name the workers the plan visits (not those already at the target)
+    visited = {e.node for e in entries if e.phase == PHASE_WORKER}
+    selection = selection.visiting(visited)
     if opts.prestage and entries:
         entries = planner.prestage(entries) + entries
     overrides = tuple(dict.fromkeys((*opts.overrides, *opts.policy.overrides)))
@@ -629,4 +676,5 @@ def build_plan(
         findings=tuple(findings),
         strategy=up.strategy,
         overrides=overrides,
+        selection=selection,
     )

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from upgrader.core import nodelock
 from upgrader.core.model import Finding, Plan, Severity, Step
+from upgrader.core.workers import WorkerSelection
 from upgrader.errors import SSH_UNREACHABLE_CODES
 
 
@@ -137,6 +138,8 @@ def header_lines(plan: Plan) -> list[str]:
         )
     if plan.overrides:
         out.append(f"Overrides given: {' '.join(plan.overrides)}")
+    if plan.selection is not None and plan.selection.active:
+        out.append(selection_text(plan.selection))
     if any(s.kind == "shell" for e in plan.entries for s in e.steps):
         out.append(
             f"Each $ command run as root, and its check, runs under `flock "
@@ -144,6 +147,25 @@ def header_lines(plan: Plan) -> list[str]:
             "left running is waited for."
         )
     return out
+
+
+def selection_text(sel: WorkerSelection) -> str:
+    """One line: which workers the run upgrades, their groups and their order, e.g.
+    ``Workers: 2 of 4 selected by zone=a; groups by zone: a (w-1), b (w-2); at most 1
+    down per group; order within a group: inventory order``."""
+    how = []
+    if sel.selector:
+        how.append(f"selected by {sel.selector}")
+    if sel.nodes is not None:
+        how.append(f"named by --nodes ({', '.join(sel.nodes)})")
+    parts = [f"Workers: {sel.selected} of {sel.total}" + (f" {' and '.join(how)}" if how else "")]
+    if sel.group_by:
+        groups = ", ".join(f"{g} ({', '.join(names)})" for g, names in sel.groups.items())
+        parts.append(f"groups by {sel.group_by}: {groups}")
+        parts.append(f"at most {sel.per_group} down per group")
+    order = f"by {sel.order_by}, then name" if sel.order_by else "inventory order"
+    parts.append(f"order{' within a group' if sel.group_by else ''}: {order}")
+    return "; ".join(parts)
 
 
 def unreached_nodes(plan: Plan) -> dict[str, str]:

@@ -161,7 +161,14 @@ def _order_lines(plan: Plan, unreached: dict[str, str]) -> list[str]:
         if block != (e.hop, e.phase):
             block = (e.hop, e.phase)
             previous = None
-            out.append(f"  [{e.hop}] {PHASE_TITLES.get(e.phase, e.phase)}")
+            title = PHASE_TITLES.get(e.phase, e.phase)
+            sel = plan.selection
+            if e.phase == "worker" and sel is not None and sel.group_by:
+                title = (
+                    f"workers, groups by {sel.group_by} side by side, at most "
+                    f"{sel.per_group} of a group at once"
+                )
+            out.append(f"  [{e.hop}] {title}")
         lead = f"    {e.node:<{width}}  "
         if e.node in unreached:
             out.append(f"{lead}(not reached, {unreached[e.node]}: its steps are not listed)")

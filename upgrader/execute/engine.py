@@ -8,7 +8,8 @@ stderr), the transcript lines and the events. Per node: cordon provenance (nodes
 before the run stay cordoned; a node we cordoned and then failed on is left cordoned and
 the error says so; a drain that fails uncordons only a node we cordoned). Per run: the
 order (one node at a time; consecutive workers of one hop in batches of
-``max_unavailable``; the ``prestage`` visits all at once in a bounded pool; nothing new
+``max_unavailable``, or with ``--group-by`` in rounds of up to ``per_group`` nodes of every
+group; the ``prestage`` visits all at once in a bounded pool; nothing new
 starts once a node failed) and the stop at the first
 failure with :class:`~upgrader.errors.StepFailed`.
 
@@ -48,7 +49,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,9 @@ class EngineOptions:
     # a resume given --drain-fallback / --pod-selector: per node (fallback, pod selector)
     # instead of what its stored drain step recorded
     drain_overrides: Mapping[str, tuple[str, str | None]] | None = None
+    # --group-by: node -> its group; a batch takes up to per_group nodes of every group
+    groups: Mapping[str, str] = field(default_factory=dict)
+    per_group: int = 1
 
 
 # events that tell the operator about a running step (the heartbeat stays quiet after one)
@@ -175,10 +179,20 @@ def canary_stop(entries: Sequence[PlanEntry], n: int | None) -> tuple[int, str] 
     return None
 
 
-def batches(entries: Sequence[PlanEntry], max_unavailable: int) -> list[list[PlanEntry]]:
+def batches(
+    entries: Sequence[PlanEntry],
+    max_unavailable: int,
+    groups: Mapping[str, str] | None = None,
+    per_group: int = 1,
+) -> list[list[PlanEntry]]:
     """Entries grouped into what may run at once: consecutive ``prestage`` visits (they
     only download; every node at once), consecutive worker visits of one hop and phase, up
-    to ``max_unavailable`` distinct nodes; everything else alone, in order."""
+    to ``max_unavailable`` distinct nodes; everything else alone, in order.
+
+    With ``groups`` (node -> group, ``--group-by``) the worker batches are bounded per
+    group instead: consecutive worker visits of one hop and phase join a batch while it
+    holds fewer than ``per_group`` nodes of their group (the planner orders the workers in
+    rounds of ``per_group`` nodes of each group, so a batch is one round)."""
     out: list[list[PlanEntry]] = []
     for e in entries:
         last = out[-1] if out else None
@@ -188,11 +202,18 @@ def batches(entries: Sequence[PlanEntry], max_unavailable: int) -> list[list[Pla
             else:
                 out.append([e])
             continue
+        if groups:
+            room = (
+                e.node in groups
+                and last is not None
+                and sum(1 for x in last if groups.get(x.node) == groups[e.node]) < per_group
+            )
+        else:
+            room = max_unavailable > 1 and last is not None and len(last) < max_unavailable
         if (
-            max_unavailable > 1
+            room
             and e.role == ROLE_WORKER
             and last is not None
-            and len(last) < max_unavailable
             and all(
                 x.role == ROLE_WORKER
                 and x.hop == e.hop
@@ -333,7 +354,12 @@ class Engine:
             for i, part in enumerate(parts):
                 if i == 1 and stop is not None and not self._started(part):
                     raise PauseRun(stop[1])
-                for batch in batches(part, max(1, self.options.max_unavailable)):
+                for batch in batches(
+                    part,
+                    max(1, self.options.max_unavailable),
+                    self.options.groups,
+                    max(1, self.options.per_group),
+                ):
                     if self._before_batch is not None and not all(map(self._entry_done, batch)):
                         self._before_batch(batch)
                     self._run_batch(batch)

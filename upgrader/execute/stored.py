@@ -28,6 +28,7 @@ from typing import Any
 
 from upgrader import safefile
 from upgrader.core.model import STEP_KINDS, Plan, PlanEntry, Step
+from upgrader.core.workers import WorkerSelection
 from upgrader.errors import ConfigError
 
 SCHEMA = 1
@@ -49,6 +50,8 @@ class StoredPlan:
     hops: tuple[str, ...]
     strategy: str
     entries: tuple[PlanEntry, ...]
+    # the workers chosen, grouped and ordered (absent from plans stored before it existed)
+    selection: WorkerSelection | None = None
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -63,9 +66,18 @@ class StoredPlan:
             hops=tuple(str(h) for h in plan.hops),
             strategy=plan.strategy,
             entries=plan.entries,
+            selection=plan.selection
+            if plan.selection is not None and plan.selection.active
+            else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._to_dict()
+        if self.selection is not None:
+            out["workers"] = self.selection.to_dict()
+        return out
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "run_id": self.run_id,
@@ -163,6 +175,9 @@ def from_dict(data: Any, source: str) -> StoredPlan:
         hops=tuple(hops),
         strategy=_field(data, "strategy", str, source),
         entries=tuple(entries),
+        selection=WorkerSelection.from_dict(data["workers"], f"{source}: workers")
+        if data.get("workers") is not None
+        else None,
     )
 
 

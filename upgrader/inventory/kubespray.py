@@ -276,10 +276,13 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
         "packages": {},
         "kubeadm": {},
         "drain": {},
+        "workers": {},
     }
     for (section, key), var in _ALL_VARS.items():
         if var in all_vars:
-            sections[section][key] = _scalar(walker, all_vars[var], want_int=key == "port")
+            sections[section][key] = _scalar(
+                walker, all_vars[var], want_int=key in ("port", "max_unavailable_per_group")
+            )
             origins[(section, key)] = all_vars[var][1]
     ssh = sections["ssh"]
 

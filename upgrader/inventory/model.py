@@ -198,6 +198,11 @@ class Inventory:
             (wide.fallback, wide.pod_selector),
         )
 
+    @property
+    def worker_choice(self) -> Any:
+        """The ``workers:`` section (selector, grouping; :class:`schema.WorkersSpec`)."""
+        return self.document.workers
+
     # ---- ssh -------------------------------------------------------------------------
     def ssh_target(self, node: NodeSpec | str) -> SSHTarget:
         """Inventory ``ssh`` defaults < ``~/.ssh/config`` for the address < node overrides."""
@@ -214,6 +219,8 @@ class Inventory:
         for n in data.get("nodes") or ():
             if isinstance(n, dict) and n.get("drain") is None:
                 n.pop("drain", None)
+        if data.get("workers") == type(self.document.workers)().model_dump(mode="json"):
+            del data["workers"]
         return data
 
     def fingerprint(self) -> str:

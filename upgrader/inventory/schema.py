@@ -322,6 +322,37 @@ class DrainSpec(_Strict):
     )
 
 
+def _check_selector(value: str) -> str:
+    from upgrader.core.labelselector import parse
+    from upgrader.errors import ConfigError
+
+    try:
+        parse(value, "")
+    except ConfigError as e:  # the loader names the field
+        raise ValueError(str(e).removeprefix(": ")) from None
+    return value
+
+
+def _check_node_label_key(value: str) -> str:
+    from upgrader.core.labelselector import check_key
+    from upgrader.errors import ConfigError
+
+    try:
+        return check_key(value, "")
+    except ConfigError as e:
+        raise ValueError(str(e).removeprefix(": ")) from None
+
+
+class WorkersSpec(_Strict):
+    """Which workers a run upgrades and how they are grouped (``--selector``,
+    ``--group-by``, ``--order-by``, ``--max-unavailable-per-group``; a flag wins)."""
+
+    selector: Annotated[str, AfterValidator(_check_selector)] | None = None
+    group_by: Annotated[str, AfterValidator(_check_node_label_key)] | None = None
+    order_by: Annotated[str, AfterValidator(_check_node_label_key)] | None = None
+    max_unavailable_per_group: Annotated[int, Field(strict=True, ge=1, le=100)] = 1
+
+
 class NodeSpec(_Strict):
     name: NodeName
     address: Address
@@ -350,6 +381,7 @@ class InventoryDocument(_Strict):
     packages: PackagesSpec = Field(default_factory=PackagesSpec)
     kubeadm: KubeadmSpec = Field(default_factory=KubeadmSpec)
     drain: DrainSpec = Field(default_factory=DrainSpec)
+    workers: WorkersSpec = Field(default_factory=WorkersSpec)
     nodes: Annotated[tuple[NodeSpec, ...], Field(min_length=1)]
     # how the run reports and when it may run (apply's --notify / --window / --window-tz
     # add to these); not part of the run's fingerprint: changing them never blocks a resume

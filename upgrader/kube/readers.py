@@ -2,7 +2,7 @@
 
 Owns :func:`read_cluster`: ``GET /version`` (gitVersion), the ``kube-system/kubeadm-config``
 ConfigMap (``ClusterConfiguration.kubernetesVersion``), every node (kubeletVersion, Ready,
-unschedulable, containerRuntimeVersion, the control-plane role label) and the
+unschedulable, containerRuntimeVersion, the control-plane role label, the labels) and the
 control-plane components' versions per node from their mirror pods in kube-system
 (annotation ``kubernetes.io/config.mirror``, label ``component``, ``spec.nodeName``, the
 image tag). Lists are paginated. Calls go through :func:`upgrader.kube.retry.request_json`
@@ -45,6 +45,7 @@ class NodeRead:
     unschedulable: bool
     container_runtime: str | None  # "containerd://1.7.2"
     control_plane_label: bool
+    labels: Mapping[str, str] = field(default_factory=dict)  # metadata.labels
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ def _node_read(obj: Mapping[str, Any], problems: list[str]) -> NodeRead | None:
         unschedulable=is_unschedulable(obj),
         container_runtime=str(runtime) if runtime else None,
         control_plane_label=isinstance(labels, Mapping) and CONTROL_PLANE_LABEL in labels,
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
     )
 
 
