@@ -80,6 +80,8 @@ def _kind(value: object) -> str:
 
 
 def _secretish(loc: Loc) -> bool:
+    if any(p in ("node_env", "upgrader_node_env") for p in loc):
+        return True  # a proxy URL may carry a password
     return any(isinstance(p, str) and any(s in p.lower() for s in _SECRETISH) for p in loc)
 
 
