@@ -86,7 +86,9 @@ def make_plan(
         settings = getattr(inventory, "setting_hints", None)
         pm = {n.name: inventory.package_manager_for(n) for n in inventory.nodes}
         r = inventory.repository
-        repo = planner.RepoConfig(flavour=r.flavour, url_template=r.url_template)
+        repo = planner.RepoConfig(
+            flavour=r.flavour, url_template=r.url_template, mirror=getattr(r, "mirror", None)
+        )
         source = getattr(inventory, "release_checksums", None)
         if source:
             checksums = _release_checksums(source, facts, req, releases, policy)
@@ -105,6 +107,12 @@ def make_plan(
         settings=settings if settings is not None else SettingHints(),
     )
     plan = planner.build_plan(facts, req.target, playbook, releases, opts)
+    if inventory is not None:
+        plan = dataclasses.replace(
+            plan,
+            node_env=tuple(getattr(inventory, "node_env_names", ())),
+            package_mirror=repo.mirror if repo is not None else None,
+        )
     return _with_preflight(plan, facts, req, preflight)
 
 

@@ -414,6 +414,8 @@ class Plan:
     findings: tuple[Finding, ...]
     strategy: str = "per-hop"  # "per-hop" | "drain-once"
     overrides: tuple[str, ...] = ()  # override flags the operator gave
+    node_env: tuple[str, ...] = ()  # names the inventory's node_env exports (never values)
+    package_mirror: str | None = None  # the inventory's packages.mirror
 
     @property
     def steps(self) -> Iterator[Step]:
@@ -443,4 +445,6 @@ class Plan:
             "nodes": [e.to_dict() for e in self.entries],
             "findings": [f.to_dict() for f in self.findings],
             "blocked": bool(self.blockers),
+            **({"node_env": list(self.node_env)} if self.node_env else {}),
+            **({"package_mirror": self.package_mirror} if self.package_mirror else {}),
         }
