@@ -108,8 +108,14 @@ def make_plan(
     )
     plan = planner.build_plan(facts, req.target, playbook, releases, opts)
     if inventory is not None:
+        images = planner.image_repository_findings(
+            facts.cluster.image_repository,
+            getattr(inventory, "image_repository", None),
+            opts.settings,
+        )
         plan = dataclasses.replace(
             plan,
+            findings=(*plan.findings, *images),
             node_env=tuple(getattr(inventory, "node_env_names", ())),
             package_mirror=repo.mirror if repo is not None else None,
         )

@@ -12,9 +12,11 @@ import pytest
 import yaml
 
 from upgrader.core import nodeenv, nodelock
-from upgrader.core.model import Plan
+from upgrader.core.model import Plan, Severity
+from upgrader.core.planner import IMAGE_REPOSITORY_MISMATCH, image_repository_findings
 from upgrader.core.playbook import RepoConfig
 from upgrader.core.render import header_lines
+from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError, ExitCode
 from upgrader.inventory import Inventory, load_inventory
@@ -157,6 +159,7 @@ def test_kubespray_variables(tmp_path: Path) -> None:
             "vars": {
                 "upgrader_node_env": {"https_proxy": SECRET_URL, "no_proxy": ".local"},
                 "upgrader_packages_mirror": "https://mirror.example",
+                "upgrader_images_repository": "registry.example/k8s",
             },
             "hosts": {
                 "cp1": {"ansible_host": "10.0.0.5"},
@@ -170,6 +173,7 @@ def test_kubespray_variables(tmp_path: Path) -> None:
     }
     inv = _load(tmp_path, data)
     assert inv.repository.mirror == "https://mirror.example"
+    assert inv.image_repository == "registry.example/k8s"
     assert inv.node_env_for("cp1") == (("https_proxy", SECRET_URL), ("no_proxy", ".local"))
     assert inv.node_env_for("w1") == (("no_proxy", "x"),)  # a host's value replaces, as in Ansible
     data["all"]["vars"]["upgrader_node_env"] = {"SHELL": "/bin/zsh"}
@@ -260,3 +264,31 @@ def test_plan_header_shows_names_and_mirror_never_values() -> None:
     assert data["package_mirror"] == "https://mirror.example/k8s"
     bare = Plan(V, V, (), (), ())
     assert "node_env" not in bare.to_dict() and "package_mirror" not in bare.to_dict()
+
+
+# --------------------------------------------------------------------------- images.repository
+
+
+@pytest.mark.parametrize(
+    "value", ["https://reg.example/k8s", "Reg.example/k8s", "reg.example/k8s/", "reg/k8s:v1"]
+)
+def test_bad_image_repositories_are_refused(tmp_path: Path, value: str) -> None:
+    message = _error(tmp_path, _doc(images={"repository": value}))
+    assert "images.repository" in message and "is not an image repository" in message
+
+
+def test_image_repository_against_the_cluster(tmp_path: Path) -> None:
+    inv = _load(tmp_path, _doc(images={"repository": "registry.example:5000/k8s"}))
+    assert inv.image_repository == "registry.example:5000/k8s"
+    assert "images" not in _load(tmp_path, _doc()).to_dict()
+    hints = SettingHints()
+    assert image_repository_findings(None, None, hints) == []
+    assert image_repository_findings(None, "registry.k8s.io", hints) == []
+    same = "registry.example:5000/k8s"
+    assert image_repository_findings(same, same, hints) == []
+    (f,) = image_repository_findings(None, same, hints)
+    assert f.code == IMAGE_REPOSITORY_MISMATCH and f.severity == Severity.BLOCKER
+    assert "imageRepository registry.k8s.io (unset: kubeadm's default)" in f.message
+    assert f.fix is not None and "kubeadm-config" in f.fix
+    (k,) = image_repository_findings("old.example/k8s", same, SettingHints("kubespray"))
+    assert "upgrader_images_repository in all.vars of the inventory says" in k.message

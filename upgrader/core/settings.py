@@ -71,6 +71,8 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="https base URL standing for https://pkgs.k8s.io (a mirror)"),
     Setting("upgrader_packages_release_checksums", "packages.release_checksums",
             meaning="directory or https URL template of the release sha256 files"),
+    Setting("upgrader_images_repository", "images.repository",
+            meaning="registry[/path] of the control-plane images (kubeadm imageRepository)"),
     Setting("upgrader_kubeadm_patches", "kubeadm.patches", flag="--patches",
             meaning="directory of kubeadm patch files for the control-plane nodes"),
     Setting("upgrader_kubeadm_config", "kubeadm.config", flag="--kubeadm-config",

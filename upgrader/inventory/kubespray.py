@@ -276,6 +276,7 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
         "ssh": {},
         "packages": {},
         "kubeadm": {},
+        "images": {},
     }
     for (section, key), var in _ALL_VARS.items():
         if var in all_vars:

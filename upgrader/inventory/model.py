@@ -186,6 +186,11 @@ class Inventory:
         packages = self.document.packages
         return Repository(packages.repository, packages.url_template, packages.mirror)
 
+    @property
+    def image_repository(self) -> str | None:
+        """``images.repository``: where the site's control-plane images come from."""
+        return self.document.images.repository
+
     # ---- node environment ------------------------------------------------------------
     def node_env_for(self, node: NodeSpec | str) -> tuple[tuple[str, str], ...]:
         """The node's ``node_env``: the inventory's, the node's own winning name by name."""
@@ -226,6 +231,8 @@ class Inventory:
         # likewise the keys added later, when unset (an older run's fingerprint still holds)
         if data.get("packages", {}).get("mirror", 0) is None:
             del data["packages"]["mirror"]
+        if data.get("images") == {"repository": None}:
+            del data["images"]
         if data.get("node_env") == {}:
             del data["node_env"]
         for node in data.get("nodes", ()):

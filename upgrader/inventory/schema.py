@@ -230,6 +230,22 @@ def check_mirror(value: str) -> str:
     return value.rstrip("/")
 
 
+_IMAGE_REPO_RE = re.compile(
+    r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+
+
+def check_image_repository(value: str) -> str:
+    """A registry with an optional path, as kubeadm's ``imageRepository`` takes it
+    (``registry.example:5000/k8s``): no scheme, no tag, no trailing ``/``."""
+    if len(value) > 255 or not _IMAGE_REPO_RE.match(value):
+        raise ValueError(
+            f"{_short(value)} is not an image repository (registry[:port][/path], lowercase, "
+            "no https:// and no tag)"
+        )
+    return value
+
+
 def resolve_path(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     path = value.expanduser()
@@ -343,6 +359,13 @@ class KubeadmSpec(_Strict):
     certificate_renewal: StrictBool = True
 
 
+class ImagesSpec(_Strict):
+    """Where the cluster's control-plane images come from (air-gapped sites): compared
+    with the kubeadm-config ConfigMap's ``imageRepository``, which kubeadm uses."""
+
+    repository: Annotated[str, AfterValidator(check_image_repository)] | None = None
+
+
 class NodeSpec(_Strict):
     name: NodeName
     address: Address
@@ -371,6 +394,7 @@ class InventoryDocument(_Strict):
     ssh: SSHDefaults = Field(default_factory=SSHDefaults)
     packages: PackagesSpec = Field(default_factory=PackagesSpec)
     kubeadm: KubeadmSpec = Field(default_factory=KubeadmSpec)
+    images: ImagesSpec = Field(default_factory=ImagesSpec)
     # environment of every command upgrader runs on a node (proxies): see the README
     node_env: NodeEnv = Field(default_factory=dict)
     nodes: Annotated[tuple[NodeSpec, ...], Field(min_length=1)]
