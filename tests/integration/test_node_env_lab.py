@@ -107,6 +107,11 @@ def lab(tmp_path: Path) -> Iterator[Path]:
         {
             "version": "v1.27.8",
             "delays": {"kubelet_ready": 0.3, "pod_termination": 0.1},
+            # one worker: no PodDisruptionBudget (an evicted pod has nowhere else to go)
+            "workloads": [
+                {"kind": "Deployment", "name": "web", "replicas": 2},
+                {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
+            ],
             "nodes": [
                 {"name": "cp-1", "role": "control-plane"},
                 {"name": "w-1", "role": "worker"},
@@ -177,10 +182,12 @@ def test_proxy_and_mirror_reach_apt_and_curl_and_the_password_stays_hidden(
     assert "Node environment: HTTPS_PROXY, https_proxy, no_proxy (values redacted)" in out
     assert f"Package mirror: {mirror} (stands for https://pkgs.k8s.io)" in out
 
-    # apt and curl went through the proxy, with the credentials, to the mirror
+    # apt and curl went through the proxy, with the credentials, to the mirror (so did
+    # the lab's simulated tools that call the API server: no_proxy does not name it)
     connects = [(t, a) for m, t, a in proxy.seen if m == "CONNECT"]
-    assert connects and {t for t, _ in connects} == {pkg_target}
-    assert {a for _, a in connects} == {f"labuser:{PASSWORD}"}
+    to_mirror = [a for t, a in connects if t == pkg_target]
+    assert len(to_mirror) >= 2 and set(to_mirror) == {f"labuser:{PASSWORD}"}
+    assert {m for m, _, _ in proxy.seen} == {"CONNECT"}
     # the mirror's 1.28 repository is what each node's sources list now names
     for node in ("cp-1", "w-1"):
         listing = wrapper.run_on_node(
