@@ -217,6 +217,9 @@ def _secrets(inventory: Any, api_client: Any) -> tuple[str, ...]:
         if env and os.environ.get(env):
             found.append(os.environ[env])
     found.extend(credential_values(api_client))
+    node_env_secrets = getattr(inventory, "node_env_secrets", None)
+    if node_env_secrets is not None:
+        found.extend(node_env_secrets())  # a proxy URL's user:password
     return tuple(dict.fromkeys(found))
 
 
@@ -231,6 +234,8 @@ def _plan_for_display(sp: stored.StoredPlan, fresh: Plan) -> Plan:
         strategy=sp.strategy,
         overrides=fresh.overrides,
         selection=sp.selection,
+        node_env=fresh.node_env,
+        package_mirror=fresh.package_mirror,
     )
 
 

@@ -105,7 +105,9 @@ def make_plan(
         settings = getattr(inventory, "setting_hints", None)
         pm = {n.name: inventory.package_manager_for(n) for n in inventory.nodes}
         r = inventory.repository
-        repo = planner.RepoConfig(flavour=r.flavour, url_template=r.url_template)
+        repo = planner.RepoConfig(
+            flavour=r.flavour, url_template=r.url_template, mirror=getattr(r, "mirror", None)
+        )
         source = getattr(inventory, "release_checksums", None)
         if source:
             checksums = _release_checksums(source, facts, req, releases, policy)
@@ -129,6 +131,18 @@ def make_plan(
     )
     plan = planner.build_plan(facts, req.target, playbook, releases, opts)
     plan = with_drain_settings(plan, drain_settings(req, inventory, plan))
+    if inventory is not None:
+        images = planner.image_repository_findings(
+            facts.cluster.image_repository,
+            getattr(inventory, "image_repository", None),
+            opts.settings,
+        )
+        plan = dataclasses.replace(
+            plan,
+            findings=(*plan.findings, *images),
+            node_env=tuple(getattr(inventory, "node_env_names", ())),
+            package_mirror=repo.mirror if repo is not None else None,
+        )
     return _with_preflight(plan, facts, req, preflight)
 
 

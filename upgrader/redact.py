@@ -12,7 +12,8 @@ line. Two kinds of rule:
   (``[a-z0-9]{6}.[a-z0-9]{16}``, bare or after ``--token``), ``--certificate-key`` values
   (and kubeadm's ``Using certificate key:`` line), discovery-token CA cert hashes
   (``sha256:<64 hex>``, not an image digest ``@sha256:...``), ``Authorization: Bearer``
-  and ``bearer`` tokens, ``--token``, ``password=``/``password:`` values.
+  and ``bearer`` tokens, ``--token``, ``password=``/``password:`` values, and the
+  userinfo of a URL (``http://user:pass@proxy:3128`` -> ``http://***@proxy:3128``).
 
 Must not: do I/O, log, or decide where text goes. Pure standard library.
 """
@@ -37,6 +38,8 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(?<![@\w])(sha256:)[0-9a-f]{64}\b"), r"\1" + MASK),
     (re.compile(r"(?<![A-Za-z0-9])[a-z0-9]{6}\.[a-z0-9]{16}(?![A-Za-z0-9])"), MASK),
     (re.compile(r"(?i)(password[=:]\s*)\S+"), r"\1" + MASK),
+    # a URL's user:password@ (a proxy URL of the inventory's node_env): the whole userinfo
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@'\"]+@"), r"\1" + MASK + "@"),
 )
 
 

@@ -9,6 +9,7 @@ bookworm), https://www.sudo.ws/docs/man/1.9.13/sudoers.man/ .
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -207,6 +208,16 @@ def test_password_path_right_and_wrong(tmp_path: Path, monkeypatch: pytest.Monke
             r = t.run("id -u; cat /etc/hostname")
             assert (r.exit_code, r.stdout) == (0, "0\nw-1\n")
             assert password not in r.command
+        # node_env after the password on stdin: sudo -S reads its line, the root shell
+        # exports the rest; the password is not exported, the command's stdin is empty
+        env = (("https_proxy", "http://u:p@proxy:3128"), ("no_proxy", ".local"))
+        target = dataclasses.replace(lab.target("w-1", "LAB_TEST_SUDO_PW"), env=env)
+        with SSHTransport(target) as t:
+            r = t.run('id -u; echo "$https_proxy|$no_proxy"; cat; echo ---; env')
+            head, environment = r.stdout.split("---\n", 1)
+            assert head == "0\nhttp://u:p@proxy:3128|.local\n", r.stderr
+            assert password not in environment and "https_proxy=http://u:p@" in environment
+            assert "proxy:3128" not in r.command
     finally:
         runner.down(lab.dir)
     assert not labsudo.host_dropin_path(lab.dir).exists()

@@ -66,7 +66,7 @@ def _error(path: Path) -> str:
 def test_every_native_setting_has_a_variable() -> None:
     """The table covers the native schema: each section key, and each node key that is
     not the node's identity (name, address, role come from the groups and ansible_host)."""
-    sections = {"cluster", "kubeconfig", "ssh", "packages", "kubeadm", "drain", "workers"}
+    sections = {"cluster", "kubeconfig", "ssh", "packages", "kubeadm", "drain", "workers", "images"}
     native = {
         f"{s}.{k}"
         for s in sections

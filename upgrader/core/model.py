@@ -428,6 +428,8 @@ class Plan:
     overrides: tuple[str, ...] = ()  # override flags the operator gave
     # the workers chosen, their groups and order (--nodes, --selector, --group-by, ...)
     selection: WorkerSelection | None = None
+    node_env: tuple[str, ...] = ()  # names the inventory's node_env exports (never values)
+    package_mirror: str | None = None  # the inventory's packages.mirror
 
     @property
     def steps(self) -> Iterator[Step]:
@@ -457,6 +459,8 @@ class Plan:
             "nodes": [e.to_dict() for e in self.entries],
             "findings": [f.to_dict() for f in self.findings],
             "blocked": bool(self.blockers),
+            **({"node_env": list(self.node_env)} if self.node_env else {}),
+            **({"package_mirror": self.package_mirror} if self.package_mirror else {}),
         }
         if self.selection is not None and self.selection.active:
             out["workers"] = self.selection.to_dict()

@@ -84,6 +84,7 @@ from upgrader.core.model import (
     Step,
 )
 from upgrader.core.playbook import (
+    DEFAULT_IMAGE_REPOSITORY,
     DEPENDENCY_PACKAGES,
     PACKAGE_MANAGERS,
     PHASE_CONTROL_PLANE,
@@ -116,6 +117,7 @@ __all__ = [
     "CHECKSUMS_UNAVAILABLE",
     "CHECKSUMS_UNREADABLE",
     "CONTROL_PLANE_NOT_AT_TARGET",
+    "IMAGE_REPOSITORY_MISMATCH",
     "KUBEADM_CONFIG_UNSUPPORTED",
     "NODE_UNREACHABLE",
     "PACKAGE_DEPENDENCY_HELD",
@@ -140,6 +142,7 @@ CHECKSUMS_UNAVAILABLE = "CHECKSUMS_UNAVAILABLE"
 CHECKSUMS_UNREADABLE = "CHECKSUMS_UNREADABLE"
 PACKAGE_DEPENDENCY_HELD = "PACKAGE_DEPENDENCY_HELD"
 KUBEADM_CONFIG_UNSUPPORTED = "KUBEADM_CONFIG_UNSUPPORTED"
+IMAGE_REPOSITORY_MISMATCH = "IMAGE_REPOSITORY_MISMATCH"
 _KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 
 _PM_FOR_OS = {"debian": "apt", "rhel": "dnf"}
@@ -678,3 +681,37 @@ def build_plan(
         overrides=overrides,
         selection=selection,
     )
+
+
+def image_repository_findings(
+    cluster: str | None, wanted: str | None, settings: SettingHints
+) -> list[Finding]:
+    """The inventory's ``images.repository`` against the cluster's ``imageRepository``
+    (kubeadm-config's ClusterConfiguration; ``None``: kubeadm's default, registry.k8s.io).
+
+    ``kubeadm upgrade apply`` has no ``--image-repository`` flag and an
+    UpgradeConfiguration no ``imageRepository`` field: kubeadm pulls the new control-plane
+    images from what the ConfigMap says. When that is not where the site's images are
+    (an air-gapped registry), the upgrade would wait on image pulls that cannot succeed:
+    a blocker until the ConfigMap says the same as the inventory."""
+    if wanted is None:
+        return []
+    have = cluster or DEFAULT_IMAGE_REPOSITORY
+    if have == wanted:
+        return []
+    return [
+        Finding(
+            IMAGE_REPOSITORY_MISMATCH,
+            Severity.BLOCKER,
+            f"the cluster's kubeadm-config says imageRepository {have}"
+            + ("" if cluster else " (unset: kubeadm's default)")
+            + f", but {settings.where('images.repository')} says {wanted}: kubeadm pulls the "
+            "new control-plane images from the ConfigMap's repository",
+            fix=(
+                "set imageRepository: "
+                f"{wanted} in the ClusterConfiguration of the kubeadm-config ConfigMap "
+                "(kubectl -n kube-system edit configmap kubeadm-config) once the images are "
+                f"in that registry, or correct {settings.where('images.repository')}"
+            ),
+        )
+    ]

@@ -121,6 +121,7 @@ PACKAGE_MANAGERS = ("apt", "dnf", "yum", "dnf5")
 PROGRAM = {"apt": "apt", "dnf": "dnf", "yum": "yum", "dnf5": "dnf"}
 STRATEGIES = ("per-hop", "drain-once")
 REPO_FLAVOURS = ("pkgs.k8s.io", "legacy", "custom")
+PKGS_K8S_IO = "https://pkgs.k8s.io"
 
 DEFAULT_FILE = "default.yaml"
 FORMAT_VERSION = 1
@@ -316,8 +317,25 @@ class RepoConfig:
 
     flavour: str = "pkgs.k8s.io"
     url_template: str | None = None
+    # packages.mirror: the https base URL that stands for https://pkgs.k8s.io (same layout)
+    mirror: str | None = None
 
     def __post_init__(self) -> None:
+        if self.mirror is not None:
+            m = self.mirror
+            if self.flavour != "pkgs.k8s.io":
+                raise ConfigError(
+                    f"packages.mirror: only used with repository: pkgs.k8s.io "
+                    f"(repository is {self.flavour})"
+                )
+            host = m.removeprefix("https://").split("/", 1)[0] if m.startswith("https://") else ""
+            if not host or "@" in host:
+                raise ConfigError("packages.mirror: must be an https:// URL without user:password@")
+            bad = sorted(set(m) & _URL_FORBIDDEN)
+            if bad:
+                raise ConfigError(
+                    f"packages.mirror: {m!r} contains forbidden characters {''.join(bad)!r}"
+                )
         if self.flavour not in REPO_FLAVOURS:
             raise ConfigError(
                 f"packages.repository: {self.flavour!r} is not one of {', '.join(REPO_FLAVOURS)}"
@@ -353,7 +371,8 @@ class RepoConfig:
             u = self.url_template.replace("{minor}", version.minor_str)
             return u if u.endswith("/") else u + "/"
         channel = "prerelease" if version.is_prerelease else "stable"
-        return f"https://pkgs.k8s.io/core:/{channel}:/v{version.minor_str}/{family}/"
+        base = (self.mirror or PKGS_K8S_IO).rstrip("/")
+        return f"{base}/core:/{channel}:/v{version.minor_str}/{family}/"
 
     def key_url(self, version: KubeVersion, pm: str | None) -> str:
         base = self.url(version, pm)

@@ -17,8 +17,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
-from upgrader.core import nodelock
+from upgrader.core import nodeenv, nodelock
 from upgrader.core.model import Finding, Plan, Severity, Step
+from upgrader.core.playbook import PKGS_K8S_IO
 from upgrader.core.workers import WorkerSelection
 from upgrader.errors import SSH_UNREACHABLE_CODES
 
@@ -125,8 +126,9 @@ def _verdict(plan: Plan) -> str:
 
 
 def header_lines(plan: Plan) -> list[str]:
-    """The plan's first lines: current -> target, hops and strategy, the overrides given and
-    the node-lock rule (shared by the detailed and the brief layout)."""
+    """The plan's first lines: current -> target, hops and strategy, the overrides given,
+    the node environment's names and the package mirror, and the node-lock rule (shared
+    by the detailed and the brief layout)."""
     out: list[str] = []
     hops = ", ".join(str(h) for h in plan.hops) or "none"
     out.append(f"Upgrade plan: {plan.current} -> {plan.target}")
@@ -140,6 +142,10 @@ def header_lines(plan: Plan) -> list[str]:
         out.append(f"Overrides given: {' '.join(plan.overrides)}")
     if plan.selection is not None and plan.selection.active:
         out.append(selection_text(plan.selection))
+    if plan.node_env:
+        out.append(nodeenv.summary(plan.node_env))
+    if plan.package_mirror:
+        out.append(f"Package mirror: {plan.package_mirror} (stands for {PKGS_K8S_IO})")
     if any(s.kind == "shell" for e in plan.entries for s in e.steps):
         out.append(
             f"Each $ command run as root, and its check, runs under `flock "

@@ -67,8 +67,12 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="pkgs.k8s.io, legacy or custom"),
     Setting("upgrader_packages_url_template", "packages.url_template",
             meaning="custom repository URL with {minor}"),
+    Setting("upgrader_packages_mirror", "packages.mirror",
+            meaning="https base URL standing for https://pkgs.k8s.io (a mirror)"),
     Setting("upgrader_packages_release_checksums", "packages.release_checksums",
             meaning="directory or https URL template of the release sha256 files"),
+    Setting("upgrader_images_repository", "images.repository",
+            meaning="registry[/path] of the control-plane images (kubeadm imageRepository)"),
     Setting("upgrader_kubeadm_patches", "kubeadm.patches", flag="--patches",
             meaning="directory of kubeadm patch files for the control-plane nodes"),
     Setting("upgrader_kubeadm_config", "kubeadm.config", flag="--kubeadm-config",
@@ -99,6 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
             meaning="nodes of one group down at once (with group_by; default 1)"),
     Setting("upgrader_node_labels", None, "labels",
             meaning="free-form labels of the node (a mapping)"),
+    Setting("upgrader_node_env", None, "node_env",
+            meaning="environment of the node's commands (a mapping: http_proxy, ...)"),
 )  # fmt: skip
 
 BY_VARIABLE = {s.variable: s for s in SETTINGS}

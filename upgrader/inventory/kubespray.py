@@ -59,7 +59,8 @@ _NODE_VARS = {
     "address": "ansible_host",
     **{s.node_field: _internal(s) for s in SETTINGS if s.node_field is not None},
 }
-_FROM_ALL_TOO = frozenset({"address", "labels"})  # node fields all.vars sets on every node
+# node fields all.vars sets on every node (a host's or group's value replaces it, as in Ansible)
+_FROM_ALL_TOO = frozenset({"address", "labels", "node_env"})
 # native (section, key) <- variable, read from all.vars only
 _ALL_VARS = {
     (s.key.split(".")[0], s.key.split(".")[1]): _internal(s)
@@ -230,7 +231,7 @@ def _scalar(walker: _Walker, var: tuple[Any, Loc], want_int: bool = False) -> An
     value, loc = var
     if isinstance(value, str) and "{{" in value:
         raise walker.fail(loc, "uses Jinja templating, which upgrader does not evaluate")
-    if isinstance(value, Mapping):  # upgrader_node_labels
+    if isinstance(value, Mapping):  # upgrader_node_labels, upgrader_node_env
         for key, item in value.items():
             _scalar(walker, (item, (*loc, str(key))))
     if want_int and isinstance(value, str) and value.strip().isdigit():
@@ -277,6 +278,7 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
         "kubeadm": {},
         "drain": {},
         "workers": {},
+        "images": {},
     }
     for (section, key), var in _ALL_VARS.items():
         if var in all_vars:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from upgrader.core import nodeenv
 from upgrader.core.settings import SettingHints
 from upgrader.errors import ConfigError
 from upgrader.inventory.schema import InventoryDocument, NodeSpec
@@ -32,6 +33,7 @@ class Repository:
 
     flavour: str  # "pkgs.k8s.io" | "legacy" | "custom"
     url_template: str | None = None
+    mirror: str | None = None  # stands for https://pkgs.k8s.io (flavour pkgs.k8s.io)
 
     def url_for(self, minor: str) -> str | None:
         """The custom repository URL for ``minor`` (``"1.29"``); ``None`` for other flavours."""
@@ -65,7 +67,14 @@ class Inventory:
         self._by_name = {n.name: n for n in document.nodes}
         # Merged once, so a bad ssh_config entry fails at load time, before any host is touched.
         self._targets = {
-            n.name: build_target(n, document.ssh, self._ssh_config, self._label, source_format)
+            n.name: build_target(
+                n,
+                document.ssh,
+                self._ssh_config,
+                self._label,
+                source_format,
+                env=nodeenv.merged(document.node_env, n.node_env),
+            )
             for n in document.nodes
         }
 
@@ -175,7 +184,28 @@ class Inventory:
     @property
     def repository(self) -> Repository:
         packages = self.document.packages
-        return Repository(packages.repository, packages.url_template)
+        return Repository(packages.repository, packages.url_template, packages.mirror)
+
+    @property
+    def image_repository(self) -> str | None:
+        """``images.repository``: where the site's control-plane images come from."""
+        return self.document.images.repository
+
+    # ---- node environment ------------------------------------------------------------
+    def node_env_for(self, node: NodeSpec | str) -> tuple[tuple[str, str], ...]:
+        """The node's ``node_env``: the inventory's, the node's own winning name by name."""
+        return self._targets[self._spec(node).name].env
+
+    @property
+    def node_env_names(self) -> tuple[str, ...]:
+        """Every name some node's commands get (sorted), for the plan: never the values."""
+        return tuple(sorted({k for n in self.nodes for k, _ in self.node_env_for(n)}))
+
+    def node_env_secrets(self) -> tuple[str, ...]:
+        """The passwords the node_env URLs carry, to mask wherever text is kept or shown."""
+        return tuple(
+            dict.fromkeys(s for n in self.nodes for s in nodeenv.credentials(self.node_env_for(n)))
+        )
 
     @property
     def release_checksums(self) -> str | None:
@@ -221,6 +251,16 @@ class Inventory:
                 n.pop("drain", None)
         if data.get("workers") == type(self.document.workers)().model_dump(mode="json"):
             del data["workers"]
+        # likewise the keys added later, when unset (an older run's fingerprint still holds)
+        if data.get("packages", {}).get("mirror", 0) is None:
+            del data["packages"]["mirror"]
+        if data.get("images") == {"repository": None}:
+            del data["images"]
+        if data.get("node_env") == {}:
+            del data["node_env"]
+        for node in data.get("nodes", ()):
+            if node.get("node_env") == {}:
+                del node["node_env"]
         return data
 
     def fingerprint(self) -> str:

@@ -80,6 +80,8 @@ def _kind(value: object) -> str:
 
 
 def _secretish(loc: Loc) -> bool:
+    if any(p in ("node_env", "upgrader_node_env") for p in loc):
+        return True  # a proxy URL may carry a password
     return any(isinstance(p, str) and any(s in p.lower() for s in _SECRETISH) for p in loc)
 
 
@@ -146,6 +148,14 @@ def check_document(doc: InventoryDocument) -> Sequence[Problem]:
     """Rules spanning several fields, in file order. Empty when the document is sound."""
     problems: list[Problem] = []
     pk = doc.packages
+    if pk.mirror is not None and pk.repository != "pkgs.k8s.io":
+        problems.append(
+            Problem(
+                ("packages", "mirror"),
+                f"only used with repository: pkgs.k8s.io (repository is {pk.repository}; "
+                "with custom, url_template already names the whole URL)",
+            )
+        )
     if pk.repository == "custom" and pk.url_template is None:
         problems.append(Problem(("packages", "url_template"), "required when repository is custom"))
     if pk.repository != "custom" and pk.url_template is not None:

@@ -27,6 +27,8 @@ from pydantic import (
     ValidationInfo,
 )
 
+from upgrader.core import nodeenv
+
 ROLE_CONTROL_PLANE = "control-plane"
 ROLE_WORKER = "worker"
 
@@ -48,6 +50,7 @@ _LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$
 # Characters that must never reach a shell line or a repository file unquoted.
 _URL_FORBIDDEN = set(" \t\r\n'\"`$;&|<>()\\*?!#")
 _CHECKSUM_FIELDS = frozenset({"version", "minor", "arch", "binary"})
+NODE_ENV_MAX = 64  # variables
 
 
 def _short(value: object) -> str:
@@ -186,6 +189,63 @@ def check_url_template(value: str) -> str:
     return value
 
 
+def check_node_env_name(value: str) -> str:
+    problem = nodeenv.name_problem(value)
+    if problem:
+        raise ValueError(f"{_short(value)} {problem}")
+    return value
+
+
+def check_node_env_value(value: str) -> str:
+    problem = nodeenv.value_problem(value)  # never quotes the value: it may hold a password
+    if problem:
+        raise ValueError(f"a value {problem}")
+    return value
+
+
+def check_node_env(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > NODE_ENV_MAX:
+        raise ValueError(f"at most {NODE_ENV_MAX} variables")
+    return value
+
+
+def check_mirror(value: str) -> str:
+    """The base URL that stands for ``https://pkgs.k8s.io``: https only, no credentials,
+    no query or fragment, no placeholder; the trailing ``/`` dropped."""
+    if not value.startswith("https://"):
+        raise ValueError(
+            f"{_short(value)} must start with https:// (the repository key is fetched from "
+            "it; plain http would let anyone on the path swap the key)"
+        )
+    _check_url_chars(value)
+    rest = value[len("https://") :]
+    host = rest.split("/", 1)[0]
+    if "@" in host:
+        raise ValueError(
+            "must not carry credentials (user:password@): they would be written into the "
+            "node's repository file; use apt's auth.conf or dnf's username/password instead"
+        )
+    if not host or any(c in value for c in "{}%") or "?" in rest or "#" in rest:
+        raise ValueError(f"{_short(value)} is not a plain https://host[:port][/path] base URL")
+    return value.rstrip("/")
+
+
+_IMAGE_REPO_RE = re.compile(
+    r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+
+
+def check_image_repository(value: str) -> str:
+    """A registry with an optional path, as kubeadm's ``imageRepository`` takes it
+    (``registry.example:5000/k8s``): no scheme, no tag, no trailing ``/``."""
+    if len(value) > 255 or not _IMAGE_REPO_RE.match(value):
+        raise ValueError(
+            f"{_short(value)} is not an image repository (registry[:port][/path], lowercase, "
+            "no https:// and no tag)"
+        )
+    return value
+
+
 def resolve_path(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     path = value.expanduser()
@@ -268,6 +328,8 @@ class PackagesSpec(_Strict):
     repository: RepositoryFlavour = "pkgs.k8s.io"
     url_template: Annotated[str, AfterValidator(check_url_template)] | None = None
     release_checksums: Annotated[str, AfterValidator(check_release_checksums)] | None = None
+    # stands for https://pkgs.k8s.io in the per-minor repository lines (repository: pkgs.k8s.io)
+    mirror: Annotated[str, AfterValidator(check_mirror)] | None = None
 
 
 def _comma_list(value: Any) -> Any:
@@ -276,6 +338,10 @@ def _comma_list(value: Any) -> Any:
         return tuple(x.strip() for x in value.split(",") if x.strip())
     return value
 
+
+NodeEnvName = Annotated[str, AfterValidator(check_node_env_name)]
+NodeEnvValue = Annotated[str, Field(strict=True), AfterValidator(check_node_env_value)]
+NodeEnv = Annotated[dict[NodeEnvName, NodeEnvValue], AfterValidator(check_node_env)]
 
 PreflightCheck = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")]
 
@@ -353,6 +419,13 @@ class WorkersSpec(_Strict):
     max_unavailable_per_group: Annotated[int, Field(strict=True, ge=1, le=100)] = 1
 
 
+class ImagesSpec(_Strict):
+    """Where the cluster's control-plane images come from (air-gapped sites): compared
+    with the kubeadm-config ConfigMap's ``imageRepository``, which kubeadm uses."""
+
+    repository: Annotated[str, AfterValidator(check_image_repository)] | None = None
+
+
 class NodeSpec(_Strict):
     name: NodeName
     address: Address
@@ -365,6 +438,8 @@ class NodeSpec(_Strict):
     jump_host: JumpHost | None = None
     labels: dict[LabelKey, str] = Field(default_factory=dict)
     drain: DrainSpec | None = None
+    # added to (and, name by name, over) the inventory's node_env for this node's commands
+    node_env: NodeEnv = Field(default_factory=dict)
 
     @property
     def is_control_plane(self) -> bool:
@@ -382,6 +457,9 @@ class InventoryDocument(_Strict):
     kubeadm: KubeadmSpec = Field(default_factory=KubeadmSpec)
     drain: DrainSpec = Field(default_factory=DrainSpec)
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
+    images: ImagesSpec = Field(default_factory=ImagesSpec)
+    # environment of every command upgrader runs on a node (proxies): see the README
+    node_env: NodeEnv = Field(default_factory=dict)
     nodes: Annotated[tuple[NodeSpec, ...], Field(min_length=1)]
     # how the run reports and when it may run (apply's --notify / --window / --window-tz
     # add to these); not part of the run's fingerprint: changing them never blocks a resume

@@ -64,6 +64,7 @@ def build_target(
     ssh_config: SSHConfigFile | None,
     source: str,
     settings_form: str = "native",
+    env: tuple[tuple[str, str], ...] = (),
 ) -> SSHTarget:
     """The merged SSHTarget for ``node``. ``source`` names the inventory in errors;
     ``settings_form`` (native or kubespray) is how the transport's hints name settings."""
@@ -95,6 +96,7 @@ def build_target(
         connect_timeout=ssh.connect_timeout,
         keepalive=ssh.keepalive,
         jump=jump,
+        env=env,
         settings_form=settings_form,
     )
 

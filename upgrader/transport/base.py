@@ -73,6 +73,9 @@ class SSHTarget:
     connect_timeout: float = 10.0
     keepalive: int = 15
     jump: SSHTarget | None = None
+    # the inventory's node_env for this node: exported for every command, delivered on
+    # the command's stdin (upgrader.core.nodeenv); never shown (a proxy URL may hold a password)
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # the inventory's form (native, kubespray), for hints naming its settings; not part
     # of what the target is
     settings_form: str = field(default="native", compare=False)

@@ -9,7 +9,9 @@ backoff and jitter on connection errors only), running one command per session c
 a deadline and without deadlocking on large outputs, keeping at most a cap of each
 (:mod:`upgrader.transport.bounded`; or streaming its stdout into a local 0600 file:
 :meth:`SSHTransport.stream_to`), sudo wrapping (the sudo password comes from an
-environment variable and is only ever written to the channel's stdin), SFTP download, and
+environment variable and is only ever written to the channel's stdin; so are the values of the
+inventory's ``node_env``, exported inside the root shell: :mod:`upgrader.core.nodeenv`), SFTP
+download, and
 :class:`SSHPool`, the thread-safe set of per-node transports the gatherer and executor
 share.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import select
 import shlex
 import socket
@@ -41,6 +44,7 @@ from tenacity import (
     wait_random,
 )
 
+from upgrader.core import nodeenv
 from upgrader.core.settings import SettingHints
 from upgrader.errors import ConfigError, HostKeyError, TransportError
 from upgrader.transport.base import Result, SSHTarget
@@ -80,13 +84,16 @@ def host_key_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def sudo_wrap(command: str, *, with_password: bool) -> str:
+def sudo_wrap(command: str, *, with_password: bool, prelude: str = "") -> str:
     """``command`` run as root through sudo. Without a password sudo must not prompt
     (``-n``); with one, sudo reads it from stdin (``-S``) with an empty prompt, and the
-    command's own stdin is /dev/null so a password sudo did not need is never read by it."""
+    command's own stdin is /dev/null so a password sudo did not need is never read by it.
+    ``prelude`` (:func:`upgrader.core.nodeenv.prologue`) runs first inside the root shell:
+    it reads the node environment from stdin, skipping such a password, then closes stdin."""
     if with_password:
-        return f"sudo -S -p '' -- sh -c {shlex.quote('exec </dev/null; ' + command)}"
-    return f"sudo -n -- sh -c {shlex.quote(command)}"
+        head = prelude or "exec </dev/null; "
+        return f"sudo -S -p '' -- sh -c {shlex.quote(head + command)}"
+    return f"sudo -n -- sh -c {shlex.quote(prelude + command)}"
 
 
 def _one_line(text: object) -> str:
@@ -496,18 +503,23 @@ class SSHTransport:
             return self._remote_root
 
     def _prepare(self, command: str, sudo: bool) -> tuple[str, bytes | None]:
+        """The command line to send and the stdin to write: the sudo password line (when
+        configured), then the node environment (``target.env``: values on stdin only)."""
+        marker = f"upgrader-env-{secrets.token_hex(8)}" if self.target.env else ""
+        prelude = nodeenv.prologue(marker) if marker else ""
+        env_in = nodeenv.payload(self.target.env, marker) if marker else b""
         if not (sudo and self.target.sudo) or self._is_remote_root():
-            return command, None
+            return prelude + command, env_in or None
         env = self.target.sudo_password_env
         if env is None:
             self._check_sudo(None)
-            return sudo_wrap(command, with_password=False), None
+            return sudo_wrap(command, with_password=False, prelude=prelude), env_in or None
         password = os.environ.get(env)
         if password is None:
             raise ConfigError(f"node {self.node}: sudo_password_env names {env}, which is not set")
         stdin = (password + "\n").encode()
         self._check_sudo(stdin)
-        return sudo_wrap(command, with_password=True), stdin
+        return sudo_wrap(command, with_password=True, prelude=prelude), stdin + env_in
 
     def _check_sudo(self, stdin: bytes | None) -> None:
         """Once per transport, before the first command that needs root: sudo lets the SSH
@@ -550,7 +562,7 @@ class SSHTransport:
         log.debug(
             "node %s: start%s (timeout %.0fs): %s",
             self.node,
-            " [sudo]" if wrapped != command else "",
+            " [sudo]" if wrapped.startswith("sudo ") else "",
             timeout,
             brief(command),
         )
