@@ -292,14 +292,16 @@ class _Planner:
         """One ``prestage`` visit per node of ``entries``, at the hop of its first visit,
         from the facts as gathered (the repository the node points at now)."""
         out: list[PlanEntry] = []
+        staged: set[str] = set()  # the nodes of ``out``
         for name, hop in dict.fromkeys((e.node, e.hop) for e in entries):
-            if any(x.node == name for x in out):
+            if name in staged:
                 continue
             v = KubeVersion.parse(hop)
             original = self.facts.node(name)
             steps = self._steps(name, PHASE_PRESTAGE, v, _minor_key(original.repo_minor))
             if steps:
                 out.append(PlanEntry(name, original.role, PHASE_PRESTAGE, hop, tuple(steps)))
+                staged.add(name)
         return out
 
     def _steps(
