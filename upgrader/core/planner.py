@@ -89,8 +89,10 @@ from upgrader.core.playbook import (
     Playbook,
     RepoConfig,
     StepContext,
+    TemplateValue,
     expand_step,
     known_package_version,
+    step_values,
 )
 from upgrader.core.policy import (
     CONTROL_PLANE_VERSION_UNKNOWN,
@@ -371,6 +373,7 @@ class _Planner:
         sums = self._release_checksums(hop)
         ctx = replace(ctx, checksums=sums.digests if sums is not None else {})
         steps: list[Step] = []
+        values: dict[str, TemplateValue] | None = None  # of ctx, at the first step expanded
         for spec in self.playbook.phase(phase).all_steps:
             if not spec.when.holds(
                 minor_changes=minor_changes,
@@ -389,7 +392,9 @@ class _Planner:
                 self.snapshot_planned = True
                 for finding in etcd_mod.snapshot_blockers(self.facts, original):
                     self._add(finding, key=finding.message)
-            step = expand_step(spec, phase, ctx)
+            if values is None:
+                values = step_values(ctx)
+            step = expand_step(spec, phase, ctx, values)
             if (
                 cp_visit
                 and passthrough.has_files

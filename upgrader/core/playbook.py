@@ -549,10 +549,18 @@ def step_id(hop: KubeVersion, node: str, phase: str, name: str) -> str:
     return f"{hop}/{node}/{phase}/{name}"
 
 
-def expand_step(spec: StepSpec, phase: str, ctx: StepContext) -> Step:
+def expand_step(
+    spec: StepSpec,
+    phase: str,
+    ctx: StepContext,
+    values: Mapping[str, TemplateValue] | None = None,
+) -> Step:
     """``spec`` rendered for one node at one hop. A shell step without a template for the
-    node's package manager gets ``command=None`` (the planner reports it as a blocker)."""
-    values = step_values(ctx)
+    node's package manager gets ``command=None`` (the planner reports it as a blocker).
+    ``values``: :func:`step_values` of ``ctx``, when the caller expands several steps of
+    one context (they are the same for every step of a node's visit)."""
+    if values is None:
+        values = step_values(ctx)
     command = check = None
     if spec.kind == "shell":
         t = spec.template_for(spec.command, ctx.package_manager)
