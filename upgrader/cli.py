@@ -395,6 +395,19 @@ def _load_facts_file(path: Path) -> Any:
         raise ConfigError(str(e)) from None
 
 
+def _echo_json(doc: Any) -> None:
+    """``typer.echo(json.dumps(doc, indent=2))`` written in pieces as it is encoded: the
+    same text, without holding all of it (and its pieces) at once (a 5,000-node plan is
+    about 40 MB of JSON)."""
+    pieces: list[str] = []
+    for piece in json.JSONEncoder(indent=2).iterencode(doc):
+        pieces.append(piece)
+        if len(pieces) >= 8192:
+            typer.echo("".join(pieces), nl=False)
+            pieces.clear()
+    typer.echo("".join(pieces))
+
+
 def _plan_request(
     *,
     target: Any,
@@ -650,7 +663,7 @@ def plan(
         f, pre = _gather_with_preflight(inv, max_workers, target, disable_eviction)
     p = make_plan(f, req, inv, preflight=pre)
     if as_json:
-        typer.echo(json.dumps(p.to_dict(), indent=2))
+        _echo_json(p.to_dict())
     elif detail:
         from upgrader.core.render import render_text
 
