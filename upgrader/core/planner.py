@@ -353,6 +353,8 @@ class _Planner:
         overrides = self._kubeadm_flags(hop) if phase == PHASE_FIRST_CONTROL_PLANE else ()
         if overrides and passthrough.config is not None:
             overrides = self._overrides_in_config(overrides, passthrough, hop)
+        sums = self._release_checksums(hop)
+        locked = _versionlocked(original)
         ctx = StepContext(
             hop=hop,
             node=name,
@@ -361,17 +363,14 @@ class _Planner:
             package_manager=pm,
             repo=repo,
             pkg_version=exact,
-            versionlocked=tuple(
-                p for p in ("kubeadm", "kubelet", "kubectl") if p in _versionlocked(original)
-            ),
+            versionlocked=tuple(p for p in ("kubeadm", "kubelet", "kubectl") if p in locked),
             kubeadm_flags=overrides,
             kubeadm_passthrough=passthrough.upgrade_flags() if cp_visit else (),
             kubeadm_plan_passthrough=passthrough.plan_flags() if cp_visit else (),
             image_repository=self.facts.cluster.image_repository,
             held_deps=held_deps,
+            checksums=sums.digests if sums is not None else {},
         )
-        sums = self._release_checksums(hop)
-        ctx = replace(ctx, checksums=sums.digests if sums is not None else {})
         steps: list[Step] = []
         values: dict[str, TemplateValue] | None = None  # of ctx, at the first step expanded
         for spec in self.playbook.phase(phase).all_steps:
