@@ -425,6 +425,13 @@ def _check_template(template: str, *, allow: frozenset[str], in_command: bool) -
     return None
 
 
+# Rendered texts of templates that do not name the node, by template, quoting and the
+# values they use: a plan renders the same command for every node of one package manager
+# and version (and keeps one copy of it, not one per step).
+_RENDERED: dict[tuple[Any, ...], str] = {}
+_RENDERED_MAX = 4096
+
+
 @functools.lru_cache(maxsize=1024)
 def _template_pieces(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``template`` split once at its placeholders: the literal texts (``{{`` already
@@ -453,6 +460,12 @@ def render_template(template: str, values: Mapping[str, TemplateValue], *, quote
     ``shlex.quote``-d and a :class:`Fragment` goes in as its text; without, values go in as
     they are (descriptions) and a fragment as its display text."""
     literals, names = _template_pieces(template)
+    key = None
+    if "node" not in names:  # the same text on every node with these values: render once
+        key = (template, quote, *(values[name] for name in names))
+        done = _RENDERED.get(key)
+        if done is not None:
+            return done
     out = [literals[0]]
     for name, literal in zip(names, literals[1:], strict=True):
         value = values[name]
@@ -461,7 +474,12 @@ def render_template(template: str, values: Mapping[str, TemplateValue], *, quote
         else:
             out.append(shlex.quote(value) if quote else value)
         out.append(literal)
-    return "".join(out)
+    text = "".join(out)
+    if key is not None:
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        _RENDERED[key] = text
+    return text
 
 
 def _pkg_prefixes(version: KubeVersion) -> tuple[str, ...]:
