@@ -396,16 +396,12 @@ def _load_facts_file(path: Path) -> Any:
 
 
 def _echo_json(doc: Any) -> None:
-    """``typer.echo(json.dumps(doc, indent=2))`` written in pieces as it is encoded: the
-    same text, without holding all of it (and its pieces) at once (a 5,000-node plan is
-    about 40 MB of JSON)."""
-    pieces: list[str] = []
-    for piece in json.JSONEncoder(indent=2).iterencode(doc):
-        pieces.append(piece)
-        if len(pieces) >= 8192:
-            typer.echo("".join(pieces), nl=False)
-            pieces.clear()
-    typer.echo("".join(pieces))
+    """``typer.echo(json.dumps(doc, indent=2))``, the same text written in pieces as it is
+    encoded (a 5,000-node plan is about 40 MB of JSON)."""
+    from upgrader.core.jsontext import write_json
+
+    write_json(doc, lambda piece: typer.echo(piece, nl=False))
+    typer.echo("")
 
 
 def _plan_request(

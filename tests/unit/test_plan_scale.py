@@ -9,10 +9,12 @@ unnoticed (no timing is asserted).
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import replace
 from datetime import date
+from enum import IntEnum, StrEnum
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_path import scenarios
 
+from upgrader.core import jsontext
 from upgrader.core import path as PATH
 from upgrader.core.model import (
     ClusterFacts,
@@ -278,3 +281,70 @@ def test_render_template_is_the_regex_substitution(pieces: list[str], quote: boo
             render_template(template, _VALUES, quote=quote)
         return
     assert render_template(template, _VALUES, quote=quote) == expected
+
+
+# --------------------------------------------------------------------------- JSON text
+
+
+class _Kind(StrEnum):
+    A = "a\u00e9"
+
+
+class _Num(IntEnum):
+    ONE = 1
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),  # any code point: control characters, non-ASCII, surrogates
+    st.sampled_from([_Kind.A, _Num.ONE]),
+)
+_keys = st.one_of(
+    st.text(max_size=5),
+    st.integers(-5, 5),
+    st.floats(allow_nan=False),
+    st.sampled_from([True, False, None, _Kind.A]),
+)
+_docs = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(_keys, inner, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_docs, st.sampled_from([2, 0, 4]))
+def test_json_text_is_json_dumps_with_indent(doc: Any, indent: int) -> None:
+    assert jsontext.dumps(doc, indent) == json.dumps(doc, indent=indent)
+
+
+def test_json_text_comes_in_pieces_and_refuses_what_json_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    doc = {"nodes": [{"name": f"w-{i}", "steps": [1, 2.5, None, True]} for i in range(50)]}
+    monkeypatch.setattr(jsontext, "FLUSH_PIECES", 16)
+    pieces: list[str] = []
+    jsontext.write_json(doc, pieces.append)
+    assert len(pieces) > 10 and "".join(pieces) == json.dumps(doc, indent=2)
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        jsontext.dumps({"a": {1}})
+    with pytest.raises(TypeError, match="keys must be"):
+        jsontext.dumps({(1, 2): 3})
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        jsontext.dumps(loop)
+
+
+def test_plan_json_is_json_dumps_of_the_plan() -> None:
+    from upgrader.core.model import Plan
+
+    p = Plan(V("v1.27.8"), V("v1.28.4"), (V("v1.28.4"),), (), ())
+    assert jsontext.dumps(p.to_dict()) == json.dumps(p.to_dict(), indent=2)
