@@ -343,8 +343,9 @@ def test_json_text_comes_in_pieces_and_refuses_what_json_refuses(
         jsontext.dumps(loop)
 
 
-def test_plan_json_is_json_dumps_of_the_plan() -> None:
-    from upgrader.core.model import Plan
+def test_plan_json_is_the_golden_plan_json() -> None:
+    from golden_check import check_golden
+    from test_render import plan
 
-    p = Plan(V("v1.27.8"), V("v1.28.4"), (V("v1.28.4"),), (), ())
-    assert jsontext.dumps(p.to_dict()) == json.dumps(p.to_dict(), indent=2)
+    doc = plan("one-cp-two-workers.json", "v1.28.4").to_dict()
+    check_golden("plan-one-cp-two-workers-apt.json", jsontext.dumps(doc) + "\n")
