@@ -397,11 +397,15 @@ def _load_facts_file(path: Path) -> Any:
 
 def _echo_json(doc: Any) -> None:
     """``typer.echo(json.dumps(doc, indent=2))``, the same text written in pieces as it is
-    encoded (a 5,000-node plan is about 40 MB of JSON)."""
+    encoded (a 5,000-node plan is about 40 MB of JSON). Straight to stdout: the text is
+    ASCII without escape sequences, so echo's ANSI stripping (a regex over all of it
+    when stdout is no terminal) has nothing to take out."""
     from upgrader.core.jsontext import write_json
 
-    write_json(doc, lambda piece: typer.echo(piece, nl=False))
-    typer.echo("")
+    out = sys.stdout
+    write_json(doc, out.write)
+    out.write("\n")
+    out.flush()
 
 
 def _plan_request(
