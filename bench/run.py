@@ -1,4 +1,4 @@
-"""``python -m bench.run {fanout,overhead,drain,window,memory,all}``: the performance
+"""``python -m bench.run {fanout,overhead,drain,window,memory,plan-scale,all}``: the performance
 benchmarks, each printing its table and writing ``bench/results/NAME.json``.
 
 Owns the command line, the scratch directory (removed at the end), the order of ``all``
@@ -43,11 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     if str(_REPO) not in sys.path:
         sys.path.insert(0, str(_REPO))
     _ensure_project_python()
-    from bench import drain, fanout, memory, overhead, window
+    from bench import drain, fanout, memory, overhead, plan_scale, window
     from bench._perf import RESULTS, write_result
 
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    p.add_argument("what", choices=("fanout", "overhead", "drain", "window", "memory", "all"))
+    p.add_argument(
+        "what", choices=("fanout", "overhead", "drain", "window", "memory", "plan-scale", "all")
+    )
     p.add_argument("--work", type=Path, help="scratch directory (default: a new temporary one)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     p.add_argument("--no-peers", action="store_true", help="fan-out without ansible/pyinfra")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         todo = (
-            ("fanout", "overhead", "drain", "window", "memory")
+            ("fanout", "overhead", "drain", "window", "memory", "plan-scale")
             if args.what == "all"
             else (args.what,)
         )
@@ -102,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "memory":
                 doc = memory.run(work, fanout=docs.get("fanout"), log=_log)
                 done(name, doc, memory.render(doc), t0)
+            elif name == "plan-scale":
+                doc = plan_scale.run(work, sizes=plan_scale.SIZES, reps=reps or 3, log=_log)
+                done(name, doc, plan_scale.render(doc), t0)
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)

@@ -509,6 +509,19 @@ def _load_facts_file(path: Path) -> Any:
         raise ConfigError(str(e)) from None
 
 
+def _echo_json(doc: Any) -> None:
+    """``typer.echo(json.dumps(doc, indent=2))``, the same text written in pieces as it is
+    encoded (a 5,000-node plan is about 40 MB of JSON). Straight to stdout: the text is
+    ASCII without escape sequences, so echo's ANSI stripping (a regex over all of it
+    when stdout is no terminal) has nothing to take out."""
+    from upgrader.core.jsontext import write_json
+
+    out = sys.stdout
+    write_json(doc, out.write)
+    out.write("\n")
+    out.flush()
+
+
 def _plan_request(
     *,
     target: Any,
@@ -772,7 +785,7 @@ def plan(
         f, pre = _gather_with_preflight(inv, max_workers, target, disable_eviction)
     p = make_plan(f, req, inv, preflight=pre)
     if as_json:
-        typer.echo(json.dumps(p.to_dict(), indent=2))
+        _echo_json(p.to_dict())
     elif detail:
         from upgrader.core.render import render_text
 

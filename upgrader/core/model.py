@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from upgrader.core.versions import KubeVersion, VersionError
@@ -125,10 +126,18 @@ class Facts:
     gathered_at: str | None = None
 
     def node(self, name: str) -> NodeFacts:
+        return self._by_name[name]  # KeyError(name) for a node not in the facts
+
+    def has_node(self, name: str) -> bool:
+        return name in self._by_name
+
+    @cached_property
+    def _by_name(self) -> dict[str, NodeFacts]:
+        """Name -> node, built once (the first of a repeated name, as a scan would find)."""
+        out: dict[str, NodeFacts] = {}
         for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+            out.setdefault(n.name, n)
+        return out
 
     @property
     def control_planes(self) -> tuple[NodeFacts, ...]:

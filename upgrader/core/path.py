@@ -164,25 +164,62 @@ class SimEvent:
     kubelets: Mapping[str, KubeVersion | None]
 
 
-def simulate(facts: Facts, hops: tuple[KubeVersion, ...], strategy: Strategy) -> Iterator[SimEvent]:
-    """Walk ``hops`` with ``strategy`` from the state in ``facts``, yielding every event
-    (see the module docstring for the order)."""
+@dataclass
+class _Live:
+    """The cluster state a walk mutates in place (see :func:`_walk`)."""
+
+    apis: dict[str, KubeVersion]
+    cms: dict[str, KubeVersion]
+    scheds: dict[str, KubeVersion]
+    kubelets: dict[str, KubeVersion | None]
+
+    def snapshot(self) -> ClusterState:
+        return ClusterState(
+            apiservers=dict(self.apis),
+            controller_managers=dict(self.cms),
+            schedulers=dict(self.scheds),
+            kubelets={k: v for k, v in self.kubelets.items() if v is not None},
+        )
+
+    def of_node(self, name: str) -> ClusterState:
+        """Every kube-apiserver (the skew policy's reference) and ``name``'s own
+        components only: :func:`skew_findings` of it are those of :meth:`snapshot` that
+        name ``name``, in time independent of the cluster's size."""
+
+        def one(d: Mapping[str, KubeVersion | None]) -> dict[str, KubeVersion]:
+            v = d.get(name)
+            return {name: v} if v is not None else {}
+
+        return ClusterState(
+            apiservers=self.apis,
+            controller_managers=one(self.cms),
+            schedulers=one(self.scheds),
+            kubelets=one(self.kubelets),
+        )
+
+
+_Move = tuple[
+    Literal["apply", "node", "control-plane", "kubelet"], KubeVersion, str | None, KubeVersion
+]
+
+
+def _walk(
+    facts: Facts, hops: tuple[KubeVersion, ...], strategy: Strategy
+) -> Iterator[tuple[_Move, _Live]]:
+    """:func:`simulate` without the snapshots: every event as (kind, hop, node, cluster)
+    with the live state, valid until the next event. Between two events only the event's
+    own node changes (its control-plane components, or its kubelet)."""
     start, _ = state_from_facts(facts)
-    apis = dict(start.apiservers)
-    cms = dict(start.controller_managers)
-    scheds = dict(start.schedulers)
-    kubelets: dict[str, KubeVersion | None] = {n.name: n.kubelet for n in facts.nodes}
+    live = _Live(
+        apis=dict(start.apiservers),
+        cms=dict(start.controller_managers),
+        scheds=dict(start.schedulers),
+        kubelets={n.name: n.kubelet for n in facts.nodes},
+    )
+    apis, cms, scheds, kubelets = live.apis, live.cms, live.scheds, live.kubelets
     cps = facts.control_planes
     workers = facts.workers
     cluster = facts.cluster.version
-
-    def snapshot() -> ClusterState:
-        return ClusterState(
-            apiservers=dict(apis),
-            controller_managers=dict(cms),
-            schedulers=dict(scheds),
-            kubelets={k: v for k, v in kubelets.items() if v is not None},
-        )
 
     def bump(d: dict[str, KubeVersion], name: str, hop: KubeVersion) -> None:
         if d[name] < hop:
@@ -190,27 +227,25 @@ def simulate(facts: Facts, hops: tuple[KubeVersion, ...], strategy: Strategy) ->
 
     def move_kubelet(
         name: str, hop: KubeVersion, cl: KubeVersion, worker: bool
-    ) -> Iterator[SimEvent]:
+    ) -> Iterator[tuple[_Move, _Live]]:
         if _below(kubelets[name], hop):
             if worker:  # control-plane nodes ran kubeadm upgrade apply/node already
-                yield SimEvent("node", hop, name, cl, snapshot(), dict(kubelets))
+                yield ("node", hop, name, cl), live
             kubelets[name] = hop
-            yield SimEvent("kubelet", hop, name, cl, snapshot(), dict(kubelets))
+            yield ("kubelet", hop, name, cl), live
 
     for hop in hops:
         catching_up = hop <= cluster
         if hop > cluster:
-            yield SimEvent(
-                "apply", hop, cps[0].name if cps else None, cluster, snapshot(), dict(kubelets)
-            )
+            yield ("apply", hop, cps[0].name if cps else None, cluster), live
         before, cluster = cluster, max(cluster, hop)
         for i, n in enumerate(cps):
             if any(d[n.name] < hop for d in (apis, cms, scheds)):
                 if i > 0 or catching_up:
-                    yield SimEvent("node", hop, n.name, cluster, snapshot(), dict(kubelets))
+                    yield ("node", hop, n.name, cluster), live
                 for d in (apis, cms, scheds):
                     bump(d, n.name, hop)
-                yield SimEvent("control-plane", hop, n.name, before, snapshot(), dict(kubelets))
+                yield ("control-plane", hop, n.name, before), live
         for n in cps:
             yield from move_kubelet(n.name, hop, cluster, worker=False)
         if strategy == "per-hop" or catching_up:
@@ -221,16 +256,32 @@ def simulate(facts: Facts, hops: tuple[KubeVersion, ...], strategy: Strategy) ->
             yield from move_kubelet(n.name, hops[-1], cluster, worker=True)
 
 
-def _event_findings(ev: SimEvent, opts: PolicyOptions) -> tuple[str, list[Finding]]:
-    if ev.kind == "apply":
-        where = f"kubeadm upgrade apply {ev.hop} (cluster at {ev.cluster})"
-        return where, kubeadm_apply_findings(ev.cluster, ev.hop, ev.hop, ev.kubelets, opts)
-    if ev.kind == "node":
-        assert ev.node is not None
-        where = f"kubeadm upgrade node on {ev.node} (hop {ev.hop})"
-        return where, kubeadm_node_findings(ev.cluster, ev.hop, ev.node, opts)
-    what = "control plane" if ev.kind == "control-plane" else "kubelet"
-    return f"hop {ev.hop}, after the {what} of {ev.node} moved", skew_findings(ev.state)
+def simulate(facts: Facts, hops: tuple[KubeVersion, ...], strategy: Strategy) -> Iterator[SimEvent]:
+    """Walk ``hops`` with ``strategy`` from the state in ``facts``, yielding every event
+    (see the module docstring for the order), each with its own copy of the state."""
+    for (kind, hop, node, cluster), live in _walk(facts, hops, strategy):
+        yield SimEvent(kind, hop, node, cluster, live.snapshot(), dict(live.kubelets))
+
+
+def _move_findings(
+    move: _Move, live: _Live, opts: PolicyOptions, whole: bool
+) -> tuple[str, list[Finding]]:
+    """Where an event happens and what it meets. ``whole``: the skew policy over the whole
+    state; else only the findings naming the event's own node (the rest of the state is
+    that of the previous skew check, whose findings were already met)."""
+    kind, hop, node, cluster = move
+    if kind == "apply":
+        where = f"kubeadm upgrade apply {hop} (cluster at {cluster})"
+        return where, kubeadm_apply_findings(cluster, hop, hop, live.kubelets, opts)
+    assert node is not None
+    if kind == "node":
+        where = f"kubeadm upgrade node on {node} (hop {hop})"
+        return where, kubeadm_node_findings(cluster, hop, node, opts)
+    what = "control plane" if kind == "control-plane" else "kubelet"
+    where = f"hop {hop}, after the {what} of {node} moved"
+    if whole:
+        return where, skew_findings(live.snapshot())
+    return where, [f for f in skew_findings(live.of_node(node)) if f.node == node]
 
 
 def _check_path(
@@ -241,11 +292,20 @@ def _check_path(
     known: set[tuple[str, str | None]],
 ) -> list[Finding]:
     """Findings met along the path, one per (code, node), those in ``known`` (already
-    reported from the current state) left out; each message says where it happens."""
+    reported from the current state) left out; each message says where it happens.
+
+    Linear in the nodes: the skew policy is checked over the whole state at the first
+    skew check and whenever a control plane moved (the kube-apiservers every component
+    is measured against); after a kubelet moved, only that node can meet anything new
+    (every other node's findings are those of the check before, already in ``seen``)."""
     out: list[Finding] = []
     seen = set(known)
-    for ev in simulate(facts, hops, strategy):
-        where, found = _event_findings(ev, opts)
+    checked = False
+    for move, live in _walk(facts, hops, strategy):
+        whole = not checked or move[0] == "control-plane"
+        if move[0] in ("control-plane", "kubelet"):
+            checked = True
+        where, found = _move_findings(move, live, opts, whole)
         for f in found:
             key = (f.code, f.node)
             if key in seen or f.severity == Severity.INFO:
@@ -357,7 +417,7 @@ def _current_findings(
     first = hops[0] if hops else None
     for f in current:
         message = f"now: {f.message}"
-        node = facts.node(f.node) if f.node and any(n.name == f.node for n in facts.nodes) else None
+        node = facts.node(f.node) if f.node and facts.has_node(f.node) else None
         kubelet = node.kubelet if node is not None else None
         if (
             f.code == _policy.SKEW_KUBELET_TOO_NEW

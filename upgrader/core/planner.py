@@ -95,8 +95,10 @@ from upgrader.core.playbook import (
     Playbook,
     RepoConfig,
     StepContext,
+    TemplateValue,
     expand_step,
     known_package_version,
+    step_values,
 )
 from upgrader.core.policy import (
     CONTROL_PLANE_VERSION_UNKNOWN,
@@ -333,14 +335,16 @@ class _Planner:
         """One ``prestage`` visit per node of ``entries``, at the hop of its first visit,
         from the facts as gathered (the repository the node points at now)."""
         out: list[PlanEntry] = []
+        staged: set[str] = set()  # the nodes of ``out``
         for name, hop in dict.fromkeys((e.node, e.hop) for e in entries):
-            if any(x.node == name for x in out):
+            if name in staged:
                 continue
             v = KubeVersion.parse(hop)
             original = self.facts.node(name)
             steps = self._steps(name, PHASE_PRESTAGE, v, _minor_key(original.repo_minor))
             if steps:
                 out.append(PlanEntry(name, original.role, PHASE_PRESTAGE, hop, tuple(steps)))
+                staged.add(name)
         return out
 
     def _steps(
@@ -390,6 +394,8 @@ class _Planner:
         overrides = self._kubeadm_flags(hop) if phase == PHASE_FIRST_CONTROL_PLANE else ()
         if overrides and passthrough.config is not None:
             overrides = self._overrides_in_config(overrides, passthrough, hop)
+        sums = self._release_checksums(hop)
+        locked = _versionlocked(original)
         ctx = StepContext(
             hop=hop,
             node=name,
@@ -398,18 +404,16 @@ class _Planner:
             package_manager=pm,
             repo=repo,
             pkg_version=exact,
-            versionlocked=tuple(
-                p for p in ("kubeadm", "kubelet", "kubectl") if p in _versionlocked(original)
-            ),
+            versionlocked=tuple(p for p in ("kubeadm", "kubelet", "kubectl") if p in locked),
             kubeadm_flags=overrides,
             kubeadm_passthrough=passthrough.upgrade_flags() if cp_visit else (),
             kubeadm_plan_passthrough=passthrough.plan_flags() if cp_visit else (),
             image_repository=self.facts.cluster.image_repository,
             held_deps=held_deps,
+            checksums=sums.digests if sums is not None else {},
         )
-        sums = self._release_checksums(hop)
-        ctx = replace(ctx, checksums=sums.digests if sums is not None else {})
         steps: list[Step] = []
+        values: dict[str, TemplateValue] | None = None  # of ctx, at the first step expanded
         for spec in self.playbook.phase(phase).all_steps:
             if not spec.when.holds(
                 minor_changes=minor_changes,
@@ -428,7 +432,9 @@ class _Planner:
                 self.snapshot_planned = True
                 for finding in etcd_mod.snapshot_blockers(self.facts, original):
                     self._add(finding, key=finding.message)
-            step = expand_step(spec, phase, ctx)
+            if values is None:
+                values = step_values(ctx)
+            step = expand_step(spec, phase, ctx, values)
             if (
                 cp_visit
                 and passthrough.has_files

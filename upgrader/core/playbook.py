@@ -84,6 +84,7 @@ legacy repositories, so it is looked up on ``kubeadm``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shlex
@@ -443,21 +444,61 @@ def _check_template(template: str, *, allow: frozenset[str], in_command: bool) -
     return None
 
 
+# Rendered texts of templates that do not name the node, by template, quoting and the
+# values they use: a plan renders the same command for every node of one package manager
+# and version (and keeps one copy of it, not one per step).
+_RENDERED: dict[tuple[Any, ...], str] = {}
+_RENDERED_MAX = 4096
+
+
+@functools.lru_cache(maxsize=1024)
+def _template_pieces(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``template`` split once at its placeholders: the literal texts (``{{`` already
+    ``{``) and, between each two of them, the variable's name (one more literal than
+    names). A plan renders the same few templates for every node."""
+    literals: list[str] = []
+    names: list[str] = []
+    current: list[str] = []
+    pos = 0
+    for m in _PLACEHOLDER_RE.finditer(template):
+        current.append(template[pos : m.start()])
+        pos = m.end()
+        if m.group(1) is None:
+            current.append("{")
+            continue
+        literals.append("".join(current))
+        current = []
+        names.append(m.group(1))
+    current.append(template[pos:])
+    literals.append("".join(current))
+    return tuple(literals), tuple(names)
+
+
 def render_template(template: str, values: Mapping[str, TemplateValue], *, quote: bool) -> str:
     """Substitute ``values`` into ``template``. With ``quote`` every ``str`` value is
     ``shlex.quote``-d and a :class:`Fragment` goes in as its text; without, values go in as
     they are (descriptions) and a fragment as its display text."""
-
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name is None:
-            return "{"
+    literals, names = _template_pieces(template)
+    key = None
+    if "node" not in names:  # the same text on every node with these values: render once
+        key = (template, quote, *(values[name] for name in names))
+        done = _RENDERED.get(key)
+        if done is not None:
+            return done
+    out = [literals[0]]
+    for name, literal in zip(names, literals[1:], strict=True):
         value = values[name]
         if isinstance(value, Fragment):
-            return value.text if quote else value.display
-        return shlex.quote(value) if quote else value
-
-    return _PLACEHOLDER_RE.sub(sub, template)
+            out.append(value.text if quote else value.display)
+        else:
+            out.append(shlex.quote(value) if quote else value)
+        out.append(literal)
+    text = "".join(out)
+    if key is not None:
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        _RENDERED[key] = text
+    return text
 
 
 def _pkg_prefixes(version: KubeVersion) -> tuple[str, ...]:
@@ -568,10 +609,19 @@ def step_id(hop: KubeVersion, node: str, phase: str, name: str) -> str:
     return f"{hop}/{node}/{phase}/{name}"
 
 
-def expand_step(spec: StepSpec, phase: str, ctx: StepContext) -> Step:
+def expand_step(
+    spec: StepSpec,
+    phase: str,
+    ctx: StepContext,
+    values: Mapping[str, TemplateValue] | None = None,
+) -> Step:
     """``spec`` rendered for one node at one hop. A shell step without a template for the
-    node's package manager gets ``command=None`` (the planner reports it as a blocker)."""
-    values = step_values(ctx)
+    node's package manager gets ``command=None`` (the planner reports it as a blocker).
+    ``values``: :func:`step_values` of ``ctx``, when the caller expands several steps of
+    one context (they are the same for every step of a node's visit)."""
+    if values is None:
+        values = step_values(ctx)
+    hop = str(ctx.hop)
     command = check = None
     if spec.kind == "shell":
         t = spec.template_for(spec.command, ctx.package_manager)
@@ -580,15 +630,15 @@ def expand_step(spec: StepSpec, phase: str, ctx: StepContext) -> Step:
         check = render_template(c, values, quote=True) if c is not None else None
     params: dict[str, Any] = dict(spec.params)
     if spec.kind == "wait-ready":
-        params["kubelet_version"] = str(ctx.hop)
+        params["kubelet_version"] = hop
     elif spec.kind == "wait-control-plane":
-        params["version"] = str(ctx.hop)
+        params["version"] = hop
         params["components"] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
     return Step(
-        id=step_id(ctx.hop, ctx.node, phase, spec.name),
+        id=f"{hop}/{ctx.node}/{phase}/{spec.name}",  # step_id()
         kind=spec.kind,
         node=ctx.node,
-        hop=str(ctx.hop),
+        hop=hop,
         phase=phase,
         name=spec.name,
         description=render_template(spec.description, values, quote=False),

@@ -47,6 +47,27 @@ class _Use:
     shell: bool
     names: list[str] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)  # ``nodes`` as a set: one lookup per step
+
+
+@dataclass(frozen=True)
+class _NodeSets:
+    """A plan's nodes once (in order of first entry), its workers and control planes, so a
+    node list is named in time proportional to its own length, not the plan's."""
+
+    every: frozenset[str]
+    workers: frozenset[str]
+    cps: frozenset[str]
+
+
+def _node_sets(plan: Plan) -> _NodeSets:
+    every = dict.fromkeys(e.node for e in plan.entries)
+    workers = {e.node for e in plan.entries if e.role == "worker"}
+    return _NodeSets(
+        every=frozenset(every),
+        workers=frozenset(workers),
+        cps=frozenset(n for n in every if n not in workers),
+    )
 
 
 def _split_outside_quotes(text: str, sep: str, *, top_level: bool) -> list[str]:
@@ -126,19 +147,19 @@ def fold_command(command: str, width: int = WIDTH, overlong: int = OVERLONG) -> 
     return [line + " \\" for line in lines[:-1]] + [lines[-1]]
 
 
-def _node_list(names: list[str], plan: Plan) -> str:
+def _node_list(names: list[str], plan: Plan, sets: _NodeSets | None = None) -> str:
     """The nodes a command runs on, as a change ticket wants them: "all 7 nodes", "all 4
-    workers", or the names (the first few and how many more)."""
-    every = list(dict.fromkeys(e.node for e in plan.entries))
-    workers = [n for n in every if any(e.node == n and e.role == "worker" for e in plan.entries)]
-    cps = [n for n in every if n not in workers]
+    workers", or the names (the first few and how many more). ``sets``: the plan's
+    :func:`_node_sets`, computed once by the caller that names many lists."""
+    if sets is None:
+        sets = _node_sets(plan)
     chosen = set(names)
-    if len(names) > 1 and chosen == set(every):
-        return f"all {len(every)} nodes"
-    if len(names) > 1 and chosen == set(workers):
-        return f"all {len(workers)} workers"
-    if len(names) > 1 and chosen == set(cps):
-        return f"all {len(cps)} control-plane nodes"
+    if len(names) > 1 and chosen == sets.every:
+        return f"all {len(sets.every)} nodes"
+    if len(names) > 1 and chosen == sets.workers:
+        return f"all {len(sets.workers)} workers"
+    if len(names) > 1 and chosen == sets.cps:
+        return f"all {len(sets.cps)} control-plane nodes"
     if len(names) <= NAMES_SHOWN:
         return ", ".join(names)
     shown = ", ".join(names[: NAMES_SHOWN - 1])
@@ -218,7 +239,8 @@ def _uses(plan: Plan, unreached: dict[str, str]) -> list[_Use]:
             use = found.setdefault(key, _Use(text=key[1], shell=key[0]))
             if s.name not in use.names:
                 use.names.append(s.name)
-            if s.node not in use.nodes:
+            if s.node not in use.seen:
+                use.seen.add(s.node)
                 use.nodes.append(s.node)
     return list(found.values())
 
@@ -237,8 +259,9 @@ def _command_lines(plan: Plan, unreached: dict[str, str]) -> list[str]:
         "Commands (each once, with the nodes it runs on; `plan --detail` shows every step of "
         "every node with its skip check):"
     ]
+    sets = _node_sets(plan)
     for u in uses:
-        where = f"  {' / '.join(u.names)} on {_node_list(u.nodes, plan)}:"
+        where = f"  {' / '.join(u.names)} on {_node_list(u.nodes, plan, sets)}:"
         if u.shell:
             folded = fold_command(u.text, width=WIDTH - len("        "), overlong=OVERLONG)
             out += _wrap_prose([where])
