@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from brief_text import unfold
 from cli_run import cli
 
 FACTS = Path(__file__).parents[1] / "data/facts/one-cp-two-workers.json"
@@ -72,14 +73,15 @@ def test_the_plan_shows_the_flags_and_the_copy_step(tmp_path: Path) -> None:
         "false",
     )
     assert r.returncode == 0, r.stdout + r.stderr
+    out = unfold(r.stdout)
     assert (
         "$ kubeadm upgrade apply v1.28.4 -y --ignore-preflight-errors CoreDNSUnsupportedPlugins "
         "--patches /etc/kubernetes/upgrader/patches --etcd-upgrade=false "
         "--certificate-renewal=false\n"
-    ) in r.stdout
+    ) in out
     assert (
         "$ kubeadm upgrade plan v1.28.4 --ignore-preflight-errors CoreDNSUnsupportedPlugins\n"
-        in (r.stdout)
+        in out
     )
-    assert "kubeadm-files on cp-1:" in r.stdout
-    assert "    $ kubeadm upgrade node\n" in r.stdout  # the workers': unchanged
+    assert "kubeadm-files on cp-1:" in out
+    assert "    $ kubeadm upgrade node\n" in out  # the workers': unchanged

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from brief_text import unfold
 from test_apply_lab import (  # the shared lab fixture and helpers
     Lab,
     _node,
@@ -57,8 +58,9 @@ def test_patches_reach_kubeadm_upgrade_apply_on_cp1_and_are_applied(
     assert r.returncode == 0, r.stdout + r.stderr
     # the plan shows the copy step and the flag
     assert "kubeadm-files, kubeadm-upgrade-plan, kubeadm-upgrade-apply" in r.stdout
-    assert "kubeadm-files on cp-1:" in r.stdout and "| sha256sum --status -c -" in r.stdout
-    assert f"kubeadm upgrade apply v1.29.2 -y --patches {PATCHES}" in r.stdout
+    out = unfold(r.stdout)
+    assert "kubeadm-files on cp-1:" in out and "| sha256sum --status -c -" in out
+    assert f"kubeadm upgrade apply v1.29.2 -y --patches {PATCHES}" in out
     applies = [c for c in lab.calls("cp-1") if c.startswith("kubeadm upgrade apply")]
     assert applies == [f"kubeadm upgrade apply v1.29.2 -y --patches {PATCHES}"]
     # the worker got neither the files nor the flag

@@ -302,5 +302,5 @@ def render_brief(plan: Plan) -> str:
         if commands:
             out.append("")
             out += commands
-    out += _wrap_prose(tail_lines(plan, merge_nodes=True))
+    out += tail_lines(plan, merge_nodes=True)  # findings stay one line each: grep finds them whole
     return "\n".join(out) + "\n"
