@@ -24,6 +24,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -76,6 +77,13 @@ class _Handler(SimpleHTTPRequestHandler):
         if code == 404:
             code, message = 403, "Forbidden"
         super().send_error(code, message, explain)
+
+    def do_GET(self) -> None:
+        # the simulated download time: a .deb's body starts after delays.download seconds
+        delay: float = self.server.download_delay  # type: ignore[attr-defined]
+        if delay > 0 and self.path.split("?", 1)[0].endswith(".deb"):
+            time.sleep(delay)
+        super().do_GET()
 
     def do_POST(self) -> None:
         self.send_error(405, "Method Not Allowed")
