@@ -12,10 +12,12 @@ DEMO_TARGET ?= v1.28.4
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Both distributions of this repository: upgrader (the product) and upgrader-lab (the simulated
+# cluster, lab/), which adds `upgrader lab` through an entry point.
+$(STAMP): pyproject.toml lab/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' -e ./lab
 	@touch $(STAMP)
 
 # Debian packages the lab and the SSH transport tests run for real: OpenSSH's server
@@ -38,12 +40,12 @@ sshd:
 deps: venv sshd
 
 lint: venv
-	$(VENV)/bin/ruff check upgrader tests
-	$(VENV)/bin/ruff format --check upgrader tests
+	$(VENV)/bin/ruff check upgrader lab tests
+	$(VENV)/bin/ruff format --check upgrader lab tests
 	$(VENV)/bin/lint-imports
 
 typecheck: venv
-	$(VENV)/bin/mypy upgrader
+	$(VENV)/bin/mypy upgrader lab/upgrader_lab
 
 # Two pytest workers (pytest-xdist), one test file each at a time: the lab tests mostly wait on
 # their simulated nodes, so two files side by side fill the two cores CI has. TEST_WORKERS=0
@@ -72,4 +74,4 @@ security: deps
 	$(PY) -m bench.security
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info lab/build lab/*.egg-info

@@ -779,8 +779,8 @@ def _fix_never_ready(lab: Lab) -> str:
 
 
 def _publish_packages(lab: Lab) -> str:
-    from upgrader.lab import debrepo
-    from upgrader.lab.node import repo
+    from upgrader_lab import debrepo
+    from upgrader_lab.node import repo
 
     repository = repo.build_repository([])
     repo.write_repository(lab.dir, repository)

@@ -793,7 +793,7 @@ def screen_inventory(path: Path) -> bool:
 
 def screen_spec(path: Path) -> bool:
     from upgrader.errors import UpgraderError
-    from upgrader.lab import spec as labspec
+    from upgrader_lab import spec as labspec
 
     try:
         labspec.load_spec(path)

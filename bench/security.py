@@ -645,11 +645,11 @@ def check_known_hosts_markers(
 def _rbac_api_cases(ch: Check, docs: list[dict[str, Any]]) -> None:
     """The printed rules and Lease loaded into the lab API server's own RBAC (in process):
     the run's Lease can be read and taken, no other Lease can be created in kube-system."""
-    from upgrader.lab.apiserver.api import Api, Request
-    from upgrader.lab.apiserver.seed import initial_objects
-    from upgrader.lab.apiserver.spec import parse_spec
-    from upgrader.lab.apiserver.store import Store
     from upgrader.rbac import lab_rules
+    from upgrader_lab.apiserver.api import Api, Request
+    from upgrader_lab.apiserver.seed import initial_objects
+    from upgrader_lab.apiserver.spec import parse_spec
+    from upgrader_lab.apiserver.store import Store
 
     spec = parse_spec(
         {
@@ -1371,7 +1371,7 @@ def check_kube_credentials(lab: Lab, work: Path, quick: bool = False) -> Check:
 
 def _lab_processes(d: Path) -> list[int]:
     """Processes whose command line names ``d`` or a file in it (what `lab up` starts)."""
-    from upgrader.lab import runner
+    from upgrader_lab import runner
 
     return [
         int(p.name)
@@ -1384,7 +1384,7 @@ def check_lab_dir(lab: Lab, work: Path) -> Check:
     """Attack 4 of issue 12: ``lab up`` into a directory another user controls is refused
     (exit 2, one line naming it, nothing written or started); the running lab's sshd is
     strict and its trusted files are root's alone."""
-    from upgrader.lab import sudo as labsudo
+    from upgrader_lab import sudo as labsudo
 
     ch = Check("lab directory another user controls")
     base = work / "lab-dirs"

@@ -1161,15 +1161,26 @@ def status(
         typer.echo(report.text(), nl=False)
 
 
-def _mount_lab() -> None:
-    try:
-        from upgrader.lab.cli import lab_app
-    except ImportError:  # pragma: no cover - lab not built yet
-        return
-    app.add_typer(lab_app, name="lab")
+COMMANDS_GROUP = "upgrader.commands"
 
 
-_mount_lab()
+def _mount_plugins() -> None:
+    """Add the sub-apps other installed distributions declare in the ``upgrader.commands``
+    entry-point group (``upgrader-lab`` adds ``upgrader lab``). The product imports none of
+    them by name; one that fails to load is left out with a one-line warning."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            sub = ep.load()
+        except Exception as exc:  # a broken plugin must not break the product's commands
+            typer.echo(f"warning: {ep.value} ({ep.name}): not loaded: {exc}", err=True)
+            continue
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=ep.name)
+
+
+_mount_plugins()
 
 
 def main() -> None:

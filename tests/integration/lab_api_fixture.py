@@ -1,4 +1,4 @@
-"""Runs the lab API server (``python -m upgrader.lab.apiserver``) for integration tests.
+"""Runs the lab API server (``python -m upgrader_lab.apiserver``) for integration tests.
 
 Owns starting the real server process on a tmp DIR from a hand-written ``spec.json``
 (waiting for ``DIR/apiserver.json`` and ``/readyz``), restarting and stopping it, raw
@@ -152,7 +152,7 @@ class LabAPI:
             [
                 sys.executable,
                 "-m",
-                "upgrader.lab.apiserver",
+                "upgrader_lab.apiserver",
                 "--dir",
                 str(self.dir),
                 "--port",

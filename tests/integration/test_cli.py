@@ -504,7 +504,7 @@ def test_help_is_readable_at_80_columns(command: tuple[str, ...]) -> None:
     import typer.main
 
     from upgrader.cli import app
-    from upgrader.lab.cli import lab_app
+    from upgrader_lab.cli import lab_app
 
     env = cli_env() | {"COLUMNS": "80"}
     r = subprocess.run(

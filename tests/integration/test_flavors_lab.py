@@ -18,7 +18,7 @@ import pytest
 from cli_run import cli
 from test_apply_lab import ONE_WORKER_LOAD, TARGET, Lab, _all_at, _node, make_lab
 
-from upgrader.lab.node import wrapper
+from upgrader_lab.node import wrapper
 
 pytestmark = pytest.mark.integration
 __all__ = ["make_lab"]  # the fixture, shared with test_apply_lab

@@ -276,7 +276,7 @@ def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
     from kubernetes.client import VersionApi
 
     from upgrader.kube.client import make_api_client
-    from upgrader.lab.apiserver.certs import ensure_pki
+    from upgrader_lab.apiserver.certs import ensure_pki
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

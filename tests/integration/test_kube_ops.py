@@ -1,6 +1,6 @@
 """Node, drain, lease and retry operations against the lab's real HTTPS API server.
 
-Each test starts its own ``python -m upgrader.lab.apiserver`` on a spec written for it
+Each test starts its own ``python -m upgrader_lab.apiserver`` on a spec written for it
 (so faults, cordons and evictions never leak between tests) and talks to it through the
 official client built from the kubeconfig the server writes (TLS verified against the
 lab CA, bearer token)."""
@@ -114,7 +114,7 @@ def start_lab(d: Path, spec: dict[str, Any]) -> Lab:
     log = open(d / "apiserver.out", "wb")  # noqa: SIM115 - closed with the process
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "upgrader.lab.apiserver", "--dir", str(d), "--port", "0"],
+        [sys.executable, "-m", "upgrader_lab.apiserver", "--dir", str(d), "--port", "0"],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,

@@ -989,7 +989,7 @@ def test_bad_spec_is_one_line_and_exit_2(tmp_path: Path) -> None:
     spec["nodes"][1]["kubelet"] = "1.27"
     (d / "spec.json").write_text(json.dumps(spec))
     res = subprocess.run(
-        [sys.executable, "-m", "upgrader.lab.apiserver", "--dir", str(d)],
+        [sys.executable, "-m", "upgrader_lab.apiserver", "--dir", str(d)],
         capture_output=True,
         text=True,
         timeout=60,

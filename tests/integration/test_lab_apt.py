@@ -22,9 +22,9 @@ from cli_run import cli
 
 from upgrader.core.playbook import RepoConfig, StepContext, expand_step, load_playbooks
 from upgrader.core.versions import KubeVersion
-from upgrader.lab import debnode, debrepo, runner
-from upgrader.lab import spec as labspec
-from upgrader.lab.node import repo, wrapper
+from upgrader_lab import debnode, debrepo, runner
+from upgrader_lab import spec as labspec
+from upgrader_lab.node import repo, wrapper
 
 pytestmark = pytest.mark.integration
 

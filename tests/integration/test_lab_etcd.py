@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import pytest
 from test_lab_nodes import Lab, start_lab
 
-from upgrader.lab import runner
+from upgrader_lab import runner
 
 pytestmark = pytest.mark.integration
 

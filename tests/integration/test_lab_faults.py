@@ -13,8 +13,8 @@ import pytest
 import yaml
 from cli_run import cli
 
-from upgrader.lab.node import wrapper
-from upgrader.lab.node.adminapi import Api, ApiError
+from upgrader_lab.node import wrapper
+from upgrader_lab.node.adminapi import Api, ApiError
 
 pytestmark = pytest.mark.integration
 

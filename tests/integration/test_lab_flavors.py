@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from cli_run import cli
 
-from upgrader.lab import runner
-from upgrader.lab import spec as labspec
-from upgrader.lab.node import wrapper
+from upgrader_lab import runner
+from upgrader_lab import spec as labspec
+from upgrader_lab.node import wrapper
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_lab_nodes import Lab, kube, start_lab
-from upgrader.lab import runner
+from upgrader_lab import runner
 
 pytestmark = pytest.mark.integration
 

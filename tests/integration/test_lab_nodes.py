@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from upgrader.errors import ConfigError
-from upgrader.lab import runner, trust
-from upgrader.lab import spec as labspec
+from upgrader_lab import runner, trust
+from upgrader_lab import spec as labspec
 
 pytestmark = pytest.mark.integration
 

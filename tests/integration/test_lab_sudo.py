@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 from upgrader.errors import ConfigError
-from upgrader.lab import runner
-from upgrader.lab import spec as labspec
-from upgrader.lab import sudo as labsudo
 from upgrader.transport.base import SSHTarget
 from upgrader.transport.ssh import SSHTransport
+from upgrader_lab import runner
+from upgrader_lab import spec as labspec
+from upgrader_lab import sudo as labsudo
 
 pytestmark = [
     pytest.mark.integration,
@@ -92,7 +92,7 @@ def _up(lab_dir: Path, spec: dict[str, Any]) -> Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     # under pytest's 0700 temporary directory: the user reaches it only through the
-    # lab's per-command tmpfs covers (upgrader.lab.sudo.reach_plan)
+    # lab's per-command tmpfs covers (upgrader_lab.sudo.reach_plan)
     lab_dir = tmp_path_factory.mktemp("sudo") / "lab"
     the_lab = _up(lab_dir, {})
     yield the_lab

@@ -16,8 +16,8 @@ import pytest
 from cli_run import cli
 
 from upgrader.core import nodelock
-from upgrader.lab import runner
-from upgrader.lab import sudo as labsudo
+from upgrader_lab import runner
+from upgrader_lab import sudo as labsudo
 
 pytestmark = [
     pytest.mark.integration,

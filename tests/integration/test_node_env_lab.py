@@ -25,10 +25,10 @@ import yaml
 from cli_run import cli
 
 from upgrader.inventory import load_inventory
-from upgrader.lab import runner
-from upgrader.lab import spec as labspec
-from upgrader.lab.node import wrapper
 from upgrader.transport.ssh import SSHPool
+from upgrader_lab import runner
+from upgrader_lab import spec as labspec
+from upgrader_lab.node import wrapper
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from cli_run import cli
 
-from upgrader.lab.node import wrapper
+from upgrader_lab.node import wrapper
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ import pytest
 
 from bench import chaos
 from upgrader.core import nodelock
-from upgrader.lab import runner
-from upgrader.lab import spec as labspec
+from upgrader_lab import runner
+from upgrader_lab import spec as labspec
 
 pytestmark = [
     pytest.mark.integration,

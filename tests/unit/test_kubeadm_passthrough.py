@@ -269,8 +269,8 @@ def test_the_lab_kubeadm_refuses_config_beside_other_flags(
     """kubeadm upgrade apply from 1.30 (validation.ValidateMixedArguments; --yes from 1.31):
     the reason upgrader refuses --kubeadm-config with --patches and moves the override
     flags into the UpgradeConfiguration."""
-    from upgrader.lab.node import args as argparse_
-    from upgrader.lab.node import kubeadm as lab_kubeadm
+    from upgrader_lab.node import args as argparse_
+    from upgrader_lab.node import kubeadm as lab_kubeadm
 
     p = argparse_.parse(
         argv.split(), lab_kubeadm._GLOBAL_VALUE, lab_kubeadm._GLOBAL_BOOL, lab_kubeadm._ALIASES

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from upgrader.errors import ConfigError
-from upgrader.lab.apiserver import discovery, patch, protobuf, selectors, tables
-from upgrader.lab.apiserver.api import Api, Request, Response
-from upgrader.lab.apiserver.controller import Controller
-from upgrader.lab.apiserver.seed import initial_objects
-from upgrader.lab.apiserver.spec import parse_spec
-from upgrader.lab.apiserver.status import ApiError
-from upgrader.lab.apiserver.store import Store
+from upgrader_lab.apiserver import discovery, patch, protobuf, selectors, tables
+from upgrader_lab.apiserver.api import Api, Request, Response
+from upgrader_lab.apiserver.controller import Controller
+from upgrader_lab.apiserver.seed import initial_objects
+from upgrader_lab.apiserver.spec import parse_spec
+from upgrader_lab.apiserver.status import ApiError
+from upgrader_lab.apiserver.store import Store
 
 # --------------------------------------------------------------------------- selectors
 

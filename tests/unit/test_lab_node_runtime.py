@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from upgrader.errors import ConfigError
-from upgrader.lab import spec as labspec
-from upgrader.lab.apiserver import objects
-from upgrader.lab.apiserver.spec import parse_spec as api_parse_spec
-from upgrader.lab.node import runtimes, tree
+from upgrader_lab import spec as labspec
+from upgrader_lab.apiserver import objects
+from upgrader_lab.apiserver.spec import parse_spec as api_parse_spec
+from upgrader_lab.node import runtimes, tree
 
 
 def resolve(nodes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -146,10 +146,10 @@ def test_lab_api_spec_refuses_labels_that_are_not_strings() -> None:
 
 
 def _in_process_api() -> tuple[Any, Any, Any]:
-    from upgrader.lab.apiserver.api import Api
-    from upgrader.lab.apiserver.controller import Controller
-    from upgrader.lab.apiserver.seed import initial_objects
-    from upgrader.lab.apiserver.store import Store
+    from upgrader_lab.apiserver.api import Api
+    from upgrader_lab.apiserver.controller import Controller
+    from upgrader_lab.apiserver.seed import initial_objects
+    from upgrader_lab.apiserver.store import Store
 
     out = resolve(
         [
@@ -170,7 +170,7 @@ def _in_process_api() -> tuple[Any, Any, Any]:
 def _call(api: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     import json
 
-    from upgrader.lab.apiserver.api import Request
+    from upgrader_lab.apiserver.api import Request
 
     data = json.dumps(body).encode() if body is not None else b""
     r = api.handle(
@@ -214,7 +214,7 @@ def test_fault_counters_read_and_cleared_through_the_admin_api() -> None:
 
 
 def test_lab_up_can_say_why_a_node_would_not_show_its_cgroup_version() -> None:
-    from upgrader.lab.node import wrapper
+    from upgrader_lab.node import wrapper
 
     path = wrapper.MountMode("path", False, "chosen with --mount path")
     other = "v1" if wrapper.host_cgroup() == "v2" else "v2"

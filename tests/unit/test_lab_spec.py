@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from upgrader.errors import ConfigError
-from upgrader.lab import spec as labspec
-from upgrader.lab.node import args as nodeargs
-from upgrader.lab.node import repo
+from upgrader_lab import spec as labspec
+from upgrader_lab.node import args as nodeargs
+from upgrader_lab.node import repo
 
 BRIEF = {
     "version": "v1.27.8",
@@ -347,7 +347,7 @@ def test_flag_parser_accepts_cobra_and_getopt_forms() -> None:
 def _policy(
     cluster: str, kubeadm: str, target: str, kubelets: list[str] | None = None, **flags: bool
 ) -> tuple[list[str], list[str]]:
-    from upgrader.lab.node.kubeadm import Ver, version_policy_errors
+    from upgrader_lab.node.kubeadm import Ver, version_policy_errors
 
     return version_policy_errors(
         Ver.parse(cluster),
@@ -484,9 +484,9 @@ def test_lab_up_flavor_flag_applies_to_every_node_without_one() -> None:
 
 
 def test_external_etcd_resolves_to_kubeadm_config_endpoints() -> None:
-    from upgrader.lab.apiserver import objects as ob
-    from upgrader.lab.apiserver import seed
-    from upgrader.lab.apiserver.spec import parse_spec as api_spec
+    from upgrader_lab.apiserver import objects as ob
+    from upgrader_lab.apiserver import seed
+    from upgrader_lab.apiserver.spec import parse_spec as api_spec
 
     assert labspec.resolve(labspec.parse_spec({}, "s"))["etcd"] == "local"
     resolved = labspec.resolve(labspec.parse_spec({"etcd": "external"}, "s"))

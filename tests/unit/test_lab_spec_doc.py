@@ -1,10 +1,10 @@
 """docs/LAB-SPEC.md documents every key of the lab spec, and its examples are valid specs.
 
-Keys come from the pydantic models of :mod:`upgrader.lab.spec` (walked from ``LabSpec``
+Keys come from the pydantic models of :mod:`upgrader_lab.spec` (walked from ``LabSpec``
 through every nested model) and from the keys the API server reads out of ``spec.json``
-(:mod:`upgrader.lab.apiserver.spec`, :mod:`upgrader.lab.apiserver.metrics`), so a new key
+(:mod:`upgrader_lab.apiserver.spec`, :mod:`upgrader_lab.apiserver.metrics`), so a new key
 without a line in the doc fails here. Every ``yaml`` block of the doc must parse with
-:func:`upgrader.lab.spec.parse_spec`, resolve, and be accepted by the API server's reader."""
+:func:`upgrader_lab.spec.parse_spec`, resolve, and be accepted by the API server's reader."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from upgrader.lab import spec as labspec
-from upgrader.lab.apiserver import metrics
-from upgrader.lab.apiserver import spec as apispec
+from upgrader_lab import spec as labspec
+from upgrader_lab.apiserver import metrics
+from upgrader_lab.apiserver import spec as apispec
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "LAB-SPEC.md"

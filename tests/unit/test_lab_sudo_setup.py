@@ -1,4 +1,4 @@
-"""The pure parts of the lab's sudo setup (upgrader.lab.sudo): the sudoers texts, the host
+"""The pure parts of the lab's sudo setup (upgrader_lab.sudo): the sudoers texts, the host
 drop-in (checked by the real visudo when it is installed), the node's /etc/hosts line and the
 reach plan that lets a non-root user get to the lab's files past 0700 directories."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from upgrader.lab import sudo as labsudo
+from upgrader_lab import sudo as labsudo
 
 
 def test_user_dropin_is_passwordless_unless_a_password_is_asked() -> None:
@@ -71,7 +71,7 @@ def test_reach_plan_covers_the_topmost_blocked_ancestor(tmp_path: Path) -> None:
 
 def test_spec_keys_ssh_user_and_sudo_password() -> None:
     from upgrader.errors import ConfigError
-    from upgrader.lab import spec as labspec
+    from upgrader_lab import spec as labspec
 
     nodes = [{"name": "cp-1", "role": "control-plane"}]
     resolved = labspec.resolve(labspec.parse_spec({"nodes": nodes}, "s"))

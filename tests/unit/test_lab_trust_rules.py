@@ -1,4 +1,4 @@
-"""Which lab directories ``upgrader lab up`` may use (upgrader.lab.trust), on real
+"""Which lab directories ``upgrader lab up`` may use (upgrader_lab.trust), on real
 directories with real owners and modes (root runs the tests: ``nobody`` owns the
 attacker's directories)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from upgrader.lab import trust
+from upgrader_lab import trust
 
 NOBODY = 65534
 

@@ -1,5 +1,5 @@
-"""The lab's version helpers (``upgrader/lab/node/repo.py``) and kubeadm's image list
-(``upgrader/lab/node/tree.py``) against their upstream sources: pkgs.k8s.io spells a
+"""The lab's version helpers (``lab/upgrader_lab/node/repo.py``) and kubeadm's image list
+(``lab/upgrader_lab/node/tree.py``) against their upstream sources: pkgs.k8s.io spells a
 pre-release package version with ``~`` (``1.29.0~rc.1-1.1``; Debian policy 5.6.12 and rpm
 sort ``~`` before anything, so it precedes the release), and kubeadm's
 ``GetControlPlaneImages`` (``cmd/kubeadm/app/images/images.go``) names CoreDNS and pause
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from upgrader.lab.node import repo, tree
+from upgrader_lab.node import repo, tree
 
 
 def test_pre_release_package_versions_use_a_tilde_and_round_trip() -> None:

@@ -15,7 +15,7 @@ FORBIDDEN_OURS = (
     "upgrader.kube",
     "upgrader.gather",
     "upgrader.cli",
-    "upgrader.lab",
+    "upgrader_lab",
     "upgrader.inventory",
     "upgrader.state",
 )
