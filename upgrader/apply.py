@@ -1,9 +1,9 @@
-"""``upgrader apply`` and ``upgrader status`` as library calls.
+"""``upgrader apply`` as a library call (``upgrader status`` is :mod:`upgrader.status`).
 
 Owns the order of an apply: file lock -> unfinished run? -> inside a ``--window``? -> gather
 facts -> plan -> refuse while a blocker stands -> show the plan -> confirm -> cluster Lease
 -> execute -> post-checks -> summary (printed, and written to ``<state>.summary.json``), and
-what a resume means. The CLI is a thin shell over :func:`apply` and :func:`status`.
+what a resume means. The CLI is a thin shell over :func:`apply`.
 
 Resume rule (chosen so that a rerun can never skip or reorder what a run still owes): when
 a run starts, the plan's entries and steps (ids, nodes, kinds, commands, checks, parameters)
@@ -23,11 +23,8 @@ while a run is unfinished is refused (exit 2); ``--abandon`` marks the old run a
 and plans afresh (nodes the abandoned run had cordoned are not mistaken for nodes the
 operator cordoned).
 
-Every error that stops or refuses an apply carries :func:`stop_report` as its hint (the
-CLI prints it after the ``error:`` line): where it stopped (the failed or running step, the
-next one, or "before the first step; nothing was changed"), the nodes cordoned by the run
-and before it, and the command that resumes (or, refused, what to do first and the command
-that re-runs).
+Every error that stops or refuses an apply carries :func:`upgrader.stops.stop_report` as
+its hint (the CLI prints it after the ``error:`` line).
 
 Must not: print or prompt (output goes through the callables of :class:`ApplyIO`), import
 typer or rich, or decide exit codes (errors are typed; the CLI maps them).
@@ -41,7 +38,6 @@ import hashlib
 import json
 import logging
 import os
-import shlex
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,7 +50,6 @@ from upgrader import state as st
 from upgrader.core import window
 from upgrader.core.model import Facts, Finding, Plan, PlanEntry
 from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
-from upgrader.core.render import selection_text
 from upgrader.core.versions import KubeVersion
 from upgrader.core.window import Window
 from upgrader.core.workers import WorkerSelection
@@ -77,6 +72,7 @@ from upgrader.execute.pauses import PauseBetween
 from upgrader.inventory.model import RUN_ONLY_KEYS
 from upgrader.kube import inspect as kinspect
 from upgrader.planning import PlanRequest, make_plan
+from upgrader.stops import pause_text, refused_lead, stop_report
 from upgrader.summary import (
     RunSummary,
     build_summary,
@@ -406,80 +402,83 @@ def _summary(
     )
 
 
-def _refused_lead(inventory: Path, *, resume: bool, lock: bool) -> str:
-    """What a run refused before its first step says to do before the command that runs
-    it again: wait for the lock's holder, or fix the blockers."""
-    again = "resume with:" if resume else "re-run:"
-    if lock and resume:  # the resume command is followed by where to see the run's state
-        return f"once the run holding the lock has finished, {again}"
-    if lock:
-        status = f"upgrader status -i {shlex.quote(str(inventory))}"
-        return f"once the run holding the lock has finished (`{status}` shows it), {again}"
-    return f"fix the blockers above, then {again}"
+# --------------------------------------------------------------------------- the run decision
 
 
-def stop_report(
-    state: st.RunState | None,
-    inventory: Path,
-    target: object,
-    *,
-    lead: str = "resume with:",
-) -> str:
-    """What a stopped run left, for the last lines of its output: where it stopped, which
-    nodes are cordoned and by whom, and the command that resumes it (after ``lead``, which
-    says what to do first when the run was refused: "fix the blockers above, then re-run:").
-    ``state`` None: the run was refused before it recorded anything; nothing was changed."""
-    inv = shlex.quote(str(inventory))
-    lines = []
-    if state is None:
-        lines.append("stopped at: before the first step; nothing was changed on any node")
-        lines.append("cordoned by this run: none")
-    else:
-        recs = list(state.steps.values())
-        at = next((r for r in recs if r.status == st.StepStatus.FAILED), None) or next(
-            (r for r in recs if r.status == st.StepStatus.RUNNING), None
+@dataclass(frozen=True)
+class Fresh:
+    """No unfinished run: plan afresh and record a new run."""
+
+
+@dataclass(frozen=True)
+class Abandon:
+    """``--abandon`` with an unfinished run: plan afresh; ``old`` is recorded ``abandoned``
+    when the new run's records open (after the cluster lock is taken), and the nodes it had
+    cordoned are not mistaken for nodes the operator cordoned."""
+
+    old: st.RunState
+
+
+@dataclass(frozen=True)
+class Resume:
+    """An unfinished run toward the same target, its inputs unchanged (or accepted): execute
+    its stored plan. ``drain_overrides``: ``--drain-fallback``/``--pod-selector`` given to
+    this resume, per node still to drain."""
+
+    run: st.RunState
+    plan: stored.StoredPlan
+    drain_overrides: dict[str, tuple[str, str | None]]
+
+    def headline(self) -> str:
+        done = sum(1 for r in self.run.steps.values() if r.status in st.DONE_STEP)
+        point = st.resume_point(self.run, (s.id for s in self.plan.steps))
+        return (
+            f"Resuming run {self.run.run_id} ({self.run.status.value}): {done} of "
+            f"{len(self.run.steps)} steps done; next: {point.first}\n"
         )
-        if at is not None:
-            failed = at.status == st.StepStatus.FAILED
-            how = "failed" if failed else "was running (re-checked first)"
-            lines.append(f"stopped at: step {at.id} on {at.node} {how}")
-        else:
-            nxt = next((r for r in recs if r.status == st.StepStatus.PENDING), None)
-            if nxt is not None:
-                lines.append(f"stopped at: before step {nxt.id} on {nxt.node} (not started)")
-        ours = sorted(state.cordoned_by_us)
-        lines.append(
-            "cordoned by this run: "
-            + (", ".join(ours) if ours else "none")
-            + (
-                f"; cordoned before it (left so): {', '.join(sorted(state.precordoned))}"
-                if state.precordoned
-                else ""
-            )
+
+
+RunDecision = Fresh | Abandon | Resume
+
+
+def decide_run(
+    req: ApplyRequest,
+    inv: Any,
+    prev: st.RunState | None,
+    state_path: Path,
+    fingerprint: str,
+    inputs: Mapping[str, str],
+    warn: Callable[[str], None],
+) -> RunDecision:
+    """What this apply does with the recorded run ``prev``, decided before any node or the
+    API is contacted: a different target, changed inputs (without ``--accept-changes``), a
+    stored plan that does not match its digest or a transcripts path outside the state's
+    directory is refused (:class:`ConfigError`); compatible-with-warnings prints them."""
+    if prev is None or prev.finished:
+        if req.abandon:
+            warn(f"{state_path}: no unfinished run to abandon")
+        return Fresh()
+    if req.abandon:
+        return Abandon(prev)
+    compat = st.check_compatible(
+        prev,
+        fingerprint,
+        str(req.plan.target),
+        source=str(state_path),
+        inputs=dict(inputs),
+        accept_changes=req.accept_changes,
+    )
+    for w in compat.warnings:
+        warn(w)
+    if prev.plan_digest is None:
+        raise ConfigError(
+            f"{state_path}: run {prev.run_id} records no digest of its stored plan, so "
+            "the plan cannot be trusted; pass --abandon to drop it and plan afresh"
         )
-    command = f"{lead} upgrader apply -i {inv} --to {target}"
-    if state is not None:
-        command += f" (see `upgrader status -i {inv}` and the transcripts)"
-    lines.append(command)
-    return "\n".join(lines)
-
-
-def continue_command(inventory: Path | str, target: object) -> str:
-    return f"upgrader apply -i {shlex.quote(str(inventory))} --to {target}"
-
-
-def pause_text(state: st.RunState, inventory: Path | str, target: object) -> str:
-    """What a paused run prints last: why it paused and the command that continues it."""
-    reason = state.paused or "paused"
-    cont = continue_command(inventory, target)
-    if reason.startswith(st.CANARY_PREFIX):
-        done = reason.removeprefix(st.CANARY_PREFIX).removesuffix(" done")
-        head = f"paused after canary {done}: inspect it, then continue with: {cont}"
-    else:
-        head = f"paused ({reason}): continue with: {cont}"
-    ours = sorted(state.cordoned_by_us)
-    tail = f"\ncordoned by this run: {', '.join(ours)}" if ours else ""
-    return f"run {state.run_id} {head}{tail}\n"
+    plan = stored.load(stored.plan_path(state_path), prev.run_id, prev.plan_digest)
+    _transcripts_dir(req, prev, state_path)  # refused now, before any node is asked
+    overrides = _resume_drain_overrides(req.plan, inv, plan.steps, prev.run_id, warn)
+    return Resume(prev, plan, overrides)
 
 
 # --------------------------------------------------------------------------- apply
@@ -488,17 +487,13 @@ def pause_text(state: st.RunState, inventory: Path | str, target: object) -> str
 def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
     """Upgrade (or resume the upgrade of) the inventory's cluster to ``req.plan.target``.
     Raises typed errors: ConfigError (2), PreflightError (3), LockHeld (6), StepFailed (1),
-    TransportError (4), KubernetesError (5)."""
-    from upgrader import preflight
-    from upgrader.core.render import render_text
-    from upgrader.core.render_brief import render_brief
-    from upgrader.gather import gather_facts
-    from upgrader.inventory import load_inventory
-    from upgrader.kube import lease
-    from upgrader.kube.client import exec_plugin_notice, make_api_client
-    from upgrader.transport.ssh import SSHPool
+    TransportError (4), KubernetesError (5).
 
-    show_plan = render_text if req.detail else render_brief
+    The story: decide the run (fresh, resume, abandon) under the state file's lock, before
+    anything is contacted; gather facts and plan; show the plan and refuse while a blocker
+    stands; confirm; take the cluster Lease; open the run's records; run the engine;
+    post-flight checks and the summary."""
+    from upgrader.inventory import load_inventory
 
     if not req.yes and io.confirm is None:
         # decided before anything is read or contacted: no one can answer the question
@@ -506,84 +501,61 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
             "apply: no terminal to ask for confirmation; pass --yes (-y) to apply without asking"
         )
     inv = load_inventory(req.inventory, kubeconfig=req.kubeconfig, known_hosts=req.known_hosts)
-    target = str(req.plan.target)
-    windows, notify_urls = _windows_and_hooks(req, inv)
     state_path = req.state_path or st.default_state_path(req.inventory, inv.cluster_name)
     sf = st.StateFile(state_path)
-    fingerprint = run_fingerprint(inv, req.plan)
-    inputs = run_inputs(inv, req.plan)
-
     lock = sf.lock()
     try:
         lock.acquire()
     except LockHeld as e:
-        lead = _refused_lead(req.inventory, resume=False, lock=True)
-        e.hint = stop_report(None, req.inventory, target, lead=lead)
+        lead = refused_lead(req.inventory, resume=False, lock=True)
+        e.hint = stop_report(None, req.inventory, req.plan.target, lead=lead)
         raise
     with lock, contextlib.ExitStack() as files:
-        # the operator's own output files are opened (or refused) before anything is
-        # contacted: a symlinked --events or a --transcripts others can write is exit 2 here,
-        # not half-way through the run
-        sink: ev.JsonlSink | None = None
-        if req.events is not None:
-            sink = ev.JsonlSink(req.events)
-            files.callback(sink.close)
-        if req.transcripts is not None:
-            safefile.ensure_private_dir(Path(req.transcripts), what="transcripts directory")
-        prev = sf.load()
-        st.check_cluster(prev, inv.cluster_name, source=str(state_path))
-        if not window.inside(windows, req.clock()):
-            # before anything is contacted: a run started outside its window asks no node
-            unfinished = prev if prev is not None and not prev.finished else None
-            raise OutsideWindow(
-                _outside_text(windows, req.clock(), started=False),
-                hint=stop_report(
-                    unfinished,
-                    req.inventory,
-                    target,
-                    lead="once the window opens, "
-                    + ("resume with:" if unfinished is not None else "run:"),
-                ),
-            )
-        notifiers = [notify.WebhookNotifier(u, cluster=inv.cluster_name) for u in notify_urls]
-        for n in notifiers:
-            files.callback(n.close, 0)
-        abandoned: st.RunState | None = None
-        if prev is not None and not prev.finished:
-            if req.abandon:
-                abandoned = prev
-            else:
-                compat = st.check_compatible(
-                    prev,
-                    fingerprint,
-                    target,
-                    source=str(state_path),
-                    inputs=inputs,
-                    accept_changes=req.accept_changes,
-                )
-                for w in compat.warnings:
-                    io.warn(w)
-        elif req.abandon:
-            io.warn(f"{state_path}: no unfinished run to abandon")
-        resuming = prev is not None and not prev.finished and abandoned is None
-        sp_resume: stored.StoredPlan | None = None
-        drain_overrides: dict[str, tuple[str, str | None]] = {}
-        if resuming:
-            assert prev is not None
-            if prev.plan_digest is None:
-                raise ConfigError(
-                    f"{state_path}: run {prev.run_id} records no digest of its stored plan, so "
-                    "the plan cannot be trusted; pass --abandon to drop it and plan afresh"
-                )
-            sp_resume = stored.load(stored.plan_path(state_path), prev.run_id, prev.plan_digest)
-            _transcripts_dir(req, prev, state_path)  # refused now, before any node is asked
-            drain_overrides = _resume_drain_overrides(
-                req.plan, inv, sp_resume.steps, prev.run_id, io.warn
-            )
+        run = _Run(req, io, inv, state_path, sf, files)
+        return run.go()
 
+
+@dataclass
+class _Run:
+    """One apply, under the state file's lock: the pieces :func:`apply`'s story steps share.
+    Fields after ``files`` are filled in as the story goes."""
+
+    req: ApplyRequest
+    io: ApplyIO
+    inv: Any
+    state_path: Path
+    sf: st.StateFile
+    files: contextlib.ExitStack
+    sink: ev.JsonlSink | None = None
+    notifiers: list[notify.WebhookNotifier] = field(default_factory=list)
+    windows: tuple[Window, ...] = ()
+    decision: RunDecision = field(default_factory=Fresh)
+    fingerprint: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return str(self.req.plan.target)
+
+    @property
+    def resumed(self) -> st.RunState | None:
+        """The unfinished run this apply continues (None: a new run), for every stop message."""
+        return self.decision.run if isinstance(self.decision, Resume) else None
+
+    def stop(self, lead: str, state: st.RunState | None = None) -> str:
+        return stop_report(state, self.req.inventory, self.target, lead=lead)
+
+    # ---- the story
+    def go(self) -> ApplyOutcome:
+        self.open_outputs()
+        self.decide()
+        from upgrader.kube.client import exec_plugin_notice, make_api_client
+        from upgrader.transport.ssh import SSHPool
+
+        inv = self.inv
         notice = exec_plugin_notice(inv.kubeconfig_path(), inv.kubeconfig_context)
         if notice is not None:
-            io.show(notice + "\n")  # before it runs (building the client runs it)
+            self.io.show(notice + "\n")  # before it runs (building the client runs it)
         api = make_api_client(
             inv.kubeconfig_path(),
             inv.kubeconfig_context,
@@ -591,466 +563,357 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
         )
         pool = SSHPool()
         try:
-            try:
-                facts = gather_facts(inv, api_client=api, max_workers=req.max_workers, pool=pool)
-                plan_req, pre = preflight.for_apply(
-                    inv,
-                    facts,
-                    api,
-                    pool,
-                    req.plan,
-                    req.engine,
-                    own_run_id=prev.run_id if resuming and prev is not None else None,
-                )
-                fresh = make_plan(facts, plan_req, inv, preflight=pre)
-            except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the facts are read
-                resumed = prev if resuming else None
-                raise Interrupted(
-                    "interrupted while gathering facts and planning, before any step ran",
-                    hint=stop_report(
-                        resumed,
-                        req.inventory,
-                        target,
-                        lead="resume with:" if resumed is not None else "re-run:",
-                    ),
-                ) from None
-            except UpgraderError as e:
-                # the API or a node failed while the facts were read (bad input stays one
-                # line: its error names the field)
-                if not isinstance(e, ConfigError) and e.hint is None:
-                    resumed = prev if resuming else None
-                    again = "resume with:" if resumed is not None else "re-run:"
-                    e.hint = stop_report(
-                        resumed, req.inventory, target, lead=f"fix the cause above, then {again}"
-                    )
-                raise
-            kube = ApiKubeOps(api)
-
-            if sp_resume is not None:
-                assert prev is not None
-                shown = _plan_for_display(sp_resume, fresh)
-                io.show(show_plan(shown))
-                done = sum(1 for r in prev.steps.values() if r.status in st.DONE_STEP)
-                point = st.resume_point(prev, (s.id for s in sp_resume.steps))
-                io.show(
-                    f"Resuming run {prev.run_id} ({prev.status.value}): {done} of "
-                    f"{len(prev.steps)} steps done; next: {point.first}\n"
-                )
-            else:
-                io.show(show_plan(fresh))
-            if fresh.blockers:
-                codes = ", ".join(sorted({f.code for f in fresh.blockers}))
-                refused = PreflightError(
-                    f"refusing to apply: {len(fresh.blockers)} blocker(s) stand ({codes}); "
-                    "see the findings above"
-                )
-                refused.exit_code = refusal_exit_code(f.code for f in fresh.blockers)
-                resumed = prev if resuming else None  # what the refused resume's run left
-                lead = _refused_lead(
-                    req.inventory,
-                    resume=resumed is not None,
-                    lock=refused.exit_code == ExitCode.LOCKED,
-                )
-                refused.hint = stop_report(resumed, req.inventory, target, lead=lead)
-                raise refused
-            if sp_resume is None and not fresh.entries:
-                io.show("Nothing to do: the cluster is already at the target.\n")
-                return ApplyOutcome("nothing-to-do", state_path=state_path)
-
-            if not req.yes:
-                assert io.confirm is not None  # refused at the start otherwise
-                question = (
-                    f"Resume run {prev.run_id} to {target}?"
-                    if sp_resume is not None and prev is not None
-                    else f"Apply this plan to {inv.cluster_name} ({target})?"
-                )
-                if not io.confirm(question):
-                    return ApplyOutcome("declined", state_path=state_path)
-
-            # ---- the cluster lock first: a run refused by another holder records nothing
-            resuming_run = sp_resume is not None and prev is not None
-            run_id = prev.run_id if resuming_run and prev is not None else uuid.uuid4().hex[:12]
-            keeper = lease.LeaseKeeper(api, lease.default_holder(run_id))
-            try:
-                lease.acquire(api, run_id, keeper.holder, break_lock=req.break_lock)
-            except LockHeld as e:
-                resumed = prev if resuming_run else None
-                lead = _refused_lead(req.inventory, resume=resumed is not None, lock=True)
-                e.hint = stop_report(resumed, req.inventory, target, lead=lead)
-                raise
-            try:
-                # ---- the run's records
-                if resuming_run and sp_resume is not None and prev is not None:
-                    run_state, plan_entries = prev, sp_resume.entries
-                    selection = sp_resume.selection
-                else:
-                    if abandoned is not None:
-                        sf.save(st.set_status(abandoned, st.RunStatus.ABANDONED))
-                        left = sorted(set(abandoned.cordoned_by_us))
-                        io.warn(
-                            f"run {abandoned.run_id} (target {abandoned.target}) abandoned"
-                            + (f"; nodes it had cordoned: {', '.join(left)}" if left else "")
-                        )
-                    sp = stored.StoredPlan.of(fresh, run_id)
-                    tdir = req.transcripts or st.default_transcripts_dir(state_path, run_id)
-                    # the plan before the state, which records its digest
-                    digest = stored.save(stored.plan_path(state_path), sp)
-                    run_state = st.new_run(
-                        cluster=inv.cluster_name,
-                        inventory=req.inventory.resolve(),
-                        fingerprint=fingerprint,
-                        target=target,
-                        hops=sp.hops,
-                        strategy=sp.strategy,
-                        steps=sp.steps,
-                        precordoned=_precordoned(kube, sp.entries, abandoned),
-                        transcripts=tdir.resolve(),
-                        run_id=run_id,
-                        plan_digest=digest,
-                        inputs=inputs,
-                        versions_before={
-                            n.name: versions_of(n) for n in facts.nodes if n.reachable
-                        },
-                    )
-                    sf.save(run_state)
-                    plan_entries = sp.entries
-                    selection = sp.selection
-                transcripts_dir = _transcripts_dir(req, run_state, state_path)
-
-                # ---- the run
-                keeper.start()
-                secrets = _secrets(inv, api)
-                masker = ev.make_masker(secrets)
-                handlers: list[ev.EventHandler] = []
-                if io.reporter is not None:
-                    handlers.append(io.reporter)
-                if sink is not None:
-                    sink.masker = masker
-                    handlers.append(sink)
-                for n in notifiers:
-                    n.masker = masker
-                    handlers.append(n)
-                options = dataclasses.replace(
-                    req.engine,
-                    secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets))),
-                    snapshot_dir=req.engine.snapshot_dir
-                    or st.default_transcripts_dir(state_path, run_id),
-                    drain_overrides=drain_overrides or req.engine.drain_overrides,
-                    # the run's own grouping (a resume keeps the stored one)
-                    groups=selection.group_of() if selection is not None else {},
-                    per_group=selection.per_group if selection is not None else 1,
-                )
-                engine = Engine(
-                    plan_entries,
-                    run_state,
-                    save=sf.save,
-                    transports=lambda node: pool.get(inv.ssh_target(node)),
-                    kube=kube,
-                    options=options,
-                    on_event=ev.Fanout(handlers),
-                    transcripts=ev.TranscriptWriter(transcripts_dir, masker),
-                    guard=keeper.check,
-                    before_uncordon=pauses.before_uncordon_hook(
-                        lambda node: (
-                            kinspect.node_pods(api, node),
-                            kinspect.node_events(api, node),
-                        ),
-                        confirm=io.confirm,
-                        show=io.show,
-                    )
-                    if req.hold_uncordon
-                    else None,
-                    before_batch=_in_window(
-                        windows,
-                        req.clock,
-                        pauses.before_batch_hook(
-                            preflight.between_nodes(
-                                lambda: preflight.health_gate(
-                                    api,
-                                    transports=lambda node: pool.get(inv.ssh_target(node)),
-                                    control_planes=[
-                                        n.name for n in facts.control_planes if n.reachable
-                                    ],
-                                ),
-                                validate_count=req.validate_count,
-                                # the engine exists by the time the hook runs (run() calls it)
-                                on_progress=lambda batch, text: engine.gate_waiting(batch, text),
-                                progress_every=options.progress_every,
-                            ),
-                            req.pause_between,
-                            confirm=io.confirm,
-                            show=io.show,
-                        ),
-                    ),
-                )
-                try:
-                    final = engine.run()
-                except UpgraderError as e:
-                    # a failed step, the cluster lock lost, an API or SSH failure mid-run,
-                    # or the --window closed before the next node
-                    lead = (
-                        "once the window opens, resume with:"
-                        if isinstance(e, OutsideWindow)
-                        else "resume with:"
-                    )
-                    report = stop_report(engine.state, req.inventory, target, lead=lead)
-                    e.hint = f"{e.hint}\n{report}" if e.hint else report
-                    raise
-                except KeyboardInterrupt:
-                    stopped = engine.state
-                    raise Interrupted(
-                        f"interrupted: run {stopped.run_id} stopped and recorded as "
-                        f"{stopped.status.value}",
-                        hint=stop_report(stopped, req.inventory, target),
-                    ) from None
-            finally:
-                keeper.stop(release_lock=True)
-                if sink is not None:
-                    sink.close()  # before the summary (ExitStack closes it again: a no-op)
-                for n in notifiers:  # a few seconds at most for a receiver that is down
-                    undelivered = n.close()
-                    if undelivered.total:
-                        io.warn(undelivered.warning())
-            if final.status == st.RunStatus.PAUSED:
-                io.show(pause_text(final, req.inventory, target))
-                return ApplyOutcome(
-                    "paused",
-                    run_id=run_id,
-                    state_path=state_path,
-                    transcripts=transcripts_dir,
-                    resumed=sp_resume is not None,
-                    etcd_snapshot=final.etcd_snapshot,
-                )
-            problems = post_check(kube, final, plan_entries)
-            problems += preflight.wait_pdbs_recovered(
-                api,
-                pre.pdbs,
-                on_progress=lambda text: io.show(f"post-check: {text}\n"),
-                progress_every=req.engine.progress_every,
-            )
-            problems += _addons_check(api, fresh, facts, plan_entries, pool, inv)
-            summary = _summary(
-                final,
-                plan_entries,
-                facts,
-                fresh.findings,
-                problems,
-                after=lambda: gather_facts(
-                    inv, api_client=api, max_workers=req.max_workers, pool=pool
-                ),
-                kube=kube,
-                harden_kubelet=req.plan.harden_kubelet,
-            )
-            spath = summary_path(state_path)
-            write_summary(spath, summary)
-            io.show(summary.text() + f"Summary written to {spath}\n")
-            if summary.problems:
-                raise StepFailed("post-check after the run: " + "; ".join(summary.problems))
-            return ApplyOutcome(
-                "succeeded",
-                run_id=run_id,
-                state_path=state_path,
-                transcripts=transcripts_dir,
-                resumed=sp_resume is not None,
-                etcd_snapshot=final.etcd_snapshot,
-            )
+            return _Cluster(self, api, pool).go()
         finally:
             pool.close()
             api.close()  # type: ignore[no-untyped-call]
 
+    def open_outputs(self) -> None:
+        """The operator's own output files are opened (or refused) before anything is
+        contacted: a symlinked --events or a --transcripts others can write is exit 2 here,
+        not half-way through the run."""
+        req = self.req
+        if req.events is not None:
+            self.sink = ev.JsonlSink(req.events)
+            self.files.callback(self.sink.close)
+        if req.transcripts is not None:
+            safefile.ensure_private_dir(Path(req.transcripts), what="transcripts directory")
 
-# --------------------------------------------------------------------------- status
-
-
-@dataclass(frozen=True)
-class NodeReport:
-    node: str
-    state: str
-    text: str
-    step: str | None
-    message: str | None
-    done_steps: int
-    total_steps: int
-    transcript: str | None
-    cordoned_by_us: bool
-    precordoned: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    state_path: Path
-    run: st.RunState | None
-    nodes: tuple[NodeReport, ...]
-    lock: str  # "free" or who holds the file lock
-    lease: str | None  # the cluster Lease as read, or why it could not be read
-    # the workers the run chose and how it groups them (from its stored plan), if any
-    selection: WorkerSelection | None = None
-
-    @property
-    def run_status(self) -> str:
-        """The run's status, except that a run recorded ``running`` whose state lock no
-        process holds was killed (SIGKILL, a crash): it says ``killed``, never ``running``."""
-        r = self.run
-        if r is None:
-            return "none"
-        if r.status == st.RunStatus.RUNNING and self.lock == "free":
-            return "killed"
-        return r.status.value
-
-    def to_dict(self) -> dict[str, Any]:
-        r = self.run
-        return {
-            "state_file": str(self.state_path),
-            "run": None
-            if r is None
-            else {
-                "run_id": r.run_id,
-                "status": self.run_status,
-                "recorded_status": r.status.value,
-                "target": r.target,
-                "hops": list(r.hops),
-                "created": r.created,
-                "updated": r.updated,
-                "transcripts": r.transcripts,
-                "etcd_snapshot": None if r.etcd_snapshot is None else dict(r.etcd_snapshot),
-                "paused": r.paused,
-            },
-            "nodes": [n.to_dict() for n in self.nodes],
-            "lock": self.lock,
-            "lease": self.lease,
-            "workers": self.selection.to_dict() if self.selection is not None else None,
-        }
-
-    def text(self) -> str:
-        lines = [f"State file: {self.state_path}"]
-        r = self.run
-        if r is None:
-            lines.append("No run recorded.")
-        else:
-            what = self.run_status
-            if what == "killed":
-                what = "killed (recorded as running, but no process holds its lock)"
-            lines.append(
-                f"Run {r.run_id}: {what}, target {r.target} "
-                f"(hops {', '.join(r.hops) or 'none'}), updated {r.updated}"
+    def decide(self) -> None:
+        """What to do with the recorded run, refused or decided before anything is contacted
+        (a run started outside its window asks no node)."""
+        req, inv = self.req, self.inv
+        self.windows, notify_urls = _windows_and_hooks(req, inv)
+        prev = self.sf.load()
+        st.check_cluster(prev, inv.cluster_name, source=str(self.state_path))
+        if not window.inside(self.windows, req.clock()):
+            unfinished = prev if prev is not None and not prev.finished else None
+            raise OutsideWindow(
+                _outside_text(self.windows, req.clock(), started=False),
+                hint=self.stop(
+                    "once the window opens, "
+                    + ("resume with:" if unfinished is not None else "run:"),
+                    unfinished,
+                ),
             )
-            if r.status == st.RunStatus.PAUSED:
-                lines[-1] = lines[-1].replace(
-                    f": {what},", f": {what} ({r.paused or 'no reason recorded'}),", 1
-                )
-                lines.append(f"Continue with: {continue_command(r.inventory, r.target)}")
-            elif not r.finished and what != "running":
-                lines.append(f"The same `upgrader apply --to {r.target}` resumes it.")
-            if self.selection is not None:
-                lines.append(selection_text(self.selection))
-            width = max((len(n.node) for n in self.nodes), default=4)
-            for n in self.nodes:
-                extra = ""
-                if n.cordoned_by_us and r.status != st.RunStatus.SUCCEEDED:
-                    extra = " [cordoned by this run]"
-                elif n.precordoned:
-                    extra = " [cordoned before the run; stays cordoned]"
-                lines.append(f"  {n.node:<{width}}  {n.text}{extra}")
-                if n.state == "failed" and n.transcript:
-                    lines.append(f"  {'':<{width}}  transcript: {n.transcript}")
-            if r.transcripts:
-                lines.append(f"Transcripts: {r.transcripts}")
-            if r.etcd_snapshot:
-                lines.append(
-                    f"etcd snapshot: {r.etcd_snapshot.get('path')} (of "
-                    f"{r.etcd_snapshot.get('node')}, sha256 {r.etcd_snapshot.get('sha256')})"
-                )
-        lines.append(f"State lock: {self.lock}")
-        if self.lease is not None:
-            lines.append(f"Cluster lock: {self.lease}")
-        return "\n".join(lines) + "\n"
-
-
-def _file_lock_holder(sf: st.StateFile) -> str:
-    lk = sf.lock()
-    try:
-        lk.acquire()
-    except LockHeld as e:
-        return str(e)
-    lk.release()
-    return "free"
-
-
-def _lease_text(inventory: Any) -> str:
-    from datetime import UTC, datetime
-
-    from upgrader.errors import UpgraderError
-    from upgrader.kube import lease
-    from upgrader.kube.client import make_api_client
-
-    try:
-        api = make_api_client(
-            inventory.kubeconfig_path(),
-            inventory.kubeconfig_context,
-            missing_hint=getattr(inventory, "kubeconfig_hint", None),
+        self.notifiers = [notify.WebhookNotifier(u, cluster=inv.cluster_name) for u in notify_urls]
+        for n in self.notifiers:
+            self.files.callback(n.close, 0)
+        self.fingerprint = run_fingerprint(inv, req.plan)
+        self.inputs = run_inputs(inv, req.plan)
+        self.decision = decide_run(
+            req, inv, prev, self.state_path, self.fingerprint, self.inputs, self.io.warn
         )
-    except ConfigError as e:
-        return f"unknown ({e})"
-    try:
-        obj = lease.read_lease(api)
-    except UpgraderError as e:
-        return f"unknown (API: {str(e).splitlines()[0]})"
-    finally:
-        api.close()  # type: ignore[no-untyped-call]
-    if obj is None:
-        return "free"
-    return lease.LeaseInfo.from_obj(obj).describe(datetime.now(UTC))
 
 
-def status(
-    inventory_path: Path,
-    state_path: Path | None = None,
-    *,
-    read_lease: bool = True,
-    kubeconfig: Path | None = None,
-    known_hosts: Path | None = None,
-) -> StatusReport:
-    """What the recorded run did per node, where its transcripts are, who holds the locks."""
-    from upgrader.inventory import load_inventory
+@dataclass
+class _Cluster:
+    """The part of an apply that talks to the cluster (API client and SSH pool open)."""
 
-    inv = load_inventory(inventory_path, kubeconfig=kubeconfig, known_hosts=known_hosts)
-    path = state_path or st.default_state_path(inventory_path, inv.cluster_name)
-    sf = st.StateFile(path)
-    run = sf.load()
-    nodes: list[NodeReport] = []
-    if run is not None:
-        trusted = run.transcripts and safefile.inside(Path(run.transcripts), path.parent)
-        writer = ev.TranscriptWriter(Path(run.transcripts)) if trusted and run.transcripts else None
-        for name, ns in st.status_summary(run).items():
-            tp = writer.path_for(name) if writer is not None else None
-            nodes.append(
-                NodeReport(
-                    node=name,
-                    state=ns.state,
-                    text=ns.text,
-                    step=ns.step,
-                    message=ns.message,
-                    done_steps=ns.done_steps,
-                    total_steps=ns.total_steps,
-                    transcript=str(tp) if tp is not None and tp.exists() else None,
-                    cordoned_by_us=name in run.cordoned_by_us,
-                    precordoned=name in run.precordoned,
-                )
+    run: _Run
+    api: Any
+    pool: Any
+    facts: Facts | None = None
+    pre: Any = None
+    fresh: Plan | None = None
+
+    def go(self) -> ApplyOutcome:
+        from upgrader.kube import lease
+
+        run, req, io = self.run, self.run.req, self.run.io
+        facts, fresh = self.gather_and_plan()
+        kube = ApiKubeOps(self.api)
+        self.show_and_refuse(fresh)
+        if run.resumed is None and not fresh.entries:
+            io.show("Nothing to do: the cluster is already at the target.\n")
+            return ApplyOutcome("nothing-to-do", state_path=run.state_path)
+        if not req.yes:
+            assert io.confirm is not None  # refused at the start otherwise
+            question = (
+                f"Resume run {run.resumed.run_id} to {run.target}?"
+                if run.resumed is not None
+                else f"Apply this plan to {run.inv.cluster_name} ({run.target})?"
             )
-    selection = None
-    if run is not None:
+            if not io.confirm(question):
+                return ApplyOutcome("declined", state_path=run.state_path)
+
+        # ---- the cluster lock first: a run refused by another holder records nothing
+        run_id = run.resumed.run_id if run.resumed is not None else uuid.uuid4().hex[:12]
+        keeper = lease.LeaseKeeper(self.api, lease.default_holder(run_id))
         try:
-            selection = stored.load(stored.plan_path(path), run.run_id, run.plan_digest).selection
-        except ConfigError:
-            selection = None  # no stored plan (or not this run's): nothing to say
-    return StatusReport(
-        state_path=path,
-        run=run,
-        selection=selection,
-        nodes=tuple(nodes),
-        lock=_file_lock_holder(sf),
-        lease=_lease_text(inv) if read_lease else None,
-    )
+            lease.acquire(self.api, run_id, keeper.holder, break_lock=req.break_lock)
+        except LockHeld as e:
+            lead = refused_lead(req.inventory, resume=run.resumed is not None, lock=True)
+            e.hint = run.stop(lead, run.resumed)
+            raise
+        try:
+            run_state, entries, selection = self.open_records(run_id, kube, facts, fresh)
+            transcripts_dir = _transcripts_dir(req, run_state, run.state_path)
+            keeper.start()
+            engine = self.build_engine(
+                run_state, entries, selection, transcripts_dir, kube, keeper.check
+            )
+            final = self.execute(engine)
+        finally:
+            keeper.stop(release_lock=True)
+            if run.sink is not None:
+                run.sink.close()  # before the summary (ExitStack closes it again: a no-op)
+            for n in run.notifiers:  # a few seconds at most for a receiver that is down
+                undelivered = n.close()
+                if undelivered.total:
+                    io.warn(undelivered.warning())
+        outcome = ApplyOutcome(
+            "paused" if final.status == st.RunStatus.PAUSED else "succeeded",
+            run_id=run_id,
+            state_path=run.state_path,
+            transcripts=transcripts_dir,
+            resumed=run.resumed is not None,
+            etcd_snapshot=final.etcd_snapshot,
+        )
+        if final.status == st.RunStatus.PAUSED:
+            io.show(pause_text(final, req.inventory, run.target))
+            return outcome
+        self.post_flight(final, entries, kube)
+        return outcome
+
+    def gather_and_plan(self) -> tuple[Facts, Plan]:
+        from upgrader import preflight
+        from upgrader.gather import gather_facts
+
+        run, req = self.run, self.run.req
+        resumed = run.resumed
+        again = "resume with:" if resumed is not None else "re-run:"
+        try:
+            facts = gather_facts(
+                run.inv, api_client=self.api, max_workers=req.max_workers, pool=self.pool
+            )
+            plan_req, pre = preflight.for_apply(
+                run.inv,
+                facts,
+                self.api,
+                self.pool,
+                req.plan,
+                req.engine,
+                own_run_id=resumed.run_id if resumed is not None else None,
+            )
+            fresh = make_plan(facts, plan_req, run.inv, preflight=pre)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while the facts are read
+            raise Interrupted(
+                "interrupted while gathering facts and planning, before any step ran",
+                hint=run.stop(again, resumed),
+            ) from None
+        except UpgraderError as e:
+            # the API or a node failed while the facts were read (bad input stays one
+            # line: its error names the field)
+            if not isinstance(e, ConfigError) and e.hint is None:
+                e.hint = run.stop(f"fix the cause above, then {again}", resumed)
+            raise
+        self.facts, self.pre, self.fresh = facts, pre, fresh
+        return facts, fresh
+
+    def show_and_refuse(self, fresh: Plan) -> None:
+        """Show the plan (a resume: its stored plan and where it resumes), and refuse while a
+        blocker stands."""
+        from upgrader.core.render import render_text
+        from upgrader.core.render_brief import render_brief
+
+        run = self.run
+        show_plan = render_text if run.req.detail else render_brief
+        if isinstance(run.decision, Resume):
+            run.io.show(show_plan(_plan_for_display(run.decision.plan, fresh)))
+            run.io.show(run.decision.headline())
+        else:
+            run.io.show(show_plan(fresh))
+        if not fresh.blockers:
+            return
+        codes = ", ".join(sorted({f.code for f in fresh.blockers}))
+        refused = PreflightError(
+            f"refusing to apply: {len(fresh.blockers)} blocker(s) stand ({codes}); "
+            "see the findings above"
+        )
+        refused.exit_code = refusal_exit_code(f.code for f in fresh.blockers)
+        lead = refused_lead(
+            run.req.inventory,
+            resume=run.resumed is not None,
+            lock=refused.exit_code == ExitCode.LOCKED,
+        )
+        refused.hint = run.stop(lead, run.resumed)
+        raise refused
+
+    def open_records(
+        self, run_id: str, kube: KubeOps, facts: Facts, fresh: Plan
+    ) -> tuple[st.RunState, tuple[PlanEntry, ...], WorkerSelection | None]:
+        """The run's state and the plan it executes: a resume's own; otherwise the stored
+        plan (written before the state, which records its digest) and a new run, after
+        recording an abandoned run as such."""
+        run, req = self.run, self.run.req
+        decision = run.decision
+        if isinstance(decision, Resume):
+            return decision.run, decision.plan.entries, decision.plan.selection
+        abandoned = decision.old if isinstance(decision, Abandon) else None
+        if abandoned is not None:
+            run.sf.save(st.set_status(abandoned, st.RunStatus.ABANDONED))
+            left = sorted(set(abandoned.cordoned_by_us))
+            run.io.warn(
+                f"run {abandoned.run_id} (target {abandoned.target}) abandoned"
+                + (f"; nodes it had cordoned: {', '.join(left)}" if left else "")
+            )
+        sp = stored.StoredPlan.of(fresh, run_id)
+        tdir = req.transcripts or st.default_transcripts_dir(run.state_path, run_id)
+        digest = stored.save(stored.plan_path(run.state_path), sp)
+        run_state = st.new_run(
+            cluster=run.inv.cluster_name,
+            inventory=req.inventory.resolve(),
+            fingerprint=run.fingerprint,
+            target=run.target,
+            hops=sp.hops,
+            strategy=sp.strategy,
+            steps=sp.steps,
+            precordoned=_precordoned(kube, sp.entries, abandoned),
+            transcripts=tdir.resolve(),
+            run_id=run_id,
+            plan_digest=digest,
+            inputs=run.inputs,
+            versions_before={n.name: versions_of(n) for n in facts.nodes if n.reachable},
+        )
+        run.sf.save(run_state)
+        return run_state, sp.entries, sp.selection
+
+    def build_engine(
+        self,
+        run_state: st.RunState,
+        entries: tuple[PlanEntry, ...],
+        selection: WorkerSelection | None,
+        transcripts_dir: Path,
+        kube: KubeOps,
+        guard: Callable[[], None],
+    ) -> Engine:
+        """The engine over the run's plan, with the event handlers (progress, --events,
+        --notify; all masked), the operator's pauses, the window and the health gate
+        between nodes."""
+        from upgrader import preflight
+
+        run, req, io = self.run, self.run.req, self.run.io
+        api, pool, inv, facts = self.api, self.pool, run.inv, self.facts
+        assert facts is not None
+        secrets = _secrets(inv, api)
+        masker = ev.make_masker(secrets)
+        handlers: list[ev.EventHandler] = []
+        if io.reporter is not None:
+            handlers.append(io.reporter)
+        if run.sink is not None:
+            run.sink.masker = masker
+            handlers.append(run.sink)
+        for n in run.notifiers:
+            n.masker = masker
+            handlers.append(n)
+        decision = run.decision
+        options = dataclasses.replace(
+            req.engine,
+            secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets))),
+            snapshot_dir=req.engine.snapshot_dir
+            or st.default_transcripts_dir(run.state_path, run_state.run_id),
+            drain_overrides=(decision.drain_overrides if isinstance(decision, Resume) else {})
+            or req.engine.drain_overrides,
+            # the run's own grouping (a resume keeps the stored one)
+            groups=selection.group_of() if selection is not None else {},
+            per_group=selection.per_group if selection is not None else 1,
+        )
+        reachable_cps = [n.name for n in facts.control_planes if n.reachable]
+        engine = Engine(
+            entries,
+            run_state,
+            save=run.sf.save,
+            transports=lambda node: pool.get(inv.ssh_target(node)),
+            kube=kube,
+            options=options,
+            on_event=ev.Fanout(handlers),
+            transcripts=ev.TranscriptWriter(transcripts_dir, masker),
+            guard=guard,
+            before_uncordon=pauses.before_uncordon_hook(
+                lambda node: (kinspect.node_pods(api, node), kinspect.node_events(api, node)),
+                confirm=io.confirm,
+                show=io.show,
+            )
+            if req.hold_uncordon
+            else None,
+            before_batch=_in_window(
+                run.windows,
+                req.clock,
+                pauses.before_batch_hook(
+                    preflight.between_nodes(
+                        lambda: preflight.health_gate(
+                            api,
+                            transports=lambda node: pool.get(inv.ssh_target(node)),
+                            control_planes=reachable_cps,
+                        ),
+                        validate_count=req.validate_count,
+                        # the engine exists by the time the hook runs (run() calls it)
+                        on_progress=lambda batch, text: engine.gate_waiting(batch, text),
+                        progress_every=options.progress_every,
+                    ),
+                    req.pause_between,
+                    confirm=io.confirm,
+                    show=io.show,
+                ),
+            ),
+        )
+        return engine
+
+    def execute(self, engine: Engine) -> st.RunState:
+        """Run the engine; every way it stops carries what it left and the resume command."""
+        run = self.run
+        try:
+            return engine.run()
+        except UpgraderError as e:
+            # a failed step, the cluster lock lost, an API or SSH failure mid-run,
+            # or the --window closed before the next node
+            lead = (
+                "once the window opens, resume with:"
+                if isinstance(e, OutsideWindow)
+                else "resume with:"
+            )
+            report = run.stop(lead, engine.state)
+            e.hint = f"{e.hint}\n{report}" if e.hint else report
+            raise
+        except KeyboardInterrupt:
+            stopped = engine.state
+            raise Interrupted(
+                f"interrupted: run {stopped.run_id} stopped and recorded as {stopped.status.value}",
+                hint=stop_report(stopped, run.req.inventory, run.target),
+            ) from None
+
+    def post_flight(
+        self, final: st.RunState, entries: tuple[PlanEntry, ...], kube: KubeOps
+    ) -> None:
+        """Post-checks (nodes, budgets recovered, add-ons) and the summary, printed and
+        written beside the state; a problem found is :class:`StepFailed`."""
+        from upgrader import preflight
+        from upgrader.gather import gather_facts
+
+        run, req, io = self.run, self.run.req, self.run.io
+        api, pool, inv, facts, fresh = self.api, self.pool, run.inv, self.facts, self.fresh
+        assert facts is not None and fresh is not None
+        problems = post_check(kube, final, entries)
+        problems += preflight.wait_pdbs_recovered(
+            api,
+            self.pre.pdbs,
+            on_progress=lambda text: io.show(f"post-check: {text}\n"),
+            progress_every=req.engine.progress_every,
+        )
+        problems += _addons_check(api, fresh, facts, entries, pool, inv)
+        summary = _summary(
+            final,
+            entries,
+            facts,
+            fresh.findings,
+            problems,
+            after=lambda: gather_facts(inv, api_client=api, max_workers=req.max_workers, pool=pool),
+            kube=kube,
+            harden_kubelet=req.plan.harden_kubelet,
+        )
+        spath = summary_path(run.state_path)
+        write_summary(spath, summary)
+        io.show(summary.text() + f"Summary written to {spath}\n")
+        if summary.problems:
+            raise StepFailed("post-check after the run: " + "; ".join(summary.problems))

@@ -1152,7 +1152,7 @@ def status(
     """Show the recorded run: per node done / failed at which step (and why) / pending,
     where the transcripts are, and who holds the locks."""
     _setup_logging(verbose)
-    from upgrader.apply import status as run_status
+    from upgrader.status import status as run_status
 
     report = run_status(inventory, state, kubeconfig=kubeconfig, known_hosts=known_hosts)
     if as_json:

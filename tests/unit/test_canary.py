@@ -11,7 +11,6 @@ import pytest
 from test_engine import HOP, MemKube, MemNode, Rig, entry, shell, worker_visit
 
 from upgrader import state as st
-from upgrader.apply import pause_text
 from upgrader.core.model import PlanEntry
 from upgrader.errors import ConfigError
 from upgrader.execute import events as ev
@@ -24,6 +23,7 @@ from upgrader.execute.pauses import (
     refuse_without_tty,
     uncordon_text,
 )
+from upgrader.stops import pause_text
 
 
 def cp(node: str = "cp-1") -> PlanEntry:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from upgrader import state as st
-from upgrader.apply import stop_report
 from upgrader.core.model import Step
+from upgrader.stops import stop_report
 
 HOP = "v1.28.4"
 INV = Path("/srv/my cluster/inventory.yaml")  # a space: the command must stay one argument
