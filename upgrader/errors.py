@@ -101,6 +101,23 @@ class StepFailed(UpgraderError):
         self.step = step
 
 
+class DrainTimeout(StepFailed):
+    """A drain did not finish in time: the message names the pods still on the node and
+    what blocked each (the PodDisruptionBudget, by name); ``remaining`` and ``blocked`` list
+    them (``ns/name``)."""
+
+    def __init__(
+        self,
+        message: str,
+        node: str | None = None,
+        remaining: tuple[str, ...] = (),
+        blocked: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, node=node)
+        self.remaining = tuple(remaining)
+        self.blocked = tuple(blocked)
+
+
 class Interrupted(UpgraderError):
     """The run was stopped by SIGINT or SIGTERM; its state says where, and it resumes."""
 

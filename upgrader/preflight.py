@@ -53,11 +53,12 @@ from upgrader.core.checks import health
 from upgrader.core.checks import removed_apis as ra
 from upgrader.core.checks.health import CommandOutcome
 from upgrader.core.checks.inputs import PreflightInputs
-from upgrader.core.drain import MIRROR_ANNOTATION, controller_of
+from upgrader.core.drain import MIRROR_ANNOTATION
 from upgrader.core.model import Facts, Finding
 from upgrader.core.versions import KubeVersion
 from upgrader.core.waiting import Wait
 from upgrader.errors import StepFailed, TransportError
+from upgrader.kube.drain import missing_daemonsets
 from upgrader.kube.readers import paged
 from upgrader.kube.retry import (
     DEFAULT_POLICY,
@@ -248,34 +249,6 @@ def scan_applied_objects(
     return tuple(objects), tuple(unchecked)
 
 
-def _missing_daemonsets(
-    api: ApiClient, pods: Sequence[Json], policy: RetryPolicy, problems: list[str]
-) -> frozenset[tuple[str, str]]:
-    wanted: set[tuple[str, str]] = set()
-    for p in pods:
-        ctrl = controller_of(p)
-        if ctrl is not None and ctrl.get("kind") == "DaemonSet":
-            ns = str((p.get("metadata") or {}).get("namespace") or "default")
-            wanted.add((ns, str(ctrl.get("name"))))
-    missing: set[tuple[str, str]] = set()
-    apps = AppsV1Api(api)
-    for ns, name in sorted(wanted):
-        try:
-            request_json(
-                apps.read_namespaced_daemon_set,
-                name,
-                ns,
-                what=f"GET daemonset {ns}/{name}",
-                policy=policy,
-            )
-        except ApiError as e:
-            if e.not_found:
-                missing.add((ns, name))
-            elif e.status != 403:
-                problems.append(str(e))
-    return frozenset(missing)
-
-
 def _kubelet_configmap(api: ApiClient, policy: RetryPolicy, problems: list[str]) -> str | None:
     what = f"GET configmap {acc.KUBE_SYSTEM}/{acc.KUBELET_CONFIG}"
     try:
@@ -360,7 +333,12 @@ def collect(
         policy=policy,
         problems=problems,
     )
-    missing = _missing_daemonsets(api, pods or (), policy, problems)
+    missing = missing_daemonsets(
+        api,
+        pods or (),
+        policy=policy,
+        on_error=lambda e: None if e.status == 403 else problems.append(str(e)),
+    )
     requests, metric_problem = read_deprecated_requests(api, policy=policy)
     objects, scan_problems = scan_applied_objects(api, scan, policy=policy)
     unchecked = tuple(x for x in (metric_problem, *scan_problems) if x)

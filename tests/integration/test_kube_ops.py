@@ -30,7 +30,7 @@ from kubernetes.client import ApiClient, CoreV1Api
 from upgrader.errors import ConfigError, LockHeld, StepFailed
 from upgrader.kube import lease
 from upgrader.kube.client import make_api_client
-from upgrader.kube.drain import DrainRefused, DrainTimeout, drain, drain_node, list_node_pods
+from upgrader.kube.drain import DrainRefused, DrainTimeout, drain, list_node_pods
 from upgrader.kube.nodes import (
     cordon,
     get_node,
@@ -325,10 +325,8 @@ def test_drain_evicts_everything_it_may_and_waits_until_gone(
     must_go = non_daemon(before)
     assert must_go
     events: list[str] = []
-    res = drain_node(
-        lab.api, node, timeout=60, on_event=events.append, poll=POLL, retry_delay=RETRY
-    )
-    assert res.cordoned is True
+    assert cordon(lab.api, node) is True
+    res = drain(lab.api, node, timeout=60, on_event=events.append, poll=POLL, retry_delay=RETRY)
     assert set(res.evicted) == must_go
     assert any(k.startswith("kube-system/kube-proxy") for k in res.skipped)
     assert any("ignoring DaemonSet-managed Pods" in w for w in res.warnings)
@@ -367,7 +365,7 @@ def test_drain_refuses_before_evicting_anything(make_lab: Callable[[dict[str, An
     )
     before = {p["metadata"]["uid"] for p in lab.pods_on("w-1")}
     with pytest.raises(DrainRefused) as ei:
-        drain_node(lab.api, "w-1", timeout=30, poll=POLL, retry_delay=RETRY)
+        drain(lab.api, "w-1", timeout=30, poll=POLL, retry_delay=RETRY)
     msg = str(ei.value)
     assert msg.startswith("cannot drain node w-1: ")
     clauses = dict(
@@ -383,9 +381,9 @@ def test_drain_refuses_before_evicting_anything(make_lab: Callable[[dict[str, An
         },
     }
     assert "\n" not in msg
-    # nothing was evicted, and the node we cordoned was uncordoned
+    # refused before anything was evicted (uncordoning a node the run cordoned is the
+    # engine's: tests/unit/test_engine.py)
     assert {p["metadata"]["uid"] for p in lab.pods_on("w-1")} == before
-    assert not is_unschedulable(get_node(lab.api, "w-1"))
 
     # with the flags, they go (and unmanaged pods do not come back)
     cordon(lab.api, "w-1")
@@ -402,7 +400,7 @@ def test_drain_refuses_before_evicting_anything(make_lab: Callable[[dict[str, An
     assert non_daemon(lab.pods_on("w-1")) == set()
 
 
-def test_drain_timeout_names_pods_and_pdbs_and_uncordons_only_what_we_cordoned(
+def test_drain_timeout_names_pods_and_pdbs_and_loses_nothing(
     make_lab: Callable[[dict[str, Any]], Lab],
 ) -> None:
     nodes = [
@@ -427,8 +425,9 @@ def test_drain_timeout_names_pods_and_pdbs_and_uncordons_only_what_we_cordoned(
     )
     node = node_with(lab, WORKERS, "db")
     db_pods = sorted(k for k in keys(lab.pods_on(node)) if k.startswith("default/db"))
+    assert cordon(lab.api, node) is True
     with pytest.raises(DrainTimeout) as ei:
-        drain_node(lab.api, node, timeout=1.5, poll=POLL, retry_delay=RETRY)
+        drain(lab.api, node, timeout=1.5, poll=POLL, retry_delay=RETRY)
     err = ei.value
     msg = str(err)
     assert err.node == node
@@ -438,14 +437,8 @@ def test_drain_timeout_names_pods_and_pdbs_and_uncordons_only_what_we_cordoned(
     assert "blocked by PodDisruptionBudget default/db (minAvailable 3" in msg
     assert "last eviction error" in msg
     assert "\n" not in msg
-    assert not is_unschedulable(get_node(lab.api, node))  # we cordoned it, so we uncordoned
     assert keys(lab.pods_on(node)) >= set(db_pods)  # nothing was lost
-
-    # a node that was cordoned before we came stays cordoned after a failed drain
-    assert cordon(lab.api, node) is True  # (as if an operator did it)
-    with pytest.raises(DrainTimeout):
-        drain_node(lab.api, node, timeout=0.5, poll=POLL, retry_delay=RETRY)
-    assert is_unschedulable(get_node(lab.api, node))
+    assert is_unschedulable(get_node(lab.api, node))  # the drain never uncordons
 
 
 def test_a_drain_held_by_a_budget_says_what_it_waits_for(
@@ -453,7 +446,7 @@ def test_a_drain_held_by_a_budget_says_what_it_waits_for(
 ) -> None:
     """A drain that a PodDisruptionBudget holds is not silent: at once, then every
     ``progress_every`` seconds, it names the pods, the budget's answer and the time left."""
-    from upgrader.execute.ops import ApiKubeOps, DrainOptions, DrainTimedOut
+    from upgrader.execute.ops import ApiKubeOps, DrainOptions
 
     workload = {"kind": "Deployment", "name": "db", "replicas": 3, "grace_period": 0}
     lab = make_lab(
@@ -472,7 +465,7 @@ def test_a_drain_held_by_a_budget_says_what_it_waits_for(
         on_progress=lambda text: said.append((time.monotonic() - start, text)),
         progress_every=1.0,
     )
-    with pytest.raises(DrainTimedOut):
+    with pytest.raises(DrainTimeout):
         ApiKubeOps(lab.api).drain(node, options)
     assert len(said) >= 2, said
     first = said[0][1]

@@ -21,11 +21,11 @@ import pytest
 
 from upgrader import state as st
 from upgrader.core.model import PlanEntry, Step
-from upgrader.errors import KubernetesError, StepFailed, TransportError
+from upgrader.errors import DrainTimeout, KubernetesError, StepFailed, TransportError
 from upgrader.execute import events as ev
 from upgrader.execute import stored
 from upgrader.execute.engine import Engine, EngineOptions, batches, precordoned_nodes
-from upgrader.execute.ops import DrainOptions, DrainTimedOut, NodeState
+from upgrader.execute.ops import DrainOptions, NodeState
 from upgrader.transport.base import Result
 from upgrader.transport.local import LocalTransport
 
@@ -82,7 +82,7 @@ class MemKube:
         self._maybe_fail("drain")
         assert self.nodes[node].unschedulable, "drain of a schedulable node"
         if node in self.drain_timeout_on:
-            raise DrainTimedOut(
+            raise DrainTimeout(
                 f"drain of node {node} timed out after {options.timeout:g}s with 1 pod(s) "
                 "still there: default/db-0: PodDisruptionBudget default/db allows no disruption",
                 node=node,

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from upgrader.core.timestamps import parse_rfc3339
+
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 FINISHED_PHASES = ("Succeeded", "Failed")
 
@@ -76,15 +78,6 @@ def has_local_storage(pod: Pod) -> bool:
         isinstance(v, Mapping) and v.get("emptyDir") is not None
         for v in (pod.get("spec") or {}).get("volumes") or ()
     )
-
-
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -187,7 +180,7 @@ def classify_pods(
 
         # skipDeletedFilter
         if skip_wait_for_delete_timeout > 0 and now is not None:
-            deleted = _parse_time(md.get("deletionTimestamp"))
+            deleted = parse_rfc3339(md.get("deletionTimestamp"))
             if deleted is not None and (now - deleted).total_seconds() > (
                 skip_wait_for_delete_timeout
             ):

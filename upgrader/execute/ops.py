@@ -3,9 +3,10 @@ on the real API.
 
 Owns: :class:`KubeOps` (what a ``cordon``/``drain``/``uncordon``/``wait-ready``/
 ``wait-control-plane`` step does, and the node state the engine reads before and after a
-run), :class:`DrainOptions`, :class:`DrainTimedOut`, and :class:`ApiKubeOps`, which
-delegates every call to ``upgrader.kube.*`` (cordon, drain, readiness polls, retries on
-transient API errors live there, not here).
+run), :class:`DrainOptions` and :class:`ApiKubeOps`, which delegates every call to
+``upgrader.kube.*`` (cordon, drain, readiness polls, retries on transient API errors live
+there, not here). A drain that runs out of time raises :class:`upgrader.errors.DrainTimeout`
+as ``upgrader.kube.drain`` raised it.
 
 Must not: print, touch the state file, or import ``kubernetes`` at module import time (the
 engine and its unit tests import this module for the protocol only).
@@ -15,11 +16,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
-
-from upgrader.errors import StepFailed
 
 
 @dataclass(frozen=True)
@@ -55,28 +54,12 @@ class DrainOptions:
     progress_every: float = 30.0
 
 
-class DrainTimedOut(StepFailed):
-    """The drain did not finish in time; the message names the pods still there and what
-    blocked each (the PodDisruptionBudget, by name)."""
-
-    def __init__(
-        self,
-        message: str,
-        node: str | None = None,
-        remaining: Sequence[str] = (),
-        blocked: Sequence[str] = (),
-    ) -> None:
-        super().__init__(message, node=node)
-        self.remaining = tuple(remaining)
-        self.blocked = tuple(blocked)
-
-
 @runtime_checkable
 class KubeOps(Protocol):
     """The engine's view of the Kubernetes API. Every method either does its job or raises:
     :class:`upgrader.errors.KubernetesError` for an API failure (worth another attempt),
     :class:`upgrader.errors.StepFailed` when the operation itself gave up for good (a wait
-    that timed out, a drain refused or timed out: :class:`DrainTimedOut`)."""
+    that timed out, a drain refused or timed out: :class:`upgrader.errors.DrainTimeout`)."""
 
     def node_state(self, node: str) -> NodeState: ...
 
@@ -143,23 +126,20 @@ class ApiKubeOps:
     def drain(self, node: str, options: DrainOptions) -> str:
         from upgrader.kube import drain as kdrain
 
-        try:
-            result = kdrain.drain(
-                self._api,
-                node,
-                timeout=options.timeout,
-                grace_period=options.grace_period,
-                delete_emptydir_data=options.delete_emptydir_data,
-                force=options.force,
-                disable_eviction=options.disable_eviction,
-                retry_delay=options.retry_interval,
-                on_event=_blocked_reporter(options),
-                pod_selector=options.pod_selector,
-                fallback=options.fallback,
-                on_fallback=options.on_fallback,
-            )
-        except kdrain.DrainTimeout as e:
-            raise DrainTimedOut(str(e), node=node, remaining=e.remaining, blocked=e.blocked) from e
+        result = kdrain.drain(
+            self._api,
+            node,
+            timeout=options.timeout,
+            grace_period=options.grace_period,
+            delete_emptydir_data=options.delete_emptydir_data,
+            force=options.force,
+            disable_eviction=options.disable_eviction,
+            retry_delay=options.retry_interval,
+            on_event=_blocked_reporter(options),
+            pod_selector=options.pod_selector,
+            fallback=options.fallback,
+            on_fallback=options.on_fallback,
+        )
         how = "evicted" if result.used_eviction else "deleted"
         text = f"{len(result.evicted)} pod(s) {how}, {len(result.skipped)} skipped"
         if result.fallback_deleted:

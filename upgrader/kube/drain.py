@@ -14,8 +14,8 @@ drain fallback is ``delete``: then the pods a PodDisruptionBudget still refuses 
 the timeout, or several budgets) are deleted with a plain DELETE (their own grace period,
 no budget check, as ``kubectl drain --disable-eviction``), the caller is told which pods and
 budgets, and the drain waits for them to go. ``pod_selector`` limits the drain to the pods
-whose labels match it (``kubectl drain --pod-selector``). Also
-:func:`drain_node`: cordon, drain, and on failure uncordon only if it was us who cordoned.
+whose labels match it (``kubectl drain --pod-selector``). :func:`missing_daemonsets` is
+the one rule for orphaned DaemonSet pods, shared with the preflight that predicts the drain.
 
 Must not: print, cordon inside :func:`drain` (the executor cordons first and records that
 it did), or evict anything when a pod is refused.
@@ -24,10 +24,9 @@ it did), or evict anything when a pod is refused.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
@@ -61,9 +60,9 @@ from upgrader.core.drain import (
     pod_uid,
 )
 from upgrader.core.podselector import parse_selector
-from upgrader.errors import StepFailed
-from upgrader.kube.nodes import POLL_POLICY, cordon, uncordon, validate_node_name
-from upgrader.kube.retry import ApiError, is_transient, request_json
+from upgrader.errors import DrainTimeout, StepFailed
+from upgrader.kube.nodes import POLL_POLICY, validate_node_name
+from upgrader.kube.retry import DEFAULT_POLICY, ApiError, RetryPolicy, is_transient, request_json
 
 log = logging.getLogger("upgrader.kube")
 
@@ -76,21 +75,6 @@ class DrainRefused(StepFailed):
     """Pods on the node that the flags do not allow to delete; nothing was evicted."""
 
 
-class DrainTimeout(StepFailed):
-    """Pods still on the node when the drain timeout ran out."""
-
-    def __init__(
-        self,
-        message: str,
-        node: str | None = None,
-        remaining: tuple[str, ...] = (),
-        blocked: tuple[str, ...] = (),
-    ) -> None:
-        super().__init__(message, node=node)
-        self.remaining = remaining
-        self.blocked = blocked
-
-
 @dataclass(frozen=True)
 class DrainResult:
     node: str
@@ -98,7 +82,6 @@ class DrainResult:
     skipped: tuple[str, ...]  # mirror, DaemonSet-managed, long-deleted
     warnings: tuple[str, ...]  # kubectl's warnings ("ignoring DaemonSet-managed Pods: ...")
     used_eviction: bool = True
-    cordoned: bool = False  # drain_node only: we cordoned the node
     fallback_deleted: tuple[str, ...] = ()  # pods deleted by the fallback (budget overridden)
     overridden_budgets: tuple[str, ...] = ()  # ns/name of the budgets that held them
     left: int = 0  # pods --pod-selector left on the node
@@ -147,9 +130,17 @@ def list_node_pods(api: ApiClient, node: str) -> list[dict[str, Any]]:
     return list((doc or {}).get("items") or [])
 
 
-def _missing_daemonsets(api: ApiClient, pods: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """DaemonSets that running pods name as controller but that do not exist (kubectl
-    looks each one up: orphans need --force)."""
+def missing_daemonsets(
+    api: ApiClient,
+    pods: Sequence[Mapping[str, Any]],
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    on_error: Callable[[ApiError], None] | None = None,
+) -> frozenset[tuple[str, str]]:
+    """DaemonSets that the node's unfinished pods name as controller but that do not exist
+    (kubectl's ``daemonSetFilter`` looks each one up: orphans need ``--force``). One rule for
+    the drain and for the preflight that predicts it. An API error other than 404 is raised,
+    or given to ``on_error`` (the preflight's: note it and go on)."""
     wanted: set[tuple[str, str]] = set()
     for p in pods:
         ctrl = controller_of(p)
@@ -157,19 +148,24 @@ def _missing_daemonsets(api: ApiClient, pods: list[dict[str, Any]]) -> set[tuple
             ns = str((p.get("metadata") or {}).get("namespace") or "default")
             wanted.add((ns, str(ctrl.get("name"))))
     missing: set[tuple[str, str]] = set()
+    apps = AppsV1Api(api)
     for ns, name in sorted(wanted):
         try:
             request_json(
-                AppsV1Api(api).read_namespaced_daemon_set,
+                apps.read_namespaced_daemon_set,
                 name,
                 ns,
                 what=f"GET daemonset {ns}/{name}",
+                policy=policy,
             )
         except ApiError as e:
-            if not e.not_found:
+            if e.not_found:
+                missing.add((ns, name))
+            elif on_error is not None:
+                on_error(e)
+            else:
                 raise
-            missing.add((ns, name))
-    return missing
+    return frozenset(missing)
 
 
 def list_pdbs(api: ApiClient, namespaces: set[str]) -> list[dict[str, Any]]:
@@ -435,7 +431,7 @@ def drain(
     left = len(listed) - len(pods)
     if not chooser.empty:
         log.info("drain %s: --pod-selector %s leaves %d pod(s)", node, chooser.text(), left)
-    missing = _missing_daemonsets(api, pods)
+    missing = missing_daemonsets(api, pods)
     sel = classify_pods(
         pods,
         node=node,
@@ -535,31 +531,13 @@ def drain(
     )
 
 
-def drain_node(api: ApiClient, node: str, **kwargs: Any) -> DrainResult:
-    """Cordon ``node``, drain it (``kwargs`` as :func:`drain`); if the drain fails and it
-    was us who cordoned, uncordon before re-raising. A node that was already cordoned stays
-    cordoned."""
-    changed = cordon(api, node)
-    try:
-        result = drain(api, node, **kwargs)
-    except StepFailed:
-        if changed:
-            try:
-                uncordon(api, node)
-                log.info("drain %s: failed; uncordoned the node we had cordoned", node)
-            except ApiError as e:
-                log.error("drain %s: failed, and uncordoning it failed too: %s", node, e)
-        raise
-    return dataclasses.replace(result, cordoned=changed)
-
-
 __all__ = [
     "DrainRefused",
     "DrainResult",
     "DrainTimeout",
     "drain",
-    "drain_node",
     "list_node_pods",
     "list_pdbs",
+    "missing_daemonsets",
     "pod_key",
 ]

@@ -29,6 +29,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient, CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta
 
+from upgrader.core.timestamps import parse_rfc3339
 from upgrader.errors import LockHeld
 from upgrader.kube.retry import ApiError, is_transient, request_json
 
@@ -56,18 +57,6 @@ def default_holder(run_id: str, user: str | None = None, host: str | None = None
     return f"{user}@{host or socket.gethostname()}/{run_id}"
 
 
-def _parse_time(v: Any) -> datetime | None:
-    if isinstance(v, datetime):
-        return v if v.tzinfo else v.replace(tzinfo=UTC)
-    if not isinstance(v, str) or not v:
-        return None
-    try:
-        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True)
 class LeaseInfo:
     """The lock as read (or as we just wrote it)."""
@@ -87,8 +76,8 @@ class LeaseInfo:
         dur = spec.get("leaseDurationSeconds")
         return cls(
             holder=spec.get("holderIdentity") or None,
-            renew_time=_parse_time(spec.get("renewTime")),
-            acquire_time=_parse_time(spec.get("acquireTime")),
+            renew_time=parse_rfc3339(spec.get("renewTime")),
+            acquire_time=parse_rfc3339(spec.get("acquireTime")),
             duration=int(dur) if isinstance(dur, int) else None,
             transitions=int(spec.get("leaseTransitions") or 0),
             resource_version=md.get("resourceVersion"),

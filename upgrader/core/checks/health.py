@@ -34,6 +34,7 @@ from typing import Any
 from upgrader.core import etcd
 from upgrader.core.checks import overridable
 from upgrader.core.model import Facts, Finding, Severity
+from upgrader.core.timestamps import parse_rfc3339
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
@@ -201,16 +202,6 @@ def check_etcd(outcomes: Mapping[str, CommandOutcome]) -> list[Finding]:
 # --------------------------------------------------------------------------- lease
 
 
-def _time(v: Any) -> datetime | None:
-    if not isinstance(v, str) or not v:
-        return None
-    try:
-        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def check_lease(
     lease: Mapping[str, Any] | None,
     now: datetime,
@@ -228,7 +219,7 @@ def check_lease(
     holder = str(holder)
     if own_run_id and holder.endswith("/" + own_run_id):
         return []
-    renew = _time(spec.get("renewTime")) or _time(spec.get("acquireTime"))
+    renew = parse_rfc3339(spec.get("renewTime")) or parse_rfc3339(spec.get("acquireTime"))
     duration = spec.get("leaseDurationSeconds")
     dur = duration if isinstance(duration, int) and not isinstance(duration, bool) else 0
     expires = renew + timedelta(seconds=dur) if renew is not None else None
