@@ -69,7 +69,7 @@ from upgrader.execute import notify, pauses, stored
 from upgrader.execute.engine import Engine, EngineOptions, precordoned_nodes
 from upgrader.execute.ops import ApiKubeOps, KubeOps
 from upgrader.execute.pauses import PauseBetween
-from upgrader.inventory.model import RUN_ONLY_KEYS
+from upgrader.inventory.model import RUN_ONLY_KEYS, Inventory
 from upgrader.kube import inspect as kinspect
 from upgrader.planning import PlanRequest, make_plan
 from upgrader.stops import pause_text, refused_lead, stop_report
@@ -135,7 +135,7 @@ class ApplyOutcome:
 # --------------------------------------------------------------------------- helpers
 
 
-def run_fingerprint(inventory: Any, req: PlanRequest) -> str:
+def run_fingerprint(inventory: Inventory, req: PlanRequest) -> str:
     """sha256 of the inventory's validated content, the playbooks' files, the target and
     the worker strategy: what the state file calls the run's fingerprint."""
     from upgrader.core.playbook import default_playbook_dir
@@ -155,7 +155,7 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_inputs(inventory: Any, req: PlanRequest) -> dict[str, str]:
+def run_inputs(inventory: Inventory, req: PlanRequest) -> dict[str, str]:
     """The run's inputs digested part by part, recorded in the state so that a resume can
     say exactly what changed: ``inventory.<field>`` (``inventory.nodes.<name>`` per node),
     ``playbook <file>`` per playbook file, ``step <phase>.<pre|steps|post>.<name>`` per
@@ -202,7 +202,7 @@ def _transcripts_dir(req: ApplyRequest, run: st.RunState, state_path: Path) -> P
     return Path(recorded)
 
 
-def _secrets(inventory: Any, api_client: Any) -> tuple[str, ...]:
+def _secrets(inventory: Inventory, api_client: Any) -> tuple[str, ...]:
     """Values to mask everywhere: sudo passwords (from the variables the inventory names),
     the API bearer token and the kubeconfig's client key."""
     from upgrader.kube.client import credential_values
@@ -213,9 +213,7 @@ def _secrets(inventory: Any, api_client: Any) -> tuple[str, ...]:
         if env and os.environ.get(env):
             found.append(os.environ[env])
     found.extend(credential_values(api_client))
-    node_env_secrets = getattr(inventory, "node_env_secrets", None)
-    if node_env_secrets is not None:
-        found.extend(node_env_secrets())  # a proxy URL's user:password
+    found.extend(inventory.node_env_secrets())  # a proxy URL's user:password
     return tuple(dict.fromkeys(found))
 
 
@@ -236,7 +234,7 @@ def _plan_for_display(sp: stored.StoredPlan, fresh: Plan) -> Plan:
 
 
 def _resume_drain_overrides(
-    plan_req: PlanRequest, inv: Any, steps: Any, run_id: str, warn: Callable[[str], None]
+    plan_req: PlanRequest, inv: Inventory, steps: Any, run_id: str, warn: Callable[[str], None]
 ) -> dict[str, tuple[str, str | None]]:
     """A resume runs its stored drain steps with the ``fallback`` / ``pod_selector`` they
     recorded, unless ``--drain-fallback`` or ``--pod-selector`` is given now: then, per node
@@ -277,15 +275,13 @@ def _precordoned(
     return frozenset(n for n in now if n not in ours)
 
 
-def _windows_and_hooks(req: ApplyRequest, inv: Any) -> tuple[tuple[Window, ...], list[str]]:
+def _windows_and_hooks(req: ApplyRequest, inv: Inventory) -> tuple[tuple[Window, ...], list[str]]:
     """The run's maintenance windows and webhook URLs: the inventory's ``window:`` /
     ``notify:`` and the command line's, checked (one line naming the bad one, exit 2)."""
-    doc = getattr(inv, "document", None)
-    inv_windows = tuple(getattr(doc, "window", ()) or ())
-    inv_hooks = tuple(getattr(doc, "notify", ()) or ())
-    zone = req.window_tz or getattr(doc, "window_tz", None)
-    windows = window.parse_windows((*inv_windows, *req.windows), zone)
-    urls = [notify.check_url(u, "inventory notify") for u in inv_hooks]
+    doc = inv.document
+    zone = req.window_tz or doc.window_tz
+    windows = window.parse_windows((*doc.window, *req.windows), zone)
+    urls = [notify.check_url(u, "inventory notify") for u in doc.notify]
     urls += [notify.check_url(u) for u in req.notify]
     return windows, list(dict.fromkeys(urls))
 
@@ -345,7 +341,7 @@ def post_check(kube: KubeOps, state: st.RunState, entries: tuple[PlanEntry, ...]
 
 
 def _addons_check(
-    api: Any, plan: Plan, facts: Facts, entries: tuple[PlanEntry, ...], pool: Any, inv: Any
+    api: Any, plan: Plan, facts: Facts, entries: tuple[PlanEntry, ...], pool: Any, inv: Inventory
 ) -> list[str]:
     """Post-flight of CoreDNS and kube-proxy, when this run moved a control plane to the
     target (else the addons are not this run's business)."""
@@ -443,7 +439,7 @@ RunDecision = Fresh | Abandon | Resume
 
 def decide_run(
     req: ApplyRequest,
-    inv: Any,
+    inv: Inventory,
     prev: st.RunState | None,
     state_path: Path,
     fingerprint: str,
@@ -522,7 +518,7 @@ class _Run:
 
     req: ApplyRequest
     io: ApplyIO
-    inv: Any
+    inv: Inventory
     state_path: Path
     sf: st.StateFile
     files: contextlib.ExitStack
@@ -559,7 +555,7 @@ class _Run:
         api = make_api_client(
             inv.kubeconfig_path(),
             inv.kubeconfig_context,
-            missing_hint=getattr(inv, "kubeconfig_hint", None),
+            missing_hint=inv.kubeconfig_hint,
         )
         pool = SSHPool()
         try:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes.client import (
     ApiClient,
@@ -70,6 +70,11 @@ from upgrader.kube.retry import (
     to_api_error,
 )
 from upgrader.transport.base import Transport
+
+if TYPE_CHECKING:  # typing only: preflight is imported by planning and by apply
+    from upgrader.execute.engine import EngineOptions
+    from upgrader.inventory.model import Inventory
+    from upgrader.planning import PlanRequest
 
 log = logging.getLogger("upgrader.preflight")
 
@@ -369,7 +374,7 @@ def collect(
 
 
 def collect_for(
-    inventory: Any,
+    inventory: Inventory,
     facts: Facts,
     api: ApiClient,
     pool: Any,
@@ -580,15 +585,15 @@ def _gate_state(findings: Sequence[Finding], counter: health.ConsecutivePasses) 
 
 
 def for_apply(
-    inventory: Any,
+    inventory: Inventory,
     facts: Facts,
     api: ApiClient,
     pool: Any,
-    plan_request: Any,
-    engine: Any,
+    plan_request: PlanRequest,
+    engine: EngineOptions,
     *,
     own_run_id: str | None = None,
-) -> tuple[Any, PreflightInputs]:
+) -> tuple[PlanRequest, PreflightInputs]:
     """What ``upgrader apply`` plans with: the plan request carrying the drain flags the
     engine will use (``engine``: :class:`~upgrader.execute.engine.EngineOptions`), and the
     preflight inputs without the Lease (apply takes the lock itself and refuses a live one
@@ -597,8 +602,8 @@ def for_apply(
 
     req = dataclasses.replace(
         plan_request,
-        delete_emptydir_data=bool(getattr(engine, "delete_emptydir_data", False)),
-        disable_eviction=bool(getattr(engine, "disable_eviction", False)),
+        delete_emptydir_data=engine.delete_emptydir_data,
+        disable_eviction=engine.disable_eviction,
         own_run_id=own_run_id,
     )
     # a drain that may delete pods (--disable-eviction, or a drain fallback of delete on
@@ -611,7 +616,7 @@ def for_apply(
     return req, dataclasses.replace(pre, access=access, lease=None, lease_read=False)
 
 
-def _fallback_anywhere(inventory: Any, req: Any) -> bool:
+def _fallback_anywhere(inventory: Inventory, req: PlanRequest) -> bool:
     """Whether the drain of some node of ``inventory`` falls back to deleting pods."""
     from upgrader.core.drain import FALLBACK_DELETE, FALLBACK_NONE, effective
 

@@ -22,6 +22,7 @@ from upgrader.core.workers import WorkerSelection
 from upgrader.errors import ConfigError, LockHeld
 from upgrader.execute import events as ev
 from upgrader.execute import stored
+from upgrader.inventory.model import Inventory
 from upgrader.stops import continue_command
 
 
@@ -142,7 +143,7 @@ def _file_lock_holder(sf: st.StateFile) -> str:
     return "free"
 
 
-def _lease_text(inventory: Any) -> str:
+def _lease_text(inventory: Inventory) -> str:
     from datetime import UTC, datetime
 
     from upgrader.errors import UpgraderError
@@ -153,7 +154,7 @@ def _lease_text(inventory: Any) -> str:
         api = make_api_client(
             inventory.kubeconfig_path(),
             inventory.kubeconfig_context,
-            missing_hint=getattr(inventory, "kubeconfig_hint", None),
+            missing_hint=inventory.kubeconfig_hint,
         )
     except ConfigError as e:
         return f"unknown ({e})"

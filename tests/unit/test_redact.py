@@ -213,7 +213,7 @@ def test_the_kubeconfig_token_and_client_key_through_every_sink(tmp_path: Path) 
     )
     api = make_api_client(kubeconfig, None)
     try:
-        found = _secrets(SimpleNamespace(nodes=[]), api)
+        found = _secrets(SimpleNamespace(nodes=[], node_env_secrets=tuple), api)  # type: ignore[arg-type]
     finally:
         api.close()  # type: ignore[no-untyped-call]
     leak = f"{kubeconfig.read_text()}\n{key_pem}token is {bare_token}"
