@@ -49,8 +49,8 @@ from upgrader import safefile
 from upgrader import state as st
 from upgrader.core import window
 from upgrader.core.model import Facts, Finding, Plan, PlanEntry
-from upgrader.core.playbook import PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER
 from upgrader.core.versions import KubeVersion
+from upgrader.core.vocab import Phase, StepKind
 from upgrader.core.window import Window
 from upgrader.core.workers import WorkerSelection
 from upgrader.errors import (
@@ -251,7 +251,7 @@ def _resume_drain_overrides(
     now = drain_settings(plan_req, inv, SimpleNamespace(steps=steps))  # type: ignore[arg-type]
     out: dict[str, tuple[str, str | None]] = {}
     for s in steps:
-        if s.kind != "drain" or s.node in out:
+        if s.kind != StepKind.DRAIN or s.node in out:
             continue
         recorded = (str(s.params.get("fallback") or "none"), s.params.get("pod_selector") or None)
         will = now.get(s.node, recorded)
@@ -321,7 +321,7 @@ def post_check(kube: KubeOps, state: st.RunState, entries: tuple[PlanEntry, ...]
     cordoned exactly when it was cordoned before the run. One line per problem."""
     want_kubelet: dict[str, str] = {}
     for e in entries:
-        if e.phase in (PHASE_CONTROL_PLANE_KUBELET, PHASE_WORKER):
+        if e.phase in (Phase.CONTROL_PLANE_KUBELET, Phase.WORKER):
             want_kubelet[e.node] = e.hop
     problems: list[str] = []
     for node in dict.fromkeys(e.node for e in entries):
@@ -346,13 +346,12 @@ def _addons_check(
     """Post-flight of CoreDNS and kube-proxy, when this run moved a control plane to the
     target (else the addons are not this run's business)."""
     from upgrader import preflight
-    from upgrader.core.playbook import PHASE_CONTROL_PLANE, PHASE_FIRST_CONTROL_PLANE
 
     target = str(plan.target)
     moved = [
         e.node
         for e in entries
-        if e.hop == target and e.phase in (PHASE_FIRST_CONTROL_PLANE, PHASE_CONTROL_PLANE)
+        if e.hop == target and e.phase in (Phase.FIRST_CONTROL_PLANE, Phase.CONTROL_PLANE)
     ]
     if not moved:
         return []

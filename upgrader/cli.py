@@ -14,13 +14,13 @@ import os
 import signal
 import sys
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
 from upgrader import __version__
+from upgrader.core.vocab import Override, Strategy
 from upgrader.errors import (
     API_UNREACHABLE_CODES,
     SSH_UNREACHABLE_CODES,
@@ -47,12 +47,6 @@ app = typer.Typer(
 )
 
 log = logging.getLogger("upgrader")
-
-
-class Strategy(StrEnum):
-    auto = "auto"
-    per_hop = "per-hop"
-    drain_once = "drain-once"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -546,10 +540,10 @@ def _plan_request(
     overrides = tuple(
         flag
         for flag, on in (
-            ("--force", force),
-            ("--allow-experimental-upgrades", allow_experimental),
-            ("--allow-release-candidate-upgrades", allow_rc),
-            ("--allow-unsupported", allow_unsupported),
+            (Override.FORCE, force),
+            (Override.ALLOW_EXPERIMENTAL, allow_experimental),
+            (Override.ALLOW_RC, allow_rc),
+            (Override.ALLOW_UNSUPPORTED, allow_unsupported),
         )
         if on
     )
@@ -669,7 +663,7 @@ def plan(
             "worker once (allowed only where the skew policy and kubeadm permit); auto picks "
             "drain-once when allowed."
         ),
-    ] = Strategy.auto,
+    ] = Strategy.AUTO,
     playbooks: PlaybooksOpt = None,
     release_data: ReleaseDataOpt = None,
     nodes: NodesOpt = None,
@@ -960,7 +954,7 @@ def apply(
     ] = False,
     strategy: Annotated[
         Strategy, typer.Option(help="Worker strategy for multi-minor jumps (as for plan).")
-    ] = Strategy.auto,
+    ] = Strategy.AUTO,
     # -- operator pauses (issue 14 item 1)
     canary: Annotated[
         int | None,

@@ -22,6 +22,7 @@ from upgrader.core.checks.inputs import PreflightInputs
 from upgrader.core.kubeadm_passthrough import KubeadmPassthrough
 from upgrader.core.model import Facts, Plan
 from upgrader.core.versions import KubeVersion
+from upgrader.core.vocab import Override, StepKind
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,10 @@ def make_plan(
     playbook = _load_playbook(req) if req.harden_kubelet else load_playbooks(req.playbooks)
     releases = load_release_data(req.release_data)
     policy = PolicyOptions(
-        force="--force" in req.overrides,
-        allow_experimental="--allow-experimental-upgrades" in req.overrides,
-        allow_release_candidate="--allow-release-candidate-upgrades" in req.overrides,
-        allow_unsupported="--allow-unsupported" in req.overrides,
+        force=Override.FORCE in req.overrides,
+        allow_experimental=Override.ALLOW_EXPERIMENTAL in req.overrides,
+        allow_release_candidate=Override.ALLOW_RC in req.overrides,
+        allow_unsupported=Override.ALLOW_UNSUPPORTED in req.overrides,
         strict=req.strict,
         today=req.today or date.today(),
     )
@@ -153,7 +154,7 @@ def drain_settings(req: PlanRequest, inventory: Any | None, plan: Plan) -> dict[
 
     out: dict[str, tuple[str, str | None]] = {}
     for s in plan.steps:
-        if s.kind != "drain" or s.node in out:
+        if s.kind != StepKind.DRAIN or s.node in out:
             continue
         own: tuple[str | None, str | None] = (None, None)
         wide: tuple[str | None, str | None] = (None, None)
@@ -173,7 +174,7 @@ def with_drain_settings(plan: Plan, settings: Mapping[str, Any]) -> Plan:
         steps = []
         for s in e.steps:
             fallback, selector = settings.get(s.node, ("none", None))
-            if s.kind == "drain" and (fallback != "none" or selector):
+            if s.kind == StepKind.DRAIN and (fallback != "none" or selector):
                 params = dict(s.params)
                 if fallback != "none":
                     params["fallback"] = fallback
@@ -238,7 +239,7 @@ def _with_preflight(
 
     if not plan.entries:
         return plan
-    force = "--force" in req.overrides
+    force = Override.FORCE in req.overrides
     options = CheckOptions(
         strict=req.strict,
         harden_kubelet=req.harden_kubelet,
@@ -247,18 +248,18 @@ def _with_preflight(
             force,
             req.disable_eviction,
             fallback_delete=frozenset(
-                s.node for s in plan.steps if s.kind == "drain" and s.params.get("fallback")
+                s.node for s in plan.steps if s.kind == StepKind.DRAIN and s.params.get("fallback")
             ),
             pod_selectors={
                 s.node: str(s.params["pod_selector"])
                 for s in plan.steps
-                if s.kind == "drain" and s.params.get("pod_selector")
+                if s.kind == StepKind.DRAIN and s.params.get("pod_selector")
             },
         ),
         own_run_id=req.own_run_id,
         break_lock=req.break_lock,
     )
-    drained = [s.node for s in plan.steps if s.kind == "drain"]
+    drained = [s.node for s in plan.steps if s.kind == StepKind.DRAIN]
     today = req.today or date.today()
     extra = preflight_findings(
         facts,

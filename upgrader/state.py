@@ -34,7 +34,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Protocol
 
 from upgrader import safefile
-from upgrader.core.playbook import PHASE_PRESTAGE as PRESTAGE_PHASE
+from upgrader.core.vocab import Phase
 from upgrader.errors import ConfigError, LockHeld
 from upgrader.redact import MASK as MASK
 from upgrader.redact import redact
@@ -753,7 +753,7 @@ def status_summary(state: RunState) -> dict[str, NodeStatus]:
             ns = NodeStatus(node, "running", running.id, None, n_done, total)
         elif nxt is None:
             ns = NodeStatus(node, "done", None, None, n_done, total)
-        elif any(r.status in DONE_STEP and r.phase != PRESTAGE_PHASE for r in recs):
+        elif any(r.status in DONE_STEP and r.phase != Phase.PRESTAGE for r in recs):
             ns = NodeStatus(node, "in-progress", nxt.id, None, n_done, total)
         elif n_done:  # only downloads ran: the node is as it was
             ns = NodeStatus(node, "staged", nxt.id, None, n_done, total)

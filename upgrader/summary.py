@@ -26,6 +26,7 @@ from upgrader import safefile
 from upgrader import state as st
 from upgrader.core.drain import fallback_text
 from upgrader.core.model import Facts, Finding, NodeFacts, PlanEntry, Severity
+from upgrader.core.vocab import StepKind
 
 HARDEN_VERIFY_STEP = "verify-kubelet-hardening"
 
@@ -65,11 +66,11 @@ def drained_windows(
     when the node stays cordoned (cordoned before the run) or was not uncordoned."""
     out: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
-        drain = next((s for s in e.steps if s.kind == "drain"), None)
+        drain = next((s for s in e.steps if s.kind == StepKind.DRAIN), None)
         if drain is None or drain.id not in state.steps:
             continue
         start = state.step(drain.id).started
-        uncordon = next((s for s in e.steps if s.kind == "uncordon"), None)
+        uncordon = next((s for s in e.steps if s.kind == StepKind.UNCORDON), None)
         end = None
         if uncordon is not None and uncordon.id in state.steps:
             rec = state.step(uncordon.id)

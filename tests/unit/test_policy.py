@@ -28,6 +28,7 @@ from upgrader.core.policy import (
 )
 from upgrader.core.releases import MinorRelease, ReleaseData, release_data_from
 from upgrader.core.versions import KubeVersion
+from upgrader.core.vocab import Override
 
 V = KubeVersion.parse
 TODAY = date(2030, 6, 1)
@@ -97,23 +98,23 @@ def test_downgrade(cluster: str, target: str, downgrade: bool) -> None:
 @pytest.mark.parametrize(
     ("target", "flags", "severity", "override"),
     [
-        ("v1.54.0-rc.1", {}, Severity.BLOCKER, P.FLAG_ALLOW_RC),
-        ("v1.54.0-rc.1", {"allow_release_candidate": True}, Severity.WARNING, P.FLAG_ALLOW_RC),
-        ("v1.54.0-rc.1", {"allow_experimental": True}, Severity.WARNING, P.FLAG_ALLOW_RC),
-        ("v1.54.0-beta.1", {}, Severity.BLOCKER, P.FLAG_ALLOW_EXPERIMENTAL),
+        ("v1.54.0-rc.1", {}, Severity.BLOCKER, Override.ALLOW_RC),
+        ("v1.54.0-rc.1", {"allow_release_candidate": True}, Severity.WARNING, Override.ALLOW_RC),
+        ("v1.54.0-rc.1", {"allow_experimental": True}, Severity.WARNING, Override.ALLOW_RC),
+        ("v1.54.0-beta.1", {}, Severity.BLOCKER, Override.ALLOW_EXPERIMENTAL),
         (
             "v1.54.0-beta.1",
             {"allow_release_candidate": True},
             Severity.BLOCKER,
-            P.FLAG_ALLOW_EXPERIMENTAL,
+            Override.ALLOW_EXPERIMENTAL,
         ),
         (
             "v1.54.0-alpha.2",
             {"allow_experimental": True},
             Severity.WARNING,
-            P.FLAG_ALLOW_EXPERIMENTAL,
+            Override.ALLOW_EXPERIMENTAL,
         ),
-        ("v1.54.0-alpha.2", {"force": True}, Severity.BLOCKER, P.FLAG_ALLOW_EXPERIMENTAL),
+        ("v1.54.0-alpha.2", {"force": True}, Severity.BLOCKER, Override.ALLOW_EXPERIMENTAL),
     ],
 )
 def test_prerelease_needs_its_opt_in(
@@ -184,7 +185,7 @@ def test_support_window(target: str, in_window: bool, strict: bool, allow: bool)
         assert P.UNSUPPORTED_TARGET not in codes(found)
         return
     f = only(found, P.UNSUPPORTED_TARGET)
-    assert f.override == P.FLAG_ALLOW_UNSUPPORTED
+    assert f.override == Override.ALLOW_UNSUPPORTED
     assert f.severity == (Severity.BLOCKER if strict and not allow else Severity.WARNING)
     assert "1.52, 1.53, 1.54" in f.message
 
@@ -262,9 +263,9 @@ def test_one_minor_at_a_time_is_forceable_for_a_prerelease(
     cluster: str, target: str, code: str
 ) -> None:
     f = only(apply(cluster, target), code)
-    assert (f.severity, f.override) == (Severity.BLOCKER, P.FLAG_FORCE)
+    assert (f.severity, f.override) == (Severity.BLOCKER, Override.FORCE)
     f = only(apply(cluster, target, force=True), code)
-    assert (f.severity, f.override) == (Severity.WARNING, P.FLAG_FORCE)
+    assert (f.severity, f.override) == (Severity.WARNING, Override.FORCE)
 
 
 @pytest.mark.parametrize(
@@ -291,12 +292,12 @@ def test_kubeadm_minimum_control_plane_version(kubeadm: str, target: str, too_ol
         ("v1.30.2", "v1.30.2", None, None),
         ("v1.30.2+b", "v1.30.2+a", None, None),
         ("v1.30.3", "v1.30.2", None, None),  # newer patch of the same minor is fine
-        ("v1.30.1", "v1.30.2", P.KUBEADM_UPGRADE_FIRST, P.FLAG_FORCE),
-        ("v1.30.0-rc.1", "v1.30.0", P.KUBEADM_UPGRADE_FIRST, P.FLAG_FORCE),
+        ("v1.30.1", "v1.30.2", P.KUBEADM_UPGRADE_FIRST, Override.FORCE),
+        ("v1.30.0-rc.1", "v1.30.0", P.KUBEADM_UPGRADE_FIRST, Override.FORCE),
         ("v1.29.9", "v1.30.0", P.KUBEADM_TOO_OLD, None),  # mandatory
-        ("v1.29.9", "v1.30.0-rc.1", P.KUBEADM_TOO_OLD, P.FLAG_FORCE),  # as kubeadm does
-        ("v1.31.0", "v1.30.5", P.KUBEADM_TOO_NEW, P.FLAG_FORCE),
-        ("v1.31.0-alpha.1", "v1.30.5", P.KUBEADM_TOO_NEW, P.FLAG_FORCE),
+        ("v1.29.9", "v1.30.0-rc.1", P.KUBEADM_TOO_OLD, Override.FORCE),  # as kubeadm does
+        ("v1.31.0", "v1.30.5", P.KUBEADM_TOO_NEW, Override.FORCE),
+        ("v1.31.0-alpha.1", "v1.30.5", P.KUBEADM_TOO_NEW, Override.FORCE),
     ],
 )
 def test_kubeadm_against_target(
@@ -332,7 +333,7 @@ def test_kubelets_too_old_for_kubeadm(kubeadm: str, kubelet: str, flagged: bool)
     found = apply(str(cluster), target, kubeadm, kubelets={"w-1": kubelet, "cp-1": str(cluster)})
     if flagged:
         f = only(found, P.KUBEADM_KUBELET_TOO_OLD)
-        assert (f.severity, f.override, f.node) == (Severity.BLOCKER, P.FLAG_FORCE, "w-1")
+        assert (f.severity, f.override, f.node) == (Severity.BLOCKER, Override.FORCE, "w-1")
         assert kubelet in f.message and target in f.message
     else:
         assert found == []
@@ -340,7 +341,7 @@ def test_kubelets_too_old_for_kubeadm(kubeadm: str, kubelet: str, flagged: bool)
 
 def test_unparsable_kubelet_is_forceable() -> None:
     f = only(apply("v1.29.0", "v1.30.0", kubelets={"w-2": None}), P.KUBELET_VERSION_UNKNOWN)
-    assert (f.severity, f.override, f.node) == (Severity.BLOCKER, P.FLAG_FORCE, "w-2")
+    assert (f.severity, f.override, f.node) == (Severity.BLOCKER, Override.FORCE, "w-2")
     f = only(
         apply("v1.29.0", "v1.30.0", kubelets={"w-2": None}, force=True), P.KUBELET_VERSION_UNKNOWN
     )
@@ -368,7 +369,7 @@ def test_kubeadm_upgrade_node(cluster: str, kubeadm: str, code: str | None) -> N
         return
     f = only(found, code)
     assert f.node == "w-1" and f.severity == Severity.BLOCKER
-    assert f.override == (P.FLAG_FORCE if code == P.KUBEADM_NODE_TOO_OLD else None)
+    assert f.override == (Override.FORCE if code == P.KUBEADM_NODE_TOO_OLD else None)
     forced = only(
         kubeadm_node_findings(
             V(cluster), V(kubeadm), "w-1", PolicyOptions(today=TODAY, force=True)
@@ -568,10 +569,10 @@ def test_options_report_their_override_flags() -> None:
         strict=True,
     )
     assert o.overrides == (
-        P.FLAG_FORCE,
-        P.FLAG_ALLOW_EXPERIMENTAL,
-        P.FLAG_ALLOW_RC,
-        P.FLAG_ALLOW_UNSUPPORTED,
+        Override.FORCE,
+        Override.ALLOW_EXPERIMENTAL,
+        Override.ALLOW_RC,
+        Override.ALLOW_UNSUPPORTED,
     )
 
 

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from upgrader.core.versions import KubeVersion, VersionError
+from upgrader.core.vocab import StepKind
 
 if TYPE_CHECKING:
     from upgrader.core.workers import WorkerSelection
@@ -352,15 +353,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...] | None:
 # Step kinds the executor knows. "shell" runs ``command`` over the node's transport;
 # "etcd-snapshot" saves an etcd snapshot on the node and copies it to the operator's machine
 # (SFTP, sha256 checked); the others are Kubernetes operations done through the API.
-STEP_KINDS = (
-    "shell",
-    "cordon",
-    "drain",
-    "uncordon",
-    "wait-ready",
-    "wait-control-plane",
-    "etcd-snapshot",
-)
+STEP_KINDS = tuple(k.value for k in StepKind)
 
 
 @dataclass(frozen=True)

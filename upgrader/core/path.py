@@ -55,6 +55,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from upgrader.core import policy as _policy
+from upgrader.core import vocab
 from upgrader.core.model import Facts, Finding, NodeFacts, Severity
 from upgrader.core.policy import (
     ClusterState,
@@ -72,7 +73,7 @@ from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
 Strategy = Literal["per-hop", "drain-once"]
-STRATEGIES = ("auto", "per-hop", "drain-once")
+STRATEGIES = tuple(s.value for s in vocab.Strategy)
 
 NO_CONTROL_PLANE = "NO_CONTROL_PLANE"
 NO_RELEASE_DATA = "NO_RELEASE_DATA"

@@ -87,11 +87,6 @@ from upgrader.core.playbook import (
     DEFAULT_IMAGE_REPOSITORY,
     DEPENDENCY_PACKAGES,
     PACKAGE_MANAGERS,
-    PHASE_CONTROL_PLANE,
-    PHASE_CONTROL_PLANE_KUBELET,
-    PHASE_FIRST_CONTROL_PLANE,
-    PHASE_PRESTAGE,
-    PHASE_WORKER,
     Playbook,
     RepoConfig,
     StepContext,
@@ -102,9 +97,6 @@ from upgrader.core.playbook import (
 )
 from upgrader.core.policy import (
     CONTROL_PLANE_VERSION_UNKNOWN,
-    FLAG_ALLOW_EXPERIMENTAL,
-    FLAG_ALLOW_RC,
-    FLAG_FORCE,
     KUBELET_VERSION_UNKNOWN,
     PolicyOptions,
     kubeadm_apply_findings,
@@ -112,6 +104,7 @@ from upgrader.core.policy import (
 from upgrader.core.releases import ReleaseData
 from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
+from upgrader.core.vocab import Override, Phase, StepKind
 from upgrader.core.workers import WorkerSelection, order_workers
 from upgrader.errors import ConfigError
 
@@ -341,9 +334,9 @@ class _Planner:
                 continue
             v = KubeVersion.parse(hop)
             original = self.facts.node(name)
-            steps = self._steps(name, PHASE_PRESTAGE, v, _minor_key(original.repo_minor))
+            steps = self._steps(name, Phase.PRESTAGE, v, _minor_key(original.repo_minor))
             if steps:
-                out.append(PlanEntry(name, original.role, PHASE_PRESTAGE, hop, tuple(steps)))
+                out.append(PlanEntry(name, original.role, Phase.PRESTAGE, hop, tuple(steps)))
                 staged.add(name)
         return out
 
@@ -377,7 +370,7 @@ class _Planner:
             )
         self._check_listing(original, hop, exact)
         passthrough = self.opts.kubeadm
-        cp_visit = phase in (PHASE_FIRST_CONTROL_PLANE, PHASE_CONTROL_PLANE)
+        cp_visit = phase in (Phase.FIRST_CONTROL_PLANE, Phase.CONTROL_PLANE)
         if cp_visit and passthrough.config is not None and hop.minor_key < UPGRADE_CONFIG_MINOR:
             self._add(
                 Finding(
@@ -391,7 +384,7 @@ class _Planner:
                 ),
                 key=str(hop),
             )
-        overrides = self._kubeadm_flags(hop) if phase == PHASE_FIRST_CONTROL_PLANE else ()
+        overrides = self._kubeadm_flags(hop) if phase == Phase.FIRST_CONTROL_PLANE else ()
         if overrides and passthrough.config is not None:
             overrides = self._overrides_in_config(overrides, passthrough, hop)
         sums = self._release_checksums(hop)
@@ -425,7 +418,7 @@ class _Planner:
                 if spec.when.checksums and sums is None:
                     self._checksums_missing(hop, f"{phase}/{spec.name}")
                 continue
-            if spec.kind == "etcd-snapshot":
+            if spec.kind == StepKind.ETCD_SNAPSHOT:
                 # One snapshot per run: before its first `kubeadm upgrade apply`.
                 if self.snapshot_planned or not self.opts.etcd_snapshot:
                     continue
@@ -438,12 +431,12 @@ class _Planner:
             if (
                 cp_visit
                 and passthrough.has_files
-                and step.kind == "shell"
+                and step.kind == StepKind.SHELL
                 and "kubeadm upgrade " in (step.command or "")
                 and not any(s.name == KUBEADM_FILES_STEP for s in steps)
             ):
                 steps.append(passthrough.copy_step(hop, name, phase))
-            if step.kind == "shell" and step.command is None and pm is not None:
+            if step.kind == StepKind.SHELL and step.command is None and pm is not None:
                 self._add(
                     Finding(
                         PLAYBOOK_NO_COMMAND,
@@ -498,13 +491,13 @@ class _Planner:
         flags: list[str] = []
         kubelets = {n.name: n.kubelet for n in self.sim.values()}
         found = kubeadm_apply_findings(self.cluster, hop, hop, kubelets, policy)
-        if policy.force and any(f.override == FLAG_FORCE for f in found):
-            flags.append(FLAG_FORCE)
+        if policy.force and any(f.override == Override.FORCE for f in found):
+            flags.append(Override.FORCE)
         if hop.is_prerelease:
             if policy.allow_experimental:
-                flags.append(FLAG_ALLOW_EXPERIMENTAL)
+                flags.append(Override.ALLOW_EXPERIMENTAL)
             elif policy.allow_release_candidate and hop.pre == "rc":
-                flags.append(FLAG_ALLOW_RC)
+                flags.append(Override.ALLOW_RC)
         return tuple(flags)
 
     def _release_checksums(self, hop: KubeVersion) -> ReleaseChecksums | None:
@@ -564,7 +557,7 @@ class _Planner:
         n = self.sim[name]
         if self.opts.repository.per_minor:
             self.repo_minor[name] = hop.minor_key
-        if phase in (PHASE_FIRST_CONTROL_PLANE, PHASE_CONTROL_PLANE):
+        if phase in (Phase.FIRST_CONTROL_PLANE, Phase.CONTROL_PLANE):
             cp = n.control_plane or ControlPlaneVersions()
             cp = replace(
                 cp,
@@ -573,11 +566,11 @@ class _Planner:
                 scheduler=_raised(cp.scheduler, hop),
             )
             n = replace(n, kubeadm=_raised(n.kubeadm, hop), control_plane=cp)
-            if phase == PHASE_FIRST_CONTROL_PLANE:
+            if phase == Phase.FIRST_CONTROL_PLANE:
                 self.cluster = max(self.cluster, hop)
         else:
             n = replace(n, kubelet=_raised(n.kubelet, hop), kubectl=_raised(n.kubectl, hop))
-            if phase == PHASE_WORKER:
+            if phase == Phase.WORKER:
                 n = replace(n, kubeadm=_raised(n.kubeadm, hop))
         self.sim[name] = n
 
@@ -590,22 +583,22 @@ class _Planner:
             for i, name in enumerate(cps):
                 node = self.sim[name]
                 if i == 0 and not catching_up:
-                    self.visit(name, PHASE_FIRST_CONTROL_PLANE, hop)
+                    self.visit(name, Phase.FIRST_CONTROL_PLANE, hop)
                 elif path_mod.control_plane_needs_upgrade(node, hop) or (
                     node.kubeadm is None or node.kubeadm < hop
                 ):
-                    self.visit(name, PHASE_CONTROL_PLANE, hop)
+                    self.visit(name, Phase.CONTROL_PLANE, hop)
             for name in cps:
                 if path_mod.kubelet_needs_upgrade(self.sim[name], hop):
-                    self.visit(name, PHASE_CONTROL_PLANE_KUBELET, hop)
+                    self.visit(name, Phase.CONTROL_PLANE_KUBELET, hop)
             if self.strategy == "per-hop" or catching_up:
                 for name in workers:
                     if path_mod.node_needs_upgrade(self.sim[name], hop):
-                        self.visit(name, PHASE_WORKER, hop)
+                        self.visit(name, Phase.WORKER, hop)
         if self.strategy == "drain-once" and hops:
             for name in workers:
                 if path_mod.node_needs_upgrade(self.sim[name], hops[-1]):
-                    self.visit(name, PHASE_WORKER, hops[-1])
+                    self.visit(name, Phase.WORKER, hops[-1])
 
 
 # Findings that only say that a fact of the node is missing. For a node that was not
@@ -650,8 +643,8 @@ def build_plan(
     if opts.nodes is not None:
         # Only the chosen workers' visits stay (and the findings about them).
         selected = set(opts.nodes)
-        pending_cp = sorted({e.node for e in entries if e.phase != PHASE_WORKER})
-        entries = [e for e in entries if e.phase == PHASE_WORKER and e.node in selected]
+        pending_cp = sorted({e.node for e in entries if e.phase != Phase.WORKER})
+        entries = [e for e in entries if e.phase == Phase.WORKER and e.node in selected]
         own = [f for f in own if f.node is None or f.node in selected]
         if pending_cp:
             own.append(
@@ -672,7 +665,7 @@ def build_plan(
             seen.add(key)
             findings.append(f)
     # the groups name the workers the plan visits (not those already at the target)
-    visited = {e.node for e in entries if e.phase == PHASE_WORKER}
+    visited = {e.node for e in entries if e.phase == Phase.WORKER}
     selection = selection.visiting(visited)
     if opts.prestage and entries:
         entries = planner.prestage(entries) + entries

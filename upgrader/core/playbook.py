@@ -95,6 +95,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from upgrader.core import vocab
 from upgrader.core.model import STEP_KINDS, Step
 from upgrader.core.sanitize import HIDDEN
 from upgrader.core.versions import KubeVersion
@@ -102,25 +103,14 @@ from upgrader.errors import ConfigError
 
 # --------------------------------------------------------------------------- vocabulary
 
-PHASE_FIRST_CONTROL_PLANE = "first-control-plane"
-PHASE_CONTROL_PLANE = "control-plane"
-PHASE_CONTROL_PLANE_KUBELET = "control-plane-kubelet"
-PHASE_WORKER = "worker"
-PHASE_PRESTAGE = "prestage"
-PHASES = (
-    PHASE_FIRST_CONTROL_PLANE,
-    PHASE_CONTROL_PLANE,
-    PHASE_CONTROL_PLANE_KUBELET,
-    PHASE_WORKER,
-    PHASE_PRESTAGE,
-)
+PHASES = tuple(p.value for p in vocab.Phase)  # plain strings: data, not members
 #: Phases a playbook may leave out (no steps: nothing pre-staged).
-OPTIONAL_PHASES = frozenset({PHASE_PRESTAGE})
+OPTIONAL_PHASES = frozenset({vocab.Phase.PRESTAGE})
 
-PACKAGE_MANAGERS = ("apt", "dnf", "yum", "dnf5")
+PACKAGE_MANAGERS = tuple(m.value for m in vocab.PackageManager)
 # The program a package manager runs as: dnf5 is `dnf` on Fedora 41+ (a symlink to dnf5).
-PROGRAM = {"apt": "apt", "dnf": "dnf", "yum": "yum", "dnf5": "dnf"}
-STRATEGIES = ("per-hop", "drain-once")
+PROGRAM = {m.value: m.program for m in vocab.PackageManager}
+STRATEGIES = (vocab.Strategy.PER_HOP.value, vocab.Strategy.DRAIN_ONCE.value)
 REPO_FLAVOURS = ("pkgs.k8s.io", "legacy", "custom")
 PKGS_K8S_IO = "https://pkgs.k8s.io"
 
@@ -623,15 +613,15 @@ def expand_step(
         values = step_values(ctx)
     hop = str(ctx.hop)
     command = check = None
-    if spec.kind == "shell":
+    if spec.kind == vocab.StepKind.SHELL:
         t = spec.template_for(spec.command, ctx.package_manager)
         command = render_template(t, values, quote=True) if t is not None else None
         c = spec.template_for(spec.check, ctx.package_manager)
         check = render_template(c, values, quote=True) if c is not None else None
     params: dict[str, Any] = dict(spec.params)
-    if spec.kind == "wait-ready":
+    if spec.kind == vocab.StepKind.WAIT_READY:
         params["kubelet_version"] = hop
-    elif spec.kind == "wait-control-plane":
+    elif spec.kind == vocab.StepKind.WAIT_CONTROL_PLANE:
         params["version"] = hop
         params["components"] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
     return Step(
@@ -864,7 +854,7 @@ def _parse_params(c: _Ctx, path: str, kind: str, raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         c.fail(path, f"must be a mapping, not {_type_name(raw)}")
     if raw and not schema:
-        if kind == "shell":
+        if kind == vocab.StepKind.SHELL:
             c.fail(path, "shell steps take no params (put values in the command template)")
         c.fail(path, f"kind {kind} takes no params")
     out: dict[str, Any] = {}
@@ -929,7 +919,7 @@ def _parse_step(c: _Ctx, path: str, raw: Any) -> StepSpec:
 
     command: dict[str, str] = {}
     check: dict[str, str] = {}
-    if kind == "shell":
+    if kind == vocab.StepKind.SHELL:
         if "command" not in raw:
             c.fail(f"{path}.command", "missing (required for kind shell)")
         command = _parse_templates(
@@ -946,7 +936,11 @@ def _parse_step(c: _Ctx, path: str, raw: Any) -> StepSpec:
     else:
         for k in ("command", "check", "sudo"):
             if k in raw:
-                how = "upgrader runs it itself" if kind == "etcd-snapshot" else "through the API"
+                how = (
+                    "upgrader runs it itself"
+                    if kind == vocab.StepKind.ETCD_SNAPSHOT
+                    else "through the API"
+                )
                 c.fail(f"{path}.{k}", f"only for kind shell ({kind}: {how})")
 
     params = _parse_params(c, f"{path}.params", kind, raw.get("params"))
@@ -958,12 +952,12 @@ def _parse_step(c: _Ctx, path: str, raw: Any) -> StepSpec:
     if not isinstance(sudo, bool):
         c.fail(f"{path}.sudo", f"must be true or false, not {_short(sudo)}")
     default_timeout = DEFAULT_TIMEOUT
-    if kind == "drain":
+    if kind == vocab.StepKind.DRAIN:
         default_timeout = float(params["timeout"] + 60)
     timeout = raw.get("timeout", default_timeout)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         c.fail(f"{path}.timeout", f"must be a number of seconds > 0, not {_short(timeout)}")
-    if kind == "drain" and timeout < params["timeout"]:
+    if kind == vocab.StepKind.DRAIN and timeout < params["timeout"]:
         c.fail(
             f"{path}.timeout",
             f"{timeout}s is shorter than the drain's params.timeout ({params['timeout']}s)",

@@ -47,13 +47,10 @@ from datetime import date
 from upgrader.core.model import Facts, Finding, Severity
 from upgrader.core.releases import ReleaseData
 from upgrader.core.versions import KubeVersion
+from upgrader.core.vocab import Override
 
 # --------------------------------------------------------------------------- flags
 
-FLAG_FORCE = "--force"
-FLAG_ALLOW_EXPERIMENTAL = "--allow-experimental-upgrades"
-FLAG_ALLOW_RC = "--allow-release-candidate-upgrades"
-FLAG_ALLOW_UNSUPPORTED = "--allow-unsupported"
 
 #: Release data older than this (days) draws a ``RELEASE_DATA_STALE`` warning: a new
 #: minor comes out roughly every four months.
@@ -135,13 +132,13 @@ class PolicyOptions:
         """The override flags these options stand for (for ``Plan.overrides``)."""
         flags: list[str] = []
         if self.force:
-            flags.append(FLAG_FORCE)
+            flags.append(Override.FORCE)
         if self.allow_experimental:
-            flags.append(FLAG_ALLOW_EXPERIMENTAL)
+            flags.append(Override.ALLOW_EXPERIMENTAL)
         if self.allow_release_candidate:
-            flags.append(FLAG_ALLOW_RC)
+            flags.append(Override.ALLOW_RC)
         if self.allow_unsupported:
-            flags.append(FLAG_ALLOW_UNSUPPORTED)
+            flags.append(Override.ALLOW_UNSUPPORTED)
         return tuple(flags)
 
 
@@ -193,9 +190,9 @@ def check_target(
 
     if target.is_prerelease:
         if target.pre == "rc":
-            given, flag = opts.allow_experimental or opts.allow_release_candidate, FLAG_ALLOW_RC
+            given, flag = opts.allow_experimental or opts.allow_release_candidate, Override.ALLOW_RC
         else:
-            given, flag = opts.allow_experimental, FLAG_ALLOW_EXPERIMENTAL
+            given, flag = opts.allow_experimental, Override.ALLOW_EXPERIMENTAL
         out.append(
             _overridable(
                 PRERELEASE_TARGET,
@@ -251,13 +248,17 @@ def check_target(
         if opts.strict:
             out.append(
                 _overridable(
-                    UNSUPPORTED_TARGET, msg, FLAG_ALLOW_UNSUPPORTED, opts.allow_unsupported, fix=fix
+                    UNSUPPORTED_TARGET,
+                    msg,
+                    Override.ALLOW_UNSUPPORTED,
+                    opts.allow_unsupported,
+                    fix=fix,
                 )
             )
         else:
             out.append(
                 Finding(
-                    UNSUPPORTED_TARGET, Severity.WARNING, msg, None, fix, FLAG_ALLOW_UNSUPPORTED
+                    UNSUPPORTED_TARGET, Severity.WARNING, msg, None, fix, Override.ALLOW_UNSUPPORTED
                 )
             )
 
@@ -305,7 +306,7 @@ def kubeadm_apply_findings(
     def one_at_a_time(code: str, message: str) -> None:
         fix = "upgrade one minor at a time (upgrader plans the hops for you)"
         if pre:
-            out.append(_overridable(code, message, FLAG_FORCE, force, fix=fix))
+            out.append(_overridable(code, message, Override.FORCE, force, fix=fix))
         else:
             out.append(_mandatory(code, message, fix=fix))
 
@@ -340,7 +341,7 @@ def kubeadm_apply_findings(
             )
             fix = f"install kubeadm {target} first"
             if pre:
-                out.append(_overridable(KUBEADM_TOO_OLD, msg, FLAG_FORCE, force, fix=fix))
+                out.append(_overridable(KUBEADM_TOO_OLD, msg, Override.FORCE, force, fix=fix))
             else:
                 out.append(_mandatory(KUBEADM_TOO_OLD, msg, fix=fix))
         else:
@@ -349,7 +350,7 @@ def kubeadm_apply_findings(
                     KUBEADM_UPGRADE_FIRST,
                     f"target {target} is higher than the kubeadm version {kubeadm}; "
                     "upgrade kubeadm first",
-                    FLAG_FORCE,
+                    Override.FORCE,
                     force,
                     fix=f"install kubeadm {target} first",
                 )
@@ -360,7 +361,7 @@ def kubeadm_apply_findings(
                 KUBEADM_TOO_NEW,
                 f"kubeadm {kubeadm} can only be used to upgrade to Kubernetes {_m(kubeadm)}, "
                 f"not {target}",
-                FLAG_FORCE,
+                Override.FORCE,
                 force,
                 fix=f"use a kubeadm of the target's minor ({_m(target)})",
             )
@@ -373,7 +374,7 @@ def kubeadm_apply_findings(
                     KUBELET_VERSION_UNKNOWN,
                     f"kubelet version of node {node} is unknown or does not parse; kubeadm "
                     "cannot check it",
-                    FLAG_FORCE,
+                    Override.FORCE,
                     force,
                     node=node,
                     fix="make the node report its kubelet version (is it registered?)",
@@ -385,7 +386,7 @@ def kubeadm_apply_findings(
                     KUBEADM_KUBELET_TOO_OLD,
                     f"kubelet {kv} on node {node} is {_minors(target.minor_diff(kv))} below "
                     f"the target {target}; kubeadm {kubeadm} allows at most {allowed}",
-                    FLAG_FORCE,
+                    Override.FORCE,
                     force,
                     node=node,
                     fix=f"upgrade the kubelet on {node} first",
@@ -422,7 +423,7 @@ def kubeadm_node_findings(
                 KUBEADM_NODE_TOO_OLD,
                 f"kubeadm {node_kubeadm} on node {node} is older than the cluster "
                 f"({cluster}); it would write configuration for a version it does not know",
-                FLAG_FORCE,
+                Override.FORCE,
                 force,
                 node=node,
                 fix=f"install kubeadm {cluster} on {node} first",

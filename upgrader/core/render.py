@@ -20,6 +20,7 @@ from dataclasses import replace
 from upgrader.core import nodeenv, nodelock
 from upgrader.core.model import Finding, Plan, Severity, Step
 from upgrader.core.playbook import PKGS_K8S_IO
+from upgrader.core.vocab import StepKind
 from upgrader.core.workers import WorkerSelection
 from upgrader.errors import SSH_UNREACHABLE_CODES
 
@@ -34,9 +35,9 @@ def describe_step(step: Step) -> str:
     """What a step does, in one line: the command for shell steps, else the API action."""
     p = step.params
     n = step.node
-    if step.kind == "shell":
+    if step.kind == StepKind.SHELL:
         return step.command or "(no command for this node's package manager)"
-    if step.kind == "drain":
+    if step.kind == StepKind.DRAIN:
         extra = ""
         if p.get("grace_period") is not None:
             extra += f", grace period {_seconds(p['grace_period'])}"
@@ -53,22 +54,22 @@ def describe_step(step: Step) -> str:
             f"drain {n} via the Eviction API (timeout {_seconds(p.get('timeout', step.timeout))}"
             f", {pdbs}{extra})"
         )
-    if step.kind == "cordon":
+    if step.kind == StepKind.CORDON:
         return f"cordon {n} (mark it unschedulable)"
-    if step.kind == "uncordon":
+    if step.kind == StepKind.UNCORDON:
         return f"uncordon {n} (unless it was cordoned before the run)"
-    if step.kind == "wait-ready":
+    if step.kind == StepKind.WAIT_READY:
         return (
             f"wait until {n} is Ready with kubelet {p.get('kubelet_version', step.hop)} "
             f"(timeout {_seconds(step.timeout)})"
         )
-    if step.kind == "wait-control-plane":
+    if step.kind == StepKind.WAIT_CONTROL_PLANE:
         comps = p.get("components") or ["control-plane"]
         return (
             f"wait until the {', '.join(comps)} pods of {n} run {p.get('version', step.hop)} "
             f"(timeout {_seconds(step.timeout)})"
         )
-    if step.kind == "etcd-snapshot":
+    if step.kind == StepKind.ETCD_SNAPSHOT:
         return (
             f"etcdctl snapshot save inside the etcd static pod's container on {n} (crictl "
             "exec, kubeadm's etcd certificates, https://127.0.0.1:2379) into etcd's own data "
@@ -146,7 +147,7 @@ def header_lines(plan: Plan) -> list[str]:
         out.append(nodeenv.summary(plan.node_env))
     if plan.package_mirror:
         out.append(f"Package mirror: {plan.package_mirror} (stands for {PKGS_K8S_IO})")
-    if any(s.kind == "shell" for e in plan.entries for s in e.steps):
+    if any(s.kind == StepKind.SHELL for e in plan.entries for s in e.steps):
         out.append(
             f"Each $ command run as root, and its check, runs under `flock "
             f"{nodelock.LOCK_PATH}` on its node: one at a time, and a command a killed run "
@@ -239,7 +240,7 @@ def render_text(plan: Plan) -> str:
             continue
         for i, s in enumerate(e.steps, 1):
             out.append(f"  {i:>2}. {s.description}")
-            if s.kind == "shell":
+            if s.kind == StepKind.SHELL:
                 out.append(f"      $ {describe_step(s)}")
                 if s.check:
                     out.append(f"      skipped when: {s.check}")

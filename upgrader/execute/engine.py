@@ -67,6 +67,7 @@ from upgrader.core import etcd as etcd_mod
 from upgrader.core import nodelock
 from upgrader.core.drain import fallback_text
 from upgrader.core.model import ROLE_WORKER, PlanEntry, Step
+from upgrader.core.vocab import API_KINDS, StepKind
 from upgrader.errors import KubernetesError, OutsideWindow, StepFailed, TransportError
 from upgrader.execute import events as ev
 from upgrader.execute import snapshot as snap
@@ -79,8 +80,6 @@ log = logging.getLogger("upgrader.execute")
 TransportFactory = Callable[[str], Transport]
 Saver = Callable[[st.RunState], None]
 
-API_KINDS = ("cordon", "drain", "uncordon", "wait-ready", "wait-control-plane")
-SNAPSHOT_KIND = "etcd-snapshot"
 PRESTAGE_PHASE = "prestage"
 CHECK_TIMEOUT = 120.0  # seconds; a done-check is a quick read
 
@@ -468,16 +467,16 @@ class Engine:
         resumed = rec.status in (st.StepStatus.RUNNING, st.StepStatus.FAILED)
         if resumed:
             self._note(step.node, f"{step.id}: left {rec.status.value} by an earlier run")
-        if step.kind == "uncordon" and step.node in self._state.precordoned:
+        if step.kind == StepKind.UNCORDON and step.node in self._state.precordoned:
             reason = "it was cordoned before the run started; left cordoned"
             self._update(lambda s: st.skip_step(s, step.id, message=reason))
             self._note(step.node, f"{step.id}: skipped: {reason}")
             self._emit(ev.STEP_SKIPPED, **self._step_data(step), reason=reason)
             self._emit(ev.NODE_LEFT_CORDONED, node=step.node, step=step.id, reason=reason)
             return
-        if step.kind == "uncordon" and self._before_uncordon is not None:
+        if step.kind == StepKind.UNCORDON and self._before_uncordon is not None:
             self._before_uncordon(step)  # --hold-uncordon: may raise PauseRun
-        if step.kind == "shell":
+        if step.kind == StepKind.SHELL:
             if step.command is None:
                 self._fail(step, "the step has no command for this node", retried=False)
             why = "resume" if resumed else "before"
@@ -488,7 +487,7 @@ class Engine:
             if done:
                 self._succeed(step, "already done (check passed); command not run", None, True)
                 return
-        elif step.kind not in (*API_KINDS, SNAPSHOT_KIND):
+        elif step.kind not in (*API_KINDS, StepKind.ETCD_SNAPSHOT):
             self._fail(step, f"unknown step kind {step.kind!r}", retried=False)
         retry_safe = step.retry_safe
         attempts = max(1, self.options.attempts)
@@ -537,7 +536,7 @@ class Engine:
                 stderr=f.stderr,
                 retried=self._state.step(step.id).attempts > 1,
             )
-        self._succeed(step, message, 0 if step.kind == "shell" else None, False)
+        self._succeed(step, message, 0 if step.kind == StepKind.SHELL else None, False)
 
     def _attempt(self, step: Step, retry_safe: bool) -> str:
         """One attempt: record ``running`` (saved), run, classify. Returns a message on
@@ -546,17 +545,17 @@ class Engine:
         attempt = self._state.step(step.id).attempts
         self._emit(ev.STEP_STARTED, **self._step_data(step), attempt=attempt)
         with self._heartbeat(step):
-            if step.kind == "shell":
+            if step.kind == StepKind.SHELL:
                 return self._shell_attempt(step, attempt, retry_safe)
-            if step.kind == SNAPSHOT_KIND:
+            if step.kind == StepKind.ETCD_SNAPSHOT:
                 return self._snapshot_attempt(step, attempt)
             return self._api_attempt(step, attempt)
 
     def _limit(self, step: Step) -> float:
         """How long one attempt of ``step`` may take (its timeout, as the engine applies it)."""
-        if step.kind == "drain":
+        if step.kind == StepKind.DRAIN:
             return float(self._drain_options(step).timeout)
-        if step.kind in ("wait-ready", "wait-control-plane"):
+        if step.kind in (StepKind.WAIT_READY, StepKind.WAIT_CONTROL_PLANE):
             return float(self._wait_timeout(step))
         return float(step.timeout)
 
@@ -947,7 +946,7 @@ class Engine:
             # The operation gave up for good (drain refused/timed out, a wait timed out).
             self._note(step.node, f"{step.id} [attempt {attempt}] failed: {e}")
             extra = ""
-            if step.kind == "drain" and self._uncordon_ours(step, "the failed drain"):
+            if step.kind == StepKind.DRAIN and self._uncordon_ours(step, "the failed drain"):
                 extra = f"; {step.node} uncordoned again (we had cordoned it)"
             raise _AttemptFailed(self._mask(str(e)) + extra, retry=False) from e
         except KubernetesError as e:
@@ -959,19 +958,19 @@ class Engine:
 
     def _api_call(self, step: Step) -> str:
         node = step.node
-        if step.kind == "cordon":
+        if step.kind == StepKind.CORDON:
             self._cordon(step)
             return "cordoned"
-        if step.kind == "drain":
+        if step.kind == StepKind.DRAIN:
             self._cordon(step)
             return "drained: " + self._kube.drain(node, self._drain_options(step))
-        if step.kind == "uncordon":
+        if step.kind == StepKind.UNCORDON:
             changed = self._kube.uncordon(node)
             self._update(lambda s: st.mark_uncordoned(s, node))
             if changed:
                 self._emit(ev.NODE_UNCORDONED, node=node, step=step.id)
             return "uncordoned" if changed else "was not cordoned"
-        if step.kind == "wait-ready":
+        if step.kind == StepKind.WAIT_READY:
             version = str(step.params.get("kubelet_version") or step.hop)
             self._kube.wait_ready(
                 node,
@@ -982,7 +981,7 @@ class Engine:
                 progress_every=self.options.progress_every,
             )
             return f"Ready at kubelet {version}"
-        if step.kind == "wait-control-plane":
+        if step.kind == StepKind.WAIT_CONTROL_PLANE:
             version = str(step.params.get("version") or step.hop)
             self._kube.wait_control_plane(
                 node,

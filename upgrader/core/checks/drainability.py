@@ -44,11 +44,8 @@ from upgrader.core.drain import (
 )
 from upgrader.core.model import Finding, Severity
 from upgrader.core.podselector import parse_selector
+from upgrader.core.vocab import Override
 
-FLAG_DELETE_EMPTYDIR = "--delete-emptydir-data"
-FLAG_FORCE = "--force"
-FLAG_DISABLE_EVICTION = "--disable-eviction"
-FLAG_FALLBACK = "--drain-fallback delete"
 _PDB_FREE_PHASES = ("Succeeded", "Failed", "Pending")
 
 
@@ -139,9 +136,9 @@ def check_drainability(
         if flags.pod_selectors.get(node):
             chooser = parse_selector(flags.pod_selectors[node])
             node_pods = [p for p in node_pods if chooser.matches_pod(p)]
-        passed_by = FLAG_DISABLE_EVICTION
+        passed_by = Override.DISABLE_EVICTION
         if node in flags.fallback_delete and not flags.disable_eviction:
-            passed_by = FLAG_FALLBACK
+            passed_by = Override.DRAIN_FALLBACK_DELETE
         budget_given = flags.disable_eviction or node in flags.fallback_delete
         if not node_pods:
             continue
@@ -164,9 +161,9 @@ def check_drainability(
                     "DRAIN_EMPTYDIR",
                     f"draining {node} would delete emptyDir data of {', '.join(emptydir)}",
                     node=node,
-                    fix=f"pass {FLAG_DELETE_EMPTYDIR} if that data may be lost, or move the "
+                    fix=f"pass {Override.DELETE_EMPTYDIR} if that data may be lost, or move the "
                     "pods' data to a persistent volume",
-                    flag=FLAG_DELETE_EMPTYDIR,
+                    flag=Override.DELETE_EMPTYDIR,
                     given=flags.delete_emptydir_data,
                 )
             )
@@ -178,8 +175,8 @@ def check_drainability(
                     "controller manages (they will not be recreated)",
                     node=node,
                     fix=f"run them under a Deployment/StatefulSet/Job, delete them, or pass "
-                    f"{FLAG_FORCE}",
-                    flag=FLAG_FORCE,
+                    f"{Override.FORCE}",
+                    flag=Override.FORCE,
                     given=flags.force,
                 )
             )
@@ -190,8 +187,8 @@ def check_drainability(
                     f"draining {node} meets {', '.join(orphaned)}, whose DaemonSet no longer "
                     "exists",
                     node=node,
-                    fix=f"delete those pods, or pass {FLAG_FORCE}",
-                    flag=FLAG_FORCE,
+                    fix=f"delete those pods, or pass {Override.FORCE}",
+                    flag=Override.FORCE,
                     given=flags.force,
                 )
             )
@@ -235,8 +232,9 @@ def check_drainability(
                     node=node,
                     fix="relax the budget (maxUnavailable >= 1, or minAvailable below the "
                     "replica count) or scale the workload up; or pass "
-                    f"{FLAG_DISABLE_EVICTION} to delete the pods regardless of the budget "
-                    f"(or {FLAG_FALLBACK} to delete them once --drain-timeout ran out)",
+                    f"{Override.DISABLE_EVICTION} to delete the pods regardless of the budget "
+                    f"(or {Override.DRAIN_FALLBACK_DELETE} to delete them once --drain-timeout "
+                    "ran out)",
                     flag=passed_by,
                     given=budget_given,
                 )
@@ -250,7 +248,7 @@ def check_drainability(
                     f"PodDisruptionBudgets ({names}), which the eviction API refuses",
                     node=node,
                     fix="make the budgets' selectors disjoint so each pod has at most one, or "
-                    f"pass {FLAG_DISABLE_EVICTION} (or {FLAG_FALLBACK})",
+                    f"pass {Override.DISABLE_EVICTION} (or {Override.DRAIN_FALLBACK_DELETE})",
                     flag=passed_by,
                     given=budget_given,
                 )

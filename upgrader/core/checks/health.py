@@ -35,10 +35,10 @@ from upgrader.core import etcd
 from upgrader.core.checks import overridable
 from upgrader.core.model import Facts, Finding, Severity
 from upgrader.core.timestamps import parse_rfc3339
+from upgrader.core.vocab import Override
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
-FLAG_BREAK_LOCK = "--break-lock"
 CERT_WARN_DAYS = 30
 
 #: ``etcdctl endpoint health`` against the node's local member with kubeadm's
@@ -244,8 +244,8 @@ def check_lease(
             f"expires in {left}s unless renewed)",
             node=None,
             fix="wait for that run to finish; if its machine is gone, pass "
-            f"{FLAG_BREAK_LOCK} to apply",
-            flag=FLAG_BREAK_LOCK,
+            f"{Override.BREAK_LOCK} to apply",
+            flag=Override.BREAK_LOCK,
             given=break_lock,
         )
     ]
