@@ -437,21 +437,12 @@ def _node_names(text: str | None, inv: Any | None) -> tuple[str, ...] | None:
     each must be a worker of the inventory (the planner checks the facts again)."""
     if text is None:
         return None
+    from upgrader.core.workers import check_node_names
+
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise ConfigError("--nodes: no node names given")
-    if inv is not None:
-        roles = {n.name: n.is_control_plane for n in inv.nodes}
-        for name in names:
-            if name not in roles:
-                raise ConfigError(
-                    f"--nodes: unknown node {name!r} (not in the inventory; known: "
-                    f"{', '.join(roles)})"
-                )
-            if roles[name]:
-                raise ConfigError(
-                    f"--nodes: {name} is a control-plane node; --nodes limits a run to workers"
-                )
+    if inv is not None or not names:
+        roles = {n.name: n.is_control_plane for n in inv.nodes} if inv is not None else {}
+        check_node_names(names, roles, "the inventory", known=True)
     return names
 
 

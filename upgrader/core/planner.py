@@ -105,7 +105,7 @@ from upgrader.core.releases import ReleaseData
 from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
 from upgrader.core.vocab import Override, Phase, StepKind
-from upgrader.core.workers import WorkerSelection, order_workers
+from upgrader.core.workers import WorkerSelection, check_node_names, order_workers
 from upgrader.errors import ConfigError
 
 __all__ = [
@@ -210,16 +210,8 @@ def _validate(facts: Facts, opts: PlanOptions) -> None:
     if opts.max_unavailable_per_group != 1 and not opts.group_by:
         raise ConfigError("--max-unavailable-per-group: needs --group-by LABEL")
     if opts.nodes is not None:
-        if not opts.nodes:
-            raise ConfigError("--nodes: no node names given")
-        names = {n.name: n for n in facts.nodes}
-        for name in opts.nodes:
-            if name not in names:
-                raise ConfigError(f"--nodes: unknown node {name!r} (not in the facts)")
-            if names[name].is_control_plane:
-                raise ConfigError(
-                    f"--nodes: {name} is a control-plane node; --nodes limits a run to workers"
-                )
+        roles = {n.name: n.is_control_plane for n in facts.nodes}
+        check_node_names(opts.nodes, roles, "the facts")
 
 
 def _versionlocked(node: NodeFacts) -> frozenset[str]:

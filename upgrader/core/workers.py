@@ -25,6 +25,25 @@ from upgrader.errors import ConfigError
 __all__ = ["WorkerSelection", "group_rounds", "missing_group", "order_workers"]
 
 
+def check_node_names(
+    names: Sequence[str], roles: Mapping[str, bool], source: str, *, known: bool = False
+) -> None:
+    """``--nodes``: each name must be a worker of ``roles`` (name -> is control plane), read
+    from ``source`` ("the inventory" before any node is contacted, "the facts" at plan
+    time); one :class:`ConfigError` line naming the first name that is not. ``known``: list
+    the known names in the message."""
+    if not names:
+        raise ConfigError("--nodes: no node names given")
+    for name in names:
+        if name not in roles:
+            listed = f"; known: {', '.join(roles)}" if known else ""
+            raise ConfigError(f"--nodes: unknown node {name!r} (not in {source}{listed})")
+        if roles[name]:
+            raise ConfigError(
+                f"--nodes: {name} is a control-plane node; --nodes limits a run to workers"
+            )
+
+
 def missing_group(label: str) -> str:
     """The name of the group of the workers without the ``label`` label."""
     return f"(no {label})"
