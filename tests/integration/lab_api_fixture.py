@@ -101,8 +101,9 @@ def small_spec(**overrides: Any) -> Json:
     return spec
 
 
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``pred`` until it returns something truthy (no fixed sleeps in the tests)."""
+def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll ``pred`` until it returns something truthy and return that (no fixed sleeps in the
+    tests): the one wait helper of the integration tests."""
     deadline = time.monotonic() + timeout
     interval = 0.02
     while True:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client import ApiClient, CoreV1Api
+from lab_api_fixture import wait_for
 
 from upgrader.errors import ConfigError, LockHeld, StepFailed
 from upgrader.kube import lease
@@ -171,15 +172,6 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Lab]]:
     yield make
     for lab in labs:
         lab.stop()
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def keys(pods: list[dict[str, Any]]) -> set[str]:

@@ -20,6 +20,7 @@ from typing import Any
 import paramiko
 import pytest
 import yaml
+from lab_api_fixture import wait_for
 
 from upgrader.errors import ConfigError
 from upgrader_lab import runner, trust
@@ -164,17 +165,6 @@ def kube(lab: Lab) -> Any:
     return client.CoreV1Api(api_client)
 
 
-def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 # --------------------------------------------------------------------------- the lab's files
 
 
@@ -235,7 +225,7 @@ def test_the_node_lock_is_one_per_node_shared_by_its_sessions(lab: Lab) -> None:
                 lock.exists()
                 and subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode
             ),
-            "the holder's lock",
+            what="the holder's lock",
         )
         same = lab.run("w-3", nodelock.wrap("echo second", wait=0.3))
         assert same.rc == nodelock.BUSY_EXIT and nodelock.is_busy(same.rc, same.err)
@@ -483,7 +473,7 @@ def test_hang_fault_holds_the_command_then_fires_no_more(lab: Lab) -> None:
     hung = [p for p in runner._session_pids(lab.dir) if "apt-get" in runner._cmdline(p)]
     for pid in hung:
         os.kill(pid, 9)
-    wait_for(lambda: not any(runner.alive(p) for p in hung), "the hung apt-get to go")
+    wait_for(lambda: not any(runner.alive(p) for p in hung), what="the hung apt-get to go")
     r = lab.run("w-2", "apt-get install -y kubeadm=1.27.8-1.1", timeout=30)
     assert r.rc == 0
     assert "kubeadm is already the newest version (1.27.8-1.1)." in r.out
@@ -610,7 +600,7 @@ def test_kubeadm_and_kubelet_upgrade_move_the_cluster(api_lab: Lab) -> None:
         ready = [c.status for c in node.status.conditions if c.type == "Ready"]
         return bool(node.status.node_info.kubelet_version == "v1.28.4" and ready == ["True"])
 
-    wait_for(upgraded, "w-1 Ready at v1.28.4")
+    wait_for(upgraded, what="w-1 Ready at v1.28.4")
     assert api_lab.ok("w-1", "kubelet --version") == "Kubernetes v1.28.4\n"
 
 
@@ -656,7 +646,7 @@ def test_up_down_leaves_no_process_and_no_listening_port(tmp_path: Path) -> None
     lab.ok("cp-1", "echo kept > /etc/kubernetes/kept")
     hanging = lab.connect("w-1")
     hanging.exec_command("kubeadm version")
-    wait_for(lambda: runner._session_pids(lab_dir), "the hanging node session")
+    wait_for(lambda: runner._session_pids(lab_dir), what="the hanging node session")
     pids = runner.running_pids(lab_dir)
     api_port = int(lab.info["api"]["url"].rsplit(":", 1)[1])
     watched = set(pids["sshd"] + pids["apiserver"]) | runner._session_pids(lab_dir)

@@ -13,7 +13,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import paramiko
 import pytest
 import yaml
 from cli_run import cli
+from lab_api_fixture import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -119,17 +120,6 @@ class Lab:
         )  # fmt: skip
 
 
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("restart")
@@ -166,7 +156,9 @@ def test_restart_node_drops_sessions_goes_not_ready_and_comes_back_at_the_instal
 
     proc = lab.restart("w-1", down_for=4)
     seen_client = wait_for(
-        "w-1 not Ready (kubernetes client)", lambda: lab.ready("w-1")[0] != "True"
+        lambda: lab.ready("w-1")[0] != "True",
+        what="w-1 not Ready (kubernetes client)",
+        timeout=60.0,
     )
     seen_kubectl = lab.kubectl_ready("w-1")
     assert not seen_kubectl.startswith("True"), seen_kubectl
@@ -194,17 +186,20 @@ def test_restart_node_drops_sessions_goes_not_ready_and_comes_back_at_the_instal
     assert "1 SSH session(s) dropped" in stdout and "kubelet v1.28.4 started" in stdout
 
     # back: Ready at the kubelet installed on the node, seen by both clients
-    wait_for("w-1 Ready at v1.28.4", lambda: lab.ready("w-1") == ("True", "v1.28.4"))
+    wait_for(
+        lambda: lab.ready("w-1") == ("True", "v1.28.4"), what="w-1 Ready at v1.28.4", timeout=60.0
+    )
     assert lab.kubectl_ready("w-1") == "True v1.28.4"
     # sshd answers again on the same port with the same host key (RejectPolicy)
     assert lab.ssh("w-1", "kubelet --version") == (0, "Kubernetes v1.28.4\n")
     assert lab.ssh("w-1", "systemctl is-active kubelet") == (0, "active\n")
     wait_for(
-        "w-1's pods Ready again",
         lambda: all(
             [c.status for c in p.status.conditions if c.type == "Ready"] == ["True"]
             for p in lab.core.list_pod_for_all_namespaces(field_selector="spec.nodeName=w-1").items
         ),
+        what="w-1's pods Ready again",
+        timeout=60.0,
     )
     st = cli("lab", "status", "--dir", str(lab.dir))
     assert st.returncode == 0 and "3/3 node addresses answer" in st.stdout, st.stdout
@@ -226,14 +221,14 @@ def test_an_interrupted_restart_brings_the_node_back_at_once(lab: Lab) -> None:
     import signal
 
     proc = lab.restart("w-2", down_for=600)
-    wait_for("w-2 not Ready", lambda: lab.ready("w-2")[0] != "True")
+    wait_for(lambda: lab.ready("w-2")[0] != "True", what="w-2 not Ready", timeout=60.0)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err == "error: interrupted: w-2 was brought back up at once\n"
     assert time.monotonic() - t0 < 30
-    wait_for("w-2 Ready again", lambda: lab.ready("w-2")[0] == "True")
+    wait_for(lambda: lab.ready("w-2")[0] == "True", what="w-2 Ready again", timeout=60.0)
     assert lab.ssh("w-2", "echo back") == (0, "back\n")
 
 
@@ -244,7 +239,7 @@ def test_control_plane_wait_speaks_while_its_node_restarts(lab: Lab) -> None:
     from upgrader.kube.nodes import wait_control_plane
 
     proc = lab.restart("cp-1", down_for=4)
-    wait_for("cp-1 not Ready", lambda: lab.ready("cp-1")[0] != "True")
+    wait_for(lambda: lab.ready("cp-1")[0] != "True", what="cp-1 not Ready", timeout=60.0)
     said: list[tuple[float, str]] = []
     start = time.monotonic()
     lines = wait_control_plane(
@@ -278,7 +273,7 @@ def test_the_health_gate_speaks_while_a_node_restarts(lab: Lab) -> None:
         progress_every=1.0,
     )
     proc = lab.restart("w-2", down_for=4)
-    wait_for("w-2 not Ready", lambda: lab.ready("w-2")[0] != "True")
+    wait_for(lambda: lab.ready("w-2")[0] != "True", what="w-2 not Ready", timeout=60.0)
     hook([PlanEntry("w-1", "worker", "worker", "v1.28.4", ())])
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
@@ -357,7 +352,7 @@ def test_apply_says_what_the_health_gate_waits_for_while_a_node_reboots(tmp_path
         # w-2 goes down while w-1 installs its kubelet; w-1's remaining steps (checksums,
         # kubelet restart, wait-ready, uncordon) take a few seconds, so the gate before w-2
         # still finds w-2 down for most of the 30 s
-        wait_for("w-1's kubelet install", started, timeout=300)
+        wait_for(started, what="w-1's kubelet install", timeout=300)
         restart = lab.restart("w-2", down_for=30)
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, out + err
