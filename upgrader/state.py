@@ -1,16 +1,26 @@
 """The run's state file: what ``upgrader apply`` did so far, so that a rerun resumes.
 
-Owns the JSON document written after every step transition (one file per cluster, by
-default ``<inventory dir>/.upgrader/<cluster>.state.json``), its immutable in-memory form
-(:class:`RunState`, :class:`StepRecord`) with pure transition functions, the atomic write
-(temp file in the same directory, fsync, rename, fsync of the directory; mode 0600), the
-loader that turns a truncated, corrupt or foreign file into one :class:`ConfigError` line,
-the local run lock (``fcntl.flock`` on ``<state>.lock``; the holder's pid/host are written
-inside) and the pure resume logic (which steps to skip, re-check or run; whether a new run
-is compatible with an unfinished one; a per-node summary for ``upgrader status``).
+Owns the JSON document of the run (one file per cluster, by default
+``<inventory dir>/.upgrader/<cluster>.state.json``) and its journal beside it
+(``<state>.journal``), its immutable in-memory form (:class:`RunState`,
+:class:`StepRecord`) with pure transition functions, the writer (:class:`StateFile`: a
+running run's transition appends one fsynced JSON line of what changed, the changed step
+records and run-level fields, O(1) whatever the run's size; the run's first save, its end
+(any status but ``running``) and a journal past 4 MiB rewrite the whole state atomically:
+temp file in the same directory, fsync, rename, fsync of the directory; then the journal
+is removed), the loader (the file, then the journal's lines of the file's base replayed: a
+torn last line is ignored, lines a crash left from before a compaction are ignored;
+anything truncated, corrupt or foreign is one :class:`ConfigError` line naming the path
+and, in the journal, the line), both files mode 0600 in a private directory
+(:mod:`upgrader.safefile`), the local run lock (``fcntl.flock`` on ``<state>.lock``; the
+holder's pid/host are written inside) and the pure resume logic (which steps to skip,
+re-check or run; whether a new run is compatible with an unfinished one; a per-node
+summary for ``upgrader status``).
 
-Must not: hold secrets (step output is masked with :func:`mask` before it is stored), talk
-to nodes or the Kubernetes API, print, or decide what a step does.
+Must not: hold secrets (step output is masked with :func:`mask` before it is stored in a
+:class:`RunState`, so neither the file nor the journal ever sees it unmasked), talk to
+nodes or the Kubernetes API, print, or decide what a step does. Every reader goes through
+:func:`load`: the file alone may lag its journal.
 """
 
 from __future__ import annotations
