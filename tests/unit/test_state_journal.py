@@ -417,3 +417,95 @@ def test_sigkill_at_any_moment_leaves_a_loadable_state(tmp_path: Path, limit: in
         running = [r for r in s.steps.values() if r.status == StepStatus.RUNNING]
         assert len(running) <= 1
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
+
+
+_ENGINE_CHILD = textwrap.dedent(
+    """
+    import sys
+    from upgrader import state as st
+    from upgrader.core.model import PlanEntry, Step
+    from upgrader.execute.engine import Engine, EngineOptions
+    from upgrader.transport.local import LocalTransport
+
+    root, state_path = sys.argv[1], sys.argv[2]
+
+    def step(name, command):
+        return Step(id=f"v1.28.4/w-1/worker/{name}", kind="shell", node="w-1",
+                    hop="v1.28.4", phase="worker", name=name, description=name,
+                    command=command, check="test -e " + name + ".done", timeout=60.0)
+
+    steps = [step(f"s{i}", f"touch s{i}.done") for i in range(5)]
+    steps.insert(3, step("hang", "touch hanging; sleep 3; touch hang.done"))
+    entries = [PlanEntry(node="w-1", role="worker", phase="worker", hop="v1.28.4",
+                         steps=tuple(steps))]
+    sf = st.StateFile(state_path)
+    s = st.load(state_path) or st.new_run(
+        cluster="lab", inventory=root + "/inventory.yaml", fingerprint="fp",
+        target="v1.28.4", hops=["v1.28.4"], strategy="per-hop",
+        steps=[x for e in entries for x in e.steps], run_id="run-1",
+    )
+    sf.save(s)
+    final = Engine(entries, s, save=sf.save,
+                   transports=lambda n: LocalTransport(n, cwd=root + "/w-1"),
+                   kube=None, options=EngineOptions(lock_path="node.lock")).run()
+    print(final.status.value)
+    """
+)
+
+
+def test_an_engine_killed_mid_step_leaves_a_journal_a_resume_reads(tmp_path: Path) -> None:
+    """A real engine saving through a StateFile is SIGKILLed inside a step's command: the
+    state file still holds the run's start, the journal the steps since; load() (what a
+    resume reads) sees them, the killed step ``running``. The resumed run ends
+    ``succeeded`` with the journal compacted away."""
+    p = tmp_path / ".upgrader" / "lab.state.json"
+    (tmp_path / "w-1").mkdir()
+    script = tmp_path / "child.py"
+    script.write_text(_ENGINE_CHILD)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path), str(p)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "w-1" / "hanging").exists():
+            assert child.poll() is None, child.stderr.read() if child.stderr else b""
+            assert time.monotonic() < deadline, "the hanging step never started"
+            time.sleep(0.02)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    base = json.loads(p.read_text())
+    assert {r["status"] for r in base["steps"].values()} == {"pending"}  # the run's start
+    assert len(journal_lines(p)) == 7  # s0, s1, s2 started and finished, hang started
+    s = load(p)
+    assert s is not None and s.status == RunStatus.RUNNING
+    assert [r.status.value for r in s.steps.values()] == [
+        "succeeded",
+        "succeeded",
+        "succeeded",
+        "running",
+        "pending",
+        "pending",
+    ]
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(p)],
+        capture_output=True,
+        env=dict(env, PATH=os.environ["PATH"]),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "succeeded"
+    assert not journal_path(p).exists()
+    final = load(p)
+    assert final is not None and final.status == RunStatus.SUCCEEDED
+    # the killed step was re-checked: its check waited for the orphaned command (node lock)
+    # and found its effect, so it was not run again
+    hang = final.step("v1.28.4/w-1/worker/hang")
+    assert hang.attempts == 1 and "already done" in (hang.message or "")
+    assert json.loads(p.read_text())["status"] == "succeeded"
