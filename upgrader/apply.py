@@ -805,6 +805,10 @@ def apply(req: ApplyRequest, io: ApplyIO) -> ApplyOutcome:
                     ) from None
             finally:
                 keeper.stop(release_lock=True)
+                # the run's end: its whole state in the state file, the journal dropped (if
+                # that fails, the journal stays and load() still reads it)
+                with contextlib.suppress(OSError, ConfigError):
+                    sf.close()
                 if sink is not None:
                     sink.close()  # before the summary (ExitStack closes it again: a no-op)
                 for n in notifiers:  # a few seconds at most for a receiver that is down

@@ -6,7 +6,8 @@ Owns the JSON document of the run (one file per cluster, by default
 :class:`StepRecord`) with pure transition functions, the writer (:class:`StateFile`: a
 running run's transition appends one fsynced JSON line of what changed, the changed step
 records and run-level fields, O(1) whatever the run's size; the run's first save, its end
-(any status but ``running``) and a journal past 4 MiB rewrite the whole state atomically:
+(a status other than ``running``, then ``close``) and a journal past 4 MiB rewrite the whole
+state atomically:
 temp file in the same directory, fsync, rename, fsync of the directory; then the journal
 is removed), the loader (the file, then the journal's lines of the file's base replayed: a
 torn last line is ignored, lines a crash left from before a compaction are ignored;
@@ -1065,13 +1066,14 @@ class StateFile:
     """The state file of one cluster: ``load()``, ``save(state)``, ``lock()``.
 
     ``save`` is meant to be called after every transition, by the one writer that holds
-    the lock. Its first save, a save of another run, one that adds, removes or reorders
-    steps, one that moves the run to a status other than ``running`` (the end of a run:
-    failed, interrupted, paused, succeeded, abandoned) and one that finds the journal past
-    ``journal_limit`` bytes rewrite the whole state atomically (:func:`save`, which drops
-    the journal); every other save appends one fsynced line to ``<state>.journal`` with
-    what changed (:func:`journal_delta`), whatever the size of the run. A process killed at
-    any moment leaves the previous or the new state, never a torn one (:func:`load`).
+    the lock, and ``close`` at the run's end. Its first save, a save of another run, one
+    that adds, removes or reorders steps, one that moves the run to a status other than
+    ``running`` (the end of a run: failed, interrupted, paused, succeeded, abandoned) and
+    one that finds the journal past ``journal_limit`` bytes rewrite the whole state
+    atomically (:func:`save`, which drops the journal); every other save appends one
+    fsynced line to ``<state>.journal`` with what changed (:func:`journal_delta`), whatever
+    the size of the run. A process killed at any moment leaves the previous or the new
+    state, never a torn one (:func:`load`).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, journal_limit: int = JOURNAL_LIMIT) -> None:
@@ -1115,6 +1117,13 @@ class StateFile:
         self._saved = state
         if self._journal_bytes > self.journal_limit:
             self.compact(state)
+
+    def close(self) -> None:
+        """The run's end, whatever its outcome: if this writer appended journal lines since
+        its last compaction (transitions after a failure: an uncordon, a download that
+        finished), compact them into the state file."""
+        if self._saved is not None and self._seq:
+            self.compact(self._saved)
 
     def compact(self, state: RunState) -> None:
         """Write the whole of ``state`` (a new journal base) atomically, then drop the

@@ -175,6 +175,28 @@ def test_a_final_status_compacts_and_removes_the_journal(tmp_path: Path) -> None
     assert not journal_path(p).exists() and load(p) == failed
 
 
+def test_close_compacts_what_came_after_the_end(tmp_path: Path) -> None:
+    """Transitions after a failure (an uncordon) are journal lines; close() at the run's
+    end folds them into the state file; a writer with nothing appended leaves it be."""
+    p = tmp_path / "lab.state.json"
+    sf = StateFile(p)
+    states = transitions(fresh())
+    for s in states:
+        sf.save(s)
+    failed = fail_step(states[-1], list(states[-1].steps)[3], message="boom", now="t60")
+    sf.save(failed)
+    assert not journal_path(p).exists()
+    after = mark_cordoned(failed, "n-1", list(failed.steps)[3], now="t61")
+    sf.save(after)
+    assert len(journal_lines(p)) == 1
+    sf.close()
+    assert not journal_path(p).exists() and load(p) == after
+    before = p.stat().st_mtime_ns
+    sf.close()  # nothing new: no rewrite
+    StateFile(p).close()  # a writer that saved nothing: no rewrite
+    assert p.stat().st_mtime_ns == before
+
+
 def test_another_run_or_changed_steps_compact(tmp_path: Path) -> None:
     p = tmp_path / "lab.state.json"
     sf = StateFile(p)
