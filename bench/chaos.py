@@ -126,10 +126,17 @@ class Run:
 
 
 def _state(lab: Lab) -> dict[str, Any] | None:
+    """The run as recorded after a run ended or was killed: the state file with its
+    journal's lines replayed (``upgrader.state.load``, what ``upgrader status`` and a
+    resume read); None when there is none or it does not load."""
+    from upgrader.errors import ConfigError
+    from upgrader.state import load
+
     try:
-        return dict(json.loads(lab.state.read_text()))
-    except (OSError, ValueError):
+        run = load(lab.state)
+    except (OSError, ValueError, ConfigError):
         return None
+    return None if run is None else run.to_dict()
 
 
 def _last_line(log: Path, start: int) -> str:

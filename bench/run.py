@@ -1,5 +1,5 @@
-"""``python -m bench.run {fanout,overhead,drain,window,memory,plan-scale,all}``: the performance
-benchmarks, each printing its table and writing ``bench/results/NAME.json``.
+"""``python -m bench.run {fanout,overhead,drain,window,memory,plan-scale,state-save,all}``:
+the performance benchmarks, each printing its table and writing ``bench/results/NAME.json``.
 
 Owns the command line, the scratch directory (removed at the end), the order of ``all``
 (window reads overhead's runs, memory reads fan-out's plan runs, so nothing is measured
@@ -43,12 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     if str(_REPO) not in sys.path:
         sys.path.insert(0, str(_REPO))
     _ensure_project_python()
-    from bench import drain, fanout, memory, overhead, plan_scale, window
+    from bench import drain, fanout, memory, overhead, plan_scale, state_save, window
     from bench._perf import RESULTS, write_result
 
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     p.add_argument(
-        "what", choices=("fanout", "overhead", "drain", "window", "memory", "plan-scale", "all")
+        "what",
+        choices=(
+            "fanout",
+            "overhead",
+            "drain",
+            "window",
+            "memory",
+            "plan-scale",
+            "state-save",
+            "all",
+        ),
     )
     p.add_argument("--work", type=Path, help="scratch directory (default: a new temporary one)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         todo = (
-            ("fanout", "overhead", "drain", "window", "memory", "plan-scale")
+            ("fanout", "overhead", "drain", "window", "memory", "plan-scale", "state-save")
             if args.what == "all"
             else (args.what,)
         )
@@ -107,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "plan-scale":
                 doc = plan_scale.run(work, sizes=plan_scale.SIZES, reps=reps or 3, log=_log)
                 done(name, doc, plan_scale.render(doc), t0)
+            elif name == "state-save":
+                doc = state_save.run(work, reps=reps or 5, log=_log)
+                done(name, doc, state_save.render(doc), t0)
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)

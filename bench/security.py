@@ -913,11 +913,11 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
         outputs = first.stdout + first.stderr + second.stdout + second.stderr
         artefacts: list[tuple[str, str]] = [("stdout/stderr of the runs", outputs)]
         state = lab.state
-        for p in [state, lab.plan_file, events]:
+        for p in [state, _journal_of(state), lab.plan_file, events]:
             if p.exists():
                 artefacts.append((p.name, p.read_text(errors="replace")))
         try:
-            tdir = Path(json.loads(state.read_text())["transcripts"])
+            tdir = Path(_state_doc(state)["transcripts"])
             for t in sorted(tdir.glob("*.log")):
                 artefacts.append((f"transcript {t.name}", t.read_text(errors="replace")))
                 mode = t.stat().st_mode & 0o777
@@ -943,13 +943,35 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
     return ch
 
 
+def _journal_of(state: Path) -> Path:
+    """The journal beside a state file (``<state>.journal``): scanned like the state."""
+    from upgrader.state import journal_path
+
+    return journal_path(state)
+
+
+def _state_doc(state: Path) -> dict[str, Any]:
+    """The run recorded at ``state`` with its journal replayed (``upgrader.state.load``);
+    a missing or unreadable one is a ValueError like a corrupt file."""
+    from upgrader.errors import ConfigError
+    from upgrader.state import load
+
+    try:
+        run = load(state)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+    if run is None:
+        raise ValueError(f"{state}: no state file")
+    return run.to_dict()
+
+
 def _check_snapshot_place(ch: Check, lab: Lab, state: Path) -> None:
     """Issue 12, attack 3: the etcd snapshot (every Secret of the cluster) never passes
     through a shared directory: on the node it stays root-only in etcd's data directory, it
     reaches this machine over the SSH channel into a 0600 file in a 0700 directory, and no
     file under a node's or this machine's shared temporary directories holds it."""
     try:
-        snap = json.loads(state.read_text()).get("etcd_snapshot") or {}
+        snap = _state_doc(state).get("etcd_snapshot") or {}
     except (OSError, ValueError) as e:
         ch.fail(f"etcd snapshot: cannot read the state: {e}")
         return

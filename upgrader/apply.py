@@ -651,6 +651,10 @@ class _Cluster:
             final = self.execute(engine)
         finally:
             keeper.stop(release_lock=True)
+            # the run's end: its whole state in the state file, the journal dropped (if
+            # that fails, the journal stays and load() still reads it)
+            with contextlib.suppress(OSError, ConfigError):
+                run.sf.close()
             if run.sink is not None:
                 run.sink.close()  # before the summary (ExitStack closes it again: a no-op)
             for n in run.notifiers:  # a few seconds at most for a receiver that is down

@@ -171,7 +171,8 @@ def read_trusted(path: Path) -> bytes | None:
         return fh.read()
 
 
-def _fsync_dir(d: Path) -> None:
+def fsync_dir(d: Path) -> None:
+    """fsync a directory (a name created or removed in it survives a crash)."""
     fd = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -203,7 +204,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def inside(path: Path, directory: Path) -> bool:

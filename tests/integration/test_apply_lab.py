@@ -24,6 +24,8 @@ import yaml
 from cli_run import cli, cli_env
 from golden_check import check_golden, normalise, stop_message
 
+from upgrader import state as upgrader_state
+
 pytestmark = pytest.mark.integration
 
 TARGET = "v1.28.4"
@@ -119,7 +121,15 @@ class Lab:
         ]
 
     def state_doc(self) -> dict[str, Any]:
-        return json.loads(self.state.read_text())
+        """The recorded run as every reader sees it: the state file, its journal replayed."""
+        run = upgrader_state.load(self.state)
+        assert run is not None, f"no state file at {self.state}"
+        return run.to_dict()
+
+    def state_files_text(self) -> str:
+        """The bytes of the state file and of its journal (if any), as text."""
+        journal = upgrader_state.journal_path(self.state)
+        return self.state.read_text() + (journal.read_text() if journal.exists() else "")
 
     def events_list(self) -> list[dict[str, Any]]:
         if not self.events.exists():
@@ -232,7 +242,7 @@ def test_one_control_plane_three_workers(make_lab: Callable[..., Lab]) -> None:
     assert "kubeadm upgrade apply" in (transcripts / "cp-1.log").read_text()
     token = (lab.dir / "secrets" / "admin-token").read_text().strip()
     assert token not in (transcripts / "cp-1.log").read_text()
-    assert token not in lab.events.read_text() and token not in lab.state.read_text()
+    assert token not in lab.events.read_text() and token not in lab.state_files_text()
 
     kinds = [e["event"] for e in lab.events_list()]
     assert kinds[0] == "run-started" and kinds[-1] == "run-finished"
@@ -384,8 +394,6 @@ def test_failed_step_stops_the_run_and_a_rerun_resumes(make_lab: Callable[..., L
     assert "--abandon" in other.stderr and TARGET in other.stderr
 
     # another run holds the state file's lock: refused before anything is read, exit 6
-    from upgrader import state as upgrader_state
-
     held = upgrader_state.StateFile(lab.state).lock("0123456789ab").acquire()
     try:
         locked = lab.apply()
