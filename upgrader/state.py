@@ -918,16 +918,18 @@ def _drop_journal(path: Path) -> None:
         os.unlink(journal_path(path))
 
 
-def save(path: str | os.PathLike[str], state: RunState) -> None:
+def save(path: str | os.PathLike[str], state: RunState) -> str:
     """Write the whole of ``state`` to ``path`` atomically, mode 0600, then drop the
     journal (a compaction): compact JSON on one line (json's C encoder, no ``indent``:
     13.6 ms -> 5.3 ms at 200 nodes); read it with ``upgrader status``. The file records a
     new journal base, so that lines a crash left in the journal before its removal are
     recognised as stale. :class:`StateFile` saves a running run's transitions as journal
-    lines instead (O(1) each) and compacts through here."""
+    lines instead (O(1) each) and compacts through here. Returns the new journal base."""
     p = Path(path)
-    atomic_write(p, _encode(state, uuid.uuid4().hex[:12]))
+    base = uuid.uuid4().hex[:12]
+    atomic_write(p, _encode(state, base))
     _drop_journal(p)
+    return base
 
 
 # The run-level fields a journal line may set (every field but the run's identity and its
@@ -1130,9 +1132,7 @@ class StateFile:
         journal. A crash between the two leaves lines of the old base: :func:`load`
         ignores them."""
         self._saved = None
-        base = uuid.uuid4().hex[:12]
-        atomic_write(self.path, _encode(state, base))
-        _drop_journal(self.path)
+        base = save(self.path, state)
         self._saved, self._base, self._seq, self._journal_bytes = state, base, 0, 0
 
     def _append(self, data: bytes) -> None:
