@@ -13,10 +13,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from upgrader.core.versions import KubeVersion, VersionError
+from pydantic import BeforeValidator, Field, StrictStr
+
+from upgrader.core.problems import FileModel, Version, short, validate
+from upgrader.core.versions import KubeVersion
 from upgrader.core.vocab import StepKind
+from upgrader.errors import ConfigError
 
 if TYPE_CHECKING:
     from upgrader.core.workers import WorkerSelection
@@ -205,147 +209,146 @@ class Facts:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "facts") -> Facts:
-        """Build Facts from JSON data; extra keys are allowed. Raises ValueError with a
-        message naming the field path (``nodes[1].kubelet: invalid version 'x'``)."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{source}: top level must be a mapping")
-
-        def ver(val: Any, path: str, required: bool = False) -> KubeVersion | None:
-            if val is None:
-                if required:
-                    raise ValueError(f"{source}: {path}: missing")
-                return None
-            if not isinstance(val, str):
-                raise ValueError(f"{source}: {path}: must be a version string")
-            try:
-                return KubeVersion.parse(val)
-            except VersionError as e:
-                raise ValueError(f"{source}: {path}: {e}") from None
-
-        def text(val: Any, path: str) -> str | None:
-            if val is not None and not isinstance(val, str):
-                raise ValueError(f"{source}: {path}: must be a string")
-            return val
-
-        cl = data.get("cluster")
-        if not isinstance(cl, Mapping):
-            raise ValueError(f"{source}: cluster: missing or not a mapping")
-        text(cl.get("name"), "cluster.name")
-        cversion = ver(cl.get("version"), "cluster.version", required=True)
-        assert cversion is not None
-        cluster = ClusterFacts(
-            name=str(cl.get("name") or "cluster"),
-            version=cversion,
-            apiserver_version=ver(cl.get("apiserver_version"), "cluster.apiserver_version"),
-            etcd_external=_strings(cl.get("etcd_external"), f"{source}: cluster.etcd_external"),
-            image_repository=text(cl.get("image_repository"), "cluster.image_repository") or None,
-        )
-        raw_nodes = data.get("nodes")
-        if not isinstance(raw_nodes, list) or not raw_nodes:
-            raise ValueError(f"{source}: nodes: missing or empty list")
-        nodes: list[NodeFacts] = []
+        """Build Facts from JSON data (the facts file: :class:`_FactsDoc`). Raises
+        ValueError with one line naming the field (``nodes[1].kubelet: invalid version``)."""
+        try:
+            doc = validate(_FactsDoc, data, source)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
         seen: set[str] = set()
-        for i, rn in enumerate(raw_nodes):
-            p = f"nodes[{i}]"
-            if not isinstance(rn, Mapping):
-                raise ValueError(f"{source}: {p}: must be a mapping")
-            name = rn.get("name")
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"{source}: {p}.name: missing")
-            if name in seen:
-                raise ValueError(f"{source}: {p}.name: duplicate node {name!r}")
-            seen.add(name)
-            role = rn.get("role")
-            if role not in ROLES:
-                raise ValueError(f"{source}: {p}.role: {role!r} is not one of {', '.join(ROLES)}")
-            cp = None
-            rcp = rn.get("control_plane")
-            if rcp is not None:
-                if not isinstance(rcp, Mapping):
-                    raise ValueError(f"{source}: {p}.control_plane: must be a mapping")
-                cp = ControlPlaneVersions(
-                    apiserver=ver(rcp.get("apiserver"), f"{p}.control_plane.apiserver"),
-                    controller_manager=ver(
-                        rcp.get("controller_manager"), f"{p}.control_plane.controller_manager"
-                    ),
-                    scheduler=ver(rcp.get("scheduler"), f"{p}.control_plane.scheduler"),
-                    etcd=text(rcp.get("etcd"), f"{p}.control_plane.etcd"),
-                )
-            pkgs: dict[str, PackageFact] = {}
-            rp = rn.get("packages") or {}
-            if not isinstance(rp, Mapping):
-                raise ValueError(f"{source}: {p}.packages: must be a mapping")
-            for pk, pv in rp.items():
-                if not isinstance(pv, Mapping) or not isinstance(pv.get("version"), str):
-                    raise ValueError(f"{source}: {p}.packages.{pk}: needs a version string")
-                pkgs[str(pk)] = PackageFact(str(pk), pv["version"], bool(pv.get("held", False)))
-            ready = rn.get("ready")
-            repo_versions = rn.get("repo_versions") or ()
-            if not isinstance(repo_versions, list | tuple) or not all(
-                isinstance(x, str) for x in repo_versions
-            ):
-                raise ValueError(f"{source}: {p}.repo_versions: must be a list of strings")
-            extra = rn.get("extra") or {}
-            if not isinstance(extra, Mapping):
-                raise ValueError(f"{source}: {p}.extra: must be a mapping")
-            labels = rn.get("labels") or {}
-            if not isinstance(labels, Mapping) or not all(
-                isinstance(k, str) and isinstance(x, str) for k, x in labels.items()
-            ):
-                raise ValueError(f"{source}: {p}.labels: must be a mapping of strings")
-            nodes.append(
-                NodeFacts(
-                    name=name,
-                    role=role,
-                    address=text(rn.get("address"), f"{p}.address"),
-                    kubelet=ver(rn.get("kubelet"), f"{p}.kubelet"),
-                    kubeadm=ver(rn.get("kubeadm"), f"{p}.kubeadm"),
-                    kubectl=ver(rn.get("kubectl"), f"{p}.kubectl"),
-                    control_plane=cp,
-                    ready=None if ready is None else bool(ready),
-                    unschedulable=bool(rn.get("unschedulable", False)),
-                    os_family=text(rn.get("os_family"), f"{p}.os_family"),
-                    package_manager=text(rn.get("package_manager"), f"{p}.package_manager"),
-                    packages=pkgs,
-                    repo_minor=text(rn.get("repo_minor"), f"{p}.repo_minor"),
-                    repo_versions=tuple(repo_versions),
-                    container_runtime=text(rn.get("container_runtime"), f"{p}.container_runtime"),
-                    cgroup=_cgroup(rn.get("cgroup"), f"{source}: {p}.cgroup"),
-                    reachable=bool(rn.get("reachable", True)),
-                    extra=dict(extra),
-                    labels=dict(labels),
-                )
-            )
-        findings = []
-        for f in data.get("findings") or ():
-            if isinstance(f, Mapping) and "code" in f:
-                findings.append(
-                    Finding(
-                        code=str(f["code"]),
-                        severity=Severity(f.get("severity", "warning")),
-                        message=str(f.get("message", "")),
-                        node=f.get("node"),
-                        fix=f.get("fix"),
-                        override=f.get("override"),
-                    )
-                )
-        return cls(cluster, tuple(nodes), tuple(findings), data.get("gathered_at"))
+        for i, n in enumerate(doc.nodes):
+            if n.name in seen:
+                raise ValueError(f"{source}: nodes[{i}].name: duplicate node {n.name!r}")
+            seen.add(n.name)
+        return doc.facts()
 
 
-def _cgroup(val: Any, where: str) -> str | None:
-    if val is None:
-        return None
-    if val in ("v1", "v2"):
-        return str(val)
-    raise ValueError(f"{where}: {val!r} is not v1 or v2")
+# --------------------------------------------------------------------------- the facts file
 
 
-def _strings(value: Any, where: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list | tuple) or not all(isinstance(x, str) for x in value):
-        raise ValueError(f"{where}: must be a list of strings")
-    return tuple(value)
+def _cgroup(value: object) -> object:
+    if value is None or value in ("v1", "v2"):
+        return value
+    raise ValueError(f"{short(value)} is not v1 or v2")
+
+
+def _labels(value: object) -> object:
+    if value is None or (
+        isinstance(value, dict)
+        and all(isinstance(k, str) and isinstance(x, str) for k, x in value.items())
+    ):
+        return value
+    raise ValueError("must be a mapping of strings")
+
+
+Text = StrictStr | None
+
+
+class _PackageDoc(FileModel):
+    version: StrictStr
+    held: bool = False
+
+
+class _ControlPlaneDoc(FileModel):
+    apiserver: Version | None = None
+    controller_manager: Version | None = None
+    scheduler: Version | None = None
+    etcd: Text = None
+
+
+class _NodeDoc(FileModel):
+    name: Annotated[StrictStr, Field(min_length=1)]
+    role: Literal["control-plane", "worker"]
+    address: Text = None
+    kubelet: Version | None = None
+    kubeadm: Version | None = None
+    kubectl: Version | None = None
+    control_plane: _ControlPlaneDoc | None = None
+    ready: bool | None = None
+    unschedulable: bool | None = False
+    os_family: Text = None
+    package_manager: Text = None
+    packages: dict[str, _PackageDoc] | None = None
+    repo_minor: Text = None
+    repo_versions: list[StrictStr] | None = None
+    container_runtime: Text = None
+    cgroup: Annotated[Text, BeforeValidator(_cgroup)] = None
+    reachable: bool | None = True
+    extra: dict[str, Any] | None = None
+    labels: Annotated[dict[str, str] | None, BeforeValidator(_labels)] = None
+
+    def facts(self) -> NodeFacts:
+        cp = self.control_plane
+        return NodeFacts(
+            name=self.name,
+            role=self.role,
+            address=self.address,
+            kubelet=self.kubelet,
+            kubeadm=self.kubeadm,
+            kubectl=self.kubectl,
+            control_plane=None
+            if cp is None
+            else ControlPlaneVersions(cp.apiserver, cp.controller_manager, cp.scheduler, cp.etcd),
+            ready=self.ready,
+            unschedulable=bool(self.unschedulable),
+            os_family=self.os_family,
+            package_manager=self.package_manager,
+            packages={
+                k: PackageFact(k, p.version, p.held) for k, p in (self.packages or {}).items()
+            },
+            repo_minor=self.repo_minor,
+            repo_versions=tuple(self.repo_versions or ()),
+            container_runtime=self.container_runtime,
+            cgroup=self.cgroup,
+            reachable=bool(self.reachable),
+            extra=self.extra or {},
+            labels=self.labels or {},
+        )
+
+
+class _ClusterDoc(FileModel):
+    name: Text = None
+    version: Version
+    apiserver_version: Version | None = None
+    etcd_external: list[StrictStr] | None = None
+    image_repository: Text = None
+
+
+class _FindingDoc(FileModel):
+    code: StrictStr
+    severity: Severity = Severity.WARNING
+    message: str = ""
+    node: Text = None
+    fix: Text = None
+    override: Text = None
+
+
+class _FactsDoc(FileModel):
+    """The facts file (``upgrader facts``; :meth:`Facts.to_dict` writes it)."""
+
+    cluster: _ClusterDoc
+    nodes: Annotated[list[_NodeDoc], Field(min_length=1)]
+    findings: list[_FindingDoc] | None = None
+    gathered_at: Text = None
+
+    def facts(self) -> Facts:
+        c = self.cluster
+        etcd = c.etcd_external
+        return Facts(
+            ClusterFacts(
+                name=c.name or "cluster",
+                version=c.version,
+                apiserver_version=c.apiserver_version,
+                etcd_external=tuple(etcd) if etcd is not None else None,
+                image_repository=c.image_repository or None,
+            ),
+            tuple(n.facts() for n in self.nodes),
+            tuple(
+                Finding(f.code, f.severity, f.message, f.node, f.fix, f.override)
+                for f in self.findings or ()
+            ),
+            self.gathered_at,
+        )
 
 
 # --------------------------------------------------------------------------- steps and plans

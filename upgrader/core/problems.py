@@ -4,21 +4,24 @@ Owns the one-line error format ``<file>: <field path>: <problem>``, the renderin
 pydantic ``ValidationError`` into it (first error only, ``loc`` as ``nodes[2].role``, or
 ``minors.1.30.eol`` with :func:`render_dotted`), :class:`FileModel` (the base of every
 file schema: unknown keys refused) and :func:`fail_at` (a validator's error that names a
-field below the one it checks, e.g. ``params.force`` from the ``params`` validator).
+field below the one it checks, e.g. ``params.force`` from the ``params`` validator) and
+the field types several schemas share (:data:`Version`: a Kubernetes version string).
 
 Must not: read files, or echo the value of anything that may hold a secret.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -34,6 +37,21 @@ class FileModel(BaseModel):
     """The base of a file's schema: a key the schema does not name is an error."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_version(text: str) -> KubeVersion:
+    return KubeVersion.parse(text)  # a frozen value: one instance per text is enough
+
+
+def _version(value: object) -> KubeVersion:
+    if not isinstance(value, str):
+        raise ValueError("must be a version string like v1.30.4")
+    return _parse_version(value)  # VersionError (a ValueError) says what is wrong
+
+
+#: A Kubernetes version string (``v1.30.4``) read as a :class:`KubeVersion`.
+Version = Annotated[KubeVersion, PlainValidator(_version)]
 
 
 def render_loc(loc: Loc) -> str:

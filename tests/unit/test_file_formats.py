@@ -1,0 +1,62 @@
+"""Every file format read through its pydantic schema: one shared renderer gives one line
+``<file>: <field path>: <problem>``; a key the format does not name is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from upgrader.core.model import Facts
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
+
+
+def facts_doc() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((DATA / "one-cp-two-workers.json").read_text())
+    return doc
+
+
+# --------------------------------------------------------------------------- facts
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(colour="red"), "f.json: colour: unknown key"),
+        (
+            lambda d: d["nodes"][1].update(kubelet="1.28"),
+            "f.json: nodes[1].kubelet: invalid version",
+        ),
+        (lambda d: d["nodes"][1].update(kubelet=128), "nodes[1].kubelet: must be a version string"),
+        (lambda d: d["nodes"][2].update(role="boss"), "nodes[2].role: 'boss' is not one of"),
+        (lambda d: d["nodes"][0].update(name=""), "f.json: nodes[0].name: must not be empty"),
+        (lambda d: d["nodes"][2].update(name="w-1"), "nodes[2].name: duplicate node 'w-1'"),
+        (lambda d: d.update(nodes=[]), "f.json: nodes: must not be empty"),
+        (lambda d: d.pop("cluster"), "f.json: cluster: missing required key"),
+        (lambda d: d["cluster"].pop("version"), "f.json: cluster.version: missing required key"),
+        (
+            lambda d: d["nodes"][0]["packages"]["kubeadm"].pop("version"),
+            "nodes[0].packages.kubeadm.version: missing required key",
+        ),
+        (
+            lambda d: d["nodes"][0]["control_plane"].update(etcd_version="3.5"),
+            "nodes[0].control_plane.etcd_version: unknown key",
+        ),
+    ],
+)
+def test_a_bad_facts_file_is_one_line_naming_the_field(mutate: Any, message: str) -> None:
+    doc = facts_doc()
+    mutate(doc)
+    with pytest.raises(ValueError) as ei:
+        Facts.from_dict(doc, "f.json")
+    assert message in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_facts_top_level_must_be_a_mapping() -> None:
+    with pytest.raises(
+        ValueError, match=r"^f\.json: \(top level\): expected a mapping, got a list"
+    ):
+        Facts.from_dict([1], "f.json")
