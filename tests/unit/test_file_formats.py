@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from upgrader.core.model import Facts
+from upgrader.core.model import Facts, PlanEntry, Step
+from upgrader.errors import ConfigError
+from upgrader.execute import stored
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
 
@@ -60,3 +62,48 @@ def test_facts_top_level_must_be_a_mapping() -> None:
         ValueError, match=r"^f\.json: \(top level\): expected a mapping, got a list"
     ):
         Facts.from_dict([1], "f.json")
+
+
+# --------------------------------------------------------------------------- stored plan
+
+
+def stored_doc() -> dict[str, Any]:
+    step = Step("v1.28.4/w-1/worker/s", "shell", "w-1", "v1.28.4", "worker", "s", "d", "true")
+    entry = PlanEntry("w-1", "worker", "worker", "v1.28.4", (step,))
+    sp = stored.StoredPlan("r", "v1.27.8", "v1.28.4", ("v1.28.4",), "per-hop", (entry,))
+    doc: dict[str, Any] = json.loads(json.dumps(sp.to_dict()))
+    assert stored.from_dict(doc, "p.json") == sp
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(schema=2), "p.json: not a stored plan of this upgrader version"),
+        (lambda d: d.update(extra=1), "p.json: extra: unknown key"),
+        (lambda d: d.pop("run_id"), "p.json: run_id: missing required key"),
+        (lambda d: d.update(hops="v1.28.4"), "p.json: hops: expected a list, got a string"),
+        (
+            lambda d: d["entries"][0]["steps"][0].update(kind="reboot"),
+            "p.json: entries[0].steps[0].kind: 'reboot' is not one of shell, cordon",
+        ),
+        (
+            lambda d: d["entries"][0]["steps"][0].update(timeout=True),
+            "p.json: entries[0].steps[0].timeout: expected a number, got a boolean",
+        ),
+        (
+            lambda d: d["entries"][0]["steps"][0].update(shell="x"),
+            "p.json: entries[0].steps[0].shell: unknown key",
+        ),
+        (
+            lambda d: d["entries"][0]["steps"].append(d["entries"][0]["steps"][0]),
+            "p.json: entries[0]: duplicate step id 'v1.28.4/w-1/worker/s'",
+        ),
+    ],
+)
+def test_a_bad_stored_plan_is_one_line_naming_the_field(mutate: Any, message: str) -> None:
+    doc = stored_doc()
+    mutate(doc)
+    with pytest.raises(ConfigError) as ei:
+        stored.from_dict(doc, "p.json")
+    assert str(ei.value).startswith(message) and "\n" not in str(ei.value)

@@ -167,7 +167,7 @@ def problem_from_error(err: ErrorDetails) -> Problem:
         return Problem(loc, "missing required key")
     if kind == "invalid_key":
         return Problem(loc, "keys must be strings")
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         choices = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
         return Problem(loc, f"{shown} is not one of {choices}")
     if kind == "value_error":

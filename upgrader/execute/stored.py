@@ -24,10 +24,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictBool, StrictStr
 
 from upgrader import safefile
-from upgrader.core.model import STEP_KINDS, Plan, PlanEntry, Step
+from upgrader.core.model import Plan, PlanEntry, Step
+from upgrader.core.problems import FileModel, validate
+from upgrader.core.vocab import StepKind
 from upgrader.core.workers import WorkerSelection
 from upgrader.errors import ConfigError
 
@@ -98,85 +102,82 @@ class StoredPlan:
         }
 
 
-def _field(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
-    v = d.get(key)
-    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
-        raise ConfigError(f"{where}.{key}: missing or of the wrong type")
-    return v
+class _StepDoc(FileModel):
+    id: StrictStr
+    kind: StepKind
+    node: StrictStr
+    hop: StrictStr
+    phase: StrictStr
+    name: StrictStr
+    description: StrictStr | None = None
+    command: StrictStr | None = None
+    check: StrictStr | None = None
+    params: dict[str, Any] | None = None
+    retry_safe: StrictBool = False
+    timeout: Annotated[float, Field(strict=True)]
+    sudo: StrictBool = True
+
+    def step(self) -> Step:
+        return Step(
+            id=self.id,
+            kind=self.kind.value,
+            node=self.node,
+            hop=self.hop,
+            phase=self.phase,
+            name=self.name,
+            description=self.description or "",
+            command=self.command,
+            check=self.check,
+            params=self.params or {},
+            retry_safe=self.retry_safe,
+            timeout=self.timeout,
+            sudo=self.sudo,
+        )
 
 
-def _opt_str(d: Mapping[str, Any], key: str, where: str) -> str | None:
-    v = d.get(key)
-    if v is not None and not isinstance(v, str):
-        raise ConfigError(f"{where}.{key}: must be a string")
-    return v
+class _EntryDoc(FileModel):
+    node: StrictStr
+    role: StrictStr
+    phase: StrictStr
+    hop: StrictStr
+    steps: list[_StepDoc]
 
 
-def _step(d: Any, where: str) -> Step:
-    if not isinstance(d, Mapping):
-        raise ConfigError(f"{where}: not an object")
-    kind = _field(d, "kind", str, where)
-    if kind not in STEP_KINDS:
-        raise ConfigError(f"{where}.kind: unknown step kind {kind!r}")
-    params = d.get("params") or {}
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"{where}.params: must be an object")
-    timeout = _field(d, "timeout", (int, float), where)
-    return Step(
-        id=_field(d, "id", str, where),
-        kind=kind,
-        node=_field(d, "node", str, where),
-        hop=_field(d, "hop", str, where),
-        phase=_field(d, "phase", str, where),
-        name=_field(d, "name", str, where),
-        description=str(d.get("description") or ""),
-        command=_opt_str(d, "command", where),
-        check=_opt_str(d, "check", where),
-        params=dict(params),
-        retry_safe=bool(d.get("retry_safe", False)),
-        timeout=float(timeout),
-        sudo=bool(d.get("sudo", True)),
-    )
+class _StoredPlanDoc(FileModel):
+    """``<state>.plan.json`` (:meth:`StoredPlan.to_dict` writes it)."""
+
+    schema_: Literal[1] = Field(alias="schema")
+    run_id: StrictStr
+    current: StrictStr
+    target: StrictStr
+    hops: list[StrictStr]
+    strategy: StrictStr
+    entries: list[_EntryDoc]
+    workers: dict[str, Any] | None = None  # WorkerSelection.from_dict checks it
 
 
 def from_dict(data: Any, source: str) -> StoredPlan:
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
         raise ConfigError(f"{source}: not a stored plan of this upgrader version")
+    doc = validate(_StoredPlanDoc, data, source)
     entries: list[PlanEntry] = []
-    raw_entries = data.get("entries")
-    if not isinstance(raw_entries, list):
-        raise ConfigError(f"{source}: entries: missing")
     seen: set[str] = set()
-    for i, e in enumerate(raw_entries):
-        where = f"{source}: entries[{i}]"
-        if not isinstance(e, Mapping) or not isinstance(e.get("steps"), list):
-            raise ConfigError(f"{where}: not an entry with steps")
-        steps = tuple(_step(s, f"{where}.steps[{j}]") for j, s in enumerate(e["steps"]))
+    for i, e in enumerate(doc.entries):
+        steps = tuple(s.step() for s in e.steps)
         for s in steps:
             if s.id in seen:
-                raise ConfigError(f"{where}: duplicate step id {s.id!r}")
+                raise ConfigError(f"{source}: entries[{i}]: duplicate step id {s.id!r}")
             seen.add(s.id)
-        entries.append(
-            PlanEntry(
-                node=_field(e, "node", str, where),
-                role=_field(e, "role", str, where),
-                phase=_field(e, "phase", str, where),
-                hop=_field(e, "hop", str, where),
-                steps=steps,
-            )
-        )
-    hops = data.get("hops")
-    if not isinstance(hops, list) or not all(isinstance(h, str) for h in hops):
-        raise ConfigError(f"{source}: hops: must be a list of versions")
+        entries.append(PlanEntry(node=e.node, role=e.role, phase=e.phase, hop=e.hop, steps=steps))
     return StoredPlan(
-        run_id=_field(data, "run_id", str, source),
-        current=_field(data, "current", str, source),
-        target=_field(data, "target", str, source),
-        hops=tuple(hops),
-        strategy=_field(data, "strategy", str, source),
+        run_id=doc.run_id,
+        current=doc.current,
+        target=doc.target,
+        hops=tuple(doc.hops),
+        strategy=doc.strategy,
         entries=tuple(entries),
-        selection=WorkerSelection.from_dict(data["workers"], f"{source}: workers")
-        if data.get("workers") is not None
+        selection=WorkerSelection.from_dict(doc.workers, f"{source}: workers")
+        if doc.workers is not None
         else None,
     )
 
