@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from upgrader.core.model import Facts, PlanEntry, Step
+from upgrader.core.releases import parse_release_data
 from upgrader.errors import ConfigError
 from upgrader.execute import stored
 
@@ -106,4 +107,38 @@ def test_a_bad_stored_plan_is_one_line_naming_the_field(mutate: Any, message: st
     mutate(doc)
     with pytest.raises(ConfigError) as ei:
         stored.from_dict(doc, "p.json")
+    assert str(ei.value).startswith(message) and "\n" not in str(ei.value)
+
+
+# --------------------------------------------------------------------------- release data
+
+
+def release_doc(**minor: Any) -> dict[str, Any]:
+    m = {"released": "2024-04-17", "eol": "2025-06-28", "latest": "v1.30.1", **minor}
+    return {"schema": 1, "generated": "2025-01-01", "minors": {"1.30": m}}
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({**release_doc(), "colour": "blue"}, "r.json: colour: unknown key"),
+        (release_doc(colour="blue"), "r.json: minors.1.30.colour: unknown key"),
+        ({**release_doc(), "schema": 2}, "r.json: schema: unsupported version 2 (expected 1)"),
+        ({**release_doc(), "minors": {}}, "r.json: minors: must not be empty"),
+        (
+            {**release_doc(), "minors": {"1.x": release_doc()["minors"]["1.30"]}},
+            "r.json: minors.1.x: key '1.x' is not a MAJOR.MINOR minor like '1.30'",
+        ),
+        (release_doc(eol=20250628), "r.json: minors.1.30.eol: must be a YYYY-MM-DD date string"),
+        (
+            release_doc(released="2025-13-01"),
+            "r.json: minors.1.30.released: invalid date '2025-13-01'",
+        ),
+        (release_doc(patches=["v1.30.1", "1.30"]), "r.json: minors.1.30.patches[1]: invalid"),
+        (release_doc(patches=["v1.31.1"]), "r.json: minors.1.30.patches[0]: v1.31.1 is not a 1.30"),
+    ],
+)
+def test_bad_release_data_is_one_line_naming_the_field(doc: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        parse_release_data(doc, "r.json")
     assert str(ei.value).startswith(message) and "\n" not in str(ei.value)

@@ -34,9 +34,10 @@ _AT = "problem_at"
 
 
 class FileModel(BaseModel):
-    """The base of a file's schema: a key the schema does not name is an error."""
+    """The base of a file's schema: a key the schema does not name is an error. Built on
+    first use, so a command pays only for the formats it reads."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 @functools.lru_cache(maxsize=1024)

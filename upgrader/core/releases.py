@@ -35,9 +35,12 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
 
-from upgrader.core.versions import KubeVersion, VersionError
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, StrictStr
+
+from upgrader.core.problems import FileModel, Version, render_dotted, validate
+from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -129,98 +132,86 @@ class ReleaseData:
 # --------------------------------------------------------------------------- loading
 
 
-def _date(value: Any, where: str) -> date:
+def _date(value: object) -> date:
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: must be a YYYY-MM-DD date string")
+        raise ValueError("must be a YYYY-MM-DD date string")
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"{where}: invalid date {value!r} (expected YYYY-MM-DD)") from None
+        raise ValueError(f"invalid date {value!r} (expected YYYY-MM-DD)") from None
 
 
-def _version(value: Any, where: str) -> KubeVersion:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: must be a version string like v1.30.4")
-    try:
-        return KubeVersion.parse(value)
-    except VersionError as e:
-        raise ConfigError(f"{where}: {e}") from None
+def _minor_name(name: str) -> str:
+    if not _MINOR_RE.fullmatch(name):
+        raise ValueError(f"key {name!r} is not a MAJOR.MINOR minor like '1.30'")
+    return name
 
 
-def _minor_release(name: str, raw: Any, where: str) -> MinorRelease:
-    m = _MINOR_RE.fullmatch(name)
-    if not m:
-        raise ConfigError(f"{where}: key {name!r} is not a MAJOR.MINOR minor like '1.30'")
-    key: MinorKey = (int(m.group(1)), int(m.group(2)))
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: must be a mapping")
-    unknown = sorted(set(raw) - {"released", "eol", "latest", "patches"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
-    for req in ("released", "eol", "latest"):
-        if req not in raw:
-            raise ConfigError(f"{where}.{req}: missing")
-    released = _date(raw["released"], f"{where}.released")
-    eol = _date(raw["eol"], f"{where}.eol")
-    if eol < released:
-        raise ConfigError(f"{where}.eol: {eol} is before the release date {released}")
-    latest = _version(raw["latest"], f"{where}.latest")
+def _schema(value: object) -> object:
+    if value != SCHEMA_VERSION:
+        raise ValueError(f"unsupported version {value!r} (expected {SCHEMA_VERSION})")
+    return value
 
-    def check(v: KubeVersion, at: str) -> None:
-        if v.minor_key != key:
-            raise ConfigError(f"{at}: {v} is not a {name} release")
-        if v.is_prerelease:
-            raise ConfigError(f"{at}: {v} is a pre-release; list final releases only")
 
-    check(latest, f"{where}.latest")
-    raw_patches = raw.get("patches")
-    if raw_patches is None:
-        patches = tuple(KubeVersion(key[0], key[1], p) for p in range(latest.patch + 1))
-    else:
-        if not isinstance(raw_patches, list) or not raw_patches:
-            raise ConfigError(f"{where}.patches: must be a non-empty list of versions")
-        parsed: list[KubeVersion] = []
-        for i, rp in enumerate(raw_patches):
-            v = _version(rp, f"{where}.patches[{i}]")
-            check(v, f"{where}.patches[{i}]")
-            parsed.append(v)
-        if len(set(parsed)) != len(parsed):
-            raise ConfigError(f"{where}.patches: duplicate versions")
-        patches = tuple(sorted(parsed))
-        if patches[-1] != latest:
-            raise ConfigError(
-                f"{where}.latest: {latest} is not the newest entry of patches ({patches[-1]})"
-            )
-    return MinorRelease(minor=key, released=released, eol=eol, latest=latest, patches=patches)
+Date = Annotated[date, PlainValidator(_date)]
+
+
+class _MinorDoc(FileModel):
+    released: Date
+    eol: Date
+    latest: Version
+    patches: Annotated[list[Version], Field(min_length=1)] | None = None
+
+    def release(self, name: str, where: str) -> MinorRelease:
+        """The series ``name`` (``1.30``): the rules between the fields, checked here."""
+        major, minor = name.split(".")
+        key: MinorKey = (int(major), int(minor))
+        if self.eol < self.released:
+            raise ConfigError(f"{where}.eol: {self.eol} is before the release date {self.released}")
+
+        def check(v: KubeVersion, at: str) -> None:
+            if v.minor_key != key:
+                raise ConfigError(f"{at}: {v} is not a {name} release")
+            if v.is_prerelease:
+                raise ConfigError(f"{at}: {v} is a pre-release; list final releases only")
+
+        latest = self.latest
+        check(latest, f"{where}.latest")
+        if self.patches is None:
+            patches = tuple(KubeVersion(key[0], key[1], p) for p in range(latest.patch + 1))
+        else:
+            for i, v in enumerate(self.patches):
+                check(v, f"{where}.patches[{i}]")
+            patches = tuple(sorted(set(self.patches)))
+            if len(patches) != len(self.patches):
+                raise ConfigError(f"{where}.patches: duplicate versions")
+            if patches[-1] != latest:
+                raise ConfigError(
+                    f"{where}.latest: {latest} is not the newest entry of patches ({patches[-1]})"
+                )
+        return MinorRelease(key, self.released, self.eol, latest, patches)
+
+
+class _ReleaseDataDoc(FileModel):
+    """The release data file (``upgrader/data/releases.json``; the module doc has it)."""
+
+    schema_: Annotated[int, BeforeValidator(_schema)] = Field(SCHEMA_VERSION, alias="schema")
+    generated: Date
+    source: StrictStr = ""
+    minors: Annotated[
+        dict[Annotated[str, AfterValidator(_minor_name)], _MinorDoc], Field(min_length=1)
+    ]
 
 
 def parse_release_data(data: Any, origin: str = "release data") -> ReleaseData:
     """Validate the JSON document ``data`` (already decoded). Errors name ``origin`` and
     the field (``releases.json: minors.1.30.eol: invalid date '2025-13-01'``)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{origin}: top level must be a mapping")
-    schema = data.get("schema", SCHEMA_VERSION)
-    if schema != SCHEMA_VERSION:
-        raise ConfigError(f"{origin}: schema: unsupported version {schema!r} (expected 1)")
-    if "generated" not in data:
-        raise ConfigError(f"{origin}: generated: missing")
-    generated = _date(data["generated"], f"{origin}: generated")
-    source = data.get("source", "")
-    if not isinstance(source, str):
-        raise ConfigError(f"{origin}: source: must be a string")
-    raw_minors = data.get("minors")
-    if not isinstance(raw_minors, Mapping) or not raw_minors:
-        raise ConfigError(f"{origin}: minors: missing or empty mapping")
-    minors: dict[MinorKey, MinorRelease] = {}
-    for name, raw in raw_minors.items():
-        rel = _minor_release(str(name), raw, f"{origin}: minors.{name}")
-        if rel.minor in minors:
-            raise ConfigError(f"{origin}: minors.{name}: duplicate minor")
-        minors[rel.minor] = rel
+    doc = validate(_ReleaseDataDoc, data, origin, render_dotted)
+    minors = [m.release(name, f"{origin}: minors.{name}") for name, m in doc.minors.items()]
     return ReleaseData(
-        minors=MappingProxyType(dict(sorted(minors.items()))),
-        generated=generated,
-        source=source,
+        minors=MappingProxyType({m.minor: m for m in sorted(minors, key=lambda m: m.minor)}),
+        generated=doc.generated,
+        source=doc.source,
         origin=origin,
     )
 
