@@ -44,9 +44,12 @@ from enum import StrEnum
 from itertools import compress
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from pydantic import ConfigDict, Field, StrictInt, StrictStr
 
 from upgrader import safefile
+from upgrader.core.problems import FileModel, render_dotted, validate
 from upgrader.core.vocab import Phase
 from upgrader.errors import ConfigError, LockHeld
 from upgrader.redact import MASK as MASK
@@ -249,8 +252,9 @@ class RunState:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "state file") -> RunState:
-        """Build a RunState from its JSON form. Raises :class:`ConfigError` (one line,
-        naming ``source`` and the field) on anything malformed."""
+        """Build a RunState from its JSON form (:class:`_RunStateDoc`). Raises
+        :class:`ConfigError` (one line, naming ``source`` and the field) on anything
+        malformed."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: not a state file (top level is not a JSON object)")
         schema = data.get("schema")
@@ -259,135 +263,116 @@ class RunState:
                 f"{source}: state file schema {schema!r} is not supported (expected {SCHEMA}); "
                 "it was written by another upgrader version"
             )
+        return validate(_RunStateDoc, data, source, render_dotted).state()
 
-        def req(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], path: str) -> Any:
-            if key not in d:
-                raise ConfigError(f"{source}: {path}{key}: missing")
-            v = d[key]
-            if not isinstance(v, typ):
-                raise ConfigError(f"{source}: {path}{key}: wrong type {type(v).__name__}")
-            return v
 
-        def opt(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], path: str) -> Any:
-            v = d.get(key)
-            if v is not None and not isinstance(v, typ):
-                raise ConfigError(f"{source}: {path}{key}: wrong type {type(v).__name__}")
-            return v
+# --------------------------------------------------------------------------- the file's schema
 
-        def enum(e: type[StrEnum], v: str, path: str) -> Any:
-            try:
-                return e(v)
-            except ValueError:
-                allowed = ", ".join(m.value for m in e)
-                raise ConfigError(f"{source}: {path}: {v!r} is not one of {allowed}") from None
+_Text = StrictStr | None
 
-        raw_steps = req(data, "steps", dict, "")
-        steps: dict[str, StepRecord] = {}
-        for sid, rs in raw_steps.items():
-            p = f"steps.{sid}."
-            if not isinstance(rs, dict):
-                raise ConfigError(f"{source}: steps.{sid}: not an object")
-            attempts = req(rs, "attempts", int, p)
-            exit_code = opt(rs, "exit_code", int, p)
-            steps[sid] = StepRecord(
-                id=sid,
-                node=req(rs, "node", str, p),
-                phase=req(rs, "phase", str, p),
-                name=req(rs, "name", str, p),
-                status=enum(StepStatus, req(rs, "status", str, p), p + "status"),
-                attempts=attempts,
-                started=opt(rs, "started", str, p),
-                stopped=opt(rs, "stopped", str, p),
-                exit_code=exit_code,
-                message=opt(rs, "message", str, p),
-                stderr_tail=opt(rs, "stderr_tail", str, p),
-            )
-        cordoned = req(data, "cordoned_by_us", dict, "")
-        for k, v in cordoned.items():
-            if not isinstance(v, str):
-                raise ConfigError(f"{source}: cordoned_by_us.{k}: must be a step id string")
-        pre = req(data, "precordoned", list, "")
-        if not all(isinstance(x, str) for x in pre):
-            raise ConfigError(f"{source}: precordoned: must be a list of node names")
-        hops = req(data, "hops", list, "")
-        if not all(isinstance(x, str) for x in hops):
-            raise ConfigError(f"{source}: hops: must be a list of versions")
-        return cls(
-            run_id=req(data, "run_id", str, ""),
-            cluster=req(data, "cluster", str, ""),
-            inventory=req(data, "inventory", str, ""),
-            fingerprint=req(data, "fingerprint", str, ""),
-            target=req(data, "target", str, ""),
-            hops=tuple(hops),
-            strategy=req(data, "strategy", str, ""),
-            created=req(data, "created", str, ""),
-            updated=req(data, "updated", str, ""),
-            status=enum(RunStatus, req(data, "status", str, ""), "status"),
-            steps=MappingProxyType(steps),
-            cordoned_by_us=MappingProxyType(dict(cordoned)),
-            precordoned=frozenset(pre),
-            transcripts=opt(data, "transcripts", str, ""),
-            etcd_snapshot=_snapshot_record(opt(data, "etcd_snapshot", dict, ""), source),
-            plan_digest=opt(data, "plan_digest", str, ""),
-            inputs=MappingProxyType(_inputs(opt(data, "inputs", dict, ""), source)),
-            versions_before=_versions(opt(data, "versions_before", dict, ""), source),
-            paused=opt(data, "paused", str, ""),
-            drain_fallbacks=_fallbacks(opt(data, "drain_fallbacks", dict, ""), source),
+
+class _StepRecordDoc(FileModel):
+    node: StrictStr
+    phase: StrictStr
+    name: StrictStr
+    status: StepStatus
+    attempts: StrictInt
+    started: _Text = None
+    stopped: _Text = None
+    exit_code: StrictInt | None = None
+    message: _Text = None
+    stderr_tail: _Text = None
+
+    def record(self, step_id: str) -> StepRecord:
+        return StepRecord(
+            step_id,
+            self.node,
+            self.phase,
+            self.name,
+            self.status,
+            self.attempts,
+            self.started,
+            self.stopped,
+            self.exit_code,
+            self.message,
+            self.stderr_tail,
         )
 
 
-def _fallbacks(raw: dict[str, Any] | None, source: str) -> Mapping[str, Mapping[str, Any]]:
-    if raw is None:
-        return MappingProxyType({})
-    out: dict[str, Mapping[str, Any]] = {}
-    for step_id, rec in raw.items():
-        ok = (
-            isinstance(rec, dict)
-            and isinstance(rec.get("node"), str)
-            and all(
-                isinstance(rec.get(k), list) and all(isinstance(x, str) for x in rec[k])
-                for k in ("pods", "budgets")
-            )
+class _SnapshotDoc(FileModel):
+    """The etcd snapshot record: these keys at least; the rest are the snapshot module's
+    (``execute/snapshot.py: Snapshot``), kept as written."""
+
+    model_config = ConfigDict(extra="allow")
+    node: StrictStr
+    path: StrictStr
+    sha256: StrictStr
+
+
+class _FallbackDoc(FileModel):
+    node: StrictStr
+    pods: list[StrictStr]
+    budgets: list[StrictStr]
+
+
+def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d or {}))
+
+
+class _RunStateDoc(FileModel):
+    """The state file (:meth:`RunState.to_dict` plus the journal base it records)."""
+
+    schema_: Literal[1] = Field(alias="schema")
+    run_id: StrictStr
+    cluster: StrictStr
+    inventory: StrictStr
+    fingerprint: StrictStr
+    target: StrictStr
+    hops: list[StrictStr]
+    strategy: StrictStr
+    created: StrictStr
+    updated: StrictStr
+    status: RunStatus
+    steps: dict[str, _StepRecordDoc]
+    cordoned_by_us: dict[str, StrictStr]
+    precordoned: list[StrictStr]
+    transcripts: _Text = None
+    journal_base: _Text = None  # JOURNAL_KEY: the base its journal's lines carry
+    etcd_snapshot: _SnapshotDoc | None = None
+    plan_digest: _Text = None
+    inputs: dict[str, StrictStr] | None = None
+    versions_before: dict[str, dict[str, _Text]] | None = None
+    paused: _Text = None
+    drain_fallbacks: dict[str, _FallbackDoc] | None = None
+
+    def state(self) -> RunState:
+        snap = self.etcd_snapshot
+        return RunState(
+            run_id=self.run_id,
+            cluster=self.cluster,
+            inventory=self.inventory,
+            fingerprint=self.fingerprint,
+            target=self.target,
+            hops=tuple(self.hops),
+            strategy=self.strategy,
+            created=self.created,
+            updated=self.updated,
+            status=self.status,
+            steps=MappingProxyType({sid: r.record(sid) for sid, r in self.steps.items()}),
+            cordoned_by_us=_frozen(self.cordoned_by_us),
+            precordoned=frozenset(self.precordoned),
+            transcripts=self.transcripts,
+            etcd_snapshot=None if snap is None else _frozen(snap.model_dump()),
+            plan_digest=self.plan_digest,
+            inputs=_frozen(self.inputs),
+            versions_before=_frozen(
+                {k: _frozen(v) for k, v in (self.versions_before or {}).items()}
+            ),
+            paused=self.paused,
+            drain_fallbacks=_frozen(
+                {k: _frozen(f.model_dump()) for k, f in (self.drain_fallbacks or {}).items()}
+            ),
         )
-        if not ok:
-            raise ConfigError(
-                f"{source}: drain_fallbacks.{step_id}: must hold node, pods and budgets"
-            )
-        out[step_id] = MappingProxyType(dict(rec))
-    return MappingProxyType(out)
-
-
-def _versions(raw: dict[str, Any] | None, source: str) -> Mapping[str, Mapping[str, str | None]]:
-    if raw is None:
-        return MappingProxyType({})
-    out: dict[str, Mapping[str, str | None]] = {}
-    for node, vs in raw.items():
-        if not isinstance(vs, dict) or not all(
-            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in vs.items()
-        ):
-            raise ConfigError(
-                f"{source}: versions_before.{node}: must map component names to versions"
-            )
-        out[node] = MappingProxyType(dict(vs))
-    return MappingProxyType(out)
-
-
-def _inputs(raw: dict[str, Any] | None, source: str) -> dict[str, str]:
-    if raw is None:
-        return {}
-    for k, v in raw.items():
-        if not isinstance(v, str):
-            raise ConfigError(f"{source}: inputs.{k}: must be a digest string")
-    return dict(raw)
-
-
-def _snapshot_record(raw: dict[str, Any] | None, source: str) -> Mapping[str, Any] | None:
-    if raw is None:
-        return None
-    for key in ("node", "path", "sha256"):
-        if not isinstance(raw.get(key), str):
-            raise ConfigError(f"{source}: etcd_snapshot.{key}: missing or not a string")
-    return MappingProxyType(dict(raw))
 
 
 # --------------------------------------------------------------------------- transitions

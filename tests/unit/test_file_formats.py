@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from state_steps import S
 
 from upgrader.core.model import Facts, PlanEntry, Step
 from upgrader.core.releases import parse_release_data
 from upgrader.errors import ConfigError
 from upgrader.execute import stored
+from upgrader.state import JOURNAL_KEY, RunState, new_run, record_etcd_snapshot
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
 
@@ -141,4 +143,44 @@ def release_doc(**minor: Any) -> dict[str, Any]:
 def test_bad_release_data_is_one_line_naming_the_field(doc: Any, message: str) -> None:
     with pytest.raises(ConfigError) as ei:
         parse_release_data(doc, "r.json")
+    assert str(ei.value).startswith(message) and "\n" not in str(ei.value)
+
+
+# --------------------------------------------------------------------------- state file
+
+
+def state_doc() -> dict[str, Any]:
+    steps = [S("v1.28.4/w-1/worker/s", "w-1", "worker", "s")]
+    run = new_run(
+        cluster="c", inventory="i", fingerprint="f", target="v1.28.4", hops=["v1.28.4"],
+        strategy="per-hop", steps=steps, run_id="r",
+    )  # fmt: skip
+    run = record_etcd_snapshot(run, {"node": "cp-1", "path": "/p", "sha256": "a", "size": 3})
+    doc: dict[str, Any] = json.loads(json.dumps({**run.to_dict(), JOURNAL_KEY: "b"}))
+    assert RunState.from_dict(doc) == run
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(colour="red"), "s.json: colour: unknown key"),
+        (
+            lambda d: d["steps"]["v1.28.4/w-1/worker/s"].update(colour="red"),
+            "s.json: steps.v1.28.4/w-1/worker/s.colour: unknown key",
+        ),
+        (lambda d: d.update(hops=[1]), "s.json: hops[0]: expected a string, got 1"),
+        (lambda d: d.update(inputs={"x": 1}), "s.json: inputs.x: expected a string, got 1"),
+        (lambda d: d["etcd_snapshot"].pop("sha256"), "s.json: etcd_snapshot.sha256: missing"),
+        (
+            lambda d: d.update(drain_fallbacks={"x": {"node": "w-1", "pods": []}}),
+            "s.json: drain_fallbacks.x.budgets: missing required key",
+        ),
+    ],
+)
+def test_a_bad_state_file_is_one_line_naming_the_field(mutate: Any, message: str) -> None:
+    doc = state_doc()
+    mutate(doc)
+    with pytest.raises(ConfigError) as ei:
+        RunState.from_dict(doc, "s.json")
     assert str(ei.value).startswith(message) and "\n" not in str(ei.value)

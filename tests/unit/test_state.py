@@ -13,10 +13,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from state_steps import CHILD_PYTHONPATH, S
 
 from upgrader.errors import ConfigError, LockHeld
 from upgrader.state import (
@@ -45,17 +45,6 @@ from upgrader.state import (
     status_summary,
     sync_steps,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class S:
-    id: str
-    node: str
-    phase: str
-    name: str
-
 
 STEPS = [
     S("v1.28.4/cp-1/first-control-plane/kubeadm-pkg", "cp-1", "first-control-plane", "kubeadm-pkg"),
@@ -201,19 +190,11 @@ def test_wrong_fields_name_the_field(tmp_path: Path, mutate: object, needle: str
 _WRITER = textwrap.dedent(
     """
     import sys
-    from dataclasses import dataclass
+    from state_steps import numbered_steps
     from upgrader.state import new_run, save, start_step, finish_step
 
-    @dataclass(frozen=True)
-    class S:
-        id: str
-        node: str
-        phase: str
-        name: str
-
     path = sys.argv[1]
-    steps = [S(f"v1.28.4/n-{i}/worker/step-{i}", f"n-{i % 50}", "worker", f"step-{i}")
-             for i in range(400)]
+    steps = numbered_steps()
     st = new_run(cluster="lab", inventory="inv.yaml", fingerprint="x", target="v1.28.4",
                  hops=["v1.28.4"], strategy="per-hop", steps=steps)
     i = 0
@@ -234,7 +215,7 @@ def test_sigkill_at_any_moment_leaves_a_loadable_file(tmp_path: Path) -> None:
     """A child saves in a tight loop; we SIGKILL it at random moments, many times. Every
     time, the file must load and be a complete state (never torn)."""
     p = tmp_path / ".upgrader" / "lab.state.json"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=CHILD_PYTHONPATH)
     rng = random.Random(1234)
     for _ in range(40):
         child = subprocess.Popen(
@@ -297,7 +278,7 @@ def test_lock_held_by_another_process_then_freed_by_its_death(tmp_path: Path) ->
         time.sleep(600)
         """
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=CHILD_PYTHONPATH)
     child = subprocess.Popen(
         [sys.executable, "-c", script, str(lock_path)], stdout=subprocess.PIPE, env=env
     )

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from state_steps import CHILD_PYTHONPATH, S
 
 from upgrader import safefile
 from upgrader.errors import ConfigError
@@ -45,16 +45,6 @@ from upgrader.state import (
     start_step,
     sync_steps,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class S:
-    id: str
-    node: str
-    phase: str
-    name: str
 
 
 def steps_for(nodes: int, per_node: int = 3) -> list[S]:
@@ -379,19 +369,11 @@ def test_no_secret_reaches_the_journal(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys
-    from dataclasses import dataclass
+    from state_steps import numbered_steps
     from upgrader.state import StateFile, new_run, start_step, finish_step
 
-    @dataclass(frozen=True)
-    class S:
-        id: str
-        node: str
-        phase: str
-        name: str
-
     sf = StateFile(sys.argv[1], journal_limit=int(sys.argv[2]))
-    steps = [S(f"v1.28.4/n-{i}/worker/step-{i}", f"n-{i % 50}", "worker", f"step-{i}")
-             for i in range(400)]
+    steps = numbered_steps()
     st = new_run(cluster="lab", inventory="inv.yaml", fingerprint="x", target="v1.28.4",
                  hops=["v1.28.4"], strategy="per-hop", steps=steps)
     sf.save(st)
@@ -416,7 +398,7 @@ def test_sigkill_at_any_moment_leaves_a_loadable_state(tmp_path: Path, limit: in
     limit frequent compactions); we SIGKILL it at random moments. Every time, the state
     loads, is complete, and never goes back: what one load saw, the next one still sees."""
     p = tmp_path / ".upgrader" / "lab.state.json"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=CHILD_PYTHONPATH)
     rng = random.Random(4321)
     for _ in range(15):
         child = subprocess.Popen(
@@ -484,7 +466,7 @@ def test_an_engine_killed_mid_step_leaves_a_journal_a_resume_reads(tmp_path: Pat
     (tmp_path / "w-1").mkdir()
     script = tmp_path / "child.py"
     script.write_text(_ENGINE_CHILD)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=CHILD_PYTHONPATH)
     child = subprocess.Popen(
         [sys.executable, str(script), str(tmp_path), str(p)],
         stdout=subprocess.PIPE,
