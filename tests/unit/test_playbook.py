@@ -258,6 +258,50 @@ def test_step_errors(tmp_path: Path, step: dict[str, Any], where: str, problem: 
     assert problem in msg
 
 
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (
+            shell(when={"role": "boss"}),
+            ".when.role: unknown role 'boss' (known: control-plane, worker)",
+        ),
+        (shell(retry_safe="yes"), ".retry_safe: must be true or false, not 'yes'"),
+        (shell(when={"checksums": 1}), ".when.checksums: must be true or false, not 1"),
+        (shell(kind="shel"), ".kind: unknown kind 'shel' (known: shell, cordon, drain, uncordon, "
+         "wait-ready, wait-control-plane, etcd-snapshot)"),
+        (
+            {"name": "d", "kind": "drain", "description": "d", "params": {"grace_period": -1}},
+            ".params.grace_period: must be a whole number of seconds >= 0, or null, not -1",
+        ),
+        (
+            {"name": "d", "kind": "wait-ready", "description": "d", "params": {"poll": 1}},
+            ".params.poll: unknown parameter 'poll' for kind wait-ready (known: poll_interval)",
+        ),
+        (shell(colour="red"), ".colour: unknown field (known: check, command, description, kind, "
+         "name, params, retry_safe, sudo, timeout, when)"),
+        (shell(when={"hop": 1}), ".when.hop: unknown condition 'hop' (known: checksums, "
+         "minor_changes, per_minor_repo, role, strategy)"),
+    ],
+)  # fmt: skip
+def test_step_errors_in_full(tmp_path: Path, step: dict[str, Any], message: str) -> None:
+    """The whole line, as the schema's validators and the playbook's wording give it."""
+    msg = step_error(tmp_path, step)
+    assert msg == f"{tmp_path / 'pb' / 'default.yaml'}: phases.worker.steps[1]{message}"
+
+
+def test_document_errors_in_full(tmp_path: Path) -> None:
+    doc = copy.deepcopy(MINIMAL)
+    doc["phases"]["worker"]["description"] = 3
+    assert error_of(tmp_path, doc).endswith(
+        "default.yaml: phases.worker.description: must be a string, not a number"
+    )
+    doc = copy.deepcopy(MINIMAL)
+    doc["phases"]["worker"]["hooks"] = []
+    assert error_of(tmp_path, doc).endswith(
+        "default.yaml: phases.worker.hooks: unknown field (known: description, post, pre, steps)"
+    )
+
+
 def test_step_must_be_a_mapping(tmp_path: Path) -> None:
     doc = copy.deepcopy(MINIMAL)
     doc["phases"]["worker"]["steps"].append("drain")

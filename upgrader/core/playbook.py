@@ -91,12 +91,24 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
 
 from upgrader.core import vocab
-from upgrader.core.model import STEP_KINDS, Step
+from upgrader.core.model import Step
+from upgrader.core.problems import FileModel, Loc, Problem, fail_at, short, validate
 from upgrader.core.sanitize import HIDDEN
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
@@ -171,43 +183,16 @@ DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
 #: metadata.yaml: kubeadm on cri-tools, kubelet on kubernetes-cni).
 DEPENDENCY_PACKAGES = ("cri-tools", "kubernetes-cni")
 
-_STEP_FIELDS = frozenset(
-    {"name", "kind", "description", "command", "check", "retry_safe", "timeout", "sudo"}
-    | {"when", "params"}
-)
-_PHASE_FIELDS = frozenset({"description", "pre", "steps", "post"})
-_TOP_FIELDS = frozenset({"version", "description", "phases"})
-_WHEN_FIELDS = frozenset({"minor_changes", "strategy", "checksums", "role", "per_minor_repo"})
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _PLACEHOLDER_RE = re.compile(r"\{\{|\{([a-z][a-z0-9_]*)\}")
 _URL_FORBIDDEN = frozenset(" \t\r\n'\"`$;&|<>()\\*?!#{}")
 
 DEFAULT_TIMEOUT = 300.0
-
-
-@dataclass(frozen=True)
-class _Param:
-    default: Any
-    kind: str  # "pos-int" | "nonneg-int-or-null" | "bool"
-
-
-# Operator-settable parameters of the API kinds, with defaults. The planner adds the
-# derived ones (wait-ready: kubelet_version; wait-control-plane: version, components).
-PARAMS: Mapping[str, Mapping[str, _Param]] = {
-    "shell": {},
-    "cordon": {},
-    "uncordon": {},
-    "drain": {
-        "timeout": _Param(600, "pos-int"),
-        "grace_period": _Param(None, "nonneg-int-or-null"),
-        "delete_emptydir_data": _Param(False, "bool"),
-        "allow_unmanaged": _Param(False, "bool"),
-        "retry_interval": _Param(5, "pos-int"),
-    },
-    "wait-ready": {"poll_interval": _Param(5, "pos-int")},
-    "wait-control-plane": {"poll_interval": _Param(5, "pos-int")},
-    "etcd-snapshot": {},
+_DESCRIPTION_VARIABLES = frozenset(VARIABLES) - _COMMAND_ONLY | {
+    "pkg_version",
+    "kubeadm_flags",
+    "kubeadm_plan_flags",
 }
 
 
@@ -759,8 +744,7 @@ class _Ctx:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short(value, 60)
 
 
 def _type_name(value: Any) -> str:
@@ -775,228 +759,273 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _parse_templates(
-    c: _Ctx, path: str, raw: Any, *, in_command: bool, allow: frozenset[str]
-) -> dict[str, str]:
+# --------------------------------------------------------------------------- the file's schema
+#
+# pydantic models of one playbook file. Validators that need a step's kind read it from
+# ``info.data`` (the fields above them, already valid); ``fail_at`` names a key below the
+# field. :func:`_problem` words pydantic's own errors the playbook's way.
+
+_SECONDS = "a whole number of seconds > 0"
+PositiveSeconds = Annotated[int, Field(strict=True, gt=0, description=_SECONDS)]
+Flag = Annotated[bool, Field(strict=True, description="true or false")]
+
+
+class _NoParams(FileModel):
+    pass
+
+
+class _DrainParams(FileModel):
+    timeout: PositiveSeconds = 600
+    grace_period: Annotated[
+        int | None,
+        Field(strict=True, ge=0, description="a whole number of seconds >= 0, or null"),
+    ] = None  # null: the pod's own
+    delete_emptydir_data: Flag = False
+    allow_unmanaged: Flag = False
+    retry_interval: PositiveSeconds = 5
+
+
+class _PollParams(FileModel):
+    poll_interval: PositiveSeconds = 5
+
+
+# Operator-settable parameters of the API kinds, with defaults. The planner adds the
+# derived ones (wait-ready: kubelet_version; wait-control-plane: version, components).
+PARAMS: Mapping[str, type[FileModel]] = {
+    **{k.value: _NoParams for k in vocab.StepKind},
+    vocab.StepKind.DRAIN: _DrainParams,
+    vocab.StepKind.WAIT_READY: _PollParams,
+    vocab.StepKind.WAIT_CONTROL_PLANE: _PollParams,
+}
+
+
+def _step_name(value: object) -> object:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise ValueError(f"{_short(value)} must be lowercase letters, digits and '-' (at most 63)")
+    return value
+
+
+def _description(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or "\n" in value.strip():
+        raise ValueError("must be a non-empty one-line string")
+    problem = _check_template(value, allow=_DESCRIPTION_VARIABLES, in_command=False)
+    if problem:
+        raise ValueError(problem)
+    return value.strip()
+
+
+def _templates(raw: object, *, in_command: bool) -> dict[str, str]:
+    """A template, or one per package manager (``{apt: .., dnf: ..}``), checked."""
     if isinstance(raw, str):
         templates = {"*": raw}
     elif isinstance(raw, dict):
         if not raw:
-            c.fail(path, f"empty mapping; give a template for {', '.join(PACKAGE_MANAGERS)}")
-        templates = {}
+            raise ValueError(f"empty mapping; give a template for {', '.join(PACKAGE_MANAGERS)}")
         for k, t in raw.items():
             if k not in PACKAGE_MANAGERS:
-                c.fail(
-                    f"{path}.{k}",
-                    f"unknown package manager {_short(k)} (known: {', '.join(PACKAGE_MANAGERS)})",
-                )
+                known = ", ".join(PACKAGE_MANAGERS)
+                raise fail_at(f"unknown package manager {_short(k)} (known: {known})", k)
             if not isinstance(t, str):
-                c.fail(f"{path}.{k}", f"must be a string, not {_type_name(t)}")
-            templates[k] = t
+                raise fail_at(f"must be a string, not {_type_name(t)}", k)
+        templates = dict(raw)
     else:
-        c.fail(path, f"must be a string or a mapping by package manager, not {_type_name(raw)}")
+        raise ValueError(f"must be a string or a mapping by package manager, not {_type_name(raw)}")
+    allow = frozenset(VARIABLES) if in_command else frozenset(VARIABLES) - _COMMAND_ONLY
     for k, t in templates.items():
-        where = path if k == "*" else f"{path}.{k}"
+        at = () if k == "*" else (k,)
         if not t.strip():
-            c.fail(where, "empty template")
+            raise fail_at("empty template", *at)
         if "\n" in t.strip():
-            c.fail(where, "must be one line (use a folded block scalar '>-' for long commands)")
+            raise fail_at(
+                "must be one line (use a folded block scalar '>-' for long commands)", *at
+            )
         problem = _check_template(t, allow=allow, in_command=in_command)
         if problem:
-            c.fail(where, problem)
+            raise fail_at(problem, *at)
     return templates
 
 
-def _parse_when(c: _Ctx, path: str, raw: Any) -> When:
-    if raw is None:
-        return When()
-    if isinstance(raw, str):
-        if raw != "minor_changes":
-            c.fail(
-                path,
-                f"unknown condition {_short(raw)} (a string may only be 'minor_changes'; "
-                f"or a mapping with {', '.join(sorted(_WHEN_FIELDS))})",
-            )
-        return When(minor_changes=True)
-    if not isinstance(raw, dict):
-        c.fail(path, f"must be 'minor_changes' or a mapping, not {_type_name(raw)}")
-    for k in raw:
-        if k not in _WHEN_FIELDS:
-            c.fail(
-                f"{path}.{k}",
-                f"unknown condition {_short(k)} (known: {', '.join(sorted(_WHEN_FIELDS))})",
-            )
-    mc = raw.get("minor_changes")
-    if mc is not None and not isinstance(mc, bool):
-        c.fail(f"{path}.minor_changes", f"must be true or false, not {_type_name(mc)}")
-    sums = raw.get("checksums")
-    if sums is not None and not isinstance(sums, bool):
-        c.fail(f"{path}.checksums", f"must be true or false, not {_type_name(sums)}")
-    pmr = raw.get("per_minor_repo")
-    if pmr is not None and not isinstance(pmr, bool):
-        c.fail(f"{path}.per_minor_repo", f"must be true or false, not {_type_name(pmr)}")
-    role = raw.get("role")
-    if role is not None and role not in ("control-plane", "worker"):
-        c.fail(f"{path}.role", f"must be control-plane or worker, not {_short(role)}")
-    strategy = raw.get("strategy")
-    if strategy is not None and strategy not in STRATEGIES:
-        c.fail(
-            f"{path}.strategy",
-            f"unknown strategy {_short(strategy)} (known: {', '.join(STRATEGIES)})",
+def _when(value: object) -> object:
+    if value is None or isinstance(value, dict):
+        return value
+    known = ", ".join(_WhenDoc.model_fields)
+    if value != "minor_changes":
+        raise ValueError(
+            f"unknown condition {_short(value)} (a string may only be 'minor_changes'; "
+            f"or a mapping with {known})"
+            if isinstance(value, str)
+            else f"must be 'minor_changes' or a mapping, not {_type_name(value)}"
         )
-    return When(minor_changes=mc, strategy=strategy, checksums=sums, role=role, per_minor_repo=pmr)
+    return {"minor_changes": True}
 
 
-def _parse_params(c: _Ctx, path: str, kind: str, raw: Any) -> dict[str, Any]:
-    schema = PARAMS[kind]
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        c.fail(path, f"must be a mapping, not {_type_name(raw)}")
-    if raw and not schema:
-        if kind == vocab.StepKind.SHELL:
-            c.fail(path, "shell steps take no params (put values in the command template)")
-        c.fail(path, f"kind {kind} takes no params")
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        if k not in schema:
-            c.fail(
-                f"{path}.{k}",
-                f"unknown parameter {_short(k)} for kind {kind} "
-                f"(known: {', '.join(sorted(schema))})",
-            )
-        p = schema[k]
-        ok = (
-            (p.kind == "bool" and isinstance(v, bool))
-            or (p.kind == "pos-int" and type(v) is int and v > 0)
-            or (p.kind == "nonneg-int-or-null" and (v is None or (type(v) is int and v >= 0)))
-        )
-        if not ok:
-            want = {
-                "bool": "true or false",
-                "pos-int": "a whole number of seconds > 0",
-                "nonneg-int-or-null": "a whole number of seconds >= 0, or null",
-            }[p.kind]
-            c.fail(f"{path}.{k}", f"must be {want}, not {_short(v)}")
-        out[k] = v
-    for k, p in schema.items():
-        out.setdefault(k, p.default)
-    return out
+class _WhenDoc(FileModel):
+    checksums: Flag | None = None
+    minor_changes: Flag | None = None
+    per_minor_repo: Flag | None = None
+    role: Literal["control-plane", "worker"] | None = None
+    strategy: Literal["per-hop", "drain-once"] | None = None
 
 
-def _parse_step(c: _Ctx, path: str, raw: Any) -> StepSpec:
-    if not isinstance(raw, dict):
-        c.fail(path, f"a step must be a mapping, not {_type_name(raw)}")
-    for k in raw:
-        if k not in _STEP_FIELDS:
-            c.fail(f"{path}.{k}", f"unknown field (known: {', '.join(sorted(_STEP_FIELDS))})")
-    name = raw.get("name")
-    if name is None:
-        c.fail(f"{path}.name", "missing")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        c.fail(
-            f"{path}.name",
-            f"{_short(name)} must be lowercase letters, digits and '-' (at most 63)",
-        )
-    kind = raw.get("kind")
-    if kind is None:
-        c.fail(f"{path}.kind", "missing")
-    if kind not in STEP_KINDS:
-        c.fail(f"{path}.kind", f"unknown kind {_short(kind)} (known: {', '.join(STEP_KINDS)})")
-    desc = raw.get("description")
-    if desc is None:
-        c.fail(f"{path}.description", "missing")
-    if not isinstance(desc, str) or not desc.strip() or "\n" in desc.strip():
-        c.fail(f"{path}.description", "must be a non-empty one-line string")
-    problem = _check_template(
-        desc,
-        allow=frozenset(VARIABLES) - _COMMAND_ONLY
-        | {"pkg_version", "kubeadm_flags", "kubeadm_plan_flags"},
-        in_command=False,
-    )
-    if problem:
-        c.fail(f"{path}.description", problem)
+class _StepDoc(FileModel):
+    name: Annotated[str, BeforeValidator(_step_name)]
+    kind: vocab.StepKind
+    description: Annotated[str, BeforeValidator(_description)]
+    command: dict[str, str] = Field(None, validate_default=True)
+    check: dict[str, str] = Field(None, validate_default=True)
+    sudo: StrictBool = Field(None, validate_default=True)
+    params: dict[str, Any] = Field(None, validate_default=True)
+    retry_safe: Flag = False
+    timeout: float = Field(None, validate_default=True)
+    when: Annotated[_WhenDoc | None, BeforeValidator(_when)] = None
 
-    command: dict[str, str] = {}
-    check: dict[str, str] = {}
-    if kind == vocab.StepKind.SHELL:
-        if "command" not in raw:
-            c.fail(f"{path}.command", "missing (required for kind shell)")
-        command = _parse_templates(
-            c, f"{path}.command", raw["command"], in_command=True, allow=frozenset(VARIABLES)
-        )
-        if raw.get("check") is not None:
-            check = _parse_templates(
-                c,
-                f"{path}.check",
-                raw["check"],
-                in_command=False,
-                allow=frozenset(VARIABLES) - _COMMAND_ONLY,
-            )
-    else:
-        for k in ("command", "check", "sudo"):
-            if k in raw:
+    @field_validator("command", "check", "sudo", mode="before")
+    @classmethod
+    def _shell_only(cls, value: object, info: ValidationInfo) -> object:
+        kind = info.data.get("kind")
+        field = info.field_name
+        if kind is None:
+            return {} if field != "sudo" else True  # the kind's own error comes first
+        if kind != vocab.StepKind.SHELL:
+            if value is not None:
                 how = (
                     "upgrader runs it itself"
                     if kind == vocab.StepKind.ETCD_SNAPSHOT
                     else "through the API"
                 )
-                c.fail(f"{path}.{k}", f"only for kind shell ({kind}: {how})")
+                raise ValueError(f"only for kind shell ({kind.value}: {how})")
+            return {} if field != "sudo" else True
+        if field == "sudo":
+            return True if value is None else value
+        if value is None:
+            if field == "command":
+                raise ValueError("missing (required for kind shell)")
+            return {}
+        return _templates(value, in_command=field == "command")
 
-    params = _parse_params(c, f"{path}.params", kind, raw.get("params"))
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params(cls, value: object, info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("kind")
+        if kind is None:
+            return {}
+        model = PARAMS[kind]
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping, not {_type_name(value)}")
+        if value and model is _NoParams:
+            if kind == vocab.StepKind.SHELL:
+                raise ValueError("shell steps take no params (put values in the command template)")
+            raise ValueError(f"kind {kind.value} takes no params")
+        try:
+            checked = model.model_validate(value).model_dump()
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            key = err["loc"][0]
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(sorted(model.model_fields))
+                raise fail_at(
+                    f"unknown parameter {_short(key)} for kind {kind.value} (known: {known})", key
+                ) from None
+            want = model.model_fields[str(key)].description
+            raise fail_at(f"must be {want}, not {_short(err['input'])}", key) from None
+        return {**dict.fromkeys(value), **checked}  # the keys given first, as written
 
-    retry_safe = raw.get("retry_safe", False)
-    if not isinstance(retry_safe, bool):
-        c.fail(f"{path}.retry_safe", f"must be true or false, not {_short(retry_safe)}")
-    sudo = raw.get("sudo", True)
-    if not isinstance(sudo, bool):
-        c.fail(f"{path}.sudo", f"must be true or false, not {_short(sudo)}")
-    default_timeout = DEFAULT_TIMEOUT
-    if kind == vocab.StepKind.DRAIN:
-        default_timeout = float(params["timeout"] + 60)
-    timeout = raw.get("timeout", default_timeout)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        c.fail(f"{path}.timeout", f"must be a number of seconds > 0, not {_short(timeout)}")
-    if kind == vocab.StepKind.DRAIN and timeout < params["timeout"]:
-        c.fail(
-            f"{path}.timeout",
-            f"{timeout}s is shorter than the drain's params.timeout ({params['timeout']}s)",
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: object, info: ValidationInfo) -> object:
+        drain = info.data.get("kind") == vocab.StepKind.DRAIN and "params" in info.data
+        limit = info.data["params"]["timeout"] if drain else None
+        if value is None:
+            return float(limit + 60) if limit is not None else DEFAULT_TIMEOUT
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"must be a number of seconds > 0, not {_short(value)}")
+        if limit is not None and value < limit:
+            raise ValueError(f"{value}s is shorter than the drain's params.timeout ({limit}s)")
+        return value
+
+    def spec(self, origin: str) -> StepSpec:
+        w = self.when or _WhenDoc()
+        return StepSpec(
+            name=self.name,
+            kind=self.kind.value,
+            description=self.description,
+            command=self.command,
+            check=self.check,
+            retry_safe=self.retry_safe,
+            timeout=float(self.timeout),
+            sudo=self.sudo,
+            when=When(w.minor_changes, w.strategy, w.checksums, w.role, w.per_minor_repo),
+            params=self.params,
+            origin=origin,
         )
-    when = _parse_when(c, f"{path}.when", raw.get("when"))
-    return StepSpec(
-        name=name,
-        kind=kind,
-        description=desc.strip(),
-        command=command,
-        check=check,
-        retry_safe=retry_safe,
-        timeout=float(timeout),
-        sudo=sudo,
-        when=when,
-        params=params,
-        origin=f"{c.source}: {path}",
-    )
 
 
-def _parse_step_list(
-    c: _Ctx, path: str, raw: Any, *, names: dict[str, str]
-) -> tuple[StepSpec, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        c.fail(path, f"must be a list of steps, not {_type_name(raw)}")
-    steps = []
-    for i, r in enumerate(raw):
-        sp = f"{path}[{i}]"
-        spec = _parse_step(c, sp, r)
-        if spec.name in names:
-            c.fail(f"{sp}.name", f"duplicate step name {spec.name!r} (also {names[spec.name]})")
-        names[spec.name] = spec.origin
-        steps.append(spec)
-    return tuple(steps)
+_Steps = list[_StepDoc] | None
+_STEP_LISTS = ("steps", "pre", "post")  # the order their names are registered in
 
 
-def _parse_document(c: _Ctx, text: str) -> dict[str, Any]:
+class _PhaseDoc(FileModel):
+    description: StrictStr | None = None
+    post: _Steps = None
+    pre: _Steps = None
+    steps: _Steps = None
+
+
+def _phase_name(name: str) -> str:
+    if name not in PHASES:
+        raise ValueError(f"unknown phase (known: {', '.join(PHASES)})")
+    return name
+
+
+def _format_version(value: object) -> object:
+    if value != FORMAT_VERSION or isinstance(value, bool):
+        raise ValueError(f"unsupported playbook format {_short(value)} (this upgrader reads 1)")
+    return value
+
+
+class _PlaybookDoc(FileModel):
+    """One playbook file (the module doc has the format)."""
+
+    description: StrictStr | None = None
+    phases: dict[Annotated[str, AfterValidator(_phase_name)], _PhaseDoc]
+    version: Annotated[int, BeforeValidator(_format_version)] = FORMAT_VERSION
+
+
+def _problem(err: ErrorDetails) -> Problem | None:
+    """A pydantic error in the playbook's words (None: the shared wording)."""
+    loc: Loc = tuple(err["loc"])
+    kind, value = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        # the key's depth says which mapping it is in: version | phases.P.k |
+        # phases.P.steps[i].k | phases.P.steps[i].when.k
+        depths: dict[int, type[FileModel]] = {3: _PhaseDoc, 5: _StepDoc, 6: _WhenDoc}
+        model = depths.get(len(loc), _PlaybookDoc)
+        known = ", ".join(sorted(model.model_fields))
+        if model is _WhenDoc:
+            return Problem(loc, f"unknown condition {_short(loc[-1])} (known: {known})")
+        return Problem(loc, f"unknown field (known: {known})")
+    if kind == "missing":
+        return Problem(loc, "missing")
+    if kind in ("literal_error", "enum"):
+        choices = ", ".join(re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected"))))
+        return Problem(loc, f"unknown {loc[-1]} {_short(value)} (known: {choices})")
+    if kind == "bool_type":
+        return Problem(loc, f"must be true or false, not {_short(value)}")
+    if kind == "string_type":
+        return Problem(loc, f"must be a string, not {_type_name(value)}")
+    if kind == "list_type":
+        return Problem(loc, f"must be a list of steps, not {_type_name(value)}")
+    if kind in ("dict_type", "model_type"):
+        what = (
+            "a step must be a mapping" if loc and isinstance(loc[-1], int) else "must be a mapping"
+        )
+        return Problem(loc, f"{what}, not {_type_name(value)}")
+    return None
+
+
+def _read_document(c: _Ctx, text: str) -> _PlaybookDoc:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
@@ -1008,33 +1037,7 @@ def _parse_document(c: _Ctx, text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         c.fail("", f"top level must be a mapping with 'phases', not {_type_name(data)}")
     _scan_hidden(c, data, "")
-    for k in data:
-        if k not in _TOP_FIELDS:
-            c.fail(str(k), f"unknown field (known: {', '.join(sorted(_TOP_FIELDS))})")
-    version = data.get("version", FORMAT_VERSION)
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        c.fail("version", f"unsupported playbook format {_short(version)} (this upgrader reads 1)")
-    if "description" in data and not isinstance(data["description"], str):
-        c.fail("description", f"must be a string, not {_type_name(data['description'])}")
-    phases = data.get("phases")
-    if phases is None:
-        c.fail("phases", "missing")
-    if not isinstance(phases, dict):
-        c.fail("phases", f"must be a mapping of phase name to steps, not {_type_name(phases)}")
-    for name, body in phases.items():
-        if name not in PHASES:
-            c.fail(f"phases.{name}", f"unknown phase (known: {', '.join(PHASES)})")
-        if not isinstance(body, dict):
-            c.fail(f"phases.{name}", f"must be a mapping, not {_type_name(body)}")
-        for k in body:
-            if k not in _PHASE_FIELDS:
-                c.fail(
-                    f"phases.{name}.{k}",
-                    f"unknown field (known: {', '.join(sorted(_PHASE_FIELDS))})",
-                )
-        if "description" in body and not isinstance(body["description"], str):
-            c.fail(f"phases.{name}.description", "must be a string")
-    return data
+    return validate(_PlaybookDoc, data, c.source, problems=(_problem,))
 
 
 def parse_playbook(texts: Sequence[tuple[str, str]]) -> Playbook:
@@ -1043,48 +1046,51 @@ def parse_playbook(texts: Sequence[tuple[str, str]]) -> Playbook:
     if not texts:
         raise ConfigError(f"playbooks: no {DEFAULT_FILE}")
     names: dict[str, dict[str, str]] = {p: {} for p in PHASES}
-    steps: dict[str, tuple[StepSpec, ...]] = {}
-    pre: dict[str, tuple[StepSpec, ...]] = {p: () for p in PHASES}
-    post: dict[str, tuple[StepSpec, ...]] = {p: () for p in PHASES}
-    descriptions: dict[str, str | None] = {p: None for p in PHASES}
+    lists: dict[str, dict[str, tuple[StepSpec, ...]]] = {
+        p: dict.fromkeys(_STEP_LISTS, ()) for p in PHASES
+    }
+    descriptions: dict[str, str | None] = dict.fromkeys(PHASES)
     digest = hashlib.sha256()
     for index, (source, text) in enumerate(texts):
         name = PurePath(source).name  # not the directory: same content, same digest
         digest.update(f"{len(name)}:{name}:{len(text)}:".encode())
         digest.update(text.encode())
         c = _Ctx(source)
-        data = _parse_document(c, text)
-        phases: dict[str, Any] = data["phases"]
+        doc = _read_document(c, text)
         for pname in PHASES:
-            body = phases.get(pname)
+            body = doc.phases.get(pname)
+            base = f"phases.{pname}"
             if body is None:
                 if index == 0 and pname not in OPTIONAL_PHASES:
-                    c.fail(f"phases.{pname}", "missing (every phase needs its steps)")
-                if index == 0:
-                    steps[pname] = ()
+                    c.fail(base, "missing (every phase needs its steps)")
                 continue
-            base = f"phases.{pname}"
             if index == 0:
-                if "steps" not in body or not body["steps"]:
+                if not body.steps:
                     c.fail(f"{base}.steps", "missing or empty")
-                steps[pname] = _parse_step_list(
-                    c, f"{base}.steps", body["steps"], names=names[pname]
-                )
-                descriptions[pname] = body.get("description")
+                descriptions[pname] = body.description
             else:
                 for k in ("steps", "description"):
-                    if k in body:
+                    if k in body.model_fields_set:
                         c.fail(
                             f"{base}.{k}",
                             f"only {DEFAULT_FILE} defines a phase's {k}; "
                             "other files may add pre/post steps",
                         )
-            pre[pname] += _parse_step_list(c, f"{base}.pre", body.get("pre"), names=names[pname])
-            post[pname] += _parse_step_list(c, f"{base}.post", body.get("post"), names=names[pname])
+            for lname in _STEP_LISTS:
+                for i, step in enumerate(getattr(body, lname) or ()):
+                    spec = step.spec(f"{source}: {base}.{lname}[{i}]")
+                    seen = names[pname]
+                    if spec.name in seen:
+                        c.fail(
+                            f"{base}.{lname}[{i}].name",
+                            f"duplicate step name {spec.name!r} (also {seen[spec.name]})",
+                        )
+                    seen[spec.name] = spec.origin
+                    lists[pname][lname] += (spec,)
     return Playbook(
         phases={
-            p: Phase(p, steps[p], pre=pre[p], post=post[p], description=descriptions[p])
-            for p in PHASES
+            p: Phase(p, ls["steps"], pre=ls["pre"], post=ls["post"], description=descriptions[p])
+            for p, ls in lists.items()
         },
         sources=tuple(s for s, _ in texts),
         digest=digest.hexdigest(),
