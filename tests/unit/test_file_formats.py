@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,14 @@ from upgrader.execute import stored
 from upgrader.state import JOURNAL_KEY, RunState, new_run, record_etcd_snapshot
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "facts"
+
+
+def error_line(read: Callable[[], object], error: type[Exception] = ConfigError) -> str:
+    """The one line ``read()`` fails with."""
+    with pytest.raises(error) as ei:
+        read()
+    assert "\n" not in str(ei.value)
+    return str(ei.value)
 
 
 def facts_doc() -> dict[str, Any]:
@@ -55,9 +64,7 @@ def facts_doc() -> dict[str, Any]:
 def test_a_bad_facts_file_is_one_line_naming_the_field(mutate: Any, message: str) -> None:
     doc = facts_doc()
     mutate(doc)
-    with pytest.raises(ValueError) as ei:
-        Facts.from_dict(doc, "f.json")
-    assert message in str(ei.value) and "\n" not in str(ei.value)
+    assert message in error_line(lambda: Facts.from_dict(doc, "f.json"), ValueError)
 
 
 def test_facts_top_level_must_be_a_mapping() -> None:
@@ -107,9 +114,7 @@ def stored_doc() -> dict[str, Any]:
 def test_a_bad_stored_plan_is_one_line_naming_the_field(mutate: Any, message: str) -> None:
     doc = stored_doc()
     mutate(doc)
-    with pytest.raises(ConfigError) as ei:
-        stored.from_dict(doc, "p.json")
-    assert str(ei.value).startswith(message) and "\n" not in str(ei.value)
+    assert error_line(lambda: stored.from_dict(doc, "p.json")).startswith(message)
 
 
 # --------------------------------------------------------------------------- release data
@@ -141,9 +146,7 @@ def release_doc(**minor: Any) -> dict[str, Any]:
     ],
 )
 def test_bad_release_data_is_one_line_naming_the_field(doc: Any, message: str) -> None:
-    with pytest.raises(ConfigError) as ei:
-        parse_release_data(doc, "r.json")
-    assert str(ei.value).startswith(message) and "\n" not in str(ei.value)
+    assert error_line(lambda: parse_release_data(doc, "r.json")).startswith(message)
 
 
 # --------------------------------------------------------------------------- state file
@@ -181,6 +184,4 @@ def state_doc() -> dict[str, Any]:
 def test_a_bad_state_file_is_one_line_naming_the_field(mutate: Any, message: str) -> None:
     doc = state_doc()
     mutate(doc)
-    with pytest.raises(ConfigError) as ei:
-        RunState.from_dict(doc, "s.json")
-    assert str(ei.value).startswith(message) and "\n" not in str(ei.value)
+    assert error_line(lambda: RunState.from_dict(doc, "s.json")).startswith(message)

@@ -12,11 +12,10 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from state_steps import CHILD_PYTHONPATH, S
+from state_steps import CHILD_PYTHONPATH, S, kill_writer
 
 from upgrader.errors import ConfigError, LockHeld
 from upgrader.state import (
@@ -215,22 +214,9 @@ def test_sigkill_at_any_moment_leaves_a_loadable_file(tmp_path: Path) -> None:
     """A child saves in a tight loop; we SIGKILL it at random moments, many times. Every
     time, the file must load and be a complete state (never torn)."""
     p = tmp_path / ".upgrader" / "lab.state.json"
-    env = dict(os.environ, PYTHONPATH=CHILD_PYTHONPATH)
     rng = random.Random(1234)
     for _ in range(40):
-        child = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(p)],
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline() == b"ready\n"
-            # let it write for a random while (the moment of the kill is what varies)
-            time.sleep(rng.uniform(0, 0.03))
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+        kill_writer(_WRITER, [str(p)], rng.uniform(0, 0.03))
         st = load(p)
         assert st is not None
         assert len(st.steps) == 400

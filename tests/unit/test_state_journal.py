@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from state_steps import CHILD_PYTHONPATH, S
+from state_steps import CHILD_PYTHONPATH, S, kill_writer
 
 from upgrader import safefile
 from upgrader.errors import ConfigError
@@ -398,21 +398,9 @@ def test_sigkill_at_any_moment_leaves_a_loadable_state(tmp_path: Path, limit: in
     limit frequent compactions); we SIGKILL it at random moments. Every time, the state
     loads, is complete, and never goes back: what one load saw, the next one still sees."""
     p = tmp_path / ".upgrader" / "lab.state.json"
-    env = dict(os.environ, PYTHONPATH=CHILD_PYTHONPATH)
     rng = random.Random(4321)
     for _ in range(15):
-        child = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(p), str(limit)],
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline() == b"ready\n"
-            time.sleep(rng.uniform(0, 0.05))
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
+        kill_writer(_WRITER, [str(p), str(limit)], rng.uniform(0, 0.05))
         s = load(p)
         assert s is not None
         assert len(s.steps) == 400
