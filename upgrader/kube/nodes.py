@@ -188,6 +188,19 @@ class _Seen(Generic[T]):
     ok: bool = False
 
 
+@dataclass(frozen=True)
+class _Pace:
+    """How a readiness gate waits: its timeout and poll, clock and sleep (None: the real
+    one, woken by the watch), and who hears its progress, how often."""
+
+    timeout: float
+    poll: float
+    clock: Clock
+    sleep: Sleep | None
+    on_progress: Callable[[str], None] | None
+    progress_every: float
+
+
 def _gate(
     read: Callable[[], T],
     ok: Callable[[T], bool],
@@ -195,15 +208,10 @@ def _gate(
     *,
     what: str,
     feed: Callable[[Sleep | None], AbstractContextManager[Sleep]],
-    timeout: float,
-    poll: float,
-    clock: Clock,
-    sleep: Sleep | None,
-    on_progress: Callable[[str], None] | None,
-    progress_every: float,
+    pace: _Pace,
 ) -> _Seen[T]:
-    """Re-``read`` until ``ok``, tolerating API errors other than 401/403 until
-    ``timeout`` (:func:`~upgrader.core.waiting.poll_until`: re-checks soon, then every
+    """Re-``read`` until ``ok``, tolerating API errors other than 401/403 until the
+    timeout (:func:`~upgrader.core.waiting.poll_until`: re-checks soon, then every
     ``poll``), napping on ``feed``'s sleep, so a watched change re-reads at once."""
     seen: _Seen[T] = _Seen()
 
@@ -218,16 +226,20 @@ def _gate(
             log.info("%s, API error: %s", what, e)
         return seen
 
-    with feed(sleep) as nap:
+    with feed(pace.sleep) as nap:
         wait = Wait(
-            timeout, clock=clock, sleep=nap, on_progress=on_progress, progress_every=progress_every
+            pace.timeout,
+            clock=pace.clock,
+            sleep=nap,
+            on_progress=pace.on_progress,
+            progress_every=pace.progress_every,
         )
         poll_until(
             attempt,
             lambda s: s.ok,
             wait=wait,
-            first=min(FIRST_POLL, poll),
-            cap=poll,
+            first=min(FIRST_POLL, pace.poll),
+            cap=pace.poll,
             progress=progress,
         )
     return seen
@@ -281,12 +293,7 @@ def wait_node_ready(
             what=f"node {node}",
             field_selector=f"metadata.name={node}",
         ),
-        timeout=timeout,
-        poll=poll,
-        clock=clock,
-        sleep=sleep,
-        on_progress=on_progress,
-        progress_every=progress_every,
+        pace=_Pace(timeout, poll, clock, sleep, on_progress, progress_every),
     )
     if got.ok and got.value is not None:
         return got.value
@@ -403,12 +410,7 @@ def wait_control_plane(
             what=f"kube-system pods on {node}",
             field_selector=f"spec.nodeName={node}",
         ),
-        timeout=timeout,
-        poll=poll,
-        clock=clock,
-        sleep=sleep,
-        on_progress=on_progress,
-        progress_every=progress_every,
+        pace=_Pace(timeout, poll, clock, sleep, on_progress, progress_every),
     )
     lines = got.value[1] if got.value else []
     if got.ok:
