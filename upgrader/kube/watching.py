@@ -128,6 +128,8 @@ class ChangeFeed:
         while not self._stopping.is_set():
             w = watch.Watch(return_type="object")  # type: ignore[no-untyped-call]  # plain dicts
             self._watch = w
+            if self._stopping.is_set():  # stop() came before it could see this watch
+                return
             self.live = True
             for event in self._stream(w, rv):
                 kind = event.get("type")
@@ -138,6 +140,7 @@ class ChangeFeed:
                     self._changed.set()
                 if self._stopping.is_set():
                     w.stop()  # type: ignore[no-untyped-call]
+                    return
 
     def _stream(self, w: watch.Watch, rv: str) -> Iterator[dict[str, Any]]:
         stream: Iterator[dict[str, Any]] = w.stream(  # type: ignore[no-untyped-call]
