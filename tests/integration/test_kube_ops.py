@@ -418,6 +418,23 @@ def test_drain_evicts_everything_it_may_and_waits_until_gone(
     assert again.evicted == ()
 
 
+def test_a_drain_sees_its_pods_go_through_the_watch_not_its_poll(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    delays = {"kubelet_ready": 0.3, "pod_termination": 0.5, "pod_startup": 0.1}
+    workload = {"kind": "Deployment", "name": "web", "replicas": 6, "grace_period": 0}
+    lab = make_lab(_spec(_three_workers(), [workload], delays=delays))
+    node = node_with(lab, WORKERS, "web")
+    must_go = non_daemon(lab.pods_on(node))
+    assert cordon(lab.api, node) is True
+    t0 = time.monotonic()
+    # a 60 s poll: polling alone would see the pods gone a minute later
+    res = drain(lab.api, node, timeout=120, poll=60, retry_delay=RETRY)
+    took = time.monotonic() - t0
+    assert set(res.evicted) == must_go and non_daemon(lab.pods_on(node)) == set()
+    assert took < 15, f"the drain took {took:.1f}s"
+
+
 def test_drain_refuses_before_evicting_anything(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
     lab = make_lab(
         _spec(
