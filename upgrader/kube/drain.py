@@ -6,9 +6,10 @@ evicted, with one error naming every refused pod), evict all selected pods concu
 through the ``pods/eviction`` subresource (policy/v1) — 429 (a PodDisruptionBudget says
 no) is retried after a delay until the drain timeout, a 500 for a pod under several PDBs
 is fatal for that pod, 404 means gone — or delete them when eviction is disabled, then
-wait until each pod is gone: one waiter LISTs the node's pods once per poll (a pod is gone
-when it left the list or its name belongs to another UID), so the API load of the wait does
-not grow with the number of pods and no pod waits for a free thread. On timeout,
+wait until each pod is gone: one waiter LISTs the node's pods whenever the watch of those
+pods reports a change, and at least once per poll (a pod is gone when it left the list or
+its name belongs to another UID), so the API load of the wait does not grow with the number
+of pods and no pod waits for a free thread. On timeout,
 :class:`DrainTimeout` names each pod still there and the PDB(s) holding it — unless the
 drain fallback is ``delete``: then the pods a PodDisruptionBudget still refuses (429 until
 the timeout, or several budgets) are deleted with a plain DELETE (their own grace period,
@@ -456,12 +457,9 @@ def drain(
             until_change=until_change,
         )
         outcomes = _remove(drainer, sel.to_evict, max_workers, "drain")
-        held = [o for o in outcomes if o.pdb_refused and o.state in ("timeout", "failed")]
-        fell_back: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-        if fallback == FALLBACK_DELETE and held:
-            outcomes, fell_back = _fall_back(
-                drainer, sel.to_evict, outcomes, held, max_workers, on_fallback
-            )
+        fell_back: _FellBack = ((), ())
+        if fallback == FALLBACK_DELETE:
+            outcomes, fell_back = _fall_back(drainer, sel, outcomes, max_workers, on_fallback)
     _raise_failures(api, node, timeout, outcomes, fell_back)
     return DrainResult(
         node=node,
@@ -519,18 +517,24 @@ def _remove(
         return drainer.wait({ex.submit(drainer.run, d): d for d in decisions})
 
 
+_FellBack = tuple[tuple[str, ...], tuple[str, ...]]  # (pods deleted, budgets overridden)
+
+
 def _fall_back(
     drainer: _Drainer,
-    decisions: Sequence[PodDecision],
+    sel: DrainSelection,
     outcomes: list[_Outcome],
-    held: list[_Outcome],
     max_workers: int,
     on_fallback: Callable[[tuple[str, ...], tuple[str, ...]], None] | None,
-) -> tuple[list[_Outcome], tuple[tuple[str, ...], tuple[str, ...]]]:
-    """The ``delete`` fallback: the pods a budget still refuses are deleted with a plain
-    DELETE (their own grace period) and waited for, ``on_fallback`` told first; the
-    outcomes with theirs redone, and (the pods deleted, the budgets overridden)."""
-    by_key = {d.key: d for d in decisions}
+) -> tuple[list[_Outcome], _FellBack]:
+    """The ``delete`` fallback: the pods a budget still refuses (429 until the timeout, or
+    several budgets) are deleted with a plain DELETE (their own grace period) and waited
+    for, ``on_fallback`` told first; the outcomes with theirs redone, and (the pods
+    deleted, the budgets overridden), both empty when no budget held a pod."""
+    held = [o for o in outcomes if o.pdb_refused and o.state in ("timeout", "failed")]
+    if not held:
+        return outcomes, ((), ())
+    by_key = {d.key: d for d in sel.to_evict}
     victims = [by_key[o.key] for o in held]
     objs = [o.last or by_key[o.key].pod for o in held]
     budgets: tuple[str, ...] = ()
@@ -556,7 +560,7 @@ def _raise_failures(
     node: str,
     timeout: float,
     outcomes: list[_Outcome],
-    fell_back: tuple[tuple[str, ...], tuple[str, ...]],
+    fell_back: _FellBack,
 ) -> None:
     """:class:`DrainTimeout` naming each pod still there and what holds it (the budgets
     are listed then), or :class:`StepFailed` for evictions that failed for good."""
