@@ -18,8 +18,9 @@ evaluation, findings out) and :func:`wait_until_healthy` (``--validate-count N``
 must pass N times in a row, ``interval`` apart; a failed evaluation is retried sooner, with
 a capped backoff), which the engine can call between nodes; :func:`for_apply`
 (what ``apply`` plans with) and :func:`wait_pdbs_recovered` (post-flight: every budget that
-allowed a disruption before the run allows one again). Both waits say what they wait for
-and the time left through an ``on_progress`` callback, at least every 30 s.
+allowed a disruption before the run allows one again; woken by the budgets' watch). Both
+waits poll through :func:`upgrader.core.waiting.poll_until` and say what they wait for and
+the time left through an ``on_progress`` callback, at least every 30 s.
 
 A read that fails is recorded (``problems``, or the check's own "unchecked" note), never
 raised: the plan shows what could not be checked. A 403 is left to the permission check,
@@ -56,7 +57,7 @@ from upgrader.core.checks.inputs import PreflightInputs
 from upgrader.core.drain import MIRROR_ANNOTATION
 from upgrader.core.model import Facts, Finding
 from upgrader.core.versions import KubeVersion
-from upgrader.core.waiting import Wait
+from upgrader.core.waiting import Wait, poll_until
 from upgrader.errors import StepFailed, TransportError
 from upgrader.kube.drain import missing_daemonsets
 from upgrader.kube.readers import paged
@@ -69,6 +70,7 @@ from upgrader.kube.retry import (
     request_json,
     to_api_error,
 )
+from upgrader.kube.watching import feed_sleep
 from upgrader.transport.base import Transport
 
 if TYPE_CHECKING:  # typing only: preflight is imported by planning and by apply
@@ -539,37 +541,45 @@ def wait_until_healthy(
         timeout, clock=clock, sleep=sleep, on_progress=on_progress, progress_every=progress_every
     )
     first_retry = min(GATE_RETRY_START, interval)
-    retry = first_retry
+    retry = [first_retry]  # the next gap after a failure: doubles per failure in a row
     last_failed: list[Finding] = []
-    n = 0
-    while True:
+
+    def evaluate() -> list[Finding]:
         findings = gate()
-        n += 1
-        if counter.record(findings):
-            return GateResult(True, tuple(findings), n)
-        if health.passed(findings):
-            delay = interval
-            retry = first_retry
-        else:
-            last_failed = findings
-            delay = retry
-            retry = min(retry * 2, interval)
-        now = wait.now()
-        if wait.due(now) and now + delay <= wait.deadline:
-            wait.say(f"waiting for the cluster health gate: {_gate_state(findings, counter)}", now)
-        if now + delay > wait.deadline:
-            if not last_failed:
-                last_failed = [
-                    Finding(
-                        "HEALTH_NOT_STABLE",
-                        Severity.BLOCKER,
-                        f"the health gates passed {counter.streak} time(s) in a row, not the "
-                        f"{validate_count} required, within {timeout:.0f}s",
-                        fix="lower --validate-count or raise the timeout",
-                    )
-                ]
-            return GateResult(False, tuple(last_failed), n)
-        wait.nap(delay, now)
+        if not health.passed(findings):
+            last_failed[:] = findings
+        return findings
+
+    def gap(findings: list[Finding], _backoff: float) -> float:
+        if health.passed(findings):  # a pass, not yet enough in a row: show stability
+            retry[0] = first_retry
+            return interval
+        delay, retry[0] = retry[0], min(retry[0] * 2, interval)
+        return delay
+
+    polled = poll_until(
+        evaluate,
+        counter.record,
+        wait=wait,
+        first=first_retry,
+        cap=interval,
+        progress=lambda f: f"waiting for the cluster health gate: {_gate_state(f, counter)}",
+        gap=gap,
+        whole_naps=True,
+    )
+    if polled.done:
+        return GateResult(True, tuple(polled.result), polled.attempts)
+    if not last_failed:
+        last_failed = [
+            Finding(
+                "HEALTH_NOT_STABLE",
+                Severity.BLOCKER,
+                f"the health gates passed {counter.streak} time(s) in a row, not the "
+                f"{validate_count} required, within {timeout:.0f}s",
+                fix="lower --validate-count or raise the timeout",
+            )
+        ]
+    return GateResult(False, tuple(last_failed), polled.attempts)
 
 
 def _gate_state(findings: Sequence[Finding], counter: health.ConsecutivePasses) -> str:
@@ -639,7 +649,7 @@ def wait_pdbs_recovered(
     timeout: float = 120.0,
     interval: float = 2.0,
     policy: RetryPolicy = DEFAULT_POLICY,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     on_progress: Callable[[str], None] | None = None,
     progress_every: float = 30.0,
@@ -647,32 +657,42 @@ def wait_pdbs_recovered(
     """Wait until every PodDisruptionBudget that allowed a disruption before the run
     (``before``: the preflight's list) allows one again; what still does not after
     ``timeout`` seconds, one line each (``[]``: all recovered, or nothing to compare).
+    The budgets are re-read every ``interval`` seconds and on every change their watch
+    reports (``sleep`` None: the real clock; an injected ``sleep`` replaces the watch).
     After 5 s of waiting, then every ``progress_every`` seconds, ``on_progress`` hears
     which budgets it waits for and the time left."""
     from upgrader.core.checks.postflight import pdb_regressions
 
     if not before:
         return []
-    wait = Wait(
-        timeout, clock=clock, sleep=sleep, on_progress=on_progress, progress_every=progress_every
-    )
     fn = PolicyV1Api(api).list_pod_disruption_budget_for_all_namespaces
-    while True:
+    failed: list[str] = []
+
+    def regressions() -> list[str]:
         try:
             after = tuple(paged(fn, what="LIST poddisruptionbudgets", policy=policy))
         except ApiError as e:
-            return [f"cannot read the PodDisruptionBudgets after the run: {e}"]
-        problems = pdb_regressions(before, after)
-        now = wait.now()
-        if not problems or now + interval > wait.deadline:
-            return problems
-        if wait.due(now):
-            wait.say(
+            failed.append(f"cannot read the PodDisruptionBudgets after the run: {e}")
+            return []
+        return pdb_regressions(before, after)
+
+    with feed_sleep(sleep, fn, what="poddisruptionbudgets") as nap:
+        wait = Wait(
+            timeout, clock=clock, sleep=nap, on_progress=on_progress, progress_every=progress_every
+        )
+        polled = poll_until(
+            regressions,
+            lambda problems: not problems,
+            wait=wait,
+            first=interval,
+            cap=interval,
+            progress=lambda problems: (
                 "waiting for the PodDisruptionBudgets to allow a disruption again: "
-                + "; ".join(problems),
-                now,
-            )
-        wait.nap(interval, now)
+                + "; ".join(problems)
+            ),
+            whole_naps=True,
+        )
+    return failed or polled.result
 
 
 ADDON_IMAGES_TIMEOUT = 60.0

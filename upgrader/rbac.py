@@ -162,10 +162,10 @@ def render_rbac(subject: Subject, *, name: str = NAME, disable_eviction: bool = 
     ]
     head = (
         f"# Least-privilege RBAC for upgrader, bound to {subject.describe()}.\n"
-        "# Cluster-wide: read/cordon nodes, list/get pods, evict pods"
+        "# Cluster-wide: read/watch/cordon nodes, list/get/watch pods, evict pods"
         + (", delete pods (--disable-eviction)" if disable_eviction else "")
-        + ", list PodDisruptionBudgets,\n"
-        "# get DaemonSets, GET /metrics, list kinds whose API versions releases remove.\n"
+        + ",\n# list/watch PodDisruptionBudgets (without watch, the waits poll), get DaemonSets,\n"
+        "# GET /metrics, list kinds whose API versions releases remove.\n"
         f"# In {acc.KUBE_SYSTEM}: the {acc.LEASE_NAME} Lease (get/update by name; the Lease\n"
         "# itself is created below, so the identity needs no create right: RBAC cannot\n"
         f"# limit create to one name), the {acc.KUBEADM_CONFIG} and {acc.KUBELET_CONFIG}\n"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import watch
 from kubernetes.client import ApiClient, CoreV1Api
 from lab_api_fixture import wait_for
 
@@ -35,6 +36,7 @@ from upgrader.kube.drain import DrainRefused, DrainTimeout, drain, list_node_pod
 from upgrader.kube.nodes import (
     cordon,
     get_node,
+    is_ready,
     is_unschedulable,
     node_kubelet_version,
     uncordon,
@@ -42,6 +44,7 @@ from upgrader.kube.nodes import (
     wait_node_ready,
 )
 from upgrader.kube.retry import ApiError, RetryPolicy, request_json
+from upgrader.kube.watching import ChangeFeed
 
 pytestmark = pytest.mark.integration
 
@@ -253,6 +256,77 @@ def test_wait_node_ready_after_kubelet_restart(make_lab: Callable[[dict[str, Any
     assert "\n" not in msg
 
 
+def _when_ready(lab: Lab, node: str, version: str) -> tuple[threading.Thread, list[float]]:
+    """An independent watch of ``node``: the monotonic time the API first shows it Ready
+    at ``version`` (started before the change, so it misses nothing)."""
+    core = CoreV1Api(lab.api)
+    rv = core.list_node(field_selector=f"metadata.name={node}").metadata.resource_version
+    seen: list[float] = []
+
+    def observe() -> None:
+        w = watch.Watch(return_type="object")
+        for ev in w.stream(
+            core.list_node,
+            field_selector=f"metadata.name={node}",
+            resource_version=rv,
+            timeout_seconds=30,
+        ):
+            obj = ev["object"]
+            if is_ready(obj) and node_kubelet_version(obj) == version:
+                seen.append(time.monotonic())
+                w.stop()
+
+    t = threading.Thread(target=observe, daemon=True)
+    t.start()
+    return t, seen
+
+
+def test_wait_node_ready_reacts_to_the_watch_not_to_the_next_poll(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    delays = {"kubelet_ready": 2.5, "pod_termination": 0.1, "pod_startup": 0.1}
+    lab = make_lab(_spec([_node("cp-1", "control-plane"), _node("w-1")], [], delays=delays))
+    observer, ready_at = _when_ready(lab, "w-1", "v1.28.4")
+    lab.admin("POST", "/_lab/v1/nodes/w-1/kubelet-restart", {"version": "v1.28.4"})
+    # polling alone reads at 0.25, 0.75, 1.75 and 3.75 s: Ready at 2.5 s would be seen
+    # 1.25 s late; the node's watch wakes the wait as the API changes
+    wait_node_ready(lab.api, "w-1", "v1.28.4", timeout=30, poll=30)
+    returned = time.monotonic()
+    observer.join(timeout=30)
+    assert ready_at, "the independent watch never saw w-1 Ready"
+    assert returned - ready_at[0] < 0.5, f"seen {returned - ready_at[0]:.3f}s after Ready"
+
+
+def test_a_watch_the_rbac_denies_leaves_the_wait_polling(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    rules = [{"verbs": ["get", "list"], "resources": ["nodes"]}]
+    lab = make_lab(_spec([_node("cp-1", "control-plane"), _node("w-1")], [], rbac={"allow": rules}))
+    core = CoreV1Api(lab.api)
+    with ChangeFeed(core.list_node, what="nodes", field_selector="metadata.name=w-1") as feed:
+        wait_for(lambda: feed.ended is not None, timeout=10)
+    assert feed.ended is not None and feed.ended.startswith("watch not allowed: 403")
+    lab.admin("POST", "/_lab/v1/nodes/w-1/kubelet-restart", {"version": "v1.28.4"})
+    node = wait_node_ready(lab.api, "w-1", "v1.28.4", timeout=60, poll=0.1)
+    assert node_kubelet_version(node) == "v1.28.4"
+
+
+def test_a_change_feed_wakes_its_sleeper_at_once(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    lab = make_lab(_spec([_node("cp-1", "control-plane"), _node("w-1")], []))
+    core = CoreV1Api(lab.api)
+    with ChangeFeed(core.list_node, what="nodes", field_selector="metadata.name=w-1") as feed:
+        wait_for(lambda: feed.live, timeout=10)
+        feed.sleep(0.3)  # the wake-up of the initial listing, if any, is used up
+        t0 = time.monotonic()
+        threading.Timer(0.5, lambda: cordon(lab.api, "w-1")).start()
+        feed.sleep(20)
+        woke = time.monotonic() - t0
+    assert 0.4 <= woke < 3.0, woke  # the cordon's MODIFIED event, not the 20 s nap
+    assert feed.events >= 1 and feed.ended is None
+
+
 def test_wait_node_ready_times_out_on_wrong_version(
     make_lab: Callable[[dict[str, Any]], Lab],
 ) -> None:
@@ -342,6 +416,23 @@ def test_drain_evicts_everything_it_may_and_waits_until_gone(
     # draining again: nothing left to evict
     again = drain(lab.api, node, timeout=10, poll=POLL, retry_delay=RETRY)
     assert again.evicted == ()
+
+
+def test_a_drain_sees_its_pods_go_through_the_watch_not_its_poll(
+    make_lab: Callable[[dict[str, Any]], Lab],
+) -> None:
+    delays = {"kubelet_ready": 0.3, "pod_termination": 0.5, "pod_startup": 0.1}
+    workload = {"kind": "Deployment", "name": "web", "replicas": 6, "grace_period": 0}
+    lab = make_lab(_spec(_three_workers(), [workload], delays=delays))
+    node = node_with(lab, WORKERS, "web")
+    must_go = non_daemon(lab.pods_on(node))
+    assert cordon(lab.api, node) is True
+    t0 = time.monotonic()
+    # a 60 s poll: polling alone would see the pods gone a minute later
+    res = drain(lab.api, node, timeout=120, poll=60, retry_delay=RETRY)
+    took = time.monotonic() - t0
+    assert set(res.evicted) == must_go and non_daemon(lab.pods_on(node)) == set()
+    assert took < 15, f"the drain took {took:.1f}s"
 
 
 def test_drain_refuses_before_evicting_anything(make_lab: Callable[[dict[str, Any]], Lab]) -> None:

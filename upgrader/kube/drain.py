@@ -6,9 +6,10 @@ evicted, with one error naming every refused pod), evict all selected pods concu
 through the ``pods/eviction`` subresource (policy/v1) — 429 (a PodDisruptionBudget says
 no) is retried after a delay until the drain timeout, a 500 for a pod under several PDBs
 is fatal for that pod, 404 means gone — or delete them when eviction is disabled, then
-wait until each pod is gone: one waiter LISTs the node's pods once per poll (a pod is gone
-when it left the list or its name belongs to another UID), so the API load of the wait does
-not grow with the number of pods and no pod waits for a free thread. On timeout,
+wait until each pod is gone: one waiter LISTs the node's pods whenever the watch of those
+pods reports a change, and at least once per poll (a pod is gone when it left the list or
+its name belongs to another UID), so the API load of the wait does not grow with the number
+of pods and no pod waits for a free thread. On timeout,
 :class:`DrainTimeout` names each pod still there and the PDB(s) holding it — unless the
 drain fallback is ``delete``: then the pods a PodDisruptionBudget still refuses (429 until
 the timeout, or several budgets) are deleted with a plain DELETE (their own grace period,
@@ -47,6 +48,7 @@ from upgrader.core.drain import (
     FALLBACK_DELETE,
     FALLBACK_NONE,
     MULTIPLE_PDBS,
+    DrainSelection,
     PodDecision,
     blocked_report,
     check_fallback,
@@ -63,6 +65,7 @@ from upgrader.core.podselector import parse_selector
 from upgrader.errors import DrainTimeout, StepFailed
 from upgrader.kube.nodes import POLL_POLICY, validate_node_name
 from upgrader.kube.retry import DEFAULT_POLICY, ApiError, RetryPolicy, is_transient, request_json
+from upgrader.kube.watching import feed_sleep
 
 log = logging.getLogger("upgrader.kube")
 
@@ -194,6 +197,7 @@ class _Drainer:
         clock: Clock,
         sleep: Sleep,
         on_event: Event | None,
+        until_change: Sleep | None = None,
     ) -> None:
         self.api = api
         self.node = node
@@ -205,6 +209,7 @@ class _Drainer:
         self.clock = clock
         self.sleep = sleep
         self.on_event = on_event
+        self.until_change = until_change or sleep  # the waiter's nap: a watched change ends it
 
     def event(self, msg: str) -> None:
         log.info("drain %s: %s", self.node, msg)
@@ -380,7 +385,7 @@ class _Drainer:
                 if not running:
                     break
             if waiting:
-                self.nap(self.poll)
+                self.until_change(max(0.0, min(self.poll, self.remaining())))
             else:
                 wait_futures(list(running), timeout=self.poll, return_when=FIRST_COMPLETED)
         return [done[k] for k in order]
@@ -404,7 +409,7 @@ def drain(
     fallback: str = FALLBACK_NONE,
     on_fallback: Callable[[tuple[str, ...], tuple[str, ...]], None] | None = None,
     clock: Clock = time.monotonic,
-    sleep: Sleep = time.sleep,
+    sleep: Sleep | None = None,
 ) -> DrainResult:
     """Evict (or with ``disable_eviction``, delete) every pod of ``node`` that
     ``kubectl drain`` would, concurrently, and wait until they are gone.
@@ -412,9 +417,11 @@ def drain(
     ``timeout`` bounds the whole drain in seconds (0: no bound, as kubectl);
     ``grace_period`` overrides the pods' termination grace period; ``retry_delay`` is the
     wait after a PodDisruptionBudget refused an eviction (429); ``poll`` the interval of
-    the "is it gone?" check. Raises :class:`DrainRefused` (nothing evicted),
-    :class:`DrainTimeout` (pods still there, with what blocks each), :class:`StepFailed`
-    (an eviction failed for good) or :class:`~upgrader.kube.retry.ApiError`.
+    the "is it gone?" check, which the watch of the node's pods ends early on every
+    change (``sleep`` None: the real clock; an injected ``sleep`` replaces the watch).
+    Raises :class:`DrainRefused` (nothing evicted), :class:`DrainTimeout` (pods still
+    there, with what blocks each), :class:`StepFailed` (an eviction failed for good) or
+    :class:`~upgrader.kube.retry.ApiError`.
 
     ``pod_selector`` (label selector text): only the pods it matches are drained.
     ``fallback`` ``delete``: when the timeout ran out, the pods a budget still refuses are
@@ -423,72 +430,140 @@ def drain(
     """
     validate_node_name(node)
     check_fallback(fallback)
-    chooser = parse_selector(pod_selector or "")
     start = clock()
-    deadline = start + timeout if timeout > 0 else None
+    sel, left = _select(
+        api,
+        node,
+        pod_selector,
+        delete_emptydir_data=delete_emptydir_data,
+        force=force,
+        ignore_daemonsets=ignore_daemonsets,
+    )
+    pods_of_node = CoreV1Api(api).list_pod_for_all_namespaces
+    with feed_sleep(
+        sleep, pods_of_node, what=f"pods on node {node}", field_selector=f"spec.nodeName={node}"
+    ) as until_change:
+        drainer = _Drainer(
+            api,
+            node,
+            deadline=start + timeout if timeout > 0 else None,
+            grace_period=grace_period,
+            disable_eviction=disable_eviction,
+            poll=poll,
+            retry_delay=retry_delay,
+            clock=clock,
+            sleep=sleep or time.sleep,
+            on_event=on_event,
+            until_change=until_change,
+        )
+        outcomes = _remove(drainer, sel.to_evict, max_workers, "drain")
+        fell_back: _FellBack = ((), ())
+        if fallback == FALLBACK_DELETE:
+            outcomes, fell_back = _fall_back(drainer, sel, outcomes, max_workers, on_fallback)
+    _raise_failures(api, node, timeout, outcomes, fell_back)
+    return DrainResult(
+        node=node,
+        evicted=tuple(o.key for o in outcomes),
+        skipped=tuple(d.key for d in sel.skipped),
+        warnings=tuple(sel.warnings()),
+        used_eviction=not disable_eviction,
+        fallback_deleted=fell_back[0],
+        overridden_budgets=fell_back[1],
+        left=left,
+    )
+
+
+def _select(
+    api: ApiClient,
+    node: str,
+    pod_selector: str | None,
+    *,
+    delete_emptydir_data: bool,
+    force: bool,
+    ignore_daemonsets: bool,
+) -> tuple[DrainSelection, int]:
+    """The node's pods ``kubectl drain`` would remove (refusing with :class:`DrainRefused`
+    before anything is evicted), and how many ``pod_selector`` leaves on the node."""
+    chooser = parse_selector(pod_selector or "")
     listed = list_node_pods(api, node)
     pods = [p for p in listed if chooser.matches_pod(p)]
     left = len(listed) - len(pods)
     if not chooser.empty:
         log.info("drain %s: --pod-selector %s leaves %d pod(s)", node, chooser.text(), left)
-    missing = missing_daemonsets(api, pods)
     sel = classify_pods(
         pods,
         node=node,
         delete_emptydir_data=delete_emptydir_data,
         force=force,
         ignore_daemonsets=ignore_daemonsets,
-        missing_daemonsets=missing,
+        missing_daemonsets=missing_daemonsets(api, pods),
     )
     if not sel.ok:
         raise DrainRefused(sel.error_message(), node=node)
     for w in sel.warnings():
         log.info("drain %s: %s", node, w)  # kubectl prints these as notes too
-    drainer = _Drainer(
-        api,
-        node,
-        deadline=deadline,
-        grace_period=grace_period,
-        disable_eviction=disable_eviction,
-        poll=poll,
-        retry_delay=retry_delay,
-        clock=clock,
-        sleep=sleep,
-        on_event=on_event,
-    )
-    outcomes: list[_Outcome] = []
-    if sel.to_evict:
-        workers = max(1, min(max_workers, len(sel.to_evict)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"drain-{node}") as ex:
-            outcomes = drainer.wait({ex.submit(drainer.run, d): d for d in sel.to_evict})
+    return sel, left
 
-    deleted: tuple[str, ...] = ()
-    budgets: tuple[str, ...] = ()
+
+def _remove(
+    drainer: _Drainer, decisions: Sequence[PodDecision], max_workers: int, what: str
+) -> list[_Outcome]:
+    """Ask for every pod's removal from a bounded pool of threads and wait until they are
+    gone (:meth:`_Drainer.wait`); outcomes in the order of ``decisions``."""
+    if not decisions:
+        return []
+    workers = max(1, min(max_workers, len(decisions)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{what}-{drainer.node}") as ex:
+        return drainer.wait({ex.submit(drainer.run, d): d for d in decisions})
+
+
+_FellBack = tuple[tuple[str, ...], tuple[str, ...]]  # (pods deleted, budgets overridden)
+
+
+def _fall_back(
+    drainer: _Drainer,
+    sel: DrainSelection,
+    outcomes: list[_Outcome],
+    max_workers: int,
+    on_fallback: Callable[[tuple[str, ...], tuple[str, ...]], None] | None,
+) -> tuple[list[_Outcome], _FellBack]:
+    """The ``delete`` fallback: the pods a budget still refuses (429 until the timeout, or
+    several budgets) are deleted with a plain DELETE (their own grace period) and waited
+    for, ``on_fallback`` told first; the outcomes with theirs redone, and (the pods
+    deleted, the budgets overridden), both empty when no budget held a pod."""
     held = [o for o in outcomes if o.pdb_refused and o.state in ("timeout", "failed")]
-    if fallback == FALLBACK_DELETE and held:
-        by_key = {d.key: d for d in sel.to_evict}
-        victims = [by_key[o.key] for o in held]
-        objs = [o.last or by_key[o.key].pod for o in held]
-        namespaces = {d.namespace for d in victims}
-        try:
-            budgets = tuple(overridden_budgets(objs, list_pdbs(api, namespaces)))
-        except ApiError as e:
-            log.warning("drain %s: cannot list PodDisruptionBudgets: %s", node, e)
-        deleted = tuple(d.key for d in victims)
-        if on_fallback is not None:
-            on_fallback(deleted, budgets)
-        drainer.event(fallback_text(deleted, budgets))
-        wait_for = fallback_wait_seconds(objs)
-        deleter = copy.copy(drainer)  # a plain DELETE, the pod's own grace period
-        deleter.deadline = clock() + wait_for
-        deleter.grace_period = None
-        deleter.disable_eviction = True
-        workers = max(1, min(max_workers, len(victims)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"delete-{node}") as ex:
-            again = deleter.wait({ex.submit(deleter.run, d): d for d in victims})
-        redone = {o.key: o for o in again}
-        outcomes = [redone.get(o.key, o) for o in outcomes]
+    if not held:
+        return outcomes, ((), ())
+    by_key = {d.key: d for d in sel.to_evict}
+    victims = [by_key[o.key] for o in held]
+    objs = [o.last or by_key[o.key].pod for o in held]
+    budgets: tuple[str, ...] = ()
+    try:
+        pdbs = list_pdbs(drainer.api, {d.namespace for d in victims})
+        budgets = tuple(overridden_budgets(objs, pdbs))
+    except ApiError as e:
+        log.warning("drain %s: cannot list PodDisruptionBudgets: %s", drainer.node, e)
+    deleted = tuple(d.key for d in victims)
+    if on_fallback is not None:
+        on_fallback(deleted, budgets)
+    drainer.event(fallback_text(deleted, budgets))
+    deleter = copy.copy(drainer)  # a plain DELETE, the pod's own grace period
+    deleter.deadline = drainer.clock() + fallback_wait_seconds(objs)
+    deleter.grace_period = None
+    deleter.disable_eviction = True
+    redone = {o.key: o for o in _remove(deleter, victims, max_workers, "delete")}
+    return [redone.get(o.key, o) for o in outcomes], (deleted, budgets)
 
+
+def _raise_failures(
+    api: ApiClient,
+    node: str,
+    timeout: float,
+    outcomes: list[_Outcome],
+    fell_back: _FellBack,
+) -> None:
+    """:class:`DrainTimeout` naming each pod still there and what holds it (the budgets
+    are listed then), or :class:`StepFailed` for evictions that failed for good."""
     timed_out = [o for o in outcomes if o.state == "timeout"]
     failed = [o for o in outcomes if o.state == "failed"]
     failures = "; ".join(f"{o.key}: {o.error}" for o in failed)
@@ -507,8 +582,8 @@ def drain(
             f"drain of node {node} timed out after {timeout:g}s with "
             f"{len(timed_out)} pod(s) still there: " + "; ".join(blocked)
         )
-        if deleted:
-            msg += "; " + fallback_text(deleted, budgets) + ", and they did not go in time"
+        if fell_back[0]:
+            msg += "; " + fallback_text(*fell_back) + ", and they did not go in time"
         if failures:
             msg += f"; eviction failed for: {failures}"
         raise DrainTimeout(
@@ -519,16 +594,6 @@ def drain(
         )
     if failed:
         raise StepFailed(f"drain of node {node} failed: {failures}", node=node)
-    return DrainResult(
-        node=node,
-        evicted=tuple(o.key for o in outcomes),
-        skipped=tuple(d.key for d in sel.skipped),
-        warnings=tuple(sel.warnings()),
-        used_eviction=not disable_eviction,
-        fallback_deleted=deleted,
-        overridden_budgets=budgets,
-        left=left,
-    )
 
 
 __all__ = [

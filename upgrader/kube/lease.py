@@ -17,6 +17,7 @@ Must not: print, or take the lock from a live holder without ``break_lock``.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 import socket
@@ -25,8 +26,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+import tenacity
 from kubernetes.client import ApiClient, CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta
 
 from upgrader.core.timestamps import parse_rfc3339
@@ -41,6 +43,7 @@ RUN_ID_ANNOTATION = "upgrader.dev/run-id"
 DEFAULT_DURATION = 60  # seconds
 
 Now = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -207,6 +210,75 @@ def _held_error(info: LeaseInfo, now: datetime, namespace: str, name: str) -> Lo
 _MAX_CONFLICTS = 10
 
 
+def _conflict(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.conflict
+
+
+def _again_on_conflict(attempt: Callable[[], T], doing: str, namespace: str, name: str) -> T:
+    """``attempt`` (read the Lease, decide, write with the ``resourceVersion`` read), again
+    at once while the write meets a 409 (someone wrote meanwhile), at most
+    :data:`_MAX_CONFLICTS` times (tenacity); then an :class:`ApiError` 409 saying the lease
+    kept changing while we were ``doing`` it."""
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_conflict),
+        stop=tenacity.stop_after_attempt(_MAX_CONFLICTS),
+        before_sleep=lambda rs: log.info("cluster lock: changed meanwhile, re-reading"),
+        reraise=True,
+    )
+    try:
+        return retrying(attempt)
+    except ApiError as e:
+        if e.conflict:
+            raise ApiError(f"lease {namespace}/{name}: kept changing while we {doing}", 409) from e
+        raise
+
+
+def _write_fresh(
+    api: ApiClient,
+    obj: Mapping[str, Any],
+    info: LeaseInfo,
+    *,
+    holder: str | None,
+    duration: int | None,
+    renew: datetime,
+    acquire: datetime | None = None,
+    transitions: int | None = None,
+    run_id: str | None = None,
+    namespace: str,
+    name: str,
+) -> dict[str, Any]:
+    """Replace the Lease read as ``obj`` (``info``), guarded by its ``resourceVersion``."""
+    body = _body(
+        namespace,
+        name,
+        holder=holder,
+        duration=duration,
+        renew=renew,
+        acquire=acquire if acquire is not None else info.acquire_time,
+        transitions=info.transitions if transitions is None else transitions,
+        resource_version=info.resource_version,
+        base=obj,
+        run_id=run_id,
+    )
+    return _write(api, body, create=False, namespace=namespace, name=name)
+
+
+def _take_over(
+    info: LeaseInfo, me: str, t: datetime, break_lock: bool, namespace: str, name: str
+) -> str | None:
+    """Whose lock we take (None: free or ours already); :class:`LockHeld` when another
+    live run holds it and we were not told to break it."""
+    if info.free or info.holder == me:
+        return None
+    if info.expired(t):
+        log.warning("cluster lock: taking over the expired lock (%s)", info.describe(t))
+    elif break_lock:
+        log.warning("cluster lock: breaking the lock (%s) as asked", info.describe(t))
+    else:
+        raise _held_error(info, t, namespace, name)
+    return info.holder
+
+
 def acquire(
     api: ApiClient,
     run_id: str,
@@ -225,7 +297,8 @@ def acquire(
     warning naming whose it was; ``previous_holder`` of the result says it too).
     """
     me = holder or default_holder(run_id)
-    for _ in range(_MAX_CONFLICTS):
+
+    def once() -> LeaseInfo:
         obj = read_lease(api, namespace=namespace, name=name)
         t = now()
         if obj is None:
@@ -241,60 +314,32 @@ def acquire(
                 base=None,
                 run_id=run_id,
             )
-            try:
-                written = _write(api, body, create=True, namespace=namespace, name=name)
-            except ApiError as e:
-                if e.conflict:  # someone created it meanwhile
-                    continue
-                raise
+            written = _write(api, body, create=True, namespace=namespace, name=name)
             log.info("cluster lock %s/%s acquired by %s", namespace, name, me)
             return (
                 LeaseInfo.from_obj(written) if written else LeaseInfo(me, t, t, duration, 0, None)
             )
         info = LeaseInfo.from_obj(obj)
-        previous: str | None = None
-        if info.free or info.holder == me:
-            pass
-        elif info.expired(t):
-            previous = info.holder
-            log.warning("cluster lock: taking over the expired lock (%s)", info.describe(t))
-        elif break_lock:
-            previous = info.holder
-            log.warning("cluster lock: breaking the lock (%s) as asked", info.describe(t))
-        else:
-            raise _held_error(info, t, namespace, name)
+        previous = _take_over(info, me, t, break_lock, namespace, name)
         ours_already = info.holder == me
-        body = _body(
-            namespace,
-            name,
+        written = _write_fresh(
+            api,
+            obj,
+            info,
             holder=me,
             duration=duration,
             renew=t,
             acquire=info.acquire_time if ours_already and info.acquire_time else t,
             transitions=info.transitions + (0 if ours_already else 1),
-            resource_version=info.resource_version,
-            base=obj,
             run_id=run_id,
+            namespace=namespace,
+            name=name,
         )
-        try:
-            written = _write(api, body, create=False, namespace=namespace, name=name)
-        except ApiError as e:
-            if e.conflict:
-                log.info("cluster lock: changed while we took it, re-reading")
-                continue
-            raise
         log.info("cluster lock %s/%s acquired by %s", namespace, name, me)
         got = LeaseInfo.from_obj(written) if written else info
-        return LeaseInfo(
-            got.holder,
-            got.renew_time,
-            got.acquire_time,
-            got.duration,
-            got.transitions,
-            got.resource_version,
-            previous,
-        )
-    raise ApiError(f"lease {namespace}/{name}: kept changing while we tried to take it", 409)
+        return dataclasses.replace(got, previous_holder=previous)
+
+    return _again_on_conflict(once, "tried to take it", namespace, name)
 
 
 def renew(
@@ -307,7 +352,8 @@ def renew(
     now: Now = utcnow,
 ) -> LeaseInfo:
     """Move ``renewTime`` to now. :class:`LockHeld` if the lock is no longer ours."""
-    for _ in range(_MAX_CONFLICTS):
+
+    def once() -> LeaseInfo:
         obj = read_lease(api, namespace=namespace, name=name)
         t = now()
         if obj is None:
@@ -315,27 +361,14 @@ def renew(
         info = LeaseInfo.from_obj(obj)
         if info.holder != holder:
             raise LockHeld(f"lost the cluster lock: Lease {namespace}/{name} is {info.describe(t)}")
-        body = _body(
-            namespace,
-            name,
-            holder=holder,
-            duration=duration if duration is not None else info.duration,
-            renew=t,
-            acquire=info.acquire_time,
-            transitions=info.transitions,
-            resource_version=info.resource_version,
-            base=obj,
-            run_id=None,
+        dur = duration if duration is not None else info.duration
+        written = _write_fresh(
+            api, obj, info, holder=holder, duration=dur, renew=t, namespace=namespace, name=name
         )
-        try:
-            written = _write(api, body, create=False, namespace=namespace, name=name)
-        except ApiError as e:
-            if e.conflict:
-                continue
-            raise
         log.debug("cluster lock renewed by %s", holder)
         return LeaseInfo.from_obj(written) if written else info
-    raise ApiError(f"lease {namespace}/{name}: kept changing while we renewed it", 409)
+
+    return _again_on_conflict(once, "renewed it", namespace, name)
 
 
 def release(
@@ -347,7 +380,8 @@ def release(
     now: Now = utcnow,
 ) -> bool:
     """Give the lock back (empty holder, as client-go does). False if it was not ours."""
-    for _ in range(_MAX_CONFLICTS):
+
+    def once() -> bool:
         obj = read_lease(api, namespace=namespace, name=name)
         if obj is None:
             return False
@@ -355,27 +389,13 @@ def release(
         if info.holder != holder:
             log.info("cluster lock: not releasing, %s", info.describe(now()))
             return False
-        body = _body(
-            namespace,
-            name,
-            holder=None,
-            duration=1,
-            renew=now(),
-            acquire=info.acquire_time,
-            transitions=info.transitions,
-            resource_version=info.resource_version,
-            base=obj,
-            run_id=None,
+        _write_fresh(
+            api, obj, info, holder=None, duration=1, renew=now(), namespace=namespace, name=name
         )
-        try:
-            _write(api, body, create=False, namespace=namespace, name=name)
-        except ApiError as e:
-            if e.conflict:
-                continue
-            raise
         log.info("cluster lock released by %s", holder)
         return True
-    raise ApiError(f"lease {namespace}/{name}: kept changing while we released it", 409)
+
+    return _again_on_conflict(once, "released it", namespace, name)
 
 
 class LeaseKeeper:

@@ -2,11 +2,13 @@
 
 Owns ``cordon``/``uncordon`` (a patch of ``spec.unschedulable`` guarded by the node's
 ``resourceVersion``; each says whether it changed anything, so the executor can record
-provenance), ``wait_node_ready`` (poll until Ready=True at the expected kubelet version)
-and ``wait_control_plane`` (poll until the node's kube-apiserver, kube-controller-manager
-and kube-scheduler mirror pods run the expected image tag and are Ready); both re-check
-soon at first, then back off to the caller's interval (:func:`poll_intervals`). Every function
-takes an ``ApiClient`` (``upgrader.kube.client`` builds it) and works on raw JSON dicts.
+provenance), ``wait_node_ready`` (until Ready=True at the expected kubelet version) and
+``wait_control_plane`` (until the node's kube-apiserver, kube-controller-manager and
+kube-scheduler mirror pods run the expected image tag and are Ready). Both re-read on every
+change the watch of what they wait for reports (:mod:`upgrader.kube.watching`) and poll as
+a fallback through :func:`~upgrader.core.waiting.poll_until` (soon at first, then backing
+off to the caller's interval). Every function takes an ``ApiClient``
+(``upgrader.kube.client`` builds it) and works on raw JSON dicts.
 
 Must not: print, sleep a fixed time instead of polling a condition, or decide whether a
 node should be cordoned (the executor does, remembering nodes that were cordoned before).
@@ -18,7 +20,9 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from kubernetes.client import ApiClient, CoreV1Api
 
@@ -30,12 +34,14 @@ from upgrader.core.waiting import (
     Sleep,
     Wait,
     first_say,
-    poll_intervals,
+    poll_until,
 )
 from upgrader.errors import ConfigError, StepFailed
 from upgrader.kube.retry import DEFAULT_POLICY, ApiError, RetryPolicy, request_json
+from upgrader.kube.watching import feed_sleep
 
 log = logging.getLogger("upgrader.kube")
+T = TypeVar("T")
 
 CONTROL_PLANE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -47,7 +53,7 @@ _DNS1123_SUBDOMAIN = re.compile(
 )
 
 # the wait's clock side lives in core.waiting; these names stay importable from here
-__all__ = ["FIRST_POLL", "FIRST_SAY", "Clock", "Sleep", "first_say", "poll_intervals"]
+__all__ = ["FIRST_POLL", "FIRST_SAY", "Clock", "Sleep", "first_say"]
 
 
 def validate_node_name(node: str) -> str:
@@ -173,6 +179,72 @@ def _fatal(e: ApiError) -> bool:
     return e.status in (401, 403)
 
 
+@dataclass
+class _Seen(Generic[T]):
+    """What a readiness gate last read (kept across API errors) and its last API error."""
+
+    value: T | None = None
+    error: str | None = None
+    ok: bool = False
+
+
+@dataclass(frozen=True)
+class _Pace:
+    """How a readiness gate waits: its timeout and poll, clock and sleep (None: the real
+    one, woken by the watch), and who hears its progress, how often."""
+
+    timeout: float
+    poll: float
+    clock: Clock
+    sleep: Sleep | None
+    on_progress: Callable[[str], None] | None
+    progress_every: float
+
+
+def _gate(
+    read: Callable[[], T],
+    ok: Callable[[T], bool],
+    progress: Callable[[_Seen[T]], str],
+    *,
+    what: str,
+    feed: Callable[[Sleep | None], AbstractContextManager[Sleep]],
+    pace: _Pace,
+) -> _Seen[T]:
+    """Re-``read`` until ``ok``, tolerating API errors other than 401/403 until the
+    timeout (:func:`~upgrader.core.waiting.poll_until`: re-checks soon, then every
+    ``poll``), napping on ``feed``'s sleep, so a watched change re-reads at once."""
+    seen: _Seen[T] = _Seen()
+
+    def attempt() -> _Seen[T]:
+        try:
+            seen.value, seen.error = read(), None
+            seen.ok = ok(seen.value)
+        except ApiError as e:
+            if _fatal(e):
+                raise
+            seen.error = str(e)
+            log.info("%s, API error: %s", what, e)
+        return seen
+
+    with feed(pace.sleep) as nap:
+        wait = Wait(
+            pace.timeout,
+            clock=pace.clock,
+            sleep=nap,
+            on_progress=pace.on_progress,
+            progress_every=pace.progress_every,
+        )
+        poll_until(
+            attempt,
+            lambda s: s.ok,
+            wait=wait,
+            first=min(FIRST_POLL, pace.poll),
+            cap=pace.poll,
+            progress=progress,
+        )
+    return seen
+
+
 def wait_node_ready(
     api: ApiClient,
     node: str,
@@ -181,54 +253,53 @@ def wait_node_ready(
     poll: float = 2.0,
     *,
     clock: Clock = time.monotonic,
-    sleep: Sleep = time.sleep,
+    sleep: Sleep | None = None,
     on_progress: Callable[[str], None] | None = None,
     progress_every: float = 30.0,
 ) -> dict[str, Any]:
-    """Poll until ``node`` is Ready=True and reports ``kubelet_version``; return the node.
-    API errors while the node (or the API server) restarts are tolerated until the
-    timeout. Timeout -> :class:`StepFailed` naming the node, the expected version and
-    the last version and Ready condition seen. After :func:`first_say` seconds of waiting,
-    then every ``progress_every`` seconds, ``on_progress`` hears what was last seen and the
-    time left."""
+    """Wait until ``node`` is Ready=True and reports ``kubelet_version``; return the node.
+    The node is re-read on every change its watch reports (``sleep`` None: the real
+    clock), and polled as a fallback. API errors while the node (or the API server)
+    restarts are tolerated until the timeout. Timeout -> :class:`StepFailed` naming the
+    node, the expected version and the last version and Ready condition seen. After
+    :func:`first_say` seconds of waiting, then every ``progress_every`` seconds,
+    ``on_progress`` hears what was last seen and the time left."""
     want = as_version(kubelet_version, f"node {node}: expected kubelet version")
-    wait = Wait(
-        timeout, clock=clock, sleep=sleep, on_progress=on_progress, progress_every=progress_every
+
+    def ok(obj: dict[str, Any]) -> bool:
+        seen = node_kubelet_version(obj)
+        if is_ready(obj) and _same_version(seen, want):
+            log.info("node %s: Ready at kubelet %s", node, seen)
+            return True
+        log.debug("node %s: kubelet %s, %s", node, seen, describe_ready(obj))
+        return False
+
+    def last_seen(s: _Seen[dict[str, Any]]) -> str:
+        obj = s.value
+        return f"last seen kubelet {kubelet_version_or(obj)}, {describe_ready(obj)}" if obj else ""
+
+    def progress(s: _Seen[dict[str, Any]]) -> str:
+        seen_now = last_seen(s) if s.value is not None else f"not read yet ({s.error})"
+        return f"waiting for {node} to be Ready at kubelet {want}: {seen_now}"
+
+    got = _gate(
+        lambda: get_node(api, node, policy=POLL_POLICY),
+        ok,
+        progress,
+        what=f"node {node}: waiting for Ready",
+        feed=lambda nap: feed_sleep(
+            nap,
+            CoreV1Api(api).list_node,
+            what=f"node {node}",
+            field_selector=f"metadata.name={node}",
+        ),
+        pace=_Pace(timeout, poll, clock, sleep, on_progress, progress_every),
     )
-    gaps = poll_intervals(poll)
-    last_obj: dict[str, Any] | None = None
-    last_err: str | None = None
-    while True:
-        try:
-            obj = get_node(api, node, policy=POLL_POLICY)
-            last_obj, last_err = obj, None
-            seen = node_kubelet_version(obj)
-            if is_ready(obj) and _same_version(seen, want):
-                log.info("node %s: Ready at kubelet %s", node, seen)
-                return obj
-            log.debug("node %s: kubelet %s, %s", node, seen, describe_ready(obj))
-        except ApiError as e:
-            if _fatal(e):
-                raise
-            last_err = str(e)
-            log.info("node %s: waiting for Ready, API error: %s", node, e)
-        now = wait.now()
-        if now >= wait.deadline:
-            break
-        if wait.due(now):
-            seen_now = (
-                f"last seen kubelet {kubelet_version_or(last_obj)}, {describe_ready(last_obj)}"
-                if last_obj is not None
-                else f"not read yet ({last_err})"
-            )
-            wait.say(f"waiting for {node} to be Ready at kubelet {want}: {seen_now}", now)
-        wait.nap(next(gaps), now)
-    if last_obj is not None:
-        seen_text = f"last seen kubelet {kubelet_version_or(last_obj)}, {describe_ready(last_obj)}"
-    else:
-        seen_text = "the node was never read"
-    if last_err:
-        seen_text += f"; last API error: {last_err}"
+    if got.ok and got.value is not None:
+        return got.value
+    seen_text = last_seen(got) if got.value is not None else "the node was never read"
+    if got.error:
+        seen_text += f"; last API error: {got.error}"
     raise StepFailed(
         f"node {node} did not become Ready at kubelet {want} within {timeout:g}s: {seen_text}",
         node=node,
@@ -299,52 +370,54 @@ def wait_control_plane(
     poll: float = 2.0,
     *,
     clock: Clock = time.monotonic,
-    sleep: Sleep = time.sleep,
+    sleep: Sleep | None = None,
     on_progress: Callable[[str], None] | None = None,
     progress_every: float = 30.0,
 ) -> list[str]:
-    """Poll until the node's kube-apiserver, kube-controller-manager and kube-scheduler
+    """Wait until the node's kube-apiserver, kube-controller-manager and kube-scheduler
     mirror pods show ``version`` as their image tag and are Ready; return their status
-    lines. API errors (the API server restarting) are tolerated until the timeout, which
-    raises :class:`StepFailed` naming each component's last state. After
-    :func:`first_say` seconds of waiting, then every ``progress_every`` seconds,
-    ``on_progress`` hears each component's last state (image tag, Ready or not) and the
-    time left."""
+    lines. The node's kube-system pods are re-read on every change their watch reports
+    (``sleep`` None: the real clock), and polled as a fallback. API errors (the API server
+    restarting) are tolerated until the timeout, which raises :class:`StepFailed` naming
+    each component's last state. After :func:`first_say` seconds of waiting, then every
+    ``progress_every`` seconds, ``on_progress`` hears each component's last state (image
+    tag, Ready or not) and the time left."""
     want = as_version(version, f"node {node}: expected control-plane version")
-    wait = Wait(
-        timeout, clock=clock, sleep=sleep, on_progress=on_progress, progress_every=progress_every
+
+    def ok(state: tuple[bool, list[str]]) -> bool:
+        if state[0]:
+            log.info("node %s: control plane at %s and Ready", node, want)
+        else:
+            log.debug("node %s: control plane not there yet: %s", node, "; ".join(state[1]))
+        return state[0]
+
+    def progress(s: _Seen[tuple[bool, list[str]]]) -> str:
+        lines = s.value[1] if s.value else []
+        seen_now = "; ".join(lines) if lines else "no pod list read yet"
+        if s.error:
+            seen_now += f" (last API error: {s.error})"
+        return f"waiting for the control plane of {node} to run {want} and be Ready: {seen_now}"
+
+    got = _gate(
+        lambda: control_plane_status(api, node, want, policy=POLL_POLICY),
+        ok,
+        progress,
+        what=f"node {node}: waiting for the control plane",
+        feed=lambda nap: feed_sleep(
+            nap,
+            CoreV1Api(api).list_namespaced_pod,
+            "kube-system",
+            what=f"kube-system pods on {node}",
+            field_selector=f"spec.nodeName={node}",
+        ),
+        pace=_Pace(timeout, poll, clock, sleep, on_progress, progress_every),
     )
-    gaps = poll_intervals(poll)
-    lines: list[str] = []
-    last_err: str | None = None
-    while True:
-        try:
-            ok, lines = control_plane_status(api, node, want, policy=POLL_POLICY)
-            last_err = None
-            if ok:
-                log.info("node %s: control plane at %s and Ready", node, want)
-                return lines
-            log.debug("node %s: control plane not there yet: %s", node, "; ".join(lines))
-        except ApiError as e:
-            if _fatal(e):
-                raise
-            last_err = str(e)
-            log.info("node %s: waiting for the control plane, API error: %s", node, e)
-        now = wait.now()
-        if now >= wait.deadline:
-            break
-        if wait.due(now):
-            seen_now = "; ".join(lines) if lines else "no pod list read yet"
-            if last_err:
-                seen_now += f" (last API error: {last_err})"
-            wait.say(
-                f"waiting for the control plane of {node} to run {want} and be Ready: {seen_now}",
-                now,
-            )
-        wait.nap(next(gaps), now)
+    lines = got.value[1] if got.value else []
+    if got.ok:
+        return lines
     detail = "; ".join(lines) if lines else "no pod list was read"
-    if last_err:
-        detail += f"; last API error: {last_err}"
+    if got.error:
+        detail += f"; last API error: {got.error}"
     raise StepFailed(
         f"node {node}: control plane not at {want} and Ready within {timeout:g}s: {detail}",
         node=node,

@@ -102,6 +102,26 @@ def read_apiserver_version(
     return _version(raw, "GET /version gitVersion", problems)
 
 
+_KUBEADM_CONFIG_GET = f"GET configmap {KUBE_SYSTEM}/{KUBEADM_CONFIG}"
+
+
+def _cluster_configuration(api: ApiClient, policy: RetryPolicy) -> tuple[bool, Any]:
+    """(whether ``kube-system/kubeadm-config`` exists, its ``data.ClusterConfiguration``)."""
+    try:
+        cm = request_json(
+            CoreV1Api(api).read_namespaced_config_map,
+            KUBEADM_CONFIG,
+            KUBE_SYSTEM,
+            what=_KUBEADM_CONFIG_GET,
+            policy=policy,
+        )
+    except ApiError as e:
+        if e.not_found:
+            return False, None
+        raise
+    return True, ((cm or {}).get("data") or {}).get("ClusterConfiguration")
+
+
 def read_kubeadm_version(
     api: ApiClient, problems: list[str], *, policy: RetryPolicy = DEFAULT_POLICY
 ) -> KubeVersion | None:
@@ -113,22 +133,11 @@ def read_kubeadm_config(
 ) -> tuple[KubeVersion | None, str | None]:
     """The ClusterConfiguration's ``kubernetesVersion`` and ``imageRepository`` (``None``
     when absent; kubeadm's default registry then applies)."""
-    what = f"GET configmap {KUBE_SYSTEM}/{KUBEADM_CONFIG}"
-    try:
-        cm = request_json(
-            CoreV1Api(api).read_namespaced_config_map,
-            KUBEADM_CONFIG,
-            KUBE_SYSTEM,
-            what=what,
-            policy=policy,
-        )
-    except ApiError as e:
-        if e.not_found:
-            problems.append(f"{what}: not found (not a kubeadm cluster?)")
-            return None, None
-        raise
-    data = (cm or {}).get("data") or {}
-    text = data.get("ClusterConfiguration")
+    what = _KUBEADM_CONFIG_GET
+    found, text = _cluster_configuration(api, policy)
+    if not found:
+        problems.append(f"{what}: not found (not a kubeadm cluster?)")
+        return None, None
     if not isinstance(text, str):
         problems.append(f"{what}: no data.ClusterConfiguration")
         return None, None
@@ -150,26 +159,13 @@ def read_kubeadm_etcd(
 ) -> tuple[str, ...] | None:
     """kubeadm-config's ``etcd.external.endpoints`` (``()``: local etcd); None when the
     ConfigMap cannot say (its absence is reported by :func:`read_kubeadm_version`)."""
-    what = f"GET configmap {KUBE_SYSTEM}/{KUBEADM_CONFIG}"
-    try:
-        cm = request_json(
-            CoreV1Api(api).read_namespaced_config_map,
-            KUBEADM_CONFIG,
-            KUBE_SYSTEM,
-            what=what,
-            policy=policy,
-        )
-    except ApiError as e:
-        if e.not_found:
-            return None
-        raise
-    text = ((cm or {}).get("data") or {}).get("ClusterConfiguration")
-    if not isinstance(text, str):
+    found, text = _cluster_configuration(api, policy)
+    if not found or not isinstance(text, str):
         return None
     try:
         return parse_kubeadm_etcd(text)
     except ParseError as e:
-        problems.append(f"{what}: {e}")
+        problems.append(f"{_KUBEADM_CONFIG_GET}: {e}")
         return None
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import socket
 import ssl
 import time
@@ -28,6 +27,7 @@ import tenacity
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from upgrader.core.waiting import backoff
 from upgrader.errors import KubernetesError
 
 log = logging.getLogger("upgrader.kube")
@@ -190,9 +190,10 @@ def call_with_retry(
     logged; the last failure is raised as it was."""
     label = what or getattr(fn, "__name__", "API call")
 
+    grow = backoff(policy.initial, policy.max_delay) + tenacity.wait_random(0, policy.jitter)
+
     def wait(rs: tenacity.RetryCallState) -> float:
-        exp: float = policy.initial * 2.0 ** max(0, rs.attempt_number - 1)
-        delay = min(policy.max_delay, exp) + random.uniform(0, policy.jitter)
+        delay: float = grow(rs)
         exc = rs.outcome.exception() if rs.outcome is not None else None
         ra = retry_after(exc) if exc is not None else None
         return max(delay, ra) if ra is not None else delay

@@ -96,6 +96,19 @@ def required_access(
         Access("list", "pods", why="find each node's pods and the control-plane mirror pods"),
         Access("get", "pods", why="see whether an evicted pod is gone"),
         Access("create", "pods", subresource="eviction", why="evict pods when draining"),
+        Access(
+            "watch",
+            "nodes",
+            why="see a node turn Ready as it happens (without it, the wait polls)",
+            required=False,
+        ),
+        Access(
+            "watch",
+            "pods",
+            why="see drained pods go and control-plane pods turn Ready as it happens "
+            "(without it, the waits poll)",
+            required=False,
+        ),
     ]
     if disable_eviction:
         out.append(
@@ -111,6 +124,14 @@ def required_access(
             "poddisruptionbudgets",
             group="policy",
             why="check drainability and report what blocks a drain",
+        ),
+        Access(
+            "watch",
+            "poddisruptionbudgets",
+            group="policy",
+            why="see the budgets allow disruptions again after the run as it happens "
+            "(without it, the wait polls)",
+            required=False,
         ),
         Access("get", "daemonsets", group="apps", why="recognise DaemonSet pods a drain skips"),
         Access(
