@@ -450,6 +450,78 @@ def _ignored(p: argparse_.Parsed) -> set[str]:
     return {x.strip().lower() for x in raw.split(",") if x.strip()}
 
 
+# What `kubeadm upgrade apply` prints in its bootstrap-token phase.
+BOOTSTRAP_TOKEN_LINES = (
+    "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes",
+    "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in "
+    "order for nodes to get long term certificate credentials",
+    "[bootstrap-token] Configured RBAC rules to allow the csrapprover controller "
+    "automatically approve CSRs from a Node Bootstrap Token",
+    "[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node "
+    "client certificates in the cluster",
+)
+
+
+def _check_versions(
+    api: Api, p: argparse_.Parsed, cluster: Ver, kubeadm: Ver, target: Ver, target_text: str
+) -> None:
+    """`upgrade apply`'s version policy: fatal errors stop it, the others unless --force."""
+    try:
+        kubelets: list[str] | None = [kubelet_version(n) for n in api.nodes()]
+    except ApiError:
+        kubelets = None
+    mandatory, skippable = version_policy_errors(
+        cluster,
+        kubeadm,
+        target,
+        target_text,
+        kubelets,
+        p.has("--allow-experimental-upgrades"),
+        p.has("--allow-release-candidate-upgrades"),
+    )
+    if mandatory:
+        raise Fatal(
+            "[upgrade/version] FATAL: the --version argument is invalid due to these fatal "
+            f"errors:\n\n{_format_errs(mandatory)}\n"
+            "Please fix the misalignments highlighted above and try upgrading again"
+        )
+    if skippable:
+        if not p.has("--force"):
+            raise Fatal(
+                "[upgrade/version] FATAL: the --version argument is invalid due to these "
+                f"errors:\n\n{_format_errs(skippable)}\nCan be bypassed if you pass the --force "
+                "flag"
+            )
+        sys.stdout.write(
+            f"[upgrade/version] Found {len(skippable)} potential version compatibility errors "
+            f"but skipping since the --force flag is set: \n\n{_format_errs(skippable)}"
+        )
+
+
+def _upgrade_control_plane(
+    ctx: NodeContext,
+    p: argparse_.Parsed,
+    api: Api,
+    version: Ver,
+    repository: str,
+    command: str,
+    prefix: str,
+) -> None:
+    """This node's static pods (and etcd, certificates, patches) to ``version``, then its
+    mirror pods in the API (``prefix`` names the phase in a failure)."""
+    dry_run = p.has("--dry-run")
+    renew = p.flags.get("--certificate-renewal", "true") != "false"
+    etcd = p.flags.get("--etcd-upgrade", "true") != "false"
+    address = str(ctx.info.get("address", "127.0.0.1"))
+    _upgrade_static_pods(ctx, version, address, renew, etcd, dry_run, repository)
+    _apply_patches(ctx, p, command, dry_run)
+    if not dry_run:
+        try:
+            api.set_control_plane(ctx.name, str(version), repository)
+        except ApiError as exc:
+            raise Fatal(f"{prefix} FATAL: failed to upgrade the control plane: {exc}") from None
+
+
 def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
     if len(p.positional) < 1:
         raise Fatal("[upgrade/version] FATAL: missing version argument")
@@ -474,36 +546,7 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
     _out(f'[upgrade/version] You have chosen to change the cluster version to "{target_text}"')
     _out(f"[upgrade/versions] Cluster version: {cluster}")
     _out(f"[upgrade/versions] kubeadm version: {kubeadm}")
-    try:
-        kubelets: list[str] | None = [kubelet_version(n) for n in api.nodes()]
-    except ApiError:
-        kubelets = None
-    mandatory, skippable = version_policy_errors(
-        cluster,
-        kubeadm,
-        target,
-        target_text,
-        kubelets,
-        p.has("--allow-experimental-upgrades"),
-        p.has("--allow-release-candidate-upgrades"),
-    )
-    if mandatory:
-        raise Fatal(
-            "[upgrade/version] FATAL: the --version argument is invalid due to these fatal "
-            f"errors:\n\n{_format_errs(mandatory)}\n"
-            "Please fix the misalignments highlighted above and try upgrading again"
-        )
-    if skippable:
-        if not force:
-            raise Fatal(
-                "[upgrade/version] FATAL: the --version argument is invalid due to these "
-                f"errors:\n\n{_format_errs(skippable)}\nCan be bypassed if you pass the --force "
-                "flag"
-            )
-        sys.stdout.write(
-            f"[upgrade/version] Found {len(skippable)} potential version compatibility errors "
-            f"but skipping since the --force flag is set: \n\n{_format_errs(skippable)}"
-        )
+    _check_versions(api, p, cluster, kubeadm, target, target_text)
     if not (p.has("--yes") or force or dry_run):
         sys.stdout.write("[upgrade] Are you sure you want to proceed? [y/N]: ")
         sys.stdout.flush()
@@ -522,18 +565,7 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
         f'"{target_text}" '
         "(timeout: 5m0s)..."
     )
-    renew = p.flags.get("--certificate-renewal", "true") != "false"
-    etcd = p.flags.get("--etcd-upgrade", "true") != "false"
-    address = str(ctx.info.get("address", "127.0.0.1"))
-    _upgrade_static_pods(ctx, target, address, renew, etcd, dry_run, repository)
-    _apply_patches(ctx, p, "apply", dry_run)
-    if not dry_run:
-        try:
-            api.set_control_plane(ctx.name, str(target), repository)
-        except ApiError as exc:
-            raise Fatal(
-                f"[upgrade/apply] FATAL: failed to upgrade the control plane: {exc}"
-            ) from None
+    _upgrade_control_plane(ctx, p, api, target, repository, "apply", "[upgrade/apply]")
     phases.done("control-plane")
     _out(
         '[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
@@ -549,19 +581,8 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
     phases.done("kubeconfig")
     _write_kubelet_config(ctx, target, dry_run)
     phases.done("kubelet-config")
-    _out("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes")
-    _out(
-        "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in "
-        "order for nodes to get long term certificate credentials"
-    )
-    _out(
-        "[bootstrap-token] Configured RBAC rules to allow the csrapprover controller "
-        "automatically approve CSRs from a Node Bootstrap Token"
-    )
-    _out(
-        "[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node "
-        "client certificates in the cluster"
-    )
+    for line in BOOTSTRAP_TOKEN_LINES:
+        _out(line)
     phases.done("bootstrap-token")
     _addons(ctx, api, phases, target, dry_run, wait_for_all=kubeadm.minor >= ADDONS_WAIT_MINOR)
     phases.done("post-upgrade")
@@ -673,18 +694,7 @@ def cmd_upgrade_node(p: argparse_.Parsed, ctx: NodeContext) -> int:
             "[upgrade] Upgrading your Static Pod-hosted control plane instance to version "
             f'"{cluster}"...'
         )
-        renew = p.flags.get("--certificate-renewal", "true") != "false"
-        etcd = p.flags.get("--etcd-upgrade", "true") != "false"
-        address = str(ctx.info.get("address", "127.0.0.1"))
-        _upgrade_static_pods(ctx, cluster, address, renew, etcd, dry_run, repository)
-        _apply_patches(ctx, p, "node", dry_run)
-        if not dry_run:
-            try:
-                api.set_control_plane(ctx.name, str(cluster), repository)
-            except ApiError as exc:
-                raise Fatal(
-                    f"[upgrade] FATAL: failed to upgrade the control plane: {exc}"
-                ) from None
+        _upgrade_control_plane(ctx, p, api, cluster, repository, "node", "[upgrade]")
         _out("[upgrade] The control plane instance for this node was successfully updated!")
         phases.done("control-plane")
     else:

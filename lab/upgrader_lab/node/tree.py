@@ -65,8 +65,8 @@ DNF5_VERSIONLOCK = "/etc/dnf/versionlock.toml"
 
 # Component versions kubeadm of each minor deploys (approximate, for realistic output).
 # etcd: kubeadm's constants.SupportedEtcdVersion (3.5.x up to 1.33, 3.6.x from 1.34); the
-# same table as the lab API's mirror pods (upgrader_lab.apiserver.objects.ETCD_BY_MINOR).
-_ETCD = {
+# same table as the lab API's mirror pods (upgrader_lab.apiserver.objects imports them).
+ETCD_BY_MINOR = {
     24: "3.5.6-0",
     25: "3.5.6-0",
     26: "3.5.6-0",
@@ -78,7 +78,7 @@ _ETCD = {
     32: "3.5.16-0",
     33: "3.5.21-0",
 }
-_COREDNS = {
+COREDNS_BY_MINOR = {
     24: "v1.8.6",
     25: "v1.9.3",
     26: "v1.9.3",
@@ -112,11 +112,11 @@ def _by_minor(table: dict[int, str], version: str, newer: str) -> str:
 
 
 def etcd_version(version: str) -> str:
-    return _by_minor(_ETCD, version, "3.6.4-0")
+    return _by_minor(ETCD_BY_MINOR, version, "3.6.4-0")
 
 
 def coredns_version(version: str) -> str:
-    return _by_minor(_COREDNS, version, "v1.12.1")
+    return _by_minor(COREDNS_BY_MINOR, version, "v1.12.1")
 
 
 def pause_version(version: str) -> str:
