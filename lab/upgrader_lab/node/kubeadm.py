@@ -22,7 +22,6 @@ Must not: import upgrader's production code (``upgrader.core`` included).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -215,7 +214,15 @@ def _build_info(version: Ver) -> dict[str, str]:
 
 
 def _fake_commit(seed: str) -> str:
+    import hashlib  # not in every tool call's imports (OpenSSL's start-up)
+
     return hashlib.sha1(seed.encode(), usedforsecurity=False).hexdigest()
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def _api(ctx: NodeContext) -> Api:
@@ -946,7 +953,7 @@ def _apply_patches(ctx: NodeContext, p: argparse_.Parsed, command: str, dry_run:
                     "dir": path,
                     "file": entry.name,
                     "target": target,
-                    "sha256": hashlib.sha256(entry.read_bytes()).hexdigest(),
+                    "sha256": _sha256(entry.read_bytes()),
                 }
             )
     if not dry_run:

@@ -19,12 +19,17 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from upgrader_lab.node import args as argparse_
 from upgrader_lab.node import runtimes, tree
 from upgrader_lab.node.adminapi import Api, ApiError
 from upgrader_lab.node.context import NodeContext
+
+# Annotations only: importing typing costs every simulated tool call several ms of
+# start-up (mypy and ruff read TYPE_CHECKING by name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 UNITS = {
     "kubelet": "kubelet: The Kubernetes Node Agent",
