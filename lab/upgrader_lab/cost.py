@@ -14,6 +14,7 @@ process that is not the lab's (pids come from :func:`upgrader_lab.runner.running
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from upgrader_lab import runner
@@ -37,3 +38,18 @@ def cpu_seconds(lab_dir: Path) -> float:
     """The CPU time the running lab in ``lab_dir`` has spent so far (see the module)."""
     pids = {p for group in runner.running_pids(lab_dir).values() for p in group}
     return sum(process_cpu_seconds(p) for p in sorted(pids))
+
+
+def cpu_since(lab_dir: Path, before: float, settle: float = 0.1, timeout: float = 3.0) -> float:
+    """The lab's CPU seconds since a :func:`cpu_seconds` read of ``before``, read once the
+    sessions a client has just closed are collected: when two reads ``settle`` seconds
+    apart agree (or after ``timeout``)."""
+    last = cpu_seconds(lab_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(settle)
+        now = cpu_seconds(lab_dir)
+        if now == last:
+            break
+        last = now
+    return last - before

@@ -315,29 +315,25 @@ def _env(pythonpath: str) -> dict[str, str]:
 
 def _start_api(lab_dir: Path, python: str, pythonpath: str) -> subprocess.Popen[bytes]:
     (lab_dir / "apiserver.json").unlink(missing_ok=True)
-    log = lab_dir / "logs" / "apiserver.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [python, "-m", "upgrader_lab.apiserver", "--dir", str(lab_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            close_fds=True,
-            cwd=lab_dir,
-            env=_env(pythonpath),
-        )
+    return _start_server(lab_dir, python, pythonpath, "apiserver")
 
 
 def _start_pkgserver(
     lab_dir: Path, python: str, pythonpath: str, port: int
 ) -> subprocess.Popen[bytes]:
-    log = lab_dir / "logs" / "pkgserver.log"
+    return _start_server(lab_dir, python, pythonpath, "pkgserver", "--port", str(port))
+
+
+def _start_server(
+    lab_dir: Path, python: str, pythonpath: str, name: str, *args: str
+) -> subprocess.Popen[bytes]:
+    """``python -m upgrader_lab.NAME --dir DIR ARGS``, in its own session, logging to
+    ``DIR/logs/NAME.log``."""
+    log = lab_dir / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [python, "-m", "upgrader_lab.pkgserver", "--dir", str(lab_dir), "--port", str(port)],
+            [python, "-m", f"upgrader_lab.{name}", "--dir", str(lab_dir), *args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,

@@ -769,7 +769,6 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
     # read by the wrapper's node-ns script, which mounts /sys/fs/cgroup to match
     write_file(ndir / f"cgroup-{node.get('cgroup', 'v2')}", "")
 
-    is_cp = node["role"] == "control-plane"
     family = node["os_family"]
     flavor = node.get("flavor") or family
     write_file(in_root(root, "/etc/hostname"), node["name"] + "\n")
@@ -802,30 +801,42 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
 
     # package repository definition and package database (rhel: simulated; Debian: the
     # real dpkg database and sources list, written by upgrader_lab.debnode)
-    minor = node["repo_minor"]
-    held = set(node.get("held") or [])
     if family == "rhel":
-        write_file(in_root(root, repo.YUM_REPO), repo.yum_repo_text(minor))
-        write_file(in_root(root, DNF_CONF), DNF_CONF_TEXT[flavor])
-        locked = {t: repo.package_version(node[t], family) for t in BINARIES if t in held}
-        if flavor == "fedora":
-            if locked:
-                write_file(in_root(root, DNF5_VERSIONLOCK), dnf5_versionlock_text(locked))
-        elif node.get("versionlock"):
-            write_file(in_root(root, DNF4_VERSIONLOCK_CONF), DNF4_VERSIONLOCK_CONF_TEXT)
-            write_file(in_root(root, DNF4_VERSIONLOCK_LIST), dnf4_versionlock_text(locked))
-        packages = {
-            tool: {"version": repo.package_version(node[tool], family), "held": False}
-            for tool in BINARIES
-        }  # an rpm node's holds are its versionlock entries
-        write_file(
-            in_root(root, f"/{STATE}/packages.json"),
-            json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
-        )
+        _build_rpm_state(root, node, flavor)
     if flavor == "kubespray":
         build_kubespray(root, node, python)
 
-    # kubelet and kubeadm files
+    _build_kube_files(root, node, spec, flavor)
+
+
+def _build_rpm_state(root: Path, node: dict[str, Any], flavor: str) -> None:
+    """An rpm node's repository file, dnf configuration, versionlock and package database."""
+    family = node["os_family"]
+    minor = node["repo_minor"]
+    held = set(node.get("held") or [])
+    write_file(in_root(root, repo.YUM_REPO), repo.yum_repo_text(minor))
+    write_file(in_root(root, DNF_CONF), DNF_CONF_TEXT[flavor])
+    locked = {t: repo.package_version(node[t], family) for t in BINARIES if t in held}
+    if flavor == "fedora":
+        if locked:
+            write_file(in_root(root, DNF5_VERSIONLOCK), dnf5_versionlock_text(locked))
+    elif node.get("versionlock"):
+        write_file(in_root(root, DNF4_VERSIONLOCK_CONF), DNF4_VERSIONLOCK_CONF_TEXT)
+        write_file(in_root(root, DNF4_VERSIONLOCK_LIST), dnf4_versionlock_text(locked))
+    packages = {
+        tool: {"version": repo.package_version(node[tool], family), "held": False}
+        for tool in BINARIES
+    }  # an rpm node's holds are its versionlock entries
+    write_file(
+        in_root(root, f"/{STATE}/packages.json"),
+        json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
+    )
+
+
+def _build_kube_files(root: Path, node: dict[str, Any], spec: dict[str, Any], flavor: str) -> None:
+    """The kubelet's and kubeadm's files (config, flags, PKI, static pod manifests) and the
+    images the node's container runtime holds."""
+    is_cp = node["role"] == "control-plane"
     cluster_version = spec["version"]
     write_file(
         in_root(root, "/var/lib/kubelet/config.yaml"),
