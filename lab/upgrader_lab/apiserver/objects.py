@@ -710,13 +710,18 @@ def workload_image(
     return PAUSE_IMAGE
 
 
+def _workload_template(
+    w: WorkloadSpec, cluster_version: str, repository: str
+) -> tuple[dict[str, str], Json]:
+    labels = workload_labels(w)
+    image = workload_image(w, cluster_version, repository)
+    return labels, pod_template(labels, image, w.name, w.grace_period, w.empty_dir)
+
+
 def build_deployment(
     w: WorkloadSpec, cluster_version: str, created: float, repository: str = DEFAULT_REPOSITORY
 ) -> Json:
-    labels = workload_labels(w)
-    tmpl = pod_template(
-        labels, workload_image(w, cluster_version, repository), w.name, w.grace_period, w.empty_dir
-    )
+    labels, tmpl = _workload_template(w, cluster_version, repository)
     return {
         "metadata": dict(
             meta(w.name, w.namespace, created, labels, {"deployment.kubernetes.io/revision": "1"}),
@@ -777,10 +782,7 @@ def default_replicaset_spec(spec: Json) -> Json:
 def build_daemonset(
     w: WorkloadSpec, cluster_version: str, created: float, repository: str = DEFAULT_REPOSITORY
 ) -> Json:
-    labels = workload_labels(w)
-    tmpl = pod_template(
-        labels, workload_image(w, cluster_version, repository), w.name, w.grace_period, w.empty_dir
-    )
+    labels, tmpl = _workload_template(w, cluster_version, repository)
     if w.name == "kube-proxy":
         tmpl["spec"]["hostNetwork"] = True
         tmpl["spec"]["priorityClassName"] = "system-node-critical"
@@ -811,10 +813,7 @@ def build_bare_pod(
     created: float,
     repository: str = DEFAULT_REPOSITORY,
 ) -> Json:
-    labels = workload_labels(w)
-    tmpl = pod_template(
-        labels, workload_image(w, cluster_version, repository), w.name, w.grace_period, w.empty_dir
-    )
+    _, tmpl = _workload_template(w, cluster_version, repository)
     pod = pod_from_template(
         tmpl, w.name, w.namespace, created, None, node_name=node["metadata"]["name"]
     )

@@ -544,12 +544,7 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
         target_text = "v" + target_text
     dry_run = p.has("--dry-run")
     force = p.has("--force")
-    _require_kubeconfig(ctx, "admin.conf")
-    api = _api(ctx)
-    _out("[preflight] Running pre-flight checks.")
-    cluster = _read_config(api, "upgrade/config")
-    _health_check(api, _ignored(p))
-    kubeadm = _self_version(ctx)
+    api, cluster, kubeadm = _preflight(ctx, p)
     _out(f'[upgrade/version] You have chosen to change the cluster version to "{target_text}"')
     _out(f"[upgrade/versions] Cluster version: {cluster}")
     _out(f"[upgrade/versions] kubeadm version: {kubeadm}")
@@ -719,13 +714,19 @@ def cmd_upgrade_node(p: argparse_.Parsed, ctx: NodeContext) -> int:
     return 0
 
 
-def cmd_upgrade_plan(p: argparse_.Parsed, ctx: NodeContext) -> int:
+def _preflight(ctx: NodeContext, p: argparse_.Parsed) -> tuple[Api, Ver, Ver]:
+    """`upgrade apply` and `upgrade plan`'s start: the admin kubeconfig, the cluster's
+    version from kubeadm-config, the health checks; then this kubeadm's own version."""
     _require_kubeconfig(ctx, "admin.conf")
     api = _api(ctx)
     _out("[preflight] Running pre-flight checks.")
     cluster = _read_config(api, "upgrade/config")
     _health_check(api, _ignored(p))
-    kubeadm = _self_version(ctx)
+    return api, cluster, _self_version(ctx)
+
+
+def cmd_upgrade_plan(p: argparse_.Parsed, ctx: NodeContext) -> int:
+    api, cluster, kubeadm = _preflight(ctx, p)
     _out("[upgrade] Fetching available versions to upgrade to")
     _out(f"[upgrade/versions] Cluster version: {cluster}")
     _out(f"[upgrade/versions] kubeadm version: {kubeadm}")
