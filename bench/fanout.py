@@ -8,8 +8,9 @@ and ``pyinfra exec`` with the very command upgrader sends (built from
 :func:`upgrader.core.parsers.fact_script` exactly as :mod:`upgrader.gather` builds it), all
 with N parallel connections and the lab's key and known_hosts, strict host keys. Every
 peer run is checked: all N hosts must have printed every fact section. Reports medians,
-the ratio of each peer to ``upgrader facts``, and each tool's time against its own time on
-a one-node lab.
+the ratio of each peer to ``upgrader facts``, each tool's time against its own time on
+a one-node lab, and beside each row the lab's own CPU per node (what the simulation cost:
+:mod:`upgrader_lab.cost`).
 
 Must not: count a run whose output is incomplete, or reuse SSH connections across runs
 (ansible's ControlPersist is off; upgrader and pyinfra open fresh ones per process).
@@ -38,6 +39,7 @@ from bench._perf import (
     upgrader_argv,
 )
 from upgrader.core import parsers
+from upgrader_lab import cost
 
 TOOLS = ("upgrader facts", "upgrader plan", "ansible raw", "pyinfra exec")
 DEFAULT_SIZES = (1, 10, 50, 200)
@@ -116,21 +118,26 @@ def run(
 ) -> dict[str, Any]:
     versions = _peers.ensure_peers(log) if peers else {}
     samples: dict[int, dict[str, list[Measured]]] = {}
+    lab_cpu: dict[int, dict[str, list[float]]] = {}  # the lab's own CPU seconds per run
     for size in sizes:
         spec = flag_spec(1, size - 1)
         with lab(work, f"fanout-{size}", spec) as lab_:
             runners = _runners(lab_, work, peers)
             names = list(runners)
             got: dict[str, list[Measured]] = {name: [] for name in names}
+            spent: dict[str, list[float]] = {name: [] for name in names}
             for rep in range(reps(size)):
                 order = names[rep % len(names) :] + names[: rep % len(names)]
                 for name in order:
                     if name == "upgrader plan" and rep >= plan_reps(size):
                         continue
+                    before = cost.cpu_seconds(lab_.dir)
                     m = runners[name]()
                     got[name].append(m)
+                    spent[name].append(cost.cpu_since(lab_.dir, before))
                     log(f"fanout n={size} rep {rep + 1}: {name} {m.seconds:.2f}s")
             samples[size] = got
+            lab_cpu[size] = spent
     rows: list[dict[str, Any]] = []
     single: dict[str, float | None] = {}
     if 1 in samples:
@@ -151,6 +158,7 @@ def run(
                     "vs_one_node": rnd(ratio(med, single.get(tool))),
                     "per_node_ms": rnd(1000 * med / size if med is not None else None, 1),
                     "peak_rss_mib": rnd(median([m.rss_mib for m in ms]), 1),
+                    "lab_cpu_ms_per_node": rnd(_per_node_ms(lab_cpu[size][tool], size), 1),
                     "samples_s": [round(m.seconds, 3) for m in ms],
                 }
             )
@@ -162,9 +170,16 @@ def run(
         f"{len(fact_command())} bytes) as `sh -c '<script>'`",
         "parallelism": "N (upgrader --max-workers N, ansible -f N, pyinfra --parallel N)",
         "peers": versions,
-        "notes": "peak_rss_mib is the main process only (ansible forks workers)",
+        "notes": "peak_rss_mib is the main process only (ansible forks workers); "
+        "lab_cpu_ms_per_node is the lab's own CPU (sshd, sessions, node wrapper, simulated and "
+        "real node tools, API server) per run and node, median (upgrader_lab.cost)",
     }
     return result_doc("fanout", params, rows)
+
+
+def _per_node_ms(seconds: list[float], size: int) -> float | None:
+    med = median(seconds)
+    return 1000 * med / size if med is not None else None
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -177,8 +192,18 @@ def render(doc: dict[str, Any]) -> str:
             r["vs_upgrader_facts"],
             r["vs_one_node"],
             r["per_node_ms"],
+            r.get("lab_cpu_ms_per_node"),
         )
         for r in doc["rows"]
     ]
-    head = ("nodes", "tool", "reps", "median s", "x upgrader facts", "x own 1-node time", "ms/node")
+    head = (
+        "nodes",
+        "tool",
+        "reps",
+        "median s",
+        "x upgrader facts",
+        "x own 1-node time",
+        "ms/node",
+        "lab CPU ms/node",
+    )
     return table(head, rows)

@@ -11,15 +11,14 @@ Must not: change the spec (which faults exist), or touch anything else of the la
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from upgrader.errors import ConfigError, ExitCode, UpgraderError
 from upgrader_lab.apiserver.certs import atomic_write
+from upgrader_lab.node.context import fault_counters
 
 
 class FaultsError(UpgraderError):
@@ -153,22 +152,9 @@ def list_faults(lab_dir: Path) -> list[FaultState]:
 
 def _clear_node(path: Path) -> dict[str, int]:
     """Reset one node's counters under the same flock the node tools take."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        raw = b""
-        while chunk := os.read(fd, 65536):
-            raw += chunk
-        try:
-            before = json.loads(raw.decode() or "{}")
-        except ValueError:
-            before = {}
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, b"{}\n")
+    with fault_counters(path) as (before, write):
+        write(b"{}\n")
         return {str(k): int(v) for k, v in (before or {}).items() if isinstance(v, int)}
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -315,29 +315,25 @@ def _env(pythonpath: str) -> dict[str, str]:
 
 def _start_api(lab_dir: Path, python: str, pythonpath: str) -> subprocess.Popen[bytes]:
     (lab_dir / "apiserver.json").unlink(missing_ok=True)
-    log = lab_dir / "logs" / "apiserver.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [python, "-m", "upgrader_lab.apiserver", "--dir", str(lab_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            close_fds=True,
-            cwd=lab_dir,
-            env=_env(pythonpath),
-        )
+    return _start_server(lab_dir, python, pythonpath, "apiserver")
 
 
 def _start_pkgserver(
     lab_dir: Path, python: str, pythonpath: str, port: int
 ) -> subprocess.Popen[bytes]:
-    log = lab_dir / "logs" / "pkgserver.log"
+    return _start_server(lab_dir, python, pythonpath, "pkgserver", "--port", str(port))
+
+
+def _start_server(
+    lab_dir: Path, python: str, pythonpath: str, name: str, *args: str
+) -> subprocess.Popen[bytes]:
+    """``python -m upgrader_lab.NAME --dir DIR ARGS``, in its own session, logging to
+    ``DIR/logs/NAME.log``."""
+    log = lab_dir / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [python, "-m", "upgrader_lab.pkgserver", "--dir", str(lab_dir), "--port", str(port)],
+            [python, "-m", f"upgrader_lab.{name}", "--dir", str(lab_dir), *args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -619,6 +615,7 @@ def _up_locked(
     resolved, fresh = _resolve_spec(lab_dir, spec)
     if fresh:
         _build(lab_dir, resolved, python)
+    tree.precompile_tools()
     nodes = resolved["nodes"]
     addresses = [n["address"] for n in nodes]
     busy = set(labspec.listening_addresses()) & set(addresses)
@@ -640,40 +637,12 @@ def _up_locked(
         lab_dir, resolved, mode, python, pythonpath, shell
     )
     keys = sshd.ensure_keys(lab_dir)
-    started: list[int] = []
-    pkg_proc: subprocess.Popen[bytes] | None = None
-    pkg_port = 0
-    try:
-        if _has_debian(resolved) and mode.mode == "overlay":
-            pkg_port = int(pkgserver.read_info(lab_dir).get("port") or 0)
-            pkg_port = pkg_port or pkgserver.free_port()
-            pkg_proc = _start_pkgserver(lab_dir, python, pythonpath, pkg_port)
-            started.append(pkg_proc.pid)
-            _wait_pkgserver(lab_dir, pkg_proc, API_TIMEOUT)
-        _prepare_debian(lab_dir, resolved, mode, python, pkg_port)
-        api_proc = _start_api(lab_dir, python, pythonpath) if start_api else None
-        if api_proc is not None:
-            started.append(api_proc.pid)
-        previous = int(((read_json(lab_dir / "lab.json") or {}).get("ssh") or {}).get("port") or 0)
-        port = sshd.pick_port(addresses, prefer=previous)
-        configs = sshd.write_configs(lab_dir, addresses, port, keys, force_command, user=login)
-        sshd.write_known_hosts(lab_dir, addresses, port, keys.host_public)
-        untrusted = trust.check_written(lab_dir, _trusted_files(lab_dir, configs, keys))
-        if untrusted:
-            raise ConfigError(untrusted)
-        try:
-            procs = sshd.start(sshd_bin, configs, lab_dir / "logs" / "sshd.log")
-        except sshd.SshdError as exc:
-            raise LabError(str(exc)) from None
-        started.extend(p.pid for p in procs)
-        try:
-            sshd.wait_ready(procs, addresses, port, lab_dir / "logs" / "sshd.log", SSH_TIMEOUT)
-        except sshd.SshdError as exc:
-            raise LabError(str(exc)) from None
-        api_info = _wait_api(lab_dir, api_proc, API_TIMEOUT) if api_proc is not None else None
-    except BaseException:
-        _stop(lab_dir, started)
-        raise
+    servers = _start_servers(
+        lab_dir, resolved, mode, start_api, python, pythonpath, sshd_bin, keys, force_command, login
+    )
+    procs, port, configs = servers.procs, servers.port, servers.configs
+    api_proc, api_info = servers.api_proc, servers.api_info
+    pkg_proc, pkg_port = servers.pkg_proc, servers.pkg_port
     lab = _lab_json(
         lab_dir,
         resolved,
@@ -711,6 +680,81 @@ def _up_locked(
         sudo_info.get("password_env"),
         pkgserver.url_template(pkg_port) if pkg_proc else None,
     )
+    warnings = _up_warnings(nodes, mode, sudo_warning, lock_problem, api_proc is None)
+    return UpResult(lab_dir, lab, fresh, warnings)
+
+
+@dataclass(frozen=True)
+class _Servers:
+    procs: list[subprocess.Popen[bytes]]  # sshd
+    port: int  # sshd's
+    configs: list[Path]
+    api_proc: subprocess.Popen[bytes] | None
+    api_info: dict[str, Any] | None
+    pkg_proc: subprocess.Popen[bytes] | None
+    pkg_port: int
+
+
+def _start_servers(
+    lab_dir: Path,
+    resolved: dict[str, Any],
+    mode: wrapper.MountMode,
+    start_api: bool,
+    python: str,
+    pythonpath: str,
+    sshd_bin: str,
+    keys: sshd.Keys,
+    force_command: str,
+    login: str,
+) -> _Servers:
+    """The package server (Debian nodes), the API server and sshd, each waited for; on any
+    failure the ones already started are stopped again."""
+    nodes = resolved["nodes"]
+    addresses = [n["address"] for n in nodes]
+    started: list[int] = []
+    pkg_proc: subprocess.Popen[bytes] | None = None
+    pkg_port = 0
+    try:
+        if _has_debian(resolved) and mode.mode == "overlay":
+            pkg_port = int(pkgserver.read_info(lab_dir).get("port") or 0)
+            pkg_port = pkg_port or pkgserver.free_port()
+            pkg_proc = _start_pkgserver(lab_dir, python, pythonpath, pkg_port)
+            started.append(pkg_proc.pid)
+            _wait_pkgserver(lab_dir, pkg_proc, API_TIMEOUT)
+        _prepare_debian(lab_dir, resolved, mode, python, pkg_port)
+        api_proc = _start_api(lab_dir, python, pythonpath) if start_api else None
+        if api_proc is not None:
+            started.append(api_proc.pid)
+        previous = int(((read_json(lab_dir / "lab.json") or {}).get("ssh") or {}).get("port") or 0)
+        port = sshd.pick_port(addresses, prefer=previous)
+        configs = sshd.write_configs(lab_dir, addresses, port, keys, force_command, user=login)
+        sshd.write_known_hosts(lab_dir, addresses, port, keys.host_public)
+        untrusted = trust.check_written(lab_dir, _trusted_files(lab_dir, configs, keys))
+        if untrusted:
+            raise ConfigError(untrusted)
+        try:
+            procs = sshd.start(sshd_bin, configs, lab_dir / "logs" / "sshd.log")
+        except sshd.SshdError as exc:
+            raise LabError(str(exc)) from None
+        started.extend(p.pid for p in procs)
+        try:
+            sshd.wait_ready(procs, addresses, port, lab_dir / "logs" / "sshd.log", SSH_TIMEOUT)
+        except sshd.SshdError as exc:
+            raise LabError(str(exc)) from None
+        api_info = _wait_api(lab_dir, api_proc, API_TIMEOUT) if api_proc is not None else None
+    except BaseException:
+        _stop(lab_dir, started)
+        raise
+    return _Servers(procs, port, configs, api_proc, api_info, pkg_proc, pkg_port)
+
+
+def _up_warnings(
+    nodes: list[dict[str, Any]],
+    mode: wrapper.MountMode,
+    sudo_warning: str | None,
+    lock_problem: str | None,
+    no_api: bool,
+) -> list[str]:
     warnings = [] if mode.mode == "overlay" else [f"mount mode 'path': {mode.reason}"]
     if any(n.get("cgroup", "v2") != wrapper.host_cgroup() for n in nodes):
         cgroup = wrapper.cgroup_problem(mode)
@@ -720,9 +764,9 @@ def _up_locked(
         warnings.append(sudo_warning)
     if lock_problem:
         warnings.append(lock_problem)
-    if api_proc is None:
+    if no_api:
         warnings.append("started without the API server (--no-api)")
-    return UpResult(lab_dir, lab, fresh, warnings)
+    return warnings
 
 
 def _sudo_setup(

@@ -18,13 +18,14 @@ but the lab's loopback addresses.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,9 +298,27 @@ def start(sshd: str, configs: Sequence[Path], log: Path) -> list[subprocess.Pope
                     stderr=out,
                     start_new_session=True,
                     close_fds=True,
+                    preexec_fn=_subreaper(),
                 )
             )
     return procs
+
+
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+
+
+def _subreaper() -> Callable[[], None]:
+    """What the child runs before it becomes sshd: make it the subreaper of its sessions
+    (the attribute survives exec). A session's monitor exits without waiting for its
+    unprivileged child, so without this every session ends as an orphan of init and its
+    CPU time is lost to :func:`upgrader_lab.cost.cpu_seconds`; with it, sshd (which reaps
+    any child) collects them."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork, not in the child
+
+    def mark() -> None:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+    return mark
 
 
 def answers(address: str, port: int, timeout: float = 2.0) -> bool:

@@ -48,6 +48,7 @@ def test_fanout_overhead_window_memory_and_drain(tmp_path: Path) -> None:
     for r in doc["rows"]:
         assert r["nodes"] == 2 and r["reps"] == 1
         assert r["median_s"] > 0 and r["peak_rss_mib"] > 0
+        assert r["lab_cpu_ms_per_node"] > 0  # the lab's own cost beside each row
         assert len(r["samples_s"]) == 1
     assert "upgrader plan" in fanout.render(doc)
     path = write_result("fanout", doc, tmp_path / "results")

@@ -23,7 +23,7 @@ import yaml
 from lab_api_fixture import wait_for
 
 from upgrader.errors import ConfigError
-from upgrader_lab import runner, trust
+from upgrader_lab import cost, runner, trust
 from upgrader_lab import spec as labspec
 
 pytestmark = pytest.mark.integration
@@ -787,3 +787,21 @@ def test_checksum_files_are_the_sha256_of_what_gets_installed(lab: Lab) -> None:
     assert hashlib.sha256(body).hexdigest() == (
         (lab.dir / "releases/v1.27.8/kubectl.sha256").read_text()
     )
+
+
+def test_the_labs_own_cpu_counts_what_its_sessions_ran(lab: Lab) -> None:
+    # a busy loop in the node's shell, then the shell's own account of its CPU (`times`:
+    # the shell's user and system time on the first line); the lab's count must hold it
+    burn = "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done; times"
+    before = cost.cpu_seconds(lab.dir)
+    client = lab.connect("w-1")  # its own connection: sessions are collected when it ends
+    try:
+        _, stdout, _ = client.exec_command(burn, timeout=120)
+        out = stdout.read().decode()
+        assert stdout.channel.recv_exit_status() == 0
+    finally:
+        client.close()
+    spent = cost.cpu_since(lab.dir, before)
+    user, system = (float(t.split("m")[1].rstrip("s")) for t in out.split("\n")[0].split())
+    assert user + system > 0.05, out
+    assert spent >= user + system, (spent, out)

@@ -524,19 +524,9 @@ class Api:
                     last = e.rv
                     if e.plural != rt.plural or (t.namespace and e.namespace != t.namespace):
                         continue
-                    cur = pred(e.obj)
-                    before = e.prev is not None and pred(e.prev)
-                    if e.type == "ADDED" and cur:
-                        yield event("ADDED", e.obj)
-                    elif e.type == "MODIFIED":
-                        if cur and before:
-                            yield event("MODIFIED", e.obj)
-                        elif cur:
-                            yield event("ADDED", e.obj)
-                        elif before:
-                            yield event("DELETED", e.obj)
-                    elif e.type == "DELETED" and (cur or before):
-                        yield event("DELETED", e.obj)
+                    seen = _seen_as(e.type, pred(e.obj), e.prev is not None and pred(e.prev))
+                    if seen is not None:
+                        yield event(seen, e.obj)
                     sent = True
                 if bookmarks and time.monotonic() >= next_bookmark:
                     yield bookmark(last)
@@ -906,20 +896,14 @@ class Api:
     def _check_preconditions(self, rt: ResourceType, obj: Json, opts: Json) -> None:
         pre = opts.get("preconditions") or {}
         m = obj["metadata"]
-        if pre.get("uid") and pre["uid"] != m.get("uid"):
-            raise conflict(
-                rt,
-                m["name"],
-                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
-                f"{m.get('uid')}",
-            )
-        if pre.get("resourceVersion") and pre["resourceVersion"] != m.get("resourceVersion"):
-            raise conflict(
-                rt,
-                m["name"],
-                f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
-                f"ResourceVersion in object meta: {m.get('resourceVersion')}",
-            )
+        for key, name in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            if pre.get(key) and pre[key] != m.get(key):
+                raise conflict(
+                    rt,
+                    m["name"],
+                    f"Precondition failed: {name} in precondition: {pre[key]}, {name} in object "
+                    f"meta: {m.get(key)}",
+                )
 
     def _delete_one(self, rt: ResourceType, obj: Json, opts: Json, dry: bool) -> tuple[Json, bool]:
         """Delete ``obj``; returns (object to report, removed now)."""
@@ -1040,22 +1024,7 @@ class Api:
         if req.method != "POST":
             raise method_not_allowed()
         body = self._decode(req)
-        av = body.get("apiVersion")
-        if av and av not in ("policy/v1", "policy/v1beta1"):
-            raise bad_request(
-                f"the API version in the data ({av}) does not match the expected API version "
-                "(policy/v1)"
-            )
-        if body.get("kind") and body["kind"] != "Eviction":
-            raise bad_request(f"not a Eviction object: {body['kind']}")
-        meta = body.get("metadata") or {}
-        if meta.get("name") != t.name:
-            raise bad_request("name in URL does not match name in Eviction object")
-        if meta.get("namespace") and meta["namespace"] != t.namespace:
-            raise bad_request(
-                "the namespace of the provided object does not match the namespace sent on the "
-                "request"
-            )
+        _check_eviction(body, t)
         opts = copy.deepcopy(body.get("deleteOptions") or {})
         dry = self._dry_run(req, opts.get("dryRun"))
         pods = BY_PLURAL["pods"]
@@ -1489,3 +1458,36 @@ def forbidden_terminating(rt: ResourceType, name: str, namespace: str) -> ApiErr
         f"{namespace} because it is being terminated"
     )
     return ApiError(403, status_body(403, msg, "Forbidden", {"name": name, "kind": rt.plural}))
+
+
+def _check_eviction(body: Json, t: Target) -> None:
+    """An Eviction body's apiVersion, kind, name and namespace against the URL's."""
+    av = body.get("apiVersion")
+    if av and av not in ("policy/v1", "policy/v1beta1"):
+        raise bad_request(
+            f"the API version in the data ({av}) does not match the expected API version "
+            "(policy/v1)"
+        )
+    if body.get("kind") and body["kind"] != "Eviction":
+        raise bad_request(f"not a Eviction object: {body['kind']}")
+    meta = body.get("metadata") or {}
+    if meta.get("name") != t.name:
+        raise bad_request("name in URL does not match name in Eviction object")
+    if meta.get("namespace") and meta["namespace"] != t.namespace:
+        raise bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+
+
+def _seen_as(etype: str, matches_now: bool, matched_before: bool) -> str | None:
+    """A store event as a watcher with a selector sees it: an object that starts to match
+    is ADDED, one that stops matching is DELETED; None when it never matched."""
+    if etype == "ADDED":
+        return "ADDED" if matches_now else None
+    if etype == "MODIFIED":
+        if matches_now:
+            return "MODIFIED" if matched_before else "ADDED"
+        return "DELETED" if matched_before else None
+    if etype == "DELETED" and (matches_now or matched_before):
+        return "DELETED"
+    return None

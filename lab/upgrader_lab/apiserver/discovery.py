@@ -310,72 +310,43 @@ def _schema_ref(r: ResourceType) -> str:
     return f"#/components/schemas/lab.{r.group or 'core'}.{r.version}.{r.kind}"
 
 
+def _op(r: ResourceType, verb: str, action: str, responses: Json, body: Json | None = None) -> Json:
+    """One OpenAPI operation of ``r`` (keys in the order the real server writes them)."""
+    op: Json = {"operationId": _op_id(verb, r, r.namespaced)}
+    if body is not None:
+        op["parameters"] = [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION]
+        op["requestBody"] = {"content": body, "required": True}
+    op["responses"] = responses
+    op["x-kubernetes-action"] = action
+    op["x-kubernetes-group-version-kind"] = {"group": r.group, "version": r.version, "kind": r.kind}
+    return op
+
+
 def _ops(r: ResourceType, item: bool) -> Json:
-    gvk = {"group": r.group, "version": r.version, "kind": r.kind}
     ref = {"$ref": _schema_ref(r)}
-    content = {"application/json": {"schema": ref}}
+    ok: Json = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
     ops: Json = {}
     if item:
         if "get" in r.verbs:
-            ops["get"] = {
-                "operationId": _op_id("read", r, r.namespaced),
-                "responses": {"200": {"description": "OK", "content": content}},
-                "x-kubernetes-action": "get",
-                "x-kubernetes-group-version-kind": gvk,
-            }
+            ops["get"] = _op(r, "read", "get", ok)
         if "update" in r.verbs:
-            ops["put"] = {
-                "operationId": _op_id("replace", r, r.namespaced),
-                "parameters": [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
-                "requestBody": {"content": {"*/*": {"schema": ref}}, "required": True},
-                "responses": {"200": {"description": "OK", "content": content}},
-                "x-kubernetes-action": "put",
-                "x-kubernetes-group-version-kind": gvk,
-            }
+            ops["put"] = _op(r, "replace", "put", ok, {"*/*": {"schema": ref}})
         if "patch" in r.verbs:
-            patch_schema = {
+            patch = {
                 "schema": {
                     "$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
                 }
             }
-            ops["patch"] = {
-                "operationId": _op_id("patch", r, r.namespaced),
-                "parameters": [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
-                "requestBody": {
-                    "content": {
-                        "application/json-patch+json": patch_schema,
-                        "application/merge-patch+json": patch_schema,
-                    },
-                    "required": True,
-                },
-                "responses": {"200": {"description": "OK", "content": content}},
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": gvk,
-            }
+            body = {"application/json-patch+json": patch, "application/merge-patch+json": patch}
+            ops["patch"] = _op(r, "patch", "patch", ok, body)
         if "delete" in r.verbs:
-            ops["delete"] = {
-                "operationId": _op_id("delete", r, r.namespaced),
-                "responses": {"200": {"description": "OK"}},
-                "x-kubernetes-action": "delete",
-                "x-kubernetes-group-version-kind": gvk,
-            }
+            ops["delete"] = _op(r, "delete", "delete", {"200": {"description": "OK"}})
     else:
         if "list" in r.verbs:
-            ops["get"] = {
-                "operationId": _op_id("list", r, r.namespaced),
-                "responses": {"200": {"description": "OK"}},
-                "x-kubernetes-action": "list",
-                "x-kubernetes-group-version-kind": gvk,
-            }
+            ops["get"] = _op(r, "list", "list", {"200": {"description": "OK"}})
         if "create" in r.verbs:
-            ops["post"] = {
-                "operationId": _op_id("create", r, r.namespaced),
-                "parameters": [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
-                "requestBody": {"content": {"*/*": {"schema": ref}}, "required": True},
-                "responses": {"201": {"description": "Created", "content": content}},
-                "x-kubernetes-action": "post",
-                "x-kubernetes-group-version-kind": gvk,
-            }
+            created = {"description": "Created", "content": {"application/json": {"schema": ref}}}
+            ops["post"] = _op(r, "create", "post", {"201": created}, {"*/*": {"schema": ref}})
     return ops
 
 

@@ -22,37 +22,14 @@ import yaml
 from upgrader.core.versions import KubeVersion
 from upgrader_lab.apiserver.spec import LabSpec, NodeSpec, PdbSpec, WorkloadSpec
 
+# kubeadm's etcd and CoreDNS tags per minor: one table with the nodes' manifests
+from upgrader_lab.node.tree import COREDNS_BY_MINOR, etcd_version
+
 Json = dict[str, Any]
 
 CP_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 CP_LABEL = "node-role.kubernetes.io/control-plane"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-# etcd image kubeadm ships with each minor (kubeadm constants.SupportedEtcdVersion).
-ETCD_BY_MINOR = {
-    25: "3.5.6-0",
-    26: "3.5.6-0",
-    27: "3.5.7-0",
-    28: "3.5.9-0",
-    29: "3.5.10-0",
-    30: "3.5.12-0",
-    31: "3.5.15-0",
-    32: "3.5.16-0",
-    33: "3.5.21-0",
-    34: "3.6.4-0",
-}
-# CoreDNS image tag kubeadm deploys with each minor (kubeadm constants.CoreDNSVersion).
-COREDNS_BY_MINOR = {
-    24: "v1.8.6",
-    25: "v1.9.3",
-    26: "v1.9.3",
-    27: "v1.10.1",
-    28: "v1.10.1",
-    29: "v1.11.1",
-    30: "v1.11.1",
-    31: "v1.11.3",
-    32: "v1.11.3",
-    33: "v1.12.0",
-}
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
 DEFAULT_REPOSITORY = "registry.k8s.io"  # kubeadm's default imageRepository
 DEFAULT_DEPLOYMENT_IMAGE = "docker.io/library/nginx:1.25.3"
@@ -172,10 +149,7 @@ def minor_of(version: str) -> int:
 
 
 def etcd_image(version: str, repository: str = DEFAULT_REPOSITORY) -> str:
-    minor = minor_of(version)
-    newest = max(ETCD_BY_MINOR)
-    tag = ETCD_BY_MINOR[newest] if minor > newest else ETCD_BY_MINOR.get(minor, "3.5.6-0")
-    return f"{repository}/etcd:{tag}"
+    return f"{repository}/etcd:{etcd_version(version)}"
 
 
 # --------------------------------------------------------------------------- nodes
@@ -736,13 +710,18 @@ def workload_image(
     return PAUSE_IMAGE
 
 
+def _workload_template(
+    w: WorkloadSpec, cluster_version: str, repository: str
+) -> tuple[dict[str, str], Json]:
+    labels = workload_labels(w)
+    image = workload_image(w, cluster_version, repository)
+    return labels, pod_template(labels, image, w.name, w.grace_period, w.empty_dir)
+
+
 def build_deployment(
     w: WorkloadSpec, cluster_version: str, created: float, repository: str = DEFAULT_REPOSITORY
 ) -> Json:
-    labels = workload_labels(w)
-    tmpl = pod_template(
-        labels, workload_image(w, cluster_version, repository), w.name, w.grace_period, w.empty_dir
-    )
+    labels, tmpl = _workload_template(w, cluster_version, repository)
     return {
         "metadata": dict(
             meta(w.name, w.namespace, created, labels, {"deployment.kubernetes.io/revision": "1"}),
@@ -803,10 +782,7 @@ def default_replicaset_spec(spec: Json) -> Json:
 def build_daemonset(
     w: WorkloadSpec, cluster_version: str, created: float, repository: str = DEFAULT_REPOSITORY
 ) -> Json:
-    labels = workload_labels(w)
-    tmpl = pod_template(
-        labels, workload_image(w, cluster_version, repository), w.name, w.grace_period, w.empty_dir
-    )
+    labels, tmpl = _workload_template(w, cluster_version, repository)
     if w.name == "kube-proxy":
         tmpl["spec"]["hostNetwork"] = True
         tmpl["spec"]["priorityClassName"] = "system-node-critical"
@@ -837,10 +813,7 @@ def build_bare_pod(
     created: float,
     repository: str = DEFAULT_REPOSITORY,
 ) -> Json:
-    labels = workload_labels(w)
-    tmpl = pod_template(
-        labels, workload_image(w, cluster_version, repository), w.name, w.grace_period, w.empty_dir
-    )
+    _, tmpl = _workload_template(w, cluster_version, repository)
     pod = pod_from_template(
         tmpl, w.name, w.namespace, created, None, node_name=node["metadata"]["name"]
     )

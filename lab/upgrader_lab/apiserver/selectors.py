@@ -94,24 +94,22 @@ def parse_label_selector(text: str) -> LabelSelector:
         else:
             if p.startswith("!"):
                 reqs.append(Requirement(_check_key(p[1:], text), "!"))
-            elif "!=" in p:
-                k, v = p.split("!=", 1)
-                reqs.append(Requirement(_check_key(k, text), "!=", (v.strip(),)))
-            elif "==" in p:
-                k, v = p.split("==", 1)
-                reqs.append(Requirement(_check_key(k, text), "=", (v.strip(),)))
-            elif "=" in p:
-                k, v = p.split("=", 1)
-                reqs.append(Requirement(_check_key(k, text), "=", (v.strip(),)))
-            elif ">" in p:
-                k, v = p.split(">", 1)
-                reqs.append(Requirement(_check_key(k, text), "gt", (v.strip(),)))
-            elif "<" in p:
-                k, v = p.split("<", 1)
-                reqs.append(Requirement(_check_key(k, text), "lt", (v.strip(),)))
             else:
-                reqs.append(Requirement(_check_key(p, text), "exists"))
+                reqs.append(_binary_or_exists(p, text))
     return tuple(reqs)
+
+
+# The binary operators in the order the parser tries them (``!=`` before ``=``, ``==``
+# before ``=``) and the operation each one means.
+_BINARY_OPS = (("!=", "!="), ("==", "="), ("=", "="), (">", "gt"), ("<", "lt"))
+
+
+def _binary_or_exists(p: str, text: str) -> Requirement:
+    for sep, op in _BINARY_OPS:
+        if sep in p:
+            k, v = p.split(sep, 1)
+            return Requirement(_check_key(k, text), op, (v.strip(),))
+    return Requirement(_check_key(p, text), "exists")
 
 
 def matches(selector: LabelSelector, labels: Mapping[str, str] | None) -> bool:

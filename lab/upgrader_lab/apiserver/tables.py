@@ -77,6 +77,10 @@ def _col(name: str, desc: str, priority: int = 0, ctype: str = "string", fmt: st
     return {"name": name, "type": ctype, "format": fmt, "description": desc, "priority": priority}
 
 
+def _int(name: str, desc: str) -> Json:
+    return _col(name, desc, ctype="integer")
+
+
 NAME = _col("Name", _NAME_DESC, fmt="name")
 AGE = _col("Age", _AGE_DESC)
 
@@ -286,17 +290,15 @@ _WIDE = [
 DEPLOY_COLUMNS = [
     NAME,
     _col("Ready", "Number of the pod with ready state"),
-    _col(
+    _int(
         "Up-to-date",
         "Total number of non-terminated pods targeted by this deployment that have the desired "
         "template spec.",
-        ctype="integer",
     ),
-    _col(
+    _int(
         "Available",
         "Total number of available pods (ready for at least minReadySeconds) targeted by this "
         "deployment.",
-        ctype="integer",
     ),
     AGE,
     *_WIDE,
@@ -320,12 +322,11 @@ def _rs_row(r: Json, now: float) -> list[Any]:
 
 RS_COLUMNS = [
     NAME,
-    _col("Desired", "Replicas is the number of desired replicas.", ctype="integer"),
-    _col("Current", "Replicas is the most recently observed number of replicas.", ctype="integer"),
-    _col(
+    _int("Desired", "Replicas is the number of desired replicas."),
+    _int("Current", "Replicas is the most recently observed number of replicas."),
+    _int(
         "Ready",
         "readyReplicas is the number of pods targeted by this ReplicaSet with a Ready Condition.",
-        ctype="integer",
     ),
     AGE,
     *_WIDE,
@@ -353,33 +354,22 @@ def _ds_row(d: Json, now: float) -> list[Any]:
 
 DS_COLUMNS = [
     NAME,
-    _col(
-        "Desired",
-        "The total number of nodes that should be running the daemon pod.",
-        ctype="integer",
-    ),
-    _col(
+    _int("Desired", "The total number of nodes that should be running the daemon pod."),
+    _int(
         "Current",
         "The number of nodes that are running at least 1 daemon pod and are supposed to run the "
         "daemon pod.",
-        ctype="integer",
     ),
-    _col(
+    _int(
         "Ready",
         "numberReady is the number of nodes that should be running the daemon pod and have one "
         "or more of the daemon pod running with a Ready Condition.",
-        ctype="integer",
     ),
-    _col(
-        "Up-to-date",
-        "The total number of nodes that are running updated daemon pod",
-        ctype="integer",
-    ),
-    _col(
+    _int("Up-to-date", "The total number of nodes that are running updated daemon pod"),
+    _int(
         "Available",
         "The number of nodes that should be running the daemon pod and have one or more of the "
         "daemon pod running and available (ready for at least spec.minReadySeconds)",
-        ctype="integer",
     ),
     _col(
         "Node Selector",
@@ -415,11 +405,7 @@ PDB_COLUMNS = [
         "The maximum number of pods that may be unavailable. This can be either an integer or a "
         'string specifying a percentage, e.g. "28%".',
     ),
-    _col(
-        "Allowed Disruptions",
-        "Number of pod disruptions that are currently allowed.",
-        ctype="integer",
-    ),
+    _int("Allowed Disruptions", "Number of pod disruptions that are currently allowed."),
     AGE,
 ]
 
@@ -432,7 +418,7 @@ def _cm_row(c: Json, now: float) -> list[Any]:
     ]
 
 
-CM_COLUMNS = [NAME, _col("Data", "Data contains the configuration data.", ctype="integer"), AGE]
+CM_COLUMNS = [NAME, _int("Data", "Data contains the configuration data."), AGE]
 
 
 def _lease_row(lz: Json, now: float) -> list[Any]:

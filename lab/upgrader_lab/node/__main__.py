@@ -1,4 +1,5 @@
-"""Entry point of every simulated node tool: ``python -m upgrader_lab.node TOOL ARGS...``.
+"""Entry point of every simulated node tool: ``python -m upgrader_lab.node TOOL ARGS...``
+(the shims run :func:`main` with ``python -S -c``, :func:`upgrader_lab.node.tree.tool_command`).
 
 Owns the life of one invocation: find the node, apply the spec's per-command delay and
 any matching fault (exit code + stderr, a hang, a dropped session), dispatch to the tool's
@@ -14,9 +15,14 @@ import importlib
 import io
 import sys
 import time
-from typing import Any
 
 from upgrader_lab.node.context import NodeContext, NotALabNode, drop_session
+
+# Annotations only: importing typing costs every simulated tool call several ms of
+# start-up (mypy and ruff read TYPE_CHECKING by name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # tool name -> module under upgrader_lab.node holding ``main(tool, args, ctx) -> int``
 TOOLS = {

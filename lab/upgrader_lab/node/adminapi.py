@@ -16,7 +16,12 @@ import contextlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+
+# Annotations only: importing typing costs every simulated tool call several ms of
+# start-up (mypy and ruff read TYPE_CHECKING by name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # ssl/urllib are imported where used: most tool invocations never talk to the API.
 

@@ -18,12 +18,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from upgrader_lab.node import repo, tree
+
+# Annotations only: importing typing costs every simulated tool call several ms of
+# start-up (mypy and ruff read TYPE_CHECKING by name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class NotALabNode(Exception):
@@ -190,30 +195,40 @@ class NodeContext:
         ]
         if not candidates:
             return None
-        path = self.node_dir / "faults.json"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            raw = b""
-            while chunk := os.read(fd, 65536):
-                raw += chunk
-            try:
-                counts = json.loads(raw.decode() or "{}")
-            except ValueError:
-                counts = {}
+        with fault_counters(self.node_dir / "faults.json") as (counts, write):
             for fault in candidates:
                 key = str(fault["index"])
                 fired = int(counts.get(key, 0))
                 if fired < int(fault.get("times", 1)):
                     counts[key] = fired + 1
-                    data = (json.dumps(counts, sort_keys=True) + "\n").encode()
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    os.ftruncate(fd, 0)
-                    os.write(fd, data)
+                    write((json.dumps(counts, sort_keys=True) + "\n").encode())
                     return dict(fault)
             return None
-        finally:
-            os.close(fd)
+
+
+@contextmanager
+def fault_counters(path: Path) -> Iterator[tuple[Any, Callable[[bytes], None]]]:
+    """A node's ``faults.json`` (fault index -> times fired), read under its flock (``{}``
+    when empty or unreadable), and a function replacing its contents under the same lock."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        raw = b""
+        while chunk := os.read(fd, 65536):
+            raw += chunk
+        try:
+            counts = json.loads(raw.decode() or "{}")
+        except ValueError:
+            counts = {}
+
+        def write(data: bytes) -> None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, data)
+
+        yield counts, write
+    finally:
+        os.close(fd)
 
 
 def drop_session() -> None:

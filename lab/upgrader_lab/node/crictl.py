@@ -40,12 +40,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from upgrader_lab.node import args as argparse_
 from upgrader_lab.node import etcd as etcd_tools
-from upgrader_lab.node import repo
+from upgrader_lab.node import repo, tree
 from upgrader_lab.node.context import NodeContext
+
+# Annotations only: importing typing costs every simulated tool call several ms of
+# start-up (mypy and ruff read TYPE_CHECKING by name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MANIFESTS = "/etc/kubernetes/manifests"
 CONFIG = "/etc/crictl.yaml"
@@ -92,10 +97,17 @@ class Container:
         return "sha256:" + hashlib.sha256(self.image.encode()).hexdigest()
 
 
-def _load_yaml(text: str) -> Any:
-    import yaml  # the lab's Python has PyYAML (upgrader depends on it)
+def _yaml() -> Any:
+    """PyYAML (the lab's Python has it: upgrader depends on it), found through ``site``
+    even in a tool started without it (:func:`upgrader_lab.node.tree.tool_command`)."""
+    tree.site_packages()
+    import yaml
 
-    return yaml.safe_load(text)
+    return yaml
+
+
+def _load_yaml(text: str) -> Any:
+    return _yaml().safe_load(text)
 
 
 def static_pod_containers(ctx: NodeContext) -> list[Container]:
@@ -290,10 +302,8 @@ def cmd_ps(args: list[str], ctx: NodeContext) -> int:
         )
         return 0
     if fmt == "yaml":
-        import yaml
-
         sys.stdout.write(
-            yaml.safe_dump({"containers": [_container_json(c) for c in found]}, sort_keys=False)
+            _yaml().safe_dump({"containers": [_container_json(c) for c in found]}, sort_keys=False)
         )
         return 0
     if p.has("-q"):

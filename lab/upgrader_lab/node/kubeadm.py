@@ -22,7 +22,6 @@ Must not: import upgrader's production code (``upgrader.core`` included).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -215,7 +214,15 @@ def _build_info(version: Ver) -> dict[str, str]:
 
 
 def _fake_commit(seed: str) -> str:
+    import hashlib  # not in every tool call's imports (OpenSSL's start-up)
+
     return hashlib.sha1(seed.encode(), usedforsecurity=False).hexdigest()
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def _api(ctx: NodeContext) -> Api:
@@ -450,30 +457,22 @@ def _ignored(p: argparse_.Parsed) -> set[str]:
     return {x.strip().lower() for x in raw.split(",") if x.strip()}
 
 
-def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
-    if len(p.positional) < 1:
-        raise Fatal("[upgrade/version] FATAL: missing version argument")
-    target_text = p.positional[0]
-    try:
-        target = Ver.parse(target_text)
-    except ValueError:
-        raise Fatal(
-            f'[upgrade/version] FATAL: unable to parse version "{target_text}": '
-            "expected a version like v1.28.4"
-        ) from None
-    if not target_text.startswith("v"):
-        target_text = "v" + target_text
-    dry_run = p.has("--dry-run")
-    force = p.has("--force")
-    _require_kubeconfig(ctx, "admin.conf")
-    api = _api(ctx)
-    _out("[preflight] Running pre-flight checks.")
-    cluster = _read_config(api, "upgrade/config")
-    _health_check(api, _ignored(p))
-    kubeadm = _self_version(ctx)
-    _out(f'[upgrade/version] You have chosen to change the cluster version to "{target_text}"')
-    _out(f"[upgrade/versions] Cluster version: {cluster}")
-    _out(f"[upgrade/versions] kubeadm version: {kubeadm}")
+# What `kubeadm upgrade apply` prints in its bootstrap-token phase.
+BOOTSTRAP_TOKEN_LINES = (
+    "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes",
+    "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in "
+    "order for nodes to get long term certificate credentials",
+    "[bootstrap-token] Configured RBAC rules to allow the csrapprover controller "
+    "automatically approve CSRs from a Node Bootstrap Token",
+    "[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node "
+    "client certificates in the cluster",
+)
+
+
+def _check_versions(
+    api: Api, p: argparse_.Parsed, cluster: Ver, kubeadm: Ver, target: Ver, target_text: str
+) -> None:
+    """`upgrade apply`'s version policy: fatal errors stop it, the others unless --force."""
     try:
         kubelets: list[str] | None = [kubelet_version(n) for n in api.nodes()]
     except ApiError:
@@ -494,7 +493,7 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
             "Please fix the misalignments highlighted above and try upgrading again"
         )
     if skippable:
-        if not force:
+        if not p.has("--force"):
             raise Fatal(
                 "[upgrade/version] FATAL: the --version argument is invalid due to these "
                 f"errors:\n\n{_format_errs(skippable)}\nCan be bypassed if you pass the --force "
@@ -504,6 +503,52 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
             f"[upgrade/version] Found {len(skippable)} potential version compatibility errors "
             f"but skipping since the --force flag is set: \n\n{_format_errs(skippable)}"
         )
+
+
+def _upgrade_control_plane(
+    ctx: NodeContext,
+    p: argparse_.Parsed,
+    api: Api,
+    version: Ver,
+    repository: str,
+    command: str,
+    prefix: str,
+) -> None:
+    """This node's static pods (and etcd, certificates, patches) to ``version``, then its
+    mirror pods in the API (``prefix`` names the phase in a failure)."""
+    dry_run = p.has("--dry-run")
+    renew = p.flags.get("--certificate-renewal", "true") != "false"
+    etcd = p.flags.get("--etcd-upgrade", "true") != "false"
+    address = str(ctx.info.get("address", "127.0.0.1"))
+    _upgrade_static_pods(ctx, version, address, renew, etcd, dry_run, repository)
+    _apply_patches(ctx, p, command, dry_run)
+    if not dry_run:
+        try:
+            api.set_control_plane(ctx.name, str(version), repository)
+        except ApiError as exc:
+            raise Fatal(f"{prefix} FATAL: failed to upgrade the control plane: {exc}") from None
+
+
+def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
+    if len(p.positional) < 1:
+        raise Fatal("[upgrade/version] FATAL: missing version argument")
+    target_text = p.positional[0]
+    try:
+        target = Ver.parse(target_text)
+    except ValueError:
+        raise Fatal(
+            f'[upgrade/version] FATAL: unable to parse version "{target_text}": '
+            "expected a version like v1.28.4"
+        ) from None
+    if not target_text.startswith("v"):
+        target_text = "v" + target_text
+    dry_run = p.has("--dry-run")
+    force = p.has("--force")
+    api, cluster, kubeadm = _preflight(ctx, p)
+    _out(f'[upgrade/version] You have chosen to change the cluster version to "{target_text}"')
+    _out(f"[upgrade/versions] Cluster version: {cluster}")
+    _out(f"[upgrade/versions] kubeadm version: {kubeadm}")
+    _check_versions(api, p, cluster, kubeadm, target, target_text)
     if not (p.has("--yes") or force or dry_run):
         sys.stdout.write("[upgrade] Are you sure you want to proceed? [y/N]: ")
         sys.stdout.flush()
@@ -522,18 +567,7 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
         f'"{target_text}" '
         "(timeout: 5m0s)..."
     )
-    renew = p.flags.get("--certificate-renewal", "true") != "false"
-    etcd = p.flags.get("--etcd-upgrade", "true") != "false"
-    address = str(ctx.info.get("address", "127.0.0.1"))
-    _upgrade_static_pods(ctx, target, address, renew, etcd, dry_run, repository)
-    _apply_patches(ctx, p, "apply", dry_run)
-    if not dry_run:
-        try:
-            api.set_control_plane(ctx.name, str(target), repository)
-        except ApiError as exc:
-            raise Fatal(
-                f"[upgrade/apply] FATAL: failed to upgrade the control plane: {exc}"
-            ) from None
+    _upgrade_control_plane(ctx, p, api, target, repository, "apply", "[upgrade/apply]")
     phases.done("control-plane")
     _out(
         '[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
@@ -549,19 +583,8 @@ def cmd_upgrade_apply(p: argparse_.Parsed, ctx: NodeContext) -> int:
     phases.done("kubeconfig")
     _write_kubelet_config(ctx, target, dry_run)
     phases.done("kubelet-config")
-    _out("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes")
-    _out(
-        "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in "
-        "order for nodes to get long term certificate credentials"
-    )
-    _out(
-        "[bootstrap-token] Configured RBAC rules to allow the csrapprover controller "
-        "automatically approve CSRs from a Node Bootstrap Token"
-    )
-    _out(
-        "[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node "
-        "client certificates in the cluster"
-    )
+    for line in BOOTSTRAP_TOKEN_LINES:
+        _out(line)
     phases.done("bootstrap-token")
     _addons(ctx, api, phases, target, dry_run, wait_for_all=kubeadm.minor >= ADDONS_WAIT_MINOR)
     phases.done("post-upgrade")
@@ -673,18 +696,7 @@ def cmd_upgrade_node(p: argparse_.Parsed, ctx: NodeContext) -> int:
             "[upgrade] Upgrading your Static Pod-hosted control plane instance to version "
             f'"{cluster}"...'
         )
-        renew = p.flags.get("--certificate-renewal", "true") != "false"
-        etcd = p.flags.get("--etcd-upgrade", "true") != "false"
-        address = str(ctx.info.get("address", "127.0.0.1"))
-        _upgrade_static_pods(ctx, cluster, address, renew, etcd, dry_run, repository)
-        _apply_patches(ctx, p, "node", dry_run)
-        if not dry_run:
-            try:
-                api.set_control_plane(ctx.name, str(cluster), repository)
-            except ApiError as exc:
-                raise Fatal(
-                    f"[upgrade] FATAL: failed to upgrade the control plane: {exc}"
-                ) from None
+        _upgrade_control_plane(ctx, p, api, cluster, repository, "node", "[upgrade]")
         _out("[upgrade] The control plane instance for this node was successfully updated!")
         phases.done("control-plane")
     else:
@@ -702,13 +714,19 @@ def cmd_upgrade_node(p: argparse_.Parsed, ctx: NodeContext) -> int:
     return 0
 
 
-def cmd_upgrade_plan(p: argparse_.Parsed, ctx: NodeContext) -> int:
+def _preflight(ctx: NodeContext, p: argparse_.Parsed) -> tuple[Api, Ver, Ver]:
+    """`upgrade apply` and `upgrade plan`'s start: the admin kubeconfig, the cluster's
+    version from kubeadm-config, the health checks; then this kubeadm's own version."""
     _require_kubeconfig(ctx, "admin.conf")
     api = _api(ctx)
     _out("[preflight] Running pre-flight checks.")
     cluster = _read_config(api, "upgrade/config")
     _health_check(api, _ignored(p))
-    kubeadm = _self_version(ctx)
+    return api, cluster, _self_version(ctx)
+
+
+def cmd_upgrade_plan(p: argparse_.Parsed, ctx: NodeContext) -> int:
+    api, cluster, kubeadm = _preflight(ctx, p)
     _out("[upgrade] Fetching available versions to upgrade to")
     _out(f"[upgrade/versions] Cluster version: {cluster}")
     _out(f"[upgrade/versions] kubeadm version: {kubeadm}")
@@ -936,7 +954,7 @@ def _apply_patches(ctx: NodeContext, p: argparse_.Parsed, command: str, dry_run:
                     "dir": path,
                     "file": entry.name,
                     "target": target,
-                    "sha256": hashlib.sha256(entry.read_bytes()).hexdigest(),
+                    "sha256": _sha256(entry.read_bytes()),
                 }
             )
     if not dry_run:

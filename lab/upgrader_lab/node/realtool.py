@@ -15,7 +15,7 @@ dpkg database), or change what the real tool prints.
 from __future__ import annotations
 
 import os
-import subprocess
+import signal
 import sys
 
 from upgrader_lab.node.context import NodeContext
@@ -36,11 +36,40 @@ def run_real(tool: str, args: list[str], ctx: NodeContext) -> int:
         return 127
     real = host_path(ctx, tool)
     try:
-        proc = subprocess.run([tool, *args], executable=real, check=False)
+        returncode = _spawn_and_wait(real, [tool, *args])
     except OSError as exc:
         sys.stderr.write(f"{tool}: upgrader lab: cannot run the real {tool}: {exc.strerror}\n")
         return 127
-    return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def _spawn_and_wait(path: str, argv: list[str]) -> int:
+    """``subprocess.run(argv, executable=path).returncode`` without importing subprocess
+    (and threading, selectors: a few ms of every call): the child gets the same stdio,
+    environment and directory, no other inheritable descriptor (``close_fds``), and the
+    SIGPIPE/SIGXFSZ defaults Python's start-up ignores (``restore_signals``)."""
+    inherited = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                inherited.append((os.POSIX_SPAWN_CLOSE, fd))
+        except OSError:  # the directory listing's own descriptor, closed by now
+            continue
+    pid = os.posix_spawn(
+        path,
+        argv,
+        os.environ,
+        file_actions=inherited,
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+    )
+    try:
+        _, status = os.waitpid(pid, 0)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    return os.waitstatus_to_exitcode(status)
 
 
 def main(tool: str, args: list[str], ctx: NodeContext) -> int:

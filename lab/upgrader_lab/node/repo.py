@@ -20,9 +20,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import upgrader
+
+# Annotations only: importing typing costs every simulated tool call several ms of
+# start-up (mypy and ruff read TYPE_CHECKING by name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FIRST_MINOR = 24
 FALLBACK_LAST_MINOR = 33

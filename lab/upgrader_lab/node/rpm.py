@@ -259,57 +259,15 @@ def _write_locks(ctx: NodeContext, dnf5: bool, locks: dict[str, str]) -> None:
 # --------------------------------------------------------------------------- install
 
 
+# one package of a transaction: name, version, installed version (None: new), repo id
+Change = tuple[str, str, str | None, str]
+
+
 def dnf_install(ctx: NodeContext, p: argparse_.Parsed, mode: Mode, download_only: bool) -> int:
-    repos = Repos(ctx)
     db = ctx.packages()
-    off = mode.disabled_excludes
-    locks = read_locks(ctx, mode.dnf5)
     _meta(mode)
-    chosen: list[tuple[str, str, str | None, str]] = []  # name, version, old, repo id
-    problems: list[str] = []
-    failed: list[str] = []
-    for spec in p.positional:
-        split = _split_spec(spec)
-        if split is None:
-            problems.append(f"No match for argument: {spec}")
-            failed.append(spec)
-            continue
-        name, wanted = split
-        versions, filtered = repos.versions(name, off)
-        lock = locks.get(name)
-        candidates = [(v, r) for v, r in versions if _matches(v, wanted)]
-        if lock is not None:
-            candidates = [(v, r) for v, r in candidates if v == lock]
-        if not candidates:
-            by_lock = lock is not None and any(_matches(v, wanted) for v, _ in versions)
-            if mode.dnf5:
-                problems.append(
-                    f"Argument '{spec}' matches only packages excluded by versionlock."
-                    if by_lock
-                    else f"Argument '{spec}' matches only excluded packages."
-                    if filtered
-                    else f"No match for argument: {spec}"
-                )
-            else:
-                problems.append(
-                    f"All matches were filtered out by exclude filtering for argument: {spec}"
-                    if filtered or by_lock
-                    else f"No match for argument: {spec}"
-                )
-            failed.append(spec)
-            continue
-        version, repo_id = candidates[-1]
-        old = (db["packages"].get(name) or {}).get("version")
-        chosen.append((name, version, old, repo_id))
-    if problems:
-        if mode.dnf5:
-            _err("Failed to resolve the transaction:")
-            for line in problems:
-                _err(line)
-        else:
-            for line in problems:
-                _out(line)
-            _err(f"Error: Unable to find a match: {' '.join(failed)}")
+    chosen = _resolve(ctx, p.positional, mode, db)
+    if chosen is None:
         return 1
     changes = [c for c in chosen if c[1] != c[2] or download_only]
     for name, version, old, _ in chosen:
@@ -325,7 +283,7 @@ def dnf_install(ctx: NodeContext, p: argparse_.Parsed, mode: Mode, download_only
         if not mode.dnf5:
             _out("Complete!")
         return 0
-    groups = {"Installing": [], "Upgrading": [], "Downgrading": []}  # type: dict[str, list[Any]]
+    groups: dict[str, list[Change]] = {"Installing": [], "Upgrading": [], "Downgrading": []}
     for c in changes:
         name, version, old, _ = c
         kind = (
@@ -346,10 +304,87 @@ def dnf_install(ctx: NodeContext, p: argparse_.Parsed, mode: Mode, download_only
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             _out("Operation aborted." if not mode.dnf5 else "Operation aborted by the user.")
             return 1
+    fetched = _download(ctx, changes, mode, set(db.get("downloaded", [])))
+    if download_only:
+        _keep_downloads(ctx, mode, fetched)
+        return 0
+    _transaction(ctx, changes, mode, fetched)
+    for kind, items in groups.items():
+        if items:
+            word = {
+                "Installing": "Installed",
+                "Upgrading": "Upgraded",
+                "Downgrading": "Downgraded",
+            }[kind]
+            _out()
+            _out(f"{word}:")
+            for name, version, _, _ in items:
+                _out(f"  {name}-{version}.{repo.ARCH}")
+    _out()
+    _out("Complete!")
+    return 0
+
+
+def _resolve(
+    ctx: NodeContext, specs: list[str], mode: Mode, db: dict[str, Any]
+) -> list[Change] | None:
+    """Each ``name[-version]`` argument -> the package version dnf would pick (the newest
+    match the excludes and versionlock let through), or None after printing why not."""
+    repos = Repos(ctx)
+    locks = read_locks(ctx, mode.dnf5)
+    chosen: list[Change] = []
+    problems: list[str] = []
+    failed: list[str] = []
+    for spec in specs:
+        split = _split_spec(spec)
+        if split is None:
+            problems.append(f"No match for argument: {spec}")
+            failed.append(spec)
+            continue
+        name, wanted = split
+        versions, filtered = repos.versions(name, mode.disabled_excludes)
+        lock = locks.get(name)
+        candidates = [(v, r) for v, r in versions if _matches(v, wanted)]
+        if lock is not None:
+            candidates = [(v, r) for v, r in candidates if v == lock]
+        if not candidates:
+            by_lock = lock is not None and any(_matches(v, wanted) for v, _ in versions)
+            problems.append(_no_match(spec, mode, filtered, by_lock))
+            failed.append(spec)
+            continue
+        version, repo_id = candidates[-1]
+        old = (db["packages"].get(name) or {}).get("version")
+        chosen.append((name, version, old, repo_id))
+    if not problems:
+        return chosen
+    if mode.dnf5:
+        _err("Failed to resolve the transaction:")
+        for line in problems:
+            _err(line)
+    else:
+        for line in problems:
+            _out(line)
+        _err(f"Error: Unable to find a match: {' '.join(failed)}")
+    return None
+
+
+def _no_match(spec: str, mode: Mode, filtered: bool, by_lock: bool) -> str:
+    if mode.dnf5:
+        if by_lock:
+            return f"Argument '{spec}' matches only packages excluded by versionlock."
+        if filtered:
+            return f"Argument '{spec}' matches only excluded packages."
+        return f"No match for argument: {spec}"
+    if filtered or by_lock:
+        return f"All matches were filtered out by exclude filtering for argument: {spec}"
+    return f"No match for argument: {spec}"
+
+
+def _download(ctx: NodeContext, changes: list[Change], mode: Mode, cached: set[str]) -> set[str]:
+    """Fetch what the package cache lacks (what an earlier run left there is not
+    downloaded again); returns the ``name=version`` keys fetched now."""
     if not mode.dnf5:
         _out("Downloading Packages:")
-    # The package cache: what an earlier run left there is not downloaded again.
-    cached = set(db.get("downloaded", []))
     fetched: set[str] = set()
     for i, (name, version, _, _) in enumerate(changes, 1):
         key = f"{name}={version}"
@@ -374,21 +409,28 @@ def dnf_install(ctx: NodeContext, p: argparse_.Parsed, mode: Mode, download_only
     # the lab's own record of network fetches (tests count them; no dnf file)
     db["fetched"] = [*db.get("fetched", []), *sorted(fetched)]
     ctx.save_packages(db)
+    return fetched
+
+
+def _keep_downloads(ctx: NodeContext, mode: Mode, fetched: set[str]) -> None:
+    """``--downloadonly``: the packages stay in the cache (and, keepcache off, are
+    remembered as temporary files until the next successful transaction)."""
+    db = ctx.packages()
     cache = set(db.get("downloaded", [])) | fetched
     saved = set(db.get("tempfiles", []))
-    if download_only:
-        db["downloaded"] = sorted(cache)
-        if not mode.keepcache:
-            # dnf4: TempfilePersistor; dnf5: TempFilesMemory. Both remember them.
-            db["tempfiles"] = sorted(saved | fetched)
-        ctx.save_packages(db)
-        _out("Complete!")
-        if not mode.dnf5 and not mode.keepcache and (saved | fetched):
-            _out(
-                "The downloaded packages were saved in cache until the next successful transaction."
-            )
-            _out("You can remove cached packages by executing 'dnf clean packages'.")
-        return 0
+    db["downloaded"] = sorted(cache)
+    if not mode.keepcache:
+        # dnf4: TempfilePersistor; dnf5: TempFilesMemory. Both remember them.
+        db["tempfiles"] = sorted(saved | fetched)
+    ctx.save_packages(db)
+    _out("Complete!")
+    if not mode.dnf5 and not mode.keepcache and (saved | fetched):
+        _out("The downloaded packages were saved in cache until the next successful transaction.")
+        _out("You can remove cached packages by executing 'dnf clean packages'.")
+
+
+def _transaction(ctx: NodeContext, changes: list[Change], mode: Mode, fetched: set[str]) -> None:
+    """Install each change, then the cache clean-up keepcache=0 asks for."""
     _out("Running transaction check")
     _out("Transaction check succeeded.")
     _out("Running transaction test")
@@ -406,7 +448,6 @@ def dnf_install(ctx: NodeContext, p: argparse_.Parsed, mode: Mode, download_only
         if old is not None:
             step += 1
             _out(f"  {'Cleanup':<17}: {name}-{old}.{repo.ARCH:<30} {step}/{total}")
-    # After the successful transaction: the cache clean-up keepcache=0 asks for.
     db = ctx.packages()
     cache = set(db.get("downloaded", [])) | fetched
     saved = set(db.get("tempfiles", []))
@@ -423,20 +464,6 @@ def dnf_install(ctx: NodeContext, p: argparse_.Parsed, mode: Mode, download_only
     db["downloaded"] = sorted(cache)
     db["tempfiles"] = sorted(saved)
     ctx.save_packages(db)
-    for kind, items in groups.items():
-        if items:
-            word = {
-                "Installing": "Installed",
-                "Upgrading": "Upgraded",
-                "Downgrading": "Downgraded",
-            }[kind]
-            _out()
-            _out(f"{word}:")
-            for name, version, _, _ in items:
-                _out(f"  {name}-{version}.{repo.ARCH}")
-    _out()
-    _out("Complete!")
-    return 0
 
 
 def _table(groups: dict[str, list[Any]], mode: Mode) -> None:

@@ -13,8 +13,6 @@ Must not: import anything beyond the standard library (node tools import it on e
 
 from __future__ import annotations
 
-import hashlib
-
 TOOLS = ("containerd", "crio", "dockerd")  # the runtime binaries a lab node may have
 
 # containerd release tag (without "v") -> the commit it points at (git rev-list -n1 vX.Y.Z)
@@ -145,6 +143,8 @@ def containerd_revision(version: str) -> str:
     known = CONTAINERD_REVISIONS.get(plain)
     if known is not None:
         return known
+    import hashlib  # rare: OpenSSL's start-up is not in every tool call's imports
+
     return hashlib.sha256(f"containerd {plain}".encode()).hexdigest()[:40]
 
 

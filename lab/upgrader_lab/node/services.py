@@ -19,12 +19,17 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from upgrader_lab.node import args as argparse_
 from upgrader_lab.node import runtimes, tree
 from upgrader_lab.node.adminapi import Api, ApiError
 from upgrader_lab.node.context import NodeContext
+
+# Annotations only: importing typing costs every simulated tool call several ms of
+# start-up (mypy and ruff read TYPE_CHECKING by name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 UNITS = {
     "kubelet": "kubelet: The Kubernetes Node Agent",
@@ -136,46 +141,11 @@ def systemctl(args: list[str], ctx: NodeContext) -> int:
     for name in names:
         unit = _unit(name)
         if unit is None:
-            base = name if name.endswith(".service") else f"{name}.service"
-            if op in ("is-active", "is-enabled"):
-                if not quiet:
-                    _out("inactive" if op == "is-active" else "not-found")
-                return 3 if op == "is-active" else 4
-            if op == "status":
-                _err(f"Unit {base} could not be found.")
-                return 4
-            _err(f"Failed to {op} {base}: Unit {base} not found.")
-            return 5
+            return _no_such_unit(op, name, quiet)
         units.append(unit)
     services = _services(ctx)
     if op in ("restart", "start", "stop", "reload-or-restart", "try-restart"):
-        for unit in units:
-            if unit == "kubelet" and db.get("unit_changed") and op != "stop":
-                _err(
-                    "Warning: The unit file, source configuration file or drop-ins of "
-                    "kubelet.service changed on disk. Run 'systemctl daemon-reload' to reload "
-                    "units."
-                )
-            if op == "stop":
-                services[unit] = {"active": False, "since": time.time(), "pid": 0}
-                continue
-            if op == "try-restart" and not services[unit]["active"]:
-                continue
-            if unit == "kubelet":
-                code, failure = _restart_kubelet(ctx)
-                if code:
-                    return code
-                if failure is not None:  # Type=simple: started, exited, Restart=always
-                    services[unit] = {"active": False, "since": time.time(), "pid": 0}
-                    services[unit]["failed"] = failure
-                    continue
-            services[unit] = {
-                "active": True,
-                "since": time.time(),
-                "pid": 4242 + int(time.time()) % 50000,
-            }
-        ctx.write_json("services.json", services)
-        return 0
+        return _start_stop(ctx, op, units, services, bool(db.get("unit_changed")))
     if op == "is-active":
         active = all(services[u]["active"] for u in units)
         if not quiet:
@@ -191,46 +161,102 @@ def systemctl(args: list[str], ctx: NodeContext) -> int:
     if op in ("enable", "disable"):
         return 0
     if op == "status":
-        code = 0
-        for u in units:
-            s = services[u]
-            since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(float(s["since"])))
-            ago = int(time.time() - float(s["since"]))
-            dot = "●" if s["active"] else "○"
-            _out(f"{dot} {u}.service - {UNITS[u]}")
-            _out(f"     Loaded: loaded (/lib/systemd/system/{u}.service; enabled; preset: enabled)")
-            if u == "kubelet":
-                _out("    Drop-In: /usr/lib/systemd/system/kubelet.service.d")
-                _out("             └─10-kubeadm.conf")
-            if s["active"]:
-                _out(f"     Active: active (running) since {since}; {ago}s ago")
-                _out(f"   Main PID: {s['pid']} ({u})")
-            elif s.get("failed"):
-                _out(
-                    "     Active: activating (auto-restart) (Result: exit-code) since "
-                    f"{since}; {ago}s ago"
-                )
-                _out(
-                    f"    Process: {4242 + int(float(s['since'])) % 50000} "
-                    "ExecStart=/usr/bin/kubelet (code=exited, status=1/FAILURE)"
-                )
-                code = 3
-            else:
-                _out(f"     Active: inactive (dead) since {since}; {ago}s ago")
-                code = 3
-            _out(
-                "       Docs: https://kubernetes.io/docs/"
-                if u == "kubelet"
-                else "       Docs: https://containerd.io"
-            )
-            if s.get("failed"):  # the unit's last journal line, as systemctl status shows it
-                stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(float(s["since"])))
-                _out()
-                _out(f"{stamp} {ctx.name} kubelet[{s['pid'] or 4242}]: E run.go:72] {s['failed']}")
-            _out()
-        return code
+        return _status(ctx, units, services)
     _err(f"Unknown command verb {op}.")
     return 1
+
+
+def _no_such_unit(op: str, name: str, quiet: bool) -> int:
+    """What systemctl prints and returns for a unit the node does not have."""
+    base = name if name.endswith(".service") else f"{name}.service"
+    if op in ("is-active", "is-enabled"):
+        if not quiet:
+            _out("inactive" if op == "is-active" else "not-found")
+        return 3 if op == "is-active" else 4
+    if op == "status":
+        _err(f"Unit {base} could not be found.")
+        return 4
+    _err(f"Failed to {op} {base}: Unit {base} not found.")
+    return 5
+
+
+def _start_stop(
+    ctx: NodeContext,
+    op: str,
+    units: list[str],
+    services: dict[str, Any],
+    unit_changed: bool,
+) -> int:
+    """``systemctl start|stop|restart|...``: each unit's new state in ``services.json``."""
+    for unit in units:
+        if unit == "kubelet" and unit_changed and op != "stop":
+            _err(
+                "Warning: The unit file, source configuration file or drop-ins of "
+                "kubelet.service changed on disk. Run 'systemctl daemon-reload' to reload "
+                "units."
+            )
+        if op == "stop":
+            services[unit] = {"active": False, "since": time.time(), "pid": 0}
+            continue
+        if op == "try-restart" and not services[unit]["active"]:
+            continue
+        if unit == "kubelet":
+            code, failure = _restart_kubelet(ctx)
+            if code:
+                return code
+            if failure is not None:  # Type=simple: started, exited, Restart=always
+                services[unit] = {"active": False, "since": time.time(), "pid": 0}
+                services[unit]["failed"] = failure
+                continue
+        services[unit] = {
+            "active": True,
+            "since": time.time(),
+            "pid": 4242 + int(time.time()) % 50000,
+        }
+    ctx.write_json("services.json", services)
+    return 0
+
+
+def _status(ctx: NodeContext, units: list[str], services: dict[str, Any]) -> int:
+    """``systemctl status``: systemd's layout; 3 when a unit is not running."""
+    code = 0
+    for u in units:
+        s = services[u]
+        since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(float(s["since"])))
+        ago = int(time.time() - float(s["since"]))
+        dot = "●" if s["active"] else "○"
+        _out(f"{dot} {u}.service - {UNITS[u]}")
+        _out(f"     Loaded: loaded (/lib/systemd/system/{u}.service; enabled; preset: enabled)")
+        if u == "kubelet":
+            _out("    Drop-In: /usr/lib/systemd/system/kubelet.service.d")
+            _out("             └─10-kubeadm.conf")
+        if s["active"]:
+            _out(f"     Active: active (running) since {since}; {ago}s ago")
+            _out(f"   Main PID: {s['pid']} ({u})")
+        elif s.get("failed"):
+            _out(
+                "     Active: activating (auto-restart) (Result: exit-code) since "
+                f"{since}; {ago}s ago"
+            )
+            _out(
+                f"    Process: {4242 + int(float(s['since'])) % 50000} "
+                "ExecStart=/usr/bin/kubelet (code=exited, status=1/FAILURE)"
+            )
+            code = 3
+        else:
+            _out(f"     Active: inactive (dead) since {since}; {ago}s ago")
+            code = 3
+        _out(
+            "       Docs: https://kubernetes.io/docs/"
+            if u == "kubelet"
+            else "       Docs: https://containerd.io"
+        )
+        if s.get("failed"):  # the unit's last journal line, as systemctl status shows it
+            stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(float(s["since"])))
+            _out()
+            _out(f"{stamp} {ctx.name} kubelet[{s['pid'] or 4242}]: E run.go:72] {s['failed']}")
+        _out()
+    return code
 
 
 # --------------------------------------------------------------------------- kubelet / kubectl

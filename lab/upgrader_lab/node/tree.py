@@ -10,22 +10,30 @@ the mtimes systemd compares for the kubelet unit; the simulated
 ``kubeadm``/``kubelet``/``kubectl`` scripts (one text per tool and version, so their sha256
 differs per version) and ``DIR/releases/vX.Y.Z/<tool>.sha256`` matching them.
 
+Also owns how a shim starts its tool (:func:`tool_command`: ``python -S``, no runpy) and
+the tools' byte code, compiled once at ``lab up`` (:func:`precompile_tools`).
+
 Must not: import anything beyond the standard library and ``upgrader_lab.node.repo``
-(node tools import it to install packages), or decide policy.
+(node tools import it to install packages; ``precompile_tools`` also reaches the
+``upgrader`` package to compile it), import at module level what a tool call does not
+need (every call is a fresh process), or decide policy.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import os
-import threading
+from _thread import get_ident
 from pathlib import Path
-from typing import Any
 
 from upgrader_lab.node import repo
+
+# Annotations only: importing typing costs every simulated tool call several ms of
+# start-up (mypy and ruff read TYPE_CHECKING by name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 BINARIES = ("kubeadm", "kubelet", "kubectl")
 # Shims on Debian nodes: the node's faults and call log, then the machine's real tool.
@@ -65,8 +73,8 @@ DNF5_VERSIONLOCK = "/etc/dnf/versionlock.toml"
 
 # Component versions kubeadm of each minor deploys (approximate, for realistic output).
 # etcd: kubeadm's constants.SupportedEtcdVersion (3.5.x up to 1.33, 3.6.x from 1.34); the
-# same table as the lab API's mirror pods (upgrader_lab.apiserver.objects.ETCD_BY_MINOR).
-_ETCD = {
+# same table as the lab API's mirror pods (upgrader_lab.apiserver.objects imports them).
+ETCD_BY_MINOR = {
     24: "3.5.6-0",
     25: "3.5.6-0",
     26: "3.5.6-0",
@@ -78,7 +86,7 @@ _ETCD = {
     32: "3.5.16-0",
     33: "3.5.21-0",
 }
-_COREDNS = {
+COREDNS_BY_MINOR = {
     24: "v1.8.6",
     25: "v1.9.3",
     26: "v1.9.3",
@@ -112,11 +120,11 @@ def _by_minor(table: dict[int, str], version: str, newer: str) -> str:
 
 
 def etcd_version(version: str) -> str:
-    return _by_minor(_ETCD, version, "3.6.4-0")
+    return _by_minor(ETCD_BY_MINOR, version, "3.6.4-0")
 
 
 def coredns_version(version: str) -> str:
-    return _by_minor(_COREDNS, version, "v1.12.1")
+    return _by_minor(COREDNS_BY_MINOR, version, "v1.12.1")
 
 
 def pause_version(version: str) -> str:
@@ -154,7 +162,7 @@ def write_file(path: Path, text: str | bytes, mode: int = 0o644) -> None:
     """Write atomically (temp file in the same directory, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode() if isinstance(text, str) else text
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -187,7 +195,7 @@ def binary_script(tool: str, version: str, python: str) -> str:
         f"# {tool} {version} linux/amd64 (upgrader lab: simulated release binary)\n"
         f"LAB_TOOL_VERSION={version}\n"
         "export LAB_TOOL_VERSION\n"
-        f"exec '{python}' -m upgrader_lab.node {tool} \"$@\"\n"
+        f"exec {tool_command(python, tool)}\n"
     )
 
 
@@ -195,8 +203,46 @@ def tool_script(tool: str, python: str) -> str:
     return (
         "#!/bin/sh\n"
         f"# {tool} (upgrader lab: simulated node tool)\n"
-        f"exec '{python}' -m upgrader_lab.node {tool} \"$@\"\n"
+        f"exec {tool_command(python, tool)}\n"
     )
+
+
+# How a shim starts its simulated tool: ``-S`` skips ``site`` (the .pth files, an editable
+# install's finder: about a third of a bare start-up) and ``-c`` skips runpy. The wrapper's
+# PYTHONPATH (``run_on_node``) names where upgrader and upgrader_lab live; a tool needing a
+# third-party package runs ``site`` itself first (:func:`site_packages`).
+_TOOL_MAIN = "from upgrader_lab.node.__main__ import main; main()"
+
+
+def tool_command(python: str, tool: str) -> str:
+    """The shell command line (``"$@"`` last) that runs simulated ``tool`` with ``python``."""
+    return f"'{python}' -S -c '{_TOOL_MAIN}' {tool} \"$@\""
+
+
+def precompile_tools() -> None:
+    """Byte-compile the simulated tools' modules (and the packages above them) once, at
+    ``lab up``: the tools run as the node's login user, who may not write a checkout's
+    ``__pycache__``, and would otherwise compile each module again on every call (tens of
+    ms of CPU per call). A directory we cannot write is left as it is."""
+    import compileall
+
+    import upgrader
+
+    here = Path(__file__).resolve().parent
+    with contextlib.suppress(OSError):
+        compileall.compile_dir(str(here), maxlevels=0, quiet=2)
+        for init in (here.parent / "__init__.py", Path(upgrader.__file__).resolve()):
+            compileall.compile_file(str(init), quiet=2)
+
+
+def site_packages() -> None:
+    """Make third-party packages importable in a tool started with ``-S``."""
+    import sys
+
+    if sys.flags.no_site:
+        import site
+
+        site.main()
 
 
 SUDO_SCRIPT = """#!/bin/sh
@@ -263,6 +309,8 @@ def kubelet_unit_mtimes(root: Path) -> dict[str, float]:
 
 def write_release_checksums(lab_dir: Path, versions: list[str], python: str) -> None:
     """``DIR/releases/vX.Y.Z/<tool>.sha256``: the hex digest only, like dl.k8s.io's."""
+    import hashlib  # building the lab only: not in every tool call's imports
+
     for plain in versions:
         version = f"v{plain}"
         out = lab_dir / "releases" / version
@@ -680,6 +728,8 @@ def fake_pem(name: str, node: str) -> str:
         if name.endswith(".pub")
         else ("PRIVATE KEY")
     )
+    import base64  # rare: not in every tool call's imports
+
     body = base64.b64encode(f"upgrader lab placeholder {name} of {node}".encode()).decode()
     return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
 
@@ -719,7 +769,6 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
     # read by the wrapper's node-ns script, which mounts /sys/fs/cgroup to match
     write_file(ndir / f"cgroup-{node.get('cgroup', 'v2')}", "")
 
-    is_cp = node["role"] == "control-plane"
     family = node["os_family"]
     flavor = node.get("flavor") or family
     write_file(in_root(root, "/etc/hostname"), node["name"] + "\n")
@@ -752,30 +801,42 @@ def build_node(lab_dir: Path, node: dict[str, Any], spec: dict[str, Any], python
 
     # package repository definition and package database (rhel: simulated; Debian: the
     # real dpkg database and sources list, written by upgrader_lab.debnode)
-    minor = node["repo_minor"]
-    held = set(node.get("held") or [])
     if family == "rhel":
-        write_file(in_root(root, repo.YUM_REPO), repo.yum_repo_text(minor))
-        write_file(in_root(root, DNF_CONF), DNF_CONF_TEXT[flavor])
-        locked = {t: repo.package_version(node[t], family) for t in BINARIES if t in held}
-        if flavor == "fedora":
-            if locked:
-                write_file(in_root(root, DNF5_VERSIONLOCK), dnf5_versionlock_text(locked))
-        elif node.get("versionlock"):
-            write_file(in_root(root, DNF4_VERSIONLOCK_CONF), DNF4_VERSIONLOCK_CONF_TEXT)
-            write_file(in_root(root, DNF4_VERSIONLOCK_LIST), dnf4_versionlock_text(locked))
-        packages = {
-            tool: {"version": repo.package_version(node[tool], family), "held": False}
-            for tool in BINARIES
-        }  # an rpm node's holds are its versionlock entries
-        write_file(
-            in_root(root, f"/{STATE}/packages.json"),
-            json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
-        )
+        _build_rpm_state(root, node, flavor)
     if flavor == "kubespray":
         build_kubespray(root, node, python)
 
-    # kubelet and kubeadm files
+    _build_kube_files(root, node, spec, flavor)
+
+
+def _build_rpm_state(root: Path, node: dict[str, Any], flavor: str) -> None:
+    """An rpm node's repository file, dnf configuration, versionlock and package database."""
+    family = node["os_family"]
+    minor = node["repo_minor"]
+    held = set(node.get("held") or [])
+    write_file(in_root(root, repo.YUM_REPO), repo.yum_repo_text(minor))
+    write_file(in_root(root, DNF_CONF), DNF_CONF_TEXT[flavor])
+    locked = {t: repo.package_version(node[t], family) for t in BINARIES if t in held}
+    if flavor == "fedora":
+        if locked:
+            write_file(in_root(root, DNF5_VERSIONLOCK), dnf5_versionlock_text(locked))
+    elif node.get("versionlock"):
+        write_file(in_root(root, DNF4_VERSIONLOCK_CONF), DNF4_VERSIONLOCK_CONF_TEXT)
+        write_file(in_root(root, DNF4_VERSIONLOCK_LIST), dnf4_versionlock_text(locked))
+    packages = {
+        tool: {"version": repo.package_version(node[tool], family), "held": False}
+        for tool in BINARIES
+    }  # an rpm node's holds are its versionlock entries
+    write_file(
+        in_root(root, f"/{STATE}/packages.json"),
+        json.dumps({"packages": packages, "unit_changed": False}, indent=1) + "\n",
+    )
+
+
+def _build_kube_files(root: Path, node: dict[str, Any], spec: dict[str, Any], flavor: str) -> None:
+    """The kubelet's and kubeadm's files (config, flags, PKI, static pod manifests) and the
+    images the node's container runtime holds."""
+    is_cp = node["role"] == "control-plane"
     cluster_version = spec["version"]
     write_file(
         in_root(root, "/var/lib/kubelet/config.yaml"),
