@@ -545,14 +545,10 @@ def apply(
     """
     _setup_logging(verbose)
     from upgrader.apply import ApplyRequest
-    from upgrader.execute.engine import EngineOptions
-    from upgrader.execute.pauses import parse_pause_between, refuse_without_tty
     from upgrader.planning import check_request
 
-    pause = parse_pause_between(pauses.pause_between)
-    refuse_without_tty(pause, pauses.hold_uncordon, sys.stdin.isatty())
+    pause = pauses.pause(sys.stdin.isatty())
     target = _parse_target(to, sources.release_data)
-    kubeadm_inv = access.inventory_or_none(inventory)
     req = ApplyRequest(
         inventory=inventory,
         kubeconfig=access.kubeconfig,
@@ -562,23 +558,14 @@ def apply(
             strategy,
             (sources, workers, gates, drain, kubeadm),
             inv=access.inventory(inventory) if workers.nodes is not None else None,
-            kubeadm_inv=kubeadm_inv,
+            kubeadm_inv=access.inventory_or_none(inventory),
             force=drain_how.force_drain,
             harden_kubelet=harden_kubelet,
             skip_etcd_snapshot=skip_etcd_snapshot,
             no_prestage=no_prestage,
             max_unavailable=max_unavailable,
         ),
-        engine=EngineOptions(
-            max_unavailable=max_unavailable,
-            drain_timeout=drain_how.drain_timeout,
-            grace_period=drain_how.grace_period,
-            delete_emptydir_data=drain_how.delete_emptydir_data,
-            force=drain_how.force_drain,
-            disable_eviction=drain_how.disable_eviction,
-            ready_timeout=ready_timeout,
-            canary=pauses.canary,
-        ),
+        engine=drain_how.engine(max_unavailable, ready_timeout, pauses),
         pause_between=pause,
         hold_uncordon=pauses.hold_uncordon,
         state_path=state,

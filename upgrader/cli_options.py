@@ -638,6 +638,21 @@ class ApplyDrain:
     force_drain: ApplyForceOpt = False
     disable_eviction: ApplyDisableEvictionOpt = False
 
+    def engine(self, max_unavailable: int, ready_timeout: float | None, pauses: Pauses) -> Any:
+        """The engine's options: these, the workers at once, the readiness wait, --canary."""
+        from upgrader.execute.engine import EngineOptions
+
+        return EngineOptions(
+            max_unavailable=max_unavailable,
+            drain_timeout=self.drain_timeout,
+            grace_period=self.grace_period,
+            delete_emptydir_data=self.delete_emptydir_data,
+            force=self.force_drain,
+            disable_eviction=self.disable_eviction,
+            ready_timeout=ready_timeout,
+            canary=pauses.canary,
+        )
+
 
 @dataclass(frozen=True)
 class Resume:
@@ -655,6 +670,14 @@ class Pauses:
     canary: CanaryOpt = None
     pause_between: PauseBetweenOpt = None
     hold_uncordon: HoldUncordonOpt = False
+
+    def pause(self, tty: bool) -> Any:
+        """--pause-between parsed; refused (as --hold-uncordon) when no one can answer."""
+        from upgrader.execute.pauses import parse_pause_between, refuse_without_tty
+
+        pause = parse_pause_between(self.pause_between)
+        refuse_without_tty(pause, self.hold_uncordon, tty)
+        return pause
 
 
 @dataclass(frozen=True)
