@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
@@ -464,6 +464,14 @@ def grouped(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def fields_of(group: Any, *, leave: Collection[str] = ()) -> dict[str, Any]:
+    """A group's options by name, each named as the request field it fills (but those in
+    ``leave``)."""
+    return {
+        f.name: getattr(group, f.name) for f in dataclasses.fields(group) if f.name not in leave
+    }
+
+
 @dataclass(frozen=True)
 class Access:
     """--kubeconfig and --known-hosts: they win over the inventory's own."""
@@ -635,7 +643,7 @@ class ApplyDrain:
     drain_timeout: DrainTimeoutOpt = None
     grace_period: GracePeriodOpt = None
     delete_emptydir_data: ApplyEmptyDirOpt = False
-    force_drain: ApplyForceOpt = False
+    force: ApplyForceOpt = False
     disable_eviction: ApplyDisableEvictionOpt = False
 
     def engine(self, max_unavailable: int, ready_timeout: float | None, pauses: Pauses) -> Any:
@@ -644,14 +652,18 @@ class ApplyDrain:
 
         return EngineOptions(
             max_unavailable=max_unavailable,
-            drain_timeout=self.drain_timeout,
-            grace_period=self.grace_period,
-            delete_emptydir_data=self.delete_emptydir_data,
-            force=self.force_drain,
-            disable_eviction=self.disable_eviction,
             ready_timeout=ready_timeout,
             canary=pauses.canary,
+            **fields_of(self),
         )
+
+
+@dataclass(frozen=True)
+class Records:
+    """Where `apply` writes its events and transcripts."""
+
+    events: EventsOpt = None
+    transcripts: TranscriptsOpt = None
 
 
 @dataclass(frozen=True)
