@@ -467,15 +467,9 @@ def plan_path(
         reason: str,
         catch_up: bool = False,
     ) -> UpgradePath:
+        # (hops, strategy, drain_once_allowed, drain_once_reason, findings, current, ...)
         return UpgradePath(
-            hops=hops,
-            strategy=chosen,
-            drain_once_allowed=allowed,
-            drain_once_reason=reason,
-            findings=tuple(findings),
-            current=cluster,
-            target=target,
-            catch_up=catch_up,
+            hops, chosen, allowed, reason, tuple(findings), cluster, target, catch_up
         )
 
     if not facts.control_planes:

@@ -142,6 +142,17 @@ class _Walker:
         if not all_vars and (name in _CLUSTER_ONLY or name == "upgrader_cluster_name"):
             raise self.fail(loc, "a cluster-wide setting: only read from all.vars")
 
+    def mapping(
+        self, raw: Mapping[Any, Any], key: str, loc: Loc, what: str
+    ) -> Mapping[Any, Any] | None:
+        """``raw[key]`` when present: a mapping (of ``what``), else a one-line error."""
+        value = raw.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise self.fail(
+                (*loc, key), f"expected a mapping of {what}, got {type(value).__name__}"
+            )
+        return value
+
     def group(self, name: str, raw: object, loc: Loc, depth: int) -> None:
         grp = self.groups.setdefault(name, _Group(depth=depth, loc=loc))
         grp.depth = min(grp.depth, depth)
@@ -153,13 +164,8 @@ class _Walker:
         for key in raw:
             if key not in _GROUP_KEYS:
                 raise self.fail((*loc, str(key)), "unknown key (expected hosts, vars, children)")
-        hosts = raw.get("hosts")
+        hosts = self.mapping(raw, "hosts", loc, "host names")
         if hosts is not None:
-            if not isinstance(hosts, Mapping):
-                raise self.fail(
-                    (*loc, "hosts"),
-                    f"expected a mapping of host names, got {type(hosts).__name__}",
-                )
             for host, host_vars in hosts.items():
                 hloc: Loc = (*loc, "hosts", str(host))
                 if not isinstance(host, str) or not host:
@@ -169,13 +175,8 @@ class _Walker:
                 if host not in grp.hosts:
                     grp.hosts.append(host)
         grp.vars.update(self.canonical_vars(raw.get("vars"), (*loc, "vars")))
-        children = raw.get("children")
+        children = self.mapping(raw, "children", loc, "group names")
         if children is not None:
-            if not isinstance(children, Mapping):
-                raise self.fail(
-                    (*loc, "children"),
-                    f"expected a mapping of group names, got {type(children).__name__}",
-                )
             for child, child_raw in children.items():
                 if not isinstance(child, str) or not child:
                     raise self.fail((*loc, "children", str(child)), "group names must be strings")
