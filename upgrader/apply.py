@@ -219,17 +219,14 @@ def _secrets(inventory: Inventory, api_client: Any) -> tuple[str, ...]:
 
 def _plan_for_display(sp: stored.StoredPlan, fresh: Plan) -> Plan:
     """The stored steps of an unfinished run, with the findings of the fresh preflight."""
-    return Plan(
+    return dataclasses.replace(
+        fresh,
         current=KubeVersion.parse(sp.current),
         target=KubeVersion.parse(sp.target),
         hops=tuple(KubeVersion.parse(h) for h in sp.hops),
         entries=sp.entries,
-        findings=fresh.findings,
         strategy=sp.strategy,
-        overrides=fresh.overrides,
         selection=sp.selection,
-        node_env=fresh.node_env,
-        package_mirror=fresh.package_mirror,
     )
 
 
