@@ -539,7 +539,6 @@ def apply(
     """
     _setup_logging(verbose)
     from upgrader.apply import ApplyRequest
-    from upgrader.planning import check_request
 
     pause = pauses.pause(sys.stdin.isatty())
     target = _parse_target(to, sources.release_data)
@@ -572,7 +571,6 @@ def apply(
         windows=tuple(windows.window or ()),
         window_tz=windows.window_tz,
     )
-    check_request(req.plan)  # broken playbooks or release data: refused before any node is asked
     _run_apply(req, quiet, target)
 
 
@@ -583,8 +581,10 @@ def _run_apply(req: Any, quiet: bool, target: Any) -> None:
     from upgrader.apply import apply as run_apply
     from upgrader.errors import StepFailed
     from upgrader.execute.progress import make_reporter
+    from upgrader.planning import check_request
     from upgrader.redact import redact
 
+    check_request(req.plan)  # broken playbooks or release data: refused before any node is asked
     reporter = make_reporter(quiet=quiet)
 
     def show(text: str) -> None:
