@@ -50,6 +50,7 @@ from upgrader.core.parsers import ParseError, Section
 from upgrader.core.probes import PROBE, fact_probes, fact_script
 from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
+from upgrader.core.vocab import PackageManager
 from upgrader.errors import HostKeyError, KubernetesError, TransportError
 from upgrader.kube.client import make_api_client
 from upgrader.kube.readers import ClusterRead, read_cluster
@@ -107,7 +108,6 @@ class NodeProbe:
 
 
 _NATIVE_HINTS = SettingHints()
-_FAMILY_OF_MANAGER = {"apt": "debian", "dnf": "rhel", "yum": "rhel", "dnf5": "rhel"}
 
 
 class _Sections:
@@ -234,7 +234,7 @@ def _os_family(read: _Sections, settings: SettingHints, extra: dict[str, Any]) -
     family: str | None = osr.family
     if family is None:
         read.finding("OS_UNSUPPORTED", Severity.WARNING, f"unsupported OS {osr.id!r}")
-    elif _FAMILY_OF_MANAGER.get(read.pm) not in (None, family):
+    elif read.pm in parsers.PACKAGE_MANAGERS and PackageManager(read.pm).os_family != family:
         read.finding(
             "PACKAGE_MANAGER_MISMATCH",
             Severity.BLOCKER,

@@ -104,7 +104,7 @@ from upgrader.core.policy import (
 from upgrader.core.releases import ReleaseData
 from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
-from upgrader.core.vocab import Override, Phase, StepKind
+from upgrader.core.vocab import Override, PackageManager, Phase, StepKind
 from upgrader.core.workers import WorkerSelection, check_node_names, order_workers
 from upgrader.errors import ConfigError
 
@@ -141,7 +141,6 @@ IMAGE_REPOSITORY_MISMATCH = "IMAGE_REPOSITORY_MISMATCH"
 _KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 
 _PM_FOR_OS = {"debian": "apt", "rhel": "dnf"}
-_OS_FOR_PM = {"apt": "debian", "dnf": "rhel", "yum": "rhel", "dnf5": "rhel"}
 _STRATEGIES = ("auto", "per-hop", "drain-once")
 
 
@@ -297,7 +296,7 @@ class _Planner:
             )
             return None
         family = node.os_family
-        if family in _PM_FOR_OS and _OS_FOR_PM[pm] != family:
+        if family in _PM_FOR_OS and PackageManager(pm).os_family != family:
             self._add(
                 Finding(
                     PACKAGE_MANAGER_MISMATCH,
