@@ -191,19 +191,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _gather(inv: Any, max_workers: int) -> Any:
+    """Facts over a private SSH pool and API client (a bad kubeconfig: a ConfigError
+    before any node is contacted)."""
     from upgrader.gather import gather_facts
-    from upgrader.kube.client import make_api_client
 
-    api = None
-    try:
-        api = make_api_client(
-            inv.kubeconfig_path(),
-            inv.kubeconfig_context,
-            missing_hint=getattr(inv, "kubeconfig_hint", None),
-        )
-    except ConfigError:
-        raise
-    return gather_facts(inv, api_client=api, max_workers=max_workers)
+    return gather_facts(inv, max_workers=max_workers)
 
 
 def _gather_with_preflight(
