@@ -5,7 +5,7 @@ Owns :func:`run`. Per lab size, each repetition runs (in a rotating order, so no
 always goes first): ``upgrader facts`` (the fact script over SSH plus the API reads),
 ``upgrader plan`` (facts plus the preflight reads and the plan), ``ansible all -m raw``
 and ``pyinfra exec`` with the very command upgrader sends (built from
-:func:`upgrader.core.parsers.fact_script` exactly as :mod:`upgrader.gather` builds it), all
+:func:`upgrader.core.probes.fact_script` exactly as :mod:`upgrader.gather` builds it), all
 with N parallel connections and the lab's key and known_hosts, strict host keys. Every
 peer run is checked: all N hosts must have printed every fact section. Reports medians,
 the ratio of each peer to ``upgrader facts``, each tool's time against its own time on
@@ -38,7 +38,7 @@ from bench._perf import (
     table,
     upgrader_argv,
 )
-from upgrader.core import parsers
+from upgrader.core import parsers, probes
 from upgrader_lab import cost
 
 TOOLS = ("upgrader facts", "upgrader plan", "ansible raw", "pyinfra exec")
@@ -47,7 +47,7 @@ DEFAULT_SIZES = (1, 10, 50, 200)
 
 def fact_command(package_manager: str = "apt") -> str:
     """The command upgrader sends to every node (as :func:`upgrader.gather._probe_node`)."""
-    return "sh -c " + shlex.quote(parsers.fact_script(package_manager))
+    return "sh -c " + shlex.quote(probes.fact_script(package_manager))
 
 
 def default_reps(size: int) -> int:
@@ -61,7 +61,7 @@ def plan_reps(size: int) -> int:
 
 
 def _check_hosts(tool: str, m: Measured, outputs: dict[str, str], lab_: Lab) -> None:
-    want = len(parsers.fact_probes("apt"))
+    want = len(probes.fact_probes("apt"))
     ok = {h for h, text in outputs.items() if len(parsers.split_sections(text)) >= want}
     missing = sorted(set(lab_.nodes) - ok)
     if missing:
@@ -166,7 +166,7 @@ def run(
         "sizes": list(sizes),
         "reps": {str(s): reps(s) for s in sizes},
         "plan_reps": {str(s): min(reps(s), plan_reps(s)) for s in sizes},
-        "command": "the fact script (upgrader.core.parsers.fact_script('apt'), "
+        "command": "the fact script (upgrader.core.probes.fact_script('apt'), "
         f"{len(fact_command())} bytes) as `sh -c '<script>'`",
         "parallelism": "N (upgrader --max-workers N, ansible -f N, pyinfra --parallel N)",
         "peers": versions,

@@ -219,17 +219,14 @@ def _secrets(inventory: Inventory, api_client: Any) -> tuple[str, ...]:
 
 def _plan_for_display(sp: stored.StoredPlan, fresh: Plan) -> Plan:
     """The stored steps of an unfinished run, with the findings of the fresh preflight."""
-    return Plan(
+    return dataclasses.replace(
+        fresh,
         current=KubeVersion.parse(sp.current),
         target=KubeVersion.parse(sp.target),
         hops=tuple(KubeVersion.parse(h) for h in sp.hops),
         entries=sp.entries,
-        findings=fresh.findings,
         strategy=sp.strategy,
-        overrides=fresh.overrides,
         selection=sp.selection,
-        node_env=fresh.node_env,
-        package_mirror=fresh.package_mirror,
     )
 
 
@@ -797,27 +794,8 @@ class _Cluster:
         assert facts is not None
         secrets = _secrets(inv, api)
         masker = ev.make_masker(secrets)
-        handlers: list[ev.EventHandler] = []
-        if io.reporter is not None:
-            handlers.append(io.reporter)
-        if run.sink is not None:
-            run.sink.masker = masker
-            handlers.append(run.sink)
-        for n in run.notifiers:
-            n.masker = masker
-            handlers.append(n)
-        decision = run.decision
-        options = dataclasses.replace(
-            req.engine,
-            secrets=tuple(dict.fromkeys((*req.engine.secrets, *secrets))),
-            snapshot_dir=req.engine.snapshot_dir
-            or st.default_transcripts_dir(run.state_path, run_state.run_id),
-            drain_overrides=(decision.drain_overrides if isinstance(decision, Resume) else {})
-            or req.engine.drain_overrides,
-            # the run's own grouping (a resume keeps the stored one)
-            groups=selection.group_of() if selection is not None else {},
-            per_group=selection.per_group if selection is not None else 1,
-        )
+        handlers = self._handlers(masker)
+        options = self._engine_options(run_state, selection, secrets)
         reachable_cps = [n.name for n in facts.control_planes if n.reachable]
         engine = Engine(
             entries,
@@ -858,6 +836,43 @@ class _Cluster:
             ),
         )
         return engine
+
+    def _handlers(self, masker: ev.Masker) -> list[ev.EventHandler]:
+        """Who hears the run's events: the progress display, --events, --notify (the
+        last two through ``masker``)."""
+        run = self.run
+        handlers: list[ev.EventHandler] = []
+        if run.io.reporter is not None:
+            handlers.append(run.io.reporter)
+        if run.sink is not None:
+            run.sink.masker = masker
+            handlers.append(run.sink)
+        for n in run.notifiers:
+            n.masker = masker
+            handlers.append(n)
+        return handlers
+
+    def _engine_options(
+        self,
+        run_state: st.RunState,
+        selection: WorkerSelection | None,
+        secrets: tuple[str, ...],
+    ) -> EngineOptions:
+        """The request's engine options completed for this run: the secrets to mask, the
+        snapshot directory, a resume's drain overrides and the run's own grouping (a
+        resume keeps the stored one)."""
+        run, engine = self.run, self.run.req.engine
+        decision = run.decision
+        return dataclasses.replace(
+            engine,
+            secrets=tuple(dict.fromkeys((*engine.secrets, *secrets))),
+            snapshot_dir=engine.snapshot_dir
+            or st.default_transcripts_dir(run.state_path, run_state.run_id),
+            drain_overrides=(decision.drain_overrides if isinstance(decision, Resume) else {})
+            or engine.drain_overrides,
+            groups=selection.group_of() if selection is not None else {},
+            per_group=selection.per_group if selection is not None else 1,
+        )
 
     def execute(self, engine: Engine) -> st.RunState:
         """Run the engine; every way it stops carries what it left and the resume command."""

@@ -20,7 +20,52 @@ from typing import IO, Annotated, Any, NoReturn
 import typer
 
 from upgrader import __version__
-from upgrader.core.vocab import Override, Strategy
+from upgrader.cli_options import (
+    Access,
+    ApplyDrain,
+    ApplyHardenOpt,
+    ApplyNoPrestageOpt,
+    ApplySkipSnapshotOpt,
+    ApplyStateOpt,
+    ApplyStrategyOpt,
+    DetailOpt,
+    DrainFlags,
+    FactsFileOpt,
+    FactsMaxWorkersOpt,
+    FactsOutputOpt,
+    Gates,
+    InventoryFileOpt,
+    InventoryOpt,
+    JsonPlanOpt,
+    JsonStatusOpt,
+    KubeadmFlags,
+    MaxUnavailableOpt,
+    MaxWorkersOpt,
+    NotifyOpt,
+    Pauses,
+    PlanDisableEvictionOpt,
+    PlanEmptyDirOpt,
+    PlanForceOpt,
+    PlanHardenOpt,
+    PlanNoPrestageOpt,
+    PlanSkipSnapshotOpt,
+    PlanStrategyOpt,
+    QuietOpt,
+    ReadyTimeoutOpt,
+    Records,
+    Resume,
+    Sources,
+    StatusStateOpt,
+    TargetOpt,
+    ValidateCountOpt,
+    VerboseOpt,
+    Windows,
+    WorkerFlags,
+    YesOpt,
+    fields_of,
+    grouped,
+)
+from upgrader.core.vocab import Strategy
 from upgrader.errors import (
     API_UNREACHABLE_CODES,
     SSH_UNREACHABLE_CODES,
@@ -141,271 +186,16 @@ def _setup_logging(verbose: int) -> None:
         logging.getLogger("urllib3").setLevel(logging.ERROR if verbose <= 0 else logging.WARNING)
 
 
-VerboseOpt = Annotated[
-    int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-vv: debug).")
-]
-InventoryOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--inventory",
-        "-i",
-        help="Inventory file (native upgrader YAML or a Kubespray/Ansible YAML inventory).",
-        show_default=False,
-    ),
-]
-InventoryFileOpt = Annotated[  # the required form (facts, apply, status)
-    Path, typer.Option("--inventory", "-i", help="Inventory file.", show_default=False)
-]
-
-# The options `plan` and `apply` share word for word. Those whose help differs between the
-# two (--strategy, --force, --harden-kubelet, the drain flags, ...) stay with their command.
-TargetOpt = Annotated[
-    str,
-    typer.Option(
-        "--to",
-        help="Target: v1.28.4, v1.28 (its newest known patch) or latest.",
-        show_default=False,
-    ),
-]
-KubeconfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--kubeconfig",
-        help="Kubeconfig to use (wins over the inventory's kubeconfig.path and $KUBECONFIG).",
-        show_default=False,
-    ),
-]
-KnownHostsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--known-hosts",
-        help="known_hosts file for the nodes' SSH host keys (wins over ssh.known_hosts).",
-        show_default=False,
-    ),
-]
-PlaybooksOpt = Annotated[
-    Path | None, typer.Option("--playbooks", help="Directory with your own playbooks.")
-]
-ReleaseDataOpt = Annotated[
-    Path | None, typer.Option("--release-data", help="Refreshed release data JSON (see README).")
-]
-NodesOpt = Annotated[
-    str | None, typer.Option("--nodes", help="Comma-separated workers to limit the run to.")
-]
-SelectorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--selector",
-        "-l",
-        metavar="SELECTOR",
-        help="Upgrade only the workers whose Node labels match this label selector "
-        "(zone=a, 'zone in (a,b)', '!spot', as kubectl -l); with --nodes: the workers "
-        "both choose. The control plane still goes first. Inventory: workers.selector.",
-        show_default=False,
-    ),
-]
-GroupByOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--group-by",
-        metavar="LABEL",
-        help="Group the workers by this Node label's value and upgrade the groups side by "
-        "side (nodes without it: their own group). Not with --max-unavailable.",
-        show_default=False,
-    ),
-]
-PerGroupOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-unavailable-per-group",
-        min=1,
-        max=100,
-        metavar="N",
-        help="With --group-by: at most N nodes of each group down at once [default: 1].",
-        show_default=False,
-    ),
-]
-OrderByOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--order-by",
-        metavar="LABEL",
-        help="Order the workers (within each group) by this Node label's value, then the "
-        "name (default: inventory order).",
-        show_default=False,
-    ),
-]
-AllowExperimentalOpt = Annotated[
-    bool, typer.Option("--allow-experimental-upgrades", help="Allow alpha/beta/rc targets.")
-]
-AllowRcOpt = Annotated[
-    bool, typer.Option("--allow-release-candidate-upgrades", help="Allow rc targets.")
-]
-AllowUnsupportedOpt = Annotated[
-    bool,
-    typer.Option("--allow-unsupported", help="Pass a target outside the supported-minor window."),
-]
-StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="Warnings that have a strict form become blockers.")
-]
-MaxWorkersOpt = Annotated[int, typer.Option("--max-workers", min=1, max=512)]
-DrainFallbackOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--drain-fallback",
-        metavar="none|delete",
-        help="When --drain-timeout runs out: none (default) fails the drain; delete deletes "
-        "the pods a PodDisruptionBudget still refuses (plain DELETE, their own grace "
-        "period) and goes on. A node's drain.fallback in the inventory wins.",
-    ),
-]
-PodSelectorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--pod-selector",
-        metavar="SELECTOR",
-        help="Drain only the pods this label selector matches (as kubectl drain "
-        "--pod-selector, e.g. 'app=web,tier!=cache'); the others stay. A node's "
-        "drain.pod_selector in the inventory wins.",
-    ),
-]
-
-
-def _drain_flags(fallback: str | None, selector: str | None) -> dict[str, str | None]:
-    """``--drain-fallback`` and ``--pod-selector`` checked (one-line error naming the flag)
-    and the selector in its canonical form."""
-    from upgrader.core.drain import check_fallback
-    from upgrader.core.podselector import SelectorError, canonical
-
-    try:
-        if fallback is not None:
-            check_fallback(fallback)
-    except ValueError as e:
-        raise ConfigError(f"--drain-fallback: {e}") from None
-    try:
-        sel = canonical(selector) if selector is not None else None
-    except SelectorError as e:
-        raise ConfigError(f"--pod-selector: not a label selector: {e}") from None
-    return {"drain_fallback": fallback, "pod_selector": sel}
-
-
-DetailOpt = Annotated[
-    bool,
-    typer.Option(
-        "--detail",
-        help="Show every step of every node with its exact command and skip check, instead "
-        "of the brief plan (each distinct command once, with the nodes it runs on).",
-    ),
-]
-# kubeadm pass-through (upgrader.kubeadm_files): control-plane nodes' kubeadm upgrade
-PatchesOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--patches",
-        help="kubeadm patch files (target[suffix][+patchtype].extension), copied to each "
-        "control-plane node and passed to kubeadm upgrade apply/node --patches.",
-    ),
-]
-KubeadmConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--kubeadm-config",
-        help="An UpgradeConfiguration (kubeadm 1.31+), copied to each control-plane node and "
-        "passed to kubeadm upgrade plan/apply/node --config.",
-    ),
-]
-IgnorePreflightOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--ignore-preflight-errors", help="kubeadm upgrade's --ignore-preflight-errors LIST."
-    ),
-]
-EtcdUpgradeOpt = Annotated[
-    str | None,
-    typer.Option("--etcd-upgrade", help="false: kubeadm upgrade --etcd-upgrade=false."),
-]
-CertRenewalOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--certificate-renewal", help="false: kubeadm upgrade --certificate-renewal=false."
-    ),
-]
-
-
-def _kubeadm_passthrough(
-    inv: Any | None,
-    patches: Path | None,
-    config: Path | None,
-    ignore: str | None,
-    etcd_upgrade: str | None,
-    certificate_renewal: str | None,
-) -> Any:
-    """The checked kubeadm pass-through of the flags, else of the inventory's ``kubeadm:``
-    section (a flag wins over its key); one ConfigError line on bad input."""
-    from upgrader.kubeadm_files import load_passthrough
-
-    def _bool(value: str | None, flag: str, default: bool) -> bool:
-        if value is None:
-            return default
-        if value.lower() not in ("true", "false"):
-            raise ConfigError(f"{flag}: {value!r} is not true or false")
-        return value.lower() == "true"
-
-    section = getattr(inv, "kubeadm", None)
-    if section is None:
-        from upgrader.inventory.schema import KubeadmSpec
-
-        section = KubeadmSpec()
-    key = "kubeadm.{} in the inventory"
-    return load_passthrough(
-        patches if patches is not None else section.patches,
-        config if config is not None else section.config,
-        ignore if ignore is not None else ",".join(section.ignore_preflight_errors),
-        _bool(etcd_upgrade, "--etcd-upgrade", section.etcd_upgrade),
-        _bool(certificate_renewal, "--certificate-renewal", section.certificate_renewal),
-        patches_label="--patches" if patches is not None else key.format("patches"),
-        config_label="--kubeadm-config" if config is not None else key.format("config"),
-    )
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _load_inventory(
-    path: Path, kubeconfig: Path | None = None, known_hosts: Path | None = None
-) -> Any:
-    from upgrader.inventory import load_inventory
-
-    return load_inventory(path, kubeconfig=kubeconfig, known_hosts=known_hosts)
-
-
-def _inventory_or_none(
-    path: Path, kubeconfig: Path | None = None, known_hosts: Path | None = None
-) -> Any:
-    """The inventory for its ``kubeadm:`` section, or ``None`` when it does not load
-    (``apply`` then reports that error its own way, later)."""
-
-    try:
-        return _load_inventory(path, kubeconfig, known_hosts)
-    except UpgraderError:
-        return None
-
-
 def _gather(inv: Any, max_workers: int) -> Any:
+    """Facts over a private SSH pool and API client (a bad kubeconfig: a ConfigError
+    before any node is contacted)."""
     from upgrader.gather import gather_facts
-    from upgrader.kube.client import make_api_client
 
-    api = None
-    try:
-        api = make_api_client(
-            inv.kubeconfig_path(),
-            inv.kubeconfig_context,
-            missing_hint=getattr(inv, "kubeconfig_hint", None),
-        )
-    except ConfigError:
-        raise
-    return gather_facts(inv, api_client=api, max_workers=max_workers)
+    return gather_facts(inv, max_workers=max_workers)
 
 
 def _gather_with_preflight(
@@ -430,51 +220,6 @@ def _gather_with_preflight(
         pool.close()
         api.close()  # type: ignore[no-untyped-call]
     return f, pre
-
-
-def _node_names(text: str | None, inv: Any | None) -> tuple[str, ...] | None:
-    """``--nodes`` as names, checked against the inventory before any node is contacted:
-    each must be a worker of the inventory (the planner checks the facts again)."""
-    if text is None:
-        return None
-    from upgrader.core.workers import check_node_names
-
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if inv is not None or not names:
-        roles = {n.name: n.is_control_plane for n in inv.nodes} if inv is not None else {}
-        check_node_names(names, roles, "the inventory", known=True)
-    return names
-
-
-def _worker_flags(
-    selector: str | None,
-    group_by: str | None,
-    order_by: str | None,
-    per_group: int | None,
-    max_unavailable: int = 1,
-) -> dict[str, Any]:
-    """``--selector``, ``--group-by``, ``--order-by``, ``--max-unavailable-per-group``
-    checked before any node is contacted (the inventory's ``workers:`` fills the rest)."""
-    from upgrader.core.labelselector import check_key
-    from upgrader.core.labelselector import parse as parse_selector
-
-    if selector is not None:
-        parse_selector(selector, "--selector")
-    if group_by is not None:
-        check_key(group_by, "--group-by")
-        if max_unavailable > 1:
-            raise ConfigError(
-                "--group-by: not with --max-unavailable (use --max-unavailable-per-group: "
-                "at most that many nodes of each group down at once)"
-            )
-    if order_by is not None:
-        check_key(order_by, "--order-by")
-    return {
-        "selector": selector,
-        "group_by": group_by,
-        "order_by": order_by,
-        "max_unavailable_per_group": per_group,
-    }
 
 
 def _load_facts_file(path: Path) -> Any:
@@ -508,48 +253,43 @@ def _echo_json(doc: Any) -> None:
 
 
 def _plan_request(
-    *,
     target: Any,
     strategy: Strategy,
-    playbooks: Path | None,
-    release_data: Path | None,
-    nodes: tuple[str, ...] | None,
+    flags: tuple[Sources, WorkerFlags, Gates, DrainFlags, KubeadmFlags],
+    *,
+    inv: Any | None,
+    kubeadm_inv: Any | None,
     force: bool,
-    allow_experimental: bool,
-    allow_rc: bool,
-    allow_unsupported: bool,
-    strict: bool,
     harden_kubelet: bool,
     skip_etcd_snapshot: bool,
     no_prestage: bool,
+    max_unavailable: int = 1,
     **command_only: Any,
 ) -> Any:
-    """The ``PlanRequest`` of the flags `plan` and `apply` share (``command_only``: the
-    fields only one of them sets); the override flags in kubeadm's spelling."""
+    """The ``PlanRequest`` of the options `plan` and `apply` share (``command_only``: the
+    fields only one of them sets), each group checked before any node is contacted:
+    ``--nodes`` against ``inv``, the kubeadm options over ``kubeadm_inv``'s section."""
     from upgrader.planning import PlanRequest
 
-    overrides = tuple(
-        flag
-        for flag, on in (
-            (Override.FORCE, force),
-            (Override.ALLOW_EXPERIMENTAL, allow_experimental),
-            (Override.ALLOW_RC, allow_rc),
-            (Override.ALLOW_UNSUPPORTED, allow_unsupported),
-        )
-        if on
-    )
+    sources, workers, gates, drain, kubeadm = flags
+    nodes = workers.node_names(inv)
+    drain = drain.checked()
+    workers.check(max_unavailable)
     return PlanRequest(
         target=target,
         strategy=strategy.value,
-        playbooks=playbooks,
-        release_data=release_data,
         nodes=nodes,
-        overrides=overrides,
-        strict=strict,
+        overrides=gates.overrides(force),
+        strict=gates.strict,
         today=date.today(),
+        max_unavailable=max_unavailable,
         harden_kubelet=harden_kubelet,
         etcd_snapshot=not skip_etcd_snapshot,
         prestage=not no_prestage,
+        kubeadm=kubeadm.passthrough(kubeadm_inv),
+        **fields_of(sources),
+        **fields_of(workers, leave=("nodes",)),
+        **fields_of(drain),
         **command_only,
     )
 
@@ -581,17 +321,12 @@ def version() -> None:
 
 
 @app.command()
+@grouped
 def facts(
     inventory: InventoryFileOpt,
-    kubeconfig: KubeconfigOpt = None,
-    known_hosts: KnownHostsOpt = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write the facts JSON here (default: stdout)."),
-    ] = None,
-    max_workers: Annotated[
-        int, typer.Option("--max-workers", min=1, max=512, help="Nodes probed at once.")
-    ] = 32,
+    access: Access,
+    output: FactsOutputOpt = None,
+    max_workers: FactsMaxWorkersOpt = 32,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Gather facts (package and binary versions over SSH, cluster state over the API) as JSON.
@@ -601,7 +336,7 @@ def facts(
     _setup_logging(verbose)
     from upgrader import safefile
 
-    inv = _load_inventory(inventory, kubeconfig, known_hosts)
+    inv = access.inventory(inventory)
     # opened (or refused: a symlink, a file not ours) before any node is contacted
     fd = None if output is None else safefile.open_fd(output)
     try:
@@ -633,85 +368,27 @@ def facts(
 
 
 @app.command()
+@grouped
 def plan(
     to: TargetOpt,
+    *,
     inventory: InventoryOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    known_hosts: KnownHostsOpt = None,
-    facts_file: Annotated[
-        Path | None,
-        typer.Option("--facts", help="Plan from a saved facts file instead of live facts."),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the plan as one JSON document.")
-    ] = False,
+    access: Access,
+    facts_file: FactsFileOpt = None,
+    as_json: JsonPlanOpt = False,
     detail: DetailOpt = False,
-    strategy: Annotated[
-        Strategy,
-        typer.Option(
-            help="Worker strategy for multi-minor jumps: per-hop drains each worker once per "
-            "minor; drain-once walks the control plane through every minor, then drains each "
-            "worker once (allowed only where the skew policy and kubeadm permit); auto picks "
-            "drain-once when allowed."
-        ),
-    ] = Strategy.AUTO,
-    playbooks: PlaybooksOpt = None,
-    release_data: ReleaseDataOpt = None,
-    nodes: NodesOpt = None,
-    selector: SelectorOpt = None,
-    group_by: GroupByOpt = None,
-    max_unavailable_per_group: PerGroupOpt = None,
-    order_by: OrderByOpt = None,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Pass kubeadm's overridable refusals (as kubeadm --force)."),
-    ] = False,
-    allow_experimental: AllowExperimentalOpt = False,
-    allow_rc: AllowRcOpt = False,
-    allow_unsupported: AllowUnsupportedOpt = False,
-    strict: StrictOpt = False,
-    harden_kubelet: Annotated[
-        bool,
-        typer.Option(
-            "--harden-kubelet",
-            help="Add steps that turn off the kubelet's anonymous auth and read-only port and "
-            "set Webhook authorization (flags in /etc/default/kubelet or /etc/sysconfig/kubelet).",
-        ),
-    ] = False,
-    skip_etcd_snapshot: Annotated[
-        bool,
-        typer.Option(
-            "--skip-etcd-snapshot",
-            help="Leave out the etcd snapshot taken before the first kubeadm upgrade apply.",
-        ),
-    ] = False,
-    patches: PatchesOpt = None,
-    kubeadm_config: KubeadmConfigOpt = None,
-    ignore_preflight_errors: IgnorePreflightOpt = None,
-    etcd_upgrade: EtcdUpgradeOpt = None,
-    certificate_renewal: CertRenewalOpt = None,
-    no_prestage: Annotated[
-        bool,
-        typer.Option(
-            "--no-prestage",
-            help="Leave out the prestage phase (package downloads and image pulls on every "
-            "node at once, before the first drain).",
-        ),
-    ] = False,
-    delete_emptydir_data: Annotated[
-        bool,
-        typer.Option(
-            "--delete-emptydir-data", help="Drains may delete pods that use emptyDir volumes."
-        ),
-    ] = False,
-    disable_eviction: Annotated[
-        bool,
-        typer.Option(
-            "--disable-eviction", help="Drains delete pods (bypasses PodDisruptionBudgets)."
-        ),
-    ] = False,
-    drain_fallback: DrainFallbackOpt = None,
-    pod_selector: PodSelectorOpt = None,
+    strategy: PlanStrategyOpt = Strategy.AUTO,
+    sources: Sources,
+    workers: WorkerFlags,
+    force: PlanForceOpt = False,
+    gates: Gates,
+    harden_kubelet: PlanHardenOpt = False,
+    skip_etcd_snapshot: PlanSkipSnapshotOpt = False,
+    kubeadm: KubeadmFlags,
+    no_prestage: PlanNoPrestageOpt = False,
+    delete_emptydir_data: PlanEmptyDirOpt = False,
+    disable_eviction: PlanDisableEvictionOpt = False,
+    drain: DrainFlags,
     max_workers: MaxWorkersOpt = 32,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -727,48 +404,47 @@ def plan(
 
     if (inventory is None) == (facts_file is None):
         raise ConfigError("give exactly one of --inventory/-i or --facts")
-    target = _parse_target(to, release_data)
-    inv = _load_inventory(inventory, kubeconfig, known_hosts) if inventory is not None else None
+    target = _parse_target(to, sources.release_data)
+    inv = access.inventory(inventory) if inventory is not None else None
     req = _plan_request(
-        target=target,
-        strategy=strategy,
-        playbooks=playbooks,
-        release_data=release_data,
-        nodes=_node_names(nodes, inv),
+        target,
+        strategy,
+        (sources, workers, gates, drain, kubeadm),
+        inv=inv,
+        kubeadm_inv=inv,
         force=force,
-        allow_experimental=allow_experimental,
-        allow_rc=allow_rc,
-        allow_unsupported=allow_unsupported,
-        strict=strict,
         harden_kubelet=harden_kubelet,
         skip_etcd_snapshot=skip_etcd_snapshot,
         no_prestage=no_prestage,
         delete_emptydir_data=delete_emptydir_data,
         disable_eviction=disable_eviction,
-        **_drain_flags(drain_fallback, pod_selector),
-        **_worker_flags(selector, group_by, order_by, max_unavailable_per_group),
-        kubeadm=_kubeadm_passthrough(
-            inv,
-            patches,
-            kubeadm_config,
-            ignore_preflight_errors,
-            etcd_upgrade,
-            certificate_renewal,
-        ),
     )
     check_request(req)  # broken playbooks or release data: refused before any node is asked
-    pre = None
     if facts_file is not None:
-        f = _load_facts_file(facts_file)
+        f, pre = _load_facts_file(facts_file), None
     else:
-        from upgrader.kube.client import exec_plugin_notice
-
         assert inv is not None
-        notice = exec_plugin_notice(inv.kubeconfig_path(), inv.kubeconfig_context)
-        if notice is not None:  # said before it runs; stdout stays one document with --json
-            typer.echo(notice, err=as_json)
-        f, pre = _gather_with_preflight(inv, max_workers, target, disable_eviction)
+        f, pre = _live_facts(inv, max_workers, target, disable_eviction, as_json)
     p = make_plan(f, req, inv, preflight=pre)
+    _show_plan(p, as_json, detail)
+    if p.blockers:
+        raise typer.Exit(int(refusal_exit_code(f.code for f in p.blockers)))
+
+
+def _live_facts(
+    inv: Any, max_workers: int, target: Any, disable_eviction: bool, as_json: bool
+) -> tuple[Any, Any]:
+    """Facts and preflight inputs gathered live, after saying (on stderr with --json, so
+    stdout stays one document) that the kubeconfig runs an exec plugin."""
+    from upgrader.kube.client import exec_plugin_notice
+
+    notice = exec_plugin_notice(inv.kubeconfig_path(), inv.kubeconfig_context)
+    if notice is not None:  # said before it runs
+        typer.echo(notice, err=as_json)
+    return _gather_with_preflight(inv, max_workers, target, disable_eviction)
+
+
+def _show_plan(p: Any, as_json: bool, detail: bool) -> None:
     if as_json:
         _echo_json(p.to_dict())
     elif detail:
@@ -779,8 +455,6 @@ def plan(
         from upgrader.core.render_brief import render_brief
 
         typer.echo(render_brief(p), nl=False)
-    if p.blockers:
-        raise typer.Exit(int(refusal_exit_code(f.code for f in p.blockers)))
 
 
 @app.command()
@@ -816,191 +490,35 @@ def rbac(
 
 
 @app.command()
+@grouped
 def apply(
     to: TargetOpt,
     inventory: InventoryFileOpt,
-    kubeconfig: KubeconfigOpt = None,
-    known_hosts: KnownHostsOpt = None,
-    yes: Annotated[
-        bool,
-        typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a TTY)."),
-    ] = False,
-    state: Annotated[
-        Path | None,
-        typer.Option(
-            "--state",
-            help="State file (default: .upgrader/<cluster>.state.json beside the inventory).",
-        ),
-    ] = None,
-    max_unavailable: Annotated[
-        int, typer.Option("--max-unavailable", min=1, max=100, help="Workers upgraded at once.")
-    ] = 1,
-    nodes: NodesOpt = None,
-    selector: SelectorOpt = None,
-    group_by: GroupByOpt = None,
-    max_unavailable_per_group: PerGroupOpt = None,
-    order_by: OrderByOpt = None,
-    drain_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--drain-timeout",
-            min=0,
-            help="Seconds a drain may take (default: the playbook's, 600).",
-        ),
-    ] = None,
-    grace_period: Annotated[
-        int | None,
-        typer.Option("--grace-period", min=0, help="Pod termination grace period for the drain."),
-    ] = None,
-    delete_emptydir_data: Annotated[
-        bool, typer.Option("--delete-emptydir-data", help="Drain pods that use emptyDir volumes.")
-    ] = False,
-    force_drain: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Pass kubeadm's overridable refusals, and drain pods no controller manages.",
-        ),
-    ] = False,
-    disable_eviction: Annotated[
-        bool,
-        typer.Option(
-            "--disable-eviction", help="Drain by deleting pods (bypasses PodDisruptionBudgets)."
-        ),
-    ] = False,
-    drain_fallback: DrainFallbackOpt = None,
-    pod_selector: PodSelectorOpt = None,
-    harden_kubelet: Annotated[
-        bool,
-        typer.Option(
-            "--harden-kubelet",
-            help="Also turn off the kubelet's anonymous auth and read-only port and set Webhook "
-            "authorization on each node (backup first, verified after).",
-        ),
-    ] = False,
-    skip_etcd_snapshot: Annotated[
-        bool,
-        typer.Option(
-            "--skip-etcd-snapshot",
-            help="Do not snapshot etcd before the first kubeadm upgrade apply (by default "
-            "the snapshot is copied beside the state file and its sha256 checked).",
-        ),
-    ] = False,
-    patches: PatchesOpt = None,
-    kubeadm_config: KubeadmConfigOpt = None,
-    ignore_preflight_errors: IgnorePreflightOpt = None,
-    etcd_upgrade: EtcdUpgradeOpt = None,
-    certificate_renewal: CertRenewalOpt = None,
-    no_prestage: Annotated[
-        bool,
-        typer.Option(
-            "--no-prestage",
-            help="Do not download packages and pull images on every node before the first "
-            "drain (by default they are, so that nothing downloads while a node is drained).",
-        ),
-    ] = False,
-    ready_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--ready-timeout", min=1, help="Seconds to wait for a node (default: the playbook's)."
-        ),
-    ] = None,
-    events: Annotated[
-        Path | None, typer.Option("--events", help="Append run events here as JSON Lines.")
-    ] = None,
-    transcripts: Annotated[
-        Path | None,
-        typer.Option(
-            "--transcripts", help="Directory of per-node transcripts (default: beside the state)."
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures.")] = False,
+    *,
+    access: Access,
+    yes: YesOpt = False,
+    state: ApplyStateOpt = None,
+    max_unavailable: MaxUnavailableOpt = 1,
+    workers: WorkerFlags,
+    drain_how: ApplyDrain,
+    drain: DrainFlags,
+    harden_kubelet: ApplyHardenOpt = False,
+    skip_etcd_snapshot: ApplySkipSnapshotOpt = False,
+    kubeadm: KubeadmFlags,
+    no_prestage: ApplyNoPrestageOpt = False,
+    ready_timeout: ReadyTimeoutOpt = None,
+    records: Records,
+    quiet: QuietOpt = False,
     detail: DetailOpt = False,
-    validate_count: Annotated[
-        int,
-        typer.Option(
-            "--validate-count",
-            min=1,
-            max=100,
-            help="Before each node, the cluster health gates (nodes Ready, control-plane pods "
-            "Ready, etcd healthy) must pass this many times in a row (5s apart).",
-        ),
-    ] = 1,
-    break_lock: Annotated[
-        bool, typer.Option("--break-lock", help="Take over the cluster Lease of a dead run.")
-    ] = False,
-    abandon: Annotated[
-        bool,
-        typer.Option(
-            "--abandon", help="Drop the unfinished run recorded in the state and start anew."
-        ),
-    ] = False,
-    accept_changes: Annotated[
-        bool,
-        typer.Option(
-            "--accept-changes",
-            help="Resume an unfinished run although the inventory or playbooks changed since "
-            "it started (the run's stored steps run, not the changed ones).",
-        ),
-    ] = False,
-    strategy: Annotated[
-        Strategy, typer.Option(help="Worker strategy for multi-minor jumps (as for plan).")
-    ] = Strategy.AUTO,
-    # -- operator pauses (issue 14 item 1)
-    canary: Annotated[
-        int | None,
-        typer.Option(
-            "--canary",
-            min=1,
-            help="Upgrade the control plane and the first N workers, then pause (exit 0, run "
-            "recorded as paused); the same command continues.",
-        ),
-    ] = None,
-    pause_between: Annotated[
-        str | None,
-        typer.Option(
-            "--pause-between",
-            help="Before each node after the first: 'ask' (needs a terminal) or wait SECONDS.",
-        ),
-    ] = None,
-    hold_uncordon: Annotated[
-        bool,
-        typer.Option(
-            "--hold-uncordon",
-            help="Before uncordoning each node, show its pods and events and ask (needs a "
-            "terminal).",
-        ),
-    ] = False,
-    playbooks: PlaybooksOpt = None,
-    release_data: ReleaseDataOpt = None,
-    allow_experimental: AllowExperimentalOpt = False,
-    allow_rc: AllowRcOpt = False,
-    allow_unsupported: AllowUnsupportedOpt = False,
-    strict: StrictOpt = False,
+    validate_count: ValidateCountOpt = 1,
+    resume: Resume,
+    strategy: ApplyStrategyOpt = Strategy.AUTO,
+    pauses: Pauses,
+    sources: Sources,
+    gates: Gates,
     max_workers: MaxWorkersOpt = 32,
-    notify: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--notify",
-            metavar="URL",
-            help="POST the run's events (start, node done, step failed, outside window, "
-            "finished) as JSON to this webhook (repeatable; https, or http to loopback).",
-        ),
-    ] = None,
-    window: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--window",
-            metavar="'DAYS HH:MM-HH:MM [ZONE]'",
-            help="Start nodes only inside this window, e.g. 'Sat 01:00-05:00' or "
-            "'Mon-Fri 22:00-06:00 Europe/Berlin' (repeatable); outside, the run stops before "
-            "its next node (exit 7) and says when the window opens.",
-        ),
-    ] = None,
-    window_tz: Annotated[
-        str | None,
-        typer.Option("--window-tz", help="Time zone of --window times without one (UTC)."),
-    ] = None,
+    notify: NotifyOpt = None,
+    windows: Windows,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Upgrade the cluster: gather facts, plan, confirm, then run the plan node by node.
@@ -1012,79 +530,52 @@ def apply(
     started; the same command resumes), 130 interrupted or not confirmed.
     """
     _setup_logging(verbose)
-    from upgrader.apply import ApplyIO, ApplyRequest
-    from upgrader.apply import apply as run_apply
-    from upgrader.errors import StepFailed
-    from upgrader.execute.engine import EngineOptions
-    from upgrader.execute.pauses import parse_pause_between, refuse_without_tty
-    from upgrader.execute.progress import make_reporter
-    from upgrader.planning import check_request
-    from upgrader.redact import redact
+    from upgrader.apply import ApplyRequest
 
-    pause = parse_pause_between(pause_between)
-    refuse_without_tty(pause, hold_uncordon, sys.stdin.isatty())
-    target = _parse_target(to, release_data)
+    pause = pauses.pause(sys.stdin.isatty())
+    target = _parse_target(to, sources.release_data)
     req = ApplyRequest(
         inventory=inventory,
-        kubeconfig=kubeconfig,
-        known_hosts=known_hosts,
+        **fields_of(access),
         plan=_plan_request(
-            target=target,
-            strategy=strategy,
-            playbooks=playbooks,
-            release_data=release_data,
-            nodes=_node_names(
-                nodes,
-                _load_inventory(inventory, kubeconfig, known_hosts) if nodes is not None else None,
-            ),
-            force=force_drain,
-            allow_experimental=allow_experimental,
-            allow_rc=allow_rc,
-            allow_unsupported=allow_unsupported,
-            strict=strict,
+            target,
+            strategy,
+            (sources, workers, gates, drain, kubeadm),
+            inv=access.inventory(inventory) if workers.nodes is not None else None,
+            kubeadm_inv=access.inventory_or_none(inventory),
+            force=drain_how.force,
             harden_kubelet=harden_kubelet,
             skip_etcd_snapshot=skip_etcd_snapshot,
             no_prestage=no_prestage,
             max_unavailable=max_unavailable,
-            **_drain_flags(drain_fallback, pod_selector),
-            **_worker_flags(
-                selector, group_by, order_by, max_unavailable_per_group, max_unavailable
-            ),
-            kubeadm=_kubeadm_passthrough(
-                _inventory_or_none(inventory, kubeconfig, known_hosts),
-                patches,
-                kubeadm_config,
-                ignore_preflight_errors,
-                etcd_upgrade,
-                certificate_renewal,
-            ),
         ),
-        engine=EngineOptions(
-            max_unavailable=max_unavailable,
-            drain_timeout=drain_timeout,
-            grace_period=grace_period,
-            delete_emptydir_data=delete_emptydir_data,
-            force=force_drain,
-            disable_eviction=disable_eviction,
-            ready_timeout=ready_timeout,
-            canary=canary,
-        ),
+        engine=drain_how.engine(max_unavailable, ready_timeout, pauses),
         pause_between=pause,
-        hold_uncordon=hold_uncordon,
+        hold_uncordon=pauses.hold_uncordon,
         state_path=state,
-        transcripts=transcripts,
-        events=events,
+        **fields_of(records),
         yes=yes,
-        break_lock=break_lock,
-        abandon=abandon,
-        accept_changes=accept_changes,
+        **fields_of(resume),
         max_workers=max_workers,
         validate_count=validate_count,
         detail=detail,
         notify=tuple(notify or ()),
-        windows=tuple(window or ()),
-        window_tz=window_tz,
+        windows=tuple(windows.window or ()),
+        window_tz=windows.window_tz,
     )
+    _run_apply(req, quiet, target)
+
+
+def _run_apply(req: Any, quiet: bool, target: Any) -> None:
+    """Run ``req`` talking to the terminal; SIGTERM stops it like Ctrl-C (between two
+    steps' API calls, recorded as interrupted)."""
+    from upgrader.apply import ApplyIO
+    from upgrader.apply import apply as run_apply
+    from upgrader.errors import StepFailed
+    from upgrader.execute.progress import make_reporter
+    from upgrader.planning import check_request
+    from upgrader.redact import redact
+
     check_request(req.plan)  # broken playbooks or release data: refused before any node is asked
     reporter = make_reporter(quiet=quiet)
 
@@ -1101,14 +592,13 @@ def apply(
         confirm=ask if sys.stdin.isatty() else None,
         reporter=reporter,
     )
-    # SIGTERM stops the run like Ctrl-C: between two steps' API calls, recorded as interrupted
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = run_apply(req, io)
     except StepFailed as e:
         if e.hint is None:
             e.hint = (
-                f"see `upgrader status -i {inventory}` and the node's transcript; "
+                f"see `upgrader status -i {req.inventory}` and the node's transcript; "
                 "the same command resumes the run"
             )
         raise
@@ -1124,14 +614,12 @@ def apply(
 
 
 @app.command()
+@grouped
 def status(
     inventory: InventoryFileOpt,
-    kubeconfig: KubeconfigOpt = None,
-    known_hosts: KnownHostsOpt = None,
-    state: Annotated[
-        Path | None, typer.Option("--state", help="State file (default: beside the inventory).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    access: Access,
+    state: StatusStateOpt = None,
+    as_json: JsonStatusOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
     """Show the recorded run: per node done / failed at which step (and why) / pending,
@@ -1139,7 +627,9 @@ def status(
     _setup_logging(verbose)
     from upgrader.status import status as run_status
 
-    report = run_status(inventory, state, kubeconfig=kubeconfig, known_hosts=known_hosts)
+    report = run_status(
+        inventory, state, kubeconfig=access.kubeconfig, known_hosts=access.known_hosts
+    )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

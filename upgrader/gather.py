@@ -1,7 +1,7 @@
 """Gather the facts of a cluster: one SSH round trip per node plus a few API reads.
 
 Owns :func:`gather_facts` (Inventory -> :class:`~upgrader.core.model.Facts`): the fact
-script (:func:`upgrader.core.parsers.fact_script`) runs on every node concurrently on a
+script (:func:`upgrader.core.probes.fact_script`) runs on every node concurrently on a
 bounded thread pool over the shared :class:`~upgrader.transport.ssh.SSHPool`, while
 :func:`upgrader.kube.readers.read_cluster` reads the API; the two are merged per node (the
 API's kubelet version, readiness and runtime win over the node's own answers; the role
@@ -27,12 +27,12 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from kubernetes.client import ApiClient
 
@@ -47,8 +47,10 @@ from upgrader.core.model import (
     Severity,
 )
 from upgrader.core.parsers import ParseError, Section
+from upgrader.core.probes import PROBE, fact_probes, fact_script
 from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
+from upgrader.core.vocab import PackageManager
 from upgrader.errors import HostKeyError, KubernetesError, TransportError
 from upgrader.kube.client import make_api_client
 from upgrader.kube.readers import ClusterRead, read_cluster
@@ -59,7 +61,6 @@ from upgrader.transport.ssh import SSHPool
 log = logging.getLogger("upgrader.gather")
 
 FACT_TIMEOUT = 120.0  # seconds for the whole fact script on one node
-_T = TypeVar("_T")
 
 
 class InventoryNode(Protocol):
@@ -106,18 +107,77 @@ class NodeProbe:
     findings: tuple[Finding, ...] = ()
 
 
-# Tools whose absence blocks an upgrade of the node; others only warn.
-_REQUIRED_TOOLS = {"kubeadm", "kubelet", "packages", "repo_versions"}
-_TOOL_OF_SECTION: dict[str, Callable[[str], str]] = {
-    "kubeadm": lambda pm: "kubeadm",
-    "kubelet": lambda pm: "kubelet",
-    "kubectl": lambda pm: "kubectl",
-    "packages": lambda pm: "dpkg-query" if pm == "apt" else "rpm",
-    "holds": lambda pm: "apt-mark" if pm == "apt" else f"{pm} versionlock",
-    "repo_versions": lambda pm: "apt-cache" if pm == "apt" else pm,
-}
 _NATIVE_HINTS = SettingHints()
-_FAMILY_OF_MANAGER = {"apt": "debian", "dnf": "rhel", "yum": "rhel", "dnf5": "rhel"}
+
+
+class _Sections:
+    """One node's fact-script sections, read through the probe table
+    (:data:`upgrader.core.probes.PROBES`); what is missing or unreadable becomes a finding."""
+
+    def __init__(self, node: str, package_manager: str, sections: Mapping[str, Section]) -> None:
+        self.node, self.pm = node, package_manager
+        self.findings: list[Finding] = []
+        self.capped = sorted(name for name, sec in sections.items() if sec.capped)
+        for name in self.capped:
+            self.finding(
+                "FACT_TOO_LARGE",
+                Severity.BLOCKER,
+                f"fact probe {name!r} printed more than {parsers.FACT_SECTION_CAP} bytes (the "
+                "cap): its output was cut off and is not used",
+                fix="find out why the node prints so much for this probe",
+            )
+        self.sections = {name: sec for name, sec in sections.items() if not sec.capped}
+
+    def finding(self, code: str, severity: Severity, message: str, fix: str | None = None) -> None:
+        node = self.node
+        self.findings.append(Finding(code, severity, f"node {node}: {message}", node=node, fix=fix))
+
+    def ok(self, name: str) -> Section | None:
+        """The section if its probe exited 0."""
+        sec = self.sections.get(name)
+        return sec if sec is not None and sec.ok else None
+
+    def usable(self, name: str) -> Section | None:
+        """The section if its tool ran; a finding (and None) if it is missing."""
+        sec = self.sections.get(name)
+        if sec is None and name in self.capped:
+            return None
+        if sec is None:
+            self.finding(
+                "FACTS_FAILED", Severity.WARNING, f"fact probe {name!r} produced no output"
+            )
+            return None
+        probe = PROBE[name]
+        tool = probe.tool(self.pm)
+        if sec.missing_tool and tool is not None:
+            self.finding(
+                "TOOL_MISSING",
+                Severity.BLOCKER if probe.required else Severity.WARNING,
+                f"{tool} is not installed (or not on PATH)",
+                fix=f"install {tool} on the node" if probe.required else None,
+            )
+            return None
+        return sec
+
+    def parse(self, name: str, sec: Section | None) -> Any:
+        """``sec`` read by the table's parser for this package manager; ``None`` (and a
+        finding) when it does not parse, ``None`` when there is no section."""
+        how = PROBE[name].parser(self.pm)
+        if sec is None or how is None or (how.needs_ok and not sec.ok):
+            return None
+        try:
+            return how.fn(sec.output)
+        except ParseError as e:
+            self.finding("FACT_UNPARSABLE", Severity.WARNING, f"{how.label}: {e}")
+            return None
+
+    def parsed(self, name: str) -> Any:
+        """The usable section of ``name``, parsed."""
+        return self.parse(name, self.usable(name))
+
+    def parsed_if_ok(self, name: str) -> Any:
+        """The section of ``name`` parsed if its probe exited 0 (no finding when not)."""
+        return self.parse(name, self.ok(name))
 
 
 def interpret_sections(
@@ -128,202 +188,31 @@ def interpret_sections(
 ) -> NodeProbe:
     """The fact script's sections -> a :class:`NodeProbe` with findings for whatever is
     missing or unreadable; ``settings`` names inventory settings in fix hints. Pure."""
-    findings: list[Finding] = []
+    read = _Sections(node, package_manager, sections)
     extra: dict[str, Any] = {}
-
-    def finding(code: str, severity: Severity, message: str, fix: str | None = None) -> None:
-        findings.append(Finding(code, severity, f"node {node}: {message}", node=node, fix=fix))
-
-    capped = sorted(name for name, sec in sections.items() if sec.capped)
-    for name in capped:
-        finding(
-            "FACT_TOO_LARGE",
-            Severity.BLOCKER,
-            f"fact probe {name!r} printed more than {parsers.FACT_SECTION_CAP} bytes (the "
-            "cap): its output was cut off and is not used",
-            fix="find out why the node prints so much for this probe",
-        )
-    sections = {name: sec for name, sec in sections.items() if not sec.capped}
-
-    def usable(name: str) -> Section | None:
-        """The section if its tool ran; a finding (and None) if it is missing."""
-        sec = sections.get(name)
-        if sec is None and name in capped:
-            return None
-        if sec is None:
-            finding("FACTS_FAILED", Severity.WARNING, f"fact probe {name!r} produced no output")
-            return None
-        if sec.missing_tool and name in _TOOL_OF_SECTION:
-            tool = _TOOL_OF_SECTION[name](package_manager)
-            required = name in _REQUIRED_TOOLS
-            finding(
-                "TOOL_MISSING",
-                Severity.BLOCKER if required else Severity.WARNING,
-                f"{tool} is not installed (or not on PATH)",
-                fix=f"install {tool} on the node" if required else None,
-            )
-            return None
-        return sec
-
-    def parse(name: str, fn: Callable[[str], _T], sec: Section) -> _T | None:
-        try:
-            return fn(sec.output)
-        except ParseError as e:
-            finding("FACT_UNPARSABLE", Severity.WARNING, f"{name}: {e}")
-            return None
-
-    # OS
-    os_family = None
-    sec = usable("os_release")
-    if sec is not None:
-        osr = parse("os-release", parsers.parse_os_release, sec)
-        if osr is not None:
-            os_family = osr.family
-            extra.update(os_id=osr.id, os_version=osr.version_id, os_name=osr.pretty_name)
-            if osr.family is None:
-                finding("OS_UNSUPPORTED", Severity.WARNING, f"unsupported OS {osr.id!r}")
-            elif _FAMILY_OF_MANAGER.get(package_manager) not in (None, osr.family):
-                finding(
-                    "PACKAGE_MANAGER_MISMATCH",
-                    Severity.BLOCKER,
-                    f"the inventory says package manager {package_manager!r} but the node "
-                    f"runs {osr.id} ({osr.family} family)",
-                    fix=f"set {settings.where('nodes[].package_manager')}",
-                )
-
-    # binaries
-    versions: dict[str, KubeVersion | None] = {}
-    version_parsers: tuple[tuple[str, Callable[[str], KubeVersion]], ...] = (
-        ("kubeadm", parsers.parse_kubeadm_version),
-        ("kubelet", parsers.parse_kubelet_version),
-        ("kubectl", parsers.parse_kubectl_version),
-    )
-    for name, version_fn in version_parsers:
-        sec = usable(name)
-        versions[name] = parse(name, version_fn, sec) if sec is not None else None
-
-    # packages and holds
-    packages: dict[str, PackageFact] = {}
-    sec = usable("packages")
-    if sec is not None:
-        if package_manager == "apt":
-            packages = parse("dpkg-query", parsers.parse_dpkg_query, sec) or {}
-        else:
-            packages = parse("rpm -q", parsers.parse_rpm_query, sec) or {}
-    held: frozenset[str] = frozenset()
-    sec = holds_sec = usable("holds")
-    if sec is not None and (sec.ok or package_manager == "apt"):
-        if package_manager == "apt":
-            held = parse("apt-mark showhold", parsers.parse_apt_mark_showhold, sec) or held
-        else:
-            held = parsers.parse_versionlock_list(sec.output)
-
-    # repository
-    repo_minor: str | None = None
-    excludes: tuple[str, ...] = ()
-    sec = sections.get("repo")
-    repo_file = (
-        "/etc/apt/sources.list.d/kubernetes.list"
-        if package_manager == "apt"
-        else "/etc/yum.repos.d/kubernetes.repo"
-    )
-    if sec is None or not sec.ok:
-        finding(
-            "REPO_UNKNOWN",
-            Severity.WARNING,
-            f"cannot read {repo_file} ({parsers.section_summary(sec) if sec else 'no output'})",
-        )
-    else:
-        repo_fn = parsers.parse_apt_source if package_manager == "apt" else parsers.parse_yum_repo
-        try:
-            repo = repo_fn(sec.output)
-        except ParseError as e:
-            finding("REPO_UNKNOWN", Severity.WARNING, f"{repo_file}: {e}")
-        else:
-            repo_minor, excludes = repo.minor, repo.excludes
-            extra.update(repo_url=repo.url, repo_flavour=repo.flavour)
-            if repo.excludes:
-                extra["repo_excludes"] = list(repo.excludes)
-            if repo.flavour == "legacy":
-                finding(
-                    "REPO_LEGACY",
-                    Severity.WARNING,
-                    f"{repo_file} points at the frozen legacy repository {repo.url}",
-                    fix="switch to pkgs.k8s.io (one repository per minor)",
-                )
+    os_family = _os_family(read, settings, extra)
+    kubeadm, kubelet, kubectl = (read.parsed(n) for n in ("kubeadm", "kubelet", "kubectl"))
+    packages: dict[str, PackageFact] = read.parsed("packages") or {}
+    holds = read.usable("holds")
+    held: frozenset[str] = read.parse("holds", holds) or frozenset()
+    repo_minor, excludes = _repo(read, extra)
     if package_manager != "apt":
-        if holds_sec is not None and holds_sec.ok:
-            # versionlock entries, apart from the repo's exclude= (the plan releases and
-            # restores exactly these around each dnf install)
-            extra["versionlocked"] = sorted(held & set(parsers.KUBE_PACKAGES))
-        sec = sections.get("dnf_version")
-        if sec is not None and sec.ok:
-            extra["dnf_major"] = parsers.parse_dnf_version(sec.output)
-        held = held | {p for p in packages if parsers.excluded(p, excludes)}
+        held = held | _rpm_locks(read, holds, held, packages, excludes, extra)
     packages = {
         name: PackageFact(p.name, p.version, p.held or name in held) for name, p in packages.items()
     }
-
-    repo_versions: tuple[str, ...] = ()
-    sec = usable("repo_versions")
-    if sec is not None:
-        if package_manager == "apt":
-            repo_versions = parse("apt-cache madison", parsers.parse_apt_cache_madison, sec) or ()
-        else:
-            repo_versions = parsers.parse_dnf_list(sec.output)
-
-    # kubelet config, runtime
-    sec = sections.get("kubelet_config")
-    extra["kubelet_config"] = sec.output if sec is not None and sec.ok else None
-    runtime = None
-    sec = sections.get("runtime")
-    if sec is not None and sec.ok:
-        runtime = parse("container runtime", parsers.parse_container_runtime, sec)
-    cgroup = None
-    sec = sections.get("cgroup")
-    if sec is not None and sec.ok:
-        cgroup = parse("cgroup", parsers.parse_cgroup_fs, sec)
-
-    # raw text for the preflight checks (upgrader.core.checks judges it)
-    for section, key in (
-        ("kubelet_flags", "kubelet_flags"),
-        ("docker_daemon", "docker_daemon_json"),
-        ("certs", "certs"),
-    ):
-        sec = sections.get(section)
-        extra[key] = sec.output if sec is not None and sec.ok else None
-    sec = sections.get("dockerd")
-    extra["dockerd_cmdlines"] = (
-        [line for line in sec.output.splitlines() if line.strip()]
-        if sec is not None and sec.ok
-        else []
-    )
-    # which files the kube binaries are and whether a package owns them (binary installs)
-    sec = sections.get("kube_binaries")
-    if sec is not None and sec.ok:
-        extra["kube_binaries"] = {
-            b.name: {"path": b.path, "owner": b.owner}
-            for b in parsers.parse_kube_binaries(sec.output).values()
-        }
-    sec = sections.get("kubelet_unit")
-    if sec is not None and sec.ok:
-        extra["kubelet_exec"] = parsers.parse_unit_execstart(sec.output)
-    # flock(1) and a root-only /run/upgrader, for the node lock every step command runs under
-    sec = sections.get("node_lock")
-    extra["node_lock"] = None if sec is None or sec.rc is None else sec.ok
-    # crictl (cri-tools), through which the etcd snapshot and health check reach etcd
-    sec = sections.get("crictl")
-    if sec is not None and sec.rc is not None:
-        extra["crictl"] = sec.ok
-    kubelet = versions["kubelet"]
+    repo_versions: tuple[str, ...] = read.parsed("repo_versions") or ()
+    kubelet_config = read.ok("kubelet_config")
+    extra["kubelet_config"] = kubelet_config.output if kubelet_config is not None else None
+    runtime, cgroup = read.parsed_if_ok("runtime"), read.parsed_if_ok("cgroup")
+    extra.update(_raw_texts(read))
     if kubelet is not None:
         extra["kubelet_version_node"] = str(kubelet)
-
     return NodeProbe(
         reachable=True,
-        kubeadm=versions["kubeadm"],
+        kubeadm=kubeadm,
         kubelet=kubelet,
-        kubectl=versions["kubectl"],
+        kubectl=kubectl,
         os_family=os_family,
         packages=packages,
         repo_minor=repo_minor,
@@ -331,8 +220,111 @@ def interpret_sections(
         container_runtime=runtime,
         cgroup=cgroup,
         extra=extra,
-        findings=tuple(findings),
+        findings=tuple(read.findings),
     )
+
+
+def _os_family(read: _Sections, settings: SettingHints, extra: dict[str, Any]) -> str | None:
+    """The node's OS family from /etc/os-release (its id, version and name into ``extra``),
+    with a finding when it is unsupported or does not fit the package manager."""
+    osr = read.parsed("os_release")
+    if osr is None:
+        return None
+    extra.update(os_id=osr.id, os_version=osr.version_id, os_name=osr.pretty_name)
+    family: str | None = osr.family
+    if family is None:
+        read.finding("OS_UNSUPPORTED", Severity.WARNING, f"unsupported OS {osr.id!r}")
+    elif read.pm in parsers.PACKAGE_MANAGERS and PackageManager(read.pm).os_family != family:
+        read.finding(
+            "PACKAGE_MANAGER_MISMATCH",
+            Severity.BLOCKER,
+            f"the inventory says package manager {read.pm!r} but the node "
+            f"runs {osr.id} ({family} family)",
+            fix=f"set {settings.where('nodes[].package_manager')}",
+        )
+    return family
+
+
+def _repo(read: _Sections, extra: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """The kubernetes repository file's minor and excludes (its URL and flavour into
+    ``extra``), with a finding when it cannot be read or is the legacy repository."""
+    sec = read.sections.get("repo")
+    how = PROBE["repo"].parser(read.pm)
+    assert how is not None
+    repo_file = how.label
+    if sec is None or not sec.ok:
+        summary = parsers.section_summary(sec) if sec else "no output"
+        read.finding("REPO_UNKNOWN", Severity.WARNING, f"cannot read {repo_file} ({summary})")
+        return None, ()
+    try:
+        repo: parsers.RepoInfo = how.fn(sec.output)
+    except ParseError as e:
+        read.finding("REPO_UNKNOWN", Severity.WARNING, f"{repo_file}: {e}")
+        return None, ()
+    extra.update(repo_url=repo.url, repo_flavour=repo.flavour)
+    if repo.excludes:
+        extra["repo_excludes"] = list(repo.excludes)
+    if repo.flavour == "legacy":
+        read.finding(
+            "REPO_LEGACY",
+            Severity.WARNING,
+            f"{repo_file} points at the frozen legacy repository {repo.url}",
+            fix="switch to pkgs.k8s.io (one repository per minor)",
+        )
+    return repo.minor, repo.excludes
+
+
+def _rpm_locks(
+    read: _Sections,
+    holds: Section | None,
+    locked: frozenset[str],
+    packages: Mapping[str, PackageFact],
+    excludes: tuple[str, ...],
+    extra: dict[str, Any],
+) -> frozenset[str]:
+    """On a dnf/yum node: the versionlocked kube packages and dnf's major version into
+    ``extra``; the packages the repository's ``exclude=`` holds returned."""
+    if holds is not None and holds.ok:
+        # versionlock entries, apart from the repo's exclude= (the plan releases and
+        # restores exactly these around each dnf install)
+        extra["versionlocked"] = sorted(locked & set(parsers.KUBE_PACKAGES))
+    if read.ok("dnf_version") is not None:
+        extra["dnf_major"] = read.parsed_if_ok("dnf_version")
+    return frozenset(p for p in packages if parsers.excluded(p, excludes))
+
+
+def _raw_texts(read: _Sections) -> dict[str, Any]:
+    """What the node said that the preflight checks judge (upgrader.core.checks), and
+    which files the kube binaries are, whether the node lock and crictl are there."""
+    ok = read.ok
+    extra: dict[str, Any] = {}
+    for section, key in (
+        ("kubelet_flags", "kubelet_flags"),
+        ("docker_daemon", "docker_daemon_json"),
+        ("certs", "certs"),
+    ):
+        sec = ok(section)
+        extra[key] = sec.output if sec is not None else None
+    sec = ok("dockerd")
+    extra["dockerd_cmdlines"] = (
+        [line for line in sec.output.splitlines() if line.strip()] if sec is not None else []
+    )
+    # which files the kube binaries are and whether a package owns them (binary installs)
+    if ok("kube_binaries") is not None:
+        extra["kube_binaries"] = {
+            b.name: {"path": b.path, "owner": b.owner}
+            for b in read.parsed_if_ok("kube_binaries").values()
+        }
+    if ok("kubelet_unit") is not None:
+        extra["kubelet_exec"] = read.parsed_if_ok("kubelet_unit")
+    # flock(1) and a root-only /run/upgrader, for the node lock every step command runs under
+    sec = read.sections.get("node_lock")
+    extra["node_lock"] = None if sec is None or sec.rc is None else sec.ok
+    # crictl (cri-tools), through which the etcd snapshot and health check reach etcd
+    sec = read.sections.get("crictl")
+    if sec is not None and sec.rc is not None:
+        extra["crictl"] = sec.ok
+    return extra
 
 
 # --------------------------------------------------------------------------- node side (I/O)
@@ -340,7 +332,7 @@ def interpret_sections(
 
 def fact_output_cap(package_manager: str) -> int:
     """The most stdout the fact script may send: every probe at its cap, plus framing."""
-    probes = len(parsers.fact_probes(package_manager))
+    probes = len(fact_probes(package_manager))
     return probes * (parsers.FACT_SECTION_CAP + 256) + 64 * 1024
 
 
@@ -357,8 +349,19 @@ def _probe_node(
             findings=(Finding(code, Severity.BLOCKER, message, node=name, fix=fix),),
         )
 
+    def no_facts(message: str, fix: str | None = None) -> NodeProbe:
+        """Reached, but the fact script's output is not used."""
+        return NodeProbe(
+            reachable=True,
+            findings=(
+                Finding(
+                    "FACTS_FAILED", Severity.BLOCKER, f"node {name}: {message}", node=name, fix=fix
+                ),
+            ),
+        )
+
     # Every probe reads what any user may read, so no sudo: exactly one round trip.
-    command = "sh -c " + shlex.quote(parsers.fact_script(manager))
+    command = "sh -c " + shlex.quote(fact_script(manager))
     cap = fact_output_cap(manager)
     try:
         result = pool.get(target).run(command, timeout=timeout, sudo=False, max_output=cap)
@@ -371,47 +374,21 @@ def _probe_node(
     except TransportError as e:
         return failed("NODE_UNREACHABLE", str(e), fix="check the address, port, user and key")
     if result.timed_out:
-        return NodeProbe(
-            reachable=True,
-            findings=(
-                Finding(
-                    "FACTS_FAILED",
-                    Severity.BLOCKER,
-                    f"node {name}: the fact script timed out after {timeout:.0f}s",
-                    node=name,
-                ),
-            ),
-        )
+        return no_facts(f"the fact script timed out after {timeout:.0f}s")
     if result.stdout_dropped:
         # the node ignored the per-probe cap (head -c): not the script we sent, or not
         # the tools it should have; the middle of its output is gone, so none is used
-        return NodeProbe(
-            reachable=True,
-            findings=(
-                Finding(
-                    "FACTS_FAILED",
-                    Severity.BLOCKER,
-                    f"node {name}: the fact script printed more than {cap} bytes (the cap); "
-                    f"{result.stdout_dropped} bytes dropped, its facts are not used",
-                    node=name,
-                    fix="check the node's sh and head: each probe's output is cut on the node",
-                ),
-            ),
+        return no_facts(
+            f"the fact script printed more than {cap} bytes (the cap); "
+            f"{result.stdout_dropped} bytes dropped, its facts are not used",
+            fix="check the node's sh and head: each probe's output is cut on the node",
         )
     sections = parsers.split_sections(result.stdout)
     if not sections:
         detail = " ".join((result.stderr or result.stdout).split())[:300] or "no output"
-        return NodeProbe(
-            reachable=True,
-            findings=(
-                Finding(
-                    "FACTS_FAILED",
-                    Severity.BLOCKER,
-                    f"node {name}: the fact script failed (exit {result.exit_code}): {detail}",
-                    node=name,
-                    fix="check that the SSH user can log in and run sh",
-                ),
-            ),
+        return no_facts(
+            f"the fact script failed (exit {result.exit_code}): {detail}",
+            fix="check that the SSH user can log in and run sh",
         )
     settings = getattr(inventory, "setting_hints", None) or _NATIVE_HINTS
     return interpret_sections(name, manager, sections, settings)
@@ -434,95 +411,11 @@ def merge_facts(
     findings: list[Finding] = []
     for n in nodes:
         findings.extend(probes[n.name].findings)
-    if api_error is not None:
-        findings.append(
-            Finding(
-                "API_UNREACHABLE",
-                Severity.BLOCKER,
-                f"Kubernetes API: {api_error}",
-                fix="check the kubeconfig, its context and that the API server is up",
-            )
-        )
-    api_nodes = cluster.nodes if cluster is not None else {}
-    control_planes = cluster.control_planes if cluster is not None else {}
-    if cluster is not None:
-        for problem in cluster.problems:
-            findings.append(Finding("API_PROBLEM", Severity.WARNING, problem))
-        known = {n.name for n in nodes}
-        for extra_node in sorted(set(api_nodes) - known):
-            findings.append(
-                Finding(
-                    "NODE_NOT_IN_INVENTORY",
-                    Severity.WARNING,
-                    f"node {extra_node} is in the cluster but not in the inventory: its "
-                    "kubelet counts for version skew, but it will not be upgraded",
-                    node=extra_node,
-                )
-            )
-
+    findings.extend(_api_findings(nodes, cluster, api_error))
     out: list[NodeFacts] = []
     for n in nodes:
-        probe = probes[n.name]
-        api = api_nodes.get(n.name)
-        cp = control_planes.get(n.name)
-        if cluster is not None and api is None:
-            findings.append(
-                Finding(
-                    "NODE_NOT_IN_CLUSTER",
-                    Severity.WARNING,
-                    f"node {n.name}: no Node object of that name in the cluster",
-                    node=n.name,
-                    fix="inventory node names must match the Kubernetes node names",
-                )
-            )
-        if api is not None and api.control_plane_label != (n.role == ROLE_CONTROL_PLANE):
-            label = "has" if api.control_plane_label else "lacks"
-            findings.append(
-                Finding(
-                    "ROLE_MISMATCH",
-                    Severity.WARNING,
-                    f"node {n.name}: the inventory says {n.role} but the node {label} the "
-                    "node-role.kubernetes.io/control-plane label",
-                    node=n.name,
-                )
-            )
-        if cluster is not None and api is not None and n.role == ROLE_CONTROL_PLANE and not cp:
-            findings.append(
-                Finding(
-                    "MIRROR_PODS_MISSING",
-                    Severity.WARNING,
-                    f"node {n.name}: no control-plane mirror pods in kube-system",
-                    node=n.name,
-                )
-            )
-        extra = dict(probe.extra)
-        if api is not None and api.kubelet_version is None and api.kubelet_version_raw:
-            extra["kubelet_version_api"] = api.kubelet_version_raw
-        out.append(
-            NodeFacts(
-                name=n.name,
-                role=n.role,
-                address=n.address,
-                kubelet=(api.kubelet_version if api is not None else None) or probe.kubelet,
-                kubeadm=probe.kubeadm,
-                kubectl=probe.kubectl,
-                control_plane=cp,
-                ready=api.ready if api is not None else None,
-                unschedulable=api.unschedulable if api is not None else False,
-                os_family=probe.os_family,
-                package_manager=_effective_manager(package_managers.get(n.name), extra),
-                packages=dict(probe.packages),
-                repo_minor=probe.repo_minor,
-                repo_versions=probe.repo_versions,
-                container_runtime=(api.container_runtime if api is not None else None)
-                or probe.container_runtime,
-                cgroup=probe.cgroup,
-                reachable=probe.reachable,
-                extra=extra,
-                labels=dict(api.labels) if api is not None else {},
-            )
-        )
-
+        findings.extend(_node_findings(n, cluster))
+        out.append(_node_facts(n, probes[n.name], package_managers.get(n.name), cluster))
     version, apiserver = _cluster_version(cluster, out, findings, api_error)
     return Facts(
         cluster=ClusterFacts(
@@ -535,6 +428,110 @@ def merge_facts(
         nodes=tuple(out),
         findings=tuple(findings),
         gathered_at=gathered_at,
+    )
+
+
+def _api_findings(
+    nodes: Sequence[InventoryNode], cluster: ClusterRead | None, api_error: str | None
+) -> list[Finding]:
+    """The API unreachable, its read's problems, and cluster nodes the inventory lacks."""
+    findings: list[Finding] = []
+    if api_error is not None:
+        findings.append(
+            Finding(
+                "API_UNREACHABLE",
+                Severity.BLOCKER,
+                f"Kubernetes API: {api_error}",
+                fix="check the kubeconfig, its context and that the API server is up",
+            )
+        )
+    if cluster is None:
+        return findings
+    for problem in cluster.problems:
+        findings.append(Finding("API_PROBLEM", Severity.WARNING, problem))
+    known = {n.name for n in nodes}
+    for extra_node in sorted(set(cluster.nodes) - known):
+        findings.append(
+            Finding(
+                "NODE_NOT_IN_INVENTORY",
+                Severity.WARNING,
+                f"node {extra_node} is in the cluster but not in the inventory: its "
+                "kubelet counts for version skew, but it will not be upgraded",
+                node=extra_node,
+            )
+        )
+    return findings
+
+
+def _node_findings(n: InventoryNode, cluster: ClusterRead | None) -> list[Finding]:
+    """Where an inventory node and the cluster's view of it disagree."""
+    if cluster is None:
+        return []
+    api = cluster.nodes.get(n.name)
+    if api is None:
+        return [
+            Finding(
+                "NODE_NOT_IN_CLUSTER",
+                Severity.WARNING,
+                f"node {n.name}: no Node object of that name in the cluster",
+                node=n.name,
+                fix="inventory node names must match the Kubernetes node names",
+            )
+        ]
+    findings: list[Finding] = []
+    if api.control_plane_label != (n.role == ROLE_CONTROL_PLANE):
+        label = "has" if api.control_plane_label else "lacks"
+        findings.append(
+            Finding(
+                "ROLE_MISMATCH",
+                Severity.WARNING,
+                f"node {n.name}: the inventory says {n.role} but the node {label} the "
+                "node-role.kubernetes.io/control-plane label",
+                node=n.name,
+            )
+        )
+    if n.role == ROLE_CONTROL_PLANE and not cluster.control_planes.get(n.name):
+        findings.append(
+            Finding(
+                "MIRROR_PODS_MISSING",
+                Severity.WARNING,
+                f"node {n.name}: no control-plane mirror pods in kube-system",
+                node=n.name,
+            )
+        )
+    return findings
+
+
+def _node_facts(
+    n: InventoryNode, probe: NodeProbe, manager: str | None, cluster: ClusterRead | None
+) -> NodeFacts:
+    """One node's facts: the API's kubelet version, readiness and runtime win over the
+    node's own answers; the role and address come from the inventory."""
+    api = cluster.nodes.get(n.name) if cluster is not None else None
+    extra = dict(probe.extra)
+    if api is not None and api.kubelet_version is None and api.kubelet_version_raw:
+        extra["kubelet_version_api"] = api.kubelet_version_raw
+    return NodeFacts(
+        name=n.name,
+        role=n.role,
+        address=n.address,
+        kubelet=(api.kubelet_version if api is not None else None) or probe.kubelet,
+        kubeadm=probe.kubeadm,
+        kubectl=probe.kubectl,
+        control_plane=cluster.control_planes.get(n.name) if cluster is not None else None,
+        ready=api.ready if api is not None else None,
+        unschedulable=api.unschedulable if api is not None else False,
+        os_family=probe.os_family,
+        package_manager=_effective_manager(manager, extra),
+        packages=dict(probe.packages),
+        repo_minor=probe.repo_minor,
+        repo_versions=probe.repo_versions,
+        container_runtime=(api.container_runtime if api is not None else None)
+        or probe.container_runtime,
+        cgroup=probe.cgroup,
+        reachable=probe.reachable,
+        extra=extra,
+        labels=dict(api.labels) if api is not None else {},
     )
 
 

@@ -118,36 +118,33 @@ def open_fd(path: Path, *, append: bool = False, truncate: bool = False) -> int:
     file passes the checks above and is set to 0600). ``truncate`` empties it only after the
     checks; ``append`` opens with ``O_APPEND``."""
     flags = os.O_WRONLY | _NOFOLLOW | _CLOEXEC | (os.O_APPEND if append else 0)
-    try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except FileExistsError:
-        try:
-            fd = os.open(path, flags)
-        except OSError as e:
-            raise _refuse_link(path, e) from None
-        _check_fd(fd, path, trusted=False)
-        if truncate:
-            os.ftruncate(fd, 0)
-    except OSError as e:
-        raise _refuse_link(path, e) from None
+    fd, created = _open(path, flags, trusted=False)
+    if truncate and not created:
+        os.ftruncate(fd, 0)
     return fd
 
 
 def open_rw_fd(path: Path) -> int:
     """A read-write descriptor on ``path`` (a lock file): created 0600 if missing, an
     existing one must be ours, unlinked elsewhere, and not group/other-writable."""
-    flags = os.O_RDWR | _NOFOLLOW | _CLOEXEC
+    return _open(path, os.O_RDWR | _NOFOLLOW | _CLOEXEC, trusted=True)[0]
+
+
+def _open(path: Path, flags: int, *, trusted: bool) -> tuple[int, bool]:
+    """``path`` opened with ``flags``: created 0600 (``O_EXCL``) when missing, else opened
+    and checked (:func:`_check_fd`); whether it was created."""
     try:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE), True
     except FileExistsError:
-        try:
-            fd = os.open(path, flags)
-        except OSError as e:
-            raise _refuse_link(path, e) from None
-        _check_fd(fd, path, trusted=True)
+        pass
     except OSError as e:
         raise _refuse_link(path, e) from None
-    return fd
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise _refuse_link(path, e) from None
+    _check_fd(fd, path, trusted=trusted)
+    return fd, False
 
 
 def write_file(path: Path, data: bytes) -> None:

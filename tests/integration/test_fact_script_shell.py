@@ -6,13 +6,8 @@ import subprocess
 
 import pytest
 
-from upgrader.core.parsers import (
-    Section,
-    fact_probes,
-    fact_script,
-    parse_os_release,
-    split_sections,
-)
+from upgrader.core.parsers import Section, parse_os_release, split_sections
+from upgrader.core.probes import fact_probes, fact_script
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sshd import SSHServer
 
-from upgrader.core.parsers import FACT_SECTION_CAP, _probe, split_sections
+from upgrader.core.parsers import FACT_SECTION_CAP, frame_probe, split_sections
 from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,7 @@ def test_a_probe_reading_a_huge_file_is_cut_on_the_node(tmp_path: Path) -> None:
     big = tmp_path / "big"
     with big.open("wb") as fh:
         fh.truncate(1024 * MIB)  # sparse
-    script = "exec 4>&1\n" + _probe("big", f"cat {big}") + _probe("small", "echo ok")
+    script = "exec 4>&1\n" + frame_probe("big", f"cat {big}") + frame_probe("small", "echo ok")
     out = subprocess.run(["sh", "-c", script], capture_output=True, timeout=120, check=True)
     # the node sent the cap and one byte, not the gigabyte
     assert len(out.stdout) < FACT_SECTION_CAP + 200

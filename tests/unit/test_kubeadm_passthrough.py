@@ -222,16 +222,21 @@ def test_the_inventory_kubeadm_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"kubeadm\.ignore_preflight_errors"):
         load(write(tmp_path, bad, "d.yaml"))
     # the CLI takes the section when no flag is given, and a flag wins over its key
-    from upgrader.cli import _kubeadm_passthrough
+    from upgrader.cli_options import KubeadmFlags
 
     (d / "etcd.yaml").write_text("a: 1\n")
-    got = _kubeadm_passthrough(inv, None, None, None, None, None)
+    got = KubeadmFlags().passthrough(inv)
     assert got.patches == (("etcd.yaml", b"a: 1\n"),) and got.ignore_preflight_errors == ("Swap",)
     assert got.etcd_upgrade is False
-    assert _kubeadm_passthrough(inv, None, None, "all", "true", None).etcd_upgrade is True
+    assert (
+        KubeadmFlags(ignore_preflight_errors="all", etcd_upgrade="true")
+        .passthrough(inv)
+        .etcd_upgrade
+        is True
+    )
     (d / "notes.md").write_text("")
     with pytest.raises(ConfigError, match=r"^kubeadm\.patches in the inventory .*notes\.md"):
-        _kubeadm_passthrough(inv, None, None, None, None, None)
+        KubeadmFlags().passthrough(inv)
 
 
 def test_the_kubespray_upgrader_kubeadm_variables(tmp_path: Path) -> None:

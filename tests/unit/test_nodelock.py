@@ -11,7 +11,7 @@ import pytest
 from upgrader.core import nodelock
 from upgrader.core.checks.node_lock import check_node_lock
 from upgrader.core.model import ClusterFacts, Facts, NodeFacts, Severity
-from upgrader.core.parsers import fact_probes
+from upgrader.core.probes import fact_probes
 from upgrader.core.versions import KubeVersion
 
 

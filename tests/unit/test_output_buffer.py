@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from upgrader.core.model import Severity
-from upgrader.core.parsers import FACT_SECTION_CAP, Section, fact_probes, split_sections
+from upgrader.core.parsers import FACT_SECTION_CAP, Section, split_sections
+from upgrader.core.probes import fact_probes
 from upgrader.gather import fact_output_cap, interpret_sections
 from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP, OutputBuffer, dropped_marker
 

@@ -10,7 +10,6 @@ from upgrader.core.parsers import (
     ParseError,
     Section,
     excluded,
-    fact_script,
     package_version_to_kube,
     parse_apt_cache_madison,
     parse_apt_mark_showhold,
@@ -32,6 +31,7 @@ from upgrader.core.parsers import (
     parse_yum_repo,
     split_sections,
 )
+from upgrader.core.probes import fact_script
 from upgrader.core.versions import KubeVersion
 
 V = KubeVersion.parse

@@ -169,23 +169,45 @@ def classify_pods(
     filters, so that one run names every flag needed; which pods are evicted, skipped or
     refused is the same.
     """
-    missing = set(missing_daemonsets)
-    evict: list[PodDecision] = []
-    skipped: list[PodDecision] = []
-    refused: list[PodDecision] = []
+    filters = _Filters(
+        set(missing_daemonsets),
+        delete_emptydir_data,
+        force,
+        ignore_daemonsets,
+        skip_wait_for_delete_timeout,
+        now,
+    )
+    out: dict[str, list[PodDecision]] = {"evict": [], "skip": [], "refuse": []}
     for pod in pods:
+        verdict, decision = filters.decide(pod)
+        out[verdict].append(decision)
+    return DrainSelection(node, tuple(out["evict"]), tuple(out["skip"]), tuple(out["refuse"]))
+
+
+@dataclass(frozen=True)
+class _Filters:
+    """kubectl drain's pod filters, with the flags given (see :func:`classify_pods`)."""
+
+    missing: Collection[tuple[str, str]]
+    delete_emptydir_data: bool
+    force: bool
+    ignore_daemonsets: bool
+    skip_wait_for_delete_timeout: int
+    now: datetime | None
+
+    def decide(self, pod: Pod) -> tuple[str, PodDecision]:
+        """``evict``, ``skip`` or ``refuse``, with the reasons."""
         md = pod.get("metadata") or {}
         ns = str(md.get("namespace") or "default")
         finished = is_finished(pod)
 
         # skipDeletedFilter
-        if skip_wait_for_delete_timeout > 0 and now is not None:
+        if self.skip_wait_for_delete_timeout > 0 and self.now is not None:
             deleted = parse_rfc3339(md.get("deletionTimestamp"))
-            if deleted is not None and (now - deleted).total_seconds() > (
-                skip_wait_for_delete_timeout
+            if deleted is not None and (self.now - deleted).total_seconds() > (
+                self.skip_wait_for_delete_timeout
             ):
-                skipped.append(PodDecision(pod, (DELETED_SKIP,)))
-                continue
+                return "skip", PodDecision(pod, (DELETED_SKIP,))
 
         errors: list[str] = []
         warning: str | None = None
@@ -194,41 +216,37 @@ def classify_pods(
         ctrl = controller_of(pod)
         if ctrl is not None and ctrl.get("kind") == "DaemonSet" and not finished:
             ds = str(ctrl.get("name"))
-            if (ns, ds) in missing:
-                if force:
+            if (ns, ds) in self.missing:
+                if self.force:
                     warning = f'daemonsets.apps "{ds}" not found'
                 else:
                     errors.append(f'cannot delete daemonsets.apps "{ds}" not found')
-            elif not ignore_daemonsets:
+            elif not self.ignore_daemonsets:
                 errors.append(DAEMONSET_FATAL)
             else:
-                skipped.append(PodDecision(pod, (DAEMONSET_WARNING,)))
-                continue
+                return "skip", PodDecision(pod, (DAEMONSET_WARNING,))
 
         # mirrorPodFilter
         if not errors and is_mirror(pod):
-            skipped.append(PodDecision(pod, (MIRROR_SKIP,)))
-            continue
+            return "skip", PodDecision(pod, (MIRROR_SKIP,))
 
         # localStorageFilter
         if has_local_storage(pod) and not finished:
-            if delete_emptydir_data:
+            if self.delete_emptydir_data:
                 warning = LOCAL_STORAGE_WARNING
             else:
                 errors.append(LOCAL_STORAGE_FATAL)
 
         # unreplicatedFilter
         if not finished and ctrl is None:
-            if force:
+            if self.force:
                 warning = UNMANAGED_WARNING
             else:
                 errors.append(UNMANAGED_FATAL)
 
         if errors:
-            refused.append(PodDecision(pod, tuple(errors)))
-        else:
-            evict.append(PodDecision(pod, (warning,) if warning else ()))
-    return DrainSelection(node, tuple(evict), tuple(skipped), tuple(refused))
+            return "refuse", PodDecision(pod, tuple(errors))
+        return "evict", PodDecision(pod, (warning,) if warning else ())
 
 
 # --------------------------------------------------------------------------- PDBs

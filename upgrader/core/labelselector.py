@@ -140,85 +140,96 @@ def parse(text: str, source: str = "--selector") -> Selector:
     toks = _tokens(text)
     if not toks:
         raise ConfigError(f"{source}: empty selector (e.g. zone=a or 'zone in (a,b)')")
-    reqs: list[Requirement] = []
-    i = 0
+    return _Parser(text, toks, source).selector()
 
-    def peek(k: int = 0) -> str | None:
-        return toks[i + k] if i + k < len(toks) else None
 
-    def fail(what: str) -> ConfigError:
-        return ConfigError(f"{source}: {what} in {text.strip()!r}")
+class _Parser:
+    """A recursive-descent reader of one selector's tokens."""
 
-    while True:
-        if peek() == "!":
-            i += 1
-            key = peek()
+    def __init__(self, text: str, toks: list[str], source: str) -> None:
+        self.text, self.toks, self.source, self.i = text, toks, source, 0
+
+    def peek(self, k: int = 0) -> str | None:
+        return self.toks[self.i + k] if self.i + k < len(self.toks) else None
+
+    def fail(self, what: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {what} in {self.text.strip()!r}")
+
+    def selector(self) -> Selector:
+        reqs: list[Requirement] = []
+        while True:
+            reqs.append(self.requirement())
+            nxt = self.peek()
+            if nxt is None:
+                break
+            if nxt != ",":
+                raise self.fail(f"expected ',' between requirements, found {nxt!r}")
+            self.i += 1
+            if self.peek() is None:
+                raise self.fail("a trailing ',' needs a requirement after it")
+        return Selector(tuple(reqs))
+
+    def requirement(self) -> Requirement:
+        if self.peek() == "!":
+            self.i += 1
+            key = self.peek()
             if not _is_word(key):
-                raise fail("'!' must be followed by a label key")
+                raise self.fail("'!' must be followed by a label key")
             assert key is not None
-            i += 1
-            reqs.append(Requirement(check_key(key, source), OP_NOT_EXISTS))
+            self.i += 1
+            return Requirement(check_key(key, self.source), OP_NOT_EXISTS)
+        key = self.peek()
+        if not _is_word(key):
+            raise self.fail(f"expected a label key, found {key or 'the end'!r}")
+        assert key is not None
+        check_key(key, self.source)
+        self.i += 1
+        op = self.peek()
+        if op is None or op == ",":
+            return Requirement(key, OP_EXISTS)
+        if op in ("=", "==", "!=", ">", "<"):
+            return self.comparison(key, op)
+        if op in (OP_IN, OP_NOTIN):
+            return self.set_of(key, op)
+        raise self.fail(
+            f"unknown operator {op!r} after {key} (use =, ==, !=, in, notin, or the key alone)"
+        )
+
+    def comparison(self, key: str, op: str) -> Requirement:
+        self.i += 1
+        value = self.peek()
+        if _is_word(value):
+            assert value is not None
+            self.i += 1
         else:
-            key = peek()
-            if not _is_word(key):
-                raise fail(f"expected a label key, found {key or 'the end'!r}")
-            assert key is not None
-            check_key(key, source)
-            i += 1
-            op = peek()
-            if op is None or op == ",":
-                reqs.append(Requirement(key, OP_EXISTS))
-            elif op in ("=", "==", "!=", ">", "<"):
-                i += 1
-                value = peek()
-                if _is_word(value):
-                    assert value is not None
-                    i += 1
-                else:
-                    value = ""  # k= selects an empty value
-                if op in (">", "<"):
-                    if not re.fullmatch(r"-?[0-9]+", value):
-                        raise fail(f"{key}{op} needs an integer, not {value!r}")
-                    reqs.append(Requirement(key, OP_GT if op == ">" else OP_LT, (value,)))
-                else:
-                    kind = OP_NE if op == "!=" else OP_EQ
-                    reqs.append(Requirement(key, kind, (_check_value(value, key, source),)))
-            elif op in (OP_IN, OP_NOTIN):
-                i += 1
-                if peek() != "(":
-                    raise fail(f"'{key} {op}' must be followed by '(values)'")
-                i += 1
-                values: list[str] = []
-                if peek() == ")":
-                    raise fail(f"empty set of values after '{key} {op}'")
-                while True:
-                    v = peek()
-                    if _is_word(v):
-                        assert v is not None
-                        values.append(_check_value(v, key, source))
-                        i += 1
-                    else:
-                        values.append("")
-                    sep = peek()
-                    if sep == ",":
-                        i += 1
-                        continue
-                    if sep == ")":
-                        i += 1
-                        break
-                    raise fail(f"expected ',' or ')' in the values of {key}")
-                reqs.append(Requirement(key, op, tuple(dict.fromkeys(values))))
+            value = ""  # k= selects an empty value
+        if op in (">", "<"):
+            if not re.fullmatch(r"-?[0-9]+", value):
+                raise self.fail(f"{key}{op} needs an integer, not {value!r}")
+            return Requirement(key, OP_GT if op == ">" else OP_LT, (value,))
+        kind = OP_NE if op == "!=" else OP_EQ
+        return Requirement(key, kind, (_check_value(value, key, self.source),))
+
+    def set_of(self, key: str, op: str) -> Requirement:
+        self.i += 1
+        if self.peek() != "(":
+            raise self.fail(f"'{key} {op}' must be followed by '(values)'")
+        self.i += 1
+        values: list[str] = []
+        if self.peek() == ")":
+            raise self.fail(f"empty set of values after '{key} {op}'")
+        while True:
+            v = self.peek()
+            if _is_word(v):
+                assert v is not None
+                values.append(_check_value(v, key, self.source))
+                self.i += 1
             else:
-                raise fail(
-                    f"unknown operator {op!r} after {key} (use =, ==, !=, in, notin, "
-                    "or the key alone)"
-                )
-        nxt = peek()
-        if nxt is None:
-            break
-        if nxt != ",":
-            raise fail(f"expected ',' between requirements, found {nxt!r}")
-        i += 1
-        if peek() is None:
-            raise fail("a trailing ',' needs a requirement after it")
-    return Selector(tuple(reqs))
+                values.append("")
+            sep = self.peek()
+            if sep not in (",", ")"):
+                raise self.fail(f"expected ',' or ')' in the values of {key}")
+            self.i += 1
+            if sep == ")":
+                break
+        return Requirement(key, op, tuple(dict.fromkeys(values)))

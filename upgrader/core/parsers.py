@@ -1,16 +1,14 @@
-"""Pure parsers of real node command output, and the one fact script that produces it.
+"""Pure parsers of real node command output, and the framing of the one fact script.
 
-Owns: the fact script a node runs in one SSH round trip (:func:`fact_script`; each probe's
-output cut on the node after :data:`FACT_SECTION_CAP` bytes), the splitting of its output
-into sections (:func:`split_sections`, marking a section past the cap), and one parser per probe
-(``kubeadm version -o short``, ``kubelet --version``, ``kubectl version``, ``dpkg-query``,
-``apt-mark showhold``, ``apt-cache madison``, ``rpm -q``, ``dnf list``, versionlock,
-``/etc/os-release``, apt sources / yum repo files, container runtime ``--version``,
-``stat -fc %T /sys/fs/cgroup/`` for the cgroup version).
-The script also collects raw text the preflight checks judge (kubelet flag files,
-``/etc/docker/daemon.json``, running dockerd command lines, certificate end dates: see
-:mod:`upgrader.core.checks`). Each parser returns values or raises :class:`ParseError`
-with a message that quotes the offending text.
+Owns: the framing of the fact script a node runs in one SSH round trip
+(:func:`frame_script`; each probe's output cut on the node after :data:`FACT_SECTION_CAP`
+bytes; which probes it runs is the table in :mod:`upgrader.core.probes`), the splitting of
+its output into sections (:func:`split_sections`, marking a section past the cap), and one
+parser per probe (``kubeadm version -o short``, ``kubelet --version``, ``kubectl version``,
+``dpkg-query``, ``apt-mark showhold``, ``apt-cache madison``, ``rpm -q``, ``dnf list``,
+versionlock, ``/etc/os-release``, apt sources / yum repo files, container runtime
+``--version``, ``stat -fc %T /sys/fs/cgroup/`` for the cgroup version). Each parser
+returns values or raises :class:`ParseError` with a message that quotes the offending text.
 
 Must not: run commands, touch files or the network, or import paramiko, kubernetes,
 typer or rich. Formats are copied from the real tools, never from our own simulations.
@@ -20,11 +18,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import yaml
 
-from upgrader.core import nodelock
 from upgrader.core.model import PackageFact
 from upgrader.core.versions import KubeVersion, VersionError
 
@@ -574,7 +572,7 @@ class Section:
         return self.rc == RC_NOT_FOUND
 
 
-def _probe(name: str, command: str) -> str:
+def frame_probe(name: str, command: str) -> str:
     # The probe's merged output goes through `head -c` to the script's stdout (fd 4) and
     # its exit status through fd 3 into $_rc (POSIX sh has no pipefail). printf '\n...'
     # ends a last line that had no newline; split_sections removes it again.
@@ -586,140 +584,18 @@ def _probe(name: str, command: str) -> str:
     )
 
 
-_RUNTIME_PROBE = (
-    "for rt in containerd crio dockerd; do\n"
-    '  if command -v "$rt" >/dev/null 2>&1; then echo "runtime=$rt"; "$rt" --version; exit; fi\n'
-    "done; exit 127"
-)
-
-# The kubelet's flag files (kubeadm's, then the distribution's extra args), whichever exist.
-_KUBELET_FLAGS_PROBE = (
-    "for f in /var/lib/kubelet/kubeadm-flags.env /etc/default/kubelet /etc/sysconfig/kubelet; do\n"
-    '  if [ -r "$f" ]; then cat "$f"; fi\n'
-    "done; true"
-)
-# Each running dockerd's command line, one per line (builtins only: no fork per process).
-_DOCKERD_PROBE = (
-    "for p in /proc/[0-9]*; do\n"
-    '  { read -r c < "$p/comm"; } 2>/dev/null || continue\n'
-    '  [ "$c" = dockerd ] || continue\n'
-    "  tr '\\000' ' ' < \"$p/cmdline\" 2>/dev/null; echo\n"
-    "done; true"
-)
-# "<path> notAfter=<date>" per certificate kubeadm keeps (readable without root).
-_CERTS_PROBE = (
-    "for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt; do\n"
-    '  [ -f "$f" ] || continue\n'
-    '  printf \'%s \' "$f"; openssl x509 -noout -enddate -in "$f" 2>&1 | head -n 1\n'
-    "done; true"
-)
-
-# Each kube binary on PATH and the package owning that file: `NAME PATH OWNER`, `-` for
-# none. dpkg-query -S prints `kubeadm: /usr/bin/kubeadm`; rpm -qf exits 1 on a file no
-# package owns ("file ... is not owned by any package").
-_KUBE_BINARIES_PROBE = (
-    "for b in kubeadm kubelet kubectl; do\n"
-    '  p=$(command -v "$b" 2>/dev/null) || { echo "$b - -"; continue; }\n'
-    "  o=\n"
-    "  if command -v dpkg-query >/dev/null 2>&1; then\n"
-    '    o=$(dpkg-query -S "$p" 2>/dev/null | head -n 1 | cut -d: -f1)\n'
-    "  elif command -v rpm >/dev/null 2>&1; then\n"
-    "    o=$(rpm -qf --qf '%{NAME}\\n' \"$p\" 2>/dev/null) || o=\n"
-    "  fi\n"
-    '  echo "$b $p ${o:--}"\n'
-    "done; true"
-)
-# The kubelet unit and its drop-ins, in systemd's precedence (/etc over /usr/lib and /lib).
-_KUBELET_UNIT_PROBE = (
-    "for d in /etc/systemd/system /usr/lib/systemd/system /lib/systemd/system; do\n"
-    '  if [ -r "$d/kubelet.service" ]; then cat "$d/kubelet.service"; break; fi\n'
-    "done\n"
-    "for f in /etc/systemd/system/kubelet.service.d/*.conf \\\n"
-    "    /usr/lib/systemd/system/kubelet.service.d/*.conf; do\n"
-    '  if [ -r "$f" ]; then cat "$f"; fi\n'
-    "done; true"
-)
-# (section, command) per package manager, in script order. File probes use `cat` so a
-# simulated node can map paths; every probe's stdin is /dev/null.
-_COMMON_HEAD = (
-    ("os_release", "cat /etc/os-release"),
-    ("kubeadm", "kubeadm version -o short"),
-    ("kubelet", "kubelet --version"),
-    ("kubectl", "kubectl version --client -o json"),
-)
-_COMMON_TAIL = (
-    ("kubelet_config", "cat /var/lib/kubelet/config.yaml"),
-    ("runtime", f"( {_RUNTIME_PROBE} )"),
-    # for the preflight checks (upgrader.core.checks): raw text, judged there
-    ("kubelet_flags", _KUBELET_FLAGS_PROBE),
-    ("docker_daemon", "cat /etc/docker/daemon.json"),
-    ("dockerd", _DOCKERD_PROBE),
-    ("certs", _CERTS_PROBE),
-    ("node_lock", nodelock.PROBE),
-    ("cgroup", "stat -fc %T /sys/fs/cgroup/"),
-    ("kube_binaries", _KUBE_BINARIES_PROBE),
-    ("kubelet_unit", _KUBELET_UNIT_PROBE),
-    # cri-tools: how upgrader reaches the etcd static pod (upgrader.core.etcd)
-    ("crictl", "crictl --version"),
-)
-_DPKG_QUERY = (
-    "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' kubeadm kubelet kubectl "
-    "cri-tools kubernetes-cni"
-)
-# dnf5 (Fedora 41+, also behind the `dnf` and `yum` names) rejects --disableexcludes
-# ("Unknown argument"); it takes --setopt=disable_excludes= (kubernetes/website#52027).
-_DNF_LIST = (
-    "if dnf --version 2>/dev/null | grep -q '^dnf5 '; then "
-    "dnf list --showduplicates kubeadm --setopt=disable_excludes=kubernetes; "
-    "else dnf list --showduplicates kubeadm --disableexcludes=kubernetes; fi"
-)
-_RPM_QUERY = "rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE}\\n' kubeadm kubelet kubectl"
-_PM_PROBES: dict[str, tuple[tuple[str, str], ...]] = {
-    "apt": (
-        ("packages", _DPKG_QUERY),
-        ("holds", "apt-mark showhold"),
-        ("repo", "cat /etc/apt/sources.list.d/kubernetes.list"),
-        ("repo_versions", "apt-cache madison kubeadm"),
-    ),
-    "dnf": (
-        ("dnf_version", "dnf --version"),
-        ("packages", _RPM_QUERY),
-        ("holds", "dnf -q versionlock list"),
-        ("repo", "cat /etc/yum.repos.d/kubernetes.repo"),
-        ("repo_versions", _DNF_LIST),
-    ),
-    "yum": (
-        ("dnf_version", "yum --version"),
-        ("packages", _RPM_QUERY),
-        ("holds", "yum -q versionlock list"),
-        ("repo", "cat /etc/yum.repos.d/kubernetes.repo"),
-        ("repo_versions", _DNF_LIST.replace("dnf ", "yum ")),
-    ),
-}
-_PM_PROBES["dnf5"] = _PM_PROBES["dnf"]
-
-
-def fact_probes(package_manager: str) -> tuple[tuple[str, str], ...]:
-    """The (section name, command) pairs :func:`fact_script` runs, in order."""
-    if package_manager not in _PM_PROBES:
-        raise ValueError(
-            f"unknown package manager {package_manager!r}; expected one of "
-            f"{', '.join(PACKAGE_MANAGERS)}"
-        )
-    return _COMMON_HEAD + _PM_PROBES[package_manager] + _COMMON_TAIL
-
-
-def fact_script(package_manager: str) -> str:
-    """One POSIX shell script that runs every probe and frames each one's merged output
-    between ``@@upgrader:<name>`` and ``@@upgrader:rc=<exit status>`` lines. It never
-    stops early: a missing tool shows up as rc 127 in its own section. Each probe's output
-    is cut after :data:`FACT_SECTION_CAP` + 1 bytes on the node."""
+def frame_script(probes: Iterable[tuple[str, str]]) -> str:
+    """One POSIX shell script that runs each ``(section, command)`` probe and frames its
+    merged output between ``@@upgrader:<name>`` and ``@@upgrader:rc=<exit status>`` lines.
+    It never stops early: a missing tool shows up as rc 127 in its own section. Each
+    probe's output is cut after :data:`FACT_SECTION_CAP` + 1 bytes on the node. The probes
+    themselves are data (:mod:`upgrader.core.probes`)."""
     head = (
         "export LC_ALL=C\n"
         'export PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n'
         "exec 4>&1\n"
     )
-    return head + "".join(_probe(n, c) for n, c in fact_probes(package_manager))
+    return head + "".join(frame_probe(n, c) for n, c in probes)
 
 
 def split_sections(output: str, cap: int = FACT_SECTION_CAP) -> dict[str, Section]:

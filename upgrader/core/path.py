@@ -467,15 +467,9 @@ def plan_path(
         reason: str,
         catch_up: bool = False,
     ) -> UpgradePath:
+        # (hops, strategy, drain_once_allowed, drain_once_reason, findings, current, ...)
         return UpgradePath(
-            hops=hops,
-            strategy=chosen,
-            drain_once_allowed=allowed,
-            drain_once_reason=reason,
-            findings=tuple(findings),
-            current=cluster,
-            target=target,
-            catch_up=catch_up,
+            hops, chosen, allowed, reason, tuple(findings), cluster, target, catch_up
         )
 
     if not facts.control_planes:
@@ -511,31 +505,49 @@ def plan_path(
         return result((), "per-hop", False, "nothing to do")
 
     minor_hops = sum(1 for h in hops if h.minor_key > cluster.minor_key)
-    if minor_hops < 2:
-        allowed, reason = True, "a single hop: every node is drained once either way"
-    else:
-        # Judged without --force: drain-once must not need any kubeadm override.
-        strict = replace(opts, force=False)
-        per_hop = {(f.code, f.node) for f in _check_path(facts, hops, "per-hop", strict, known)}
-        new = [
-            f
-            for f in _check_path(facts, hops, "drain-once", strict, known)
-            if f.severity == Severity.BLOCKER and (f.code, f.node) not in per_hop
-        ]
-        allowed = not new
-        if allowed:
-            reason = (
-                "workers stay within the skew policy and kubeadm's kubelet rule while the "
-                f"control plane walks {minor_hops} hops"
-            )
-        else:
-            reason = f"drain-once would break a rule: {new[0].message}"
+    allowed, reason = _drain_once_allowed(facts, hops, opts, known, minor_hops)
+    chosen = _choose(strategy, allowed, reason, minor_hops, findings)
+    # The findings of the states the path really passes through (per-hop's when a
+    # drain-once request was refused: those are the cluster's own problems).
+    walked: Strategy = chosen if allowed else "per-hop"
+    findings.extend(_check_path(facts, hops, walked, opts, known))
+    return result(hops, chosen, allowed, reason, catch_up)
 
-    chosen: Strategy
+
+def _drain_once_allowed(
+    facts: Facts,
+    hops: tuple[KubeVersion, ...],
+    opts: PolicyOptions,
+    known: set[tuple[str, str | None]],
+    minor_hops: int,
+) -> tuple[bool, str]:
+    """Whether drain-once may walk ``hops``, and why (not)."""
+    if minor_hops < 2:
+        return True, "a single hop: every node is drained once either way"
+    # Judged without --force: drain-once must not need any kubeadm override.
+    strict = replace(opts, force=False)
+    per_hop = {(f.code, f.node) for f in _check_path(facts, hops, "per-hop", strict, known)}
+    new = [
+        f
+        for f in _check_path(facts, hops, "drain-once", strict, known)
+        if f.severity == Severity.BLOCKER and (f.code, f.node) not in per_hop
+    ]
+    if new:
+        return False, f"drain-once would break a rule: {new[0].message}"
+    return True, (
+        "workers stay within the skew policy and kubeadm's kubelet rule while the "
+        f"control plane walks {minor_hops} hops"
+    )
+
+
+def _choose(
+    strategy: str, allowed: bool, reason: str, minor_hops: int, findings: list[Finding]
+) -> Strategy:
+    """The strategy asked for (auto: drain-once where allowed and useful); a refused
+    drain-once request is a blocker in ``findings``."""
     if strategy == "per-hop":
-        chosen = "per-hop"
-    elif strategy == "drain-once":
-        chosen = "drain-once"
+        return "per-hop"
+    if strategy == "drain-once":
         if not allowed:
             findings.append(
                 Finding(
@@ -545,11 +557,5 @@ def plan_path(
                     fix="use --strategy per-hop (or auto)",
                 )
             )
-    else:
-        chosen = "drain-once" if minor_hops >= 2 and allowed else "per-hop"
-
-    # The findings of the states the path really passes through (per-hop's when a
-    # drain-once request was refused: those are the cluster's own problems).
-    walked: Strategy = chosen if allowed else "per-hop"
-    findings.extend(_check_path(facts, hops, walked, opts, known))
-    return result(hops, chosen, allowed, reason, catch_up)
+        return "drain-once"
+    return "drain-once" if minor_hops >= 2 and allowed else "per-hop"

@@ -104,7 +104,7 @@ from upgrader.core.policy import (
 from upgrader.core.releases import ReleaseData
 from upgrader.core.settings import SettingHints
 from upgrader.core.versions import KubeVersion
-from upgrader.core.vocab import Override, Phase, StepKind
+from upgrader.core.vocab import Override, PackageManager, Phase, StepKind
 from upgrader.core.workers import WorkerSelection, check_node_names, order_workers
 from upgrader.errors import ConfigError
 
@@ -141,7 +141,6 @@ IMAGE_REPOSITORY_MISMATCH = "IMAGE_REPOSITORY_MISMATCH"
 _KUBE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 
 _PM_FOR_OS = {"debian": "apt", "rhel": "dnf"}
-_OS_FOR_PM = {"apt": "debian", "dnf": "rhel", "yum": "rhel", "dnf5": "rhel"}
 _STRATEGIES = ("auto", "per-hop", "drain-once")
 
 
@@ -297,7 +296,7 @@ class _Planner:
             )
             return None
         family = node.os_family
-        if family in _PM_FOR_OS and _OS_FOR_PM[pm] != family:
+        if family in _PM_FOR_OS and PackageManager(pm).os_family != family:
             self._add(
                 Finding(
                     PACKAGE_MANAGER_MISMATCH,
@@ -335,47 +334,19 @@ class _Planner:
     def _steps(
         self, name: str, phase: str, hop: KubeVersion, repo_minor: tuple[int, int] | None
     ) -> list[Step]:
-        node = self.sim[name]
         original = self.facts.node(name)
-        repo = self.opts.repository
-        pm = self._package_manager(node)
-        minor_changes = repo.per_minor and repo_minor != hop.minor_key
-        candidates = list(original.repo_versions) + [
-            p.version for n, p in original.packages.items() if n in _KUBE_PACKAGES
-        ]
-        exact = known_package_version(candidates, hop)
-        held_deps = tuple(
-            d for d in DEPENDENCY_PACKAGES if (p := original.packages.get(d)) and p.held
+        pm = self._package_manager(self.sim[name])
+        exact = known_package_version(
+            list(original.repo_versions)
+            + [p.version for n, p in original.packages.items() if n in _KUBE_PACKAGES],
+            hop,
         )
-        if held_deps and pm == "apt":
-            self._add(
-                Finding(
-                    PACKAGE_DEPENDENCY_HELD,
-                    Severity.INFO,
-                    f"{', '.join(held_deps)} held: the package steps release "
-                    f"{'it' if len(held_deps) == 1 else 'them'} for the kube package install "
-                    "(apt upgrades a dependency the new kubeadm/kubelet needs: cri-tools, "
-                    "kubernetes-cni) and hold "
-                    f"{'it' if len(held_deps) == 1 else 'them'} again",
-                    node=name,
-                ),
-            )
+        held_deps = self._held_dependencies(original, pm)
         self._check_listing(original, hop, exact)
-        passthrough = self.opts.kubeadm
         cp_visit = phase in (Phase.FIRST_CONTROL_PLANE, Phase.CONTROL_PLANE)
-        if cp_visit and passthrough.config is not None and hop.minor_key < UPGRADE_CONFIG_MINOR:
-            self._add(
-                Finding(
-                    KUBEADM_CONFIG_UNSUPPORTED,
-                    Severity.BLOCKER,
-                    f"--kubeadm-config {passthrough.config_source} is an UpgradeConfiguration, "
-                    f"which kubeadm {hop.minor_key[0]}.{hop.minor_key[1]} (hop {hop}) does not "
-                    "know (kubeadm.k8s.io/v1beta4, from 1.31)",
-                    fix="leave --kubeadm-config out for this upgrade (use --patches, "
-                    "--ignore-preflight-errors, --etcd-upgrade, --certificate-renewal)",
-                ),
-                key=str(hop),
-            )
+        if cp_visit:
+            self._check_kubeadm_config(hop)
+        passthrough = self.opts.kubeadm
         overrides = self._kubeadm_flags(hop) if phase == Phase.FIRST_CONTROL_PLANE else ()
         if overrides and passthrough.config is not None:
             overrides = self._overrides_in_config(overrides, passthrough, hop)
@@ -384,10 +355,10 @@ class _Planner:
         ctx = StepContext(
             hop=hop,
             node=name,
-            role=node.role,
+            role=self.sim[name].role,
             cluster=self.facts.cluster.name,
             package_manager=pm,
-            repo=repo,
+            repo=self.opts.repository,
             pkg_version=exact,
             versionlocked=tuple(p for p in ("kubeadm", "kubelet", "kubectl") if p in locked),
             kubeadm_flags=overrides,
@@ -397,17 +368,80 @@ class _Planner:
             held_deps=held_deps,
             checksums=sums.digests if sums is not None else {},
         )
+        steps = self._expand(ctx, phase, repo_minor, cp_visit, sums is not None)
+        if not original.reachable:
+            self._add(
+                Finding(
+                    NODE_UNREACHABLE,
+                    Severity.BLOCKER,
+                    f"{name} was not reachable when the facts were gathered; its state is unknown",
+                    node=name,
+                    fix="make the node reachable over SSH, then plan again",
+                )
+            )
+        return steps
+
+    def _held_dependencies(self, original: NodeFacts, pm: str | None) -> tuple[str, ...]:
+        """The dependency packages apt holds on the node (the package steps release and
+        hold them again), said once as information."""
+        held_deps = tuple(
+            d for d in DEPENDENCY_PACKAGES if (p := original.packages.get(d)) and p.held
+        )
+        if held_deps and pm == "apt":
+            them = "it" if len(held_deps) == 1 else "them"
+            self._add(
+                Finding(
+                    PACKAGE_DEPENDENCY_HELD,
+                    Severity.INFO,
+                    f"{', '.join(held_deps)} held: the package steps release {them} for the "
+                    "kube package install (apt upgrades a dependency the new kubeadm/kubelet "
+                    f"needs: cri-tools, kubernetes-cni) and hold {them} again",
+                    node=original.name,
+                ),
+            )
+        return held_deps
+
+    def _check_kubeadm_config(self, hop: KubeVersion) -> None:
+        """An UpgradeConfiguration (--kubeadm-config) on a hop whose kubeadm predates it."""
+        passthrough = self.opts.kubeadm
+        if passthrough.config is None or hop.minor_key >= UPGRADE_CONFIG_MINOR:
+            return
+        self._add(
+            Finding(
+                KUBEADM_CONFIG_UNSUPPORTED,
+                Severity.BLOCKER,
+                f"--kubeadm-config {passthrough.config_source} is an UpgradeConfiguration, "
+                f"which kubeadm {hop.minor_key[0]}.{hop.minor_key[1]} (hop {hop}) does not "
+                "know (kubeadm.k8s.io/v1beta4, from 1.31)",
+                fix="leave --kubeadm-config out for this upgrade (use --patches, "
+                "--ignore-preflight-errors, --etcd-upgrade, --certificate-renewal)",
+            ),
+            key=str(hop),
+        )
+
+    def _expand(
+        self,
+        ctx: StepContext,
+        phase: str,
+        repo_minor: tuple[int, int] | None,
+        cp_visit: bool,
+        have_sums: bool,
+    ) -> list[Step]:
+        """The playbook's steps of ``phase`` that apply to this visit, expanded for ``ctx``
+        (the kubeadm pass-through files copied before the first ``kubeadm upgrade``)."""
+        name, hop, pm, repo = ctx.node, ctx.hop, ctx.package_manager, ctx.repo
+        passthrough = self.opts.kubeadm
         steps: list[Step] = []
         values: dict[str, TemplateValue] | None = None  # of ctx, at the first step expanded
         for spec in self.playbook.phase(phase).all_steps:
             if not spec.when.holds(
-                minor_changes=minor_changes,
+                minor_changes=repo.per_minor and repo_minor != hop.minor_key,
                 strategy=self.strategy,
-                checksums=sums is not None,
-                role=node.role,
+                checksums=have_sums,
+                role=ctx.role,
                 per_minor_repo=repo.per_minor,
             ):
-                if spec.when.checksums and sums is None:
+                if spec.when.checksums and not have_sums:
                     self._checksums_missing(hop, f"{phase}/{spec.name}")
                 continue
             if spec.kind == StepKind.ETCD_SNAPSHOT:
@@ -415,7 +449,7 @@ class _Planner:
                 if self.snapshot_planned or not self.opts.etcd_snapshot:
                     continue
                 self.snapshot_planned = True
-                for finding in etcd_mod.snapshot_blockers(self.facts, original):
+                for finding in etcd_mod.snapshot_blockers(self.facts, self.facts.node(name)):
                     self._add(finding, key=finding.message)
             if values is None:
                 values = step_values(ctx)
@@ -440,16 +474,6 @@ class _Planner:
                     key=f"{phase}/{spec.name}",
                 )
             steps.append(step)
-        if not original.reachable:
-            self._add(
-                Finding(
-                    NODE_UNREACHABLE,
-                    Severity.BLOCKER,
-                    f"{name} was not reachable when the facts were gathered; its state is unknown",
-                    node=name,
-                    fix="make the node reachable over SSH, then plan again",
-                )
-            )
         return steps
 
     def _overrides_in_config(

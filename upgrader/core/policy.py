@@ -188,80 +188,9 @@ def check_target(
             )
         )
 
-    if target.is_prerelease:
-        if target.pre == "rc":
-            given, flag = opts.allow_experimental or opts.allow_release_candidate, Override.ALLOW_RC
-        else:
-            given, flag = opts.allow_experimental, Override.ALLOW_EXPERIMENTAL
-        out.append(
-            _overridable(
-                PRERELEASE_TARGET,
-                f"target {target} is an unstable ({target.pre}) version; kubeadm refuses it "
-                "without the --allow-*-upgrades flags",
-                flag,
-                given,
-                fix=f"choose a final release, or pass {flag} to accept it",
-            )
-        )
-
-    rel = releases.get(target)
-    newest = releases.newest_minor
-    if not releases.knows(target):
-        if target.minor_key > newest:
-            msg = (
-                f"target {target} is newer than the release data knows (newest minor "
-                f"{newest[0]}.{newest[1]}, data of {releases.generated})"
-            )
-        elif target.is_prerelease:
-            msg = f"target {target} is a pre-release; the release data lists final releases only"
-        elif rel is None:
-            msg = f"the release data has no {_m(target)} series; {target} cannot be checked"
-        else:
-            msg = (
-                f"target {target} is not a {_m(target)} release the data knows "
-                f"(newest known: {rel.latest})"
-            )
-        out.append(
-            Finding(
-                UNKNOWN_RELEASE,
-                Severity.WARNING,
-                msg,
-                fix="check the version, or refresh the release data "
-                "(scripts/refresh_releases.py, then --release-data FILE)",
-            )
-        )
-
-    # Support window. A minor newer than the data, or a pre-release of a minor not yet
-    # released, is not judged (the unknown-release warning covers the first; the
-    # pre-release opt-in the second).
-    judge = target.minor_key <= newest and not (
-        target.is_prerelease and (rel is None or rel.released > opts.today)
-    )
-    if judge and not releases.is_supported(target, opts.today):
-        window = ", ".join(f"{a}.{b}" for a, b in releases.supported_minors(opts.today))
-        why = f" (end of life {rel.eol})" if rel is not None and rel.eol < opts.today else ""
-        msg = (
-            f"target {target}: {_m(target)} is outside the support window on {opts.today}"
-            f"{why}; supported: {window or 'none per the release data'}"
-        )
-        fix = "choose a supported minor, or refresh the release data if it is stale"
-        if opts.strict:
-            out.append(
-                _overridable(
-                    UNSUPPORTED_TARGET,
-                    msg,
-                    Override.ALLOW_UNSUPPORTED,
-                    opts.allow_unsupported,
-                    fix=fix,
-                )
-            )
-        else:
-            out.append(
-                Finding(
-                    UNSUPPORTED_TARGET, Severity.WARNING, msg, None, fix, Override.ALLOW_UNSUPPORTED
-                )
-            )
-
+    out += _prerelease(target, opts)
+    out += _unknown_release(target, releases)
+    out += _outside_support(target, releases, opts)
     age = (opts.today - releases.generated).days
     if age > STALE_AFTER_DAYS:
         out.append(
@@ -274,6 +203,85 @@ def check_target(
             )
         )
     return out
+
+
+def _prerelease(target: KubeVersion, opts: PolicyOptions) -> list[Finding]:
+    if not target.is_prerelease:
+        return []
+    if target.pre == "rc":
+        given, flag = opts.allow_experimental or opts.allow_release_candidate, Override.ALLOW_RC
+    else:
+        given, flag = opts.allow_experimental, Override.ALLOW_EXPERIMENTAL
+    return [
+        _overridable(
+            PRERELEASE_TARGET,
+            f"target {target} is an unstable ({target.pre}) version; kubeadm refuses it "
+            "without the --allow-*-upgrades flags",
+            flag,
+            given,
+            fix=f"choose a final release, or pass {flag} to accept it",
+        )
+    ]
+
+
+def _unknown_release(target: KubeVersion, releases: ReleaseData) -> list[Finding]:
+    if releases.knows(target):
+        return []
+    rel = releases.get(target)
+    newest = releases.newest_minor
+    if target.minor_key > newest:
+        msg = (
+            f"target {target} is newer than the release data knows (newest minor "
+            f"{newest[0]}.{newest[1]}, data of {releases.generated})"
+        )
+    elif target.is_prerelease:
+        msg = f"target {target} is a pre-release; the release data lists final releases only"
+    elif rel is None:
+        msg = f"the release data has no {_m(target)} series; {target} cannot be checked"
+    else:
+        msg = (
+            f"target {target} is not a {_m(target)} release the data knows "
+            f"(newest known: {rel.latest})"
+        )
+    return [
+        Finding(
+            UNKNOWN_RELEASE,
+            Severity.WARNING,
+            msg,
+            fix="check the version, or refresh the release data "
+            "(scripts/refresh_releases.py, then --release-data FILE)",
+        )
+    ]
+
+
+def _outside_support(
+    target: KubeVersion, releases: ReleaseData, opts: PolicyOptions
+) -> list[Finding]:
+    """The support window. A minor newer than the data, or a pre-release of a minor not
+    yet released, is not judged (the unknown-release warning covers the first; the
+    pre-release opt-in the second)."""
+    rel = releases.get(target)
+    judge = target.minor_key <= releases.newest_minor and not (
+        target.is_prerelease and (rel is None or rel.released > opts.today)
+    )
+    if not judge or releases.is_supported(target, opts.today):
+        return []
+    window = ", ".join(f"{a}.{b}" for a, b in releases.supported_minors(opts.today))
+    why = f" (end of life {rel.eol})" if rel is not None and rel.eol < opts.today else ""
+    msg = (
+        f"target {target}: {_m(target)} is outside the support window on {opts.today}"
+        f"{why}; supported: {window or 'none per the release data'}"
+    )
+    fix = "choose a supported minor, or refresh the release data if it is stale"
+    if opts.strict:
+        return [
+            _overridable(
+                UNSUPPORTED_TARGET, msg, Override.ALLOW_UNSUPPORTED, opts.allow_unsupported, fix=fix
+            )
+        ]
+    return [
+        Finding(UNSUPPORTED_TARGET, Severity.WARNING, msg, None, fix, Override.ALLOW_UNSUPPORTED)
+    ]
 
 
 # --------------------------------------------------------------------------- kubeadm
@@ -333,6 +341,14 @@ def kubeadm_apply_findings(
             f"target {target} is too low for a cluster at {cluster}; kubeadm can downgrade "
             "only 1 minor version at a time",
         )
+    out += _kubeadm_version(target, kubeadm, force)
+    out += _kubelets_for_kubeadm(target, kubeadm, kubelets, force)
+    return out
+
+
+def _kubeadm_version(target: KubeVersion, kubeadm: KubeVersion, force: bool) -> list[Finding]:
+    """kubeadm's refusals of a target outside its own minor (or above its version)."""
+    out: list[Finding] = []
     if kubeadm < target:
         if target.minor_diff(kubeadm) > 0:
             msg = (
@@ -340,7 +356,7 @@ def kubeadm_apply_findings(
                 f"{kubeadm} ({_m(target)} > {_m(kubeadm)}); such an upgrade is not supported"
             )
             fix = f"install kubeadm {target} first"
-            if pre:
+            if target.is_prerelease:
                 out.append(_overridable(KUBEADM_TOO_OLD, msg, Override.FORCE, force, fix=fix))
             else:
                 out.append(_mandatory(KUBEADM_TOO_OLD, msg, fix=fix))
@@ -366,6 +382,17 @@ def kubeadm_apply_findings(
                 fix=f"use a kubeadm of the target's minor ({_m(target)})",
             )
         )
+    return out
+
+
+def _kubelets_for_kubeadm(
+    target: KubeVersion,
+    kubeadm: KubeVersion,
+    kubelets: Mapping[str, KubeVersion | None],
+    force: bool,
+) -> list[Finding]:
+    """kubeadm's refusals of kubelets it cannot check or that trail the target too far."""
+    out: list[Finding] = []
     allowed = kubeadm_kubelet_skew(kubeadm)
     for node, kv in kubelets.items():
         if kv is None:
@@ -463,14 +490,24 @@ def _extremes(
     return oldest, newest
 
 
+@dataclass(frozen=True)
+class _ApiRange:
+    """The oldest and the newest kube-apiserver of a state, with their nodes."""
+
+    old_node: str
+    old: KubeVersion
+    new_node: str
+    new: KubeVersion
+
+
 def skew_findings(state: ClusterState) -> list[Finding]:
     """Every violation of the version skew policy in ``state``, one finding per
     offending component, naming its node and both versions."""
-    out: list[Finding] = []
     if not state.apiservers:
-        return out
+        return []
     (old_node, old_api), (new_node, new_api) = _extremes(state.apiservers)
-
+    api = _ApiRange(old_node, old_api, new_node, new_api)
+    out: list[Finding] = []
     for node, v in state.apiservers.items():
         lag = new_api.minor_diff(v)
         if lag > 1:
@@ -483,34 +520,10 @@ def skew_findings(state: ClusterState) -> list[Finding]:
                     fix=f"upgrade the control plane of {node} first",
                 )
             )
-
-    def node_like(kind: str, code: str, node: str, v: KubeVersion) -> None:
-        if v.minor_diff(old_api) > 0:
-            out.append(
-                _mandatory(
-                    code,
-                    f"{kind} {v} on {node} is newer than kube-apiserver {old_api} on "
-                    f"{old_node}; a {kind} must never be newer than any kube-apiserver",
-                    node=node,
-                    fix="upgrade every control-plane node before any node component",
-                )
-            )
-        lag, allowed = new_api.minor_diff(v), kubelet_max_lag(v)
-        if lag > allowed:
-            out.append(
-                _mandatory(
-                    code if code == SKEW_KUBE_PROXY else SKEW_KUBELET_TOO_OLD,
-                    f"{kind} {v} on {node} is {_minors(lag)} behind kube-apiserver "
-                    f"{new_api} on {new_node}; at most {allowed} allowed",
-                    node=node,
-                    fix=f"upgrade the {kind} on {node} before the control plane moves on",
-                )
-            )
-
     for node, v in state.kubelets.items():
-        node_like("kubelet", SKEW_KUBELET_TOO_NEW, node, v)
+        out += _node_component(api, "kubelet", SKEW_KUBELET_TOO_NEW, node, v)
     for node, v in state.kube_proxies.items():
-        node_like("kube-proxy", SKEW_KUBE_PROXY, node, v)
+        out += _node_component(api, "kube-proxy", SKEW_KUBE_PROXY, node, v)
         kv = state.kubelets.get(node)
         if kv is not None:
             gap, allowed = abs(v.minor_diff(kv)), kubelet_max_lag(v)
@@ -523,37 +536,86 @@ def skew_findings(state: ClusterState) -> list[Finding]:
                         node=node,
                     )
                 )
+    for kind, code, versions in (
+        ("kube-controller-manager", SKEW_CONTROLLER_MANAGER, state.controller_managers),
+        ("kube-scheduler", SKEW_SCHEDULER, state.schedulers),
+    ):
+        out += _controller(api, state.apiservers, kind, code, versions)
+    out += _kubectl(api, state.kubectl)
+    return out
 
-    def controller(kind: str, code: str, versions: Mapping[str, KubeVersion]) -> None:
-        for node, v in versions.items():
-            local = state.apiservers.get(node)
-            ref_node, ref = (node, local) if local is not None else (old_node, old_api)
-            if v.minor_diff(ref) > 0:
-                out.append(
-                    _mandatory(
-                        code,
-                        f"{kind} {v} on {node} is newer than kube-apiserver {ref} on {ref_node}",
-                        node=node,
-                    )
+
+def _node_component(
+    api: _ApiRange, kind: str, code: str, node: str, v: KubeVersion
+) -> list[Finding]:
+    """A kubelet or kube-proxy: never newer than any kube-apiserver, and at most
+    :func:`kubelet_max_lag` minors behind the newest."""
+    out: list[Finding] = []
+    if v.minor_diff(api.old) > 0:
+        out.append(
+            _mandatory(
+                code,
+                f"{kind} {v} on {node} is newer than kube-apiserver {api.old} on "
+                f"{api.old_node}; a {kind} must never be newer than any kube-apiserver",
+                node=node,
+                fix="upgrade every control-plane node before any node component",
+            )
+        )
+    lag, allowed = api.new.minor_diff(v), kubelet_max_lag(v)
+    if lag > allowed:
+        out.append(
+            _mandatory(
+                code if code == SKEW_KUBE_PROXY else SKEW_KUBELET_TOO_OLD,
+                f"{kind} {v} on {node} is {_minors(lag)} behind kube-apiserver "
+                f"{api.new} on {api.new_node}; at most {allowed} allowed",
+                node=node,
+                fix=f"upgrade the {kind} on {node} before the control plane moves on",
+            )
+        )
+    return out
+
+
+def _controller(
+    api: _ApiRange,
+    apiservers: Mapping[str, KubeVersion],
+    kind: str,
+    code: str,
+    versions: Mapping[str, KubeVersion],
+) -> list[Finding]:
+    """kube-controller-manager or kube-scheduler: not newer than the kube-apiserver beside
+    it (else the oldest), at most one minor behind the newest."""
+    out: list[Finding] = []
+    for node, v in versions.items():
+        local = apiservers.get(node)
+        ref_node, ref = (node, local) if local is not None else (api.old_node, api.old)
+        if v.minor_diff(ref) > 0:
+            out.append(
+                _mandatory(
+                    code,
+                    f"{kind} {v} on {node} is newer than kube-apiserver {ref} on {ref_node}",
+                    node=node,
                 )
-            lag = new_api.minor_diff(v)
-            if lag > 1:
-                out.append(
-                    _mandatory(
-                        code,
-                        f"{kind} {v} on {node} is {_minors(lag)} behind kube-apiserver "
-                        f"{new_api} on {new_node}; at most 1 allowed",
-                        node=node,
-                        fix=f"upgrade the control plane of {node}",
-                    )
+            )
+        lag = api.new.minor_diff(v)
+        if lag > 1:
+            out.append(
+                _mandatory(
+                    code,
+                    f"{kind} {v} on {node} is {_minors(lag)} behind kube-apiserver "
+                    f"{api.new} on {api.new_node}; at most 1 allowed",
+                    node=node,
+                    fix=f"upgrade the control plane of {node}",
                 )
+            )
+    return out
 
-    controller("kube-controller-manager", SKEW_CONTROLLER_MANAGER, state.controller_managers)
-    controller("kube-scheduler", SKEW_SCHEDULER, state.schedulers)
 
-    for where, v in state.kubectl.items():
-        for api_node, api in ((new_node, new_api), (old_node, old_api)):
-            gap = v.minor_diff(api)
+def _kubectl(api: _ApiRange, kubectl: Mapping[str, KubeVersion]) -> list[Finding]:
+    """kubectl within one minor of the newest and the oldest kube-apiserver (a warning)."""
+    out: list[Finding] = []
+    for where, v in kubectl.items():
+        for api_node, ref in ((api.new_node, api.new), (api.old_node, api.old)):
+            gap = v.minor_diff(ref)
             if abs(gap) > 1:
                 side = "newer" if gap > 0 else "older"
                 out.append(
@@ -561,10 +623,10 @@ def skew_findings(state: ClusterState) -> list[Finding]:
                         SKEW_KUBECTL,
                         Severity.WARNING,
                         f"kubectl {v} on {where} is {_minors(abs(gap))} {side} than "
-                        f"kube-apiserver {api} on {api_node}; kubectl is supported within one "
+                        f"kube-apiserver {ref} on {api_node}; kubectl is supported within one "
                         "minor",
                         where,
-                        f"install kubectl {_m(api)} on {where}",
+                        f"install kubectl {_m(ref)} on {where}",
                     )
                 )
                 break

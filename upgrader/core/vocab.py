@@ -85,3 +85,8 @@ class PackageManager(StrEnum):
     @property
     def program(self) -> str:
         return "dnf" if self is PackageManager.DNF5 else self.value
+
+    @property
+    def os_family(self) -> str:
+        """The OS family whose packages it manages (the facts' ``os_family``)."""
+        return "debian" if self is PackageManager.APT else "rhel"

@@ -41,6 +41,13 @@ def describe(event: ev.Event) -> str | None:
     return None if line is None else sanitize(redact(line))
 
 
+_CORDON_WORDS = {
+    ev.NODE_CORDONED: "cordoned",
+    ev.NODE_UNCORDONED: "uncordoned",
+    ev.NODE_LEFT_CORDONED: "left cordoned",
+}
+
+
 def _describe(event: ev.Event) -> str | None:
     d = event.data
     node = d.get("node", "")
@@ -84,21 +91,16 @@ def _describe(event: ev.Event) -> str | None:
             f"{pos}{node} {d.get('name', '')}: waiting: another command holds the node lock "
             f"{d.get('lock', '')} ({by})"
         )
-    if k == ev.STEP_WAITING:
+    if k in (ev.STEP_WAITING, ev.DRAIN_FALLBACK):
         return f"{pos}{node} {d.get('name', '')}: {d.get('message', '')}"
     if k == ev.GATE_WAITING:
         before = ", ".join(str(n) for n in d.get("nodes") or ()) or node
         return f"    before {before}: {d.get('message', '')}"
     if k == ev.STEP_FAILED:
         return f"{pos}{node} {d.get('name', '')} FAILED: {d.get('error', '')}"
-    if k == ev.DRAIN_FALLBACK:
-        return f"{pos}{node} {d.get('name', '')}: {d.get('message', '')}"
-    if k == ev.NODE_CORDONED:
-        return f"    {node} cordoned"
-    if k == ev.NODE_UNCORDONED:
-        return f"    {node} uncordoned"
-    if k == ev.NODE_LEFT_CORDONED:
-        return f"    {node} left cordoned: {d.get('reason', '')}"
+    if k in _CORDON_WORDS:
+        reason = f": {d.get('reason', '')}" if k == ev.NODE_LEFT_CORDONED else ""
+        return f"    {node} {_CORDON_WORDS[k]}{reason}"
     if k == ev.NODE_FINISHED:
         return f"-- {node} done ({d.get('phase', '')}, {d.get('hop', '')})"
     if k == ev.RUN_FINISHED:

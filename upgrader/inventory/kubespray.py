@@ -142,6 +142,17 @@ class _Walker:
         if not all_vars and (name in _CLUSTER_ONLY or name == "upgrader_cluster_name"):
             raise self.fail(loc, "a cluster-wide setting: only read from all.vars")
 
+    def mapping(
+        self, raw: Mapping[Any, Any], key: str, loc: Loc, what: str
+    ) -> Mapping[Any, Any] | None:
+        """``raw[key]`` when present: a mapping (of ``what``), else a one-line error."""
+        value = raw.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise self.fail(
+                (*loc, key), f"expected a mapping of {what}, got {type(value).__name__}"
+            )
+        return value
+
     def group(self, name: str, raw: object, loc: Loc, depth: int) -> None:
         grp = self.groups.setdefault(name, _Group(depth=depth, loc=loc))
         grp.depth = min(grp.depth, depth)
@@ -153,13 +164,8 @@ class _Walker:
         for key in raw:
             if key not in _GROUP_KEYS:
                 raise self.fail((*loc, str(key)), "unknown key (expected hosts, vars, children)")
-        hosts = raw.get("hosts")
+        hosts = self.mapping(raw, "hosts", loc, "host names")
         if hosts is not None:
-            if not isinstance(hosts, Mapping):
-                raise self.fail(
-                    (*loc, "hosts"),
-                    f"expected a mapping of host names, got {type(hosts).__name__}",
-                )
             for host, host_vars in hosts.items():
                 hloc: Loc = (*loc, "hosts", str(host))
                 if not isinstance(host, str) or not host:
@@ -169,13 +175,8 @@ class _Walker:
                 if host not in grp.hosts:
                     grp.hosts.append(host)
         grp.vars.update(self.canonical_vars(raw.get("vars"), (*loc, "vars")))
-        children = raw.get("children")
+        children = self.mapping(raw, "children", loc, "group names")
         if children is not None:
-            if not isinstance(children, Mapping):
-                raise self.fail(
-                    (*loc, "children"),
-                    f"expected a mapping of group names, got {type(children).__name__}",
-                )
             for child, child_raw in children.items():
                 if not isinstance(child, str) or not child:
                     raise self.fail((*loc, "children", str(child)), "group names must be strings")
@@ -239,27 +240,14 @@ def _scalar(walker: _Walker, var: tuple[Any, Loc], want_int: bool = False) -> An
     return value
 
 
-@dataclass
-class Converted:
-    """A native inventory dict, and how to name its fields in the Kubespray file."""
-
-    data: dict[str, Any]
-    render: LocRenderer
-
-
-def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
-    walker = _Walker(source)
-    for name, raw in data.items():
-        if not isinstance(name, str):
-            raise walker.fail((str(name),), "group names must be strings")
-        walker.group(name, raw, (name,), 0 if name == "all" else 1)
-
+def _roles(walker: _Walker) -> dict[str, str]:
+    """host -> role, in order: control planes first, then the workers."""
     cp_groups = [g for g in CONTROL_PLANE_GROUPS if g in walker.groups]
     node_groups = [g for g in NODE_GROUPS if g in walker.groups]
     top: Loc = ("all", "children") if "all" in walker.groups else ()
     if not cp_groups:
         raise walker.fail(top, "no kube_control_plane (or kube-master) group")
-    ordered: dict[str, str] = {}  # host -> role, in order: control planes first
+    ordered: dict[str, str] = {}
     for grp in cp_groups:
         for host in walker.members(grp):
             ordered.setdefault(host, "control-plane")
@@ -268,9 +256,13 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
     for grp in node_groups:
         for host in walker.members(grp):
             ordered.setdefault(host, "worker")
+    return ordered
 
+
+def _sections(walker: _Walker, origins: dict[Loc, Loc]) -> dict[str, dict[str, Any]]:
+    """The native sections from ``all.vars``'s ``upgrader_*`` variables, and the jump
+    host from the bastion group (``upgrader_ssh_jump_host`` wins over it)."""
     all_vars = walker.groups["all"].vars if "all" in walker.groups else {}
-    origins: dict[Loc, Loc] = {}
     sections: dict[str, dict[str, Any]] = {
         "kubeconfig": {},
         "ssh": {},
@@ -287,9 +279,8 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
             )
             origins[(section, key)] = all_vars[var][1]
     ssh = sections["ssh"]
-
     bastions = walker.members(BASTION_GROUP)
-    if bastions and "jump_host" not in ssh:  # upgrader_ssh_jump_host wins over the bastion
+    if bastions and "jump_host" not in ssh:
         bvars, _ = walker.host_vars(bastions[0])
         host = _scalar(walker, bvars["ansible_host"]) if "ansible_host" in bvars else bastions[0]
         spec = str(host)
@@ -301,34 +292,55 @@ def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
             spec = f"{spec}:{_scalar(walker, bvars['ansible_port'])}"
         ssh["jump_host"] = spec
         origins[("ssh", "jump_host")] = walker.hosts[bastions[0]].loc
+    return sections
 
-    nodes: list[dict[str, Any]] = []
-    for index, (host, role) in enumerate(ordered.items()):
-        hvars, from_all = walker.host_vars(host)
-        hloc = walker.hosts[host].loc
-        node: dict[str, Any] = {
-            "name": host,
-            "address": host,
-            "role": role,
-        }
-        origins[("nodes", index)] = hloc
-        origins[("nodes", index, "name")] = hloc
-        origins[("nodes", index, "role")] = hloc
-        origins[("nodes", index, "address")] = hloc
-        if "kube_override_hostname" in hvars:
-            node["name"] = _scalar(walker, hvars["kube_override_hostname"])
-            origins[("nodes", index, "name")] = hvars["kube_override_hostname"][1]
-        for key, var in _NODE_VARS.items():
-            if var in hvars and (key in _FROM_ALL_TOO or var not in from_all):
-                value = _scalar(walker, hvars[var], want_int=key == "port")
-                if "." in key:  # a nested node field (drain.fallback)
-                    outer, inner = key.split(".", 1)
-                    node.setdefault(outer, {})[inner] = value
-                    origins[("nodes", index, outer, inner)] = hvars[var][1]
-                else:
-                    node[key] = value
-                    origins[("nodes", index, key)] = hvars[var][1]
-        nodes.append(node)
+
+def _node(
+    walker: _Walker, host: str, role: str, index: int, origins: dict[Loc, Loc]
+) -> dict[str, Any]:
+    """The native ``nodes[index]`` entry of ``host`` (its host and group vars)."""
+    hvars, from_all = walker.host_vars(host)
+    hloc = walker.hosts[host].loc
+    node: dict[str, Any] = {"name": host, "address": host, "role": role}
+    for field_ in ((), ("name",), ("role",), ("address",)):
+        origins[("nodes", index, *field_)] = hloc
+    if "kube_override_hostname" in hvars:
+        node["name"] = _scalar(walker, hvars["kube_override_hostname"])
+        origins[("nodes", index, "name")] = hvars["kube_override_hostname"][1]
+    for key, var in _NODE_VARS.items():
+        if var in hvars and (key in _FROM_ALL_TOO or var not in from_all):
+            value = _scalar(walker, hvars[var], want_int=key == "port")
+            if "." in key:  # a nested node field (drain.fallback)
+                outer, inner = key.split(".", 1)
+                node.setdefault(outer, {})[inner] = value
+                origins[("nodes", index, outer, inner)] = hvars[var][1]
+            else:
+                node[key] = value
+                origins[("nodes", index, key)] = hvars[var][1]
+    return node
+
+
+@dataclass
+class Converted:
+    """A native inventory dict, and how to name its fields in the Kubespray file."""
+
+    data: dict[str, Any]
+    render: LocRenderer
+
+
+def convert(data: Mapping[Any, Any], stem: str, source: str) -> Converted:
+    walker = _Walker(source)
+    for name, raw in data.items():
+        if not isinstance(name, str):
+            raise walker.fail((str(name),), "group names must be strings")
+        walker.group(name, raw, (name,), 0 if name == "all" else 1)
+    ordered = _roles(walker)
+    origins: dict[Loc, Loc] = {}
+    sections = _sections(walker, origins)
+    nodes = [
+        _node(walker, host, role, index, origins)
+        for index, (host, role) in enumerate(ordered.items())
+    ]
 
     cluster_name: Any = stem
     name_groups = ("all", *CLUSTER_GROUPS)

@@ -84,122 +84,123 @@ class Access:
         return {"resourceAttributes": attrs}
 
 
+# The accesses of every run: nodes and pods (cordon, drain) ...
+_NODES_AND_PODS = (
+    Access("get", "nodes", why="read node state and readiness"),
+    Access("list", "nodes", why="gather the cluster's nodes"),
+    Access("patch", "nodes", why="cordon and uncordon nodes"),
+    Access("list", "pods", why="find each node's pods and the control-plane mirror pods"),
+    Access("get", "pods", why="see whether an evicted pod is gone"),
+    Access("create", "pods", subresource="eviction", why="evict pods when draining"),
+    Access(
+        "watch",
+        "nodes",
+        why="see a node turn Ready as it happens (without it, the wait polls)",
+        required=False,
+    ),
+    Access(
+        "watch",
+        "pods",
+        why="see drained pods go and control-plane pods turn Ready as it happens "
+        "(without it, the waits poll)",
+        required=False,
+    ),
+)
+_DELETE_PODS = Access(
+    "delete",
+    "pods",
+    why="delete pods when draining (--disable-eviction, --drain-fallback delete)",
+)
+# ... then budgets, DaemonSets, the run lock's Lease, kubeadm's ConfigMaps, the metrics.
+_CLUSTER = (
+    Access(
+        "list",
+        "poddisruptionbudgets",
+        group="policy",
+        why="check drainability and report what blocks a drain",
+    ),
+    Access(
+        "watch",
+        "poddisruptionbudgets",
+        group="policy",
+        why="see the budgets allow disruptions again after the run as it happens "
+        "(without it, the wait polls)",
+        required=False,
+    ),
+    Access("get", "daemonsets", group="apps", why="recognise DaemonSet pods a drain skips"),
+    Access(
+        "get",
+        "deployments",
+        group="apps",
+        namespace=KUBE_SYSTEM,
+        name="coredns",
+        why="check the CoreDNS addon image after the run",
+        required=False,
+    ),
+    Access(
+        "get",
+        "leases",
+        group="coordination.k8s.io",
+        namespace=KUBE_SYSTEM,
+        name=LEASE_NAME,
+        why="read the run lock",
+    ),
+    Access(
+        "create",
+        "leases",
+        group="coordination.k8s.io",
+        namespace=KUBE_SYSTEM,
+        why="create the run lock (only while the Lease does not exist: apply the Lease "
+        "`upgrader rbac` prints instead)",
+    ),
+    Access(
+        "update",
+        "leases",
+        group="coordination.k8s.io",
+        namespace=KUBE_SYSTEM,
+        name=LEASE_NAME,
+        why="renew and release the run lock",
+    ),
+    Access(
+        "get",
+        "configmaps",
+        namespace=KUBE_SYSTEM,
+        name=KUBEADM_CONFIG,
+        why="read the cluster version from kubeadm-config",
+    ),
+    Access(
+        "get",
+        "configmaps",
+        namespace=KUBE_SYSTEM,
+        name=KUBELET_CONFIG,
+        why="see the kubelet configuration kubeadm upgrade writes to every node",
+        required=False,
+    ),
+    Access(
+        "get",
+        path=METRICS_PATH,
+        why="read apiserver_requested_deprecated_apis (removed-API usage)",
+        required=False,
+    ),
+)
+
+
 def required_access(
     *, disable_eviction: bool = False, scan: Iterable[tuple[str, str]] = ()
 ) -> tuple[Access, ...]:
     """Every access a run makes. ``disable_eviction``: the drain deletes pods instead of
     evicting them. ``scan``: (group, resource) lists for the removed-API check (optional)."""
-    out = [
-        Access("get", "nodes", why="read node state and readiness"),
-        Access("list", "nodes", why="gather the cluster's nodes"),
-        Access("patch", "nodes", why="cordon and uncordon nodes"),
-        Access("list", "pods", why="find each node's pods and the control-plane mirror pods"),
-        Access("get", "pods", why="see whether an evicted pod is gone"),
-        Access("create", "pods", subresource="eviction", why="evict pods when draining"),
-        Access(
-            "watch",
-            "nodes",
-            why="see a node turn Ready as it happens (without it, the wait polls)",
-            required=False,
-        ),
-        Access(
-            "watch",
-            "pods",
-            why="see drained pods go and control-plane pods turn Ready as it happens "
-            "(without it, the waits poll)",
-            required=False,
-        ),
-    ]
-    if disable_eviction:
-        out.append(
-            Access(
-                "delete",
-                "pods",
-                why="delete pods when draining (--disable-eviction, --drain-fallback delete)",
-            )
-        )
-    out += [
+    listed = tuple(
         Access(
             "list",
-            "poddisruptionbudgets",
-            group="policy",
-            why="check drainability and report what blocks a drain",
-        ),
-        Access(
-            "watch",
-            "poddisruptionbudgets",
-            group="policy",
-            why="see the budgets allow disruptions again after the run as it happens "
-            "(without it, the wait polls)",
+            resource,
+            group=group,
+            why="read last-applied-configuration annotations (removed-API usage)",
             required=False,
-        ),
-        Access("get", "daemonsets", group="apps", why="recognise DaemonSet pods a drain skips"),
-        Access(
-            "get",
-            "deployments",
-            group="apps",
-            namespace=KUBE_SYSTEM,
-            name="coredns",
-            why="check the CoreDNS addon image after the run",
-            required=False,
-        ),
-        Access(
-            "get",
-            "leases",
-            group="coordination.k8s.io",
-            namespace=KUBE_SYSTEM,
-            name=LEASE_NAME,
-            why="read the run lock",
-        ),
-        Access(
-            "create",
-            "leases",
-            group="coordination.k8s.io",
-            namespace=KUBE_SYSTEM,
-            why="create the run lock (only while the Lease does not exist: apply the Lease "
-            "`upgrader rbac` prints instead)",
-        ),
-        Access(
-            "update",
-            "leases",
-            group="coordination.k8s.io",
-            namespace=KUBE_SYSTEM,
-            name=LEASE_NAME,
-            why="renew and release the run lock",
-        ),
-        Access(
-            "get",
-            "configmaps",
-            namespace=KUBE_SYSTEM,
-            name=KUBEADM_CONFIG,
-            why="read the cluster version from kubeadm-config",
-        ),
-        Access(
-            "get",
-            "configmaps",
-            namespace=KUBE_SYSTEM,
-            name=KUBELET_CONFIG,
-            why="see the kubelet configuration kubeadm upgrade writes to every node",
-            required=False,
-        ),
-        Access(
-            "get",
-            path=METRICS_PATH,
-            why="read apiserver_requested_deprecated_apis (removed-API usage)",
-            required=False,
-        ),
-    ]
-    for group, resource in sorted(set(scan)):
-        out.append(
-            Access(
-                "list",
-                resource,
-                group=group,
-                why="read last-applied-configuration annotations (removed-API usage)",
-                required=False,
-            )
         )
-    return tuple(out)
+        for group, resource in sorted(set(scan))
+    )
+    return (*_NODES_AND_PODS, *((_DELETE_PODS,) if disable_eviction else ()), *_CLUSTER, *listed)
 
 
 # --------------------------------------------------------------------------- findings

@@ -37,6 +37,7 @@ from upgrader.core.drain import (
     LOCAL_STORAGE_FATAL,
     UNMANAGED_FATAL,
     Pod,
+    PodDecision,
     classify_pods,
     describe_pdb,
     pdbs_for_pod,
@@ -136,63 +137,9 @@ def check_drainability(
         if flags.pod_selectors.get(node):
             chooser = parse_selector(flags.pod_selectors[node])
             node_pods = [p for p in node_pods if chooser.matches_pod(p)]
-        passed_by = Override.DISABLE_EVICTION
-        if node in flags.fallback_delete and not flags.disable_eviction:
-            passed_by = Override.DRAIN_FALLBACK_DELETE
-        budget_given = flags.disable_eviction or node in flags.fallback_delete
         if not node_pods:
             continue
-        # The refusals as if no flag were given: which flag passes which pods.
-        strict_sel = classify_pods(node_pods, node=node, missing_daemonsets=missing_daemonsets)
-        emptydir: list[str] = []
-        unmanaged: list[str] = []
-        orphaned: list[str] = []
-        for d in strict_sel.refused:
-            for reason in d.reasons:
-                if reason == LOCAL_STORAGE_FATAL:
-                    emptydir.append(d.key)
-                elif reason == UNMANAGED_FATAL:
-                    unmanaged.append(d.key)
-                elif "daemonsets.apps" in reason:
-                    orphaned.append(d.key)
-        if emptydir:
-            out.append(
-                overridable(
-                    "DRAIN_EMPTYDIR",
-                    f"draining {node} would delete emptyDir data of {', '.join(emptydir)}",
-                    node=node,
-                    fix=f"pass {Override.DELETE_EMPTYDIR} if that data may be lost, or move the "
-                    "pods' data to a persistent volume",
-                    flag=Override.DELETE_EMPTYDIR,
-                    given=flags.delete_emptydir_data,
-                )
-            )
-        if unmanaged:
-            out.append(
-                overridable(
-                    "DRAIN_UNMANAGED_POD",
-                    f"draining {node} would delete {', '.join(unmanaged)}, which no "
-                    "controller manages (they will not be recreated)",
-                    node=node,
-                    fix=f"run them under a Deployment/StatefulSet/Job, delete them, or pass "
-                    f"{Override.FORCE}",
-                    flag=Override.FORCE,
-                    given=flags.force,
-                )
-            )
-        if orphaned:
-            out.append(
-                overridable(
-                    "DRAIN_ORPHANED_DAEMONSET_POD",
-                    f"draining {node} meets {', '.join(orphaned)}, whose DaemonSet no longer "
-                    "exists",
-                    node=node,
-                    fix=f"delete those pods, or pass {Override.FORCE}",
-                    flag=Override.FORCE,
-                    given=flags.force,
-                )
-            )
-
+        out += _refusals(node, node_pods, flags, missing_daemonsets)
         # What the drain will evict (with the flags given), and the budgets that hold it.
         sel = classify_pods(
             node_pods,
@@ -201,69 +148,153 @@ def check_drainability(
             force=flags.force,
             missing_daemonsets=missing_daemonsets,
         )
-        never: dict[str, tuple[Mapping[str, Any], str, list[str]]] = {}
-        now: dict[str, tuple[Mapping[str, Any], list[str]]] = {}
-        multi: list[tuple[str, list[Mapping[str, Any]]]] = []
-        for d in sel.to_evict:
-            phase = (d.pod.get("status") or {}).get("phase")
-            if phase in _PDB_FREE_PHASES or (d.pod.get("metadata") or {}).get("deletionTimestamp"):
-                continue
-            matched = pdbs_for_pod(d.pod, pdbs)
-            if len(matched) > 1:
-                multi.append((pod_key(d.pod), matched))
-                continue
-            if not matched:
-                continue
-            b = matched[0]
-            key = _pdb_key(b)
-            why = pdb_never_allows(b, covered.get(key, 0))
-            if why is not None:
-                never.setdefault(key, (b, why, []))[2].append(pod_key(d.pod))
-                continue
-            allowed = (b.get("status") or {}).get("disruptionsAllowed")
-            if isinstance(allowed, int) and allowed <= 0:
-                now.setdefault(key, (b, []))[1].append(pod_key(d.pod))
-        for b, why, keys in never.values():
+        holds = _budget_holds(sel.to_evict, pdbs, covered)
+        out += _budget_findings(node, holds, flags)
+    return out
+
+
+def _refusals(
+    node: str,
+    node_pods: Sequence[Pod],
+    flags: DrainFlags,
+    missing_daemonsets: Collection[tuple[str, str]],
+) -> list[Finding]:
+    """The drain's refusals as if no flag were given: which flag passes which pods."""
+    strict_sel = classify_pods(node_pods, node=node, missing_daemonsets=missing_daemonsets)
+    emptydir: list[str] = []
+    unmanaged: list[str] = []
+    orphaned: list[str] = []
+    for d in strict_sel.refused:
+        for reason in d.reasons:
+            if reason == LOCAL_STORAGE_FATAL:
+                emptydir.append(d.key)
+            elif reason == UNMANAGED_FATAL:
+                unmanaged.append(d.key)
+            elif "daemonsets.apps" in reason:
+                orphaned.append(d.key)
+    out: list[Finding] = []
+    if emptydir:
+        out.append(
+            overridable(
+                "DRAIN_EMPTYDIR",
+                f"draining {node} would delete emptyDir data of {', '.join(emptydir)}",
+                node=node,
+                fix=f"pass {Override.DELETE_EMPTYDIR} if that data may be lost, or move the "
+                "pods' data to a persistent volume",
+                flag=Override.DELETE_EMPTYDIR,
+                given=flags.delete_emptydir_data,
+            )
+        )
+    if unmanaged:
+        out.append(
+            overridable(
+                "DRAIN_UNMANAGED_POD",
+                f"draining {node} would delete {', '.join(unmanaged)}, which no "
+                "controller manages (they will not be recreated)",
+                node=node,
+                fix=f"run them under a Deployment/StatefulSet/Job, delete them, or pass "
+                f"{Override.FORCE}",
+                flag=Override.FORCE,
+                given=flags.force,
+            )
+        )
+    if orphaned:
+        out.append(
+            overridable(
+                "DRAIN_ORPHANED_DAEMONSET_POD",
+                f"draining {node} meets {', '.join(orphaned)}, whose DaemonSet no longer exists",
+                node=node,
+                fix=f"delete those pods, or pass {Override.FORCE}",
+                flag=Override.FORCE,
+                given=flags.force,
+            )
+        )
+    return out
+
+
+@dataclass
+class _Holds:
+    """The budgets that hold a node's pods: never (budget key -> (budget, why, pods)), not
+    now (budget key -> (budget, pods)), and pods several budgets match."""
+
+    never: dict[str, tuple[Mapping[str, Any], str, list[str]]] = field(default_factory=dict)
+    now: dict[str, tuple[Mapping[str, Any], list[str]]] = field(default_factory=dict)
+    multi: list[tuple[str, list[Mapping[str, Any]]]] = field(default_factory=list)
+
+
+def _budget_holds(
+    to_evict: Iterable[PodDecision], pdbs: Sequence[Mapping[str, Any]], covered: Mapping[str, int]
+) -> _Holds:
+    holds = _Holds()
+    for d in to_evict:
+        phase = (d.pod.get("status") or {}).get("phase")
+        if phase in _PDB_FREE_PHASES or (d.pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        matched = pdbs_for_pod(d.pod, pdbs)
+        if len(matched) > 1:
+            holds.multi.append((pod_key(d.pod), matched))
+            continue
+        if not matched:
+            continue
+        b = matched[0]
+        key = _pdb_key(b)
+        why = pdb_never_allows(b, covered.get(key, 0))
+        if why is not None:
+            holds.never.setdefault(key, (b, why, []))[2].append(pod_key(d.pod))
+            continue
+        allowed = (b.get("status") or {}).get("disruptionsAllowed")
+        if isinstance(allowed, int) and allowed <= 0:
+            holds.now.setdefault(key, (b, []))[1].append(pod_key(d.pod))
+    return holds
+
+
+def _budget_findings(node: str, holds: _Holds, flags: DrainFlags) -> list[Finding]:
+    passed_by = Override.DISABLE_EVICTION
+    if node in flags.fallback_delete and not flags.disable_eviction:
+        passed_by = Override.DRAIN_FALLBACK_DELETE
+    budget_given = flags.disable_eviction or node in flags.fallback_delete
+    out: list[Finding] = []
+    for b, why, keys in holds.never.values():
+        out.append(
+            overridable(
+                "DRAIN_PDB_BLOCKS",
+                f"draining {node} cannot finish: {describe_pdb(b)} never allows evicting "
+                f"{', '.join(keys)} ({why})",
+                node=node,
+                fix="relax the budget (maxUnavailable >= 1, or minAvailable below the "
+                "replica count) or scale the workload up; or pass "
+                f"{Override.DISABLE_EVICTION} to delete the pods regardless of the budget "
+                f"(or {Override.DRAIN_FALLBACK_DELETE} to delete them once --drain-timeout "
+                "ran out)",
+                flag=passed_by,
+                given=budget_given,
+            )
+        )
+    for key, matched in holds.multi:
+        names = ", ".join(_pdb_key(b) for b in matched)
+        out.append(
+            overridable(
+                "DRAIN_MULTIPLE_PDBS",
+                f"draining {node} cannot evict {key}: it is matched by several "
+                f"PodDisruptionBudgets ({names}), which the eviction API refuses",
+                node=node,
+                fix="make the budgets' selectors disjoint so each pod has at most one, or "
+                f"pass {Override.DISABLE_EVICTION} (or {Override.DRAIN_FALLBACK_DELETE})",
+                flag=passed_by,
+                given=budget_given,
+            )
+        )
+    if not flags.disable_eviction:
+        for b, keys in holds.now.values():
             out.append(
-                overridable(
-                    "DRAIN_PDB_BLOCKS",
-                    f"draining {node} cannot finish: {describe_pdb(b)} never allows evicting "
-                    f"{', '.join(keys)} ({why})",
-                    node=node,
-                    fix="relax the budget (maxUnavailable >= 1, or minAvailable below the "
-                    "replica count) or scale the workload up; or pass "
-                    f"{Override.DISABLE_EVICTION} to delete the pods regardless of the budget "
-                    f"(or {Override.DRAIN_FALLBACK_DELETE} to delete them once --drain-timeout "
-                    "ran out)",
-                    flag=passed_by,
-                    given=budget_given,
+                Finding(
+                    "DRAIN_PDB_NO_DISRUPTION_NOW",
+                    Severity.WARNING,
+                    f"{describe_pdb(b)} allows no disruption right now: draining {node} "
+                    f"would wait for {', '.join(keys)} until the budget recovers or the "
+                    "drain times out",
+                    node,
+                    "make the workload's pods Ready (kubectl get pods) before the run",
                 )
             )
-        for key, matched in multi:
-            names = ", ".join(_pdb_key(b) for b in matched)
-            out.append(
-                overridable(
-                    "DRAIN_MULTIPLE_PDBS",
-                    f"draining {node} cannot evict {key}: it is matched by several "
-                    f"PodDisruptionBudgets ({names}), which the eviction API refuses",
-                    node=node,
-                    fix="make the budgets' selectors disjoint so each pod has at most one, or "
-                    f"pass {Override.DISABLE_EVICTION} (or {Override.DRAIN_FALLBACK_DELETE})",
-                    flag=passed_by,
-                    given=budget_given,
-                )
-            )
-        if not flags.disable_eviction:
-            for b, keys in now.values():
-                out.append(
-                    Finding(
-                        "DRAIN_PDB_NO_DISRUPTION_NOW",
-                        Severity.WARNING,
-                        f"{describe_pdb(b)} allows no disruption right now: draining {node} "
-                        f"would wait for {', '.join(keys)} until the budget recovers or the "
-                        "drain times out",
-                        node,
-                        "make the workload's pods Ready (kubectl get pods) before the run",
-                    )
-                )
     return out

@@ -259,60 +259,9 @@ def check_removed_apis(
     removals = removed_between(table, current, target)
     out: list[Finding] = []
     if requests is not None:
-        for r in requests:
-            if not r.removed_release:
-                continue
-            try:
-                rel = _minor(r.removed_release, METRIC)
-            except ConfigError:
-                continue
-            if not (current.minor_key < rel <= target.minor_key):
-                continue
-            hop = hop_for(rel, hops)
-            known = next(
-                (
-                    x
-                    for x in table
-                    if x.group == r.group and x.version == r.version and x.resource == r.resource
-                ),
-                None,
-            )
-            what = f"{r.api_version} {r.resource}" + (f"/{r.subresource}" if r.subresource else "")
-            advice = known.advice() if known is not None else "move to a served version"
-            out.append(
-                Finding(
-                    "REMOVED_API_REQUESTED",
-                    Severity.BLOCKER,
-                    f"clients still request {what} (the API server's {METRIC} since it "
-                    f"started), which {hop} stops serving (removed in {r.removed_release})",
-                    None,
-                    f"{advice}: find the clients in the audit log or by user agent, update "
-                    "them and their manifests; the gauge resets when kube-apiserver restarts",
-                )
-            )
+        out += _requested(table, current, hops, requests)
     if objects is not None:
-        by_api = {(x.api_version, x.kind): x for x in removals}
-        for o in objects:
-            applied = applied_as(o.last_applied)
-            if applied is None:
-                continue
-            hit = by_api.get(applied)
-            if hit is None:
-                continue
-            hop = hop_for(hit.removed_in, hops)
-            where = f"{o.namespace}/{o.name}" if o.namespace else o.name
-            out.append(
-                Finding(
-                    "REMOVED_API_APPLIED",
-                    Severity.BLOCKER,
-                    f"{hit.kind} {where} was last applied as {hit.api_version} (group "
-                    f'"{hit.group}", version {hit.version}), which {hop} stops serving '
-                    f"(removed in {hit.removed_str})",
-                    None,
-                    f"{hit.advice()}: update the manifest and re-apply it (kubectl apply), so "
-                    "its last-applied-configuration names a served version",
-                )
-            )
+        out += _applied(removals, hops, objects)
     for why in unchecked if removals else ():
         out.append(
             Finding(
@@ -322,6 +271,79 @@ def check_removed_apis(
                 None,
                 "grant the read access `upgrader rbac` lists, or check by hand (kubectl get "
                 f"--raw /metrics | grep {METRIC})",
+            )
+        )
+    return out
+
+
+def _requested(
+    table: Sequence[RemovedApi],
+    current: KubeVersion,
+    hops: Sequence[KubeVersion],
+    requests: Sequence[DeprecatedRequest],
+) -> list[Finding]:
+    """The removals within ``hops`` that clients still request (the metric)."""
+    target = max(hops)
+    out: list[Finding] = []
+    for r in requests:
+        if not r.removed_release:
+            continue
+        try:
+            rel = _minor(r.removed_release, METRIC)
+        except ConfigError:
+            continue
+        if not (current.minor_key < rel <= target.minor_key):
+            continue
+        hop = hop_for(rel, hops)
+        known = next(
+            (
+                x
+                for x in table
+                if x.group == r.group and x.version == r.version and x.resource == r.resource
+            ),
+            None,
+        )
+        what = f"{r.api_version} {r.resource}" + (f"/{r.subresource}" if r.subresource else "")
+        advice = known.advice() if known is not None else "move to a served version"
+        out.append(
+            Finding(
+                "REMOVED_API_REQUESTED",
+                Severity.BLOCKER,
+                f"clients still request {what} (the API server's {METRIC} since it "
+                f"started), which {hop} stops serving (removed in {r.removed_release})",
+                None,
+                f"{advice}: find the clients in the audit log or by user agent, update "
+                "them and their manifests; the gauge resets when kube-apiserver restarts",
+            )
+        )
+    return out
+
+
+def _applied(
+    removals: Sequence[RemovedApi], hops: Sequence[KubeVersion], objects: Sequence[AppliedObject]
+) -> list[Finding]:
+    """The objects last applied with a version removed within ``hops`` (annotations)."""
+    by_api = {(x.api_version, x.kind): x for x in removals}
+    out: list[Finding] = []
+    for o in objects:
+        applied = applied_as(o.last_applied)
+        if applied is None:
+            continue
+        hit = by_api.get(applied)
+        if hit is None:
+            continue
+        hop = hop_for(hit.removed_in, hops)
+        where = f"{o.namespace}/{o.name}" if o.namespace else o.name
+        out.append(
+            Finding(
+                "REMOVED_API_APPLIED",
+                Severity.BLOCKER,
+                f"{hit.kind} {where} was last applied as {hit.api_version} (group "
+                f'"{hit.group}", version {hit.version}), which {hop} stops serving '
+                f"(removed in {hit.removed_str})",
+                None,
+                f"{hit.advice()}: update the manifest and re-apply it (kubectl apply), so "
+                "its last-applied-configuration names a served version",
             )
         )
     return out

@@ -259,77 +259,91 @@ def check_runtime_support(
     for n in facts.nodes:
         if wanted is not None and n.name not in wanted:
             continue
-        if cgroup_rule and n.cgroup == "v1":
-            message = (
-                f"{n.name} runs on cgroup v1 (stat -fc %T /sys/fs/cgroup/ says tmpfs); from "
-                f"Kubernetes {CGROUP_V1_REMOVED_IN.minor_str} the kubelet refuses to start on "
-                f"cgroup v1 (failCgroupV1 defaults to true), so its kubelet cannot go to {target}"
-            )
-            if tolerated:
-                out.append(
-                    Finding(
-                        "CGROUP_V1_UNSUPPORTED",
-                        Severity.WARNING,
-                        message.replace("refuses to start", "by default refuses to start")
-                        + "; the kube-system/kubelet-config ConfigMap sets failCgroupV1: false, "
-                        "so it will start, unsupported",
-                        n.name,
-                        f"move the node to cgroup v2 ({CGROUPS_DOC}); see {KEP_5573}",
-                    )
-                )
-            else:
-                out.append(
-                    Finding(
-                        "CGROUP_V1_UNSUPPORTED",
-                        Severity.BLOCKER,
-                        message,
-                        n.name,
-                        f"move the node to cgroup v2 before the upgrade ({CGROUPS_DOC}); or, "
-                        "unsupported, set failCgroupV1: false in the kube-system/kubelet-config "
-                        f"ConfigMap. Source: Kubernetes v1.35 release notes ({RELEASE_NOTES_1_35}) "
-                        f"and {KEP_5573}",
-                    )
-                )
-        elif cgroup_rule and n.cgroup is None and n.reachable:
-            out.append(
-                Finding(
-                    "CGROUP_VERSION_UNKNOWN",
-                    Severity.WARNING,
-                    f"the cgroup version of {n.name} could not be read; a kubelet of "
-                    f"{CGROUP_V1_REMOVED_IN.minor_str} or later refuses to start on cgroup v1",
-                    n.name,
-                    "check by hand: stat -fc %T /sys/fs/cgroup/ must say cgroup2fs "
-                    f"({CGROUPS_DOC})",
-                )
-            )
-        major = containerd_major(n.container_runtime)
-        if major is None or major >= 2:
-            continue
-        if target.minor_key > CONTAINERD_1X_LAST.minor_key:
-            out.append(
-                Finding(
-                    "CONTAINERD_1X_UNSUPPORTED",
-                    Severity.BLOCKER,
-                    f"{n.name} runs {n.container_runtime}: Kubernetes "
-                    f"{CONTAINERD_1X_LAST.minor_str} is the last minor that supports containerd "
-                    f"1.x, so its kubelet cannot go to {target}",
-                    n.name,
-                    "upgrade containerd to 2.0 or later on the node (drain it first) before "
-                    f"going past {CONTAINERD_1X_LAST.minor_str}. Source: Kubernetes v1.35 "
-                    f"release notes ({RELEASE_NOTES_1_35})",
-                )
-            )
-        elif target.minor_key == CONTAINERD_1X_LAST.minor_key:
-            out.append(
-                Finding(
-                    "CONTAINERD_1X_LAST_MINOR",
-                    Severity.WARNING,
-                    f"{n.name} runs {n.container_runtime}: Kubernetes "
-                    f"{CONTAINERD_1X_LAST.minor_str} is the last minor that supports containerd "
-                    "1.x; the next minor needs containerd 2.0 or later",
-                    n.name,
-                    "plan the move to containerd 2.0 or later before the next upgrade. Source: "
-                    f"Kubernetes v1.35 release notes ({RELEASE_NOTES_1_35})",
-                )
-            )
+        if cgroup_rule:
+            out += _cgroup(n, target, tolerated)
+        out += _containerd(n, target)
     return out
+
+
+def _cgroup(n: NodeFacts, target: KubeVersion, tolerated: bool) -> list[Finding]:
+    """cgroup v1 on a node whose kubelet goes to 1.35 or later (a warning when the
+    kubelet-config ConfigMap tolerates it), or a cgroup version that could not be read."""
+    out: list[Finding] = []
+    if n.cgroup == "v1":
+        message = (
+            f"{n.name} runs on cgroup v1 (stat -fc %T /sys/fs/cgroup/ says tmpfs); from "
+            f"Kubernetes {CGROUP_V1_REMOVED_IN.minor_str} the kubelet refuses to start on "
+            f"cgroup v1 (failCgroupV1 defaults to true), so its kubelet cannot go to {target}"
+        )
+        if tolerated:
+            out.append(
+                Finding(
+                    "CGROUP_V1_UNSUPPORTED",
+                    Severity.WARNING,
+                    message.replace("refuses to start", "by default refuses to start")
+                    + "; the kube-system/kubelet-config ConfigMap sets failCgroupV1: false, "
+                    "so it will start, unsupported",
+                    n.name,
+                    f"move the node to cgroup v2 ({CGROUPS_DOC}); see {KEP_5573}",
+                )
+            )
+        else:
+            out.append(
+                Finding(
+                    "CGROUP_V1_UNSUPPORTED",
+                    Severity.BLOCKER,
+                    message,
+                    n.name,
+                    f"move the node to cgroup v2 before the upgrade ({CGROUPS_DOC}); or, "
+                    "unsupported, set failCgroupV1: false in the kube-system/kubelet-config "
+                    f"ConfigMap. Source: Kubernetes v1.35 release notes ({RELEASE_NOTES_1_35}) "
+                    f"and {KEP_5573}",
+                )
+            )
+    elif n.cgroup is None and n.reachable:
+        out.append(
+            Finding(
+                "CGROUP_VERSION_UNKNOWN",
+                Severity.WARNING,
+                f"the cgroup version of {n.name} could not be read; a kubelet of "
+                f"{CGROUP_V1_REMOVED_IN.minor_str} or later refuses to start on cgroup v1",
+                n.name,
+                f"check by hand: stat -fc %T /sys/fs/cgroup/ must say cgroup2fs ({CGROUPS_DOC})",
+            )
+        )
+    return out
+
+
+def _containerd(n: NodeFacts, target: KubeVersion) -> list[Finding]:
+    """containerd 1.x on a node whose kubelet goes past (or to) its last minor."""
+    major = containerd_major(n.container_runtime)
+    if major is None or major >= 2:
+        return []
+    if target.minor_key > CONTAINERD_1X_LAST.minor_key:
+        return [
+            Finding(
+                "CONTAINERD_1X_UNSUPPORTED",
+                Severity.BLOCKER,
+                f"{n.name} runs {n.container_runtime}: Kubernetes "
+                f"{CONTAINERD_1X_LAST.minor_str} is the last minor that supports containerd "
+                f"1.x, so its kubelet cannot go to {target}",
+                n.name,
+                "upgrade containerd to 2.0 or later on the node (drain it first) before "
+                f"going past {CONTAINERD_1X_LAST.minor_str}. Source: Kubernetes v1.35 "
+                f"release notes ({RELEASE_NOTES_1_35})",
+            )
+        ]
+    if target.minor_key == CONTAINERD_1X_LAST.minor_key:
+        return [
+            Finding(
+                "CONTAINERD_1X_LAST_MINOR",
+                Severity.WARNING,
+                f"{n.name} runs {n.container_runtime}: Kubernetes "
+                f"{CONTAINERD_1X_LAST.minor_str} is the last minor that supports containerd "
+                "1.x; the next minor needs containerd 2.0 or later",
+                n.name,
+                "plan the move to containerd 2.0 or later before the next upgrade. Source: "
+                f"Kubernetes v1.35 release notes ({RELEASE_NOTES_1_35})",
+            )
+        ]
+    return []
