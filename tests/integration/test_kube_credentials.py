@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import http.server
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -29,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from kubeapi_stub import TLSServer
 from lab_api_fixture import LabAPI, small_spec, wait_for
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
@@ -219,52 +221,31 @@ def test_a_client_key_kubeconfig_still_talks_to_the_api(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- mutual TLS
 
 
-class _MutualTLS:
-    """A tiny HTTPS server (the lab's server certificate) that requires a client
-    certificate signed by the lab's CA and answers ``/version`` with its subject's CN."""
+class _VersionByClientCN(http.server.BaseHTTPRequestHandler):
+    """Answers ``/version`` with the client certificate's CN as ``gitVersion`` (and
+    records each CN in ``seen``)."""
 
-    def __init__(self, pki: Any) -> None:
-        import http.server
-        import ssl
-        import threading
+    seen: ClassVar[list[str]] = []
 
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(pki.server_cert), str(pki.server_key))
-        ctx.load_verify_locations(cafile=str(pki.ca_cert))
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        seen: list[str] = []
-        self.seen = seen
+    def do_GET(self) -> None:
+        cert = self.connection.getpeercert() or {}  # type: ignore[attr-defined]
+        cn = next(
+            (v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"),
+            "",
+        )
+        self.seen.append(cn)
+        fields = ("buildDate", "compiler", "gitCommit", "gitTreeState", "goVersion")
+        doc = {k: "x" for k in fields}
+        doc.update(major="1", minor="27", platform="linux/amd64", gitVersion=cn)
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                cert = self.connection.getpeercert() or {}  # type: ignore[attr-defined]
-                cn = next(
-                    (v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"),
-                    "",
-                )
-                seen.append(cn)
-                fields = ("buildDate", "compiler", "gitCommit", "gitTreeState", "goVersion")
-                doc = {k: "x" for k in fields}
-                doc.update(major="1", minor="27", platform="linux/amd64", gitVersion=cn)
-                body = json.dumps(doc).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
@@ -282,7 +263,10 @@ def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
     (tmp_path / "tmp").mkdir()
     pki = ensure_pki(tmp_path / "pki-home", "lab", "127.0.0.1")
     cert_pem, key_pem = client_cert(pki.ca_cert, pki.ca_key)
-    server = _MutualTLS(pki)
+    seen: list[str] = []
+    handler = type("Handler", (_VersionByClientCN,), {"seen": seen})
+    # a server that requires a client certificate signed by the same CA
+    server = TLSServer.start(handler, tmp_path / "pki-home", client_certs=True)
     try:
         kubeconfig = tmp_path / "kubeconfig"
         doc = {
@@ -325,8 +309,8 @@ def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
         finally:
             api.close()  # type: ignore[no-untyped-call]
     finally:
-        server.close()
-    assert server.seen == ["upgrader-test"]
+        server.stop()
+    assert seen == ["upgrader-test"]
 
 
 # --------------------------------------------------------------------------- exec plugins
