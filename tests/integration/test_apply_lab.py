@@ -15,14 +15,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cli_run import cli, cli_env
 from golden_check import check_golden, normalise, stop_message
+from labkit import LabFiles, fast_playbooks, lab_down, lab_up
 
 from upgrader import state as upgrader_state
 
@@ -30,21 +29,14 @@ pytestmark = pytest.mark.integration
 
 TARGET = "v1.28.4"
 DOWNLOAD_ONLY = ("--download-only", "--downloadonly")  # the prestage phase's downloads
-PKG = Path(__file__).resolve().parents[2] / "upgrader" / "playbooks"
 
 
-@dataclass
-class Lab:
-    dir: Path
-    work: Path  # the test's own files (playbooks, events)
+class Lab(LabFiles):
+    """A lab of the kit and the test's own files in ``work`` (playbooks, events)."""
 
-    @property
-    def inventory(self) -> Path:
-        return self.dir / "inventory.yaml"
-
-    @property
-    def state(self) -> Path:
-        return self.dir / ".upgrader" / "lab.state.json"
+    def __init__(self, lab_dir: Path, work: Path) -> None:
+        super().__init__(lab_dir)
+        self.work = work
 
     @property
     def events(self) -> Path:
@@ -70,16 +62,8 @@ class Lab:
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         """``kubectl get nodes -o json``: name -> {kubelet, unschedulable, ready}."""
-        out = subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.dir / "kubeconfig"), "get", "nodes", "-o", "json"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=cli_env(),
-            check=True,
-        ).stdout
         result = {}
-        for item in json.loads(out)["items"]:
+        for item in json.loads(self.kubectl("get", "nodes", "-o", "json"))["items"]:
             conds = {c["type"]: c["status"] for c in item["status"].get("conditions", [])}
             result[item["metadata"]["name"]] = {
                 "kubelet": item["status"]["nodeInfo"]["kubeletVersion"],
@@ -88,27 +72,9 @@ class Lab:
             }
         return result
 
-    def kubectl(self, *args: str) -> str:
-        return subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.dir / "kubeconfig"), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=cli_env(),
-            check=True,
-        ).stdout
-
     def calls(self, node: str) -> list[str]:
         """The command lines the node's simulated tools ran, in order."""
-        p = self.dir / "nodes" / node / "calls.jsonl"
-        if not p.exists():
-            return []
-        out = []
-        for line in p.read_text().splitlines():
-            if line.strip():
-                argv = json.loads(line).get("argv") or []
-                out.append(" ".join(str(a) for a in argv))
-        return out
+        return [" ".join(str(a) for a in r.get("argv") or []) for r in self.records(node)]
 
     def changes(self, node: str) -> list[str]:
         """Calls that change the node (not the read-only fact gathering, nor the prestage
@@ -137,20 +103,6 @@ class Lab:
         return [json.loads(x) for x in self.events.read_text().splitlines() if x.strip()]
 
 
-def _fast_playbooks(dest: Path) -> None:
-    """The packaged playbooks with readiness polled every second (the lab is quick)."""
-    dest.mkdir(parents=True)
-    doc = yaml.safe_load((PKG / "default.yaml").read_text())
-    for phase in doc["phases"].values():
-        for key in ("pre", "steps", "post"):
-            for step in phase.get(key) or ():
-                if step["kind"] in ("wait-ready", "wait-control-plane"):
-                    step["params"] = {**(step.get("params") or {}), "poll_interval": 1}
-                if step["kind"] == "drain":
-                    step["params"] = {**(step.get("params") or {}), "retry_interval": 1}
-    (dest / "default.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
 def _node(name: str, role: str = "worker", **kw: Any) -> dict[str, Any]:
     return {"name": name, "role": role, **kw}
 
@@ -170,19 +122,15 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
     def make(spec: dict[str, Any]) -> Lab:
         n = len(started)
         work = tmp_path / f"work{n}"
-        _fast_playbooks(work / "playbooks")
-        spec_file = work / "spec.yaml"
-        spec_file.write_text(yaml.safe_dump({"delays": FAST, **spec}, sort_keys=False))
+        fast_playbooks(work / "playbooks")
         lab = Lab(tmp_path / f"lab{n}", work)
         started.append(lab)
-        up = cli("lab", "up", "--dir", str(lab.dir), "--spec", str(spec_file), timeout=180)
-        assert up.returncode == 0, up.stderr + up.stdout
+        lab_up(lab.dir, {"delays": FAST, **spec})
         return lab
 
     yield make
     for lab in started:
-        down = cli("lab", "down", "--dir", str(lab.dir), timeout=120)
-        assert down.returncode == 0, down.stderr
+        lab_down(lab.dir)
 
 
 def _wait_event(lab: Lab, proc: subprocess.Popen[Any], kind: str, step: str) -> None:

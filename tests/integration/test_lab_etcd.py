@@ -25,9 +25,8 @@ import stat
 from collections.abc import Iterator
 
 import pytest
+from labkit import lab_down
 from test_lab_nodes import Lab, start_lab
-
-from upgrader_lab import runner
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +72,7 @@ def etcd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     the_lab = start_lab(lab_dir, spec)
     yield the_lab
     the_lab.close()
-    runner.down(lab_dir)
+    lab_down(lab_dir)
 
 
 def test_etcd_is_a_static_pod_with_kubeadm_manifest(etcd_lab: Lab) -> None:

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.integration.test_lab_nodes import Lab, kube, start_lab
-from upgrader_lab import runner
+from labkit import lab_down
+from test_lab_nodes import Lab, kube, start_lab
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +60,7 @@ def klab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     the_lab = start_lab(lab_dir, SPEC)
     yield the_lab
     the_lab.close()
-    runner.down(lab_dir)
+    lab_down(lab_dir)
 
 
 def addon_images(lab: Lab) -> tuple[str, str]:

@@ -21,6 +21,7 @@ import paramiko
 import pytest
 import yaml
 from lab_api_fixture import wait_for
+from labkit import LabFiles, lab_down, lab_up
 
 from upgrader.errors import ConfigError
 from upgrader_lab import runner, trust
@@ -65,36 +66,14 @@ class Out:
     err: str
 
 
-class Lab:
+class Lab(LabFiles):
     """A started lab and SSH access to its nodes (one cached connection per node)."""
 
     def __init__(self, lab_dir: Path) -> None:
-        self.dir = lab_dir
-        self.info = json.loads((lab_dir / "lab.json").read_text())
+        super().__init__(lab_dir)
         self.port = int(self.info["ssh"]["port"])
-        self.key = paramiko.Ed25519Key.from_private_key_file(str(lab_dir / "id_ed25519"))
         self._clients: dict[str, paramiko.SSHClient] = {}
         self._lock = threading.Lock()
-
-    def address(self, node: str) -> str:
-        return str(self.info["nodes"][node]["address"])
-
-    def connect(self, node: str) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        client.load_host_keys(str(self.dir / "known_hosts"))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        client.connect(
-            self.address(node),
-            port=self.port,
-            username=self.info["ssh"]["user"],
-            pkey=self.key,
-            timeout=60,
-            banner_timeout=60,
-            auth_timeout=60,
-            look_for_keys=False,
-            allow_agent=False,
-        )
-        return client
 
     def client(self, node: str) -> paramiko.SSHClient:
         with self._lock:
@@ -115,8 +94,7 @@ class Lab:
         return r.out
 
     def calls(self, node: str) -> list[dict[str, Any]]:
-        text = (self.dir / "nodes" / node / "calls.jsonl").read_text()
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return self.records(node)
 
     def close(self) -> None:
         for c in self._clients.values():
@@ -125,8 +103,7 @@ class Lab:
 
 
 def start_lab(lab_dir: Path, spec: dict[str, Any] | None) -> Lab:
-    parsed = labspec.parse_spec(spec, "test spec") if spec is not None else None
-    runner.up(lab_dir, parsed)
+    lab_up(lab_dir, spec)
     return Lab(lab_dir)
 
 
@@ -136,7 +113,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     the_lab = start_lab(lab_dir, SESSION_SPEC)
     yield the_lab
     the_lab.close()
-    runner.down(lab_dir)
+    lab_down(lab_dir)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +132,7 @@ def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     the_lab = start_lab(lab_dir, spec)
     yield the_lab
     the_lab.close()
-    runner.down(lab_dir)
+    lab_down(lab_dir)
 
 
 def kube(lab: Lab) -> Any:

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 import yaml
 from cli_run import cli, cli_env
+from labkit import fast_playbooks, lab_down, lab_up
 
 from upgrader.core.parsers import FACT_SECTION_CAP
 
 pytestmark = pytest.mark.integration
 
 TARGET = "v1.28.4"
-PKG = Path(__file__).resolve().parents[2] / "upgrader" / "playbooks"
 FAST = {"kubelet_ready": 0.3, "package_install": 0.0, "pod_termination": 0.1, "download": 0.0}
 # OSC 52 (writes the operator's clipboard), CSI (clears the screen), RLO (reverses text)
 EVIL = "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2J\u202e"
@@ -95,17 +95,6 @@ def _raw_free(*texts: str) -> None:
             assert c not in text, f"raw {c!r} reached the operator: {text[-2000:]!r}"
 
 
-def _fast_playbooks(dest: Path) -> None:
-    dest.mkdir(parents=True)
-    doc = yaml.safe_load((PKG / "default.yaml").read_text())
-    for phase in doc["phases"].values():
-        for key in ("pre", "steps", "post"):
-            for step in phase.get(key) or ():
-                if step["kind"] in ("wait-ready", "wait-control-plane"):
-                    step["params"] = {**(step.get("params") or {}), "poll_interval": 1}
-    (dest / "default.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
 def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> None:
     spec: dict[str, Any] = {
         "delays": FAST,
@@ -119,12 +108,9 @@ def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> Non
             {"node": "cp-1", "match": "kubeadm upgrade plan", "times": 9, "exit": 1, "stderr": EVIL}
         ],
     }
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     lab = tmp_path / "lab"
-    _fast_playbooks(tmp_path / "playbooks")
-    up = cli("lab", "up", "--dir", str(lab), "--spec", str(spec_file), timeout=180)
-    assert up.returncode == 0, up.stderr + up.stdout
+    fast_playbooks(tmp_path / "playbooks")
+    lab_up(lab, spec)
     inv = str(lab / "inventory.yaml")
     try:
         # w-1: a dockerd host address carrying escapes (DOCKERD_TCP_NO_TLS quotes it)
@@ -189,5 +175,4 @@ def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> Non
         _raw_free(transcript)
         assert SHOWN in transcript
     finally:
-        down = cli("lab", "down", "--dir", str(lab), timeout=120)
-        assert down.returncode == 0, down.stderr
+        lab_down(lab)
