@@ -60,6 +60,18 @@ class Lab(LabFiles):
     def apply(self, *extra: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
         return cli(*self.apply_args(*extra), timeout=timeout)
 
+    def start_apply(self, *extra: str) -> subprocess.Popen[str]:
+        """``apply`` in the background (stdout and stderr piped, as text), to be signalled
+        or waited for."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "upgrader", *self.apply_args(*extra)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=cli_env(),
+            text=True,
+        )
+
     def nodes(self) -> dict[str, dict[str, Any]]:
         """``kubectl get nodes -o json``: name -> {kubelet, unschedulable, ready}."""
         result = {}
@@ -433,14 +445,7 @@ def test_a_signal_mid_step_records_interrupted_and_says_what_it_left(
             "faults": [{"node": "w-1", "match": "Timeout=300 kubelet=", "times": 1, "hang": 30}],
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "upgrader", *lab.apply_args()],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=cli_env(),
-        text=True,
-    )
+    proc = lab.start_apply()
     step = f"{TARGET}/w-1/worker/kubelet-kubectl-packages"
     try:
         _wait_event(lab, proc, "step-started", step)
@@ -487,14 +492,7 @@ def test_pdb_that_never_allows_eviction(make_lab: Callable[..., Lab]) -> None:
             "faults": [{"node": "cp-1", "match": "kubeadm upgrade plan", "times": 1, "hang": 4}],
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "upgrader", *lab.apply_args("--drain-timeout", "3")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=cli_env(),
-        text=True,
-    )
+    proc = lab.start_apply("--drain-timeout", "3")
     try:
         _wait_event(
             lab, proc, "step-started", f"{TARGET}/cp-1/first-control-plane/kubeadm-upgrade-plan"
