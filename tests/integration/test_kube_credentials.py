@@ -11,7 +11,6 @@ a server that requires it).
 from __future__ import annotations
 
 import base64
-import datetime
 import http.server
 import json
 import os
@@ -26,46 +25,18 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 from cli_run import cli, cli_env
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from kubeapi_stub import TLSServer
 from lab_api_fixture import LabAPI, small_spec, wait_for
+
+from bench.security import client_cert
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
 
 
-def client_cert(ca_cert: Path, ca_key: Path) -> tuple[bytes, bytes]:
+def admin_client_cert(ca_cert: Path, ca_key: Path) -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM) for ``CN=upgrader-test, O=system:masters``, signed by the
-    lab's CA. RSA: a key body of many distinctive base64 lines."""
-    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
-    signer = serialization.load_pem_private_key(ca_key.read_bytes(), None)
-    assert isinstance(signer, ec.EllipticCurvePrivateKey)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "upgrader-test"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-        ]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(signer, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+    lab's CA."""
+    return client_cert(ca_cert, ca_key, "upgrader-test", "system:masters")
 
 
 def key_body_lines(key_pem: bytes) -> list[bytes]:
@@ -140,7 +111,7 @@ def test_client_key_is_in_no_file_after_a_sigkilled_run(
     slow_lease_lab: LabAPI, tmp_path: Path
 ) -> None:
     lab = slow_lease_lab
-    cert_pem, key_pem = client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
+    cert_pem, key_pem = admin_client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
     needles = key_body_lines(key_pem)
     assert len(needles) > 10
     kubeconfig = tmp_path / "ops" / "kubeconfig"
@@ -198,7 +169,7 @@ def test_a_client_key_kubeconfig_still_talks_to_the_api(tmp_path: Path) -> None:
     ``status`` reads the lease through TLS with the key loaded, and exits 0."""
     lab = LabAPI.start(tmp_path / "lab", small_spec())
     try:
-        cert_pem, key_pem = client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
+        cert_pem, key_pem = admin_client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
         kubeconfig = tmp_path / "kubeconfig"
         write_kubeconfig(
             lab,
@@ -262,7 +233,7 @@ def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     pki = ensure_pki(tmp_path / "pki-home", "lab", "127.0.0.1")
-    cert_pem, key_pem = client_cert(pki.ca_cert, pki.ca_key)
+    cert_pem, key_pem = admin_client_cert(pki.ca_cert, pki.ca_key)
     seen: list[str] = []
     handler = type("Handler", (_VersionByClientCN,), {"seen": seen})
     # a server that requires a client certificate signed by the same CA
@@ -390,7 +361,7 @@ def test_a_client_key_from_an_exec_plugin_is_moved_into_memory(
     monkeypatch.setattr(credfiles, "_store", None)  # a fresh store under this temp dir
     lab = LabAPI.start(tmp_path / "lab", small_spec())
     try:
-        cert_pem, key_pem = client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
+        cert_pem, key_pem = admin_client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
         status = {
             "clientCertificateData": cert_pem.decode(),
             "clientKeyData": key_pem.decode(),
@@ -423,7 +394,7 @@ def test_failed_api_calls_show_no_credential(tmp_path: Path) -> None:
     )
     lab = LabAPI.start(tmp_path / "lab", spec)
     try:
-        cert_pem, key_pem = client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
+        cert_pem, key_pem = admin_client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
         wrong = "wrong-" + os.urandom(16).hex()
         inv = {}
         for name, token in (("rejected", wrong), ("failing", lab.token)):

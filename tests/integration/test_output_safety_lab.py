@@ -7,14 +7,9 @@ error line, ``status``) nor the transcripts raw."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +18,7 @@ import yaml
 from cli_run import cli, cli_env
 from labkit import fast_playbooks, lab_down, lab_up
 
+from bench.security import EVIL_OUTPUT, EVIL_SHOWN, banner_server
 from upgrader.core.parsers import FACT_SECTION_CAP
 
 pytestmark = pytest.mark.integration
@@ -30,9 +26,9 @@ pytestmark = pytest.mark.integration
 TARGET = "v1.28.4"
 FAST = {"kubelet_ready": 0.3, "package_install": 0.0, "pod_termination": 0.1, "download": 0.0}
 # OSC 52 (writes the operator's clipboard), CSI (clears the screen), RLO (reverses text)
-EVIL = "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2J\u202e"
+EVIL = EVIL_OUTPUT
 RAW = ("\x1b", "\x07", "\u202e")
-SHOWN = "\\x1b]52;c;ZWNobyBwd25lZA==\\x07"  # what the operator sees instead (and \\u202e)
+SHOWN = EVIL_SHOWN  # what the operator sees instead (and \\u202e)
 
 # Runs ARGV and prints its peak RSS (KiB, ru_maxrss of the waited child) on the last line
 # of stderr.
@@ -58,35 +54,6 @@ def _cli_rss(*args: str) -> tuple[subprocess.CompletedProcess[str], int]:
     )
     err, _, rss = r.stderr.rstrip("\n").rpartition("\n")
     return subprocess.CompletedProcess(r.args, r.returncode, r.stdout, err), int(rss) * 1024
-
-
-@contextmanager
-def _banner_server(host: str, line: str) -> Iterator[int]:
-    """A TCP server on ``host`` answering every connection with 100 lines of ``line`` and
-    never an SSH version line; yields its port."""
-    srv = socket.create_server((host, 0))
-    srv.settimeout(0.2)
-    stop = threading.Event()
-    payload = "".join(f"{line} {i}\r\n" for i in range(100)).encode()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            with conn, contextlib.suppress(OSError):
-                conn.sendall(payload)
-                conn.recv(4096)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        yield int(srv.getsockname()[1])
-    finally:
-        stop.set()
-        t.join(5)
-        srv.close()
 
 
 def _raw_free(*texts: str) -> None:
@@ -128,7 +95,7 @@ def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> Non
         # w-2 behind an SSH server whose banner lines (before any version line) carry them
         doc = yaml.safe_load((lab / "inventory.yaml").read_text())
         w2 = next(n for n in doc["nodes"] if n["name"] == "w-2")
-        with _banner_server(str(w2["address"]), "hello" + EVIL) as port:
+        with banner_server(str(w2["address"]), "hello" + EVIL) as port:
             w2["port"] = port
             (lab / "inventory-banner.yaml").write_text(yaml.safe_dump(doc))
             r = cli("plan", "-i", str(lab / "inventory-banner.yaml"), "--to", TARGET, "-vv")
