@@ -3,12 +3,15 @@ add new groups below their own heading."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from apply_kit import FAST, Lab
 from fake_nodes import FakeNodes
 from kubeapi_stub import StubAPI
+from labkit import fast_playbooks, lab_down, lab_up
 from sshd import SSHServer
 
 # --------------------------------------------------------------------------- sshd (transport)
@@ -52,3 +55,27 @@ def kube_stub(tmp_path: Path) -> Iterator[StubAPI]:
         yield stub
     finally:
         stub.stop()
+
+
+# ------------------------------------------------------------- labs for apply (apply_kit)
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
+    """``make_lab(spec)`` starts a lab of the kit from ``spec`` (``FAST`` delays unless it
+    names its own) with the fast playbooks in its work directory; every lab it started
+    is brought down after the test."""
+    started: list[Lab] = []
+
+    def make(spec: dict[str, Any]) -> Lab:
+        n = len(started)
+        work = tmp_path / f"work{n}"
+        fast_playbooks(work / "playbooks")
+        lab = Lab(tmp_path / f"lab{n}", work)
+        started.append(lab)
+        lab_up(lab.dir, {"delays": FAST, **spec})
+        return lab
+
+    yield make
+    for lab in started:
+        lab_down(lab.dir)
