@@ -1,5 +1,5 @@
-"""Shared fixtures of the integration tests. Each group lives in clearly named functions;
-add new groups below their own heading."""
+"""Shared fixtures of the integration tests, and the order the run takes them in. Each group
+lives in clearly named functions; add new groups below their own heading."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ from fake_nodes import FakeNodes
 from kubeapi_stub import StubAPI
 from labkit import fast_playbooks, lab_down, lab_up
 from sshd import SSHServer
+
+# --------------------------------------------------------------------------- run order
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The smoke tests first (each is one of the longest files): with one file per worker at
+    a time (``--dist loadfile``) the run then ends on short files, not on a long one that
+    started last. The order within each group stays the collection order."""
+    items.sort(key=lambda item: item.get_closest_marker("smoke") is None)
+
 
 # --------------------------------------------------------------------------- sshd (transport)
 
