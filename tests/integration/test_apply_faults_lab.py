@@ -8,15 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from apply_kit import (
-    ONE_WORKER_LOAD,
-    TARGET,
-    Lab,
-    all_at,
-    lab_node,
-    stop_text,
-    wait_event,
-)
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node, stop_text, wait_event
 from golden_check import check_golden
 
 pytestmark = pytest.mark.integration

@@ -12,14 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apply_kit import (
-    ONE_WORKER_LOAD,
-    TARGET,
-    Lab,
-    all_at,
-    lab_node,
-    stop_text,
-)
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node, stop_text
 from cli_run import cli
 from golden_check import check_golden
 

@@ -13,15 +13,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from apply_kit import (
-    ONE_WORKER_LOAD,
-    TARGET,
-    Lab,
-    all_at,
-    lab_node,
-    stop_text,
-    wait_event,
-)
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node, stop_text, wait_event
 from cli_run import cli, cli_env
 from golden_check import check_golden
 

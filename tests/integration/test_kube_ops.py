@@ -97,6 +97,23 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Lab]]:
         lab.stop()
 
 
+# two PodDisruptionBudgets over the same pods
+TWO_PDBS = [{"maxUnavailable": 1}, {"maxUnavailable": 2, "name": "multi-too"}]
+
+
+def _deployment(name: str, replicas: int, grace_period: int = 0, pdb: Any = None) -> dict[str, Any]:
+    """A Deployment in ``default`` (``pdb``: its PodDisruptionBudget spec, or a list)."""
+    workload: dict[str, Any] = {
+        "kind": "Deployment",
+        "name": name,
+        "replicas": replicas,
+        "grace_period": grace_period,
+    }
+    if pdb is not None:
+        workload["pdb"] = pdb
+    return workload
+
+
 def _one_worker_with_api_fault(**api: Any) -> dict[str, Any]:
     """cp-1 and w-1, no workloads, one API fault on GETs (``path_prefix``, ``status`` or
     ``timeout``, ``times``)."""
@@ -224,20 +241,8 @@ def test_drain_evicts_everything_it_may_and_waits_until_gone(
         _spec(
             _three_workers(),
             [
-                {
-                    "kind": "Deployment",
-                    "name": "web",
-                    "replicas": 3,
-                    "grace_period": 0,
-                    "pdb": {"maxUnavailable": 1},
-                },
-                {
-                    "kind": "Deployment",
-                    "name": "api",
-                    "replicas": 2,
-                    "grace_period": 0,
-                    "pdb": {"minAvailable": 1},
-                },
+                _deployment("web", 3, pdb={"maxUnavailable": 1}),
+                _deployment("api", 2, pdb={"minAvailable": 1}),
                 {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
             ],
         )
@@ -335,13 +340,7 @@ def test_drain_timeout_names_pods_and_pdbs_and_loses_nothing(
         _spec(
             nodes,
             [
-                {
-                    "kind": "Deployment",
-                    "name": "db",
-                    "replicas": 3,
-                    "grace_period": 0,
-                    "pdb": {"minAvailable": 3},
-                },
+                _deployment("db", 3, pdb={"minAvailable": 3}),
             ],
         )
     )
@@ -404,13 +403,7 @@ def test_pod_under_several_pdbs_fails_the_drain(make_lab: Callable[[dict[str, An
         _spec(
             _three_workers(),
             [
-                {
-                    "kind": "Deployment",
-                    "name": "multi",
-                    "replicas": 3,
-                    "grace_period": 0,
-                    "pdb": [{"maxUnavailable": 1}, {"maxUnavailable": 2, "name": "multi-too"}],
-                },
+                _deployment("multi", 3, pdb=TWO_PDBS),
             ],
         )
     )
@@ -430,13 +423,7 @@ def test_disable_eviction_deletes_without_asking_pdbs(
         _spec(
             _three_workers(),
             [
-                {
-                    "kind": "Deployment",
-                    "name": "db",
-                    "replicas": 3,
-                    "grace_period": 1,
-                    "pdb": {"minAvailable": 3},
-                },
+                _deployment("db", 3, grace_period=1, pdb={"minAvailable": 3}),
             ],
         )
     )
@@ -467,20 +454,8 @@ def test_drain_fallback_deletes_what_budgets_still_refuse(
         _spec(
             _three_workers(),
             [
-                {
-                    "kind": "Deployment",
-                    "name": "db",
-                    "replicas": 3,
-                    "grace_period": 1,
-                    "pdb": {"minAvailable": 3},
-                },
-                {
-                    "kind": "Deployment",
-                    "name": "multi",
-                    "replicas": 3,
-                    "grace_period": 0,
-                    "pdb": [{"maxUnavailable": 1}, {"maxUnavailable": 2, "name": "multi-too"}],
-                },
+                _deployment("db", 3, grace_period=1, pdb={"minAvailable": 3}),
+                _deployment("multi", 3, pdb=TWO_PDBS),
                 {"kind": "Deployment", "name": "web", "replicas": 3, "grace_period": 0},
             ],
         )
