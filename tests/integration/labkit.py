@@ -1,9 +1,11 @@
 """The integration tests' lab kit: the one way a test starts a whole lab cluster (nodes behind
 a real OpenSSH sshd, the lab's HTTPS API server) and reaches what it wrote.
 
-Owns :func:`lab_up`, :func:`lab_down` and :func:`running_lab` (``upgrader_lab.runner.up``
-in this process from a spec mapping: the code ``upgrader lab up --spec`` runs, without a
-Python start-up per lab; ``api=False`` starts the nodes only, as ``--no-api``),
+Owns :func:`lab_up`, :func:`lab_down` and :func:`running_lab` (the real ``upgrader lab up
+--spec`` and ``lab down`` in a subprocess, as an operator starts a lab, from a spec mapping;
+``api=False`` starts the nodes only, as ``--no-api``; a lab started inside the test process
+would be the child of a long-lived pytest worker, which ``lab restart-node`` does not
+expect),
 :func:`fast_playbooks` (the packaged playbooks polling readiness and retrying evictions
 every second; the campaigns' copy) and :class:`LabFiles` (``lab.json``, the inventory, the
 kubeconfig, SSH to a node with its host key checked against the lab's ``known_hosts``,
@@ -26,29 +28,38 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
-from cli_run import cli_env
+import yaml
+from cli_run import cli, cli_env
 
 from bench._campaign import fast_playbooks
-from upgrader_lab import runner
-from upgrader_lab import spec as labspec
 
 __all__ = ["LabFiles", "fast_playbooks", "lab_down", "lab_up", "running_lab"]
 
 
 def lab_up(
     directory: Path, spec: Mapping[str, Any] | None = None, *, api: bool = True
-) -> runner.UpResult:
-    """Start a lab in ``directory`` from ``spec`` (``None``: the default lab)."""
-    parsed = labspec.parse_spec(dict(spec), "test spec") if spec is not None else None
-    return runner.up(directory, parsed, start_api=api)
+) -> subprocess.CompletedProcess[str]:
+    """``upgrader lab up --dir DIRECTORY`` from ``spec`` (written beside it as
+    ``DIRECTORY.spec.yaml``; ``None``: the default lab); it must succeed. Returns the run
+    (its stdout holds the summary and any warnings)."""
+    args = ["lab", "up", "--dir", str(directory)]
+    if spec is not None:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        spec_file = directory.parent / f"{directory.name}.spec.yaml"
+        spec_file.write_text(yaml.safe_dump(dict(spec), sort_keys=False))
+        args += ["--spec", str(spec_file)]
+    if not api:
+        args.append("--no-api")
+    up = cli(*args, timeout=300)
+    assert up.returncode == 0, up.stderr + up.stdout
+    return up
 
 
 def lab_down(directory: Path) -> None:
-    """Stop every process of the lab (as ``upgrader lab down`` does, which fails when a
-    process is still alive or a port still listens)."""
-    result = runner.down(directory)
-    assert not result.left, f"lab down: processes still alive: {result.left}"
-    assert not result.listening, f"lab down: still listening: {result.listening}"
+    """``upgrader lab down``: every process of the lab stopped, nothing listening (or it
+    fails)."""
+    down = cli("lab", "down", "--dir", str(directory), timeout=120)
+    assert down.returncode == 0, down.stderr + down.stdout
 
 
 @contextmanager
