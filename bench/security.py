@@ -1546,7 +1546,7 @@ def check_node_lock(lab: Lab, work: Path, quick: bool = False) -> Check:
 
 # Runs ARGV and prints its peak RSS in KiB (ru_maxrss of the waited child) as the last
 # line of stderr: the memory of exactly that one process tree's biggest process.
-_RSS_WRAPPER = (
+RSS_WRAPPER = (
     "import resource, subprocess, sys\n"
     "r = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, capture_output=True, text=True)\n"
     "sys.stdout.write(r.stdout)\n"
@@ -1582,7 +1582,7 @@ def _cli_peak(*args: str) -> tuple[Proc, int]:
 
     t0 = time.monotonic()
     p = subprocess.run(
-        [sys.executable, "-c", _RSS_WRAPPER, *cli_argv(*args)],
+        [sys.executable, "-c", RSS_WRAPPER, *cli_argv(*args)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -18,7 +18,7 @@ import yaml
 from cli_run import cli, cli_env
 from labkit import fast_playbooks, lab_down, lab_up
 
-from bench.security import EVIL_OUTPUT, EVIL_SHOWN, banner_server
+from bench.security import EVIL_OUTPUT, EVIL_SHOWN, RSS_WRAPPER, banner_server
 from upgrader.core.parsers import FACT_SECTION_CAP
 
 pytestmark = pytest.mark.integration
@@ -30,22 +30,11 @@ EVIL = EVIL_OUTPUT
 RAW = ("\x1b", "\x07", "\u202e")
 SHOWN = EVIL_SHOWN  # what the operator sees instead (and \\u202e)
 
-# Runs ARGV and prints its peak RSS (KiB, ru_maxrss of the waited child) on the last line
-# of stderr.
-_RSS = (
-    "import resource, subprocess, sys\n"
-    "r = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, capture_output=True, text=True)\n"
-    "sys.stdout.write(r.stdout)\n"
-    "sys.stderr.write(r.stderr)\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
-    "sys.exit(r.returncode)\n"
-)
-
 
 def _cli_rss(*args: str) -> tuple[subprocess.CompletedProcess[str], int]:
     """The CLI run in a subprocess; (its result, its peak RSS in bytes)."""
     r = subprocess.run(
-        [sys.executable, "-c", _RSS, sys.executable, "-m", "upgrader", *args],
+        [sys.executable, "-c", RSS_WRAPPER, sys.executable, "-m", "upgrader", *args],
         capture_output=True,
         text=True,
         timeout=300,
