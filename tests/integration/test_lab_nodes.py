@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,18 +108,26 @@ def start_lab(lab_dir: Path, spec: dict[str, Any] | None) -> Lab:
     return Lab(lab_dir)
 
 
+@contextmanager
+def started_lab(lab_dir: Path, spec: dict[str, Any] | None) -> Iterator[Lab]:
+    """A lab for the ``with`` block (a fixture's lifetime): its connections closed and
+    the lab brought down after it."""
+    lab = start_lab(lab_dir, spec)
+    try:
+        yield lab
+    finally:
+        lab.close()
+        lab_down(lab_dir)
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "nodes-lab"
-    the_lab = start_lab(lab_dir, SESSION_SPEC)
-    yield the_lab
-    the_lab.close()
-    lab_down(lab_dir)
+    with started_lab(tmp_path_factory.mktemp("lab") / "nodes-lab", SESSION_SPEC) as the_lab:
+        yield the_lab
 
 
 @pytest.fixture(scope="module")
 def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "api-lab"
     spec = {
         "ssh_user": "root",
         "version": "v1.27.8",
@@ -129,10 +138,8 @@ def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         ],
         "delays": {"kubelet_ready": 0.3},
     }
-    the_lab = start_lab(lab_dir, spec)
-    yield the_lab
-    the_lab.close()
-    lab_down(lab_dir)
+    with started_lab(tmp_path_factory.mktemp("lab") / "api-lab", spec) as the_lab:
+        yield the_lab
 
 
 def kube(lab: Lab) -> Any:
