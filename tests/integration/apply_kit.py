@@ -112,6 +112,11 @@ class Lab(LabFiles):
         return [json.loads(x) for x in self.events.read_text().splitlines() if x.strip()]
 
 
+def cluster(workers: int) -> list[dict[str, Any]]:
+    """The nodes of a spec: ``cp-1`` and the workers ``w-1`` .. ``w-N``."""
+    return [lab_node("cp-1", "control-plane")] + [lab_node(f"w-{i}") for i in range(1, workers + 1)]
+
+
 def lab_node(name: str, role: str = "worker", **kw: Any) -> dict[str, Any]:
     return {"name": name, "role": role, **kw}
 

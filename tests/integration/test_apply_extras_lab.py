@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from apply_kit import FAST, ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node
+from apply_kit import FAST, ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster
 from cli_run import cli
 
 
@@ -26,7 +26,7 @@ def _sha256(path: Path) -> str:
 def _two_nodes() -> dict[str, object]:
     return {
         "version": "v1.27.8",
-        "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+        "nodes": cluster(1),
         "workloads": ONE_WORKER_LOAD,
     }
 
@@ -232,7 +232,7 @@ def test_etcd_36_snapshot_checked_with_etcdutl(make_lab: Callable[..., Lab]) -> 
     lab = make_lab(
         {
             "version": "v1.34.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
         }
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node, stop_text, wait_event
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster, stop_text, wait_event
 from golden_check import check_golden
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def test_pdb_that_never_allows_eviction(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1"), lab_node("w-2")],
+            "nodes": cluster(2),
             "workloads": [
                 {"kind": "Deployment", "name": "db", "replicas": 2},
                 {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
@@ -58,7 +58,7 @@ def test_ssh_session_dropped_mid_command(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
             "faults": [{"node": "w-1", "match": "kubeadm upgrade node", "times": 1, "drop": True}],
         }
@@ -76,7 +76,7 @@ def test_api_unavailable_for_a_while(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
             "faults": [
                 {

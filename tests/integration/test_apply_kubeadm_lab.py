@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from apply_kit import Lab, lab_node
+from apply_kit import Lab, cluster, lab_node
 from cli_run import cli
 
 ADDONS = [
@@ -43,7 +43,7 @@ def test_an_apply_failed_after_its_kubelet_config_phase_is_run_again(
     lab = make_lab(
         {
             "version": "v1.28.4",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ADDONS,
             "faults": [
                 {
@@ -164,7 +164,7 @@ def test_a_release_candidate_from_a_mirrored_registry(
             "version": "v1.27.8",
             "image_repository": registry,
             "prerelease_packages": ["v1.28.0-rc.1"],
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ADDONS,
         }
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node, stop_text
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster, lab_node, stop_text
 from cli_run import cli
 from golden_check import check_golden
 
@@ -26,12 +26,7 @@ def test_one_control_plane_three_workers(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [
-                lab_node("cp-1", "control-plane"),
-                lab_node("w-1"),
-                lab_node("w-2"),
-                lab_node("w-3"),
-            ],
+            "nodes": cluster(3),
         }
     )
     # without --yes and without a terminal to ask: refused before anything changes
@@ -99,7 +94,7 @@ def test_two_minors_through_the_middle_one(make_lab: Callable[..., Lab]) -> None
     lab = make_lab(
         {
             "version": "v1.26.11",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
         }
     )

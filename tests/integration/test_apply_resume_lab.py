@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node, stop_text, wait_event
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster, stop_text, wait_event
 from cli_run import cli, cli_env
 from golden_check import check_golden
 
@@ -30,12 +30,7 @@ def test_failed_step_stops_the_run_and_a_rerun_resumes(make_lab: Callable[..., L
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [
-                lab_node("cp-1", "control-plane"),
-                lab_node("w-1"),
-                lab_node("w-2"),
-                lab_node("w-3"),
-            ],
+            "nodes": cluster(3),
             "faults": [
                 {
                     "node": "w-2",
@@ -115,7 +110,7 @@ def test_sigkill_mid_step_then_resume(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
             # the install, not the prestage download (`apt-get install --download-only ...`)
             "faults": [{"node": "w-1", "match": "apt-get install -y", "times": 1, "hang": 30}],
@@ -160,7 +155,7 @@ def test_a_signal_mid_step_records_interrupted_and_says_what_it_left(
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
             # the kubelet install, after w-1's drain
             "faults": [{"node": "w-1", "match": "Timeout=300 kubelet=", "times": 1, "hang": 30}],

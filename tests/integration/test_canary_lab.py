@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster, lab_node
 from cli_run import cli, cli_env
 
 WORKERS = ("w-1", "w-2", "w-3")
@@ -124,7 +124,7 @@ def test_hold_uncordon_at_a_terminal_shows_pods_and_events_and_no_pauses(
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
         }
     )

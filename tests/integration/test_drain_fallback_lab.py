@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from apply_kit import TARGET, Lab, all_at, lab_node
+from apply_kit import TARGET, Lab, all_at, cluster
 from kubernetes.client import CoreV1Api
 
 from upgrader.kube.client import make_api_client
@@ -35,7 +35,7 @@ def test_fallback_deletes_held_pods_and_the_selector_leaves_the_others(
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1"), lab_node("w-2")],
+            "nodes": cluster(2),
             "workloads": [
                 # minAvailable 2 of 2: the budget never allows an eviction
                 {

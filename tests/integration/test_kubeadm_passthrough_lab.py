@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from apply_kit import Lab, lab_node
+from apply_kit import Lab, cluster
 from brief_text import unfold
 from cli_run import cli
 
@@ -39,7 +39,7 @@ def test_patches_reach_kubeadm_upgrade_apply_on_cp1_and_are_applied(
     lab = make_lab(
         {
             "version": "v1.28.4",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ADDONS,
         }
     )
@@ -91,7 +91,7 @@ def test_an_upgrade_configuration_for_a_128_target_is_a_finding_and_nothing_runs
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ADDONS,
         }
     )

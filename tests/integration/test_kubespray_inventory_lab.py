@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster
 from cli_run import cli_env
 
 pytestmark = pytest.mark.integration
@@ -115,9 +115,7 @@ def _paths(lab: Lab) -> tuple[Path, Path]:
 def test_a_kubespray_inventory_needs_no_home_and_no_kubeconfig_variable(
     make_lab: Callable[..., Lab], tmp_path: Path
 ) -> None:
-    lab = make_lab(
-        {"version": "v1.27.8", "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")]}
-    )
+    lab = make_lab({"version": "v1.27.8", "nodes": cluster(1)})
     hosts = _kubespray_file(lab, tmp_path / "hosts.yaml")
     kubeconfig, known_hosts = _paths(lab)
     home, run = _runner(tmp_path)
@@ -167,7 +165,7 @@ def test_upgrader_variables_carry_the_settings_without_flags_home_or_kubeconfig(
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,  # one worker: nothing a PDB would hold
         }
     )

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -64,7 +64,7 @@ def test_window_then_notify(make_lab: Callable[..., Lab], receiver: Receiver) ->
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
         }
     )
