@@ -33,6 +33,16 @@ from bench.security import client_cert
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
 
 
+def cert_user(cert_pem: bytes, key_pem: bytes, token: str | None = None) -> dict[str, Any]:
+    """A kubeconfig user with the client certificate and key inline (and ``token``)."""
+    user = {"token": token} if token is not None else {}
+    return {
+        **user,
+        "client-certificate-data": base64.b64encode(cert_pem).decode(),
+        "client-key-data": base64.b64encode(key_pem).decode(),
+    }
+
+
 def admin_client_cert(ca_cert: Path, ca_key: Path) -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM) for ``CN=upgrader-test, O=system:masters``, signed by the
     lab's CA."""
@@ -119,11 +129,7 @@ def test_client_key_is_in_no_file_after_a_sigkilled_run(
     write_kubeconfig(
         lab,
         kubeconfig,
-        {
-            "token": lab.token,
-            "client-certificate-data": base64.b64encode(cert_pem).decode(),
-            "client-key-data": base64.b64encode(key_pem).decode(),
-        },
+        cert_user(cert_pem, key_pem, token=lab.token),
     )
     inv = tmp_path / "ops" / "inventory.yaml"
     write_inventory(inv, kubeconfig)
@@ -174,11 +180,7 @@ def test_a_client_key_kubeconfig_still_talks_to_the_api(tmp_path: Path) -> None:
         write_kubeconfig(
             lab,
             kubeconfig,
-            {
-                "token": lab.token,
-                "client-certificate-data": base64.b64encode(cert_pem).decode(),
-                "client-key-data": base64.b64encode(key_pem).decode(),
-            },
+            cert_user(cert_pem, key_pem, token=lab.token),
         )
         inv = tmp_path / "inventory.yaml"
         write_inventory(inv, kubeconfig)
@@ -259,10 +261,7 @@ def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
             "users": [
                 {
                     "name": "u",
-                    "user": {
-                        "client-certificate-data": base64.b64encode(cert_pem).decode(),
-                        "client-key-data": base64.b64encode(key_pem).decode(),
-                    },
+                    "user": cert_user(cert_pem, key_pem),
                 }
             ],
         }
@@ -403,11 +402,7 @@ def test_failed_api_calls_show_no_credential(tmp_path: Path) -> None:
             write_kubeconfig(
                 lab,
                 kubeconfig,
-                {
-                    "token": token,
-                    "client-certificate-data": base64.b64encode(cert_pem).decode(),
-                    "client-key-data": base64.b64encode(key_pem).decode(),
-                },
+                cert_user(cert_pem, key_pem, token=token),
             )
             inv[name] = tmp_path / name / "inventory.yaml"
             write_inventory(inv[name], kubeconfig)
