@@ -47,13 +47,13 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy upgrader lab/upgrader_lab
 
-# Four pytest workers (pytest-xdist), one test file each at a time, on CI's two cores: the lab
+# Three pytest workers (pytest-xdist), one test file each at a time, on CI's two cores: the lab
 # tests mostly wait on their simulated nodes (a two-worker run kept the cores about a quarter
-# busy), so four files side by side still leave the timing-sensitive ones room. The smoke
-# tests (the longest files) go first (tests/integration/conftest.py). `make test
-# TEST_WORKERS=0` runs everything in one process; `PYTEST_ARGS="-m 'not smoke'"` leaves the
-# benchmark and campaign smoke tests out of a quick local run.
-TEST_WORKERS ?= 4
+# busy), so a third file side by side costs little; more would crowd the timing-sensitive
+# signal and reboot tests. The smoke tests (the longest files) go first
+# (tests/integration/conftest.py). `make test TEST_WORKERS=0` runs everything in one process;
+# `PYTEST_ARGS="-m 'not smoke'"` leaves the benchmark and campaign smoke tests out.
+TEST_WORKERS ?= 3
 PYTEST_ARGS ?=
 test: deps lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=20 -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
