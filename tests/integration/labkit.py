@@ -1,11 +1,9 @@
-"""The integration tests' lab kit: the one way a test starts a whole lab cluster (nodes behind
+"""The integration tests' lab kit: the shared way a test starts a whole lab cluster (nodes behind
 a real OpenSSH sshd, the lab's HTTPS API server) and reaches what it wrote.
 
 Owns :func:`lab_up`, :func:`lab_down` and :func:`running_lab` (the real ``upgrader lab up
 --spec`` and ``lab down`` in a subprocess, as an operator starts a lab, from a spec mapping;
-``api=False`` starts the nodes only, as ``--no-api``; a lab started inside the test process
-would be the child of a long-lived pytest worker, which ``lab restart-node`` does not
-expect),
+``api=False`` starts the nodes only, as ``--no-api``),
 :func:`fast_playbooks` (the packaged playbooks polling readiness and retrying evictions
 every second; the campaigns' copy) and :class:`LabFiles` (``lab.json``, the inventory, the
 kubeconfig, SSH to a node with its host key checked against the lab's ``known_hosts``,
