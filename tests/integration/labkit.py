@@ -38,12 +38,14 @@ def lab_up(
     directory: Path, spec: Mapping[str, Any] | None = None, *, api: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """``upgrader lab up --dir DIRECTORY`` from ``spec`` (written beside it as
-    ``DIRECTORY.spec.yaml``; ``None``: the default lab); it must succeed. Returns the run
+    ``spec-NAME.yaml``; ``None``: the default lab); it must succeed. Returns the run
     (its stdout holds the summary and any warnings)."""
     args = ["lab", "up", "--dir", str(directory)]
     if spec is not None:
         directory.parent.mkdir(parents=True, exist_ok=True)
-        spec_file = directory.parent / f"{directory.name}.spec.yaml"
+        # not DIRECTORY.spec.yaml: a name that starts with the lab's path made
+        # `lab restart-node` keep the node's SSH sessions alive
+        spec_file = directory.parent / f"spec-{directory.name}.yaml"
         spec_file.write_text(yaml.safe_dump(dict(spec), sort_keys=False))
         args += ["--spec", str(spec_file)]
     if not api:
