@@ -47,12 +47,16 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy upgrader lab/upgrader_lab
 
-# Two pytest workers (pytest-xdist), one test file each at a time: the lab tests mostly wait on
-# their simulated nodes, so two files side by side fill the two cores CI has. TEST_WORKERS=0
-# runs everything in one process.
-TEST_WORKERS ?= 2
+# Three pytest workers (pytest-xdist), one test file each at a time, on CI's two cores: the lab
+# tests mostly wait on their simulated nodes (a two-worker run kept the cores about a quarter
+# busy), so a third file side by side costs little; more would crowd the timing-sensitive
+# signal and reboot tests. The smoke tests (the longest files) go first
+# (tests/integration/conftest.py). `make test TEST_WORKERS=0` runs everything in one process;
+# `PYTEST_ARGS="-m 'not smoke'"` leaves the benchmark and campaign smoke tests out.
+TEST_WORKERS ?= 3
+PYTEST_ARGS ?=
 test: deps lint typecheck
-	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=20 -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=20 -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit

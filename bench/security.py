@@ -98,7 +98,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,30 +241,35 @@ def check_inventory_values(lab: Lab, work: Path, limit: int | None = None) -> Ch
 ODD_URL = "https://pkgs.example.invalid/a[b]c/~u^v%41=w,z+q@r:s/v{minor}/deb/"
 
 
-def _ssh(lab: Lab, node_name: str, command: str, timeout: float = 60) -> subprocess.Popen[str]:
-    """``command`` as root on the node: the lab's SSH user, through the node's sudo when
-    that user is not root (as the product runs its steps)."""
+def _ssh_argv(lab: Lab, node_name: str, command: str, *, as_root: bool) -> list[str]:
+    """OpenSSH's client to the node as the lab's SSH user (host key checked against the
+    lab's known_hosts); ``as_root``: ``command`` through the node's sudo when that user is
+    not root (as the product runs its steps)."""
     info = lab.info
-    addr = info["nodes"][node_name]["address"]
     user = str(info["ssh"].get("user") or "root")
-    if user != "root":
+    if as_root and user != "root":
         command = "sudo -n sh -c " + shlex.quote(command)
+    return [
+        "ssh",
+        "-i",
+        str(lab.dir / "id_ed25519"),
+        "-o",
+        f"UserKnownHostsFile={lab.dir / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        str(info["ssh"]["port"]),
+        f"{user}@{info['nodes'][node_name]['address']}",
+        command,
+    ]
+
+
+def _ssh(lab: Lab, node_name: str, command: str, timeout: float = 60) -> subprocess.Popen[str]:
+    """``command`` as root on the node."""
     return subprocess.Popen(
-        [
-            "ssh",
-            "-i",
-            str(lab.dir / "id_ed25519"),
-            "-o",
-            f"UserKnownHostsFile={lab.dir / 'known_hosts'}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-p",
-            str(info["ssh"]["port"]),
-            f"{user}@{addr}",
-            command,
-        ],
+        _ssh_argv(lab, node_name, command, as_root=True),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -1216,8 +1221,11 @@ def check_playbook_text(lab: Lab, work: Path, quick: bool = False) -> Check:
 # --------------------------------------------------------------------------- kubeconfig credentials
 
 
-def _client_cert(lab: Lab) -> tuple[bytes, bytes]:
-    """(certificate PEM, RSA key PEM) for a client, signed by the lab's CA."""
+def client_cert(
+    ca_cert: Path, ca_key: Path, cn: str, organization: str | None = None
+) -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM) for a client ``CN=cn`` (``O=organization``), signed by a
+    lab's CA. RSA: a key body of many distinctive base64 lines."""
     import datetime
 
     from cryptography import x509
@@ -1225,14 +1233,17 @@ def _client_cert(lab: Lab) -> tuple[bytes, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import NameOID
 
-    ca = x509.load_pem_x509_certificate((lab.dir / "pki" / "ca.crt").read_bytes())
-    signer = serialization.load_pem_private_key((lab.dir / "pki" / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), None)
     assert isinstance(signer, ec.EllipticCurvePrivateKey)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = datetime.datetime.now(datetime.UTC)
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if organization is not None:
+        names.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-ops")]))
+        .subject_name(x509.Name(names))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -1290,7 +1301,8 @@ def _fd_links(pid: int) -> list[str]:
 def check_kube_credentials(lab: Lab, work: Path, quick: bool = False) -> Check:
     """Attack 11 of issue 12: the client key in /tmp after a SIGKILL; a silent exec plugin."""
     ch = Check("kubeconfig client key on disk after SIGKILL; exec plugin announced")
-    cert_pem, key_pem = _client_cert(lab)
+    pki = lab.dir / "pki"
+    cert_pem, key_pem = client_cert(pki / "ca.crt", pki / "ca.key", "bench-ops")
     needles = [
         x.strip() for x in key_pem.splitlines() if not x.startswith(b"-----") and len(x) >= 16
     ]
@@ -1468,23 +1480,8 @@ def check_lab_dir(lab: Lab, work: Path) -> Check:
 
 def _run_as_user(lab: Lab, node_name: str, command: str, timeout: float = 60) -> Proc:
     """``command`` on the node as the lab's SSH user, without sudo."""
-    info = lab.info
     t0 = time.monotonic()
-    argv = [
-        "ssh",
-        "-i",
-        str(lab.dir / "id_ed25519"),
-        "-o",
-        f"UserKnownHostsFile={lab.dir / 'known_hosts'}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "BatchMode=yes",
-        "-p",
-        str(info["ssh"]["port"]),
-        f"{info['ssh']['user']}@{info['nodes'][node_name]['address']}",
-        command,
-    ]
+    argv = _ssh_argv(lab, node_name, command, as_root=False)
     p = subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
@@ -1549,7 +1546,7 @@ def check_node_lock(lab: Lab, work: Path, quick: bool = False) -> Check:
 
 # Runs ARGV and prints its peak RSS in KiB (ru_maxrss of the waited child) as the last
 # line of stderr: the memory of exactly that one process tree's biggest process.
-_RSS_WRAPPER = (
+RSS_WRAPPER = (
     "import resource, subprocess, sys\n"
     "r = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, capture_output=True, text=True)\n"
     "sys.stdout.write(r.stdout)\n"
@@ -1585,7 +1582,7 @@ def _cli_peak(*args: str) -> tuple[Proc, int]:
 
     t0 = time.monotonic()
     p = subprocess.run(
-        [sys.executable, "-c", _RSS_WRAPPER, *cli_argv(*args)],
+        [sys.executable, "-c", RSS_WRAPPER, *cli_argv(*args)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -1664,7 +1661,7 @@ def _raw_in(*texts: str) -> list[str]:
 
 
 @contextmanager
-def _banner_server(host: str, line: str) -> Iterator[int]:
+def banner_server(host: str, line: str) -> Iterator[int]:
     """A TCP server on ``host`` that answers every connection with 100 lines of ``line``
     and never an SSH version line (what a hostile node's sshd may send before the
     protocol starts); yields its port."""
@@ -1724,7 +1721,7 @@ def check_terminal_escapes(lab: Lab, work: Path, quick: bool = False) -> Check:
     w2 = next(n for n in doc["nodes"] if n["name"] == "w-2")
     banner_inv = lab.dir / "inventory-banner.yaml"
     try:
-        with _banner_server(str(w2["address"]), "hello" + EVIL_OUTPUT) as port:
+        with banner_server(str(w2["address"]), "hello" + EVIL_OUTPUT) as port:
             w2["port"] = port
             banner_inv.write_text(yaml.safe_dump(doc))
             for flags in [()] if quick else [(), ("-vv",)]:
@@ -1789,8 +1786,55 @@ def check_terminal_escapes(lab: Lab, work: Path, quick: bool = False) -> Check:
 # --------------------------------------------------------------------------- main
 
 
-def campaign(work: Path, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every check; ``quick`` keeps a few payloads and fields per check (the smoke test)."""
+def lab_checks(quick: bool) -> list[tuple[str, Callable[[Lab, Path], Check]]]:
+    """The checks that share one 3-node lab, by name, in the order they run."""
+    quick_fields = ("repo_versions", "node_name")
+    return [
+        ("host keys", lambda lab, w: check_host_keys(lab, w, quick=quick)),
+        (
+            "known_hosts markers",
+            lambda lab, w: check_known_hosts_markers(lab, w, quick=quick),
+        ),
+        (
+            "inventory values",
+            lambda lab, w: check_inventory_values(lab, w, limit=2 if quick else None),
+        ),
+        ("url_template", check_url_template),
+        ("rbac and ssh_config", lambda lab, w: check_rbac_and_ssh_include(lab, w, quick=quick)),
+        ("state files", check_state_files),
+        ("playbook text", lambda lab, w: check_playbook_text(lab, w, quick=quick)),
+        ("kubeconfig credentials", lambda lab, w: check_kube_credentials(lab, w, quick=quick)),
+        ("lab directory", check_lab_dir),
+        ("node lock", lambda lab, w: check_node_lock(lab, w, quick=quick)),
+        ("node output", lambda lab, w: check_output_bounds(lab, w, quick=quick)),
+        ("terminal escapes", lambda lab, w: check_terminal_escapes(lab, w, quick=quick)),
+        (
+            "facts values",
+            lambda lab, w: check_facts_values(
+                lab,
+                w,
+                limit=2 if quick else None,
+                fields=quick_fields if quick else FACT_FIELDS,
+            ),
+        ),
+    ]
+
+
+# Every check by name: the shared-lab ones, then "secrets" (a full apply on a lab of its own).
+CHECK_NAMES = (*(name for name, _ in lab_checks(quick=True)), "secrets")
+
+
+def campaign(
+    work: Path,
+    quick: bool = False,
+    log: Callable[[str], None] = print,
+    only: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """Every check (``only``: those of these names, in the same order); ``quick`` keeps a
+    few payloads and fields per check (the smoke tests)."""
+    unknown = set(only or ()) - set(CHECK_NAMES)
+    if unknown:
+        raise ValueError(f"unknown checks {sorted(unknown)}; known: {', '.join(CHECK_NAMES)}")
     t0 = time.monotonic()
     checks: list[Check] = []
     spec = {
@@ -1798,47 +1842,20 @@ def campaign(work: Path, quick: bool = False, log: Callable[[str], None] = print
         "delays": dict(FAST_DELAYS),
         "nodes": [node("cp-1", "control-plane", repo_minor="1.28"), node("w-1"), node("w-2")],
     }
-    with lab_session(work / "lab", spec) as lab:
-        lab.clear_calls()
-        quick_fields = ("repo_versions", "node_name")
-        fns: list[tuple[str, Callable[[Lab, Path], Check]]] = [
-            ("host keys", lambda lab, w: check_host_keys(lab, w, quick=quick)),
-            (
-                "known_hosts markers",
-                lambda lab, w: check_known_hosts_markers(lab, w, quick=quick),
-            ),
-            (
-                "inventory values",
-                lambda lab, w: check_inventory_values(lab, w, limit=2 if quick else None),
-            ),
-            ("url_template", check_url_template),
-            ("rbac and ssh_config", lambda lab, w: check_rbac_and_ssh_include(lab, w, quick=quick)),
-            ("state files", check_state_files),
-            ("playbook text", lambda lab, w: check_playbook_text(lab, w, quick=quick)),
-            ("kubeconfig credentials", lambda lab, w: check_kube_credentials(lab, w, quick=quick)),
-            ("lab directory", check_lab_dir),
-            ("node lock", lambda lab, w: check_node_lock(lab, w, quick=quick)),
-            ("node output", lambda lab, w: check_output_bounds(lab, w, quick=quick)),
-            ("terminal escapes", lambda lab, w: check_terminal_escapes(lab, w, quick=quick)),
-            (
-                "facts values",
-                lambda lab, w: check_facts_values(
-                    lab,
-                    w,
-                    limit=2 if quick else None,
-                    fields=quick_fields if quick else FACT_FIELDS,
-                ),
-            ),
-        ]
-        for name, fn in fns:
-            log(f"{name} ...")
-            c = fn(lab, work)
-            checks.append(c)
-            log(f"  {'ok' if c.ok else 'FAILED'} ({c.cases} cases)")
-    log("secrets ...")
-    c = check_secrets(work, quick=quick)
-    checks.append(c)
-    log(f"  {'ok' if c.ok else 'FAILED'} ({c.cases} cases)")
+    fns = [(name, fn) for name, fn in lab_checks(quick) if only is None or name in only]
+    if fns:
+        with lab_session(work / "lab", spec) as lab:
+            lab.clear_calls()
+            for name, fn in fns:
+                log(f"{name} ...")
+                c = fn(lab, work)
+                checks.append(c)
+                log(f"  {'ok' if c.ok else 'FAILED'} ({c.cases} cases)")
+    if only is None or "secrets" in only:
+        log("secrets ...")
+        c = check_secrets(work, quick=quick)
+        checks.append(c)
+        log(f"  {'ok' if c.ok else 'FAILED'} ({c.cases} cases)")
     return {
         "checks": [c.to_dict() for c in checks],
         "failed": sum(not c.ok for c in checks),

@@ -1,7 +1,9 @@
 """Runs the real ``upgrader`` command line in a subprocess, as an operator would from a
 script: no terminal on stdin, no colour, no ``KUBECONFIG`` from the caller's environment.
 
-Owns only the subprocess call; must not hold assertions (the tests do)."""
+Owns the subprocess call and the one check every bad-input test makes of what it printed
+(:func:`one_line_error`: exit 2, one line on stderr, no traceback). Must not hold any
+other assertion (the tests do)."""
 
 from __future__ import annotations
 
@@ -27,3 +29,16 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env=cli_env(),
         stdin=subprocess.DEVNULL,
     )
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], *words: str) -> str:
+    """Bad input as the CLI must report it: exit 2, no traceback, one non-empty line on
+    stderr holding each of ``words``; returns that line."""
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out
+    assert "Traceback" not in out
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, lines
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]

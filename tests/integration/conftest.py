@@ -1,15 +1,28 @@
-"""Shared fixtures of the integration tests. Each group lives in clearly named functions;
-add new groups below their own heading."""
+"""Shared fixtures of the integration tests, and the order the run takes them in. Each group
+lives in clearly named functions; add new groups below their own heading."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from apply_kit import FAST, Lab
 from fake_nodes import FakeNodes
 from kubeapi_stub import StubAPI
+from labkit import fast_playbooks, lab_down, lab_up
 from sshd import SSHServer
+
+# --------------------------------------------------------------------------- run order
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The smoke tests first (each is one of the longest files): with one file per worker at
+    a time (``--dist loadfile``) the run then ends on short files, not on a long one that
+    started last. The order within each group stays the collection order."""
+    items.sort(key=lambda item: item.get_closest_marker("smoke") is None)
+
 
 # --------------------------------------------------------------------------- sshd (transport)
 
@@ -52,3 +65,27 @@ def kube_stub(tmp_path: Path) -> Iterator[StubAPI]:
         yield stub
     finally:
         stub.stop()
+
+
+# ------------------------------------------------------------- labs for apply (apply_kit)
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
+    """``make_lab(spec)`` starts a lab of the kit from ``spec`` (``FAST`` delays unless it
+    names its own) with the fast playbooks in its work directory; every lab it started
+    is brought down after the test."""
+    started: list[Lab] = []
+
+    def make(spec: dict[str, Any]) -> Lab:
+        n = len(started)
+        work = tmp_path / f"work{n}"
+        fast_playbooks(work / "playbooks")
+        lab = Lab(tmp_path / f"lab{n}", work)
+        started.append(lab)
+        lab_up(lab.dir, {"delays": FAST, **spec})
+        return lab
+
+    yield make
+    for lab in started:
+        lab_down(lab.dir)

@@ -1,14 +1,19 @@
-"""A small real HTTPS server that answers Kubernetes API paths with canned JSON.
+"""The fake API of the integration tests: a small real HTTPS server that answers
+Kubernetes API paths with canned JSON, and the TLS server under it for other loopback
+HTTPS peers (webhook receivers, checksum servers, a mutual-TLS server).
 
-For reader and gatherer tests that need exact object shapes (pagination, mirror pods with
-digests, a missing ConfigMap) or scripted faults (503 twice, then 200). It has its own CA
-(generated with ``cryptography``), requires a bearer token, and writes a kubeconfig for
-itself, so the official client talks to it with TLS verified.
+Owns :class:`TLSServer` (a threaded ``http.server`` on 127.0.0.1 behind TLS, its PKI made by
+the lab's own certificate code, ``upgrader_lab.apiserver.certs``) and :class:`StubAPI`
+(canned Kubernetes API JSON, bearer token, a kubeconfig for itself, so the official client
+talks to it with TLS verified) with the object builders its routes use. For reader and
+gatherer tests that need exact object shapes (pagination, mirror pods with digests, a
+missing ConfigMap) or scripted faults (503 twice, then 200); a test that needs a whole
+simulated cluster uses the lab's real API server (``lab_api_fixture.LabAPI``) instead.
+Must not: hold assertions (the tests do).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import ssl
 import threading
@@ -20,10 +25,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from upgrader_lab.apiserver.certs import LabPki, ensure_pki
 
 TOKEN = "stub-token-not-a-secret"
 
@@ -31,85 +34,47 @@ TOKEN = "stub-token-not-a-secret"
 Handler = Callable[[dict[str, str]], tuple[int, Any]]
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+@dataclass
+class TLSServer:
+    """``handler`` served on 127.0.0.1 (a free port) behind TLS, in a daemon thread."""
 
+    httpd: ThreadingHTTPServer
+    pki: LabPki
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    @classmethod
+    def start(
+        cls, handler: type[BaseHTTPRequestHandler], pki_dir: Path, *, client_certs: bool = False
+    ) -> TLSServer:
+        """Start serving; ``client_certs``: require a client certificate signed by the CA."""
+        pki = ensure_pki(pki_dir, "stub", "127.0.0.1")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+        if client_certs:
+            ctx.load_verify_locations(cafile=str(pki.ca_cert))
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        httpd.daemon_threads = True
+        threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return cls(httpd, pki)
 
+    @property
+    def ca(self) -> Path:
+        return self.pki.ca_cert
 
-def make_pki(directory: Path, hostname: str = "127.0.0.1") -> tuple[Path, Path, Path]:
-    """(ca.crt, server.crt, server.key) for an IP-address server name."""
-    import ipaddress
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
 
-    now = dt.datetime.now(dt.UTC)
-    ca_key = _key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stub-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = _key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(hostname))]),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_path, crt_path, key_path = (
-        directory / "ca.crt",
-        directory / "server.crt",
-        directory / "server.key",
-    )
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(_pem_key(key))
-    return ca_path, crt_path, key_path
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @dataclass
@@ -117,8 +82,7 @@ class StubAPI:
     directory: Path
     routes: dict[str, Handler] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _server: TLSServer | None = None
     port: int = 0
     ca: Path | None = None
 
@@ -139,7 +103,6 @@ class StubAPI:
         self.routes[path] = handler
 
     def start(self) -> StubAPI:
-        self.ca, crt, key = make_pki(self.directory / "pki")
         stub = self
 
         class H(BaseHTTPRequestHandler):
@@ -166,23 +129,14 @@ class StubAPI:
                 self.end_headers()
                 self.wfile.write(data)
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(crt), str(key))
-        server.socket = ctx.wrap_socket(server.socket, server_side=True)
-        server.daemon_threads = True
-        self._server = server
-        self.port = int(server.server_address[1])
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = TLSServer.start(H, self.directory)
+        self.port = self._server.port
+        self.ca = self._server.ca
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def kubeconfig(self, path: Path, *, url: str | None = None, insecure: bool = False) -> Path:

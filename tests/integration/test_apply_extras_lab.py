@@ -2,7 +2,7 @@
 verification against the release checksums, the etcd snapshot before the first
 ``kubeadm upgrade apply``, pre-staging (downloads before the first drain) and the
 post-flight summary report. One lab per scenario, small delays; the CLI runs in a
-subprocess (helpers shared with ``test_apply_lab.py``)."""
+subprocess (helpers of ``apply_kit.py``)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from test_apply_lab import (  # the shared lab fixture and helpers
-    FAST,
-    ONE_WORKER_LOAD,
-    TARGET,
-    Lab,
-    _all_at,
-    _node,
-    cli,
-    make_lab,  # noqa: F401 - a fixture
-)
+from apply_kit import FAST, ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster
+from cli_run import cli
 
 
 def _sha256(path: Path) -> str:
@@ -34,16 +26,16 @@ def _sha256(path: Path) -> str:
 def _two_nodes() -> dict[str, object]:
     return {
         "version": "v1.27.8",
-        "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+        "nodes": cluster(1),
         "workloads": ONE_WORKER_LOAD,
     }
 
 
-def test_binaries_verified_and_etcd_snapshot_copied(make_lab: Callable[..., Lab]) -> None:  # noqa: F811
+def test_binaries_verified_and_etcd_snapshot_copied(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(_two_nodes())
     r = lab.apply()
     assert r.returncode == 0, r.stdout + r.stderr
-    _all_at(lab)
+    all_at(lab)
     state = lab.state_doc()
 
     # binary verification: one step per kubelet visit, after the packages, before the restart
@@ -111,7 +103,7 @@ def test_binaries_verified_and_etcd_snapshot_copied(make_lab: Callable[..., Lab]
     assert isinstance(summary["warnings"], list)
 
 
-def test_checksum_mismatch_stops_the_run_on_that_node(make_lab: Callable[..., Lab]) -> None:  # noqa: F811
+def test_checksum_mismatch_stops_the_run_on_that_node(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(_two_nodes())
     # The lab's release checksums, as the inventory names them: one is now wrong.
     wrong = "0" * 64
@@ -174,12 +166,12 @@ def _prestage_lab(make: Callable[..., Lab]) -> Lab:
 
 
 def test_prestaged_packages_are_not_downloaded_while_drained(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     lab = _prestage_lab(make_lab)
     r = lab.apply("--skip-etcd-snapshot")
     assert r.returncode == 0, r.stdout + r.stderr
-    _all_at(lab)
+    all_at(lab)
     assert "prestage: every node at once, before the first drain" in r.stdout
     events = lab.events_list()
     # the prestage visits ran at once, before any other visit
@@ -208,7 +200,7 @@ def test_prestaged_packages_are_not_downloaded_while_drained(
 
 
 def test_without_prestage_the_drained_node_downloads(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     lab = _prestage_lab(make_lab)
     plan = cli("plan", "-i", str(lab.inventory), "--to", TARGET, "--no-prestage")
@@ -232,7 +224,7 @@ def test_without_prestage_the_drained_node_downloads(
     assert re.search(r"Get:\d+ \S+\s+kubelet 1\.28\.4", out)
 
 
-def test_etcd_36_snapshot_checked_with_etcdutl(make_lab: Callable[..., Lab]) -> None:  # noqa: F811
+def test_etcd_36_snapshot_checked_with_etcdutl(make_lab: Callable[..., Lab]) -> None:
     """A cluster at 1.34 runs etcd 3.6 (kubeadm constants.SupportedEtcdVersion), whose
     etcdctl has no ``snapshot status`` (etcd-io/etcd etcdctl/ctlv3/command/
     snapshot_command.go v3.6): the snapshot is checked with the image's etcdutl."""
@@ -240,7 +232,7 @@ def test_etcd_36_snapshot_checked_with_etcdutl(make_lab: Callable[..., Lab]) -> 
     lab = make_lab(
         {
             "version": "v1.34.8",
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
         }
     )
@@ -260,7 +252,7 @@ def test_etcd_36_snapshot_checked_with_etcdutl(make_lab: Callable[..., Lab]) -> 
     assert save < apply_
 
 
-def test_external_etcd_is_refused_at_plan_time(make_lab: Callable[..., Lab]) -> None:  # noqa: F811
+def test_external_etcd_is_refused_at_plan_time(make_lab: Callable[..., Lab]) -> None:
     """kubeadm-config with etcd.external: no etcd on the control planes to snapshot. The
     plan says so (naming --skip-etcd-snapshot) and apply changes nothing; with the flag
     the run goes on."""

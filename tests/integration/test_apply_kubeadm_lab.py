@@ -11,12 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from test_apply_lab import (  # the shared lab fixture and helpers
-    Lab,
-    _node,
-    cli,
-    make_lab,  # noqa: F401 - a fixture
-)
+from apply_kit import Lab, cluster, lab_node
+from cli_run import cli
 
 ADDONS = [
     {"kind": "Deployment", "namespace": "kube-system", "name": "coredns", "replicas": 1},
@@ -42,12 +38,12 @@ def _addon_images(lab: Lab) -> tuple[str, str]:
 
 
 def test_an_apply_failed_after_its_kubelet_config_phase_is_run_again(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     lab = make_lab(
         {
             "version": "v1.28.4",
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "nodes": cluster(1),
             "workloads": ADDONS,
             "faults": [
                 {
@@ -91,7 +87,7 @@ def test_an_apply_failed_after_its_kubelet_config_phase_is_run_again(
 
 
 def test_force_with_a_kubelet_kubeadm_refuses_reaches_kubeadm_upgrade_apply(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     """kubeadm 1.28 refuses a kubelet more than one minor below the target; --force passes
     it in upgrader's plan and on kubeadm's command line (the lab's kubeadm refuses the
@@ -99,7 +95,7 @@ def test_force_with_a_kubelet_kubeadm_refuses_reaches_kubeadm_upgrade_apply(
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1", kubelet="v1.25.16")],
+            "nodes": [lab_node("cp-1", "control-plane"), lab_node("w-1", kubelet="v1.25.16")],
             "workloads": ADDONS,
         }
     )
@@ -114,7 +110,7 @@ def test_force_with_a_kubelet_kubeadm_refuses_reaches_kubeadm_upgrade_apply(
 
 
 def test_a_docs_style_half_upgraded_ha_cluster_is_finished(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     """kubernetes.io "Upgrading kubeadm clusters": cp-1 is upgraded completely (apply,
     then its kubelet) before cp-2 and cp-3; stopped there, cp-1's kubelet is newer than
@@ -126,10 +122,10 @@ def test_a_docs_style_half_upgraded_ha_cluster_is_finished(
         {
             "version": "v1.28.4",
             "nodes": [
-                _node("cp-1", "control-plane"),
-                _node("cp-2", "control-plane", control_plane=old, **behind),
-                _node("cp-3", "control-plane", control_plane=old, **behind),
-                _node("w-1", **behind),
+                lab_node("cp-1", "control-plane"),
+                lab_node("cp-2", "control-plane", control_plane=old, **behind),
+                lab_node("cp-3", "control-plane", control_plane=old, **behind),
+                lab_node("w-1", **behind),
             ],
             "workloads": [
                 {**ADDONS[0], "image": "registry.k8s.io/coredns/coredns:v1.10.1"},
@@ -157,7 +153,7 @@ def test_a_docs_style_half_upgraded_ha_cluster_is_finished(
 
 
 def test_a_release_candidate_from_a_mirrored_registry(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     """A pre-release target with --allow-release-candidate-upgrades: the packages are
     found as 1.28.0~rc.1-1.1, kubeadm gets the opt-in, and the new kubeadm pulls its
@@ -168,7 +164,7 @@ def test_a_release_candidate_from_a_mirrored_registry(
             "version": "v1.27.8",
             "image_repository": registry,
             "prerelease_packages": ["v1.28.0-rc.1"],
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "nodes": cluster(1),
             "workloads": ADDONS,
         }
     )

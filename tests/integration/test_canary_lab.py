@@ -4,7 +4,7 @@ says so with the command that continues), the same command finishes; ``--hold-un
 without a terminal is refused before anything runs, and at a terminal (a pseudo-terminal)
 shows each node's pods and events before its uncordon, and a "no" pauses the run. Real CLI
 in a subprocess, real sshd, the lab's API over HTTPS, checked with the real ``kubectl``
-(helpers of test_apply_lab)."""
+(helpers of apply_kit)."""
 
 from __future__ import annotations
 
@@ -16,27 +16,19 @@ import sys
 import time
 from collections.abc import Callable
 
-from cli_run import cli_env
-from test_apply_lab import (  # the shared lab fixture and helpers
-    ONE_WORKER_LOAD,
-    TARGET,
-    Lab,
-    _all_at,
-    _node,
-    cli,
-    make_lab,  # noqa: F401 - a fixture
-)
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster, lab_node
+from cli_run import cli, cli_env
 
 WORKERS = ("w-1", "w-2", "w-3")
 
 
 def test_canary_pauses_after_w1_and_the_same_command_finishes(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [_node("cp-1", "control-plane"), *(_node(w) for w in WORKERS)],
+            "nodes": [lab_node("cp-1", "control-plane"), *(lab_node(w) for w in WORKERS)],
         }
     )
     # the questions of --hold-uncordon need a terminal: refused before anything runs
@@ -72,7 +64,7 @@ def test_canary_pauses_after_w1_and_the_same_command_finishes(
     assert again.returncode == 0, again.stdout + again.stderr
     assert "paused" not in again.stdout.splitlines()[-1]
     assert lab.state_doc()["status"] == "succeeded"
-    _all_at(lab)
+    all_at(lab)
     assert not any(v["unschedulable"] for v in lab.nodes().values())
     for w in WORKERS:  # each worker upgraded exactly once over the two invocations
         assert sum("kubeadm upgrade node" in c for c in lab.calls(w)) == 1
@@ -127,12 +119,12 @@ def _run_in_pty(args: list[str], answers: dict[str, str], timeout: float = 400) 
 
 
 def test_hold_uncordon_at_a_terminal_shows_pods_and_events_and_no_pauses(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
         }
     )
@@ -155,5 +147,5 @@ def test_hold_uncordon_at_a_terminal_shows_pods_and_events_and_no_pauses(
     again = lab.apply()
     assert again.returncode == 0, again.stdout + again.stderr
     assert lab.state_doc()["status"] == "succeeded"
-    _all_at(lab)
+    all_at(lab)
     assert not any(v["unschedulable"] for v in lab.nodes().values())

@@ -4,14 +4,12 @@ it is not, and an HTTP error or a page that is no digest is a problem too."""
 
 from __future__ import annotations
 
-import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from kubeapi_stub import make_pki
+from kubeapi_stub import TLSServer
 
 from upgrader.checksums import load_release
 from upgrader.core.versions import KubeVersion
@@ -46,20 +44,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    ca, crt, key = make_pki(tmp_path / "pki")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(crt, key)
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    tls = TLSServer.start(_Handler, tmp_path / "pki")
     try:
-        port = httpd.server_address[1]
-        path = "/release/{version}/bin/linux/{arch}/{binary}.sha256"
-        yield f"https://127.0.0.1:{port}{path}", ca
+        yield f"{tls.url}/release/{{version}}/bin/linux/{{arch}}/{{binary}}.sha256", tls.ca
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        tls.stop()
 
 
 def test_fetched_when_the_certificate_is_trusted(

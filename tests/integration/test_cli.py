@@ -23,6 +23,7 @@ from cli_run import cli, cli_env
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from golden_check import check_golden, normalise, stop_message
+from run_kit import recorded_run, shell_step
 
 pytestmark = pytest.mark.integration
 
@@ -229,43 +230,22 @@ def _recorded_run(cluster: Cluster, playbooks: Path | None = None) -> Path:
     plan with its digest, input digests), written through the library. Returns the state path."""
     from upgrader import state as st
     from upgrader.apply import run_fingerprint, run_inputs
-    from upgrader.core.model import PlanEntry, Step
     from upgrader.core.versions import KubeVersion
-    from upgrader.execute import stored
     from upgrader.inventory import load_inventory
     from upgrader.planning import PlanRequest
 
     inv = load_inventory(cluster.inventory)
     req = PlanRequest(target=KubeVersion.parse("v1.28.4"), playbooks=playbooks)
-    step = Step(
-        id="v1.28.4/w-1/worker/a",
-        kind="shell",
-        node="w-1",
-        hop="v1.28.4",
-        phase="worker",
-        name="a",
-        description="a",
-        command="true",
-        timeout=10.0,
-    )
-    entry = PlanEntry(node="w-1", role="worker", phase="worker", hop="v1.28.4", steps=(step,))
     path = cluster.state_dir / "quiet.state.json"
-    sp = stored.StoredPlan("r1", "v1.27.8", "v1.28.4", ("v1.28.4",), "per-hop", (entry,))
-    digest = stored.save(stored.plan_path(path), sp)
-    run = st.new_run(
+    recorded_run(
+        path,
+        shell_step(),
         cluster="quiet",
         inventory=cluster.inventory,
         fingerprint=run_fingerprint(inv, req),
-        target="v1.28.4",
-        hops=["v1.28.4"],
-        strategy="per-hop",
-        steps=[step],
-        run_id="r1",
-        plan_digest=digest,
         inputs=run_inputs(inv, req),
         transcripts=st.default_transcripts_dir(path, "r1"),
     )
-    st.save(path, run)
     return path
 
 

@@ -4,7 +4,7 @@ pods; with ``--drain-timeout 5 --drain-fallback delete`` the run deletes them on
 timeout ran out, says so (progress line, event, transcript, summary) and finishes, while
 ``--pod-selector app=db`` leaves the ``web`` pods where they are (checked with the
 Kubernetes client). Real CLI in a subprocess, real sshd, the lab's API over HTTPS (helpers
-of test_apply_lab)."""
+of apply_kit)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from apply_kit import TARGET, Lab, all_at, cluster
 from kubernetes.client import CoreV1Api
-from test_apply_lab import (  # the shared lab fixture and helpers
-    TARGET,
-    Lab,
-    _all_at,
-    _node,
-    make_lab,  # noqa: F401 - a fixture
-)
 
 from upgrader.kube.client import make_api_client
 
@@ -36,12 +30,12 @@ def _pods_by_node(lab: Lab) -> dict[str, set[str]]:
 
 
 def test_fallback_deletes_held_pods_and_the_selector_leaves_the_others(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1"), _node("w-2")],
+            "nodes": cluster(2),
             "workloads": [
                 # minAvailable 2 of 2: the budget never allows an eviction
                 {
@@ -68,7 +62,7 @@ def test_fallback_deletes_held_pods_and_the_selector_leaves_the_others(
 
     r = lab.apply("--drain-timeout", "5", "--drain-fallback", "delete", "--pod-selector", "app=db")
     assert r.returncode == 0, r.stdout + r.stderr
-    _all_at(lab)
+    all_at(lab)
     out = r.stdout + r.stderr
     # the plan said so before it ran
     flat = " ".join(out.split())  # the brief plan wraps its prose at 120 columns

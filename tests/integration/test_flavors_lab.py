@@ -15,13 +15,12 @@ import json
 from collections.abc import Callable
 
 import pytest
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, lab_node
 from cli_run import cli
-from test_apply_lab import ONE_WORKER_LOAD, TARGET, Lab, _all_at, _node, make_lab
 
 from upgrader_lab.node import wrapper
 
 pytestmark = pytest.mark.integration
-__all__ = ["make_lab"]  # the fixture, shared with test_apply_lab
 
 WORKLOAD = [
     {"kind": "Deployment", "name": "web", "replicas": 2},
@@ -47,10 +46,10 @@ def test_rhel_and_fedora_workers_upgrade_with_their_own_dnf(
         {
             "version": "v1.27.8",
             "nodes": [
-                _node("cp-1", "control-plane"),
+                lab_node("cp-1", "control-plane"),
                 # versionlocked kubelet and kubectl (the versionlock plugin installed)
-                _node("r-1", flavor="rhel", held=["kubelet", "kubectl"]),
-                _node("f-1", flavor="fedora", held=["kubeadm"]),
+                lab_node("r-1", flavor="rhel", held=["kubelet", "kubectl"]),
+                lab_node("f-1", flavor="fedora", held=["kubeadm"]),
             ],
             "workloads": WORKLOAD,
         }
@@ -59,7 +58,7 @@ def test_rhel_and_fedora_workers_upgrade_with_their_own_dnf(
     assert node["status"]["nodeInfo"]["osImage"] == "Fedora Linux 41 (Server Edition)"
     r = lab.apply()
     assert r.returncode == 0, r.stdout + r.stderr
-    _all_at(lab)
+    all_at(lab)
     # dnf5 never got a dnf4 flag; dnf4 did not need dnf5's
     assert not [c for c in lab.calls("f-1") if "--disableexcludes" in c]
     assert _node_calls(lab, "f-1", "--setopt=disable_excludes=kubernetes")
@@ -99,7 +98,7 @@ def test_kubespray_worker_is_refused_at_plan_time_and_nothing_runs(
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [_node("cp-1", "control-plane"), _node("k-1", flavor="kubespray")],
+            "nodes": [lab_node("cp-1", "control-plane"), lab_node("k-1", flavor="kubespray")],
             "workloads": ONE_WORKER_LOAD,
         }
     )

@@ -11,7 +11,7 @@ a server that requires it).
 from __future__ import annotations
 
 import base64
-import datetime
+import http.server
 import json
 import os
 import signal
@@ -20,50 +20,33 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
 from cli_run import cli, cli_env
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from kubeapi_stub import TLSServer
 from lab_api_fixture import LabAPI, small_spec, wait_for
+
+from bench.security import client_cert
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
 
 
-def client_cert(ca_cert: Path, ca_key: Path) -> tuple[bytes, bytes]:
+def cert_user(cert_pem: bytes, key_pem: bytes, token: str | None = None) -> dict[str, Any]:
+    """A kubeconfig user with the client certificate and key inline (and ``token``)."""
+    user = {"token": token} if token is not None else {}
+    return {
+        **user,
+        "client-certificate-data": base64.b64encode(cert_pem).decode(),
+        "client-key-data": base64.b64encode(key_pem).decode(),
+    }
+
+
+def admin_client_cert(ca_cert: Path, ca_key: Path) -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM) for ``CN=upgrader-test, O=system:masters``, signed by the
-    lab's CA. RSA: a key body of many distinctive base64 lines."""
-    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
-    signer = serialization.load_pem_private_key(ca_key.read_bytes(), None)
-    assert isinstance(signer, ec.EllipticCurvePrivateKey)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "upgrader-test"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-        ]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(signer, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+    lab's CA."""
+    return client_cert(ca_cert, ca_key, "upgrader-test", "system:masters")
 
 
 def key_body_lines(key_pem: bytes) -> list[bytes]:
@@ -138,7 +121,7 @@ def test_client_key_is_in_no_file_after_a_sigkilled_run(
     slow_lease_lab: LabAPI, tmp_path: Path
 ) -> None:
     lab = slow_lease_lab
-    cert_pem, key_pem = client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
+    cert_pem, key_pem = admin_client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
     needles = key_body_lines(key_pem)
     assert len(needles) > 10
     kubeconfig = tmp_path / "ops" / "kubeconfig"
@@ -146,11 +129,7 @@ def test_client_key_is_in_no_file_after_a_sigkilled_run(
     write_kubeconfig(
         lab,
         kubeconfig,
-        {
-            "token": lab.token,
-            "client-certificate-data": base64.b64encode(cert_pem).decode(),
-            "client-key-data": base64.b64encode(key_pem).decode(),
-        },
+        cert_user(cert_pem, key_pem, token=lab.token),
     )
     inv = tmp_path / "ops" / "inventory.yaml"
     write_inventory(inv, kubeconfig)
@@ -196,16 +175,12 @@ def test_a_client_key_kubeconfig_still_talks_to_the_api(tmp_path: Path) -> None:
     ``status`` reads the lease through TLS with the key loaded, and exits 0."""
     lab = LabAPI.start(tmp_path / "lab", small_spec())
     try:
-        cert_pem, key_pem = client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
+        cert_pem, key_pem = admin_client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
         kubeconfig = tmp_path / "kubeconfig"
         write_kubeconfig(
             lab,
             kubeconfig,
-            {
-                "token": lab.token,
-                "client-certificate-data": base64.b64encode(cert_pem).decode(),
-                "client-key-data": base64.b64encode(key_pem).decode(),
-            },
+            cert_user(cert_pem, key_pem, token=lab.token),
         )
         inv = tmp_path / "inventory.yaml"
         write_inventory(inv, kubeconfig)
@@ -219,52 +194,31 @@ def test_a_client_key_kubeconfig_still_talks_to_the_api(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- mutual TLS
 
 
-class _MutualTLS:
-    """A tiny HTTPS server (the lab's server certificate) that requires a client
-    certificate signed by the lab's CA and answers ``/version`` with its subject's CN."""
+class _VersionByClientCN(http.server.BaseHTTPRequestHandler):
+    """Answers ``/version`` with the client certificate's CN as ``gitVersion`` (and
+    records each CN in ``seen``)."""
 
-    def __init__(self, pki: Any) -> None:
-        import http.server
-        import ssl
-        import threading
+    seen: ClassVar[list[str]] = []
 
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(pki.server_cert), str(pki.server_key))
-        ctx.load_verify_locations(cafile=str(pki.ca_cert))
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        seen: list[str] = []
-        self.seen = seen
+    def do_GET(self) -> None:
+        cert = self.connection.getpeercert() or {}  # type: ignore[attr-defined]
+        cn = next(
+            (v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"),
+            "",
+        )
+        self.seen.append(cn)
+        fields = ("buildDate", "compiler", "gitCommit", "gitTreeState", "goVersion")
+        doc = {k: "x" for k in fields}
+        doc.update(major="1", minor="27", platform="linux/amd64", gitVersion=cn)
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                cert = self.connection.getpeercert() or {}  # type: ignore[attr-defined]
-                cn = next(
-                    (v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"),
-                    "",
-                )
-                seen.append(cn)
-                fields = ("buildDate", "compiler", "gitCommit", "gitTreeState", "goVersion")
-                doc = {k: "x" for k in fields}
-                doc.update(major="1", minor="27", platform="linux/amd64", gitVersion=cn)
-                body = json.dumps(doc).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
@@ -281,8 +235,11 @@ def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     pki = ensure_pki(tmp_path / "pki-home", "lab", "127.0.0.1")
-    cert_pem, key_pem = client_cert(pki.ca_cert, pki.ca_key)
-    server = _MutualTLS(pki)
+    cert_pem, key_pem = admin_client_cert(pki.ca_cert, pki.ca_key)
+    seen: list[str] = []
+    handler = type("Handler", (_VersionByClientCN,), {"seen": seen})
+    # a server that requires a client certificate signed by the same CA
+    server = TLSServer.start(handler, tmp_path / "pki-home", client_certs=True)
     try:
         kubeconfig = tmp_path / "kubeconfig"
         doc = {
@@ -304,10 +261,7 @@ def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
             "users": [
                 {
                     "name": "u",
-                    "user": {
-                        "client-certificate-data": base64.b64encode(cert_pem).decode(),
-                        "client-key-data": base64.b64encode(key_pem).decode(),
-                    },
+                    "user": cert_user(cert_pem, key_pem),
                 }
             ],
         }
@@ -325,8 +279,8 @@ def test_the_in_memory_client_key_authenticates_a_mutual_tls_server(
         finally:
             api.close()  # type: ignore[no-untyped-call]
     finally:
-        server.close()
-    assert server.seen == ["upgrader-test"]
+        server.stop()
+    assert seen == ["upgrader-test"]
 
 
 # --------------------------------------------------------------------------- exec plugins
@@ -406,7 +360,7 @@ def test_a_client_key_from_an_exec_plugin_is_moved_into_memory(
     monkeypatch.setattr(credfiles, "_store", None)  # a fresh store under this temp dir
     lab = LabAPI.start(tmp_path / "lab", small_spec())
     try:
-        cert_pem, key_pem = client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
+        cert_pem, key_pem = admin_client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
         status = {
             "clientCertificateData": cert_pem.decode(),
             "clientKeyData": key_pem.decode(),
@@ -439,7 +393,7 @@ def test_failed_api_calls_show_no_credential(tmp_path: Path) -> None:
     )
     lab = LabAPI.start(tmp_path / "lab", spec)
     try:
-        cert_pem, key_pem = client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
+        cert_pem, key_pem = admin_client_cert(lab.ca_file, lab.dir / "pki" / "ca.key")
         wrong = "wrong-" + os.urandom(16).hex()
         inv = {}
         for name, token in (("rejected", wrong), ("failing", lab.token)):
@@ -448,11 +402,7 @@ def test_failed_api_calls_show_no_credential(tmp_path: Path) -> None:
             write_kubeconfig(
                 lab,
                 kubeconfig,
-                {
-                    "token": token,
-                    "client-certificate-data": base64.b64encode(cert_pem).decode(),
-                    "client-key-data": base64.b64encode(key_pem).decode(),
-                },
+                cert_user(cert_pem, key_pem, token=token),
             )
             inv[name] = tmp_path / name / "inventory.yaml"
             write_inventory(inv[name], kubeconfig)

@@ -8,18 +8,10 @@ lab CA, bearer token)."""
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import os
-import signal
-import ssl
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import watch
 from kubernetes.client import ApiClient, CoreV1Api
-from lab_api_fixture import wait_for
+from lab_api_fixture import LabAPI, wait_for
 
 from upgrader.errors import ConfigError, LockHeld, StepFailed
 from upgrader.kube import lease
@@ -48,47 +40,29 @@ from upgrader.kube.watching import ChangeFeed
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 60.0
 
-
-@dataclass
 class Lab:
-    dir: Path
-    proc: subprocess.Popen[bytes]
-    url: str
-    api: ApiClient
+    """The lab's API server (``lab_api_fixture.LabAPI``) and an official client on the
+    kubeconfig it wrote."""
 
-    @property
-    def ca(self) -> Path:
-        return self.dir / "pki" / "ca.crt"
+    def __init__(self, server: LabAPI) -> None:
+        self.server = server
+        self.dir = server.dir
+        self.url = server.url
+        self.api: ApiClient = make_api_client(server.dir / "kubeconfig", None)
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         """Call a ``/_lab/v1`` admin endpoint (what the simulated node tools do)."""
-        token = (self.dir / "secrets" / "admin-token").read_text().strip()
-        req = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        ctx = ssl.create_default_context(cafile=str(self.ca))
-        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
-            data = resp.read()
-        return json.loads(data) if data else None
+        r = self.server.request(method, path, body)
+        assert 200 <= r.status < 300, (path, r.status, r.body[:300])
+        return r.json() if r.body else None
 
     def pods_on(self, node: str) -> list[dict[str, Any]]:
         return list_node_pods(self.api, node)
 
     def stop(self) -> None:
         self.api.close()  # type: ignore[no-untyped-call]
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        self.server.stop()
 
 
 def _node(name: str, role: str = "worker", **kw: Any) -> dict[str, Any]:
@@ -112,69 +86,42 @@ def _spec(
     return spec
 
 
-def start_lab(d: Path, spec: dict[str, Any]) -> Lab:
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "spec.json").write_text(json.dumps(spec, indent=1))
-    log = open(d / "apiserver.out", "wb")  # noqa: SIM115 - closed with the process
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "upgrader_lab.apiserver", "--dir", str(d), "--port", "0"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    log.close()
-    deadline = time.monotonic() + START_TIMEOUT
-    info_path = d / "apiserver.json"
-    url = None
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"apiserver exited {proc.returncode}: {(d / 'apiserver.out').read_text()}"
-                )
-            if info_path.exists():
-                try:
-                    info = json.loads(info_path.read_text())
-                except ValueError:
-                    info = {}
-                if info.get("pid") == proc.pid and info.get("url"):
-                    url = str(info["url"])
-                    break
-            time.sleep(0.05)
-        assert url, f"apiserver did not start: {(d / 'apiserver.out').read_text()}"
-        api = make_api_client(d / "kubeconfig", None)
-        lab = Lab(d, proc, url, api)
-        while time.monotonic() < deadline:
-            try:
-                ctx = ssl.create_default_context(cafile=str(lab.ca))
-                with urllib.request.urlopen(url + "/readyz", context=ctx, timeout=5) as r:
-                    if r.status == 200:
-                        return lab
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("apiserver never became ready")
-    except BaseException:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        raise
-
-
 @pytest.fixture
 def make_lab(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Lab]]:
     labs: list[Lab] = []
 
     def make(spec: dict[str, Any]) -> Lab:
-        lab = start_lab(tmp_path / f"lab{len(labs)}", spec)
+        lab = Lab(LabAPI.start(tmp_path / f"lab{len(labs)}", spec))
         labs.append(lab)
         return lab
 
     yield make
     for lab in labs:
         lab.stop()
+
+
+# two PodDisruptionBudgets over the same pods
+TWO_PDBS = [{"maxUnavailable": 1}, {"maxUnavailable": 2, "name": "multi-too"}]
+
+
+def _deployment(name: str, replicas: int, grace_period: int = 0, pdb: Any = None) -> dict[str, Any]:
+    """A Deployment in ``default`` (``pdb``: its PodDisruptionBudget spec, or a list)."""
+    workload: dict[str, Any] = {
+        "kind": "Deployment",
+        "name": name,
+        "replicas": replicas,
+        "grace_period": grace_period,
+    }
+    if pdb is not None:
+        workload["pdb"] = pdb
+    return workload
+
+
+def _one_worker_with_api_fault(**api: Any) -> dict[str, Any]:
+    """cp-1 and w-1, no workloads, one API fault on GETs (``path_prefix``, ``status`` or
+    ``timeout``, ``times``)."""
+    fault = {"api": {"method": "GET", **api}}
+    return _spec([_node("cp-1", "control-plane"), _node("w-1")], [], faults=[fault])
 
 
 def keys(pods: list[dict[str, Any]]) -> set[str]:
@@ -368,20 +315,8 @@ def test_drain_evicts_everything_it_may_and_waits_until_gone(
         _spec(
             _three_workers(),
             [
-                {
-                    "kind": "Deployment",
-                    "name": "web",
-                    "replicas": 3,
-                    "grace_period": 0,
-                    "pdb": {"maxUnavailable": 1},
-                },
-                {
-                    "kind": "Deployment",
-                    "name": "api",
-                    "replicas": 2,
-                    "grace_period": 0,
-                    "pdb": {"minAvailable": 1},
-                },
+                _deployment("web", 3, pdb={"maxUnavailable": 1}),
+                _deployment("api", 2, pdb={"minAvailable": 1}),
                 {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
             ],
         )
@@ -496,13 +431,7 @@ def test_drain_timeout_names_pods_and_pdbs_and_loses_nothing(
         _spec(
             nodes,
             [
-                {
-                    "kind": "Deployment",
-                    "name": "db",
-                    "replicas": 3,
-                    "grace_period": 0,
-                    "pdb": {"minAvailable": 3},
-                },
+                _deployment("db", 3, pdb={"minAvailable": 3}),
             ],
         )
     )
@@ -565,13 +494,7 @@ def test_pod_under_several_pdbs_fails_the_drain(make_lab: Callable[[dict[str, An
         _spec(
             _three_workers(),
             [
-                {
-                    "kind": "Deployment",
-                    "name": "multi",
-                    "replicas": 3,
-                    "grace_period": 0,
-                    "pdb": [{"maxUnavailable": 1}, {"maxUnavailable": 2, "name": "multi-too"}],
-                },
+                _deployment("multi", 3, pdb=TWO_PDBS),
             ],
         )
     )
@@ -591,13 +514,7 @@ def test_disable_eviction_deletes_without_asking_pdbs(
         _spec(
             _three_workers(),
             [
-                {
-                    "kind": "Deployment",
-                    "name": "db",
-                    "replicas": 3,
-                    "grace_period": 1,
-                    "pdb": {"minAvailable": 3},
-                },
+                _deployment("db", 3, grace_period=1, pdb={"minAvailable": 3}),
             ],
         )
     )
@@ -628,20 +545,8 @@ def test_drain_fallback_deletes_what_budgets_still_refuse(
         _spec(
             _three_workers(),
             [
-                {
-                    "kind": "Deployment",
-                    "name": "db",
-                    "replicas": 3,
-                    "grace_period": 1,
-                    "pdb": {"minAvailable": 3},
-                },
-                {
-                    "kind": "Deployment",
-                    "name": "multi",
-                    "replicas": 3,
-                    "grace_period": 0,
-                    "pdb": [{"maxUnavailable": 1}, {"maxUnavailable": 2, "name": "multi-too"}],
-                },
+                _deployment("db", 3, grace_period=1, pdb={"minAvailable": 3}),
+                _deployment("multi", 3, pdb=TWO_PDBS),
                 {"kind": "Deployment", "name": "web", "replicas": 3, "grace_period": 0},
             ],
         )
@@ -800,22 +705,7 @@ def test_lease_keeper_renews_and_notices_loss(make_lab: Callable[[dict[str, Any]
 def test_transient_api_errors_are_retried_and_logged(
     make_lab: Callable[[dict[str, Any]], Lab], caplog: pytest.LogCaptureFixture
 ) -> None:
-    lab = make_lab(
-        _spec(
-            [_node("cp-1", "control-plane"), _node("w-1")],
-            [],
-            faults=[
-                {
-                    "api": {
-                        "method": "GET",
-                        "path_prefix": "/api/v1/nodes",
-                        "status": 503,
-                        "times": 3,
-                    }
-                }
-            ],
-        )
-    )
+    lab = make_lab(_one_worker_with_api_fault(path_prefix="/api/v1/nodes", status=503, times=3))
     caplog.set_level(logging.DEBUG, logger="upgrader.kube")
     node = get_node(lab.api, "w-1")
     assert node["metadata"]["name"] == "w-1"
@@ -825,22 +715,7 @@ def test_transient_api_errors_are_retried_and_logged(
 
 
 def test_retries_are_bounded(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
-    lab = make_lab(
-        _spec(
-            [_node("cp-1", "control-plane"), _node("w-1")],
-            [],
-            faults=[
-                {
-                    "api": {
-                        "method": "GET",
-                        "path_prefix": "/api/v1/nodes",
-                        "status": 500,
-                        "times": 50,
-                    }
-                }
-            ],
-        )
-    )
+    lab = make_lab(_one_worker_with_api_fault(path_prefix="/api/v1/nodes", status=500, times=50))
     policy = RetryPolicy(attempts=3, max_time=30, initial=0.05, max_delay=0.1, jitter=0.05)
     with pytest.raises(ApiError) as ei:
         request_json(CoreV1Api(lab.api).read_node, "w-1", what="GET node w-1", policy=policy)
@@ -849,22 +724,7 @@ def test_retries_are_bounded(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
 
 
 def test_request_timeout_is_retried(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
-    lab = make_lab(
-        _spec(
-            [_node("cp-1", "control-plane"), _node("w-1")],
-            [],
-            faults=[
-                {
-                    "api": {
-                        "method": "GET",
-                        "path_prefix": "/api/v1/nodes/w-1",
-                        "timeout": 3,
-                        "times": 1,
-                    }
-                }
-            ],
-        )
-    )
+    lab = make_lab(_one_worker_with_api_fault(path_prefix="/api/v1/nodes/w-1", timeout=3, times=1))
     policy = RetryPolicy(attempts=3, max_time=30, initial=0.05, max_delay=0.1, jitter=0.05)
     obj = request_json(
         CoreV1Api(lab.api).read_node, "w-1", what="GET node w-1", policy=policy, timeout=1.0

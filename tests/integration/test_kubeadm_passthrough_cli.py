@@ -9,26 +9,16 @@ from pathlib import Path
 
 import pytest
 from brief_text import unfold
-from cli_run import cli
+from cli_run import cli, one_line_error
 
 FACTS = Path(__file__).parents[1] / "data/facts/one-cp-two-workers.json"
 BASE = ("plan", "--facts", str(FACTS), "--to", "v1.28.4")
 
 
-def _one_line_error(r: object, *words: str) -> None:
-    out = r.stdout + r.stderr  # type: ignore[attr-defined]
-    assert r.returncode == 2, out  # type: ignore[attr-defined]
-    assert "Traceback" not in out
-    lines = [x for x in r.stderr.splitlines() if x.strip()]  # type: ignore[attr-defined]
-    assert len(lines) == 1, lines
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
 def test_a_cluster_configuration_is_refused_in_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "cluster.yaml"
     cfg.write_text("apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n")
-    _one_line_error(cli(*BASE, "--kubeadm-config", str(cfg)), str(cfg), "ClusterConfiguration")
+    one_line_error(cli(*BASE, "--kubeadm-config", str(cfg)), str(cfg), "ClusterConfiguration")
 
 
 @pytest.mark.parametrize(
@@ -39,14 +29,14 @@ def test_a_cluster_configuration_is_refused_in_one_line(tmp_path: Path) -> None:
     ],
 )
 def test_bad_flag_values_are_one_line(args: tuple[str, ...], words: tuple[str, ...]) -> None:
-    _one_line_error(cli(*BASE, *args), *words)
+    one_line_error(cli(*BASE, *args), *words)
 
 
 def test_a_patch_file_kubeadm_would_not_read_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "patches"
     d.mkdir()
     (d / "kube-apiserver.yml").write_text("a: b\n")
-    _one_line_error(cli(*BASE, "--patches", str(d)), "kube-apiserver.yml", "extension .yml")
+    one_line_error(cli(*BASE, "--patches", str(d)), "kube-apiserver.yml", "extension .yml")
 
 
 def test_an_upgrade_configuration_below_131_is_a_blocker(tmp_path: Path) -> None:

@@ -15,13 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from apply_kit import Lab, cluster
 from brief_text import unfold
-from test_apply_lab import (  # the shared lab fixture and helpers
-    Lab,
-    _node,
-    cli,
-    make_lab,  # noqa: F401 - a fixture
-)
+from cli_run import cli
 
 PATCHES = "/etc/kubernetes/upgrader/patches"
 ADDONS = [
@@ -37,13 +33,13 @@ def _apply(lab: Lab, target: str, *extra: str) -> Any:
 
 
 def test_patches_reach_kubeadm_upgrade_apply_on_cp1_and_are_applied(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
     tmp_path: Path,
 ) -> None:
     lab = make_lab(
         {
             "version": "v1.28.4",
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "nodes": cluster(1),
             "workloads": ADDONS,
         }
     )
@@ -89,13 +85,13 @@ def test_patches_reach_kubeadm_upgrade_apply_on_cp1_and_are_applied(
 
 
 def test_an_upgrade_configuration_for_a_128_target_is_a_finding_and_nothing_runs(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
     tmp_path: Path,
 ) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "nodes": cluster(1),
             "workloads": ADDONS,
         }
     )

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster
 from cli_run import cli_env
-from test_apply_lab import ONE_WORKER_LOAD, TARGET, Lab, _all_at, _node, make_lab
 
 pytestmark = pytest.mark.integration
-__all__ = ["make_lab"]  # the fixture, shared with test_apply_lab
 
 
 def _kubespray_file(lab: Lab, dest: Path) -> Path:
@@ -116,7 +115,7 @@ def _paths(lab: Lab) -> tuple[Path, Path]:
 def test_a_kubespray_inventory_needs_no_home_and_no_kubeconfig_variable(
     make_lab: Callable[..., Lab], tmp_path: Path
 ) -> None:
-    lab = make_lab({"version": "v1.27.8", "nodes": [_node("cp-1", "control-plane"), _node("w-1")]})
+    lab = make_lab({"version": "v1.27.8", "nodes": cluster(1)})
     hosts = _kubespray_file(lab, tmp_path / "hosts.yaml")
     kubeconfig, known_hosts = _paths(lab)
     home, run = _runner(tmp_path)
@@ -166,7 +165,7 @@ def test_upgrader_variables_carry_the_settings_without_flags_home_or_kubeconfig(
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,  # one worker: nothing a PDB would hold
         }
     )
@@ -186,5 +185,5 @@ def test_upgrader_variables_carry_the_settings_without_flags_home_or_kubeconfig(
         "--playbooks", str(lab.work / "playbooks"),
     )  # fmt: skip
     assert apply.returncode == 0, apply.stdout + apply.stderr
-    _all_at(lab)
+    all_at(lab)
     assert os.listdir(home) == []

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from cli_run import cli
+from labkit import fast_playbooks
 
 from upgrader.core.playbook import RepoConfig, StepContext, expand_step, load_playbooks
 from upgrader.core.versions import KubeVersion
@@ -416,21 +417,6 @@ def test_lab_up_down_stops_the_package_server(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- apply
 
 
-def _fast_playbooks(dest: Path) -> Path:
-    """The packaged playbooks with readiness polled every second (the lab is quick)."""
-    src = Path(__file__).resolve().parents[2] / "upgrader" / "playbooks" / "default.yaml"
-    doc = yaml.safe_load(src.read_text())
-    for phase in doc["phases"].values():
-        for step in phase.get("steps") or ():
-            if step["kind"] in ("wait-ready", "wait-control-plane"):
-                step["params"] = {**(step.get("params") or {}), "poll_interval": 1}
-            if step["kind"] == "drain":
-                step["params"] = {**(step.get("params") or {}), "retry_interval": 1}
-    dest.mkdir(parents=True)
-    (dest / "default.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return dest
-
-
 def test_apply_with_cri_tools_held_on_a_worker_keeps_exactly_the_holds(tmp_path: Path) -> None:
     """Issue 11 item 2 on the real apt: kubeadm/kubelet 1.28 Depend on cri-tools (>= 1.28.0)
     and kubernetes-cni (>= 1.2.0) (kubernetes/release metadata.yaml); cri-tools is held on
@@ -459,7 +445,7 @@ def test_apply_with_cri_tools_held_on_a_worker_keeps_exactly_the_holds(tmp_path:
         assert plan.returncode == 0, plan.stderr + plan.stdout
         assert "PACKAGE_DEPENDENCY_HELD" in plan.stdout
         assert "apt-mark unhold kubeadm cri-tools" in plan.stdout
-        playbooks = _fast_playbooks(tmp_path / "playbooks")
+        playbooks = fast_playbooks(tmp_path / "playbooks")
         args = ["apply", "-i", inventory, "--to", "v1.28.4", "--yes"]
         apply = cli(*args, "--playbooks", str(playbooks), timeout=900)
         assert apply.returncode == 0, apply.stderr[-3000:] + apply.stdout[-3000:]

@@ -25,9 +25,7 @@ import stat
 from collections.abc import Iterator
 
 import pytest
-from test_lab_nodes import Lab, start_lab
-
-from upgrader_lab import runner
+from test_lab_nodes import Lab, started_lab
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +40,6 @@ ETCD_ID = "$(crictl ps -q --name '^etcd$' 2>/dev/null)"
 def etcd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """cp-1 at 1.27 (etcd 3.5.7), cp-2 at 1.34 (etcd 3.6.4; a lab node's own version),
     w-1 a worker."""
-    lab_dir = tmp_path_factory.mktemp("lab") / "etcd-lab"
     # the node tools themselves, driven as root (the non-root login: test_lab_sudo.py)
     spec = {
         "ssh_user": "root",
@@ -70,10 +67,8 @@ def etcd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             }
         ],
     }
-    the_lab = start_lab(lab_dir, spec)
-    yield the_lab
-    the_lab.close()
-    runner.down(lab_dir)
+    with started_lab(tmp_path_factory.mktemp("lab") / "etcd-lab", spec) as the_lab:
+        yield the_lab
 
 
 def test_etcd_is_a_static_pod_with_kubeadm_manifest(etcd_lab: Lab) -> None:

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import pytest
 from cli_run import cli
+from labkit import lab_down, lab_up
 
-from upgrader_lab import runner
-from upgrader_lab import spec as labspec
 from upgrader_lab.node import wrapper
 
 pytestmark = pytest.mark.integration
@@ -70,9 +69,9 @@ class Nodes:
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     lab_dir = tmp_path_factory.mktemp("flavors") / "lab"
-    runner.up(lab_dir, labspec.parse_spec(SPEC, "test spec"), start_api=False)
+    lab_up(lab_dir, SPEC, api=False)
     yield Nodes(lab_dir)
-    runner.down(lab_dir)
+    lab_down(lab_dir)
 
 
 # --------------------------------------------------------------------------- rhel (dnf4)

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.integration.test_lab_nodes import Lab, kube, start_lab
-from upgrader_lab import runner
+from test_lab_nodes import Lab, kube, started_lab
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +55,8 @@ INSTALL = (
 
 @pytest.fixture(scope="module")
 def klab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "kubeadm-lab"
-    the_lab = start_lab(lab_dir, SPEC)
-    yield the_lab
-    the_lab.close()
-    runner.down(lab_dir)
+    with started_lab(tmp_path_factory.mktemp("lab") / "kubeadm-lab", SPEC) as the_lab:
+        yield the_lab
 
 
 def addon_images(lab: Lab) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import paramiko
 import pytest
 import yaml
 from lab_api_fixture import wait_for
+from labkit import LabFiles, lab_down, lab_up
 
 from upgrader.errors import ConfigError
 from upgrader_lab import cost, runner, trust
@@ -65,36 +67,14 @@ class Out:
     err: str
 
 
-class Lab:
+class Lab(LabFiles):
     """A started lab and SSH access to its nodes (one cached connection per node)."""
 
     def __init__(self, lab_dir: Path) -> None:
-        self.dir = lab_dir
-        self.info = json.loads((lab_dir / "lab.json").read_text())
+        super().__init__(lab_dir)
         self.port = int(self.info["ssh"]["port"])
-        self.key = paramiko.Ed25519Key.from_private_key_file(str(lab_dir / "id_ed25519"))
         self._clients: dict[str, paramiko.SSHClient] = {}
         self._lock = threading.Lock()
-
-    def address(self, node: str) -> str:
-        return str(self.info["nodes"][node]["address"])
-
-    def connect(self, node: str) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        client.load_host_keys(str(self.dir / "known_hosts"))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        client.connect(
-            self.address(node),
-            port=self.port,
-            username=self.info["ssh"]["user"],
-            pkey=self.key,
-            timeout=60,
-            banner_timeout=60,
-            auth_timeout=60,
-            look_for_keys=False,
-            allow_agent=False,
-        )
-        return client
 
     def client(self, node: str) -> paramiko.SSHClient:
         with self._lock:
@@ -115,8 +95,7 @@ class Lab:
         return r.out
 
     def calls(self, node: str) -> list[dict[str, Any]]:
-        text = (self.dir / "nodes" / node / "calls.jsonl").read_text()
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return self.records(node)
 
     def close(self) -> None:
         for c in self._clients.values():
@@ -125,23 +104,30 @@ class Lab:
 
 
 def start_lab(lab_dir: Path, spec: dict[str, Any] | None) -> Lab:
-    parsed = labspec.parse_spec(spec, "test spec") if spec is not None else None
-    runner.up(lab_dir, parsed)
+    lab_up(lab_dir, spec)
     return Lab(lab_dir)
+
+
+@contextmanager
+def started_lab(lab_dir: Path, spec: dict[str, Any] | None) -> Iterator[Lab]:
+    """A lab for the ``with`` block (a fixture's lifetime): its connections closed and
+    the lab brought down after it."""
+    lab = start_lab(lab_dir, spec)
+    try:
+        yield lab
+    finally:
+        lab.close()
+        lab_down(lab_dir)
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "nodes-lab"
-    the_lab = start_lab(lab_dir, SESSION_SPEC)
-    yield the_lab
-    the_lab.close()
-    runner.down(lab_dir)
+    with started_lab(tmp_path_factory.mktemp("lab") / "nodes-lab", SESSION_SPEC) as the_lab:
+        yield the_lab
 
 
 @pytest.fixture(scope="module")
 def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab_dir = tmp_path_factory.mktemp("lab") / "api-lab"
     spec = {
         "ssh_user": "root",
         "version": "v1.27.8",
@@ -152,10 +138,8 @@ def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         ],
         "delays": {"kubelet_ready": 0.3},
     }
-    the_lab = start_lab(lab_dir, spec)
-    yield the_lab
-    the_lab.close()
-    runner.down(lab_dir)
+    with started_lab(tmp_path_factory.mktemp("lab") / "api-lab", spec) as the_lab:
+        yield the_lab
 
 
 def kube(lab: Lab) -> Any:

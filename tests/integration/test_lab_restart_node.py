@@ -19,9 +19,9 @@ from typing import Any
 
 import paramiko
 import pytest
-import yaml
 from cli_run import cli
 from lab_api_fixture import wait_for
+from labkit import LabFiles, fast_playbooks, lab_down, lab_up, running_lab
 
 pytestmark = pytest.mark.integration
 
@@ -37,37 +37,18 @@ SPEC: dict[str, Any] = {
 }
 
 
-class Lab:
+class Lab(LabFiles):
     def __init__(self, d: Path) -> None:
-        self.dir = d
-        self.info = json.loads((d / "lab.json").read_text())
+        super().__init__(d)
         from kubernetes import client, config
 
         api = config.new_client_from_config(config_file=str(d / "kubeconfig"))  # type: ignore[no-untyped-call]
         self.api = api
         self.core = client.CoreV1Api(api)
 
-    def address(self, node: str) -> str:
-        return str(self.info["nodes"][node]["address"])
-
-    def connect(self, node: str) -> paramiko.SSHClient:
-        """A new SSH connection that trusts only the lab's known_hosts (the host key
-        must be the one `lab up` wrote)."""
-        c = paramiko.SSHClient()
-        c.load_host_keys(str(self.dir / "known_hosts"))
-        c.set_missing_host_key_policy(paramiko.RejectPolicy())
-        c.connect(
-            self.address(node),
-            port=int(self.info["ssh"]["port"]),
-            username=str(self.info["ssh"]["user"]),
-            key_filename=str(self.dir / "id_ed25519"),
-            timeout=5,
-            banner_timeout=5,
-            auth_timeout=5,
-            allow_agent=False,
-            look_for_keys=False,
-        )
-        return c
+    def connect(self, node: str, user: str | None = None, timeout: float = 5) -> paramiko.SSHClient:
+        """A new SSH connection (short timeouts: a node that is down refuses at once)."""
+        return super().connect(node, user, timeout)
 
     def ssh(self, node: str, command: str) -> tuple[int, str]:
         c = self.connect(node)
@@ -122,16 +103,8 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("restart")
-    spec_file = base / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(SPEC, sort_keys=False))
-    d = base / "lab"
-    up = cli("lab", "up", "--dir", str(d), "--spec", str(spec_file), timeout=300)
-    assert up.returncode == 0, up.stderr
-    try:
+    with running_lab(tmp_path_factory.mktemp("restart") / "lab", SPEC) as d:
         yield Lab(d)
-    finally:
-        cli("lab", "down", "--dir", str(d), timeout=120)
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl on this machine")
@@ -288,19 +261,6 @@ def test_the_health_gate_speaks_while_a_node_restarts(lab: Lab) -> None:
 
 
 TARGET = "v1.28.4"
-PKG = Path(__file__).resolve().parents[2] / "upgrader" / "playbooks"
-
-
-def _fast_playbooks(dest: Path) -> None:
-    """The packaged playbooks with readiness polled every second (the lab is quick)."""
-    dest.mkdir(parents=True)
-    doc = yaml.safe_load((PKG / "default.yaml").read_text())
-    for phase in doc["phases"].values():
-        for key in ("pre", "steps", "post"):
-            for step in phase.get(key) or ():
-                if step["kind"] in ("wait-ready", "wait-control-plane"):
-                    step["params"] = {**(step.get("params") or {}), "poll_interval": 1}
-    (dest / "default.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def test_apply_says_what_the_health_gate_waits_for_while_a_node_reboots(tmp_path: Path) -> None:
@@ -320,13 +280,10 @@ def test_apply_says_what_the_health_gate_waits_for_while_a_node_reboots(tmp_path
         ],
         "delays": {"kubelet_ready": 0.3, "pod_termination": 0.1},
     }
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     d = tmp_path / "lab"
-    _fast_playbooks(tmp_path / "playbooks")
+    fast_playbooks(tmp_path / "playbooks")
     events = tmp_path / "events.jsonl"
-    up = cli("lab", "up", "--dir", str(d), "--spec", str(spec_file), timeout=300)
-    assert up.returncode == 0, up.stderr
+    lab_up(d, spec)
     lab = Lab(d)
     proc: subprocess.Popen[str] | None = None
     restart: subprocess.Popen[str] | None = None
@@ -362,7 +319,7 @@ def test_apply_says_what_the_health_gate_waits_for_while_a_node_reboots(tmp_path
         for p in (proc, restart):
             if p is not None and p.poll() is None:
                 p.kill()
-        cli("lab", "down", "--dir", str(d), timeout=120)
+        lab_down(d)
     gate = seen("health-gate-waiting")
     assert gate, "the health gate waited in silence"
     assert all(e["nodes"] == ["w-2"] and e["node"] == "w-2" and "step" not in e for e in gate)

@@ -10,7 +10,6 @@ bookworm), https://www.sudo.ws/docs/man/1.9.13/sudoers.man/ .
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -20,11 +19,11 @@ from typing import Any
 import paramiko
 import pytest
 import yaml
+from labkit import LabFiles, lab_down, lab_up
 
 from upgrader.errors import ConfigError
 from upgrader.transport.base import SSHTarget
 from upgrader.transport.ssh import SSHTransport
-from upgrader_lab import runner
 from upgrader_lab import spec as labspec
 from upgrader_lab import sudo as labsudo
 
@@ -36,31 +35,14 @@ pytestmark = [
 NODES = [{"name": "cp-1", "role": "control-plane"}, {"name": "w-1", "role": "worker"}]
 
 
-class Lab:
-    def __init__(self, lab_dir: Path) -> None:
-        self.dir = lab_dir
-        self.info = json.loads((lab_dir / "lab.json").read_text())
-        self.port = int(self.info["ssh"]["port"])
-        self.user = str(self.info["ssh"]["user"])
-        self.key = paramiko.Ed25519Key.from_private_key_file(str(lab_dir / "id_ed25519"))
+class Lab(LabFiles):
+    @property
+    def port(self) -> int:
+        return int(self.info["ssh"]["port"])
 
-    def address(self, node: str) -> str:
-        return str(self.info["nodes"][node]["address"])
-
-    def connect(self, node: str, user: str | None = None) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        client.load_host_keys(str(self.dir / "known_hosts"))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        client.connect(
-            self.address(node),
-            port=self.port,
-            username=user or self.user,
-            pkey=self.key,
-            timeout=60,
-            look_for_keys=False,
-            allow_agent=False,
-        )
-        return client
+    @property
+    def user(self) -> str:
+        return str(self.info["ssh"]["user"])
 
     def run(self, node: str, command: str) -> tuple[int, str, str]:
         client = self.connect(node)
@@ -85,7 +67,7 @@ class Lab:
 
 
 def _up(lab_dir: Path, spec: dict[str, Any]) -> Lab:
-    runner.up(lab_dir, labspec.parse_spec({"nodes": NODES, **spec}, "test spec"), start_api=False)
+    lab_up(lab_dir, {"nodes": NODES, **spec}, api=False)
     return Lab(lab_dir)
 
 
@@ -96,7 +78,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab_dir = tmp_path_factory.mktemp("sudo") / "lab"
     the_lab = _up(lab_dir, {})
     yield the_lab
-    runner.down(lab_dir)
+    lab_down(lab_dir)
 
 
 def test_login_is_the_non_root_user_and_root_is_refused(lab: Lab) -> None:
@@ -219,7 +201,7 @@ def test_password_path_right_and_wrong(tmp_path: Path, monkeypatch: pytest.Monke
             assert password not in environment and "https_proxy=http://u:p@" in environment
             assert "proxy:3128" not in r.command
     finally:
-        runner.down(lab.dir)
+        lab_down(lab.dir)
     assert not labsudo.host_dropin_path(lab.dir).exists()
 
 
@@ -232,7 +214,7 @@ def test_ssh_user_root_keeps_the_root_login(tmp_path: Path) -> None:
         inv = yaml.safe_load((lab.dir / "inventory.yaml").read_text())
         assert inv["ssh"]["user"] == "root" and inv["ssh"]["sudo"] is False
     finally:
-        runner.down(lab.dir)
+        lab_down(lab.dir)
 
 
 def test_apply_with_a_sudo_password_succeeds_and_never_records_it(
@@ -250,7 +232,7 @@ def test_apply_with_a_sudo_password_succeeds_and_never_records_it(
         "delays": {"kubelet_ready": 0.3, "pod_termination": 0.1},
     }
     lab_dir = tmp_path / "lab"
-    runner.up(lab_dir, labspec.parse_spec(spec, "test spec"))
+    lab_up(lab_dir, spec)
     try:
         password = (lab_dir / labsudo.PASSWORD_FILE).read_text().strip()
         monkeypatch.setenv(labsudo.PASSWORD_ENV, password)
@@ -267,4 +249,4 @@ def test_apply_with_a_sudo_password_succeeds_and_never_records_it(
         calls = (lab_dir / "nodes" / "cp-1" / "calls.jsonl").read_text()
         assert "kubeadm" in calls and password not in calls
     finally:
-        runner.down(lab_dir)
+        lab_down(lab_dir)

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from cli_run import cli
+from labkit import fast_playbooks
 
 from upgrader.inventory import load_inventory
 from upgrader.transport.ssh import SSHPool
@@ -125,18 +126,6 @@ def lab(tmp_path: Path) -> Iterator[Path]:
         runner.down(lab_dir, purge=True)
 
 
-def _fast_playbooks(dest: Path) -> Path:
-    src = Path(__file__).resolve().parents[2] / "upgrader" / "playbooks" / "default.yaml"
-    doc = yaml.safe_load(src.read_text())
-    for phase in doc["phases"].values():
-        for step in phase.get("steps") or ():
-            if step["kind"] in ("wait-ready", "wait-control-plane"):
-                step["params"] = {**(step.get("params") or {}), "poll_interval": 1}
-    dest.mkdir(parents=True)
-    (dest / "default.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return dest
-
-
 def _texts(*paths: Path) -> Iterator[tuple[Path, str]]:
     for p in paths:
         for f in [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()):
@@ -174,7 +163,7 @@ def test_proxy_and_mirror_reach_apt_and_curl_and_the_password_stays_hidden(
     assert not proxy.seen  # nothing went through the proxy yet
 
     events = tmp_path / "events.jsonl"
-    playbooks = _fast_playbooks(tmp_path / "playbooks")
+    playbooks = fast_playbooks(tmp_path / "playbooks")
     args = ["apply", "-i", str(inventory), "--to", "v1.28.4", "--yes", "--events", str(events)]
     apply = cli(*args, "--playbooks", str(playbooks), timeout=900)
     assert apply.returncode == 0, apply.stderr[-3000:] + apply.stdout[-3000:]

@@ -5,15 +5,13 @@ redirect is not followed."""
 from __future__ import annotations
 
 import json
-import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubeapi_stub import make_pki
+from kubeapi_stub import TLSServer
 
 from upgrader.execute import events as ev
 from upgrader.execute.notify import WebhookNotifier
@@ -49,21 +47,16 @@ class Server:
             def log_message(self, *a: Any) -> None:
                 pass
 
-        self.ca, crt, key = make_pki(pki)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(crt, key)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.base = f"https://127.0.0.1:{self.httpd.server_address[1]}"
+        self.tls = TLSServer.start(H, pki)
+        self.ca = self.tls.ca
+        self.base = self.tls.url
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     s = Server(tmp_path / "pki")
     yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    s.tls.stop()
 
 
 def test_delivered_when_the_certificate_is_trusted(

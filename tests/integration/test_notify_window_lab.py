@@ -15,14 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from test_apply_lab import (  # the shared lab fixture and helpers
-    ONE_WORKER_LOAD,
-    TARGET,
-    Lab,
-    _all_at,
-    _node,
-    make_lab,  # noqa: F401 - a fixture
-)
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -67,11 +60,11 @@ def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_window_then_notify(make_lab: Callable[..., Lab], receiver: Receiver) -> None:  # noqa: F811
+def test_window_then_notify(make_lab: Callable[..., Lab], receiver: Receiver) -> None:
     lab = make_lab(
         {
             "version": "v1.27.8",
-            "nodes": [_node("cp-1", "control-plane"), _node("w-1")],
+            "nodes": cluster(1),
             "workloads": ONE_WORKER_LOAD,
         }
     )
@@ -102,7 +95,7 @@ def test_window_then_notify(make_lab: Callable[..., Lab], receiver: Receiver) ->
     down = f"http://127.0.0.1:{_closed_port()}/down"
     r = lab.apply("--window", "daily 00:00-24:00", "--notify", receiver.url, "--notify", down)
     assert r.returncode == 0, r.stdout + r.stderr
-    _all_at(lab)
+    all_at(lab)
 
     got = [b for _, b in receiver.bodies]
     kinds = [b["event"] for b in got]

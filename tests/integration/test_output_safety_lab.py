@@ -7,49 +7,34 @@ error line, ``status``) nor the transcripts raw."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from cli_run import cli, cli_env
+from labkit import fast_playbooks, lab_down, lab_up
 
+from bench.security import EVIL_OUTPUT, EVIL_SHOWN, RSS_WRAPPER, banner_server
 from upgrader.core.parsers import FACT_SECTION_CAP
 
 pytestmark = pytest.mark.integration
 
 TARGET = "v1.28.4"
-PKG = Path(__file__).resolve().parents[2] / "upgrader" / "playbooks"
 FAST = {"kubelet_ready": 0.3, "package_install": 0.0, "pod_termination": 0.1, "download": 0.0}
 # OSC 52 (writes the operator's clipboard), CSI (clears the screen), RLO (reverses text)
-EVIL = "\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2J\u202e"
+EVIL = EVIL_OUTPUT
 RAW = ("\x1b", "\x07", "\u202e")
-SHOWN = "\\x1b]52;c;ZWNobyBwd25lZA==\\x07"  # what the operator sees instead (and \\u202e)
-
-# Runs ARGV and prints its peak RSS (KiB, ru_maxrss of the waited child) on the last line
-# of stderr.
-_RSS = (
-    "import resource, subprocess, sys\n"
-    "r = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, capture_output=True, text=True)\n"
-    "sys.stdout.write(r.stdout)\n"
-    "sys.stderr.write(r.stderr)\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
-    "sys.exit(r.returncode)\n"
-)
+SHOWN = EVIL_SHOWN  # what the operator sees instead (and \\u202e)
 
 
 def _cli_rss(*args: str) -> tuple[subprocess.CompletedProcess[str], int]:
     """The CLI run in a subprocess; (its result, its peak RSS in bytes)."""
     r = subprocess.run(
-        [sys.executable, "-c", _RSS, sys.executable, "-m", "upgrader", *args],
+        [sys.executable, "-c", RSS_WRAPPER, sys.executable, "-m", "upgrader", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -60,50 +45,10 @@ def _cli_rss(*args: str) -> tuple[subprocess.CompletedProcess[str], int]:
     return subprocess.CompletedProcess(r.args, r.returncode, r.stdout, err), int(rss) * 1024
 
 
-@contextmanager
-def _banner_server(host: str, line: str) -> Iterator[int]:
-    """A TCP server on ``host`` answering every connection with 100 lines of ``line`` and
-    never an SSH version line; yields its port."""
-    srv = socket.create_server((host, 0))
-    srv.settimeout(0.2)
-    stop = threading.Event()
-    payload = "".join(f"{line} {i}\r\n" for i in range(100)).encode()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            with conn, contextlib.suppress(OSError):
-                conn.sendall(payload)
-                conn.recv(4096)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        yield int(srv.getsockname()[1])
-    finally:
-        stop.set()
-        t.join(5)
-        srv.close()
-
-
 def _raw_free(*texts: str) -> None:
     for text in texts:
         for c in RAW:
             assert c not in text, f"raw {c!r} reached the operator: {text[-2000:]!r}"
-
-
-def _fast_playbooks(dest: Path) -> None:
-    dest.mkdir(parents=True)
-    doc = yaml.safe_load((PKG / "default.yaml").read_text())
-    for phase in doc["phases"].values():
-        for key in ("pre", "steps", "post"):
-            for step in phase.get(key) or ():
-                if step["kind"] in ("wait-ready", "wait-control-plane"):
-                    step["params"] = {**(step.get("params") or {}), "poll_interval": 1}
-    (dest / "default.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> None:
@@ -119,12 +64,9 @@ def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> Non
             {"node": "cp-1", "match": "kubeadm upgrade plan", "times": 9, "exit": 1, "stderr": EVIL}
         ],
     }
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     lab = tmp_path / "lab"
-    _fast_playbooks(tmp_path / "playbooks")
-    up = cli("lab", "up", "--dir", str(lab), "--spec", str(spec_file), timeout=180)
-    assert up.returncode == 0, up.stderr + up.stdout
+    fast_playbooks(tmp_path / "playbooks")
+    lab_up(lab, spec)
     inv = str(lab / "inventory.yaml")
     try:
         # w-1: a dockerd host address carrying escapes (DOCKERD_TCP_NO_TLS quotes it)
@@ -142,7 +84,7 @@ def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> Non
         # w-2 behind an SSH server whose banner lines (before any version line) carry them
         doc = yaml.safe_load((lab / "inventory.yaml").read_text())
         w2 = next(n for n in doc["nodes"] if n["name"] == "w-2")
-        with _banner_server(str(w2["address"]), "hello" + EVIL) as port:
+        with banner_server(str(w2["address"]), "hello" + EVIL) as port:
             w2["port"] = port
             (lab / "inventory-banner.yaml").write_text(yaml.safe_dump(doc))
             r = cli("plan", "-i", str(lab / "inventory-banner.yaml"), "--to", TARGET, "-vv")
@@ -189,5 +131,4 @@ def test_hostile_node_output_is_bounded_and_shown_escaped(tmp_path: Path) -> Non
         _raw_free(transcript)
         assert SHOWN in transcript
     finally:
-        down = cli("lab", "down", "--dir", str(lab), timeout=120)
-        assert down.returncode == 0, down.stderr
+        lab_down(lab)

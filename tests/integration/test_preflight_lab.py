@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from labkit import LabFiles, running_lab
 
 from upgrader.core.checks.kubelet import check_kubelet
 from upgrader.core.model import Facts, Finding
@@ -101,14 +102,7 @@ class Plan:
         return {f["code"] for f in self.findings if f["severity"] == "blocker"}
 
 
-@dataclass
-class Lab:
-    dir: Path
-
-    @property
-    def inventory(self) -> Path:
-        return self.dir / "inventory.yaml"
-
+class Lab(LabFiles):
     def plan(self, to: str, *flags: str) -> Plan:
         r = cli("plan", "-i", str(self.inventory), "--to", to, "--json", *flags)
         assert r.returncode in (0, 3), r.stderr
@@ -135,9 +129,6 @@ class Lab:
             fn = getattr(getattr(kubernetes.client, api_class)(api), fn_name)
             return request_json(fn, *args, what=fn_name, **kwargs)
 
-    def root(self, node: str) -> Path:
-        return self.dir / "nodes" / node / "root"
-
     def admin(self, path: str, body: dict[str, Any]) -> None:
         """POST to the lab's admin API (what the node tools do)."""
         import http.client
@@ -161,19 +152,8 @@ class Lab:
 
 @contextmanager
 def lab(tmp_path: Path, name: str, spec: dict[str, Any] | None = None) -> Iterator[Lab]:
-    d = tmp_path / name
-    args = ["lab", "up", "--dir", str(d)]
-    if spec is not None:
-        spec_file = tmp_path / f"{name}.yaml"
-        spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
-        args += ["--spec", str(spec_file)]
-    up = cli(*args, timeout=180)
-    assert up.returncode == 0, up.stderr
-    try:
+    with running_lab(tmp_path / name, spec) as d:
         yield Lab(d)
-    finally:
-        down = cli("lab", "down", "--dir", str(d), timeout=120)
-        assert down.returncode == 0, down.stderr
 
 
 def _pool_for(lab: Lab) -> tuple[Any, Any]:

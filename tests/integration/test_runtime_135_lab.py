@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cli_run import cli
+from labkit import lab_down, lab_up
 
 from upgrader_lab.node import wrapper
 
@@ -53,10 +53,7 @@ def of(doc: dict[str, Any], code: str) -> list[tuple[str, str | None]]:
 
 def test_cgroup_v1_and_containerd_1x_on_the_lab(tmp_path: Path) -> None:
     d = tmp_path / "lab135"
-    spec_file = tmp_path / "lab135.yaml"
-    spec_file.write_text(yaml.safe_dump(SPEC, sort_keys=False))
-    up = cli("lab", "up", "--dir", str(d), "--spec", str(spec_file), timeout=180)
-    assert up.returncode == 0, up.stderr
+    up = lab_up(d, SPEC)
     try:
         mode = json.loads((d / "lab.json").read_text())["mount"]["mode"]
         # lab up warns when a node's cgroup version cannot be shown (path mode, user namespace)
@@ -128,8 +125,7 @@ def test_cgroup_v1_and_containerd_1x_on_the_lab(tmp_path: Path) -> None:
         if mode == "overlay":
             _kubelet_135_on_cgroup_v1(d, kubeconfig)
     finally:
-        down = cli("lab", "down", "--dir", str(d), timeout=120)
-        assert down.returncode == 0, down.stderr
+        lab_down(d)
 
 
 def _kubelet_135_on_cgroup_v1(d: Path, kubeconfig: str) -> None:

@@ -5,21 +5,15 @@ the zone-a workers, the others stay at the old version and schedulable; a run pa
 ``status`` shows it; a malformed selector, one matching no worker, and ``--group-by`` with
 ``--max-unavailable`` are refused before anything runs. Real CLI in a subprocess, real
 sshd, the lab's API over HTTPS, checked with the real ``kubectl`` (helpers of
-test_apply_lab). The groups side by side: test_worker_groups_lab.py."""
+apply_kit). The groups side by side: test_worker_groups_lab.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from test_apply_lab import (  # the shared lab fixture and helpers
-    ONE_WORKER_LOAD,
-    TARGET,
-    Lab,
-    _node,
-    cli,
-    make_lab,  # noqa: F401 - a fixture
-)
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, lab_node
+from cli_run import cli
 
 OLD = "v1.27.8"
 ZONE = "topology.kubernetes.io/zone"
@@ -30,15 +24,15 @@ def spec() -> dict[str, Any]:
     return {
         "version": OLD,
         "nodes": [
-            _node("cp-1", "control-plane"),
-            *(_node(w, labels={ZONE: z}) for w, z in ZONES.items()),
+            lab_node("cp-1", "control-plane"),
+            *(lab_node(w, labels={ZONE: z}) for w, z in ZONES.items()),
         ],
         "workloads": ONE_WORKER_LOAD,
     }
 
 
 def test_selector_upgrades_exactly_the_matching_workers(
-    make_lab: Callable[..., Lab],  # noqa: F811
+    make_lab: Callable[..., Lab],
 ) -> None:
     lab = make_lab(spec())
     # refused before any node is changed: a malformed selector, one matching no worker

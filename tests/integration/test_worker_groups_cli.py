@@ -8,20 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_run import cli
+from cli_run import cli, one_line_error
 
 FACTS = Path(__file__).parents[1] / "data/facts/one-cp-two-workers.json"
 BASE = ("plan", "--facts", str(FACTS), "--to", "v1.28.4")
-
-
-def _one_line_error(r: object, *words: str) -> None:
-    out = r.stdout + r.stderr  # type: ignore[attr-defined]
-    assert r.returncode == 2, out  # type: ignore[attr-defined]
-    assert "Traceback" not in out
-    lines = [x for x in r.stderr.splitlines() if x.strip()]  # type: ignore[attr-defined]
-    assert len(lines) == 1, lines
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(
@@ -37,7 +27,7 @@ def _one_line_error(r: object, *words: str) -> None:
 def test_bad_worker_options_are_one_line_exit_2(
     args: tuple[str, ...], words: tuple[str, ...]
 ) -> None:
-    _one_line_error(cli(*BASE, *args), *words)
+    one_line_error(cli(*BASE, *args), *words)
 
 
 def test_apply_refuses_group_by_with_max_unavailable_before_reading_anything(
@@ -48,7 +38,7 @@ def test_apply_refuses_group_by_with_max_unavailable_before_reading_anything(
         "apply", "-i", str(missing), "--to", "v1.28.4", "--yes",
         "--group-by", "zone", "--max-unavailable", "2",
     )  # fmt: skip
-    _one_line_error(r, "--group-by: not with --max-unavailable")
+    one_line_error(r, "--group-by: not with --max-unavailable")
 
 
 def test_plan_json_carries_the_groups_and_the_order(tmp_path: Path) -> None:

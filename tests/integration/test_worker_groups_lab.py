@@ -4,20 +4,14 @@ exactly w-1 (the others stay at the old version, uncordoned, untouched; ``status
 the selection); then ``apply --group-by zone --max-unavailable-per-group 1`` upgrades the
 other three with nodes of different zones down at the same time and never two of one zone
 (from the events file). Real CLI in a subprocess, real sshd, the lab's API over HTTPS,
-checked with the real ``kubectl`` (helpers of test_apply_lab)."""
+checked with the real ``kubectl`` (helpers of apply_kit)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from test_apply_lab import (  # the shared lab fixture and helpers
-    TARGET,
-    Lab,
-    _all_at,
-    _node,
-    cli,
-    make_lab,  # noqa: F401 - a fixture
-)
+from apply_kit import TARGET, Lab, all_at, lab_node
+from cli_run import cli
 
 ZONES = {"w-1": "a", "w-2": "b", "w-3": "a", "w-4": "b"}
 
@@ -36,15 +30,15 @@ def _down_spans(lab: Lab) -> dict[str, list[tuple[int, int]]]:
     return spans
 
 
-def test_selector_then_groups_by_zone(make_lab: Callable[..., Lab]) -> None:  # noqa: F811
+def test_selector_then_groups_by_zone(make_lab: Callable[..., Lab]) -> None:
     labels = {w: {"zone": z} for w, z in ZONES.items()}
     labels["w-1"]["tier"] = "canary"
     lab = make_lab(
         {
             "version": "v1.27.8",
             "nodes": [
-                _node("cp-1", "control-plane"),
-                *(_node(w, labels=labels[w]) for w in ZONES),
+                lab_node("cp-1", "control-plane"),
+                *(lab_node(w, labels=labels[w]) for w in ZONES),
             ],
         }
     )
@@ -69,7 +63,7 @@ def test_selector_then_groups_by_zone(make_lab: Callable[..., Lab]) -> None:  # 
     r = lab.apply("--group-by", "zone", "--max-unavailable-per-group", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "groups by zone: a (w-3), b (w-2, w-4); at most 1 down per group" in r.stdout
-    _all_at(lab)
+    all_at(lab)
     assert not any(v["unschedulable"] for v in lab.nodes().values())
     spans = _down_spans(lab)
     assert set(spans) == {"w-2", "w-3", "w-4"}

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_kit import shell_step
 
 from upgrader import state as st
-from upgrader.core.model import PlanEntry, Step
+from upgrader.core.model import PlanEntry
 from upgrader.errors import StepFailed
 from upgrader.execute import events as ev
 from upgrader.execute.engine import Engine, EngineOptions
@@ -81,15 +82,10 @@ def _leaky_run(
     node_dir = tmp_path / "node"
     node_dir.mkdir()
     (node_dir / "leak.txt").write_text(leak + "\n")
-    step = Step(
-        id="v1.28.4/w-1/worker/leaky",
-        kind="shell",
-        node="w-1",
-        hop="v1.28.4",
-        phase="worker",
-        name="leaky",
+    step = shell_step(
+        "leaky",
+        "cat leak.txt; cat leak.txt >&2; exit 7",
         description="a site tool that prints credentials",
-        command="cat leak.txt; cat leak.txt >&2; exit 7",
         timeout=20.0,
     )
     entries = [PlanEntry(node="w-1", role="worker", phase="worker", hop="v1.28.4", steps=(step,))]

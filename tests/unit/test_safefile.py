@@ -10,10 +10,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from run_kit import recorded_run, shell_step
 
 from upgrader import safefile
 from upgrader import state as st
-from upgrader.core.model import PlanEntry, Step
 from upgrader.errors import ConfigError
 from upgrader.execute import events as ev
 from upgrader.execute import stored
@@ -113,33 +113,8 @@ def test_own_state_dir_is_tightened_to_0700(tmp_path: Path) -> None:
 
 
 def _run(tmp_path: Path) -> tuple[Path, st.RunState]:
-    step = Step(
-        id="v1.28.4/w-1/worker/a",
-        kind="shell",
-        node="w-1",
-        hop="v1.28.4",
-        phase="worker",
-        name="a",
-        description="a",
-        command="true",
-        timeout=10.0,
-    )
-    entry = PlanEntry(node="w-1", role="worker", phase="worker", hop="v1.28.4", steps=(step,))
-    sp = stored.StoredPlan("r1", "v1.27.8", "v1.28.4", ("v1.28.4",), "per-hop", (entry,))
     path = tmp_path / "state" / "lab.state.json"
-    digest = stored.save(stored.plan_path(path), sp)
-    run = st.new_run(
-        cluster="lab",
-        inventory="inv.yaml",
-        fingerprint="fp",
-        target="v1.28.4",
-        hops=["v1.28.4"],
-        strategy="per-hop",
-        steps=[step],
-        run_id="r1",
-        plan_digest=digest,
-    )
-    st.save(path, run)
+    run = recorded_run(path, shell_step(), cluster="lab", inventory="inv.yaml", fingerprint="fp")
     return path, run
 
 

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-_REPO = Path(__file__).resolve().parents[2]
-if str(_REPO) not in sys.path:  # bench/ is not an installed package
-    sys.path.insert(0, str(_REPO))
+from bench import plan_scale
+from bench._perf import child_env, upgrader_argv, write_result
 
-from bench import plan_scale  # noqa: E402
-from bench._perf import child_env, upgrader_argv, write_result  # noqa: E402
-
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.smoke, pytest.mark.timeout(300)]
 
 
 def test_generated_facts_plan_one_minor_up_on_every_node(tmp_path: Path) -> None:

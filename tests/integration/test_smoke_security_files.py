@@ -1,0 +1,22 @@
+"""Smoke test of the security campaign (``bench/security.py``, quick), its file checks on
+one lab: forged state files and symlinks, playbook text, kubeconfig credentials, the lab
+directory, the node lock. The whole campaign is ``make security``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from smoke import security_quick
+
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
+
+
+def test_security_quick_files_and_locks(tmp_path: Path) -> None:
+    assert security_quick(tmp_path, "files") == {
+        "forged state files and symlinked operator files",
+        "playbook text with control characters and bidi overrides",
+        "kubeconfig client key on disk after SIGKILL; exec plugin announced",
+        "lab directory another user controls",
+        "node lock held or planted by a non-root user",
+    }
