@@ -26,6 +26,7 @@ from upgrader.execute import events as ev
 from upgrader.execute import stored
 from upgrader.execute.engine import Engine, EngineOptions, batches, precordoned_nodes
 from upgrader.execute.ops import DrainOptions, NodeState
+from upgrader.execute.runners.api import drain_options
 from upgrader.transport.base import Result
 from upgrader.transport.local import LocalTransport
 
@@ -1177,7 +1178,7 @@ def test_a_resume_given_drain_flags_drains_with_them_not_with_the_recorded_step(
     recorded = next(s for s in w1.steps if s.kind == "drain")
     assert "fallback" not in recorded.params  # the stored step says: no fallback
     engine = rig.engine([w1, w2], drain_overrides={"w-1": ("delete", "app=db")})
-    opts = engine._drain_options(recorded)
+    opts = drain_options(engine, recorded)
     assert (opts.fallback, opts.pod_selector) == ("delete", "app=db")
-    other = engine._drain_options(next(s for s in w2.steps if s.kind == "drain"))
+    other = drain_options(engine, next(s for s in w2.steps if s.kind == "drain"))
     assert (other.fallback, other.pod_selector) == ("none", None)

@@ -13,7 +13,11 @@ group; the ``prestage`` visits all at once in a bounded pool; nothing new
 starts once a node failed) and the stop at the first
 failure with :class:`~upgrader.errors.StepFailed`.
 
-Rules the engine applies to a step (``check`` exit 0 = the effect is already there):
+What one attempt of a step kind does, and what its failure means, is that kind's runner
+(:mod:`upgrader.execute.runners`, registered by ``StepKind``); the engine gives runners its
+services (state, events, transcripts, commands under the node lock, the done-check).
+
+Rules the engine and the runners apply to a step (``check`` exit 0 = the effect is already there):
 - recorded ``succeeded``/``skipped``: not touched again;
 - a ``check`` passes before the command runs (a fresh step, or one left ``running`` or
   ``failed`` by an earlier run): recorded ``succeeded`` without running the command;
@@ -43,7 +47,6 @@ rich/typer/paramiko/kubernetes, or decide exit codes.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -63,15 +66,15 @@ from tenacity import (
 )
 
 from upgrader import state as st
-from upgrader.core import etcd as etcd_mod
 from upgrader.core import nodelock
-from upgrader.core.drain import fallback_text
 from upgrader.core.model import ROLE_WORKER, PlanEntry, Step
-from upgrader.core.vocab import API_KINDS, StepKind
-from upgrader.errors import KubernetesError, OutsideWindow, StepFailed, TransportError
+from upgrader.core.vocab import StepKind
+from upgrader.errors import OutsideWindow, StepFailed, TransportError
 from upgrader.execute import events as ev
-from upgrader.execute import snapshot as snap
-from upgrader.execute.ops import DrainOptions, KubeOps
+from upgrader.execute.ops import KubeOps
+from upgrader.execute.runners import runner_for
+from upgrader.execute.runners.base import AttemptFailed, Done, Retryable, Runner
+from upgrader.execute.runners.shell import CHECK_TIMEOUT
 from upgrader.redact import make_redactor
 from upgrader.transport.base import Result, Transport
 
@@ -81,7 +84,6 @@ TransportFactory = Callable[[str], Transport]
 Saver = Callable[[st.RunState], None]
 
 PRESTAGE_PHASE = "prestage"
-CHECK_TIMEOUT = 120.0  # seconds; a done-check is a quick read
 
 
 @dataclass(frozen=True)
@@ -117,31 +119,6 @@ class EngineOptions:
 
 # events that tell the operator about a running step (the heartbeat stays quiet after one)
 _SPEAKING = frozenset({ev.STEP_STARTED, ev.STEP_WAITING, ev.STEP_LOCK_WAIT, ev.STEP_ATTEMPT_FAILED})
-
-
-class _AttemptFailed(Exception):
-    """One attempt failed; ``retry`` says whether another attempt may follow."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry: bool,
-        exit_code: int | None = None,
-        stderr: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.retry = retry
-        self.exit_code = exit_code
-        self.stderr = stderr
-
-
-class _Retryable(_AttemptFailed):
-    pass
-
-
-class _Done(Exception):
-    """The step's effect is there (its check passed after a failed attempt)."""
 
 
 class PauseRun(Exception):
@@ -275,7 +252,14 @@ class Engine:
     def state(self) -> st.RunState:
         return self._state
 
-    def _update(self, fn: Callable[[st.RunState], st.RunState]) -> st.RunState:
+    @property
+    def kube(self) -> KubeOps:
+        return self._kube
+
+    def transport(self, node: str) -> Transport:
+        return self._transports(node)
+
+    def update(self, fn: Callable[[st.RunState], st.RunState]) -> st.RunState:
         with self._lock:
             new = fn(self._state)
             if new is not self._state:
@@ -283,13 +267,13 @@ class Engine:
                 self._state = new
             return new
 
-    def _mask(self, text: str) -> str:
+    def mask(self, text: str) -> str:
         return self._redact(text)
 
-    def _emit(self, kind: str, /, **data: Any) -> None:
+    def emit(self, kind: str, /, **data: Any) -> None:
         if self._emit_fn is None:
             return
-        clean = {k: self._mask(v) if isinstance(v, str) else v for k, v in data.items()}
+        clean = {k: self.mask(v) if isinstance(v, str) else v for k, v in data.items()}
         if kind in _SPEAKING and isinstance(data.get("step"), str):
             self._spoke[data["step"]] = time.monotonic()
         try:
@@ -301,9 +285,9 @@ class Engine:
         """The health gate before ``batch`` still waits: a ``health-gate-waiting`` event
         (no step runs between nodes, so it is not a ``step-waiting``)."""
         nodes = list(dict.fromkeys(e.node for e in batch))
-        self._emit(ev.GATE_WAITING, node=nodes[0] if nodes else None, nodes=nodes, message=message)
+        self.emit(ev.GATE_WAITING, node=nodes[0] if nodes else None, nodes=nodes, message=message)
 
-    def _step_data(self, step: Step) -> dict[str, Any]:
+    def step_data(self, step: Step) -> dict[str, Any]:
         return {
             "node": step.node,
             "step": step.id,
@@ -313,7 +297,7 @@ class Engine:
             "total": self._total,
         }
 
-    def _note(self, node: str, message: str) -> None:
+    def note(self, node: str, message: str) -> None:
         if self._transcripts is not None:
             self._transcripts.note(node, message)
 
@@ -331,7 +315,7 @@ class Engine:
         raises :class:`StepFailed` at the first failure (the state says where)."""
         started = time.monotonic()
         nodes = list(dict.fromkeys(e.node for e in self.entries))
-        self._emit(
+        self.emit(
             ev.RUN_STARTED,
             target=self._state.target,
             hops=list(self._state.hops),
@@ -364,8 +348,8 @@ class Engine:
                     self._run_batch(batch)
         except PauseRun as p:
             reason = str(p)
-            self._update(lambda s: st.pause(s, reason))
-            self._emit(
+            self.update(lambda s: st.pause(s, reason))
+            self.emit(
                 ev.RUN_PAUSED,
                 reason=reason,
                 duration=time.monotonic() - started,
@@ -373,7 +357,7 @@ class Engine:
             )
             return self._state
         except StepFailed as e:
-            self._emit(
+            self.emit(
                 ev.RUN_FINISHED,
                 ok=False,
                 error=str(e),
@@ -386,10 +370,10 @@ class Engine:
         except BaseException as e:
             # SIGINT, SIGTERM made one by the CLI, or the --window closed before a node
             if isinstance(e, KeyboardInterrupt | OutsideWindow):
-                self._update(lambda s: st.set_status(s, st.RunStatus.INTERRUPTED))
+                self.update(lambda s: st.set_status(s, st.RunStatus.INTERRUPTED))
             if isinstance(e, OutsideWindow):
-                self._emit(ev.RUN_OUTSIDE_WINDOW, message=str(e), done_steps=self.done_steps())
-            self._emit(
+                self.emit(ev.RUN_OUTSIDE_WINDOW, message=str(e), done_steps=self.done_steps())
+            self.emit(
                 ev.RUN_FINISHED,
                 ok=False,
                 error=str(e)
@@ -399,8 +383,8 @@ class Engine:
                 done_steps=self.done_steps(),
             )
             raise
-        self._update(lambda s: st.set_status(s, st.RunStatus.SUCCEEDED))
-        self._emit(
+        self.update(lambda s: st.set_status(s, st.RunStatus.SUCCEEDED))
+        self.emit(
             ev.RUN_FINISHED,
             ok=True,
             duration=time.monotonic() - started,
@@ -445,7 +429,7 @@ class Engine:
     def _run_entry(self, entry: PlanEntry) -> None:
         if self._entry_done(entry):
             return
-        self._emit(
+        self.emit(
             ev.NODE_STARTED,
             node=entry.node,
             phase=entry.phase,
@@ -455,7 +439,7 @@ class Engine:
         )
         for step in entry.steps:
             self._run_step(step)
-        self._emit(ev.NODE_FINISHED, node=entry.node, phase=entry.phase, hop=entry.hop)
+        self.emit(ev.NODE_FINISHED, node=entry.node, phase=entry.phase, hop=entry.hop)
 
     # ------------------------------------------------------------------ one step
     def _run_step(self, step: Step) -> None:
@@ -466,31 +450,36 @@ class Engine:
             self._guard()  # e.g. the cluster Lease was lost: stop before the next step
         resumed = rec.status in (st.StepStatus.RUNNING, st.StepStatus.FAILED)
         if resumed:
-            self._note(step.node, f"{step.id}: left {rec.status.value} by an earlier run")
+            self.note(step.node, f"{step.id}: left {rec.status.value} by an earlier run")
         if step.kind == StepKind.UNCORDON and step.node in self._state.precordoned:
             reason = "it was cordoned before the run started; left cordoned"
-            self._update(lambda s: st.skip_step(s, step.id, message=reason))
-            self._note(step.node, f"{step.id}: skipped: {reason}")
-            self._emit(ev.STEP_SKIPPED, **self._step_data(step), reason=reason)
-            self._emit(ev.NODE_LEFT_CORDONED, node=step.node, step=step.id, reason=reason)
+            self.update(lambda s: st.skip_step(s, step.id, message=reason))
+            self.note(step.node, f"{step.id}: skipped: {reason}")
+            self.emit(ev.STEP_SKIPPED, **self.step_data(step), reason=reason)
+            self.emit(ev.NODE_LEFT_CORDONED, node=step.node, step=step.id, reason=reason)
             return
         if step.kind == StepKind.UNCORDON and self._before_uncordon is not None:
             self._before_uncordon(step)  # --hold-uncordon: may raise PauseRun
+        runner = runner_for(step.kind)
+        if runner is None:
+            self._fail(step, f"unknown step kind {step.kind!r}", retried=False)
+            return
         if step.kind == StepKind.SHELL:
             if step.command is None:
                 self._fail(step, "the step has no command for this node", retried=False)
             why = "resume" if resumed else "before"
             try:
-                done = step.check is not None and self._check(step, rec.attempts, why)
-            except _AttemptFailed as f:
+                done = step.check is not None and self.check(step, rec.attempts, why)
+            except AttemptFailed as f:
                 self._fail(step, str(f), retried=False)
             if done:
                 self._succeed(step, "already done (check passed); command not run", None, True)
                 return
-        elif step.kind not in (*API_KINDS, StepKind.ETCD_SNAPSHOT):
-            self._fail(step, f"unknown step kind {step.kind!r}", retried=False)
-        retry_safe = step.retry_safe
-        attempts = max(1, self.options.attempts)
+        self._attempts(step, runner)
+
+    def _attempts(self, step: Step, runner: Runner) -> None:
+        """The attempts of ``step`` (tenacity: exponential backoff with jitter, another
+        attempt only after :class:`Retryable`), then its outcome recorded."""
 
         def before_sleep(rs: RetryCallState) -> None:
             exc = rs.outcome.exception() if rs.outcome is not None else None
@@ -503,9 +492,9 @@ class Engine:
                 exc,
                 wait,
             )
-            self._emit(
+            self.emit(
                 ev.STEP_ATTEMPT_FAILED,
-                **self._step_data(step),
+                **self.step_data(step),
                 attempt=self._state.step(step.id).attempts,
                 error=str(exc),
                 will_retry=True,
@@ -513,22 +502,22 @@ class Engine:
             )
 
         retrying = Retrying(
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(max(1, self.options.attempts)),
             wait=wait_exponential(
                 multiplier=self.options.backoff_initial, max=self.options.backoff_max
             )
             + wait_random(0, self.options.backoff_initial),
-            retry=retry_if_exception_type(_Retryable),
+            retry=retry_if_exception_type(Retryable),
             sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
         try:
-            message = retrying(self._attempt, step, retry_safe)
-        except _Done:
+            message = retrying(self._attempt, step, runner)
+        except Done:
             self._succeed(step, "already done (check passed after a failed attempt)", None, True)
             return
-        except _AttemptFailed as f:
+        except AttemptFailed as f:
             self._fail(
                 step,
                 str(f),
@@ -536,31 +525,19 @@ class Engine:
                 stderr=f.stderr,
                 retried=self._state.step(step.id).attempts > 1,
             )
-        self._succeed(step, message, 0 if step.kind == StepKind.SHELL else None, False)
+        self._succeed(step, message, runner.success_exit_code, False)
 
-    def _attempt(self, step: Step, retry_safe: bool) -> str:
+    def _attempt(self, step: Step, runner: Runner) -> str:
         """One attempt: record ``running`` (saved), run, classify. Returns a message on
-        success; raises :class:`_Retryable`, :class:`_AttemptFailed` or :class:`_Done`."""
-        self._update(lambda s: st.start_step(s, step.id))
+        success; raises :class:`Retryable`, :class:`AttemptFailed` or :class:`Done`."""
+        self.update(lambda s: st.start_step(s, step.id))
         attempt = self._state.step(step.id).attempts
-        self._emit(ev.STEP_STARTED, **self._step_data(step), attempt=attempt)
-        with self._heartbeat(step):
-            if step.kind == StepKind.SHELL:
-                return self._shell_attempt(step, attempt, retry_safe)
-            if step.kind == StepKind.ETCD_SNAPSHOT:
-                return self._snapshot_attempt(step, attempt)
-            return self._api_attempt(step, attempt)
-
-    def _limit(self, step: Step) -> float:
-        """How long one attempt of ``step`` may take (its timeout, as the engine applies it)."""
-        if step.kind == StepKind.DRAIN:
-            return float(self._drain_options(step).timeout)
-        if step.kind in (StepKind.WAIT_READY, StepKind.WAIT_CONTROL_PLANE):
-            return float(self._wait_timeout(step))
-        return float(step.timeout)
+        self.emit(ev.STEP_STARTED, **self.step_data(step), attempt=attempt)
+        with self._heartbeat(step, runner.limit(self, step)):
+            return runner.attempt(self, step, attempt)
 
     @contextmanager
-    def _heartbeat(self, step: Step) -> Iterator[None]:
+    def _heartbeat(self, step: Step, limit: float) -> Iterator[None]:
         """While the attempt runs: whenever no event spoke for ``step`` for
         ``progress_every`` seconds, a ``step-waiting`` "still running after Ns; Ns of Ns
         left" (a thread; stopped and joined when the attempt ends)."""
@@ -570,7 +547,6 @@ class Engine:
             return
         stop = threading.Event()
         started = time.monotonic()
-        limit = self._limit(step)
 
         def beat() -> None:
             while True:
@@ -586,9 +562,9 @@ class Engine:
                     if limit > 0
                     else "no timeout"
                 )
-                self._emit(
+                self.emit(
                     ev.STEP_WAITING,
-                    **self._step_data(step),
+                    **self.step_data(step),
                     message=f"still running after {ran:.0f}s; {left}",
                 )
 
@@ -601,7 +577,7 @@ class Engine:
             t.join()
 
     # ------------------------------------------------------------------ shell steps
-    def _run_command(
+    def run_command(
         self, step: Step, command: str, label: str, attempt: int, timeout: float
     ) -> tuple[Result | None, str | None]:
         """(result, transport error text): exactly one of them is set. ``command`` runs
@@ -640,19 +616,17 @@ class Engine:
             )
         return res, None
 
-    def _announce_lock_wait(self, step: Step, stderr: str) -> float:
+    def announce_lock_wait(self, step: Step, stderr: str) -> float:
         """Say (transcript, event) that ``step`` waits for the node lock, naming who has the
         lock file open when the wrapper could tell (``stderr`` of the busy command, see
         :func:`nodelock.holder`); return when."""
         by = nodelock.holder(stderr)
         held = f"held by {by}" if by else "held"
-        self._note(step.node, f"{step.id}: {self.options.lock_path} is {held}; waiting")
-        self._emit(
-            ev.STEP_LOCK_WAIT, **self._step_data(step), lock=self.options.lock_path, holder=by
-        )
+        self.note(step.node, f"{step.id}: {self.options.lock_path} is {held}; waiting")
+        self.emit(ev.STEP_LOCK_WAIT, **self.step_data(step), lock=self.options.lock_path, holder=by)
         return time.monotonic()
 
-    def _run_waiting(
+    def run_waiting(
         self,
         step: Step,
         command: str,
@@ -661,41 +635,41 @@ class Engine:
         timeout: float,
         since: float | None = None,
     ) -> tuple[Result | None, str | None]:
-        """:meth:`_run_command`, run again while another command holds the node lock, up to
+        """:meth:`run_command`, run again while another command holds the node lock, up to
         the step's timeout from the first time it was found held (``since``, when the caller
-        found it held already and announced the wait); then :class:`_AttemptFailed`."""
+        found it held already and announced the wait); then :class:`AttemptFailed`."""
         while True:
-            res, err = self._run_command(step, command, label, attempt, timeout)
+            res, err = self.run_command(step, command, label, attempt, timeout)
             if res is None or not nodelock.is_busy(res.exit_code, res.stderr):
                 return res, err
             now = time.monotonic()
             if since is None:
-                since = self._announce_lock_wait(step, res.stderr)
+                since = self.announce_lock_wait(step, res.stderr)
             elif now - since >= step.timeout:
                 by = nodelock.holder(res.stderr)
                 who = f"open by {by}" if by else f"see `fuser -v {self.options.lock_path}` there"
-                raise _AttemptFailed(
+                raise AttemptFailed(
                     f"another command has held the node lock {self.options.lock_path} for "
                     f"{now - since:.0f}s (a command of a killed run may still be running on "
                     f"the node; {who}), so {label!r} could not run",
                     retry=False,
                 )
 
-    def _check(self, step: Step, attempt: int, why: str, since: float | None = None) -> bool:
+    def check(self, step: Step, attempt: int, why: str, since: float | None = None) -> bool:
         """Run the step's check; True when it exits 0. A check that cannot run (node
         unreachable, timeout) counts as "not done". ``why``: ``before`` (a fresh step),
         ``resume`` (left running/failed by an earlier run), ``after-failure``,
         ``after-lock-wait``. Waits while another command holds the node lock."""
         assert step.check is not None
         label = {"before": "check", "resume": "check on resume"}.get(why, f"check {why}")
-        res, err = self._run_waiting(
+        res, err = self.run_waiting(
             step, step.check, label, attempt, min(step.timeout, CHECK_TIMEOUT), since
         )
         done = res is not None and res.ok
         problem = err or ("timed out" if res is not None and res.timed_out else None)
-        self._emit(
+        self.emit(
             ev.STEP_CHECKED,
-            **self._step_data(step),
+            **self.step_data(step),
             done=done,
             why=why,
             resumed=why == "resume",
@@ -704,307 +678,22 @@ class Engine:
         )
         return done
 
-    def _shell_attempt(self, step: Step, attempt: int, retry_safe: bool) -> str:
-        assert step.command is not None
-        res, err = self._run_command(step, step.command, "run", attempt, step.timeout)
-        if res is not None and res.ok:
-            return f"exit 0 in {res.duration:.1f}s"
-        if res is not None and nodelock.is_busy(res.exit_code, res.stderr):
-            self._lock_was_busy(step, attempt, retry_safe, res.stderr)
-        if res is None:
-            message = f"SSH session failed: {err}"
-            exit_code, stderr, no_status = None, None, True
-        elif res.timed_out:
-            message = f"timed out after {step.timeout:g}s"
-            exit_code, stderr, no_status = None, res.stderr, True
-        else:
-            last = st.tail(res.stderr, 1) or st.tail(res.stdout, 1)
-            message = f"exit {res.exit_code}" + (f": {last}" if last else "")
-            exit_code, stderr, no_status = res.exit_code, res.stderr, False
-        message = self._mask(message)
-        if retry_safe:
-            raise _Retryable(message, retry=True, exit_code=exit_code, stderr=stderr)
-        # Not safe to repeat blindly: ask the node whether the effect is there.
-        if step.check is None:
-            raise _AttemptFailed(
-                message + " (not retried: the step is not safe to repeat and has no check)",
-                retry=False,
-                exit_code=exit_code,
-                stderr=stderr,
-            )
-        self._emit(
-            ev.STEP_ATTEMPT_FAILED,
-            **self._step_data(step),
-            attempt=attempt,
-            error=message,
-            will_retry=False,
-            will_check=True,
-        )
-        if self._check(step, attempt, "after-failure"):
-            raise _Done()
-        if no_status:
-            raise _Retryable(
-                message + " (check: not done)", retry=True, exit_code=exit_code, stderr=stderr
-            )
-        raise _AttemptFailed(
-            message + " (not retried: the step is not safe to repeat)",
-            retry=False,
-            exit_code=exit_code,
-            stderr=stderr,
-        )
-
-    def _lock_was_busy(self, step: Step, attempt: int, retry_safe: bool, stderr: str) -> None:
-        """The command did not run: another command held the node lock (one a killed run
-        left running, perhaps this very step's). Never start it blindly after that one:
-        wait for the lock through the check (its effect may now be there) or, for a
-        retry-safe step without a check, through an empty command; then raise."""
-        message = f"not run: another command held the node lock {self.options.lock_path}"
-        by = nodelock.holder(stderr)
-        if by:
-            message += f" (open by {by})"
-        since = self._announce_lock_wait(step, stderr)
-        if step.check is not None:
-            if self._check(step, attempt, "after-lock-wait", since=since):
-                raise _Done()
-            raise _Retryable(message + " (check: not done)", retry=True)
-        if not retry_safe:
-            raise _AttemptFailed(
-                message + "; the step is not safe to repeat and has no check: look at "
-                "the node, then run the same command again",
-                retry=False,
-            )
-        self._run_waiting(step, ":", "wait for the node lock", attempt, CHECK_TIMEOUT, since)
-        raise _Retryable(message, retry=True)
-
-    # ------------------------------------------------------------------ etcd snapshot
-    def _snapshot_attempt(self, step: Step, attempt: int) -> str:
-        """Save, check and hash a snapshot inside the node's etcd container (crictl exec),
-        stream it here as root over the exec channel, compare size and sha256, record it
-        in the state. Any failure may be retried (a new snapshot)."""
-        run_id = self._state.run_id
-        directory = self.options.snapshot_dir
-        if directory is None:
-            raise _AttemptFailed("no local directory for the etcd snapshot", retry=False)
-        try:
-            command = snap.save_command(run_id)
-        except snap.SnapshotError as e:
-            raise _AttemptFailed(str(e), retry=False) from None
-        res, err = self._run_command(step, command, "run", attempt, step.timeout)
-        if res is None:
-            raise _Retryable(self._mask(f"SSH session failed: {err}"), retry=True)
-        if res.timed_out:
-            raise _Retryable(f"timed out after {step.timeout:g}s", retry=True, stderr=res.stderr)
-        if not res.ok:
-            last = st.tail(res.stderr, 1) or st.tail(res.stdout, 1)
-            # no crictl / no etcd static pod: a retry cannot help
-            retry = res.exit_code not in (etcd_mod.RC_NO_CRICTL, etcd_mod.RC_NO_STATIC_POD)
-            raise _Retryable(
-                self._mask(f"exit {res.exit_code}" + (f": {last}" if last else "")),
-                retry=retry,
-                exit_code=res.exit_code,
-                stderr=res.stderr,
-            )
-        try:
-            saved = snap.parse_save_output(res.stdout, run_id)
-            fetch = snap.fetch_command(saved.remote)
-        except snap.SnapshotError as e:
-            raise _Retryable(str(e), retry=True) from None
-        transport = self._transports(step.node)
-        stream = getattr(transport, "stream_to", None)
-        if not callable(stream):
-            raise _AttemptFailed(f"the transport to {step.node} cannot stream files", retry=False)
-        snap.prepare_dir(directory)
-        local = snap.local_path(directory, step.node, run_id)
-        try:
-            got_res = stream(fetch, local, timeout=step.timeout)
-        except TransportError as e:
-            raise _Retryable(self._mask(str(e)), retry=True) from None
-        if not got_res.ok:
-            last = st.tail(got_res.stderr, 1)
-            why = "timed out" if got_res.timed_out else f"exit {got_res.exit_code}"
-            raise _Retryable(
-                self._mask(f"copying {saved.remote}: {why}" + (f": {last}" if last else "")),
-                retry=True,
-            )
-        os.chmod(local, 0o600)
-        got = snap.file_sha256(local)
-        size = local.stat().st_size
-        if got != saved.sha256 or size != saved.size:
-            local.unlink(missing_ok=True)
-            raise _Retryable(
-                f"the copy of {saved.remote} has sha256 {got} ({size} bytes), the node's "
-                f"file {saved.sha256} ({saved.size} bytes)",
-                retry=True,
-            )
-        record = snap.Snapshot(
-            node=step.node,
-            path=str(local.resolve()),
-            remote=saved.remote,
-            sha256=saved.sha256,
-            revision=saved.status.get("revision"),
-            size=size,
-            taken=st.now_iso(),
-            etcd_version=saved.etcd_version,
-        ).to_dict()
-        self._update(lambda s: st.record_etcd_snapshot(s, record))
-        self._note(
-            step.node,
-            f"{step.id}: etcd {saved.etcd_version} snapshot (checked with {saved.tool} snapshot "
-            f"status) copied to {local} (sha256 {saved.sha256})",
-        )
-        return (
-            f"etcd snapshot {local} (sha256 {saved.sha256}, revision "
-            f"{saved.status.get('revision')}, etcd {saved.etcd_version})"
-        )
-
     # ------------------------------------------------------------------ API steps
-    def _drain_options(self, step: Step) -> DrainOptions:
-        p = step.params
-        o = self.options
-        timeout = o.drain_timeout if o.drain_timeout is not None else p.get("timeout", 600)
-        grace = o.grace_period if o.grace_period is not None else p.get("grace_period")
-        fallback = str(p.get("fallback") or "none")
-        selector = str(p["pod_selector"]) if p.get("pod_selector") else None
-        if o.drain_overrides and step.node in o.drain_overrides:
-            fallback, selector = o.drain_overrides[step.node]
-        return DrainOptions(
-            timeout=float(timeout),
-            grace_period=None if grace is None else int(grace),
-            delete_emptydir_data=o.delete_emptydir_data or bool(p.get("delete_emptydir_data")),
-            force=o.force or bool(p.get("allow_unmanaged")),
-            disable_eviction=o.disable_eviction,
-            pod_selector=selector,
-            fallback=fallback,
-            on_fallback=self._fallback_reporter(step),
-            retry_interval=float(p.get("retry_interval", 5)),
-            on_progress=self._waiting(step),
-            progress_every=o.progress_every,
-        )
-
-    def _fallback_reporter(self, step: Step) -> Callable[[tuple[str, ...], tuple[str, ...]], None]:
-        """What the drain fallback calls before it deletes pods a budget still refuses:
-        recorded in the state (for the summary), the node's transcript and an event."""
-
-        def report(pods: tuple[str, ...], budgets: tuple[str, ...]) -> None:
-            text = fallback_text(pods, budgets)
-            self._update(lambda s: st.record_drain_fallback(s, step.id, step.node, pods, budgets))
-            self._note(step.node, f"{step.id}: {text}")
-            self._emit(
-                ev.DRAIN_FALLBACK,
-                **self._step_data(step),
-                pods=list(pods),
-                budgets=list(budgets),
-                message=text,
-            )
-
-        return report
-
-    def _waiting(self, step: Step) -> Callable[[str], None]:
+    def waiting(self, step: Step) -> Callable[[str], None]:
         """What a long wait of ``step`` calls to say what it waits for (``step-waiting``)."""
-        return lambda text: self._emit(ev.STEP_WAITING, **self._step_data(step), message=text)
-
-    def _poll(self, step: Step) -> float:
-        if self.options.poll_interval is not None:
-            return self.options.poll_interval
-        return float(step.params.get("poll_interval", 5))
-
-    def _wait_timeout(self, step: Step) -> float:
-        return self.options.ready_timeout if self.options.ready_timeout else step.timeout
-
-    def _cordon(self, step: Step) -> None:
-        """Cordon the node and record it as ours unless it was cordoned before the run."""
-        changed = self._kube.cordon(step.node)
-        if step.node in self._state.precordoned:
-            self._note(step.node, f"{step.id}: node was cordoned before the run")
-            return
-        if changed:
-            self._note(step.node, f"{step.id}: cordoned")
-            self._emit(ev.NODE_CORDONED, node=step.node, step=step.id)
-        if step.node not in self._state.cordoned_by_us:
-            self._update(lambda s: st.mark_cordoned(s, step.node, step.id))
-
-    def _uncordon_ours(self, step: Step, why: str) -> bool:
-        """Uncordon the node if this run cordoned it; True if it did."""
-        if step.node not in self._state.cordoned_by_us:
-            return False
-        try:
-            self._kube.uncordon(step.node)
-        except KubernetesError as e:
-            log.error("%s: could not uncordon after %s: %s", step.node, why, e)
-            self._note(step.node, f"{step.id}: uncordon after {why} failed: {e}")
-            return False
-        self._update(lambda s: st.mark_uncordoned(s, step.node))
-        self._note(step.node, f"{step.id}: uncordoned (we had cordoned it) after {why}")
-        self._emit(ev.NODE_UNCORDONED, node=step.node, step=step.id, reason=why)
-        return True
-
-    def _api_attempt(self, step: Step, attempt: int) -> str:
-        t0 = time.monotonic()
-        try:
-            message = self._api_call(step)
-        except StepFailed as e:
-            # The operation gave up for good (drain refused/timed out, a wait timed out).
-            self._note(step.node, f"{step.id} [attempt {attempt}] failed: {e}")
-            extra = ""
-            if step.kind == StepKind.DRAIN and self._uncordon_ours(step, "the failed drain"):
-                extra = f"; {step.node} uncordoned again (we had cordoned it)"
-            raise _AttemptFailed(self._mask(str(e)) + extra, retry=False) from e
-        except KubernetesError as e:
-            self._note(step.node, f"{step.id} [attempt {attempt}] API error: {e}")
-            raise _Retryable(self._mask(str(e)), retry=True) from e
-        dur = time.monotonic() - t0
-        self._note(step.node, f"{step.id} [attempt {attempt}] {message} ({dur:.1f}s)")
-        return f"{message} in {dur:.1f}s"
-
-    def _api_call(self, step: Step) -> str:
-        node = step.node
-        if step.kind == StepKind.CORDON:
-            self._cordon(step)
-            return "cordoned"
-        if step.kind == StepKind.DRAIN:
-            self._cordon(step)
-            return "drained: " + self._kube.drain(node, self._drain_options(step))
-        if step.kind == StepKind.UNCORDON:
-            changed = self._kube.uncordon(node)
-            self._update(lambda s: st.mark_uncordoned(s, node))
-            if changed:
-                self._emit(ev.NODE_UNCORDONED, node=node, step=step.id)
-            return "uncordoned" if changed else "was not cordoned"
-        if step.kind == StepKind.WAIT_READY:
-            version = str(step.params.get("kubelet_version") or step.hop)
-            self._kube.wait_ready(
-                node,
-                version,
-                self._wait_timeout(step),
-                self._poll(step),
-                on_progress=self._waiting(step),
-                progress_every=self.options.progress_every,
-            )
-            return f"Ready at kubelet {version}"
-        if step.kind == StepKind.WAIT_CONTROL_PLANE:
-            version = str(step.params.get("version") or step.hop)
-            self._kube.wait_control_plane(
-                node,
-                version,
-                self._wait_timeout(step),
-                self._poll(step),
-                on_progress=self._waiting(step),
-                progress_every=self.options.progress_every,
-            )
-            return f"control plane at {version}"
-        raise StepFailed(f"unknown step kind {step.kind!r}", node=node, step=step.id)
+        return lambda text: self.emit(ev.STEP_WAITING, **self.step_data(step), message=text)
 
     # ------------------------------------------------------------------ outcomes
     def _succeed(self, step: Step, message: str, exit_code: int | None, already: bool) -> None:
-        self._update(
+        self.update(
             lambda s: st.finish_step(
                 s, step.id, message=message, exit_code=exit_code, secrets=self._secrets
             )
         )
         rec = self._state.step(step.id)
-        self._emit(
+        self.emit(
             ev.STEP_FINISHED,
-            **self._step_data(step),
+            **self.step_data(step),
             attempts=rec.attempts,
             already_done=already,
             exit_code=exit_code,
@@ -1023,7 +712,7 @@ class Engine:
     ) -> None:
         rec = self._state.step(step.id)
         attempts = f" after {rec.attempts} attempts" if retried and rec.attempts > 1 else ""
-        self._update(
+        self.update(
             lambda s: st.fail_step(
                 s,
                 step.id,
@@ -1040,15 +729,15 @@ class Engine:
                 f"; {step.node} is left cordoned (rerun the same command to resume: it "
                 "finishes the node and uncordons it)"
             )
-            self._emit(
+            self.emit(
                 ev.NODE_LEFT_CORDONED,
                 node=step.node,
                 step=step.id,
                 reason="the run stopped on this node",
             )
-        self._emit(
+        self.emit(
             ev.STEP_FAILED,
-            **self._step_data(step),
+            **self.step_data(step),
             attempts=rec.attempts,
             exit_code=exit_code,
             error=message + attempts,
@@ -1056,7 +745,7 @@ class Engine:
             duration=_duration(rec),
         )
         raise StepFailed(
-            self._mask(f"node {step.node}: step {step.id} failed: {message}{attempts}{left}"),
+            self.mask(f"node {step.node}: step {step.id} failed: {message}{attempts}{left}"),
             node=step.node,
             step=step.id,
         )

@@ -161,15 +161,8 @@ class ApiKubeOps:
     ) -> None:
         from upgrader.kube import nodes
 
-        nodes.wait_node_ready(
-            self._api,
-            node,
-            kubelet_version,
-            timeout=timeout,
-            poll=poll,
-            on_progress=on_progress,
-            progress_every=progress_every,
-        )
+        told = _told(on_progress, progress_every)
+        nodes.wait_node_ready(self._api, node, kubelet_version, timeout, poll, **told)
 
     def wait_control_plane(
         self,
@@ -182,15 +175,13 @@ class ApiKubeOps:
     ) -> None:
         from upgrader.kube import nodes
 
-        nodes.wait_control_plane(
-            self._api,
-            node,
-            version,
-            timeout=timeout,
-            poll=poll,
-            on_progress=on_progress,
-            progress_every=progress_every,
-        )
+        told = _told(on_progress, progress_every)
+        nodes.wait_control_plane(self._api, node, version, timeout, poll, **told)
+
+
+def _told(on_progress: Callable[[str], None] | None, progress_every: float) -> dict[str, Any]:
+    """The progress arguments of a wait in ``upgrader.kube.nodes``."""
+    return {"on_progress": on_progress, "progress_every": progress_every}
 
 
 def _to_node_state(name: str, obj: Mapping[str, Any]) -> NodeState:

@@ -1,15 +1,26 @@
-"""The transport protocol: run one shell command on one node, get a Result.
+"""The transport protocols: run one shell command on one node, get a Result; copy a
+command's output into a local file.
 
-Owns the contract every transport implements (SSH, local) and the Result value.
+Owns the contracts every transport implements (SSH, local: :class:`Transport`,
+:class:`FileTransport`), the Result value and how a command is shown in logs (:func:`brief`).
 Must not: know about Kubernetes, plans or steps; print anything.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP
+
+
+def brief(command: str, limit: int = 160) -> str:
+    """A command as logged: long or multi-line scripts shortened to their first line."""
+    lines = command.splitlines() or [""]
+    if len(lines) == 1 and len(command) <= limit:
+        return command
+    return f"{lines[0][:limit]} ... ({len(lines)} lines, {len(command)} chars)"
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,23 @@ class Transport(Protocol):
     ) -> Result: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FileTransport(Protocol):
+    """Copies files from one node: ``command`` (run as root when ``sudo``) writes the file
+    on its stdout, which goes byte for byte into ``local``: created 0600 as
+    ``<local>.part`` and renamed when the command exits 0, removed otherwise. The Result's
+    stdout is empty; stderr as usual. For files only root may read (an etcd snapshot): no
+    readable copy on the node, no SFTP as a non-root user."""
+
+    def stream_to(
+        self,
+        command: str,
+        local: str | os.PathLike[str],
+        timeout: float = 600.0,
+        sudo: bool = True,
+    ) -> Result: ...
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
-from upgrader.transport.base import Result
+from upgrader.transport.base import Result, brief
 from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP, OutputBuffer
 
 log = logging.getLogger("upgrader.transport")
@@ -31,14 +32,6 @@ log = logging.getLogger("upgrader.transport")
 # After a kill, how long to wait for the pipes to close (a detached grandchild may hold them).
 _KILL_GRACE = 5.0
 _READ_CHUNK = 65536
-
-
-def brief(command: str, limit: int = 160) -> str:
-    """A command as logged: long or multi-line scripts shortened to their first line."""
-    lines = command.splitlines() or [""]
-    if len(lines) == 1 and len(command) <= limit:
-        return command
-    return f"{lines[0][:limit]} ... ({len(lines)} lines, {len(command)} chars)"
 
 
 class LocalTransport:
@@ -74,31 +67,8 @@ class LocalTransport:
     ) -> Result:
         log.debug("node %s: start (local, timeout %.0fs): %s", self.node, timeout, brief(command))
         start = time.monotonic()
-        proc = subprocess.Popen(
-            ["sh", "-c", command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=self._env,
-            cwd=self._cwd,
-            start_new_session=True,
-        )
         out, err = OutputBuffer(max_output), OutputBuffer(max_output)
-        try:
-            timed_out = _pump(proc, time.monotonic() + timeout, out, err)
-            if timed_out:
-                _kill_group(proc)
-                # a detached grandchild may hold the pipes: read them a little longer
-                _pump(proc, time.monotonic() + _KILL_GRACE, out, err)
-            proc.wait()
-        except BaseException:
-            _kill_group(proc)
-            proc.wait()
-            raise
-        finally:
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+        returncode, timed_out = self._process(command, subprocess.PIPE, out, err, timeout)
         duration = time.monotonic() - start
         result = Result(
             command,
@@ -115,12 +85,49 @@ class LocalTransport:
                 "node %s: command timed out after %.0fs: %s", self.node, timeout, brief(command)
             )
             return result
-        code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        code = returncode if returncode >= 0 else 128 - returncode
         log.debug("node %s: end: exit %d in %.2fs", self.node, code, duration)
         return dataclasses.replace(result, exit_code=code, timed_out=False)
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def _process(
+        self,
+        command: str,
+        stdout: int | IO[bytes],
+        out: OutputBuffer | None,
+        err: OutputBuffer,
+        timeout: float,
+    ) -> tuple[int, bool]:
+        """Run ``command`` in its own process group, its stdout into ``stdout`` (a pipe
+        read into ``out``, or a file), its stderr into ``err``; past ``timeout`` the group
+        is killed. Returns (return code, timed out)."""
+        proc = subprocess.Popen(
+            ["sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=self._env,
+            cwd=self._cwd,
+            start_new_session=True,
+        )
+        try:
+            timed_out = _pump(proc, time.monotonic() + timeout, out, err)
+            if timed_out:
+                _kill_group(proc)
+                # a detached grandchild may hold the pipes: read them a little longer
+                _pump(proc, time.monotonic() + _KILL_GRACE, out, err)
+            proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+        return proc.returncode, timed_out
 
 
 def _stream_to(
@@ -130,31 +137,10 @@ def _stream_to(
     part = dest.with_name(dest.name + ".part")
     start = time.monotonic()
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    err = OutputBuffer()
     with os.fdopen(fd, "wb") as sink:
-        proc = subprocess.Popen(
-            ["sh", "-c", command],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.PIPE,
-            env=transport._env,
-            cwd=transport._cwd,
-            start_new_session=True,
-        )
-        err = OutputBuffer()
-        try:
-            timed_out = _pump(proc, time.monotonic() + timeout, None, err)
-            if timed_out:
-                _kill_group(proc)
-                _pump(proc, time.monotonic() + _KILL_GRACE, None, err)
-            proc.wait()
-        except BaseException:
-            _kill_group(proc)
-            proc.wait()
-            raise
-        finally:
-            if proc.stderr is not None:
-                proc.stderr.close()
-        code: int | None = None if timed_out else proc.returncode
+        returncode, timed_out = transport._process(command, sink, None, err, timeout)
+    code: int | None = None if timed_out else returncode
     if code == 0:
         os.replace(part, dest)
     else:

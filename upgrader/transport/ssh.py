@@ -47,7 +47,7 @@ from tenacity import (
 from upgrader.core import nodeenv
 from upgrader.core.settings import SettingHints
 from upgrader.errors import ConfigError, HostKeyError, TransportError
-from upgrader.transport.base import Result, SSHTarget
+from upgrader.transport.base import Result, SSHTarget, brief
 from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP, OutputBuffer
 from upgrader.transport.known_hosts import (
     CERT_SUFFIX,
@@ -69,14 +69,6 @@ CLOSE_WAIT = 2.0  # seconds close() waits for a connect in progress on another t
 
 _READ_CHUNK = 65536
 _known_hosts_lock = threading.Lock()
-
-
-def brief(command: str, limit: int = 160) -> str:
-    """A command as logged: long or multi-line scripts shortened to their first line."""
-    lines = command.splitlines() or [""]
-    if len(lines) == 1 and len(command) <= limit:
-        return command
-    return f"{lines[0][:limit]} ... ({len(lines)} lines, {len(command)} chars)"
 
 
 def host_key_name(host: str, port: int) -> str:
@@ -575,6 +567,29 @@ class SSHTransport:
         )
         return result
 
+    def _start(
+        self,
+        client: paramiko.SSHClient | None,
+        chan: paramiko.Channel,
+        command: str,
+        stdin: bytes | None,
+    ) -> None:
+        """Send ``command`` on the new session ``chan``, then ``stdin`` and EOF."""
+        try:
+            chan.exec_command(command)
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            self._drop(client)
+            raise TransportError(
+                f"node {self.node}: SSH session failed while starting a command: {_one_line(e)}",
+                node=self.node,
+            ) from None
+        try:
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the command may already have finished and closed the channel
+
     def _execute(
         self,
         command: str,
@@ -588,21 +603,7 @@ class SSHTransport:
         with self._sessions:
             client, chan = self._open_session()
             try:
-                try:
-                    chan.exec_command(command)
-                except (OSError, EOFError, paramiko.SSHException) as e:
-                    self._drop(client)
-                    raise TransportError(
-                        f"node {self.node}: SSH session failed while starting a command: "
-                        f"{_one_line(e)}",
-                        node=self.node,
-                    ) from None
-                try:
-                    if stdin:
-                        chan.sendall(stdin)
-                    chan.shutdown_write()
-                except (OSError, EOFError, paramiko.SSHException):
-                    pass  # the command may already have finished and closed the channel
+                self._start(client, chan, command, stdin)
                 out = OutputBuffer(max_output)
                 err = OutputBuffer(max_output)
                 timed_out = _collect(chan, timeout, out, err)
@@ -655,10 +656,8 @@ class SSHTransport:
         timeout: float = 600.0,
         sudo: bool = True,
     ) -> Result:
-        """Run ``command`` (as root through sudo when configured) and write its stdout,
-        byte for byte, into ``local``: created 0600 as ``<local>.part`` and renamed when the
-        command exits 0, removed otherwise. The Result's stdout is empty; stderr as usual.
-        For files only root may read (an etcd snapshot): no readable copy on the node."""
+        """:class:`~upgrader.transport.base.FileTransport`: ``command`` (as root through
+        sudo when configured), its stdout byte for byte into ``local``."""
         wrapped, stdin = self._prepare(command, sudo)
         dest = Path(local)
         part = dest.with_name(dest.name + ".part")
@@ -666,21 +665,7 @@ class SSHTransport:
         with self._sessions:
             client, chan = self._open_session()
             try:
-                try:
-                    chan.exec_command(wrapped)
-                except (OSError, EOFError, paramiko.SSHException) as e:
-                    self._drop(client)
-                    raise TransportError(
-                        f"node {self.node}: SSH session failed while starting a command: "
-                        f"{_one_line(e)}",
-                        node=self.node,
-                    ) from None
-                try:
-                    if stdin:
-                        chan.sendall(stdin)
-                    chan.shutdown_write()
-                except (OSError, EOFError, paramiko.SSHException):
-                    pass
+                self._start(client, chan, wrapped, stdin)
                 fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 err = OutputBuffer()
                 with os.fdopen(fd, "wb") as sink:
