@@ -462,6 +462,13 @@ def start_step(state: RunState, step_id: str, *, now: str | None = None) -> RunS
     return _with_step(state, rec, t, RunStatus.RUNNING)
 
 
+def restore_step(state: RunState, rec: StepRecord, *, now: str | None = None) -> RunState:
+    """An attempt recorded as started did not start after all (its done-check, sent with
+    the command, said the effect is there; or the check could not say): the step's record
+    as it was before."""
+    return _with_step(state, rec, now or now_iso(), state.status)
+
+
 def finish_step(
     state: RunState,
     step_id: str,

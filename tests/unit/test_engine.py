@@ -1182,3 +1182,107 @@ def test_a_resume_given_drain_flags_drains_with_them_not_with_the_recorded_step(
     assert (opts.fallback, opts.pod_selector) == ("delete", "app=db")
     other = drain_options(engine, next(s for s in w2.steps if s.kind == "drain"))
     assert (other.fallback, other.pod_selector) == ("none", None)
+
+
+# --------------------------------------------------------------------------- one round trip
+
+
+@dataclass
+class Counting:
+    """A transport that counts the execs it is asked for (each one an SSH round trip)."""
+
+    inner: LocalTransport
+    calls: list[str]
+
+    @property
+    def node(self) -> str:
+        return self.inner.node
+
+    def run(self, command: str, timeout: float = 60.0, sudo: bool = True, **kw: Any) -> Result:
+        self.calls.append(command)
+        return self.inner.run(command, timeout=timeout, sudo=sudo, **kw)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def counted(rig: Rig, node: str) -> list[str]:
+    calls: list[str] = []
+    rig.wrap[node] = lambda inner: Counting(inner, calls)
+    return calls
+
+
+def test_a_step_whose_check_fails_sends_check_and_command_in_one_exec(rig: Rig) -> None:
+    calls = counted(rig, "cp-1")
+    step = apply_step()
+    rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    assert len(calls) == 1
+    assert rig.log("cp-1") == ["apply"]
+    rec = rig.saved().step(step.id)
+    assert (rec.status, rec.attempts, rec.exit_code) == (st.StepStatus.SUCCEEDED, 1, 0)
+    mine = [(e.kind, e.data.get("done")) for e in rig.events if e.data.get("step") == step.id]
+    assert mine == [
+        (ev.STEP_CHECKED, False),
+        (ev.STEP_STARTED, None),
+        (ev.STEP_FINISHED, None),
+    ]
+    # the transcript shows the check and the command apart, each as the plan wrote it
+    text = (rig.transcripts / "cp-1.log").read_text()
+    assert f"{step.id} [check]\n$ test -f applied\n-- exit 1 after" in text
+    assert f"{step.id} [run, attempt 1]\n$ echo apply >> log; touch applied\n-- exit 0" in text
+
+
+def test_a_step_whose_check_passes_is_done_in_one_exec_without_running(rig: Rig) -> None:
+    calls = counted(rig, "cp-1")
+    step = apply_step()
+    (rig.dir("cp-1") / "applied").touch()
+    rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    assert len(calls) == 1
+    assert rig.log("cp-1") == []
+    rec = rig.saved().step(step.id)
+    assert (rec.status, rec.attempts, rec.started, rec.exit_code) == (
+        st.StepStatus.SUCCEEDED,
+        0,
+        None,
+        None,
+    )
+    assert rec.message == "already done (check passed); command not run"
+    kinds = [e.kind for e in rig.events if e.data.get("step") == step.id]
+    assert kinds == [ev.STEP_CHECKED, ev.STEP_FINISHED]
+    assert "[run" not in (rig.transcripts / "cp-1.log").read_text()
+
+
+def test_the_joint_exec_splits_any_output_of_check_and_command(rig: Rig) -> None:
+    # Output without final newlines, blank lines, the split mark's prefix, and a check that
+    # lists the processes (so it sees the wrapper script itself): each lands where it belongs.
+    check = "printf 'c-out'; printf '\\n\\nc-err upgrader-split-' >&2; ps -ef >/dev/null; exit 1"
+    command = "printf 'upgrader-split-\\n\\nr-out'; printf 'r-err' >&2; echo run >> log"
+    step = shell("cp-1", "odd", command, check=check, retry_safe=False)
+    rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    text = (rig.transcripts / "cp-1.log").read_text()
+    assert "-- stdout:\nc-out\n-- stderr:\n\n\nc-err upgrader-split-\n==" in text
+    assert "-- stdout:\nupgrader-split-\n\nr-out\n-- stderr:\nr-err\n" in text
+    assert rig.log("cp-1") == ["run"]
+
+
+def test_a_failed_command_of_the_joint_exec_is_rechecked_before_a_retry(rig: Rig) -> None:
+    calls = counted(rig, "cp-1")
+    step = shell(
+        "cp-1", "flaky", "echo try >> log; exit 4", check="test -f applied", retry_safe=False
+    )
+    with pytest.raises(StepFailed):
+        rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    assert rig.log("cp-1") == ["try"]  # a non-zero exit of a step not safe to repeat
+    whys = [e.data["why"] for e in rig.kinds(ev.STEP_CHECKED)]
+    assert whys == ["before", "after-failure"]
+    assert len(calls) == 2
+    rec = rig.saved().step(step.id)
+    assert (rec.status, rec.attempts, rec.exit_code) == (st.StepStatus.FAILED, 1, 4)
+
+
+def test_a_secret_in_the_joint_exec_output_is_masked(rig: Rig) -> None:
+    step = shell("cp-1", "s", "echo token-s3cr3t", check="echo token-s3cr3t >&2; false")
+    rig.engine([entry("cp-1", [step], role="control-plane")], secrets=("token-s3cr3t",)).run()
+    text = (rig.transcripts / "cp-1.log").read_text()
+    assert "s3cr3t" not in text
+    assert text.count("-- stdout:\n***") == 1 and text.count("-- stderr:\n***") == 1

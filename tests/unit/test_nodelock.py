@@ -273,3 +273,34 @@ def test_a_lock_held_by_a_non_root_process_is_reported_as_such(tmp_path: object)
     assert nodelock.is_busy(rc, err)
     by = nodelock.holder(err)
     assert by == f"pid {holder.pid} (sleep, user nobody, not root)", err
+
+
+def test_wrap_checked_never_writes_the_whole_split_mark() -> None:
+    token = "0123456789abcdef"
+    text = nodelock.wrap_checked("test -f done", "kubeadm upgrade node", token, wait=3)
+    assert nodelock.mark(token) not in text
+    assert text.count("flock -w 3 9;") == 1  # one hold of the lock for both
+    assert text.index("test -f done") < text.index("kubeadm upgrade node")
+    with pytest.raises(ValueError):
+        nodelock.wrap_checked("true", "true", "short")
+
+
+def test_split_checked_reads_which_ran_and_separates_their_output() -> None:
+    m = nodelock.mark("tok12345")
+    both = nodelock.split_checked(
+        f"c\n\n{m}\nr-out",
+        f"c-err\n{m} check-exit 1 10.00 10.25\nr-err\n\n{m} run-exit 3 11.25\n",
+        "tok12345",
+    )
+    assert both == nodelock.Checked(
+        nodelock.Part("c\n", "c-err", 1, 0.25), nodelock.Part("r-out", "r-err\n", 3, 1.0)
+    )
+    done = nodelock.split_checked(f"\n{m}\n", f"\n{m} check-exit 0  \n", "tok12345")
+    assert done == nodelock.Checked(nodelock.Part("", "", 0, None), None)
+    # cut off while the command ran: its exit status is unknown
+    cut = nodelock.split_checked(f"\n{m}\npart", f"\n{m} check-exit 1 1 2\nhalf", "tok12345")
+    assert cut is not None and cut.command == nodelock.Part("part", "half", None, None)
+    # no report of the check (busy lock, another token): None
+    busy = f"{nodelock.BUSY_MARKER}: /run/upgrader/upgrader.lock is held by another command"
+    assert nodelock.split_checked("", busy, "tok12345") is None
+    assert nodelock.split_checked(f"\n{m}\n", f"\n{m} check-exit 0 1 2\n", "other123") is None

@@ -42,6 +42,11 @@ with a terminal): the command finishes or fails on its own, the lock is held unt
 and the resumed run's check waits on the lock, then sees what it did. Output comes at the
 end, not streamed.
 
+One round trip per step: :func:`wrap_checked` runs a step's done-check and, when it does
+not pass, the command, under one hold of the lock in one script, and reports which ran
+(a split line on stdout, a report line on stderr, behind a mark drawn at random per call
+that the script never spells whole); :func:`split_checked` reads it back apart.
+
 Must not: run anything, decide what to do about a busy lock (the engine waits, re-checks and
 fails with a clear message), or lock anything but one file per node.
 """
@@ -50,6 +55,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from dataclasses import dataclass
 
 LOCK_DIR = "/run/upgrader"
 LOCK_PATH = f"{LOCK_DIR}/upgrader.lock"
@@ -92,9 +98,9 @@ def _holders(path: str) -> str:
     )
 
 
-def wrap(command: str, wait: float = DEFAULT_WAIT, path: str = LOCK_PATH) -> str:
-    """``command`` (a complete POSIX shell command line) run under the lock file ``path``
-    (its directory created 0700 when missing, refused when not root's alone)."""
+def _take(wait: float, path: str) -> str:
+    """Shell lines that take the lock ``path`` on fd 9 (its directory created 0700 when
+    missing, refused when not root's alone), or exit: busy or unsafe."""
     if wait < 0:
         raise ValueError(f"wait must be >= 0, not {wait}")
     busy = shlex.quote(f"{BUSY_MARKER}: {path} is held by another command")
@@ -126,12 +132,136 @@ def wrap(command: str, wait: float = DEFAULT_WAIT, path: str = LOCK_PATH) -> str
         f'exit "$__upgrader_lock"; fi\n'
         "trap '' HUP\n"
         "__upgrader_out=$(mktemp) && __upgrader_err=$(mktemp) || exit 70\n"
+    )
+
+
+def _captured(command: str) -> str:
+    """Shell lines that run ``command`` in a subshell without the lock's fd, its output in
+    the two temporary files, then copy that output to the session: ``__upgrader_rc`` is
+    its exit status."""
+    return (
         f'(\n{command}\n) {LOCK_FD}>&- >"$__upgrader_out" 2>"$__upgrader_err"\n'
         "__upgrader_rc=$?\n"
         'cat "$__upgrader_out"; cat "$__upgrader_err" >&2\n'
-        'rm -f "$__upgrader_out" "$__upgrader_err"\n'
-        'exit "$__upgrader_rc"'
     )
+
+
+_DONE = 'rm -f "$__upgrader_out" "$__upgrader_err"\nexit "$__upgrader_rc"'
+
+
+def wrap(command: str, wait: float = DEFAULT_WAIT, path: str = LOCK_PATH) -> str:
+    """``command`` (a complete POSIX shell command line) run under the lock file ``path``
+    (its directory created 0700 when missing, refused when not root's alone)."""
+    return _take(wait, path) + _captured(command) + _DONE
+
+
+# -- the done-check and the command in one exec ----------------------------------------
+# Under one hold of the lock the wrapper runs the check; its output goes to the session,
+# then a split line on stdout and a report line on stderr ("<mark> check-exit RC T0 T1",
+# the times from /proc/uptime when readable); when the check exited 0 it stops there (exit
+# 0), else it runs the command and ends stderr with "<mark> run-exit RC T2". The mark is
+# "upgrader-split-" and a token the caller draws at random, printed from two pieces so
+# that the whole mark never stands in the script (a command listing processes cannot
+# print it): no output of the check or the command can fake it.
+SPLIT_PREFIX = "upgrader-split-"
+_UPTIME = "{{ read __upgrader_{0} __upgrader_x </proc/uptime; }} 2>/dev/null || __upgrader_{0}=\n"
+
+
+def mark(token: str) -> str:
+    """The split mark of a :func:`wrap_checked` script drawn with ``token``."""
+    return SPLIT_PREFIX + token
+
+
+def wrap_checked(
+    check: str, command: str, token: str, wait: float = DEFAULT_WAIT, path: str = LOCK_PATH
+) -> str:
+    """``check`` and, unless it exits 0, ``command`` under one hold of the lock ``path``,
+    in one script; read its result with :func:`split_checked` (``token``: letters and
+    digits, at least 8, drawn at random per call)."""
+    if len(token) < 8 or not token.isalnum():
+        raise ValueError("token must be at least 8 letters or digits")
+    head, tail = shlex.quote(SPLIT_PREFIX + token[:4]), shlex.quote(token[4:])
+    return (
+        _take(wait, path)
+        + _UPTIME.format("t0")
+        + _captured(check)
+        + _UPTIME.format("t1")
+        + f"printf '\\n%s%s\\n' {head} {tail}\n"
+        + f"printf '\\n%s%s check-exit %s %s %s\\n' {head} {tail} "
+        '"$__upgrader_rc" "$__upgrader_t0" "$__upgrader_t1" >&2\n'
+        + 'if [ "$__upgrader_rc" = 0 ]; then rm -f "$__upgrader_out" "$__upgrader_err"; '
+        "exit 0; fi\n"
+        + _captured(command)
+        + _UPTIME.format("t2")
+        + f"printf '\\n%s%s run-exit %s %s\\n' {head} {tail} "
+        '"$__upgrader_rc" "$__upgrader_t2" >&2\n' + _DONE
+    )
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one of the two (the check, the command) wrote, and how long it took on the
+    node (None when the node could not tell)."""
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A :func:`wrap_checked` script's result, split: the check, and the command when it
+    ran (``None``: the check exited 0, so it did not)."""
+
+    check: Part
+    command: Part | None
+
+
+def split_checked(stdout: str, stderr: str, token: str) -> Checked | None:
+    """The check's and the command's output apart; None when the script's output holds no
+    report of the check (the lock was busy or unsafe, the session dropped or timed out
+    before the check ended): then the command did not start, or nobody knows."""
+    m = mark(token)
+    at = stderr.find(f"\n{m} check-exit ")
+    if at < 0:
+        return None
+    end = stderr.find("\n", at + 1)
+    if end < 0:
+        return None
+    words = stderr[at + 1 : end].split()
+    rc, times = int(words[2]), [_uptime(w) for w in words[3:5]]
+    split = stdout.find(f"\n{m}\n")
+    check_out, run_out = (
+        (stdout[:split], stdout[split + len(m) + 2 :])
+        if split >= 0
+        else (
+            "",
+            stdout,
+        )
+    )
+    check = Part(check_out, stderr[:at], rc, _span(*times) if len(times) == 2 else None)
+    if rc == 0:
+        return Checked(check, None)
+    rest = stderr[end + 1 :]
+    last = rest.rfind(f"\n{m} run-exit ")
+    if last < 0:  # timed out or dropped while the command ran
+        return Checked(check, Part(run_out, rest, None, None))
+    words = rest[last + 1 :].split()
+    run_rc = int(words[2]) if len(words) > 2 and words[2].isdigit() else None
+    t2 = _uptime(words[3]) if len(words) > 3 else None
+    return Checked(check, Part(run_out, rest[:last], run_rc, _span(times[-1], t2)))
+
+
+def _uptime(word: str) -> float | None:
+    try:
+        return float(word)
+    except ValueError:
+        return None
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else max(0.0, end - start)
 
 
 def is_busy(exit_code: int | None, stderr: str) -> bool:

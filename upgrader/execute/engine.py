@@ -27,6 +27,11 @@ Rules the engine and the runners apply to a step (``check`` exit 0 = the effect 
   passes the step succeeded; a second attempt is made only when the first never reported
   an exit status (timeout, dropped session) *and* the check says the effect is not there;
   a step that exited non-zero, or has no check, fails at once.
+- a shell step that runs as root sends its first check and its command in one exec
+  (:func:`upgrader.core.nodelock.wrap_checked`), recorded ``running`` before it is sent;
+  a check that passed there puts the record back as it was and records the step
+  already done; a busy lock or an exec that cannot say what the check found falls back
+  to the check alone (below), then the attempts;
 - every shell command and check of a step that runs as root (``sudo``, the default) runs
   under the node lock (:mod:`upgrader.core.nodelock`):
   a check that finds the lock held waits for it (a command a killed run left running on
@@ -47,6 +52,7 @@ rich/typer/paramiko/kubernetes, or decide exit codes.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -72,7 +78,7 @@ from upgrader.core.vocab import StepKind
 from upgrader.errors import OutsideWindow, StepFailed, TransportError
 from upgrader.execute import events as ev
 from upgrader.execute.ops import KubeOps
-from upgrader.execute.runners import runner_for
+from upgrader.execute.runners import SHELL, runner_for
 from upgrader.execute.runners.base import AttemptFailed, Done, Retryable, Runner
 from upgrader.execute.runners.shell import CHECK_TIMEOUT
 from upgrader.redact import make_redactor
@@ -84,6 +90,7 @@ TransportFactory = Callable[[str], Transport]
 Saver = Callable[[st.RunState], None]
 
 PRESTAGE_PHASE = "prestage"
+_CHECK_LABELS = {"before": "check", "resume": "check on resume"}  # else "check <why>"
 
 
 @dataclass(frozen=True)
@@ -330,42 +337,15 @@ class Engine:
             if st.canary_passed(self._state)
             else canary_stop(self.entries, self.options.canary)
         )
-        parts = (
-            [self.entries] if stop is None else [self.entries[: stop[0]], self.entries[stop[0] :]]
-        )
         try:
-            for i, part in enumerate(parts):
-                if i == 1 and stop is not None and not self._started(part):
-                    raise PauseRun(stop[1])
-                for batch in batches(
-                    part,
-                    max(1, self.options.max_unavailable),
-                    self.options.groups,
-                    max(1, self.options.per_group),
-                ):
-                    if self._before_batch is not None and not all(map(self._entry_done, batch)):
-                        self._before_batch(batch)
-                    self._run_batch(batch)
+            self._walk(stop)
         except PauseRun as p:
             reason = str(p)
             self.update(lambda s: st.pause(s, reason))
-            self.emit(
-                ev.RUN_PAUSED,
-                reason=reason,
-                duration=time.monotonic() - started,
-                done_steps=self.done_steps(),
-            )
+            self._finish(ev.RUN_PAUSED, started, reason=reason)
             return self._state
         except StepFailed as e:
-            self.emit(
-                ev.RUN_FINISHED,
-                ok=False,
-                error=str(e),
-                node=e.node,
-                step=e.step,
-                duration=time.monotonic() - started,
-                done_steps=self.done_steps(),
-            )
+            self._finish(ev.RUN_FINISHED, started, ok=False, error=str(e), node=e.node, step=e.step)
             raise
         except BaseException as e:
             # SIGINT, SIGTERM made one by the CLI, or the --window closed before a node
@@ -373,24 +353,39 @@ class Engine:
                 self.update(lambda s: st.set_status(s, st.RunStatus.INTERRUPTED))
             if isinstance(e, OutsideWindow):
                 self.emit(ev.RUN_OUTSIDE_WINDOW, message=str(e), done_steps=self.done_steps())
-            self.emit(
-                ev.RUN_FINISHED,
-                ok=False,
-                error=str(e)
+            error = (
+                str(e)
                 if isinstance(e, OutsideWindow)
-                else f"interrupted: {type(e).__name__}: {e}".rstrip(": "),
-                duration=time.monotonic() - started,
-                done_steps=self.done_steps(),
+                else f"interrupted: {type(e).__name__}: {e}".rstrip(": ")
             )
+            self._finish(ev.RUN_FINISHED, started, ok=False, error=error)
             raise
         self.update(lambda s: st.set_status(s, st.RunStatus.SUCCEEDED))
-        self.emit(
-            ev.RUN_FINISHED,
-            ok=True,
-            duration=time.monotonic() - started,
-            done_steps=self.done_steps(),
-        )
+        self._finish(ev.RUN_FINISHED, started, ok=True)
         return self._state
+
+    def _walk(self, stop: tuple[int, str] | None) -> None:
+        """The batches in order (the health gate before each with work left); at the
+        canary's stop, :class:`PauseRun` unless the rest has started already."""
+        parts = (
+            [self.entries] if stop is None else [self.entries[: stop[0]], self.entries[stop[0] :]]
+        )
+        for i, part in enumerate(parts):
+            if i == 1 and stop is not None and not self._started(part):
+                raise PauseRun(stop[1])
+            for batch in batches(
+                part,
+                max(1, self.options.max_unavailable),
+                self.options.groups,
+                max(1, self.options.per_group),
+            ):
+                if self._before_batch is not None and not all(map(self._entry_done, batch)):
+                    self._before_batch(batch)
+                self._run_batch(batch)
+
+    def _finish(self, kind: str, started: float, **data: Any) -> None:
+        """The run's last event: what ended it, how long it took, how many steps are done."""
+        self.emit(kind, **data, duration=time.monotonic() - started, done_steps=self.done_steps())
 
     def _run_batch(self, batch: list[PlanEntry]) -> None:
         if len(batch) == 1:
@@ -464,22 +459,92 @@ class Engine:
         if runner is None:
             self._fail(step, f"unknown step kind {step.kind!r}", retried=False)
             return
+        first: Callable[[], str] | None = None
         if step.kind == StepKind.SHELL:
             if step.command is None:
                 self._fail(step, "the step has no command for this node", retried=False)
             why = "resume" if resumed else "before"
             try:
-                done = step.check is not None and self.check(step, rec.attempts, why)
+                done, first = self._check_first(step, rec, why)
             except AttemptFailed as f:
                 self._fail(step, str(f), retried=False)
             if done:
                 self._succeed(step, "already done (check passed); command not run", None, True)
                 return
-        self._attempts(step, runner)
+        self._attempts(step, runner, first)
 
-    def _attempts(self, step: Step, runner: Runner) -> None:
+    def _check_first(
+        self, step: Step, rec: st.StepRecord, why: str
+    ) -> tuple[bool, Callable[[], str] | None]:
+        """The done-check of a shell step before its first attempt: (done, the first
+        attempt when it ran already). A step that runs as root sends the check and the
+        command in one exec under the node lock (:func:`nodelock.wrap_checked`), recorded
+        ``running`` before it is sent; when that exec cannot say what the check found (the
+        lock busy, the session lost), the check runs alone, waiting for the lock."""
+        if step.check is None:
+            return False, None
+        if step.sudo and step.command is not None:
+            fused = self._check_and_run(step, rec, why)
+            if fused is not None:
+                return fused
+        return self.check(step, rec.attempts, why), None
+
+    def _check_and_run(
+        self, step: Step, rec: st.StepRecord, why: str
+    ) -> tuple[bool, Callable[[], str] | None] | None:
+        """The check and, when it fails, the command, in one round trip; None when the
+        exec's output holds no report of the check (then nothing is recorded but the
+        exec in the transcript, and the step's record is as it was)."""
+        assert step.check is not None and step.command is not None
+        token = secrets.token_hex(8)
+        wait = self.options.lock_wait
+        script = nodelock.wrap_checked(
+            step.check, step.command, token, wait=wait, path=self.options.lock_path
+        )
+        timeout = min(step.timeout, CHECK_TIMEOUT) + step.timeout + wait
+        self.update(lambda s: st.start_step(s, step.id))
+        attempt = self._state.step(step.id).attempts
+        t0 = time.monotonic()
+        with self._heartbeat(step, step.timeout):
+            try:
+                res = self._transports(step.node).run(script, timeout=timeout, sudo=True)
+            except TransportError as e:
+                res, err = None, str(e)
+        took = time.monotonic() - t0
+        label = _CHECK_LABELS.get(why, f"check {why}")
+        if res is None:
+            # Lost on the way: the command may have started. A failed first attempt
+            # without an exit status (its check or a retry decides what follows).
+            self._transcribe(step, label, rec.attempts, step.check, None, took, error=err)
+            self._checked_event(step, why, False, None, err)
+            self.emit(ev.STEP_STARTED, **self.step_data(step), attempt=attempt)
+            return False, lambda: SHELL.outcome(self, step, attempt, None, err)
+        parts = nodelock.split_checked(res.stdout, res.stderr, token)
+        if parts is None:  # the lock busy or unsafe, or the check never ended: not run
+            self.update(lambda s: st.restore_step(s, rec))
+            if not nodelock.is_busy(res.exit_code, res.stderr):
+                self._transcribe(step, label, rec.attempts, step.check, res, took)
+            return None
+        check, ran = parts.check, parts.command
+        check_took = check.duration if check.duration is not None else took
+        self._transcribe(step, label, rec.attempts, step.check, check, check_took)
+        self._checked_event(step, why, check.exit_code == 0, check.exit_code, None)
+        if ran is None:
+            self.update(lambda s: st.restore_step(s, rec))
+            return True, None
+        self.emit(ev.STEP_STARTED, **self.step_data(step), attempt=attempt)
+        duration = ran.duration if ran.duration is not None else max(0.0, took - check_took)
+        timed_out = res.timed_out and ran.exit_code is None
+        result = Result(step.command, ran.exit_code, ran.stdout, ran.stderr, duration, timed_out)
+        self._transcribe(step, "run", attempt, step.command, result, duration)
+        if ran.exit_code is None and not timed_out:  # the session ended without a status
+            return False, lambda: SHELL.outcome(self, step, attempt, None, "no exit status")
+        return False, lambda: SHELL.outcome(self, step, attempt, result, None)
+
+    def _attempts(self, step: Step, runner: Runner, first: Callable[[], str] | None = None) -> None:
         """The attempts of ``step`` (tenacity: exponential backoff with jitter, another
-        attempt only after :class:`Retryable`), then its outcome recorded."""
+        attempt only after :class:`Retryable`), then its outcome recorded. ``first``: the
+        reading of a first attempt that ran already (with the check, in one exec)."""
 
         def before_sleep(rs: RetryCallState) -> None:
             exc = rs.outcome.exception() if rs.outcome is not None else None
@@ -513,7 +578,8 @@ class Engine:
             reraise=True,
         )
         try:
-            message = retrying(self._attempt, step, runner)
+            pending = [first] if first is not None else []
+            message = retrying(lambda: pending.pop()() if pending else self._attempt(step, runner))
         except Done:
             self._succeed(step, "already done (check passed after a failed attempt)", None, True)
             return
@@ -595,26 +661,42 @@ class Engine:
         try:
             res = self._transports(step.node).run(wrapped, timeout=timeout + wait, sudo=step.sudo)
         except TransportError as e:
-            dur = time.monotonic() - t0
-            if self._transcripts is not None:
-                self._transcripts.command(
-                    step.node, step.id, label, attempt, command, None, dur, "", "", error=str(e)
-                )
+            took = time.monotonic() - t0
+            self._transcribe(step, label, attempt, command, None, took, error=str(e))
             return None, str(e)
-        if self._transcripts is not None:
-            self._transcripts.command(
-                step.node,
-                step.id,
-                label,
-                attempt,
-                command,
-                res.exit_code,
-                res.duration,
-                res.stdout,
-                res.stderr,
-                timed_out=res.timed_out,
-            )
+        self._transcribe(step, label, attempt, command, res, res.duration)
         return res, None
+
+    def _transcribe(
+        self,
+        step: Step,
+        label: str,
+        attempt: int,
+        command: str,
+        res: Result | nodelock.Part | None,
+        duration: float,
+        error: str | None = None,
+    ) -> None:
+        """One command in the node's transcript, as written in the plan."""
+        if self._transcripts is None:
+            return
+        if res is None:
+            self._transcripts.command(
+                step.node, step.id, label, attempt, command, None, duration, "", "", error=error
+            )
+            return
+        self._transcripts.command(
+            step.node,
+            step.id,
+            label,
+            attempt,
+            command,
+            res.exit_code,
+            duration,
+            res.stdout,
+            res.stderr,
+            timed_out=isinstance(res, Result) and res.timed_out,
+        )
 
     def announce_lock_wait(self, step: Step, stderr: str) -> float:
         """Say (transcript, event) that ``step`` waits for the node lock, naming who has the
@@ -655,27 +737,32 @@ class Engine:
                     retry=False,
                 )
 
-    def check(self, step: Step, attempt: int, why: str, since: float | None = None) -> bool:
-        """Run the step's check; True when it exits 0. A check that cannot run (node
-        unreachable, timeout) counts as "not done". ``why``: ``before`` (a fresh step),
-        ``resume`` (left running/failed by an earlier run), ``after-failure``,
-        ``after-lock-wait``. Waits while another command holds the node lock."""
-        assert step.check is not None
-        label = {"before": "check", "resume": "check on resume"}.get(why, f"check {why}")
-        res, err = self.run_waiting(
-            step, step.check, label, attempt, min(step.timeout, CHECK_TIMEOUT), since
-        )
-        done = res is not None and res.ok
-        problem = err or ("timed out" if res is not None and res.timed_out else None)
+    def _checked_event(
+        self, step: Step, why: str, done: bool, exit_code: int | None, error: str | None
+    ) -> None:
         self.emit(
             ev.STEP_CHECKED,
             **self.step_data(step),
             done=done,
             why=why,
             resumed=why == "resume",
-            exit_code=None if res is None else res.exit_code,
-            error=problem,
+            exit_code=exit_code,
+            error=error,
         )
+
+    def check(self, step: Step, attempt: int, why: str, since: float | None = None) -> bool:
+        """Run the step's check; True when it exits 0. A check that cannot run (node
+        unreachable, timeout) counts as "not done". ``why``: ``before`` (a fresh step),
+        ``resume`` (left running/failed by an earlier run), ``after-failure``,
+        ``after-lock-wait``. Waits while another command holds the node lock."""
+        assert step.check is not None
+        label = _CHECK_LABELS.get(why, f"check {why}")
+        res, err = self.run_waiting(
+            step, step.check, label, attempt, min(step.timeout, CHECK_TIMEOUT), since
+        )
+        done = res is not None and res.ok
+        problem = err or ("timed out" if res is not None and res.timed_out else None)
+        self._checked_event(step, why, done, None if res is None else res.exit_code, problem)
         return done
 
     # ------------------------------------------------------------------ API steps

@@ -31,8 +31,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import paramiko
 from tenacity import (
@@ -261,7 +260,20 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, OSError | EOFError | paramiko.SSHException)
 
 
-class SSHTransport:
+class _Closing:
+    """``with`` closes it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SSHTransport(_Closing):
     """Runs commands on one node over one reused SSH connection (see module docstring).
 
     ``jump`` is the transport of the ProxyJump host (shared through :class:`SSHPool`);
@@ -737,17 +749,6 @@ class SSHTransport:
         if self._owns_jump and self._jump is not None:
             self._jump.close()
 
-    def __enter__(self) -> SSHTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _result(
     command: str,
@@ -807,7 +808,7 @@ def _collect(chan: paramiko.Channel, timeout: float, out: _Sink, err: OutputBuff
             select.select([chan], [], [], min(remaining, 0.2))
 
 
-class SSHPool:
+class SSHPool(_Closing):
     """One :class:`SSHTransport` per node (and one per jump host), created on first use,
     shared by every thread; :meth:`close` closes them all."""
 
@@ -870,14 +871,3 @@ class SSHPool:
             t.close()
         for t in reversed(jumps):  # innermost hops were created first
             t.close()
-
-    def __enter__(self) -> SSHPool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
