@@ -132,8 +132,8 @@ class DroppingTransport:
         self._match = match
         self.drops = drops
 
-    def run(self, command: str, timeout: float = 60.0, sudo: bool = True) -> Result:
-        res = self._inner.run(command, timeout=timeout, sudo=sudo)
+    def run(self, command: str, timeout: float = 60.0, sudo: bool = True, **kw: Any) -> Result:
+        res = self._inner.run(command, timeout=timeout, sudo=sudo, **kw)
         if self._match in command and self.drops > 0:
             self.drops -= 1
             raise TransportError(f"node {self.node}: SSH session dropped", node=self.node)
@@ -1286,3 +1286,12 @@ def test_a_secret_in_the_joint_exec_output_is_masked(rig: Rig) -> None:
     text = (rig.transcripts / "cp-1.log").read_text()
     assert "s3cr3t" not in text
     assert text.count("-- stdout:\n***") == 1 and text.count("-- stderr:\n***") == 1
+
+
+def test_the_joint_exec_says_step_started_before_the_command_has_run(rig: Rig) -> None:
+    step = shell("cp-1", "slow", "sleep 1; echo ran >> log", check="false", retry_safe=False)
+    seen: list[tuple[str, list[str]]] = []
+    rig.sinks.append(lambda e: seen.append((e.kind, rig.log("cp-1"))) if e.step else None)
+    rig.engine([entry("cp-1", [step], role="control-plane")]).run()
+    assert (ev.STEP_CHECKED, []) in seen and (ev.STEP_STARTED, []) in seen
+    assert seen[-1] == (ev.STEP_FINISHED, ["ran"])

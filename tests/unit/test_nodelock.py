@@ -304,3 +304,14 @@ def test_split_checked_reads_which_ran_and_separates_their_output() -> None:
     busy = f"{nodelock.BUSY_MARKER}: /run/upgrader/upgrader.lock is held by another command"
     assert nodelock.split_checked("", busy, "tok12345") is None
     assert nodelock.split_checked(f"\n{m}\n", f"\n{m} check-exit 0 1 2\n", "other123") is None
+
+
+def test_check_watch_hears_the_report_however_the_stream_is_cut() -> None:
+    m = nodelock.mark("tok12345")
+    stream = f"{'x' * 5000}\n{m} check-exit 4 1 2\nthe command's own stderr".encode()
+    for size in (1, 7, 64, len(stream)):
+        watch = nodelock.CheckWatch("tok12345")
+        heard = [watch.feed(stream[i : i + size]) for i in range(0, len(stream), size)]
+        assert heard.count(True) == 1 and watch.exit_code == 4
+    other = nodelock.CheckWatch("other123")
+    assert not other.feed(stream) and other.exit_code is None

@@ -253,6 +253,33 @@ def split_checked(stdout: str, stderr: str, token: str) -> Checked | None:
     return Checked(check, Part(run_out, rest[:last], run_rc, _span(times[-1], t2)))
 
 
+class CheckWatch:
+    """Reads a :func:`wrap_checked` script's stderr as it arrives: :attr:`exit_code` is the
+    check's exit status once its report came (before the command, if any, starts)."""
+
+    def __init__(self, token: str) -> None:
+        self._needle = f"\n{mark(token)} check-exit ".encode()
+        self._buf = b""
+        self.exit_code: int | None = None
+
+    def feed(self, data: bytes) -> bool:
+        """True when ``data`` completed the report (once)."""
+        if self.exit_code is not None:
+            return False
+        self._buf += data
+        at = self._buf.find(self._needle)
+        if at < 0:
+            self._buf = self._buf[-len(self._needle) :]
+            return False
+        end = self._buf.find(b"\n", at + 1)
+        if end < 0:
+            self._buf = self._buf[at:]
+            return False
+        self.exit_code = int(self._buf[at + 1 : end].split()[2])
+        self._buf = b""
+        return True
+
+
 def _uptime(word: str) -> float | None:
     try:
         return float(word)

@@ -494,7 +494,9 @@ class Engine:
     ) -> tuple[bool, Callable[[], str] | None] | None:
         """The check and, when it fails, the command, in one round trip; None when the
         exec's output holds no report of the check (then nothing is recorded but the
-        exec in the transcript, and the step's record is as it was)."""
+        exec in the transcript, and the step's record is as it was). ``step-checked``
+        and ``step-started`` are said as the check's report arrives, before the command
+        has run."""
         assert step.check is not None and step.command is not None
         token = secrets.token_hex(8)
         wait = self.options.lock_wait
@@ -504,35 +506,66 @@ class Engine:
         timeout = min(step.timeout, CHECK_TIMEOUT) + step.timeout + wait
         self.update(lambda s: st.start_step(s, step.id))
         attempt = self._state.step(step.id).attempts
+        watch = nodelock.CheckWatch(token)
+
+        def heard(data: bytes) -> None:
+            if watch.feed(data):
+                self._checked_event(step, why, watch.exit_code == 0, watch.exit_code, None)
+                if watch.exit_code != 0:
+                    self.emit(ev.STEP_STARTED, **self.step_data(step), attempt=attempt)
+
         t0 = time.monotonic()
         with self._heartbeat(step, step.timeout):
             try:
-                res = self._transports(step.node).run(script, timeout=timeout, sudo=True)
+                res = self._transports(step.node).run(
+                    script, timeout=timeout, sudo=True, on_stderr=heard
+                )
             except TransportError as e:
                 res, err = None, str(e)
         took = time.monotonic() - t0
         label = _CHECK_LABELS.get(why, f"check {why}")
         if res is None:
+            self._transcribe(step, label, rec.attempts, step.check, None, took, error=err)
+            if watch.exit_code == 0:  # done; the session dropped as the script ended
+                self.update(lambda s: st.restore_step(s, rec))
+                return True, None
+            if watch.exit_code is None:
+                self._checked_event(step, why, False, None, err)
+                self.emit(ev.STEP_STARTED, **self.step_data(step), attempt=attempt)
             # Lost on the way: the command may have started. A failed first attempt
             # without an exit status (its check or a retry decides what follows).
-            self._transcribe(step, label, rec.attempts, step.check, None, took, error=err)
-            self._checked_event(step, why, False, None, err)
-            self.emit(ev.STEP_STARTED, **self.step_data(step), attempt=attempt)
             return False, lambda: SHELL.outcome(self, step, attempt, None, err)
         parts = nodelock.split_checked(res.stdout, res.stderr, token)
-        if parts is None:  # the lock busy or unsafe, or the check never ended: not run
+        if parts is None and watch.exit_code is None:
+            # the lock busy or unsafe, or the check never ended: nothing ran
             self.update(lambda s: st.restore_step(s, rec))
             if not nodelock.is_busy(res.exit_code, res.stderr):
                 self._transcribe(step, label, rec.attempts, step.check, res, took)
             return None
+        if parts is None:  # the report was heard, then dropped past the output cap
+            rc = watch.exit_code
+            ran = None if rc == 0 else nodelock.Part("", "", res.exit_code, None)
+            parts = nodelock.Checked(nodelock.Part(res.stdout, res.stderr, rc, None), ran)
+        return self._read_checked(step, rec, label, attempt, res, parts, took)
+
+    def _read_checked(
+        self,
+        step: Step,
+        rec: st.StepRecord,
+        label: str,
+        attempt: int,
+        res: Result,
+        parts: nodelock.Checked,
+        took: float,
+    ) -> tuple[bool, Callable[[], str] | None]:
+        """The transcript of a joint exec, and what it means: done, or the first attempt."""
+        assert step.check is not None and step.command is not None
         check, ran = parts.check, parts.command
         check_took = check.duration if check.duration is not None else took
         self._transcribe(step, label, rec.attempts, step.check, check, check_took)
-        self._checked_event(step, why, check.exit_code == 0, check.exit_code, None)
         if ran is None:
             self.update(lambda s: st.restore_step(s, rec))
             return True, None
-        self.emit(ev.STEP_STARTED, **self.step_data(step), attempt=attempt)
         duration = ran.duration if ran.duration is not None else max(0.0, took - check_took)
         timed_out = res.timed_out and ran.exit_code is None
         result = Result(step.command, ran.exit_code, ran.stdout, ran.stderr, duration, timed_out)

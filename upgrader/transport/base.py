@@ -9,6 +9,7 @@ Must not: know about Kubernetes, plans or steps; print anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -51,7 +52,8 @@ class Transport(Protocol):
     :class:`upgrader.errors.TransportError` when the node cannot be reached at all; a
     command that runs and fails returns a Result with a non-zero exit code. At most
     ``max_output`` bytes of stdout and of stderr are kept (memory stays flat whatever
-    the node sends; the rest is read and dropped)."""
+    the node sends; the rest is read and dropped). ``on_stderr`` sees stderr's bytes as
+    they arrive (a script that reports progress there)."""
 
     node: str
 
@@ -61,6 +63,7 @@ class Transport(Protocol):
         timeout: float = 60.0,
         sudo: bool = True,
         max_output: int = DEFAULT_OUTPUT_CAP,
+        on_stderr: Callable[[bytes], None] | None = None,
     ) -> Result: ...
 
     def close(self) -> None: ...

@@ -15,6 +15,8 @@ Must not: do I/O, or keep more than ``cap`` bytes (plus one read chunk) at any m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 DEFAULT_OUTPUT_CAP = 4 * 1024 * 1024
 
 
@@ -24,10 +26,14 @@ def dropped_marker(n: int) -> str:
 
 
 class OutputBuffer:
-    """Keeps the first ``cap // 2`` and the last ``cap - cap // 2`` bytes fed to it."""
+    """Keeps the first ``cap // 2`` and the last ``cap - cap // 2`` bytes fed to it;
+    ``watch`` sees every chunk as it arrives (before any is dropped)."""
 
-    def __init__(self, cap: int = DEFAULT_OUTPUT_CAP) -> None:
+    def __init__(
+        self, cap: int = DEFAULT_OUTPUT_CAP, watch: Callable[[bytes], None] | None = None
+    ) -> None:
         self.cap = max(2, cap)
+        self._watch = watch
         self._head_cap = self.cap // 2
         self._tail_cap = self.cap - self._head_cap
         self._head = bytearray()
@@ -39,6 +45,8 @@ class OutputBuffer:
         return max(0, self.total - len(self._head) - len(self._tail))
 
     def write(self, data: bytes) -> None:
+        if self._watch is not None:
+            self._watch(data)
         self.total += len(data)
         room = self._head_cap - len(self._head)
         if room > 0:

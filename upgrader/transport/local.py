@@ -20,7 +20,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -64,10 +64,11 @@ class LocalTransport:
         timeout: float = 60.0,
         sudo: bool = True,
         max_output: int = DEFAULT_OUTPUT_CAP,
+        on_stderr: Callable[[bytes], None] | None = None,
     ) -> Result:
         log.debug("node %s: start (local, timeout %.0fs): %s", self.node, timeout, brief(command))
         start = time.monotonic()
-        out, err = OutputBuffer(max_output), OutputBuffer(max_output)
+        out, err = OutputBuffer(max_output), OutputBuffer(max_output, on_stderr)
         returncode, timed_out = self._process(command, subprocess.PIPE, out, err, timeout)
         duration = time.monotonic() - start
         result = Result(

@@ -30,6 +30,7 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -561,6 +562,7 @@ class SSHTransport(_Closing):
         timeout: float = 60.0,
         sudo: bool = True,
         max_output: int = DEFAULT_OUTPUT_CAP,
+        on_stderr: Callable[[bytes], None] | None = None,
     ) -> Result:
         wrapped, stdin = self._prepare(command, sudo)
         log.debug(
@@ -570,7 +572,9 @@ class SSHTransport(_Closing):
             timeout,
             brief(command),
         )
-        result = self._execute(wrapped, stdin, timeout, shown=command, max_output=max_output)
+        result = self._execute(
+            wrapped, stdin, timeout, shown=command, max_output=max_output, on_stderr=on_stderr
+        )
         log.debug(
             "node %s: end: %s in %.2fs",
             self.node,
@@ -609,6 +613,7 @@ class SSHTransport(_Closing):
         timeout: float,
         shown: str | None = None,
         max_output: int = DEFAULT_OUTPUT_CAP,
+        on_stderr: Callable[[bytes], None] | None = None,
     ) -> Result:
         shown = command if shown is None else shown
         start = time.monotonic()
@@ -617,7 +622,7 @@ class SSHTransport(_Closing):
             try:
                 self._start(client, chan, command, stdin)
                 out = OutputBuffer(max_output)
-                err = OutputBuffer(max_output)
+                err = OutputBuffer(max_output, on_stderr)
                 timed_out = _collect(chan, timeout, out, err)
                 duration = time.monotonic() - start
                 if out.dropped or err.dropped:
