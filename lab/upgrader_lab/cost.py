@@ -2,10 +2,12 @@
 tool costs.
 
 Owns :func:`cpu_seconds`: the CPU time (user + system) of the lab's running servers (sshd,
-the API server, the package server) plus that of every process they have reaped: each SSH
-session, the node wrapper and the simulated node tools it ran. The difference of two reads
-around a run is what the lab spent on it (a session still running is not counted until it
-ends).
+the API server, the package server) and of every process below them, plus that of every
+process they have reaped: each SSH session, the node wrapper and the simulated node tools it
+ran. A process counts by its own ``/proc`` entry while it runs (or waits, a zombie, to be
+reaped) and through its parent's children's time once reaped, so a read does not depend on
+when a finished session is collected. The difference of two reads around a run is what the
+lab spent on it.
 
 Must not: signal, change or wait for any process (it only reads ``/proc``), or count a
 process that is not the lab's (pids come from :func:`upgrader_lab.runner.running_pids`).
@@ -34,10 +36,32 @@ def process_cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / _TICKS
 
 
+def _children() -> dict[int, list[int]]:
+    """Every process's children, from the parent pid in ``/proc/PID/stat`` (field 4)."""
+    out: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        out.setdefault(ppid, []).append(int(entry.name))
+    return out
+
+
 def cpu_seconds(lab_dir: Path) -> float:
     """The CPU time the running lab in ``lab_dir`` has spent so far (see the module)."""
-    pids = {p for group in runner.running_pids(lab_dir).values() for p in group}
-    return sum(process_cpu_seconds(p) for p in sorted(pids))
+    todo = [p for group in runner.running_pids(lab_dir).values() for p in group]
+    children = _children()
+    seen: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, ()))
+    return sum(process_cpu_seconds(p) for p in sorted(seen))
 
 
 def cpu_since(lab_dir: Path, before: float, settle: float = 0.1, timeout: float = 3.0) -> float:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from cli_run import cli, cli_env
+from cli_run import cli, start_cli
 from golden_check import normalise, stop_message
 from labkit import LabFiles
 
@@ -60,14 +59,7 @@ class Lab(LabFiles):
     def start_apply(self, *extra: str) -> subprocess.Popen[str]:
         """``apply`` in the background (stdout and stderr piped, as text), to be signalled
         or waited for."""
-        return subprocess.Popen(
-            [sys.executable, "-m", "upgrader", *self.apply_args(*extra)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=cli_env(),
-            text=True,
-        )
+        return start_cli(*self.apply_args(*extra))
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         """``kubectl get nodes -o json``: name -> {kubelet, unschedulable, ready}."""

@@ -8,8 +8,10 @@ other assertion (the tests do)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from typing import Any
 
 
 def cli_env() -> dict[str, str]:
@@ -17,6 +19,26 @@ def cli_env() -> dict[str, str]:
     env["NO_COLOR"] = "1"
     env.pop("KUBECONFIG", None)
     return env
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """``python -m upgrader ARGS`` in the background (stdout and stderr piped, as text), to
+    be signalled or waited for. SIGINT is set back to its default in the child: a test run
+    started in the background by a non-interactive shell inherits SIGINT ignored, and a
+    Python started that way never turns Ctrl-C into KeyboardInterrupt."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "upgrader", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=cli_env(),
+        text=True,
+        preexec_fn=_default_sigint,
+    )
+
+
+def _default_sigint(*_: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_run import cli, cli_env
+from cli_run import cli, cli_env, start_cli
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from golden_check import check_golden, normalise, stop_message
@@ -429,14 +429,7 @@ def test_ctrl_c_while_gathering_facts_says_nothing_was_changed(
         doc["nodes"][1]["address"] = "127.0.0.2"  # refused at once; cp-1 hangs
         cluster.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
         args = ["apply", "-i", str(cluster.inventory), "--to", "v1.28.4", "--yes"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "upgrader", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=cli_env(),
-            text=True,
-        )
+        proc = start_cli(*args)
         try:
             deadline = time.monotonic() + 60
             while not held:  # a node's SSH connection is open: the facts are being read
