@@ -166,14 +166,17 @@ class ApplyRun:
         shell = union_seconds(self._step_intervals(api=False))
         api = union_seconds(self._step_intervals(api=True))
         steps = union_seconds(self._step_intervals(api=None))
-        gaps = 0.0  # before each node: the health gate (before_batch) and the batch set-up
+        # before each node: the health gate (before_batch) and the batch set-up, from the
+        # event before it; nodes started together (the prestage phase) share one gap
+        before: list[tuple[float, float]] = []
         prev: float | None = None
         for e in self.events:
             t = parse_ts(e["ts"])
             if e["event"] == "node-started" and prev is not None:
-                gaps += t - prev
+                before.append((prev, t))
             if e["event"] != "node-started":
                 prev = t
+        gaps = union_seconds(before)
         node_side = inj["node_side"]
         api_side = inj["kubelet_ready"] + inj["pod_termination"]
         floor = node_side + api_side
