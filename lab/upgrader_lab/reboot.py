@@ -93,8 +93,8 @@ def _wait_answer(address: str, port: int, want: bool, timeout: float = ANSWER_TI
 
 
 def _session_roots(address: str, listeners: set[int]) -> set[int]:
-    """The per-connection sshd processes (children of a listener) of every SSH session
-    whose server address is ``address`` (found through ``SSH_CONNECTION``)."""
+    """The per-connection sshd processes of every SSH session whose server address is
+    ``address`` (found through ``SSH_CONNECTION``): see :func:`_session_top`."""
     parent: dict[int, int] = {p: pp for pp, kids in runner._ppid_map().items() for p in kids}
     roots: set[int] = set()
     for entry in Path("/proc").iterdir():
@@ -109,12 +109,29 @@ def _session_roots(address: str, listeners: set[int]) -> set[int]:
         )
         if conn is None or conn.split()[2:3] != [address.encode()]:
             continue
-        pid = int(entry.name)
-        while parent.get(pid) not in listeners and parent.get(pid, 1) > 1:
-            pid = parent[pid]
-        if parent.get(pid) in listeners:
-            roots.add(pid)
+        roots.add(_session_top(int(entry.name), parent, listeners))
     return roots
+
+
+def _session_top(pid: int, parent: dict[int, int], listeners: set[int]) -> int:
+    """The topmost sshd process above ``pid`` below the listener: the connection's own sshd,
+    also when it was orphaned (a listener re-executed or stopped mid-session leaves it
+    under init or under the lab's subreaper); ``pid`` itself when no sshd is above it."""
+    top = pid
+    while True:
+        if _is_sshd(pid):
+            top = pid
+        up = parent.get(pid, 1)
+        if up <= 1 or up in listeners:
+            return top
+        pid = up
+
+
+def _is_sshd(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "sshd"
+    except OSError:
+        return False
 
 
 def _drop_sessions(address: str, listeners: set[int]) -> int:
