@@ -36,31 +36,10 @@ def process_cpu_seconds(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / _TICKS
 
 
-def _children() -> dict[int, list[int]]:
-    """Every process's children, from the parent pid in ``/proc/PID/stat`` (field 4)."""
-    out: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        out.setdefault(ppid, []).append(int(entry.name))
-    return out
-
-
 def cpu_seconds(lab_dir: Path) -> float:
     """The CPU time the running lab in ``lab_dir`` has spent so far (see the module)."""
-    todo = [p for group in runner.running_pids(lab_dir).values() for p in group]
-    children = _children()
-    seen: set[int] = set()
-    while todo:
-        pid = todo.pop()
-        if pid not in seen:
-            seen.add(pid)
-            todo.extend(children.get(pid, ()))
+    roots = [p for group in runner.running_pids(lab_dir).values() for p in group]
+    seen = set(roots) | runner._descendants(roots)
     return sum(process_cpu_seconds(p) for p in sorted(seen))
 
 

@@ -185,20 +185,11 @@ def _listening(addresses: set[str], port: int) -> list[str]:
     if not port:
         return []
     wanted = {(a, port) for a in addresses}
-    found: list[str] = []
-    try:
-        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    except OSError:
-        return found
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 4 or parts[3] != "0A":
-            continue
-        hexaddr, hexport = parts[1].split(":")
-        addr = ".".join(str(b) for b in reversed(bytes.fromhex(hexaddr)))
-        if (addr, int(hexport, 16)) in wanted or (_ANY, int(hexport, 16)) in wanted:
-            found.append(f"{addr}:{int(hexport, 16)}")
-    return found
+    return [
+        f"{addr}:{p}"
+        for addr, p in labspec.listening_sockets()
+        if (addr, p) in wanted or (_ANY, p) in wanted
+    ]
 
 
 # --------------------------------------------------------------------------- spec

@@ -549,9 +549,9 @@ def with_flavor(spec: LabSpec, flavor: str) -> LabSpec:
 ListenCheck = Callable[[str], bool]
 
 
-def listening_addresses() -> set[str]:
-    """IPv4 addresses with a listening TCP socket, read from ``/proc/net/tcp``."""
-    out: set[str] = set()
+def listening_sockets() -> list[tuple[str, int]]:
+    """(IPv4 address, port) of every listening TCP socket, read from ``/proc/net/tcp``."""
+    out: list[tuple[str, int]] = []
     try:
         lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
     except OSError:
@@ -560,12 +560,18 @@ def listening_addresses() -> set[str]:
         parts = line.split()
         if len(parts) < 4 or parts[3] != "0A":  # 0A = LISTEN
             continue
-        hexaddr = parts[1].split(":")[0]
         try:
-            out.add(str(ipaddress.IPv4Address(bytes(reversed(bytes.fromhex(hexaddr))))))
+            hexaddr, hexport = parts[1].split(":")
+            addr = ipaddress.IPv4Address(bytes(reversed(bytes.fromhex(hexaddr))))
+            out.append((str(addr), int(hexport, 16)))
         except ValueError:
             continue
     return out
+
+
+def listening_addresses() -> set[str]:
+    """IPv4 addresses with a listening TCP socket, read from ``/proc/net/tcp``."""
+    return {addr for addr, _ in listening_sockets()}
 
 
 _BLOCK_SIZE = 253  # .2 .. .254 of one 127.a.b.0/24

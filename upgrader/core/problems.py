@@ -4,8 +4,9 @@ Owns the one-line error format ``<file>: <field path>: <problem>``, the renderin
 pydantic ``ValidationError`` into it (first error only, ``loc`` as ``nodes[2].role``, or
 ``minors.1.30.eol`` with :func:`render_dotted`), :class:`FileModel` (the base of every
 file schema: unknown keys refused) and :func:`fail_at` (a validator's error that names a
-field below the one it checks, e.g. ``params.force`` from the ``params`` validator) and
-the field types several schemas share (:data:`Version`: a Kubernetes version string).
+field below the one it checks, e.g. ``params.force`` from the ``params`` validator),
+:func:`json_document` (a JSON syntax error as that one line) and the field types several
+schemas share (:data:`Version`: a Kubernetes version string).
 
 Must not: read files, or echo the value of anything that may hold a secret.
 """
@@ -13,6 +14,7 @@ Must not: read files, or echo the value of anything that may hold a secret.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -186,6 +188,15 @@ def problem_from_error(err: ErrorDetails) -> Problem:
 def first_problem(exc: ValidationError) -> Problem:
     errors = exc.errors(include_url=False)
     return problem_from_error(errors[0])
+
+
+def json_document(text: str, origin: str) -> Any:
+    """``text`` parsed as JSON, or one :class:`ConfigError` line naming ``origin`` and the
+    line of the syntax error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{origin}: invalid JSON at line {e.lineno}: {e.msg}") from None
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -27,7 +27,6 @@ packaged file or the one explicit path given is its only I/O.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, StrictStr
 
-from upgrader.core.problems import FileModel, Version, render_dotted, validate
+from upgrader.core.problems import FileModel, Version, json_document, render_dotted, validate
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
@@ -235,11 +234,7 @@ def load_release_data(path: Path | None = None) -> ReleaseData:
             raise ConfigError(f"{origin}: cannot read release data: {e.strerror or e}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{origin}: not UTF-8 text") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{origin}: invalid JSON at line {e.lineno}: {e.msg}") from None
-    return parse_release_data(data, origin)
+    return parse_release_data(json_document(text, origin), origin)
 
 
 def release_data_from(

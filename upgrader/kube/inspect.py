@@ -6,6 +6,7 @@ tuples for :mod:`upgrader.execute.pauses` to render; must not change anything in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api
@@ -17,16 +18,22 @@ PodLine = tuple[str, str, str]  # namespace/name, phase, "ready"/"not ready"
 EventLine = tuple[str, str, str, str]  # time, type, reason, message
 
 
+def _items(call: Callable[..., Any], field_selector: str, what: str) -> list[dict[str, Any]]:
+    """The ``items`` of one LIST call (``what`` names it in an error), none when empty."""
+    doc = request_json(call, field_selector=field_selector, what=what)
+    return list((doc or {}).get("items") or [])
+
+
 def node_pods(api: ApiClient, node: str) -> list[PodLine]:
     """The pods bound to ``node``: (namespace/name, phase, ready or not)."""
     validate_node_name(node)
-    doc = request_json(
+    pods = _items(
         CoreV1Api(api).list_pod_for_all_namespaces,
-        field_selector=f"spec.nodeName={node}",
-        what=f"LIST pods on {node}",
+        f"spec.nodeName={node}",
+        f"LIST pods on {node}",
     )
     out: list[PodLine] = []
-    for p in (doc or {}).get("items") or []:
+    for p in pods:
         md: dict[str, Any] = p.get("metadata") or {}
         phase = str((p.get("status") or {}).get("phase") or "Unknown")
         ready = "ready" if is_ready(p) else "not ready"
@@ -37,13 +44,13 @@ def node_pods(api: ApiClient, node: str) -> list[PodLine]:
 def node_events(api: ApiClient, node: str, limit: int = 10) -> list[EventLine]:
     """The latest ``limit`` events about the Node object ``node``, oldest first."""
     validate_node_name(node)
-    doc = request_json(
+    events = _items(
         CoreV1Api(api).list_event_for_all_namespaces,
-        field_selector=f"involvedObject.kind=Node,involvedObject.name={node}",
-        what=f"LIST events of node {node}",
+        f"involvedObject.kind=Node,involvedObject.name={node}",
+        f"LIST events of node {node}",
     )
     out: list[EventLine] = []
-    for e in (doc or {}).get("items") or []:
+    for e in events:
         when = str(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or "")
         out.append(
             (

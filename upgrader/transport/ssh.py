@@ -841,31 +841,29 @@ class SSHPool(_Closing):
                 return current
             if current is not None:
                 current.close()
-            jump = self._jump_for(target.jump) if target.jump is not None else None
-            transport = SSHTransport(
-                target,
-                jump=jump,
-                connect_attempts=self._connect_attempts,
-                retry_wait=self._retry_wait,
-                retry_max_wait=self._retry_max_wait,
-                max_sessions=self._max_sessions,
-            )
+            transport = self._new(target, self._max_sessions)
             self._nodes[target.node] = transport
             return transport
 
     def _jump_for(self, target: SSHTarget) -> SSHTransport:
         found = self._jumps.get(target)
         if found is None:
-            inner = self._jump_for(target.jump) if target.jump is not None else None
-            found = SSHTransport(
-                target,
-                jump=inner,
-                connect_attempts=self._connect_attempts,
-                retry_wait=self._retry_wait,
-                retry_max_wait=self._retry_max_wait,
-            )
+            found = self._new(target)
             self._jumps[target] = found
         return found
+
+    def _new(self, target: SSHTarget, max_sessions: int = DEFAULT_MAX_SESSIONS) -> SSHTransport:
+        """A transport to ``target`` with the pool's connect retries, through the pool's
+        transport to its jump host when it has one."""
+        jump = self._jump_for(target.jump) if target.jump is not None else None
+        return SSHTransport(
+            target,
+            jump=jump,
+            connect_attempts=self._connect_attempts,
+            retry_wait=self._retry_wait,
+            retry_max_wait=self._retry_max_wait,
+            max_sessions=max_sessions,
+        )
 
     def close(self) -> None:
         with self._lock:

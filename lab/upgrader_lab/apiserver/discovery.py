@@ -231,29 +231,32 @@ def parse_media_types(accept: str) -> list[tuple[str, dict[str, str]]]:
     return out
 
 
-def wants_aggregated(accept: str) -> str | None:
-    """``v2``/``v2beta1`` when the client asked for (JSON) aggregated discovery first."""
+def _asked_for(
+    accept: str, group: str, kind: str, versions: tuple[str, ...] | None = None
+) -> dict[str, str] | None:
+    """The parameters of the first JSON media type in ``accept`` that asks for ``kind`` of
+    ``group`` (as one of ``versions``, when given)."""
     for mt, params in parse_media_types(accept):
         if (
             mt == "application/json"
-            and params.get("g") == "apidiscovery.k8s.io"
-            and params.get("as") == "APIGroupDiscoveryList"
-            and params.get("v") in ("v2", "v2beta1")
+            and params.get("g") == group
+            and params.get("as") == kind
+            and (versions is None or params.get("v") in versions)
         ):
-            return params["v"]
+            return params
     return None
+
+
+def wants_aggregated(accept: str) -> str | None:
+    """``v2``/``v2beta1`` when the client asked for (JSON) aggregated discovery first."""
+    params = _asked_for(accept, "apidiscovery.k8s.io", "APIGroupDiscoveryList", ("v2", "v2beta1"))
+    return None if params is None else params["v"]
 
 
 def wants_table(accept: str) -> str | None:
     """``meta.k8s.io/v1`` (or v1beta1) when the client asked for a Table."""
-    for mt, params in parse_media_types(accept):
-        if (
-            mt == "application/json"
-            and params.get("as") == "Table"
-            and params.get("g") == "meta.k8s.io"
-        ):
-            return f"meta.k8s.io/{params.get('v', 'v1')}"
-    return None
+    params = _asked_for(accept, "meta.k8s.io", "Table")
+    return None if params is None else f"meta.k8s.io/{params.get('v', 'v1')}"
 
 
 # --------------------------------------------------------------------------- openapi v2

@@ -117,26 +117,24 @@ class Store:
 
     def create(self, plural: str, obj: Json) -> Json:
         """Store a new object (the caller checked it does not exist); sets resourceVersion."""
-        with self.lock:
-            m = obj["metadata"]
-            ns = self._ns(obj)
-            rv = self._next_rv()
-            m["resourceVersion"] = str(rv)
-            self._objs.setdefault(plural, {})[(ns, m["name"])] = obj
-            self._record("ADDED", plural, ns, obj, rv, None)
-            return obj
+        return self._put("ADDED", plural, obj)
 
     def update(self, plural: str, obj: Json) -> Json:
         """Replace the stored object of the same key with ``obj`` (a new dict)."""
+        return self._put("MODIFIED", plural, obj)
+
+    def _put(self, etype: str, plural: str, obj: Json) -> Json:
+        """Store ``obj`` under the next resourceVersion and record it as ``etype`` (an update's
+        event carries the object it replaced)."""
         with self.lock:
             m = obj["metadata"]
             ns = self._ns(obj)
             rv = self._next_rv()
             m["resourceVersion"] = str(rv)
             bucket = self._objs.setdefault(plural, {})
-            prev = bucket.get((ns, m["name"]))
+            prev = bucket.get((ns, m["name"])) if etype == "MODIFIED" else None
             bucket[(ns, m["name"])] = obj
-            self._record("MODIFIED", plural, ns, obj, rv, prev)
+            self._record(etype, plural, ns, obj, rv, prev)
             return obj
 
     def delete(self, plural: str, namespace: str, name: str) -> Json | None:

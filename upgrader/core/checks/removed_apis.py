@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.core.model import Finding, Severity
+from upgrader.core.problems import json_document
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
@@ -117,11 +118,7 @@ def load_removed_apis(path: Path | None = None) -> tuple[RemovedApi, ...]:
             text = Path(path).read_text("utf-8")
         except OSError as e:
             raise ConfigError(f"{origin}: cannot read: {e.strerror or e}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{origin}: invalid JSON at line {e.lineno}: {e.msg}") from None
-    return parse_removed_apis(data, origin)
+    return parse_removed_apis(json_document(text, origin), origin)
 
 
 def removed_between(
