@@ -503,6 +503,14 @@ def _other_key(work: Path) -> str:
     return key.with_suffix(".pub").read_text().split()[1]
 
 
+def _plan_or_apply(cmd: str, inv: Path | str, state: Path) -> list[str]:
+    """The arguments of ``plan`` of ``inv`` to the target, or (``cmd`` "apply") of ``apply``
+    of it without a question, its run recorded in ``state``."""
+    if cmd == "apply":
+        return ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--state", str(state)]
+    return ["plan", "-i", str(inv), "--to", TARGET]
+
+
 def check_host_keys(
     lab: Lab, work: Path, extra_env: dict[str, str] | None = None, quick: bool = False
 ) -> Check:
@@ -529,10 +537,7 @@ def check_host_keys(
             for cmd in ("plan",) if quick else ("plan", "apply"):
                 kh.write_text(content)
                 lab.clear_calls()
-                args = ["plan", "-i", str(inv), "--to", TARGET]
-                if cmd == "apply":
-                    args = ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--state",
-                            str(work / "hk-state.json")]  # fmt: skip
+                args = _plan_or_apply(cmd, inv, work / "hk-state.json")
                 r = cli(*args, timeout=180, extra_env=extra_env)
                 ch.cases += 1
                 calls = _calls_total(lab)
@@ -605,10 +610,7 @@ def check_known_hosts_markers(
             for cmd in ("plan",) if quick or not refused else ("plan", "apply"):
                 kh.write_text(content)
                 lab.clear_calls()
-                args = ["plan", "-i", str(inv), "--to", TARGET]
-                if cmd == "apply":
-                    args = ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--state",
-                            str(work / "khm-state.json")]  # fmt: skip
+                args = _plan_or_apply(cmd, inv, work / "khm-state.json")
                 r = cli(*args, timeout=180, extra_env=extra_env)
                 ch.cases += 1
                 text = r.stdout + r.stderr

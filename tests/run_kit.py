@@ -1,20 +1,26 @@
-"""Recorded runs for the tests that need one on disk: a shell step of a worker and an
+"""Recorded runs for the tests that need one on disk: a shell step of a worker, an
 unfinished run of it written as ``apply`` writes it (the stored plan with its digest, then
-the state file).
+the state file), and an engine over two local workers for the tests of what runs between
+nodes.
 
-Owns :func:`shell_step` and :func:`recorded_run`, built through the library's own
-constructors (``state.new_run``, ``execute.stored``), so a change of those formats reaches
-every such test at once. Must not: hold assertions (the tests do).
+Owns :func:`shell_step`, :func:`recorded_run` and :func:`two_worker_engine`, built through
+the library's own constructors (``state.new_run``, ``execute.stored``, ``Engine``), so a
+change of those formats reaches every such test at once. Must not: hold assertions (the
+tests do).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from upgrader import state as st
 from upgrader.core.model import PlanEntry, Step
 from upgrader.execute import stored
+from upgrader.execute.engine import Engine, EngineOptions
+from upgrader.execute.events import EventHandler
+from upgrader.transport.local import LocalTransport
 
 HOP = "v1.28.4"
 
@@ -26,6 +32,7 @@ def shell_step(
     node: str = "w-1",
     description: str | None = None,
     timeout: float = 10.0,
+    sudo: bool = True,
 ) -> Step:
     """A step of ``node``'s worker phase at v1.28.4 that runs ``command``."""
     return Step(
@@ -38,6 +45,7 @@ def shell_step(
         description=description if description is not None else name,
         command=command,
         timeout=timeout,
+        sudo=sudo,
     )
 
 
@@ -59,3 +67,40 @@ def recorded_run(path: Path, step: Step, **run: Any) -> st.RunState:
     )
     st.save(path, state)
     return state
+
+
+def two_worker_engine(
+    tmp_path: Path,
+    before_batch: Callable[[Sequence[PlanEntry]], None],
+    on_event: EventHandler | None = None,
+) -> Engine:
+    """An engine over workers ``w-1`` and ``w-2``, each a local node in its own folder under
+    ``tmp_path`` whose one step writes ``out`` there; the state file is
+    ``tmp_path/state.json`` (resumed when it is there, so a second engine is a rerun)."""
+    steps = {
+        n: shell_step("work", "echo done > out", node=n, timeout=300.0, sudo=False)
+        for n in ("w-1", "w-2")
+    }
+    entries = [PlanEntry(n, "worker", "worker", HOP, (step,)) for n, step in steps.items()]
+    for e in entries:
+        (tmp_path / e.node).mkdir(exist_ok=True)
+    state_path = tmp_path / "state.json"
+    s = st.load(state_path) or st.new_run(
+        cluster="lab",
+        inventory=str(tmp_path / "inventory.yaml"),
+        fingerprint="fp",
+        target=HOP,
+        hops=[HOP],
+        strategy="per-hop",
+        steps=[x for e in entries for x in e.steps],
+    )
+    return Engine(
+        entries,
+        s,
+        save=lambda x: st.save(state_path, x),
+        transports=lambda n: LocalTransport(n, cwd=str(tmp_path / n)),
+        kube=None,  # type: ignore[arg-type]  # shell steps only
+        options=EngineOptions(),
+        on_event=on_event,
+        before_batch=before_batch,
+    )

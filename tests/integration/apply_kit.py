@@ -3,10 +3,10 @@ delays, the test's own files beside it, and what an apply test reads back.
 
 Owns :class:`Lab` (``apply`` in the foreground or the background, ``kubectl get nodes``,
 the nodes' command lines and changes, the recorded run, the events), the spec pieces the
-apply tests share (:func:`lab_node`, :data:`ONE_WORKER_LOAD`, :data:`FAST`), and the checks
-:func:`all_at`, :func:`wait_event`, :func:`stop_text`. The ``make_lab`` fixture that starts
-these labs (and brings them down) is in ``conftest.py``. Must not: start a lab any other
-way than through ``labkit``.
+apply tests share (:func:`lab_node`, :data:`ONE_WORKER_LOAD`, :data:`ADDONS`,
+:data:`FAST`), and the checks :func:`all_at`, :func:`wait_event`, :func:`stop_text`. The
+``make_lab`` fixture that starts these labs (and brings them down) is in ``conftest.py``.
+Must not: start a lab any other way than through ``labkit``.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ class Lab(LabFiles):
     def events(self) -> Path:
         return self.work / "events.jsonl"
 
-    def apply_args(self, *extra: str) -> list[str]:
+    def apply_args(self, *extra: str, to: str = TARGET) -> list[str]:
         return [
             "apply",
             "-i",
             str(self.inventory),
             "--to",
-            TARGET,
+            to,
             "--yes",
             "--playbooks",
             str(self.work / "playbooks"),
@@ -53,8 +53,10 @@ class Lab(LabFiles):
             *extra,
         ]
 
-    def apply(self, *extra: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
-        return cli(*self.apply_args(*extra), timeout=timeout)
+    def apply(
+        self, *extra: str, to: str = TARGET, timeout: float = 400
+    ) -> subprocess.CompletedProcess[str]:
+        return cli(*self.apply_args(*extra, to=to), timeout=timeout)
 
     def start_apply(self, *extra: str) -> subprocess.Popen[str]:
         """``apply`` in the background (stdout and stderr piped, as text), to be signalled
@@ -116,6 +118,11 @@ def lab_node(name: str, role: str = "worker", **kw: Any) -> dict[str, Any]:
 # With a single worker, an evicted pod has nowhere to go until the worker is back: no PDB.
 ONE_WORKER_LOAD = [
     {"kind": "Deployment", "name": "web", "replicas": 2},
+    {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
+]
+# The kube-system add-ons ``kubeadm upgrade apply`` moves to the new release.
+ADDONS = [
+    {"kind": "Deployment", "namespace": "kube-system", "name": "coredns", "replicas": 1},
     {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
 ]
 FAST = {"kubelet_ready": 0.3, "package_install": 0.0, "pod_termination": 0.1, "download": 0.0}

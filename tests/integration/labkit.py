@@ -5,9 +5,10 @@ Owns :func:`lab_up`, :func:`lab_down` and :func:`running_lab` (the real ``upgrad
 --spec`` and ``lab down`` in a subprocess, as an operator starts a lab, from a spec mapping;
 ``api=False`` starts the nodes only, as ``--no-api``),
 :func:`fast_playbooks` (the packaged playbooks polling readiness and retrying evictions
-every second; the campaigns' copy) and :class:`LabFiles` (``lab.json``, the inventory, the
+every second; the campaigns' copy), :class:`LabFiles` (``lab.json``, the inventory, the
 kubeconfig, SSH to a node with its host key checked against the lab's ``known_hosts``,
-the real ``kubectl`` on the lab's kubeconfig, a node's ``calls.jsonl``). A test of the
+the real ``kubectl`` on the lab's kubeconfig, a node's ``calls.jsonl``) and :func:`ssh_run`
+(one command on a connection that it then closes). A test of the
 API server alone uses ``lab_api_fixture.LabAPI``; a test of ``upgrader lab up`` itself (its
 flags, its output) runs the CLI.
 
@@ -31,7 +32,7 @@ from cli_run import cli, cli_env
 
 from bench._campaign import fast_playbooks
 
-__all__ = ["LabFiles", "fast_playbooks", "lab_down", "lab_up", "running_lab"]
+__all__ = ["LabFiles", "fast_playbooks", "lab_down", "lab_up", "running_lab", "ssh_run"]
 
 
 def lab_up(
@@ -72,6 +73,17 @@ def running_lab(
         yield directory
     finally:
         lab_down(directory)
+
+
+def ssh_run(client: paramiko.SSHClient, command: str, timeout: float = 60) -> tuple[int, str, str]:
+    """``command`` on ``client``'s node: its exit status, stdout and stderr; the connection
+    is closed after it, whatever happens."""
+    try:
+        _, out, err = client.exec_command(command, timeout=timeout)
+        o, e = out.read().decode(), err.read().decode()
+        return out.channel.recv_exit_status(), o, e
+    finally:
+        client.close()
 
 
 class LabFiles:

@@ -9,21 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
-from apply_kit import Lab, cluster, lab_node
-from cli_run import cli
-
-ADDONS = [
-    {"kind": "Deployment", "namespace": "kube-system", "name": "coredns", "replicas": 1},
-    {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
-]
-
-
-def _apply(lab: Lab, target: str, *extra: str) -> Any:
-    args = list(lab.apply_args(*extra))
-    args[args.index("--to") + 1] = target
-    return cli(*args, timeout=400)
+from apply_kit import ADDONS, Lab, cluster, lab_node
 
 
 def _addon_images(lab: Lab) -> tuple[str, str]:
@@ -60,7 +47,7 @@ def test_an_apply_failed_after_its_kubelet_config_phase_is_run_again(
         "registry.k8s.io/coredns/coredns:v1.10.1",
         "registry.k8s.io/kube-proxy:v1.28.4",
     )
-    first = _apply(lab, "v1.29.2", "--skip-etcd-snapshot")
+    first = lab.apply("--skip-etcd-snapshot", to="v1.29.2")
     assert first.returncode == 1, first.stdout + first.stderr
     cfg = lab.kubectl("-n", "kube-system", "get", "configmap", "kubeadm-config", "-o", "json")
     assert "kubernetesVersion: v1.29.2" in json.loads(cfg)["data"]["ClusterConfiguration"]
@@ -68,7 +55,7 @@ def test_an_apply_failed_after_its_kubelet_config_phase_is_run_again(
     step = lab.state_doc()["steps"]["v1.29.2/cp-1/first-control-plane/kubeadm-upgrade-apply"]
     assert step["status"] == "failed"
 
-    second = _apply(lab, "v1.29.2", "--skip-etcd-snapshot")
+    second = lab.apply("--skip-etcd-snapshot", to="v1.29.2")
     assert second.returncode == 0, second.stdout + second.stderr
     applies = [c for c in lab.calls("cp-1") if c.startswith("kubeadm upgrade apply")]
     assert applies == ["kubeadm upgrade apply v1.29.2 -y"] * 2  # run again, not "done"
@@ -99,7 +86,7 @@ def test_force_with_a_kubelet_kubeadm_refuses_reaches_kubeadm_upgrade_apply(
             "workloads": ADDONS,
         }
     )
-    r = _apply(lab, "v1.28.4", "--force", "--skip-etcd-snapshot")
+    r = lab.apply("--force", "--skip-etcd-snapshot", to="v1.28.4")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "KUBEADM_KUBELET_TOO_OLD" in r.stdout and "(passed by --force)" in r.stdout
     assert "kubeadm upgrade apply v1.28.4 -y --force" in r.stdout  # the plan shows it
@@ -133,7 +120,7 @@ def test_a_docs_style_half_upgraded_ha_cluster_is_finished(
             ],
         }
     )
-    r = _apply(lab, "v1.28.4", "--skip-etcd-snapshot")
+    r = lab.apply("--skip-etcd-snapshot", to="v1.28.4")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SKEW_KUBELET_TOO_NEW" in r.stdout
     assert "the plan's control-plane steps resolve it: cp-2, cp-3 moved to v1.28.4" in " ".join(
@@ -169,10 +156,10 @@ def test_a_release_candidate_from_a_mirrored_registry(
         }
     )
     target = "v1.28.0-rc.1"
-    refused = _apply(lab, target, "--skip-etcd-snapshot")
+    refused = lab.apply("--skip-etcd-snapshot", to=target)
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert "PRERELEASE_TARGET" in refused.stdout
-    r = _apply(lab, target, "--allow-release-candidate-upgrades", "--skip-etcd-snapshot")
+    r = lab.apply("--allow-release-candidate-upgrades", "--skip-etcd-snapshot", to=target)
     assert r.returncode == 0, r.stdout + r.stderr
     calls = lab.calls("cp-1")
     assert [c for c in calls if c.startswith("kubeadm upgrade apply")] == [

@@ -13,23 +13,11 @@ import json
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from apply_kit import Lab, cluster
+from apply_kit import ADDONS, Lab, cluster
 from brief_text import unfold
-from cli_run import cli
 
 PATCHES = "/etc/kubernetes/upgrader/patches"
-ADDONS = [
-    {"kind": "Deployment", "namespace": "kube-system", "name": "coredns", "replicas": 1},
-    {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
-]
-
-
-def _apply(lab: Lab, target: str, *extra: str) -> Any:
-    args = list(lab.apply_args(*extra))
-    args[args.index("--to") + 1] = target
-    return cli(*args, timeout=400)
 
 
 def test_patches_reach_kubeadm_upgrade_apply_on_cp1_and_are_applied(
@@ -50,7 +38,7 @@ def test_patches_reach_kubeadm_upgrade_apply_on_cp1_and_are_applied(
     (patches / "kube-apiserver+strategic.yaml").write_bytes(api_patch)
     (patches / "etcd+json.json").write_bytes(etcd_patch)
 
-    r = _apply(lab, "v1.29.2", "--skip-etcd-snapshot", "--patches", str(patches))
+    r = lab.apply("--skip-etcd-snapshot", "--patches", str(patches), to="v1.29.2")
     assert r.returncode == 0, r.stdout + r.stderr
     # the plan shows the copy step and the flag
     assert "kubeadm-files, kubeadm-upgrade-plan, kubeadm-upgrade-apply" in r.stdout
@@ -101,7 +89,7 @@ def test_an_upgrade_configuration_for_a_128_target_is_a_finding_and_nothing_runs
         "apply:\n  etcdUpgrade: false\n"
     )
     before = {n: len(lab.calls(n)) for n in ("cp-1", "w-1")}
-    r = _apply(lab, "v1.28.4", "--skip-etcd-snapshot", "--kubeadm-config", str(config))
+    r = lab.apply("--skip-etcd-snapshot", "--kubeadm-config", str(config), to="v1.28.4")
     assert r.returncode == 3, r.stdout + r.stderr
     assert "KUBEADM_CONFIG_UNSUPPORTED" in r.stdout
     assert "Traceback" not in r.stderr

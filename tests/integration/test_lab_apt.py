@@ -115,6 +115,18 @@ def test_every_minor_repository_satisfies_its_own_packages_depends() -> None:
                         assert key(have[name]) >= key(rest.rstrip(")")), (minor, pkg, v, dep)
 
 
+def _gpgv(keyring: Path, repo_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``gpgv`` with ``keyring`` on ``args`` (files of ``repo_dir``)."""
+    return subprocess.run(
+        ["gpgv", "--keyring", str(keyring), *args],
+        cwd=repo_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_repository_is_signed_indexed_and_lacks_missing_versions(tmp_path: Path) -> None:
     """pkgs.k8s.io's flat layout (core:/stable:/v1.NN/deb/ with InRelease, Release,
     Release.gpg, Release.key, Packages, Packages.gz, amd64/*.deb): the real gpgv accepts
@@ -127,14 +139,7 @@ def test_repository_is_signed_indexed_and_lacks_missing_versions(tmp_path: Path)
     keyring = tmp_path / "keyring.gpg"
     keyring.write_bytes(debnode.dearmor((d / "Release.key").read_bytes()))
     for args in (["InRelease"], ["Release.gpg", "Release"]):
-        proc = subprocess.run(
-            ["gpgv", "--keyring", str(keyring), *args],
-            cwd=d,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        proc = _gpgv(keyring, d, *args)
         assert proc.returncode == 0, proc.stderr
     packages = (d / "Packages").read_text()
     assert "Version: 1.28.3-1.1" not in packages
@@ -156,14 +161,7 @@ def test_repository_is_signed_indexed_and_lacks_missing_versions(tmp_path: Path)
         tmp_path, {"1.28": ["1.28.0", "1.28.1", "1.28.3", "1.28.4"]}, sys.executable
     )
     assert "Version: 1.28.3-1.1" in (d / "Packages").read_text()
-    again = subprocess.run(
-        ["gpgv", "--keyring", str(keyring), "InRelease"],
-        cwd=d,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    again = _gpgv(keyring, d, "InRelease")
     assert again.returncode == 0, again.stderr
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import paramiko
 import pytest
 import yaml
-from labkit import LabFiles, lab_down, lab_up
+from labkit import LabFiles, lab_down, lab_up, ssh_run
 
 from upgrader.errors import ConfigError
 from upgrader.transport.base import SSHTarget
@@ -45,13 +45,7 @@ class Lab(LabFiles):
         return str(self.info["ssh"]["user"])
 
     def run(self, node: str, command: str) -> tuple[int, str, str]:
-        client = self.connect(node)
-        try:
-            _, out, err = client.exec_command(command, timeout=60)
-            o, e = out.read().decode(), err.read().decode()
-            return out.channel.recv_exit_status(), o, e
-        finally:
-            client.close()
+        return ssh_run(self.connect(node), command)
 
     def target(self, node: str, password_env: str | None = None) -> SSHTarget:
         return SSHTarget(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from labkit import ssh_run
 
 from bench import chaos
 from upgrader.core import nodelock
@@ -68,13 +69,7 @@ class Node:
         client.close()
 
     def run(self, command: str) -> tuple[int, str, str]:
-        client = self.connect()
-        try:
-            _, out, err = client.exec_command(command, timeout=60)
-            o, e = out.read().decode(), err.read().decode()
-            return out.channel.recv_exit_status(), o, e
-        finally:
-            client.close()
+        return ssh_run(self.connect(), command)
 
     def file(self, path: str) -> Path:
         return self.dir / "nodes" / self.name / "root" / path.lstrip("/")

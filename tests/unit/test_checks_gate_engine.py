@@ -9,15 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_kit import two_worker_engine
 
-from upgrader import state as st
-from upgrader.core.model import Finding, PlanEntry, Severity, Step
+from upgrader.core.model import Finding, Severity
 from upgrader.errors import StepFailed
-from upgrader.execute.engine import Engine, EngineOptions
 from upgrader.preflight import between_nodes, wait_until_healthy
-from upgrader.transport.local import LocalTransport
 
-HOP = "v1.28.4"
 BAD = [Finding("NODE_NOT_READY", Severity.BLOCKER, "node w-9 is not Ready", "w-9")]
 WARN = [Finding("ETCD_HEALTH_UNKNOWN", Severity.WARNING, "no etcdctl", "cp-1")]
 
@@ -131,47 +128,9 @@ def test_timeout_without_a_failure_is_not_stable() -> None:
     assert not never.passed and never.findings == tuple(BAD) and clock2.sleeps == []
 
 
-def shell(node: str, name: str, command: str) -> Step:
-    return Step(
-        id=f"{HOP}/{node}/worker/{name}",
-        kind="shell",
-        node=node,
-        hop=HOP,
-        phase="worker",
-        name=name,
-        description=name,
-        command=command,
-        sudo=False,
-    )
-
-
 def run_engine(tmp_path: Path, gate_results: Sequence[list[Finding]]) -> tuple[Any, list[int]]:
-    entries = [
-        PlanEntry(n, "worker", "worker", HOP, (shell(n, "work", "echo done > out"),))
-        for n in ("w-1", "w-2")
-    ]
-    for e in entries:
-        (tmp_path / e.node).mkdir(exist_ok=True)
-    state_path = tmp_path / "state.json"
-    s = st.load(state_path) or st.new_run(
-        cluster="lab",
-        inventory=str(tmp_path / "inventory.yaml"),
-        fingerprint="fp",
-        target=HOP,
-        hops=[HOP],
-        strategy="per-hop",
-        steps=[x for e in entries for x in e.steps],
-    )
     it, calls = scripted(gate_results)
-    engine = Engine(
-        entries,
-        s,
-        save=lambda x: st.save(state_path, x),
-        transports=lambda n: LocalTransport(n, cwd=str(tmp_path / n)),
-        kube=None,  # type: ignore[arg-type]  # shell steps only
-        options=EngineOptions(),
-        before_batch=between_nodes(lambda: next(it), interval=0.0, timeout=0.0),
-    )
+    engine = two_worker_engine(tmp_path, between_nodes(lambda: next(it), interval=0.0, timeout=0.0))
     return engine, calls
 
 

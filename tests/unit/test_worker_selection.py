@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine import MemKube, MemNode, Rig, entry, shell, worker_visit
+from test_engine import MemKube, MemNode, Rig, entry, meet, shell, worker_visit
 
 from upgrader import state as st
 from upgrader.core.model import Facts, NodeFacts, Plan, PlanEntry
@@ -254,21 +254,12 @@ def down_at_once(events: list[ev.Event]) -> list[set[str]]:
 def test_engine_runs_one_node_of_each_group_at_once(rig: Rig) -> None:
     # zone a: w-1, w-3; zone b: w-2, w-4; plan order in rounds. Both nodes of a round
     # must be in their visit together: each waits (bounded) for the other's marker.
-    def meet(node: str, peer: str) -> Any:
-        peer_dir = rig.dir(peer)
-        return shell(
-            node,
-            "meet",
-            f"touch here; i=0; while [ ! -f {peer_dir}/here ] && [ $i -lt 200 ]; do "
-            f"sleep 0.05; i=$((i+1)); done; test -f {peer_dir}/here",
-        )
-
     groups = {"w-1": "a", "w-3": "a", "w-2": "b", "w-4": "b"}
     entries = [
-        worker_visit("w-1", extra=[meet("w-1", "w-2")]),
-        worker_visit("w-2", extra=[meet("w-2", "w-1")]),
-        worker_visit("w-3", extra=[meet("w-3", "w-4")]),
-        worker_visit("w-4", extra=[meet("w-4", "w-3")]),
+        worker_visit("w-1", extra=[meet(rig, "w-1", "w-2")]),
+        worker_visit("w-2", extra=[meet(rig, "w-2", "w-1")]),
+        worker_visit("w-3", extra=[meet(rig, "w-3", "w-4")]),
+        worker_visit("w-4", extra=[meet(rig, "w-4", "w-3")]),
     ]
     s = rig.engine(entries, groups=groups, per_group=1).run()
     assert s.status == st.RunStatus.SUCCEEDED
