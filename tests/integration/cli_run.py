@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
 
 
 def cli_env() -> dict[str, str]:
@@ -37,7 +36,7 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def _default_sigint(*_: Any) -> None:
+def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
