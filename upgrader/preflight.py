@@ -419,7 +419,22 @@ def health_gate(
 ) -> list[Finding]:
     """One evaluation of the cluster health gates: every node Ready, every control-plane
     mirror pod Ready, etcd healthy on ``control_planes`` (when ``transports`` is given).
-    A read that fails is itself a blocker (the gate cannot pass on what it cannot see)."""
+    A read that fails is itself a blocker (the gate cannot pass on what it cannot see).
+    The etcd probes (an SSH round trip each) run while the API is read."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-etcd") as pool:
+        etcd = (
+            pool.submit(etcd_health, transports, control_planes, timeout=etcd_timeout)
+            if transports is not None and control_planes
+            else None
+        )
+        out = _api_health(api, policy)
+        if etcd is not None:
+            out += health.check_etcd(etcd.result())
+    return out
+
+
+def _api_health(api: ApiClient, policy: RetryPolicy) -> list[Finding]:
+    """The gate's API side: nodes Ready, control-plane mirror pods Ready."""
     from upgrader.core.model import Severity
 
     out: list[Finding] = []
@@ -448,8 +463,6 @@ def health_gate(
         out.append(
             Finding("HEALTH_UNKNOWN", Severity.BLOCKER, f"cannot read control-plane pods: {e}")
         )
-    if transports is not None and control_planes:
-        out += health.check_etcd(etcd_health(transports, control_planes, timeout=etcd_timeout))
     return out
 
 

@@ -158,6 +158,32 @@ def test_pause_between_waits_before_each_node_after_the_first(rig: Rig) -> None:
     assert "pausing 7s before w-2 (--pause-between)" in shown[1]
 
 
+def test_no_gate_or_pause_before_the_prestage_batch_the_gate_before_every_node_after(
+    rig: Rig,
+) -> None:
+    """Pre-staging only downloads, right after preflight read the same health: the gate
+    (and the pause) start with the first node that changes."""
+    prestage = [
+        entry(n, [shell(n, "pull", "true", phase="prestage")], phase="prestage")
+        for n in ("cp-1", "w-1", "w-2", "w-3")
+    ]
+    gated: list[list[str]] = []
+    waits: list[float] = []
+    eng = rig.engine([*prestage, *plan()], max_unavailable=4)
+    eng._before_batch = before_batch_hook(
+        lambda batch: gated.append([e.node for e in batch]),
+        PauseBetween(seconds=3),
+        confirm=None,
+        show=lambda _: None,
+        sleep=waits.append,
+    )
+    assert eng.run().status == st.RunStatus.SUCCEEDED
+    assert all(rig.log(n) for n in ("cp-1", "w-1", "w-2", "w-3"))
+    assert gated == [["cp-1"], ["w-1", "w-2", "w-3"]]
+    assert waits == [3]  # before the workers' batch, not before cp-1 nor the downloads
+    assert before_batch_hook(None, None, confirm=None, show=lambda _: None) is None
+
+
 def test_pause_between_ask_no_pauses_the_run_before_that_node(rig: Rig) -> None:
     asked: list[str] = []
 

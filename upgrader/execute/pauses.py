@@ -92,17 +92,18 @@ def before_batch_hook(
     show: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
 ) -> Callable[[Sequence[PlanEntry]], None] | None:
-    """``inner`` (the health gate) preceded, from the second node visit on, by the pause."""
-    if pause is None:
-        return inner
+    """``inner`` (the health gate) before each batch that changes a node, preceded, from
+    the second node visit on, by the pause. A pre-staging batch only downloads packages,
+    right after preflight read the same health (nodes, control-plane pods, etcd): neither
+    gate nor pause before it; the gate runs before the first node that changes."""
+    if inner is None and pause is None:
+        return None
     seen = [False]
 
     def hook(batch: Sequence[PlanEntry]) -> None:
         if all(e.phase == PRESTAGE_PHASE for e in batch):
-            if inner is not None:
-                inner(batch)
             return
-        if seen[0]:
+        if pause is not None and seen[0]:
             if pause.ask:
                 if confirm is None or not confirm(between_question(batch)):
                     raise PauseRun(f"stopped before {_nodes(batch)} (--pause-between ask)")
