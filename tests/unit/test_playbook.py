@@ -559,11 +559,15 @@ def test_known_package_version() -> None:
 
 
 def test_exact_version_known_renders_the_design_command_literally() -> None:
+    """The kubeadm docs' command, but the package lists are refreshed only when they do
+    not list the version yet (this visit's package-repository step has just run
+    ``apt-get update``; a second one would cost a repository round trip per node)."""
     pkg = kubeadm_package()
     apt = StepContext(V, "w-1", "worker", "demo", "apt", pkg_version="1.28.4-1.1")
     assert expand_step(pkg, "worker", apt).command == (
         "apt-get -o DPkg::Lock::Timeout=300 check >/dev/null && apt-mark unhold kubeadm && "
-        "apt-get update && apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1 "
+        "{ apt-cache madison kubeadm | grep -qF ' | 1.28.4-' || apt-get update; } && "
+        "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1 "
         "&& apt-mark hold kubeadm"
     )
     dnf = StepContext(V, "w-1", "worker", "demo", "dnf", pkg_version="1.28.4-150500.1.1")
@@ -580,8 +584,8 @@ def test_unknown_exact_version_is_resolved_after_the_list_refresh() -> None:
     pkg = kubeadm_package()
     cmd = expand_step(pkg, "worker", StepContext(V, "w-1", "worker", "demo", "apt")).command
     assert cmd is not None
-    assert cmd.index("apt-get update") < cmd.index("apt-cache madison kubeadm")
-    assert cmd.index("apt-cache madison") < cmd.index(
+    assert cmd.index("apt-get update") < cmd.index("pkgver=$(apt-cache madison kubeadm")
+    assert cmd.index("pkgver=$(apt-cache madison") < cmd.index(
         'apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm="$pkgver"'
     )
     assert "is not offered by the configured package repository" in cmd
