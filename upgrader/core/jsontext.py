@@ -58,6 +58,16 @@ def write_json(doc: Any, write: Callable[[str], object], indent: int = 2) -> Non
     out: list[str] = []
     append = out.append
     active: set[int] = set()
+    # A plan repeats a few dozen keys hundreds of thousands of times: each is encoded once.
+    keys: dict[str, str] = {}
+
+    def key(k: Any) -> str:
+        if type(k) is str:
+            text = keys.get(k)
+            if text is None:
+                text = keys[k] = _encode_str(k)
+            return text
+        return _key(k)
 
     def scalar(o: Any) -> str | None:
         if isinstance(o, str):
@@ -107,13 +117,22 @@ def write_json(doc: Any, write: Callable[[str], object], indent: int = 2) -> Non
             inner = "\n" + " " * (indent * (level + 1))
             first = True
             for k, v in o.items():
-                head = ("{" if first else ",") + inner + _key(k) + ": "
+                head = ("{" if first else ",") + inner + key(k) + ": "
                 first = False
-                if type(v) is str:  # the common case, in one piece
+                t = type(v)
+                if t is str:  # the common cases, in one piece
                     append(head + _encode_str(v))
-                    continue
-                append(head)
-                value(v, level + 1)
+                elif v is None:
+                    append(head + "null")
+                elif t is bool:
+                    append(head + ("true" if v else "false"))
+                elif t is int:
+                    append(head + int.__repr__(v))
+                elif t is float:
+                    append(head + _float(v))
+                else:
+                    append(head)
+                    value(v, level + 1)
             append("\n" + " " * (indent * level) + "}")
             active.discard(marker)
             return
