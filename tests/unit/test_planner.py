@@ -60,8 +60,12 @@ def single_cp_visits(hop: str) -> list[Visit]:
     return [(hop, "cp-1", "first-control-plane"), (hop, "cp-1", "control-plane-kubelet")]
 
 
+def visits(hop: str, phase: str, *names: str) -> list[Visit]:
+    return [(hop, name, phase) for name in names]
+
+
 def worker_visits(hop: str, *names: str) -> list[Visit]:
-    return [(hop, name, "worker") for name in names]
+    return visits(hop, "worker", *names)
 
 
 def one_cp_two_workers(hop: str) -> list[Visit]:
@@ -132,11 +136,8 @@ def test_three_control_planes_order() -> None:
     p = plan("three-cp-dnf.json", "v1.28.4")
     assert order(p) == [
         ("v1.28.4", "cp-1", "first-control-plane"),
-        ("v1.28.4", "cp-2", "control-plane"),
-        ("v1.28.4", "cp-3", "control-plane"),
-        ("v1.28.4", "cp-1", "control-plane-kubelet"),
-        ("v1.28.4", "cp-2", "control-plane-kubelet"),
-        ("v1.28.4", "cp-3", "control-plane-kubelet"),
+        *visits("v1.28.4", "control-plane", "cp-2", "cp-3"),
+        *visits("v1.28.4", "control-plane-kubelet", "cp-1", "cp-2", "cp-3"),
         ("v1.28.4", "w-1", "worker"),
     ]
     cp2 = p.entries[1]
@@ -262,10 +263,7 @@ def test_interrupted_ha_upgrade_runs_upgrade_node_not_apply() -> None:
     p = plan(f, "v1.28.4")
     phases = order(p)
     assert ("v1.28.4", "cp-1", "first-control-plane") not in phases
-    assert phases[:2] == [
-        ("v1.28.4", "cp-2", "control-plane"),
-        ("v1.28.4", "cp-3", "control-plane"),
-    ]
+    assert phases[:2] == visits("v1.28.4", "control-plane", "cp-2", "cp-3")
     assert not any(s.name == "kubeadm-upgrade-apply" for s in p.steps)
 
 
@@ -637,10 +635,8 @@ def test_a_half_upgraded_ha_cluster_is_finished_with_a_warning() -> None:
         too_new[0].message
     )
     assert order(p) == [
-        ("v1.28.4", "cp-2", "control-plane"),
-        ("v1.28.4", "cp-3", "control-plane"),
-        ("v1.28.4", "cp-2", "control-plane-kubelet"),
-        ("v1.28.4", "cp-3", "control-plane-kubelet"),
+        *visits("v1.28.4", "control-plane", "cp-2", "cp-3"),
+        *visits("v1.28.4", "control-plane-kubelet", "cp-2", "cp-3"),
         ("v1.28.4", "w-1", "worker"),
     ]
 
