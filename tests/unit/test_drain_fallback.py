@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from refusal import refusal
 from run_kit import one_hop_run
 
 from upgrader import state as st
@@ -231,9 +232,7 @@ def test_the_plan_shows_the_settings(tmp_path: Path) -> None:
     ],
 )
 def test_bad_inventory_drain_settings(tmp_path: Path, node: str, field: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        _inventory(tmp_path, w1=node)
-    assert field in str(info.value) and "\n" not in str(info.value)
+    assert field in refusal(_inventory, tmp_path, w1=node)
 
 
 def test_kubespray_variables(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from refusal import refusal
 from run_kit import one_hop_run
 from state_steps import CHILD_PYTHONPATH, S, kill_writer
 
@@ -216,17 +217,12 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
 
 def test_a_corrupt_middle_line_is_one_config_error_naming_the_line(tmp_path: Path) -> None:
     p = tmp_path / "lab.state.json"
-    sf = StateFile(p)
-    for s in transitions(fresh()):
-        sf.save(s)
+    saved_transitions(p)
     lines = journal_path(p).read_bytes().splitlines(keepends=True)
     bad = lines[:]
     bad[1] = bad[1][:20] + b"\n"
     journal_path(p).write_bytes(b"".join(bad))
-    with pytest.raises(ConfigError) as ei:
-        load(p)
-    msg = str(ei.value)
-    assert "\n" not in msg
+    msg = refusal(load, p)
     assert f"{journal_path(p)}: line 2:" in msg and "corrupt" in msg
     # a line that parses but does not follow: a gap in the sequence, another run, a step
     # the run does not have, a field no transition sets
