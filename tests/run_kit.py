@@ -1,13 +1,11 @@
-"""Recorded runs for the tests that need one on disk: a shell step of a worker, an
-unfinished run of it written as ``apply`` writes it (the stored plan with its digest, then
-the state file), and an engine over two local workers for the tests of what runs between
-nodes.
+"""Recorded runs for the tests that need one: a shell step of a node, a fresh one-hop run,
+an unfinished run written as ``apply`` writes it (the stored plan with its digest, then the
+state file), and an engine over two local workers for the tests of what runs between nodes.
 
 Owns :func:`shell_step`, :func:`one_hop_run`, :func:`recorded_run` and
-:func:`two_worker_engine`, built through
-the library's own constructors (``state.new_run``, ``execute.stored``, ``Engine``), so a
-change of those formats reaches every such test at once. Must not: hold assertions (the
-tests do).
+:func:`two_worker_engine`, built through the library's own constructors (``state.new_run``,
+``execute.stored``, ``Engine``), so a change of those formats reaches every such test at
+once. Must not: hold assertions (the tests do).
 """
 
 from __future__ import annotations
