@@ -1,17 +1,17 @@
-"""Recorded runs for the tests that need one on disk: a shell step of a worker, an
-unfinished run of it written as ``apply`` writes it (the stored plan with its digest, then
-the state file), and an engine over two local workers for the tests of what runs between
-nodes.
+"""Recorded runs for the tests that need one: a shell step of a node, a fresh one-hop run,
+an unfinished run written as ``apply`` writes it (the stored plan with its digest, then the
+state file), and an engine over two local workers for the tests of what runs between nodes.
 
-Owns :func:`shell_step`, :func:`recorded_run` and :func:`two_worker_engine`, built through
-the library's own constructors (``state.new_run``, ``execute.stored``, ``Engine``), so a
-change of those formats reaches every such test at once. Must not: hold assertions (the
-tests do).
+Owns :func:`shell_step`, :func:`one_hop_run`, :func:`recorded_run` and
+:func:`two_worker_engine`, built through the library's own constructors (``state.new_run``,
+``execute.stored``, ``Engine``), so a change of those formats reaches every such test at
+once. Must not: hold assertions (the tests do).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +30,51 @@ def shell_step(
     command: str = "true",
     *,
     node: str = "w-1",
+    phase: str = "worker",
     description: str | None = None,
+    check: str | None = None,
+    retry_safe: bool = False,
     timeout: float = 10.0,
     sudo: bool = True,
 ) -> Step:
-    """A step of ``node``'s worker phase at v1.28.4 that runs ``command``."""
+    """A step of ``node``'s ``phase`` (the worker phase unless given) at v1.28.4 that runs
+    ``command``."""
     return Step(
-        id=f"{HOP}/{node}/worker/{name}",
+        id=f"{HOP}/{node}/{phase}/{name}",
         kind="shell",
         node=node,
         hop=HOP,
-        phase="worker",
+        phase=phase,
         name=name,
         description=description if description is not None else name,
         command=command,
+        check=check,
+        retry_safe=retry_safe,
         timeout=timeout,
         sudo=sudo,
+    )
+
+
+def one_hop_run(
+    steps: Iterable[st.StepLike],
+    *,
+    cluster: str = "lab",
+    inventory: str | os.PathLike[str] = "inv.yaml",
+    fingerprint: str = "fp",
+    target: str = HOP,
+    **run: Any,
+) -> st.RunState:
+    """A fresh per-hop run of ``steps`` to ``target`` in one hop (v1.28.4 unless given);
+    ``run``: the other fields of ``state.new_run`` (``run_id``, ``now``, ``precordoned``, ...)."""
+    return st.new_run(
+        cluster=cluster,
+        inventory=inventory,
+        fingerprint=fingerprint,
+        target=target,
+        hops=[target],
+        strategy="per-hop",
+        steps=steps,
+        **run,
     )
 
 
@@ -56,15 +85,7 @@ def recorded_run(path: Path, step: Step, **run: Any) -> st.RunState:
     entry = PlanEntry(node=step.node, role="worker", phase="worker", hop=HOP, steps=(step,))
     sp = stored.StoredPlan("r1", "v1.27.8", HOP, (HOP,), "per-hop", (entry,))
     digest = stored.save(stored.plan_path(path), sp)
-    state = st.new_run(
-        target=HOP,
-        hops=[HOP],
-        strategy="per-hop",
-        steps=[step],
-        run_id="r1",
-        plan_digest=digest,
-        **run,
-    )
+    state = one_hop_run([step], run_id="r1", plan_digest=digest, **run)
     st.save(path, state)
     return state
 
@@ -85,14 +106,8 @@ def two_worker_engine(
     for e in entries:
         (tmp_path / e.node).mkdir(exist_ok=True)
     state_path = tmp_path / "state.json"
-    s = st.load(state_path) or st.new_run(
-        cluster="lab",
-        inventory=str(tmp_path / "inventory.yaml"),
-        fingerprint="fp",
-        target=HOP,
-        hops=[HOP],
-        strategy="per-hop",
-        steps=[x for e in entries for x in e.steps],
+    s = st.load(state_path) or one_hop_run(
+        [x for e in entries for x in e.steps], inventory=str(tmp_path / "inventory.yaml")
     )
     return Engine(
         entries,

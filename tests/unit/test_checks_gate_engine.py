@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_clock import FakeClock
 from run_kit import two_worker_engine
 
 from upgrader.core.model import Finding, Severity
@@ -31,22 +32,6 @@ def scripted(results: Sequence[list[Finding]]) -> tuple[Iterator[list[Finding]],
             yield []
 
     return gen(), calls
-
-
-class FakeClock:
-    """A clock that only moves when slept on, recording every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def wait(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_kit import one_hop_run, shell_step
 
 from upgrader import state as st
 from upgrader.core.model import PlanEntry, Step
@@ -146,28 +147,11 @@ class DroppingTransport:
 # --------------------------------------------------------------------------- helpers
 
 
-def shell(
-    node: str,
-    name: str,
-    command: str,
-    check: str | None = None,
-    retry_safe: bool = True,
-    timeout: float = 20.0,
-    phase: str = "worker",
-) -> Step:
-    return Step(
-        id=f"{HOP}/{node}/{phase}/{name}",
-        kind="shell",
-        node=node,
-        hop=HOP,
-        phase=phase,
-        name=name,
-        description=name,
-        command=command,
-        check=check,
-        retry_safe=retry_safe,
-        timeout=timeout,
-    )
+def shell(node: str, name: str, command: str, *, retry_safe: bool = True, **more: Any) -> Step:
+    """:func:`run_kit.shell_step` as these tests write it: ``node`` first, retried blindly
+    unless told otherwise, 20 s unless given (``more``: ``check``, ``timeout``, ``phase``)."""
+    more.setdefault("timeout", 20.0)
+    return shell_step(name, command, node=node, retry_safe=retry_safe, **more)
 
 
 def api(node: str, kind: str, name: str | None = None, phase: str = "worker") -> Step:
@@ -246,14 +230,9 @@ class Rig:
 
     def new_state(self, entries: Sequence[PlanEntry]) -> st.RunState:
         nodes = [e.node for e in entries]
-        s = st.new_run(
-            cluster="lab",
+        s = one_hop_run(
+            [s for e in entries for s in e.steps],
             inventory=str(self.root / "inventory.yaml"),
-            fingerprint="fp",
-            target=HOP,
-            hops=[HOP],
-            strategy="per-hop",
-            steps=[s for e in entries for s in e.steps],
             precordoned=precordoned_nodes(self.kube, nodes),
             transcripts=str(self.transcripts),
         )

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from run_kit import one_hop_run
 
 from upgrader import state as st
 from upgrader.core import etcd
@@ -185,16 +186,7 @@ def test_no_crictl_or_no_etcd_pod_is_a_plan_finding() -> None:
 
 
 def test_snapshot_record_in_the_state_file(tmp_path: Path) -> None:
-    s = st.new_run(
-        cluster="c",
-        inventory=tmp_path / "inv.yaml",
-        fingerprint="f",
-        target="v1.28.4",
-        hops=["v1.28.4"],
-        strategy="per-hop",
-        steps=[],
-        run_id=RUN,
-    )
+    s = one_hop_run([], inventory=tmp_path / "inv.yaml", run_id=RUN)
     path = tmp_path / "state.json"
     st.save(path, s)
     assert "etcd_snapshot" not in json.loads(path.read_text())  # old readers see no change

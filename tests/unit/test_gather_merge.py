@@ -25,7 +25,9 @@ def sec(name: str, output: str, rc: int = 0) -> tuple[str, Section]:
     return name, Section(name, output, rc)
 
 
-def apt_sections(**override: Section) -> dict[str, Section]:
+def apt_sections(**override: str | Section) -> dict[str, Section]:
+    """An apt node's sections; ``override``: a section's output (exit code 0) or the whole
+    Section."""
     s = dict(
         [
             sec("os_release", UBUNTU),
@@ -53,7 +55,7 @@ def apt_sections(**override: Section) -> dict[str, Section]:
             sec("runtime", "runtime=containerd\ncontainerd containerd.io 1.6.21 3dce8eb0\n"),
         ]
     )
-    s.update(override)
+    s.update(sec(k, v) if isinstance(v, str) else (k, v) for k, v in override.items())
     return s
 
 
@@ -126,9 +128,7 @@ def test_repo_problems() -> None:
     legacy = interpret_sections(
         "n",
         "apt",
-        apt_sections(
-            repo=Section("repo", "deb https://apt.kubernetes.io/ kubernetes-xenial main\n", 0)
-        ),
+        apt_sections(repo="deb https://apt.kubernetes.io/ kubernetes-xenial main\n"),
     )
     assert codes(legacy) == ["REPO_LEGACY"] and legacy.extra["repo_flavour"] == "legacy"
 
@@ -136,34 +136,28 @@ def test_repo_problems() -> None:
 def test_os_and_package_manager_mismatch() -> None:
     p = interpret_sections("n", "dnf", apt_sections())
     assert "PACKAGE_MANAGER_MISMATCH" in codes(p)
-    odd = interpret_sections(
-        "n", "apt", apt_sections(os_release=Section("os_release", "ID=arch\n", 0))
-    )
+    odd = interpret_sections("n", "apt", apt_sections(os_release="ID=arch\n"))
     assert codes(odd) == ["OS_UNSUPPORTED"]
 
 
 def test_dnf_node_with_excludes_and_versionlock() -> None:
     s = apt_sections(
-        os_release=Section("os_release", ROCKY, 0),
+        os_release=ROCKY,
         packages=Section(
             "packages",
             "kubeadm 1.28.4-150500.1.1\nkubelet 1.28.4-150500.1.1\n"
             "package kubectl is not installed\n",
             1,
         ),
-        holds=Section("holds", "kubelet-0:1.28.4-150500.1.1.*\n", 0),
-        repo=Section(
-            "repo",
+        holds="kubelet-0:1.28.4-150500.1.1.*\n",
+        repo=(
             "[kubernetes]\nname=Kubernetes\nbaseurl=https://pkgs.k8s.io/core:/stable:/v1.28/rpm/\n"
-            "enabled=1\nexclude=kubeadm cri-tools\n",
-            0,
+            "enabled=1\nexclude=kubeadm cri-tools\n"
         ),
-        repo_versions=Section(
-            "repo_versions",
+        repo_versions=(
             "Available Packages\n"
             "kubeadm.x86_64     1.28.3-150500.1.1     kubernetes\n"
-            "kubeadm.x86_64     1.28.4-150500.1.1     kubernetes\n",
-            0,
+            "kubeadm.x86_64     1.28.4-150500.1.1     kubernetes\n"
         ),
     )
     p = interpret_sections("r-1", "dnf", s)
@@ -180,33 +174,23 @@ def test_dnf5_node_is_planned_as_dnf5_and_its_versionlocks_are_kept_apart() -> N
     """dnf5 (Fedora 41: dnf5/main.cpp `dnf5 version`, versionlock list as `Package name:`);
     the repo's exclude= marks a package held but is no versionlock to release."""
     s = apt_sections(
-        os_release=Section("os_release", "ID=fedora\nVERSION_ID=41\n", 0),
-        dnf_version=Section(
-            "dnf_version", "dnf5 version 5.2.8.1\ndnf5 plugin API version 2.0\n", 0
+        os_release="ID=fedora\nVERSION_ID=41\n",
+        dnf_version="dnf5 version 5.2.8.1\ndnf5 plugin API version 2.0\n",
+        packages=(
+            "kubeadm 1.27.8-150500.1.1\nkubelet 1.27.8-150500.1.1\nkubectl 1.27.8-150500.1.1\n"
         ),
-        packages=Section(
-            "packages",
-            "kubeadm 1.27.8-150500.1.1\nkubelet 1.27.8-150500.1.1\nkubectl 1.27.8-150500.1.1\n",
-            0,
-        ),
-        holds=Section("holds", "Package name: kubelet\nevr = 1.27.8-150500.1.1\n", 0),
-        repo=Section(
-            "repo",
+        holds="Package name: kubelet\nevr = 1.27.8-150500.1.1\n",
+        repo=(
             "[kubernetes]\nbaseurl=https://pkgs.k8s.io/core:/stable:/v1.27/rpm/\n"
-            "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n",
-            0,
+            "exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n"
         ),
-        repo_versions=Section(
-            "repo_versions",
+        repo_versions=(
             "Installed packages\nkubeadm.x86_64  1.27.8-150500.1.1  kubernetes\n\n"
-            "Available packages\nkubeadm.x86_64  1.27.9-150500.1.1  kubernetes\n",
-            0,
+            "Available packages\nkubeadm.x86_64  1.27.9-150500.1.1  kubernetes\n"
         ),
-        kube_binaries=Section(
-            "kube_binaries",
+        kube_binaries=(
             "kubeadm /usr/bin/kubeadm kubeadm\nkubelet /usr/bin/kubelet kubelet\n"
-            "kubectl /usr/bin/kubectl kubectl\n",
-            0,
+            "kubectl /usr/bin/kubectl kubectl\n"
         ),
     )
     p = interpret_sections("f-1", "dnf", s)
@@ -216,28 +200,25 @@ def test_dnf5_node_is_planned_as_dnf5_and_its_versionlocks_are_kept_apart() -> N
     assert all(f.held for f in p.packages.values())  # exclude= covers all three
     assert p.repo_versions == ("1.27.9-150500.1.1",)
     assert p.extra["kube_binaries"]["kubeadm"] == {"path": "/usr/bin/kubeadm", "owner": "kubeadm"}
-    facts = merge_facts(
-        "c",
-        [N("cp-1", "10.0.0.1", "control-plane"), N("f-1", "10.0.0.3", "worker")],
-        {"cp-1": "apt", "f-1": "dnf"},
-        {"cp-1": interpret_sections("cp-1", "apt", apt_sections()), "f-1": p},
-        None,
-        api_error="down",
-    )
-    by = {n.name: n.package_manager for n in facts.nodes}
-    assert by == {"cp-1": "apt", "f-1": "dnf5"}
+    assert _planned_managers("dnf", p) == {"cp-1": "apt", "f-1": "dnf5"}
     # a dnf4 node the inventory calls dnf5 is planned as dnf
     s4 = dict(s, dnf_version=Section("dnf_version", "4.14.0\n  Installed: dnf-0:4.14.0\n", 0))
     p4 = interpret_sections("f-1", "dnf5", s4)
+    assert _planned_managers("dnf5", p4)["f-1"] == "dnf"
+
+
+def _planned_managers(inventory_says: str, probe: NodeProbe) -> dict[str, str | None]:
+    """The package manager of each node in the facts merged from an apt cp-1 and worker
+    f-1 (``probe``, which the inventory calls ``inventory_says``), the API down."""
     facts = merge_facts(
         "c",
         [N("cp-1", "10.0.0.1", "control-plane"), N("f-1", "10.0.0.3", "worker")],
-        {"cp-1": "apt", "f-1": "dnf5"},
-        {"cp-1": interpret_sections("cp-1", "apt", apt_sections()), "f-1": p4},
+        {"cp-1": "apt", "f-1": inventory_says},
+        {"cp-1": interpret_sections("cp-1", "apt", apt_sections()), "f-1": probe},
         None,
         api_error="down",
     )
-    assert {n.name: n.package_manager for n in facts.nodes}["f-1"] == "dnf"
+    return {n.name: n.package_manager for n in facts.nodes}
 
 
 def test_no_section_at_all_is_a_finding() -> None:
@@ -351,9 +332,7 @@ def test_merge_without_any_version_raises() -> None:
 def test_crictl_probe_and_kubeadm_etcd_reach_the_facts() -> None:
     """The crictl probe (``crictl --version``) and kubeadm-config's etcd section are the
     facts behind ETCD_SNAPSHOT_UNAVAILABLE."""
-    there = interpret_sections(
-        "cp-1", "apt", apt_sections(crictl=Section("crictl", "crictl version v1.28.0", 0))
-    )
+    there = interpret_sections("cp-1", "apt", apt_sections(crictl="crictl version v1.28.0"))
     assert there.extra["crictl"] is True
     missing = interpret_sections(
         "cp-1", "apt", apt_sections(crictl=Section("crictl", "sh: 1: crictl: not found", 127))

@@ -12,8 +12,9 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
+from refusal import refusal
 
-from upgrader.errors import ConfigError, ExitCode
+from upgrader.errors import ConfigError
 from upgrader.inventory import (
     ClusterSpec,
     Inventory,
@@ -56,12 +57,7 @@ def load(path: Path, ssh_config: Path | None = None) -> Inventory:
 
 
 def error_of(path: Path, ssh_config: Path | None = None) -> str:
-    with pytest.raises(ConfigError) as info:
-        load(path, ssh_config)
-    message = str(info.value)
-    assert "\n" not in message and "\r" not in message
-    assert info.value.exit_code == ExitCode.BAD_INPUT
-    return message
+    return refusal(load, path, ssh_config)
 
 
 # --------------------------------------------------------------------------- good files
@@ -766,10 +762,8 @@ def test_any_unknown_key_anywhere_is_refused_naming_it(where: int, key: str, val
     for part in spot:
         holder = holder[part]
     holder[key] = value
-    with pytest.raises(ConfigError) as info:  # validation only: no file is read
-        inventory_from_data(mutated, Path("inv.yaml"))
-    message = str(info.value)
-    assert "\n" not in message and "\r" not in message
+    # validation only: no file is read
+    message = refusal(inventory_from_data, mutated, Path("inv.yaml"))
     assert message.startswith("inv.yaml: ")
     assert "unknown key" in message
     assert key in message or repr(key) in message

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from test_inventory import base
 
 from upgrader.core import nodeenv, nodelock
 from upgrader.core.model import Plan, Severity
@@ -29,15 +30,9 @@ V = KubeVersion.parse("v1.29.3")
 
 
 def _doc(**extra: Any) -> dict[str, Any]:
-    return {
-        "cluster": {"name": "demo"},
-        "ssh": {"user": "root", "use_ssh_config": False},
-        "nodes": [
-            {"name": "cp-1", "address": "10.0.0.5", "role": "control-plane"},
-            {"name": "w-1", "address": "10.0.0.6", "role": "worker"},
-        ],
-        **extra,
-    }
+    """test_inventory's base inventory with only cp-1 and w-1, and ``extra`` keys."""
+    doc = base()
+    return {**doc, "nodes": doc["nodes"][:2], **extra}
 
 
 def _load(tmp_path: Path, data: Any) -> Inventory:

@@ -3,6 +3,8 @@ golden fact script."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from upgrader.core.model import PackageFact
@@ -62,11 +64,6 @@ def test_kubelet_version() -> None:
     assert parse_kubelet_version("Kubernetes v1.28.4\n") == V("v1.28.4")
 
 
-def test_kubelet_version_rejects_other_text() -> None:
-    with pytest.raises(ParseError, match=r"Kubernetes v1\.28\.4"):
-        parse_kubelet_version("kubelet: command not found\n")
-
-
 KUBECTL_JSON = """{
   "clientVersion": {
     "major": "1",
@@ -113,11 +110,6 @@ def test_kubectl_version_old_struct_form() -> None:
 def test_kubectl_vendor_suffix_keeps_the_release() -> None:
     out = '{"clientVersion": {"gitVersion": "v1.28.3-gke.1286000"}}'
     assert parse_kubectl_version(out) == V("v1.28.3")
-
-
-def test_kubectl_version_rejects() -> None:
-    with pytest.raises(ParseError, match="kubectl version"):
-        parse_kubectl_version("error: unknown flag: --client\n")
 
 
 @pytest.mark.parametrize(
@@ -178,11 +170,6 @@ def test_dpkg_query_skips_removed_and_unknown() -> None:
     assert list(parse_dpkg_query(out)) == ["kubelet"]
 
 
-def test_dpkg_query_rejects_garbage() -> None:
-    with pytest.raises(ParseError, match="dpkg-query"):
-        parse_dpkg_query("kubeadm\n")
-
-
 def test_apt_mark_showhold() -> None:
     assert parse_apt_mark_showhold("kubeadm\nkubectl\nkubelet\n") == {
         "kubeadm",
@@ -191,11 +178,6 @@ def test_apt_mark_showhold() -> None:
     }
     assert parse_apt_mark_showhold("") == frozenset()
     assert parse_apt_mark_showhold("libc6:amd64\n") == {"libc6"}
-
-
-def test_apt_mark_showhold_rejects_error_text() -> None:
-    with pytest.raises(ParseError, match="apt-mark"):
-        parse_apt_mark_showhold("E: Could not open lock file /var/lib/dpkg/lock-frontend\n")
 
 
 def test_apt_cache_madison_pkgs_k8s_io() -> None:
@@ -218,10 +200,8 @@ def test_apt_cache_madison_legacy_and_duplicates() -> None:
     assert parse_apt_cache_madison(out) == ("1.23.4-00",)
 
 
-def test_apt_cache_madison_empty_and_garbage() -> None:
+def test_apt_cache_madison_empty() -> None:
     assert parse_apt_cache_madison("") == ()
-    with pytest.raises(ParseError, match="madison"):
-        parse_apt_cache_madison("Segmentation fault\n")
 
 
 def test_rpm_query_multi_and_not_installed() -> None:
@@ -237,8 +217,6 @@ def test_rpm_query_single_package_form() -> None:
         "kubeadm": PackageFact("kubeadm", "1.28.4-150500.1.1")
     }
     assert parse_rpm_query("package kubeadm is not installed\n", package="kubeadm") == {}
-    with pytest.raises(ParseError, match="rpm -q"):
-        parse_rpm_query("error: rpmdb: BDB0113 Thread/process failed\n")
 
 
 def test_versionlock_dnf_and_yum() -> None:
@@ -332,10 +310,8 @@ def test_os_release(text: str, os_id: str, family: str | None) -> None:
     assert (got.id, got.family) == (os_id, family)
 
 
-def test_os_release_fields_and_rejects() -> None:
+def test_os_release_fields() -> None:
     assert parse_os_release(ROCKY_OS_RELEASE).version_id == "9.3"
-    with pytest.raises(ParseError, match="os-release: no ID"):
-        parse_os_release("cat: /etc/os-release: No such file or directory\n")
 
 
 def test_apt_source_pkgs_k8s_io() -> None:
@@ -370,13 +346,6 @@ def test_apt_source_legacy() -> None:
     assert (info.minor, info.flavour) == (None, "legacy")
 
 
-def test_apt_source_rejects() -> None:
-    with pytest.raises(ParseError, match="apt source"):
-        parse_apt_source("cat: /etc/apt/sources.list.d/kubernetes.list: No such file\n")
-    with pytest.raises(ParseError, match=r"no '/v1\.N/deb/'"):
-        parse_apt_source("deb https://example.com/debian bookworm main\n")
-
-
 YUM_REPO = """[kubernetes]
 name=Kubernetes
 baseurl=https://pkgs.k8s.io/core:/stable:/v1.28/rpm/
@@ -406,11 +375,9 @@ def test_yum_repo_legacy_and_glob_exclude() -> None:
     assert excluded("kubelet", info.excludes)
 
 
-def test_yum_repo_commented_exclude_and_rejects() -> None:
+def test_yum_repo_commented_exclude() -> None:
     text = YUM_REPO.replace("exclude=", "#exclude=")
     assert parse_yum_repo(text).excludes == ()
-    with pytest.raises(ParseError, match="yum repo"):
-        parse_yum_repo("cat: /etc/yum.repos.d/kubernetes.repo: No such file or directory\n")
 
 
 def test_repo_url_mirror() -> None:
@@ -443,11 +410,6 @@ def test_repo_url_mirror() -> None:
 )
 def test_container_runtime(text: str, want: str) -> None:
     assert parse_container_runtime(text) == want
-
-
-def test_container_runtime_rejects() -> None:
-    with pytest.raises(ParseError, match="container runtime"):
-        parse_container_runtime("")
 
 
 # --------------------------------------------------------------------------- sections
@@ -644,7 +606,47 @@ def test_kubeadm_etcd_local_and_external() -> None:
         "    - https://10.0.0.6:2379\n    caFile: /etc/kubernetes/pki/etcd/ca.crt\n"
     )
     assert parse_kubeadm_etcd(text) == ("https://10.0.0.5:2379", "https://10.0.0.6:2379")
-    with pytest.raises(ParseError, match="no endpoints"):
-        parse_kubeadm_etcd("etcd:\n  external: {}\n")
-    with pytest.raises(ParseError, match="not YAML"):
-        parse_kubeadm_etcd("etcd: [\n")
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    ("parser", "text", "names"),
+    [
+        (parse_kubelet_version, "kubelet: command not found\n", r"Kubernetes v1\.28\.4"),
+        (parse_kubectl_version, "error: unknown flag: --client\n", "kubectl version"),
+        (parse_dpkg_query, "kubeadm\n", "dpkg-query"),
+        (
+            parse_apt_mark_showhold,
+            "E: Could not open lock file /var/lib/dpkg/lock-frontend\n",
+            "apt-mark",
+        ),
+        (parse_apt_cache_madison, "Segmentation fault\n", "madison"),
+        (parse_rpm_query, "error: rpmdb: BDB0113 Thread/process failed\n", "rpm -q"),
+        (
+            parse_os_release,
+            "cat: /etc/os-release: No such file or directory\n",
+            "os-release: no ID",
+        ),
+        (
+            parse_apt_source,
+            "cat: /etc/apt/sources.list.d/kubernetes.list: No such file\n",
+            "apt source",
+        ),
+        (parse_apt_source, "deb https://example.com/debian bookworm main\n", r"no '/v1\.N/deb/'"),
+        (
+            parse_yum_repo,
+            "cat: /etc/yum.repos.d/kubernetes.repo: No such file or directory\n",
+            "yum repo",
+        ),
+        (parse_container_runtime, "", "container runtime"),
+        (parse_kubeadm_etcd, "etcd:\n  external: {}\n", "no endpoints"),
+        (parse_kubeadm_etcd, "etcd: [\n", "not YAML"),
+    ],
+)
+def test_a_parser_refuses_what_its_command_did_not_print(
+    parser: Callable[[str], object], text: str, names: str
+) -> None:
+    with pytest.raises(ParseError, match=names):
+        parser(text)

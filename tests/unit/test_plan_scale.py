@@ -21,13 +21,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_path import scenarios
+from test_path import cp, scenarios
 
 from upgrader.core import jsontext
 from upgrader.core import path as PATH
 from upgrader.core.model import (
     ClusterFacts,
-    ControlPlaneVersions,
     Facts,
     Finding,
     NodeFacts,
@@ -112,15 +111,7 @@ def wide_clusters(draw: st.DrawFn) -> tuple[Facts, KubeVersion]:
     for i in range(draw(st.integers(1, 3))):
         api = cluster if i == 0 else R.newest_patch((1, cmin - draw(st.integers(0, 1))))
         assert api is not None
-        nodes.append(
-            NodeFacts(
-                f"cp-{i + 1}",
-                "control-plane",
-                kubelet=api,
-                kubeadm=api,
-                control_plane=ControlPlaneVersions(api, api, api),
-            )
-        )
+        nodes.append(cp(f"cp-{i + 1}", str(api)))
     for i in range(draw(st.integers(0, 40))):
         kubelet = R.newest_patch((1, cmin + draw(st.integers(-4, 1))))
         nodes.append(NodeFacts(f"w-{i + 1}", "worker", kubelet=kubelet, kubeadm=kubelet))
@@ -140,16 +131,7 @@ def test_path_check_is_the_full_check_on_wide_clusters(
 
 def _cluster(workers: int, kubelet: str = "v1.27.8") -> Facts:
     v = V("v1.27.8")
-    cps = tuple(
-        NodeFacts(
-            f"cp-{i}",
-            "control-plane",
-            kubelet=v,
-            kubeadm=v,
-            control_plane=ControlPlaneVersions(v, v, v),
-        )
-        for i in (1, 2, 3)
-    )
+    cps = tuple(cp(f"cp-{i}", str(v)) for i in (1, 2, 3))
     ws = tuple(
         NodeFacts(f"w-{i}", "worker", kubelet=V(kubelet), kubeadm=V(kubelet))
         for i in range(1, workers + 1)

@@ -48,8 +48,29 @@ def plan(
     )
 
 
-def order(p: Plan) -> list[tuple[str, str, str]]:
+Visit = tuple[str, str, str]  # (hop, node, phase) of a plan entry
+
+
+def order(p: Plan) -> list[Visit]:
     return [(e.hop, e.node, e.phase) for e in p.entries]
+
+
+def single_cp_visits(hop: str) -> list[Visit]:
+    """cp-1, the one control-plane node, at ``hop``: ``kubeadm upgrade apply``, then its kubelet."""
+    return [(hop, "cp-1", "first-control-plane"), (hop, "cp-1", "control-plane-kubelet")]
+
+
+def visits(hop: str, phase: str, *names: str) -> list[Visit]:
+    return [(hop, name, phase) for name in names]
+
+
+def worker_visits(hop: str, *names: str) -> list[Visit]:
+    return visits(hop, "worker", *names)
+
+
+def one_cp_two_workers(hop: str) -> list[Visit]:
+    """Every visit of one-cp-two-workers.json at ``hop``: cp-1, then w-1 and w-2."""
+    return single_cp_visits(hop) + worker_visits(hop, "w-1", "w-2")
 
 
 def codes(p: Plan, severity: Severity | None = None) -> list[str]:
@@ -68,12 +89,7 @@ def test_one_cp_two_workers_order_and_steps() -> None:
     assert p.current == KubeVersion.parse("v1.27.8")
     assert [str(h) for h in p.hops] == ["v1.28.4"]
     assert p.strategy == "per-hop"
-    assert order(p) == [
-        ("v1.28.4", "cp-1", "first-control-plane"),
-        ("v1.28.4", "cp-1", "control-plane-kubelet"),
-        ("v1.28.4", "w-1", "worker"),
-        ("v1.28.4", "w-2", "worker"),
-    ]
+    assert order(p) == one_cp_two_workers("v1.28.4")
     assert not p.blockers
     first = p.entries[0]
     assert [s.name for s in first.steps] == [
@@ -120,11 +136,8 @@ def test_three_control_planes_order() -> None:
     p = plan("three-cp-dnf.json", "v1.28.4")
     assert order(p) == [
         ("v1.28.4", "cp-1", "first-control-plane"),
-        ("v1.28.4", "cp-2", "control-plane"),
-        ("v1.28.4", "cp-3", "control-plane"),
-        ("v1.28.4", "cp-1", "control-plane-kubelet"),
-        ("v1.28.4", "cp-2", "control-plane-kubelet"),
-        ("v1.28.4", "cp-3", "control-plane-kubelet"),
+        *visits("v1.28.4", "control-plane", "cp-2", "cp-3"),
+        *visits("v1.28.4", "control-plane-kubelet", "cp-1", "cp-2", "cp-3"),
         ("v1.28.4", "w-1", "worker"),
     ]
     cp2 = p.entries[1]
@@ -140,16 +153,7 @@ def test_multi_minor_per_hop() -> None:
     p = plan("multi-minor-apt.json", "v1.28.4", strategy="per-hop")
     assert [str(h) for h in p.hops] == ["v1.27.16", "v1.28.4"]
     assert p.strategy == "per-hop"
-    assert order(p) == [
-        ("v1.27.16", "cp-1", "first-control-plane"),
-        ("v1.27.16", "cp-1", "control-plane-kubelet"),
-        ("v1.27.16", "w-1", "worker"),
-        ("v1.27.16", "w-2", "worker"),
-        ("v1.28.4", "cp-1", "first-control-plane"),
-        ("v1.28.4", "cp-1", "control-plane-kubelet"),
-        ("v1.28.4", "w-1", "worker"),
-        ("v1.28.4", "w-2", "worker"),
-    ]
+    assert order(p) == one_cp_two_workers("v1.27.16") + one_cp_two_workers("v1.28.4")
     assert not p.blockers
     # each hop switches the repository to its minor
     repos = [s.command for s in p.steps if s.name == "package-repository" and s.node == "w-1"]
@@ -171,14 +175,7 @@ def test_multi_minor_drain_once_refused_still_lists_its_steps() -> None:
     p = plan("multi-minor-apt.json", "v1.28.4", strategy="drain-once")
     assert p.strategy == "drain-once"
     assert "DRAIN_ONCE_NOT_ALLOWED" in [f.code for f in p.blockers]
-    assert order(p) == [
-        ("v1.27.16", "cp-1", "first-control-plane"),
-        ("v1.27.16", "cp-1", "control-plane-kubelet"),
-        ("v1.28.4", "cp-1", "first-control-plane"),
-        ("v1.28.4", "cp-1", "control-plane-kubelet"),
-        ("v1.28.4", "w-1", "worker"),
-        ("v1.28.4", "w-2", "worker"),
-    ]
+    assert order(p) == single_cp_visits("v1.27.16") + one_cp_two_workers("v1.28.4")
 
 
 def test_drain_once_workers_visited_once_at_the_target() -> None:
@@ -186,14 +183,7 @@ def test_drain_once_workers_visited_once_at_the_target() -> None:
     assert [str(h) for h in p.hops] == ["v1.28.10", "v1.29.5"]
     assert p.strategy == "drain-once"  # auto: allowed, two minor hops
     assert not p.blockers
-    assert order(p) == [
-        ("v1.28.10", "cp-1", "first-control-plane"),
-        ("v1.28.10", "cp-1", "control-plane-kubelet"),
-        ("v1.29.5", "cp-1", "first-control-plane"),
-        ("v1.29.5", "cp-1", "control-plane-kubelet"),
-        ("v1.29.5", "w-1", "worker"),
-        ("v1.29.5", "w-2", "worker"),
-    ]
+    assert order(p) == single_cp_visits("v1.28.10") + one_cp_two_workers("v1.29.5")
     w1 = p.entries[4]
     assert [s.kind for s in w1.steps].count("drain") == 1
     repo = w1.steps[0]
@@ -203,39 +193,33 @@ def test_drain_once_workers_visited_once_at_the_target() -> None:
 
 def test_drain_once_and_per_hop_give_different_worker_visits() -> None:
     per_hop = plan("one-cp-two-workers.json", "v1.29.5", strategy="per-hop")
-    assert [e for e in order(per_hop) if e[2] == "worker"] == [
-        ("v1.28.10", "w-1", "worker"),
-        ("v1.28.10", "w-2", "worker"),
-        ("v1.29.5", "w-1", "worker"),
-        ("v1.29.5", "w-2", "worker"),
-    ]
+    seen = [e for e in order(per_hop) if e[2] == "worker"]
+    assert seen == worker_visits("v1.28.10", "w-1", "w-2") + worker_visits("v1.29.5", "w-1", "w-2")
 
 
-def test_strategy_conditions_in_the_playbook(tmp_path: Path) -> None:
+def with_site_shell_step(
+    tmp_path: Path, where: str, name: str, command: str | dict[str, str], **more: Any
+) -> Playbook:
+    """The default playbook and a site.yaml that adds shell step ``name`` (described by its
+    name; ``more``: its other keys) to the worker phase's ``where`` ("pre" or "post") steps,
+    loaded from a folder under ``tmp_path``."""
+    step = {"name": name, "kind": "shell", "description": name, "command": command, **more}
     pb_dir = tmp_path / "pb"
     pb_dir.mkdir()
     default = (Path(__file__).resolve().parents[2] / "playbooks" / "default.yaml").read_text()
     (pb_dir / "default.yaml").write_text(default)
-    (pb_dir / "site.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "phases": {
-                    "worker": {
-                        "pre": [
-                            {
-                                "name": "notify-drain-once",
-                                "kind": "shell",
-                                "description": "tell the pager",
-                                "command": "/usr/local/bin/page {node} {kversion}",
-                                "when": {"strategy": "drain-once"},
-                            }
-                        ]
-                    }
-                }
-            }
-        )
+    (pb_dir / "site.yaml").write_text(yaml.safe_dump({"phases": {"worker": {where: [step]}}}))
+    return load_playbooks(pb_dir)
+
+
+def test_strategy_conditions_in_the_playbook(tmp_path: Path) -> None:
+    pb = with_site_shell_step(
+        tmp_path,
+        "pre",
+        "notify-drain-once",
+        "/usr/local/bin/page {node} {kversion}",
+        when={"strategy": "drain-once"},
     )
-    pb = load_playbooks(pb_dir)
     once = plan("one-cp-two-workers.json", "v1.29.5", pb, strategy="drain-once")
     hop = plan("one-cp-two-workers.json", "v1.29.5", pb, strategy="per-hop")
     once_w1 = next(e for e in once.entries if e.node == "w-1")
@@ -265,8 +249,7 @@ def test_kubelet_phase_of_the_control_plane_left_after_an_interruption() -> None
     p = plan(f, "v1.28.4")
     assert order(p) == [
         ("v1.28.4", "cp-1", "control-plane-kubelet"),
-        ("v1.28.4", "w-1", "worker"),
-        ("v1.28.4", "w-2", "worker"),
+        *worker_visits("v1.28.4", "w-1", "w-2"),
     ]
     # repository already at 1.28: refreshed (signing key), then the drain
     assert [s.name for s in p.entries[0].steps[:2]] == ["package-repository", "drain"]
@@ -280,10 +263,7 @@ def test_interrupted_ha_upgrade_runs_upgrade_node_not_apply() -> None:
     p = plan(f, "v1.28.4")
     phases = order(p)
     assert ("v1.28.4", "cp-1", "first-control-plane") not in phases
-    assert phases[:2] == [
-        ("v1.28.4", "cp-2", "control-plane"),
-        ("v1.28.4", "cp-3", "control-plane"),
-    ]
+    assert phases[:2] == visits("v1.28.4", "control-plane", "cp-2", "cp-3")
     assert not any(s.name == "kubeadm-upgrade-apply" for s in p.steps)
 
 
@@ -361,11 +341,7 @@ def test_step_ids_are_unique_and_stable() -> None:
 
 def test_exact_package_version_from_facts_is_rendered_literally() -> None:
     p = plan("patch-apt-known.json", "v1.28.4")
-    assert order(p) == [
-        ("v1.28.4", "cp-1", "first-control-plane"),
-        ("v1.28.4", "cp-1", "control-plane-kubelet"),
-        ("v1.28.4", "w-1", "worker"),
-    ]
+    assert order(p) == single_cp_visits("v1.28.4") + worker_visits("v1.28.4", "w-1")
     first = p.entries[0]
     assert first.steps[0].name == "package-repository"  # at 1.28 already: key refreshed
     assert first.steps[1].name == "kubeadm-package"
@@ -430,29 +406,8 @@ def test_package_manager_mismatch_is_a_blocker() -> None:
 
 
 def test_playbook_without_a_command_for_the_node_is_a_blocker(tmp_path: Path) -> None:
-    pb_dir = tmp_path / "pb"
-    pb_dir.mkdir()
-    default = (Path(__file__).resolve().parents[2] / "playbooks" / "default.yaml").read_text()
-    (pb_dir / "default.yaml").write_text(default)
-    (pb_dir / "site.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "phases": {
-                    "worker": {
-                        "post": [
-                            {
-                                "name": "apt-only",
-                                "kind": "shell",
-                                "description": "d",
-                                "command": {"apt": "apt-get autoremove -y"},
-                            }
-                        ]
-                    }
-                }
-            }
-        )
-    )
-    p = plan("three-cp-dnf.json", "v1.28.4", load_playbooks(pb_dir))
+    pb = with_site_shell_step(tmp_path, "post", "apt-only", {"apt": "apt-get autoremove -y"})
+    p = plan("three-cp-dnf.json", "v1.28.4", pb)
     bl = [x for x in p.blockers if x.code == "PLAYBOOK_NO_COMMAND"]
     assert [x.node for x in bl] == ["w-1"]
     assert "worker/apt-only" in bl[0].message and "site.yaml" in bl[0].message
@@ -556,13 +511,7 @@ def test_catch_up_hop_brings_a_lagging_kubelet_to_the_cluster_version_first() ->
     p = plan(f, "v1.28.4")
     assert [str(h) for h in p.hops] == ["v1.27.8", "v1.28.4"]
     assert "CATCH_UP_HOP" in codes(p, Severity.INFO)
-    assert order(p) == [
-        ("v1.27.8", "w-1", "worker"),
-        ("v1.28.4", "cp-1", "first-control-plane"),
-        ("v1.28.4", "cp-1", "control-plane-kubelet"),
-        ("v1.28.4", "w-1", "worker"),
-        ("v1.28.4", "w-2", "worker"),
-    ]
+    assert order(p) == worker_visits("v1.27.8", "w-1") + one_cp_two_workers("v1.28.4")
     catch_up = p.entries[0]
     # already at 1.27: the repository step refreshes the key, the list stays at 1.27
     repo_steps = [s for s in catch_up.steps if s.name == "package-repository"]
@@ -688,10 +637,8 @@ def test_a_half_upgraded_ha_cluster_is_finished_with_a_warning() -> None:
         too_new[0].message
     )
     assert order(p) == [
-        ("v1.28.4", "cp-2", "control-plane"),
-        ("v1.28.4", "cp-3", "control-plane"),
-        ("v1.28.4", "cp-2", "control-plane-kubelet"),
-        ("v1.28.4", "cp-3", "control-plane-kubelet"),
+        *visits("v1.28.4", "control-plane", "cp-2", "cp-3"),
+        *visits("v1.28.4", "control-plane-kubelet", "cp-2", "cp-3"),
         ("v1.28.4", "w-1", "worker"),
     ]
 

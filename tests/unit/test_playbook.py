@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from golden_check import check_golden
+from refusal import refusal
 
 from upgrader.core.model import STEP_KINDS
 from upgrader.core.playbook import (
@@ -59,12 +60,7 @@ def load_with_step(tmp_path: Path, step: dict[str, Any], phase: str = "worker") 
 
 
 def error_of(tmp_path: Path, doc: Any, extra: dict[str, Any] | None = None) -> str:
-    d = write_dir(tmp_path, doc, extra)
-    with pytest.raises(ConfigError) as ei:
-        load_playbooks(d)
-    msg = str(ei.value)
-    assert "\n" not in msg
-    return msg
+    return refusal(load_playbooks, write_dir(tmp_path, doc, extra))
 
 
 def step_error(tmp_path: Path, step: dict[str, Any], phase: str = "worker") -> str:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from run_kit import shell_step
+from run_kit import one_hop_run, shell_step
 
 from upgrader import state as st
 from upgrader.core.model import PlanEntry
@@ -90,16 +90,7 @@ def _leaky_run(
     )
     entries = [PlanEntry(node="w-1", role="worker", phase="worker", hop="v1.28.4", steps=(step,))]
     state_path = tmp_path / "state" / "lab.state.json"
-    run = st.new_run(
-        cluster="lab",
-        inventory="inv.yaml",
-        fingerprint="fp",
-        target="v1.28.4",
-        hops=["v1.28.4"],
-        strategy="per-hop",
-        steps=[step],
-        transcripts=str(tmp_path / "state" / "t"),
-    )
+    run = one_hop_run([step], transcripts=str(tmp_path / "state" / "t"))
     st.save(state_path, run)
     events_file = tmp_path / "events.jsonl"
     masker = ev.make_masker(masker_secrets)

@@ -114,7 +114,7 @@ def test_own_state_dir_is_tightened_to_0700(tmp_path: Path) -> None:
 
 def _run(tmp_path: Path) -> tuple[Path, st.RunState]:
     path = tmp_path / "state" / "lab.state.json"
-    run = recorded_run(path, shell_step(), cluster="lab", inventory="inv.yaml", fingerprint="fp")
+    run = recorded_run(path, shell_step())
     return path, run
 
 

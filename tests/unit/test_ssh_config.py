@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from upgrader.inventory.ssh_config import (
     is_generic_header,
     specific_blocks,
 )
+from upgrader.transport.base import SSHTarget
 
 
 def inventory(
@@ -34,6 +36,12 @@ def inventory(
     path = tmp_path / "inv.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return load_inventory(path, ssh_config_path=config)
+
+
+def jump_of(target: SSHTarget) -> tuple[str, str | None, int]:
+    """Where ``target``'s ProxyJump hop goes: (host, user, port)."""
+    assert target.jump is not None
+    return (target.jump.host, target.jump.user, target.jump.port)
 
 
 WILDCARD = """\
@@ -62,13 +70,8 @@ def test_host_star_still_applies_where_the_inventory_says_nothing(tmp_path: Path
     target = inv.ssh_target("w-1")
     assert (target.host, target.user, target.port) == ("w-1", "ubuntu", 2222)
     assert target.identity_file == str(tmp_path / "wild_key")
-    assert target.jump is not None
     # the hop gets Host * values too (its own port would come first)
-    assert (target.jump.host, target.jump.user, target.jump.port) == (
-        "wild-bastion",
-        "ubuntu",
-        2222,
-    )
+    assert jump_of(target) == ("wild-bastion", "ubuntu", 2222)
     # partly: what the inventory leaves out still comes from Host *
     mixed = inventory(tmp_path, WILDCARD, {"user": "inv-user"}, {"w-1": {}}).ssh_target("w-1")
     assert (mixed.user, mixed.port, mixed.identity_file) == (
@@ -128,12 +131,7 @@ def test_the_nodes_own_keys_win_over_everything(tmp_path: Path) -> None:
         target = inv.ssh_target(name)
         assert (target.user, target.port) == ("own-user", 2200)
         assert target.identity_file == str(tmp_path / "own_key")
-        assert target.jump is not None
-        assert (target.jump.host, target.jump.user, target.jump.port) == (
-            "own-bastion",
-            "own",
-            2300,
-        )
+        assert jump_of(target) == ("own-bastion", "own", 2300)
     assert inv.ssh_target("w-1").host == "192.0.2.11"  # HostName: nothing in the inventory
 
 
@@ -306,14 +304,23 @@ def test_specific_blocks_keeps_only_host_naming_blocks() -> None:
 # --------------------------------------------------------------------------- Include
 
 
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> Path:
-    """A home directory in tmp_path with ``files`` under ~/.ssh; returns ~/.ssh/config."""
+Home = Callable[[dict[str, str]], Path]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """Makes tmp_path the home directory; the function it gives writes ``files`` under
+    ~/.ssh and returns ~/.ssh/config."""
     monkeypatch.setenv("HOME", str(tmp_path))
     ssh = tmp_path / ".ssh"
-    for name, text in files.items():
-        (ssh / name).parent.mkdir(parents=True, exist_ok=True)
-        (ssh / name).write_text(text, encoding="utf-8")
-    return ssh / "config"
+
+    def write(files: dict[str, str]) -> Path:
+        for name, text in files.items():
+            (ssh / name).parent.mkdir(parents=True, exist_ok=True)
+            (ssh / name).write_text(text, encoding="utf-8")
+        return ssh / "config"
+
+    return write
 
 
 def _load(config: Path) -> SSHConfigFile:
@@ -322,12 +329,8 @@ def _load(config: Path) -> SSHConfigFile:
     return loaded
 
 
-def test_include_glob_relative_to_dot_ssh_in_lexical_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = _home(
-        tmp_path,
-        monkeypatch,
+def test_include_glob_relative_to_dot_ssh_in_lexical_order(home: Home) -> None:
+    config = home(
         {
             "config": "Include config.d/*.conf\nPort 2022\n",
             "config.d/20-b.conf": "Host w-1\n  User bob\n  HostName 10.0.0.2\n",
@@ -343,12 +346,8 @@ def test_include_glob_relative_to_dot_ssh_in_lexical_order(
     assert ssh.layers("w-2").specific == HostConfig()
 
 
-def test_include_inside_a_host_block_applies_only_to_that_host(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = _home(
-        tmp_path,
-        monkeypatch,
+def test_include_inside_a_host_block_applies_only_to_that_host(tmp_path: Path, home: Home) -> None:
+    config = home(
         {
             "config": "Host w-1\n  Include ~/.ssh/inner\n  IdentityFile ~/k1\n"
             "Host w-9\n  Include inner\n",
@@ -364,12 +363,8 @@ def test_include_inside_a_host_block_applies_only_to_that_host(
     assert ssh.layers("w-9").specific.port == 2201
 
 
-def test_include_inside_match_and_nested_includes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = _home(
-        tmp_path,
-        monkeypatch,
+def test_include_inside_match_and_nested_includes(home: Home) -> None:
+    config = home(
         {
             "config": "Match originalhost w-*\n  Include a\n",
             "a": "Include b\nHost w-3\n  Port 2203\n",
@@ -381,10 +376,8 @@ def test_include_inside_match_and_nested_includes(
     assert ssh.layers("cp-1").specific == HostConfig()
 
 
-def test_include_of_host_star_at_top_level_stays_generic(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = _home(tmp_path, monkeypatch, {"config": "Include star\n", "star": WILDCARD})
+def test_include_of_host_star_at_top_level_stays_generic(tmp_path: Path, home: Home) -> None:
+    config = home({"config": "Include star\n", "star": WILDCARD})
     ssh_config = config
     data = {
         "cluster": {"name": "demo"},
@@ -397,10 +390,8 @@ def test_include_of_host_star_at_top_level_stays_generic(
     assert (target.user, target.port) == ("inv-user", 2222)  # Host * loses, fills the gaps
 
 
-def test_include_matching_nothing_is_skipped_as_ssh_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = _home(tmp_path, monkeypatch, {"config": "Include nothing/*\nHost w-1\n  Port 7\n"})
+def test_include_matching_nothing_is_skipped_as_ssh_does(home: Home) -> None:
+    config = home({"config": "Include nothing/*\nHost w-1\n  Port 7\n"})
     assert _load(config).layers("w-1").specific.port == 7
 
 
@@ -413,19 +404,15 @@ def test_include_matching_nothing_is_skipped_as_ssh_does(
         ({"config": "Include 'unclosed\n"}, "config line 1: Include"),
     ],
 )
-def test_include_errors_are_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], message: str
-) -> None:
-    config = _home(tmp_path, monkeypatch, files)
+def test_include_errors_are_one_line(home: Home, files: dict[str, str], message: str) -> None:
+    config = home(files)
     with pytest.raises(ConfigError, match=message) as exc:
         SSHConfigFile.load(config)
     assert "\n" not in str(exc.value)
 
 
-def test_included_file_writable_by_others_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = _home(tmp_path, monkeypatch, {"config": "Include other\n", "other": "User x\n"})
+def test_included_file_writable_by_others_is_refused(tmp_path: Path, home: Home) -> None:
+    config = home({"config": "Include other\n", "other": "User x\n"})
     (tmp_path / ".ssh" / "other").chmod(0o666)
     with pytest.raises(ConfigError, match=r"config line 1: Include .*other: bad owner or perm"):
         SSHConfigFile.load(config)

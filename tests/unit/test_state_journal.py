@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+from refusal import refusal
+from run_kit import one_hop_run
 from state_steps import CHILD_PYTHONPATH, S, kill_writer
 
 from upgrader import safefile
@@ -35,7 +37,6 @@ from upgrader.state import (
     load,
     mark_cordoned,
     mark_uncordoned,
-    new_run,
     pause,
     record_drain_fallback,
     record_etcd_snapshot,
@@ -56,14 +57,8 @@ def steps_for(nodes: int, per_node: int = 3) -> list[S]:
 
 
 def fresh(nodes: int = 4) -> RunState:
-    return new_run(
-        cluster="lab",
-        inventory="inv.yaml",
-        fingerprint="fp",
-        target="v1.28.4",
-        hops=["v1.28.4"],
-        strategy="per-hop",
-        steps=steps_for(nodes),
+    return one_hop_run(
+        steps_for(nodes),
         precordoned=["n-3"],
         run_id="run-1",
         now="t0",
@@ -94,6 +89,16 @@ def transitions(s: RunState) -> list[RunState]:
     go(mark_uncordoned(out[-1], "n-0", now="t9"))
     go(start_step(out[-1], ids[3], now="t10"))
     return out
+
+
+def saved_transitions(p: Path) -> tuple[StateFile, list[RunState]]:
+    """A StateFile at ``p`` that has saved each of :func:`transitions` of :func:`fresh` in
+    turn, and those states."""
+    sf = StateFile(p)
+    states = transitions(fresh())
+    for s in states:
+        sf.save(s)
+    return sf, states
 
 
 def test_replay_equals_the_full_state_after_every_transition(tmp_path: Path) -> None:
@@ -141,10 +146,7 @@ def test_a_line_costs_the_same_at_10_and_at_200_nodes(tmp_path: Path) -> None:
 
 def test_a_final_status_compacts_and_removes_the_journal(tmp_path: Path) -> None:
     p = tmp_path / "lab.state.json"
-    sf = StateFile(p)
-    states = transitions(fresh())
-    for s in states:
-        sf.save(s)
+    sf, states = saved_transitions(p)
     assert journal_path(p).exists()
     for status in (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.SUCCEEDED):
         sf.save(start_step(states[-1], list(states[-1].steps)[5], now="t20"))
@@ -169,10 +171,7 @@ def test_close_compacts_what_came_after_the_end(tmp_path: Path) -> None:
     """Transitions after a failure (an uncordon) are journal lines; close() at the run's
     end folds them into the state file; a writer with nothing appended leaves it be."""
     p = tmp_path / "lab.state.json"
-    sf = StateFile(p)
-    states = transitions(fresh())
-    for s in states:
-        sf.save(s)
+    sf, states = saved_transitions(p)
     failed = fail_step(states[-1], list(states[-1].steps)[3], message="boom", now="t60")
     sf.save(failed)
     assert not journal_path(p).exists()
@@ -198,17 +197,7 @@ def test_another_run_or_changed_steps_compact(tmp_path: Path) -> None:
     assert journal_delta(a, grown) is None
     sf.save(grown)
     assert not journal_path(p).exists() and load(p) == grown
-    b = new_run(
-        cluster="lab",
-        inventory="inv.yaml",
-        fingerprint="fp",
-        target="v1.29.0",
-        hops=["v1.29.0"],
-        strategy="per-hop",
-        steps=steps_for(2),
-        run_id="run-2",
-        now="t3",
-    )
+    b = one_hop_run(steps_for(2), target="v1.29.0", run_id="run-2", now="t3")
     sf.save(start_step(grown, "extra", now="t4"))
     sf.save(b)
     assert not journal_path(p).exists() and load(p) == b
@@ -216,10 +205,7 @@ def test_another_run_or_changed_steps_compact(tmp_path: Path) -> None:
 
 def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
     p = tmp_path / "lab.state.json"
-    sf = StateFile(p)
-    states = transitions(fresh())
-    for s in states:
-        sf.save(s)
+    _, states = saved_transitions(p)
     whole = journal_path(p).read_bytes()
     last = whole.rstrip(b"\n").rsplit(b"\n", 1)[1]
     for torn in (last[: len(last) // 2], last[:1], b"\x00" * 40, last[:-1] + b"\n"):
@@ -231,17 +217,12 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
 
 def test_a_corrupt_middle_line_is_one_config_error_naming_the_line(tmp_path: Path) -> None:
     p = tmp_path / "lab.state.json"
-    sf = StateFile(p)
-    for s in transitions(fresh()):
-        sf.save(s)
+    saved_transitions(p)
     lines = journal_path(p).read_bytes().splitlines(keepends=True)
     bad = lines[:]
     bad[1] = bad[1][:20] + b"\n"
     journal_path(p).write_bytes(b"".join(bad))
-    with pytest.raises(ConfigError) as ei:
-        load(p)
-    msg = str(ei.value)
-    assert "\n" not in msg
+    msg = refusal(load, p)
     assert f"{journal_path(p)}: line 2:" in msg and "corrupt" in msg
     # a line that parses but does not follow: a gap in the sequence, another run, a step
     # the run does not have, a field no transition sets
@@ -292,10 +273,7 @@ def test_a_crash_between_compaction_and_journal_removal_loads_the_compacted_stat
     tmp_path: Path,
 ) -> None:
     p = tmp_path / "lab.state.json"
-    sf = StateFile(p)
-    states = transitions(fresh())
-    for s in states:
-        sf.save(s)
+    _, states = saved_transitions(p)
     old_journal = journal_path(p).read_bytes()
     # the compaction's two writes in their order, the second one lost: the new state file
     # (with a new base) is in place, the journal it folded in is still there
@@ -321,10 +299,7 @@ def test_files_are_0600_in_a_private_dir_and_a_symlinked_journal_is_refused(
 ) -> None:
     d = tmp_path / ".upgrader"
     p = d / "lab.state.json"
-    sf = StateFile(p)
-    states = transitions(fresh())
-    for s in states:
-        sf.save(s)
+    sf, states = saved_transitions(p)
     assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert stat.S_IMODE(journal_path(p).stat().st_mode) == 0o600
     assert stat.S_IMODE(d.stat().st_mode) == 0o700

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from run_kit import one_hop_run
+
 from upgrader import state as st
 from upgrader.core.model import Step
 from upgrader.stops import stop_report
@@ -20,17 +22,7 @@ def _step(node: str, name: str) -> Step:
 
 def _run() -> st.RunState:
     steps = [_step(n, x) for n in ("w-1", "w-2") for x in ("drain", "kubelet", "uncordon")]
-    s = st.new_run(
-        cluster="lab",
-        inventory=INV,
-        fingerprint="f",
-        target=HOP,
-        hops=[HOP],
-        strategy="per-hop",
-        steps=steps,
-        precordoned=["w-9"],
-        run_id="r1",
-    )
+    s = one_hop_run(steps, inventory=INV, precordoned=["w-9"], run_id="r1")
     s = st.start_step(s, f"{HOP}/w-1/worker/drain")
     s = st.mark_cordoned(s, "w-1", f"{HOP}/w-1/worker/drain")
     return st.finish_step(s, f"{HOP}/w-1/worker/drain")

@@ -8,6 +8,8 @@ import stat
 from dataclasses import replace
 from pathlib import Path
 
+from run_kit import one_hop_run
+
 from upgrader import state as st
 from upgrader.core.model import (
     ClusterFacts,
@@ -58,14 +60,8 @@ def _entries() -> tuple[PlanEntry, ...]:
 
 
 def _state(entries: tuple[PlanEntry, ...]) -> st.RunState:
-    s = st.new_run(
-        cluster="lab",
-        inventory="inv.yaml",
-        fingerprint="f",
-        target=HOP,
-        hops=[HOP],
-        strategy="per-hop",
-        steps=[x for e in entries for x in e.steps],
+    s = one_hop_run(
+        [x for e in entries for x in e.steps],
         precordoned=["w-2"],
         run_id="r1",
         now="2026-01-01T10:00:00.000+00:00",

@@ -10,23 +10,12 @@ import itertools
 from typing import Any
 
 import pytest
+from fake_clock import FakeClock
 
 from upgrader.core.model import Finding, Severity
 from upgrader.errors import StepFailed
 from upgrader.kube import nodes
 from upgrader.preflight import wait_pdbs_recovered, wait_until_healthy
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        assert s >= 0
-        self.now += s
 
 
 def gaps(times: list[float]) -> list[float]:
@@ -43,7 +32,7 @@ CP_LINES = [
 def test_wait_control_plane_says_each_component_and_the_time_left(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     reads = [0]
 
     def status(api: Any, node: str, want: Any, **kw: Any) -> tuple[bool, list[str]]:
@@ -76,7 +65,7 @@ def test_wait_control_plane_says_each_component_and_the_time_left(
 
 
 def test_a_control_plane_ready_within_5s_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock()
+    clock = FakeClock()
     monkeypatch.setattr(nodes, "control_plane_status", lambda *a, **k: (clock.now >= 3.0, CP_LINES))
     said: list[str] = []
     nodes.wait_control_plane(
@@ -90,7 +79,7 @@ def test_a_control_plane_ready_within_5s_says_nothing(monkeypatch: pytest.Monkey
 def test_a_control_plane_never_read_says_so_and_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
     from upgrader.kube.retry import ApiError
 
-    clock = Clock()
+    clock = FakeClock()
 
     def down(*a: Any, **k: Any) -> tuple[bool, list[str]]:
         raise ApiError("LIST kube-system pods on cp-1: connection refused", None)
@@ -108,7 +97,7 @@ def test_a_control_plane_never_read_says_so_and_times_out(monkeypatch: pytest.Mo
 
 
 def test_wait_node_ready_speaks_first_after_5s(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock()
+    clock = FakeClock()
     node = {
         "status": {
             "nodeInfo": {"kubeletVersion": "v1.27.8"},
@@ -133,7 +122,7 @@ ETCD = [Finding("ETCD_UNHEALTHY", Severity.BLOCKER, "cp-1: context deadline exce
 
 
 def test_the_health_gate_says_what_fails_and_the_time_left() -> None:
-    clock = Clock()
+    clock = FakeClock()
     said: list[tuple[float, str]] = []
 
     def gate() -> list[Finding]:
@@ -156,7 +145,7 @@ def test_the_health_gate_says_what_fails_and_the_time_left() -> None:
 
 
 def test_the_health_gate_counting_passes_says_how_many_it_has() -> None:
-    clock = Clock()
+    clock = FakeClock()
     said: list[str] = []
     result = wait_until_healthy(
         lambda: [], validate_count=4, interval=5.0, timeout=300, sleep=clock.sleep,
@@ -170,7 +159,7 @@ def test_the_health_gate_counting_passes_says_how_many_it_has() -> None:
 
 
 def test_a_gate_that_times_out_is_never_silent_30s() -> None:
-    clock = Clock()
+    clock = FakeClock()
     said: list[float] = []
     result = wait_until_healthy(
         lambda: BAD, interval=5.0, timeout=200, sleep=clock.sleep, clock=clock,
@@ -184,7 +173,7 @@ def test_the_pdb_recovery_wait_names_the_budgets(monkeypatch: pytest.MonkeyPatch
     from upgrader import preflight
     from upgrader.core.checks import postflight
 
-    clock = Clock()
+    clock = FakeClock()
     monkeypatch.setattr(preflight, "paged", lambda *a, **k: iter(()))
     monkeypatch.setattr(
         postflight,

@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import pytest
 import tenacity
+from fake_clock import FakeClock
 
 from upgrader.core.waiting import Wait, backoff, poll_until
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.slept.append(s)
-        self.now += s
-
-
 def test_first_line_after_5s_then_every_progress_every_each_with_the_time_left() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     said: list[str] = []
     times: list[float] = []
     wait = Wait(60, clock=clock, sleep=clock.sleep, on_progress=said.append, progress_every=20)
@@ -42,34 +30,34 @@ def test_first_line_after_5s_then_every_progress_every_each_with_the_time_left()
 
 
 def test_a_nap_never_ends_past_the_deadline_and_nobody_listening_is_never_due() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     wait = Wait(3, clock=clock, sleep=clock.sleep)
     polled = poll_until(lambda: "no", lambda r: r == "yes", wait=wait, first=10, cap=10)
-    assert clock.slept == [3.0]  # clipped: the last attempt is at the deadline
+    assert clock.sleeps == [3.0]  # clipped: the last attempt is at the deadline
     assert polled.attempts == 2 and polled.result == "no" and not polled.done
     assert wait.left() == 0.0
     assert not wait.due(wait.now())
 
 
 def test_poll_gaps_start_fast_and_double_up_to_the_interval() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     answers = iter([False] * 6 + [True])
     wait = Wait(60, clock=clock, sleep=clock.sleep)
     polled = poll_until(lambda: next(answers), bool, wait=wait, first=0.25, cap=2.0)
-    assert clock.slept == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+    assert clock.sleeps == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
     assert polled.done and polled.result is True and polled.attempts == 7
 
 
 def test_whole_naps_end_the_poll_instead_of_a_nap_cut_short() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     wait = Wait(5, clock=clock, sleep=clock.sleep)
     polled = poll_until(lambda: 0, bool, wait=wait, first=2.0, cap=2.0, whole_naps=True)
-    assert clock.slept == [2.0, 2.0]  # a third nap would end at 6 s, past the 5 s deadline
+    assert clock.sleeps == [2.0, 2.0]  # a third nap would end at 6 s, past the 5 s deadline
     assert polled.attempts == 3 and not polled.done
 
 
 def test_a_chosen_gap_replaces_the_backoff_and_errors_are_the_callers() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     results = iter(["pass", "fail", "fail", "ok"])
     wait = Wait(60, clock=clock, sleep=clock.sleep)
     polled = poll_until(
@@ -80,7 +68,7 @@ def test_a_chosen_gap_replaces_the_backoff_and_errors_are_the_callers() -> None:
         cap=4.0,
         gap=lambda r, backoff_gap: 4.0 if r == "pass" else backoff_gap,
     )
-    assert clock.slept == [4.0, 1.0, 2.0] and polled.done  # attempt 2 and 3's backoff
+    assert clock.sleeps == [4.0, 1.0, 2.0] and polled.done  # attempt 2 and 3's backoff
 
     def broken() -> bool:
         raise ValueError("not a poll's business")
