@@ -491,11 +491,14 @@ echo '@@upgrader:cgroup'
 _rc=$( { { { stat -fc %T /sys/fs/cgroup/; } </dev/null 2>&1 3>&- 4>&-; echo "$?" >&3; } | head -c 262145 >&4; } 3>&1 )
 printf '\n@@upgrader:rc=%s\n' "$_rc"
 echo '@@upgrader:kube_binaries'
-_rc=$( { { { for b in kubeadm kubelet kubectl; do
+_rc=$( { { { owned=$(set --; for b in kubeadm kubelet kubectl; do
+  p=$(command -v "$b" 2>/dev/null) && set -- "$@" "$p"; done
+  [ "$#" -gt 0 ] && command -v dpkg-query >/dev/null 2>&1 && dpkg-query -S "$@" 2>/dev/null)
+for b in kubeadm kubelet kubectl; do
   p=$(command -v "$b" 2>/dev/null) || { echo "$b - -"; continue; }
   o=
   if command -v dpkg-query >/dev/null 2>&1; then
-    o=$(dpkg-query -S "$p" 2>/dev/null | head -n 1 | cut -d: -f1)
+    o=$(printf '%s\n' "$owned" | P=": $p" awk 'substr($0, length($0) - length(ENVIRON["P"]) + 1) == ENVIRON["P"] {print; exit}' | cut -d: -f1)
   elif command -v rpm >/dev/null 2>&1; then
     o=$(rpm -qf --qf '%{NAME}\n' "$p" 2>/dev/null) || o=
   fi

@@ -97,14 +97,23 @@ _CERTS_PROBE = (
 )
 
 # Each kube binary on PATH and the package owning that file: `NAME PATH OWNER`, `-` for
-# none. dpkg-query -S prints `kubeadm: /usr/bin/kubeadm`; rpm -qf exits 1 on a file no
+# none. dpkg-query -S prints `kubeadm: /usr/bin/kubeadm` per match; it reads every
+# package's file list before it matches, so the three paths go to one call (a third of
+# the CPU of three; the positional parameters are the command substitution's own), and
+# each binary takes the first line that ends in its path. rpm -qf exits 1 on a file no
 # package owns ("file ... is not owned by any package").
 _KUBE_BINARIES_PROBE = (
+    "owned=$(set --; for b in kubeadm kubelet kubectl; do\n"
+    '  p=$(command -v "$b" 2>/dev/null) && set -- "$@" "$p"; done\n'
+    '  [ "$#" -gt 0 ] && command -v dpkg-query >/dev/null 2>&1 && '
+    'dpkg-query -S "$@" 2>/dev/null)\n'
     "for b in kubeadm kubelet kubectl; do\n"
     '  p=$(command -v "$b" 2>/dev/null) || { echo "$b - -"; continue; }\n'
     "  o=\n"
     "  if command -v dpkg-query >/dev/null 2>&1; then\n"
-    '    o=$(dpkg-query -S "$p" 2>/dev/null | head -n 1 | cut -d: -f1)\n'
+    '    o=$(printf \'%s\\n\' "$owned" | P=": $p" awk '
+    '\'substr($0, length($0) - length(ENVIRON["P"]) + 1) == ENVIRON["P"] '
+    "{print; exit}' | cut -d: -f1)\n"
     "  elif command -v rpm >/dev/null 2>&1; then\n"
     "    o=$(rpm -qf --qf '%{NAME}\\n' \"$p\" 2>/dev/null) || o=\n"
     "  fi\n"
