@@ -183,33 +183,21 @@ def list_pdbs(api: ApiClient, namespaces: set[str]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass
 class _Drainer:
-    def __init__(
-        self,
-        api: ApiClient,
-        node: str,
-        *,
-        deadline: float | None,
-        grace_period: int | None,
-        disable_eviction: bool,
-        poll: float,
-        retry_delay: float,
-        clock: Clock,
-        sleep: Sleep,
-        on_event: Event | None,
-        until_change: Sleep | None = None,
-    ) -> None:
-        self.api = api
-        self.node = node
-        self.deadline = deadline
-        self.grace_period = grace_period
-        self.disable_eviction = disable_eviction
-        self.poll = poll
-        self.retry_delay = retry_delay
-        self.clock = clock
-        self.sleep = sleep
-        self.on_event = on_event
-        self.until_change = until_change or sleep  # the waiter's nap: a watched change ends it
+    """One drain: its node, its settings, its clock and how it naps."""
+
+    api: ApiClient
+    node: str
+    deadline: float | None  # None: no bound
+    grace_period: int | None
+    disable_eviction: bool
+    poll: float
+    retry_delay: float
+    clock: Clock
+    sleep: Sleep
+    on_event: Event | None
+    until_change: Sleep  # the waiter's nap: a watched change ends it
 
     def event(self, msg: str) -> None:
         log.info("drain %s: %s", self.node, msg)
