@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from kubernetes.client import (
     ApiClient,
@@ -466,36 +466,34 @@ def _api_health(api: ApiClient, policy: RetryPolicy) -> list[Finding]:
     return out
 
 
+class GateWait(TypedDict, total=False):
+    """How :func:`between_nodes` waits for the health gate: the keyword arguments it
+    passes on to :func:`wait_until_healthy` as they are (defaults there)."""
+
+    validate_count: int
+    interval: float
+    timeout: float
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    progress_every: float
+
+
 def between_nodes(
     gate: Callable[[], list[Finding]],
     *,
-    validate_count: int = 1,
-    interval: float = 5.0,
-    timeout: float = 300.0,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
     on_progress: Callable[[Sequence[Any], str], None] | None = None,
-    progress_every: float = 30.0,
+    **wait: Unpack[GateWait],
 ) -> Callable[[Sequence[Any]], None]:
     """The engine's ``before_batch`` hook: before the next node's upgrade (a batch of plan
     entries) ``gate`` (e.g. ``lambda: health_gate(api, ...)``) must pass ``validate_count``
-    times in a row within ``timeout`` seconds; else :class:`StepFailed` naming the node(s)
-    and every blocker stops the run there (a rerun resumes at that node). While it waits,
-    ``on_progress(batch, text)`` hears what fails and the time left (see
-    :func:`wait_until_healthy`)."""
+    times in a row within ``timeout`` seconds (``wait``: see :func:`wait_until_healthy`);
+    else :class:`StepFailed` naming the node(s) and every blocker stops the run there (a
+    rerun resumes at that node). While it waits, ``on_progress(batch, text)`` hears what
+    fails and the time left."""
 
     def before(batch: Sequence[Any]) -> None:
         say = None if on_progress is None else (lambda text: on_progress(batch, text))
-        result = wait_until_healthy(
-            gate,
-            validate_count=validate_count,
-            interval=interval,
-            timeout=timeout,
-            sleep=sleep,
-            clock=clock,
-            on_progress=say,
-            progress_every=progress_every,
-        )
+        result = wait_until_healthy(gate, on_progress=say, **wait)
         if result.passed:
             return
         nodes = ", ".join(str(getattr(e, "node", e)) for e in batch)

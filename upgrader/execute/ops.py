@@ -18,7 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from upgrader.kube.nodes import GatePace
 
 
 @dataclass(frozen=True)
@@ -161,8 +164,8 @@ class ApiKubeOps:
     ) -> None:
         from upgrader.kube import nodes
 
-        told = _told(on_progress, progress_every)
-        nodes.wait_node_ready(self._api, node, kubelet_version, timeout, poll, **told)
+        pace = _pace(timeout, poll, on_progress, progress_every)
+        nodes.wait_node_ready(self._api, node, kubelet_version, **pace)
 
     def wait_control_plane(
         self,
@@ -175,13 +178,20 @@ class ApiKubeOps:
     ) -> None:
         from upgrader.kube import nodes
 
-        told = _told(on_progress, progress_every)
-        nodes.wait_control_plane(self._api, node, version, timeout, poll, **told)
+        pace = _pace(timeout, poll, on_progress, progress_every)
+        nodes.wait_control_plane(self._api, node, version, **pace)
 
 
-def _told(on_progress: Callable[[str], None] | None, progress_every: float) -> dict[str, Any]:
-    """The progress arguments of a wait in ``upgrader.kube.nodes``."""
-    return {"on_progress": on_progress, "progress_every": progress_every}
+def _pace(
+    timeout: float, poll: float, on_progress: Callable[[str], None] | None, progress_every: float
+) -> GatePace:
+    """How a wait in ``upgrader.kube.nodes`` waits."""
+    return {
+        "timeout": timeout,
+        "poll": poll,
+        "on_progress": on_progress,
+        "progress_every": progress_every,
+    }
 
 
 def _to_node_state(name: str, obj: Mapping[str, Any]) -> NodeState:

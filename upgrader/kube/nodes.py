@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Required, TypedDict, TypeVar, Unpack
 
 from kubernetes.client import ApiClient, CoreV1Api
 
@@ -188,12 +188,14 @@ class _Seen(Generic[T]):
     ok: bool = False
 
 
-@dataclass(frozen=True)
-class _Pace:
-    """How a readiness gate waits: its timeout and poll, clock and sleep (None: the real
-    one, woken by the watch), and who hears its progress, how often."""
+class GatePace(TypedDict, total=False):
+    """How a readiness gate (:func:`wait_node_ready`, :func:`wait_control_plane`) waits:
+    ``timeout`` seconds (required), polling every ``poll`` seconds (2) as a fallback to
+    the watch, on ``clock`` (``time.monotonic``) and ``sleep`` (None: the real one, woken
+    by the watch); ``on_progress`` hears what it still waits for, after :func:`first_say`
+    seconds and then every ``progress_every`` seconds (30)."""
 
-    timeout: float
+    timeout: Required[float]
     poll: float
     clock: Clock
     sleep: Sleep | None
@@ -208,7 +210,7 @@ def _gate(
     *,
     what: str,
     feed: Callable[[Sleep | None], AbstractContextManager[Sleep]],
-    pace: _Pace,
+    pace: GatePace,
 ) -> _Seen[T]:
     """Re-``read`` until ``ok``, tolerating API errors other than 401/403 until the
     timeout (:func:`~upgrader.core.waiting.poll_until`: re-checks soon, then every
@@ -226,20 +228,21 @@ def _gate(
             log.info("%s, API error: %s", what, e)
         return seen
 
-    with feed(pace.sleep) as nap:
+    poll = pace.get("poll", 2.0)
+    with feed(pace.get("sleep")) as nap:
         wait = Wait(
-            pace.timeout,
-            clock=pace.clock,
+            pace["timeout"],
+            clock=pace.get("clock", time.monotonic),
             sleep=nap,
-            on_progress=pace.on_progress,
-            progress_every=pace.progress_every,
+            on_progress=pace.get("on_progress"),
+            progress_every=pace.get("progress_every", 30.0),
         )
         poll_until(
             attempt,
             lambda s: s.ok,
             wait=wait,
-            first=min(FIRST_POLL, pace.poll),
-            cap=pace.poll,
+            first=min(FIRST_POLL, poll),
+            cap=poll,
             progress=progress,
         )
     return seen
@@ -249,21 +252,16 @@ def wait_node_ready(
     api: ApiClient,
     node: str,
     kubelet_version: KubeVersion | str,
-    timeout: float,
-    poll: float = 2.0,
-    *,
-    clock: Clock = time.monotonic,
-    sleep: Sleep | None = None,
-    on_progress: Callable[[str], None] | None = None,
-    progress_every: float = 30.0,
+    **pace: Unpack[GatePace],
 ) -> dict[str, Any]:
     """Wait until ``node`` is Ready=True and reports ``kubelet_version``; return the node.
     The node is re-read on every change its watch reports (``sleep`` None: the real
-    clock), and polled as a fallback. API errors while the node (or the API server)
-    restarts are tolerated until the timeout. Timeout -> :class:`StepFailed` naming the
-    node, the expected version and the last version and Ready condition seen. After
-    :func:`first_say` seconds of waiting, then every ``progress_every`` seconds,
-    ``on_progress`` hears what was last seen and the time left."""
+    clock), and polled as a fallback (``pace``: see :class:`GatePace`). API errors while
+    the node (or the API server) restarts are tolerated until the timeout. Timeout ->
+    :class:`StepFailed` naming the node, the expected version and the last version and
+    Ready condition seen. After :func:`first_say` seconds of waiting, then every
+    ``progress_every`` seconds, ``on_progress`` hears what was last seen and the time
+    left."""
     want = as_version(kubelet_version, f"node {node}: expected kubelet version")
 
     def ok(obj: dict[str, Any]) -> bool:
@@ -293,7 +291,7 @@ def wait_node_ready(
             what=f"node {node}",
             field_selector=f"metadata.name={node}",
         ),
-        pace=_Pace(timeout, poll, clock, sleep, on_progress, progress_every),
+        pace=pace,
     )
     if got.ok and got.value is not None:
         return got.value
@@ -301,7 +299,8 @@ def wait_node_ready(
     if got.error:
         seen_text += f"; last API error: {got.error}"
     raise StepFailed(
-        f"node {node} did not become Ready at kubelet {want} within {timeout:g}s: {seen_text}",
+        f"node {node} did not become Ready at kubelet {want} "
+        f"within {pace['timeout']:g}s: {seen_text}",
         node=node,
     )
 
@@ -366,22 +365,17 @@ def wait_control_plane(
     api: ApiClient,
     node: str,
     version: KubeVersion | str,
-    timeout: float,
-    poll: float = 2.0,
-    *,
-    clock: Clock = time.monotonic,
-    sleep: Sleep | None = None,
-    on_progress: Callable[[str], None] | None = None,
-    progress_every: float = 30.0,
+    **pace: Unpack[GatePace],
 ) -> list[str]:
     """Wait until the node's kube-apiserver, kube-controller-manager and kube-scheduler
     mirror pods show ``version`` as their image tag and are Ready; return their status
     lines. The node's kube-system pods are re-read on every change their watch reports
-    (``sleep`` None: the real clock), and polled as a fallback. API errors (the API server
-    restarting) are tolerated until the timeout, which raises :class:`StepFailed` naming
-    each component's last state. After :func:`first_say` seconds of waiting, then every
-    ``progress_every`` seconds, ``on_progress`` hears each component's last state (image
-    tag, Ready or not) and the time left."""
+    (``sleep`` None: the real clock), and polled as a fallback (``pace``: see
+    :class:`GatePace`). API errors (the API server restarting) are tolerated until the
+    timeout, which raises :class:`StepFailed` naming each component's last state. After
+    :func:`first_say` seconds of waiting, then every ``progress_every`` seconds,
+    ``on_progress`` hears each component's last state (image tag, Ready or not) and the
+    time left."""
     want = as_version(version, f"node {node}: expected control-plane version")
 
     def ok(state: tuple[bool, list[str]]) -> bool:
@@ -410,7 +404,7 @@ def wait_control_plane(
             what=f"kube-system pods on {node}",
             field_selector=f"spec.nodeName={node}",
         ),
-        pace=_Pace(timeout, poll, clock, sleep, on_progress, progress_every),
+        pace=pace,
     )
     lines = got.value[1] if got.value else []
     if got.ok:
@@ -419,6 +413,6 @@ def wait_control_plane(
     if got.error:
         detail += f"; last API error: {got.error}"
     raise StepFailed(
-        f"node {node}: control plane not at {want} and Ready within {timeout:g}s: {detail}",
+        f"node {node}: control plane not at {want} and Ready within {pace['timeout']:g}s: {detail}",
         node=node,
     )
