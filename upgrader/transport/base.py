@@ -2,7 +2,8 @@
 command's output into a local file.
 
 Owns the contracts every transport implements (SSH, local: :class:`Transport`,
-:class:`FileTransport`), the Result value and how a command is shown in logs (:func:`brief`).
+:class:`FileTransport`), the Result value (:func:`captured`: of a command's bounded output)
+and how a command is shown in logs (:func:`brief`).
 Must not: know about Kubernetes, plans or steps; print anything.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP
+from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP, OutputBuffer
 
 
 def brief(command: str, limit: int = 160) -> str:
@@ -43,6 +44,27 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+
+def captured(
+    command: str,
+    exit_code: int | None,
+    out: OutputBuffer,
+    err: OutputBuffer,
+    duration: float,
+    timed_out: bool = False,
+) -> Result:
+    """The Result of a command whose stdout and stderr went into ``out`` and ``err``."""
+    return Result(
+        command,
+        exit_code,
+        out.text(),
+        err.text(),
+        duration,
+        timed_out=timed_out,
+        stdout_dropped=out.dropped,
+        stderr_dropped=err.dropped,
+    )
 
 
 @runtime_checkable

@@ -13,7 +13,6 @@ current user), print, or know about Kubernetes, plans or steps.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import selectors
@@ -24,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
-from upgrader.transport.base import Result, brief
+from upgrader.transport.base import Result, brief, captured
 from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP, OutputBuffer
 
 log = logging.getLogger("upgrader.transport")
@@ -71,24 +70,14 @@ class LocalTransport:
         out, err = OutputBuffer(max_output), OutputBuffer(max_output, on_stderr)
         returncode, timed_out = self._process(command, subprocess.PIPE, out, err, timeout)
         duration = time.monotonic() - start
-        result = Result(
-            command,
-            None,
-            out.text(),
-            err.text(),
-            duration,
-            timed_out=True,
-            stdout_dropped=out.dropped,
-            stderr_dropped=err.dropped,
-        )
         if timed_out:
             log.warning(
                 "node %s: command timed out after %.0fs: %s", self.node, timeout, brief(command)
             )
-            return result
+            return captured(command, None, out, err, duration, timed_out=True)
         code = returncode if returncode >= 0 else 128 - returncode
         log.debug("node %s: end: exit %d in %.2fs", self.node, code, duration)
-        return dataclasses.replace(result, exit_code=code, timed_out=False)
+        return captured(command, code, out, err, duration)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -47,7 +47,7 @@ from tenacity import (
 from upgrader.core import nodeenv
 from upgrader.core.settings import SettingHints
 from upgrader.errors import ConfigError, HostKeyError, TransportError
-from upgrader.transport.base import Result, SSHTarget, brief
+from upgrader.transport.base import Result, SSHTarget, brief, captured
 from upgrader.transport.bounded import DEFAULT_OUTPUT_CAP, OutputBuffer
 from upgrader.transport.known_hosts import (
     CERT_SUFFIX,
@@ -642,7 +642,7 @@ class SSHTransport(_Closing):
                         timeout,
                         brief(shown),
                     )
-                    return _result(shown, None, out, err, duration, timed_out=True)
+                    return captured(shown, None, out, err, duration, timed_out=True)
                 status = chan.exit_status
                 if status < 0:
                     # The channel closed without an exit status: the connection dropped,
@@ -662,7 +662,7 @@ class SSHTransport(_Closing):
                         + "); it may or may not have completed",
                         node=self.node,
                     )
-                return _result(shown, status, out, err, duration)
+                return captured(shown, status, out, err, duration)
             finally:
                 chan.close()
 
@@ -753,26 +753,6 @@ class SSHTransport(_Closing):
             self._lock.release()
         if self._owns_jump and self._jump is not None:
             self._jump.close()
-
-
-def _result(
-    command: str,
-    status: int | None,
-    out: OutputBuffer,
-    err: OutputBuffer,
-    duration: float,
-    timed_out: bool = False,
-) -> Result:
-    return Result(
-        command,
-        status,
-        out.text(),
-        err.text(),
-        duration,
-        timed_out=timed_out,
-        stdout_dropped=out.dropped,
-        stderr_dropped=err.dropped,
-    )
 
 
 class _Sink(Protocol):
