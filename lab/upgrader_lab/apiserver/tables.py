@@ -261,22 +261,6 @@ def _selector(obj: Json) -> str:
     return ",".join(parts) if parts else "<none>"
 
 
-def _deploy_row(d: Json, now: float) -> list[Any]:
-    st = d.get("status") or {}
-    want = (d.get("spec") or {}).get("replicas", 1)
-    names, images = _containers(d)
-    return [
-        d["metadata"]["name"],
-        f"{st.get('readyReplicas', 0)}/{want}",
-        st.get("updatedReplicas", 0),
-        st.get("availableReplicas", 0),
-        age(d, now),
-        names,
-        images,
-        _selector(d),
-    ]
-
-
 _WIDE = [
     _col("Containers", "Names of each container in the template.", 1),
     _col("Images", "Images referenced by each container in the template.", 1),
@@ -287,8 +271,28 @@ _WIDE = [
         1,
     ),
 ]
-DEPLOY_COLUMNS = [
-    NAME,
+
+
+def _workload_row(obj: Json, now: float, cells: list[Any]) -> list[Any]:
+    """A workload's row: its name, the kind's own ``cells``, Age and the wide columns."""
+    names, images = _containers(obj)
+    return [obj["metadata"]["name"], *cells, age(obj, now), names, images, _selector(obj)]
+
+
+def _workload_columns(*own: Json) -> list[Json]:
+    """The columns of a workload kind: Name, the kind's ``own``, Age and the wide ones."""
+    return [NAME, *own, AGE, *_WIDE]
+
+
+def _deploy_row(d: Json, now: float) -> list[Any]:
+    st = d.get("status") or {}
+    want = (d.get("spec") or {}).get("replicas", 1)
+    ready = f"{st.get('readyReplicas', 0)}/{want}"
+    cells = [ready, st.get("updatedReplicas", 0), st.get("availableReplicas", 0)]
+    return _workload_row(d, now, cells)
+
+
+DEPLOY_COLUMNS = _workload_columns(
     _col("Ready", "Number of the pod with ready state"),
     _int(
         "Up-to-date",
@@ -300,60 +304,41 @@ DEPLOY_COLUMNS = [
         "Total number of available pods (ready for at least minReadySeconds) targeted by this "
         "deployment.",
     ),
-    AGE,
-    *_WIDE,
-]
+)
 
 
 def _rs_row(r: Json, now: float) -> list[Any]:
     st = r.get("status") or {}
-    names, images = _containers(r)
-    return [
-        r["metadata"]["name"],
-        (r.get("spec") or {}).get("replicas", 1),
-        st.get("replicas", 0),
-        st.get("readyReplicas", 0),
-        age(r, now),
-        names,
-        images,
-        _selector(r),
-    ]
+    want = (r.get("spec") or {}).get("replicas", 1)
+    return _workload_row(r, now, [want, st.get("replicas", 0), st.get("readyReplicas", 0)])
 
 
-RS_COLUMNS = [
-    NAME,
+RS_COLUMNS = _workload_columns(
     _int("Desired", "Replicas is the number of desired replicas."),
     _int("Current", "Replicas is the most recently observed number of replicas."),
     _int(
         "Ready",
         "readyReplicas is the number of pods targeted by this ReplicaSet with a Ready Condition.",
     ),
-    AGE,
-    *_WIDE,
-]
+)
+
+_DS_COUNTS = (
+    "desiredNumberScheduled",
+    "currentNumberScheduled",
+    "numberReady",
+    "updatedNumberScheduled",
+    "numberAvailable",
+)
 
 
 def _ds_row(d: Json, now: float) -> list[Any]:
     st = d.get("status") or {}
     ns = (((d.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
-    names, images = _containers(d)
-    return [
-        d["metadata"]["name"],
-        st.get("desiredNumberScheduled", 0),
-        st.get("currentNumberScheduled", 0),
-        st.get("numberReady", 0),
-        st.get("updatedNumberScheduled", 0),
-        st.get("numberAvailable", 0),
-        ",".join(f"{k}={v}" for k, v in sorted(ns.items())) or "<none>",
-        age(d, now),
-        names,
-        images,
-        _selector(d),
-    ]
+    node_selector = ",".join(f"{k}={v}" for k, v in sorted(ns.items())) or "<none>"
+    return _workload_row(d, now, [*(st.get(k, 0) for k in _DS_COUNTS), node_selector])
 
 
-DS_COLUMNS = [
-    NAME,
+DS_COLUMNS = _workload_columns(
     _int("Desired", "The total number of nodes that should be running the daemon pod."),
     _int(
         "Current",
@@ -376,9 +361,7 @@ DS_COLUMNS = [
         "NodeSelector is a selector which must be true for the pod to fit on a node. Selector "
         "which must match a node's labels for the pod to be scheduled on that node.",
     ),
-    AGE,
-    *_WIDE,
-]
+)
 
 
 def _pdb_row(p: Json, now: float) -> list[Any]:
