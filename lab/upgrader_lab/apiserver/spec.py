@@ -3,7 +3,8 @@
 Owns reading and validating ``spec.json`` for the API server: nodes, workloads and their
 PDBs, delays, API faults (``faults[].api``) and the ``rbac`` rules. Missing optional keys
 get the lab defaults, so a hand-written spec works too. Bad input raises ``ConfigError``
-naming the file and field. Must not: write anything, or know about HTTP.
+naming the file and field. Also owns reading a spec file's text (:func:`read_spec_text`,
+shared with :mod:`upgrader_lab.spec`). Must not: write anything, or know about HTTP.
 """
 
 from __future__ import annotations
@@ -393,11 +394,17 @@ def _etcd_external(ctx: _Ctx, raw: Any) -> tuple[str, ...]:
     raise ctx.fail("etcd", f"{raw!r} is not one of local, external")
 
 
-def load_spec(path: Path) -> LabSpec:
+def read_spec_text(path: Path) -> str:
+    """The text of a spec file (``spec.json``, or the YAML a tester wrote), or one
+    ``ConfigError`` line naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def load_spec(path: Path) -> LabSpec:
+    text = read_spec_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
