@@ -131,14 +131,13 @@ def _remove(doc: Any, path: str) -> Any:
         raise PatchError("cannot remove the document root")
     parent, last = _resolve_parent(doc, parts, path)
     slot = _slot(parent, last)
-    if slot is not None:
-        del parent[slot]
-    elif isinstance(parent, dict):
-        raise PatchError(f"unable to remove nonexistent key: {last}: missing value")
-    elif isinstance(parent, list):
-        raise PatchError(f"unable to remove index {last!r}")
-    else:
+    if slot is None:
+        if isinstance(parent, dict):
+            raise PatchError(f"unable to remove nonexistent key: {last}: missing value")
+        if isinstance(parent, list):
+            raise PatchError(f"unable to remove index {last!r}")
         raise PatchError(f"doc is missing path: {path!r}")
+    del parent[slot]
     return doc
 
 
