@@ -279,17 +279,23 @@ def _workload_row(obj: Json, now: float, cells: list[Any]) -> list[Any]:
     return [obj["metadata"]["name"], *cells, age(obj, now), names, images, _selector(obj)]
 
 
+def _status_counts(obj: Json, *keys: str) -> list[Any]:
+    """The counters ``keys`` of ``obj``'s status, 0 where the controller has not set one."""
+    st = obj.get("status") or {}
+    return [st.get(k, 0) for k in keys]
+
+
 def _workload_columns(*own: Json) -> list[Json]:
     """The columns of a workload kind: Name, the kind's ``own``, Age and the wide ones."""
     return [NAME, *own, AGE, *_WIDE]
 
 
 def _deploy_row(d: Json, now: float) -> list[Any]:
-    st = d.get("status") or {}
     want = (d.get("spec") or {}).get("replicas", 1)
-    ready = f"{st.get('readyReplicas', 0)}/{want}"
-    cells = [ready, st.get("updatedReplicas", 0), st.get("availableReplicas", 0)]
-    return _workload_row(d, now, cells)
+    ready, updated, available = _status_counts(
+        d, "readyReplicas", "updatedReplicas", "availableReplicas"
+    )
+    return _workload_row(d, now, [f"{ready}/{want}", updated, available])
 
 
 DEPLOY_COLUMNS = _workload_columns(
@@ -308,9 +314,8 @@ DEPLOY_COLUMNS = _workload_columns(
 
 
 def _rs_row(r: Json, now: float) -> list[Any]:
-    st = r.get("status") or {}
     want = (r.get("spec") or {}).get("replicas", 1)
-    return _workload_row(r, now, [want, st.get("replicas", 0), st.get("readyReplicas", 0)])
+    return _workload_row(r, now, [want, *_status_counts(r, "replicas", "readyReplicas")])
 
 
 RS_COLUMNS = _workload_columns(
@@ -332,10 +337,9 @@ _DS_COUNTS = (
 
 
 def _ds_row(d: Json, now: float) -> list[Any]:
-    st = d.get("status") or {}
     ns = (((d.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
     node_selector = ",".join(f"{k}={v}" for k, v in sorted(ns.items())) or "<none>"
-    return _workload_row(d, now, [*(st.get(k, 0) for k in _DS_COUNTS), node_selector])
+    return _workload_row(d, now, [*_status_counts(d, *_DS_COUNTS), node_selector])
 
 
 DS_COLUMNS = _workload_columns(
