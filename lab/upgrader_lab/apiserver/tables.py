@@ -31,6 +31,23 @@ _AGE_DESC = (
 )
 
 
+_DAY = 24 * 3600
+_YEAR = 365 * _DAY
+# k8s.io/apimachinery/pkg/util/duration.HumanDuration as data, (limit, size, unit, small) per
+# step: below ``limit`` seconds, the whole ``size``-second units, then the rest in ``small``
+# (its seconds, its unit) unless that is 0; ``small`` None: never. Past the last: years.
+_DURATION_STEPS: tuple[tuple[int, int, str, tuple[int, str] | None], ...] = (
+    (120, 1, "s", None),
+    (10 * 60, 60, "m", (1, "s")),
+    (180 * 60, 60, "m", None),
+    (8 * 3600, 3600, "h", (60, "m")),
+    (48 * 3600, 3600, "h", None),
+    (8 * _DAY, _DAY, "d", (3600, "h")),
+    (2 * _YEAR, _DAY, "d", None),
+    (8 * _YEAR, _YEAR, "y", (_DAY, "d")),
+)
+
+
 def human_duration(seconds: float) -> str:
     """k8s.io/apimachinery/pkg/util/duration.HumanDuration."""
     s = int(seconds)
@@ -38,29 +55,13 @@ def human_duration(seconds: float) -> str:
         return "<invalid>"
     if s < 0:
         return "0s"
-    if s < 120:
-        return f"{s}s"
-    minutes = s // 60
-    if minutes < 10:
-        rem = s % 60
-        return f"{minutes}m" if rem == 0 else f"{minutes}m{rem}s"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = s // 3600
-    if hours < 8:
-        m = minutes % 60
-        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        h = hours % 24
-        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        dy = (hours // 24) % 365
-        return f"{hours // 24 // 365}y" if dy == 0 else f"{hours // 24 // 365}y{dy}d"
-    return f"{hours // 24 // 365}y"
+    size, unit, small = next(
+        ((size, unit, small) for limit, size, unit, small in _DURATION_STEPS if s < limit),
+        (_YEAR, "y", None),
+    )
+    whole = f"{s // size}{unit}"
+    rest = s % size // small[0] if small is not None else 0
+    return f"{whole}{rest}{small[1]}" if small is not None and rest else whole
 
 
 def age(obj: Json, now: float) -> str:
