@@ -11,23 +11,34 @@ Must not: hold lab logic (the runner does), or print a traceback for an expected
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
 from upgrader.errors import ConfigError, UpgraderError
 
-lab_app = typer.Typer(
-    name="lab",
-    help=(
-        "A simulated kubeadm cluster on this machine (one loopback address and an OpenSSH "
-        "sshd per node, a Kubernetes API over HTTPS) to try upgrader without VMs."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain click help: option names never cut at 80 columns
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _group(name: str, help_text: str) -> typer.Typer:
+    """A group of lab commands: help without arguments, no completion, no pretty tracebacks."""
+    return typer.Typer(
+        name=name,
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # plain click help: option names never cut at 80 columns
+    )
+
+
+lab_app = _group(
+    "lab",
+    "A simulated kubeadm cluster on this machine (one loopback address and an OpenSSH "
+    "sshd per node, a Kubernetes API over HTTPS) to try upgrader without VMs.",
 )
 
 DirOpt = Annotated[
@@ -35,11 +46,26 @@ DirOpt = Annotated[
     typer.Option("--dir", "-d", help="The lab directory (created by `up`).", show_default=False),
 ]
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
 
 def _fail(exc: UpgraderError) -> typer.Exit:
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     typer.echo(f"error: {msg}", err=True)
     return typer.Exit(int(exc.exit_code))
+
+
+def _run(action: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """``action(*args, **kwargs)``; an expected error ends the command with its one line
+    and exit code."""
+    try:
+        return action(*args, **kwargs)
+    except UpgraderError as exc:
+        raise _fail(exc) from None
+
+
+def _echo_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2))
 
 
 @lab_app.command("up")
@@ -158,10 +184,7 @@ def down_cmd(
     """Stop every process the lab started; keep DIR (or delete it with --purge)."""
     from upgrader_lab import runner
 
-    try:
-        result = runner.down(lab_dir, purge=purge)
-    except UpgraderError as exc:
-        raise _fail(exc) from None
+    result = _run(runner.down, lab_dir, purge=purge)
     if result.left:
         typer.echo(f"error: processes still alive: {result.left}", err=True)
         raise typer.Exit(1)
@@ -175,19 +198,13 @@ def down_cmd(
 
 
 @lab_app.command("status")
-def status_cmd(
-    lab_dir: DirOpt,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
+def status_cmd(lab_dir: DirOpt, as_json: JsonOpt = False) -> None:
     """Say what runs. Exit 0 when the whole lab runs, 1 when it is stopped or degraded."""
     from upgrader_lab import runner
 
-    try:
-        st = runner.status(lab_dir)
-    except UpgraderError as exc:
-        raise _fail(exc) from None
+    st = _run(runner.status, lab_dir)
     if as_json:
-        typer.echo(json.dumps(st, indent=2))
+        _echo_json(st)
     else:
         s, a, n, m = st["sshd"], st["apiserver"], st["nodes"], st["mount"]
         typer.echo(f"lab {st['dir']}: {st['state']}")
@@ -266,31 +283,20 @@ def restart_node_cmd(
         typer.echo(f"  warning: {w}")
 
 
-faults_app = typer.Typer(
-    name="faults",
-    help="The spec's injected faults: how often each has fired, and resetting the counters.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain click help: option names never cut at 80 columns
+faults_app = _group(
+    "faults", "The spec's injected faults: how often each has fired, and resetting the counters."
 )
 lab_app.add_typer(faults_app)
 
 
 @faults_app.command("list")
-def faults_list_cmd(
-    lab_dir: DirOpt,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
+def faults_list_cmd(lab_dir: DirOpt, as_json: JsonOpt = False) -> None:
     """List every fault of the lab's spec with how often it has fired (of its `times`)."""
     from upgrader_lab import faults
 
-    try:
-        states = faults.list_faults(lab_dir)
-    except UpgraderError as exc:
-        raise _fail(exc) from None
+    states = _run(faults.list_faults, lab_dir)
     if as_json:
-        typer.echo(json.dumps([s.to_dict() for s in states], indent=2))
+        _echo_json([s.to_dict() for s in states])
         return
     if not states:
         typer.echo(f"lab {lab_dir}: the spec has no faults")
@@ -307,10 +313,7 @@ def faults_clear_cmd(lab_dir: DirOpt) -> None:
     its `times` again. Works while the lab runs or when it is stopped."""
     from upgrader_lab import faults
 
-    try:
-        cleared = faults.clear_faults(lab_dir)
-    except UpgraderError as exc:
-        raise _fail(exc) from None
+    cleared = _run(faults.clear_faults, lab_dir)
     fired = sum(sum(c.values()) for c in cleared.nodes.values()) + sum(cleared.api.values())
     where = f"{len(cleared.nodes)} nodes"
     if cleared.api_where != "none":

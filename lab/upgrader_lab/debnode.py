@@ -22,12 +22,12 @@ import base64
 import json
 import os
 import shlex
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from upgrader_lab import debrepo
+from upgrader_lab.hostproc import captured
 from upgrader_lab.node import repo, tree, wrapper
 
 APT_CONF = "/etc/apt/apt.conf.d/99upgrader-lab"
@@ -151,13 +151,8 @@ def _setup_command(lab_dir: Path, debs: list[Path], held: list[str]) -> str:
 def _copy_layer(template: Path, lab_dir: Path, node: dict[str, Any]) -> str | None:
     """Copy the template's layer (whiteouts included) into the node's tree; the error."""
     root = tree.node_dir(lab_dir, node["name"]) / "root"
-    cp = subprocess.run(
-        ["cp", "-a", "--reflink=auto", f"{template / 'root'}/.", f"{root}/"],
-        capture_output=True,
-        text=True,
-        timeout=SETUP_TIMEOUT,
-        check=False,
-    )
+    layer = f"{template / 'root'}/."
+    cp = captured(["cp", "-a", "--reflink=auto", layer, f"{root}/"], SETUP_TIMEOUT)
     if cp.returncode != 0:
         return f"copying the package layer to node {node['name']} failed: {cp.stderr.strip()}"
     return None

@@ -12,7 +12,7 @@ Must not: change the spec (which faults exist), or touch anything else of the la
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,7 @@ class FaultState:
     fired: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "where": self.where,
-            "what": self.what,
-            "effect": self.effect,
-            "times": self.times,
-            "fired": self.fired,
-        }
+        return asdict(self)  # every field, in declaration order (the --json keys)
 
 
 def _spec(lab_dir: Path) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from typing import Any
 
 from upgrader.errors import ConfigError
 from upgrader_lab import runner, sshd
+from upgrader_lab.hostproc import proc_files
 from upgrader_lab.runner import LabError
 
 ANSWER_TIMEOUT = 20.0  # seconds for sshd to stop/start answering on the node's address
@@ -97,19 +98,14 @@ def _session_roots(address: str, listeners: set[int]) -> set[int]:
     ``address`` (found through ``SSH_CONNECTION``): see :func:`_session_top`."""
     parent: dict[int, int] = {p: pp for pp, kids in runner._ppid_map().items() for p in kids}
     roots: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, environ in proc_files("environ"):
+        env = environ.split(b"\0")
         conn = next(
             (e[len(b"SSH_CONNECTION=") :] for e in env if e.startswith(b"SSH_CONNECTION=")), None
         )
         if conn is None or conn.split()[2:3] != [address.encode()]:
             continue
-        roots.add(_session_top(int(entry.name), parent, listeners))
+        roots.add(_session_top(pid, parent, listeners))
     return roots
 
 

@@ -39,6 +39,7 @@ from upgrader_lab import debnode, debrepo, pkgserver, sshd, trust
 from upgrader_lab import spec as labspec
 from upgrader_lab import sudo as labsudo
 from upgrader_lab.apiserver.certs import ensure_pki
+from upgrader_lab.hostproc import detached, proc_files
 from upgrader_lab.node import realtool, repo, tree, wrapper
 
 API_TIMEOUT = 60.0
@@ -138,16 +139,10 @@ def ours(pid: int | None, lab_dir: Path) -> bool:
 
 def _ppid_map() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
+    for pid, stat in proc_files("stat"):
+        fields = stat.rsplit(b")", 1)[-1].split()
         if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            children.setdefault(int(fields[1]), []).append(pid)
     return children
 
 
@@ -169,15 +164,9 @@ def _session_pids(lab_dir: Path) -> set[int]:
     marker = f"LAB_DIR={lab_dir}".encode()
     out: set[int] = set()
     me = os.getpid()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            env = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in env.split(b"\0"):
-            out.add(int(entry.name))
+    for pid, env in proc_files("environ"):
+        if pid != me and marker in env.split(b"\0"):
+            out.add(pid)
     return out
 
 
@@ -323,13 +312,9 @@ def _start_server(
     log = lab_dir / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        return subprocess.Popen(
+        return detached(
             [python, "-m", f"upgrader_lab.{name}", "--dir", str(lab_dir), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            close_fds=True,
+            out,
             cwd=lab_dir,
             env=_env(pythonpath),
         )

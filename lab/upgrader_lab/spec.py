@@ -34,8 +34,10 @@ from pydantic import (
     model_validator,
 )
 
+from upgrader.core.problems import Loc, render_loc
 from upgrader.core.versions import KubeVersion, VersionError
 from upgrader.errors import ConfigError
+from upgrader_lab.apiserver.spec import read_spec_text
 
 DEFAULT_VERSION = "v1.27.8"
 DEFAULT_RUNTIME = "containerd://1.7.2"
@@ -76,19 +78,15 @@ def _check_version(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-def _check_node_name(value: str) -> str:
-    if not _DNS_LABEL_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid node name (a DNS-1123 label: lowercase letters, "
-            "digits and '-', at most 63 characters)"
-        )
-    return value
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A field check: the value as given when ``pattern`` matches it, else "is not ``what``"."""
 
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
 
-def _check_object_name(value: str) -> str:
-    if not _NAME_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid Kubernetes object name")
-    return value
+    return check
 
 
 def _check_loopback(value: str) -> str:
@@ -141,8 +139,17 @@ def _check_labels(value: dict[str, str]) -> dict[str, str]:
 Version = Annotated[str, AfterValidator(_check_version)]
 Runtime = Annotated[str, AfterValidator(_check_runtime)]
 Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
-NodeName = Annotated[str, AfterValidator(_check_node_name)]
-ObjectName = Annotated[str, AfterValidator(_check_object_name)]
+NodeName = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            _DNS_LABEL_RE,
+            "a valid node name (a DNS-1123 label: lowercase letters, digits and '-', at most "
+            "63 characters)",
+        )
+    ),
+]
+ObjectName = Annotated[str, AfterValidator(_matching(_NAME_RE, "a valid Kubernetes object name"))]
 Loopback = Annotated[str, AfterValidator(_check_loopback)]
 PlainVersion = Annotated[str, AfterValidator(_check_plain_version)]
 Minor = Annotated[str, AfterValidator(_check_minor)]
@@ -151,6 +158,12 @@ Seconds = Annotated[float, Field(ge=0, le=86400)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _exactly_one(model: BaseModel, first: str, second: str) -> None:
+    """Refuse ``model`` unless exactly one of the fields ``first`` and ``second`` is set."""
+    if (getattr(model, first) is None) == (getattr(model, second) is None):
+        raise ValueError(f"give exactly one of {first} or {second}")
 
 
 # --------------------------------------------------------------------------- models
@@ -231,9 +244,8 @@ class PDBSpec(_Strict):
     minAvailable: int | str | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> PDBSpec:
-        if (self.maxUnavailable is None) == (self.minAvailable is None):
-            raise ValueError("give exactly one of maxUnavailable or minAvailable")
+    def _one_budget(self) -> PDBSpec:
+        _exactly_one(self, "maxUnavailable", "minAvailable")
         return self
 
 
@@ -323,8 +335,7 @@ class ApiFaultBody(BaseModel):
 
     @model_validator(mode="after")
     def _has_effect(self) -> ApiFaultBody:
-        if (self.status is None) == (self.timeout is None):
-            raise ValueError("give exactly one of status or timeout")
+        _exactly_one(self, "status", "timeout")
         return self
 
 
@@ -409,15 +420,14 @@ class LabSpec(BaseModel):
 # --------------------------------------------------------------------------- errors
 
 
-def _render_loc(loc: Iterable[str | int]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _IDENT_RE.match(part):
-            out += f".{part}" if out else part
-        # pydantic adds union-member names ("NodeFault") and validator tags: skip them
-    return out or "(top level)"
+def _field_path(loc: Iterable[str | int]) -> Loc:
+    """The list indexes and field names of a pydantic ``loc``: the union-member names
+    (``NodeFault``) and validator tags pydantic adds are left out."""
+    return tuple(
+        part
+        for part in loc
+        if isinstance(part, int) or (_IDENT_RE.match(part) and not part[:1].isupper())
+    )
 
 
 def _one_line(text: str) -> str:
@@ -426,14 +436,13 @@ def _one_line(text: str) -> str:
 
 def _validation_error(source: str, exc: ValidationError) -> ConfigError:
     err = exc.errors()[0]
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper())]
     msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
-    return ConfigError(_one_line(f"{source}: {_render_loc(loc)}: {msg}"))
+    return ConfigError(_one_line(f"{source}: {render_loc(_field_path(err['loc']))}: {msg}"))
 
 
 def _cross_checks(spec: LabSpec, source: str) -> None:
@@ -492,10 +501,7 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
 
 def load_spec(path: Path) -> LabSpec:
     """Read and validate a YAML spec file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    text = read_spec_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

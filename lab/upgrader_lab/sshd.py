@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from upgrader.errors import ConfigError
+from upgrader_lab.hostproc import captured, detached
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 MAX_LISTEN_SOCKS = 16  # OpenSSH's compile-time limit of listen sockets per sshd
@@ -272,9 +273,7 @@ def write_configs(
 
 
 def check_config(sshd: str, config: Path) -> None:
-    proc = subprocess.run(
-        [sshd, "-t", "-f", str(config)], capture_output=True, text=True, timeout=30, check=False
-    )
+    proc = captured([sshd, "-t", "-f", str(config)], 30)
     if proc.returncode != 0:
         detail = " ".join((proc.stderr or proc.stdout).split())
         raise SshdError(f"sshd rejected {config}: {detail}")
@@ -291,15 +290,7 @@ def start(sshd: str, configs: Sequence[Path], log: Path) -> list[subprocess.Pope
     with log.open("ab") as out:
         for config in configs:
             procs.append(
-                subprocess.Popen(
-                    [sshd, "-D", "-e", "-f", str(config)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=out,
-                    start_new_session=True,
-                    close_fds=True,
-                    preexec_fn=_subreaper(),
-                )
+                detached([sshd, "-D", "-e", "-f", str(config)], out, preexec_fn=_subreaper())
             )
     return procs
 

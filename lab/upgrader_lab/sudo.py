@@ -42,12 +42,12 @@ import pwd
 import secrets
 import shutil
 import stat
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from upgrader.errors import ConfigError
+from upgrader_lab.hostproc import captured
 from upgrader_lab.node import tree
 
 DEFAULT_USER = "upgrader-lab"
@@ -81,9 +81,7 @@ def find_sudo() -> str:
 
 
 def _run(argv: list[str], what: str, stdin: str | None = None) -> str:
-    proc = subprocess.run(
-        argv, input=stdin, capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = captured(argv, 60, stdin=stdin)
     if proc.returncode != 0:
         detail = " ".join((proc.stderr or proc.stdout).split()) or f"exit {proc.returncode}"
         raise SudoSetupError(f"{what}: {detail}")
@@ -153,13 +151,7 @@ def debian_sudoers() -> str:
     """Debian's default ``/etc/sudoers`` as the installed sudo package ships it: the host's
     file, checked unmodified against the md5 dpkg recorded for the conffile."""
     find_sudo()
-    proc = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Conffiles}\\n", "sudo"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = captured(["dpkg-query", "-W", "-f=${Conffiles}\\n", "sudo"], 30)
     md5 = None
     for line in proc.stdout.splitlines():
         parts = line.split()
@@ -282,13 +274,10 @@ def prepare_node(root: Path, user: str, password: bool, sudoers_text: str, node:
 def set_node_password(lab_dir: Path, node: str, user: str, password: str) -> None:
     """``chpasswd`` inside the node (its /etc/shadow is copied up into the node's layer)."""
     run = lab_dir / "bin" / "node-run"
-    proc = subprocess.run(
+    proc = captured(
         ["/bin/sh", str(run), node, "chpasswd"],
-        input=f"{user}:{password}\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        60,
+        stdin=f"{user}:{password}\n",
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
     if proc.returncode != 0:

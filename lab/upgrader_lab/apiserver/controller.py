@@ -160,10 +160,7 @@ def compute_pdb_status(store: Store, pdb: Json, now: float) -> Json:
     allowed = max(0, healthy - desired) if expected > 0 else 0
     st: Json = {
         "observedGeneration": pdb["metadata"].get("generation", 1),
-        "disruptionsAllowed": allowed,
-        "currentHealthy": healthy,
-        "desiredHealthy": desired,
-        "expectedPods": expected,
+        **ob.pdb_counts(allowed=allowed, healthy=healthy, desired=desired, expected=expected),
     }
     if disrupted:
         st["disruptedPods"] = disrupted

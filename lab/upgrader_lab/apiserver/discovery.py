@@ -119,6 +119,16 @@ def _storage_hash(r: ResourceType) -> str:
     return base64.b64encode(digest[:8]).decode()
 
 
+def _names_and_categories(r: ResourceType) -> Json:
+    """The ``shortNames`` and ``categories`` of ``r`` that it has (both discovery forms)."""
+    d: Json = {}
+    if r.short_names:
+        d["shortNames"] = list(r.short_names)
+    if r.categories:
+        d["categories"] = list(r.categories)
+    return d
+
+
 def api_resource_list(group: str, version: str) -> Json | None:
     items: list[Json] = []
     for r in RESOURCES:
@@ -130,11 +140,8 @@ def api_resource_list(group: str, version: str) -> Json | None:
             "namespaced": r.namespaced,
             "kind": r.kind,
             "verbs": list(r.verbs),
+            **_names_and_categories(r),
         }
-        if r.short_names:
-            d["shortNames"] = list(r.short_names)
-        if r.categories:
-            d["categories"] = list(r.categories)
         if "get" in r.verbs:
             d["storageVersionHash"] = _storage_hash(r)
         items.append(d)
@@ -170,11 +177,8 @@ def _agg_resource(r: ResourceType) -> Json:
         "scope": "Namespaced" if r.namespaced else "Cluster",
         "singularResource": r.singular,
         "verbs": list(r.verbs),
+        **_names_and_categories(r),
     }
-    if r.short_names:
-        d["shortNames"] = list(r.short_names)
-    if r.categories:
-        d["categories"] = list(r.categories)
     if r.subresources:
         d["subresources"] = [
             {

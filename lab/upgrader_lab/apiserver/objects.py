@@ -831,6 +831,16 @@ def build_pdb(p: PdbSpec, namespace: str, labels: dict[str, str], created: float
     return {"metadata": m, "spec": spec, "status": {}}
 
 
+def pdb_counts(*, allowed: int, healthy: int, desired: int, expected: int) -> Json:
+    """The counters of a PodDisruptionBudget's status, in the real server's key order."""
+    return {
+        "disruptionsAllowed": allowed,
+        "currentHealthy": healthy,
+        "desiredHealthy": desired,
+        "expectedPods": expected,
+    }
+
+
 # --------------------------------------------------------------------------- kubeadm
 
 

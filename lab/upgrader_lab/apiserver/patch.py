@@ -10,6 +10,7 @@ Pure: inputs are never mutated; must not do I/O.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 # list field name -> merge key (patchStrategy=merge, patchMergeKey=...)
@@ -65,38 +66,40 @@ def _pointer(path: str) -> list[str]:
     return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
 
 
+def _slot(container: Any, part: str) -> str | int | None:
+    """What ``part`` names in ``container``: a key of an object or an index of an array
+    (Python's, so ``-1`` is the last); None when it names nothing there."""
+    if isinstance(container, dict):
+        return part if part in container else None
+    if isinstance(container, list):
+        try:
+            index = int(part)
+        except ValueError:
+            return None
+        return index if -len(container) <= index < len(container) else None
+    return None
+
+
+def _child(cur: Any, part: str, path: str) -> Any:
+    """The member ``part`` of ``cur`` on the way along ``path``."""
+    slot = _slot(cur, part)
+    if slot is None:
+        raise PatchError(f"doc is missing path: {path!r}")
+    return cur[slot]
+
+
 def _resolve_parent(doc: Any, parts: list[str], path: str) -> tuple[Any, str]:
     cur = doc
     for p in parts[:-1]:
-        if isinstance(cur, dict):
-            if p not in cur:
-                raise PatchError(f"doc is missing path: {path!r}")
-            cur = cur[p]
-        elif isinstance(cur, list):
-            try:
-                cur = cur[int(p)]
-            except (ValueError, IndexError):
-                raise PatchError(f"doc is missing path: {path!r}") from None
-        else:
-            raise PatchError(f"doc is missing path: {path!r}")
+        cur = _child(cur, p, path)
     return cur, parts[-1]
 
 
 def _get(doc: Any, path: str) -> Any:
-    parts = _pointer(path)
-    if not parts:
-        return doc
-    parent, last = _resolve_parent(doc, parts, path)
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise PatchError(f"doc is missing path: {path!r}")
-        return parent[last]
-    if isinstance(parent, list):
-        try:
-            return parent[int(last)]
-        except (ValueError, IndexError):
-            raise PatchError(f"doc is missing path: {path!r}") from None
-    raise PatchError(f"doc is missing path: {path!r}")
+    cur = doc
+    for p in _pointer(path):
+        cur = _child(cur, p, path)
+    return cur
 
 
 def _add(doc: Any, path: str, value: Any) -> Any:
@@ -127,17 +130,14 @@ def _remove(doc: Any, path: str) -> Any:
     if not parts:
         raise PatchError("cannot remove the document root")
     parent, last = _resolve_parent(doc, parts, path)
-    if isinstance(parent, dict):
-        if last not in parent:
+    slot = _slot(parent, last)
+    if slot is None:
+        if isinstance(parent, dict):
             raise PatchError(f"unable to remove nonexistent key: {last}: missing value")
-        del parent[last]
-    elif isinstance(parent, list):
-        try:
-            del parent[int(last)]
-        except (ValueError, IndexError):
-            raise PatchError(f"unable to remove index {last!r}") from None
-    else:
+        if isinstance(parent, list):
+            raise PatchError(f"unable to remove index {last!r}")
         raise PatchError(f"doc is missing path: {path!r}")
+    del parent[slot]
     return doc
 
 
@@ -280,13 +280,16 @@ def _apply_order(field: str, items: list[Any], order: list[Any]) -> list[Any]:
     return [x for _, x in ordered]
 
 
+_PATCHERS: dict[str, Callable[[Any, Any], Any]] = {
+    "application/json-patch+json": json_patch,
+    "application/merge-patch+json": merge_patch,
+    "application/strategic-merge-patch+json": strategic_merge_patch,
+}
+
+
 def apply_patch(content_type: str, target: Any, patch: Any) -> Any:
     """Dispatch on the PATCH request's media type (parameters ignored)."""
-    ct = content_type.split(";", 1)[0].strip().lower()
-    if ct == "application/json-patch+json":
-        return json_patch(target, patch)
-    if ct == "application/merge-patch+json":
-        return merge_patch(target, patch)
-    if ct == "application/strategic-merge-patch+json":
-        return strategic_merge_patch(target, patch)
-    raise PatchError(f"unsupported patch type {content_type!r}")
+    patcher = _PATCHERS.get(content_type.split(";", 1)[0].strip().lower())
+    if patcher is None:
+        raise PatchError(f"unsupported patch type {content_type!r}")
+    return patcher(target, patch)

@@ -67,6 +67,30 @@ def _status(group: str, version: str, kind: str) -> Subresource:
 SCALE = Subresource("scale", "Scale", "autoscaling", "v1", ("get", "patch", "update"))
 
 
+def _workload(kind: str, short_name: str, *more: Subresource) -> ResourceType:
+    """An apps/v1 workload: namespaced, in category ``all``, with a status subresource
+    (and ``more``), its generation moving on spec changes."""
+    return ResourceType(
+        "apps",
+        "v1",
+        f"{kind.lower()}s",
+        kind.lower(),
+        kind,
+        True,
+        short_names=(short_name,),
+        categories=("all",),
+        subresources=(_status("apps", "v1", kind), *more),
+        generation=True,
+    )
+
+
+def _review(group: str, kind: str) -> ResourceType:
+    """A cluster-wide v1 review: only created, its object computed per request."""
+    return ResourceType(
+        group, "v1", f"{kind.lower()}s", kind.lower(), kind, False, ("create",), has_status=False
+    )
+
+
 _POD_FIELDS = (
     "spec.nodeName",
     "spec.restartPolicy",
@@ -152,42 +176,9 @@ RESOURCES: tuple[ResourceType, ...] = (
         has_status=False,
         field_labels=_EVENT_FIELDS,
     ),
-    ResourceType(
-        "apps",
-        "v1",
-        "deployments",
-        "deployment",
-        "Deployment",
-        True,
-        short_names=("deploy",),
-        categories=("all",),
-        subresources=(_status("apps", "v1", "Deployment"), SCALE),
-        generation=True,
-    ),
-    ResourceType(
-        "apps",
-        "v1",
-        "replicasets",
-        "replicaset",
-        "ReplicaSet",
-        True,
-        short_names=("rs",),
-        categories=("all",),
-        subresources=(_status("apps", "v1", "ReplicaSet"), SCALE),
-        generation=True,
-    ),
-    ResourceType(
-        "apps",
-        "v1",
-        "daemonsets",
-        "daemonset",
-        "DaemonSet",
-        True,
-        short_names=("ds",),
-        categories=("all",),
-        subresources=(_status("apps", "v1", "DaemonSet"),),
-        generation=True,
-    ),
+    _workload("Deployment", "deploy", SCALE),
+    _workload("ReplicaSet", "rs", SCALE),
+    _workload("DaemonSet", "ds"),
     ResourceType(
         "policy",
         "v1",
@@ -208,36 +199,9 @@ RESOURCES: tuple[ResourceType, ...] = (
         True,
         has_status=False,
     ),
-    ResourceType(
-        "authorization.k8s.io",
-        "v1",
-        "selfsubjectaccessreviews",
-        "selfsubjectaccessreview",
-        "SelfSubjectAccessReview",
-        False,
-        ("create",),
-        has_status=False,
-    ),
-    ResourceType(
-        "authorization.k8s.io",
-        "v1",
-        "selfsubjectrulesreviews",
-        "selfsubjectrulesreview",
-        "SelfSubjectRulesReview",
-        False,
-        ("create",),
-        has_status=False,
-    ),
-    ResourceType(
-        "authentication.k8s.io",
-        "v1",
-        "selfsubjectreviews",
-        "selfsubjectreview",
-        "SelfSubjectReview",
-        False,
-        ("create",),
-        has_status=False,
-    ),
+    _review("authorization.k8s.io", "SelfSubjectAccessReview"),
+    _review("authorization.k8s.io", "SelfSubjectRulesReview"),
+    _review("authentication.k8s.io", "SelfSubjectReview"),
 )
 
 # Resources whose objects are computed per request, never stored.

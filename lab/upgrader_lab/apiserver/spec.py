@@ -3,7 +3,8 @@
 Owns reading and validating ``spec.json`` for the API server: nodes, workloads and their
 PDBs, delays, API faults (``faults[].api``) and the ``rbac`` rules. Missing optional keys
 get the lab defaults, so a hand-written spec works too. Bad input raises ``ConfigError``
-naming the file and field. Must not: write anything, or know about HTTP.
+naming the file and field. Also owns reading a spec file's text (:func:`read_spec_text`,
+shared with :mod:`upgrader_lab.spec`). Must not: write anything, or know about HTTP.
 """
 
 from __future__ import annotations
@@ -122,6 +123,23 @@ class _Ctx:
             raise self.fail(f"{path}.{key}" if path else key, "must be a non-empty string")
         return v
 
+    def opt_str(self, d: Mapping[str, Any], key: str, path: str) -> str | None:
+        return None if d.get(key) is None else self.str_(d, key, path)
+
+    def choice(
+        self,
+        d: Mapping[str, Any],
+        key: str,
+        path: str,
+        choices: tuple[str, ...],
+        default: str | None,
+        msg: str,
+    ) -> str:
+        v = d.get(key, default)
+        if v not in choices:
+            raise self.fail(f"{path}.{key}", msg)
+        return str(v)
+
     def version(self, d: Mapping[str, Any], key: str, path: str, default: str | None) -> str:
         v = d.get(key, default)
         where = f"{path}.{key}" if path else key
@@ -183,9 +201,14 @@ def _nodes(ctx: _Ctx, raw: Any, cluster_version: str) -> tuple[NodeSpec, ...]:
         if name in seen:
             raise ctx.fail(f"{p}.name", f"duplicate node name {name!r}")
         seen.add(name)
-        role = n.get("role", "worker")
-        if role not in ("control-plane", "worker"):
-            raise ctx.fail(f"{p}.role", "must be 'control-plane' or 'worker'")
+        role = ctx.choice(
+            n,
+            "role",
+            p,
+            ("control-plane", "worker"),
+            "worker",
+            "must be 'control-plane' or 'worker'",
+        )
         kubelet = ctx.version(n, "kubelet", p, cluster_version)
         cp: str | None = None
         if role == "control-plane":
@@ -195,9 +218,9 @@ def _nodes(ctx: _Ctx, raw: Any, cluster_version: str) -> tuple[NodeSpec, ...]:
             isinstance(k, str) and isinstance(v, str) for k, v in raw_labels.items()
         ):
             raise ctx.fail(f"{p}.labels", "must be a mapping of strings to strings")
-        os_family = n.get("os_family", "debian")
-        if os_family not in ("debian", "rhel"):
-            raise ctx.fail(f"{p}.os_family", "must be 'debian' or 'rhel'")
+        os_family = ctx.choice(
+            n, "os_family", p, ("debian", "rhel"), "debian", "must be 'debian' or 'rhel'"
+        )
         out.append(
             NodeSpec(
                 name=name,
@@ -232,10 +255,7 @@ def _pdbs(ctx: _Ctx, raw: Any, name: str, p: str) -> tuple[PdbSpec, ...]:
         if (mn is None) == (mx is None):
             raise ctx.fail(q, "needs exactly one of minAvailable or maxUnavailable")
         default_name = name if j == 0 else f"{name}-{j + 1}"
-        pdb_name = d.get("name", default_name)
-        if not isinstance(pdb_name, str) or not pdb_name:
-            raise ctx.fail(f"{q}.name", "must be a non-empty string")
-        out.append(PdbSpec(pdb_name, mn, mx))
+        out.append(PdbSpec(ctx.str_(d, "name", q, default_name), mn, mx))
     return tuple(out)
 
 
@@ -251,9 +271,14 @@ def _workloads(ctx: _Ctx, raw: Any, nodes: tuple[NodeSpec, ...]) -> tuple[Worklo
         p = f"workloads[{i}]"
         if not isinstance(w, Mapping):
             raise ctx.fail(p, "must be a mapping")
-        kind = w.get("kind")
-        if kind not in ("Deployment", "DaemonSet", "Pod"):
-            raise ctx.fail(f"{p}.kind", "must be Deployment, DaemonSet or Pod")
+        kind = ctx.choice(
+            w,
+            "kind",
+            p,
+            ("Deployment", "DaemonSet", "Pod"),
+            None,
+            "must be Deployment, DaemonSet or Pod",
+        )
         name = ctx.str_(w, "name", p)
         ns = ctx.str_(w, "namespace", p, "default")
         if (kind, ns, name) in seen:
@@ -262,9 +287,7 @@ def _workloads(ctx: _Ctx, raw: Any, nodes: tuple[NodeSpec, ...]) -> tuple[Worklo
         node = w.get("node")
         if kind == "Pod" and (not isinstance(node, str) or node not in names):
             raise ctx.fail(f"{p}.node", "must name a node of the spec")
-        image = w.get("image")
-        if image is not None and (not isinstance(image, str) or not image):
-            raise ctx.fail(f"{p}.image", "must be a non-empty string")
+        image = ctx.opt_str(w, "image", p)
         out.append(
             WorkloadSpec(
                 kind=kind,
@@ -393,11 +416,17 @@ def _etcd_external(ctx: _Ctx, raw: Any) -> tuple[str, ...]:
     raise ctx.fail("etcd", f"{raw!r} is not one of local, external")
 
 
-def load_spec(path: Path) -> LabSpec:
+def read_spec_text(path: Path) -> str:
+    """The text of a spec file (``spec.json``, or the YAML a tester wrote), or one
+    ``ConfigError`` line naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def load_spec(path: Path) -> LabSpec:
+    text = read_spec_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

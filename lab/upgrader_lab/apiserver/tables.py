@@ -31,6 +31,23 @@ _AGE_DESC = (
 )
 
 
+_DAY = 24 * 3600
+_YEAR = 365 * _DAY
+# k8s.io/apimachinery/pkg/util/duration.HumanDuration as data, (limit, size, unit, small) per
+# step: below ``limit`` seconds, the whole ``size``-second units, then the rest in ``small``
+# (its seconds, its unit) unless that is 0; ``small`` None: never. Past the last: years.
+_DURATION_STEPS: tuple[tuple[int, int, str, tuple[int, str] | None], ...] = (
+    (120, 1, "s", None),
+    (10 * 60, 60, "m", (1, "s")),
+    (180 * 60, 60, "m", None),
+    (8 * 3600, 3600, "h", (60, "m")),
+    (48 * 3600, 3600, "h", None),
+    (8 * _DAY, _DAY, "d", (3600, "h")),
+    (2 * _YEAR, _DAY, "d", None),
+    (8 * _YEAR, _YEAR, "y", (_DAY, "d")),
+)
+
+
 def human_duration(seconds: float) -> str:
     """k8s.io/apimachinery/pkg/util/duration.HumanDuration."""
     s = int(seconds)
@@ -38,29 +55,13 @@ def human_duration(seconds: float) -> str:
         return "<invalid>"
     if s < 0:
         return "0s"
-    if s < 120:
-        return f"{s}s"
-    minutes = s // 60
-    if minutes < 10:
-        rem = s % 60
-        return f"{minutes}m" if rem == 0 else f"{minutes}m{rem}s"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = s // 3600
-    if hours < 8:
-        m = minutes % 60
-        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        h = hours % 24
-        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        dy = (hours // 24) % 365
-        return f"{hours // 24 // 365}y" if dy == 0 else f"{hours // 24 // 365}y{dy}d"
-    return f"{hours // 24 // 365}y"
+    size, unit, small = next(
+        ((size, unit, small) for limit, size, unit, small in _DURATION_STEPS if s < limit),
+        (_YEAR, "y", None),
+    )
+    whole = f"{s // size}{unit}"
+    rest = s % size // small[0] if small is not None else 0
+    return f"{whole}{rest}{small[1]}" if small is not None and rest else whole
 
 
 def age(obj: Json, now: float) -> str:
@@ -261,22 +262,6 @@ def _selector(obj: Json) -> str:
     return ",".join(parts) if parts else "<none>"
 
 
-def _deploy_row(d: Json, now: float) -> list[Any]:
-    st = d.get("status") or {}
-    want = (d.get("spec") or {}).get("replicas", 1)
-    names, images = _containers(d)
-    return [
-        d["metadata"]["name"],
-        f"{st.get('readyReplicas', 0)}/{want}",
-        st.get("updatedReplicas", 0),
-        st.get("availableReplicas", 0),
-        age(d, now),
-        names,
-        images,
-        _selector(d),
-    ]
-
-
 _WIDE = [
     _col("Containers", "Names of each container in the template.", 1),
     _col("Images", "Images referenced by each container in the template.", 1),
@@ -287,8 +272,34 @@ _WIDE = [
         1,
     ),
 ]
-DEPLOY_COLUMNS = [
-    NAME,
+
+
+def _workload_row(obj: Json, now: float, cells: list[Any]) -> list[Any]:
+    """A workload's row: its name, the kind's own ``cells``, Age and the wide columns."""
+    names, images = _containers(obj)
+    return [obj["metadata"]["name"], *cells, age(obj, now), names, images, _selector(obj)]
+
+
+def _status_counts(obj: Json, *keys: str) -> list[Any]:
+    """The counters ``keys`` of ``obj``'s status, 0 where the controller has not set one."""
+    st = obj.get("status") or {}
+    return [st.get(k, 0) for k in keys]
+
+
+def _workload_columns(*own: Json) -> list[Json]:
+    """The columns of a workload kind: Name, the kind's ``own``, Age and the wide ones."""
+    return [NAME, *own, AGE, *_WIDE]
+
+
+def _deploy_row(d: Json, now: float) -> list[Any]:
+    want = (d.get("spec") or {}).get("replicas", 1)
+    ready, updated, available = _status_counts(
+        d, "readyReplicas", "updatedReplicas", "availableReplicas"
+    )
+    return _workload_row(d, now, [f"{ready}/{want}", updated, available])
+
+
+DEPLOY_COLUMNS = _workload_columns(
     _col("Ready", "Number of the pod with ready state"),
     _int(
         "Up-to-date",
@@ -300,60 +311,39 @@ DEPLOY_COLUMNS = [
         "Total number of available pods (ready for at least minReadySeconds) targeted by this "
         "deployment.",
     ),
-    AGE,
-    *_WIDE,
-]
+)
 
 
 def _rs_row(r: Json, now: float) -> list[Any]:
-    st = r.get("status") or {}
-    names, images = _containers(r)
-    return [
-        r["metadata"]["name"],
-        (r.get("spec") or {}).get("replicas", 1),
-        st.get("replicas", 0),
-        st.get("readyReplicas", 0),
-        age(r, now),
-        names,
-        images,
-        _selector(r),
-    ]
+    want = (r.get("spec") or {}).get("replicas", 1)
+    return _workload_row(r, now, [want, *_status_counts(r, "replicas", "readyReplicas")])
 
 
-RS_COLUMNS = [
-    NAME,
+RS_COLUMNS = _workload_columns(
     _int("Desired", "Replicas is the number of desired replicas."),
     _int("Current", "Replicas is the most recently observed number of replicas."),
     _int(
         "Ready",
         "readyReplicas is the number of pods targeted by this ReplicaSet with a Ready Condition.",
     ),
-    AGE,
-    *_WIDE,
-]
+)
+
+_DS_COUNTS = (
+    "desiredNumberScheduled",
+    "currentNumberScheduled",
+    "numberReady",
+    "updatedNumberScheduled",
+    "numberAvailable",
+)
 
 
 def _ds_row(d: Json, now: float) -> list[Any]:
-    st = d.get("status") or {}
     ns = (((d.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
-    names, images = _containers(d)
-    return [
-        d["metadata"]["name"],
-        st.get("desiredNumberScheduled", 0),
-        st.get("currentNumberScheduled", 0),
-        st.get("numberReady", 0),
-        st.get("updatedNumberScheduled", 0),
-        st.get("numberAvailable", 0),
-        ",".join(f"{k}={v}" for k, v in sorted(ns.items())) or "<none>",
-        age(d, now),
-        names,
-        images,
-        _selector(d),
-    ]
+    node_selector = ",".join(f"{k}={v}" for k, v in sorted(ns.items())) or "<none>"
+    return _workload_row(d, now, [*_status_counts(d, *_DS_COUNTS), node_selector])
 
 
-DS_COLUMNS = [
-    NAME,
+DS_COLUMNS = _workload_columns(
     _int("Desired", "The total number of nodes that should be running the daemon pod."),
     _int(
         "Current",
@@ -376,9 +366,7 @@ DS_COLUMNS = [
         "NodeSelector is a selector which must be true for the pod to fit on a node. Selector "
         "which must match a node's labels for the pod to be scheduled on that node.",
     ),
-    AGE,
-    *_WIDE,
-]
+)
 
 
 def _pdb_row(p: Json, now: float) -> list[Any]:

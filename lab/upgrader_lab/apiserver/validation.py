@@ -326,12 +326,7 @@ def default_on_create(rt: ResourceType, obj: Json) -> Json:
             "numberReady": 0,
         }
     elif rt.plural == "poddisruptionbudgets":
-        obj["status"] = {
-            "disruptionsAllowed": 0,
-            "currentHealthy": 0,
-            "desiredHealthy": 0,
-            "expectedPods": 0,
-        }
+        obj["status"] = ob.pdb_counts(allowed=0, healthy=0, desired=0, expected=0)
     elif rt.plural == "namespaces":
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj["status"] = {"phase": "Active"}

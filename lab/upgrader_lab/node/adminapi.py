@@ -67,14 +67,8 @@ class Api:
             raise ApiError(
                 f"{detail.strip() or exc.reason} (HTTP {exc.code} from {verb} {path})"
             ) from None
-        except urllib.error.URLError as exc:
-            raise ApiError(f'{verb} "{url}": {_dial_error(url, exc.reason)}') from None
-        except TimeoutError:
-            raise ApiError(
-                f'{verb} "{url}": net/http: request canceled (Client.Timeout exceeded)'
-            ) from None
-        except OSError as exc:
-            raise ApiError(f'{verb} "{url}": {exc}') from None
+        except OSError as exc:  # URLError and TimeoutError too
+            raise ApiError(f'{verb} "{url}": {_transport_error(url, exc)}') from None
         if not raw:
             return None
         try:
@@ -141,6 +135,17 @@ class Api:
         if not starts:
             body["starts"] = False
         self.request("POST", f"/_lab/v1/nodes/{node}/kubelet-restart", body)
+
+
+def _transport_error(url: str, exc: OSError) -> str:
+    """Why a request to ``url`` got no answer, worded as kubectl's Go client words it."""
+    import urllib.error
+
+    if isinstance(exc, urllib.error.URLError):
+        return _dial_error(url, exc.reason)
+    if isinstance(exc, TimeoutError):
+        return "net/http: request canceled (Client.Timeout exceeded)"
+    return str(exc)
 
 
 def _dial_error(url: str, reason: object) -> str:

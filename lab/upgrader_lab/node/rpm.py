@@ -466,16 +466,22 @@ def _transaction(ctx: NodeContext, changes: list[Change], mode: Mode, fetched: s
     ctx.save_packages(db)
 
 
+def _group_rows(groups: dict[str, list[Any]], row: str) -> None:
+    """Each non-empty group's ``Kind:`` line, then one ``row`` (a format of name, arch,
+    version, repository and size) per package."""
+    for kind, items in groups.items():
+        if not items:
+            continue
+        _out(f"{kind}:")
+        for name, version, _, repo_id in items:
+            _out(row.format(name, repo.ARCH, version, repo_id, SIZES[name]))
+
+
 def _table(groups: dict[str, list[Any]], mode: Mode) -> None:
     changes = [c for items in groups.values() for c in items]
     if mode.dnf5:
         _out(f"{'Package':<24}{'Arch':<8}{'Version':<28}{'Repository':<16}{'Size':>8}")
-        for kind, items in groups.items():
-            if not items:
-                continue
-            _out(f"{kind}:")
-            for name, version, _, repo_id in items:
-                _out(f" {name:<23}{repo.ARCH:<8}{version:<28}{repo_id:<16}{SIZES[name]:>6}iB")
+        _group_rows(groups, " {0:<23}{1:<8}{2:<28}{3:<16}{4:>6}iB")
         _out()
         _out("Transaction Summary:")
         for kind, items in groups.items():
@@ -489,12 +495,7 @@ def _table(groups: dict[str, list[Any]], mode: Mode) -> None:
     _out(bar)
     _out(" Package          Architecture    Version                    Repository        Size")
     _out(bar)
-    for kind, items in groups.items():
-        if not items:
-            continue
-        _out(f"{kind}:")
-        for name, version, _, repo_id in items:
-            _out(f" {name:<16} {repo.ARCH:<15} {version:<26} {repo_id:<16} {SIZES[name]:>5}")
+    _group_rows(groups, " {0:<16} {1:<15} {2:<26} {3:<16} {4:>5}")
     _out()
     _out("Transaction Summary")
     _out(bar)

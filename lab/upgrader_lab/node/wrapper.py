@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from upgrader.core import nodelock
+from upgrader_lab.hostproc import captured
 from upgrader_lab.node import tree
 
 SAFE_PATH_RE = re.compile(r"^[A-Za-z0-9_./+@-]+$")
@@ -69,12 +70,8 @@ def probe(lab_dir: Path, force_path: bool = False) -> MountMode:
         "&& test -f /etc/upgrader-lab-probe"
     )
     try:
-        proc = subprocess.run(
-            [*_unshare_argv(userns), "/bin/sh", "-c", script, "probe", str(scratch)],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
+        proc = captured(
+            [*_unshare_argv(userns), "/bin/sh", "-c", script, "probe", str(scratch)], 20
         )
         ok = proc.returncode == 0
         detail = (proc.stderr or proc.stdout).strip().splitlines()
@@ -204,13 +201,7 @@ CGROUP_MOUNTS = {
 def host_cgroup() -> str:
     """``v2`` when this machine's /sys/fs/cgroup is cgroup2fs, else ``v1``."""
     try:
-        proc = subprocess.run(
-            ["stat", "-fc", "%T", "/sys/fs/cgroup/"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
+        proc = captured(["stat", "-fc", "%T", "/sys/fs/cgroup/"], 10)
     except (OSError, subprocess.TimeoutExpired):
         return "v2"
     return "v2" if proc.stdout.strip() == "cgroup2fs" else "v1"
@@ -228,18 +219,8 @@ def cgroup_problem(mode: MountMode) -> str | None:
     mount = CGROUP_MOUNTS[other].split("then ", 1)[1].split(" 2>/dev/null", 1)[0]
     want = "tmpfs" if other == "v1" else "cgroup2fs"
     try:
-        proc = subprocess.run(
-            [
-                *_unshare_argv(mode.userns),
-                "/bin/sh",
-                "-c",
-                f"{mount} && stat -fc %T /sys/fs/cgroup/",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
+        script = f"{mount} && stat -fc %T /sys/fs/cgroup/"
+        proc = captured([*_unshare_argv(mode.userns), "/bin/sh", "-c", script], 20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"cgroup {other} nodes show the host's /sys/fs/cgroup ({exc})"
     if proc.returncode != 0 or proc.stdout.strip() != want:
@@ -342,11 +323,8 @@ def run_on_node(
     lab_dir: Path, node: str, command: str, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` on ``node`` without SSH (the runner's own setup steps)."""
-    return subprocess.run(
+    return captured(
         ["/bin/sh", str(lab_dir / "bin" / "node-run"), node, command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        timeout,
         env={"PATH": NODE_PATH, "HOME": os.environ.get("HOME", "/")},
     )
