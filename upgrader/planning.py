@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.core.checks.inputs import PreflightInputs
+from upgrader.core.fields import built_from
 from upgrader.core.kubeadm_passthrough import KubeadmPassthrough
 from upgrader.core.model import Facts, Plan
 from upgrader.core.versions import KubeVersion
@@ -112,17 +113,12 @@ def make_plan(
         source = getattr(inventory, "release_checksums", None)
         if source:
             checksums = _release_checksums(source, facts, req, releases, policy)
-    opts = planner.PlanOptions(
+    opts = built_from(  # strategy, nodes, overrides, ...: the request's own
+        planner.PlanOptions,
+        req,
         policy=policy,
-        strategy=req.strategy,
         package_manager_by_node=pm,
-        nodes=req.nodes,
-        overrides=req.overrides,
-        max_unavailable=req.max_unavailable,
         checksums=checksums,
-        etcd_snapshot=req.etcd_snapshot,
-        prestage=req.prestage,
-        kubeadm=req.kubeadm,
         selector=selector,
         group_by=group_by,
         order_by=order_by,

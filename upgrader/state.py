@@ -49,6 +49,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ConfigDict, Field, StrictInt, StrictStr
 
 from upgrader import safefile
+from upgrader.core.fields import built_from, field_values
 from upgrader.core.problems import FileModel, render_dotted, validate
 from upgrader.core.vocab import Phase
 from upgrader.errors import ConfigError, LockHeld
@@ -135,18 +136,9 @@ class StepRecord:
     stderr_tail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "phase": self.phase,
-            "name": self.name,
-            "status": self.status.value,
-            "attempts": self.attempts,
-            "started": self.started,
-            "stopped": self.stopped,
-            "exit_code": self.exit_code,
-            "message": self.message,
-            "stderr_tail": self.stderr_tail,
-        }
+        out = field_values(self, skip=("id",))  # the state file keys the record by its id
+        out["status"] = self.status.value
+        return out
 
 
 class StepLike(Protocol):
@@ -284,19 +276,7 @@ class _StepRecordDoc(FileModel):
     stderr_tail: _Text = None
 
     def record(self, step_id: str) -> StepRecord:
-        return StepRecord(
-            step_id,
-            self.node,
-            self.phase,
-            self.name,
-            self.status,
-            self.attempts,
-            self.started,
-            self.stopped,
-            self.exit_code,
-            self.message,
-            self.stderr_tail,
-        )
+        return built_from(StepRecord, self, id=step_id)
 
 
 class _SnapshotDoc(FileModel):
@@ -347,28 +327,18 @@ class _RunStateDoc(FileModel):
 
     def state(self) -> RunState:
         snap = self.etcd_snapshot
-        return RunState(
-            run_id=self.run_id,
-            cluster=self.cluster,
-            inventory=self.inventory,
-            fingerprint=self.fingerprint,
-            target=self.target,
+        return built_from(
+            RunState,
+            self,
             hops=tuple(self.hops),
-            strategy=self.strategy,
-            created=self.created,
-            updated=self.updated,
-            status=self.status,
             steps=MappingProxyType({sid: r.record(sid) for sid, r in self.steps.items()}),
             cordoned_by_us=_frozen(self.cordoned_by_us),
             precordoned=frozenset(self.precordoned),
-            transcripts=self.transcripts,
             etcd_snapshot=None if snap is None else _frozen(snap.model_dump()),
-            plan_digest=self.plan_digest,
             inputs=_frozen(self.inputs),
             versions_before=_frozen(
                 {k: _frozen(v) for k, v in (self.versions_before or {}).items()}
             ),
-            paused=self.paused,
             drain_fallbacks=_frozen(
                 {k: _frozen(f.model_dump()) for k, f in (self.drain_fallbacks or {}).items()}
             ),

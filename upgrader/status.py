@@ -17,6 +17,7 @@ from typing import Any
 
 from upgrader import safefile
 from upgrader import state as st
+from upgrader.core.fields import built_from
 from upgrader.core.render import selection_text
 from upgrader.core.workers import WorkerSelection
 from upgrader.errors import ConfigError, LockHeld
@@ -191,14 +192,10 @@ def status(
         for name, ns in st.status_summary(run).items():
             tp = writer.path_for(name) if writer is not None else None
             nodes.append(
-                NodeReport(
-                    node=name,
-                    state=ns.state,
+                built_from(  # node, state, step, message, done_steps, total_steps
+                    NodeReport,
+                    ns,
                     text=ns.text,
-                    step=ns.step,
-                    message=ns.message,
-                    done_steps=ns.done_steps,
-                    total_steps=ns.total_steps,
                     transcript=str(tp) if tp is not None and tp.exists() else None,
                     cordoned_by_us=name in run.cordoned_by_us,
                     precordoned=name in run.precordoned,

@@ -25,6 +25,7 @@ from typing import Any
 from upgrader import safefile
 from upgrader import state as st
 from upgrader.core.drain import fallback_text
+from upgrader.core.fields import field_values
 from upgrader.core.model import Facts, Finding, NodeFacts, PlanEntry, Severity
 from upgrader.core.vocab import StepKind
 
@@ -126,19 +127,14 @@ class RunSummary:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "cluster": self.cluster,
-            "target": self.target,
-            "ok": self.ok,
-            "created": self.created,
-            "finished": self.finished,
-            "nodes": [n.to_dict() for n in self.nodes],
-            "warnings": list(self.warnings),
-            "problems": list(self.problems),
-            "etcd_snapshot": None if self.etcd_snapshot is None else dict(self.etcd_snapshot),
-            **dict(self.extra),
-        }
+        out = field_values(self, skip=("extra",))  # run_id, cluster, ... as they are
+        out.update(
+            nodes=[n.to_dict() for n in self.nodes],
+            warnings=list(self.warnings),
+            problems=list(self.problems),
+            etcd_snapshot=None if self.etcd_snapshot is None else dict(self.etcd_snapshot),
+        )
+        return {**out, **dict(self.extra)}
 
     def text(self) -> str:
         from upgrader.execute.snapshot import restore_guidance

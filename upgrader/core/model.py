@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StrictStr
 
+from upgrader.core.fields import built_from, field_values
 from upgrader.core.problems import FileModel, Version, short, validate
 from upgrader.core.versions import KubeVersion
 from upgrader.core.vocab import StepKind
@@ -279,27 +280,15 @@ class _NodeDoc(FileModel):
 
     def facts(self) -> NodeFacts:
         cp = self.control_plane
-        return NodeFacts(
-            name=self.name,
-            role=self.role,
-            address=self.address,
-            kubelet=self.kubelet,
-            kubeadm=self.kubeadm,
-            kubectl=self.kubectl,
-            control_plane=None
-            if cp is None
-            else ControlPlaneVersions(cp.apiserver, cp.controller_manager, cp.scheduler, cp.etcd),
-            ready=self.ready,
+        return built_from(
+            NodeFacts,
+            self,
+            control_plane=None if cp is None else built_from(ControlPlaneVersions, cp),
             unschedulable=bool(self.unschedulable),
-            os_family=self.os_family,
-            package_manager=self.package_manager,
             packages={
                 k: PackageFact(k, p.version, p.held) for k, p in (self.packages or {}).items()
             },
-            repo_minor=self.repo_minor,
             repo_versions=tuple(self.repo_versions or ()),
-            container_runtime=self.container_runtime,
-            cgroup=self.cgroup,
             reachable=bool(self.reachable),
             extra=self.extra or {},
             labels=self.labels or {},
@@ -335,18 +324,15 @@ class _FactsDoc(FileModel):
         c = self.cluster
         etcd = c.etcd_external
         return Facts(
-            ClusterFacts(
+            built_from(
+                ClusterFacts,
+                c,
                 name=c.name or "cluster",
-                version=c.version,
-                apiserver_version=c.apiserver_version,
                 etcd_external=tuple(etcd) if etcd is not None else None,
                 image_repository=c.image_repository or None,
             ),
             tuple(n.facts() for n in self.nodes),
-            tuple(
-                Finding(f.code, f.severity, f.message, f.node, f.fix, f.override)
-                for f in self.findings or ()
-            ),
+            tuple(built_from(Finding, f) for f in self.findings or ()),
             self.gathered_at,
         )
 
@@ -386,20 +372,9 @@ class Step:
     sudo: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "node": self.node,
-            "hop": self.hop,
-            "phase": self.phase,
-            "name": self.name,
-            "description": self.description,
-            "command": self.command,
-            "check": self.check,
-            "params": dict(self.params),
-            "retry_safe": self.retry_safe,
-            "timeout": self.timeout,
-        }
+        out = field_values(self, skip=("sudo",))
+        out["params"] = dict(self.params)  # in its place among the fields
+        return out
 
 
 @dataclass(frozen=True)
@@ -415,9 +390,7 @@ class PlanEntry:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.node,
-            "role": self.role,
-            "phase": self.phase,
-            "hop": self.hop,
+            **field_values(self, skip=("node", "steps")),
             "steps": [s.to_dict() for s in self.steps],
         }
 

@@ -64,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from upgrader.core import etcd as etcd_mod
 from upgrader.core import path as path_mod
 from upgrader.core.checksums import ReleaseChecksums
+from upgrader.core.fields import built_from
 from upgrader.core.kubeadm_passthrough import (
     CONFIG_FIELD_OF_FLAG,
     UPGRADE_CONFIG_MINOR,
@@ -174,13 +175,7 @@ class PlanOptions:
 
     @property
     def selection(self) -> WorkerSelection:
-        return WorkerSelection(
-            nodes=self.nodes,
-            selector=self.selector,
-            group_by=self.group_by,
-            order_by=self.order_by,
-            per_group=self.max_unavailable_per_group,
-        )
+        return built_from(WorkerSelection, self, per_group=self.max_unavailable_per_group)
 
 
 def package_manager_for(node: NodeFacts, by_node: Mapping[str, str]) -> tuple[str | None, str]:

@@ -107,6 +107,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from upgrader.core import vocab
+from upgrader.core.fields import built_from
 from upgrader.core.model import Step
 from upgrader.core.problems import FileModel, Loc, Problem, fail_at, short, validate
 from upgrader.core.sanitize import HIDDEN
@@ -947,17 +948,12 @@ class _StepDoc(FileModel):
 
     def spec(self, origin: str) -> StepSpec:
         w = self.when or _WhenDoc()
-        return StepSpec(
-            name=self.name,
+        return built_from(
+            StepSpec,
+            self,
             kind=self.kind.value,
-            description=self.description,
-            command=self.command,
-            check=self.check,
-            retry_safe=self.retry_safe,
             timeout=float(self.timeout),
-            sudo=self.sudo,
-            when=When(w.minor_changes, w.strategy, w.checksums, w.role, w.per_minor_repo),
-            params=self.params,
+            when=built_from(When, w),
             origin=origin,
         )
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from upgrader.core.fields import built_from
 from upgrader.errors import ConfigError
 from upgrader.inventory.problems import one_line
 from upgrader.inventory.schema import NodeSpec, SSHDefaults, parse_jump_host
@@ -83,18 +84,17 @@ def build_target(
     jump: SSHTarget | None = None
     if jump_spec is not None and jump_spec.lower() != "none":
         jump = _jump_chain(jump_spec, ssh, ssh_config, where, settings_form)
-    return SSHTarget(
+    # host_key_policy, sudo_password_env, connect_timeout and keepalive: the defaults'
+    return built_from(
+        SSHTarget,
+        ssh,
         node=node.name,
         host=specific.hostname or generic.hostname or node.address,
         port=port,
         user=user,
         identity_file=identity,
         known_hosts=_str(ssh.known_hosts),
-        host_key_policy=ssh.host_key_policy,
         sudo=node.sudo if node.sudo is not None else ssh.sudo,
-        sudo_password_env=ssh.sudo_password_env,
-        connect_timeout=ssh.connect_timeout,
-        keepalive=ssh.keepalive,
         jump=jump,
         env=env,
         settings_form=settings_form,
