@@ -36,20 +36,30 @@ def _float(o: float) -> str:
     return float.__repr__(o)
 
 
+def _scalar(o: Any) -> str | None:
+    """The JSON text of a str, None, bool, int or float; ``None`` for anything else."""
+    if isinstance(o, str):
+        return _encode_str(o)
+    if o is None:
+        return "null"
+    if o is True:
+        return "true"
+    if o is False:
+        return "false"
+    if isinstance(o, int):
+        return int.__repr__(o)
+    if isinstance(o, float):
+        return _float(o)
+    return None
+
+
 def _key(key: Any) -> str:
     if isinstance(key, str):
         return _encode_str(key)
-    if isinstance(key, float):
-        return _encode_str(_float(key))
-    if key is True:
-        return '"true"'
-    if key is False:
-        return '"false"'
-    if key is None:
-        return '"null"'
-    if isinstance(key, int):
-        return _encode_str(int.__repr__(key))
-    raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
+    text = _scalar(key)  # a float, bool, None or int key: its JSON text, quoted
+    if text is None:
+        raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
+    return _encode_str(text)
 
 
 def write_json(doc: Any, write: Callable[[str], object], indent: int = 2) -> None:
@@ -69,26 +79,11 @@ def write_json(doc: Any, write: Callable[[str], object], indent: int = 2) -> Non
             return text
         return _key(k)
 
-    def scalar(o: Any) -> str | None:
-        if isinstance(o, str):
-            return _encode_str(o)
-        if o is None:
-            return "null"
-        if o is True:
-            return "true"
-        if o is False:
-            return "false"
-        if isinstance(o, int):
-            return int.__repr__(o)
-        if isinstance(o, float):
-            return _float(o)
-        return None
-
     def value(o: Any, level: int) -> None:
         if type(o) is str:
             append(_encode_str(o))
             return
-        text = scalar(o)
+        text = _scalar(o)
         if text is not None:
             append(text)
             return

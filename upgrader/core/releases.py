@@ -1,7 +1,7 @@
 """Release data: which Kubernetes minors exist, their patches, release and EOL dates.
 
-Owns the shipped release table (``upgrader/data/releases.json``, package data read with
-``importlib.resources``) and the loader of an operator-supplied refresh of it (the CLI's
+Owns the shipped release table (``upgrader/data/releases.json``, package data read through
+:mod:`upgrader.core.datafiles`) and the loader of an operator-supplied refresh of it (the CLI's
 ``--release-data FILE``; ``scripts/refresh_releases.py`` writes one). The data answers
 "what is the newest patch of 1.30?" (intermediate hops), "is v1.31.4 a real release?"
 and "which minors are still supported today?". Nothing here downloads anything: the tool
@@ -31,14 +31,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, StrictStr
 
-from upgrader.core.problems import FileModel, Version, json_document, render_dotted, validate
+from upgrader.core.datafiles import data_file_document
+from upgrader.core.problems import FileModel, Version, render_dotted, validate
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
@@ -220,21 +220,8 @@ def load_release_data(path: Path | None = None) -> ReleaseData:
 
     Raises :class:`ConfigError` (one line, naming the file and field) on unreadable or
     invalid data."""
-    if path is None:
-        origin = f"upgrader/data/{PACKAGED_NAME}"
-        try:
-            text = (resources.files("upgrader") / "data" / PACKAGED_NAME).read_text("utf-8")
-        except OSError as e:  # a broken installation
-            raise ConfigError(f"{origin}: cannot read packaged release data: {e}") from None
-    else:
-        origin = str(path)
-        try:
-            text = Path(path).read_text("utf-8")
-        except OSError as e:
-            raise ConfigError(f"{origin}: cannot read release data: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{origin}: not UTF-8 text") from None
-    return parse_release_data(json_document(text, origin), origin)
+    document, origin = data_file_document(PACKAGED_NAME, path, "release data")
+    return parse_release_data(document, origin)
 
 
 def release_data_from(

@@ -14,7 +14,7 @@ Must not: print, colour (the CLI may), do I/O, or import paramiko, kubernetes, t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from upgrader.core import nodeenv, nodelock
@@ -31,51 +31,61 @@ def _seconds(value: object) -> str:
     return f"{value}s"
 
 
+def _drain_text(step: Step) -> str:
+    p = step.params
+    extra = ""
+    if p.get("grace_period") is not None:
+        extra += f", grace period {_seconds(p['grace_period'])}"
+    if p.get("delete_emptydir_data"):
+        extra += ", emptyDir data deleted"
+    if p.get("allow_unmanaged"):
+        extra += ", pods without a controller deleted"
+    if p.get("pod_selector"):
+        extra += f", only pods matching {p['pod_selector']}"
+    pdbs = "PDBs respected"
+    if p.get("fallback") == "delete":
+        pdbs += " until the timeout, then the pods they still hold are deleted"
+    return (
+        f"drain {step.node} via the Eviction API "
+        f"(timeout {_seconds(p.get('timeout', step.timeout))}, {pdbs}{extra})"
+    )
+
+
+def _wait_ready_text(step: Step) -> str:
+    return (
+        f"wait until {step.node} is Ready with kubelet "
+        f"{step.params.get('kubelet_version', step.hop)} (timeout {_seconds(step.timeout)})"
+    )
+
+
+def _wait_control_plane_text(step: Step) -> str:
+    comps = step.params.get("components") or ["control-plane"]
+    return (
+        f"wait until the {', '.join(comps)} pods of {step.node} run "
+        f"{step.params.get('version', step.hop)} (timeout {_seconds(step.timeout)})"
+    )
+
+
+# What a step of each kind does, in one line (:func:`describe_step`).
+_DESCRIBE: Mapping[str, Callable[[Step], str]] = {
+    StepKind.SHELL: lambda s: s.command or "(no command for this node's package manager)",
+    StepKind.DRAIN: _drain_text,
+    StepKind.CORDON: lambda s: f"cordon {s.node} (mark it unschedulable)",
+    StepKind.UNCORDON: lambda s: f"uncordon {s.node} (unless it was cordoned before the run)",
+    StepKind.WAIT_READY: _wait_ready_text,
+    StepKind.WAIT_CONTROL_PLANE: _wait_control_plane_text,
+    StepKind.ETCD_SNAPSHOT: lambda s: (
+        f"etcdctl snapshot save inside the etcd static pod's container on {s.node} (crictl "
+        "exec, kubeadm's etcd certificates, https://127.0.0.1:2379) into etcd's own data "
+        "directory, its status checked, streamed to this machine and its sha256 compared"
+    ),
+}
+
+
 def describe_step(step: Step) -> str:
     """What a step does, in one line: the command for shell steps, else the API action."""
-    p = step.params
-    n = step.node
-    if step.kind == StepKind.SHELL:
-        return step.command or "(no command for this node's package manager)"
-    if step.kind == StepKind.DRAIN:
-        extra = ""
-        if p.get("grace_period") is not None:
-            extra += f", grace period {_seconds(p['grace_period'])}"
-        if p.get("delete_emptydir_data"):
-            extra += ", emptyDir data deleted"
-        if p.get("allow_unmanaged"):
-            extra += ", pods without a controller deleted"
-        if p.get("pod_selector"):
-            extra += f", only pods matching {p['pod_selector']}"
-        pdbs = "PDBs respected"
-        if p.get("fallback") == "delete":
-            pdbs += " until the timeout, then the pods they still hold are deleted"
-        return (
-            f"drain {n} via the Eviction API (timeout {_seconds(p.get('timeout', step.timeout))}"
-            f", {pdbs}{extra})"
-        )
-    if step.kind == StepKind.CORDON:
-        return f"cordon {n} (mark it unschedulable)"
-    if step.kind == StepKind.UNCORDON:
-        return f"uncordon {n} (unless it was cordoned before the run)"
-    if step.kind == StepKind.WAIT_READY:
-        return (
-            f"wait until {n} is Ready with kubelet {p.get('kubelet_version', step.hop)} "
-            f"(timeout {_seconds(step.timeout)})"
-        )
-    if step.kind == StepKind.WAIT_CONTROL_PLANE:
-        comps = p.get("components") or ["control-plane"]
-        return (
-            f"wait until the {', '.join(comps)} pods of {n} run {p.get('version', step.hop)} "
-            f"(timeout {_seconds(step.timeout)})"
-        )
-    if step.kind == StepKind.ETCD_SNAPSHOT:
-        return (
-            f"etcdctl snapshot save inside the etcd static pod's container on {n} (crictl "
-            "exec, kubeadm's etcd certificates, https://127.0.0.1:2379) into etcd's own data "
-            "directory, its status checked, streamed to this machine and its sha256 compared"
-        )
-    return f"{step.kind} {n}"
+    describe = _DESCRIBE.get(step.kind)
+    return describe(step) if describe is not None else f"{step.kind} {step.node}"
 
 
 def _finding_lines(f: Finding, overrides: tuple[str, ...]) -> list[str]:

@@ -17,6 +17,7 @@ nor know what is waited for: the caller evaluates, decides and words the progres
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Generic, TypeVar
 
 import tenacity
@@ -35,45 +36,41 @@ def first_say(progress_every: float) -> float:
     return min(FIRST_SAY, progress_every)
 
 
+@dataclass(eq=False)
 class Wait:
     """One wait of ``timeout`` seconds, started when it is made."""
 
-    def __init__(
-        self,
-        timeout: float,
-        *,
-        clock: Clock,
-        sleep: Sleep,
-        on_progress: Callable[[str], None] | None = None,
-        progress_every: float = 30.0,
-    ) -> None:
-        self.timeout = timeout
-        self._clock = clock
-        self._sleep = sleep
-        self._on_progress = on_progress
-        self._every = progress_every
-        start = clock()
-        self.sleep = sleep
-        self.deadline = start + timeout
-        self._next_say = start + first_say(progress_every)
+    timeout: float
+    _: KW_ONLY
+    clock: Clock
+    sleep: Sleep
+    on_progress: Callable[[str], None] | None = None
+    progress_every: float = 30.0
+    deadline: float = field(init=False)
+    _next_say: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        start = self.clock()
+        self.deadline = start + self.timeout
+        self._next_say = start + first_say(self.progress_every)
 
     def now(self) -> float:
-        return self._clock()
+        return self.clock()
 
     def left(self, now: float | None = None) -> float:
         """Seconds until the deadline (never negative)."""
-        return max(0.0, self.deadline - (self._clock() if now is None else now))
+        return max(0.0, self.deadline - (self.clock() if now is None else now))
 
     def due(self, now: float) -> bool:
         """Whether a progress line is due at ``now`` (and someone listens)."""
-        return self._on_progress is not None and now >= self._next_say
+        return self.on_progress is not None and now >= self._next_say
 
     def say(self, text: str, now: float) -> None:
         """Tell the listener ``text`` and the time left, and schedule the next line."""
-        if self._on_progress is None:
+        if self.on_progress is None:
             return
-        self._next_say = now + self._every
-        self._on_progress(f"{text}; {self.left(now):.0f}s of {self.timeout:g}s left")
+        self._next_say = now + self.progress_every
+        self.on_progress(f"{text}; {self.left(now):.0f}s of {self.timeout:g}s left")
 
 
 def backoff(first: float, cap: float) -> tenacity.wait_exponential:
@@ -103,13 +100,13 @@ class _stop_at_deadline(tenacity.stop_after_delay):
         return bool(now >= self._wait.deadline)
 
 
+@dataclass(frozen=True)
 class Polled(Generic[T]):
     """What :func:`poll_until` ended with: the last result, and whether it was done."""
 
-    def __init__(self, result: T, done: bool, attempts: int) -> None:
-        self.result = result
-        self.done = done
-        self.attempts = attempts
+    result: T
+    done: bool
+    attempts: int
 
 
 def poll_until(

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from upgrader.core.datafiles import data_file_document
 from upgrader.core.model import Finding, Severity
-from upgrader.core.problems import json_document
 from upgrader.core.versions import KubeVersion
 from upgrader.errors import ConfigError
 
@@ -106,19 +105,8 @@ def parse_removed_apis(data: Any, origin: str) -> tuple[RemovedApi, ...]:
 
 def load_removed_apis(path: Path | None = None) -> tuple[RemovedApi, ...]:
     """The packaged table, or an operator's refreshed copy at ``path``."""
-    if path is None:
-        origin = f"upgrader/data/{PACKAGED_NAME}"
-        try:
-            text = (resources.files("upgrader") / "data" / PACKAGED_NAME).read_text("utf-8")
-        except OSError as e:
-            raise ConfigError(f"{origin}: cannot read: {e}") from None
-    else:
-        origin = str(path)
-        try:
-            text = Path(path).read_text("utf-8")
-        except OSError as e:
-            raise ConfigError(f"{origin}: cannot read: {e.strerror or e}") from None
-    return parse_removed_apis(json_document(text, origin), origin)
+    document, origin = data_file_document(PACKAGED_NAME, path, "the removed-API table")
+    return parse_removed_apis(document, origin)
 
 
 def removed_between(
@@ -142,15 +130,16 @@ def scan_targets(
 ) -> list[tuple[str, str]]:
     """(group, resource) pairs whose objects to list for annotations: the group the
     replacement lives in (the removed version's group when there is none)."""
-    out: list[tuple[str, str]] = []
-    for r in removed_between(table, current, target):
-        group = r.group
-        if r.replacement is not None and "/" in r.replacement:
-            group = r.replacement.split("/", 1)[0]
-        pair = (group, r.resource)
-        if pair not in out:
-            out.append(pair)
-    return out
+    pairs = (
+        (
+            r.replacement.split("/", 1)[0]
+            if r.replacement is not None and "/" in r.replacement
+            else r.group,
+            r.resource,
+        )
+        for r in removed_between(table, current, target)
+    )
+    return list(dict.fromkeys(pairs))  # each once, in the table's order
 
 
 # --------------------------------------------------------------------------- the metric
@@ -175,8 +164,11 @@ _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 def parse_deprecated_api_metric(text: str) -> list[DeprecatedRequest]:
     """``apiserver_requested_deprecated_apis{group="policy",removed_release="1.25",
     resource="poddisruptionbudgets",subresource="",version="v1beta1"} 1`` lines of a
-    Prometheus text exposition; samples with value 0 are skipped."""
-    out: list[DeprecatedRequest] = []
+    Prometheus text exposition; samples with value 0 are skipped, a repeated one kept once."""
+    return list(dict.fromkeys(_deprecated_requests(text)))
+
+
+def _deprecated_requests(text: str) -> Iterator[DeprecatedRequest]:
     for line in text.splitlines():
         line = line.strip()
         if not line.startswith(METRIC + "{"):
@@ -194,16 +186,13 @@ def parse_deprecated_api_metric(text: str) -> list[DeprecatedRequest]:
             continue
         if value <= 0:
             continue
-        req = DeprecatedRequest(
+        yield DeprecatedRequest(
             group=labels.get("group", ""),
             version=labels.get("version", ""),
             resource=labels.get("resource", ""),
             subresource=labels.get("subresource", ""),
             removed_release=labels.get("removed_release", ""),
         )
-        if req not in out:
-            out.append(req)
-    return out
 
 
 # --------------------------------------------------------------------------- annotations
