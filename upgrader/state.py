@@ -44,12 +44,13 @@ from enum import StrEnum
 from itertools import compress
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, StrictInt, StrictStr
 
 from upgrader import safefile
 from upgrader.core.fields import built_from, field_values
+from upgrader.core.model import Step
 from upgrader.core.problems import FileModel, render_dotted, validate
 from upgrader.core.vocab import Phase
 from upgrader.errors import ConfigError, LockHeld
@@ -139,19 +140,6 @@ class StepRecord:
         out = field_values(self, skip=("id",))  # the state file keys the record by its id
         out["status"] = self.status.value
         return out
-
-
-class StepLike(Protocol):
-    """What :func:`new_run` needs of a planned step (``upgrader.core.model.Step`` fits)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def node(self) -> str: ...
-    @property
-    def phase(self) -> str: ...
-    @property
-    def name(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -356,7 +344,7 @@ def new_run(
     target: str,
     hops: Sequence[str],
     strategy: str,
-    steps: Iterable[StepLike],
+    steps: Iterable[Step],
     precordoned: Iterable[str] = (),
     transcripts: str | os.PathLike[str] | None = None,
     run_id: str | None = None,
@@ -394,7 +382,7 @@ def new_run(
     )
 
 
-def sync_steps(state: RunState, steps: Iterable[StepLike], now: str | None = None) -> RunState:
+def sync_steps(state: RunState, steps: Iterable[Step], now: str | None = None) -> RunState:
     """Add planned steps the state does not know yet (as ``pending``), in plan order; keep
     every existing record. Steps of the state that the new plan no longer has stay last."""
     recs: dict[str, StepRecord] = {}

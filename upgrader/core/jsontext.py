@@ -24,6 +24,7 @@ from typing import Any
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _INF = float("inf")
 FLUSH_PIECES = 8192  # pieces gathered before each ``write``
+_Container = list[Any] | tuple[Any, ...] | dict[Any, Any]
 
 
 def _float(o: float) -> str:
@@ -88,11 +89,9 @@ def write_json(doc: Any, write: Callable[[str], object], indent: int = 2) -> Non
             append(text)
             return
         if isinstance(o, list | tuple):
-            if not o:
-                append("[]")
+            inner = opened(o, "[]", level)
+            if inner is None:
                 return
-            marker = _enter(o)
-            inner = "\n" + " " * (indent * (level + 1))
             first = True
             for item in o:
                 append(("[" if first else ",") + inner)
@@ -101,15 +100,12 @@ def write_json(doc: Any, write: Callable[[str], object], indent: int = 2) -> Non
                 if len(out) >= FLUSH_PIECES:
                     write("".join(out))
                     out.clear()
-            append("\n" + " " * (indent * level) + "]")
-            active.discard(marker)
+            closed(o, "]", level)
             return
         if isinstance(o, dict):
-            if not o:
-                append("{}")
+            inner = opened(o, "{}", level)
+            if inner is None:
                 return
-            marker = _enter(o)
-            inner = "\n" + " " * (indent * (level + 1))
             first = True
             for k, v in o.items():
                 head = ("{" if first else ",") + inner + key(k) + ": "
@@ -128,17 +124,24 @@ def write_json(doc: Any, write: Callable[[str], object], indent: int = 2) -> Non
                 else:
                     append(head)
                     value(v, level + 1)
-            append("\n" + " " * (indent * level) + "}")
-            active.discard(marker)
+            closed(o, "}", level)
             return
         raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 
-    def _enter(o: Any) -> int:
-        marker = id(o)
-        if marker in active:
+    def opened(o: _Container, empty: str, level: int) -> str | None:
+        """``o``'s brackets for an empty ``o`` (then None); else ``o`` marked as being
+        written (a document that contains itself is refused) and its entries' indent."""
+        if not o:
+            append(empty)
+            return None
+        if id(o) in active:
             raise ValueError("Circular reference detected")
-        active.add(marker)
-        return marker
+        active.add(id(o))
+        return "\n" + " " * (indent * (level + 1))
+
+    def closed(o: _Container, bracket: str, level: int) -> None:
+        append("\n" + " " * (indent * level) + bracket)
+        active.discard(id(o))
 
     value(doc, 0)
     if out:

@@ -460,17 +460,9 @@ def plan_path(
     cluster = facts.cluster.version
     findings: list[Finding] = list(check_target(target, cluster, releases, opts))
 
-    def result(
-        hops: tuple[KubeVersion, ...],
-        chosen: Strategy,
-        allowed: bool,
-        reason: str,
-        catch_up: bool = False,
-    ) -> UpgradePath:
-        # (hops, strategy, drain_once_allowed, drain_once_reason, findings, current, ...)
-        return UpgradePath(
-            hops, chosen, allowed, reason, tuple(findings), cluster, target, catch_up
-        )
+    def no_hops(reason: str) -> UpgradePath:
+        """A path that goes nowhere (``reason``), with the findings so far."""
+        return UpgradePath((), "per-hop", False, reason, tuple(findings), cluster, target)
 
     if not facts.control_planes:
         findings.append(
@@ -481,9 +473,9 @@ def plan_path(
                 fix="add the control-plane nodes to the inventory",
             )
         )
-        return result((), "per-hop", False, "no control-plane node")
+        return no_hops("no control-plane node")
     if target < cluster:
-        return result((), "per-hop", False, "downgrade refused")
+        return no_hops("downgrade refused")
 
     state, notes = state_from_facts(facts)
     findings.extend(notes)
@@ -502,7 +494,7 @@ def plan_path(
                     f"the cluster and every node are already at {target}",
                 )
             )
-        return result((), "per-hop", False, "nothing to do")
+        return no_hops("nothing to do")
 
     minor_hops = sum(1 for h in hops if h.minor_key > cluster.minor_key)
     allowed, reason = _drain_once_allowed(facts, hops, opts, known, minor_hops)
@@ -511,7 +503,7 @@ def plan_path(
     # drain-once request was refused: those are the cluster's own problems).
     walked: Strategy = chosen if allowed else "per-hop"
     findings.extend(_check_path(facts, hops, walked, opts, known))
-    return result(hops, chosen, allowed, reason, catch_up)
+    return UpgradePath(hops, chosen, allowed, reason, tuple(findings), cluster, target, catch_up)
 
 
 def _drain_once_allowed(
