@@ -222,40 +222,37 @@ def check_access(
     """A finding per access that is not allowed (or could not be asked). ``lease_exists``
     True: creating the Lease is not needed (the operator applied the Lease that
     ``upgrader rbac`` prints, or an earlier run created it), so its answer is ignored."""
-    out: list[Finding] = []
-    for r in results:
-        a = r.access
-        if r.allowed is True or (lease_exists and creates_lease(a)):
-            continue
-        detail = f" ({r.detail})" if r.detail else ""
-        if r.allowed is None:
-            out.append(
-                Finding(
-                    "PERMISSION_UNKNOWN",
-                    Severity.WARNING,
-                    f"could not ask whether we may {a.describe()}: {a.why}{detail}",
-                    fix="check the kubeconfig's identity can create selfsubjectaccessreviews",
-                )
-            )
-        elif a.required:
-            out.append(
-                Finding(
-                    "PERMISSION_MISSING",
-                    Severity.BLOCKER,
-                    f"not allowed to {a.describe()}: needed to {a.why}{detail}",
-                    fix=RBAC_FIX,
-                )
-            )
-        else:
-            out.append(
-                Finding(
-                    "PERMISSION_MISSING_OPTIONAL",
-                    Severity.WARNING,
-                    f"not allowed to {a.describe()}: cannot {a.why}{detail}",
-                    fix=RBAC_FIX,
-                )
-            )
-    return out
+    return [
+        _refused(r)
+        for r in results
+        if not (r.allowed is True or (lease_exists and creates_lease(r.access)))
+    ]
+
+
+def _refused(r: AccessResult) -> Finding:
+    """The finding for an access not allowed (or not asked): a blocker when it is required."""
+    a = r.access
+    detail = f" ({r.detail})" if r.detail else ""
+    if r.allowed is None:
+        return Finding(
+            "PERMISSION_UNKNOWN",
+            Severity.WARNING,
+            f"could not ask whether we may {a.describe()}: {a.why}{detail}",
+            fix="check the kubeconfig's identity can create selfsubjectaccessreviews",
+        )
+    if a.required:
+        return Finding(
+            "PERMISSION_MISSING",
+            Severity.BLOCKER,
+            f"not allowed to {a.describe()}: needed to {a.why}{detail}",
+            fix=RBAC_FIX,
+        )
+    return Finding(
+        "PERMISSION_MISSING_OPTIONAL",
+        Severity.WARNING,
+        f"not allowed to {a.describe()}: cannot {a.why}{detail}",
+        fix=RBAC_FIX,
+    )
 
 
 # --------------------------------------------------------------------------- RBAC rules
