@@ -49,7 +49,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, StrictInt, StrictStr
 
 from upgrader import safefile
-from upgrader.core.fields import built_from, field_values
+from upgrader.core.fields import built_from
 from upgrader.core.model import Step
 from upgrader.core.problems import FileModel, render_dotted, validate
 from upgrader.core.vocab import Phase
@@ -137,9 +137,19 @@ class StepRecord:
     stderr_tail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = field_values(self, skip=("id",))  # the state file keys the record by its id
-        out["status"] = self.status.value
-        return out
+        # spelled out (every step of a run, at each full save); the file keys it by its id
+        return {
+            "node": self.node,
+            "phase": self.phase,
+            "name": self.name,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "started": self.started,
+            "stopped": self.stopped,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "stderr_tail": self.stderr_tail,
+        }
 
 
 @dataclass(frozen=True)
@@ -264,7 +274,20 @@ class _StepRecordDoc(FileModel):
     stderr_tail: _Text = None
 
     def record(self, step_id: str) -> StepRecord:
-        return built_from(StepRecord, self, id=step_id)
+        # spelled out: a state file of thousands of nodes holds one per step
+        return StepRecord(
+            step_id,
+            self.node,
+            self.phase,
+            self.name,
+            self.status,
+            self.attempts,
+            self.started,
+            self.stopped,
+            self.exit_code,
+            self.message,
+            self.stderr_tail,
+        )
 
 
 class _SnapshotDoc(FileModel):

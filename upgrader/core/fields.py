@@ -17,29 +17,45 @@ from pydantic import BaseModel
 T = TypeVar("T")
 
 
-def _declared(source: object) -> frozenset[str]:
-    """The names of the fields ``source`` declares (a pydantic model or a dataclass)."""
-    if isinstance(source, BaseModel):
-        return frozenset(type(source).model_fields)
-    if dataclasses.is_dataclass(source):
-        return frozenset(f.name for f in dataclasses.fields(source))
-    raise TypeError(f"{type(source).__name__} declares no fields")
+_COPIED: dict[tuple[type, type], tuple[str, ...]] = {}
+_NAMES: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def _copied(cls: type, source: type) -> tuple[str, ...]:
+    """The fields of ``cls`` that ``source`` (a pydantic model or a dataclass) declares too,
+    in ``cls``'s order (worked out once per pair of types)."""
+    names = _COPIED.get((cls, source))
+    if names is not None:
+        return names
+    if issubclass(source, BaseModel):
+        declared = set(source.model_fields)
+    elif dataclasses.is_dataclass(source):
+        declared = {f.name for f in dataclasses.fields(source)}
+    else:
+        raise TypeError(f"{source.__name__} declares no fields")
+    names = _COPIED[(cls, source)] = tuple(
+        f.name for f in dataclasses.fields(cls) if f.init and f.name in declared
+    )
+    return names
+
+
+def _names(cls: type, skip: tuple[str, ...]) -> tuple[str, ...]:
+    names = _NAMES.get((cls, skip))
+    if names is None:
+        names = _NAMES[(cls, skip)] = tuple(
+            f.name for f in dataclasses.fields(cls) if f.name not in skip
+        )
+    return names
 
 
 def built_from(cls: type[T], source: object, /, **given: Any) -> T:
     """``cls`` (a dataclass) with each field ``source`` declares under the same name
     copied as it is, and ``given`` for the others and for those that need converting."""
-    declared = _declared(source)
-    copied = {
-        f.name: getattr(source, f.name)
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-        if f.init and f.name in declared and f.name not in given
-    }
+    copied = {n: getattr(source, n) for n in _copied(cls, type(source)) if n not in given}
     return cls(**copied, **given)
 
 
 def field_values(value: object, /, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """The fields of the dataclass ``value`` but ``skip``, in declaration order, as they are
     (the caller replaces the ones its JSON form writes otherwise)."""
-    assert dataclasses.is_dataclass(value) and not isinstance(value, type)
-    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name not in skip}
+    return {n: getattr(value, n) for n in _names(type(value), skip)}

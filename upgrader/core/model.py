@@ -9,11 +9,11 @@ Must not: do I/O, or import paramiko, kubernetes, typer or rich.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
 
 from pydantic import BeforeValidator, Field, StrictStr
 
@@ -124,8 +124,35 @@ class ClusterFacts:
     image_repository: str | None = None  # ClusterConfiguration.imageRepository (None: default)
 
 
+class _Roled(Protocol):
+    @property
+    def is_control_plane(self) -> bool: ...
+
+
+N = TypeVar("N", bound=_Roled)
+N_co = TypeVar("N_co", bound=_Roled, covariant=True)
+
+
+class _HasNodes(Protocol[N_co]):
+    @property
+    def nodes(self) -> Sequence[N_co]: ...
+
+
+class NodesByRole:
+    """``control_planes`` and ``workers``: the nodes of each role, in their order, of
+    anything with ``nodes`` (the facts, the inventory)."""
+
+    @property
+    def control_planes(self: _HasNodes[N]) -> tuple[N, ...]:
+        return tuple(n for n in self.nodes if n.is_control_plane)
+
+    @property
+    def workers(self: _HasNodes[N]) -> tuple[N, ...]:
+        return tuple(n for n in self.nodes if not n.is_control_plane)
+
+
 @dataclass(frozen=True)
-class Facts:
+class Facts(NodesByRole):
     cluster: ClusterFacts
     nodes: tuple[NodeFacts, ...]
     findings: tuple[Finding, ...] = ()  # problems met while gathering (unreachable node, ...)
@@ -144,14 +171,6 @@ class Facts:
         for n in self.nodes:
             out.setdefault(n.name, n)
         return out
-
-    @property
-    def control_planes(self) -> tuple[NodeFacts, ...]:
-        return tuple(n for n in self.nodes if n.is_control_plane)
-
-    @property
-    def workers(self) -> tuple[NodeFacts, ...]:
-        return tuple(n for n in self.nodes if not n.is_control_plane)
 
     # ---- JSON ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -372,9 +391,21 @@ class Step:
     sudo: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        out = field_values(self, skip=("sudo",))
-        out["params"] = dict(self.params)  # in its place among the fields
-        return out
+        # spelled out: a plan of thousands of nodes writes it for every step
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "node": self.node,
+            "hop": self.hop,
+            "phase": self.phase,
+            "name": self.name,
+            "description": self.description,
+            "command": self.command,
+            "check": self.check,
+            "params": dict(self.params),
+            "retry_safe": self.retry_safe,
+            "timeout": self.timeout,
+        }
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.core import nodeenv
+from upgrader.core.model import NodesByRole
 from upgrader.core.settings import SettingHints
 from upgrader.errors import ConfigError
 from upgrader.inventory.schema import InventoryDocument, NodeSpec
@@ -47,7 +48,7 @@ class Repository:
 RUN_ONLY_KEYS = frozenset({"notify", "window", "window_tz"})
 
 
-class Inventory:
+class Inventory(NodesByRole):
     """A validated inventory. Build it with :func:`upgrader.inventory.load_inventory`."""
 
     def __init__(
@@ -101,14 +102,6 @@ class Inventory:
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
         return self.document.nodes
-
-    @property
-    def control_planes(self) -> tuple[NodeSpec, ...]:
-        return tuple(n for n in self.nodes if n.is_control_plane)
-
-    @property
-    def workers(self) -> tuple[NodeSpec, ...]:
-        return tuple(n for n in self.nodes if not n.is_control_plane)
 
     @property
     def first_control_plane(self) -> NodeSpec:
