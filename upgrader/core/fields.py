@@ -2,7 +2,9 @@
 
 Owns :func:`built_from` (a dataclass built from the same-named fields of a pydantic model
 or of another dataclass, the fields that differ given by the caller) and
-:func:`field_values` (a dataclass's fields, in their order, as a mapping).
+:func:`field_values` (a dataclass's fields, in their order, as a mapping). The names are
+worked out once per type; a conversion made once per step of a large plan or run (a
+step's or a step record's JSON) stays spelled out, which is about twice as fast.
 
 Must not: do I/O, or convert a value on its own (what must be converted is given, by name).
 """
