@@ -105,7 +105,7 @@ def parse_removed_apis(data: Any, origin: str) -> tuple[RemovedApi, ...]:
 
 def load_removed_apis(path: Path | None = None) -> tuple[RemovedApi, ...]:
     """The packaged table, or an operator's refreshed copy at ``path``."""
-    document, origin = data_file_document(PACKAGED_NAME, path, "the removed-API table")
+    document, origin = data_file_document(PACKAGED_NAME, path, "removed-API table")
     return parse_removed_apis(document, origin)
 
 
