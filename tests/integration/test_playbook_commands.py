@@ -99,13 +99,37 @@ def check_of(phase: str, name: str, pm: str) -> str:
     return check
 
 
-def test_apt_looks_up_the_exact_version_after_the_update(node: Path) -> None:
+def test_apt_refreshes_stale_lists_then_looks_up_the_exact_version(node: Path) -> None:
+    # the lists do not offer 1.28.4 yet; `apt-get update` brings it
+    (node / "madison.fresh").write_text(MADISON)
+    (node / "madison").write_text(MADISON.replace("1.28.4-1.1", "1.28.2-1.1"))
+    tool(
+        node / "bin",
+        "apt-get",
+        'case "$1" in update) cp "$NODE/madison.fresh" "$NODE/madison";; esac',
+    )
     r = run(node, command_of("worker", "kubeadm-package", "apt"))
     assert r.returncode == 0, r.stderr
     assert calls(node) == [
         "apt-get -o DPkg::Lock::Timeout=300 check",  # waits for the dpkg lock
         "apt-mark unhold kubeadm",
+        "apt-cache madison kubeadm",  # does the repository offer 1.28.4? not yet
         "apt-get update",
+        "apt-cache madison kubeadm",  # the exact version string
+        "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1",
+        "apt-mark hold kubeadm",
+    ]
+
+
+def test_apt_fresh_lists_are_not_refreshed_again(node: Path) -> None:
+    """The package-repository step of the visit has just run `apt-get update`: when the
+    lists offer the version, the package step goes straight to the lookup."""
+    r = run(node, command_of("worker", "kubeadm-package", "apt"))
+    assert r.returncode == 0, r.stderr
+    assert calls(node) == [
+        "apt-get -o DPkg::Lock::Timeout=300 check",
+        "apt-mark unhold kubeadm",
+        "apt-cache madison kubeadm",
         "apt-cache madison kubeadm",
         "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1",
         "apt-mark hold kubeadm",
@@ -134,8 +158,14 @@ def test_apt_kubelet_and_kubectl_get_the_same_exact_version(node: Path) -> None:
 def test_apt_known_version_is_used_without_a_lookup(node: Path) -> None:
     r = run(node, command_of("worker", "kubeadm-package", "apt", pkg_version="1.28.4-1.1"))
     assert r.returncode == 0, r.stderr
-    assert "apt-cache madison kubeadm" not in calls(node)
-    assert "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1" in calls(node)
+    # one listing (are the lists fresh?), no lookup of the version string, no refresh
+    assert calls(node) == [
+        "apt-get -o DPkg::Lock::Timeout=300 check",
+        "apt-mark unhold kubeadm",
+        "apt-cache madison kubeadm",
+        "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1",
+        "apt-mark hold kubeadm",
+    ]
 
 
 @pytest.mark.parametrize("pm", ["dnf", "yum"])
