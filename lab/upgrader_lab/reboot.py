@@ -131,13 +131,18 @@ def _is_sshd(pid: int) -> bool:
 
 
 def _drop_sessions(address: str, listeners: set[int]) -> int:
+    """Kill every session on ``address`` as a power cut would: no process of it may still
+    act. All of them are stopped first, then killed: killed one by one, a session's sshd
+    could see its command die first and send that exit status (137) before its own end,
+    where a dropped session sends none."""
     roots = _session_roots(address, listeners)
-    victims = roots | runner._descendants(sorted(roots))
-    for pid in victims:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            continue
+    victims = sorted(roots | runner._descendants(sorted(roots)))
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in victims:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                continue
     return len(roots)
 
 
