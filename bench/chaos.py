@@ -40,10 +40,8 @@ import argparse
 import itertools
 import json
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,8 +60,8 @@ from bench._campaign import (
     node,
     parse_ts,
     read_jsonl,
+    run_campaign,
     start_cli,
-    write_result,
 )
 
 SLACK = 0.003  # event timestamps are truncated to milliseconds
@@ -1210,16 +1208,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = ap.parse_args(argv)
     faults = None if a.faults == "all" else [] if a.faults == "none" else a.faults.split(",")
-    work = Path(tempfile.mkdtemp(prefix="upgrader-chaos-"))
     signal.signal(signal.SIGTERM, _terminate)
-    try:
-        doc = campaign(a.kills, a.seed, work, faults, targeted=not a.no_targeted)
-    finally:
-        if not a.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    path = write_result("chaos", doc, a.out, scratch=work)
-    print(summary(doc))
-    print(f"results: {path}")
+    doc = run_campaign(
+        "chaos",
+        lambda work: campaign(a.kills, a.seed, work, faults, targeted=not a.no_targeted),
+        summary,
+        a.out,
+        keep=a.keep,
+    )
     return 0 if doc["violations"] == 0 and doc["converged"] == doc["kills"] else 1
 
 
