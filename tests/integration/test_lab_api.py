@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 from kubernetes import config as _config
 from kubernetes import watch as _watch
-from lab_api_fixture import LabAPI, kubectl_binaries, small_spec, wait_for
+from lab_api_fixture import HTTPResult, LabAPI, kubectl_binaries, small_spec, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +69,16 @@ def running(v1: Any, selector: str, ns: str = "default") -> list[Any]:
 def node_ready(v1: Any, name: str) -> str:
     node = v1.read_node(name)
     return str(next(c.status for c in node.status.conditions if c.type == "Ready"))
+
+
+def patch_w1(lab: LabAPI, body: bytes, content_type: str) -> HTTPResult:
+    """``PATCH`` of node w-1 with ``body`` as ``application/CONTENT_TYPE``: the response."""
+    return lab.request(
+        "PATCH",
+        "/api/v1/nodes/w-1",
+        raw=body,
+        headers={"Content-Type": f"application/{content_type}"},
+    )
 
 
 def body_of(exc: pytest.ExceptionInfo[Any]) -> Any:
@@ -272,30 +282,15 @@ def test_node_patch_flavours_put_and_status(lab: LabAPI) -> None:
     assert [
         n.metadata.name for n in v1.list_node(field_selector="spec.unschedulable=true").items
     ] == ["w-1"]
-    r = lab.request(
-        "PATCH",
-        "/api/v1/nodes/w-1",
-        raw=b'{"spec":{"unschedulable":null}}',
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    r = patch_w1(lab, b'{"spec":{"unschedulable":null}}', "merge-patch+json")
     assert r.status == 200 and "unschedulable" not in r.json()["spec"]
     wait_for(lambda: not v1.read_node("w-1").spec.taints, what="taint removed")
     ops = [{"op": "add", "path": "/metadata/labels/tier", "value": "gold"}]
     node = v1.patch_node("w-1", ops)  # a list body goes as application/json-patch+json
     assert node.metadata.labels["tier"] == "gold"
-    r = lab.request(
-        "PATCH",
-        "/api/v1/nodes/w-1",
-        raw=b'{"spec":{}}',
-        headers={"Content-Type": "application/apply-patch+yaml"},
-    )
+    r = patch_w1(lab, b'{"spec":{}}', "apply-patch+yaml")
     assert r.status == 415
-    r = lab.request(
-        "PATCH",
-        "/api/v1/nodes/w-1",
-        raw=b'[{"op":"test","path":"/metadata/name","value":"nope"}]',
-        headers={"Content-Type": "application/json-patch+json"},
-    )
+    r = patch_w1(lab, b'[{"op":"test","path":"/metadata/name","value":"nope"}]', "json-patch+json")
     assert r.status == 422
     # PUT with a stale resourceVersion conflicts; status writes through the main resource
     # are ignored, through /status they land
@@ -718,12 +713,7 @@ def test_rbac_rules_answer_access_reviews_and_refuse_requests(tmp_path: Path) ->
 
         assert can("list", "nodes") and can("create", "pods", "eviction")
         assert not can("patch", "nodes") and not can("update", "leases")
-        r = lab.request(
-            "PATCH",
-            "/api/v1/nodes/w-1",
-            raw=b'{"spec":{"unschedulable":true}}',
-            headers={"Content-Type": "application/strategic-merge-patch+json"},
-        )
+        r = patch_w1(lab, b'{"spec":{"unschedulable":true}}', "strategic-merge-patch+json")
         assert r.status == 403
         assert r.json()["message"] == (
             'nodes "w-1" is forbidden: User "lab-admin" cannot patch resource "nodes" in API '

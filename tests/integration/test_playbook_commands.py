@@ -190,46 +190,39 @@ def test_rpm_missing_version_fails_clearly(node: Path) -> None:
     assert not [c for c in calls(node) if " install " in c]
 
 
-@pytest.mark.parametrize(
-    ("dpkg", "done"),
-    [
-        ("kubeadm 1.28.4-1.1 hold ok installed\n", True),
-        ("kubeadm 1.28.4-1.1 install ok installed\n", False),  # not held yet
-        ("kubeadm 1.27.8-1.1 hold ok installed\n", False),
-        ("kubeadm 1.28.40-1.1 hold ok installed\n", False),
-        ("", False),
-    ],
-)
-def test_apt_kubeadm_check(node: Path, dpkg: str, done: bool) -> None:
-    (node / "dpkg").write_text(dpkg)
-    r = run(node, check_of("worker", "kubeadm-package", "apt"))
-    assert (r.returncode == 0) is done
+PACKAGE_DB = {"apt": "dpkg", "dnf": "rpm"}  # the file the node's package query answers from
 
 
 @pytest.mark.parametrize(
-    ("dpkg", "done"),
+    ("step", "pm", "installed", "done"),
     [
-        ("kubelet 1.28.4-1.1 hold ok installed\nkubectl 1.28.4-1.1 hold ok installed\n", True),
-        ("kubelet 1.28.4-1.1 hold ok installed\nkubectl 1.27.8-1.1 hold ok installed\n", False),
+        ("kubeadm-package", "apt", "kubeadm 1.28.4-1.1 hold ok installed\n", True),
+        ("kubeadm-package", "apt", "kubeadm 1.28.4-1.1 install ok installed\n", False),  # not held
+        ("kubeadm-package", "apt", "kubeadm 1.27.8-1.1 hold ok installed\n", False),
+        ("kubeadm-package", "apt", "kubeadm 1.28.40-1.1 hold ok installed\n", False),
+        ("kubeadm-package", "apt", "", False),
+        (
+            "kubelet-kubectl-packages",
+            "apt",
+            "kubelet 1.28.4-1.1 hold ok installed\nkubectl 1.28.4-1.1 hold ok installed\n",
+            True,
+        ),
+        (
+            "kubelet-kubectl-packages",
+            "apt",
+            "kubelet 1.28.4-1.1 hold ok installed\nkubectl 1.27.8-1.1 hold ok installed\n",
+            False,
+        ),
+        ("kubeadm-package", "dnf", "kubeadm 1.28.4\n", True),
+        ("kubeadm-package", "dnf", "kubeadm 1.27.8\n", False),
+        ("kubeadm-package", "dnf", "package kubeadm is not installed\n", False),
     ],
 )
-def test_apt_kubelet_check(node: Path, dpkg: str, done: bool) -> None:
-    (node / "dpkg").write_text(dpkg)
-    r = run(node, check_of("worker", "kubelet-kubectl-packages", "apt"))
-    assert (r.returncode == 0) is done
-
-
-@pytest.mark.parametrize(
-    ("rpm", "done"),
-    [
-        ("kubeadm 1.28.4\n", True),
-        ("kubeadm 1.27.8\n", False),
-        ("package kubeadm is not installed\n", False),
-    ],
-)
-def test_rpm_kubeadm_check(node: Path, rpm: str, done: bool) -> None:
-    (node / "rpm").write_text(rpm)
-    r = run(node, check_of("worker", "kubeadm-package", "dnf"))
+def test_package_step_check(node: Path, step: str, pm: str, installed: str, done: bool) -> None:
+    """A package step's check passes exactly when the wanted version is installed (and, with
+    apt, held), as the node's package database says."""
+    (node / PACKAGE_DB[pm]).write_text(installed)
+    r = run(node, check_of("worker", step, pm))
     assert (r.returncode == 0) is done
 
 
