@@ -63,6 +63,12 @@ def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "upgrader", *args]
 
 
+def apply_argv(inventory: Path | str, *extra: str) -> list[str]:
+    """The arguments of ``apply`` of ``inventory`` to :data:`TARGET` without a question,
+    then ``extra``."""
+    return ["apply", "-i", str(inventory), "--to", TARGET, "--yes", *extra]
+
+
 def cli(*args: str, timeout: float = 600, extra_env: dict[str, str] | None = None) -> Proc:
     """Run the real CLI to completion (stdin closed, no terminal)."""
     t0 = time.monotonic()

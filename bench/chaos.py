@@ -53,6 +53,7 @@ from bench._campaign import (
     TARGET,
     Lab,
     Table,
+    apply_argv,
     cli,
     fast_playbooks,
     lab_session,
@@ -168,19 +169,14 @@ class Runner:
         self.work = work
         self.events = work / "events.jsonl"
         self.log = work / "apply.log"
-        self.args = [
-            "apply",
-            "-i",
-            str(lab.inventory),
-            "--to",
-            TARGET,
-            "--yes",
+        self.args = apply_argv(
+            lab.inventory,
             "--playbooks",
             str(fast_playbooks(work / "playbooks")),
             "--events",
             str(self.events),
             *args,
-        ]
+        )
         self.env = env
         self.runs: list[Run] = []
 

@@ -114,6 +114,7 @@ from bench._campaign import (
     Lab,
     Proc,
     Table,
+    apply_argv,
     cli,
     fast_playbooks,
     lab_session,
@@ -121,6 +122,7 @@ from bench._campaign import (
     node,
     run_campaign,
 )
+from bench._recorded import recorded_run, shell_step
 
 DATA = REPO / "tests" / "data"
 
@@ -500,7 +502,7 @@ def _plan_or_apply(cmd: str, inv: Path | str, state: Path) -> list[str]:
     """The arguments of ``plan`` of ``inv`` to the target, or (``cmd`` "apply") of ``apply``
     of it without a question, its run recorded in ``state``."""
     if cmd == "apply":
-        return ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--state", str(state)]
+        return apply_argv(inv, "--state", str(state))
     return ["plan", "-i", str(inv), "--to", TARGET]
 
 
@@ -891,8 +893,7 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
         }
         (pb / "site.yaml").write_text(yaml.safe_dump(leak, sort_keys=False))
         events = work / "secrets-events.jsonl"
-        args = ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--playbooks", str(pb),
-                "--events", str(events)]  # fmt: skip
+        args = apply_argv(inv, "--playbooks", str(pb), "--events", str(events))
         key_parts = _key_body(lab.dir / "id_ed25519")
         secret_values = {
             "token": [token],
@@ -1017,7 +1018,6 @@ def _record_run(lab: Lab, state: Path, playbooks: Path | None = None) -> Path:
     (stored plan with its digest, input digests); returns the stored plan's path."""
     from upgrader import state as st
     from upgrader.apply import run_fingerprint, run_inputs
-    from upgrader.core.model import PlanEntry, Step
     from upgrader.core.versions import KubeVersion
     from upgrader.execute import stored
     from upgrader.inventory import load_inventory
@@ -1025,36 +1025,16 @@ def _record_run(lab: Lab, state: Path, playbooks: Path | None = None) -> Path:
 
     inv = load_inventory(lab.inventory)
     req = PlanRequest(target=KubeVersion.parse(TARGET), playbooks=playbooks)
-    step = Step(
-        id=f"{TARGET}/w-1/worker/a",
-        kind="shell",
-        node="w-1",
-        hop=TARGET,
-        phase="worker",
-        name="a",
-        description="a",
-        command="true",
-        timeout=10.0,
-    )
-    entry = PlanEntry(node="w-1", role="worker", phase="worker", hop=TARGET, steps=(step,))
-    sp = stored.StoredPlan("r1", "v1.27.8", TARGET, (TARGET,), "per-hop", (entry,))
-    plan = stored.plan_path(state)
-    digest = stored.save(plan, sp)
-    run = st.new_run(
+    recorded_run(
+        state,
+        shell_step("a"),
         cluster=inv.cluster_name,
         inventory=lab.inventory,
         fingerprint=run_fingerprint(inv, req),
-        target=TARGET,
-        hops=[TARGET],
-        strategy="per-hop",
-        steps=[step],
-        run_id="r1",
-        plan_digest=digest,
         inputs=run_inputs(inv, req),
         transcripts=st.default_transcripts_dir(state, "r1"),
     )
-    st.save(state, run)
-    return plan
+    return stored.plan_path(state)
 
 
 def _refused(ch: Check, lab: Lab, what: str, r: Proc, before: int, must: str) -> None:
@@ -1079,7 +1059,7 @@ def check_state_files(lab: Lab, work: Path) -> Check:
     shutil.rmtree(base, ignore_errors=True)
     victim = work / "victim"
     victim.write_text("precious\n")
-    apply_args = ("apply", "-i", str(lab.inventory), "--to", TARGET, "--yes", "--state")
+    apply_args = tuple(apply_argv(lab.inventory, "--state"))
 
     def fresh(name: str, playbooks: Path | None = None) -> tuple[Path, Path]:
         d = base / name
@@ -1761,18 +1741,7 @@ def check_terminal_escapes(lab: Lab, work: Path, quick: bool = False) -> Check:
     (pb / "site.yaml").write_text(yaml.safe_dump(doc))
     state_dir = lab.dir / ".upgrader"
     try:
-        r = cli(
-            "apply",
-            "-i",
-            inv,
-            "--to",
-            TARGET,
-            "--yes",
-            "--no-prestage",
-            "--playbooks",
-            str(pb),
-            timeout=600,
-        )
+        r = cli(*apply_argv(inv, "--no-prestage", "--playbooks", str(pb)), timeout=600)
         st = cli("status", "-i", inv, timeout=120)
         logs = list(state_dir.rglob("cp-1.log"))
         transcript = logs[0].read_text() if logs else ""
