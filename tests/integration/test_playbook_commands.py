@@ -99,17 +99,35 @@ def check_of(phase: str, name: str, pm: str) -> str:
     return check
 
 
-def test_apt_looks_up_the_exact_version_after_the_update(node: Path) -> None:
-    r = run(node, command_of("worker", "kubeadm-package", "apt"))
+@pytest.mark.parametrize(
+    ("pm", "expected"),
+    [
+        pytest.param(
+            "apt",
+            [
+                "apt-get -o DPkg::Lock::Timeout=300 check",  # waits for the dpkg lock
+                "apt-mark unhold kubeadm",
+                "apt-get update",
+                "apt-cache madison kubeadm",
+                "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1",
+                "apt-mark hold kubeadm",
+            ],
+            id="apt-looks-up-the-exact-version-after-the-update",
+        ),
+        pytest.param(
+            "dnf5",  # dnf5 rejects --disableexcludes; kubernetes/website#52027 uses the setopt
+            [
+                "dnf list --refresh --showduplicates --setopt=disable_excludes=kubernetes kubeadm",
+                "dnf install -y kubeadm-1.28.4-150500.1.1 --setopt=disable_excludes=kubernetes",
+            ],
+            id="dnf5-lists-and-installs-with-the-setopt",
+        ),
+    ],
+)
+def test_kubeadm_package_runs_exactly(node: Path, pm: str, expected: list[str]) -> None:
+    r = run(node, command_of("worker", "kubeadm-package", pm))
     assert r.returncode == 0, r.stderr
-    assert calls(node) == [
-        "apt-get -o DPkg::Lock::Timeout=300 check",  # waits for the dpkg lock
-        "apt-mark unhold kubeadm",
-        "apt-get update",
-        "apt-cache madison kubeadm",
-        "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1",
-        "apt-mark hold kubeadm",
-    ]
+    assert calls(node) == expected
 
 
 def test_apt_missing_version_fails_clearly_and_installs_nothing(node: Path) -> None:
@@ -169,16 +187,6 @@ def test_versionlocks_are_released_and_restored_even_when_the_install_fails(
         "dnf install -y kubelet-1.28.4-150500.1.1 kubectl-1.28.4-150500.1.1 "
         "--disableexcludes=kubernetes",
         "dnf versionlock add kubelet",
-    ]
-
-
-def test_dnf5_lists_and_installs_with_the_setopt(node: Path) -> None:
-    """dnf5 rejects --disableexcludes; kubernetes/website#52027 uses the setopt."""
-    r = run(node, command_of("worker", "kubeadm-package", "dnf5"))
-    assert r.returncode == 0, r.stderr
-    assert calls(node) == [
-        "dnf list --refresh --showduplicates --setopt=disable_excludes=kubernetes kubeadm",
-        "dnf install -y kubeadm-1.28.4-150500.1.1 --setopt=disable_excludes=kubernetes",
     ]
 
 
