@@ -4,7 +4,8 @@ Owns: starting and stopping a lab in a scratch directory through the real CLI, r
 real CLI in a subprocess (its own session, so a campaign can SIGKILL the whole process
 group), reading what the lab recorded (``calls.jsonl``, the node package databases, the
 API server's objects over HTTPS with the lab's CA and token), the fast playbook copy the
-campaigns run with, and the one-line result tables.
+campaigns run with, the one-line result tables, and a campaign's run from its command
+line (:func:`run_campaign`: scratch directory, result file, summary).
 
 Must not: import upgrader's internals to decide an outcome (the campaigns judge the product
 from the outside, by what the lab and the files say), or leave a lab running (every
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bench._labdir import LabDir
 
 REPO = Path(__file__).resolve().parents[1]
 PLAYBOOKS = REPO / "upgrader" / "playbooks"
@@ -56,6 +61,12 @@ def env() -> dict[str, str]:
 
 def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "upgrader", *args]
+
+
+def apply_argv(inventory: Path | str, *extra: str) -> list[str]:
+    """The arguments of ``apply`` of ``inventory`` to :data:`TARGET` without a question,
+    then ``extra``."""
+    return ["apply", "-i", str(inventory), "--to", TARGET, "--yes", *extra]
 
 
 def cli(*args: str, timeout: float = 600, extra_env: dict[str, str] | None = None) -> Proc:
@@ -177,16 +188,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 @dataclass
-class Lab:
-    dir: Path
-
-    @property
-    def inventory(self) -> Path:
-        return self.dir / "inventory.yaml"
-
-    @property
-    def state(self) -> Path:
-        return self.dir / ".upgrader" / "lab.state.json"
+class Lab(LabDir):
+    """A campaign's lab (:class:`LabDir`), which it may stop and start again."""
 
     @property
     def plan_file(self) -> Path:
@@ -194,6 +197,7 @@ class Lab:
 
     @property
     def info(self) -> dict[str, Any]:
+        """``lab.json`` read afresh: :meth:`restart_with` starts the lab again."""
         return dict(json.loads((self.dir / "lab.json").read_text()))
 
     @property
@@ -375,6 +379,29 @@ def write_result(
     text = text.replace(str(REPO), "<repo>")
     path.write_text(text + "\n")
     return path
+
+
+def run_campaign(
+    name: str,
+    campaign: Callable[[Path], dict[str, Any]],
+    summary: Callable[[dict[str, Any]], str],
+    out: Path | None = None,
+    *,
+    keep: bool = False,
+) -> dict[str, Any]:
+    """``campaign`` in a fresh scratch directory (removed after it unless ``keep``), its
+    result written as ``name`` (:func:`write_result`), its summary and the result's path
+    printed; returns the result document."""
+    work = Path(tempfile.mkdtemp(prefix=f"upgrader-{name}-"))
+    try:
+        doc = campaign(work)
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    path = write_result(name, doc, out, scratch=work)
+    print(summary(doc))
+    print(f"results: {path}")
+    return doc
 
 
 def machine() -> dict[str, Any]:

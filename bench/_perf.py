@@ -22,12 +22,14 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bench._labdir import LabDir
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -121,48 +123,19 @@ def measure(
 # --------------------------------------------------------------------------- labs
 
 
-@dataclass
-class Lab:
-    """A running lab: its directory and what ``lab.json`` says."""
-
-    dir: Path
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def inventory(self) -> Path:
-        return self.dir / "inventory.yaml"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "kubeconfig"
+class Lab(LabDir):
+    """A running lab: its directory and what ``lab.json`` says (:class:`LabDir`)."""
 
     @property
     def nodes(self) -> dict[str, dict[str, Any]]:
         return dict(self.info.get("nodes") or {})
-
-    @property
-    def ssh_port(self) -> int:
-        return int(self.info["ssh"]["port"])
-
-    @property
-    def ssh_user(self) -> str:
-        return str(self.info["ssh"]["user"])
 
     def workers(self) -> list[str]:
         return [n for n, v in self.nodes.items() if v.get("role") == "worker"]
 
     def calls(self) -> dict[str, list[dict[str, Any]]]:
         """Every node's ``calls.jsonl`` (one record per simulated tool invocation)."""
-        out: dict[str, list[dict[str, Any]]] = {}
-        for name in self.nodes:
-            path = self.dir / "nodes" / name / "calls.jsonl"
-            rows: list[dict[str, Any]] = []
-            if path.exists():
-                for line in path.read_text().splitlines():
-                    if line.strip():
-                        rows.append(json.loads(line))
-            out[name] = rows
-        return out
+        return {name: self.records(name) for name in self.nodes}
 
     def clear_calls(self) -> None:
         for name in self.nodes:
@@ -186,8 +159,7 @@ def lab(work: Path, name: str, spec: Mapping[str, Any]) -> Iterator[Lab]:
     up = measure(upgrader_argv("lab", "up", "--dir", str(lab_dir), "--spec", str(spec_path)))
     try:
         up.check()
-        info = json.loads((lab_dir / "lab.json").read_text())
-        yield Lab(lab_dir, info)
+        yield Lab(lab_dir)
     finally:
         measure(upgrader_argv("lab", "down", "--dir", str(lab_dir), "--purge"))
         spec_path.unlink(missing_ok=True)
@@ -239,6 +211,11 @@ def union_seconds(intervals: Iterable[tuple[float, float]]) -> float:
 
 
 # --------------------------------------------------------------------------- output
+
+
+def rows_of(doc: Mapping[str, Any], keys: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The result document's rows as table rows: the values of ``keys``, in that order."""
+    return [tuple(r[k] for k in keys) for r in doc["rows"]]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -40,10 +40,8 @@ import argparse
 import itertools
 import json
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +53,7 @@ from bench._campaign import (
     TARGET,
     Lab,
     Table,
+    apply_argv,
     cli,
     fast_playbooks,
     lab_session,
@@ -62,8 +61,8 @@ from bench._campaign import (
     node,
     parse_ts,
     read_jsonl,
+    run_campaign,
     start_cli,
-    write_result,
 )
 
 SLACK = 0.003  # event timestamps are truncated to milliseconds
@@ -170,19 +169,14 @@ class Runner:
         self.work = work
         self.events = work / "events.jsonl"
         self.log = work / "apply.log"
-        self.args = [
-            "apply",
-            "-i",
-            str(lab.inventory),
-            "--to",
-            TARGET,
-            "--yes",
+        self.args = apply_argv(
+            lab.inventory,
             "--playbooks",
             str(fast_playbooks(work / "playbooks")),
             "--events",
             str(self.events),
             *args,
-        ]
+        )
         self.env = env
         self.runs: list[Run] = []
 
@@ -1210,16 +1204,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = ap.parse_args(argv)
     faults = None if a.faults == "all" else [] if a.faults == "none" else a.faults.split(",")
-    work = Path(tempfile.mkdtemp(prefix="upgrader-chaos-"))
     signal.signal(signal.SIGTERM, _terminate)
-    try:
-        doc = campaign(a.kills, a.seed, work, faults, targeted=not a.no_targeted)
-    finally:
-        if not a.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    path = write_result("chaos", doc, a.out, scratch=work)
-    print(summary(doc))
-    print(f"results: {path}")
+    doc = run_campaign(
+        "chaos",
+        lambda work: campaign(a.kills, a.seed, work, faults, targeted=not a.no_targeted),
+        summary,
+        a.out,
+        keep=a.keep,
+    )
     return 0 if doc["violations"] == 0 and doc["converged"] == doc["kills"] else 1
 
 

@@ -31,6 +31,7 @@ from bench._perf import (
     ratio,
     result_doc,
     rnd,
+    rows_of,
     table,
 )
 
@@ -192,16 +193,5 @@ def run(
 
 def render(doc: dict[str, Any]) -> str:
     head = ("tool", "pods", "reps", "median s", "x upgrader", "floor s", "x floor")
-    rows = [
-        (
-            r["tool"],
-            r["pods"],
-            r["reps"],
-            r["median_s"],
-            r["vs_upgrader"],
-            r["floor_s"],
-            r["vs_floor"],
-        )
-        for r in doc["rows"]
-    ]
-    return table(head, rows)
+    keys = ("tool", "pods", "reps", "median_s", "vs_upgrader", "floor_s", "vs_floor")
+    return table(head, rows_of(doc, keys))

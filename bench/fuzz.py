@@ -32,7 +32,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -44,7 +43,16 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from bench._campaign import REPO, Lab, Table, cli_argv, env, lab_session, machine, write_result
+from bench._campaign import (
+    REPO,
+    Lab,
+    Table,
+    cli_argv,
+    env,
+    lab_session,
+    machine,
+    run_campaign,
+)
 
 TARGET = "v1.28.4"
 CURRENT = "v1.27.8"
@@ -453,21 +461,14 @@ class Gen:
         """Valid state files to break: one unfinished run of this lab's cluster."""
         from upgrader import state as stmod
 
-        @dataclass(frozen=True)
-        class S:
-            id: str
-            node: str
-            phase: str
-            name: str
-
-        steps = [
-            S(
+        steps = [  # pending records are the steps new_run needs (id, node, phase, name)
+            stmod.StepRecord(
                 f"{TARGET}/cp-1/first-control-plane/kubeadm-package",
                 "cp-1",
                 "first-control-plane",
                 "kubeadm-package",
             ),
-            S(f"{TARGET}/w-1/worker/drain", "w-1", "worker", "drain"),
+            stmod.StepRecord(f"{TARGET}/w-1/worker/drain", "w-1", "worker", "drain"),
         ]
         run = stmod.new_run(
             cluster="lab",
@@ -1011,14 +1012,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     os.environ.pop("KUBECONFIG", None)
-    work = Path(tempfile.mkdtemp(prefix="upgrader-fuzz-"))
-    try:
-        doc = campaign(a.cases, a.seed, work, a.subprocess_every)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    path = write_result("fuzz", doc, a.out, scratch=work)
-    print(summary(doc))
-    print(f"results: {path}")
+    doc = run_campaign(
+        "fuzz", lambda work: campaign(a.cases, a.seed, work, a.subprocess_every), summary, a.out
+    )
     return 0 if doc["failures"] == 0 else 1
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench._perf import measure, median, result_doc, rnd, table, upgrader_argv
+from bench._perf import measure, median, result_doc, rnd, rows_of, table, upgrader_argv
 
 TARGET = "v1.28.4"
 CURRENT = "v1.27.8"  # one minor behind the target, its latest patch
@@ -187,18 +187,8 @@ def run(
 
 def render(doc: dict[str, Any]) -> str:
     head = ("mode", "nodes", "median s", "ms/node", "peak RSS MiB", "floor s", "x floor")
-    rows = [
-        (
-            r["mode"],
-            r["nodes"],
-            r["median_s"],
-            r["ms_per_node"],
-            r["peak_rss_mib"],
-            r["floor_s"],
-            r["x_floor"],
-        )
-        for r in doc["rows"]
-    ]
+    keys = ("mode", "nodes", "median_s", "ms_per_node", "peak_rss_mib", "floor_s", "x_floor")
+    rows = rows_of(doc, keys)
     between = doc["params"].get("growth_between") or []
     lines = [
         f"{m}: time exponent {g['time']}, above floor {g['time_above_floor']}, "

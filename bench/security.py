@@ -100,7 +100,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +114,15 @@ from bench._campaign import (
     Lab,
     Proc,
     Table,
+    apply_argv,
     cli,
     fast_playbooks,
     lab_session,
     machine,
     node,
-    write_result,
+    run_campaign,
 )
+from bench._recorded import recorded_run, shell_step
 
 DATA = REPO / "tests" / "data"
 
@@ -142,7 +144,9 @@ def payloads(canary: Path) -> list[str]:
 
 @dataclass
 class Check:
-    name: str
+    """One check's outcome; its fields, in this order, are its entry in the result document."""
+
+    check: str
     ok: bool = True
     cases: int = 0
     problems: list[str] = field(default_factory=list)
@@ -151,15 +155,6 @@ class Check:
     def fail(self, what: str) -> None:
         self.ok = False
         self.problems.append(what)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.name,
-            "ok": self.ok,
-            "cases": self.cases,
-            "problems": self.problems,
-            "notes": self.notes,
-        }
 
 
 def _calls_total(lab: Lab) -> int:
@@ -507,46 +502,73 @@ def _plan_or_apply(cmd: str, inv: Path | str, state: Path) -> list[str]:
     """The arguments of ``plan`` of ``inv`` to the target, or (``cmd`` "apply") of ``apply``
     of it without a question, its run recorded in ``state``."""
     if cmd == "apply":
-        return ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--state", str(state)]
+        return apply_argv(inv, "--state", str(state))
     return ["plan", "-i", str(inv), "--to", TARGET]
+
+
+@contextmanager
+def _known_hosts_trial(lab: Lab, inventory_name: str) -> Iterator[Path]:
+    """For the ``with`` block: a copy of the lab's inventory named ``inventory_name`` with
+    ``host_key_policy: accept-new``; after it, the lab's known_hosts is as before and the
+    copy is gone."""
+    kh = lab.dir / "known_hosts"
+    original = kh.read_text()
+    inv_doc = yaml.safe_load(lab.inventory.read_text())
+    inv_doc["ssh"]["host_key_policy"] = "accept-new"
+    inv_accept = lab.dir / inventory_name
+    inv_accept.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
+    try:
+        yield inv_accept
+    finally:
+        kh.write_text(original)
+        inv_accept.unlink(missing_ok=True)
+
+
+def _run_with_known_hosts(
+    lab: Lab,
+    cmd: str,
+    known_hosts: str,
+    inv: Path,
+    state: Path,
+    extra_env: dict[str, str] | None,
+) -> tuple[Proc, str, list[str], int]:
+    """``cmd`` (plan or apply) of ``inv`` with the lab's known_hosts set to ``known_hosts``:
+    the run, its stdout and stderr, the lines of it that speak of a node's host key, and
+    the number of commands that ran on the nodes."""
+    (lab.dir / "known_hosts").write_text(known_hosts)
+    lab.clear_calls()
+    r = cli(*_plan_or_apply(cmd, inv, state), timeout=180, extra_env=extra_env)
+    text = r.stdout + r.stderr
+    rejected = [
+        ln.strip()
+        for ln in text.splitlines()
+        if "host key" in ln.lower() and any(n in ln for n in lab.node_names)
+    ]
+    return r, text, rejected, _calls_total(lab)
 
 
 def check_host_keys(
     lab: Lab, work: Path, extra_env: dict[str, str] | None = None, quick: bool = False
 ) -> Check:
     ch = Check("unknown and changed SSH host keys")
-    kh = lab.dir / "known_hosts"
-    original = kh.read_text()
+    original = (lab.dir / "known_hosts").read_text()
     other = _other_key(work)
     changed = "\n".join(
         " ".join([*line.split()[:2], other]) if line.strip() and not line.startswith("#") else line
         for line in original.splitlines()
     )
-    inv_doc = yaml.safe_load(lab.inventory.read_text())
-    accept_new = json.loads(json.dumps(inv_doc))
-    accept_new["ssh"]["host_key_policy"] = "accept-new"
-    inv_accept = lab.dir / "sec-accept-new.yaml"
-    inv_accept.write_text(yaml.safe_dump(accept_new, sort_keys=False))
-    cases: list[tuple[str, str, Path]] = [
-        ("unknown host key (empty known_hosts)", "", lab.inventory),
-        ("changed host key", changed + "\n", lab.inventory),
-        ("changed host key, host_key_policy accept-new", changed + "\n", inv_accept),
-    ]
-    try:
+    with _known_hosts_trial(lab, "sec-accept-new.yaml") as inv_accept:
+        cases: list[tuple[str, str, Path]] = [
+            ("unknown host key (empty known_hosts)", "", lab.inventory),
+            ("changed host key", changed + "\n", lab.inventory),
+            ("changed host key, host_key_policy accept-new", changed + "\n", inv_accept),
+        ]
         for what, content, inv in cases:
             for cmd in ("plan",) if quick else ("plan", "apply"):
-                kh.write_text(content)
-                lab.clear_calls()
-                args = _plan_or_apply(cmd, inv, work / "hk-state.json")
-                r = cli(*args, timeout=180, extra_env=extra_env)
+                r, text, rejected, calls = _run_with_known_hosts(
+                    lab, cmd, content, inv, work / "hk-state.json", extra_env
+                )
                 ch.cases += 1
-                calls = _calls_total(lab)
-                text = r.stdout + r.stderr
-                rejected = [
-                    ln.strip()
-                    for ln in text.splitlines()
-                    if "host key" in ln.lower() and any(n in ln for n in lab.node_names)
-                ]
                 # A refused host key is a blocker finding of the gather (exit 3, named per
                 # node in the plan's findings) or a transport error (exit 4).
                 if r.code not in (3, 4):
@@ -560,9 +582,6 @@ def check_host_keys(
                     ch.fail(f"{cmd}, {what}: {calls} commands ran on the nodes")
                 if cmd == "plan" and rejected:
                     ch.notes.append(f"{what}: exit {r.code}: {rejected[0][:200]}")
-    finally:
-        kh.write_text(original)
-        inv_accept.unlink(missing_ok=True)
     return ch
 
 
@@ -578,42 +597,35 @@ def check_known_hosts_markers(
     """Attack 9: known_hosts lines with ``@revoked`` / ``@cert-authority`` markers (which
     crashed every command with paramiko's InvalidHostKey traceback), hashed names."""
     ch = Check("known_hosts @revoked and @cert-authority markers")
-    kh = lab.dir / "known_hosts"
-    original = kh.read_text()
+    original = (lab.dir / "known_hosts").read_text()
     lines = [ln for ln in original.splitlines() if ln.strip() and not ln.startswith("#")]
     keytype, blob = lines[0].split()[1:3]
     lab_key = f"{keytype} {blob}"
     fingerprint = paramiko.PKey.from_type_string(keytype, base64.b64decode(blob)).fingerprint
     other = f"ssh-ed25519 {_other_key(work)}"
     hashed = "".join(f"{_hashed_name(ln.split()[0])} {lab_key}\n" for ln in lines)
-    inv_doc = yaml.safe_load(lab.inventory.read_text())
-    inv_doc["ssh"]["host_key_policy"] = "accept-new"
-    inv_accept = lab.dir / "sec-kh-accept-new.yaml"
-    inv_accept.write_text(yaml.safe_dump(inv_doc, sort_keys=False))
-    # (what, known_hosts text, inventory, refused?, words every refusal line must hold)
-    cases: list[tuple[str, str, Path, bool, tuple[str, ...]]] = [
-        ("@revoked line for the lab's key (plain lines kept)",
-         original + f"@revoked * {lab_key}\n", lab.inventory, True, ("REVOKED", fingerprint)),
-        ("@revoked line, host_key_policy accept-new",
-         original + f"@revoked * {lab_key}\n", inv_accept, True, ("REVOKED", fingerprint)),
-        ("only a @cert-authority line (the lab's sshd has no certificate)",
-         f"@cert-authority * {other}\n", lab.inventory, True,
-         ("trusts only the certificate authority",)),
-        ("@cert-authority line for other hosts, hashed entries and comments",
-         f"# comment\n@cert-authority *.corp.example {other}\n@revoked old.example {other}\n"
-         + hashed, lab.inventory, False, ()),
-    ]  # fmt: skip
-    if quick:
-        cases = [cases[0], cases[3]]
-    try:
+    with _known_hosts_trial(lab, "sec-kh-accept-new.yaml") as inv_accept:
+        # (what, known_hosts text, inventory, refused?, words every refusal line must hold)
+        cases: list[tuple[str, str, Path, bool, tuple[str, ...]]] = [
+            ("@revoked line for the lab's key (plain lines kept)",
+             original + f"@revoked * {lab_key}\n", lab.inventory, True, ("REVOKED", fingerprint)),
+            ("@revoked line, host_key_policy accept-new",
+             original + f"@revoked * {lab_key}\n", inv_accept, True, ("REVOKED", fingerprint)),
+            ("only a @cert-authority line (the lab's sshd has no certificate)",
+             f"@cert-authority * {other}\n", lab.inventory, True,
+             ("trusts only the certificate authority",)),
+            ("@cert-authority line for other hosts, hashed entries and comments",
+             f"# comment\n@cert-authority *.corp.example {other}\n@revoked old.example {other}\n"
+             + hashed, lab.inventory, False, ()),
+        ]  # fmt: skip
+        if quick:
+            cases = [cases[0], cases[3]]
         for what, content, inv, refused, words in cases:
             for cmd in ("plan",) if quick or not refused else ("plan", "apply"):
-                kh.write_text(content)
-                lab.clear_calls()
-                args = _plan_or_apply(cmd, inv, work / "khm-state.json")
-                r = cli(*args, timeout=180, extra_env=extra_env)
+                r, text, rejected, calls = _run_with_known_hosts(
+                    lab, cmd, content, inv, work / "khm-state.json", extra_env
+                )
                 ch.cases += 1
-                text = r.stdout + r.stderr
                 if "Traceback" in text:
                     ch.fail(f"{cmd}, {what}: traceback: {r.stderr[-300:]}")
                 if not refused:
@@ -622,12 +634,6 @@ def check_known_hosts_markers(
                     elif cmd == "plan":
                         ch.notes.append(f"{what}: plan exit 0")
                     continue
-                calls = _calls_total(lab)
-                rejected = [
-                    ln.strip()
-                    for ln in text.splitlines()
-                    if "host key" in ln.lower() and any(n in ln for n in lab.node_names)
-                ]
                 if r.code != 4:  # a refused host key: the node could not be reached
                     ch.fail(f"{cmd}, {what}: exit {r.code} (want 4): {text[-300:]}")
                 named = {
@@ -639,13 +645,10 @@ def check_known_hosts_markers(
                     ch.fail(f"{cmd}, {what}: refusals with {words} name {sorted(named)} only")
                 if calls:
                     ch.fail(f"{cmd}, {what}: {calls} commands ran on the nodes")
-                if kh.read_text() != content:
+                if (lab.dir / "known_hosts").read_text() != content:
                     ch.fail(f"{cmd}, {what}: known_hosts was rewritten")
                 if cmd == "plan" and rejected:
                     ch.notes.append(f"{what}: exit {r.code}: {rejected[0][:220]}")
-    finally:
-        kh.write_text(original)
-        inv_accept.unlink(missing_ok=True)
     return ch
 
 
@@ -890,8 +893,7 @@ def check_secrets(work: Path, quick: bool = False) -> Check:
         }
         (pb / "site.yaml").write_text(yaml.safe_dump(leak, sort_keys=False))
         events = work / "secrets-events.jsonl"
-        args = ["apply", "-i", str(inv), "--to", TARGET, "--yes", "--playbooks", str(pb),
-                "--events", str(events)]  # fmt: skip
+        args = apply_argv(inv, "--playbooks", str(pb), "--events", str(events))
         key_parts = _key_body(lab.dir / "id_ed25519")
         secret_values = {
             "token": [token],
@@ -1016,7 +1018,6 @@ def _record_run(lab: Lab, state: Path, playbooks: Path | None = None) -> Path:
     (stored plan with its digest, input digests); returns the stored plan's path."""
     from upgrader import state as st
     from upgrader.apply import run_fingerprint, run_inputs
-    from upgrader.core.model import PlanEntry, Step
     from upgrader.core.versions import KubeVersion
     from upgrader.execute import stored
     from upgrader.inventory import load_inventory
@@ -1024,36 +1025,16 @@ def _record_run(lab: Lab, state: Path, playbooks: Path | None = None) -> Path:
 
     inv = load_inventory(lab.inventory)
     req = PlanRequest(target=KubeVersion.parse(TARGET), playbooks=playbooks)
-    step = Step(
-        id=f"{TARGET}/w-1/worker/a",
-        kind="shell",
-        node="w-1",
-        hop=TARGET,
-        phase="worker",
-        name="a",
-        description="a",
-        command="true",
-        timeout=10.0,
-    )
-    entry = PlanEntry(node="w-1", role="worker", phase="worker", hop=TARGET, steps=(step,))
-    sp = stored.StoredPlan("r1", "v1.27.8", TARGET, (TARGET,), "per-hop", (entry,))
-    plan = stored.plan_path(state)
-    digest = stored.save(plan, sp)
-    run = st.new_run(
+    recorded_run(
+        state,
+        shell_step("a"),
         cluster=inv.cluster_name,
         inventory=lab.inventory,
         fingerprint=run_fingerprint(inv, req),
-        target=TARGET,
-        hops=[TARGET],
-        strategy="per-hop",
-        steps=[step],
-        run_id="r1",
-        plan_digest=digest,
         inputs=run_inputs(inv, req),
         transcripts=st.default_transcripts_dir(state, "r1"),
     )
-    st.save(state, run)
-    return plan
+    return stored.plan_path(state)
 
 
 def _refused(ch: Check, lab: Lab, what: str, r: Proc, before: int, must: str) -> None:
@@ -1078,7 +1059,7 @@ def check_state_files(lab: Lab, work: Path) -> Check:
     shutil.rmtree(base, ignore_errors=True)
     victim = work / "victim"
     victim.write_text("precious\n")
-    apply_args = ("apply", "-i", str(lab.inventory), "--to", TARGET, "--yes", "--state")
+    apply_args = tuple(apply_argv(lab.inventory, "--state"))
 
     def fresh(name: str, playbooks: Path | None = None) -> tuple[Path, Path]:
         d = base / name
@@ -1275,8 +1256,18 @@ def _with_user(lab: Lab, dest: Path, user: dict[str, Any]) -> Path:
     return path
 
 
-def _holding(root: Path, needles: list[bytes], recursive: bool) -> list[str]:
-    found: list[str] = []
+def key_body_lines(key_pem: bytes) -> list[bytes]:
+    """The base64 lines of a PEM key (16 characters or more): what a copy of it on disk holds."""
+    return [
+        line.strip()
+        for line in key_pem.splitlines()
+        if line.strip() and not line.startswith(b"-----") and len(line.strip()) >= 16
+    ]
+
+
+def files_holding(root: Path, needles: list[bytes], recursive: bool) -> list[Path]:
+    """Regular files under ``root`` (small ones) holding any of ``needles``."""
+    found: list[Path] = []
     walker = os.walk(root) if recursive else [(str(root), [], os.listdir(root))]
     for dirpath, _dirs, names in walker:
         for name in names:
@@ -1284,10 +1275,11 @@ def _holding(root: Path, needles: list[bytes], recursive: bool) -> list[str]:
             try:
                 if p.is_symlink() or not p.is_file() or p.stat().st_size > 256 * 1024:
                     continue
-                if any(n in p.read_bytes() for n in needles):
-                    found.append(str(p))
+                data = p.read_bytes()
             except OSError:
                 continue
+            if any(n in data for n in needles):
+                found.append(p)
     return found
 
 
@@ -1305,9 +1297,7 @@ def check_kube_credentials(lab: Lab, work: Path, quick: bool = False) -> Check:
     ch = Check("kubeconfig client key on disk after SIGKILL; exec plugin announced")
     pki = lab.dir / "pki"
     cert_pem, key_pem = client_cert(pki / "ca.crt", pki / "ca.key", "bench-ops")
-    needles = [
-        x.strip() for x in key_pem.splitlines() if not x.startswith(b"-----") and len(x) >= 16
-    ]
+    needles = key_body_lines(key_pem)
     inv = _with_user(
         lab,
         work / "kc-certs",
@@ -1347,7 +1337,7 @@ def check_kube_credentials(lab: Lab, work: Path, quick: bool = False) -> Check:
                 ch.notes.append(f"{what}: the run ended first (exit {p.returncode})")
             else:
                 memfds = sum("memfd:" in x for x in _fd_links(p.pid) or links)
-                during = _holding(tmp, needles, recursive=True)
+                during = files_holding(tmp, needles, recursive=True)
                 p.send_signal(signal.SIGKILL)
                 p.wait(60)
                 for f in during:
@@ -1357,8 +1347,8 @@ def check_kube_credentials(lab: Lab, work: Path, quick: bool = False) -> Check:
             if p.poll() is None:
                 p.kill()
                 p.wait(60)
-        after = _holding(tmp, needles, recursive=True)
-        after += _holding(Path(tempfile.gettempdir()), needles, recursive=False)
+        after = files_holding(tmp, needles, recursive=True)
+        after += files_holding(Path(tempfile.gettempdir()), needles, recursive=False)
         for f in after:
             ch.fail(f"{what}: the client key is left in {f}")
     # the exec plugin: named (command only) before it runs
@@ -1751,18 +1741,7 @@ def check_terminal_escapes(lab: Lab, work: Path, quick: bool = False) -> Check:
     (pb / "site.yaml").write_text(yaml.safe_dump(doc))
     state_dir = lab.dir / ".upgrader"
     try:
-        r = cli(
-            "apply",
-            "-i",
-            inv,
-            "--to",
-            TARGET,
-            "--yes",
-            "--no-prestage",
-            "--playbooks",
-            str(pb),
-            timeout=600,
-        )
+        r = cli(*apply_argv(inv, "--no-prestage", "--playbooks", str(pb)), timeout=600)
         st = cli("status", "-i", inv, timeout=120)
         logs = list(state_dir.rglob("cp-1.log"))
         transcript = logs[0].read_text() if logs else ""
@@ -1859,7 +1838,7 @@ def campaign(
         checks.append(c)
         log(f"  {'ok' if c.ok else 'FAILED'} ({c.cases} cases)")
     return {
-        "checks": [c.to_dict() for c in checks],
+        "checks": [asdict(c) for c in checks],
         "failed": sum(not c.ok for c in checks),
         "seconds": round(time.monotonic() - t0, 1),
         "machine": machine(),
@@ -1885,14 +1864,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a few payloads per check")
     a = ap.parse_args(argv)
     os.environ.pop("KUBECONFIG", None)
-    work = Path(tempfile.mkdtemp(prefix="upgrader-security-"))
-    try:
-        doc = campaign(work, quick=a.quick)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    path = write_result("security", doc, a.out, scratch=work)
-    print(summary(doc))
-    print(f"results: {path}")
+    doc = run_campaign("security", lambda work: campaign(work, quick=a.quick), summary, a.out)
     return 0 if doc["failed"] == 0 else 1
 
 

@@ -3,9 +3,10 @@ delays, the test's own files beside it, and what an apply test reads back.
 
 Owns :class:`Lab` (``apply`` in the foreground or the background, ``kubectl get nodes``,
 the nodes' command lines and changes, the recorded run, the events), the spec pieces the
-apply tests share (:func:`lab_node`, :data:`ONE_WORKER_LOAD`, :data:`ADDONS`,
-:data:`FAST`), and the checks :func:`all_at`, :func:`wait_event`, :func:`stop_text`. The
-``make_lab`` fixture that starts these labs (and brings them down) is in ``conftest.py``.
+apply tests share (:func:`cluster_spec`, :func:`one_worker_lab`, :func:`lab_node`,
+:data:`ONE_WORKER_LOAD`, :data:`ADDONS`, :data:`FAST`), and the checks :func:`all_at`,
+:func:`wait_event`, :func:`stop_text`. The ``make_lab`` fixture that starts these labs (and
+brings them down) is in ``conftest.py``.
 Must not: start a lab any other way than through ``labkit``.
 """
 
@@ -21,6 +22,7 @@ from cli_run import cli, start_cli
 from golden_check import normalise, stop_message
 from labkit import LabFiles
 
+from bench._perf import flag_spec
 from upgrader import state as upgrader_state
 
 TARGET = "v1.28.4"
@@ -106,9 +108,16 @@ class Lab(LabFiles):
         return [json.loads(x) for x in self.events.read_text().splitlines() if x.strip()]
 
 
-def cluster(workers: int) -> list[dict[str, Any]]:
-    """The nodes of a spec: ``cp-1`` and the workers ``w-1`` .. ``w-N``."""
-    return [lab_node("cp-1", "control-plane")] + [lab_node(f"w-{i}") for i in range(1, workers + 1)]
+def cluster_spec(version: str, workers: int, **keys: Any) -> dict[str, Any]:
+    """A lab's spec: ``cp-1`` and the workers ``w-1`` .. ``w-N`` at ``version``, and the
+    spec's other top-level ``keys`` (``workloads``, ``faults``, ...)."""
+    return flag_spec(1, workers, version=version, **keys)
+
+
+def one_worker_lab(**keys: Any) -> dict[str, Any]:
+    """The small lab most apply tests start: ``cp-1`` and ``w-1`` at v1.27.8 running
+    :data:`ONE_WORKER_LOAD`, and the spec's other top-level ``keys`` (``faults``, ...)."""
+    return cluster_spec("v1.27.8", 1, workloads=ONE_WORKER_LOAD, **keys)
 
 
 def lab_node(name: str, role: str = "worker", **kw: Any) -> dict[str, Any]:

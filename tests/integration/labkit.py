@@ -6,11 +6,11 @@ Owns :func:`lab_up`, :func:`lab_down` and :func:`running_lab` (the real ``upgrad
 ``api=False`` starts the nodes only, as ``--no-api``),
 :func:`fast_playbooks` (the packaged playbooks polling readiness and retrying evictions
 every second; the campaigns' copy), :class:`LabFiles` (``lab.json``, the inventory, the
-kubeconfig, SSH to a node with its host key checked against the lab's ``known_hosts``,
-the real ``kubectl`` on the lab's kubeconfig, a node's ``calls.jsonl``) and :func:`ssh_run`
-(one command on a connection that it then closes). A test of the
-API server alone uses ``lab_api_fixture.LabAPI``; a test of ``upgrader lab up`` itself (its
-flags, its output) runs the CLI.
+kubeconfig, a node's ``calls.jsonl``, as ``bench._labdir.LabDir`` reads them; SSH to a
+node with its host key checked against the lab's ``known_hosts``, the real ``kubectl`` on
+the lab's kubeconfig) and :func:`ssh_run` (one command on a connection that it then
+closes). A test of the API server alone uses ``lab_api_fixture.LabAPI``; a test of
+``upgrader lab up`` itself (its flags, its output) runs the CLI.
 
 Must not: hold assertions about the product (the tests do), or leave a lab running
 (:func:`running_lab` and the fixtures that call :func:`lab_up` bring it down).
@@ -18,11 +18,9 @@ Must not: hold assertions about the product (the tests do), or leave a lab runni
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import yaml
 from cli_run import cli, cli_env
 
 from bench._campaign import fast_playbooks
+from bench._labdir import LabDir
 
 __all__ = ["LabFiles", "fast_playbooks", "lab_down", "lab_up", "running_lab", "ssh_run"]
 
@@ -86,34 +85,9 @@ def ssh_run(client: paramiko.SSHClient, command: str, timeout: float = 60) -> tu
         client.close()
 
 
-class LabFiles:
-    """What ``lab up`` wrote in ``dir`` and the ways in that every test uses."""
-
-    def __init__(self, lab_dir: Path) -> None:
-        self.dir = lab_dir
-
-    @cached_property
-    def info(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.dir / "lab.json").read_text())
-        return data
-
-    @property
-    def inventory(self) -> Path:
-        return self.dir / "inventory.yaml"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.dir / "kubeconfig"
-
-    @property
-    def state(self) -> Path:
-        return self.dir / ".upgrader" / "lab.state.json"
-
-    def root(self, node: str) -> Path:
-        return self.dir / "nodes" / node / "root"
-
-    def address(self, node: str) -> str:
-        return str(self.info["nodes"][node]["address"])
+class LabFiles(LabDir):
+    """What ``lab up`` wrote in ``dir`` (:class:`bench._labdir.LabDir`) and the ways in that
+    every test uses."""
 
     def connect(
         self, node: str, user: str | None = None, timeout: float = 60
@@ -125,8 +99,8 @@ class LabFiles:
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         client.connect(
             self.address(node),
-            port=int(self.info["ssh"]["port"]),
-            username=user or str(self.info["ssh"]["user"]),
+            port=self.ssh_port,
+            username=user or self.ssh_user,
             key_filename=str(self.dir / "id_ed25519"),
             timeout=timeout,
             banner_timeout=timeout,
@@ -146,10 +120,3 @@ class LabFiles:
             env=cli_env(),
             check=True,
         ).stdout
-
-    def records(self, node: str) -> list[dict[str, Any]]:
-        """The node's ``calls.jsonl``: one record per simulated tool call, in order."""
-        p = self.dir / "nodes" / node / "calls.jsonl"
-        if not p.exists():
-            return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from apply_kit import FAST, ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster
+from apply_kit import FAST, ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster_spec, one_worker_lab
 from cli_run import cli
 
 
@@ -23,16 +23,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _two_nodes() -> dict[str, object]:
-    return {
-        "version": "v1.27.8",
-        "nodes": cluster(1),
-        "workloads": ONE_WORKER_LOAD,
-    }
-
-
 def test_binaries_verified_and_etcd_snapshot_copied(make_lab: Callable[..., Lab]) -> None:
-    lab = make_lab(_two_nodes())
+    lab = make_lab(one_worker_lab())
     r = lab.apply()
     assert r.returncode == 0, r.stdout + r.stderr
     all_at(lab)
@@ -104,7 +96,7 @@ def test_binaries_verified_and_etcd_snapshot_copied(make_lab: Callable[..., Lab]
 
 
 def test_checksum_mismatch_stops_the_run_on_that_node(make_lab: Callable[..., Lab]) -> None:
-    lab = make_lab(_two_nodes())
+    lab = make_lab(one_worker_lab())
     # The lab's release checksums, as the inventory names them: one is now wrong.
     wrong = "0" * 64
     (lab.dir / "releases" / TARGET / "kubelet.sha256").write_text(wrong + "\n")
@@ -162,7 +154,7 @@ def _step_output(lab: Lab, node: str, step: str) -> str:
 
 
 def _prestage_lab(make: Callable[..., Lab]) -> Lab:
-    return make({**_two_nodes(), "delays": {**FAST, "download": DOWNLOAD}})
+    return make(one_worker_lab(delays={**FAST, "download": DOWNLOAD}))
 
 
 def test_prestaged_packages_are_not_downloaded_while_drained(
@@ -229,13 +221,7 @@ def test_etcd_36_snapshot_checked_with_etcdutl(make_lab: Callable[..., Lab]) -> 
     etcdctl has no ``snapshot status`` (etcd-io/etcd etcdctl/ctlv3/command/
     snapshot_command.go v3.6): the snapshot is checked with the image's etcdutl."""
     target = "v1.35.9"
-    lab = make_lab(
-        {
-            "version": "v1.34.8",
-            "nodes": cluster(1),
-            "workloads": ONE_WORKER_LOAD,
-        }
-    )
+    lab = make_lab(cluster_spec("v1.34.8", workers=1, workloads=ONE_WORKER_LOAD))
     args = lab.apply_args()
     args[args.index("--to") + 1] = target
     r = cli(*args, timeout=400)
@@ -256,7 +242,7 @@ def test_external_etcd_is_refused_at_plan_time(make_lab: Callable[..., Lab]) -> 
     """kubeadm-config with etcd.external: no etcd on the control planes to snapshot. The
     plan says so (naming --skip-etcd-snapshot) and apply changes nothing; with the flag
     the run goes on."""
-    lab = make_lab({**_two_nodes(), "etcd": "external"})
+    lab = make_lab(one_worker_lab(etcd="external"))
     p = cli("plan", "-i", str(lab.inventory), "--to", TARGET)
     assert p.returncode != 0, p.stdout + p.stderr
     assert "ETCD_SNAPSHOT_UNAVAILABLE" in p.stdout and "--skip-etcd-snapshot" in p.stdout

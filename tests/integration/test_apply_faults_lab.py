@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster, stop_text, wait_event
+from apply_kit import TARGET, Lab, all_at, cluster_spec, one_worker_lab, stop_text, wait_event
 from golden_check import check_golden
 
 pytestmark = pytest.mark.integration
@@ -19,15 +19,15 @@ def test_pdb_that_never_allows_eviction(make_lab: Callable[..., Lab]) -> None:
     # budget appears after it (someone creates it while the run is under way): the
     # control plane's `kubeadm upgrade plan` hangs a few seconds to leave room for that.
     lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(2),
-            "workloads": [
+        cluster_spec(
+            "v1.27.8",
+            workers=2,
+            workloads=[
                 {"kind": "Deployment", "name": "db", "replicas": 2},
                 {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
             ],
-            "faults": [{"node": "cp-1", "match": "kubeadm upgrade plan", "times": 1, "hang": 4}],
-        }
+            faults=[{"node": "cp-1", "match": "kubeadm upgrade plan", "times": 1, "hang": 4}],
+        )
     )
     proc = lab.start_apply("--drain-timeout", "3")
     try:
@@ -56,12 +56,9 @@ def test_pdb_that_never_allows_eviction(make_lab: Callable[..., Lab]) -> None:
 
 def test_ssh_session_dropped_mid_command(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(1),
-            "workloads": ONE_WORKER_LOAD,
-            "faults": [{"node": "w-1", "match": "kubeadm upgrade node", "times": 1, "drop": True}],
-        }
+        one_worker_lab(
+            faults=[{"node": "w-1", "match": "kubeadm upgrade node", "times": 1, "drop": True}],
+        )
     )
     r = lab.apply()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -74,11 +71,8 @@ def test_ssh_session_dropped_mid_command(make_lab: Callable[..., Lab]) -> None:
 
 def test_api_unavailable_for_a_while(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(1),
-            "workloads": ONE_WORKER_LOAD,
-            "faults": [
+        one_worker_lab(
+            faults=[
                 {
                     "api": {
                         "method": "GET",
@@ -96,7 +90,7 @@ def test_api_unavailable_for_a_while(make_lab: Callable[..., Lab]) -> None:
                     }
                 },
             ],
-        }
+        )
     )
     r = lab.apply()
     assert r.returncode == 0, r.stdout + r.stderr

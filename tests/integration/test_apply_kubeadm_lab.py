@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from apply_kit import ADDONS, Lab, cluster, lab_node
+from apply_kit import ADDONS, Lab, cluster_spec, lab_node
 
 
 def _addon_images(lab: Lab) -> tuple[str, str]:
@@ -28,11 +28,11 @@ def test_an_apply_failed_after_its_kubelet_config_phase_is_run_again(
     make_lab: Callable[..., Lab],
 ) -> None:
     lab = make_lab(
-        {
-            "version": "v1.28.4",
-            "nodes": cluster(1),
-            "workloads": ADDONS,
-            "faults": [
+        cluster_spec(
+            "v1.28.4",
+            workers=1,
+            workloads=ADDONS,
+            faults=[
                 {
                     "node": "cp-1",
                     "match": "kubeadm upgrade apply v1.29.2",
@@ -40,7 +40,7 @@ def test_an_apply_failed_after_its_kubelet_config_phase_is_run_again(
                     "stderr": "error writing kubelet configuration to file",
                 }
             ],
-        }
+        )
     )
     before = _addon_images(lab)
     assert before == (
@@ -147,13 +147,13 @@ def test_a_release_candidate_from_a_mirrored_registry(
     images from the cluster's imageRepository (kubeadm-config), not registry.k8s.io."""
     registry = "mirror.example.test/k8s"
     lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "image_repository": registry,
-            "prerelease_packages": ["v1.28.0-rc.1"],
-            "nodes": cluster(1),
-            "workloads": ADDONS,
-        }
+        cluster_spec(
+            "v1.27.8",
+            workers=1,
+            image_repository=registry,
+            prerelease_packages=["v1.28.0-rc.1"],
+            workloads=ADDONS,
+        )
     )
     target = "v1.28.0-rc.1"
     refused = lab.apply("--skip-etcd-snapshot", to=target)

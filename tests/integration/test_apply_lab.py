@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster, lab_node, stop_text
+from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster_spec, lab_node, stop_text
 from cli_run import cli
 from golden_check import check_golden
 
@@ -23,12 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_one_control_plane_three_workers(make_lab: Callable[..., Lab]) -> None:
-    lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(3),
-        }
-    )
+    lab = make_lab(cluster_spec("v1.27.8", workers=3))
     # without --yes and without a terminal to ask: refused before anything changes
     ask = cli(*[a for a in lab.apply_args() if a != "--yes"])
     assert ask.returncode == 2, ask.stdout + ask.stderr
@@ -91,13 +86,7 @@ def test_one_control_plane_three_workers(make_lab: Callable[..., Lab]) -> None:
 
 
 def test_two_minors_through_the_middle_one(make_lab: Callable[..., Lab]) -> None:
-    lab = make_lab(
-        {
-            "version": "v1.26.11",
-            "nodes": cluster(1),
-            "workloads": ONE_WORKER_LOAD,
-        }
-    )
+    lab = make_lab(cluster_spec("v1.26.11", workers=1, workloads=ONE_WORKER_LOAD))
     r = lab.apply("--strategy", "per-hop")
     assert r.returncode == 0, r.stdout + r.stderr
     all_at(lab)

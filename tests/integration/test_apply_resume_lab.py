@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster, stop_text, wait_event
+from apply_kit import TARGET, Lab, all_at, cluster_spec, one_worker_lab, stop_text, wait_event
 from cli_run import cli, cli_env
 from golden_check import check_golden
 
@@ -28,10 +28,10 @@ pytestmark = pytest.mark.integration
 def test_failed_step_stops_the_run_and_a_rerun_resumes(make_lab: Callable[..., Lab]) -> None:
     # The step is retry-safe (3 attempts): it fails on each of them in the first run.
     lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(3),
-            "faults": [
+        cluster_spec(
+            "v1.27.8",
+            workers=3,
+            faults=[
                 {
                     "node": "w-2",
                     "match": "kubeadm upgrade node",
@@ -40,7 +40,7 @@ def test_failed_step_stops_the_run_and_a_rerun_resumes(make_lab: Callable[..., L
                     "stderr": "simulated failure",
                 }
             ],
-        }
+        )
     )
     r = lab.apply()
     assert r.returncode == 1, r.stdout + r.stderr
@@ -108,13 +108,10 @@ def test_failed_step_stops_the_run_and_a_rerun_resumes(make_lab: Callable[..., L
 
 def test_sigkill_mid_step_then_resume(make_lab: Callable[..., Lab]) -> None:
     lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(1),
-            "workloads": ONE_WORKER_LOAD,
+        one_worker_lab(
             # the install, not the prestage download (`apt-get install --download-only ...`)
-            "faults": [{"node": "w-1", "match": "apt-get install -y", "times": 1, "hang": 30}],
-        }
+            faults=[{"node": "w-1", "match": "apt-get install -y", "times": 1, "hang": 30}],
+        )
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "upgrader", *lab.apply_args()],
@@ -153,13 +150,10 @@ def test_a_signal_mid_step_records_interrupted_and_says_what_it_left(
 ) -> None:
     """SIGTERM (a service manager) and SIGINT (Ctrl-C) stop the run the same way."""
     lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(1),
-            "workloads": ONE_WORKER_LOAD,
+        one_worker_lab(
             # the kubelet install, after w-1's drain
-            "faults": [{"node": "w-1", "match": "Timeout=300 kubelet=", "times": 1, "hang": 30}],
-        }
+            faults=[{"node": "w-1", "match": "Timeout=300 kubelet=", "times": 1, "hang": 30}],
+        )
     )
     proc = lab.start_apply()
     step = f"{TARGET}/w-1/worker/kubelet-kubectl-packages"

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster, lab_node
+from apply_kit import TARGET, Lab, all_at, lab_node, one_worker_lab
 from cli_run import cli, cli_env
 
 WORKERS = ("w-1", "w-2", "w-3")
@@ -121,13 +121,7 @@ def _run_in_pty(args: list[str], answers: dict[str, str], timeout: float = 400) 
 def test_hold_uncordon_at_a_terminal_shows_pods_and_events_and_no_pauses(
     make_lab: Callable[..., Lab],
 ) -> None:
-    lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(1),
-            "workloads": ONE_WORKER_LOAD,
-        }
-    )
+    lab = make_lab(one_worker_lab())
     rc, shown = _run_in_pty(
         lab.apply_args("--hold-uncordon"), {"Uncordon cp-1?": "y", "Uncordon w-1?": "n"}
     )

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from apply_kit import TARGET, Lab, all_at, cluster
+from apply_kit import TARGET, Lab, all_at, cluster_spec
 from kubernetes.client import CoreV1Api
 
 from upgrader.kube.client import make_api_client
@@ -33,10 +33,10 @@ def test_fallback_deletes_held_pods_and_the_selector_leaves_the_others(
     make_lab: Callable[..., Lab],
 ) -> None:
     lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(2),
-            "workloads": [
+        cluster_spec(
+            "v1.27.8",
+            workers=2,
+            workloads=[
                 # minAvailable 2 of 2: the budget never allows an eviction
                 {
                     "kind": "Deployment",
@@ -47,7 +47,7 @@ def test_fallback_deletes_held_pods_and_the_selector_leaves_the_others(
                 },
                 {"kind": "Deployment", "name": "web", "replicas": 2, "grace_period": 0},
             ],
-        }
+        )
     )
     before = _pods_by_node(lab)
     web_before = {n: {p for p in ps if p.startswith("web")} for n, ps in before.items()}

@@ -28,7 +28,7 @@ from cli_run import cli, cli_env
 from kubeapi_stub import TLSServer
 from lab_api_fixture import LabAPI, small_spec, wait_for
 
-from bench.security import client_cert
+from bench.security import client_cert, files_holding, key_body_lines
 
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
 
@@ -47,32 +47,6 @@ def admin_client_cert(ca_cert: Path, ca_key: Path) -> tuple[bytes, bytes]:
     """(certificate PEM, key PEM) for ``CN=upgrader-test, O=system:masters``, signed by the
     lab's CA."""
     return client_cert(ca_cert, ca_key, "upgrader-test", "system:masters")
-
-
-def key_body_lines(key_pem: bytes) -> list[bytes]:
-    return [
-        line.strip()
-        for line in key_pem.splitlines()
-        if line.strip() and not line.startswith(b"-----") and len(line.strip()) >= 16
-    ]
-
-
-def files_holding(root: Path, needles: list[bytes], recursive: bool) -> list[Path]:
-    """Regular files under ``root`` (small ones) holding any of ``needles``."""
-    found: list[Path] = []
-    walker = os.walk(root) if recursive else [(str(root), [], os.listdir(root))]
-    for dirpath, _dirs, names in walker:
-        for name in names:
-            p = Path(dirpath) / name
-            try:
-                if not p.is_file() or p.is_symlink() or p.stat().st_size > 256 * 1024:
-                    continue
-                data = p.read_bytes()
-            except OSError:
-                continue
-            if any(n in data for n in needles):
-                found.append(p)
-    return found
 
 
 def write_kubeconfig(lab: LabAPI, path: Path, user: dict[str, Any]) -> None:

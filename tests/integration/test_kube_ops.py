@@ -100,6 +100,17 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Lab]]:
         lab.stop()
 
 
+@pytest.fixture
+def drain_lab(make_lab: Callable[[dict[str, Any]], Lab]) -> Callable[..., Lab]:
+    """``drain_lab(*workloads, **spec)``: a lab of ``cp-1`` and the three :data:`WORKERS`
+    running ``workloads`` (``spec``: more of the spec, as :func:`_spec` takes it)."""
+
+    def make(*workloads: dict[str, Any], **spec: Any) -> Lab:
+        return make_lab(_spec(_three_workers(), list(workloads), **spec))
+
+    return make
+
+
 # two PodDisruptionBudgets over the same pods
 TWO_PDBS = [{"maxUnavailable": 1}, {"maxUnavailable": 2, "name": "multi-too"}]
 
@@ -309,17 +320,12 @@ def _three_workers(**kw: Any) -> list[dict[str, Any]]:
 
 
 def test_drain_evicts_everything_it_may_and_waits_until_gone(
-    make_lab: Callable[[dict[str, Any]], Lab],
+    drain_lab: Callable[..., Lab],
 ) -> None:
-    lab = make_lab(
-        _spec(
-            _three_workers(),
-            [
-                _deployment("web", 3, pdb={"maxUnavailable": 1}),
-                _deployment("api", 2, pdb={"minAvailable": 1}),
-                {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
-            ],
-        )
+    lab = drain_lab(
+        _deployment("web", 3, pdb={"maxUnavailable": 1}),
+        _deployment("api", 2, pdb={"minAvailable": 1}),
+        {"kind": "DaemonSet", "namespace": "kube-system", "name": "kube-proxy"},
     )
     node = node_with(lab, WORKERS, "web")
     before = lab.pods_on(node)
@@ -354,11 +360,11 @@ def test_drain_evicts_everything_it_may_and_waits_until_gone(
 
 
 def test_a_drain_sees_its_pods_go_through_the_watch_not_its_poll(
-    make_lab: Callable[[dict[str, Any]], Lab],
+    drain_lab: Callable[..., Lab],
 ) -> None:
     delays = {"kubelet_ready": 0.3, "pod_termination": 0.5, "pod_startup": 0.1}
     workload = {"kind": "Deployment", "name": "web", "replicas": 6, "grace_period": 0}
-    lab = make_lab(_spec(_three_workers(), [workload], delays=delays))
+    lab = drain_lab(workload, delays=delays)
     node = node_with(lab, WORKERS, "web")
     must_go = non_daemon(lab.pods_on(node))
     assert cordon(lab.api, node) is True
@@ -370,16 +376,11 @@ def test_a_drain_sees_its_pods_go_through_the_watch_not_its_poll(
     assert took < 15, f"the drain took {took:.1f}s"
 
 
-def test_drain_refuses_before_evicting_anything(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
-    lab = make_lab(
-        _spec(
-            _three_workers(),
-            [
-                {"kind": "Deployment", "name": "web", "replicas": 6, "grace_period": 0},
-                {"kind": "Pod", "name": "lonely", "node": "w-1", "empty_dir": True},
-                {"kind": "Pod", "name": "bare", "node": "w-1"},
-            ],
-        )
+def test_drain_refuses_before_evicting_anything(drain_lab: Callable[..., Lab]) -> None:
+    lab = drain_lab(
+        {"kind": "Deployment", "name": "web", "replicas": 6, "grace_period": 0},
+        {"kind": "Pod", "name": "lonely", "node": "w-1", "empty_dir": True},
+        {"kind": "Pod", "name": "bare", "node": "w-1"},
     )
     before = {p["metadata"]["uid"] for p in lab.pods_on("w-1")}
     with pytest.raises(DrainRefused) as ei:
@@ -489,15 +490,8 @@ def test_a_drain_held_by_a_budget_says_what_it_waits_for(
     assert all(g >= 0.9 for g in gaps), gaps  # throttled: one line per interval
 
 
-def test_pod_under_several_pdbs_fails_the_drain(make_lab: Callable[[dict[str, Any]], Lab]) -> None:
-    lab = make_lab(
-        _spec(
-            _three_workers(),
-            [
-                _deployment("multi", 3, pdb=TWO_PDBS),
-            ],
-        )
-    )
+def test_pod_under_several_pdbs_fails_the_drain(drain_lab: Callable[..., Lab]) -> None:
+    lab = drain_lab(_deployment("multi", 3, pdb=TWO_PDBS))
     node = node_with(lab, WORKERS, "multi")
     cordon(lab.api, node)
     with pytest.raises(StepFailed) as ei:
@@ -508,16 +502,9 @@ def test_pod_under_several_pdbs_fails_the_drain(make_lab: Callable[[dict[str, An
 
 
 def test_disable_eviction_deletes_without_asking_pdbs(
-    make_lab: Callable[[dict[str, Any]], Lab],
+    drain_lab: Callable[..., Lab],
 ) -> None:
-    lab = make_lab(
-        _spec(
-            _three_workers(),
-            [
-                _deployment("db", 3, grace_period=1, pdb={"minAvailable": 3}),
-            ],
-        )
-    )
+    lab = drain_lab(_deployment("db", 3, grace_period=1, pdb={"minAvailable": 3}))
     node = node_with(lab, WORKERS, "db")
     must_go = non_daemon(lab.pods_on(node))
     cordon(lab.api, node)
@@ -536,20 +523,15 @@ def test_disable_eviction_deletes_without_asking_pdbs(
 
 
 def test_drain_fallback_deletes_what_budgets_still_refuse(
-    make_lab: Callable[[dict[str, Any]], Lab],
+    drain_lab: Callable[..., Lab],
 ) -> None:
     """--drain-fallback delete: once the timeout ran out, the pods a budget refuses (429
     until then, or several budgets) are deleted, the caller told which and which budgets,
     and the drain finishes; the other pods were evicted as usual."""
-    lab = make_lab(
-        _spec(
-            _three_workers(),
-            [
-                _deployment("db", 3, grace_period=1, pdb={"minAvailable": 3}),
-                _deployment("multi", 3, pdb=TWO_PDBS),
-                {"kind": "Deployment", "name": "web", "replicas": 3, "grace_period": 0},
-            ],
-        )
+    lab = drain_lab(
+        _deployment("db", 3, grace_period=1, pdb={"minAvailable": 3}),
+        _deployment("multi", 3, pdb=TWO_PDBS),
+        {"kind": "Deployment", "name": "web", "replicas": 3, "grace_period": 0},
     )
     node = node_with(lab, WORKERS, "db")
     on_node = non_daemon(lab.pods_on(node))
@@ -579,16 +561,11 @@ def test_drain_fallback_deletes_what_budgets_still_refuse(
 
 
 def test_pod_selector_drains_only_matching_pods(
-    make_lab: Callable[[dict[str, Any]], Lab],
+    drain_lab: Callable[..., Lab],
 ) -> None:
-    lab = make_lab(
-        _spec(
-            _three_workers(),
-            [
-                {"kind": "Deployment", "name": "web", "replicas": 3, "grace_period": 0},
-                {"kind": "Deployment", "name": "db", "replicas": 3, "grace_period": 0},
-            ],
-        )
+    lab = drain_lab(
+        {"kind": "Deployment", "name": "web", "replicas": 3, "grace_period": 0},
+        {"kind": "Deployment", "name": "db", "replicas": 3, "grace_period": 0},
     )
     node = node_with(lab, WORKERS, "web")
     before = non_daemon(lab.pods_on(node))

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from apply_kit import ADDONS, Lab, cluster
+from apply_kit import ADDONS, Lab, cluster_spec
 from brief_text import unfold
 
 PATCHES = "/etc/kubernetes/upgrader/patches"
@@ -24,13 +24,7 @@ def test_patches_reach_kubeadm_upgrade_apply_on_cp1_and_are_applied(
     make_lab: Callable[..., Lab],
     tmp_path: Path,
 ) -> None:
-    lab = make_lab(
-        {
-            "version": "v1.28.4",
-            "nodes": cluster(1),
-            "workloads": ADDONS,
-        }
-    )
+    lab = make_lab(cluster_spec("v1.28.4", workers=1, workloads=ADDONS))
     patches = tmp_path / "patches"
     patches.mkdir()
     api_patch = b"spec:\n  containers:\n  - {name: kube-apiserver, env: [{name: X, value: '1'}]}\n"
@@ -76,13 +70,7 @@ def test_an_upgrade_configuration_for_a_128_target_is_a_finding_and_nothing_runs
     make_lab: Callable[..., Lab],
     tmp_path: Path,
 ) -> None:
-    lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(1),
-            "workloads": ADDONS,
-        }
-    )
+    lab = make_lab(cluster_spec("v1.27.8", workers=1, workloads=ADDONS))
     config = tmp_path / "upgrade.yaml"
     config.write_text(
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\n"

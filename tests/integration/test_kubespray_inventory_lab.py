@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster
+from apply_kit import TARGET, Lab, all_at, cluster_spec, one_worker_lab
 from cli_run import cli_env
 
 pytestmark = pytest.mark.integration
@@ -115,7 +115,7 @@ def _paths(lab: Lab) -> tuple[Path, Path]:
 def test_a_kubespray_inventory_needs_no_home_and_no_kubeconfig_variable(
     make_lab: Callable[..., Lab], tmp_path: Path
 ) -> None:
-    lab = make_lab({"version": "v1.27.8", "nodes": cluster(1)})
+    lab = make_lab(cluster_spec("v1.27.8", workers=1))
     hosts = _kubespray_file(lab, tmp_path / "hosts.yaml")
     kubeconfig, known_hosts = _paths(lab)
     home, run = _runner(tmp_path)
@@ -162,13 +162,7 @@ def test_upgrader_variables_carry_the_settings_without_flags_home_or_kubeconfig(
     """Kubeconfig, known_hosts, the ssh defaults (user, port, key, sudo, policy) and the
     packages (repository, release checksums from a local directory) all from ``upgrader_*``
     variables: plan verifies the binaries and apply upgrades, with no flag and no HOME."""
-    lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(1),
-            "workloads": ONE_WORKER_LOAD,  # one worker: nothing a PDB would hold
-        }
-    )
+    lab = make_lab(one_worker_lab())  # one worker: nothing a PDB would hold
     hosts = _kubespray_with_upgrader_vars(lab, tmp_path / "hosts.yaml")
     home, run = _runner(tmp_path)
 

@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 from kubernetes import config as _config
 from kubernetes import watch as _watch
-from lab_api_fixture import LabAPI, kubectl_binaries, small_spec, wait_for
+from lab_api_fixture import HTTPResult, LabAPI, kubectl_binaries, small_spec, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -71,8 +71,33 @@ def node_ready(v1: Any, name: str) -> str:
     return str(next(c.status for c in node.status.conditions if c.type == "Ready"))
 
 
-def body_of(exc: pytest.ExceptionInfo[Any]) -> Any:
-    """The Status object of a failed call of the official client."""
+def patch_w1(lab: LabAPI, body: bytes, content_type: str) -> HTTPResult:
+    """``PATCH`` of node w-1 with ``body`` as ``application/CONTENT_TYPE``: the response."""
+    return lab.request(
+        "PATCH",
+        "/api/v1/nodes/w-1",
+        raw=body,
+        headers={"Content-Type": f"application/{content_type}"},
+    )
+
+
+def api_status(status: str, code: int, **fields: Any) -> dict[str, Any]:
+    """A ``Status`` object of the API (``Success`` or ``Failure``) with ``fields`` besides."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": status,
+        "code": code,
+        **fields,
+    }
+
+
+def refusal(code: int, call: Callable[[], object]) -> Any:
+    """The Status object of the official client's failed ``call``, which failed with ``code``."""
+    with pytest.raises(client.ApiException) as exc:
+        call()
+    assert exc.value.status == code
     return json.loads(exc.value.body)
 
 
@@ -85,15 +110,7 @@ def test_https_with_lab_ca_and_bearer_token(lab: LabAPI) -> None:
     for token in (None, "not-the-token"):
         r = lab.request("GET", "/api/v1/nodes", token=token)
         assert r.status == 401
-        assert r.json() == {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": "Unauthorized",
-            "reason": "Unauthorized",
-            "code": 401,
-        }
+        assert r.json() == api_status("Failure", 401, message="Unauthorized", reason="Unauthorized")
     # health and version are public (as on kubeadm clusters), a wrong token is not
     assert lab.request("GET", "/readyz", token=None).body == b"ok"
     assert lab.request("GET", "/version", token=None).status == 200
@@ -272,30 +289,15 @@ def test_node_patch_flavours_put_and_status(lab: LabAPI) -> None:
     assert [
         n.metadata.name for n in v1.list_node(field_selector="spec.unschedulable=true").items
     ] == ["w-1"]
-    r = lab.request(
-        "PATCH",
-        "/api/v1/nodes/w-1",
-        raw=b'{"spec":{"unschedulable":null}}',
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    r = patch_w1(lab, b'{"spec":{"unschedulable":null}}', "merge-patch+json")
     assert r.status == 200 and "unschedulable" not in r.json()["spec"]
     wait_for(lambda: not v1.read_node("w-1").spec.taints, what="taint removed")
     ops = [{"op": "add", "path": "/metadata/labels/tier", "value": "gold"}]
     node = v1.patch_node("w-1", ops)  # a list body goes as application/json-patch+json
     assert node.metadata.labels["tier"] == "gold"
-    r = lab.request(
-        "PATCH",
-        "/api/v1/nodes/w-1",
-        raw=b'{"spec":{}}',
-        headers={"Content-Type": "application/apply-patch+yaml"},
-    )
+    r = patch_w1(lab, b'{"spec":{}}', "apply-patch+yaml")
     assert r.status == 415
-    r = lab.request(
-        "PATCH",
-        "/api/v1/nodes/w-1",
-        raw=b'[{"op":"test","path":"/metadata/name","value":"nope"}]',
-        headers={"Content-Type": "application/json-patch+json"},
-    )
+    r = patch_w1(lab, b'[{"op":"test","path":"/metadata/name","value":"nope"}]', "json-patch+json")
     assert r.status == 422
     # PUT with a stale resourceVersion conflicts; status writes through the main resource
     # are ignored, through /status they land
@@ -304,27 +306,18 @@ def test_node_patch_flavours_put_and_status(lab: LabAPI) -> None:
     current.metadata.labels["x"] = "1"
     v1.replace_node("w-1", current)
     current.metadata.resource_version = stale
-    with pytest.raises(client.ApiException) as exc:
-        v1.replace_node("w-1", current)
-    assert exc.value.status == 409
-    assert body_of(exc)["reason"] == "Conflict"
+    assert refusal(409, lambda: v1.replace_node("w-1", current))["reason"] == "Conflict"
     patched = v1.patch_node("w-1", {"status": {"nodeInfo": {"kubeletVersion": "v9.9.9"}}})
     assert patched.status.node_info.kubelet_version == "v1.27.8"
     patched = v1.patch_node_status("w-1", {"status": {"nodeInfo": {"kubeletVersion": "v1.27.9"}}})
     assert patched.status.node_info.kubelet_version == "v1.27.9"
-    with pytest.raises(client.ApiException) as exc:
-        v1.read_node("nope")
-    assert exc.value.status == 404
-    assert body_of(exc) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": 'nodes "nope" not found',
-        "reason": "NotFound",
-        "details": {"name": "nope", "kind": "nodes"},
-        "code": 404,
-    }
+    assert refusal(404, lambda: v1.read_node("nope")) == api_status(
+        "Failure",
+        404,
+        message='nodes "nope" not found',
+        reason="NotFound",
+        details={"name": "nope", "kind": "nodes"},
+    )
 
 
 # --------------------------------------------------------------------------- eviction
@@ -362,13 +355,7 @@ def test_eviction_follows_the_pdb_rules(lab: LabAPI) -> None:
         },
     )
     assert r.status == 201
-    assert r.json() == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "code": 201,
-    }
+    assert r.json() == api_status("Success", 201)
     pdb = policy.read_namespaced_pod_disruption_budget("web", "default")
     assert pdb.status.disruptions_allowed == 0
     gone = v1.read_namespaced_pod(victim.metadata.name, "default")
@@ -399,17 +386,12 @@ def test_eviction_follows_the_pdb_rules(lab: LabAPI) -> None:
     # a budget with nothing to spare: 429 with the DisruptionBudget cause
     policy.patch_namespaced_pod_disruption_budget("web", "default", {"spec": {"maxUnavailable": 0}})
     target = running(v1, "app=web")[0].metadata.name
-    with pytest.raises(client.ApiException) as exc:
-        evict(v1, target)
-    assert exc.value.status == 429
-    assert body_of(exc) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": "Cannot evict pod as it would violate the pod's disruption budget.",
-        "reason": "TooManyRequests",
-        "details": {
+    assert refusal(429, lambda: evict(v1, target)) == api_status(
+        "Failure",
+        429,
+        message="Cannot evict pod as it would violate the pod's disruption budget.",
+        reason="TooManyRequests",
+        details={
             "causes": [
                 {
                     "reason": "DisruptionBudget",
@@ -417,8 +399,7 @@ def test_eviction_follows_the_pdb_rules(lab: LabAPI) -> None:
                 }
             ]
         },
-        "code": 429,
-    }
+    )
     # two budgets over one pod: 500, which the eviction subresource does not support
     policy.create_namespaced_pod_disruption_budget(
         "default",
@@ -430,17 +411,12 @@ def test_eviction_follows_the_pdb_rules(lab: LabAPI) -> None:
         ),
     )
     db_pod = running(v1, "app=db")[0].metadata.name
-    with pytest.raises(client.ApiException) as exc:
-        evict(v1, db_pod)
-    assert exc.value.status == 500
-    assert body_of(exc)["message"] == (
+    assert refusal(500, lambda: evict(v1, db_pod))["message"] == (
         "This pod has more than one PodDisruptionBudget, which the eviction subresource does "
         "not support."
     )
     # a missing pod: 404; a pod without a budget goes at once (policy/v1beta1 accepted)
-    with pytest.raises(client.ApiException) as exc:
-        evict(v1, "no-such-pod")
-    assert exc.value.status == 404
+    refusal(404, lambda: evict(v1, "no-such-pod"))
     ds_pod = next(p for p in pods_on(v1, "w-2") if p.metadata.labels.get("k8s-app") == "kube-proxy")
     evict(v1, ds_pod.metadata.name, "kube-system", api_version="policy/v1beta1")
     bad = lab.request(
@@ -501,28 +477,24 @@ def test_lease_lifecycle_with_conflicts(lab: LabAPI) -> None:
     )
     lease = co.create_namespaced_lease("kube-system", body)
     assert lease.metadata.resource_version and lease.metadata.uid
-    with pytest.raises(client.ApiException) as exc:
-        co.create_namespaced_lease("kube-system", body)
-    assert exc.value.status == 409
-    assert body_of(exc)["reason"] == "AlreadyExists"
+    exists = refusal(409, lambda: co.create_namespaced_lease("kube-system", body))
+    assert exists["reason"] == "AlreadyExists"
     stale = co.read_namespaced_lease("upgrader-lock", "kube-system")
     fresh = co.read_namespaced_lease("upgrader-lock", "kube-system")
     fresh.spec.holder_identity = "run-2"
     updated = co.replace_namespaced_lease("upgrader-lock", "kube-system", fresh)
     assert int(updated.metadata.resource_version) > int(stale.metadata.resource_version)
     stale.spec.holder_identity = "run-3"
-    with pytest.raises(client.ApiException) as exc:
-        co.replace_namespaced_lease("upgrader-lock", "kube-system", stale)
-    assert exc.value.status == 409
-    assert body_of(exc)["message"] == (
+    conflict = refusal(
+        409, lambda: co.replace_namespaced_lease("upgrader-lock", "kube-system", stale)
+    )
+    assert conflict["message"] == (
         'Operation cannot be fulfilled on leases.coordination.k8s.io "upgrader-lock": the object '
         "has been modified; please apply your changes to the latest version and try again"
     )
     assert co.read_namespaced_lease("upgrader-lock", "kube-system").spec.holder_identity == "run-2"
     co.delete_namespaced_lease("upgrader-lock", "kube-system")
-    with pytest.raises(client.ApiException) as exc:
-        co.read_namespaced_lease("upgrader-lock", "kube-system")
-    assert exc.value.status == 404
+    refusal(404, lambda: co.read_namespaced_lease("upgrader-lock", "kube-system"))
 
 
 def test_objects_validation_and_garbage_collection(lab: LabAPI) -> None:
@@ -653,10 +625,7 @@ def test_api_fault_status_for_n_requests_then_success(tmp_path: Path) -> None:
         v1 = core(lab)
         assert v1.list_namespaced_pod("default").items  # other paths are not affected
         for _ in range(2):
-            with pytest.raises(client.ApiException) as exc:
-                v1.list_node()
-            assert exc.value.status == 503
-            assert body_of(exc)["reason"] == "ServiceUnavailable"
+            assert refusal(503, lambda: v1.list_node())["reason"] == "ServiceUnavailable"
         lab.restart()  # the count survives a restart
         r = lab.request("GET", "/api/v1/nodes/w-1")
         assert r.status == 503
@@ -718,12 +687,7 @@ def test_rbac_rules_answer_access_reviews_and_refuse_requests(tmp_path: Path) ->
 
         assert can("list", "nodes") and can("create", "pods", "eviction")
         assert not can("patch", "nodes") and not can("update", "leases")
-        r = lab.request(
-            "PATCH",
-            "/api/v1/nodes/w-1",
-            raw=b'{"spec":{"unschedulable":true}}',
-            headers={"Content-Type": "application/strategic-merge-patch+json"},
-        )
+        r = patch_w1(lab, b'{"spec":{"unschedulable":true}}', "strategic-merge-patch+json")
         assert r.status == 403
         assert r.json()["message"] == (
             'nodes "w-1" is forbidden: User "lab-admin" cannot patch resource "nodes" in API '

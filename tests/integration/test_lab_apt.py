@@ -198,6 +198,15 @@ def _ok(lab_dir: Path, node: str, command: str) -> str:
     return proc.stdout
 
 
+def worker_step_command(name: str, ctx: StepContext) -> str:
+    """The command of the default playbook's worker step ``name``, rendered for ``ctx``."""
+    pb = load_playbooks()
+    spec = next(s for s in pb.phase("worker").steps if s.name == name)
+    command = expand_step(spec, "worker", ctx).command
+    assert command is not None
+    return command
+
+
 def test_nodes_start_as_the_install_page_leaves_them(lab: Path) -> None:
     """kubernetes.io "Installing kubeadm" (Debian): keyring from Release.key, the
     sources line with signed-by, the packages installed and held, apt-get update run."""
@@ -259,19 +268,19 @@ def test_a_held_cri_tools_breaks_the_naive_install_as_real_apt_does(lab: Path) -
     assert "kubeadm : Depends: cri-tools (>= 1.28.0) but 1.27.0-1.1 is to be installed" in r.stdout
     assert "E: Unable to correct problems, you have held broken packages." in r.stderr
     # the product's kubeadm-package step for this node (facts: cri-tools held)
-    pb = load_playbooks()
-    spec = next(s for s in pb.phase("worker").steps if s.name == "kubeadm-package")
-    ctx = StepContext(
-        KubeVersion.parse("v1.28.4"),
-        "w-2",
-        "worker",
-        "lab",
-        "apt",
-        pkg_version="1.28.4-1.1",
-        held_deps=("cri-tools",),
+    command = worker_step_command(
+        "kubeadm-package",
+        StepContext(
+            KubeVersion.parse("v1.28.4"),
+            "w-2",
+            "worker",
+            "lab",
+            "apt",
+            pkg_version="1.28.4-1.1",
+            held_deps=("cri-tools",),
+        ),
     )
-    command = expand_step(spec, "worker", ctx).command
-    assert command is not None and "apt-mark unhold kubeadm cri-tools" in command
+    assert "apt-mark unhold kubeadm cri-tools" in command
     _ok(lab, "w-2", command)
     assert _ok(lab, "w-2", "dpkg-query -W -f='${Package} ${Version}\\n' cri-tools kubeadm") == (
         "cri-tools 1.28.0-1.1\nkubeadm 1.28.4-1.1\n"
@@ -293,18 +302,17 @@ def test_the_repository_step_refreshes_a_replaced_signing_key(tmp_path: Path) ->
         # to miss, which is why the step fetches the key every time
         assert r.returncode == 0 and "NO_PUBKEY" in r.stderr, r.stderr
         url = json.loads((lab_dir / "lab.json").read_text())["pkgserver"]["url_template"]
-        pb = load_playbooks()
-        step = next(s for s in pb.phase("worker").steps if s.name == "package-repository")
-        ctx = StepContext(
-            KubeVersion.parse("v1.27.9"),
-            "cp-1",
-            "control-plane",
-            "lab",
-            "apt",
-            repo=RepoConfig("custom", url),
+        command = worker_step_command(
+            "package-repository",
+            StepContext(
+                KubeVersion.parse("v1.27.9"),
+                "cp-1",
+                "control-plane",
+                "lab",
+                "apt",
+                repo=RepoConfig("custom", url),
+            ),
         )
-        command = expand_step(step, "worker", ctx).command
-        assert command is not None
         r = _run(lab_dir, "cp-1", command)
         assert r.returncode == 0 and "NO_PUBKEY" not in r.stderr, r.stderr
         assert "1.27.9-1.1" in _ok(lab_dir, "cp-1", "apt-cache madison kubeadm")
@@ -326,13 +334,12 @@ def test_the_package_step_waits_for_a_held_dpkg_lock(lab: Path) -> None:
     """unattended-upgrades holds /var/lib/dpkg/lock-frontend (an fcntl lock, as apt and dpkg
     take it); apt-mark fails at once on it, the product's step waits (apt-get check /
     install with -o DPkg::Lock::Timeout) and then succeeds."""
-    pb = load_playbooks()
-    spec = next(s for s in pb.phase("worker").steps if s.name == "kubeadm-package")
-    ctx = StepContext(
-        KubeVersion.parse("v1.27.9"), "w-1", "worker", "lab", "apt", pkg_version="1.27.9-1.1"
+    command = worker_step_command(
+        "kubeadm-package",
+        StepContext(
+            KubeVersion.parse("v1.27.9"), "w-1", "worker", "lab", "apt", pkg_version="1.27.9-1.1"
+        ),
     )
-    command = expand_step(spec, "worker", ctx).command
-    assert command is not None
     script = (
         "touch /tmp/upgrader-lab-locker.$$.hold; "
         f"{LOCKER} /tmp/upgrader-lab-locker.$$.hold > /tmp/upgrader-lab-locker.$$ & "

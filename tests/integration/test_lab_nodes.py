@@ -24,6 +24,7 @@ import yaml
 from lab_api_fixture import wait_for
 from labkit import LabFiles, lab_down, lab_up
 
+from bench._perf import flag_spec
 from upgrader.errors import ConfigError
 from upgrader_lab import cost, runner, trust
 from upgrader_lab import spec as labspec
@@ -128,16 +129,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    spec = {
-        "ssh_user": "root",
-        "version": "v1.27.8",
-        "nodes": [
-            {"name": "cp-1", "role": "control-plane"},
-            {"name": "w-1", "role": "worker"},
-            {"name": "w-2", "role": "worker"},
-        ],
-        "delays": {"kubelet_ready": 0.3},
-    }
+    spec = flag_spec(1, 2, ssh_user="root", version="v1.27.8", delays={"kubelet_ready": 0.3})
     with started_lab(tmp_path_factory.mktemp("lab") / "api-lab", spec) as the_lab:
         yield the_lab
 

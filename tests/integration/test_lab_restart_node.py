@@ -23,18 +23,11 @@ from cli_run import cli
 from lab_api_fixture import wait_for
 from labkit import LabFiles, fast_playbooks, lab_down, lab_up, running_lab
 
+from bench._perf import flag_spec
+
 pytestmark = pytest.mark.integration
 
-SPEC: dict[str, Any] = {
-    "ssh_user": "root",
-    "version": "v1.27.8",
-    "nodes": [
-        {"name": "cp-1", "role": "control-plane"},
-        {"name": "w-1", "role": "worker"},
-        {"name": "w-2", "role": "worker"},
-    ],
-    "delays": {"kubelet_ready": 0.5},
-}
+SPEC = flag_spec(1, 2, ssh_user="root", version="v1.27.8", delays={"kubelet_ready": 0.5})
 
 
 class Lab(LabFiles):

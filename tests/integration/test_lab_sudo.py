@@ -36,14 +36,6 @@ NODES = [{"name": "cp-1", "role": "control-plane"}, {"name": "w-1", "role": "wor
 
 
 class Lab(LabFiles):
-    @property
-    def port(self) -> int:
-        return int(self.info["ssh"]["port"])
-
-    @property
-    def user(self) -> str:
-        return str(self.info["ssh"]["user"])
-
     def run(self, node: str, command: str) -> tuple[int, str, str]:
         return ssh_run(self.connect(node), command)
 
@@ -51,8 +43,8 @@ class Lab(LabFiles):
         return SSHTarget(
             node=node,
             host=self.address(node),
-            port=self.port,
-            user=self.user,
+            port=self.ssh_port,
+            user=self.ssh_user,
             identity_file=str(self.dir / "id_ed25519"),
             known_hosts=str(self.dir / "known_hosts"),
             sudo=True,
@@ -76,7 +68,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def test_login_is_the_non_root_user_and_root_is_refused(lab: Lab) -> None:
-    assert lab.user == labspec.DEFAULT_SSH_USER == "upgrader-lab"
+    assert lab.ssh_user == labspec.DEFAULT_SSH_USER == "upgrader-lab"
     assert lab.info["sudo"]["mode"] == "real"
     rc, out, err = lab.run("cp-1", "id -un; id -u; hostname; echo $HOME; echo $PATH")
     assert rc == 0, err

@@ -7,7 +7,6 @@ undelivered in one warning line, without holding the run."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from apply_kit import ONE_WORKER_LOAD, TARGET, Lab, all_at, cluster
+from apply_kit import TARGET, Lab, all_at, one_worker_lab
+from sshd import free_port
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -48,26 +48,12 @@ def receiver() -> Iterator[Receiver]:
     r.server.server_close()
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
 def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def test_window_then_notify(make_lab: Callable[..., Lab], receiver: Receiver) -> None:
-    lab = make_lab(
-        {
-            "version": "v1.27.8",
-            "nodes": cluster(1),
-            "workloads": ONE_WORKER_LOAD,
-        }
-    )
+    lab = make_lab(one_worker_lab())
     nodes = ("cp-1", "w-1")
     before = {n: lab.calls(n) for n in nodes}
 
@@ -92,7 +78,7 @@ def test_window_then_notify(make_lab: Callable[..., Lab], receiver: Receiver) ->
     assert {n: lab.calls(n) for n in nodes} == before
 
     # ---- inside a window (every day, all day), one receiver up, one down
-    down = f"http://127.0.0.1:{_closed_port()}/down"
+    down = f"http://127.0.0.1:{free_port()}/down"  # nothing listens there
     r = lab.apply("--window", "daily 00:00-24:00", "--notify", receiver.url, "--notify", down)
     assert r.returncode == 0, r.stdout + r.stderr
     all_at(lab)

@@ -121,19 +121,37 @@ def test_apt_refreshes_stale_lists_then_looks_up_the_exact_version(node: Path) -
     ]
 
 
-def test_apt_fresh_lists_are_not_refreshed_again(node: Path) -> None:
-    """The package-repository step of the visit has just run `apt-get update`: when the
-    lists offer the version, the package step goes straight to the lookup."""
-    r = run(node, command_of("worker", "kubeadm-package", "apt"))
+@pytest.mark.parametrize(
+    ("pm", "expected"),
+    [
+        pytest.param(
+            "apt",
+            [
+                "apt-get -o DPkg::Lock::Timeout=300 check",  # waits for the dpkg lock
+                "apt-mark unhold kubeadm",
+                # the lists offer 1.28.4 (the visit's package-repository step has just run
+                # `apt-get update`): no refresh, then the exact version string
+                "apt-cache madison kubeadm",
+                "apt-cache madison kubeadm",
+                "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1",
+                "apt-mark hold kubeadm",
+            ],
+            id="apt-fresh-lists-are-not-refreshed-again",
+        ),
+        pytest.param(
+            "dnf5",  # dnf5 rejects --disableexcludes; kubernetes/website#52027 uses the setopt
+            [
+                "dnf list --refresh --showduplicates --setopt=disable_excludes=kubernetes kubeadm",
+                "dnf install -y kubeadm-1.28.4-150500.1.1 --setopt=disable_excludes=kubernetes",
+            ],
+            id="dnf5-lists-and-installs-with-the-setopt",
+        ),
+    ],
+)
+def test_kubeadm_package_runs_exactly(node: Path, pm: str, expected: list[str]) -> None:
+    r = run(node, command_of("worker", "kubeadm-package", pm))
     assert r.returncode == 0, r.stderr
-    assert calls(node) == [
-        "apt-get -o DPkg::Lock::Timeout=300 check",
-        "apt-mark unhold kubeadm",
-        "apt-cache madison kubeadm",
-        "apt-cache madison kubeadm",
-        "apt-get install -y -o DPkg::Lock::Timeout=300 kubeadm=1.28.4-1.1",
-        "apt-mark hold kubeadm",
-    ]
+    assert calls(node) == expected
 
 
 def test_apt_missing_version_fails_clearly_and_installs_nothing(node: Path) -> None:
@@ -202,16 +220,6 @@ def test_versionlocks_are_released_and_restored_even_when_the_install_fails(
     ]
 
 
-def test_dnf5_lists_and_installs_with_the_setopt(node: Path) -> None:
-    """dnf5 rejects --disableexcludes; kubernetes/website#52027 uses the setopt."""
-    r = run(node, command_of("worker", "kubeadm-package", "dnf5"))
-    assert r.returncode == 0, r.stderr
-    assert calls(node) == [
-        "dnf list --refresh --showduplicates --setopt=disable_excludes=kubernetes kubeadm",
-        "dnf install -y kubeadm-1.28.4-150500.1.1 --setopt=disable_excludes=kubernetes",
-    ]
-
-
 def test_rpm_missing_version_fails_clearly(node: Path) -> None:
     (node / "dnf-list").write_text(DNF_LIST.replace("1.28.4-150500.1.1", "1.28.6-150500.1.1"))
     r = run(node, command_of("worker", "kubeadm-package", "dnf"))
@@ -220,46 +228,39 @@ def test_rpm_missing_version_fails_clearly(node: Path) -> None:
     assert not [c for c in calls(node) if " install " in c]
 
 
-@pytest.mark.parametrize(
-    ("dpkg", "done"),
-    [
-        ("kubeadm 1.28.4-1.1 hold ok installed\n", True),
-        ("kubeadm 1.28.4-1.1 install ok installed\n", False),  # not held yet
-        ("kubeadm 1.27.8-1.1 hold ok installed\n", False),
-        ("kubeadm 1.28.40-1.1 hold ok installed\n", False),
-        ("", False),
-    ],
-)
-def test_apt_kubeadm_check(node: Path, dpkg: str, done: bool) -> None:
-    (node / "dpkg").write_text(dpkg)
-    r = run(node, check_of("worker", "kubeadm-package", "apt"))
-    assert (r.returncode == 0) is done
+PACKAGE_DB = {"apt": "dpkg", "dnf": "rpm"}  # the file the node's package query answers from
 
 
 @pytest.mark.parametrize(
-    ("dpkg", "done"),
+    ("step", "pm", "installed", "done"),
     [
-        ("kubelet 1.28.4-1.1 hold ok installed\nkubectl 1.28.4-1.1 hold ok installed\n", True),
-        ("kubelet 1.28.4-1.1 hold ok installed\nkubectl 1.27.8-1.1 hold ok installed\n", False),
+        ("kubeadm-package", "apt", "kubeadm 1.28.4-1.1 hold ok installed\n", True),
+        ("kubeadm-package", "apt", "kubeadm 1.28.4-1.1 install ok installed\n", False),  # not held
+        ("kubeadm-package", "apt", "kubeadm 1.27.8-1.1 hold ok installed\n", False),
+        ("kubeadm-package", "apt", "kubeadm 1.28.40-1.1 hold ok installed\n", False),
+        ("kubeadm-package", "apt", "", False),
+        (
+            "kubelet-kubectl-packages",
+            "apt",
+            "kubelet 1.28.4-1.1 hold ok installed\nkubectl 1.28.4-1.1 hold ok installed\n",
+            True,
+        ),
+        (
+            "kubelet-kubectl-packages",
+            "apt",
+            "kubelet 1.28.4-1.1 hold ok installed\nkubectl 1.27.8-1.1 hold ok installed\n",
+            False,
+        ),
+        ("kubeadm-package", "dnf", "kubeadm 1.28.4\n", True),
+        ("kubeadm-package", "dnf", "kubeadm 1.27.8\n", False),
+        ("kubeadm-package", "dnf", "package kubeadm is not installed\n", False),
     ],
 )
-def test_apt_kubelet_check(node: Path, dpkg: str, done: bool) -> None:
-    (node / "dpkg").write_text(dpkg)
-    r = run(node, check_of("worker", "kubelet-kubectl-packages", "apt"))
-    assert (r.returncode == 0) is done
-
-
-@pytest.mark.parametrize(
-    ("rpm", "done"),
-    [
-        ("kubeadm 1.28.4\n", True),
-        ("kubeadm 1.27.8\n", False),
-        ("package kubeadm is not installed\n", False),
-    ],
-)
-def test_rpm_kubeadm_check(node: Path, rpm: str, done: bool) -> None:
-    (node / "rpm").write_text(rpm)
-    r = run(node, check_of("worker", "kubeadm-package", "dnf"))
+def test_package_step_check(node: Path, step: str, pm: str, installed: str, done: bool) -> None:
+    """A package step's check passes exactly when the wanted version is installed (and, with
+    apt, held), as the node's package database says."""
+    (node / PACKAGE_DB[pm]).write_text(installed)
+    r = run(node, check_of("worker", step, pm))
     assert (r.returncode == 0) is done
 
 

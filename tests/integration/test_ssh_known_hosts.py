@@ -53,6 +53,20 @@ def hashed(name: str) -> str:
     return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
 
 
+def known_hosts(tmp_path: Path, text: str) -> Path:
+    """``tmp_path/known_hosts`` holding ``text``."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text(text)
+    return kh
+
+
+def refused(server: SSHServer, node: str, kh: Path, match: str, **target: str) -> None:
+    """A command for ``node`` on ``server``, trusting ``kh``, fails on a host key error that
+    matches ``match``."""
+    with pytest.raises(HostKeyError, match=match):
+        fast(server.target(node, kh, **target)).run("true", sudo=False)
+
+
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return keygen(tmp_path_factory.mktemp("ca") / "ca", "test-ca")
@@ -111,30 +125,35 @@ def test_revoked_key_is_refused_even_when_listed(
 def test_revoked_key_for_another_host_pattern_is_still_refused(
     sshd_server: SSHServer, tmp_path: Path
 ) -> None:
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"@revoked old-name.example {pub(sshd_server.host_key)}\n")
-    with pytest.raises(HostKeyError, match=r"node n: .* is REVOKED \(.*line 1: @revoked\)"):
-        fast(sshd_server.target("n", kh, host_key_policy="accept-new")).run("true", sudo=False)
+    kh = known_hosts(tmp_path, f"@revoked old-name.example {pub(sshd_server.host_key)}\n")
+    refused(
+        sshd_server,
+        "n",
+        kh,
+        r"node n: .* is REVOKED \(.*line 1: @revoked\)",
+        host_key_policy="accept-new",
+    )
     assert kh.read_text().count("\n") == 1
 
 
 def test_revoking_another_key_changes_nothing(sshd_server: SSHServer, tmp_path: Path) -> None:
     other = keygen(tmp_path / "other")
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"@revoked * {pub(other)}\n{_name(sshd_server)} {pub(sshd_server.host_key)}\n")
+    kh = known_hosts(
+        tmp_path, f"@revoked * {pub(other)}\n{_name(sshd_server)} {pub(sshd_server.host_key)}\n"
+    )
     assert _ran(sshd_server, fast(sshd_server.target("n", kh)), tmp_path / "ran")
 
 
 def test_hashed_entries_comments_and_bad_lines(
     sshd_server: SSHServer, tmp_path: Path, ca: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    kh = tmp_path / "known_hosts"
-    kh.write_text(
+    kh = known_hosts(
+        tmp_path,
         "# a comment\n\n"
         f"@cert-authority *.corp.example {pub(ca)}\n"
         "broken.example ssh-ed25519 not*base64\n"
         "@bogus x ssh-ed25519 AAAA\n"
-        f"{hashed(_name(sshd_server))} {pub(sshd_server.host_key)}\n"
+        f"{hashed(_name(sshd_server))} {pub(sshd_server.host_key)}\n",
     )
     with caplog.at_level(logging.WARNING, logger="upgrader.transport"):
         assert _ran(sshd_server, fast(sshd_server.target("n", kh)), tmp_path / "ran")
@@ -147,10 +166,8 @@ def test_changed_key_behind_a_hashed_entry_is_still_refused(
     sshd_server: SSHServer, tmp_path: Path
 ) -> None:
     other = keygen(tmp_path / "other")
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"{hashed(_name(sshd_server))} {pub(other)}\n")
-    with pytest.raises(HostKeyError, match="CHANGED"):
-        fast(sshd_server.target("n", kh)).run("true", sudo=False)
+    kh = known_hosts(tmp_path, f"{hashed(_name(sshd_server))} {pub(other)}\n")
+    refused(sshd_server, "n", kh, "CHANGED")
 
 
 # --------------------------------------------------------------------------- @cert-authority
@@ -159,8 +176,7 @@ def test_changed_key_behind_a_hashed_entry_is_still_refused(
 def test_certificate_signed_by_a_trusted_ca_is_accepted(
     cert_server: SSHServer, ca: Path, tmp_path: Path
 ) -> None:
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"@cert-authority * {pub(ca)}\n")
+    kh = known_hosts(tmp_path, f"@cert-authority * {pub(ca)}\n")
     assert _ran(cert_server, fast(cert_server.target("c-1", kh)), tmp_path / "ran")
     assert kh.read_text().count("\n") == 1  # nothing recorded
 
@@ -174,8 +190,7 @@ def test_plain_key_still_works_on_a_server_with_a_certificate(
 
 def test_certificate_of_an_untrusted_ca_is_refused(cert_server: SSHServer, tmp_path: Path) -> None:
     other_ca = keygen(tmp_path / "other-ca")
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"@cert-authority [127.0.0.1]:{cert_server.port} {pub(other_ca)}\n")
+    kh = known_hosts(tmp_path, f"@cert-authority [127.0.0.1]:{cert_server.port} {pub(other_ca)}\n")
     with pytest.raises(HostKeyError) as exc:
         fast(cert_server.target("c-2", kh)).run(f"touch {tmp_path / 'ran'}", sudo=False)
     msg = str(exc.value)
@@ -186,8 +201,7 @@ def test_certificate_of_an_untrusted_ca_is_refused(cert_server: SSHServer, tmp_p
 def test_certificate_for_another_principal_is_rejected(
     cert_server: SSHServer, ca: Path, tmp_path: Path
 ) -> None:
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"@cert-authority * {pub(ca)}\n")
+    kh = known_hosts(tmp_path, f"@cert-authority * {pub(ca)}\n")
     t = fast(cert_server.target("c-3", kh, host="localhost"))
     with pytest.raises(HostKeyError) as exc:
         t.run(f"touch {tmp_path / 'ran'}", sudo=False)
@@ -196,27 +210,24 @@ def test_certificate_for_another_principal_is_rejected(
 
 
 def test_revoked_ca_is_refused(cert_server: SSHServer, ca: Path, tmp_path: Path) -> None:
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"@cert-authority * {pub(ca)}\n@revoked * {pub(ca)}\n")
+    kh = known_hosts(tmp_path, f"@cert-authority * {pub(ca)}\n@revoked * {pub(ca)}\n")
     with pytest.raises(HostKeyError, match="c-4"):
         fast(cert_server.target("c-4", kh)).run(f"touch {tmp_path / 'ran'}", sudo=False)
     assert not (tmp_path / "ran").exists()
 
 
 def test_revoked_certified_key_is_refused(cert_server: SSHServer, ca: Path, tmp_path: Path) -> None:
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"@cert-authority * {pub(ca)}\n@revoked * {pub(cert_server.host_key)}\n")
-    with pytest.raises(HostKeyError, match=r"c-5: .*REVOKED"):
-        fast(cert_server.target("c-5", kh)).run("true", sudo=False)
+    kh = known_hosts(
+        tmp_path, f"@cert-authority * {pub(ca)}\n@revoked * {pub(cert_server.host_key)}\n"
+    )
+    refused(cert_server, "c-5", kh, r"c-5: .*REVOKED")
 
 
 def test_ca_only_under_accept_new_records_the_plain_key_of_a_server_without_certificate(
     sshd_server: SSHServer, ca: Path, tmp_path: Path
 ) -> None:
-    kh = tmp_path / "known_hosts"
-    kh.write_text(f"@cert-authority * {pub(ca)}\n")
-    with pytest.raises(HostKeyError, match=r"plain key, and .* trusts only the certificate auth"):
-        fast(sshd_server.target("p", kh)).run("true", sudo=False)
+    kh = known_hosts(tmp_path, f"@cert-authority * {pub(ca)}\n")
+    refused(sshd_server, "p", kh, r"plain key, and .* trusts only the certificate auth")
     t = fast(sshd_server.target("p", kh, host_key_policy="accept-new"))
     assert _ran(sshd_server, t, tmp_path / "ran")
     assert kh.read_text().splitlines()[1] == sshd_server.host_key_line().strip()

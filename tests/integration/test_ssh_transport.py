@@ -314,6 +314,13 @@ def test_sudo_wrap_quotes() -> None:
     assert sudo_wrap("id", with_password=True) == ("sudo -S -p '' -- sh -c 'exec </dev/null; id'")
 
 
+def _fake_node(fake: FakeNodes, addr: str, uid: int) -> Path:
+    """The fake node at ``addr``, reset, its SSH user's id ``uid``: its directory."""
+    d = fake.reset(addr)
+    (d / "uid").write_text(f"{uid}\n")
+    return d
+
+
 def _fake_node_transport(
     fake: FakeNodes, addr: str, tmp_path: Path, **overrides: object
 ) -> SSHTransport:
@@ -325,8 +332,7 @@ def _fake_node_transport(
 
 def test_sudo_skipped_when_remote_user_is_root(fake_nodes_sshd: FakeNodes, tmp_path: Path) -> None:
     addr = "127.0.0.16"
-    d = fake_nodes_sshd.reset(addr)
-    (d / "uid").write_text("0\n")
+    d = _fake_node(fake_nodes_sshd, addr, uid=0)
     with _fake_node_transport(fake_nodes_sshd, addr, tmp_path) as t:
         r = t.run("echo as-root", sudo=True)
     assert r.stdout == "as-root\n" and r.command == "echo as-root"
@@ -335,8 +341,7 @@ def test_sudo_skipped_when_remote_user_is_root(fake_nodes_sshd: FakeNodes, tmp_p
 
 def test_sudo_wraps_for_a_non_root_user(fake_nodes_sshd: FakeNodes, tmp_path: Path) -> None:
     addr = "127.0.0.17"
-    d = fake_nodes_sshd.reset(addr)
-    (d / "uid").write_text("1000\n")
+    d = _fake_node(fake_nodes_sshd, addr, uid=1000)
     with _fake_node_transport(fake_nodes_sshd, addr, tmp_path) as t:
         r = t.run('echo "it\'s $((1+1))"', sudo=True)
         assert r.ok, r.stderr
@@ -364,8 +369,7 @@ def test_sudo_password_goes_to_stdin_only(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     addr = "127.0.0.18"
-    d = fake_nodes_sshd.reset(addr)
-    (d / "uid").write_text("1000\n")
+    d = _fake_node(fake_nodes_sshd, addr, uid=1000)
     secret = "s3cr3t pa55 'x'"
     (d / "sudo_password").write_text(secret + "\n")
     monkeypatch.setenv("UPGRADER_TEST_SUDO_PW", secret)
@@ -389,8 +393,7 @@ def test_sudo_password_env_unset_is_a_config_error(
     fake_nodes_sshd: FakeNodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     addr = "127.0.0.18"
-    d = fake_nodes_sshd.reset(addr)
-    (d / "uid").write_text("1000\n")
+    _fake_node(fake_nodes_sshd, addr, uid=1000)
     monkeypatch.delenv("UPGRADER_TEST_NO_SUCH_PW", raising=False)
     with (
         _fake_node_transport(
