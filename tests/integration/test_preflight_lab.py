@@ -17,15 +17,14 @@ from typing import Any
 
 import pytest
 from cli_run import cli
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from labkit import LabFiles, running_lab
 
 from upgrader.core.checks.kubelet import check_kubelet
 from upgrader.core.model import Facts, Finding
 from upgrader.rbac import lab_rules, render_rbac, subject_from
+from upgrader_lab.apiserver.certs import self_signed
 
 pytestmark = pytest.mark.integration
 
@@ -372,17 +371,8 @@ BAD_SPEC: dict[str, Any] = {
 
 def _cert(path: Path, not_after: datetime) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, path.stem)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_after - timedelta(days=400))
-        .not_valid_after(not_after)
-        .sign(key, hashes.SHA256())
-    )
+    builder = self_signed(key, path.stem, not_after - timedelta(days=400), not_after)
+    cert = builder.sign(key, hashes.SHA256())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 

@@ -3,7 +3,9 @@
 Owns ``DIR/pki/`` (a per-lab CA and a server certificate for 127.0.0.1/localhost, made
 with ``cryptography`` on first start and reused after), ``DIR/secrets/admin-token``
 (0600) and ``DIR/kubeconfig`` (0600; server URL, CA data, token, context ``lab``), plus
-the atomic-write helper the rest of the server uses. Must not: log or print the token.
+the atomic-write helper the rest of the server uses and :func:`self_signed` (the builder
+of a self-issued certificate, also for tests that plant certificates on nodes). Must not:
+log or print the token.
 """
 
 from __future__ import annotations
@@ -94,18 +96,33 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _make_ca(cluster: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{cluster}-lab-ca")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
+def self_signed(
+    key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.CertificateBuilder:
+    """A certificate of ``key`` issued by itself to ``common_name``, valid from
+    ``not_before`` to ``not_after``: add extensions, then sign."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=3650))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+
+
+def _make_ca(cluster: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        self_signed(
+            key, f"{cluster}-lab-ca", now - dt.timedelta(minutes=5), now + dt.timedelta(days=3650)
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             _key_usage("digital_signature", "key_cert_sign", "crl_sign"),
