@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Self
 
@@ -793,25 +794,19 @@ def _collect(chan: paramiko.Channel, timeout: float, out: _Sink, err: OutputBuff
             select.select([chan], [], [], min(remaining, 0.2))
 
 
+@dataclass(eq=False, kw_only=True)
 class SSHPool(_Closing):
     """One :class:`SSHTransport` per node (and one per jump host), created on first use,
-    shared by every thread; :meth:`close` closes them all."""
+    shared by every thread, each with the pool's connect retries and, for a node,
+    ``max_sessions``; :meth:`close` closes them all."""
 
-    def __init__(
-        self,
-        *,
-        connect_attempts: int = 3,
-        retry_wait: float = 0.5,
-        retry_max_wait: float = 8.0,
-        max_sessions: int = DEFAULT_MAX_SESSIONS,
-    ) -> None:
-        self._connect_attempts = connect_attempts
-        self._retry_wait = retry_wait
-        self._retry_max_wait = retry_max_wait
-        self._max_sessions = max_sessions
-        self._lock = threading.Lock()
-        self._nodes: dict[str, SSHTransport] = {}
-        self._jumps: dict[SSHTarget, SSHTransport] = {}
+    connect_attempts: int = 3
+    retry_wait: float = 0.5
+    retry_max_wait: float = 8.0
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _nodes: dict[str, SSHTransport] = field(default_factory=dict, init=False, repr=False)
+    _jumps: dict[SSHTarget, SSHTransport] = field(default_factory=dict, init=False, repr=False)
 
     def get(self, target: SSHTarget) -> SSHTransport:
         """The transport for ``target.node`` (replaced if the node's target changed)."""
@@ -821,7 +816,7 @@ class SSHPool(_Closing):
                 return current
             if current is not None:
                 current.close()
-            transport = self._new(target, self._max_sessions)
+            transport = self._new(target, self.max_sessions)
             self._nodes[target.node] = transport
             return transport
 
@@ -839,9 +834,9 @@ class SSHPool(_Closing):
         return SSHTransport(
             target,
             jump=jump,
-            connect_attempts=self._connect_attempts,
-            retry_wait=self._retry_wait,
-            retry_max_wait=self._retry_max_wait,
+            connect_attempts=self.connect_attempts,
+            retry_wait=self.retry_wait,
+            retry_max_wait=self.retry_max_wait,
             max_sessions=max_sessions,
         )
 
