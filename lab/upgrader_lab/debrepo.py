@@ -529,5 +529,17 @@ def rotate_key(lab_dir: Path) -> None:
     with SigningKey(signing_key_path(lab_dir)) as key:
         armored = key.public_armored()
         for release in sorted((lab_dir / "pkgs").glob("core:/stable:/v*/deb/Release")):
+            before = (release.parent / "InRelease").stat().st_mtime
             _sign(release.parent, key, armored)
+            _newer_than(release.parent, ("InRelease", "Release.gpg"), before)
     tree.write_file(lab_dir / "pkgs" / "Release.key", armored)
+
+
+def _newer_than(out: Path, names: tuple[str, ...], before: float) -> None:
+    """Give the re-signed files a modification time at least a whole second after
+    ``before``: the server answers apt's If-Modified-Since (whole seconds) by that time,
+    and a file re-signed within the second it was last fetched would be a 304, its new
+    signature never seen."""
+    at = max(time.time(), int(before) + 1.0)
+    for name in names:
+        os.utime(out / name, (at, at))
